@@ -1,0 +1,81 @@
+//! Inbound messages: what invoicing and banking systems publish on `<ns>.inbound`.
+//!
+//! Fields are kept as the wire gives them (amounts as decimal strings, optional dates), so
+//! that validation in the domain crate can say precisely what is wrong with a message.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Routing key `invoice.issued`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceIssuedV1 {
+    pub version: u32,
+    pub event_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub invoice: InvoiceV1,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceV1 {
+    pub number: String,
+    pub customer: CustomerV1,
+    /// Decimal string, e.g. `"1500.00"`.
+    pub amount: String,
+    /// ISO 4217 code, e.g. `"EUR"`.
+    pub currency: String,
+    pub issued_on: NaiveDate,
+    /// Optional on the wire only so that a missing due date is refused with a clear reason.
+    #[serde(default)]
+    pub due_on: Option<NaiveDate>,
+    #[serde(default)]
+    pub payment_link: Option<String>,
+    /// The invoice PDF, base64-encoded, attached to reminders.
+    #[serde(default)]
+    pub pdf_base64: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerV1 {
+    pub id: String,
+    pub name: String,
+    pub contact_name: String,
+    pub email: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub postal_address: Option<String>,
+    /// `"fr"` (default) or `"en"`.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// IANA time zone, default `"Europe/Paris"`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// `"low"`, `"medium"` (default) or `"high"`.
+    #[serde(default)]
+    pub risk: Option<String>,
+    /// `"business"` (default) or `"consumer"`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Further addresses to copy, e.g. the accounts-payable mailbox.
+    #[serde(default)]
+    pub cc: Vec<String>,
+}
+
+/// Routing key `payment.received`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentReceivedV1 {
+    pub version: u32,
+    pub event_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub payment: PaymentV1,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentV1 {
+    pub id: String,
+    pub invoice_number: String,
+    /// Decimal string.
+    pub amount: String,
+    pub currency: String,
+    pub received_on: NaiveDate,
+}

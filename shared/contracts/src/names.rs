@@ -1,0 +1,94 @@
+//! Exchange, queue and routing-key names: a public contract other systems depend on.
+//!
+//! All names derive from a namespace (`relance` by default), so that a test or a second
+//! installation on the same broker gets its own set: `relance.inbound`, `relance.events`...
+
+/// Default namespace: gives `relance.inbound`, `relance.events`, `relance.jobs`.
+pub const DEFAULT_NAMESPACE: &str = "relance";
+
+/// Inbound routing keys (on the `<ns>.inbound` topic exchange).
+pub const INVOICE_ISSUED: &str = "invoice.issued";
+pub const PAYMENT_RECEIVED: &str = "payment.received";
+
+/// Internal job routing keys (on the `<ns>.jobs` direct exchange).
+pub const REMINDER_DUE: &str = "reminder.due";
+/// Rendered messages go to one queue per channel: `reminder.rendered.email`, ...
+pub const REMINDER_RENDERED_PREFIX: &str = "reminder.rendered";
+
+/// Outbound event routing keys (on the `<ns>.events` topic exchange).
+pub const REMINDER_SENT: &str = "reminder.sent";
+pub const REMINDER_SKIPPED: &str = "reminder.skipped";
+pub const REMINDER_CANCELLED: &str = "reminder.cancelled";
+pub const REMINDER_FAILED: &str = "reminder.failed";
+pub const REMINDER_POSTPONED: &str = "reminder.postponed";
+pub const INVOICE_REGISTERED: &str = "invoice.registered";
+pub const INVOICE_REJECTED: &str = "invoice.rejected";
+pub const INVOICE_SETTLED: &str = "invoice.settled";
+pub const PAYMENT_RECORDED: &str = "payment.recorded";
+pub const THANKS_SENT: &str = "thanks.sent";
+
+/// AMQP header carrying the reason a message was dead-lettered.
+pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";
+/// AMQP header naming the queue a dead-lettered message came from.
+pub const HEADER_DEAD_LETTER_QUEUE: &str = "x-relance-queue";
+/// AMQP header counting the retries of a message.
+pub const HEADER_RETRY_COUNT: &str = "x-relance-retries";
+
+/// The routing key of a rendered message for one channel.
+pub fn reminder_rendered(channel: &str) -> String {
+    format!("{REMINDER_RENDERED_PREFIX}.{channel}")
+}
+
+/// Names of every exchange and queue for one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub namespace: String,
+}
+
+impl Names {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self { namespace: namespace.into() }
+    }
+
+    /// Topic exchange where other systems publish invoices and payments.
+    pub fn inbound_exchange(&self) -> String {
+        format!("{}.inbound", self.namespace)
+    }
+    /// Topic exchange where relance publishes what happened.
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.namespace)
+    }
+    /// Direct exchange carrying work between relance's own services.
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.namespace)
+    }
+    /// Fanout exchange receiving messages that could not be processed.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dead-letter", self.namespace)
+    }
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead-letter", self.namespace)
+    }
+    pub fn invoices_queue(&self) -> String {
+        format!("{}.scheduler.invoices", self.namespace)
+    }
+    pub fn payments_queue(&self) -> String {
+        format!("{}.payments.payments", self.namespace)
+    }
+    pub fn renderer_queue(&self) -> String {
+        format!("{}.renderer.jobs", self.namespace)
+    }
+    pub fn sender_queue(&self, channel: &str) -> String {
+        format!("{}.sender.{channel}", self.namespace)
+    }
+    /// The delay queue in front of a work queue, for retries with backoff.
+    pub fn retry_queue(queue: &str) -> String {
+        format!("{queue}.retry")
+    }
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Self::new(DEFAULT_NAMESPACE)
+    }
+}

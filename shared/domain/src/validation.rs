@@ -1,0 +1,251 @@
+//! Validation of inbound messages: from the wire form to domain values, or a rejection that
+//! says precisely which field is wrong and why. A rejected message changes nothing.
+
+use crate::customer::{CustomerKind, Language, Risk};
+use crate::money::Money;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use input::*;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Why an inbound message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Rejection {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Rejection {
+    pub fn new(field: &str, reason: impl Into<String>) -> Self {
+        Self { field: field.to_string(), reason: reason.into() }
+    }
+}
+
+/// Largest invoice PDF accepted, decoded (10 MiB): mail servers refuse bigger messages.
+pub const MAX_PDF_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCustomer {
+    pub id: String,
+    pub name: String,
+    pub contact_name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub postal_address: Option<String>,
+    pub language: Language,
+    pub timezone: Tz,
+    pub risk: Risk,
+    pub kind: CustomerKind,
+    pub cc: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInvoice {
+    pub number: String,
+    pub customer: NewCustomer,
+    pub amount: Money,
+    pub issued_on: NaiveDate,
+    pub due_on: NaiveDate,
+    pub payment_link: Option<String>,
+    pub pdf: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPayment {
+    pub id: String,
+    pub invoice_number: String,
+    pub amount: Money,
+    pub received_on: NaiveDate,
+}
+
+/// The plain fields of the wire messages, so the domain does not depend on serde types.
+pub mod input {
+    use chrono::NaiveDate;
+
+    pub struct InvoiceFields<'a> {
+        pub number: &'a str,
+        pub amount: &'a str,
+        pub currency: &'a str,
+        pub issued_on: NaiveDate,
+        pub due_on: Option<NaiveDate>,
+        pub payment_link: Option<&'a str>,
+        pub pdf: Option<Vec<u8>>,
+        pub pdf_error: Option<String>,
+        pub customer: CustomerFields<'a>,
+    }
+
+    pub struct CustomerFields<'a> {
+        pub id: &'a str,
+        pub name: &'a str,
+        pub contact_name: &'a str,
+        pub email: &'a str,
+        pub phone: Option<&'a str>,
+        pub postal_address: Option<&'a str>,
+        pub language: Option<&'a str>,
+        pub timezone: Option<&'a str>,
+        pub risk: Option<&'a str>,
+        pub kind: Option<&'a str>,
+        pub cc: &'a [String],
+    }
+
+    pub struct PaymentFields<'a> {
+        pub id: &'a str,
+        pub invoice_number: &'a str,
+        pub amount: &'a str,
+        pub currency: &'a str,
+        pub received_on: NaiveDate,
+    }
+}
+
+fn required_text(field: &str, value: &str, max: usize) -> Result<String, Rejection> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(Rejection::new(field, "is required and must not be blank"));
+    }
+    if trimmed.chars().count() > max {
+        return Err(Rejection::new(field, format!("is longer than {max} characters")));
+    }
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(Rejection::new(field, "contains control characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn email(field: &str, value: &str) -> Result<String, Rejection> {
+    let value = value.trim();
+    email_address::EmailAddress::from_str(value)
+        .map(|_| value.to_string())
+        .map_err(|e| Rejection::new(field, format!("{value:?} is not a valid email address ({e})")))
+}
+
+fn positive_money(field: &str, amount: &str, currency: &str) -> Result<Money, Rejection> {
+    let currency = Money::parse_currency(currency.trim()).map_err(|m| Rejection::new("currency", m))?;
+    let amount = Decimal::from_str(amount.trim())
+        .map_err(|_| Rejection::new(field, format!("{amount:?} is not a decimal number such as \"1500.00\"")))?;
+    if amount <= Decimal::ZERO {
+        return Err(Rejection::new(field, format!("must be positive, got {amount}")));
+    }
+    let money = Money::new(amount, currency);
+    if money.rounded().amount != amount {
+        return Err(Rejection::new(field, format!("{amount} has more decimals than {} allows", currency.code())));
+    }
+    Ok(money)
+}
+
+pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
+    let number = required_text("invoice.number", f.number, 64)?;
+    let amount = positive_money("invoice.amount", f.amount, f.currency)?;
+    let due_on = f.due_on.ok_or_else(|| Rejection::new("invoice.due_on", "is required: an invoice without a due date cannot be chased"))?;
+    if due_on < f.issued_on {
+        return Err(Rejection::new("invoice.due_on", format!("{due_on} is before the issue date {}", f.issued_on)));
+    }
+    if let Some(reason) = f.pdf_error {
+        return Err(Rejection::new("invoice.pdf_base64", reason));
+    }
+    if let Some(pdf) = &f.pdf {
+        if pdf.len() > MAX_PDF_BYTES {
+            return Err(Rejection::new("invoice.pdf_base64", format!("is {} bytes, more than the {MAX_PDF_BYTES} allowed", pdf.len())));
+        }
+    }
+    let payment_link = match f.payment_link.map(str::trim).filter(|l| !l.is_empty()) {
+        Some(link) if !(link.starts_with("https://") || link.starts_with("http://")) || link.chars().any(char::is_whitespace) => {
+            return Err(Rejection::new("invoice.payment_link", format!("{link:?} is not an http(s) URL")));
+        }
+        other => other.map(str::to_string),
+    };
+    let c = f.customer;
+    let customer = NewCustomer {
+        id: required_text("invoice.customer.id", c.id, 128)?,
+        name: required_text("invoice.customer.name", c.name, 200)?,
+        contact_name: required_text("invoice.customer.contact_name", c.contact_name, 200)?,
+        email: email("invoice.customer.email", c.email)?,
+        phone: c.phone.map(str::trim).filter(|p| !p.is_empty()).map(str::to_string),
+        postal_address: c.postal_address.map(str::trim).filter(|p| !p.is_empty()).map(str::to_string),
+        language: Language::from_str(c.language.unwrap_or("fr")).map_err(|m| Rejection::new("invoice.customer.language", m))?,
+        timezone: Tz::from_str(c.timezone.unwrap_or("Europe/Paris"))
+            .map_err(|_| Rejection::new("invoice.customer.timezone", format!("{:?} is not an IANA time zone such as Europe/Paris", c.timezone.unwrap_or(""))))?,
+        risk: Risk::from_str(c.risk.unwrap_or("medium")).map_err(|m| Rejection::new("invoice.customer.risk", m))?,
+        kind: CustomerKind::from_str(c.kind.unwrap_or("business")).map_err(|m| Rejection::new("invoice.customer.kind", m))?,
+        cc: c.cc.iter().map(|a| email("invoice.customer.cc", a)).collect::<Result<_, _>>()?,
+    };
+    Ok(NewInvoice { number, customer, amount, issued_on: f.issued_on, due_on, payment_link, pdf: f.pdf })
+}
+
+pub fn validate_payment(f: PaymentFields<'_>) -> Result<NewPayment, Rejection> {
+    Ok(NewPayment {
+        id: required_text("payment.id", f.id, 128)?,
+        invoice_number: required_text("payment.invoice_number", f.invoice_number, 64)?,
+        amount: positive_money("payment.amount", f.amount, f.currency)?,
+        received_on: f.received_on,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
+    }
+
+    fn fields<'a>(amount: &'a str, due_on: Option<NaiveDate>, email: &'a str) -> InvoiceFields<'a> {
+        InvoiceFields {
+            number: "F-1",
+            amount,
+            currency: "EUR",
+            issued_on: date(2026, 1, 1),
+            due_on,
+            payment_link: None,
+            pdf: None,
+            pdf_error: None,
+            customer: CustomerFields {
+                id: "C1",
+                name: "ACME",
+                contact_name: "Jeanne Martin",
+                email,
+                phone: None,
+                postal_address: None,
+                language: None,
+                timezone: None,
+                risk: None,
+                kind: None,
+                cc: &[],
+            },
+        }
+    }
+
+    #[test]
+    fn a_good_invoice_gets_the_documented_defaults() {
+        let invoice = validate_invoice(fields("1500.00", Some(date(2026, 1, 31)), "ap@acme.test"));
+        let Ok(invoice) = invoice else { panic!("{invoice:?}") };
+        assert_eq!(invoice.amount.to_string(), "1500.00 EUR");
+        assert_eq!(invoice.customer.language, Language::Fr);
+        assert_eq!(invoice.customer.timezone, chrono_tz::Europe::Paris);
+        assert_eq!(invoice.customer.risk, Risk::Medium);
+        assert_eq!(invoice.customer.kind, CustomerKind::Business);
+    }
+
+    #[test]
+    fn bad_invoices_are_refused_with_the_field_at_fault() {
+        let cases = [
+            (fields("1500", None, "a@b.test"), "invoice.due_on"),
+            (fields("1500", Some(date(2025, 12, 1)), "a@b.test"), "invoice.due_on"),
+            (fields("-3", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
+            (fields("0", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
+            (fields("12.345", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
+            (fields("abc", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
+            (fields("10", Some(date(2026, 2, 1)), "not-an-address"), "invoice.customer.email"),
+        ];
+        for (input, field) in cases {
+            match validate_invoice(input) {
+                Err(r) => assert_eq!(r.field, field, "{r}"),
+                Ok(i) => panic!("accepted {i:?}"),
+            }
+        }
+        let mut unknown_currency = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+        unknown_currency.currency = "EUX";
+        assert_eq!(validate_invoice(unknown_currency).map_err(|r| r.field), Err("currency".to_string()));
+    }
+}
