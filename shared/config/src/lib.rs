@@ -1,1 +1,263 @@
+//! Configuration of every relance service, read from the environment and validated at
+//! start: `DATABASE_URL`, `AMQP_URL`, `SMTP_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT` and
+//! `RELANCE_*` (listed in the README). It owns no I/O beyond reading the environment and the
+//! policy file; a bad value stops the service at start with the variable named.
 
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Utc};
+use relance_domain::{DunningPolicy, SharedClock, SimulatedClock, SystemClock};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The creditor: who is owed, and where to pay. Printed on every message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creditor {
+    pub name: String,
+    pub address: String,
+    pub iban: String,
+    pub bic: String,
+    pub email: String,
+    pub phone: String,
+    pub signature: String,
+    /// Address replies go to (`Reply-To`), e.g. the accounts-receivable mailbox.
+    pub reply_to: String,
+    /// Sender address (`From`) of every email.
+    pub mail_from: String,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub database_url: String,
+    pub amqp_url: String,
+    /// `smtp://host:port` (or `smtps://`, with optional `user:password@`); `None` writes
+    /// `.eml` files to `mail_dir` instead.
+    pub smtp_url: Option<String>,
+    pub mail_dir: PathBuf,
+    pub otlp_endpoint: Option<String>,
+    /// Prefix of every exchange and queue name (`relance` gives `relance.inbound`).
+    pub namespace: String,
+    pub policy_file: Option<PathBuf>,
+    /// `None` for the system clock, or the start of a simulated clock.
+    pub simulated_clock_start: Option<DateTime<Utc>>,
+    pub scheduler_interval: Duration,
+    pub scheduler_batch: i64,
+    pub outbox_interval: Duration,
+    pub prefetch: u16,
+    pub max_retries: u32,
+    pub retry_base: Duration,
+    /// Days given to pay in a firm reminder.
+    pub pay_within_days: u32,
+    /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
+    pub queue_expires: Option<Duration>,
+    pub creditor: Creditor,
+}
+
+/// Hides the credentials that URLs may carry, so that a logged config leaks no secret.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***@{}", &url[..scheme_end], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("database_url", &redact(&self.database_url))
+            .field("amqp_url", &redact(&self.amqp_url))
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact))
+            .field("mail_dir", &self.mail_dir)
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("namespace", &self.namespace)
+            .field("policy_file", &self.policy_file)
+            .field("simulated_clock_start", &self.simulated_clock_start)
+            .field("scheduler_interval", &self.scheduler_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/relance";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+struct Env(HashMap<String, String>);
+
+impl Env {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn text(&self, key: &str, default: &str) -> String {
+        self.get(key).unwrap_or_else(|| default.to_string())
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, key: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse::<T>().map_err(|e| anyhow!("{key}={v:?} is not valid: {e}")),
+        }
+    }
+
+    fn millis(&self, key: &str, default_ms: u64) -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis(self.parsed(key, default_ms)?))
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads settings from the given variables (tests pass their own).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let env = Env(vars.into_iter().collect());
+        let clock = env.text("RELANCE_CLOCK", "system");
+        let simulated_clock_start = match clock.as_str() {
+            "system" => None,
+            "simulated" => Some(match env.get("RELANCE_CLOCK_START") {
+                None => Utc::now(),
+                Some(v) => DateTime::parse_from_rfc3339(&v)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|e| anyhow!("RELANCE_CLOCK_START={v:?} is not an RFC 3339 time: {e}"))?,
+            }),
+            other => return Err(anyhow!("RELANCE_CLOCK={other:?} is not valid: expected system or simulated")),
+        };
+        let namespace = env.text("RELANCE_NAMESPACE", relance_contracts_namespace());
+        if namespace.is_empty() || !namespace.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(anyhow!("RELANCE_NAMESPACE={namespace:?} is not valid: letters, digits, '-', '_' and '.' only"));
+        }
+        let settings = Settings {
+            database_url: env.text("DATABASE_URL", DEFAULT_DATABASE_URL),
+            amqp_url: env.text("AMQP_URL", DEFAULT_AMQP_URL),
+            smtp_url: env.get("SMTP_URL"),
+            mail_dir: PathBuf::from(env.text("RELANCE_MAIL_DIR", "out/mail")),
+            otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            namespace,
+            policy_file: env.get("RELANCE_POLICY_FILE").map(PathBuf::from),
+            simulated_clock_start,
+            scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS", 1000)?,
+            scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH", 200)?,
+            outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS", 200)?,
+            prefetch: env.parsed("RELANCE_PREFETCH", 16)?,
+            max_retries: env.parsed("RELANCE_MAX_RETRIES", 5)?,
+            retry_base: env.millis("RELANCE_RETRY_BASE_MS", 1000)?,
+            pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
+            queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
+                None => None,
+                Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS", 0)?),
+            },
+            creditor: Creditor {
+                name: env.text("RELANCE_CREDITOR_NAME", "Exemple SAS"),
+                address: env.text("RELANCE_CREDITOR_ADDRESS", "1 rue de l'Exemple\n75001 Paris").replace("\\n", "\n"),
+                iban: env.text("RELANCE_CREDITOR_IBAN", "FR76 3000 6000 0112 3456 7890 189"),
+                bic: env.text("RELANCE_CREDITOR_BIC", "AGRIFRPP"),
+                email: env.text("RELANCE_CREDITOR_EMAIL", "compta@exemple.test"),
+                phone: env.text("RELANCE_CREDITOR_PHONE", ""),
+                signature: env.text("RELANCE_CREDITOR_SIGNATURE", "Le service comptabilité"),
+                reply_to: env.text("RELANCE_CREDITOR_REPLY_TO", "compta@exemple.test"),
+                mail_from: env.text("RELANCE_MAIL_FROM", "Exemple SAS <relance@exemple.test>"),
+            },
+        };
+        if settings.scheduler_batch <= 0 {
+            return Err(anyhow!("RELANCE_SCHEDULER_BATCH must be positive"));
+        }
+        if settings.prefetch == 0 {
+            return Err(anyhow!("RELANCE_PREFETCH must be positive"));
+        }
+        Ok(settings)
+    }
+}
+
+fn relance_contracts_namespace() -> &'static str {
+    "relance"
+}
+
+/// What a service needs to run: settings, the one clock, the validated policy.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    pub clock: SharedClock,
+    pub policy: Arc<DunningPolicy>,
+}
+
+impl Config {
+    /// Builds the clock and loads the policy named by the settings (or the built-in one).
+    /// A bad policy file stops here, with the file, line and field at fault.
+    pub fn from_settings(settings: Settings) -> anyhow::Result<Self> {
+        let clock: SharedClock = match settings.simulated_clock_start {
+            None => Arc::new(SystemClock),
+            Some(start) => Arc::new(SimulatedClock::starting_at(start)),
+        };
+        Self::with_clock(settings, clock)
+    }
+
+    /// As [`Config::from_settings`], sharing a clock the caller already has (the demo and
+    /// tests run all services on one simulated clock).
+    pub fn with_clock(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        let policy = match &settings.policy_file {
+            None => DunningPolicy::default_policy().map_err(|e| anyhow!("{e}"))?,
+            Some(path) => {
+                let source = std::fs::read_to_string(path).with_context(|| format!("reading policy file {}", path.display()))?;
+                DunningPolicy::parse(&source, &path.display().to_string()).map_err(|e| anyhow!("invalid policy: {e}"))?
+            }
+        };
+        Ok(Self { settings, clock, policy: Arc::new(policy) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_point_at_the_local_services() {
+        let s = Settings::from_vars(vars(&[]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.namespace, "relance");
+        assert_eq!(s.smtp_url, None);
+        assert_eq!(s.simulated_clock_start, None);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let e = Settings::from_vars(vars(&[("RELANCE_SCHEDULER_INTERVAL_MS", "soon")]));
+        assert!(format!("{:?}", e.err()).contains("RELANCE_SCHEDULER_INTERVAL_MS"));
+        let e = Settings::from_vars(vars(&[("RELANCE_CLOCK", "sundial")]));
+        assert!(format!("{:?}", e.err()).contains("RELANCE_CLOCK"));
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let s = Settings::from_vars(vars(&[("AMQP_URL", "amqp://user:s3cret@broker:5672/%2f")]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("broker:5672"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_policy_file_is_refused_at_start_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("relance-policy-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("policy.toml");
+        let source = relance_domain::policy::DEFAULT_POLICY_TOML.replace("send_time = \"09:00\"", "send_time = \"25:99\"");
+        let line = source.lines().position(|l| l.starts_with("send_time")).map(|i| i + 1).unwrap_or(0);
+        let _ = std::fs::write(&path, source);
+        let s = Settings::from_vars(vars(&[("RELANCE_POLICY_FILE", &path.display().to_string())]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        let e = Config::from_settings(s).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(&format!("policy.toml:{line}: send_time")), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

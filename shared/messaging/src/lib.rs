@@ -1,1 +1,25 @@
+//! Messaging over RabbitMQ (lapin): the topology, publishing with publisher confirms, the
+//! outbox relay, and consuming with ack-after-commit, retries through delay queues and
+//! dead-lettering with a reason. It owns no business rule: handlers decide, this module
+//! carries.
 
+pub mod consume;
+pub mod publish;
+pub mod relay;
+pub mod topology;
+
+pub use consume::{consume, HandlerError, Incoming};
+pub use publish::{properties, Publisher};
+pub use relay::run_outbox_relay;
+pub use topology::{declare_topology, delete_topology, TopologyOptions};
+
+use anyhow::Context;
+use lapin::{Connection, ConnectionProperties};
+
+/// Opens a connection named after the service (shown in the RabbitMQ management UI).
+pub async fn connect(amqp_url: &str, service: &str) -> anyhow::Result<Connection> {
+    let properties = ConnectionProperties::default().with_connection_name(format!("relance-{service}").into());
+    Connection::connect(amqp_url, properties)
+        .await
+        .context("connecting to RabbitMQ (AMQP_URL)")
+}

@@ -1,1 +1,74 @@
+//! Storage: every SQL query of relance, and the one migrator. Services call these functions
+//! inside their own transactions; nothing here publishes to the broker or sends mail (the
+//! outbox table is how a change asks for a message).
 
+pub mod invoices;
+pub mod journal;
+pub mod outbox;
+pub mod steps;
+
+use anyhow::Context;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use sqlx::{PgConnection, Transaction};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+pub type Tx<'a> = Transaction<'a, Postgres>;
+
+/// A pool for a service. Fails with the database named (never with its password).
+pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(database_url).context("DATABASE_URL is not a PostgreSQL URL")?;
+    let database = options.get_database().unwrap_or("postgres").to_string();
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL database {database:?}"))
+}
+
+/// Creates the database if it does not exist, then applies pending migrations. Run by
+/// `relance migrate`, separately from the workers (which need no DDL rights).
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    if !Postgres::database_exists(database_url).await.context("checking the database exists")? {
+        Postgres::create_database(database_url).await.context("creating the database")?;
+    }
+    let pool = connect(database_url, 2).await?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Drops the database (the demo starts from a clean ledger; tests clean up after themselves).
+pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
+    if Postgres::database_exists(database_url).await.context("checking the database exists")? {
+        Postgres::force_drop_database(database_url).await.context("dropping the database")?;
+    }
+    Ok(())
+}
+
+/// Marks an inbound message as applied by `consumer`, in the caller's transaction. Returns
+/// false when it was already applied: the caller then does nothing and acks.
+pub async fn mark_processed(
+    tx: &mut PgConnection,
+    consumer: &str,
+    message_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_messages (consumer, message_id, processed_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(message_id)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("recording the processed message")?;
+    Ok(inserted.rows_affected() == 1)
+}

@@ -1,1 +1,88 @@
+//! Telemetry: structured logs with `tracing`, traces exported over OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C trace context carried in AMQP headers so
+//! that one reminder is one trace from the scheduler to the SMTP server.
+//!
+//! Personal data (names, emails, amounts) never goes into span fields: spans carry ids only.
 
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use std::collections::BTreeMap;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+/// Keeps the tracer provider alive; flushes pending spans when dropped.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("telemetry: flushing spans failed: {e}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber: logs to stderr (`RUST_LOG`, default `info`), plus OTLP
+/// export when `otlp_endpoint` is set. Spans always get trace ids, so that trace context is
+/// propagated through the broker even when nothing is exported.
+pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
+    let resource = Resource::builder().with_service_name(service_name.to_string()).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if otlp_endpoint.is_some() {
+        // The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself and appends /v1/traces.
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer(service_name.to_string());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(tracing_opentelemetry::layer().with_tracer(tracer));
+    // A second init in one process (tests, `relance run all`) keeps the first subscriber.
+    let _ = registry.try_init();
+    Ok(TelemetryGuard { provider: Some(provider) })
+}
+
+struct MapInjector<'a>(&'a mut BTreeMap<String, String>);
+
+impl Injector for MapInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+}
+
+struct MapExtractor<'a>(&'a BTreeMap<String, String>);
+
+impl Extractor for MapExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// The trace context of the current span as W3C headers (`traceparent`, `tracestate`), to
+/// store with an outgoing message.
+pub fn current_trace_headers() -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut MapInjector(&mut headers));
+    headers
+}
+
+/// Makes `span` a child of the trace carried by an incoming message's headers.
+pub fn link_to_parent(span: &tracing::Span, headers: &BTreeMap<String, String>) {
+    let parent = TraceContextPropagator::new().extract(&MapExtractor(headers));
+    let _ = span.set_parent(parent);
+}

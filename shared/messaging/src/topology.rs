@@ -1,0 +1,122 @@
+//! Exchanges and queues. Every service declares the whole topology at start (declarations
+//! are idempotent), so services can start in any order.
+
+use anyhow::Context;
+use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+use relance_contracts::names::{self, Names};
+use relance_domain::Channel as DeliveryChannel;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+pub struct TopologyOptions {
+    /// `x-expires` on every queue: the broker deletes queues unused this long (tests).
+    pub queue_expires: Option<Duration>,
+}
+
+/// Work queues and the (exchange, routing key) they are bound to.
+pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
+    let mut queues = vec![
+        (names.invoices_queue(), names.inbound_exchange(), names::INVOICE_ISSUED.to_string()),
+        (names.payments_queue(), names.inbound_exchange(), names::PAYMENT_RECEIVED.to_string()),
+        (names.renderer_queue(), names.jobs_exchange(), names::REMINDER_DUE.to_string()),
+    ];
+    for channel in DeliveryChannel::ALL {
+        queues.push((
+            names.sender_queue(channel.as_str()),
+            names.jobs_exchange(),
+            names::reminder_rendered(channel.as_str()),
+        ));
+    }
+    queues
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    // Durable: queued reminders survive a broker restart (messages are published persistent).
+    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+}
+
+fn durable_exchange() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() }
+}
+
+fn queue_arguments(options: &TopologyOptions) -> FieldTable {
+    let mut args = FieldTable::default();
+    if let Some(expires) = options.queue_expires {
+        args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(i64::try_from(expires.as_millis()).unwrap_or(i64::MAX)));
+    }
+    args
+}
+
+pub async fn declare_topology(channel: &Channel, names: &Names, options: &TopologyOptions) -> anyhow::Result<()> {
+    for (exchange, kind) in [
+        (names.inbound_exchange(), ExchangeKind::Topic),
+        (names.events_exchange(), ExchangeKind::Topic),
+        (names.jobs_exchange(), ExchangeKind::Direct),
+        (names.dead_letter_exchange(), ExchangeKind::Fanout),
+    ] {
+        channel
+            .exchange_declare(exchange.as_str().into(), kind, durable_exchange(), FieldTable::default())
+            .await
+            .with_context(|| format!("declaring exchange {exchange}"))?;
+    }
+    let args = queue_arguments(options);
+    channel
+        .queue_declare(names.dead_letter_queue().as_str().into(), durable_queue(), args.clone())
+        .await
+        .context("declaring the dead-letter queue")?;
+    channel
+        .queue_bind(
+            names.dead_letter_queue().as_str().into(),
+            names.dead_letter_exchange().as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .context("binding the dead-letter queue")?;
+    for (queue, exchange, routing_key) in work_queues(names) {
+        channel
+            .queue_declare(queue.as_str().into(), durable_queue(), args.clone())
+            .await
+            .with_context(|| format!("declaring queue {queue}"))?;
+        channel
+            .queue_bind(queue.as_str().into(), exchange.as_str().into(), routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .with_context(|| format!("binding queue {queue}"))?;
+        // The delay queue: a retried message waits there for its TTL, then the broker
+        // dead-letters it back to the work queue through the default exchange.
+        let mut retry_args = args.clone();
+        retry_args.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString(LongString::from("")));
+        retry_args.insert(ShortString::from("x-dead-letter-routing-key"), AMQPValue::LongString(LongString::from(queue.as_str())));
+        let retry = Names::retry_queue(&queue);
+        channel
+            .queue_declare(retry.as_str().into(), durable_queue(), retry_args)
+            .await
+            .with_context(|| format!("declaring queue {retry}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes every exchange and queue of the namespace (tests clean up after themselves).
+pub async fn delete_topology(channel: &Channel, names: &Names) -> anyhow::Result<()> {
+    let mut queues = vec![names.dead_letter_queue()];
+    for (queue, _, _) in work_queues(names) {
+        queues.push(Names::retry_queue(&queue));
+        queues.push(queue);
+    }
+    for queue in queues {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .with_context(|| format!("deleting queue {queue}"))?;
+    }
+    for exchange in [names.inbound_exchange(), names.events_exchange(), names.jobs_exchange(), names.dead_letter_exchange()] {
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .with_context(|| format!("deleting exchange {exchange}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! Customers, invoices and payments.
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use relance_domain::{NewCustomer, NewInvoice, NewPayment};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub const STATUS_OPEN: &str = "open";
+pub const STATUS_SETTLED: &str = "settled";
+
+/// Creates the customer or refreshes its details (the latest invoice carries the truth).
+pub async fn upsert_customer(tx: &mut PgConnection, c: &NewCustomer, at: DateTime<Utc>) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO customers (id, name, contact_name, email, phone, postal_address, language, timezone, risk, kind, cc, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET name = $2, contact_name = $3, email = $4, phone = $5, postal_address = $6,
+             language = $7, timezone = $8, risk = $9, kind = $10, cc = $11, updated_at = $12",
+    )
+    .bind(&c.id)
+    .bind(&c.name)
+    .bind(&c.contact_name)
+    .bind(&c.email)
+    .bind(&c.phone)
+    .bind(&c.postal_address)
+    .bind(c.language.as_str())
+    .bind(c.timezone.name())
+    .bind(c.risk.as_str())
+    .bind(c.kind.as_str())
+    .bind(&c.cc)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("saving the customer")?;
+    Ok(())
+}
+
+/// Inserts the invoice; returns `None` when its number is already known.
+pub async fn insert_invoice(tx: &mut PgConnection, invoice: &NewInvoice, at: DateTime<Utc>) -> anyhow::Result<Option<Uuid>> {
+    let id = Uuid::new_v4();
+    let inserted = sqlx::query(
+        "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, pdf, status, created_at)
+         VALUES ($1, $2, $3, $4, $5, $4, $6, $7, $8, $9, 'open', $10)
+         ON CONFLICT (number) DO NOTHING",
+    )
+    .bind(id)
+    .bind(&invoice.number)
+    .bind(&invoice.customer.id)
+    .bind(invoice.amount.amount)
+    .bind(invoice.amount.currency.code())
+    .bind(invoice.issued_on)
+    .bind(invoice.due_on)
+    .bind(&invoice.payment_link)
+    .bind(&invoice.pdf)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("saving the invoice")?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+/// An invoice with its customer: what the renderer and the payments listener work from.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvoiceRecord {
+    pub id: Uuid,
+    pub number: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub balance: Decimal,
+    pub issued_on: NaiveDate,
+    pub due_on: NaiveDate,
+    pub payment_link: Option<String>,
+    pub has_pdf: bool,
+    pub status: String,
+    pub customer_id: String,
+    pub customer_name: String,
+    pub contact_name: String,
+    pub email: String,
+    pub cc: Vec<String>,
+    pub language: String,
+    pub timezone: String,
+    pub risk: String,
+    pub kind: String,
+}
+
+const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.issued_on, i.due_on, i.payment_link,
+        i.pdf IS NOT NULL AS has_pdf, i.status, c.id AS customer_id, c.name AS customer_name, c.contact_name, c.email, c.cc,
+        c.language, c.timezone, c.risk, c.kind
+    FROM invoices i JOIN customers c ON c.id = i.customer_id";
+
+pub async fn find_by_id(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<InvoiceRecord>> {
+    sqlx::query_as(&format!("{INVOICE_RECORD} WHERE i.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .context("reading the invoice")
+}
+
+pub async fn find_by_number(db: &mut PgConnection, number: &str) -> anyhow::Result<Option<InvoiceRecord>> {
+    sqlx::query_as(&format!("{INVOICE_RECORD} WHERE i.number = $1"))
+        .bind(number)
+        .fetch_optional(db)
+        .await
+        .context("reading the invoice")
+}
+
+/// Locks the invoice for a balance change. Waits for any sender holding it in share mode,
+/// so a payment is recorded either before a send's final check or after the send.
+pub async fn lock_for_payment(tx: &mut PgConnection, number: &str) -> anyhow::Result<Option<InvoiceRecord>> {
+    sqlx::query_as(&format!("{INVOICE_RECORD} WHERE i.number = $1 FOR UPDATE OF i"))
+        .bind(number)
+        .fetch_optional(tx)
+        .await
+        .context("locking the invoice")
+}
+
+/// Holds the invoice in share mode while a message is delivered, and returns its status:
+/// a payment cannot be committed in between.
+pub async fn hold_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT status FROM invoices WHERE id = $1 FOR SHARE")
+        .bind(id)
+        .fetch_optional(tx)
+        .await
+        .context("holding the invoice for delivery")
+}
+
+pub async fn invoice_pdf(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Vec<u8>>> {
+    let pdf: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT pdf FROM invoices WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .context("reading the invoice PDF")?;
+    Ok(pdf.flatten())
+}
+
+/// Inserts the payment; returns false when this payment id was already recorded.
+pub async fn insert_payment(tx: &mut PgConnection, p: &NewPayment, invoice_id: Uuid, at: DateTime<Utc>) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO payments (id, invoice_id, amount, currency, received_on, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&p.id)
+    .bind(invoice_id)
+    .bind(p.amount.amount)
+    .bind(p.amount.currency.code())
+    .bind(p.received_on)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("saving the payment")?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub async fn payment_exists(tx: &mut PgConnection, payment_id: &str) -> anyhow::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1)")
+        .bind(payment_id)
+        .fetch_one(tx)
+        .await
+        .context("looking up the payment")
+}
+
+/// Lowers the balance; settles the invoice when it reaches zero.
+pub async fn apply_payment(tx: &mut PgConnection, id: Uuid, new_balance: Decimal, at: DateTime<Utc>) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE invoices SET balance = $2,
+             status = CASE WHEN $2 = 0 THEN 'settled' ELSE status END,
+             settled_at = CASE WHEN $2 = 0 THEN $3 ELSE settled_at END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(new_balance)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("updating the invoice balance")?;
+    Ok(())
+}

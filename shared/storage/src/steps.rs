@@ -1,0 +1,307 @@
+//! Reminder steps: the plan of each invoice, and the state machine every service moves them
+//! through. Transitions are conditional updates (`WHERE status = ANY(from)`), so a step moves
+//! forward once, whichever copy of a service gets there first.
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use relance_domain::{PlannedStep, StepKind};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Planned, waiting for its time.
+    Pending,
+    /// Emitted by the scheduler, waiting for the renderer.
+    Queued,
+    /// Rendered, waiting for its channel's sender.
+    Rendered,
+    /// The sender is delivering it right now.
+    Sending,
+    Sent,
+    Skipped,
+    Cancelled,
+    Failed,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Queued => "queued",
+            StepStatus::Rendered => "rendered",
+            StepStatus::Sending => "sending",
+            StepStatus::Sent => "sent",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Failed => "failed",
+        }
+    }
+
+    /// Statuses from which a payment still stops the step.
+    pub const OPEN: [StepStatus; 4] = [StepStatus::Pending, StepStatus::Queued, StepStatus::Rendered, StepStatus::Sending];
+}
+
+fn names(statuses: &[StepStatus]) -> Vec<&'static str> {
+    statuses.iter().map(|s| s.as_str()).collect()
+}
+
+pub async fn insert_planned(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    kind: StepKind,
+    step: &PlannedStep,
+    status: StepStatus,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(id)
+    .bind(invoice_id)
+    .bind(&step.name)
+    .bind(kind.as_str())
+    .bind(step.position)
+    .bind(step.channel.as_str())
+    .bind(&step.template)
+    .bind(step.tone.as_str())
+    .bind(step.due_at)
+    .bind(status.as_str())
+    .bind(at)
+    .execute(tx)
+    .await
+    .with_context(|| format!("planning step {}", step.name))?;
+    Ok(id)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StepRecord {
+    pub id: Uuid,
+    pub invoice_id: Uuid,
+    pub invoice_number: String,
+    pub name: String,
+    pub kind: String,
+    pub position: i32,
+    pub channel: String,
+    pub template: String,
+    pub tone: String,
+    pub due_at: DateTime<Utc>,
+    pub status: String,
+    pub emitted_on: Option<NaiveDate>,
+}
+
+const STEP_RECORD: &str = "SELECT s.id, s.invoice_id, i.number AS invoice_number, s.name, s.kind, s.position, s.channel,
+        s.template, s.tone, s.due_at, s.status, s.emitted_on
+    FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id";
+
+pub async fn find(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<StepRecord>> {
+    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+        .context("reading the step")
+}
+
+pub async fn for_invoice(db: &mut PgConnection, invoice_id: Uuid) -> anyhow::Result<Vec<StepRecord>> {
+    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.invoice_id = $1 ORDER BY s.kind DESC, s.position"))
+        .bind(invoice_id)
+        .fetch_all(db)
+        .await
+        .context("reading the steps")
+}
+
+/// Moves a step from one of `from` to `to`. Returns false when it was not in `from`
+/// (another copy got there first, or a payment cancelled it).
+pub async fn transition(
+    tx: &mut PgConnection,
+    id: Uuid,
+    from: &[StepStatus],
+    to: StepStatus,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status = $3, status_reason = COALESCE($4, status_reason), updated_at = $5
+         WHERE id = $1 AND status = ANY($2)",
+    )
+    .bind(id)
+    .bind(names(from))
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(at)
+    .execute(tx)
+    .await
+    .with_context(|| format!("moving step {id} to {}", to.as_str()))?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Records the emission of a reminder on the customer's local day. The unique index refuses
+/// a second reminder for the invoice on that day.
+pub async fn mark_queued(tx: &mut PgConnection, id: Uuid, at: DateTime<Utc>, local_day: NaiveDate) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status = 'queued', emitted_at = $2, emitted_on = CASE WHEN kind = 'reminder' THEN $3 END, updated_at = $2
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(local_day)
+    .execute(tx)
+    .await
+    .context("marking the step queued")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+pub async fn postpone(tx: &mut PgConnection, id: Uuid, to: DateTime<Utc>, at: DateTime<Utc>) -> anyhow::Result<()> {
+    sqlx::query("UPDATE reminder_steps SET due_at = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'")
+        .bind(id)
+        .bind(to)
+        .bind(at)
+        .execute(tx)
+        .await
+        .context("postponing the step")?;
+    Ok(())
+}
+
+pub async fn set_delivery_proof(tx: &mut PgConnection, id: Uuid, proof: &str) -> anyhow::Result<()> {
+    sqlx::query("UPDATE reminder_steps SET delivery_proof = $2 WHERE id = $1")
+        .bind(id)
+        .bind(proof)
+        .execute(tx)
+        .await
+        .context("saving the delivery proof")?;
+    Ok(())
+}
+
+/// An open invoice with reminder steps whose time has come, locked for this scheduler.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueInvoice {
+    pub id: Uuid,
+    pub number: String,
+    pub timezone: String,
+}
+
+/// Claims up to `limit` open invoices with due pending steps. Invoices another scheduler
+/// holds are skipped (`SKIP LOCKED`), so two schedulers never emit the same step.
+pub async fn claim_due_invoices(tx: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> anyhow::Result<Vec<DueInvoice>> {
+    sqlx::query_as(
+        "SELECT i.id, i.number, c.timezone
+         FROM invoices i JOIN customers c ON c.id = i.customer_id
+         WHERE i.id IN (SELECT s.invoice_id FROM reminder_steps s
+                        WHERE s.status = 'pending' AND s.due_at <= $1
+                        ORDER BY s.due_at LIMIT $2 * 4)
+           AND i.status = 'open'
+         ORDER BY i.id
+         LIMIT $2
+         FOR UPDATE OF i SKIP LOCKED",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(tx)
+    .await
+    .context("claiming due invoices")
+}
+
+/// The due pending steps of the claimed invoices.
+pub async fn due_steps(tx: &mut PgConnection, invoice_ids: &[Uuid], now: DateTime<Utc>) -> anyhow::Result<Vec<StepRecord>> {
+    sqlx::query_as(&format!(
+        "{STEP_RECORD} WHERE s.invoice_id = ANY($1) AND s.status = 'pending' AND s.due_at <= $2 ORDER BY s.invoice_id, s.position"
+    ))
+    .bind(invoice_ids)
+    .bind(now)
+    .fetch_all(tx)
+    .await
+    .context("reading due steps")
+}
+
+/// The local days on which reminders of these invoices were emitted.
+pub async fn emission_days(tx: &mut PgConnection, invoice_ids: &[Uuid]) -> anyhow::Result<Vec<(Uuid, NaiveDate)>> {
+    sqlx::query_as("SELECT invoice_id, emitted_on FROM reminder_steps WHERE invoice_id = ANY($1) AND emitted_on IS NOT NULL")
+        .bind(invoice_ids)
+        .fetch_all(tx)
+        .await
+        .context("reading emission days")
+}
+
+/// Cancels every step of the invoice that has not gone out yet; returns them.
+pub async fn cancel_open(tx: &mut PgConnection, invoice_id: Uuid, reason: &str, at: DateTime<Utc>) -> anyhow::Result<Vec<StepRecord>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE reminder_steps SET status = 'cancelled', status_reason = $3, updated_at = $4
+         WHERE invoice_id = $1 AND kind = 'reminder' AND status = ANY($2) RETURNING id",
+    )
+    .bind(invoice_id)
+    .bind(names(&StepStatus::OPEN))
+    .bind(reason)
+    .bind(at)
+    .fetch_all(&mut *tx)
+    .await
+    .context("cancelling open steps")?;
+    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = ANY($1) ORDER BY s.position"))
+        .bind(&ids)
+        .fetch_all(tx)
+        .await
+        .context("reading cancelled steps")
+}
+
+/// What the renderer produced for a step.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RenderedMessage {
+    pub step_id: Uuid,
+    pub channel: String,
+    pub message_id: String,
+    pub recipients: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: Option<String>,
+    pub attach_invoice: bool,
+    pub rendered_at: DateTime<Utc>,
+}
+
+/// Stores the rendered message once; a redelivered job finds it already there.
+pub async fn save_rendered(tx: &mut PgConnection, m: &RenderedMessage) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO rendered_messages (step_id, channel, message_id, recipients, cc, subject, body_text, body_html, attach_invoice, rendered_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (step_id) DO NOTHING",
+    )
+    .bind(m.step_id)
+    .bind(&m.channel)
+    .bind(&m.message_id)
+    .bind(&m.recipients)
+    .bind(&m.cc)
+    .bind(&m.subject)
+    .bind(&m.body_text)
+    .bind(&m.body_html)
+    .bind(m.attach_invoice)
+    .bind(m.rendered_at)
+    .execute(tx)
+    .await
+    .context("saving the rendered message")?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Result<Option<RenderedMessage>> {
+    sqlx::query_as(
+        "SELECT step_id, channel, message_id, recipients, cc, subject, body_text, body_html, attach_invoice, rendered_at
+         FROM rendered_messages WHERE step_id = $1",
+    )
+    .bind(step_id)
+    .fetch_optional(db)
+    .await
+    .context("reading the rendered message")
+}
+
+/// Steps not yet in a final state whose time has come (tests and the demo wait for zero).
+pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+         WHERE s.due_at <= $1 AND s.status IN ('pending', 'queued', 'rendered', 'sending')
+           AND (i.status = 'open' OR s.kind = 'thanks')",
+    )
+    .bind(now)
+    .fetch_one(db)
+    .await
+    .context("counting unfinished steps")
+}
