@@ -1,1 +1,150 @@
+//! The payments listener: records `payment.received` once per payment id, lowers the
+//! invoice balance, and when it reaches zero cancels every step not yet sent and queues the
+//! thank-you. It takes the invoice row lock, so a payment commits either before a sender's
+//! final check or after its delivery: never while a reminder is going out.
 
+use anyhow::Context;
+use relance_config::Config;
+use relance_contracts::names::{self, Names};
+use relance_contracts::PaymentReceivedV1;
+use relance_domain::plan::PlannedStep;
+use relance_domain::validation::input::PaymentFields;
+use relance_domain::{validate_payment, Channel, StepKind, Tone};
+use relance_messaging::{consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions};
+use relance_storage::steps::{self, StepStatus};
+use relance_storage::{invoices, journal, mark_processed, outbox};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub const SERVICE: &str = "payments";
+const INBOX: &str = "payments.payment_received";
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with_readiness(config, Readiness::default(), shutdown).await
+}
+
+pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let db = relance_storage::connect(&config.settings.database_url, 8).await?;
+    let names = Names::new(&config.settings.namespace);
+    let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
+    let s = &config.settings;
+    relance_messaging::supervise(SERVICE, &s.amqp_url, &names, &topology, readiness, shutdown.clone(), |connection, shutdown| {
+        let (db, config, names) = (db.clone(), config.clone(), names.clone());
+        async move {
+            let publisher = Publisher::open(&connection).await?;
+            let retry = RetryPolicy { max_retries: config.settings.max_retries, base: config.settings.retry_base };
+            let queue = names.payments_queue();
+            let listener = {
+                let (db, config) = (db.clone(), config.clone());
+                consume(&connection, &names, &queue, config.settings.prefetch, retry, move |message| {
+                    let (db, config) = (db.clone(), config.clone());
+                    async move { record_payment(&db, &config, message).await }
+                }, shutdown.clone())
+            };
+            let relay = relance_messaging::run_outbox_relay(db.clone(), publisher, names.clone(), config.clock.clone(), config.settings.outbox_interval, shutdown.clone());
+            tokio::try_join!(listener, relay)?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+fn amount_text(amount: Decimal) -> String {
+    amount.normalize().to_string()
+}
+
+/// Handles `payment.received`. An invalid payment changes nothing and is dead-lettered; a
+/// payment for an invoice not yet known is retried (it may have overtaken its invoice).
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
+    let event: PaymentReceivedV1 = message.json()?;
+    let p = &event.payment;
+    let payment = validate_payment(PaymentFields {
+        id: &p.id,
+        invoice_number: &p.invoice_number,
+        amount: &p.amount,
+        currency: &p.currency,
+        received_on: p.received_on,
+    })
+    .map_err(|r| HandlerError::Permanent(format!("payment {} refused: {r}", p.id)))?;
+    let now = config.clock.now();
+    let mut tx = db.begin().await.context("starting the payment transaction")?;
+    if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? || invoices::payment_exists(&mut tx, &payment.id).await? {
+        tracing::info!("payment already recorded; message ignored");
+        tx.commit().await.context("committing the duplicate note")?;
+        return Ok(());
+    }
+    let Some(invoice) = invoices::lock_for_payment(&mut tx, &payment.invoice_number).await? else {
+        return Err(HandlerError::Transient(anyhow::anyhow!("unknown invoice {:?}", payment.invoice_number)));
+    };
+    if invoice.currency.trim() != payment.amount.currency.code() {
+        return Err(HandlerError::Permanent(format!(
+            "payment {} refused: currency {} differs from the invoice's {}",
+            payment.id,
+            payment.amount.currency.code(),
+            invoice.currency.trim()
+        )));
+    }
+    if payment.amount.amount > invoice.balance {
+        return Err(HandlerError::Permanent(format!(
+            "payment {} refused: {} exceeds the balance {} of invoice {} (overpayment)",
+            payment.id,
+            amount_text(payment.amount.amount),
+            amount_text(invoice.balance),
+            invoice.number
+        )));
+    }
+    invoices::insert_payment(&mut tx, &payment, invoice.id, now).await?;
+    let balance = invoice.balance - payment.amount.amount;
+    invoices::apply_payment(&mut tx, invoice.id, balance, now).await?;
+    let detail = json!({
+        "payment_id": payment.id,
+        "amount": amount_text(payment.amount.amount),
+        "currency": invoice.currency.trim(),
+        "balance": amount_text(balance),
+        "received_on": payment.received_on,
+    });
+    journal::append(&mut tx, now, &invoice.number, None, names::PAYMENT_RECORDED, detail.clone()).await?;
+    outbox::enqueue(&mut tx, &outgoing::event(names::PAYMENT_RECORDED, &invoice.number, None, detail, now), now).await?;
+    if balance.is_zero() {
+        settle(&mut tx, config, &invoice, now).await?;
+    }
+    tx.commit().await.context("committing the payment")?;
+    Ok(())
+}
+
+/// The invoice is paid: stop every reminder not yet sent and queue the thank-you.
+async fn settle(
+    tx: &mut sqlx::PgConnection,
+    config: &Config,
+    invoice: &invoices::InvoiceRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let reason = "invoice settled";
+    for step in steps::cancel_open(tx, invoice.id, reason, now).await? {
+        let detail = json!({ "reason": reason, "was": step.status });
+        journal::append(tx, now, &invoice.number, Some(step.id), names::REMINDER_CANCELLED, detail.clone()).await?;
+        outbox::enqueue(tx, &outgoing::event(names::REMINDER_CANCELLED, &invoice.number, Some((&step.name, &step.channel)), detail, now), now).await?;
+    }
+    let detail = json!({ "amount_paid": amount_text(invoice.amount), "currency": invoice.currency.trim() });
+    journal::append(tx, now, &invoice.number, None, names::INVOICE_SETTLED, detail.clone()).await?;
+    outbox::enqueue(tx, &outgoing::event(names::INVOICE_SETTLED, &invoice.number, None, detail, now), now).await?;
+    let thanks = PlannedStep {
+        name: "thanks".to_string(),
+        position: 1000,
+        channel: Channel::Email,
+        template: config.policy.thanks_template.clone(),
+        tone: Tone::Courteous,
+        due_at: now,
+    };
+    let step_id = steps::insert_planned(tx, invoice.id, StepKind::Thanks, &thanks, StepStatus::Pending, now).await?;
+    steps::mark_queued(tx, step_id, now, now.date_naive()).await?;
+    relance_scheduler_queue::queue_step(tx, step_id, &invoice.number, &thanks.name, thanks.channel.as_str(), now).await
+}
+
+/// The thank-you goes through the same pipeline as reminders.
+mod relance_scheduler_queue {
+    pub use relance_scheduler::queue_step;
+}

@@ -1,1 +1,221 @@
+//! The scheduler: takes in issued invoices and plans their steps from the policy, then finds
+//! the steps whose time has come and emits `reminder.due` jobs. Several copies may run:
+//! invoices are claimed with `FOR UPDATE SKIP LOCKED`, so a step is emitted once.
+//! It renders and sends nothing.
 
+use anyhow::Context;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use relance_config::Config;
+use relance_contracts::names::{self, Names};
+use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, VERSION_1};
+use relance_domain::plan::next_local_day;
+use relance_domain::validation::input::{CustomerFields, InvoiceFields};
+use relance_domain::{plan_steps, triage_due, validate_invoice, StepCandidate, StepKind};
+use relance_messaging::{consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions};
+use relance_storage::steps::{self, StepStatus};
+use relance_storage::{invoices, journal, mark_processed, outbox};
+use serde_json::json;
+use sqlx::PgPool;
+use std::str::FromStr;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const SERVICE: &str = "scheduler";
+const INBOX: &str = "scheduler.invoice_issued";
+
+/// Runs the scheduler until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with_readiness(config, Readiness::default(), shutdown).await
+}
+
+pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let db = relance_storage::connect(&config.settings.database_url, 8).await?;
+    let names = Names::new(&config.settings.namespace);
+    let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
+    let s = &config.settings;
+    relance_messaging::supervise(SERVICE, &s.amqp_url, &names, &topology, readiness, shutdown.clone(), |connection, shutdown| {
+        let (db, config, names) = (db.clone(), config.clone(), names.clone());
+        async move {
+            let publisher = Publisher::open(&connection).await?;
+            let retry = RetryPolicy { max_retries: config.settings.max_retries, base: config.settings.retry_base };
+            let invoices_queue = names.invoices_queue();
+            let intake = {
+                let (db, config) = (db.clone(), config.clone());
+                consume(&connection, &names, &invoices_queue, config.settings.prefetch, retry, move |message| {
+                    let (db, config) = (db.clone(), config.clone());
+                    async move { take_in_invoice(&db, &config, message).await }
+                }, shutdown.clone())
+            };
+            let relay = relance_messaging::run_outbox_relay(db.clone(), publisher, names.clone(), config.clock.clone(), config.settings.outbox_interval, shutdown.clone());
+            let ticks = tick_loop(&db, &config, shutdown.clone());
+            tokio::try_join!(intake, relay, ticks)?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    loop {
+        if let Err(e) = emit_due_steps(db, config).await {
+            // The database may be restarting: log and try again at the next tick.
+            tracing::error!(error = format!("{e:#}"), "emitting due steps failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(config.settings.scheduler_interval) => {}
+        }
+    }
+}
+
+/// Emits every step that is due now, batch after batch. Returns how many invoices it handled.
+pub async fn emit_due_steps(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let handled = emit_batch(db, config).await?;
+        total += handled;
+        if handled < usize::try_from(config.settings.scheduler_batch).unwrap_or(usize::MAX) {
+            return Ok(total);
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, err)]
+async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
+    let now = config.clock.now();
+    let mut tx = db.begin().await.context("starting the scheduling transaction")?;
+    let claimed = steps::claim_due_invoices(&mut tx, now, config.settings.scheduler_batch).await?;
+    if claimed.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = claimed.iter().map(|i| i.id).collect();
+    let due = steps::due_steps(&mut tx, &ids, now).await?;
+    let emitted_days = steps::emission_days(&mut tx, &ids).await?;
+    for invoice in &claimed {
+        let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+        let today = now.with_timezone(&tz).date_naive();
+        let mine: Vec<&steps::StepRecord> = due.iter().filter(|s| s.invoice_id == invoice.id && s.kind == "reminder").collect();
+        let candidates: Vec<StepCandidate> = mine.iter().map(|s| StepCandidate { id: s.id, position: s.position, due_at: s.due_at }).collect();
+        let emitted_today = emitted_days.iter().any(|(id, day)| *id == invoice.id && *day == today);
+        let triage = triage_due(&candidates, emitted_today);
+        for step in mine.iter().filter(|s| triage.skip.contains(&s.id)) {
+            let reason = "overtaken by a later step that is also due (catch-up)";
+            if steps::transition(&mut tx, step.id, &[StepStatus::Pending], StepStatus::Skipped, Some(reason), now).await? {
+                record(&mut tx, now, step, names::REMINDER_SKIPPED, json!({ "reason": reason })).await?;
+            }
+        }
+        if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.postpone) {
+            let to = next_local_day(&config.policy, tz, now);
+            steps::postpone(&mut tx, step.id, to, now).await?;
+            record(&mut tx, now, step, names::REMINDER_POSTPONED, json!({ "reason": "a reminder for this invoice already went out today", "until": to })).await?;
+        }
+        if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.emit) {
+            if steps::mark_queued(&mut tx, step.id, now, today).await? {
+                queue_step(&mut tx, step.id, &step.invoice_number, &step.name, &step.channel, now).await?;
+            }
+        }
+    }
+    tx.commit().await.context("committing the scheduling transaction")?;
+    Ok(claimed.len())
+}
+
+/// Adds the `reminder.due` job of a step to the outbox and journals it.
+pub async fn queue_step(
+    tx: &mut sqlx::PgConnection,
+    step_id: Uuid,
+    invoice_number: &str,
+    step_name: &str,
+    channel: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let job = ReminderDueV1 {
+        version: VERSION_1,
+        job_id: Uuid::new_v4(),
+        step_id,
+        invoice_number: invoice_number.to_string(),
+        step: step_name.to_string(),
+        channel: channel.to_string(),
+    };
+    outbox::enqueue(tx, &outgoing::job(names::REMINDER_DUE, job.job_id, invoice_number, &job)?, now).await?;
+    journal::append(tx, now, invoice_number, Some(step_id), "reminder.queued", json!({ "step": step_name, "channel": channel })).await
+}
+
+async fn record(tx: &mut sqlx::PgConnection, now: DateTime<Utc>, step: &steps::StepRecord, event_type: &str, detail: serde_json::Value) -> anyhow::Result<()> {
+    journal::append(tx, now, &step.invoice_number, Some(step.id), event_type, detail.clone()).await?;
+    outbox::enqueue(tx, &outgoing::event(event_type, &step.invoice_number, Some((&step.name, &step.channel)), detail, now), now).await
+}
+
+/// Handles `invoice.issued`: validate, store, plan. Applied once per `event_id`.
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
+    let event: InvoiceIssuedV1 = message.json()?;
+    let now = config.clock.now();
+    let inv = &event.invoice;
+    let (pdf, pdf_error) = match &inv.pdf_base64 {
+        None => (None, None),
+        Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+            Ok(bytes) if bytes.starts_with(b"%PDF") => (Some(bytes), None),
+            Ok(_) => (None, Some("is not a PDF document (it does not start with %PDF)".to_string())),
+            Err(e) => (None, Some(format!("is not valid base64: {e}"))),
+        },
+    };
+    let c = &inv.customer;
+    let validated = validate_invoice(InvoiceFields {
+        number: &inv.number,
+        amount: &inv.amount,
+        currency: &inv.currency,
+        issued_on: inv.issued_on,
+        due_on: inv.due_on,
+        payment_link: inv.payment_link.as_deref(),
+        pdf,
+        pdf_error,
+        customer: CustomerFields {
+            id: &c.id,
+            name: &c.name,
+            contact_name: &c.contact_name,
+            email: &c.email,
+            phone: c.phone.as_deref(),
+            postal_address: c.postal_address.as_deref(),
+            language: c.language.as_deref(),
+            timezone: c.timezone.as_deref(),
+            risk: c.risk.as_deref(),
+            kind: c.kind.as_deref(),
+            cc: &c.cc,
+        },
+    });
+    let mut tx = db.begin().await.context("starting the intake transaction")?;
+    if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? {
+        tracing::info!("duplicate invoice.issued ignored");
+        return Ok(());
+    }
+    let invoice = match validated {
+        Ok(invoice) => invoice,
+        Err(rejection) => {
+            let detail = json!({ "field": rejection.field, "reason": rejection.reason, "event_id": event.event_id });
+            journal::append(&mut tx, now, &inv.number, None, names::INVOICE_REJECTED, detail.clone()).await?;
+            outbox::enqueue(&mut tx, &outgoing::event(names::INVOICE_REJECTED, &inv.number, None, detail, now), now).await?;
+            tx.commit().await.context("committing the rejection")?;
+            return Err(HandlerError::Permanent(format!("invoice {} refused: {rejection}", inv.number)));
+        }
+    };
+    invoices::upsert_customer(&mut tx, &invoice.customer, now).await?;
+    let Some(invoice_id) = invoices::insert_invoice(&mut tx, &invoice, now).await? else {
+        journal::append(&mut tx, now, &invoice.number, None, "invoice.duplicate", json!({ "event_id": event.event_id })).await?;
+        tx.commit().await.context("committing the duplicate note")?;
+        tracing::warn!("invoice number already known; message ignored");
+        return Ok(());
+    };
+    let plan = plan_steps(&config.policy, invoice.customer.risk, invoice.due_on, invoice.customer.timezone);
+    let mut planned = Vec::new();
+    for step in &plan {
+        steps::insert_planned(&mut tx, invoice_id, StepKind::Reminder, step, StepStatus::Pending, now).await?;
+        planned.push(json!({ "step": step.name, "channel": step.channel.as_str(), "due_at": step.due_at }));
+    }
+    let detail = json!({ "event_id": event.event_id, "risk": invoice.customer.risk.as_str(), "plan": planned });
+    journal::append(&mut tx, now, &invoice.number, None, names::INVOICE_REGISTERED, detail.clone()).await?;
+    outbox::enqueue(&mut tx, &outgoing::event(names::INVOICE_REGISTERED, &invoice.number, None, detail, now), now).await?;
+    tx.commit().await.context("committing the invoice")?;
+    Ok(())
+}

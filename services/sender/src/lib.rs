@@ -1,1 +1,143 @@
+//! The channel sender for email: delivers rendered messages and records the server's answer
+//! as proof. Right before delivering it holds the invoice row in share mode and re-checks
+//! it: no reminder goes out once a payment settling the invoice is recorded.
+//!
+//! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed`.
+//! A step found in `sending` (a sender died mid-delivery) is delivered again with the same
+//! Message-ID, so receiving servers and clients can recognise the duplicate.
 
+pub mod mailer;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use mailer::{build_message, DeliveryError, Mailer};
+use relance_config::Config;
+use relance_contracts::names::{self, Names};
+use relance_contracts::ReminderRenderedV1;
+use relance_messaging::{consume, outgoing, HandlerError, Incoming, Readiness, RetryPolicy, TopologyOptions};
+use relance_storage::invoices::{self, STATUS_OPEN};
+use relance_storage::steps::{self, StepRecord, StepStatus};
+use relance_storage::{journal, outbox};
+use serde_json::json;
+use sqlx::PgPool;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub const SERVICE: &str = "sender";
+pub const CHANNEL: &str = "email";
+
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with_readiness(config, Readiness::default(), shutdown).await
+}
+
+pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mailer = Arc::new(Mailer::from_settings(&config.settings)?);
+    let db = relance_storage::connect(&config.settings.database_url, 8).await?;
+    let names = Names::new(&config.settings.namespace);
+    let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
+    let s = &config.settings;
+    relance_messaging::supervise(SERVICE, &s.amqp_url, &names, &topology, readiness, shutdown.clone(), |connection, shutdown| {
+        let (db, config, names, mailer) = (db.clone(), config.clone(), names.clone(), mailer.clone());
+        async move {
+            let publisher = relance_messaging::Publisher::open(&connection).await?;
+            let retry = RetryPolicy { max_retries: config.settings.max_retries, base: config.settings.retry_base };
+            let queue = names.sender_queue(CHANNEL);
+            let worker = {
+                let (db, config) = (db.clone(), config.clone());
+                consume(&connection, &names, &queue, config.settings.prefetch, retry, move |message| {
+                    let (db, config, mailer) = (db.clone(), config.clone(), mailer.clone());
+                    async move { deliver_job(&db, &config, &mailer, message).await }
+                }, shutdown.clone())
+            };
+            let relay = relance_messaging::run_outbox_relay(db.clone(), publisher, names.clone(), config.clock.clone(), config.settings.outbox_interval, shutdown.clone());
+            tokio::try_join!(worker, relay)?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn record(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    step: &StepRecord,
+    event_type: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    journal::append(tx, now, &step.invoice_number, Some(step.id), event_type, detail.clone()).await?;
+    outbox::enqueue(tx, &outgoing::event(event_type, &step.invoice_number, Some((&step.name, &step.channel)), detail, now), now).await
+}
+
+/// Handles `reminder.rendered.email`.
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step), err)]
+pub async fn deliver_job(db: &PgPool, config: &Config, mailer: &Mailer, message: Incoming) -> Result<(), HandlerError> {
+    let job: ReminderRenderedV1 = message.json()?;
+    tracing::Span::current().record("step", tracing::field::display(job.step_id));
+    let mut conn = db.acquire().await.context("acquiring a connection")?;
+    let Some(step) = steps::find(&mut conn, job.step_id).await? else {
+        return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
+    };
+    let Some(rendered) = steps::find_rendered(&mut conn, step.id).await? else {
+        return Err(HandlerError::Permanent(format!("step {} has no rendered message", step.id)));
+    };
+    let pdf = if rendered.attach_invoice { invoices::invoice_pdf(&mut conn, step.invoice_id).await? } else { None };
+    drop(conn);
+
+    // 1. Claim the delivery: rendered -> sending, committed, so a crash leaves a trace.
+    let now = config.clock.now();
+    let mut tx = db.begin().await.context("starting the claim transaction")?;
+    if !steps::transition(&mut tx, step.id, &[StepStatus::Rendered, StepStatus::Sending], StepStatus::Sending, None, now).await? {
+        tracing::info!(status = %step.status, "step is not waiting for delivery; job ignored");
+        return Ok(());
+    }
+    tx.commit().await.context("committing the claim")?;
+
+    // 2. Hold the invoice, re-check it, deliver, record: one transaction. A payment waits
+    //    for it, or has already settled the invoice and we do not send.
+    let mut tx = db.begin().await.context("starting the delivery transaction")?;
+    let status = invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
+    let now = config.clock.now();
+    if step.kind == "reminder" && status.as_deref() != Some(STATUS_OPEN) {
+        if steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Cancelled, Some("invoice settled before sending"), now).await? {
+            record(&mut tx, now, &step, names::REMINDER_CANCELLED, json!({ "reason": "invoice settled before sending" })).await?;
+        }
+        tx.commit().await.context("committing the cancellation")?;
+        return Ok(());
+    }
+    let s = &config.settings;
+    let outcome = match build_message(&rendered, &s.creditor.mail_from, &s.creditor.reply_to, &step.invoice_number, pdf, now) {
+        Ok(email) => mailer.deliver(email).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(proof) => {
+            steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Sent, None, now).await?;
+            steps::set_delivery_proof(&mut tx, step.id, &proof).await?;
+            let event_type = if step.kind == "thanks" { names::THANKS_SENT } else { names::REMINDER_SENT };
+            record(&mut tx, now, &step, event_type, json!({
+                "message_id": rendered.message_id,
+                "smtp_response": proof,
+                "recipients": rendered.recipients,
+                "cc": rendered.cc,
+                "subject": rendered.subject,
+            }))
+            .await?;
+            tx.commit().await.context("recording the delivery")?;
+            Ok(())
+        }
+        Err(DeliveryError::Transient(reason)) if message.retries < s.max_retries => {
+            drop(tx);
+            let mut tx = db.begin().await.context("starting the release transaction")?;
+            steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Rendered, Some(&reason), now).await?;
+            journal::append(&mut tx, now, &step.invoice_number, Some(step.id), "reminder.delivery_deferred", json!({ "reason": reason, "attempt": message.retries + 1 })).await?;
+            tx.commit().await.context("releasing the step for a retry")?;
+            Err(HandlerError::Transient(anyhow::anyhow!(reason)))
+        }
+        Err(DeliveryError::Transient(reason) | DeliveryError::Permanent(reason)) => {
+            steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Failed, Some(&reason), now).await?;
+            record(&mut tx, now, &step, names::REMINDER_FAILED, json!({ "reason": reason, "attempts": message.retries + 1 })).await?;
+            tx.commit().await.context("recording the failure")?;
+            Ok(())
+        }
+    }
+}

@@ -5,12 +5,16 @@
 
 pub mod consume;
 pub mod publish;
+pub mod outgoing;
 pub mod relay;
+pub mod supervise;
 pub mod topology;
 
 pub use consume::{consume, HandlerError, Incoming};
 pub use publish::{properties, Publisher};
 pub use relay::run_outbox_relay;
+pub use supervise::{supervise, Readiness};
+pub use consume::RetryPolicy;
 pub use topology::{declare_topology, delete_topology, TopologyOptions};
 
 use anyhow::Context;

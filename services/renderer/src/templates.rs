@@ -1,0 +1,47 @@
+//! The message templates: French and English, one `.txt` (subject and text body blocks, not
+//! escaped) and one `.html` (auto-escaped, sandboxed by minijinja) per template. Built into
+//! the binary; `RELANCE_TEMPLATE_DIR` points at a folder of the same layout to override them.
+
+use anyhow::{anyhow, Context};
+use minijinja::Environment;
+use relance_domain::{DunningPolicy, Language};
+use std::path::Path;
+
+macro_rules! builtin {
+    ($($path:literal),+ $(,)?) => {
+        &[$(($path, include_str!(concat!("../templates/", $path)))),+]
+    };
+}
+
+const BUILTIN: &[(&str, &str)] = builtin!(
+    "fr/layout.html", "fr/pre_due.txt", "fr/pre_due.html", "fr/reminder.txt", "fr/reminder.html",
+    "fr/firm_reminder.txt", "fr/firm_reminder.html", "fr/thanks.txt", "fr/thanks.html",
+    "en/layout.html", "en/pre_due.txt", "en/pre_due.html", "en/reminder.txt", "en/reminder.html",
+    "en/firm_reminder.txt", "en/firm_reminder.html", "en/thanks.txt", "en/thanks.html",
+);
+
+/// Builds the template environment and checks that every template the policy names exists
+/// in every language, so a missing one stops the renderer at start, not at send time.
+pub fn environment(override_dir: Option<&Path>, policy: &DunningPolicy) -> anyhow::Result<Environment<'static>> {
+    let mut env = Environment::new();
+    // Undefined variables are errors: a typo in a template must not send a blank amount.
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    match override_dir {
+        Some(dir) => env.set_loader(minijinja::path_loader(dir.to_path_buf())),
+        None => {
+            for (name, source) in BUILTIN {
+                env.add_template(name, source).with_context(|| format!("template {name}"))?;
+            }
+        }
+    }
+    for (template, line) in policy.templates() {
+        for language in Language::ALL {
+            for ext in ["txt", "html"] {
+                let name = format!("{}/{template}.{ext}", language.as_str());
+                env.get_template(&name)
+                    .map_err(|e| anyhow!("policy line {line}: template {name:?} is not usable: {e}"))?;
+            }
+        }
+    }
+    Ok(env)
+}

@@ -1,0 +1,102 @@
+//! Email delivery with lettre: over SMTP when `SMTP_URL` is set, otherwise into `.eml`
+//! files (the demo needs no mail server). Classifies failures as transient (4xx, network)
+//! or permanent (5xx), and returns the server's answer as proof.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use relance_config::Settings;
+use relance_storage::steps::RenderedMessage;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub enum Mailer {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth retrying later: 4xx answers, timeouts, connection failures.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Never going to work: 5xx answers, invalid addresses.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl Mailer {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        match &settings.smtp_url {
+            Some(url) => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?
+                    .timeout(Some(Duration::from_secs(30)))
+                    .build();
+                Ok(Mailer::Smtp(transport))
+            }
+            None => {
+                std::fs::create_dir_all(&settings.mail_dir)
+                    .with_context(|| format!("creating the mail folder {}", settings.mail_dir.display()))?;
+                Ok(Mailer::Files(AsyncFileTransport::new(&settings.mail_dir), settings.mail_dir.clone()))
+            }
+        }
+    }
+
+    /// Delivers the message; returns the proof (the SMTP server's answer, or the file).
+    pub async fn deliver(&self, message: Message) -> Result<String, DeliveryError> {
+        match self {
+            Mailer::Smtp(transport) => match transport.send(message).await {
+                Ok(response) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
+                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("SMTP server refused the message: {e}"))),
+                Err(e) => Err(DeliveryError::Transient(format!("SMTP delivery failed: {e}"))),
+            },
+            Mailer::Files(transport, dir) => match transport.send(message).await {
+                Ok(id) => Ok(format!("written to {}", dir.join(format!("{id}.eml")).display())),
+                Err(e) => Err(DeliveryError::Transient(format!("writing the email file failed: {e}"))),
+            },
+        }
+    }
+}
+
+/// Builds the MIME message: text and HTML alternatives, the invoice PDF attached.
+pub fn build_message(
+    rendered: &RenderedMessage,
+    mail_from: &str,
+    reply_to: &str,
+    invoice_number: &str,
+    pdf: Option<Vec<u8>>,
+    at: DateTime<Utc>,
+) -> Result<Message, DeliveryError> {
+    let mailbox = |address: &str| -> Result<Mailbox, DeliveryError> {
+        address.parse::<Mailbox>().map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))
+    };
+    let mut builder = Message::builder()
+        .from(mailbox(mail_from)?)
+        .reply_to(mailbox(reply_to)?)
+        .subject(rendered.subject.clone())
+        .message_id(Some(rendered.message_id.clone()))
+        .date(at.into());
+    for to in &rendered.recipients {
+        builder = builder.to(mailbox(to)?);
+    }
+    for cc in &rendered.cc {
+        builder = builder.cc(mailbox(cc)?);
+    }
+    let alternatives = match &rendered.body_html {
+        Some(html) => MultiPart::alternative_plain_html(rendered.body_text.clone(), html.clone()),
+        None => MultiPart::alternative().singlepart(SinglePart::plain(rendered.body_text.clone())),
+    };
+    let body = match pdf {
+        Some(pdf) => {
+            let pdf_type = ContentType::parse("application/pdf").map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let file_name = format!("{}.pdf", invoice_number.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"));
+            MultiPart::mixed().multipart(alternatives).singlepart(Attachment::new(file_name).body(pdf, pdf_type))
+        }
+        None => alternatives,
+    };
+    builder.multipart(body).map_err(|e| DeliveryError::Permanent(format!("building the email failed: {e}")))
+}

@@ -1,0 +1,46 @@
+//! Building outbox messages from contract types, with the current trace context attached.
+
+use chrono::{DateTime, Utc};
+use relance_contracts::{EventV1, VERSION_1};
+use relance_storage::outbox::{Destination, OutgoingMessage};
+use uuid::Uuid;
+
+/// An outbound event about an invoice (and possibly one of its steps).
+pub fn event(
+    event_type: &str,
+    invoice_number: &str,
+    step: Option<(&str, &str)>,
+    detail: serde_json::Value,
+    at: DateTime<Utc>,
+) -> OutgoingMessage {
+    let body = EventV1 {
+        version: VERSION_1,
+        event_id: Uuid::new_v4(),
+        event_type: event_type.to_string(),
+        occurred_at: at,
+        invoice_number: invoice_number.to_string(),
+        step: step.map(|(name, _)| name.to_string()),
+        channel: step.map(|(_, channel)| channel.to_string()),
+        detail,
+    };
+    OutgoingMessage {
+        destination: Destination::Events,
+        routing_key: event_type.to_string(),
+        message_id: body.event_id,
+        correlation_id: invoice_number.to_string(),
+        payload: serde_json::to_value(&body).unwrap_or(serde_json::Value::Null),
+        headers: relance_telemetry::current_trace_headers(),
+    }
+}
+
+/// A job for another relance service.
+pub fn job<T: serde::Serialize>(routing_key: &str, job_id: Uuid, invoice_number: &str, body: &T) -> anyhow::Result<OutgoingMessage> {
+    Ok(OutgoingMessage {
+        destination: Destination::Jobs,
+        routing_key: routing_key.to_string(),
+        message_id: job_id,
+        correlation_id: invoice_number.to_string(),
+        payload: serde_json::to_value(body)?,
+        headers: relance_telemetry::current_trace_headers(),
+    })
+}
