@@ -1,0 +1,228 @@
+//! `relance demo`: a small ledger played through all four services on a simulated clock.
+//! It uses its own database (`relance_demo`) and namespace (`relance-demo`), rebuilt at each
+//! run, and leaves the emails as `.eml` files in `out/demo-mail` (or in the SMTP server set
+//! by `SMTP_URL`).
+
+use crate::drive::{publish_inbound, wait_for, wait_until_idle};
+use anyhow::Context;
+use base64::Engine;
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use relance_config::{Config, Settings};
+use relance_contracts::names::{self, Names};
+use relance_domain::{SharedClock, SimulatedClock};
+use relance_messaging::{delete_topology, Publisher};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+use tokio_util::sync::CancellationToken;
+
+/// A one-page PDF standing in for the invoice document the invoicing system would send.
+const SAMPLE_INVOICE_PDF: &[u8] = include_bytes!("../demo/sample-invoice.pdf");
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, d).unwrap_or_default()
+}
+
+struct Customer {
+    id: &'static str,
+    name: &'static str,
+    contact: &'static str,
+    email: &'static str,
+    language: &'static str,
+    timezone: &'static str,
+    risk: &'static str,
+    kind: &'static str,
+}
+
+const CUSTOMERS: [Customer; 5] = [
+    Customer { id: "C-ACME", name: "ACME Industrie SA", contact: "Jeanne Martin", email: "compta@acme-industrie.test", language: "fr", timezone: "Europe/Paris", risk: "medium", kind: "business" },
+    Customer { id: "C-BOUL", name: "Boulangerie Durand", contact: "Paul Durand", email: "paul@boulangerie-durand.test", language: "fr", timezone: "Europe/Paris", risk: "low", kind: "business" },
+    Customer { id: "C-NORTH", name: "Northwind Ltd", contact: "Emily Clarke", email: "accounts@northwind.test", language: "en", timezone: "Europe/London", risk: "high", kind: "business" },
+    Customer { id: "C-LEROY", name: "Sophie Leroy", contact: "Sophie Leroy", email: "sophie.leroy@example.test", language: "fr", timezone: "Europe/Paris", risk: "medium", kind: "consumer" },
+    Customer { id: "C-BLUE", name: "Bluebird GmbH", contact: "Jonas Weber", email: "ap@bluebird.test", language: "en", timezone: "Europe/Berlin", risk: "medium", kind: "business" },
+];
+
+fn invoice(number: &str, customer: &Customer, amount: &str, issued_on: NaiveDate, due_on: NaiveDate, with_pdf: bool) -> Value {
+    let mut body = json!({
+        "version": 1,
+        "event_id": format!("evt-{number}"),
+        "occurred_at": Utc::now(),
+        "invoice": {
+            "number": number,
+            "customer": {
+                "id": customer.id, "name": customer.name, "contact_name": customer.contact, "email": customer.email,
+                "language": customer.language, "timezone": customer.timezone, "risk": customer.risk, "kind": customer.kind,
+            },
+            "amount": amount, "currency": "EUR", "issued_on": issued_on, "due_on": due_on,
+            "payment_link": format!("https://pay.exemple.test/{number}"),
+        }
+    });
+    if with_pdf {
+        body["invoice"]["pdf_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(SAMPLE_INVOICE_PDF));
+    }
+    body
+}
+
+fn payment(id: &str, invoice_number: &str, amount: &str, received_on: NaiveDate) -> Value {
+    json!({
+        "version": 1, "event_id": format!("evt-{id}"), "occurred_at": Utc::now(),
+        "payment": { "id": id, "invoice_number": invoice_number, "amount": amount, "currency": "EUR", "received_on": received_on }
+    })
+}
+
+/// The ledger: (day of March it arrives, routing key, body).
+fn ledger() -> Vec<(u32, &'static str, Value)> {
+    let [acme, boul, north, leroy, blue] = &CUSTOMERS;
+    let feb = |d| NaiveDate::from_ymd_opt(2026, 2, d).unwrap_or_default();
+    let jan = |d| NaiveDate::from_ymd_opt(2026, 1, d).unwrap_or_default();
+    vec![
+        (2, names::INVOICE_ISSUED, invoice("F-2026-0101", acme, "1500.00", feb(10), day(12), true)),
+        (2, names::INVOICE_ISSUED, invoice("F-2026-0102", boul, "480.00", feb(4), day(6), false)),
+        (2, names::INVOICE_ISSUED, invoice("F-2026-0103", north, "2400.00", feb(8), day(10), true)),
+        // Arrives late: its pre-due note and first reminder are overtaken, only the latest goes.
+        (2, names::INVOICE_ISSUED, invoice("F-2026-0099", acme, "920.00", jan(15), feb(14), true)),
+        (2, names::INVOICE_ISSUED, invoice("F-2026-0104", leroy, "89.90", feb(20), day(25), false)),
+        (2, names::INVOICE_ISSUED, invoice("F-2026-0105", blue, "3150.00", feb(18), day(18), true)),
+        // Refused: due before it was issued.
+        (2, names::INVOICE_ISSUED, invoice("F-2026-0106", blue, "100.00", day(2), feb(27), false)),
+        (9, names::INVOICE_ISSUED, invoice("F-2026-0107", acme, "640.00", day(9), day(20), true)),
+        (15, names::PAYMENT_RECEIVED, payment("PAY-3001", "F-2026-0103", "1000.00", day(15))),
+        (16, names::PAYMENT_RECEIVED, payment("PAY-3002", "F-2026-0107", "640.00", day(16))),
+        (20, names::PAYMENT_RECEIVED, payment("PAY-3003", "F-2026-0101", "1500.00", day(20))),
+        // A duplicate delivery of the same payment: applied once.
+        (20, names::PAYMENT_RECEIVED, payment("PAY-3003", "F-2026-0101", "1500.00", day(20))),
+        (26, names::PAYMENT_RECEIVED, payment("PAY-3004", "F-2026-0105", "3150.00", day(26))),
+    ]
+}
+
+/// The demo's database: the server of `DATABASE_URL`, database `relance_demo`.
+fn demo_database_url(database_url: &str) -> String {
+    let (base, query) = match database_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (database_url, String::new()),
+    };
+    let server = match base.rfind('/') {
+        Some(i) if base[..i].ends_with('/') => base, // no database part (postgres://host)
+        Some(i) => &base[..i],
+        None => base,
+    };
+    format!("{server}/relance_demo{query}")
+}
+
+pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
+    let start: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).single().context("demo start")?;
+    settings.database_url = demo_database_url(&settings.database_url);
+    settings.namespace = "relance-demo".to_string();
+    settings.scheduler_interval = StdDuration::from_millis(50);
+    settings.outbox_interval = StdDuration::from_millis(20);
+    settings.retry_base = StdDuration::from_millis(200);
+    if settings.smtp_url.is_none() {
+        settings.mail_dir = "out/demo-mail".into();
+        let _ = std::fs::remove_dir_all(&settings.mail_dir);
+    }
+    println!("relance demo: {days} simulated days from {}", start.date_naive());
+    println!("  database relance_demo, exchanges relance-demo.*, mail {}", settings.smtp_url.as_deref().map(|_| "via SMTP_URL".to_string()).unwrap_or_else(|| settings.mail_dir.display().to_string()));
+
+    relance_storage::drop_database(&settings.database_url).await?;
+    relance_storage::migrate(&settings.database_url).await?;
+    let names = Names::new(&settings.namespace);
+    let connection = relance_messaging::connect(&settings.amqp_url, "demo").await?;
+    {
+        let channel = connection.create_channel().await?;
+        let _ = delete_topology(&channel, &names).await;
+        relance_messaging::declare_topology(&channel, &names, &Default::default()).await?;
+    }
+    let publisher = Publisher::open(&connection).await?;
+    let simulated = SimulatedClock::starting_at(start);
+    let clock: SharedClock = Arc::new(simulated.clone());
+    let config = Config::with_clock(settings.clone(), clock.clone())?;
+    let db = relance_storage::connect(&settings.database_url, 4).await?;
+    let shutdown = CancellationToken::new();
+    let services = tokio::spawn(crate::run_services(&crate::SERVICES, config, shutdown.clone()));
+
+    let deadline = StdDuration::from_secs(60);
+    let mut ledger = ledger();
+    let mut seen_events = std::collections::BTreeSet::new();
+    for d in 0..=days {
+        let today = start + Duration::days(i64::from(d));
+        simulated.set(today);
+        let mut arrived = 0;
+        let mut todays_event_ids = Vec::new();
+        for (_, routing_key, body) in ledger.iter().filter(|(on, _, _)| today.date_naive() == day(*on)) {
+            publish_inbound(&publisher, &names, routing_key, body).await?;
+            todays_event_ids.push(body["event_id"].as_str().unwrap_or_default().to_string());
+            arrived += 1;
+        }
+        ledger.retain(|(on, _, _)| today.date_naive() != day(*on));
+        if arrived > 0 {
+            // Wait until the services have taken in what arrived today: each new event id
+            // is recorded once (a replayed one is not).
+            seen_events.extend(todays_event_ids);
+            let expected = i64::try_from(seen_events.len()).unwrap_or(i64::MAX);
+            wait_for("the day's messages to be applied", deadline, || {
+                let db = db.clone();
+                async move {
+                    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_messages").fetch_one(&db).await?;
+                    Ok(applied >= expected)
+                }
+            })
+            .await?;
+        }
+        // Walk the day hour by hour, so steps go out at their local time.
+        for hour in 1..=24 {
+            simulated.set(today + Duration::hours(hour));
+            wait_until_idle(&db, &clock, deadline).await?;
+        }
+    }
+    shutdown.cancel();
+    services.await.context("joining the services")??;
+    print_timeline(&db).await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct TimelineRow {
+    at: DateTime<Utc>,
+    invoice_number: Option<String>,
+    action: String,
+    detail: Value,
+    step: Option<String>,
+}
+
+async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
+    let rows: Vec<TimelineRow> = sqlx::query_as(
+        "SELECT j.at, j.invoice_number, j.action, j.detail, s.name AS step
+         FROM journal j LEFT JOIN reminder_steps s ON s.id = j.step_id
+         WHERE j.action IN ('invoice.registered', 'invoice.rejected', 'reminder.sent', 'reminder.skipped', 'reminder.cancelled',
+                            'reminder.failed', 'payment.recorded', 'invoice.settled', 'thanks.sent', 'reminder.postponed')
+         ORDER BY j.at, j.id",
+    )
+    .fetch_all(db)
+    .await
+    .context("reading the journal")?;
+    println!();
+    println!("{:<17} {:<12} {:<19} {}", "when (UTC)", "invoice", "what", "details");
+    println!("{}", "-".repeat(100));
+    for row in rows {
+        let d = &row.detail;
+        let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let details = match row.action.as_str() {
+            "invoice.registered" => format!("risk {}, {} steps planned", text("risk"), d.get("plan").and_then(Value::as_array).map_or(0, Vec::len)),
+            "invoice.rejected" => format!("{}: {}", text("field"), text("reason")),
+            "reminder.sent" | "thanks.sent" => format!("{} -> {} \"{}\"", row.step.unwrap_or_default(), d.get("recipients").and_then(|r| r.get(0)).and_then(Value::as_str).unwrap_or(""), text("subject")),
+            "reminder.skipped" | "reminder.cancelled" | "reminder.postponed" => format!("{} ({})", row.step.unwrap_or_default(), text("reason")),
+            "reminder.failed" => format!("{}: {}", row.step.unwrap_or_default(), text("reason")),
+            "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
+            "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
+            _ => String::new(),
+        };
+        println!("{:<17} {:<12} {:<19} {}", row.at.format("%Y-%m-%d %H:%M"), row.invoice_number.unwrap_or_default(), row.action, details);
+    }
+    let (sent, mails): (i64, i64) = sqlx::query_as("SELECT count(*) FILTER (WHERE kind = 'reminder'), count(*) FROM reminder_steps WHERE status = 'sent'")
+        .fetch_one(db)
+        .await
+        .context("counting sent messages")?;
+    println!("{}", "-".repeat(100));
+    println!("{mails} emails sent ({sent} reminders, {} thank-yous). Every action above is in the journal table of relance_demo.", mails - sent);
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! `relance`: see `relance --help`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use relance_config::{Config, Settings};
+
+#[derive(Parser)]
+#[command(name = "relance", version, about = "Gets B2B invoices paid on time by running dunning automatically")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one service (scheduler, renderer, sender, payments), several, or `all`.
+    Run {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Create the database if needed and apply migrations.
+    Migrate,
+    /// Play a small ledger through every service on a simulated clock and print the timeline.
+    Demo {
+        /// How many simulated days to run.
+        #[arg(long, default_value_t = 40)]
+        days: u32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::from_env()?;
+    let service_name = match &cli.command {
+        Command::Run { services } => format!("relance-{}", services.join("-")),
+        Command::Migrate => "relance-migrate".to_string(),
+        Command::Demo { .. } => "relance-demo".to_string(),
+    };
+    let _telemetry = relance_telemetry::init(&service_name, settings.otlp_endpoint.as_deref())?;
+    match cli.command {
+        Command::Run { services } => {
+            let names: Vec<&str> = if services.iter().any(|s| s == "all") {
+                relance::SERVICES.to_vec()
+            } else {
+                services.iter().map(String::as_str).collect()
+            };
+            let config = Config::from_settings(settings)?;
+            tracing::info!(services = ?names, settings = ?config.settings, "starting");
+            relance::run_services(&names, config, relance::shutdown_on_signals()).await
+        }
+        Command::Migrate => relance_storage::migrate(&settings.database_url).await.context("relance migrate"),
+        Command::Demo { days } => relance::demo::run(settings, days).await,
+    }
+}
