@@ -26,7 +26,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let db = relance_storage::connect(&config.settings.database_url, 8).await?;
+    let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
     let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
     let s = &config.settings;
@@ -73,6 +73,7 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
     let mut tx = db.begin().await.context("starting the payment transaction")?;
     if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? || invoices::payment_exists(&mut tx, &payment.id).await? {
         tracing::info!("payment already recorded; message ignored");
+        journal::append(&mut tx, now, &payment.invoice_number, None, "payment.duplicate", json!({ "payment_id": payment.id, "event_id": event.event_id })).await?;
         tx.commit().await.context("committing the duplicate note")?;
         return Ok(());
     }

@@ -48,6 +48,11 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
     result
 }
 
+/// As [`run_services`], owning its list (for spawning).
+pub async fn run_services_owned(names: Vec<&'static str>, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_services(&names, config, shutdown).await
+}
+
 /// A token cancelled by SIGTERM or Ctrl-C: services stop taking work and finish in-flight.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();

@@ -34,7 +34,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
     let template_dir = std::env::var_os("RELANCE_TEMPLATE_DIR").map(std::path::PathBuf::from);
     let env = Arc::new(templates::environment(template_dir.as_deref(), &config.policy)?);
-    let db = relance_storage::connect(&config.settings.database_url, 8).await?;
+    let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
     let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
     let s = &config.settings;
@@ -71,6 +71,7 @@ pub async fn render_job(db: &PgPool, config: &Config, env: &Environment<'static>
     };
     if step.status != StepStatus::Queued.as_str() {
         tracing::info!(status = %step.status, "step is no longer queued; job ignored");
+        journal::append(&mut conn, config.clock.now(), &step.invoice_number, Some(step.id), "job.ignored", json!({ "stage": "render", "status": step.status })).await?;
         return Ok(());
     }
     let Some(invoice) = invoices::find_by_id(&mut conn, step.invoice_id).await? else {

@@ -31,7 +31,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let db = relance_storage::connect(&config.settings.database_url, 8).await?;
+    let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
     let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
     let s = &config.settings;
@@ -188,6 +188,10 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
     let mut tx = db.begin().await.context("starting the intake transaction")?;
     if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? {
         tracing::info!("duplicate invoice.issued ignored");
+        drop(tx);
+        let mut tx = db.begin().await.context("starting the duplicate note")?;
+        journal::append(&mut tx, now, &inv.number, None, "invoice.duplicate", json!({ "event_id": event.event_id })).await?;
+        tx.commit().await.context("committing the duplicate note")?;
         return Ok(());
     }
     let invoice = match validated {

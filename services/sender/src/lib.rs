@@ -32,7 +32,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mailer = Arc::new(Mailer::from_settings(&config.settings)?);
-    let db = relance_storage::connect(&config.settings.database_url, 8).await?;
+    let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
     let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
     let s = &config.settings;
@@ -88,6 +88,8 @@ pub async fn deliver_job(db: &PgPool, config: &Config, mailer: &Mailer, message:
     let mut tx = db.begin().await.context("starting the claim transaction")?;
     if !steps::transition(&mut tx, step.id, &[StepStatus::Rendered, StepStatus::Sending], StepStatus::Sending, None, now).await? {
         tracing::info!(status = %step.status, "step is not waiting for delivery; job ignored");
+        journal::append(&mut tx, now, &step.invoice_number, Some(step.id), "job.ignored", json!({ "stage": "send", "status": step.status })).await?;
+        tx.commit().await.context("committing the note")?;
         return Ok(());
     }
     tx.commit().await.context("committing the claim")?;

@@ -44,6 +44,8 @@ pub struct Settings {
     pub simulated_clock_start: Option<DateTime<Utc>>,
     pub scheduler_interval: Duration,
     pub scheduler_batch: i64,
+    /// Database connections per service.
+    pub db_pool_size: u32,
     pub outbox_interval: Duration,
     pub prefetch: u16,
     pub max_retries: u32,
@@ -143,6 +145,7 @@ impl Settings {
             simulated_clock_start,
             scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS", 1000)?,
             scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH", 200)?,
+            db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE", 8)?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS", 200)?,
             prefetch: env.parsed("RELANCE_PREFETCH", 16)?,
             max_retries: env.parsed("RELANCE_MAX_RETRIES", 5)?,

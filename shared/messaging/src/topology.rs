@@ -50,14 +50,17 @@ fn queue_arguments(options: &TopologyOptions) -> FieldTable {
 }
 
 pub async fn declare_topology(channel: &Channel, names: &Names, options: &TopologyOptions) -> anyhow::Result<()> {
-    for (exchange, kind) in [
-        (names.inbound_exchange(), ExchangeKind::Topic),
-        (names.events_exchange(), ExchangeKind::Topic),
-        (names.jobs_exchange(), ExchangeKind::Direct),
-        (names.dead_letter_exchange(), ExchangeKind::Fanout),
+    // Inbound messages with a routing key nobody handles go to the dead letters, not nowhere.
+    let mut inbound_args = FieldTable::default();
+    inbound_args.insert(ShortString::from("alternate-exchange"), AMQPValue::LongString(LongString::from(names.dead_letter_exchange().as_str())));
+    for (exchange, kind, args) in [
+        (names.dead_letter_exchange(), ExchangeKind::Fanout, FieldTable::default()),
+        (names.inbound_exchange(), ExchangeKind::Topic, inbound_args),
+        (names.events_exchange(), ExchangeKind::Topic, FieldTable::default()),
+        (names.jobs_exchange(), ExchangeKind::Direct, FieldTable::default()),
     ] {
         channel
-            .exchange_declare(exchange.as_str().into(), kind, durable_exchange(), FieldTable::default())
+            .exchange_declare(exchange.as_str().into(), kind, durable_exchange(), args)
             .await
             .with_context(|| format!("declaring exchange {exchange}"))?;
     }

@@ -1,0 +1,399 @@
+//! Test harness: a whole relance (the four services, N copies each) in this process, on a
+//! fresh database, a private set of exchanges and queues, and its own MailDev SMTP server,
+//! all on a simulated clock. Everything is removed when the test stops.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Connection};
+use relance_config::{Config, Settings};
+use relance_contracts::names::Names;
+use relance_contracts::EventV1;
+use relance_domain::{SharedClock, SimulatedClock};
+use relance_messaging::Publisher;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+pub use relance::drive::wait_for;
+
+pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
+
+fn server_url() -> String {
+    std::env::var("RELANCE_TEST_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn amqp_url() -> String {
+    std::env::var("RELANCE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A MailDev SMTP server of this test's own, read back through its HTTP API.
+pub struct MailDev {
+    child: Child,
+    pub smtp_port: u16,
+    web_port: u16,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Address {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "fileName")]
+    pub file_name: String,
+    #[serde(rename = "contentType")]
+    pub content_type: String,
+}
+
+/// An email as the SMTP server received it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Email {
+    pub subject: String,
+    #[serde(default)]
+    pub to: Vec<Address>,
+    #[serde(default)]
+    pub cc: Vec<Address>,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub html: String,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    #[serde(rename = "messageId", default)]
+    pub message_id: String,
+}
+
+impl Email {
+    pub fn recipients(&self) -> Vec<&str> {
+        self.to.iter().map(|a| a.address.as_str()).collect()
+    }
+}
+
+impl MailDev {
+    pub async fn start() -> anyhow::Result<Self> {
+        let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/maildev/bin/maildev");
+        if !bin.exists() {
+            return Err(anyhow!("MailDev is not installed: run `npm ci` in tests/ (scripts/test.sh does it)"));
+        }
+        let (smtp_port, web_port) = (free_port(), free_port());
+        let child = Command::new("node")
+            .arg(&bin)
+            .args(["--ip", "127.0.0.1", "--smtp", &smtp_port.to_string(), "--web", &web_port.to_string(), "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting MailDev")?;
+        let maildev = Self { child, smtp_port, web_port, http: reqwest::Client::new() };
+        wait_for("MailDev to answer", StdDuration::from_secs(30), || async {
+            let smtp_up = tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_ok();
+            Ok(smtp_up && maildev.fetch().await.is_ok())
+        })
+        .await?;
+        Ok(maildev)
+    }
+
+    async fn fetch(&self) -> anyhow::Result<Vec<Email>> {
+        let response = self.http.get(format!("http://127.0.0.1:{}/email", self.web_port)).send().await?;
+        Ok(response.error_for_status()?.json().await?)
+    }
+
+    /// Every email received so far.
+    pub async fn emails(&self) -> Vec<Email> {
+        self.fetch().await.expect("reading MailDev's inbox")
+    }
+
+    /// Waits until at least `n` emails arrived, and returns them all.
+    pub async fn wait_for_emails(&self, n: usize) -> Vec<Email> {
+        wait_for(&format!("{n} emails"), DEADLINE, || async { Ok(self.fetch().await?.len() >= n) })
+            .await
+            .expect("emails to arrive");
+        self.emails().await
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// One relance, isolated.
+pub struct TestEnv {
+    pub db: PgPool,
+    pub database_url: String,
+    pub names: Names,
+    pub clock: SimulatedClock,
+    pub shared_clock: SharedClock,
+    pub mail: MailDev,
+    pub connection: Connection,
+    pub publisher: Publisher,
+    events_queue: String,
+    shutdown: CancellationToken,
+    services: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// 2026-03-02 06:00 UTC, a Monday.
+pub fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).single().expect("a valid time")
+}
+
+pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a valid date")
+}
+
+impl TestEnv {
+    /// Starts `copies` copies of each service.
+    pub async fn start(copies: usize) -> Self {
+        Self::try_start(copies, &[]).await.expect("starting the test environment")
+    }
+
+    pub async fn try_start(copies: usize, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let database_url = format!("{}/relance_test_{id}", server_url());
+        relance_storage::migrate(&database_url).await?;
+        let mail = MailDev::start().await?;
+        let mut vars: BTreeMap<String, String> = [
+            ("DATABASE_URL", database_url.clone()),
+            ("AMQP_URL", amqp_url()),
+            ("SMTP_URL", format!("smtp://127.0.0.1:{}", mail.smtp_port)),
+            ("RELANCE_NAMESPACE", format!("t-{id}")),
+            ("RELANCE_SCHEDULER_INTERVAL_MS", "20".into()),
+            ("RELANCE_OUTBOX_INTERVAL_MS", "10".into()),
+            ("RELANCE_RETRY_BASE_MS", "100".into()),
+            ("RELANCE_MAX_RETRIES", "3".into()),
+            ("RELANCE_DB_POOL_SIZE", "4".into()),
+            ("RELANCE_QUEUE_EXPIRES_MS", "600000".into()),
+            ("RELANCE_CREDITOR_NAME", "Exemple SAS".into()),
+            ("RELANCE_CREDITOR_IBAN", "FR76 3000 6000 0112 3456 7890 189".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in extra_env {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let settings = Settings::from_vars(vars)?;
+        let names = Names::new(&settings.namespace);
+        let clock = SimulatedClock::starting_at(start_time());
+        let shared_clock: SharedClock = Arc::new(clock.clone());
+        let config = Config::with_clock(settings.clone(), shared_clock.clone())?;
+        let connection = relance_messaging::connect(&settings.amqp_url, "tests").await?;
+        let channel = connection.create_channel().await?;
+        relance_messaging::declare_topology(&channel, &names, &relance_messaging::TopologyOptions { queue_expires: settings.queue_expires }).await?;
+        // A queue of our own on the events exchange, to follow what relance announces.
+        let events_queue = format!("{}.test-events", settings.namespace);
+        let mut args = FieldTable::default();
+        args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(600_000));
+        channel.queue_declare(events_queue.as_str().into(), QueueDeclareOptions::default(), args).await?;
+        channel
+            .queue_bind(events_queue.as_str().into(), names.events_exchange().as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        let publisher = Publisher::open(&connection).await?;
+        let db = relance_storage::connect(&database_url, 4).await?;
+        let shutdown = CancellationToken::new();
+        let mut list = Vec::new();
+        for _ in 0..copies {
+            list.extend_from_slice(&relance::SERVICES);
+        }
+        let services = tokio::spawn(relance::run_services_owned(list, config, shutdown.clone()));
+        Ok(Self { db, database_url, names, clock, shared_clock, mail, connection, publisher, events_queue, shutdown, services })
+    }
+
+    /// Publishes on the inbound exchange, as an invoicing or banking system would.
+    pub async fn publish(&self, routing_key: &str, body: &Value) {
+        relance::drive::publish_inbound(&self.publisher, &self.names, routing_key, body).await.expect("publishing");
+    }
+
+    /// Publishes raw bytes (for malformed messages).
+    pub async fn publish_raw(&self, exchange: &str, routing_key: &str, body: &[u8]) {
+        let channel = self.publisher.channel();
+        let confirm = channel
+            .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), body, BasicProperties::default().with_delivery_mode(2))
+            .await
+            .expect("publishing");
+        confirm.await.expect("confirm");
+    }
+
+    /// Moves the simulated clock and waits until every step due by then is settled.
+    pub async fn set_time(&self, to: DateTime<Utc>) {
+        self.clock.set(to);
+        self.idle().await;
+    }
+
+    /// Moves the clock to `day` at 06:00 UTC, then hour by hour to the end of that day.
+    pub async fn run_until(&self, day: NaiveDate) {
+        let mut t = self.clock.now_utc();
+        let end = Utc.from_utc_datetime(&day.and_hms_opt(23, 0, 0).expect("a time"));
+        while t < end {
+            t = (t + Duration::hours(6)).min(end);
+            self.set_time(t).await;
+        }
+    }
+
+    pub async fn idle(&self) {
+        relance::drive::wait_until_idle(&self.db, &self.shared_clock, DEADLINE).await.expect("the pipeline to go idle");
+    }
+
+    /// Waits until the journal has `n` entries with this action for the invoice.
+    pub async fn wait_journal(&self, invoice: &str, action: &str, n: i64) {
+        wait_for(&format!("{n} {action} for {invoice}"), DEADLINE, || async {
+            Ok(self.journal_count(invoice, action).await >= n)
+        })
+        .await
+        .expect("journal entries");
+    }
+
+    pub async fn journal_count(&self, invoice: &str, action: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM journal WHERE invoice_number = $1 AND action = $2")
+            .bind(invoice)
+            .bind(action)
+            .fetch_one(&self.db)
+            .await
+            .expect("counting journal entries")
+    }
+
+    /// (step name, status) of every step of an invoice, in plan order.
+    pub async fn steps(&self, invoice: &str) -> Vec<(String, String)> {
+        sqlx::query_as(
+            "SELECT s.name, s.status FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+             WHERE i.number = $1 ORDER BY s.kind DESC, s.position",
+        )
+        .bind(invoice)
+        .fetch_all(&self.db)
+        .await
+        .expect("reading steps")
+    }
+
+    /// Messages on the dead-letter queue: (reason header, body).
+    pub async fn dead_letters(&self) -> Vec<(String, Vec<u8>)> {
+        self.drain(&self.names.dead_letter_queue())
+            .await
+            .into_iter()
+            .map(|(headers, body)| (headers.get(relance_contracts::names::HEADER_DEAD_LETTER_REASON).cloned().unwrap_or_default(), body))
+            .collect()
+    }
+
+    /// Polls the dead-letter queue until `n` messages were taken from it; returns their reasons.
+    pub async fn wait_for_dead_letters(&self, n: usize) -> Vec<String> {
+        let start = std::time::Instant::now();
+        let mut reasons = Vec::new();
+        loop {
+            reasons.extend(self.dead_letters().await.into_iter().map(|(reason, _)| reason));
+            if reasons.len() >= n {
+                return reasons;
+            }
+            assert!(start.elapsed() < DEADLINE, "timed out waiting for {n} dead letters, got {reasons:?}");
+            tokio::time::sleep(StdDuration::from_millis(25)).await;
+        }
+    }
+
+    /// Events announced so far (and not read before).
+    pub async fn events(&self) -> Vec<EventV1> {
+        self.drain(&self.events_queue)
+            .await
+            .into_iter()
+            .map(|(_, body)| serde_json::from_slice(&body).expect("an EventV1"))
+            .collect()
+    }
+
+    async fn drain(&self, queue: &str) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
+        let channel = self.connection.create_channel().await.expect("a channel");
+        let mut out = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            let headers = message
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .map(|t| {
+                    t.inner()
+                        .iter()
+                        .filter_map(|(k, v)| match v {
+                            AMQPValue::LongString(s) => Some((k.as_str().to_string(), String::from_utf8_lossy(s.as_bytes()).into_owned())),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((headers, message.delivery.data.clone()));
+        }
+        let _ = channel.close(200, "done".into()).await;
+        out
+    }
+
+    /// Stops the services and removes the database, exchanges, queues and SMTP server.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let outcome = self.services.await;
+        let channel = self.connection.create_channel().await.expect("a channel");
+        let _ = channel.queue_delete(self.events_queue.as_str().into(), Default::default()).await;
+        let _ = relance_messaging::delete_topology(&channel, &self.names).await;
+        let _ = self.connection.close(200, "done".into()).await;
+        self.db.close().await;
+        let _ = relance_storage::drop_database(&self.database_url).await;
+        self.mail.stop().await;
+        outcome.expect("services task").expect("services stopped cleanly");
+    }
+}
+
+/// Extension: the simulated clock's time.
+trait Now {
+    fn now_utc(&self) -> DateTime<Utc>;
+}
+
+impl Now for SimulatedClock {
+    fn now_utc(&self) -> DateTime<Utc> {
+        relance_domain::Clock::now(self)
+    }
+}
+
+/// An `invoice.issued` body; tweak the JSON for special cases.
+pub fn invoice_issued(number: &str, amount: &str, issued_on: NaiveDate, due_on: NaiveDate) -> Value {
+    json!({
+        "version": 1,
+        "event_id": format!("evt-invoice-{number}"),
+        "occurred_at": "2026-03-01T10:00:00Z",
+        "invoice": {
+            "number": number,
+            "customer": {
+                "id": format!("C-{number}"),
+                "name": "ACME Industrie SA",
+                "contact_name": "Jeanne Martin",
+                "email": format!("compta+{}@acme.test", number.to_lowercase()),
+            },
+            "amount": amount,
+            "currency": "EUR",
+            "issued_on": issued_on,
+            "due_on": due_on,
+        }
+    })
+}
+
+pub fn payment_received(id: &str, invoice: &str, amount: &str, received_on: NaiveDate) -> Value {
+    json!({
+        "version": 1,
+        "event_id": format!("evt-payment-{id}"),
+        "occurred_at": "2026-03-01T10:00:00Z",
+        "payment": { "id": id, "invoice_number": invoice, "amount": amount, "currency": "EUR", "received_on": received_on }
+    })
+}
