@@ -13,7 +13,6 @@ use relance_contracts::names::Names;
 use relance_contracts::EventV1;
 use relance_domain::{SharedClock, SimulatedClock};
 use relance_messaging::Publisher;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -46,43 +45,55 @@ pub struct MailDev {
     child: Child,
     pub smtp_port: u16,
     web_port: u16,
+    mail_dir: PathBuf,
     http: reqwest::Client,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Address {
-    pub address: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Attachment {
-    #[serde(rename = "fileName")]
-    pub file_name: String,
-    #[serde(rename = "contentType")]
-    pub content_type: String,
-}
-
 /// An email as the SMTP server received it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Email {
     pub subject: String,
-    #[serde(default)]
-    pub to: Vec<Address>,
-    #[serde(default)]
-    pub cc: Vec<Address>,
-    #[serde(default)]
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
     pub text: String,
-    #[serde(default)]
     pub html: String,
-    #[serde(default)]
-    pub attachments: Vec<Attachment>,
-    #[serde(rename = "messageId", default)]
+    /// (file name, content type)
+    pub attachments: Vec<(String, String)>,
     pub message_id: String,
+}
+
+fn text_of(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn addresses(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|list| list.iter().map(|a| text_of(a, "address")).collect())
+        .unwrap_or_default()
+}
+
+impl Email {
+    fn from_maildev(v: &Value) -> Self {
+        Self {
+            subject: text_of(v, "subject"),
+            to: addresses(v, "to"),
+            cc: addresses(v, "cc"),
+            text: text_of(v, "text"),
+            html: text_of(v, "html"),
+            attachments: v
+                .get("attachments")
+                .and_then(Value::as_array)
+                .map(|list| list.iter().map(|a| (text_of(a, "fileName"), text_of(a, "contentType"))).collect())
+                .unwrap_or_default(),
+            message_id: text_of(v, "messageId"),
+        }
+    }
 }
 
 impl Email {
     pub fn recipients(&self) -> Vec<&str> {
-        self.to.iter().map(|a| a.address.as_str()).collect()
+        self.to.iter().map(String::as_str).collect()
     }
 }
 
@@ -93,15 +104,17 @@ impl MailDev {
             return Err(anyhow!("MailDev is not installed: run `npm ci` in tests/ (scripts/test.sh does it)"));
         }
         let (smtp_port, web_port) = (free_port(), free_port());
+        let mail_dir = std::env::temp_dir().join(format!("relance-maildev-{smtp_port}-{}", uuid::Uuid::new_v4().simple()));
         let child = Command::new("node")
             .arg(&bin)
-            .args(["--ip", "127.0.0.1", "--smtp", &smtp_port.to_string(), "--web", &web_port.to_string(), "--silent"])
+            .args(["--ip", "127.0.0.1", "--smtp", &smtp_port.to_string(), "--web", &web_port.to_string(), "--silent", "--mail-directory"])
+            .arg(&mail_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .context("starting MailDev")?;
-        let maildev = Self { child, smtp_port, web_port, http: reqwest::Client::new() };
+        let maildev = Self { child, smtp_port, web_port, mail_dir, http: reqwest::Client::new() };
         wait_for("MailDev to answer", StdDuration::from_secs(30), || async {
             let smtp_up = tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_ok();
             Ok(smtp_up && maildev.fetch().await.is_ok())
@@ -112,7 +125,9 @@ impl MailDev {
 
     async fn fetch(&self) -> anyhow::Result<Vec<Email>> {
         let response = self.http.get(format!("http://127.0.0.1:{}/email", self.web_port)).send().await?;
-        Ok(response.error_for_status()?.json().await?)
+        let list: Vec<Value> = response.error_for_status()?.json().await?;
+        // MailDev lists the newest last; keep arrival order.
+        Ok(list.iter().map(Email::from_maildev).collect())
     }
 
     /// Every email received so far.
@@ -130,6 +145,7 @@ impl MailDev {
 
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.mail_dir);
     }
 }
 
@@ -272,7 +288,7 @@ impl TestEnv {
     pub async fn steps(&self, invoice: &str) -> Vec<(String, String)> {
         sqlx::query_as(
             "SELECT s.name, s.status FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
-             WHERE i.number = $1 ORDER BY s.kind DESC, s.position",
+             WHERE i.number = $1 ORDER BY s.kind, s.position",
         )
         .bind(invoice)
         .fetch_all(&self.db)

@@ -71,15 +71,17 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
     .map_err(|r| HandlerError::Permanent(format!("payment {} refused: {r}", p.id)))?;
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the payment transaction")?;
-    if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? || invoices::payment_exists(&mut tx, &payment.id).await? {
-        tracing::info!("payment already recorded; message ignored");
-        journal::append(&mut tx, now, &payment.invoice_number, None, "payment.duplicate", json!({ "payment_id": payment.id, "event_id": event.event_id })).await?;
-        tx.commit().await.context("committing the duplicate note")?;
-        return Ok(());
-    }
+    let first_delivery = mark_processed(&mut tx, INBOX, &event.event_id, now).await?;
+    // Under the invoice lock, so that two messages carrying one payment are serialised.
     let Some(invoice) = invoices::lock_for_payment(&mut tx, &payment.invoice_number).await? else {
         return Err(HandlerError::Transient(anyhow::anyhow!("unknown invoice {:?}", payment.invoice_number)));
     };
+    if !first_delivery || invoices::payment_exists(&mut tx, &payment.id).await? {
+        tracing::info!("payment already recorded; message ignored");
+        journal::append(&mut tx, now, &invoice.number, None, "payment.duplicate", json!({ "payment_id": payment.id, "event_id": event.event_id })).await?;
+        tx.commit().await.context("committing the duplicate note")?;
+        return Ok(());
+    }
     if invoice.currency.trim() != payment.amount.currency.code() {
         return Err(HandlerError::Permanent(format!(
             "payment {} refused: currency {} differs from the invoice's {}",

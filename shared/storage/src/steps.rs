@@ -106,7 +106,7 @@ pub async fn find(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Step
 }
 
 pub async fn for_invoice(db: &mut PgConnection, invoice_id: Uuid) -> anyhow::Result<Vec<StepRecord>> {
-    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.invoice_id = $1 ORDER BY s.kind DESC, s.position"))
+    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.invoice_id = $1 ORDER BY s.kind, s.position"))
         .bind(invoice_id)
         .fetch_all(db)
         .await
