@@ -29,7 +29,8 @@ pub use relance::drive::wait_for;
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 
 fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("RELANCE_TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 fn amqp_url() -> String {
@@ -37,7 +38,10 @@ fn amqp_url() -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A MailDev SMTP server of this test's own, read back through its HTTP API.
@@ -84,7 +88,11 @@ impl Email {
             attachments: v
                 .get("attachments")
                 .and_then(Value::as_array)
-                .map(|list| list.iter().map(|a| (text_of(a, "fileName"), text_of(a, "contentType"))).collect())
+                .map(|list| {
+                    list.iter()
+                        .map(|a| (text_of(a, "fileName"), text_of(a, "contentType")))
+                        .collect()
+                })
                 .unwrap_or_default(),
             message_id: text_of(v, "messageId"),
         }
@@ -101,22 +109,44 @@ impl MailDev {
     pub async fn start() -> anyhow::Result<Self> {
         let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/maildev/bin/maildev");
         if !bin.exists() {
-            return Err(anyhow!("MailDev is not installed: run `npm ci` in tests/ (scripts/test.sh does it)"));
+            return Err(anyhow!(
+                "MailDev is not installed: run `npm ci` in tests/ (scripts/test.sh does it)"
+            ));
         }
         let (smtp_port, web_port) = (free_port(), free_port());
-        let mail_dir = std::env::temp_dir().join(format!("relance-maildev-{smtp_port}-{}", uuid::Uuid::new_v4().simple()));
+        let mail_dir = std::env::temp_dir().join(format!(
+            "relance-maildev-{smtp_port}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let child = Command::new("node")
             .arg(&bin)
-            .args(["--ip", "127.0.0.1", "--smtp", &smtp_port.to_string(), "--web", &web_port.to_string(), "--silent", "--mail-directory"])
+            .args([
+                "--ip",
+                "127.0.0.1",
+                "--smtp",
+                &smtp_port.to_string(),
+                "--web",
+                &web_port.to_string(),
+                "--silent",
+                "--mail-directory",
+            ])
             .arg(&mail_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .context("starting MailDev")?;
-        let maildev = Self { child, smtp_port, web_port, mail_dir, http: reqwest::Client::new() };
+        let maildev = Self {
+            child,
+            smtp_port,
+            web_port,
+            mail_dir,
+            http: reqwest::Client::new(),
+        };
         wait_for("MailDev to answer", StdDuration::from_secs(30), || async {
-            let smtp_up = tokio::net::TcpStream::connect(("127.0.0.1", smtp_port)).await.is_ok();
+            let smtp_up = tokio::net::TcpStream::connect(("127.0.0.1", smtp_port))
+                .await
+                .is_ok();
             Ok(smtp_up && maildev.fetch().await.is_ok())
         })
         .await?;
@@ -124,7 +154,11 @@ impl MailDev {
     }
 
     async fn fetch(&self) -> anyhow::Result<Vec<Email>> {
-        let response = self.http.get(format!("http://127.0.0.1:{}/email", self.web_port)).send().await?;
+        let response = self
+            .http
+            .get(format!("http://127.0.0.1:{}/email", self.web_port))
+            .send()
+            .await?;
         let list: Vec<Value> = response.error_for_status()?.json().await?;
         // MailDev lists the newest last; keep arrival order.
         Ok(list.iter().map(Email::from_maildev).collect())
@@ -137,9 +171,11 @@ impl MailDev {
 
     /// Waits until at least `n` emails arrived, and returns them all.
     pub async fn wait_for_emails(&self, n: usize) -> Vec<Email> {
-        wait_for(&format!("{n} emails"), DEADLINE, || async { Ok(self.fetch().await?.len() >= n) })
-            .await
-            .expect("emails to arrive");
+        wait_for(&format!("{n} emails"), DEADLINE, || async {
+            Ok(self.fetch().await?.len() >= n)
+        })
+        .await
+        .expect("emails to arrive");
         self.emails().await
     }
 
@@ -166,7 +202,9 @@ pub struct TestEnv {
 
 /// 2026-03-02 06:00 UTC, a Monday.
 pub fn start_time() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).single().expect("a valid time")
+    Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0)
+        .single()
+        .expect("a valid time")
 }
 
 pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -176,7 +214,9 @@ pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 impl TestEnv {
     /// Starts `copies` copies of each service.
     pub async fn start(copies: usize) -> Self {
-        Self::try_start(copies, &[]).await.expect("starting the test environment")
+        Self::try_start(copies, &[])
+            .await
+            .expect("starting the test environment")
     }
 
     pub async fn try_start(copies: usize, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
@@ -196,7 +236,10 @@ impl TestEnv {
             ("RELANCE_DB_POOL_SIZE", "4".into()),
             ("RELANCE_QUEUE_EXPIRES_MS", "600000".into()),
             ("RELANCE_CREDITOR_NAME", "Exemple SAS".into()),
-            ("RELANCE_CREDITOR_IBAN", "FR76 3000 6000 0112 3456 7890 189".into()),
+            (
+                "RELANCE_CREDITOR_IBAN",
+                "FR76 3000 6000 0112 3456 7890 189".into(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -211,14 +254,29 @@ impl TestEnv {
         let config = Config::with_clock(settings.clone(), shared_clock.clone())?;
         let connection = relance_messaging::connect(&settings.amqp_url, "tests").await?;
         let channel = connection.create_channel().await?;
-        relance_messaging::declare_topology(&channel, &names, &relance_messaging::TopologyOptions { queue_expires: settings.queue_expires }).await?;
+        relance_messaging::declare_topology(
+            &channel,
+            &names,
+            &relance_messaging::TopologyOptions {
+                queue_expires: settings.queue_expires,
+            },
+        )
+        .await?;
         // A queue of our own on the events exchange, to follow what relance announces.
         let events_queue = format!("{}.test-events", settings.namespace);
         let mut args = FieldTable::default();
         args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(600_000));
-        channel.queue_declare(events_queue.as_str().into(), QueueDeclareOptions::default(), args).await?;
         channel
-            .queue_bind(events_queue.as_str().into(), names.events_exchange().as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_declare(events_queue.as_str().into(), QueueDeclareOptions::default(), args)
+            .await?;
+        channel
+            .queue_bind(
+                events_queue.as_str().into(),
+                names.events_exchange().as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         let publisher = Publisher::open(&connection).await?;
         let db = relance_storage::connect(&database_url, 4).await?;
@@ -228,19 +286,39 @@ impl TestEnv {
             list.extend_from_slice(&relance::SERVICES);
         }
         let services = tokio::spawn(relance::run_services_owned(list, config, shutdown.clone()));
-        Ok(Self { db, database_url, names, clock, shared_clock, mail, connection, publisher, events_queue, shutdown, services })
+        Ok(Self {
+            db,
+            database_url,
+            names,
+            clock,
+            shared_clock,
+            mail,
+            connection,
+            publisher,
+            events_queue,
+            shutdown,
+            services,
+        })
     }
 
     /// Publishes on the inbound exchange, as an invoicing or banking system would.
     pub async fn publish(&self, routing_key: &str, body: &Value) {
-        relance::drive::publish_inbound(&self.publisher, &self.names, routing_key, body).await.expect("publishing");
+        relance::drive::publish_inbound(&self.publisher, &self.names, routing_key, body)
+            .await
+            .expect("publishing");
     }
 
     /// Publishes raw bytes (for malformed messages).
     pub async fn publish_raw(&self, exchange: &str, routing_key: &str, body: &[u8]) {
         let channel = self.publisher.channel();
         let confirm = channel
-            .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), body, BasicProperties::default().with_delivery_mode(2))
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
             .await
             .expect("publishing");
         confirm.await.expect("confirm");
@@ -263,7 +341,9 @@ impl TestEnv {
     }
 
     pub async fn idle(&self) {
-        relance::drive::wait_until_idle(&self.db, &self.shared_clock, DEADLINE).await.expect("the pipeline to go idle");
+        relance::drive::wait_until_idle(&self.db, &self.shared_clock, DEADLINE)
+            .await
+            .expect("the pipeline to go idle");
     }
 
     /// Waits until the journal has `n` entries with this action for the invoice.
@@ -301,7 +381,15 @@ impl TestEnv {
         self.drain(&self.names.dead_letter_queue())
             .await
             .into_iter()
-            .map(|(headers, body)| (headers.get(relance_contracts::names::HEADER_DEAD_LETTER_REASON).cloned().unwrap_or_default(), body))
+            .map(|(headers, body)| {
+                (
+                    headers
+                        .get(relance_contracts::names::HEADER_DEAD_LETTER_REASON)
+                        .cloned()
+                        .unwrap_or_default(),
+                    body,
+                )
+            })
             .collect()
     }
 
@@ -314,7 +402,10 @@ impl TestEnv {
             if reasons.len() >= n {
                 return reasons;
             }
-            assert!(start.elapsed() < DEADLINE, "timed out waiting for {n} dead letters, got {reasons:?}");
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {n} dead letters, got {reasons:?}"
+            );
             tokio::time::sleep(StdDuration::from_millis(25)).await;
         }
     }
@@ -345,7 +436,10 @@ impl TestEnv {
                     t.inner()
                         .iter()
                         .filter_map(|(k, v)| match v {
-                            AMQPValue::LongString(s) => Some((k.as_str().to_string(), String::from_utf8_lossy(s.as_bytes()).into_owned())),
+                            AMQPValue::LongString(s) => Some((
+                                k.as_str().to_string(),
+                                String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                            )),
                             _ => None,
                         })
                         .collect()
@@ -362,7 +456,9 @@ impl TestEnv {
         self.shutdown.cancel();
         let outcome = self.services.await;
         let channel = self.connection.create_channel().await.expect("a channel");
-        let _ = channel.queue_delete(self.events_queue.as_str().into(), Default::default()).await;
+        let _ = channel
+            .queue_delete(self.events_queue.as_str().into(), Default::default())
+            .await;
         let _ = relance_messaging::delete_topology(&channel, &self.names).await;
         let _ = self.connection.close(200, "done".into()).await;
         self.db.close().await;

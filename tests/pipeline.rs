@@ -30,14 +30,33 @@ async fn an_invoice_gets_its_reminders_by_email_until_it_is_paid_then_a_thank_yo
     let pre_due = &emails[0];
     assert_eq!(pre_due.recipients(), vec!["compta+f-100@acme.test"]);
     assert_eq!(pre_due.cc, vec!["fournisseurs@acme.test".to_string()]);
-    assert!(pre_due.subject.contains("F-100") && pre_due.subject.contains("16/03/2026"), "{}", pre_due.subject);
+    assert!(
+        pre_due.subject.contains("F-100") && pre_due.subject.contains("16/03/2026"),
+        "{}",
+        pre_due.subject
+    );
     assert!(pre_due.text.contains("Jeanne Martin"), "{}", pre_due.text);
-    assert!(pre_due.text.contains("1\u{202f}500,00\u{a0}€"), "{}", pre_due.text);
-    assert!(pre_due.text.contains("FR76 3000 6000 0112 3456 7890 189"), "{}", pre_due.text);
-    assert!(pre_due.text.contains("https://pay.exemple.test/F-100"), "{}", pre_due.text);
+    assert!(
+        pre_due.text.contains("1\u{202f}500,00\u{a0}€"),
+        "{}",
+        pre_due.text
+    );
+    assert!(
+        pre_due.text.contains("FR76 3000 6000 0112 3456 7890 189"),
+        "{}",
+        pre_due.text
+    );
+    assert!(
+        pre_due.text.contains("https://pay.exemple.test/F-100"),
+        "{}",
+        pre_due.text
+    );
     assert!(pre_due.html.contains("F-100"), "{}", pre_due.html);
     assert_eq!(pre_due.attachments.len(), 1);
-    assert_eq!(pre_due.attachments, vec![("F-100.pdf".to_string(), "application/pdf".to_string())]);
+    assert_eq!(
+        pre_due.attachments,
+        vec![("F-100.pdf".to_string(), "application/pdf".to_string())]
+    );
 
     // J+5: the first reminder after the due date, never labelled "first reminder".
     env.run_until(date(2026, 3, 21)).await;
@@ -45,14 +64,29 @@ async fn an_invoice_gets_its_reminders_by_email_until_it_is_paid_then_a_thank_yo
     assert_eq!(emails.len(), 2);
     let reminder = &emails[1];
     assert!(reminder.subject.contains("F-100"), "{}", reminder.subject);
-    assert!(!reminder.subject.to_lowercase().contains("première") && !reminder.text.to_lowercase().contains("première relance"));
-    assert!(reminder.text.contains("1\u{202f}500,00\u{a0}€"), "{}", reminder.text);
+    assert!(
+        !reminder.subject.to_lowercase().contains("première")
+            && !reminder.text.to_lowercase().contains("première relance")
+    );
+    assert!(
+        reminder.text.contains("1\u{202f}500,00\u{a0}€"),
+        "{}",
+        reminder.text
+    );
 
     // Paid in full: the sequence stops and a thank-you goes out.
-    env.publish(names::PAYMENT_RECEIVED, &payment_received("PAY-1", "F-100", "1500.00", date(2026, 3, 22))).await;
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("PAY-1", "F-100", "1500.00", date(2026, 3, 22)),
+    )
+    .await;
     env.wait_journal("F-100", names::INVOICE_SETTLED, 1).await;
     let emails = env.mail.wait_for_emails(3).await;
-    assert!(emails[2].subject.to_lowercase().contains("merci"), "{}", emails[2].subject);
+    assert!(
+        emails[2].subject.to_lowercase().contains("merci"),
+        "{}",
+        emails[2].subject
+    );
     assert_eq!(emails[2].recipients(), vec!["compta+f-100@acme.test"]);
 
     // Well past J+12: nothing more.
@@ -67,7 +101,12 @@ async fn an_invoice_gets_its_reminders_by_email_until_it_is_paid_then_a_thank_yo
             ("thanks".to_string(), "sent".to_string()),
         ]
     );
-    let events: Vec<(String, Option<String>)> = env.events().await.into_iter().map(|e| (e.event_type, e.step)).collect();
+    let events: Vec<(String, Option<String>)> = env
+        .events()
+        .await
+        .into_iter()
+        .map(|e| (e.event_type, e.step))
+        .collect();
     for expected in [
         ("reminder.sent", Some("pre_due")),
         ("reminder.sent", Some("reminder_1")),
@@ -90,25 +129,53 @@ async fn a_partial_payment_changes_the_amount_in_the_next_reminder() {
     invoice["invoice"]["customer"]["language"] = json!("en");
     env.publish(names::INVOICE_ISSUED, &invoice).await;
     env.run_until(date(2026, 3, 17)).await;
-    env.publish(names::PAYMENT_RECEIVED, &payment_received("PAY-2", "F-200", "400.00", date(2026, 3, 17))).await;
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("PAY-2", "F-200", "400.00", date(2026, 3, 17)),
+    )
+    .await;
     env.wait_journal("F-200", names::PAYMENT_RECORDED, 1).await;
     env.run_until(date(2026, 3, 21)).await;
     let emails = env.mail.wait_for_emails(2).await;
     assert_eq!(emails.len(), 2, "pre-due note and first reminder");
     let reminder = &emails[1];
-    assert!(reminder.text.contains("€600.00"), "remaining balance missing: {}", reminder.text);
-    assert!(reminder.text.contains("€400.00"), "partial payment missing: {}", reminder.text);
-    assert!(reminder.text.contains("€1,000.00"), "total missing: {}", reminder.text);
-    assert_eq!(env.steps("F-200").await[2], ("reminder_2".to_string(), "pending".to_string()), "the sequence goes on");
+    assert!(
+        reminder.text.contains("€600.00"),
+        "remaining balance missing: {}",
+        reminder.text
+    );
+    assert!(
+        reminder.text.contains("€400.00"),
+        "partial payment missing: {}",
+        reminder.text
+    );
+    assert!(
+        reminder.text.contains("€1,000.00"),
+        "total missing: {}",
+        reminder.text
+    );
+    assert_eq!(
+        env.steps("F-200").await[2],
+        ("reminder_2".to_string(), "pending".to_string()),
+        "the sequence goes on"
+    );
     env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_payments_and_redelivered_jobs_have_no_second_effect() {
     let env = TestEnv::start(1).await;
-    env.publish(names::INVOICE_ISSUED, &invoice_issued("F-300", "250.00", date(2026, 3, 2), date(2026, 3, 16))).await;
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-300", "250.00", date(2026, 3, 2), date(2026, 3, 16)),
+    )
+    .await;
     // The same invoice event twice: planned once.
-    env.publish(names::INVOICE_ISSUED, &invoice_issued("F-300", "250.00", date(2026, 3, 2), date(2026, 3, 16))).await;
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-300", "250.00", date(2026, 3, 2), date(2026, 3, 16)),
+    )
+    .await;
     env.wait_journal("F-300", "invoice.duplicate", 1).await;
     assert_eq!(env.steps("F-300").await.len(), 3);
 
@@ -123,11 +190,18 @@ async fn duplicate_payments_and_redelivered_jobs_have_no_second_effect() {
             .unwrap();
     assert_eq!(jobs.len(), 2, "one reminder.due and one reminder.rendered.email");
     for (routing_key, payload) in &jobs {
-        env.publish_raw(&env.names.jobs_exchange(), routing_key, &serde_json::to_vec(payload).unwrap()).await;
+        env.publish_raw(
+            &env.names.jobs_exchange(),
+            routing_key,
+            &serde_json::to_vec(payload).unwrap(),
+        )
+        .await;
     }
-    wait_for("both replayed jobs to be ignored", DEADLINE, || async { Ok(env.journal_count("F-300", "job.ignored").await >= 2) })
-        .await
-        .unwrap();
+    wait_for("both replayed jobs to be ignored", DEADLINE, || async {
+        Ok(env.journal_count("F-300", "job.ignored").await >= 2)
+    })
+    .await
+    .unwrap();
 
     // The same payment twice (and once more under another event id): applied once.
     let payment = payment_received("PAY-3", "F-300", "250.00", date(2026, 3, 12));
@@ -140,10 +214,19 @@ async fn duplicate_payments_and_redelivered_jobs_have_no_second_effect() {
     env.idle().await;
 
     let emails = env.mail.emails().await;
-    assert_eq!(emails.len(), 2, "one pre-due note and one thank-you: {:?}", emails.iter().map(|e| &e.subject).collect::<Vec<_>>());
+    assert_eq!(
+        emails.len(),
+        2,
+        "one pre-due note and one thank-you: {:?}",
+        emails.iter().map(|e| &e.subject).collect::<Vec<_>>()
+    );
     assert_eq!(env.journal_count("F-300", names::PAYMENT_RECORDED).await, 1);
     assert_eq!(env.journal_count("F-300", names::THANKS_SENT).await, 1);
-    let balance: rust_decimal::Decimal = sqlx::query_scalar("SELECT balance FROM invoices WHERE number = 'F-300'").fetch_one(&env.db).await.unwrap();
+    let balance: rust_decimal::Decimal =
+        sqlx::query_scalar("SELECT balance FROM invoices WHERE number = 'F-300'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
     assert!(balance.is_zero());
     env.stop().await;
 }
@@ -152,30 +235,63 @@ async fn duplicate_payments_and_redelivered_jobs_have_no_second_effect() {
 async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_queue_keeps_flowing() {
     let env = TestEnv::start(1).await;
     let inbound = env.names.inbound_exchange();
-    env.publish_raw(&inbound, names::INVOICE_ISSUED, b"{ this is not json").await;
+    env.publish_raw(&inbound, names::INVOICE_ISSUED, b"{ this is not json")
+        .await;
     let mut future_version = invoice_issued("F-401", "10.00", date(2026, 3, 2), date(2026, 3, 16));
     future_version["version"] = json!(2);
-    env.publish_raw(&inbound, names::INVOICE_ISSUED, &serde_json::to_vec(&future_version).unwrap()).await;
+    env.publish_raw(
+        &inbound,
+        names::INVOICE_ISSUED,
+        &serde_json::to_vec(&future_version).unwrap(),
+    )
+    .await;
     let mut missing = invoice_issued("F-402", "10.00", date(2026, 3, 2), date(2026, 3, 16));
     missing["invoice"].as_object_mut().unwrap().remove("customer");
-    env.publish_raw(&inbound, names::INVOICE_ISSUED, &serde_json::to_vec(&missing).unwrap()).await;
+    env.publish_raw(
+        &inbound,
+        names::INVOICE_ISSUED,
+        &serde_json::to_vec(&missing).unwrap(),
+    )
+    .await;
     env.publish_raw(&inbound, names::PAYMENT_RECEIVED, b"[]").await;
     env.publish_raw(&inbound, "invoice.exploded", b"{}").await;
     // Due before it was issued: refused with a reason, announced, dead-lettered.
-    env.publish(names::INVOICE_ISSUED, &invoice_issued("F-403", "10.00", date(2026, 3, 2), date(2026, 2, 20))).await;
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-403", "10.00", date(2026, 3, 2), date(2026, 2, 20)),
+    )
+    .await;
     // And a good one behind them all.
-    env.publish(names::INVOICE_ISSUED, &invoice_issued("F-404", "10.00", date(2026, 3, 2), date(2026, 3, 16))).await;
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-404", "10.00", date(2026, 3, 2), date(2026, 3, 16)),
+    )
+    .await;
     env.wait_journal("F-404", names::INVOICE_REGISTERED, 1).await;
 
     let mut reasons = env.wait_for_dead_letters(6).await;
     reasons.sort();
-    let expect = ["body is not JSON", "unsupported version 2", "invalid invoice.issued message", "missing \"version\"", "invoice.due_on"];
+    let expect = [
+        "body is not JSON",
+        "unsupported version 2",
+        "invalid invoice.issued message",
+        "missing \"version\"",
+        "invoice.due_on",
+    ];
     for fragment in expect {
-        assert!(reasons.iter().any(|r| r.contains(fragment)), "no reason with {fragment:?} in {reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains(fragment)),
+            "no reason with {fragment:?} in {reasons:?}"
+        );
     }
     // The unknown routing key has no reason header: the broker routed it there.
     assert_eq!(reasons.iter().filter(|r| r.is_empty()).count(), 1, "{reasons:?}");
-    let rejected: Vec<_> = env.events().await.into_iter().filter(|e| e.event_type == names::INVOICE_REJECTED).collect();
+    let rejected: Vec<_> = env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == names::INVOICE_REJECTED)
+        .collect();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].invoice_number, "F-403");
     assert_eq!(rejected[0].detail["field"], "invoice.due_on");
@@ -188,7 +304,11 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_queue_keeps_
 async fn a_late_invoice_gets_only_its_latest_due_step_and_one_reminder_a_day() {
     let env = TestEnv::start(1).await;
     // Due 14 February, arriving 2 March: J-5, J+5 and J+12 are all past.
-    env.publish(names::INVOICE_ISSUED, &invoice_issued("F-500", "700.00", date(2026, 1, 15), date(2026, 2, 14))).await;
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-500", "700.00", date(2026, 1, 15), date(2026, 2, 14)),
+    )
+    .await;
     env.wait_journal("F-500", names::INVOICE_REGISTERED, 1).await;
     env.run_until(date(2026, 3, 6)).await;
     let emails = env.mail.wait_for_emails(1).await;
@@ -202,7 +322,12 @@ async fn a_late_invoice_gets_only_its_latest_due_step_and_one_reminder_a_day() {
             ("reminder_2".to_string(), "sent".to_string()),
         ]
     );
-    let skipped = env.events().await.into_iter().filter(|e| e.event_type == names::REMINDER_SKIPPED).count();
+    let skipped = env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == names::REMINDER_SKIPPED)
+        .count();
     assert_eq!(skipped, 2);
     env.stop().await;
 }
@@ -210,8 +335,15 @@ async fn a_late_invoice_gets_only_its_latest_due_step_and_one_reminder_a_day() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_for_an_unknown_invoice_is_retried_then_dead_lettered() {
     let env = TestEnv::start(1).await;
-    env.publish(names::PAYMENT_RECEIVED, &payment_received("PAY-9", "F-NOPE", "10.00", date(2026, 3, 2))).await;
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("PAY-9", "F-NOPE", "10.00", date(2026, 3, 2)),
+    )
+    .await;
     let reasons = env.wait_for_dead_letters(1).await;
-    assert!(reasons[0].contains("gave up after 3 retries") && reasons[0].contains("F-NOPE"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("gave up after 3 retries") && reasons[0].contains("F-NOPE"),
+        "{reasons:?}"
+    );
     env.stop().await;
 }

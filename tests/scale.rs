@@ -18,7 +18,11 @@ async fn two_copies_of_each_service_send_every_due_reminder_exactly_once() {
         let number = format!("S-{i:04}");
         // Due dates spread over 10 to 25 March; all three steps fall before 10 April.
         let due = date(2026, 3, 10) + Duration::days((i % 16) as i64);
-        env.publish(names::INVOICE_ISSUED, &invoice_issued(&number, "120.00", date(2026, 3, 1), due)).await;
+        env.publish(
+            names::INVOICE_ISSUED,
+            &invoice_issued(&number, "120.00", date(2026, 3, 1), due),
+        )
+        .await;
         // Every fifth invoice is paid the day after its due date: pre-due note + thank-you.
         let count = if i % 5 == 0 {
             paid.insert((number.clone(), due + Duration::days(1)));
@@ -29,7 +33,9 @@ async fn two_copies_of_each_service_send_every_due_reminder_exactly_once() {
         expected.insert(format!("compta+{}@acme.test", number.to_lowercase()), count);
     }
     relance_tests::wait_for("every invoice registered", relance_tests::DEADLINE, || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices").fetch_one(&env.db).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices")
+            .fetch_one(&env.db)
+            .await?;
         Ok(n == INVOICES as i64)
     })
     .await
@@ -38,12 +44,18 @@ async fn two_copies_of_each_service_send_every_due_reminder_exactly_once() {
     let mut day = date(2026, 3, 2);
     while day <= date(2026, 4, 10) {
         for (number, _) in paid.iter().filter(|(_, on)| *on == day) {
-            env.publish(names::PAYMENT_RECEIVED, &payment_received(&format!("P-{number}"), number, "120.00", day)).await;
+            env.publish(
+                names::PAYMENT_RECEIVED,
+                &payment_received(&format!("P-{number}"), number, "120.00", day),
+            )
+            .await;
         }
         if paid.iter().any(|(_, on)| *on == day) {
             let settled = paid.iter().filter(|(_, on)| *on <= day).count() as i64;
             relance_tests::wait_for("the day's payments", relance_tests::DEADLINE, || async {
-                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices WHERE status = 'settled'").fetch_one(&env.db).await?;
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices WHERE status = 'settled'")
+                    .fetch_one(&env.db)
+                    .await?;
                 Ok(n == settled)
             })
             .await

@@ -10,7 +10,9 @@ use relance_contracts::PaymentReceivedV1;
 use relance_domain::plan::PlannedStep;
 use relance_domain::validation::input::PaymentFields;
 use relance_domain::{validate_payment, Channel, StepKind, Tone};
-use relance_messaging::{consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions};
+use relance_messaging::{
+    consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions,
+};
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{invoices, journal, mark_processed, outbox};
 use rust_decimal::Decimal;
@@ -25,29 +27,61 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     run_with_readiness(config, Readiness::default(), shutdown).await
 }
 
-pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_with_readiness(
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
+    let topology = TopologyOptions {
+        queue_expires: config.settings.queue_expires,
+    };
     let s = &config.settings;
-    relance_messaging::supervise(SERVICE, &s.amqp_url, &names, &topology, readiness, shutdown.clone(), |connection, shutdown| {
-        let (db, config, names) = (db.clone(), config.clone(), names.clone());
-        async move {
-            let publisher = Publisher::open(&connection).await?;
-            let retry = RetryPolicy { max_retries: config.settings.max_retries, base: config.settings.retry_base };
-            let queue = names.payments_queue();
-            let listener = {
-                let (db, config) = (db.clone(), config.clone());
-                consume(&connection, &names, &queue, config.settings.prefetch, retry, move |message| {
+    relance_messaging::supervise(
+        SERVICE,
+        &s.amqp_url,
+        &names,
+        &topology,
+        readiness,
+        shutdown.clone(),
+        |connection, shutdown| {
+            let (db, config, names) = (db.clone(), config.clone(), names.clone());
+            async move {
+                let publisher = Publisher::open(&connection).await?;
+                let retry = RetryPolicy {
+                    max_retries: config.settings.max_retries,
+                    base: config.settings.retry_base,
+                };
+                let queue = names.payments_queue();
+                let listener = {
                     let (db, config) = (db.clone(), config.clone());
-                    async move { record_payment(&db, &config, message).await }
-                }, shutdown.clone())
-            };
-            let relay = relance_messaging::run_outbox_relay(db.clone(), publisher, names.clone(), config.clock.clone(), config.settings.outbox_interval, shutdown.clone());
-            tokio::try_join!(listener, relay)?;
-            Ok(())
-        }
-    })
+                    consume(
+                        &connection,
+                        &names,
+                        &queue,
+                        config.settings.prefetch,
+                        retry,
+                        move |message| {
+                            let (db, config) = (db.clone(), config.clone());
+                            async move { record_payment(&db, &config, message).await }
+                        },
+                        shutdown.clone(),
+                    )
+                };
+                let relay = relance_messaging::run_outbox_relay(
+                    db.clone(),
+                    publisher,
+                    names.clone(),
+                    config.clock.clone(),
+                    config.settings.outbox_interval,
+                    shutdown.clone(),
+                );
+                tokio::try_join!(listener, relay)?;
+                Ok(())
+            }
+        },
+    )
     .await
 }
 
@@ -74,11 +108,22 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
     let first_delivery = mark_processed(&mut tx, INBOX, &event.event_id, now).await?;
     // Under the invoice lock, so that two messages carrying one payment are serialised.
     let Some(invoice) = invoices::lock_for_payment(&mut tx, &payment.invoice_number).await? else {
-        return Err(HandlerError::Transient(anyhow::anyhow!("unknown invoice {:?}", payment.invoice_number)));
+        return Err(HandlerError::Transient(anyhow::anyhow!(
+            "unknown invoice {:?}",
+            payment.invoice_number
+        )));
     };
     if !first_delivery || invoices::payment_exists(&mut tx, &payment.id).await? {
         tracing::info!("payment already recorded; message ignored");
-        journal::append(&mut tx, now, &invoice.number, None, "payment.duplicate", json!({ "payment_id": payment.id, "event_id": event.event_id })).await?;
+        journal::append(
+            &mut tx,
+            now,
+            &invoice.number,
+            None,
+            "payment.duplicate",
+            json!({ "payment_id": payment.id, "event_id": event.event_id }),
+        )
+        .await?;
         tx.commit().await.context("committing the duplicate note")?;
         return Ok(());
     }
@@ -109,8 +154,21 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
         "balance": amount_text(balance),
         "received_on": payment.received_on,
     });
-    journal::append(&mut tx, now, &invoice.number, None, names::PAYMENT_RECORDED, detail.clone()).await?;
-    outbox::enqueue(&mut tx, &outgoing::event(names::PAYMENT_RECORDED, &invoice.number, None, detail, now), now).await?;
+    journal::append(
+        &mut tx,
+        now,
+        &invoice.number,
+        None,
+        names::PAYMENT_RECORDED,
+        detail.clone(),
+    )
+    .await?;
+    outbox::enqueue(
+        &mut tx,
+        &outgoing::event(names::PAYMENT_RECORDED, &invoice.number, None, detail, now),
+        now,
+    )
+    .await?;
     if balance.is_zero() {
         settle(&mut tx, config, &invoice, now).await?;
     }
@@ -128,12 +186,44 @@ async fn settle(
     let reason = "invoice settled";
     for step in steps::cancel_open(tx, invoice.id, reason, now).await? {
         let detail = json!({ "reason": reason, "was": step.status });
-        journal::append(tx, now, &invoice.number, Some(step.id), names::REMINDER_CANCELLED, detail.clone()).await?;
-        outbox::enqueue(tx, &outgoing::event(names::REMINDER_CANCELLED, &invoice.number, Some((&step.name, &step.channel)), detail, now), now).await?;
+        journal::append(
+            tx,
+            now,
+            &invoice.number,
+            Some(step.id),
+            names::REMINDER_CANCELLED,
+            detail.clone(),
+        )
+        .await?;
+        outbox::enqueue(
+            tx,
+            &outgoing::event(
+                names::REMINDER_CANCELLED,
+                &invoice.number,
+                Some((&step.name, &step.channel)),
+                detail,
+                now,
+            ),
+            now,
+        )
+        .await?;
     }
     let detail = json!({ "amount_paid": amount_text(invoice.amount), "currency": invoice.currency.trim() });
-    journal::append(tx, now, &invoice.number, None, names::INVOICE_SETTLED, detail.clone()).await?;
-    outbox::enqueue(tx, &outgoing::event(names::INVOICE_SETTLED, &invoice.number, None, detail, now), now).await?;
+    journal::append(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        names::INVOICE_SETTLED,
+        detail.clone(),
+    )
+    .await?;
+    outbox::enqueue(
+        tx,
+        &outgoing::event(names::INVOICE_SETTLED, &invoice.number, None, detail, now),
+        now,
+    )
+    .await?;
     let thanks = PlannedStep {
         name: "thanks".to_string(),
         position: 1000,
@@ -142,9 +232,25 @@ async fn settle(
         tone: Tone::Courteous,
         due_at: now,
     };
-    let step_id = steps::insert_planned(tx, invoice.id, StepKind::Thanks, &thanks, StepStatus::Pending, now).await?;
+    let step_id = steps::insert_planned(
+        tx,
+        invoice.id,
+        StepKind::Thanks,
+        &thanks,
+        StepStatus::Pending,
+        now,
+    )
+    .await?;
     steps::mark_queued(tx, step_id, now, now.date_naive()).await?;
-    relance_scheduler_queue::queue_step(tx, step_id, &invoice.number, &thanks.name, thanks.channel.as_str(), now).await
+    relance_scheduler_queue::queue_step(
+        tx,
+        step_id,
+        &invoice.number,
+        &thanks.name,
+        thanks.channel.as_str(),
+        now,
+    )
+    .await
 }
 
 /// The thank-you goes through the same pipeline as reminders.

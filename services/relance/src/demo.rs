@@ -35,14 +35,66 @@ struct Customer {
 }
 
 const CUSTOMERS: [Customer; 5] = [
-    Customer { id: "C-ACME", name: "ACME Industrie SA", contact: "Jeanne Martin", email: "compta@acme-industrie.test", language: "fr", timezone: "Europe/Paris", risk: "medium", kind: "business" },
-    Customer { id: "C-BOUL", name: "Boulangerie Durand", contact: "Paul Durand", email: "paul@boulangerie-durand.test", language: "fr", timezone: "Europe/Paris", risk: "low", kind: "business" },
-    Customer { id: "C-NORTH", name: "Northwind Ltd", contact: "Emily Clarke", email: "accounts@northwind.test", language: "en", timezone: "Europe/London", risk: "high", kind: "business" },
-    Customer { id: "C-LEROY", name: "Sophie Leroy", contact: "Sophie Leroy", email: "sophie.leroy@example.test", language: "fr", timezone: "Europe/Paris", risk: "medium", kind: "consumer" },
-    Customer { id: "C-BLUE", name: "Bluebird GmbH", contact: "Jonas Weber", email: "ap@bluebird.test", language: "en", timezone: "Europe/Berlin", risk: "medium", kind: "business" },
+    Customer {
+        id: "C-ACME",
+        name: "ACME Industrie SA",
+        contact: "Jeanne Martin",
+        email: "compta@acme-industrie.test",
+        language: "fr",
+        timezone: "Europe/Paris",
+        risk: "medium",
+        kind: "business",
+    },
+    Customer {
+        id: "C-BOUL",
+        name: "Boulangerie Durand",
+        contact: "Paul Durand",
+        email: "paul@boulangerie-durand.test",
+        language: "fr",
+        timezone: "Europe/Paris",
+        risk: "low",
+        kind: "business",
+    },
+    Customer {
+        id: "C-NORTH",
+        name: "Northwind Ltd",
+        contact: "Emily Clarke",
+        email: "accounts@northwind.test",
+        language: "en",
+        timezone: "Europe/London",
+        risk: "high",
+        kind: "business",
+    },
+    Customer {
+        id: "C-LEROY",
+        name: "Sophie Leroy",
+        contact: "Sophie Leroy",
+        email: "sophie.leroy@example.test",
+        language: "fr",
+        timezone: "Europe/Paris",
+        risk: "medium",
+        kind: "consumer",
+    },
+    Customer {
+        id: "C-BLUE",
+        name: "Bluebird GmbH",
+        contact: "Jonas Weber",
+        email: "ap@bluebird.test",
+        language: "en",
+        timezone: "Europe/Berlin",
+        risk: "medium",
+        kind: "business",
+    },
 ];
 
-fn invoice(number: &str, customer: &Customer, amount: &str, issued_on: NaiveDate, due_on: NaiveDate, with_pdf: bool) -> Value {
+fn invoice(
+    number: &str,
+    customer: &Customer,
+    amount: &str,
+    issued_on: NaiveDate,
+    due_on: NaiveDate,
+    with_pdf: bool,
+) -> Value {
     let mut body = json!({
         "version": 1,
         "event_id": format!("evt-{number}"),
@@ -58,7 +110,8 @@ fn invoice(number: &str, customer: &Customer, amount: &str, issued_on: NaiveDate
         }
     });
     if with_pdf {
-        body["invoice"]["pdf_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(SAMPLE_INVOICE_PDF));
+        body["invoice"]["pdf_base64"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(SAMPLE_INVOICE_PDF));
     }
     body
 }
@@ -76,22 +129,74 @@ fn ledger() -> Vec<(u32, &'static str, Value)> {
     let feb = |d| NaiveDate::from_ymd_opt(2026, 2, d).unwrap_or_default();
     let jan = |d| NaiveDate::from_ymd_opt(2026, 1, d).unwrap_or_default();
     vec![
-        (2, names::INVOICE_ISSUED, invoice("F-2026-0101", acme, "1500.00", feb(10), day(12), true)),
-        (2, names::INVOICE_ISSUED, invoice("F-2026-0102", boul, "480.00", feb(4), day(6), false)),
-        (2, names::INVOICE_ISSUED, invoice("F-2026-0103", north, "2400.00", feb(8), day(10), true)),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0101", acme, "1500.00", feb(10), day(12), true),
+        ),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0102", boul, "480.00", feb(4), day(6), false),
+        ),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0103", north, "2400.00", feb(8), day(10), true),
+        ),
         // Arrives late: its pre-due note and first reminder are overtaken, only the latest goes.
-        (2, names::INVOICE_ISSUED, invoice("F-2026-0099", acme, "920.00", jan(15), feb(14), true)),
-        (2, names::INVOICE_ISSUED, invoice("F-2026-0104", leroy, "89.90", feb(20), day(25), false)),
-        (2, names::INVOICE_ISSUED, invoice("F-2026-0105", blue, "3150.00", feb(18), day(18), true)),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0099", acme, "920.00", jan(15), feb(14), true),
+        ),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0104", leroy, "89.90", feb(20), day(25), false),
+        ),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0105", blue, "3150.00", feb(18), day(18), true),
+        ),
         // Refused: due before it was issued.
-        (2, names::INVOICE_ISSUED, invoice("F-2026-0106", blue, "100.00", day(2), feb(27), false)),
-        (9, names::INVOICE_ISSUED, invoice("F-2026-0107", acme, "640.00", day(9), day(20), true)),
-        (15, names::PAYMENT_RECEIVED, payment("PAY-3001", "F-2026-0103", "1000.00", day(15))),
-        (16, names::PAYMENT_RECEIVED, payment("PAY-3002", "F-2026-0107", "640.00", day(16))),
-        (20, names::PAYMENT_RECEIVED, payment("PAY-3003", "F-2026-0101", "1500.00", day(20))),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0106", blue, "100.00", day(2), feb(27), false),
+        ),
+        (
+            9,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0107", acme, "640.00", day(9), day(20), true),
+        ),
+        (
+            15,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3001", "F-2026-0103", "1000.00", day(15)),
+        ),
+        (
+            16,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3002", "F-2026-0107", "640.00", day(16)),
+        ),
+        (
+            20,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3003", "F-2026-0101", "1500.00", day(20)),
+        ),
         // A duplicate delivery of the same payment: applied once.
-        (20, names::PAYMENT_RECEIVED, payment("PAY-3003", "F-2026-0101", "1500.00", day(20))),
-        (26, names::PAYMENT_RECEIVED, payment("PAY-3004", "F-2026-0105", "3150.00", day(26))),
+        (
+            20,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3003", "F-2026-0101", "1500.00", day(20)),
+        ),
+        (
+            26,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3004", "F-2026-0105", "3150.00", day(26)),
+        ),
     ]
 }
 
@@ -110,7 +215,10 @@ fn demo_database_url(database_url: &str) -> String {
 }
 
 pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
-    let start: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).single().context("demo start")?;
+    let start: DateTime<Utc> = Utc
+        .with_ymd_and_hms(2026, 3, 2, 6, 0, 0)
+        .single()
+        .context("demo start")?;
     settings.database_url = demo_database_url(&settings.database_url);
     settings.namespace = "relance-demo".to_string();
     settings.scheduler_interval = StdDuration::from_millis(50);
@@ -121,7 +229,14 @@ pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&settings.mail_dir);
     }
     println!("relance demo: {days} simulated days from {}", start.date_naive());
-    println!("  database relance_demo, exchanges relance-demo.*, mail {}", settings.smtp_url.as_deref().map(|_| "via SMTP_URL".to_string()).unwrap_or_else(|| settings.mail_dir.display().to_string()));
+    println!(
+        "  database relance_demo, exchanges relance-demo.*, mail {}",
+        settings
+            .smtp_url
+            .as_deref()
+            .map(|_| "via SMTP_URL".to_string())
+            .unwrap_or_else(|| settings.mail_dir.display().to_string())
+    );
 
     relance_storage::drop_database(&settings.database_url).await?;
     relance_storage::migrate(&settings.database_url).await?;
@@ -162,7 +277,9 @@ pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
             wait_for("the day's messages to be applied", deadline, || {
                 let db = db.clone();
                 async move {
-                    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_messages").fetch_one(&db).await?;
+                    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_messages")
+                        .fetch_one(&db)
+                        .await?;
                     Ok(applied >= expected)
                 }
             })
@@ -201,22 +318,42 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
     .await
     .context("reading the journal")?;
     println!();
-    println!("{:<17} {:<12} {:<19} {}", "when (UTC)", "invoice", "what", "details");
+    println!("{:<17} {:<12} {:<19} details", "when (UTC)", "invoice", "what");
     println!("{}", "-".repeat(100));
     for row in rows {
         let d = &row.detail;
         let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let details = match row.action.as_str() {
-            "invoice.registered" => format!("risk {}, {} steps planned", text("risk"), d.get("plan").and_then(Value::as_array).map_or(0, Vec::len)),
+            "invoice.registered" => format!(
+                "risk {}, {} steps planned",
+                text("risk"),
+                d.get("plan").and_then(Value::as_array).map_or(0, Vec::len)
+            ),
             "invoice.rejected" => format!("{}: {}", text("field"), text("reason")),
-            "reminder.sent" | "thanks.sent" => format!("{} -> {} \"{}\"", row.step.unwrap_or_default(), d.get("recipients").and_then(|r| r.get(0)).and_then(Value::as_str).unwrap_or(""), text("subject")),
-            "reminder.skipped" | "reminder.cancelled" | "reminder.postponed" => format!("{} ({})", row.step.unwrap_or_default(), text("reason")),
+            "reminder.sent" | "thanks.sent" => format!(
+                "{} -> {} \"{}\"",
+                row.step.unwrap_or_default(),
+                d.get("recipients")
+                    .and_then(|r| r.get(0))
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                text("subject")
+            ),
+            "reminder.skipped" | "reminder.cancelled" | "reminder.postponed" => {
+                format!("{} ({})", row.step.unwrap_or_default(), text("reason"))
+            }
             "reminder.failed" => format!("{}: {}", row.step.unwrap_or_default(), text("reason")),
             "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
             "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
             _ => String::new(),
         };
-        println!("{:<17} {:<12} {:<19} {}", row.at.format("%Y-%m-%d %H:%M"), row.invoice_number.unwrap_or_default(), row.action, details);
+        println!(
+            "{:<17} {:<12} {:<19} {}",
+            row.at.format("%Y-%m-%d %H:%M"),
+            row.invoice_number.unwrap_or_default(),
+            row.action,
+            details
+        );
     }
     let (sent, mails): (i64, i64) = sqlx::query_as("SELECT count(*) FILTER (WHERE kind = 'reminder'), count(*) FROM reminder_steps WHERE status = 'sent'")
         .fetch_one(db)

@@ -12,11 +12,28 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Publishes a JSON body on `<ns>.inbound`, with confirms, as an invoicing system would.
-pub async fn publish_inbound(publisher: &Publisher, names: &Names, routing_key: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-    let message_id = body.get("event_id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let props = properties(&message_id, &message_id, routing_key, Utc::now(), &BTreeMap::new());
+pub async fn publish_inbound(
+    publisher: &Publisher,
+    names: &Names,
+    routing_key: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let message_id = body
+        .get("event_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let props = properties(
+        &message_id,
+        &message_id,
+        routing_key,
+        Utc::now(),
+        &BTreeMap::new(),
+    );
     let payload = serde_json::to_vec(body).context("encoding the message")?;
-    publisher.publish(&names.inbound_exchange(), routing_key, &payload, props, true).await
+    publisher
+        .publish(&names.inbound_exchange(), routing_key, &payload, props, true)
+        .await
 }
 
 /// Polls `check` until it returns true, or fails after `deadline`.

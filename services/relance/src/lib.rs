@@ -23,7 +23,10 @@ pub async fn run_service(name: &str, config: Config, shutdown: CancellationToken
         relance_renderer::SERVICE => relance_renderer::run(config, shutdown).await,
         relance_sender::SERVICE => relance_sender::run(config, shutdown).await,
         relance_payments::SERVICE => relance_payments::run(config, shutdown).await,
-        other => anyhow::bail!("unknown service {other:?} (expected one of {} or all)", SERVICES.join(", ")),
+        other => anyhow::bail!(
+            "unknown service {other:?} (expected one of {} or all)",
+            SERVICES.join(", ")
+        ),
     }
 }
 
@@ -33,7 +36,11 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
     let mut tasks = tokio::task::JoinSet::new();
     for name in names {
         let (name, config, shutdown) = (name.to_string(), config.clone(), shutdown.clone());
-        tasks.spawn(async move { run_service(&name, config, shutdown).await.with_context(|| format!("service {name}")) });
+        tasks.spawn(async move {
+            run_service(&name, config, shutdown)
+                .await
+                .with_context(|| format!("service {name}"))
+        });
     }
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
@@ -49,7 +56,11 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
 }
 
 /// As [`run_services`], owning its list (for spawning).
-pub async fn run_services_owned(names: Vec<&'static str>, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_services_owned(
+    names: Vec<&'static str>,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     run_services(&names, config, shutdown).await
 }
 

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use relance_config::{Config, Settings};
 
 #[derive(Parser)]
-#[command(name = "relance", version, about = "Gets B2B invoices paid on time by running dunning automatically")]
+#[command(
+    name = "relance",
+    version,
+    about = "Gets B2B invoices paid on time by running dunning automatically"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,9 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(services = ?names, settings = ?config.settings, "starting");
             relance::run_services(&names, config, relance::shutdown_on_signals()).await
         }
-        Command::Migrate => relance_storage::migrate(&settings.database_url).await.context("relance migrate"),
+        Command::Migrate => relance_storage::migrate(&settings.database_url)
+            .await
+            .context("relance migrate"),
         Command::Demo { days } => relance::demo::run(settings, days).await,
     }
 }

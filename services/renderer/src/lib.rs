@@ -14,7 +14,9 @@ use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::locale::format_date;
 use relance_domain::{Language, Money};
-use relance_messaging::{consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions};
+use relance_messaging::{
+    consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions,
+};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
 use relance_storage::{journal, outbox};
@@ -31,38 +33,75 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     run_with_readiness(config, Readiness::default(), shutdown).await
 }
 
-pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_with_readiness(
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let template_dir = std::env::var_os("RELANCE_TEMPLATE_DIR").map(std::path::PathBuf::from);
     let env = Arc::new(templates::environment(template_dir.as_deref(), &config.policy)?);
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
+    let topology = TopologyOptions {
+        queue_expires: config.settings.queue_expires,
+    };
     let s = &config.settings;
-    relance_messaging::supervise(SERVICE, &s.amqp_url, &names, &topology, readiness, shutdown.clone(), |connection, shutdown| {
-        let (db, config, names, env) = (db.clone(), config.clone(), names.clone(), env.clone());
-        async move {
-            let publisher = Publisher::open(&connection).await?;
-            let retry = RetryPolicy { max_retries: config.settings.max_retries, base: config.settings.retry_base };
-            let queue = names.renderer_queue();
-            let worker = {
-                let (db, config) = (db.clone(), config.clone());
-                consume(&connection, &names, &queue, config.settings.prefetch, retry, move |message| {
-                    let (db, config, env) = (db.clone(), config.clone(), env.clone());
-                    async move { render_job(&db, &config, &env, message).await }
-                }, shutdown.clone())
-            };
-            let relay = relance_messaging::run_outbox_relay(db.clone(), publisher, names.clone(), config.clock.clone(), config.settings.outbox_interval, shutdown.clone());
-            tokio::try_join!(worker, relay)?;
-            Ok(())
-        }
-    })
+    relance_messaging::supervise(
+        SERVICE,
+        &s.amqp_url,
+        &names,
+        &topology,
+        readiness,
+        shutdown.clone(),
+        |connection, shutdown| {
+            let (db, config, names, env) = (db.clone(), config.clone(), names.clone(), env.clone());
+            async move {
+                let publisher = Publisher::open(&connection).await?;
+                let retry = RetryPolicy {
+                    max_retries: config.settings.max_retries,
+                    base: config.settings.retry_base,
+                };
+                let queue = names.renderer_queue();
+                let worker = {
+                    let (db, config) = (db.clone(), config.clone());
+                    consume(
+                        &connection,
+                        &names,
+                        &queue,
+                        config.settings.prefetch,
+                        retry,
+                        move |message| {
+                            let (db, config, env) = (db.clone(), config.clone(), env.clone());
+                            async move { render_job(&db, &config, &env, message).await }
+                        },
+                        shutdown.clone(),
+                    )
+                };
+                let relay = relance_messaging::run_outbox_relay(
+                    db.clone(),
+                    publisher,
+                    names.clone(),
+                    config.clock.clone(),
+                    config.settings.outbox_interval,
+                    shutdown.clone(),
+                );
+                tokio::try_join!(worker, relay)?;
+                Ok(())
+            }
+        },
+    )
     .await
 }
 
 /// Handles `reminder.due`. A job whose step has moved on (already rendered, or cancelled by
 /// a payment) is acknowledged without effect.
 #[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step), err)]
-pub async fn render_job(db: &PgPool, config: &Config, env: &Environment<'static>, message: Incoming) -> Result<(), HandlerError> {
+pub async fn render_job(
+    db: &PgPool,
+    config: &Config,
+    env: &Environment<'static>,
+    message: Incoming,
+) -> Result<(), HandlerError> {
     let job: ReminderDueV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
     let mut conn = db.acquire().await.context("acquiring a connection")?;
@@ -71,18 +110,38 @@ pub async fn render_job(db: &PgPool, config: &Config, env: &Environment<'static>
     };
     if step.status != StepStatus::Queued.as_str() {
         tracing::info!(status = %step.status, "step is no longer queued; job ignored");
-        journal::append(&mut conn, config.clock.now(), &step.invoice_number, Some(step.id), "job.ignored", json!({ "stage": "render", "status": step.status })).await?;
+        journal::append(
+            &mut conn,
+            config.clock.now(),
+            &step.invoice_number,
+            Some(step.id),
+            "job.ignored",
+            json!({ "stage": "render", "status": step.status }),
+        )
+        .await?;
         return Ok(());
     }
     let Some(invoice) = invoices::find_by_id(&mut conn, step.invoice_id).await? else {
-        return Err(HandlerError::Permanent(format!("step {} has no invoice", step.id)));
+        return Err(HandlerError::Permanent(format!(
+            "step {} has no invoice",
+            step.id
+        )));
     };
     drop(conn);
     let now = config.clock.now();
     let rendered = render(env, config, &step, &invoice, now)
         .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
     let mut tx = db.begin().await.context("starting the render transaction")?;
-    if !steps::transition(&mut tx, step.id, &[StepStatus::Queued], StepStatus::Rendered, None, now).await? {
+    if !steps::transition(
+        &mut tx,
+        step.id,
+        &[StepStatus::Queued],
+        StepStatus::Rendered,
+        None,
+        now,
+    )
+    .await?
+    {
         return Ok(()); // Cancelled or taken meanwhile.
     }
     steps::save_rendered(&mut tx, &rendered).await?;
@@ -95,13 +154,25 @@ pub async fn render_job(db: &PgPool, config: &Config, env: &Environment<'static>
         channel: step.channel.clone(),
     };
     let routing_key = names::reminder_rendered(&step.channel);
-    outbox::enqueue(&mut tx, &outgoing::job(&routing_key, next.job_id, &step.invoice_number, &next)?, now).await?;
-    journal::append(&mut tx, now, &step.invoice_number, Some(step.id), "reminder.rendered", json!({
-        "step": step.name,
-        "message_id": rendered.message_id,
-        "subject": rendered.subject,
-        "recipients": rendered.recipients,
-    }))
+    outbox::enqueue(
+        &mut tx,
+        &outgoing::job(&routing_key, next.job_id, &step.invoice_number, &next)?,
+        now,
+    )
+    .await?;
+    journal::append(
+        &mut tx,
+        now,
+        &step.invoice_number,
+        Some(step.id),
+        "reminder.rendered",
+        json!({
+            "step": step.name,
+            "message_id": rendered.message_id,
+            "subject": rendered.subject,
+            "recipients": rendered.recipients,
+        }),
+    )
     .await?;
     tx.commit().await.context("committing the rendered message")?;
     Ok(())
@@ -109,11 +180,22 @@ pub async fn render_job(db: &PgPool, config: &Config, env: &Environment<'static>
 
 /// The domain part of the sender address, for deterministic Message-IDs.
 fn mail_domain(mail_from: &str) -> &str {
-    mail_from.rsplit('@').next().map(|d| d.trim_end_matches('>').trim()).filter(|d| !d.is_empty()).unwrap_or("relance.invalid")
+    mail_from
+        .rsplit('@')
+        .next()
+        .map(|d| d.trim_end_matches('>').trim())
+        .filter(|d| !d.is_empty())
+        .unwrap_or("relance.invalid")
 }
 
 /// Renders one step for its invoice at `now`.
-pub fn render(env: &Environment<'static>, config: &Config, step: &StepRecord, invoice: &InvoiceRecord, now: DateTime<Utc>) -> anyhow::Result<RenderedMessage> {
+pub fn render(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<RenderedMessage> {
     let language = Language::from_str(&invoice.language).map_err(anyhow::Error::msg)?;
     let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
     let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
@@ -122,7 +204,9 @@ pub fn render(env: &Environment<'static>, config: &Config, step: &StepRecord, in
     let paid = invoice.amount - invoice.balance;
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
-    let pay_by = today.checked_add_days(Days::new(u64::from(config.settings.pay_within_days))).unwrap_or(today);
+    let pay_by = today
+        .checked_add_days(Days::new(u64::from(config.settings.pay_within_days)))
+        .unwrap_or(today);
     let creditor = &config.settings.creditor;
     let attach_invoice = invoice.has_pdf && step.kind == "reminder";
     let context = minijinja::context! {
@@ -150,9 +234,10 @@ pub fn render(env: &Environment<'static>, config: &Config, step: &StepRecord, in
     let base = format!("{}/{}", language.as_str(), step.template);
     let text = env.get_template(&format!("{base}.txt"))?;
     let mut captured = text.render_captured(&context)?;
-    let (subject, body_text) = captured.with_state_mut(|state| -> Result<(String, String), minijinja::Error> {
-        Ok((state.render_block("subject")?, state.render_block("body")?))
-    })?;
+    let (subject, body_text) =
+        captured.with_state_mut(|state| -> Result<(String, String), minijinja::Error> {
+            Ok((state.render_block("subject")?, state.render_block("body")?))
+        })?;
     // A subject is one line: no header injection through customer-supplied text.
     let subject: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
     let body_html = env.get_template(&format!("{base}.html"))?.render(&context)?;

@@ -14,23 +14,41 @@ macro_rules! builtin {
 }
 
 const BUILTIN: &[(&str, &str)] = builtin!(
-    "fr/layout.html", "fr/pre_due.txt", "fr/pre_due.html", "fr/reminder.txt", "fr/reminder.html",
-    "fr/firm_reminder.txt", "fr/firm_reminder.html", "fr/thanks.txt", "fr/thanks.html",
-    "en/layout.html", "en/pre_due.txt", "en/pre_due.html", "en/reminder.txt", "en/reminder.html",
-    "en/firm_reminder.txt", "en/firm_reminder.html", "en/thanks.txt", "en/thanks.html",
+    "fr/layout.html",
+    "fr/pre_due.txt",
+    "fr/pre_due.html",
+    "fr/reminder.txt",
+    "fr/reminder.html",
+    "fr/firm_reminder.txt",
+    "fr/firm_reminder.html",
+    "fr/thanks.txt",
+    "fr/thanks.html",
+    "en/layout.html",
+    "en/pre_due.txt",
+    "en/pre_due.html",
+    "en/reminder.txt",
+    "en/reminder.html",
+    "en/firm_reminder.txt",
+    "en/firm_reminder.html",
+    "en/thanks.txt",
+    "en/thanks.html",
 );
 
 /// Builds the template environment and checks that every template the policy names exists
 /// in every language, so a missing one stops the renderer at start, not at send time.
-pub fn environment(override_dir: Option<&Path>, policy: &DunningPolicy) -> anyhow::Result<Environment<'static>> {
+pub fn environment(
+    override_dir: Option<&Path>,
+    policy: &DunningPolicy,
+) -> anyhow::Result<Environment<'static>> {
     let mut env = Environment::new();
     // Undefined variables are errors: a typo in a template must not send a blank amount.
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     match override_dir {
-        Some(dir) => env.set_loader(minijinja::path_loader(dir.to_path_buf())),
+        Some(dir) => env.set_loader(minijinja::path_loader(dir)),
         None => {
             for (name, source) in BUILTIN {
-                env.add_template(name, source).with_context(|| format!("template {name}"))?;
+                env.add_template(name, source)
+                    .with_context(|| format!("template {name}"))?;
             }
         }
     }

@@ -13,7 +13,9 @@ use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, VERSION_1};
 use relance_domain::plan::next_local_day;
 use relance_domain::validation::input::{CustomerFields, InvoiceFields};
 use relance_domain::{plan_steps, triage_due, validate_invoice, StepCandidate, StepKind};
-use relance_messaging::{consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions};
+use relance_messaging::{
+    consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions,
+};
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{invoices, journal, mark_processed, outbox};
 use serde_json::json;
@@ -30,30 +32,62 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     run_with_readiness(config, Readiness::default(), shutdown).await
 }
 
-pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_with_readiness(
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
+    let topology = TopologyOptions {
+        queue_expires: config.settings.queue_expires,
+    };
     let s = &config.settings;
-    relance_messaging::supervise(SERVICE, &s.amqp_url, &names, &topology, readiness, shutdown.clone(), |connection, shutdown| {
-        let (db, config, names) = (db.clone(), config.clone(), names.clone());
-        async move {
-            let publisher = Publisher::open(&connection).await?;
-            let retry = RetryPolicy { max_retries: config.settings.max_retries, base: config.settings.retry_base };
-            let invoices_queue = names.invoices_queue();
-            let intake = {
-                let (db, config) = (db.clone(), config.clone());
-                consume(&connection, &names, &invoices_queue, config.settings.prefetch, retry, move |message| {
+    relance_messaging::supervise(
+        SERVICE,
+        &s.amqp_url,
+        &names,
+        &topology,
+        readiness,
+        shutdown.clone(),
+        |connection, shutdown| {
+            let (db, config, names) = (db.clone(), config.clone(), names.clone());
+            async move {
+                let publisher = Publisher::open(&connection).await?;
+                let retry = RetryPolicy {
+                    max_retries: config.settings.max_retries,
+                    base: config.settings.retry_base,
+                };
+                let invoices_queue = names.invoices_queue();
+                let intake = {
                     let (db, config) = (db.clone(), config.clone());
-                    async move { take_in_invoice(&db, &config, message).await }
-                }, shutdown.clone())
-            };
-            let relay = relance_messaging::run_outbox_relay(db.clone(), publisher, names.clone(), config.clock.clone(), config.settings.outbox_interval, shutdown.clone());
-            let ticks = tick_loop(&db, &config, shutdown.clone());
-            tokio::try_join!(intake, relay, ticks)?;
-            Ok(())
-        }
-    })
+                    consume(
+                        &connection,
+                        &names,
+                        &invoices_queue,
+                        config.settings.prefetch,
+                        retry,
+                        move |message| {
+                            let (db, config) = (db.clone(), config.clone());
+                            async move { take_in_invoice(&db, &config, message).await }
+                        },
+                        shutdown.clone(),
+                    )
+                };
+                let relay = relance_messaging::run_outbox_relay(
+                    db.clone(),
+                    publisher,
+                    names.clone(),
+                    config.clock.clone(),
+                    config.settings.outbox_interval,
+                    shutdown.clone(),
+                );
+                let ticks = tick_loop(&db, &config, shutdown.clone());
+                tokio::try_join!(intake, relay, ticks)?;
+                Ok(())
+            }
+        },
+    )
     .await
 }
 
@@ -96,28 +130,73 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
     for invoice in &claimed {
         let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
         let today = now.with_timezone(&tz).date_naive();
-        let mine: Vec<&steps::StepRecord> = due.iter().filter(|s| s.invoice_id == invoice.id && s.kind == "reminder").collect();
-        let candidates: Vec<StepCandidate> = mine.iter().map(|s| StepCandidate { id: s.id, position: s.position, due_at: s.due_at }).collect();
-        let emitted_today = emitted_days.iter().any(|(id, day)| *id == invoice.id && *day == today);
+        let mine: Vec<&steps::StepRecord> = due
+            .iter()
+            .filter(|s| s.invoice_id == invoice.id && s.kind == "reminder")
+            .collect();
+        let candidates: Vec<StepCandidate> = mine
+            .iter()
+            .map(|s| StepCandidate {
+                id: s.id,
+                position: s.position,
+                due_at: s.due_at,
+            })
+            .collect();
+        let emitted_today = emitted_days
+            .iter()
+            .any(|(id, day)| *id == invoice.id && *day == today);
         let triage = triage_due(&candidates, emitted_today);
         for step in mine.iter().filter(|s| triage.skip.contains(&s.id)) {
             let reason = "overtaken by a later step that is also due (catch-up)";
-            if steps::transition(&mut tx, step.id, &[StepStatus::Pending], StepStatus::Skipped, Some(reason), now).await? {
-                record(&mut tx, now, step, names::REMINDER_SKIPPED, json!({ "reason": reason })).await?;
+            if steps::transition(
+                &mut tx,
+                step.id,
+                &[StepStatus::Pending],
+                StepStatus::Skipped,
+                Some(reason),
+                now,
+            )
+            .await?
+            {
+                record(
+                    &mut tx,
+                    now,
+                    step,
+                    names::REMINDER_SKIPPED,
+                    json!({ "reason": reason }),
+                )
+                .await?;
             }
         }
         if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.postpone) {
             let to = next_local_day(&config.policy, tz, now);
             steps::postpone(&mut tx, step.id, to, now).await?;
-            record(&mut tx, now, step, names::REMINDER_POSTPONED, json!({ "reason": "a reminder for this invoice already went out today", "until": to })).await?;
+            record(
+                &mut tx,
+                now,
+                step,
+                names::REMINDER_POSTPONED,
+                json!({ "reason": "a reminder for this invoice already went out today", "until": to }),
+            )
+            .await?;
         }
         if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.emit) {
             if steps::mark_queued(&mut tx, step.id, now, today).await? {
-                queue_step(&mut tx, step.id, &step.invoice_number, &step.name, &step.channel, now).await?;
+                queue_step(
+                    &mut tx,
+                    step.id,
+                    &step.invoice_number,
+                    &step.name,
+                    &step.channel,
+                    now,
+                )
+                .await?;
             }
         }
     }
-    tx.commit().await.context("committing the scheduling transaction")?;
+    tx.commit()
+        .await
+        .context("committing the scheduling transaction")?;
     Ok(claimed.len())
 }
 
@@ -138,13 +217,51 @@ pub async fn queue_step(
         step: step_name.to_string(),
         channel: channel.to_string(),
     };
-    outbox::enqueue(tx, &outgoing::job(names::REMINDER_DUE, job.job_id, invoice_number, &job)?, now).await?;
-    journal::append(tx, now, invoice_number, Some(step_id), "reminder.queued", json!({ "step": step_name, "channel": channel })).await
+    outbox::enqueue(
+        tx,
+        &outgoing::job(names::REMINDER_DUE, job.job_id, invoice_number, &job)?,
+        now,
+    )
+    .await?;
+    journal::append(
+        tx,
+        now,
+        invoice_number,
+        Some(step_id),
+        "reminder.queued",
+        json!({ "step": step_name, "channel": channel }),
+    )
+    .await
 }
 
-async fn record(tx: &mut sqlx::PgConnection, now: DateTime<Utc>, step: &steps::StepRecord, event_type: &str, detail: serde_json::Value) -> anyhow::Result<()> {
-    journal::append(tx, now, &step.invoice_number, Some(step.id), event_type, detail.clone()).await?;
-    outbox::enqueue(tx, &outgoing::event(event_type, &step.invoice_number, Some((&step.name, &step.channel)), detail, now), now).await
+async fn record(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    step: &steps::StepRecord,
+    event_type: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    journal::append(
+        tx,
+        now,
+        &step.invoice_number,
+        Some(step.id),
+        event_type,
+        detail.clone(),
+    )
+    .await?;
+    outbox::enqueue(
+        tx,
+        &outgoing::event(
+            event_type,
+            &step.invoice_number,
+            Some((&step.name, &step.channel)),
+            detail,
+            now,
+        ),
+        now,
+    )
+    .await
 }
 
 /// Handles `invoice.issued`: validate, store, plan. Applied once per `event_id`.
@@ -157,7 +274,10 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
         None => (None, None),
         Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
             Ok(bytes) if bytes.starts_with(b"%PDF") => (Some(bytes), None),
-            Ok(_) => (None, Some("is not a PDF document (it does not start with %PDF)".to_string())),
+            Ok(_) => (
+                None,
+                Some("is not a PDF document (it does not start with %PDF)".to_string()),
+            ),
             Err(e) => (None, Some(format!("is not valid base64: {e}"))),
         },
     };
@@ -190,36 +310,96 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
         tracing::info!("duplicate invoice.issued ignored");
         drop(tx);
         let mut tx = db.begin().await.context("starting the duplicate note")?;
-        journal::append(&mut tx, now, &inv.number, None, "invoice.duplicate", json!({ "event_id": event.event_id })).await?;
+        journal::append(
+            &mut tx,
+            now,
+            &inv.number,
+            None,
+            "invoice.duplicate",
+            json!({ "event_id": event.event_id }),
+        )
+        .await?;
         tx.commit().await.context("committing the duplicate note")?;
         return Ok(());
     }
     let invoice = match validated {
         Ok(invoice) => invoice,
         Err(rejection) => {
-            let detail = json!({ "field": rejection.field, "reason": rejection.reason, "event_id": event.event_id });
-            journal::append(&mut tx, now, &inv.number, None, names::INVOICE_REJECTED, detail.clone()).await?;
-            outbox::enqueue(&mut tx, &outgoing::event(names::INVOICE_REJECTED, &inv.number, None, detail, now), now).await?;
+            let detail =
+                json!({ "field": rejection.field, "reason": rejection.reason, "event_id": event.event_id });
+            journal::append(
+                &mut tx,
+                now,
+                &inv.number,
+                None,
+                names::INVOICE_REJECTED,
+                detail.clone(),
+            )
+            .await?;
+            outbox::enqueue(
+                &mut tx,
+                &outgoing::event(names::INVOICE_REJECTED, &inv.number, None, detail, now),
+                now,
+            )
+            .await?;
             tx.commit().await.context("committing the rejection")?;
-            return Err(HandlerError::Permanent(format!("invoice {} refused: {rejection}", inv.number)));
+            return Err(HandlerError::Permanent(format!(
+                "invoice {} refused: {rejection}",
+                inv.number
+            )));
         }
     };
     invoices::upsert_customer(&mut tx, &invoice.customer, now).await?;
     let Some(invoice_id) = invoices::insert_invoice(&mut tx, &invoice, now).await? else {
-        journal::append(&mut tx, now, &invoice.number, None, "invoice.duplicate", json!({ "event_id": event.event_id })).await?;
+        journal::append(
+            &mut tx,
+            now,
+            &invoice.number,
+            None,
+            "invoice.duplicate",
+            json!({ "event_id": event.event_id }),
+        )
+        .await?;
         tx.commit().await.context("committing the duplicate note")?;
         tracing::warn!("invoice number already known; message ignored");
         return Ok(());
     };
-    let plan = plan_steps(&config.policy, invoice.customer.risk, invoice.due_on, invoice.customer.timezone);
+    let plan = plan_steps(
+        &config.policy,
+        invoice.customer.risk,
+        invoice.due_on,
+        invoice.customer.timezone,
+    );
     let mut planned = Vec::new();
     for step in &plan {
-        steps::insert_planned(&mut tx, invoice_id, StepKind::Reminder, step, StepStatus::Pending, now).await?;
+        steps::insert_planned(
+            &mut tx,
+            invoice_id,
+            StepKind::Reminder,
+            step,
+            StepStatus::Pending,
+            now,
+        )
+        .await?;
         planned.push(json!({ "step": step.name, "channel": step.channel.as_str(), "due_at": step.due_at }));
     }
-    let detail = json!({ "event_id": event.event_id, "risk": invoice.customer.risk.as_str(), "plan": planned });
-    journal::append(&mut tx, now, &invoice.number, None, names::INVOICE_REGISTERED, detail.clone()).await?;
-    outbox::enqueue(&mut tx, &outgoing::event(names::INVOICE_REGISTERED, &invoice.number, None, detail, now), now).await?;
+    let detail =
+        json!({ "event_id": event.event_id, "risk": invoice.customer.risk.as_str(), "plan": planned });
+    journal::append(
+        &mut tx,
+        now,
+        &invoice.number,
+        None,
+        names::INVOICE_REGISTERED,
+        detail.clone(),
+    )
+    .await?;
+    outbox::enqueue(
+        &mut tx,
+        &outgoing::event(names::INVOICE_REGISTERED, &invoice.number, None, detail, now),
+        now,
+    )
+    .await?;
     tx.commit().await.context("committing the invoice")?;
     Ok(())
 }

@@ -30,30 +30,62 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     run_with_readiness(config, Readiness::default(), shutdown).await
 }
 
-pub async fn run_with_readiness(config: Config, readiness: Readiness, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_with_readiness(
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mailer = Arc::new(Mailer::from_settings(&config.settings)?);
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
     let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions { queue_expires: config.settings.queue_expires };
+    let topology = TopologyOptions {
+        queue_expires: config.settings.queue_expires,
+    };
     let s = &config.settings;
-    relance_messaging::supervise(SERVICE, &s.amqp_url, &names, &topology, readiness, shutdown.clone(), |connection, shutdown| {
-        let (db, config, names, mailer) = (db.clone(), config.clone(), names.clone(), mailer.clone());
-        async move {
-            let publisher = relance_messaging::Publisher::open(&connection).await?;
-            let retry = RetryPolicy { max_retries: config.settings.max_retries, base: config.settings.retry_base };
-            let queue = names.sender_queue(CHANNEL);
-            let worker = {
-                let (db, config) = (db.clone(), config.clone());
-                consume(&connection, &names, &queue, config.settings.prefetch, retry, move |message| {
-                    let (db, config, mailer) = (db.clone(), config.clone(), mailer.clone());
-                    async move { deliver_job(&db, &config, &mailer, message).await }
-                }, shutdown.clone())
-            };
-            let relay = relance_messaging::run_outbox_relay(db.clone(), publisher, names.clone(), config.clock.clone(), config.settings.outbox_interval, shutdown.clone());
-            tokio::try_join!(worker, relay)?;
-            Ok(())
-        }
-    })
+    relance_messaging::supervise(
+        SERVICE,
+        &s.amqp_url,
+        &names,
+        &topology,
+        readiness,
+        shutdown.clone(),
+        |connection, shutdown| {
+            let (db, config, names, mailer) = (db.clone(), config.clone(), names.clone(), mailer.clone());
+            async move {
+                let publisher = relance_messaging::Publisher::open(&connection).await?;
+                let retry = RetryPolicy {
+                    max_retries: config.settings.max_retries,
+                    base: config.settings.retry_base,
+                };
+                let queue = names.sender_queue(CHANNEL);
+                let worker = {
+                    let (db, config) = (db.clone(), config.clone());
+                    consume(
+                        &connection,
+                        &names,
+                        &queue,
+                        config.settings.prefetch,
+                        retry,
+                        move |message| {
+                            let (db, config, mailer) = (db.clone(), config.clone(), mailer.clone());
+                            async move { deliver_job(&db, &config, &mailer, message).await }
+                        },
+                        shutdown.clone(),
+                    )
+                };
+                let relay = relance_messaging::run_outbox_relay(
+                    db.clone(),
+                    publisher,
+                    names.clone(),
+                    config.clock.clone(),
+                    config.settings.outbox_interval,
+                    shutdown.clone(),
+                );
+                tokio::try_join!(worker, relay)?;
+                Ok(())
+            }
+        },
+    )
     .await
 }
 
@@ -64,13 +96,37 @@ async fn record(
     event_type: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    journal::append(tx, now, &step.invoice_number, Some(step.id), event_type, detail.clone()).await?;
-    outbox::enqueue(tx, &outgoing::event(event_type, &step.invoice_number, Some((&step.name, &step.channel)), detail, now), now).await
+    journal::append(
+        tx,
+        now,
+        &step.invoice_number,
+        Some(step.id),
+        event_type,
+        detail.clone(),
+    )
+    .await?;
+    outbox::enqueue(
+        tx,
+        &outgoing::event(
+            event_type,
+            &step.invoice_number,
+            Some((&step.name, &step.channel)),
+            detail,
+            now,
+        ),
+        now,
+    )
+    .await
 }
 
 /// Handles `reminder.rendered.email`.
 #[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step), err)]
-pub async fn deliver_job(db: &PgPool, config: &Config, mailer: &Mailer, message: Incoming) -> Result<(), HandlerError> {
+pub async fn deliver_job(
+    db: &PgPool,
+    config: &Config,
+    mailer: &Mailer,
+    message: Incoming,
+) -> Result<(), HandlerError> {
     let job: ReminderRenderedV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
     let mut conn = db.acquire().await.context("acquiring a connection")?;
@@ -78,17 +134,41 @@ pub async fn deliver_job(db: &PgPool, config: &Config, mailer: &Mailer, message:
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
     };
     let Some(rendered) = steps::find_rendered(&mut conn, step.id).await? else {
-        return Err(HandlerError::Permanent(format!("step {} has no rendered message", step.id)));
+        return Err(HandlerError::Permanent(format!(
+            "step {} has no rendered message",
+            step.id
+        )));
     };
-    let pdf = if rendered.attach_invoice { invoices::invoice_pdf(&mut conn, step.invoice_id).await? } else { None };
+    let pdf = if rendered.attach_invoice {
+        invoices::invoice_pdf(&mut conn, step.invoice_id).await?
+    } else {
+        None
+    };
     drop(conn);
 
     // 1. Claim the delivery: rendered -> sending, committed, so a crash leaves a trace.
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the claim transaction")?;
-    if !steps::transition(&mut tx, step.id, &[StepStatus::Rendered, StepStatus::Sending], StepStatus::Sending, None, now).await? {
+    if !steps::transition(
+        &mut tx,
+        step.id,
+        &[StepStatus::Rendered, StepStatus::Sending],
+        StepStatus::Sending,
+        None,
+        now,
+    )
+    .await?
+    {
         tracing::info!(status = %step.status, "step is not waiting for delivery; job ignored");
-        journal::append(&mut tx, now, &step.invoice_number, Some(step.id), "job.ignored", json!({ "stage": "send", "status": step.status })).await?;
+        journal::append(
+            &mut tx,
+            now,
+            &step.invoice_number,
+            Some(step.id),
+            "job.ignored",
+            json!({ "stage": "send", "status": step.status }),
+        )
+        .await?;
         tx.commit().await.context("committing the note")?;
         return Ok(());
     }
@@ -100,29 +180,70 @@ pub async fn deliver_job(db: &PgPool, config: &Config, mailer: &Mailer, message:
     let status = invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
     let now = config.clock.now();
     if step.kind == "reminder" && status.as_deref() != Some(STATUS_OPEN) {
-        if steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Cancelled, Some("invoice settled before sending"), now).await? {
-            record(&mut tx, now, &step, names::REMINDER_CANCELLED, json!({ "reason": "invoice settled before sending" })).await?;
+        if steps::transition(
+            &mut tx,
+            step.id,
+            &[StepStatus::Sending],
+            StepStatus::Cancelled,
+            Some("invoice settled before sending"),
+            now,
+        )
+        .await?
+        {
+            record(
+                &mut tx,
+                now,
+                &step,
+                names::REMINDER_CANCELLED,
+                json!({ "reason": "invoice settled before sending" }),
+            )
+            .await?;
         }
         tx.commit().await.context("committing the cancellation")?;
         return Ok(());
     }
     let s = &config.settings;
-    let outcome = match build_message(&rendered, &s.creditor.mail_from, &s.creditor.reply_to, &step.invoice_number, pdf, now) {
+    let outcome = match build_message(
+        &rendered,
+        &s.creditor.mail_from,
+        &s.creditor.reply_to,
+        &step.invoice_number,
+        pdf,
+        now,
+    ) {
         Ok(email) => mailer.deliver(email).await,
         Err(e) => Err(e),
     };
     match outcome {
         Ok(proof) => {
-            steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Sent, None, now).await?;
+            steps::transition(
+                &mut tx,
+                step.id,
+                &[StepStatus::Sending],
+                StepStatus::Sent,
+                None,
+                now,
+            )
+            .await?;
             steps::set_delivery_proof(&mut tx, step.id, &proof).await?;
-            let event_type = if step.kind == "thanks" { names::THANKS_SENT } else { names::REMINDER_SENT };
-            record(&mut tx, now, &step, event_type, json!({
-                "message_id": rendered.message_id,
-                "smtp_response": proof,
-                "recipients": rendered.recipients,
-                "cc": rendered.cc,
-                "subject": rendered.subject,
-            }))
+            let event_type = if step.kind == "thanks" {
+                names::THANKS_SENT
+            } else {
+                names::REMINDER_SENT
+            };
+            record(
+                &mut tx,
+                now,
+                &step,
+                event_type,
+                json!({
+                    "message_id": rendered.message_id,
+                    "smtp_response": proof,
+                    "recipients": rendered.recipients,
+                    "cc": rendered.cc,
+                    "subject": rendered.subject,
+                }),
+            )
             .await?;
             tx.commit().await.context("recording the delivery")?;
             Ok(())
@@ -130,14 +251,45 @@ pub async fn deliver_job(db: &PgPool, config: &Config, mailer: &Mailer, message:
         Err(DeliveryError::Transient(reason)) if message.retries < s.max_retries => {
             drop(tx);
             let mut tx = db.begin().await.context("starting the release transaction")?;
-            steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Rendered, Some(&reason), now).await?;
-            journal::append(&mut tx, now, &step.invoice_number, Some(step.id), "reminder.delivery_deferred", json!({ "reason": reason, "attempt": message.retries + 1 })).await?;
+            steps::transition(
+                &mut tx,
+                step.id,
+                &[StepStatus::Sending],
+                StepStatus::Rendered,
+                Some(&reason),
+                now,
+            )
+            .await?;
+            journal::append(
+                &mut tx,
+                now,
+                &step.invoice_number,
+                Some(step.id),
+                "reminder.delivery_deferred",
+                json!({ "reason": reason, "attempt": message.retries + 1 }),
+            )
+            .await?;
             tx.commit().await.context("releasing the step for a retry")?;
             Err(HandlerError::Transient(anyhow::anyhow!(reason)))
         }
         Err(DeliveryError::Transient(reason) | DeliveryError::Permanent(reason)) => {
-            steps::transition(&mut tx, step.id, &[StepStatus::Sending], StepStatus::Failed, Some(&reason), now).await?;
-            record(&mut tx, now, &step, names::REMINDER_FAILED, json!({ "reason": reason, "attempts": message.retries + 1 })).await?;
+            steps::transition(
+                &mut tx,
+                step.id,
+                &[StepStatus::Sending],
+                StepStatus::Failed,
+                Some(&reason),
+                now,
+            )
+            .await?;
+            record(
+                &mut tx,
+                now,
+                &step,
+                names::REMINDER_FAILED,
+                json!({ "reason": reason, "attempts": message.retries + 1 }),
+            )
+            .await?;
             tx.commit().await.context("recording the failure")?;
             Ok(())
         }

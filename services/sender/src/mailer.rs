@@ -41,7 +41,10 @@ impl Mailer {
             None => {
                 std::fs::create_dir_all(&settings.mail_dir)
                     .with_context(|| format!("creating the mail folder {}", settings.mail_dir.display()))?;
-                Ok(Mailer::Files(AsyncFileTransport::new(&settings.mail_dir), settings.mail_dir.clone()))
+                Ok(Mailer::Files(
+                    AsyncFileTransport::new(&settings.mail_dir),
+                    settings.mail_dir.clone(),
+                ))
             }
         }
     }
@@ -50,13 +53,21 @@ impl Mailer {
     pub async fn deliver(&self, message: Message) -> Result<String, DeliveryError> {
         match self {
             Mailer::Smtp(transport) => match transport.send(message).await {
-                Ok(response) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
-                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("SMTP server refused the message: {e}"))),
+                Ok(response) => Ok(format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                )),
+                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!(
+                    "SMTP server refused the message: {e}"
+                ))),
                 Err(e) => Err(DeliveryError::Transient(format!("SMTP delivery failed: {e}"))),
             },
             Mailer::Files(transport, dir) => match transport.send(message).await {
                 Ok(id) => Ok(format!("written to {}", dir.join(format!("{id}.eml")).display())),
-                Err(e) => Err(DeliveryError::Transient(format!("writing the email file failed: {e}"))),
+                Err(e) => Err(DeliveryError::Transient(format!(
+                    "writing the email file failed: {e}"
+                ))),
             },
         }
     }
@@ -72,7 +83,9 @@ pub fn build_message(
     at: DateTime<Utc>,
 ) -> Result<Message, DeliveryError> {
     let mailbox = |address: &str| -> Result<Mailbox, DeliveryError> {
-        address.parse::<Mailbox>().map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))
+        address
+            .parse::<Mailbox>()
+            .map_err(|e| DeliveryError::Permanent(format!("invalid address {address:?}: {e}")))
     };
     let mut builder = Message::builder()
         .from(mailbox(mail_from)?)
@@ -92,11 +105,19 @@ pub fn build_message(
     };
     let body = match pdf {
         Some(pdf) => {
-            let pdf_type = ContentType::parse("application/pdf").map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            let file_name = format!("{}.pdf", invoice_number.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"));
-            MultiPart::mixed().multipart(alternatives).singlepart(Attachment::new(file_name).body(pdf, pdf_type))
+            let pdf_type =
+                ContentType::parse("application/pdf").map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let file_name = format!(
+                "{}.pdf",
+                invoice_number.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_")
+            );
+            MultiPart::mixed()
+                .multipart(alternatives)
+                .singlepart(Attachment::new(file_name).body(pdf, pdf_type))
         }
         None => alternatives,
     };
-    builder.multipart(body).map_err(|e| DeliveryError::Permanent(format!("building the email failed: {e}")))
+    builder
+        .multipart(body)
+        .map_err(|e| DeliveryError::Permanent(format!("building the email failed: {e}")))
 }

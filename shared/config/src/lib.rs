@@ -60,7 +60,9 @@ pub struct Settings {
 /// Hides the credentials that URLs may carry, so that a logged config leaks no secret.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***@{}", &url[..scheme_end], &url[at + 1..]),
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
         _ => url.to_string(),
     }
 }
@@ -88,7 +90,10 @@ struct Env(HashMap<String, String>);
 
 impl Env {
     fn get(&self, key: &str) -> Option<String> {
-        self.0.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 
     fn text(&self, key: &str, default: &str) -> String {
@@ -101,7 +106,9 @@ impl Env {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.parse::<T>().map_err(|e| anyhow!("{key}={v:?} is not valid: {e}")),
+            Some(v) => v
+                .parse::<T>()
+                .map_err(|e| anyhow!("{key}={v:?} is not valid: {e}")),
         }
     }
 
@@ -128,11 +135,21 @@ impl Settings {
                     .map(|d| d.with_timezone(&Utc))
                     .map_err(|e| anyhow!("RELANCE_CLOCK_START={v:?} is not an RFC 3339 time: {e}"))?,
             }),
-            other => return Err(anyhow!("RELANCE_CLOCK={other:?} is not valid: expected system or simulated")),
+            other => {
+                return Err(anyhow!(
+                    "RELANCE_CLOCK={other:?} is not valid: expected system or simulated"
+                ))
+            }
         };
         let namespace = env.text("RELANCE_NAMESPACE", relance_contracts_namespace());
-        if namespace.is_empty() || !namespace.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(anyhow!("RELANCE_NAMESPACE={namespace:?} is not valid: letters, digits, '-', '_' and '.' only"));
+        if namespace.is_empty()
+            || !namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(anyhow!(
+                "RELANCE_NAMESPACE={namespace:?} is not valid: letters, digits, '-', '_' and '.' only"
+            ));
         }
         let settings = Settings {
             database_url: env.text("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -157,7 +174,9 @@ impl Settings {
             },
             creditor: Creditor {
                 name: env.text("RELANCE_CREDITOR_NAME", "Exemple SAS"),
-                address: env.text("RELANCE_CREDITOR_ADDRESS", "1 rue de l'Exemple\n75001 Paris").replace("\\n", "\n"),
+                address: env
+                    .text("RELANCE_CREDITOR_ADDRESS", "1 rue de l'Exemple\n75001 Paris")
+                    .replace("\\n", "\n"),
                 iban: env.text("RELANCE_CREDITOR_IBAN", "FR76 3000 6000 0112 3456 7890 189"),
                 bic: env.text("RELANCE_CREDITOR_BIC", "AGRIFRPP"),
                 email: env.text("RELANCE_CREDITOR_EMAIL", "compta@exemple.test"),
@@ -206,11 +225,17 @@ impl Config {
         let policy = match &settings.policy_file {
             None => DunningPolicy::default_policy().map_err(|e| anyhow!("{e}"))?,
             Some(path) => {
-                let source = std::fs::read_to_string(path).with_context(|| format!("reading policy file {}", path.display()))?;
-                DunningPolicy::parse(&source, &path.display().to_string()).map_err(|e| anyhow!("invalid policy: {e}"))?
+                let source = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading policy file {}", path.display()))?;
+                DunningPolicy::parse(&source, &path.display().to_string())
+                    .map_err(|e| anyhow!("invalid policy: {e}"))?
             }
         };
-        Ok(Self { settings, clock, policy: Arc::new(policy) })
+        Ok(Self {
+            settings,
+            clock,
+            policy: Arc::new(policy),
+        })
     }
 }
 
@@ -219,7 +244,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -254,12 +282,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("relance-policy-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("policy.toml");
-        let source = relance_domain::policy::DEFAULT_POLICY_TOML.replace("send_time = \"09:00\"", "send_time = \"25:99\"");
-        let line = source.lines().position(|l| l.starts_with("send_time")).map(|i| i + 1).unwrap_or(0);
+        let source = relance_domain::policy::DEFAULT_POLICY_TOML
+            .replace("send_time = \"09:00\"", "send_time = \"25:99\"");
+        let line = source
+            .lines()
+            .position(|l| l.starts_with("send_time"))
+            .map(|i| i + 1)
+            .unwrap_or(0);
         let _ = std::fs::write(&path, source);
         let s = Settings::from_vars(vars(&[("RELANCE_POLICY_FILE", &path.display().to_string())]));
         let Ok(s) = s else { panic!("{s:?}") };
-        let e = Config::from_settings(s).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = Config::from_settings(s)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains(&format!("policy.toml:{line}: send_time")), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

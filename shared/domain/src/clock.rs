@@ -27,7 +27,9 @@ pub struct SimulatedClock {
 
 impl SimulatedClock {
     pub fn starting_at(start: DateTime<Utc>) -> Self {
-        Self { now: Arc::new(RwLock::new(start)) }
+        Self {
+            now: Arc::new(RwLock::new(start)),
+        }
     }
 
     pub fn advance(&self, by: Duration) -> DateTime<Utc> {

@@ -24,7 +24,7 @@ pub(crate) fn group_digits(plain: &str, group: &str, point: &str) -> String {
     let digits: Vec<char> = int_part.chars().collect();
     let mut grouped = String::new();
     for (i, c) in digits.iter().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push_str(group);
         }
         grouped.push(*c);

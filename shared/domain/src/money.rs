@@ -19,7 +19,8 @@ impl Money {
 
     /// Parses an ISO 4217 code such as `EUR`.
     pub fn parse_currency(code: &str) -> Result<Currency, String> {
-        Currency::from_code(code).ok_or_else(|| format!("unknown currency {code:?} (expected an ISO 4217 code such as EUR)"))
+        Currency::from_code(code)
+            .ok_or_else(|| format!("unknown currency {code:?} (expected an ISO 4217 code such as EUR)"))
     }
 
     /// Digits after the decimal point for this currency (2 for EUR, 0 for JPY).
@@ -32,7 +33,10 @@ impl Money {
         let amount = self
             .amount
             .round_dp_with_strategy(self.minor_digits(), RoundingStrategy::MidpointNearestEven);
-        Money { amount, currency: self.currency }
+        Money {
+            amount,
+            currency: self.currency,
+        }
     }
 
     /// `1 500,00 €` in French, `€1,500.00` in English.
@@ -52,7 +56,11 @@ impl Money {
         let symbol = symbol(self.currency);
         match language {
             // French typography: narrow no-break space between groups and before the symbol.
-            Language::Fr => format!("{}\u{a0}{}", group_digits(&plain, "\u{202f}", ","), symbol.unwrap_or(self.currency.code())),
+            Language::Fr => format!(
+                "{}\u{a0}{}",
+                group_digits(&plain, "\u{202f}", ","),
+                symbol.unwrap_or(self.currency.code())
+            ),
             Language::En => match symbol {
                 Some(s) => format!("{s}{}", group_digits(&plain, ",", ".")),
                 None => format!("{} {}", self.currency.code(), group_digits(&plain, ",", ".")),

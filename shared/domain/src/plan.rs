@@ -28,7 +28,8 @@ pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> 
             let mut probe = local;
             for _ in 0..16 {
                 probe += chrono::Duration::minutes(15);
-                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) = tz.from_local_datetime(&probe) {
+                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) = tz.from_local_datetime(&probe)
+                {
                     return t.with_timezone(&Utc);
                 }
             }
@@ -97,9 +98,17 @@ pub fn triage_due(due: &[StepCandidate], already_emitted_today: bool) -> Triage 
     };
     let skip = due.iter().filter(|s| s.id != latest.id).map(|s| s.id).collect();
     if already_emitted_today {
-        Triage { emit: None, skip, postpone: Some(latest.id) }
+        Triage {
+            emit: None,
+            skip,
+            postpone: Some(latest.id),
+        }
     } else {
-        Triage { emit: Some(latest.id), skip, postpone: None }
+        Triage {
+            emit: Some(latest.id),
+            skip,
+            postpone: None,
+        }
     }
 }
 
@@ -120,25 +129,41 @@ mod tests {
 
     #[test]
     fn steps_are_dated_from_the_due_date_at_local_send_time() {
-        let steps = plan_steps(&policy(), Risk::Medium, date(2026, 3, 31), chrono_tz::Europe::Paris);
+        let steps = plan_steps(
+            &policy(),
+            Risk::Medium,
+            date(2026, 3, 31),
+            chrono_tz::Europe::Paris,
+        );
         let due: Vec<String> = steps.iter().map(|s| s.due_at.to_rfc3339()).collect();
         // 26 March is winter time (UTC+1); 5 and 12 April are summer time (UTC+2).
-        assert_eq!(due, vec![
-            "2026-03-26T08:00:00+00:00",
-            "2026-04-05T07:00:00+00:00",
-            "2026-04-12T07:00:00+00:00",
-        ]);
+        assert_eq!(
+            due,
+            vec![
+                "2026-03-26T08:00:00+00:00",
+                "2026-04-05T07:00:00+00:00",
+                "2026-04-12T07:00:00+00:00",
+            ]
+        );
     }
 
     #[test]
     fn a_time_inside_a_dst_gap_moves_just_after_it() {
         // Clocks in Paris jump from 02:00 to 03:00 on 29 March 2026.
-        let at = local_instant(chrono_tz::Europe::Paris, date(2026, 3, 29), NaiveTime::from_hms_opt(2, 30, 0).unwrap_or_default());
+        let at = local_instant(
+            chrono_tz::Europe::Paris,
+            date(2026, 3, 29),
+            NaiveTime::from_hms_opt(2, 30, 0).unwrap_or_default(),
+        );
         assert_eq!(at.to_rfc3339(), "2026-03-29T01:00:00+00:00");
     }
 
     fn candidate(position: i32) -> StepCandidate {
-        StepCandidate { id: Uuid::from_u128(position as u128), position, due_at: DateTime::<Utc>::MIN_UTC }
+        StepCandidate {
+            id: Uuid::from_u128(position as u128),
+            position,
+            due_at: DateTime::<Utc>::MIN_UTC,
+        }
     }
 
     #[test]
@@ -152,7 +177,14 @@ mod tests {
     #[test]
     fn a_second_reminder_the_same_day_waits_for_tomorrow() {
         let t = triage_due(&[candidate(1)], true);
-        assert_eq!(t, Triage { emit: None, skip: vec![], postpone: Some(Uuid::from_u128(1)) });
+        assert_eq!(
+            t,
+            Triage {
+                emit: None,
+                skip: vec![],
+                postpone: Some(Uuid::from_u128(1))
+            }
+        );
     }
 
     #[test]

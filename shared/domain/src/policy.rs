@@ -28,7 +28,9 @@ impl FromStr for Tone {
             "courteous" => Ok(Tone::Courteous),
             "firm" => Ok(Tone::Firm),
             "formal" => Ok(Tone::Formal),
-            other => Err(format!("unknown tone {other:?} (expected courteous, firm or formal)")),
+            other => Err(format!(
+                "unknown tone {other:?} (expected courteous, firm or formal)"
+            )),
         }
     }
 }
@@ -139,7 +141,9 @@ fn line_of(source: &str, offset: usize) -> usize {
 }
 
 fn valid_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl DunningPolicy {
@@ -155,16 +159,23 @@ impl DunningPolicy {
             field: field.to_string(),
             message,
         };
-        let raw: RawPolicy = toml::from_str(source).map_err(|e| {
-            err(e.span().unwrap_or(0..0), "syntax", e.message().to_string())
-        })?;
+        let raw: RawPolicy = toml::from_str(source)
+            .map_err(|e| err(e.span().unwrap_or(0..0), "syntax", e.message().to_string()))?;
 
         let send_time = NaiveTime::parse_from_str(raw.send_time.get_ref(), "%H:%M").map_err(|_| {
-            err(raw.send_time.span(), "send_time", format!("{:?} is not a time of day as HH:MM", raw.send_time.get_ref()))
+            err(
+                raw.send_time.span(),
+                "send_time",
+                format!("{:?} is not a time of day as HH:MM", raw.send_time.get_ref()),
+            )
         })?;
         let thanks_template = match &raw.thanks_template {
             Some(t) if !valid_identifier(t.get_ref()) => {
-                return Err(err(t.span(), "thanks_template", "must be lowercase letters, digits and _".into()))
+                return Err(err(
+                    t.span(),
+                    "thanks_template",
+                    "must be lowercase letters, digits and _".into(),
+                ))
             }
             Some(t) => t.get_ref().clone(),
             None => "thanks".to_string(),
@@ -176,24 +187,44 @@ impl DunningPolicy {
                 .map_err(|m| err(segment_name.span(), "segments", m))?;
             let field = |f: &str| format!("segments.{}.steps.{f}", segment_name.get_ref());
             if segment.steps.is_empty() {
-                return Err(err(segment_name.span(), &format!("segments.{}.steps", segment_name.get_ref()), "a segment needs at least one step".into()));
+                return Err(err(
+                    segment_name.span(),
+                    &format!("segments.{}.steps", segment_name.get_ref()),
+                    "a segment needs at least one step".into(),
+                ));
             }
             let mut steps: Vec<StepTemplate> = Vec::new();
             for raw_step in &segment.steps {
                 let s = raw_step.get_ref();
                 let name = s.name.get_ref();
                 if !valid_identifier(name) {
-                    return Err(err(s.name.span(), &field("name"), format!("{name:?} must be lowercase letters, digits and _")));
+                    return Err(err(
+                        s.name.span(),
+                        &field("name"),
+                        format!("{name:?} must be lowercase letters, digits and _"),
+                    ));
                 }
                 if name == "thanks" {
-                    return Err(err(s.name.span(), &field("name"), "\"thanks\" is reserved for the thank-you message".into()));
+                    return Err(err(
+                        s.name.span(),
+                        &field("name"),
+                        "\"thanks\" is reserved for the thank-you message".into(),
+                    ));
                 }
                 if steps.iter().any(|p| &p.name == name) {
-                    return Err(err(s.name.span(), &field("name"), format!("step {name:?} appears twice in this segment")));
+                    return Err(err(
+                        s.name.span(),
+                        &field("name"),
+                        format!("step {name:?} appears twice in this segment"),
+                    ));
                 }
                 let offset_days = *s.offset_days.get_ref();
                 if !(-60..=365).contains(&offset_days) {
-                    return Err(err(s.offset_days.span(), &field("offset_days"), format!("{offset_days} is out of range (-60 to 365 days)")));
+                    return Err(err(
+                        s.offset_days.span(),
+                        &field("offset_days"),
+                        format!("{offset_days} is out of range (-60 to 365 days)"),
+                    ));
                 }
                 if let Some(previous) = steps.last() {
                     if offset_days <= previous.offset_days {
@@ -203,11 +234,17 @@ impl DunningPolicy {
                         )));
                     }
                 }
-                let channel = Channel::from_str(s.channel.get_ref()).map_err(|m| err(s.channel.span(), &field("channel"), m))?;
+                let channel = Channel::from_str(s.channel.get_ref())
+                    .map_err(|m| err(s.channel.span(), &field("channel"), m))?;
                 if !valid_identifier(s.template.get_ref()) {
-                    return Err(err(s.template.span(), &field("template"), "must be lowercase letters, digits and _".into()));
+                    return Err(err(
+                        s.template.span(),
+                        &field("template"),
+                        "must be lowercase letters, digits and _".into(),
+                    ));
                 }
-                let tone = Tone::from_str(s.tone.get_ref()).map_err(|m| err(s.tone.span(), &field("tone"), m))?;
+                let tone =
+                    Tone::from_str(s.tone.get_ref()).map_err(|m| err(s.tone.span(), &field("tone"), m))?;
                 steps.push(StepTemplate {
                     name: name.clone(),
                     offset_days,
@@ -221,14 +258,26 @@ impl DunningPolicy {
         }
         for risk in Risk::ALL {
             if !segments.contains_key(&RiskKey::from(*risk)) {
-                return Err(err(raw.segments.span(), "segments", format!("segment {risk:?} is missing (low, medium and high are all required)").to_lowercase()));
+                return Err(err(
+                    raw.segments.span(),
+                    "segments",
+                    format!("segment {risk:?} is missing (low, medium and high are all required)")
+                        .to_lowercase(),
+                ));
             }
         }
-        Ok(Self { send_time, thanks_template, segments })
+        Ok(Self {
+            send_time,
+            thanks_template,
+            segments,
+        })
     }
 
     pub fn steps_for(&self, risk: Risk) -> &[StepTemplate] {
-        self.segments.get(&RiskKey::from(risk)).map(Vec::as_slice).unwrap_or(&[])
+        self.segments
+            .get(&RiskKey::from(risk))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Every template name the policy refers to, so a renderer can check it has them all.
@@ -253,15 +302,30 @@ mod tests {
         let policy = DunningPolicy::default_policy();
         assert!(policy.is_ok(), "{policy:?}");
         let Ok(policy) = policy else { return };
-        let medium: Vec<(&str, i64)> = policy.steps_for(Risk::Medium).iter().map(|s| (s.name.as_str(), s.offset_days)).collect();
-        assert_eq!(medium, vec![("pre_due", -5), ("reminder_1", 5), ("reminder_2", 12)]);
-        assert_eq!(policy.send_time, NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default());
+        let medium: Vec<(&str, i64)> = policy
+            .steps_for(Risk::Medium)
+            .iter()
+            .map(|s| (s.name.as_str(), s.offset_days))
+            .collect();
+        assert_eq!(
+            medium,
+            vec![("pre_due", -5), ("reminder_1", 5), ("reminder_2", 12)]
+        );
+        assert_eq!(
+            policy.send_time,
+            NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default()
+        );
     }
 
     fn error_of(source: &str) -> PolicyError {
         match DunningPolicy::parse(source, "policy.toml") {
             Err(e) => e,
-            Ok(p) => PolicyError { file: String::new(), line: 0, field: String::new(), message: format!("unexpectedly valid: {p:?}") },
+            Ok(p) => PolicyError {
+                file: String::new(),
+                line: 0,
+                field: String::new(),
+                message: format!("unexpectedly valid: {p:?}"),
+            },
         }
     }
 
@@ -286,7 +350,11 @@ tone = "courteous"
             "send_time = \"09:00\"\n[[segments.medium.steps]]\nname = \"a\"\noffset_days = 5\nchannel = \"pigeon\"\ntemplate = \"x\"\ntone = \"firm\"\n{VALID_TAIL}"
         );
         let e = error_of(&source);
-        assert_eq!((e.line, e.field.as_str()), (5, "segments.medium.steps.channel"), "{e}");
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (5, "segments.medium.steps.channel"),
+            "{e}"
+        );
         assert!(e.to_string().starts_with("policy.toml:5: "), "{e}");
         assert!(e.message.contains("pigeon"), "{e}");
     }
@@ -297,7 +365,11 @@ tone = "courteous"
             "send_time = \"09:00\"\n[[segments.medium.steps]]\nname = \"a\"\noffset_days = 5\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n[[segments.medium.steps]]\nname = \"b\"\noffset_days = 5\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n{VALID_TAIL}"
         );
         let e = error_of(&source);
-        assert_eq!((e.line, e.field.as_str()), (10, "segments.medium.steps.offset_days"), "{e}");
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (10, "segments.medium.steps.offset_days"),
+            "{e}"
+        );
     }
 
     #[test]

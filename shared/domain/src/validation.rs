@@ -19,7 +19,10 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(field: &str, reason: impl Into<String>) -> Self {
-        Self { field: field.to_string(), reason: reason.into() }
+        Self {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -122,14 +125,21 @@ fn email(field: &str, value: &str) -> Result<String, Rejection> {
 
 fn positive_money(field: &str, amount: &str, currency: &str) -> Result<Money, Rejection> {
     let currency = Money::parse_currency(currency.trim()).map_err(|m| Rejection::new("currency", m))?;
-    let amount = Decimal::from_str(amount.trim())
-        .map_err(|_| Rejection::new(field, format!("{amount:?} is not a decimal number such as \"1500.00\"")))?;
+    let amount = Decimal::from_str(amount.trim()).map_err(|_| {
+        Rejection::new(
+            field,
+            format!("{amount:?} is not a decimal number such as \"1500.00\""),
+        )
+    })?;
     if amount <= Decimal::ZERO {
         return Err(Rejection::new(field, format!("must be positive, got {amount}")));
     }
     let money = Money::new(amount, currency);
     if money.rounded().amount != amount {
-        return Err(Rejection::new(field, format!("{amount} has more decimals than {} allows", currency.code())));
+        return Err(Rejection::new(
+            field,
+            format!("{amount} has more decimals than {} allows", currency.code()),
+        ));
     }
     Ok(money)
 }
@@ -137,21 +147,38 @@ fn positive_money(field: &str, amount: &str, currency: &str) -> Result<Money, Re
 pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
     let number = required_text("invoice.number", f.number, 64)?;
     let amount = positive_money("invoice.amount", f.amount, f.currency)?;
-    let due_on = f.due_on.ok_or_else(|| Rejection::new("invoice.due_on", "is required: an invoice without a due date cannot be chased"))?;
+    let due_on = f.due_on.ok_or_else(|| {
+        Rejection::new(
+            "invoice.due_on",
+            "is required: an invoice without a due date cannot be chased",
+        )
+    })?;
     if due_on < f.issued_on {
-        return Err(Rejection::new("invoice.due_on", format!("{due_on} is before the issue date {}", f.issued_on)));
+        return Err(Rejection::new(
+            "invoice.due_on",
+            format!("{due_on} is before the issue date {}", f.issued_on),
+        ));
     }
     if let Some(reason) = f.pdf_error {
         return Err(Rejection::new("invoice.pdf_base64", reason));
     }
     if let Some(pdf) = &f.pdf {
         if pdf.len() > MAX_PDF_BYTES {
-            return Err(Rejection::new("invoice.pdf_base64", format!("is {} bytes, more than the {MAX_PDF_BYTES} allowed", pdf.len())));
+            return Err(Rejection::new(
+                "invoice.pdf_base64",
+                format!("is {} bytes, more than the {MAX_PDF_BYTES} allowed", pdf.len()),
+            ));
         }
     }
     let payment_link = match f.payment_link.map(str::trim).filter(|l| !l.is_empty()) {
-        Some(link) if !(link.starts_with("https://") || link.starts_with("http://")) || link.chars().any(char::is_whitespace) => {
-            return Err(Rejection::new("invoice.payment_link", format!("{link:?} is not an http(s) URL")));
+        Some(link)
+            if !(link.starts_with("https://") || link.starts_with("http://"))
+                || link.chars().any(char::is_whitespace) =>
+        {
+            return Err(Rejection::new(
+                "invoice.payment_link",
+                format!("{link:?} is not an http(s) URL"),
+            ));
         }
         other => other.map(str::to_string),
     };
@@ -161,16 +188,46 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
         name: required_text("invoice.customer.name", c.name, 200)?,
         contact_name: required_text("invoice.customer.contact_name", c.contact_name, 200)?,
         email: email("invoice.customer.email", c.email)?,
-        phone: c.phone.map(str::trim).filter(|p| !p.is_empty()).map(str::to_string),
-        postal_address: c.postal_address.map(str::trim).filter(|p| !p.is_empty()).map(str::to_string),
-        language: Language::from_str(c.language.unwrap_or("fr")).map_err(|m| Rejection::new("invoice.customer.language", m))?,
-        timezone: Tz::from_str(c.timezone.unwrap_or("Europe/Paris"))
-            .map_err(|_| Rejection::new("invoice.customer.timezone", format!("{:?} is not an IANA time zone such as Europe/Paris", c.timezone.unwrap_or(""))))?,
-        risk: Risk::from_str(c.risk.unwrap_or("medium")).map_err(|m| Rejection::new("invoice.customer.risk", m))?,
-        kind: CustomerKind::from_str(c.kind.unwrap_or("business")).map_err(|m| Rejection::new("invoice.customer.kind", m))?,
-        cc: c.cc.iter().map(|a| email("invoice.customer.cc", a)).collect::<Result<_, _>>()?,
+        phone: c
+            .phone
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        postal_address: c
+            .postal_address
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        language: Language::from_str(c.language.unwrap_or("fr"))
+            .map_err(|m| Rejection::new("invoice.customer.language", m))?,
+        timezone: Tz::from_str(c.timezone.unwrap_or("Europe/Paris")).map_err(|_| {
+            Rejection::new(
+                "invoice.customer.timezone",
+                format!(
+                    "{:?} is not an IANA time zone such as Europe/Paris",
+                    c.timezone.unwrap_or("")
+                ),
+            )
+        })?,
+        risk: Risk::from_str(c.risk.unwrap_or("medium"))
+            .map_err(|m| Rejection::new("invoice.customer.risk", m))?,
+        kind: CustomerKind::from_str(c.kind.unwrap_or("business"))
+            .map_err(|m| Rejection::new("invoice.customer.kind", m))?,
+        cc: c
+            .cc
+            .iter()
+            .map(|a| email("invoice.customer.cc", a))
+            .collect::<Result<_, _>>()?,
     };
-    Ok(NewInvoice { number, customer, amount, issued_on: f.issued_on, due_on, payment_link, pdf: f.pdf })
+    Ok(NewInvoice {
+        number,
+        customer,
+        amount,
+        issued_on: f.issued_on,
+        due_on,
+        payment_link,
+        pdf: f.pdf,
+    })
 }
 
 pub fn validate_payment(f: PaymentFields<'_>) -> Result<NewPayment, Rejection> {
@@ -219,7 +276,9 @@ mod tests {
     #[test]
     fn a_good_invoice_gets_the_documented_defaults() {
         let invoice = validate_invoice(fields("1500.00", Some(date(2026, 1, 31)), "ap@acme.test"));
-        let Ok(invoice) = invoice else { panic!("{invoice:?}") };
+        let Ok(invoice) = invoice else {
+            panic!("{invoice:?}")
+        };
         assert_eq!(invoice.amount.to_string(), "1500.00 EUR");
         assert_eq!(invoice.customer.language, Language::Fr);
         assert_eq!(invoice.customer.timezone, chrono_tz::Europe::Paris);
@@ -231,12 +290,24 @@ mod tests {
     fn bad_invoices_are_refused_with_the_field_at_fault() {
         let cases = [
             (fields("1500", None, "a@b.test"), "invoice.due_on"),
-            (fields("1500", Some(date(2025, 12, 1)), "a@b.test"), "invoice.due_on"),
+            (
+                fields("1500", Some(date(2025, 12, 1)), "a@b.test"),
+                "invoice.due_on",
+            ),
             (fields("-3", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
             (fields("0", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
-            (fields("12.345", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
-            (fields("abc", Some(date(2026, 2, 1)), "a@b.test"), "invoice.amount"),
-            (fields("10", Some(date(2026, 2, 1)), "not-an-address"), "invoice.customer.email"),
+            (
+                fields("12.345", Some(date(2026, 2, 1)), "a@b.test"),
+                "invoice.amount",
+            ),
+            (
+                fields("abc", Some(date(2026, 2, 1)), "a@b.test"),
+                "invoice.amount",
+            ),
+            (
+                fields("10", Some(date(2026, 2, 1)), "not-an-address"),
+                "invoice.customer.email",
+            ),
         ];
         for (input, field) in cases {
             match validate_invoice(input) {
@@ -246,6 +317,9 @@ mod tests {
         }
         let mut unknown_currency = fields("10", Some(date(2026, 2, 1)), "a@b.test");
         unknown_currency.currency = "EUX";
-        assert_eq!(validate_invoice(unknown_currency).map_err(|r| r.field), Err("currency".to_string()));
+        assert_eq!(
+            validate_invoice(unknown_currency).map_err(|r| r.field),
+            Err("currency".to_string())
+        );
     }
 }

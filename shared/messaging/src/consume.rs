@@ -8,7 +8,9 @@ use crate::publish::Publisher;
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection};
 use rand::Rng;
@@ -53,10 +55,15 @@ impl Incoming {
             .map_err(|e| HandlerError::Permanent(format!("body is not JSON: {e}")))?;
         match relance_contracts::body_version(&value) {
             Some(v) if v == u64::from(relance_contracts::VERSION_1) => {}
-            Some(v) => return Err(HandlerError::Permanent(format!("unsupported version {v} (this relance reads version 1)"))),
+            Some(v) => {
+                return Err(HandlerError::Permanent(format!(
+                    "unsupported version {v} (this relance reads version 1)"
+                )))
+            }
             None => return Err(HandlerError::Permanent("missing \"version\" field".into())),
         }
-        serde_json::from_value(value).map_err(|e| HandlerError::Permanent(format!("invalid {} message: {e}", self.routing_key)))
+        serde_json::from_value(value)
+            .map_err(|e| HandlerError::Permanent(format!("invalid {} message: {e}", self.routing_key)))
     }
 }
 
@@ -78,14 +85,27 @@ fn incoming(queue: &str, delivery: &Delivery) -> Incoming {
         .properties
         .headers()
         .as_ref()
-        .map(|table| table.inner().iter().filter_map(|(k, v)| header_text(v).map(|v| (k.as_str().to_string(), v))).collect())
+        .map(|table| {
+            table
+                .inner()
+                .iter()
+                .filter_map(|(k, v)| header_text(v).map(|v| (k.as_str().to_string(), v)))
+                .collect()
+        })
         .unwrap_or_default();
     Incoming {
         queue: queue.to_string(),
         routing_key: delivery.routing_key.as_str().to_string(),
-        message_id: delivery.properties.message_id().as_ref().map(|m| m.as_str().to_string()),
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_string()),
         redelivered: delivery.redelivered,
-        retries: headers.get(names::HEADER_RETRY_COUNT).and_then(|r| r.parse().ok()).unwrap_or(0),
+        retries: headers
+            .get(names::HEADER_RETRY_COUNT)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
         headers,
         body: delivery.data.clone(),
     }
@@ -101,7 +121,10 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// base * 2^n, capped at one hour, with up to 25% jitter so retries do not stampede.
     pub fn delay(&self, retry: u32) -> Duration {
-        let exp = self.base.saturating_mul(2u32.saturating_pow(retry.min(20))).min(Duration::from_secs(3600));
+        let exp = self
+            .base
+            .saturating_mul(2u32.saturating_pow(retry.min(20)))
+            .min(Duration::from_secs(3600));
         let jitter = rand::rng().random_range(0..=exp.as_millis() as u64 / 4 + 1);
         exp + Duration::from_millis(jitter)
     }
@@ -116,23 +139,53 @@ fn with_headers(properties: &BasicProperties, extra: &[(&str, AMQPValue)]) -> Ba
     properties.clone().with_headers(table)
 }
 
-async fn dead_letter(publisher: &Publisher, names: &Names, queue: &str, delivery: &Delivery, reason: &str) -> anyhow::Result<()> {
+async fn dead_letter(
+    publisher: &Publisher,
+    names: &Names,
+    queue: &str,
+    delivery: &Delivery,
+    reason: &str,
+) -> anyhow::Result<()> {
     let props = with_headers(
         &delivery.properties,
         &[
-            (names::HEADER_DEAD_LETTER_REASON, AMQPValue::LongString(LongString::from(reason))),
-            (names::HEADER_DEAD_LETTER_QUEUE, AMQPValue::LongString(LongString::from(queue))),
+            (
+                names::HEADER_DEAD_LETTER_REASON,
+                AMQPValue::LongString(LongString::from(reason)),
+            ),
+            (
+                names::HEADER_DEAD_LETTER_QUEUE,
+                AMQPValue::LongString(LongString::from(queue)),
+            ),
         ],
     );
     publisher
-        .publish(&names.dead_letter_exchange(), delivery.routing_key.as_str(), &delivery.data, props, true)
+        .publish(
+            &names.dead_letter_exchange(),
+            delivery.routing_key.as_str(),
+            &delivery.data,
+            props,
+            true,
+        )
         .await
         .context("dead-lettering a message")
 }
 
-async fn schedule_retry(publisher: &Publisher, queue: &str, delivery: &Delivery, retry: u32, delay: Duration) -> anyhow::Result<()> {
-    let props = with_headers(&delivery.properties, &[(names::HEADER_RETRY_COUNT, AMQPValue::LongLongInt(i64::from(retry)))])
-        .with_expiration(ShortString::from(delay.as_millis().to_string()));
+async fn schedule_retry(
+    publisher: &Publisher,
+    queue: &str,
+    delivery: &Delivery,
+    retry: u32,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    let props = with_headers(
+        &delivery.properties,
+        &[(
+            names::HEADER_RETRY_COUNT,
+            AMQPValue::LongLongInt(i64::from(retry)),
+        )],
+    )
+    .with_expiration(ShortString::from(delay.as_millis().to_string()));
     publisher
         .publish("", &Names::retry_queue(queue), &delivery.data, props, true)
         .await
@@ -165,7 +218,11 @@ async fn settle(
             dead_letter(publisher, names, &message.queue, delivery, &reason).await?;
         }
     }
-    delivery.acker.ack(BasicAckOptions::default()).await.context("acking a message")?;
+    delivery
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .context("acking a message")?;
     Ok(())
 }
 
@@ -186,12 +243,23 @@ where
     H: Fn(Incoming) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
-    let channel = connection.create_channel().await.context("opening a consuming channel")?;
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await.context("setting the prefetch")?;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening a consuming channel")?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .context("setting the prefetch")?;
     let publisher = Publisher::open(connection).await?;
     let tag = format!("{queue}-{}", uuid::Uuid::new_v4());
     let mut consumer = channel
-        .basic_consume(queue.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .with_context(|| format!("consuming {queue}"))?;
     let handler = Arc::new(handler);
@@ -214,21 +282,33 @@ where
         let message = incoming(queue, &delivery);
         let span = tracing::info_span!("consume", queue = %queue, routing_key = %message.routing_key, message_id = ?message.message_id);
         relance_telemetry::link_to_parent(&span, &message.headers);
-        let (handler, publisher, names, retry) = (handler.clone(), publisher.clone(), names.clone(), retry.clone());
+        let (handler, publisher, names, retry) =
+            (handler.clone(), publisher.clone(), names.clone(), retry.clone());
         in_flight.spawn(
             async move {
                 let outcome = handler(message.clone()).await;
                 if let Err(e) = settle(outcome, &delivery, &message, &publisher, &names, &retry).await {
                     // Unacked, the broker redelivers it; handlers are idempotent.
-                    tracing::error!(error = format!("{e:#}"), "could not settle a message; it will be redelivered");
-                    let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "could not settle a message; it will be redelivered"
+                    );
+                    let _ = delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        })
+                        .await;
                 }
                 drop(permit);
             }
             .instrument(span),
         );
     };
-    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+    let _ = channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await;
     in_flight.close();
     in_flight.wait().await;
     let _ = channel.close(200, "shutdown".into()).await;

@@ -4,17 +4,17 @@
 //! carries.
 
 pub mod consume;
-pub mod publish;
 pub mod outgoing;
+pub mod publish;
 pub mod relay;
 pub mod supervise;
 pub mod topology;
 
+pub use consume::RetryPolicy;
 pub use consume::{consume, HandlerError, Incoming};
 pub use publish::{properties, Publisher};
 pub use relay::run_outbox_relay;
 pub use supervise::{supervise, Readiness};
-pub use consume::RetryPolicy;
 pub use topology::{declare_topology, delete_topology, TopologyOptions};
 
 use anyhow::Context;
@@ -22,7 +22,8 @@ use lapin::{Connection, ConnectionProperties};
 
 /// Opens a connection named after the service (shown in the RabbitMQ management UI).
 pub async fn connect(amqp_url: &str, service: &str) -> anyhow::Result<Connection> {
-    let properties = ConnectionProperties::default().with_connection_name(format!("relance-{service}").into());
+    let properties =
+        ConnectionProperties::default().with_connection_name(format!("relance-{service}").into());
     Connection::connect(amqp_url, properties)
         .await
         .context("connecting to RabbitMQ (AMQP_URL)")

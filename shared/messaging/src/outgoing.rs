@@ -34,7 +34,12 @@ pub fn event(
 }
 
 /// A job for another relance service.
-pub fn job<T: serde::Serialize>(routing_key: &str, job_id: Uuid, invoice_number: &str, body: &T) -> anyhow::Result<OutgoingMessage> {
+pub fn job<T: serde::Serialize>(
+    routing_key: &str,
+    job_id: Uuid,
+    invoice_number: &str,
+    body: &T,
+) -> anyhow::Result<OutgoingMessage> {
     Ok(OutgoingMessage {
         destination: Destination::Jobs,
         routing_key: routing_key.to_string(),

@@ -4,8 +4,8 @@
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
 use std::collections::BTreeMap;
 
@@ -19,7 +19,10 @@ pub fn properties(
 ) -> BasicProperties {
     let mut table = FieldTable::default();
     for (k, v) in headers {
-        table.insert(ShortString::from(k.as_str()), AMQPValue::LongString(LongString::from(v.as_str())));
+        table.insert(
+            ShortString::from(k.as_str()),
+            AMQPValue::LongString(LongString::from(v.as_str())),
+        );
     }
     BasicProperties::default()
         .with_message_id(ShortString::from(message_id))
@@ -39,7 +42,10 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn open(connection: &Connection) -> anyhow::Result<Self> {
-        let channel = connection.create_channel().await.context("opening a publishing channel")?;
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening a publishing channel")?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -57,8 +63,13 @@ impl Publisher {
         properties: BasicProperties,
         mandatory: bool,
     ) -> anyhow::Result<()> {
-        let confirm = self.publish_unconfirmed(exchange, routing_key, payload, properties, mandatory).await?;
-        check_confirmation(confirm.await.context("waiting for the broker's confirm")?, routing_key)
+        let confirm = self
+            .publish_unconfirmed(exchange, routing_key, payload, properties, mandatory)
+            .await?;
+        check_confirmation(
+            confirm.await.context("waiting for the broker's confirm")?,
+            routing_key,
+        )
     }
 
     /// Publishes without waiting; the caller awaits the returned confirms (batching).
@@ -74,7 +85,10 @@ impl Publisher {
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions { mandatory, ..BasicPublishOptions::default() },
+                BasicPublishOptions {
+                    mandatory,
+                    ..BasicPublishOptions::default()
+                },
                 payload,
                 properties,
             )

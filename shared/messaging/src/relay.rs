@@ -13,7 +13,12 @@ use tokio_util::sync::CancellationToken;
 const BATCH: i64 = 500;
 
 /// Publishes one batch; returns how many messages went out.
-pub async fn relay_once(db: &PgPool, publisher: &Publisher, names: &Names, clock: &SharedClock) -> anyhow::Result<usize> {
+pub async fn relay_once(
+    db: &PgPool,
+    publisher: &Publisher,
+    names: &Names,
+    clock: &SharedClock,
+) -> anyhow::Result<usize> {
     let mut tx = db.begin().await.context("starting the relay transaction")?;
     let rows = relance_storage::outbox::claim_unpublished(&mut tx, BATCH).await?;
     if rows.is_empty() {
@@ -26,13 +31,24 @@ pub async fn relay_once(db: &PgPool, publisher: &Publisher, names: &Names, clock
             "jobs" => (names.jobs_exchange(), true),
             _ => (names.events_exchange(), false),
         };
-        let props = properties(&row.message_id.to_string(), &row.correlation_id, &row.routing_key, row.created_at, &row.headers.0);
+        let props = properties(
+            &row.message_id.to_string(),
+            &row.correlation_id,
+            &row.routing_key,
+            row.created_at,
+            &row.headers.0,
+        );
         let payload = serde_json::to_vec(&row.payload).context("encoding an outbox message")?;
-        let confirm = publisher.publish_unconfirmed(&exchange, &row.routing_key, &payload, props, mandatory).await?;
+        let confirm = publisher
+            .publish_unconfirmed(&exchange, &row.routing_key, &payload, props, mandatory)
+            .await?;
         confirms.push((confirm, row.routing_key.clone()));
     }
     for (confirm, routing_key) in confirms {
-        check_confirmation(confirm.await.context("waiting for the broker's confirm")?, &routing_key)?;
+        check_confirmation(
+            confirm.await.context("waiting for the broker's confirm")?,
+            &routing_key,
+        )?;
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     relance_storage::outbox::mark_published(&mut tx, &ids, clock.now()).await?;

@@ -69,7 +69,8 @@ where
             Err(e) => tracing::error!(service, error = format!("{e:#}"), "session failed; reconnecting"),
         }
         failures = failures.saturating_add(1);
-        let delay = Duration::from_millis(250u64.saturating_mul(2u64.saturating_pow(failures.min(7)))).min(Duration::from_secs(30));
+        let delay = Duration::from_millis(250u64.saturating_mul(2u64.saturating_pow(failures.min(7))))
+            .min(Duration::from_secs(30));
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(delay) => {}

@@ -2,7 +2,9 @@
 //! are idempotent), so services can start in any order.
 
 use anyhow::Context;
-use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 use relance_contracts::names::{self, Names};
@@ -18,9 +20,21 @@ pub struct TopologyOptions {
 /// Work queues and the (exchange, routing key) they are bound to.
 pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
     let mut queues = vec![
-        (names.invoices_queue(), names.inbound_exchange(), names::INVOICE_ISSUED.to_string()),
-        (names.payments_queue(), names.inbound_exchange(), names::PAYMENT_RECEIVED.to_string()),
-        (names.renderer_queue(), names.jobs_exchange(), names::REMINDER_DUE.to_string()),
+        (
+            names.invoices_queue(),
+            names.inbound_exchange(),
+            names::INVOICE_ISSUED.to_string(),
+        ),
+        (
+            names.payments_queue(),
+            names.inbound_exchange(),
+            names::PAYMENT_RECEIVED.to_string(),
+        ),
+        (
+            names.renderer_queue(),
+            names.jobs_exchange(),
+            names::REMINDER_DUE.to_string(),
+        ),
     ];
     for channel in DeliveryChannel::ALL {
         queues.push((
@@ -34,29 +48,53 @@ pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
 
 fn durable_queue() -> QueueDeclareOptions {
     // Durable: queued reminders survive a broker restart (messages are published persistent).
-    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
 }
 
 fn durable_exchange() -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() }
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
 }
 
 fn queue_arguments(options: &TopologyOptions) -> FieldTable {
     let mut args = FieldTable::default();
     if let Some(expires) = options.queue_expires {
-        args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(i64::try_from(expires.as_millis()).unwrap_or(i64::MAX)));
+        args.insert(
+            ShortString::from("x-expires"),
+            AMQPValue::LongLongInt(i64::try_from(expires.as_millis()).unwrap_or(i64::MAX)),
+        );
     }
     args
 }
 
-pub async fn declare_topology(channel: &Channel, names: &Names, options: &TopologyOptions) -> anyhow::Result<()> {
+pub async fn declare_topology(
+    channel: &Channel,
+    names: &Names,
+    options: &TopologyOptions,
+) -> anyhow::Result<()> {
     // Inbound messages with a routing key nobody handles go to the dead letters, not nowhere.
     let mut inbound_args = FieldTable::default();
-    inbound_args.insert(ShortString::from("alternate-exchange"), AMQPValue::LongString(LongString::from(names.dead_letter_exchange().as_str())));
+    inbound_args.insert(
+        ShortString::from("alternate-exchange"),
+        AMQPValue::LongString(LongString::from(names.dead_letter_exchange().as_str())),
+    );
     for (exchange, kind, args) in [
-        (names.dead_letter_exchange(), ExchangeKind::Fanout, FieldTable::default()),
+        (
+            names.dead_letter_exchange(),
+            ExchangeKind::Fanout,
+            FieldTable::default(),
+        ),
         (names.inbound_exchange(), ExchangeKind::Topic, inbound_args),
-        (names.events_exchange(), ExchangeKind::Topic, FieldTable::default()),
+        (
+            names.events_exchange(),
+            ExchangeKind::Topic,
+            FieldTable::default(),
+        ),
         (names.jobs_exchange(), ExchangeKind::Direct, FieldTable::default()),
     ] {
         channel
@@ -66,7 +104,11 @@ pub async fn declare_topology(channel: &Channel, names: &Names, options: &Topolo
     }
     let args = queue_arguments(options);
     channel
-        .queue_declare(names.dead_letter_queue().as_str().into(), durable_queue(), args.clone())
+        .queue_declare(
+            names.dead_letter_queue().as_str().into(),
+            durable_queue(),
+            args.clone(),
+        )
         .await
         .context("declaring the dead-letter queue")?;
     channel
@@ -85,14 +127,26 @@ pub async fn declare_topology(channel: &Channel, names: &Names, options: &Topolo
             .await
             .with_context(|| format!("declaring queue {queue}"))?;
         channel
-            .queue_bind(queue.as_str().into(), exchange.as_str().into(), routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .with_context(|| format!("binding queue {queue}"))?;
         // The delay queue: a retried message waits there for its TTL, then the broker
         // dead-letters it back to the work queue through the default exchange.
         let mut retry_args = args.clone();
-        retry_args.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString(LongString::from("")));
-        retry_args.insert(ShortString::from("x-dead-letter-routing-key"), AMQPValue::LongString(LongString::from(queue.as_str())));
+        retry_args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from("")),
+        );
+        retry_args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            AMQPValue::LongString(LongString::from(queue.as_str())),
+        );
         let retry = Names::retry_queue(&queue);
         channel
             .queue_declare(retry.as_str().into(), durable_queue(), retry_args)
@@ -115,7 +169,12 @@ pub async fn delete_topology(channel: &Channel, names: &Names) -> anyhow::Result
             .await
             .with_context(|| format!("deleting queue {queue}"))?;
     }
-    for exchange in [names.inbound_exchange(), names.events_exchange(), names.jobs_exchange(), names.dead_letter_exchange()] {
+    for exchange in [
+        names.inbound_exchange(),
+        names.events_exchange(),
+        names.jobs_exchange(),
+        names.dead_letter_exchange(),
+    ] {
         channel
             .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
             .await

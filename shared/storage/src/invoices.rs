@@ -11,7 +11,11 @@ pub const STATUS_OPEN: &str = "open";
 pub const STATUS_SETTLED: &str = "settled";
 
 /// Creates the customer or refreshes its details (the latest invoice carries the truth).
-pub async fn upsert_customer(tx: &mut PgConnection, c: &NewCustomer, at: DateTime<Utc>) -> anyhow::Result<()> {
+pub async fn upsert_customer(
+    tx: &mut PgConnection,
+    c: &NewCustomer,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO customers (id, name, contact_name, email, phone, postal_address, language, timezone, risk, kind, cc, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -37,7 +41,11 @@ pub async fn upsert_customer(tx: &mut PgConnection, c: &NewCustomer, at: DateTim
 }
 
 /// Inserts the invoice; returns `None` when its number is already known.
-pub async fn insert_invoice(tx: &mut PgConnection, invoice: &NewInvoice, at: DateTime<Utc>) -> anyhow::Result<Option<Uuid>> {
+pub async fn insert_invoice(
+    tx: &mut PgConnection,
+    invoice: &NewInvoice,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Option<Uuid>> {
     let id = Uuid::new_v4();
     let inserted = sqlx::query(
         "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, pdf, status, created_at)
@@ -135,7 +143,12 @@ pub async fn invoice_pdf(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Opti
 }
 
 /// Inserts the payment; returns false when this payment id was already recorded.
-pub async fn insert_payment(tx: &mut PgConnection, p: &NewPayment, invoice_id: Uuid, at: DateTime<Utc>) -> anyhow::Result<bool> {
+pub async fn insert_payment(
+    tx: &mut PgConnection,
+    p: &NewPayment,
+    invoice_id: Uuid,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO payments (id, invoice_id, amount, currency, received_on, recorded_at) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (id) DO NOTHING",
@@ -161,7 +174,12 @@ pub async fn payment_exists(tx: &mut PgConnection, payment_id: &str) -> anyhow::
 }
 
 /// Lowers the balance; settles the invoice when it reaches zero.
-pub async fn apply_payment(tx: &mut PgConnection, id: Uuid, new_balance: Decimal, at: DateTime<Utc>) -> anyhow::Result<()> {
+pub async fn apply_payment(
+    tx: &mut PgConnection,
+    id: Uuid,
+    new_balance: Decimal,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
     sqlx::query(
         "UPDATE invoices SET balance = $2,
              status = CASE WHEN $2 = 0 THEN 'settled' ELSE status END,

@@ -13,15 +13,17 @@ pub async fn append(
     action: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    sqlx::query("INSERT INTO journal (at, invoice_number, step_id, action, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(at)
-        .bind(invoice_number)
-        .bind(step_id)
-        .bind(action)
-        .bind(detail)
-        .execute(tx)
-        .await
-        .with_context(|| format!("journaling {action}"))?;
+    sqlx::query(
+        "INSERT INTO journal (at, invoice_number, step_id, action, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(at)
+    .bind(invoice_number)
+    .bind(step_id)
+    .bind(action)
+    .bind(detail)
+    .execute(tx)
+    .await
+    .with_context(|| format!("journaling {action}"))?;
     Ok(())
 }
 

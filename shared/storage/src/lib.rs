@@ -35,8 +35,13 @@ pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result
 /// Creates the database if it does not exist, then applies pending migrations. Run by
 /// `relance migrate`, separately from the workers (which need no DDL rights).
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    if !Postgres::database_exists(database_url).await.context("checking the database exists")? {
-        Postgres::create_database(database_url).await.context("creating the database")?;
+    if !Postgres::database_exists(database_url)
+        .await
+        .context("checking the database exists")?
+    {
+        Postgres::create_database(database_url)
+            .await
+            .context("creating the database")?;
     }
     let pool = connect(database_url, 2).await?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
@@ -46,8 +51,13 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
 
 /// Drops the database (the demo starts from a clean ledger; tests clean up after themselves).
 pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
-    if Postgres::database_exists(database_url).await.context("checking the database exists")? {
-        Postgres::force_drop_database(database_url).await.context("dropping the database")?;
+    if Postgres::database_exists(database_url)
+        .await
+        .context("checking the database exists")?
+    {
+        Postgres::force_drop_database(database_url)
+            .await
+            .context("dropping the database")?;
     }
     Ok(())
 }

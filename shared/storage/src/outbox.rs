@@ -36,7 +36,11 @@ pub struct OutgoingMessage {
     pub headers: BTreeMap<String, String>,
 }
 
-pub async fn enqueue(tx: &mut PgConnection, message: &OutgoingMessage, at: DateTime<Utc>) -> anyhow::Result<()> {
+pub async fn enqueue(
+    tx: &mut PgConnection,
+    message: &OutgoingMessage,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO outbox (destination, routing_key, message_id, correlation_id, payload, headers, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -40,7 +40,12 @@ impl StepStatus {
     }
 
     /// Statuses from which a payment still stops the step.
-    pub const OPEN: [StepStatus; 4] = [StepStatus::Pending, StepStatus::Queued, StepStatus::Rendered, StepStatus::Sending];
+    pub const OPEN: [StepStatus; 4] = [
+        StepStatus::Pending,
+        StepStatus::Queued,
+        StepStatus::Rendered,
+        StepStatus::Sending,
+    ];
 }
 
 fn names(statuses: &[StepStatus]) -> Vec<&'static str> {
@@ -93,7 +98,8 @@ pub struct StepRecord {
     pub emitted_on: Option<NaiveDate>,
 }
 
-const STEP_RECORD: &str = "SELECT s.id, s.invoice_id, i.number AS invoice_number, s.name, s.kind, s.position, s.channel,
+const STEP_RECORD: &str =
+    "SELECT s.id, s.invoice_id, i.number AS invoice_number, s.name, s.kind, s.position, s.channel,
         s.template, s.tone, s.due_at, s.status, s.emitted_on
     FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id";
 
@@ -106,11 +112,13 @@ pub async fn find(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Step
 }
 
 pub async fn for_invoice(db: &mut PgConnection, invoice_id: Uuid) -> anyhow::Result<Vec<StepRecord>> {
-    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.invoice_id = $1 ORDER BY s.kind, s.position"))
-        .bind(invoice_id)
-        .fetch_all(db)
-        .await
-        .context("reading the steps")
+    sqlx::query_as(&format!(
+        "{STEP_RECORD} WHERE s.invoice_id = $1 ORDER BY s.kind, s.position"
+    ))
+    .bind(invoice_id)
+    .fetch_all(db)
+    .await
+    .context("reading the steps")
 }
 
 /// Moves a step from one of `from` to `to`. Returns false when it was not in `from`
@@ -140,7 +148,12 @@ pub async fn transition(
 
 /// Records the emission of a reminder on the customer's local day. The unique index refuses
 /// a second reminder for the invoice on that day.
-pub async fn mark_queued(tx: &mut PgConnection, id: Uuid, at: DateTime<Utc>, local_day: NaiveDate) -> anyhow::Result<bool> {
+pub async fn mark_queued(
+    tx: &mut PgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+    local_day: NaiveDate,
+) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE reminder_steps SET status = 'queued', emitted_at = $2, emitted_on = CASE WHEN kind = 'reminder' THEN $3 END, updated_at = $2
          WHERE id = $1 AND status = 'pending'",
@@ -154,14 +167,21 @@ pub async fn mark_queued(tx: &mut PgConnection, id: Uuid, at: DateTime<Utc>, loc
     Ok(updated.rows_affected() == 1)
 }
 
-pub async fn postpone(tx: &mut PgConnection, id: Uuid, to: DateTime<Utc>, at: DateTime<Utc>) -> anyhow::Result<()> {
-    sqlx::query("UPDATE reminder_steps SET due_at = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'")
-        .bind(id)
-        .bind(to)
-        .bind(at)
-        .execute(tx)
-        .await
-        .context("postponing the step")?;
+pub async fn postpone(
+    tx: &mut PgConnection,
+    id: Uuid,
+    to: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE reminder_steps SET due_at = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(to)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("postponing the step")?;
     Ok(())
 }
 
@@ -185,7 +205,11 @@ pub struct DueInvoice {
 
 /// Claims up to `limit` open invoices with due pending steps. Invoices another scheduler
 /// holds are skipped (`SKIP LOCKED`), so two schedulers never emit the same step.
-pub async fn claim_due_invoices(tx: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> anyhow::Result<Vec<DueInvoice>> {
+pub async fn claim_due_invoices(
+    tx: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> anyhow::Result<Vec<DueInvoice>> {
     sqlx::query_as(
         "SELECT i.id, i.number, c.timezone
          FROM invoices i JOIN customers c ON c.id = i.customer_id
@@ -205,7 +229,11 @@ pub async fn claim_due_invoices(tx: &mut PgConnection, now: DateTime<Utc>, limit
 }
 
 /// The due pending steps of the claimed invoices.
-pub async fn due_steps(tx: &mut PgConnection, invoice_ids: &[Uuid], now: DateTime<Utc>) -> anyhow::Result<Vec<StepRecord>> {
+pub async fn due_steps(
+    tx: &mut PgConnection,
+    invoice_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<StepRecord>> {
     sqlx::query_as(&format!(
         "{STEP_RECORD} WHERE s.invoice_id = ANY($1) AND s.status = 'pending' AND s.due_at <= $2 ORDER BY s.invoice_id, s.position"
     ))
@@ -217,7 +245,10 @@ pub async fn due_steps(tx: &mut PgConnection, invoice_ids: &[Uuid], now: DateTim
 }
 
 /// The local days on which reminders of these invoices were emitted.
-pub async fn emission_days(tx: &mut PgConnection, invoice_ids: &[Uuid]) -> anyhow::Result<Vec<(Uuid, NaiveDate)>> {
+pub async fn emission_days(
+    tx: &mut PgConnection,
+    invoice_ids: &[Uuid],
+) -> anyhow::Result<Vec<(Uuid, NaiveDate)>> {
     sqlx::query_as("SELECT invoice_id, emitted_on FROM reminder_steps WHERE invoice_id = ANY($1) AND emitted_on IS NOT NULL")
         .bind(invoice_ids)
         .fetch_all(tx)
@@ -226,7 +257,12 @@ pub async fn emission_days(tx: &mut PgConnection, invoice_ids: &[Uuid]) -> anyho
 }
 
 /// Cancels every step of the invoice that has not gone out yet; returns them.
-pub async fn cancel_open(tx: &mut PgConnection, invoice_id: Uuid, reason: &str, at: DateTime<Utc>) -> anyhow::Result<Vec<StepRecord>> {
+pub async fn cancel_open(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Vec<StepRecord>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE reminder_steps SET status = 'cancelled', status_reason = $3, updated_at = $4
          WHERE invoice_id = $1 AND kind = 'reminder' AND status = ANY($2) RETURNING id",

@@ -34,7 +34,9 @@ impl Drop for TelemetryGuard {
 /// export when `otlp_endpoint` is set. Spans always get trace ids, so that trace context is
 /// propagated through the broker even when nothing is exported.
 pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
-    let resource = Resource::builder().with_service_name(service_name.to_string()).build();
+    let resource = Resource::builder()
+        .with_service_name(service_name.to_string())
+        .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if otlp_endpoint.is_some() {
         // The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself and appends /v1/traces.
@@ -46,11 +48,17 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<T
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
         .with(tracing_opentelemetry::layer().with_tracer(tracer));
     // A second init in one process (tests, `relance run all`) keeps the first subscriber.
     let _ = registry.try_init();
-    Ok(TelemetryGuard { provider: Some(provider) })
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }
 
 struct MapInjector<'a>(&'a mut BTreeMap<String, String>);

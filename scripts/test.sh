@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs relance's whole test suite: unit tests, and end-to-end tests against the local
+# PostgreSQL (127.0.0.1:5432, user postgres) and RabbitMQ (127.0.0.1:5672, guest/guest),
+# delivering to a MailDev SMTP server that this script installs from tests/package-lock.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+reachable() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+reachable 5432 || { echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
+reachable 5672 || { echo "RabbitMQ is not answering on 127.0.0.1:5672" >&2; exit 1; }
+command -v node >/dev/null || { echo "Node.js (20 or later) is needed for the MailDev SMTP test server" >&2; exit 1; }
+
+if [ ! -f tests/node_modules/maildev/bin/maildev ]; then
+    npm ci --prefix tests --no-audit --no-fund
+fi
+
+cargo test --workspace --locked "$@"
