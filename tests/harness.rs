@@ -220,6 +220,10 @@ impl TestEnv {
     }
 
     pub async fn try_start(copies: usize, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        // Spans need a tracer for trace context to travel in message headers, as in services.
+        static TELEMETRY: std::sync::OnceLock<Option<relance_telemetry::TelemetryGuard>> =
+            std::sync::OnceLock::new();
+        TELEMETRY.get_or_init(|| relance_telemetry::init("relance-tests", None).ok());
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database_url = format!("{}/relance_test_{id}", server_url());
         relance_storage::migrate(&database_url).await?;

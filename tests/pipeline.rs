@@ -347,3 +347,42 @@ async fn a_payment_for_an_unknown_invoice_is_retried_then_dead_lettered() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reminder_is_one_trace_from_scheduler_to_smtp() {
+    let env = TestEnv::start(1).await;
+    // Due in four days: the pre-due note is due at once.
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-600", "90.00", date(2026, 3, 1), date(2026, 3, 6)),
+    )
+    .await;
+    env.wait_journal("F-600", names::REMINDER_SENT, 1).await;
+    env.idle().await;
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT routing_key, headers->>'traceparent' FROM outbox
+         WHERE correlation_id = 'F-600' AND routing_key IN ('reminder.due', 'reminder.rendered.email', 'reminder.sent')
+         ORDER BY id",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec!["reminder.due", "reminder.rendered.email", "reminder.sent"]
+    );
+    let trace_ids: Vec<String> = rows
+        .iter()
+        .map(|(_, tp)| {
+            let tp = tp.clone().expect("a traceparent header");
+            tp.split('-').nth(1).expect("a W3C traceparent").to_string()
+        })
+        .collect();
+    assert_ne!(trace_ids[0], "00000000000000000000000000000000");
+    assert!(
+        trace_ids.iter().all(|t| *t == trace_ids[0]),
+        "one trace across services: {trace_ids:?}"
+    );
+    env.stop().await;
+}
