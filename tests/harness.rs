@@ -179,7 +179,7 @@ impl MailDev {
         self.emails().await
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
         let _ = std::fs::remove_dir_all(&self.mail_dir);
     }
@@ -197,7 +197,8 @@ pub struct TestEnv {
     pub publisher: Publisher,
     events_queue: String,
     shutdown: CancellationToken,
-    services: tokio::task::JoinHandle<anyhow::Result<()>>,
+    services: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stopped: bool,
 }
 
 /// 2026-03-02 06:00 UTC, a Monday.
@@ -224,7 +225,9 @@ impl TestEnv {
         static TELEMETRY: std::sync::OnceLock<Option<relance_telemetry::TelemetryGuard>> =
             std::sync::OnceLock::new();
         TELEMETRY.get_or_init(|| relance_telemetry::init("relance-tests", None).ok());
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        // The creation time in the name lets a later run remove what a crashed run left.
+        let id = format!("{}_{}", Utc::now().timestamp(), uuid::Uuid::new_v4().simple());
+        remove_stale_databases().await;
         let database_url = format!("{}/relance_test_{id}", server_url());
         relance_storage::migrate(&database_url).await?;
         let mail = MailDev::start().await?;
@@ -232,7 +235,7 @@ impl TestEnv {
             ("DATABASE_URL", database_url.clone()),
             ("AMQP_URL", amqp_url()),
             ("SMTP_URL", format!("smtp://127.0.0.1:{}", mail.smtp_port)),
-            ("RELANCE_NAMESPACE", format!("t-{id}")),
+            ("RELANCE_NAMESPACE", format!("t-{}", id.replace('_', "-"))),
             ("RELANCE_SCHEDULER_INTERVAL_MS", "20".into()),
             ("RELANCE_OUTBOX_INTERVAL_MS", "10".into()),
             ("RELANCE_RETRY_BASE_MS", "100".into()),
@@ -301,7 +304,8 @@ impl TestEnv {
             publisher,
             events_queue,
             shutdown,
-            services,
+            services: Some(services),
+            stopped: false,
         })
     }
 
@@ -456,9 +460,13 @@ impl TestEnv {
     }
 
     /// Stops the services and removes the database, exchanges, queues and SMTP server.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        self.stopped = true;
         self.shutdown.cancel();
-        let outcome = self.services.await;
+        let outcome = match self.services.take() {
+            Some(services) => services.await,
+            None => Ok(Ok(())),
+        };
         let channel = self.connection.create_channel().await.expect("a channel");
         let _ = channel
             .queue_delete(self.events_queue.as_str().into(), Default::default())
@@ -512,4 +520,47 @@ pub fn payment_received(id: &str, invoice: &str, amount: &str, received_on: Naiv
         "occurred_at": "2026-03-01T10:00:00Z",
         "payment": { "id": id, "invoice_number": invoice, "amount": amount, "currency": "EUR", "received_on": received_on }
     })
+}
+
+impl Drop for TestEnv {
+    /// A test that panicked still removes its database (queues expire on their own).
+    fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.shutdown.cancel();
+        let url = self.database_url.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(async {
+                    let _ = relance_storage::drop_database(&url).await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// Drops test databases older than two hours that crashed runs left behind.
+async fn remove_stale_databases() {
+    let Ok(admin) = relance_storage::connect(&format!("{}/postgres", server_url()), 1).await else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'relance_test_%'")
+            .fetch_all(&admin)
+            .await
+            .unwrap_or_default();
+    let cutoff = Utc::now().timestamp() - 2 * 3600;
+    for name in names {
+        let created = name
+            .trim_start_matches("relance_test_")
+            .split('_')
+            .next()
+            .and_then(|t| t.parse::<i64>().ok());
+        if created.is_none_or(|t| t < cutoff) {
+            let _ = relance_storage::drop_database(&format!("{}/{name}", server_url())).await;
+        }
+    }
+    admin.close().await;
 }
