@@ -8,8 +8,9 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use relance_config::Config;
+use relance_config::InterruptedDelivery;
 use relance_contracts::names::{self, Names};
-use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, VERSION_1};
+use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::plan::next_local_day;
 use relance_domain::validation::input::{CustomerFields, InvoiceFields};
 use relance_domain::{plan_steps, triage_due, validate_invoice, StepCandidate, StepKind};
@@ -96,6 +97,9 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
         if let Err(e) = emit_due_steps(db, config).await {
             // The database may be restarting: log and try again at the next tick.
             tracing::error!(error = format!("{e:#}"), "emitting due steps failed");
+        }
+        if let Err(e) = recover_expired_leases(db, config).await {
+            tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -402,4 +406,105 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
     .await?;
     tx.commit().await.context("committing the invoice")?;
     Ok(())
+}
+
+/// The sweep: a step left in flight past its lease (a job lost, a worker that died) is
+/// handed out again; one left in `sending` is settled by the interrupted-delivery policy.
+#[tracing::instrument(skip_all, err)]
+pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
+    let now = config.clock.now();
+    let mut tx = db.begin().await.context("starting the sweep transaction")?;
+    let expired = steps::claim_expired_leases(&mut tx, config.settings.lease, 100).await?;
+    for step in &expired {
+        match (step.status.as_str(), config.settings.interrupted_delivery) {
+            ("queued", _) => {
+                steps::renew_lease(&mut tx, step.id).await?;
+                queue_step(
+                    &mut tx,
+                    step.id,
+                    &step.invoice_number,
+                    &step.name,
+                    &step.channel,
+                    now,
+                )
+                .await?;
+            }
+            ("rendered", _) => {
+                steps::renew_lease(&mut tx, step.id).await?;
+                queue_delivery(&mut tx, step, now).await?;
+            }
+            (_, InterruptedDelivery::Fail) => {
+                let reason =
+                    "delivery interrupted (the sender stopped mid-delivery); not resent, to avoid a duplicate";
+                if steps::transition(
+                    &mut tx,
+                    step.id,
+                    &[StepStatus::Sending],
+                    StepStatus::Failed,
+                    Some(reason),
+                    now,
+                )
+                .await?
+                {
+                    record(
+                        &mut tx,
+                        now,
+                        step,
+                        names::REMINDER_FAILED,
+                        json!({ "reason": reason }),
+                    )
+                    .await?;
+                }
+            }
+            (_, InterruptedDelivery::Resend) => {
+                let reason = "delivery interrupted; delivered again with the same Message-ID";
+                if steps::transition(
+                    &mut tx,
+                    step.id,
+                    &[StepStatus::Sending],
+                    StepStatus::Rendered,
+                    Some(reason),
+                    now,
+                )
+                .await?
+                {
+                    queue_delivery(&mut tx, step, now).await?;
+                }
+            }
+        }
+    }
+    tx.commit().await.context("committing the sweep")?;
+    Ok(expired.len())
+}
+
+/// Hands a rendered step to its channel's sender again.
+async fn queue_delivery(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let job = ReminderRenderedV1 {
+        version: VERSION_1,
+        job_id: Uuid::new_v4(),
+        step_id: step.id,
+        invoice_number: step.invoice_number.clone(),
+        step: step.name.clone(),
+        channel: step.channel.clone(),
+    };
+    let key = names::reminder_rendered(&step.channel);
+    outbox::enqueue(
+        tx,
+        &outgoing::job(&key, job.job_id, &step.invoice_number, &job)?,
+        now,
+    )
+    .await?;
+    journal::append(
+        tx,
+        now,
+        &step.invoice_number,
+        Some(step.id),
+        "reminder.requeued",
+        json!({ "stage": "send" }),
+    )
+    .await
 }

@@ -3,8 +3,9 @@
 //! it: no reminder goes out once a payment settling the invoice is recorded.
 //!
 //! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed`.
-//! A step found in `sending` (a sender died mid-delivery) is delivered again with the same
-//! Message-ID, so receiving servers and clients can recognise the duplicate.
+//! A step left in `sending` (its sender died mid-delivery) is settled by the scheduler's
+//! lease sweep, by the `RELANCE_INTERRUPTED_DELIVERY` policy: failed with the reason
+//! (default, never a duplicate) or delivered again with the same Message-ID.
 
 pub mod mailer;
 
@@ -146,40 +147,46 @@ pub async fn deliver_job(
     };
     drop(conn);
 
-    // 1. Claim the delivery: rendered -> sending, committed, so a crash leaves a trace.
+    // 1. Claim the delivery: rendered -> sending, committed, so a crash leaves a trace. A step
+    //    already in `sending` belongs to a live sender, or to a dead one whose lease the
+    //    scheduler's sweep will settle: either way, not ours.
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the claim transaction")?;
-    if !steps::transition(
-        &mut tx,
-        step.id,
-        &[StepStatus::Rendered, StepStatus::Sending],
-        StepStatus::Sending,
-        None,
-        now,
-    )
-    .await?
-    {
-        tracing::info!(status = %step.status, "step is not waiting for delivery; job ignored");
+    let status = steps::lock_for_delivery(&mut tx, step.id).await?;
+    if status.as_deref() != Some(StepStatus::Rendered.as_str()) {
+        tracing::info!(?status, "step is not waiting for delivery; job ignored");
         journal::append(
             &mut tx,
             now,
             &step.invoice_number,
             Some(step.id),
             "job.ignored",
-            json!({ "stage": "send", "status": step.status }),
+            json!({ "stage": "send", "status": status }),
         )
         .await?;
         tx.commit().await.context("committing the note")?;
         return Ok(());
     }
+    steps::transition(
+        &mut tx,
+        step.id,
+        &[StepStatus::Rendered],
+        StepStatus::Sending,
+        None,
+        now,
+    )
+    .await?;
     tx.commit().await.context("committing the claim")?;
 
-    // 2. Hold the invoice, re-check it, deliver, record: one transaction. A payment waits
-    //    for it, or has already settled the invoice and we do not send.
+    // 2. Hold the invoice and the step, re-check, deliver, record: one transaction. A
+    //    payment waits for it, or has already settled the invoice and we do not send.
     let mut tx = db.begin().await.context("starting the delivery transaction")?;
-    let status = invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
+    let invoice_status = invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
+    if steps::lock_for_delivery(&mut tx, step.id).await?.as_deref() != Some(StepStatus::Sending.as_str()) {
+        return Ok(()); // Cancelled by a payment, or settled by a sweep, in between.
+    }
     let now = config.clock.now();
-    if step.kind == "reminder" && status.as_deref() != Some(STATUS_OPEN) {
+    if step.kind == "reminder" && invoice_status.as_deref() != Some(STATUS_OPEN) {
         if steps::transition(
             &mut tx,
             step.id,
@@ -211,11 +218,20 @@ pub async fn deliver_job(
         pdf,
         now,
     ) {
-        Ok(email) => mailer.deliver(email).await,
+        Ok(email) => {
+            let started = std::time::Instant::now();
+            mailer
+                .deliver(email)
+                .await
+                .map(|proof| (proof, started.elapsed()))
+        }
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(proof) => {
+        Ok((proof, smtp_time)) => {
+            // From here to the commit is the window in which a crash leaves a delivered
+            // step in `sending` (settled by the interrupted-delivery policy).
+            let accepted = std::time::Instant::now();
             steps::transition(
                 &mut tx,
                 step.id,
@@ -242,10 +258,15 @@ pub async fn deliver_job(
                     "recipients": rendered.recipients,
                     "cc": rendered.cc,
                     "subject": rendered.subject,
+                    "smtp_ms": u64::try_from(smtp_time.as_millis()).unwrap_or(u64::MAX),
                 }),
             )
             .await?;
             tx.commit().await.context("recording the delivery")?;
+            tracing::debug!(
+                window_ms = u64::try_from(accepted.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "delivery recorded"
+            );
             Ok(())
         }
         Err(DeliveryError::Transient(reason)) if message.retries < s.max_retries => {

@@ -28,6 +28,27 @@ pub struct Creditor {
     pub mail_from: String,
 }
 
+/// The policy for a step found in `sending` whose sender died: the email may or may not have
+/// reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptedDelivery {
+    /// Mark it failed with the reason, and announce it: never a duplicate (default).
+    Fail,
+    /// Deliver it again with the same Message-ID: never a missing reminder, a possible duplicate.
+    Resend,
+}
+
+impl std::str::FromStr for InterruptedDelivery {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "resend" => Ok(Self::Resend),
+            other => Err(format!("{other:?}: expected fail or resend")),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     pub database_url: String,
@@ -50,6 +71,12 @@ pub struct Settings {
     pub prefetch: u16,
     pub max_retries: u32,
     pub retry_base: Duration,
+    /// Wall-clock time after which a step left in flight is handed out again.
+    pub lease: Duration,
+    /// What to do with a delivery interrupted mid-way (its sender died).
+    pub interrupted_delivery: InterruptedDelivery,
+    /// Address of the health endpoint (`/health/live`, `/health/ready`), if any.
+    pub http_addr: Option<std::net::SocketAddr>,
     /// Days given to pay in a firm reminder.
     pub pay_within_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
@@ -168,6 +195,14 @@ impl Settings {
             max_retries: env.parsed("RELANCE_MAX_RETRIES", 5)?,
             retry_base: env.millis("RELANCE_RETRY_BASE_MS", 1000)?,
             pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
+            lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
+            interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Fail)?,
+            http_addr: match env.get("RELANCE_HTTP_ADDR") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|e| {
+                    anyhow!("RELANCE_HTTP_ADDR={v:?} is not an address such as 127.0.0.1:8080: {e}")
+                })?),
+            },
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
                 None => None,
                 Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS", 0)?),

@@ -1,17 +1,25 @@
 //! The dunning domain: pure rules, no I/O and no async. Money, customers, the policy file,
 //! the plan of reminder steps, catch-up triage, inbound validation and the clock.
 
+pub mod calendar;
 pub mod clock;
 pub mod customer;
+pub mod interest;
 pub mod locale;
 pub mod money;
 pub mod plan;
 pub mod policy;
 pub mod validation;
+pub mod window;
 
+pub use calendar::{calendar_for, is_business_day, FrenchCalendar, HolidayCalendar, WeekendsOnly};
 pub use clock::{Clock, SharedClock, SimulatedClock, SystemClock};
 pub use customer::{Channel, CustomerKind, Language, Risk};
+pub use interest::{
+    late_interest, recovery_indemnity, InterestBreakdown, InterestTerms, RateBasis, RateTable,
+};
 pub use money::Money;
 pub use plan::{plan_steps, triage_due, PlannedStep, StepCandidate, Triage};
 pub use policy::{DunningPolicy, PolicyError, StepKind, StepTemplate, Tone};
 pub use validation::{validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection};
+pub use window::{next_opening, SendWindow};

@@ -132,7 +132,8 @@ pub async fn transition(
     at: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
-        "UPDATE reminder_steps SET status = $3, status_reason = COALESCE($4, status_reason), updated_at = $5
+        "UPDATE reminder_steps SET status = $3, status_reason = COALESCE($4, status_reason), updated_at = $5,
+             status_changed_at = clock_timestamp()
          WHERE id = $1 AND status = ANY($2)",
     )
     .bind(id)
@@ -155,7 +156,8 @@ pub async fn mark_queued(
     local_day: NaiveDate,
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
-        "UPDATE reminder_steps SET status = 'queued', emitted_at = $2, emitted_on = CASE WHEN kind = 'reminder' THEN $3 END, updated_at = $2
+        "UPDATE reminder_steps SET status = 'queued', emitted_at = $2, emitted_on = CASE WHEN kind = 'reminder' THEN $3 END,
+             updated_at = $2, status_changed_at = clock_timestamp()
          WHERE id = $1 AND status = 'pending'",
     )
     .bind(id)
@@ -264,7 +266,8 @@ pub async fn cancel_open(
     at: DateTime<Utc>,
 ) -> anyhow::Result<Vec<StepRecord>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE reminder_steps SET status = 'cancelled', status_reason = $3, updated_at = $4
+        "UPDATE reminder_steps SET status = 'cancelled', status_reason = $3, updated_at = $4,
+             status_changed_at = clock_timestamp()
          WHERE invoice_id = $1 AND kind = 'reminder' AND status = ANY($2) RETURNING id",
     )
     .bind(invoice_id)
@@ -340,4 +343,49 @@ pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyh
     .fetch_one(db)
     .await
     .context("counting unfinished steps")
+}
+
+/// Locks the step for delivery and returns its status. Held until the delivery is recorded,
+/// so a sweep never mistakes a live delivery for an interrupted one.
+pub async fn lock_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar("SELECT status FROM reminder_steps WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(tx)
+        .await
+        .context("locking the step for delivery")
+}
+
+/// Steps left in flight (queued, rendered or sending) for longer than `lease`, by wall
+/// clock, and not locked by a live sender. Locked for the caller.
+pub async fn claim_expired_leases(
+    tx: &mut PgConnection,
+    lease: std::time::Duration,
+    limit: i64,
+) -> anyhow::Result<Vec<StepRecord>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM reminder_steps
+         WHERE status IN ('queued', 'rendered', 'sending')
+           AND status_changed_at < clock_timestamp() - make_interval(secs => $1)
+         ORDER BY status_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(lease.as_secs_f64())
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+    .context("claiming expired leases")?;
+    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = ANY($1)"))
+        .bind(&ids)
+        .fetch_all(tx)
+        .await
+        .context("reading steps with expired leases")
+}
+
+/// Renews the lease of a step that is handed out again.
+pub async fn renew_lease(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<()> {
+    sqlx::query("UPDATE reminder_steps SET status_changed_at = clock_timestamp() WHERE id = $1")
+        .bind(id)
+        .execute(tx)
+        .await
+        .context("renewing the lease")?;
+    Ok(())
 }
