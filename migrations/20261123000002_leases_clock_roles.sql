@@ -34,6 +34,9 @@ BEGIN
         REVOKE UPDATE, DELETE ON journal FROM relance_worker;
         REVOKE ALL ON _sqlx_migrations FROM relance_worker;
         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO relance_worker;
+        -- Tables of later migrations too.
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO relance_worker;
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO relance_worker;
     END IF;
 END
 $$;

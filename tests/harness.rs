@@ -254,6 +254,11 @@ impl TestEnv {
         for (k, v) in extra_env {
             vars.insert(k.to_string(), v.to_string());
         }
+        // Services may run as the restricted worker role, as in production.
+        if let Some(user) = vars.remove("RELANCE_TEST_DB_USER") {
+            let url = database_url.replacen("postgres@", &format!("{user}@"), 1);
+            vars.insert("DATABASE_URL".into(), url);
+        }
         let settings = Settings::from_vars(vars)?;
         let names = Names::new(&settings.namespace);
         let clock = SimulatedClock::starting_at(start_time());

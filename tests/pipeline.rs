@@ -254,6 +254,12 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_queue_keeps_
     )
     .await;
     env.publish_raw(&inbound, names::PAYMENT_RECEIVED, b"[]").await;
+    env.publish_raw(
+        &inbound,
+        names::PAYMENT_RECEIVED,
+        b"{\"version\": 1, \"event_id\": \"\xe9t\xe9\"}",
+    )
+    .await;
     env.publish_raw(&inbound, "invoice.exploded", b"{}").await;
     // Due before it was issued: refused with a reason, announced, dead-lettered.
     env.publish(
@@ -269,7 +275,7 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_queue_keeps_
     .await;
     env.wait_journal("F-404", names::INVOICE_REGISTERED, 1).await;
 
-    let mut reasons = env.wait_for_dead_letters(6).await;
+    let mut reasons = env.wait_for_dead_letters(7).await;
     reasons.sort();
     let expect = [
         "body is not JSON",
@@ -439,5 +445,43 @@ async fn steps_left_in_flight_are_recovered_when_their_lease_expires() {
             .contains("interrupted"),
         "{failed:?}"
     );
+    env.stop().await;
+}
+
+/// Customer-supplied text cannot inject HTML into emails nor headers into subjects, and the
+/// services run as a database role that cannot change the schema nor rewrite the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_text_is_escaped_and_workers_have_no_ddl_rights() {
+    let env = TestEnv::try_start(1, &[("RELANCE_TEST_DB_USER", "relance_worker")])
+        .await
+        .unwrap();
+    let mut invoice = invoice_issued("F-800", "42.00", date(2026, 3, 1), date(2026, 3, 6));
+    invoice["invoice"]["customer"]["contact_name"] = json!("<script>alert('x')</script> Jeanne");
+    env.publish(names::INVOICE_ISSUED, &invoice).await;
+    let emails = env.mail.wait_for_emails(1).await;
+    let email = &emails[0];
+    assert!(!email.html.contains("<script>"), "{}", email.html);
+    assert!(email.html.contains("&lt;script&gt;"), "{}", email.html);
+    assert!(
+        email.text.contains("<script>alert('x')</script> Jeanne"),
+        "plain text is not escaped: {}",
+        email.text
+    );
+    // A subject is one line whatever the data.
+    assert!(!email.subject.contains('\n') && !email.subject.contains('\r'));
+
+    let worker_url = env.database_url.replacen("postgres@", "relance_worker@", 1);
+    let worker = sqlx::PgPool::connect(&worker_url).await.unwrap();
+    let ddl = sqlx::query("CREATE TABLE intruder (id int)")
+        .execute(&worker)
+        .await;
+    assert!(ddl.is_err(), "the worker role created a table");
+    let rewrite = sqlx::query("UPDATE journal SET action = 'forged'")
+        .execute(&worker)
+        .await;
+    assert!(rewrite.is_err(), "the worker role rewrote the journal");
+    let erase = sqlx::query("DELETE FROM journal").execute(&worker).await;
+    assert!(erase.is_err(), "the worker role erased the journal");
+    worker.close().await;
     env.stop().await;
 }

@@ -51,7 +51,10 @@ pub struct Incoming {
 impl Incoming {
     /// Parses the body as JSON of the given type; a failure is permanent.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        let value: serde_json::Value = serde_json::from_slice(&self.body)
+        let text = std::str::from_utf8(&self.body).map_err(|e| {
+            HandlerError::Permanent(format!("body is not UTF-8 text (JSON must be UTF-8): {e}"))
+        })?;
+        let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| HandlerError::Permanent(format!("body is not JSON: {e}")))?;
         match relance_contracts::body_version(&value) {
             Some(v) if v == u64::from(relance_contracts::VERSION_1) => {}
