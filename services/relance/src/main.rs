@@ -49,7 +49,19 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 services.iter().map(String::as_str).collect()
             };
-            let config = Config::from_settings(settings)?;
+            let config = match (settings.shared_clock, settings.simulated_clock_start) {
+                (true, Some(start)) => {
+                    let db = relance_storage::connect(&settings.database_url, 1).await?;
+                    let clock = relance_storage::clock::follow_shared_time(
+                        db,
+                        start,
+                        std::time::Duration::from_millis(20),
+                    )
+                    .await?;
+                    Config::with_clock(settings, std::sync::Arc::new(clock))?
+                }
+                _ => Config::from_settings(settings)?,
+            };
             tracing::info!(services = ?names, settings = ?config.settings, "starting");
             relance::run_services(&names, config, relance::shutdown_on_signals()).await
         }

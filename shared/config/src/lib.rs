@@ -63,6 +63,8 @@ pub struct Settings {
     pub policy_file: Option<PathBuf>,
     /// `None` for the system clock, or the start of a simulated clock.
     pub simulated_clock_start: Option<DateTime<Utc>>,
+    /// The simulated clock is shared through the database (`RELANCE_CLOCK=database`).
+    pub shared_clock: bool,
     pub scheduler_interval: Duration,
     pub scheduler_batch: i64,
     /// Database connections per service.
@@ -156,7 +158,7 @@ impl Settings {
         let clock = env.text("RELANCE_CLOCK", "system");
         let simulated_clock_start = match clock.as_str() {
             "system" => None,
-            "simulated" => Some(match env.get("RELANCE_CLOCK_START") {
+            "simulated" | "database" => Some(match env.get("RELANCE_CLOCK_START") {
                 None => Utc::now(),
                 Some(v) => DateTime::parse_from_rfc3339(&v)
                     .map(|d| d.with_timezone(&Utc))
@@ -164,7 +166,7 @@ impl Settings {
             }),
             other => {
                 return Err(anyhow!(
-                    "RELANCE_CLOCK={other:?} is not valid: expected system or simulated"
+                    "RELANCE_CLOCK={other:?} is not valid: expected system, simulated or database"
                 ))
             }
         };
@@ -187,6 +189,7 @@ impl Settings {
             namespace,
             policy_file: env.get("RELANCE_POLICY_FILE").map(PathBuf::from),
             simulated_clock_start,
+            shared_clock: clock == "database",
             scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS", 1000)?,
             scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH", 200)?,
             db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE", 8)?,

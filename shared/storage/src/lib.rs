@@ -2,6 +2,7 @@
 //! inside their own transactions; nothing here publishes to the broker or sends mail (the
 //! outbox table is how a change asks for a message).
 
+pub mod clock;
 pub mod invoices;
 pub mod journal;
 pub mod outbox;
