@@ -14,4 +14,6 @@ if [ ! -f tests/node_modules/maildev/bin/maildev ]; then
     npm ci --prefix tests --no-audit --no-fund
 fi
 
+# The end-to-end suites that run services as separate processes use the relance binary.
+cargo build --locked --bin relance
 cargo test --workspace --locked "$@"

@@ -77,8 +77,6 @@ pub struct Settings {
     pub lease: Duration,
     /// What to do with a delivery interrupted mid-way (its sender died).
     pub interrupted_delivery: InterruptedDelivery,
-    /// Address of the health endpoint (`/health/live`, `/health/ready`), if any.
-    pub http_addr: Option<std::net::SocketAddr>,
     /// Days given to pay in a firm reminder.
     pub pay_within_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
@@ -200,12 +198,6 @@ impl Settings {
             pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
             lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
             interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Fail)?,
-            http_addr: match env.get("RELANCE_HTTP_ADDR") {
-                None => None,
-                Some(v) => Some(v.parse().map_err(|e| {
-                    anyhow!("RELANCE_HTTP_ADDR={v:?} is not an address such as 127.0.0.1:8080: {e}")
-                })?),
-            },
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
                 None => None,
                 Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS", 0)?),
