@@ -28,12 +28,12 @@ pub use relance::drive::wait_for;
 
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("RELANCE_TEST_DATABASE_SERVER")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-fn amqp_url() -> String {
+pub fn amqp_url() -> String {
     std::env::var("RELANCE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
@@ -64,6 +64,8 @@ pub struct Email {
     /// (file name, content type)
     pub attachments: Vec<(String, String)>,
     pub message_id: String,
+    /// When the server received it (wall clock).
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 fn text_of(v: &Value, key: &str) -> String {
@@ -95,6 +97,9 @@ impl Email {
                 })
                 .unwrap_or_default(),
             message_id: text_of(v, "messageId"),
+            received_at: DateTime::parse_from_rfc3339(&text_of(v, "time"))
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
         }
     }
 }

@@ -1,0 +1,497 @@
+//! The fault suite: the four services as separate processes (two copies each) over a ledger
+//! of 1,000 invoices on a shared simulated clock, while the test kills processes with SIGKILL
+//! at random points and restarts them, restarts RabbitMQ, delivers payments while reminders
+//! are in flight, and publishes duplicated, reordered and malformed messages. At the end it
+//! checks, from the SMTP server's inbox and the database, that nothing was lost, nothing sent
+//! twice and nothing sent after a payment, and prints a summary table.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use rand::Rng;
+use relance_contracts::names::{self, Names};
+use relance_domain::{SharedClock, SimulatedClock};
+use relance_messaging::Publisher;
+use relance_tests::{amqp_url, date, invoice_issued, payment_received, server_url, wait_for, MailDev};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+use tokio::process::{Child, Command};
+
+const INVOICES: usize = 1000;
+const SERVICES: [&str; 4] = ["scheduler", "renderer", "sender", "payments"];
+const COPIES: usize = 2;
+const DEADLINE: StdDuration = StdDuration::from_secs(120);
+
+fn relance_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the target folder")
+        .join("relance");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin relance` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+struct Fleet {
+    env: Vec<(String, String)>,
+    log_dir: PathBuf,
+    processes: Vec<(&'static str, Child)>,
+    kills: BTreeMap<&'static str, usize>,
+    spawned: usize,
+}
+
+impl Fleet {
+    fn spawn(&mut self, service: &'static str) -> Child {
+        self.spawned += 1;
+        let log = std::fs::File::create(self.log_dir.join(format!("{service}-{}.log", self.spawned)))
+            .expect("a log file");
+        Command::new(relance_binary())
+            .args(["run", service])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting a service process")
+    }
+
+    fn start(&mut self) {
+        for _ in 0..COPIES {
+            for service in SERVICES {
+                let child = self.spawn(service);
+                self.processes.push((service, child));
+            }
+        }
+    }
+
+    /// SIGKILL one process at random, then start a new copy of its service.
+    async fn kill_one(&mut self) {
+        let i = rand::rng().random_range(0..self.processes.len());
+        let (service, mut child) = self.processes.swap_remove(i);
+        child.kill().await.expect("killing a service"); // SIGKILL
+        *self.kills.entry(service).or_default() += 1;
+        let replacement = self.spawn(service);
+        self.processes.push((service, replacement));
+    }
+
+    async fn stop(&mut self) {
+        for (_, child) in &mut self.processes {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        matches!(status, Ok(s) if s.success()),
+        "rabbitmqctl {args:?} failed: {status:?}"
+    );
+}
+
+/// Publishes like an outside system, reconnecting while the broker restarts.
+async fn publish(
+    connection: &mut lapin::Connection,
+    publisher: &mut Publisher,
+    names: &Names,
+    routing_key: &str,
+    body: &[u8],
+) {
+    let start = Instant::now();
+    loop {
+        let props = relance_messaging::properties("", "", routing_key, Utc::now(), &BTreeMap::new());
+        match publisher
+            .publish(&names.inbound_exchange(), routing_key, body, props, false)
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "publishing failed: {e:#}");
+                // Pace the reconnection attempts while the broker comes back.
+                tokio::time::sleep(StdDuration::from_millis(200)).await;
+                if let Ok(fresh) = relance_messaging::connect(&amqp_url(), "faults").await {
+                    if let Ok(p) = Publisher::open(&fresh).await {
+                        *publisher = p;
+                        *connection = fresh;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
+    let id = format!("{}_{}", Utc::now().timestamp(), uuid::Uuid::new_v4().simple());
+    let database_url = format!("{}/relance_test_{id}", server_url());
+    relance_storage::migrate(&database_url).await.unwrap();
+    let db = relance_storage::connect(&database_url, 4).await.unwrap();
+    let mut mail = MailDev::start().await.unwrap();
+    let namespace = format!("t-{}", id.replace('_', "-"));
+    let names = Names::new(&namespace);
+    let start: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).single().unwrap();
+    relance_storage::clock::set_shared_time(&db, start).await.unwrap();
+    let clock = SimulatedClock::starting_at(start);
+    let shared: SharedClock = Arc::new(clock.clone());
+
+    let mut connection = relance_messaging::connect(&amqp_url(), "faults").await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let topology = relance_messaging::TopologyOptions {
+        queue_expires: Some(StdDuration::from_secs(900)),
+    };
+    relance_messaging::declare_topology(&channel, &names, &topology)
+        .await
+        .unwrap();
+    let mut publisher = Publisher::open(&connection).await.unwrap();
+
+    let log_dir = std::env::temp_dir().join(format!("relance-faults-{id}"));
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", database_url.clone()),
+        ("AMQP_URL", amqp_url()),
+        ("SMTP_URL", format!("smtp://127.0.0.1:{}", mail.smtp_port)),
+        ("RELANCE_NAMESPACE", namespace.clone()),
+        ("RELANCE_CLOCK", "database".into()),
+        ("RELANCE_CLOCK_START", start.to_rfc3339()),
+        ("RELANCE_SCHEDULER_INTERVAL_MS", "50".into()),
+        ("RELANCE_OUTBOX_INTERVAL_MS", "20".into()),
+        ("RELANCE_RETRY_BASE_MS", "300".into()),
+        ("RELANCE_MAX_RETRIES", "7".into()),
+        ("RELANCE_LEASE_MS", "3000".into()),
+        ("RELANCE_DB_POOL_SIZE", "3".into()),
+        ("RELANCE_QUEUE_EXPIRES_MS", "900000".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut fleet = Fleet {
+        env,
+        log_dir: log_dir.clone(),
+        processes: Vec::new(),
+        kills: BTreeMap::new(),
+        spawned: 0,
+    };
+    fleet.start();
+
+    // The ledger: due dates over three weeks; a third paid after the first reminder, a
+    // seventh paid the very hour a reminder falls due; ten invoices whose payment arrives first.
+    let mut payments: BTreeMap<NaiveDate, Vec<(String, bool)>> = BTreeMap::new(); // day -> (invoice, at send time)
+    let mut published_messages = 0usize;
+    for i in 0..INVOICES {
+        let number = format!("L-{i:04}");
+        let due = date(2026, 3, 8) + Duration::days((i % 20) as i64);
+        let body = serde_json::to_vec(&invoice_issued(&number, "300.00", date(2026, 3, 1), due)).unwrap();
+        publish(
+            &mut connection,
+            &mut publisher,
+            &names,
+            names::INVOICE_ISSUED,
+            &body,
+        )
+        .await;
+        published_messages += 1;
+        if i % 3 == 0 {
+            payments
+                .entry(due + Duration::days(6))
+                .or_default()
+                .push((number, false));
+        } else if i % 7 == 0 {
+            payments
+                .entry(due + Duration::days(5))
+                .or_default()
+                .push((number, true));
+        }
+    }
+    let late_invoices: Vec<String> = (0..10).map(|i| format!("R-{i:02}")).collect();
+    let mut malformed = 0usize;
+    let mut broker_restarts = 0usize;
+    let mut duplicates = 0usize;
+    let mut rng_kills = 0usize;
+
+    let mut day = date(2026, 3, 2);
+    while day <= date(2026, 4, 12) {
+        let morning = Utc.from_utc_datetime(&day.and_hms_opt(6, 0, 0).unwrap());
+        // Reordered: payments for the R- invoices on 5 March, the invoices a few hours later.
+        if day == date(2026, 3, 5) {
+            for number in &late_invoices {
+                let body =
+                    serde_json::to_vec(&payment_received(&format!("P-{number}"), number, "300.00", day))
+                        .unwrap();
+                publish(
+                    &mut connection,
+                    &mut publisher,
+                    &names,
+                    names::PAYMENT_RECEIVED,
+                    &body,
+                )
+                .await;
+                published_messages += 1;
+            }
+        }
+        for hour in [0, 2, 3, 6, 12, 17] {
+            let now = morning + Duration::hours(hour);
+            clock.set(now);
+            relance_storage::clock::set_shared_time(&db, now).await.unwrap();
+            if hour == 3 {
+                // 09:00 in Paris: steps fall due now; pay some invoices at this very moment.
+                for (number, at_send_time) in payments.get(&day).into_iter().flatten() {
+                    if *at_send_time {
+                        let body = serde_json::to_vec(&payment_received(
+                            &format!("P-{number}"),
+                            number,
+                            "300.00",
+                            day,
+                        ))
+                        .unwrap();
+                        publish(
+                            &mut connection,
+                            &mut publisher,
+                            &names,
+                            names::PAYMENT_RECEIVED,
+                            &body,
+                        )
+                        .await;
+                        publish(
+                            &mut connection,
+                            &mut publisher,
+                            &names,
+                            names::PAYMENT_RECEIVED,
+                            &body,
+                        )
+                        .await; // duplicated
+                        published_messages += 2;
+                        duplicates += 1;
+                    }
+                }
+            }
+            if hour == 6 && day == date(2026, 3, 5) {
+                for number in &late_invoices {
+                    let body = serde_json::to_vec(&invoice_issued(
+                        number,
+                        "300.00",
+                        date(2026, 3, 1),
+                        date(2026, 3, 20),
+                    ))
+                    .unwrap();
+                    publish(
+                        &mut connection,
+                        &mut publisher,
+                        &names,
+                        names::INVOICE_ISSUED,
+                        &body,
+                    )
+                    .await;
+                    published_messages += 1;
+                }
+            }
+            // A kill at a random point of the day's work, most days.
+            if rand::rng().random_bool(0.6) {
+                tokio::time::sleep(StdDuration::from_millis(rand::rng().random_range(0..400))).await;
+                fleet.kill_one().await;
+                rng_kills += 1;
+            }
+        }
+        for (number, at_send_time) in payments.get(&day).into_iter().flatten() {
+            if !at_send_time {
+                let body =
+                    serde_json::to_vec(&payment_received(&format!("P-{number}"), number, "300.00", day))
+                        .unwrap();
+                publish(
+                    &mut connection,
+                    &mut publisher,
+                    &names,
+                    names::PAYMENT_RECEIVED,
+                    &body,
+                )
+                .await;
+                publish(
+                    &mut connection,
+                    &mut publisher,
+                    &names,
+                    names::PAYMENT_RECEIVED,
+                    &body,
+                )
+                .await;
+                published_messages += 2;
+                duplicates += 1;
+            }
+        }
+        if day.format("%d").to_string().ends_with('0') {
+            for garbage in [&b"{ broken"[..], b"{\"version\": 7}", b"\xff\xfe"] {
+                publish(
+                    &mut connection,
+                    &mut publisher,
+                    &names,
+                    names::INVOICE_ISSUED,
+                    garbage,
+                )
+                .await;
+                malformed += 1;
+            }
+        }
+        if day == date(2026, 3, 16) && std::env::var_os("RELANCE_FAULTS_NO_BROKER_RESTART").is_none() {
+            rabbitmqctl(&["stop_app"]);
+            rabbitmqctl(&["start_app"]);
+            rabbitmqctl(&["await_startup"]);
+            broker_restarts += 1;
+        }
+        relance::drive::wait_until_idle(&db, &shared, DEADLINE)
+            .await
+            .expect("the fleet to catch up");
+        day += Duration::days(1);
+    }
+    let total_payments: usize = payments.values().map(Vec::len).sum::<usize>() + late_invoices.len();
+    wait_for("every payment recorded", DEADLINE, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+            .fetch_one(&db)
+            .await?;
+        Ok(n as usize == total_payments)
+    })
+    .await
+    .unwrap();
+    relance::drive::wait_until_idle(&db, &shared, DEADLINE)
+        .await
+        .unwrap();
+
+    // What the SMTP server received, by Message-ID.
+    let emails = mail.emails().await;
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &emails {
+        *by_id
+            .entry(e.message_id.trim_matches(|c| c == '<' || c == '>').to_string())
+            .or_default() += 1;
+    }
+    let duplicated: usize = by_id.values().map(|n| n - 1).sum();
+    // Every sent step reached the server; every step due is in a final state.
+    let sent_ids: Vec<String> = sqlx::query_scalar(
+        "SELECT trim(both '<>' from r.message_id) FROM reminder_steps s JOIN rendered_messages r ON r.step_id = s.id WHERE s.status = 'sent'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let sent_set: BTreeSet<&String> = sent_ids.iter().collect();
+    let missing = sent_ids.iter().filter(|m| !by_id.contains_key(*m)).count();
+    let unfinished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reminder_steps WHERE due_at <= $1 AND status IN ('pending', 'queued', 'rendered', 'sending')",
+    )
+    .bind(clock_now(&clock))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let interrupted: i64 = sqlx::query_scalar("SELECT count(*) FROM reminder_steps WHERE status = 'failed' AND status_reason LIKE 'delivery interrupted%'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    // Emails whose step is not `sent`: deliveries interrupted after the server took them.
+    let reached_unrecorded = by_id.keys().filter(|m| !sent_set.contains(m)).count() as i64;
+    let unexplained = reached_unrecorded - interrupted;
+    // No reminder reached the server after the payment settling its invoice was recorded.
+    let settled: BTreeMap<String, DateTime<Utc>> = sqlx::query_as::<_, (String, DateTime<Utc>)>(
+        "SELECT i.id::text, max(p.recorded_wall_at) FROM invoices i JOIN payments p ON p.invoice_id = i.id WHERE i.status = 'settled' GROUP BY i.id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let step_invoice: BTreeMap<String, (String, String)> = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT trim(both '<>' from r.message_id), s.invoice_id::text, s.kind FROM rendered_messages r JOIN reminder_steps s ON s.id = r.step_id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(m, i, k)| (m, (i, k)))
+    .collect();
+    let after_payment = emails
+        .iter()
+        .filter(|e| {
+            let id = e.message_id.trim_matches(|c| c == '<' || c == '>');
+            match (step_invoice.get(id), e.received_at) {
+                (Some((invoice, kind)), Some(at)) if kind == "reminder" => {
+                    settled.get(invoice).is_some_and(|paid| at > *paid)
+                }
+                _ => false,
+            }
+        })
+        .count();
+    let dead_letters = {
+        // A fresh connection: the first one may have died with the broker restart.
+        connection = relance_messaging::connect(&amqp_url(), "faults").await.unwrap();
+        let channel = connection.create_channel().await;
+        let mut n = 0usize;
+        if let Ok(channel) = channel {
+            while let Ok(Some(_)) = channel
+                .basic_get(
+                    names.dead_letter_queue().as_str().into(),
+                    lapin::options::BasicGetOptions { no_ack: true },
+                )
+                .await
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+
+    let kills: Vec<String> = fleet.kills.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let summary = format!(
+        "\nrelance fault suite ({INVOICES} invoices + {} reordered, {COPIES} copies of each service as processes)\n\
+         | faults injected | SIGKILL {rng_kills} ({}), broker restarts {broker_restarts}, duplicated payments {duplicates}, reordered payments {}, malformed {malformed} |\n\
+         | messages        | published {published_messages}, emails received {}, dead letters {dead_letters} |\n\
+         | lost            | {} (steps not final {unfinished}, sent but not received {missing}, invoices not registered {}) |\n\
+         | duplicated      | {duplicated} |\n\
+         | after payment   | {after_payment} |\n\
+         | interrupted     | {interrupted} deliveries failed by policy (sender killed mid-delivery), {} of them had reached the server |\n",
+        late_invoices.len(),
+        kills.join(", "),
+        late_invoices.len(),
+        emails.len(),
+        unfinished as usize + missing + (INVOICES + late_invoices.len() - registered as usize),
+        INVOICES + late_invoices.len() - registered as usize,
+        reached_unrecorded,
+    );
+    let _ = std::io::stderr().write_all(summary.as_bytes());
+    let _ = std::fs::write(std::env::temp_dir().join("relance-faults-summary.txt"), &summary);
+
+    fleet.stop().await;
+    if let Ok(channel) = connection.create_channel().await {
+        let _ = relance_messaging::delete_topology(&channel, &names).await;
+    }
+    let _ = connection.close(200, "done".into()).await;
+    db.close().await;
+    mail.stop().await;
+
+    assert_eq!(registered as usize, INVOICES + late_invoices.len(), "{summary}");
+    assert_eq!(unfinished, 0, "{summary}");
+    assert_eq!(missing, 0, "{summary}");
+    assert_eq!(duplicated, 0, "{summary}");
+    assert_eq!(after_payment, 0, "{summary}");
+    assert!(
+        unexplained <= 0,
+        "emails without a sent or interrupted step: {summary}"
+    );
+    assert_eq!(dead_letters, malformed, "{summary}");
+    let _ = relance_storage::drop_database(&database_url).await;
+    let _ = std::fs::remove_dir_all(&log_dir);
+}
+
+fn clock_now(clock: &SimulatedClock) -> DateTime<Utc> {
+    relance_domain::Clock::now(clock)
+}
