@@ -10,11 +10,9 @@ use relance_contracts::PaymentReceivedV1;
 use relance_domain::plan::PlannedStep;
 use relance_domain::validation::input::PaymentFields;
 use relance_domain::{validate_payment, Channel, StepKind, Tone};
-use relance_messaging::{
-    consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions,
-};
+use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::steps::{self, StepStatus};
-use relance_storage::{invoices, journal, mark_processed, outbox};
+use relance_storage::{invoices, journal, mark_processed};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
@@ -33,53 +31,17 @@ pub async fn run_with_readiness(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
-    let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions {
-        queue_expires: config.settings.queue_expires,
-    };
-    let s = &config.settings;
-    relance_messaging::supervise(
+    let (handler_db, handler_config) = (db.clone(), config.clone());
+    relance_messaging::run_queue_worker(
         SERVICE,
-        &s.amqp_url,
-        &names,
-        &topology,
+        &config,
+        &db,
+        Names::payments_queue,
         readiness,
-        shutdown.clone(),
-        |connection, shutdown| {
-            let (db, config, names) = (db.clone(), config.clone(), names.clone());
-            async move {
-                let publisher = Publisher::open(&connection).await?;
-                let retry = RetryPolicy {
-                    max_retries: config.settings.max_retries,
-                    base: config.settings.retry_base,
-                };
-                let queue = names.payments_queue();
-                let listener = {
-                    let (db, config) = (db.clone(), config.clone());
-                    consume(
-                        &connection,
-                        &names,
-                        &queue,
-                        config.settings.prefetch,
-                        retry,
-                        move |message| {
-                            let (db, config) = (db.clone(), config.clone());
-                            async move { record_payment(&db, &config, message).await }
-                        },
-                        shutdown.clone(),
-                    )
-                };
-                let relay = relance_messaging::run_outbox_relay(
-                    db.clone(),
-                    publisher,
-                    names.clone(),
-                    config.clock.clone(),
-                    config.settings.outbox_interval,
-                    shutdown.clone(),
-                );
-                tokio::try_join!(listener, relay)?;
-                Ok(())
-            }
+        shutdown,
+        move |message| {
+            let (db, config) = (handler_db.clone(), handler_config.clone());
+            async move { record_payment(&db, &config, message).await }
         },
     )
     .await
@@ -154,19 +116,13 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
         "balance": amount_text(balance),
         "received_on": payment.received_on,
     });
-    journal::append(
+    outgoing::announce(
         &mut tx,
         now,
         &invoice.number,
         None,
         names::PAYMENT_RECORDED,
-        detail.clone(),
-    )
-    .await?;
-    outbox::enqueue(
-        &mut tx,
-        &outgoing::event(names::PAYMENT_RECORDED, &invoice.number, None, detail, now),
-        now,
+        detail,
     )
     .await?;
     if balance.is_zero() {
@@ -186,44 +142,18 @@ async fn settle(
     let reason = "invoice settled";
     for step in steps::cancel_open(tx, invoice.id, reason, now).await? {
         let detail = json!({ "reason": reason, "was": step.status });
-        journal::append(
+        outgoing::announce(
             tx,
             now,
             &invoice.number,
-            Some(step.id),
+            Some(&step),
             names::REMINDER_CANCELLED,
-            detail.clone(),
-        )
-        .await?;
-        outbox::enqueue(
-            tx,
-            &outgoing::event(
-                names::REMINDER_CANCELLED,
-                &invoice.number,
-                Some((&step.name, &step.channel)),
-                detail,
-                now,
-            ),
-            now,
+            detail,
         )
         .await?;
     }
     let detail = json!({ "amount_paid": amount_text(invoice.amount), "currency": invoice.currency.trim() });
-    journal::append(
-        tx,
-        now,
-        &invoice.number,
-        None,
-        names::INVOICE_SETTLED,
-        detail.clone(),
-    )
-    .await?;
-    outbox::enqueue(
-        tx,
-        &outgoing::event(names::INVOICE_SETTLED, &invoice.number, None, detail, now),
-        now,
-    )
-    .await?;
+    outgoing::announce(tx, now, &invoice.number, None, names::INVOICE_SETTLED, detail).await?;
     let thanks = PlannedStep {
         name: "thanks".to_string(),
         position: 1000,

@@ -14,9 +14,7 @@ use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::locale::format_date;
 use relance_domain::{Language, Money};
-use relance_messaging::{
-    consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions,
-};
+use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
 use relance_storage::{journal, outbox};
@@ -41,53 +39,17 @@ pub async fn run_with_readiness(
     let template_dir = std::env::var_os("RELANCE_TEMPLATE_DIR").map(std::path::PathBuf::from);
     let env = Arc::new(templates::environment(template_dir.as_deref(), &config.policy)?);
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
-    let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions {
-        queue_expires: config.settings.queue_expires,
-    };
-    let s = &config.settings;
-    relance_messaging::supervise(
+    let (handler_db, handler_config) = (db.clone(), config.clone());
+    relance_messaging::run_queue_worker(
         SERVICE,
-        &s.amqp_url,
-        &names,
-        &topology,
+        &config,
+        &db,
+        Names::renderer_queue,
         readiness,
-        shutdown.clone(),
-        |connection, shutdown| {
-            let (db, config, names, env) = (db.clone(), config.clone(), names.clone(), env.clone());
-            async move {
-                let publisher = Publisher::open(&connection).await?;
-                let retry = RetryPolicy {
-                    max_retries: config.settings.max_retries,
-                    base: config.settings.retry_base,
-                };
-                let queue = names.renderer_queue();
-                let worker = {
-                    let (db, config) = (db.clone(), config.clone());
-                    consume(
-                        &connection,
-                        &names,
-                        &queue,
-                        config.settings.prefetch,
-                        retry,
-                        move |message| {
-                            let (db, config, env) = (db.clone(), config.clone(), env.clone());
-                            async move { render_job(&db, &config, &env, message).await }
-                        },
-                        shutdown.clone(),
-                    )
-                };
-                let relay = relance_messaging::run_outbox_relay(
-                    db.clone(),
-                    publisher,
-                    names.clone(),
-                    config.clock.clone(),
-                    config.settings.outbox_interval,
-                    shutdown.clone(),
-                );
-                tokio::try_join!(worker, relay)?;
-                Ok(())
-            }
+        shutdown,
+        move |message| {
+            let (db, config, env) = (handler_db.clone(), handler_config.clone(), env.clone());
+            async move { render_job(&db, &config, &env, message).await }
         },
     )
     .await

@@ -14,9 +14,7 @@ use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, ReminderRenderedV1, VERS
 use relance_domain::plan::next_local_day;
 use relance_domain::validation::input::{CustomerFields, InvoiceFields};
 use relance_domain::{plan_steps, triage_due, validate_invoice, StepCandidate, StepKind};
-use relance_messaging::{
-    consume, outgoing, HandlerError, Incoming, Publisher, Readiness, RetryPolicy, TopologyOptions,
-};
+use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{invoices, journal, mark_processed, outbox};
 use serde_json::json;
@@ -39,57 +37,22 @@ pub async fn run_with_readiness(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
-    let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions {
-        queue_expires: config.settings.queue_expires,
-    };
-    let s = &config.settings;
-    relance_messaging::supervise(
+    let (handler_db, handler_config) = (db.clone(), config.clone());
+    let intake = relance_messaging::run_queue_worker(
         SERVICE,
-        &s.amqp_url,
-        &names,
-        &topology,
+        &config,
+        &db,
+        Names::invoices_queue,
         readiness,
         shutdown.clone(),
-        |connection, shutdown| {
-            let (db, config, names) = (db.clone(), config.clone(), names.clone());
-            async move {
-                let publisher = Publisher::open(&connection).await?;
-                let retry = RetryPolicy {
-                    max_retries: config.settings.max_retries,
-                    base: config.settings.retry_base,
-                };
-                let invoices_queue = names.invoices_queue();
-                let intake = {
-                    let (db, config) = (db.clone(), config.clone());
-                    consume(
-                        &connection,
-                        &names,
-                        &invoices_queue,
-                        config.settings.prefetch,
-                        retry,
-                        move |message| {
-                            let (db, config) = (db.clone(), config.clone());
-                            async move { take_in_invoice(&db, &config, message).await }
-                        },
-                        shutdown.clone(),
-                    )
-                };
-                let relay = relance_messaging::run_outbox_relay(
-                    db.clone(),
-                    publisher,
-                    names.clone(),
-                    config.clock.clone(),
-                    config.settings.outbox_interval,
-                    shutdown.clone(),
-                );
-                let ticks = tick_loop(&db, &config, shutdown.clone());
-                tokio::try_join!(intake, relay, ticks)?;
-                Ok(())
-            }
+        move |message| {
+            let (db, config) = (handler_db.clone(), handler_config.clone());
+            async move { take_in_invoice(&db, &config, message).await }
         },
-    )
-    .await
+    );
+    // The ticks need only the database: they go on while the broker is away.
+    tokio::try_join!(intake, tick_loop(&db, &config, shutdown))?;
+    Ok(())
 }
 
 async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -162,7 +125,7 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
             )
             .await?
             {
-                record(
+                outgoing::announce_step(
                     &mut tx,
                     now,
                     step,
@@ -175,7 +138,7 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
         if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.postpone) {
             let to = next_local_day(&config.policy, tz, now);
             steps::postpone(&mut tx, step.id, to, now).await?;
-            record(
+            outgoing::announce_step(
                 &mut tx,
                 now,
                 step,
@@ -234,36 +197,6 @@ pub async fn queue_step(
         Some(step_id),
         "reminder.queued",
         json!({ "step": step_name, "channel": channel }),
-    )
-    .await
-}
-
-async fn record(
-    tx: &mut sqlx::PgConnection,
-    now: DateTime<Utc>,
-    step: &steps::StepRecord,
-    event_type: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    journal::append(
-        tx,
-        now,
-        &step.invoice_number,
-        Some(step.id),
-        event_type,
-        detail.clone(),
-    )
-    .await?;
-    outbox::enqueue(
-        tx,
-        &outgoing::event(
-            event_type,
-            &step.invoice_number,
-            Some((&step.name, &step.channel)),
-            detail,
-            now,
-        ),
-        now,
     )
     .await
 }
@@ -331,21 +264,7 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
         Err(rejection) => {
             let detail =
                 json!({ "field": rejection.field, "reason": rejection.reason, "event_id": event.event_id });
-            journal::append(
-                &mut tx,
-                now,
-                &inv.number,
-                None,
-                names::INVOICE_REJECTED,
-                detail.clone(),
-            )
-            .await?;
-            outbox::enqueue(
-                &mut tx,
-                &outgoing::event(names::INVOICE_REJECTED, &inv.number, None, detail, now),
-                now,
-            )
-            .await?;
+            outgoing::announce(&mut tx, now, &inv.number, None, names::INVOICE_REJECTED, detail).await?;
             tx.commit().await.context("committing the rejection")?;
             return Err(HandlerError::Permanent(format!(
                 "invoice {} refused: {rejection}",
@@ -389,19 +308,13 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
     }
     let detail =
         json!({ "event_id": event.event_id, "risk": invoice.customer.risk.as_str(), "plan": planned });
-    journal::append(
+    outgoing::announce(
         &mut tx,
         now,
         &invoice.number,
         None,
         names::INVOICE_REGISTERED,
-        detail.clone(),
-    )
-    .await?;
-    outbox::enqueue(
-        &mut tx,
-        &outgoing::event(names::INVOICE_REGISTERED, &invoice.number, None, detail, now),
-        now,
+        detail,
     )
     .await?;
     tx.commit().await.context("committing the invoice")?;
@@ -446,7 +359,7 @@ pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Res
                 )
                 .await?
                 {
-                    record(
+                    outgoing::announce_step(
                         &mut tx,
                         now,
                         step,

@@ -10,15 +10,15 @@
 pub mod mailer;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+
 use mailer::{build_message, DeliveryError, Mailer};
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::ReminderRenderedV1;
-use relance_messaging::{consume, outgoing, HandlerError, Incoming, Readiness, RetryPolicy, TopologyOptions};
+use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::invoices::{self, STATUS_OPEN};
-use relance_storage::steps::{self, StepRecord, StepStatus};
-use relance_storage::{journal, outbox};
+use relance_storage::journal;
+use relance_storage::steps::{self, StepStatus};
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -38,84 +38,19 @@ pub async fn run_with_readiness(
 ) -> anyhow::Result<()> {
     let mailer = Arc::new(Mailer::from_settings(&config.settings)?);
     let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
-    let names = Names::new(&config.settings.namespace);
-    let topology = TopologyOptions {
-        queue_expires: config.settings.queue_expires,
-    };
-    let s = &config.settings;
-    relance_messaging::supervise(
+    let (handler_db, handler_config) = (db.clone(), config.clone());
+    let queue = |names: &Names| names.sender_queue(CHANNEL);
+    relance_messaging::run_queue_worker(
         SERVICE,
-        &s.amqp_url,
-        &names,
-        &topology,
+        &config,
+        &db,
+        queue,
         readiness,
-        shutdown.clone(),
-        |connection, shutdown| {
-            let (db, config, names, mailer) = (db.clone(), config.clone(), names.clone(), mailer.clone());
-            async move {
-                let publisher = relance_messaging::Publisher::open(&connection).await?;
-                let retry = RetryPolicy {
-                    max_retries: config.settings.max_retries,
-                    base: config.settings.retry_base,
-                };
-                let queue = names.sender_queue(CHANNEL);
-                let worker = {
-                    let (db, config) = (db.clone(), config.clone());
-                    consume(
-                        &connection,
-                        &names,
-                        &queue,
-                        config.settings.prefetch,
-                        retry,
-                        move |message| {
-                            let (db, config, mailer) = (db.clone(), config.clone(), mailer.clone());
-                            async move { deliver_job(&db, &config, &mailer, message).await }
-                        },
-                        shutdown.clone(),
-                    )
-                };
-                let relay = relance_messaging::run_outbox_relay(
-                    db.clone(),
-                    publisher,
-                    names.clone(),
-                    config.clock.clone(),
-                    config.settings.outbox_interval,
-                    shutdown.clone(),
-                );
-                tokio::try_join!(worker, relay)?;
-                Ok(())
-            }
+        shutdown,
+        move |message| {
+            let (db, config, mailer) = (handler_db.clone(), handler_config.clone(), mailer.clone());
+            async move { deliver_job(&db, &config, &mailer, message).await }
         },
-    )
-    .await
-}
-
-async fn record(
-    tx: &mut sqlx::PgConnection,
-    now: DateTime<Utc>,
-    step: &StepRecord,
-    event_type: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    journal::append(
-        tx,
-        now,
-        &step.invoice_number,
-        Some(step.id),
-        event_type,
-        detail.clone(),
-    )
-    .await?;
-    outbox::enqueue(
-        tx,
-        &outgoing::event(
-            event_type,
-            &step.invoice_number,
-            Some((&step.name, &step.channel)),
-            detail,
-            now,
-        ),
-        now,
     )
     .await
 }
@@ -197,7 +132,7 @@ pub async fn deliver_job(
         )
         .await?
         {
-            record(
+            outgoing::announce_step(
                 &mut tx,
                 now,
                 &step,
@@ -247,7 +182,7 @@ pub async fn deliver_job(
             } else {
                 names::REMINDER_SENT
             };
-            record(
+            outgoing::announce_step(
                 &mut tx,
                 now,
                 &step,
@@ -303,7 +238,7 @@ pub async fn deliver_job(
                 now,
             )
             .await?;
-            record(
+            outgoing::announce_step(
                 &mut tx,
                 now,
                 &step,

@@ -9,6 +9,7 @@ pub mod publish;
 pub mod relay;
 pub mod supervise;
 pub mod topology;
+pub mod worker;
 
 pub use consume::RetryPolicy;
 pub use consume::{consume, HandlerError, Incoming};
@@ -16,6 +17,7 @@ pub use publish::{properties, Publisher};
 pub use relay::run_outbox_relay;
 pub use supervise::{supervise, Readiness};
 pub use topology::{declare_topology, delete_topology, TopologyOptions};
+pub use worker::run_queue_worker;
 
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties};

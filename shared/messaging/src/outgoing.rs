@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use relance_contracts::{EventV1, VERSION_1};
-use relance_storage::outbox::{Destination, OutgoingMessage};
+use relance_storage::journal;
+use relance_storage::outbox::{self, Destination, OutgoingMessage};
+use relance_storage::steps::StepRecord;
 use uuid::Uuid;
 
 /// An outbound event about an invoice (and possibly one of its steps).
@@ -48,4 +50,43 @@ pub fn job<T: serde::Serialize>(
         payload: serde_json::to_value(body)?,
         headers: relance_telemetry::current_trace_headers(),
     })
+}
+
+/// Journals an event and adds it to the outbox, in the caller's transaction: what relance
+/// keeps as proof and what it announces are one fact.
+pub async fn announce(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    invoice_number: &str,
+    step: Option<&StepRecord>,
+    event_type: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    journal::append(
+        tx,
+        now,
+        invoice_number,
+        step.map(|s| s.id),
+        event_type,
+        detail.clone(),
+    )
+    .await?;
+    let step_names = step.map(|s| (s.name.as_str(), s.channel.as_str()));
+    outbox::enqueue(
+        tx,
+        &event(event_type, invoice_number, step_names, detail, now),
+        now,
+    )
+    .await
+}
+
+/// [`announce`] for an event about one step.
+pub async fn announce_step(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    step: &StepRecord,
+    event_type: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    announce(tx, now, &step.invoice_number, Some(step), event_type, detail).await
 }
