@@ -26,6 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use relance::drive::wait_for;
 
+#[path = "private_postgres.rs"]
+pub mod private_postgres;
+#[path = "smtp_proxy.rs"]
+pub mod smtp_proxy;
+
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 
 pub fn server_url() -> String {
@@ -37,7 +42,7 @@ pub fn amqp_url() -> String {
     std::env::var("RELANCE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -226,14 +231,23 @@ impl TestEnv {
     }
 
     pub async fn try_start(copies: usize, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        remove_stale_databases().await;
+        Self::try_start_on(&server_url(), copies, extra_env).await
+    }
+
+    /// As [`TestEnv::try_start`], on the PostgreSQL server at `server` (e.g. a private one).
+    pub async fn try_start_on(
+        server: &str,
+        copies: usize,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         // Spans need a tracer for trace context to travel in message headers, as in services.
         static TELEMETRY: std::sync::OnceLock<Option<relance_telemetry::TelemetryGuard>> =
             std::sync::OnceLock::new();
         TELEMETRY.get_or_init(|| relance_telemetry::init("relance-tests", None).ok());
         // The creation time in the name lets a later run remove what a crashed run left.
         let id = format!("{}_{}", Utc::now().timestamp(), uuid::Uuid::new_v4().simple());
-        remove_stale_databases().await;
-        let database_url = format!("{}/relance_test_{id}", server_url());
+        let database_url = format!("{server}/relance_test_{id}");
         relance_storage::migrate(&database_url).await?;
         let mail = MailDev::start().await?;
         let mut vars: BTreeMap<String, String> = [

@@ -3,9 +3,11 @@
 
 pub mod demo;
 pub mod drive;
+pub mod health;
 
 use anyhow::Context;
 use relance_config::Config;
+use relance_messaging::Readiness;
 use tokio_util::sync::CancellationToken;
 
 /// The services `relance run` knows.
@@ -16,13 +18,20 @@ pub const SERVICES: [&str; 4] = [
     relance_payments::SERVICE,
 ];
 
-/// Runs one service until shutdown.
-pub async fn run_service(name: &str, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs one service until shutdown; `readiness` follows its broker session.
+pub async fn run_service(
+    name: &str,
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     match name {
-        relance_scheduler::SERVICE => relance_scheduler::run(config, shutdown).await,
-        relance_renderer::SERVICE => relance_renderer::run(config, shutdown).await,
-        relance_sender::SERVICE => relance_sender::run(config, shutdown).await,
-        relance_payments::SERVICE => relance_payments::run(config, shutdown).await,
+        relance_scheduler::SERVICE => {
+            relance_scheduler::run_with_readiness(config, readiness, shutdown).await
+        }
+        relance_renderer::SERVICE => relance_renderer::run_with_readiness(config, readiness, shutdown).await,
+        relance_sender::SERVICE => relance_sender::run_with_readiness(config, readiness, shutdown).await,
+        relance_payments::SERVICE => relance_payments::run_with_readiness(config, readiness, shutdown).await,
         other => anyhow::bail!(
             "unknown service {other:?} (expected one of {} or all)",
             SERVICES.join(", ")
@@ -30,14 +39,36 @@ pub async fn run_service(name: &str, config: Config, shutdown: CancellationToken
     }
 }
 
-/// Runs several services in this process, sharing one config (and so one clock). The
-/// first to fail stops the others.
+/// Runs several services in this process, sharing one config (and so one clock), and serves
+/// their health at `RELANCE_HEALTH_ADDR` when set. The first to fail stops the others.
 pub async fn run_services(names: &[&str], config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
     for name in names {
-        let (name, config, shutdown) = (name.to_string(), config.clone(), shutdown.clone());
+        if !SERVICES.contains(name) {
+            anyhow::bail!(
+                "unknown service {name:?} (expected one of {} or all)",
+                SERVICES.join(", ")
+            );
+        }
+    }
+    let readiness: Vec<(String, Readiness)> = names
+        .iter()
+        .map(|name| (name.to_string(), Readiness::default()))
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(addr) = config.settings.health_addr {
+        let (_, server) = health::serve(
+            addr,
+            &config.settings.database_url,
+            readiness.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.spawn(async move { server.await.context("the health endpoint panicked")? });
+    }
+    for (name, ready) in readiness {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
         tasks.spawn(async move {
-            run_service(&name, config, shutdown)
+            run_service(&name, config, ready, shutdown)
                 .await
                 .with_context(|| format!("service {name}"))
         });

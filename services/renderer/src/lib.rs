@@ -38,7 +38,9 @@ pub async fn run_with_readiness(
 ) -> anyhow::Result<()> {
     let template_dir = std::env::var_os("RELANCE_TEMPLATE_DIR").map(std::path::PathBuf::from);
     let env = Arc::new(templates::environment(template_dir.as_deref(), &config.policy)?);
-    let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
+    let s = &config.settings;
+    let db =
+        relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;
     let (handler_db, handler_config) = (db.clone(), config.clone());
     relance_messaging::run_queue_worker(
         SERVICE,

@@ -36,7 +36,9 @@ pub async fn run_with_readiness(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
+    let s = &config.settings;
+    let db =
+        relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;
     let (handler_db, handler_config) = (db.clone(), config.clone());
     let intake = relance_messaging::run_queue_worker(
         SERVICE,

@@ -37,7 +37,9 @@ pub async fn run_with_readiness(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mailer = Arc::new(Mailer::from_settings(&config.settings)?);
-    let db = relance_storage::connect(&config.settings.database_url, config.settings.db_pool_size).await?;
+    let s = &config.settings;
+    let db =
+        relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;
     let (handler_db, handler_config) = (db.clone(), config.clone());
     let queue = |names: &Names| names.sender_queue(CHANNEL);
     relance_messaging::run_queue_worker(

@@ -69,6 +69,9 @@ pub struct Settings {
     pub scheduler_batch: i64,
     /// Database connections per service.
     pub db_pool_size: u32,
+    /// How long a handler waits for a database connection before giving up (the message
+    /// then waits the outage out, without spending its retries).
+    pub db_acquire_timeout: Duration,
     pub outbox_interval: Duration,
     pub prefetch: u16,
     pub max_retries: u32,
@@ -81,6 +84,9 @@ pub struct Settings {
     pub pay_within_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
     pub queue_expires: Option<Duration>,
+    /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
+    /// `None`: not served.
+    pub health_addr: Option<std::net::SocketAddr>,
     pub creditor: Creditor,
 }
 
@@ -106,6 +112,7 @@ impl fmt::Debug for Settings {
             .field("policy_file", &self.policy_file)
             .field("simulated_clock_start", &self.simulated_clock_start)
             .field("scheduler_interval", &self.scheduler_interval)
+            .field("health_addr", &self.health_addr)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +198,7 @@ impl Settings {
             scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS", 1000)?,
             scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH", 200)?,
             db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE", 8)?,
+            db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS", 10_000)?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS", 200)?,
             prefetch: env.parsed("RELANCE_PREFETCH", 16)?,
             max_retries: env.parsed("RELANCE_MAX_RETRIES", 5)?,
@@ -201,6 +209,12 @@ impl Settings {
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
                 None => None,
                 Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS", 0)?),
+            },
+            health_addr: match env.get("RELANCE_HEALTH_ADDR") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|e| {
+                    anyhow!("RELANCE_HEALTH_ADDR={v:?} is not a socket address (e.g. 0.0.0.0:8080): {e}")
+                })?),
             },
             creditor: Creditor {
                 name: env.text("RELANCE_CREDITOR_NAME", "Exemple SAS"),

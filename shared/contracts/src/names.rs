@@ -33,6 +33,8 @@ pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";
 pub const HEADER_DEAD_LETTER_QUEUE: &str = "x-relance-queue";
 /// AMQP header counting the retries of a message.
 pub const HEADER_RETRY_COUNT: &str = "x-relance-retries";
+/// How many times a message waited out an outage of the database (not counted as retries).
+pub const HEADER_OUTAGE_WAITS: &str = "x-relance-outage-waits";
 
 /// The routing key of a rendered message for one channel.
 pub fn reminder_rendered(channel: &str) -> String {

@@ -31,9 +31,14 @@ pub enum HandlerError {
     #[error("permanent: {0}")]
     Permanent(String),
     /// It may succeed later (database busy, invoice not yet known): retry with backoff.
+    /// When the cause is the database being unreachable, the message waits the outage out
+    /// without spending its retries (see [`relance_storage::is_unavailable`]).
     #[error("transient: {0:#}")]
     Transient(#[from] anyhow::Error),
 }
+
+/// Longest wait between two attempts of a message held up by a database outage.
+const OUTAGE_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// A delivery as handlers see it.
 #[derive(Debug, Clone)]
@@ -43,6 +48,8 @@ pub struct Incoming {
     pub message_id: Option<String>,
     pub redelivered: bool,
     pub retries: u32,
+    /// Times it already waited out a database outage.
+    pub outage_waits: u32,
     /// String-valued headers (the trace context among them).
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
@@ -109,6 +116,10 @@ fn incoming(queue: &str, delivery: &Delivery) -> Incoming {
             .get(names::HEADER_RETRY_COUNT)
             .and_then(|r| r.parse().ok())
             .unwrap_or(0),
+        outage_waits: headers
+            .get(names::HEADER_OUTAGE_WAITS)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
         headers,
         body: delivery.data.clone(),
     }
@@ -124,10 +135,14 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// base * 2^n, capped at one hour, with up to 25% jitter so retries do not stampede.
     pub fn delay(&self, retry: u32) -> Duration {
+        self.delay_capped(retry, Duration::from_secs(3600))
+    }
+
+    fn delay_capped(&self, retry: u32, cap: Duration) -> Duration {
         let exp = self
             .base
             .saturating_mul(2u32.saturating_pow(retry.min(20)))
-            .min(Duration::from_secs(3600));
+            .min(cap);
         let jitter = rand::rng().random_range(0..=exp.as_millis() as u64 / 4 + 1);
         exp + Duration::from_millis(jitter)
     }
@@ -178,15 +193,21 @@ async fn schedule_retry(
     publisher: &Publisher,
     queue: &str,
     delivery: &Delivery,
-    retry: u32,
+    (retry, outage_waits): (u32, u32),
     delay: Duration,
 ) -> anyhow::Result<()> {
     let props = with_headers(
         &delivery.properties,
-        &[(
-            names::HEADER_RETRY_COUNT,
-            AMQPValue::LongLongInt(i64::from(retry)),
-        )],
+        &[
+            (
+                names::HEADER_RETRY_COUNT,
+                AMQPValue::LongLongInt(i64::from(retry)),
+            ),
+            (
+                names::HEADER_OUTAGE_WAITS,
+                AMQPValue::LongLongInt(i64::from(outage_waits)),
+            ),
+        ],
     )
     .with_expiration(ShortString::from(delay.as_millis().to_string()));
     publisher
@@ -210,10 +231,17 @@ async fn settle(
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, %reason, "dead-lettering message");
             dead_letter(publisher, names, &message.queue, delivery, &reason).await?;
         }
+        Err(HandlerError::Transient(error)) if relance_storage::is_unavailable(&error) => {
+            let delay = retry.delay_capped(message.outage_waits, OUTAGE_WAIT_CAP);
+            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, ?delay, error = format!("{error:#}"), "database unavailable; the message waits");
+            let counts = (message.retries, message.outage_waits.saturating_add(1));
+            schedule_retry(publisher, &message.queue, delivery, counts, delay).await?;
+        }
         Err(HandlerError::Transient(error)) if message.retries < retry.max_retries => {
             let delay = retry.delay(message.retries);
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, retry = message.retries + 1, ?delay, error = format!("{error:#}"), "retrying message later");
-            schedule_retry(publisher, &message.queue, delivery, message.retries + 1, delay).await?;
+            let counts = (message.retries + 1, message.outage_waits);
+            schedule_retry(publisher, &message.queue, delivery, counts, delay).await?;
         }
         Err(HandlerError::Transient(error)) => {
             let reason = format!("gave up after {} retries: {error:#}", message.retries);

@@ -65,15 +65,32 @@ pub async fn run_outbox_relay(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut outage_waits: u32 = 0;
     loop {
-        let published = relay_once(&db, &publisher, &names, &clock).await?;
-        if published > 0 {
-            tracing::debug!(published, "outbox relayed");
-            continue;
-        }
+        let pause = match relay_once(&db, &publisher, &names, &clock).await {
+            Ok(0) => {
+                outage_waits = 0;
+                interval
+            }
+            Ok(published) => {
+                outage_waits = 0;
+                tracing::debug!(published, "outbox relayed");
+                continue;
+            }
+            // The database restarting is waited out here; a broker failure ends the session
+            // and the supervisor reconnects.
+            Err(e) if relance_storage::is_unavailable(&e) => {
+                outage_waits = outage_waits.saturating_add(1);
+                tracing::warn!(error = format!("{e:#}"), "database unavailable; the outbox waits");
+                interval
+                    .saturating_mul(2u32.saturating_pow(outage_waits.min(10)))
+                    .min(Duration::from_secs(5))
+            }
+            Err(e) => return Err(e),
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

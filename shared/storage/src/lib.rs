@@ -21,13 +21,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 
 pub type Tx<'a> = Transaction<'a, Postgres>;
 
-/// A pool for a service. Fails with the database named (never with its password).
+/// A pool for a tool or a test. Fails with the database named (never with its password).
 pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    connect_with_timeout(database_url, max_connections, Duration::from_secs(10)).await
+}
+
+/// A pool whose callers give up on a connection after `acquire_timeout`: how long a
+/// service's handler waits for the database before its message waits the outage out.
+pub async fn connect_with_timeout(
+    database_url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(database_url).context("DATABASE_URL is not a PostgreSQL URL")?;
     let database = options.get_database().unwrap_or("postgres").to_string();
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
         .with_context(|| format!("connecting to PostgreSQL database {database:?}"))
@@ -82,4 +92,45 @@ pub async fn mark_processed(
     .await
     .context("recording the processed message")?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// Whether `error` says the database cannot be reached right now (restarting, unreachable,
+/// out of connections) rather than anything about the work itself. Consumers wait such an
+/// outage out instead of spending a message's retries on it.
+pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed,
+            ) => true,
+            Some(sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_)) => true,
+            // 08: connection exception; 57P: the server is shutting down or starting;
+            // 53300: too many connections.
+            Some(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300"),
+            _ => false,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_told_from_a_bad_query() {
+        let outage = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("recording the payment");
+        assert!(is_unavailable(&outage));
+        let io = anyhow::Error::new(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(is_unavailable(&io));
+        let bad_row = anyhow::Error::new(sqlx::Error::RowNotFound).context("finding the invoice");
+        assert!(!is_unavailable(&bad_row));
+        assert!(!is_unavailable(&anyhow::anyhow!("invoice not yet known")));
+    }
 }

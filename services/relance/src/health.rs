@@ -1,0 +1,106 @@
+//! Liveness and readiness over HTTP, for an orchestrator's probes (`RELANCE_HEALTH_ADDR`).
+//!
+//! - `GET /health/live`: 200 while the process runs.
+//! - `GET /health/ready`: 200 when every service of the process holds a broker session and
+//!   the database answers; 503 otherwise, e.g. while RabbitMQ or PostgreSQL restarts. The body
+//!   says which part is missing.
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use relance_messaging::Readiness;
+use serde::Serialize;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long the database may take to answer a readiness probe.
+const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+struct Probes {
+    services: Arc<Vec<(String, Readiness)>>,
+    db: PgPool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReadinessReport {
+    pub ready: bool,
+    pub database: bool,
+    /// Per service of the process: whether it holds a broker session.
+    pub broker: BTreeMap<String, bool>,
+}
+
+impl Probes {
+    async fn report(&self) -> ReadinessReport {
+        let database = tokio::time::timeout(
+            DATABASE_PROBE_TIMEOUT,
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.db),
+        )
+        .await
+        .map(|answer| answer.is_ok())
+        .unwrap_or(false);
+        let broker: BTreeMap<String, bool> = self
+            .services
+            .iter()
+            .map(|(name, readiness)| (name.clone(), readiness.is_ready()))
+            .collect();
+        ReadinessReport {
+            ready: database && broker.values().all(|ready| *ready),
+            database,
+            broker,
+        }
+    }
+}
+
+/// Binds `addr` now (so that a taken port fails the start), then serves the probes until
+/// `shutdown`. Returns the bound address (port 0 picks a free one).
+pub async fn serve(
+    addr: SocketAddr,
+    database_url: &str,
+    services: Vec<(String, Readiness)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    // Its own connection, opened on demand: the probe must not queue behind the workers'.
+    let db = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(DATABASE_PROBE_TIMEOUT)
+        .connect_lazy(database_url)
+        .context("health probe: parsing DATABASE_URL")?;
+    let probes = Probes {
+        services: Arc::new(services),
+        db,
+    };
+    let app = Router::new()
+        .route("/health/live", get(|| async { "live\n" }))
+        .route("/health/ready", get(ready))
+        .with_state(probes);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the health endpoint to {addr}"))?;
+    let bound = listener.local_addr().context("health endpoint address")?;
+    tracing::info!(%bound, "serving /health/live and /health/ready");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("health endpoint")
+    });
+    Ok((bound, task))
+}
+
+async fn ready(State(probes): State<Probes>) -> (StatusCode, Json<ReadinessReport>) {
+    let report = probes.report().await;
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report))
+}

@@ -1,0 +1,177 @@
+//! An SMTP-aware fault proxy in front of the test SMTP server (MailDev cannot refuse mail).
+//!
+//! Sessions pass through command by command. On demand the proxy answers, without asking
+//! the server: `MAIL FROM` with `451` (the server is busy: a transient error), and `RCPT TO`
+//! with `550` for chosen recipients (the mailbox does not exist: a permanent error). The
+//! client then aborts its transaction, as it would with a real server.
+
+use anyhow::{bail, Context};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+pub const TEMPORARY_REFUSAL: &[u8] = b"451 4.3.0 Temporarily unable to accept mail, try again later\r\n";
+pub const PERMANENT_REFUSAL: &[u8] = b"550 5.1.1 Mailbox unavailable\r\n";
+
+#[derive(Default)]
+struct Faults {
+    refuse_temporarily: AtomicBool,
+    refused_recipients: Mutex<HashSet<String>>,
+    temporary_refusals: AtomicUsize,
+    permanent_refusals: AtomicUsize,
+}
+
+pub struct SmtpFaultProxy {
+    pub port: u16,
+    faults: Arc<Faults>,
+    task: JoinHandle<()>,
+}
+
+impl SmtpFaultProxy {
+    /// Listens on a free local port and relays to `127.0.0.1:upstream_port`.
+    pub async fn start(upstream_port: u16) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the SMTP proxy")?;
+        let port = listener.local_addr()?.port();
+        let faults = Arc::new(Faults::default());
+        let shared = faults.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let faults = shared.clone();
+                tokio::spawn(async move {
+                    // A session cut by either side is what the client must cope with anyway.
+                    let _ = relay(client, upstream_port, faults).await;
+                });
+            }
+        });
+        Ok(Self { port, faults, task })
+    }
+
+    /// While on, every new transaction is refused with a 4xx at `MAIL FROM`.
+    pub fn refuse_temporarily(&self, on: bool) {
+        self.faults.refuse_temporarily.store(on, Ordering::SeqCst);
+    }
+
+    /// From now on, these recipients (compared case-insensitively) get a 5xx at `RCPT TO`.
+    pub fn refuse_recipients<I: IntoIterator<Item = String>>(&self, addresses: I) {
+        let mut refused = self
+            .faults
+            .refused_recipients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        refused.extend(addresses.into_iter().map(|a| a.to_lowercase()));
+    }
+
+    pub fn temporary_refusals(&self) -> usize {
+        self.faults.temporary_refusals.load(Ordering::SeqCst)
+    }
+
+    pub fn permanent_refusals(&self) -> usize {
+        self.faults.permanent_refusals.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SmtpFaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The four-letter command of a client line, upper-cased.
+fn verb(line: &[u8]) -> String {
+    String::from_utf8_lossy(&line[..line.len().min(4)]).to_ascii_uppercase()
+}
+
+/// The address of `RCPT TO:<address>`.
+fn recipient(line: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(line);
+    let start = text.find('<')? + 1;
+    let end = start + text[start..].find('>')?;
+    Some(text[start..end].to_lowercase())
+}
+
+async fn relay(client: TcpStream, upstream_port: u16, faults: Arc<Faults>) -> anyhow::Result<()> {
+    let upstream = TcpStream::connect(("127.0.0.1", upstream_port))
+        .await
+        .context("connecting to the SMTP server")?;
+    let (client_read, mut client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let (mut client_read, mut upstream_read) = (BufReader::new(client_read), BufReader::new(upstream_read));
+    let mut upstream_write = BufWriter::new(upstream_write);
+    forward_reply(&mut upstream_read, &mut client_write).await?; // the greeting
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if client_read.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let verb = verb(&line);
+        if verb == "MAIL" && faults.refuse_temporarily.load(Ordering::SeqCst) {
+            faults.temporary_refusals.fetch_add(1, Ordering::SeqCst);
+            client_write.write_all(TEMPORARY_REFUSAL).await?;
+            continue;
+        }
+        if verb == "RCPT" {
+            let refused = recipient(&line).is_some_and(|address| {
+                faults
+                    .refused_recipients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&address)
+            });
+            if refused {
+                faults.permanent_refusals.fetch_add(1, Ordering::SeqCst);
+                client_write.write_all(PERMANENT_REFUSAL).await?;
+                continue;
+            }
+        }
+        upstream_write.write_all(&line).await?;
+        upstream_write.flush().await?;
+        let code = forward_reply(&mut upstream_read, &mut client_write).await?;
+        if verb == "DATA" && code == 354 {
+            // The message itself, up to the lone dot.
+            loop {
+                line.clear();
+                if client_read.read_until(b'\n', &mut line).await? == 0 {
+                    return Ok(());
+                }
+                upstream_write.write_all(&line).await?;
+                if line == b".\r\n" {
+                    break;
+                }
+            }
+            upstream_write.flush().await?;
+            forward_reply(&mut upstream_read, &mut client_write).await?;
+        }
+        if verb == "QUIT" {
+            return Ok(());
+        }
+    }
+}
+
+/// Copies one (possibly multi-line) reply to the client; returns its code.
+async fn forward_reply<R, W>(upstream: &mut BufReader<R>, client: &mut W) -> anyhow::Result<u16>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if upstream.read_until(b'\n', &mut line).await? == 0 {
+            bail!("the SMTP server closed the session");
+        }
+        client.write_all(&line).await?;
+        // `250-...` continues a reply, `250 ...` ends it.
+        if line.get(3) != Some(&b'-') {
+            let code = String::from_utf8_lossy(&line[..line.len().min(3)])
+                .parse()
+                .unwrap_or(0);
+            return Ok(code);
+        }
+    }
+}
