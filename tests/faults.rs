@@ -1,7 +1,8 @@
 //! The fault suite: the four services as separate processes (two copies each) over a ledger
 //! of 1,000 invoices on a shared simulated clock, while the test kills processes with SIGKILL
 //! at random points and restarts them, restarts RabbitMQ, delivers payments while reminders
-//! are in flight, and publishes duplicated, reordered and malformed messages. At the end it
+//! are in flight, makes the SMTP server answer 4xx for a while and then 5xx for some
+//! recipients, and publishes duplicated, reordered and malformed messages. At the end it
 //! checks, from the SMTP server's inbox and the database, that nothing was lost, nothing sent
 //! twice and nothing sent after a payment, and prints a summary table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,7 +12,10 @@ use rand::Rng;
 use relance_contracts::names::{self, Names};
 use relance_domain::{SharedClock, SimulatedClock};
 use relance_messaging::Publisher;
-use relance_tests::{amqp_url, date, invoice_issued, payment_received, server_url, wait_for, MailDev};
+use relance_tests::smtp_proxy::SmtpFaultProxy;
+use relance_tests::{
+    amqp_url, date, free_port, invoice_issued, payment_received, server_url, wait_for, MailDev,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -89,6 +93,23 @@ impl Fleet {
     }
 }
 
+/// Whether the probe process's `/health/ready` answers 200.
+async fn is_ready(http: &reqwest::Client, port: u16) -> bool {
+    http.get(format!("http://127.0.0.1:{port}/health/ready"))
+        .timeout(StdDuration::from_secs(5))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == 200)
+}
+
+async fn wait_readiness(http: &reqwest::Client, port: u16, want: bool) {
+    wait_for(&format!("the probe to say ready={want}"), DEADLINE, || async {
+        Ok(is_ready(http, port).await == want)
+    })
+    .await
+    .unwrap();
+}
+
 fn rabbitmqctl(args: &[&str]) {
     let status = std::process::Command::new("rabbitmqctl")
         .args(args)
@@ -138,6 +159,8 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     relance_storage::migrate(&database_url).await.unwrap();
     let db = relance_storage::connect(&database_url, 4).await.unwrap();
     let mut mail = MailDev::start().await.unwrap();
+    // The SMTP server as the senders see it: MailDev behind a proxy that can refuse.
+    let smtp = SmtpFaultProxy::start(mail.smtp_port).await.unwrap();
     let namespace = format!("t-{}", id.replace('_', "-"));
     let names = Names::new(&namespace);
     let start: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).single().unwrap();
@@ -160,7 +183,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", database_url.clone()),
         ("AMQP_URL", amqp_url()),
-        ("SMTP_URL", format!("smtp://127.0.0.1:{}", mail.smtp_port)),
+        ("SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.port)),
         ("RELANCE_NAMESPACE", namespace.clone()),
         ("RELANCE_CLOCK", "database".into()),
         ("RELANCE_CLOCK_START", start.to_rfc3339()),
@@ -184,6 +207,19 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         spawned: 0,
     };
     fleet.start();
+    // One more process, never killed, whose readiness is watched through the broker restart.
+    let health_port = free_port();
+    let mut probe = Command::new(relance_binary())
+        .args(["run", "payments"])
+        .envs(fleet.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RELANCE_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log_dir.join("probe.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    wait_readiness(&http, health_port, true).await;
 
     // The ledger: due dates over three weeks; a third paid after the first reminder, a
     // seventh paid the very hour a reminder falls due; ten invoices whose payment arrives first.
@@ -219,6 +255,13 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     let mut broker_restarts = 0usize;
     let mut duplicates = 0usize;
     let mut rng_kills = 0usize;
+    let mut not_ready_during_restart = false;
+    // Recipients whose mailbox the SMTP server says does not exist, from 20 March on.
+    let refused_recipients: BTreeSet<String> = (0..INVOICES)
+        .filter(|i| i % 50 == 1)
+        .map(|i| format!("compta+l-{i:04}@acme.test"))
+        .collect();
+    let mut refusing_since: Option<DateTime<Utc>> = None;
 
     let mut day = date(2026, 3, 2);
     while day <= date(2026, 4, 12) {
@@ -244,6 +287,16 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
             let now = morning + Duration::hours(hour);
             clock.set(now);
             relance_storage::clock::set_shared_time(&db, now).await.unwrap();
+            if hour == 3 && day == date(2026, 3, 13) {
+                // The SMTP server is busy for a while: every transaction gets a 4xx.
+                smtp.refuse_temporarily(true);
+                wait_for("the SMTP server to refuse 20 times", DEADLINE, || async {
+                    Ok(smtp.temporary_refusals() >= 20)
+                })
+                .await
+                .unwrap();
+                smtp.refuse_temporarily(false);
+            }
             if hour == 3 {
                 // 09:00 in Paris: steps fall due now; pay some invoices at this very moment.
                 for (number, at_send_time) in payments.get(&day).into_iter().flatten() {
@@ -343,9 +396,16 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         }
         if day == date(2026, 3, 16) && std::env::var_os("RELANCE_FAULTS_NO_BROKER_RESTART").is_none() {
             rabbitmqctl(&["stop_app"]);
+            wait_readiness(&http, health_port, false).await;
+            not_ready_during_restart = true;
             rabbitmqctl(&["start_app"]);
             rabbitmqctl(&["await_startup"]);
+            wait_readiness(&http, health_port, true).await;
             broker_restarts += 1;
+        }
+        if day == date(2026, 3, 19) {
+            smtp.refuse_recipients(refused_recipients.iter().cloned());
+            refusing_since = Some(Utc::now());
         }
         relance::drive::wait_until_idle(&db, &shared, DEADLINE)
             .await
@@ -419,6 +479,42 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     .into_iter()
     .map(|(m, i, k)| (m, (i, k)))
     .collect();
+    // The SMTP faults: 4xx deferred deliveries that went out later; 5xx failed their step.
+    let deferred: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM journal WHERE action = 'reminder.delivery_deferred'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let refused_failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reminder_steps WHERE status = 'failed' AND status_reason LIKE 'SMTP server refused%'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let failed_unexplained: Vec<String> = sqlx::query_scalar(
+        "SELECT coalesce(status_reason, '') FROM reminder_steps WHERE status = 'failed'
+         AND status_reason NOT LIKE 'delivery interrupted%' AND status_reason NOT LIKE 'SMTP server refused%'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let failed_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM journal WHERE action = 'reminder.failed'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let failed_steps: i64 = sqlx::query_scalar("SELECT count(*) FROM reminder_steps WHERE status = 'failed'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let reached_refused = emails
+        .iter()
+        .filter(|e| {
+            e.to.iter()
+                .any(|to| refused_recipients.contains(&to.to_lowercase()))
+                && matches!((e.received_at, refusing_since), (Some(at), Some(since)) if at > since)
+        })
+        .count();
     let after_payment = emails
         .iter()
         .filter(|e| {
@@ -453,15 +549,18 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     let kills: Vec<String> = fleet.kills.iter().map(|(s, n)| format!("{s} {n}")).collect();
     let summary = format!(
         "\nrelance fault suite ({INVOICES} invoices + {} reordered, {COPIES} copies of each service as processes)\n\
-         | faults injected | SIGKILL {rng_kills} ({}), broker restarts {broker_restarts}, duplicated payments {duplicates}, reordered payments {}, malformed {malformed} |\n\
+         | faults injected | SIGKILL {rng_kills} ({}), broker restarts {broker_restarts}, duplicated payments {duplicates}, reordered payments {}, malformed {malformed}, SMTP 4xx answers {}, SMTP 5xx answers {} |\n\
          | messages        | published {published_messages}, emails received {}, dead letters {dead_letters} |\n\
          | lost            | {} (steps not final {unfinished}, sent but not received {missing}, invoices not registered {}) |\n\
          | duplicated      | {duplicated} |\n\
          | after payment   | {after_payment} |\n\
-         | interrupted     | {interrupted} deliveries failed by policy (sender killed mid-delivery), {} of them had reached the server |\n",
+         | interrupted     | {interrupted} deliveries failed by policy (sender killed mid-delivery), {} of them had reached the server |\n\
+         | SMTP refusals   | {deferred} deliveries deferred by a 4xx and retried; {refused_failed} steps failed at once by a 5xx, each with a reminder.failed event |\n",
         late_invoices.len(),
         kills.join(", "),
         late_invoices.len(),
+        smtp.temporary_refusals(),
+        smtp.permanent_refusals(),
         emails.len(),
         unfinished as usize + missing + (INVOICES + late_invoices.len() - registered as usize),
         INVOICES + late_invoices.len() - registered as usize,
@@ -471,6 +570,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     let _ = std::fs::write(std::env::temp_dir().join("relance-faults-summary.txt"), &summary);
 
     fleet.stop().await;
+    let _ = probe.kill().await;
     if let Ok(channel) = connection.create_channel().await {
         let _ = relance_messaging::delete_topology(&channel, &names).await;
     }
@@ -488,6 +588,23 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         "emails without a sent or interrupted step: {summary}"
     );
     assert_eq!(dead_letters, malformed, "{summary}");
+    if broker_restarts > 0 {
+        assert!(not_ready_during_restart, "{summary}");
+    }
+    assert!(deferred >= 1, "the 4xx period deferred deliveries: {summary}");
+    assert!(
+        refused_failed >= 1 && refused_failed as usize <= smtp.permanent_refusals(),
+        "5xx answers failed steps: {summary}"
+    );
+    assert!(
+        failed_unexplained.is_empty(),
+        "failed steps without a known reason: {failed_unexplained:?}"
+    );
+    assert_eq!(
+        failed_events, failed_steps,
+        "every failed step announced: {summary}"
+    );
+    assert_eq!(reached_refused, 0, "{summary}");
     let _ = relance_storage::drop_database(&database_url).await;
     let _ = std::fs::remove_dir_all(&log_dir);
 }
