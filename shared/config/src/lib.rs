@@ -151,6 +151,31 @@ impl Env {
     }
 }
 
+/// Secrets may come from files (Docker and Kubernetes secrets): `DATABASE_URL_FILE`,
+/// `AMQP_URL_FILE` and `SMTP_URL_FILE` name a file holding the value, used when the variable
+/// itself is unset.
+const SECRET_VARIABLES: [&str; 3] = ["DATABASE_URL", "AMQP_URL", "SMTP_URL"];
+
+fn with_secret_files(mut vars: HashMap<String, String>) -> anyhow::Result<HashMap<String, String>> {
+    for key in SECRET_VARIABLES {
+        let file_key = format!("{key}_FILE");
+        let Some(path) = vars
+            .get(&file_key)
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+        else {
+            continue;
+        };
+        if vars.get(key).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(anyhow!("both {key} and {file_key} are set: keep one"));
+        }
+        let value =
+            std::fs::read_to_string(&path).map_err(|e| anyhow!("{file_key}={path:?} cannot be read: {e}"))?;
+        vars.insert(key.to_string(), value.trim().to_string());
+    }
+    Ok(vars)
+}
+
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -159,7 +184,7 @@ impl Settings {
 
     /// Reads settings from the given variables (tests pass their own).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        let env = Env(vars.into_iter().collect());
+        let env = Env(with_secret_files(vars.into_iter().collect())?);
         let clock = env.text("RELANCE_CLOCK", "system");
         let simulated_clock_start = match clock.as_str() {
             "system" => None,
@@ -310,6 +335,32 @@ mod tests {
         assert!(format!("{:?}", e.err()).contains("RELANCE_SCHEDULER_INTERVAL_MS"));
         let e = Settings::from_vars(vars(&[("RELANCE_CLOCK", "sundial")]));
         assert!(format!("{:?}", e.err()).contains("RELANCE_CLOCK"));
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let path = std::env::temp_dir().join(format!("relance-secret-{}", std::process::id()));
+        std::fs::write(&path, "smtp://relance:s3cret@mail.example:587\n").unwrap();
+        let file = path.to_string_lossy().to_string();
+        let s = Settings::from_vars(vars(&[("SMTP_URL_FILE", &file)])).unwrap();
+        assert_eq!(
+            s.smtp_url.as_deref(),
+            Some("smtp://relance:s3cret@mail.example:587")
+        );
+        assert!(!format!("{s:?}").contains("s3cret"));
+        let both = Settings::from_vars(vars(&[("SMTP_URL_FILE", &file), ("SMTP_URL", "smtp://x")]));
+        assert!(format!("{:?}", both.err()).contains("SMTP_URL_FILE"));
+        std::fs::remove_file(&path).unwrap();
+        let missing = Settings::from_vars(vars(&[("DATABASE_URL_FILE", "/nonexistent/relance-db-url")]));
+        assert!(format!("{:?}", missing.err()).contains("DATABASE_URL_FILE"));
+    }
+
+    #[test]
+    fn health_address_is_checked() {
+        let s = Settings::from_vars(vars(&[("RELANCE_HEALTH_ADDR", "0.0.0.0:8080")])).unwrap();
+        assert_eq!(s.health_addr.map(|a| a.port()), Some(8080));
+        let e = Settings::from_vars(vars(&[("RELANCE_HEALTH_ADDR", "localhost")]));
+        assert!(format!("{:?}", e.err()).contains("RELANCE_HEALTH_ADDR"));
     }
 
     #[test]

@@ -24,16 +24,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-/// What a handler says went wrong.
+/// What a handler says went wrong. Its `Display` (what logs and spans show) masks personal
+/// data; the dead-letter header keeps the full reason for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// The message can never succeed (malformed, invalid): dead-letter it with this reason.
-    #[error("permanent: {0}")]
+    #[error("permanent: {}", relance_telemetry::redact(.0))]
     Permanent(String),
     /// It may succeed later (database busy, invoice not yet known): retry with backoff.
     /// When the cause is the database being unreachable, the message waits the outage out
     /// without spending its retries (see [`relance_storage::is_unavailable`]).
-    #[error("transient: {0:#}")]
+    #[error("transient: {}", relance_telemetry::redact(&format!("{:#}", .0)))]
     Transient(#[from] anyhow::Error),
 }
 
@@ -228,24 +229,24 @@ async fn settle(
     match outcome {
         Ok(()) => {}
         Err(HandlerError::Permanent(reason)) => {
-            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, %reason, "dead-lettering message");
+            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
             dead_letter(publisher, names, &message.queue, delivery, &reason).await?;
         }
         Err(HandlerError::Transient(error)) if relance_storage::is_unavailable(&error) => {
             let delay = retry.delay_capped(message.outage_waits, OUTAGE_WAIT_CAP);
-            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, ?delay, error = format!("{error:#}"), "database unavailable; the message waits");
+            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, ?delay, error = relance_telemetry::redact(&format!("{error:#}")), "database unavailable; the message waits");
             let counts = (message.retries, message.outage_waits.saturating_add(1));
             schedule_retry(publisher, &message.queue, delivery, counts, delay).await?;
         }
         Err(HandlerError::Transient(error)) if message.retries < retry.max_retries => {
             let delay = retry.delay(message.retries);
-            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, retry = message.retries + 1, ?delay, error = format!("{error:#}"), "retrying message later");
+            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, retry = message.retries + 1, ?delay, error = relance_telemetry::redact(&format!("{error:#}")), "retrying message later");
             let counts = (message.retries + 1, message.outage_waits);
             schedule_retry(publisher, &message.queue, delivery, counts, delay).await?;
         }
         Err(HandlerError::Transient(error)) => {
             let reason = format!("gave up after {} retries: {error:#}", message.retries);
-            tracing::error!(queue = %message.queue, message_id = ?message.message_id, %reason, "dead-lettering message");
+            tracing::error!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
             dead_letter(publisher, names, &message.queue, delivery, &reason).await?;
         }
     }
@@ -344,4 +345,26 @@ where
     in_flight.wait().await;
     let _ = channel.close(200, "shutdown".into()).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HandlerError;
+
+    #[test]
+    fn what_logs_and_spans_show_of_an_error_holds_no_address() {
+        let permanent = HandlerError::Permanent(
+            "invoice.customer.email: \"jeanne.martin@acme\" is not valid; cc jeanne@acme.fr".into(),
+        );
+        assert!(!permanent.to_string().contains("jeanne@acme.fr"), "{permanent}");
+        let transient = HandlerError::Transient(
+            anyhow::anyhow!("450 4.2.1 <compta@acme.test>: mailbox busy").context("SMTP delivery failed"),
+        );
+        let shown = transient.to_string();
+        assert!(
+            shown.contains("SMTP delivery failed") && shown.contains("mailbox busy"),
+            "{shown}"
+        );
+        assert!(!shown.contains("compta@acme.test"), "{shown}");
+    }
 }

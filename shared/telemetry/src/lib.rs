@@ -4,6 +4,10 @@
 //!
 //! Personal data (names, emails, amounts) never goes into span fields: spans carry ids only.
 
+mod redact;
+
+pub use redact::redact;
+
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
