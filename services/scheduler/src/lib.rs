@@ -406,7 +406,7 @@ async fn queue_delivery(
         step: step.name.clone(),
         channel: step.channel.clone(),
     };
-    let key = names::reminder_rendered(&step.channel);
+    let key = names::reminder_rendered(relance_domain::sender_kind_of(&step.channel));
     outbox::enqueue(
         tx,
         &outgoing::job(&key, job.job_id, &step.invoice_number, &job)?,

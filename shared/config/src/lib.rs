@@ -28,6 +28,36 @@ pub struct Creditor {
     pub mail_from: String,
 }
 
+/// Text messages and letters: their providers, and the terms a formal notice states.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelSettings {
+    /// HTTP SMS gateway (`RELANCE_SMS_GATEWAY_URL`); `None` writes text messages as JSON
+    /// lines to `sms_dir` instead.
+    pub sms_gateway_url: Option<String>,
+    /// Bearer token of the gateway; credentials in the URL (`https://user:pass@...`) are
+    /// sent as basic authentication instead.
+    pub sms_gateway_token: Option<String>,
+    /// Sender name or number shown on the phone; empty: the gateway's default.
+    pub sms_sender: String,
+    pub sms_dir: PathBuf,
+    /// Print-and-post API (`RELANCE_POSTAL_API_URL`); `None` writes each letter's PDF and a
+    /// manifest line to a dated folder of `letter_dir`, for creditors who print themselves.
+    pub postal_api_url: Option<String>,
+    pub postal_api_token: Option<String>,
+    pub letter_dir: PathBuf,
+    /// Longest wait for an answer from the SMS gateway or the postal API.
+    pub provider_timeout: Duration,
+    /// Days from receipt a formal notice gives to pay.
+    pub formal_notice_days: u32,
+    /// Annual rate (percent) of the late interest claimed from a business: the floor, three
+    /// times the legal interest rate of the half-year (L441-10).
+    pub interest_floor_percent: rust_decimal::Decimal,
+    /// Annual rate (percent) claimed from a consumer: the legal rate for individuals.
+    pub interest_consumer_percent: rust_decimal::Decimal,
+    /// The late-payment rate of the terms of sale; `None`: the ECB rate plus 10 points.
+    pub interest_contract_percent: Option<rust_decimal::Decimal>,
+}
+
 /// The policy for a step found in `sending` whose sender died: the email may or may not have
 /// reached the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +118,7 @@ pub struct Settings {
     /// `None`: not served.
     pub health_addr: Option<std::net::SocketAddr>,
     pub creditor: Creditor,
+    pub channels: ChannelSettings,
 }
 
 /// Hides the credentials that URLs may carry, so that a logged config leaks no secret.
@@ -152,9 +183,17 @@ impl Env {
 }
 
 /// Secrets may come from files (Docker and Kubernetes secrets): `DATABASE_URL_FILE`,
-/// `AMQP_URL_FILE` and `SMTP_URL_FILE` name a file holding the value, used when the variable
-/// itself is unset.
-const SECRET_VARIABLES: [&str; 3] = ["DATABASE_URL", "AMQP_URL", "SMTP_URL"];
+/// `AMQP_URL_FILE`, `SMTP_URL_FILE` (and the same for the SMS gateway's and the postal API's
+/// URL and token) name a file holding the value, used when the variable itself is unset.
+const SECRET_VARIABLES: [&str; 7] = [
+    "DATABASE_URL",
+    "AMQP_URL",
+    "SMTP_URL",
+    "RELANCE_SMS_GATEWAY_URL",
+    "RELANCE_SMS_GATEWAY_TOKEN",
+    "RELANCE_POSTAL_API_URL",
+    "RELANCE_POSTAL_API_TOKEN",
+];
 
 fn with_secret_files(mut vars: HashMap<String, String>) -> anyhow::Result<HashMap<String, String>> {
     for key in SECRET_VARIABLES {
@@ -254,7 +293,18 @@ impl Settings {
                 reply_to: env.text("RELANCE_CREDITOR_REPLY_TO", "compta@exemple.test"),
                 mail_from: env.text("RELANCE_MAIL_FROM", "Exemple SAS <relance@exemple.test>"),
             },
+            channels: channel_settings(&env)?,
         };
+        for (url, key) in [
+            (&settings.channels.sms_gateway_url, "RELANCE_SMS_GATEWAY_URL"),
+            (&settings.channels.postal_api_url, "RELANCE_POSTAL_API_URL"),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(anyhow!("{key}={:?} is not an http(s) URL", redact(url)));
+                }
+            }
+        }
         if settings.scheduler_batch <= 0 {
             return Err(anyhow!("RELANCE_SCHEDULER_BATCH must be positive"));
         }
@@ -263,6 +313,32 @@ impl Settings {
         }
         Ok(settings)
     }
+}
+
+fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
+    Ok(ChannelSettings {
+        sms_gateway_url: env.get("RELANCE_SMS_GATEWAY_URL"),
+        sms_gateway_token: env.get("RELANCE_SMS_GATEWAY_TOKEN"),
+        sms_sender: env.text("RELANCE_SMS_SENDER", ""),
+        sms_dir: PathBuf::from(env.text("RELANCE_SMS_DIR", "out/sms")),
+        postal_api_url: env.get("RELANCE_POSTAL_API_URL"),
+        postal_api_token: env.get("RELANCE_POSTAL_API_TOKEN"),
+        letter_dir: PathBuf::from(env.text("RELANCE_LETTER_DIR", "out/letters")),
+        provider_timeout: env.millis("RELANCE_PROVIDER_TIMEOUT_MS", 30_000)?,
+        formal_notice_days: env.parsed("RELANCE_FORMAL_NOTICE_DAYS", 8)?,
+        interest_floor_percent: env.parsed(
+            "RELANCE_INTEREST_FLOOR_PERCENT",
+            rust_decimal::Decimal::new(828, 2),
+        )?,
+        interest_consumer_percent: env.parsed(
+            "RELANCE_INTEREST_CONSUMER_PERCENT",
+            rust_decimal::Decimal::new(665, 2),
+        )?,
+        interest_contract_percent: match env.get("RELANCE_INTEREST_CONTRACT_PERCENT") {
+            None => None,
+            Some(_) => Some(env.parsed("RELANCE_INTEREST_CONTRACT_PERCENT", rust_decimal::Decimal::ZERO)?),
+        },
+    })
 }
 
 fn relance_contracts_namespace() -> &'static str {

@@ -12,7 +12,8 @@ pub const PAYMENT_RECEIVED: &str = "payment.received";
 
 /// Internal job routing keys (on the `<ns>.jobs` direct exchange).
 pub const REMINDER_DUE: &str = "reminder.due";
-/// Rendered messages go to one queue per channel: `reminder.rendered.email`, ...
+/// Rendered messages go to one queue per sender kind: `reminder.rendered.email`,
+/// `reminder.rendered.sms`, `reminder.rendered.letter` (letters and registered letters).
 pub const REMINDER_RENDERED_PREFIX: &str = "reminder.rendered";
 
 /// Outbound event routing keys (on the `<ns>.events` topic exchange).

@@ -43,4 +43,38 @@ macro_rules! text_enum {
 text_enum!(Language { Fr => "fr", En => "en" });
 text_enum!(Risk { Low => "low", Medium => "medium", High => "high" });
 text_enum!(CustomerKind { Business => "business", Consumer => "consumer" });
-text_enum!(Channel { Email => "email" });
+text_enum!(Channel {
+    Email => "email",
+    Sms => "sms",
+    Letter => "letter",
+    RegisteredLetter => "registered_letter",
+});
+
+impl Channel {
+    /// The sender kind that delivers this channel, which names its queue
+    /// (`<ns>.sender.<kind>`) and routing key (`reminder.rendered.<kind>`): registered
+    /// letters go through the letter sender, flagged as registered.
+    pub fn sender_kind(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Letter | Channel::RegisteredLetter => "letter",
+        }
+    }
+
+    /// Every sender kind, once each.
+    pub const SENDER_KINDS: [&'static str; 3] = ["email", "sms", "letter"];
+
+    /// Letters and registered letters: printed and posted.
+    pub fn is_postal(self) -> bool {
+        matches!(self, Channel::Letter | Channel::RegisteredLetter)
+    }
+}
+
+/// The sender kind of a channel stored as text; an unknown one is its own kind.
+pub fn sender_kind_of(channel: &str) -> &str {
+    channel
+        .parse::<Channel>()
+        .map(Channel::sender_kind)
+        .unwrap_or(channel)
+}

@@ -9,12 +9,13 @@ pub mod locale;
 pub mod money;
 pub mod plan;
 pub mod policy;
+pub mod sms;
 pub mod validation;
 pub mod window;
 
 pub use calendar::{calendar_for, is_business_day, FrenchCalendar, HolidayCalendar, WeekendsOnly};
 pub use clock::{Clock, SharedClock, SimulatedClock, SystemClock};
-pub use customer::{Channel, CustomerKind, Language, Risk};
+pub use customer::{sender_kind_of, Channel, CustomerKind, Language, Risk};
 pub use interest::{
     late_interest, recovery_indemnity, InterestBreakdown, InterestTerms, RateBasis, RateTable,
 };

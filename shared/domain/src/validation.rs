@@ -188,11 +188,13 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
         name: required_text("invoice.customer.name", c.name, 200)?,
         contact_name: required_text("invoice.customer.contact_name", c.contact_name, 200)?,
         email: email("invoice.customer.email", c.email)?,
-        phone: c
-            .phone
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_string),
+        phone: match c.phone.map(str::trim).filter(|p| !p.is_empty()) {
+            None => None,
+            Some(raw) => Some(
+                normalize_phone(raw, region_of_timezone(c.timezone.unwrap_or("Europe/Paris")))
+                    .map_err(|reason| Rejection::new("invoice.customer.phone", reason))?,
+            ),
+        },
         postal_address: c
             .postal_address
             .map(str::trim)
@@ -228,6 +230,80 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
         payment_link,
         pdf: f.pdf,
     })
+}
+
+/// The country whose numbering plan applies to a phone number written without its
+/// international prefix, guessed from the customer's time zone; France when unknown.
+pub fn region_of_timezone(timezone: &str) -> &'static str {
+    const REGIONS: &[(&str, &str)] = &[
+        ("Europe/Paris", "FR"),
+        ("Europe/Monaco", "MC"),
+        ("Europe/Brussels", "BE"),
+        ("Europe/Luxembourg", "LU"),
+        ("Europe/Zurich", "CH"),
+        ("Europe/Berlin", "DE"),
+        ("Europe/Madrid", "ES"),
+        ("Europe/Rome", "IT"),
+        ("Europe/Amsterdam", "NL"),
+        ("Europe/Lisbon", "PT"),
+        ("Europe/London", "GB"),
+        ("Europe/Dublin", "IE"),
+        ("Europe/Vienna", "AT"),
+        ("Europe/Warsaw", "PL"),
+        ("America/New_York", "US"),
+        ("America/Chicago", "US"),
+        ("America/Denver", "US"),
+        ("America/Los_Angeles", "US"),
+        ("America/Toronto", "CA"),
+        ("America/Montreal", "CA"),
+        ("Indian/Reunion", "RE"),
+        ("Indian/Mayotte", "YT"),
+        ("America/Guadeloupe", "GP"),
+        ("America/Martinique", "MQ"),
+        ("America/Cayenne", "GF"),
+        ("Pacific/Noumea", "NC"),
+        ("Pacific/Tahiti", "PF"),
+        ("Africa/Casablanca", "MA"),
+        ("Africa/Tunis", "TN"),
+        ("Africa/Algiers", "DZ"),
+        ("Africa/Dakar", "SN"),
+        ("Africa/Abidjan", "CI"),
+    ];
+    REGIONS
+        .iter()
+        .find(|(tz, _)| *tz == timezone)
+        .map(|(_, region)| *region)
+        .unwrap_or("FR")
+}
+
+/// Validates a phone number and writes it in E.164 (`+33612345678`). A number without the
+/// international prefix is read in `default_region`'s numbering plan (ISO 3166 code).
+pub fn normalize_phone(raw: &str, default_region: &str) -> Result<String, String> {
+    let region = phonenumber::country::Id::from_str(default_region).ok();
+    let number = phonenumber::parse(region, raw).map_err(|e| {
+        format!("{raw:?} is not a phone number ({e}); write it as +33 6 12 34 56 78 or in the customer's national format")
+    })?;
+    if !phonenumber::is_valid(&number) {
+        return Err(format!(
+            "{raw:?} is not a valid phone number (read with the {default_region} numbering plan unless it starts with +)"
+        ));
+    }
+    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// Whether a number (E.164) can receive text messages: mobiles, or numbers whose plan does
+/// not tell mobiles from landlines. Returns why not otherwise.
+pub fn sms_capable(e164: &str) -> Result<(), String> {
+    let number =
+        phonenumber::parse(None, e164).map_err(|e| format!("{e164:?} is not a phone number ({e})"))?;
+    match number.number_type(&phonenumber::metadata::DATABASE) {
+        phonenumber::Type::Mobile
+        | phonenumber::Type::FixedLineOrMobile
+        | phonenumber::Type::PersonalNumber => Ok(()),
+        other => Err(format!(
+            "{e164} is not a mobile number ({other:?}): it cannot receive text messages"
+        )),
+    }
 }
 
 pub fn validate_payment(f: PaymentFields<'_>) -> Result<NewPayment, Rejection> {
@@ -284,6 +360,59 @@ mod tests {
         assert_eq!(invoice.customer.timezone, chrono_tz::Europe::Paris);
         assert_eq!(invoice.customer.risk, Risk::Medium);
         assert_eq!(invoice.customer.kind, CustomerKind::Business);
+    }
+
+    #[test]
+    fn phone_numbers_are_normalised_to_e164_in_the_customers_numbering_plan() {
+        let cases = [
+            ("06 12 34 56 78", "FR", "+33612345678"),
+            ("06.12.34.56.78", "FR", "+33612345678"),
+            ("+33 6 12 34 56 78", "FR", "+33612345678"),
+            ("0033 6 12 34 56 78", "FR", "+33612345678"),
+            ("+32 470 12 34 56", "FR", "+32470123456"),
+            ("0470 12 34 56", "BE", "+32470123456"),
+            ("01 42 68 53 00", "FR", "+33142685300"),
+            ("(415) 555-2671", "US", "+14155552671"),
+        ];
+        for (raw, region, expected) in cases {
+            assert_eq!(
+                normalize_phone(raw, region),
+                Ok(expected.to_string()),
+                "{raw} in {region}"
+            );
+        }
+        for bad in [
+            "12",
+            "06 12",
+            "not a number",
+            "+33 6 12 34 56 78 90 12",
+            "+999 123456",
+        ] {
+            let refused = normalize_phone(bad, "FR");
+            assert!(refused.is_err(), "{bad} accepted as {refused:?}");
+        }
+        assert_eq!(region_of_timezone("Europe/Brussels"), "BE");
+        assert_eq!(region_of_timezone("Asia/Tokyo"), "FR");
+        assert_eq!(sms_capable("+33612345678"), Ok(()));
+        assert!(sms_capable("+33142685300").is_err_and(|e| e.contains("not a mobile")));
+    }
+
+    #[test]
+    fn the_phone_is_checked_at_intake_in_the_customers_time_zone_and_may_be_absent() {
+        let mut input = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+        input.customer.phone = Some("0470 12 34 56");
+        input.customer.timezone = Some("Europe/Brussels");
+        assert_eq!(
+            validate_invoice(input).map(|i| i.customer.phone),
+            Ok(Some("+32470123456".to_string()))
+        );
+        let mut blank = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+        blank.customer.phone = Some("  ");
+        assert_eq!(validate_invoice(blank).map(|i| i.customer.phone), Ok(None));
+        let mut bad = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+        bad.customer.phone = Some("06 12");
+        let refused = validate_invoice(bad).map_err(|r| r.field);
+        assert_eq!(refused, Err("invoice.customer.phone".to_string()));
     }
 
     #[test]

@@ -36,11 +36,12 @@ pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
             names::REMINDER_DUE.to_string(),
         ),
     ];
-    for channel in DeliveryChannel::ALL {
+    // One sender queue per kind: `registered_letter` goes with `letter`.
+    for kind in DeliveryChannel::SENDER_KINDS {
         queues.push((
-            names.sender_queue(channel.as_str()),
+            names.sender_queue(kind),
             names.jobs_exchange(),
-            names::reminder_rendered(channel.as_str()),
+            names::reminder_rendered(kind),
         ));
     }
     queues

@@ -3,6 +3,7 @@
 //! outbox table is how a change asks for a message).
 
 pub mod clock;
+pub mod deliveries;
 pub mod invoices;
 pub mod journal;
 pub mod outbox;

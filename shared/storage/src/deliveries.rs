@@ -1,0 +1,84 @@
+//! What the SMS and letter channels read and keep beside the email path: the customer's
+//! phone and postal address, the payments that late interest is computed from, a letter's
+//! PDF with its SHA-256, and the provider's reference as proof.
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Where a customer can be reached besides email.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct Contact {
+    /// E.164, normalised at intake.
+    pub phone: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+pub async fn contact_of(db: &mut PgConnection, customer_id: &str) -> anyhow::Result<Contact> {
+    let contact: Option<Contact> =
+        sqlx::query_as("SELECT phone, postal_address FROM customers WHERE id = $1")
+            .bind(customer_id)
+            .fetch_optional(db)
+            .await
+            .context("reading the customer's phone and address")?;
+    Ok(contact.unwrap_or_default())
+}
+
+/// (value date, amount) of every payment applied to the invoice.
+pub async fn payments_of(
+    db: &mut PgConnection,
+    invoice_id: Uuid,
+) -> anyhow::Result<Vec<(NaiveDate, Decimal)>> {
+    sqlx::query_as("SELECT received_on, amount FROM payments WHERE invoice_id = $1 ORDER BY received_on, id")
+        .bind(invoice_id)
+        .fetch_all(db)
+        .await
+        .context("reading the invoice's payments")
+}
+
+/// Stores the rendered document (a letter's PDF) of a step, once.
+pub async fn save_document(
+    tx: &mut PgConnection,
+    step_id: Uuid,
+    document: &[u8],
+    sha256: &str,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE rendered_messages SET document = $2, document_sha256 = $3 WHERE step_id = $1 AND document IS NULL",
+    )
+    .bind(step_id)
+    .bind(document)
+    .bind(sha256)
+    .execute(tx)
+    .await
+    .context("saving the rendered document")?;
+    Ok(())
+}
+
+/// A step's rendered document and its SHA-256.
+pub async fn document_of(db: &mut PgConnection, step_id: Uuid) -> anyhow::Result<Option<(Vec<u8>, String)>> {
+    let row: Option<(Option<Vec<u8>>, Option<String>)> =
+        sqlx::query_as("SELECT document, document_sha256 FROM rendered_messages WHERE step_id = $1")
+            .bind(step_id)
+            .fetch_optional(db)
+            .await
+            .context("reading the rendered document")?;
+    Ok(row.and_then(|(document, sha)| document.zip(sha)))
+}
+
+/// Keeps the provider's reference for the step (message id, tracking number, file).
+pub async fn set_delivery_reference(
+    tx: &mut PgConnection,
+    step_id: Uuid,
+    reference: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE reminder_steps SET delivery_reference = $2 WHERE id = $1")
+        .bind(step_id)
+        .bind(reference)
+        .execute(tx)
+        .await
+        .context("saving the delivery reference")?;
+    Ok(())
+}
