@@ -1,23 +1,28 @@
 //! The renderer: turns a `reminder.due` job into the exact message its channel will deliver
-//! (subject, text and HTML for email), with amounts, dates and payment details in the
-//! customer's language, stores it as proof, and hands it to the channel's sender. It sends
-//! nothing itself.
+//! (subject, text and HTML for email; a short text for SMS; a PDF for letters), with
+//! amounts, dates and payment details in the customer's language, stores it as proof, and
+//! hands it to the channel's sender. It sends nothing itself.
 
+pub mod letter;
+pub mod pdf;
+pub mod sms;
 pub mod templates;
 
 use anyhow::Context;
-use chrono::{DateTime, Days, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use minijinja::Environment;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::locale::format_date;
-use relance_domain::{Language, Money};
+use relance_domain::{sender_kind_of, Channel, Language, Money};
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
+use relance_storage::deliveries::{self, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
 use relance_storage::{journal, outbox};
+use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
 use std::str::FromStr;
@@ -91,11 +96,46 @@ pub async fn render_job(
             step.id
         )));
     };
+    let contact = deliveries::contact_of(&mut conn, &invoice.customer_id).await?;
+    let payments = if Channel::from_str(&step.channel).is_ok_and(Channel::is_postal) {
+        deliveries::payments_of(&mut conn, invoice.id).await?
+    } else {
+        Vec::new()
+    };
     drop(conn);
     let now = config.clock.now();
-    let rendered = render(env, config, &step, &invoice, now)
+    let outcome = render_step(env, config, &step, &invoice, &contact, &payments, now)
         .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
     let mut tx = db.begin().await.context("starting the render transaction")?;
+    let (rendered, document, facts) = match outcome {
+        Rendering::Ready {
+            message,
+            document,
+            facts,
+        } => (message, document, facts),
+        Rendering::Skip(reason) => {
+            return settle_unrenderable(
+                tx,
+                &step,
+                StepStatus::Skipped,
+                names::REMINDER_SKIPPED,
+                &reason,
+                now,
+            )
+            .await;
+        }
+        Rendering::Refuse(reason) => {
+            return settle_unrenderable(
+                tx,
+                &step,
+                StepStatus::Failed,
+                names::REMINDER_FAILED,
+                &reason,
+                now,
+            )
+            .await;
+        }
+    };
     if !steps::transition(
         &mut tx,
         step.id,
@@ -109,6 +149,9 @@ pub async fn render_job(
         return Ok(()); // Cancelled or taken meanwhile.
     }
     steps::save_rendered(&mut tx, &rendered).await?;
+    if let Some(document) = &document {
+        deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
+    }
     let next = ReminderRenderedV1 {
         version: VERSION_1,
         job_id: Uuid::new_v4(),
@@ -117,54 +160,120 @@ pub async fn render_job(
         step: step.name.clone(),
         channel: step.channel.clone(),
     };
-    let routing_key = names::reminder_rendered(&step.channel);
+    let routing_key = names::reminder_rendered(sender_kind_of(&step.channel));
     outbox::enqueue(
         &mut tx,
         &outgoing::job(&routing_key, next.job_id, &step.invoice_number, &next)?,
         now,
     )
     .await?;
+    let mut detail = json!({
+        "step": step.name,
+        "channel": step.channel,
+        "message_id": rendered.message_id,
+        "subject": rendered.subject,
+        "recipients": rendered.recipients,
+    });
+    if let (Some(detail), Some(facts)) = (detail.as_object_mut(), facts.as_object()) {
+        detail.extend(facts.clone());
+    }
     journal::append(
         &mut tx,
         now,
         &step.invoice_number,
         Some(step.id),
         "reminder.rendered",
-        json!({
-            "step": step.name,
-            "message_id": rendered.message_id,
-            "subject": rendered.subject,
-            "recipients": rendered.recipients,
-        }),
+        detail,
     )
     .await?;
     tx.commit().await.context("committing the rendered message")?;
     Ok(())
 }
 
-/// The domain part of the sender address, for deterministic Message-IDs.
-fn mail_domain(mail_from: &str) -> &str {
-    mail_from
-        .rsplit('@')
-        .next()
-        .map(|d| d.trim_end_matches('>').trim())
-        .filter(|d| !d.is_empty())
-        .unwrap_or("relance.invalid")
+/// A step that cannot go out on its channel: skipped (nothing to send it to) or failed
+/// (its text cannot be made to fit), with the reason announced.
+async fn settle_unrenderable(
+    mut tx: relance_storage::Tx<'_>,
+    step: &StepRecord,
+    to: StepStatus,
+    event_type: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    if steps::transition(&mut tx, step.id, &[StepStatus::Queued], to, Some(reason), now).await? {
+        outgoing::announce_step(&mut tx, now, step, event_type, json!({ "reason": reason })).await?;
+    }
+    tx.commit().await.context("committing the step's outcome")?;
+    Ok(())
 }
 
-/// Renders one step for its invoice at `now`.
-pub fn render(
+/// What rendering a step gave.
+#[derive(Debug)]
+pub enum Rendering {
+    /// The message to deliver; for letters, its PDF. `facts` go into the journal.
+    Ready {
+        message: Box<RenderedMessage>,
+        document: Option<Document>,
+        facts: serde_json::Value,
+    },
+    /// Nothing to send it to on this channel (no phone number, no postal address): skipped.
+    Skip(String),
+    /// It cannot be made deliverable (a text message over its segments): failed.
+    Refuse(String),
+}
+
+/// A rendered document (a letter) and its SHA-256, hex.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub pdf: Vec<u8>,
+    pub sha256: String,
+    pub pages: usize,
+}
+
+/// Renders one step on its channel.
+pub fn render_step(
     env: &Environment<'static>,
     config: &Config,
     step: &StepRecord,
     invoice: &InvoiceRecord,
+    contact: &Contact,
+    payments: &[(NaiveDate, Decimal)],
     now: DateTime<Utc>,
-) -> anyhow::Result<RenderedMessage> {
+) -> anyhow::Result<Rendering> {
+    let channel = Channel::from_str(&step.channel).map_err(anyhow::Error::msg)?;
+    match channel {
+        Channel::Email => Ok(Rendering::Ready {
+            message: Box::new(render(env, config, step, invoice, now)?),
+            document: None,
+            facts: json!({}),
+        }),
+        Channel::Sms => sms::render(env, config, step, invoice, contact, now),
+        Channel::Letter | Channel::RegisteredLetter => {
+            letter::render(env, config, step, invoice, contact, payments, now)
+        }
+    }
+}
+
+/// What every template can use: the invoice, the customer, the creditor, in the customer's
+/// language and time zone.
+pub struct Common {
+    pub language: Language,
+    pub today: NaiveDate,
+    pub context: minijinja::Value,
+    pub money: Box<dyn Fn(Decimal) -> String>,
+}
+
+pub fn common_context(
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Common> {
     let language = Language::from_str(&invoice.language).map_err(anyhow::Error::msg)?;
     let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
     let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
     let today = now.with_timezone(&tz).date_naive();
-    let money = |amount| Money::new(amount, currency).format(language);
+    let money = move |amount| Money::new(amount, currency).format(language);
     let paid = invoice.amount - invoice.balance;
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
@@ -195,6 +304,37 @@ pub fn render(
             email => creditor.email, phone => creditor.phone, signature => creditor.signature,
         },
     };
+    Ok(Common {
+        language,
+        today,
+        context,
+        money: Box::new(money),
+    })
+}
+
+/// The domain part of the sender address, for deterministic Message-IDs.
+fn mail_domain(mail_from: &str) -> &str {
+    mail_from
+        .rsplit('@')
+        .next()
+        .map(|d| d.trim_end_matches('>').trim())
+        .filter(|d| !d.is_empty())
+        .unwrap_or("relance.invalid")
+}
+
+/// Renders one email step for its invoice at `now`.
+pub fn render(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<RenderedMessage> {
+    let Common {
+        language, context, ..
+    } = common_context(config, step, invoice, now)?;
+    let creditor = &config.settings.creditor;
+    let attach_invoice = invoice.has_pdf && step.kind == "reminder";
     let base = format!("{}/{}", language.as_str(), step.template);
     let text = env.get_template(&format!("{base}.txt"))?;
     let mut captured = text.render_captured(&context)?;

@@ -1,10 +1,12 @@
-//! The message templates: French and English, one `.txt` (subject and text body blocks, not
-//! escaped) and one `.html` (auto-escaped, sandboxed by minijinja) per template. Built into
-//! the binary; `RELANCE_TEMPLATE_DIR` points at a folder of the same layout to override them.
+//! The message templates: French and English. For email one `.txt` (subject and text body
+//! blocks, not escaped) and one `.html` (auto-escaped, sandboxed by minijinja) per template;
+//! for SMS one `.sms` (`body`, optional `short`); for letters one `.letter` (`subject`,
+//! `body`). Built into the binary; `RELANCE_TEMPLATE_DIR` points at a folder of the same
+//! layout to override them.
 
 use anyhow::{anyhow, Context};
 use minijinja::Environment;
-use relance_domain::{DunningPolicy, Language};
+use relance_domain::{Channel, DunningPolicy, Language};
 use std::path::Path;
 
 macro_rules! builtin {
@@ -32,7 +34,22 @@ const BUILTIN: &[(&str, &str)] = builtin!(
     "en/firm_reminder.html",
     "en/thanks.txt",
     "en/thanks.html",
+    "fr/sms_reminder.sms",
+    "en/sms_reminder.sms",
+    "fr/letter_reminder.letter",
+    "en/letter_reminder.letter",
+    "fr/formal_notice.letter",
+    "en/formal_notice.letter",
 );
+
+/// The template files a step on `channel` needs, by extension.
+pub fn extensions(channel: Channel) -> &'static [&'static str] {
+    match channel {
+        Channel::Email => &["txt", "html"],
+        Channel::Sms => &["sms"],
+        Channel::Letter | Channel::RegisteredLetter => &["letter"],
+    }
+}
 
 /// Builds the template environment and checks that every template the policy names exists
 /// in every language, so a missing one stops the renderer at start, not at send time.
@@ -52,9 +69,17 @@ pub fn environment(
             }
         }
     }
-    for (template, line) in policy.templates() {
+    let mut needed: Vec<(&str, usize, Channel)> = policy
+        .segments
+        .values()
+        .flatten()
+        .map(|s| (s.template.as_str(), s.line, s.channel))
+        .collect();
+    // The thank-you goes by email.
+    needed.push((policy.thanks_template.as_str(), 1, Channel::Email));
+    for (template, line, channel) in needed {
         for language in Language::ALL {
-            for ext in ["txt", "html"] {
+            for ext in extensions(channel) {
                 let name = format!("{}/{template}.{ext}", language.as_str());
                 env.get_template(&name)
                     .map_err(|e| anyhow!("policy line {line}: template {name:?} is not usable: {e}"))?;

@@ -1,0 +1,422 @@
+//! Letters and registered letters: the template's `subject` and `body` blocks laid out as a
+//! PDF with the creditor's letterhead, the debtor's postal address, place and date, and the
+//! invoice references. A formal notice (tone `formal`) also states the late interest accrued
+//! to date and, for a business, the 40 EUR recovery indemnity (Code de commerce L441-10 and
+//! D441-5), the deadline to pay and what follows. A customer without a postal address has
+//! the step skipped, with the reason.
+
+use crate::pdf::{self, Letter};
+use crate::{common_context, Common, Document, Rendering};
+use anyhow::anyhow;
+use chrono::{DateTime, NaiveDate, Utc};
+use minijinja::Environment;
+use relance_config::{ChannelSettings, Config};
+use relance_domain::interest::{late_interest, recovery_indemnity, InterestTerms, RateBasis};
+use relance_domain::locale::format_date;
+use relance_domain::{Channel, CustomerKind, Language};
+use relance_storage::deliveries::Contact;
+use relance_storage::invoices::InvoiceRecord;
+use relance_storage::steps::{RenderedMessage, StepRecord};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::str::FromStr;
+
+/// The late-payment terms configured for this creditor.
+pub fn interest_terms(channels: &ChannelSettings) -> InterestTerms {
+    let mut terms = InterestTerms::statutory(
+        channels.interest_floor_percent,
+        channels.interest_consumer_percent,
+    );
+    if let Some(rate_percent) = channels.interest_contract_percent {
+        terms.basis = RateBasis::Contractual { rate_percent };
+    }
+    terms
+}
+
+/// The town of the creditor's address: its last line without the postal code.
+fn place(address: &str) -> String {
+    let last = address
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("");
+    let town = last.trim_start_matches(|c: char| c.is_ascii_digit() || c.is_whitespace());
+    if town.is_empty() { last } else { town }.to_string()
+}
+
+fn percent(rate: Decimal, language: Language) -> String {
+    let plain = rate.normalize().to_string();
+    match language {
+        Language::Fr => format!("{}\u{a0}%", plain.replace('.', ",")),
+        Language::En => format!("{plain}%"),
+    }
+}
+
+struct Labels {
+    registered: &'static str,
+    subject: &'static str,
+    attention: &'static str,
+    number: &'static str,
+    issued: &'static str,
+    due: &'static str,
+    amount: &'static str,
+    paid: &'static str,
+    balance: &'static str,
+    interest: &'static str,
+    indemnity: &'static str,
+    total: &'static str,
+}
+
+fn labels(language: Language) -> Labels {
+    match language {
+        Language::Fr => Labels {
+            registered: "Lettre recommandée avec accusé de réception",
+            subject: "Objet : ",
+            attention: "À l'attention de ",
+            number: "Facture n°",
+            issued: "Date de la facture",
+            due: "Date d'échéance",
+            amount: "Montant de la facture",
+            paid: "Déjà réglé",
+            balance: "Reste dû",
+            interest: "Pénalités de retard au ",
+            indemnity: "Indemnité forfaitaire pour frais de recouvrement",
+            total: "Total réclamé",
+        },
+        Language::En => Labels {
+            registered: "Registered letter with acknowledgement of receipt",
+            subject: "Subject: ",
+            attention: "For the attention of ",
+            number: "Invoice no.",
+            issued: "Invoice date",
+            due: "Due date",
+            amount: "Invoice amount",
+            paid: "Already paid",
+            balance: "Balance due",
+            interest: "Late-payment interest to ",
+            indemnity: "Fixed compensation for recovery costs",
+            total: "Total claimed",
+        },
+    }
+}
+
+pub fn render(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    contact: &Contact,
+    payments: &[(NaiveDate, Decimal)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Rendering> {
+    let Some(address) = contact.postal_address.clone().filter(|a| !a.trim().is_empty()) else {
+        return Ok(Rendering::Skip("the customer has no postal address".to_string()));
+    };
+    let registered =
+        Channel::from_str(&step.channel).map_err(anyhow::Error::msg)? == Channel::RegisteredLetter;
+    let Common {
+        language,
+        today,
+        context,
+        money,
+    } = common_context(config, step, invoice, now)?;
+    let channels = &config.settings.channels;
+    let kind = CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
+    let overdue = today > invoice.due_on;
+    let interest = late_interest(
+        &interest_terms(channels),
+        kind,
+        invoice.amount,
+        invoice.due_on,
+        payments,
+        today,
+    );
+    let indemnity = if overdue {
+        recovery_indemnity(kind)
+    } else {
+        Decimal::ZERO
+    };
+    let total = invoice.balance + interest.total + indemnity;
+    let rate = interest.periods.last().map(|p| p.annual_rate_percent);
+    let creditor = &config.settings.creditor;
+    let place_and_date = match language {
+        Language::Fr => format!(
+            "{}, le {}",
+            place(&creditor.address),
+            format_date(today, language)
+        ),
+        Language::En => format!("{}, {}", place(&creditor.address), format_date(today, language)),
+    };
+    let context = minijinja::context! {
+        today => format_date(today, language),
+        registered => registered,
+        notice_days => channels.formal_notice_days,
+        interest => money(interest.total),
+        interest_rate => rate.map(|r| percent(r, language)),
+        has_interest => !interest.total.is_zero(),
+        indemnity => money(indemnity),
+        has_indemnity => !indemnity.is_zero(),
+        total_claimed => money(total),
+        ..context
+    };
+    let name = format!("{}/{}.letter", language.as_str(), step.template);
+    let template = env.get_template(&name)?;
+    let mut captured = template.render_captured(&context)?;
+    let (subject, body) = captured
+        .with_state_mut(|state| -> Result<(String, String), minijinja::Error> {
+            Ok((state.render_block("subject")?, state.render_block("body")?))
+        })
+        .map_err(|e| anyhow!("{name}: {e}"))?;
+    let subject: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let paragraphs: Vec<String> = body
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+
+    let l = labels(language);
+    let formal = step.tone == "formal";
+    let paid = invoice.amount - invoice.balance;
+    let mut references = vec![
+        (l.number.to_string(), invoice.number.clone()),
+        (l.issued.to_string(), format_date(invoice.issued_on, language)),
+        (l.due.to_string(), format_date(invoice.due_on, language)),
+        (l.amount.to_string(), money(invoice.amount)),
+    ];
+    if !paid.is_zero() {
+        references.push((l.paid.to_string(), money(paid)));
+    }
+    references.push((l.balance.to_string(), money(invoice.balance)));
+    if formal && overdue {
+        references.push((
+            format!("{}{}", l.interest, format_date(today, language)),
+            money(interest.total),
+        ));
+        if !indemnity.is_zero() {
+            references.push((l.indemnity.to_string(), money(indemnity)));
+        }
+        references.push((l.total.to_string(), money(total)));
+    }
+    let mut letterhead = vec![creditor.name.clone()];
+    letterhead.extend(creditor.address.lines().map(str::to_string));
+    letterhead.push(
+        [creditor.email.as_str(), creditor.phone.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" · "),
+    );
+    let mut recipient = vec![
+        invoice.customer_name.clone(),
+        format!("{}{}", l.attention, invoice.contact_name),
+    ];
+    recipient.extend(
+        address
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string),
+    );
+    let letter = Letter {
+        title: subject.clone(),
+        language: language.as_str().to_string(),
+        letterhead,
+        recipient: recipient.clone(),
+        mention: registered.then(|| l.registered.to_string()),
+        place_and_date: place_and_date.clone(),
+        subject: format!("{}{}", l.subject, subject),
+        references: references.clone(),
+        paragraphs: paragraphs.clone(),
+        footer: format!("{} · {}", creditor.name, invoice.number),
+    };
+    let (pdf, pages) = pdf::render(&letter)?;
+    let sha256 = hex::encode(Sha256::digest(&pdf));
+    // The text of the letter, searchable beside its PDF.
+    let mut body_text = format!("{place_and_date}\n\n{}{subject}\n\n", l.subject);
+    for (label, value) in &references {
+        body_text.push_str(&format!("{label} : {value}\n"));
+    }
+    body_text.push('\n');
+    body_text.push_str(&paragraphs.join("\n\n"));
+    Ok(Rendering::Ready {
+        message: Box::new(RenderedMessage {
+            step_id: step.id,
+            channel: step.channel.clone(),
+            message_id: crate::sms::delivery_key(step),
+            // The name, then the address lines: what the postal service prints.
+            recipients: std::iter::once(invoice.customer_name.clone())
+                .chain(recipient.iter().skip(2).cloned())
+                .collect(),
+            cc: Vec::new(),
+            subject,
+            body_text,
+            body_html: None,
+            attach_invoice: invoice.has_pdf,
+            rendered_at: now,
+        }),
+        facts: json!({
+            "sha256": sha256,
+            "pages": pages,
+            "registered": registered,
+            "late_interest": interest.total,
+            "recovery_indemnity": indemnity,
+            "total_claimed": total,
+        }),
+        document: Some(Document { pdf, sha256, pages }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use relance_config::Settings;
+    use relance_domain::{DunningPolicy, SimulatedClock};
+    use std::sync::Arc;
+
+    fn step(channel: &str) -> StepRecord {
+        StepRecord {
+            id: uuid::Uuid::nil(),
+            invoice_id: uuid::Uuid::nil(),
+            invoice_number: "F-9".into(),
+            name: "formal_notice".into(),
+            kind: "reminder".into(),
+            position: 3,
+            channel: channel.into(),
+            template: "formal_notice".into(),
+            tone: "formal".into(),
+            due_at: Utc::now(),
+            status: "queued".into(),
+            emitted_on: None,
+        }
+    }
+
+    fn invoice(kind: &str, language: &str) -> InvoiceRecord {
+        InvoiceRecord {
+            id: uuid::Uuid::nil(),
+            number: "F-9".into(),
+            amount: Decimal::new(150000, 2),
+            currency: "EUR".into(),
+            balance: Decimal::new(100000, 2),
+            issued_on: NaiveDate::from_ymd_opt(2026, 2, 7).unwrap(),
+            due_on: NaiveDate::from_ymd_opt(2026, 3, 9).unwrap(),
+            payment_link: None,
+            has_pdf: false,
+            status: "open".into(),
+            customer_id: "C-9".into(),
+            customer_name: "ACME Industrie SA".into(),
+            contact_name: "Jeanne Martin".into(),
+            email: "compta@acme.test".into(),
+            cc: vec![],
+            language: language.into(),
+            timezone: "Europe/Paris".into(),
+            risk: "medium".into(),
+            kind: kind.into(),
+        }
+    }
+
+    /// Renders the formal notice of F-9 on 17 March 2026: 1 500.00 due 9 March, 500.00 paid
+    /// on 13 March.
+    fn formal_notice(kind: &str, language: &str, contact: &Contact) -> Rendering {
+        let settings = Settings::from_vars(Vec::<(String, String)>::new()).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 3, 17, 8, 0, 0).unwrap();
+        let config = Config::with_clock(settings, Arc::new(SimulatedClock::starting_at(now))).unwrap();
+        let env = crate::templates::environment(None, &DunningPolicy::default_policy().unwrap()).unwrap();
+        let paid = [(
+            NaiveDate::from_ymd_opt(2026, 3, 13).unwrap(),
+            Decimal::new(50000, 2),
+        )];
+        render(
+            &env,
+            &config,
+            &step("registered_letter"),
+            &invoice(kind, language),
+            contact,
+            &paid,
+            now,
+        )
+        .unwrap()
+    }
+
+    fn address() -> Contact {
+        Contact {
+            phone: None,
+            postal_address: Some("12 rue des Forges\n69002 Lyon".into()),
+        }
+    }
+
+    #[test]
+    fn a_formal_notice_to_a_business_claims_interest_and_the_indemnity() {
+        let Rendering::Ready {
+            message,
+            document,
+            facts,
+        } = formal_notice("business", "fr", &address())
+        else {
+            panic!("not rendered")
+        };
+        // 1 500.00 for 4 days (10..13 March excluded the 13th) then 1 000.00 for 5 days, at
+        // 12.15 %: (1 500 × 3 + 1 000 × 5) × 12.15 / 36 500 = 9 500 × 12.15 / 36 500 = 3.16.
+        assert_eq!(facts["late_interest"], json!("3.16"));
+        assert_eq!(facts["recovery_indemnity"], json!("40"));
+        assert_eq!(facts["total_claimed"], json!("1043.16"));
+        assert_eq!(facts["registered"], json!(true));
+        let text = &message.body_text;
+        for expected in [
+            "Mise en demeure de payer – facture F-9",
+            "Paris, le 17/03/2026",
+            "Déjà réglé : 500,00\u{a0}€",
+            "Reste dû : 1\u{202f}000,00\u{a0}€",
+            "40,00\u{a0}€ (article D441-5",
+            "12,15\u{a0}%",
+            "dans un délai de 8 jours à compter de la réception",
+            "injonction de payer",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from {text}");
+        }
+        assert_eq!(
+            message.recipients,
+            vec!["ACME Industrie SA", "12 rue des Forges", "69002 Lyon"]
+        );
+        let document = document.unwrap();
+        assert!(document.pdf.starts_with(b"%PDF"));
+        assert_eq!(document.sha256, hex::encode(Sha256::digest(&document.pdf)));
+        assert_eq!(facts["sha256"], json!(document.sha256));
+    }
+
+    #[test]
+    fn a_consumer_owes_the_consumer_rate_and_no_indemnity() {
+        let Rendering::Ready { message, facts, .. } = formal_notice("consumer", "en", &address()) else {
+            panic!("not rendered")
+        };
+        // (1 500 × 3 + 1 000 × 5) × 6.65 / 36 500 = 1.730… → 1.73.
+        assert_eq!(facts["late_interest"], json!("1.73"));
+        assert_eq!(facts["recovery_indemnity"], json!("0"));
+        let text = &message.body_text;
+        assert!(text.contains("Formal notice to pay – invoice F-9"), "{text}");
+        assert!(text.contains("within 8 days of receipt"), "{text}");
+        assert!(text.contains("6.65%"), "{text}");
+        assert!(
+            !text.contains("D441-5") && !text.contains("recovery costs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_a_postal_address_the_letter_is_skipped() {
+        let rendering = formal_notice("business", "fr", &Contact::default());
+        assert!(matches!(rendering, Rendering::Skip(reason) if reason.contains("postal address")));
+    }
+
+    #[test]
+    fn the_place_is_the_town_of_the_last_address_line() {
+        assert_eq!(place("1 rue de l'Exemple\n75001 Paris"), "Paris");
+        assert_eq!(place("Quai 3\nLyon"), "Lyon");
+        assert_eq!(place(""), "");
+        assert_eq!(percent(Decimal::new(1215, 2), Language::Fr), "12,15\u{a0}%");
+        assert_eq!(percent(Decimal::new(800, 2), Language::En), "8%");
+    }
+}
