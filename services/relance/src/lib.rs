@@ -1,4 +1,4 @@
-//! The `relance` command: runs one service or all four in one process, applies migrations,
+//! The `relance` command: runs one service or all of them in one process, applies migrations,
 //! and plays the demo. The services themselves live in their own crates.
 
 pub mod demo;
@@ -11,10 +11,12 @@ use relance_messaging::Readiness;
 use tokio_util::sync::CancellationToken;
 
 /// The services `relance run` knows.
-pub const SERVICES: [&str; 4] = [
+pub const SERVICES: [&str; 6] = [
     relance_scheduler::SERVICE,
     relance_renderer::SERVICE,
     relance_sender::SERVICE,
+    relance_sender::SMS_SERVICE,
+    relance_sender::LETTER_SERVICE,
     relance_payments::SERVICE,
 ];
 
@@ -32,6 +34,12 @@ pub async fn run_service(
         relance_renderer::SERVICE => relance_renderer::run_with_readiness(config, readiness, shutdown).await,
         relance_sender::SERVICE => relance_sender::run_with_readiness(config, readiness, shutdown).await,
         relance_payments::SERVICE => relance_payments::run_with_readiness(config, readiness, shutdown).await,
+        relance_sender::SMS_SERVICE => {
+            relance_sender::run_sms_with_readiness(config, readiness, shutdown).await
+        }
+        relance_sender::LETTER_SERVICE => {
+            relance_sender::run_letter_with_readiness(config, readiness, shutdown).await
+        }
         other => anyhow::bail!(
             "unknown service {other:?} (expected one of {} or all)",
             SERVICES.join(", ")

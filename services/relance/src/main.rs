@@ -17,7 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one service (scheduler, renderer, sender, payments), several, or `all`.
+    /// Run one service (scheduler, renderer, sender, sender-sms, sender-letter, payments),
+    /// several, or `all`.
     Run {
         #[arg(required = true)]
         services: Vec<String>,

@@ -1,30 +1,42 @@
-//! The channel sender for email: delivers rendered messages and records the server's answer
-//! as proof. Right before delivering it holds the invoice row in share mode and re-checks
-//! it: no reminder goes out once a payment settling the invoice is recorded.
+//! The channel senders: one worker kind per channel, each on its own queue
+//! (`<ns>.sender.email`, `<ns>.sender.sms`, `<ns>.sender.letter`), sharing one delivery
+//! flow. Right before delivering, the flow holds the invoice row in share mode and re-checks
+//! it: no reminder goes out, on any channel, once a payment settling the invoice is
+//! recorded. Couriers (`mailer`, `sms`, `postal`) only talk to their providers.
 //!
 //! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed`.
 //! A step left in `sending` (its sender died mid-delivery) is settled by the scheduler's
 //! lease sweep, by the `RELANCE_INTERRUPTED_DELIVERY` policy: failed with the reason
-//! (default, never a duplicate) or delivered again with the same Message-ID.
+//! (default, never a duplicate) or delivered again with the same idempotency key.
 
+pub mod courier;
+pub mod http;
 pub mod mailer;
+pub mod postal;
+pub mod sms;
 
 use anyhow::Context;
 
-use mailer::{build_message, DeliveryError, Mailer};
+use courier::{Courier, DeliveryError, Parcel};
+use mailer::{EmailCourier, Mailer};
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::ReminderRenderedV1;
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::invoices::{self, STATUS_OPEN};
-use relance_storage::journal;
 use relance_storage::steps::{self, StepStatus};
+use relance_storage::{deliveries, journal};
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The email sender (`relance run sender`).
 pub const SERVICE: &str = "sender";
+/// The SMS sender (`relance run sender-sms`).
+pub const SMS_SERVICE: &str = "sender-sms";
+/// The letter sender, letters and registered letters (`relance run sender-letter`).
+pub const LETTER_SERVICE: &str = "sender-letter";
 pub const CHANNEL: &str = "email";
 
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -36,33 +48,77 @@ pub async fn run_with_readiness(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mailer = Arc::new(Mailer::from_settings(&config.settings)?);
+    let courier = EmailCourier {
+        mailer: Mailer::from_settings(&config.settings)?,
+        mail_from: config.settings.creditor.mail_from.clone(),
+        reply_to: config.settings.creditor.reply_to.clone(),
+    };
+    run_courier(SERVICE, Arc::new(courier), config, readiness, shutdown).await
+}
+
+/// The SMS sender until `shutdown`.
+pub async fn run_sms(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_sms_with_readiness(config, Readiness::default(), shutdown).await
+}
+
+pub async fn run_sms_with_readiness(
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let courier = sms::SmsCourier::from_settings(&config.settings.channels)?;
+    run_courier(SMS_SERVICE, Arc::new(courier), config, readiness, shutdown).await
+}
+
+/// The letter sender until `shutdown`.
+pub async fn run_letter(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_letter_with_readiness(config, Readiness::default(), shutdown).await
+}
+
+pub async fn run_letter_with_readiness(
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let courier = postal::LetterCourier::from_settings(&config.settings.channels)?;
+    run_courier(LETTER_SERVICE, Arc::new(courier), config, readiness, shutdown).await
+}
+
+/// Consumes the courier's queue (`<ns>.sender.<kind>`) until `shutdown`.
+pub async fn run_courier(
+    service: &'static str,
+    courier: Arc<dyn Courier>,
+    config: Config,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let s = &config.settings;
     let db =
         relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;
     let (handler_db, handler_config) = (db.clone(), config.clone());
-    let queue = |names: &Names| names.sender_queue(CHANNEL);
+    let kind = courier.kind();
+    let queue = move |names: &Names| names.sender_queue(kind);
     relance_messaging::run_queue_worker(
-        SERVICE,
+        service,
         &config,
         &db,
         queue,
         readiness,
         shutdown,
         move |message| {
-            let (db, config, mailer) = (handler_db.clone(), handler_config.clone(), mailer.clone());
-            async move { deliver_job(&db, &config, &mailer, message).await }
+            let (db, config, courier) = (handler_db.clone(), handler_config.clone(), courier.clone());
+            async move { deliver_job(&db, &config, courier.as_ref(), message).await }
         },
     )
     .await
 }
 
-/// Handles `reminder.rendered.email`.
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step), err)]
+/// Handles `reminder.rendered.<kind>` with the courier of that kind.
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step, channel = courier.kind()), err)]
 pub async fn deliver_job(
     db: &PgPool,
     config: &Config,
-    mailer: &Mailer,
+    courier: &dyn Courier,
     message: Incoming,
 ) -> Result<(), HandlerError> {
     let job: ReminderRenderedV1 = message.json()?;
@@ -82,6 +138,7 @@ pub async fn deliver_job(
     } else {
         None
     };
+    let document = deliveries::document_of(&mut conn, step.id).await?;
     drop(conn);
 
     // 1. Claim the delivery: rendered -> sending, committed, so a crash leaves a trace. A step
@@ -147,25 +204,16 @@ pub async fn deliver_job(
         return Ok(());
     }
     let s = &config.settings;
-    let outcome = match build_message(
-        &rendered,
-        &s.creditor.mail_from,
-        &s.creditor.reply_to,
-        &step.invoice_number,
-        pdf,
-        now,
-    ) {
-        Ok(email) => {
-            let started = std::time::Instant::now();
-            mailer
-                .deliver(email)
-                .await
-                .map(|proof| (proof, started.elapsed()))
-        }
-        Err(e) => Err(e),
+    let parcel = Parcel {
+        step: step.clone(),
+        rendered: rendered.clone(),
+        invoice_pdf: pdf,
+        document,
+        at: now,
     };
+    let outcome = courier.deliver(&parcel).await;
     match outcome {
-        Ok((proof, smtp_time)) => {
+        Ok(receipt) => {
             // From here to the commit is the window in which a crash leaves a delivered
             // step in `sending` (settled by the interrupted-delivery policy).
             let accepted = std::time::Instant::now();
@@ -178,27 +226,16 @@ pub async fn deliver_job(
                 now,
             )
             .await?;
-            steps::set_delivery_proof(&mut tx, step.id, &proof).await?;
+            steps::set_delivery_proof(&mut tx, step.id, &receipt.proof).await?;
+            if let Some(reference) = &receipt.reference {
+                deliveries::set_delivery_reference(&mut tx, step.id, reference).await?;
+            }
             let event_type = if step.kind == "thanks" {
                 names::THANKS_SENT
             } else {
                 names::REMINDER_SENT
             };
-            outgoing::announce_step(
-                &mut tx,
-                now,
-                &step,
-                event_type,
-                json!({
-                    "message_id": rendered.message_id,
-                    "smtp_response": proof,
-                    "recipients": rendered.recipients,
-                    "cc": rendered.cc,
-                    "subject": rendered.subject,
-                    "smtp_ms": u64::try_from(smtp_time.as_millis()).unwrap_or(u64::MAX),
-                }),
-            )
-            .await?;
+            outgoing::announce_step(&mut tx, now, &step, event_type, receipt.detail).await?;
             tx.commit().await.context("recording the delivery")?;
             tracing::debug!(
                 window_ms = u64::try_from(accepted.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -2,13 +2,17 @@
 //! files (the demo needs no mail server). Classifies failures as transient (4xx, network)
 //! or permanent (5xx), and returns the server's answer as proof.
 
+use crate::courier::{Courier, Parcel, Receipt};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use relance_config::Settings;
 use relance_storage::steps::RenderedMessage;
+use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,16 +21,7 @@ pub enum Mailer {
     Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
 
-/// Why a delivery failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    /// Worth retrying later: 4xx answers, timeouts, connection failures.
-    #[error("transient: {0}")]
-    Transient(String),
-    /// Never going to work: 5xx answers, invalid addresses.
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
+pub use crate::courier::DeliveryError;
 
 impl Mailer {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
@@ -120,4 +115,46 @@ pub fn build_message(
     builder
         .multipart(body)
         .map_err(|e| DeliveryError::Permanent(format!("building the email failed: {e}")))
+}
+
+/// The email channel's courier: the mailer and the creditor's addresses.
+pub struct EmailCourier {
+    pub mailer: Mailer,
+    pub mail_from: String,
+    pub reply_to: String,
+}
+
+impl Courier for EmailCourier {
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
+    fn deliver<'a>(&'a self, parcel: &'a Parcel) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+        async move {
+            let rendered = &parcel.rendered;
+            let email = build_message(
+                rendered,
+                &self.mail_from,
+                &self.reply_to,
+                &parcel.step.invoice_number,
+                parcel.invoice_pdf.clone(),
+                parcel.at,
+            )?;
+            let started = std::time::Instant::now();
+            let answer = self.mailer.deliver(email).await?;
+            Ok(Receipt {
+                proof: answer.clone(),
+                reference: None,
+                detail: json!({
+                    "message_id": rendered.message_id,
+                    "smtp_response": answer,
+                    "recipients": rendered.recipients,
+                    "cc": rendered.cc,
+                    "subject": rendered.subject,
+                    "smtp_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                }),
+            })
+        }
+        .boxed()
+    }
 }

@@ -1,0 +1,231 @@
+//! Text messages: a gateway behind the small `SmsGateway` trait. `HttpSmsGateway` speaks
+//! the common HTTP SMS API shape (JSON POST of `to`, `from`, `text` and a reference, bearer
+//! or basic credentials, a message id back); `SmsOutbox` writes JSON lines to a dated
+//! folder when no gateway is configured (demo, trials).
+
+use crate::courier::{Courier, DeliveryError, Parcel, Receipt};
+use crate::http::{self, Endpoint};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use relance_config::ChannelSettings;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// One text message for a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingSms {
+    /// E.164.
+    pub to: String,
+    /// Sender name or number; empty: the gateway's default.
+    pub from: String,
+    pub text: String,
+    /// The idempotency key: the same at every attempt of one step.
+    pub reference: String,
+    pub invoice_number: String,
+}
+
+/// The gateway's acceptance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsAccepted {
+    /// The gateway's message id (or where the outbox wrote it).
+    pub message_id: Option<String>,
+    /// One line: status and id.
+    pub answer: String,
+}
+
+/// Something that takes text messages for delivery.
+pub trait SmsGateway: Send + Sync {
+    fn send<'a>(&'a self, sms: &'a OutgoingSms) -> BoxFuture<'a, Result<SmsAccepted, DeliveryError>>;
+}
+
+/// A gateway reached over HTTP.
+pub struct HttpSmsGateway {
+    client: http::HttpClient,
+    endpoint: Endpoint,
+}
+
+impl HttpSmsGateway {
+    pub fn new(url: &str, token: Option<String>, timeout: std::time::Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: http::HttpClient::new(timeout)?,
+            endpoint: Endpoint::new("the SMS gateway", url, token)?,
+        })
+    }
+}
+
+impl SmsGateway for HttpSmsGateway {
+    fn send<'a>(&'a self, sms: &'a OutgoingSms) -> BoxFuture<'a, Result<SmsAccepted, DeliveryError>> {
+        async move {
+            let mut body = json!({ "to": sms.to, "text": sms.text, "reference": sms.reference });
+            if !sms.from.is_empty() {
+                body["from"] = json!(sms.from);
+            }
+            let (status, answer) =
+                http::post_json(&self.client, &self.endpoint, &sms.reference, &body).await?;
+            let message_id = http::answer_field(&answer, &["message_id", "messageId", "id", "sid"]);
+            Ok(SmsAccepted {
+                answer: format!(
+                    "{status} {}",
+                    message_id
+                        .as_deref()
+                        .map(|id| format!("id {id}"))
+                        .unwrap_or_default()
+                )
+                .trim()
+                .to_string(),
+                message_id,
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Text messages written as JSON lines to `<dir>/<date>/sms.jsonl`, once per reference.
+pub struct SmsOutbox {
+    dir: PathBuf,
+    /// One writer at a time in this process: the check for a reference and the append.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl SmsOutbox {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn write(&self, sms: &OutgoingSms, at: DateTime<Utc>) -> anyhow::Result<PathBuf> {
+        let _guard = self.lock.lock().await;
+        let folder = self.dir.join(at.format("%Y-%m-%d").to_string());
+        tokio::fs::create_dir_all(&folder)
+            .await
+            .with_context(|| format!("creating {}", folder.display()))?;
+        let file = folder.join("sms.jsonl");
+        let existing = tokio::fs::read_to_string(&file).await.unwrap_or_default();
+        let already = existing
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| l.get("reference").and_then(|r| r.as_str()) == Some(sms.reference.as_str()));
+        if !already {
+            let line = json!({
+                "reference": sms.reference, "invoice": sms.invoice_number, "to": sms.to,
+                "from": sms.from, "text": sms.text, "at": at,
+            });
+            let mut out = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            out.write_all(format!("{line}\n").as_bytes())
+                .await
+                .with_context(|| format!("writing {}", file.display()))?;
+            out.flush().await.context("flushing the SMS outbox")?;
+        }
+        Ok(file)
+    }
+}
+
+/// [`SmsOutbox`] with the time to date its folder.
+struct DatedSmsOutbox<'a> {
+    outbox: &'a SmsOutbox,
+    at: DateTime<Utc>,
+}
+
+impl SmsGateway for DatedSmsOutbox<'_> {
+    fn send<'a>(&'a self, sms: &'a OutgoingSms) -> BoxFuture<'a, Result<SmsAccepted, DeliveryError>> {
+        async move {
+            let file =
+                self.outbox.write(sms, self.at).await.map_err(|e| {
+                    DeliveryError::Transient(format!("writing the text message failed: {e:#}"))
+                })?;
+            Ok(SmsAccepted {
+                message_id: Some(format!("{}#{}", file.display(), sms.reference)),
+                answer: format!("written to {}", file.display()),
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Where text messages go.
+pub enum SmsProvider {
+    Gateway(Arc<dyn SmsGateway>),
+    Outbox(SmsOutbox),
+}
+
+/// The SMS channel's courier.
+pub struct SmsCourier {
+    provider: SmsProvider,
+    sender: String,
+}
+
+impl SmsCourier {
+    pub fn new(provider: SmsProvider, sender: String) -> Self {
+        Self { provider, sender }
+    }
+
+    /// The HTTP gateway of the settings, or the outbox folder when none is set.
+    pub fn from_settings(channels: &ChannelSettings) -> anyhow::Result<Self> {
+        let provider = match &channels.sms_gateway_url {
+            Some(url) => SmsProvider::Gateway(Arc::new(HttpSmsGateway::new(
+                url,
+                channels.sms_gateway_token.clone(),
+                channels.provider_timeout,
+            )?)),
+            None => SmsProvider::Outbox(SmsOutbox::new(channels.sms_dir.clone())),
+        };
+        Ok(Self::new(provider, channels.sms_sender.clone()))
+    }
+}
+
+impl Courier for SmsCourier {
+    fn kind(&self) -> &'static str {
+        "sms"
+    }
+
+    fn deliver<'a>(&'a self, parcel: &'a Parcel) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+        async move {
+            let to = parcel
+                .rendered
+                .recipients
+                .first()
+                .cloned()
+                .ok_or_else(|| DeliveryError::Permanent("the text message has no recipient".into()))?;
+            let sms = OutgoingSms {
+                to,
+                from: self.sender.clone(),
+                text: parcel.rendered.body_text.clone(),
+                reference: parcel.key().to_string(),
+                invoice_number: parcel.step.invoice_number.clone(),
+            };
+            let accepted = match &self.provider {
+                SmsProvider::Gateway(gateway) => gateway.send(&sms).await?,
+                SmsProvider::Outbox(outbox) => {
+                    DatedSmsOutbox {
+                        outbox,
+                        at: parcel.at,
+                    }
+                    .send(&sms)
+                    .await?
+                }
+            };
+            Ok(Receipt {
+                proof: accepted.answer.clone(),
+                reference: accepted.message_id.clone(),
+                detail: json!({
+                    "message_id": sms.reference,
+                    "gateway_message_id": accepted.message_id,
+                    "gateway_response": accepted.answer,
+                    "recipients": [sms.to],
+                }),
+            })
+        }
+        .boxed()
+    }
+}

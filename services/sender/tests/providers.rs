@@ -1,0 +1,252 @@
+//! The SMS gateway and postal service adapters against a local HTTP server that plays the
+//! provider, its error answers included; and the outbox folders.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use chrono::{TimeZone, Utc};
+use relance_sender::courier::DeliveryError;
+use relance_sender::postal::{HttpPostalService, LetterUpload, PostalOutbox, PostalService, PostedDocument};
+use relance_sender::sms::{HttpSmsGateway, OutgoingSms, SmsGateway};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the provider received, and the answers it gives in turn (the last one repeats).
+#[derive(Clone, Default)]
+struct Provider {
+    received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
+}
+
+async fn answer(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    p.received.lock().unwrap().push((headers, body));
+    let mut answers = p.answers.lock().unwrap();
+    let (status, body) = if answers.len() > 1 {
+        answers.pop_front().unwrap()
+    } else {
+        answers.front().cloned().unwrap_or((200, json!({})))
+    };
+    (StatusCode::from_u16(status).unwrap(), Json(body))
+}
+
+/// Never answers: for timeouts.
+async fn hang() -> StatusCode {
+    std::future::pending::<()>().await;
+    StatusCode::OK
+}
+
+async fn start(answers: Vec<(u16, Value)>) -> (String, Provider) {
+    let provider = Provider::default();
+    provider.answers.lock().unwrap().extend(answers);
+    let app = Router::new()
+        .route("/v1/messages", post(answer))
+        .route("/v1/letters", post(answer))
+        .route("/hang", post(hang))
+        .with_state(provider.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), provider)
+}
+
+fn sms() -> OutgoingSms {
+    OutgoingSms {
+        to: "+33612345678".into(),
+        from: "Exemple".into(),
+        text: "Exemple SAS : facture F-1 impayée (1 500,00 €).".into(),
+        reference: "relance-sms_1-0001".into(),
+        invoice_number: "F-1".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_receives_the_message_with_credentials_and_the_idempotency_key() {
+    let (base, provider) = start(vec![(200, json!({ "message_id": "gw-42", "status": "queued" }))]).await;
+    let gateway = HttpSmsGateway::new(
+        &format!("{base}/v1/messages"),
+        Some("s3cret".into()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let accepted = gateway.send(&sms()).await.unwrap();
+    assert_eq!(accepted.message_id.as_deref(), Some("gw-42"));
+    assert!(
+        accepted.answer.contains("200") && accepted.answer.contains("gw-42"),
+        "{}",
+        accepted.answer
+    );
+    let received = provider.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    let (headers, body) = &received[0];
+    assert_eq!(headers["authorization"], "Bearer s3cret");
+    assert_eq!(headers["idempotency-key"], "relance-sms_1-0001");
+    assert_eq!(
+        body,
+        &json!({ "to": "+33612345678", "from": "Exemple", "text": "Exemple SAS : facture F-1 impayée (1 500,00 €).", "reference": "relance-sms_1-0001" })
+    );
+
+    // Credentials in the URL go as basic authentication.
+    let (base, provider) = start(vec![(201, json!({ "id": 7 }))]).await;
+    let with_user = base.replace("http://", "http://acme:pa55@");
+    let gateway =
+        HttpSmsGateway::new(&format!("{with_user}/v1/messages"), None, Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        gateway.send(&sms()).await.unwrap().message_id.as_deref(),
+        Some("7")
+    );
+    let auth = provider.received.lock().unwrap()[0].0["authorization"].clone();
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("acme:pa55")
+    );
+    assert_eq!(auth, expected.as_str());
+}
+
+#[tokio::test]
+async fn server_errors_and_timeouts_are_transient_and_refusals_permanent() {
+    let (base, _) = start(vec![
+        (500, json!({ "error": "internal" })),
+        (503, json!({ "error": "maintenance" })),
+        (429, json!({ "error": "slow down" })),
+        (400, json!({ "error": "invalid destination number" })),
+    ])
+    .await;
+    let gateway = HttpSmsGateway::new(&format!("{base}/v1/messages"), None, Duration::from_secs(5)).unwrap();
+    for status in ["500", "503", "429"] {
+        match gateway.send(&sms()).await {
+            Err(DeliveryError::Transient(reason)) => assert!(reason.contains(status), "{reason}"),
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+    match gateway.send(&sms()).await {
+        Err(DeliveryError::Permanent(reason)) => {
+            assert!(
+                reason.contains("400") && reason.contains("invalid destination number"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let hanging = HttpSmsGateway::new(&format!("{base}/hang"), None, Duration::from_millis(300)).unwrap();
+    assert!(matches!(
+        hanging.send(&sms()).await,
+        Err(DeliveryError::Transient(_))
+    ));
+
+    // Nobody listening: transient too.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = HttpSmsGateway::new(
+        &format!("http://127.0.0.1:{port}/v1"),
+        None,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(matches!(
+        closed.send(&sms()).await,
+        Err(DeliveryError::Transient(_))
+    ));
+}
+
+fn letter(at_hour: u32) -> LetterUpload {
+    LetterUpload {
+        reference: "relance-formal_notice-0002".into(),
+        invoice_number: "F-2".into(),
+        step: "formal_notice".into(),
+        step_id: uuid::Uuid::nil(),
+        registered: true,
+        recipient: vec![
+            "ACME Industrie SA".into(),
+            "12 rue des Forges".into(),
+            "69002 Lyon".into(),
+        ],
+        documents: vec![
+            PostedDocument::new("F-2-formal_notice.pdf".into(), b"%PDF-1.7 letter".to_vec()),
+            PostedDocument::new("F-2.pdf".into(), b"%PDF-1.4 invoice".to_vec()),
+        ],
+        at: Utc.with_ymd_and_hms(2026, 3, 20, at_hour, 0, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_postal_api_receives_the_documents_and_the_address_and_returns_a_tracking_number() {
+    let (base, provider) = start(vec![
+        (502, json!({ "error": "bad gateway" })),
+        (200, json!({ "id": "L-1", "tracking_number": "1A23456789012" })),
+    ])
+    .await;
+    let service = HttpPostalService::new(
+        &format!("{base}/v1/letters"),
+        Some("t0k".into()),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(matches!(
+        service.post(&letter(9)).await,
+        Err(DeliveryError::Transient(_))
+    ));
+    let posted = service.post(&letter(9)).await.unwrap();
+    assert_eq!(posted.reference, "1A23456789012");
+    let received = provider.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "the retry is the same request");
+    assert_eq!(received[0].1, received[1].1);
+    let (headers, body) = &received[1];
+    assert_eq!(headers["idempotency-key"], "relance-formal_notice-0002");
+    assert_eq!(headers["authorization"], "Bearer t0k");
+    assert_eq!(body["registered"], json!(true));
+    assert_eq!(body["recipient"]["name"], json!("ACME Industrie SA"));
+    assert_eq!(
+        body["recipient"]["address_lines"],
+        json!(["12 rue des Forges", "69002 Lyon"])
+    );
+    let documents = body["documents"].as_array().unwrap();
+    assert_eq!(documents.len(), 2);
+    let pdf = base64::engine::general_purpose::STANDARD
+        .decode(documents[0]["content_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(pdf, b"%PDF-1.7 letter");
+    assert_eq!(documents[0]["sha256"], json!(hex::encode(Sha256::digest(&pdf))));
+}
+
+#[tokio::test]
+async fn the_outbox_writes_each_letter_once_with_its_manifest_line() {
+    let dir = std::env::temp_dir().join(format!("relance-postal-{}", uuid::Uuid::new_v4().simple()));
+    let outbox = PostalOutbox::new(dir.clone());
+    let first = outbox.post(&letter(9)).await.unwrap();
+    let again = outbox.post(&letter(9)).await.unwrap();
+    assert_eq!(first, again);
+    let folder = dir.join("2026-03-20");
+    let manifest = std::fs::read_to_string(folder.join("manifest.jsonl")).unwrap();
+    let lines: Vec<Value> = manifest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{manifest}");
+    let line = &lines[0];
+    assert_eq!(line["invoice"], json!("F-2"));
+    assert_eq!(line["step"], json!("formal_notice"));
+    assert_eq!(line["registered"], json!(true));
+    assert_eq!(line["address"], json!(["12 rue des Forges", "69002 Lyon"]));
+    let pdf = std::fs::read(folder.join(line["file"].as_str().unwrap())).unwrap();
+    assert_eq!(pdf, b"%PDF-1.7 letter");
+    assert_eq!(line["sha256"], json!(hex::encode(Sha256::digest(&pdf))));
+    assert_eq!(
+        std::fs::read(folder.join("F-2-formal_notice-invoice.pdf")).unwrap(),
+        b"%PDF-1.4 invoice"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
