@@ -1,0 +1,472 @@
+//! SMS and letters end to end: an invoice chased by email, then SMS through an HTTP gateway
+//! (a local server plays it, error answers included), then a registered formal notice whose
+//! PDF lands in the postal outbox folder. A policy file of the test's own names the steps.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use relance_contracts::names;
+use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A tiny PDF standing in for the invoice document.
+const INVOICE_PDF: &[u8] =
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+
+/// Email two days after the due date, SMS four days after, a registered formal notice
+/// eight days after: due Monday 9 March 2026 gives Wednesday 11, Friday 13 and Tuesday 17.
+fn policy() -> String {
+    let steps = r#"
+[[segments.SEGMENT.steps]]
+name = "reminder_1"
+offset_days = 2
+channel = "email"
+template = "reminder"
+tone = "courteous"
+
+[[segments.SEGMENT.steps]]
+name = "sms_1"
+offset_days = 4
+channel = "sms"
+template = "sms_reminder"
+tone = "firm"
+
+[[segments.SEGMENT.steps]]
+name = "formal_notice"
+offset_days = 8
+channel = "registered_letter"
+template = "formal_notice"
+tone = "formal"
+"#;
+    let mut policy = "send_time = \"09:00\"\n".to_string();
+    for segment in ["low", "medium", "high"] {
+        policy.push_str(&steps.replace("SEGMENT", segment));
+    }
+    policy
+}
+
+/// The SMS gateway: records each request, answers 200 with a message id, or the status
+/// configured for a destination number.
+#[derive(Clone, Default)]
+struct Gateway {
+    received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    failing: Arc<Mutex<BTreeMap<String, u16>>>,
+}
+
+async fn gateway_answer(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let to = body["to"].as_str().unwrap_or_default().to_string();
+    let n = {
+        let mut received = g.received.lock().unwrap();
+        received.push((headers, body));
+        received.len()
+    };
+    match g.failing.lock().unwrap().get(&to) {
+        Some(&status) => (
+            StatusCode::from_u16(status).unwrap(),
+            Json(json!({ "error": format!("simulated {status}") })),
+        ),
+        None => (StatusCode::OK, Json(json!({ "message_id": format!("gw-{n}") }))),
+    }
+}
+
+impl Gateway {
+    async fn start() -> (Self, String) {
+        let gateway = Gateway::default();
+        let app = Router::new()
+            .route("/api/sms", post(gateway_answer))
+            .with_state(gateway.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/sms", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (gateway, url)
+    }
+
+    fn requests_to(&self, number: &str) -> Vec<(HeaderMap, Value)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| body["to"] == json!(number))
+            .cloned()
+            .collect()
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+struct Setup {
+    env: TestEnv,
+    gateway: Gateway,
+    letters: PathBuf,
+    scratch: PathBuf,
+}
+
+async fn start() -> Setup {
+    let scratch = std::env::temp_dir().join(format!("relance-channels-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let policy_file = scratch.join("policy.toml");
+    std::fs::write(&policy_file, policy()).unwrap();
+    let letters = scratch.join("letters");
+    let (gateway, url) = Gateway::start().await;
+    let env = TestEnv::try_start(
+        1,
+        &[
+            ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
+            ("RELANCE_SMS_GATEWAY_URL", &url),
+            ("RELANCE_SMS_GATEWAY_TOKEN", "gw-token"),
+            ("RELANCE_SMS_SENDER", "Exemple"),
+            ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
+            ("RELANCE_SMS_DIR", scratch.join("sms").to_str().unwrap()),
+        ],
+    )
+    .await
+    .expect("starting the test environment");
+    Setup {
+        env,
+        gateway,
+        letters,
+        scratch,
+    }
+}
+
+impl Setup {
+    async fn stop(self) {
+        self.env.stop().await;
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// An invoice due Monday 9 March 2026, with a mobile number in French national format and
+/// a postal address.
+fn invoice(number: &str, phone: Option<&str>) -> Value {
+    let mut invoice = invoice_issued(number, "1500.00", date(2026, 3, 2), date(2026, 3, 9));
+    let customer = &mut invoice["invoice"]["customer"];
+    if let Some(phone) = phone {
+        customer["phone"] = json!(phone);
+    }
+    customer["postal_address"] = json!("12 rue des Forges\n69002 Lyon");
+    invoice["invoice"]["payment_link"] = json!(format!("https://pay.exemple.test/{number}"));
+    invoice
+}
+
+/// The manifest lines of every dated folder of the postal outbox.
+fn manifest_lines(letters: &Path) -> Vec<(PathBuf, Value)> {
+    let Ok(days) = std::fs::read_dir(letters) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for day in days.flatten() {
+        let manifest = day.path().join("manifest.jsonl");
+        for line in std::fs::read_to_string(&manifest).unwrap_or_default().lines() {
+            lines.push((day.path(), serde_json::from_str(line).unwrap()));
+        }
+    }
+    lines
+}
+
+/// Text extraction may print spaces of any kind, or none, inside amounts.
+fn squeeze(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_gets_an_email_an_sms_and_a_registered_formal_notice() {
+    let s = start().await;
+    let mut issued = invoice("F-500", Some("06 12 34 56 78"));
+    issued["invoice"]["pdf_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(INVOICE_PDF));
+    s.env.publish(names::INVOICE_ISSUED, &issued).await;
+    s.env.wait_journal("F-500", names::INVOICE_REGISTERED, 1).await;
+    let phone: Option<String> = sqlx::query_scalar("SELECT phone FROM customers WHERE id = 'C-F-500'")
+        .fetch_one(&s.env.db)
+        .await
+        .unwrap();
+    assert_eq!(phone.as_deref(), Some("+33612345678"), "stored in E.164");
+
+    s.env.run_until(date(2026, 3, 11)).await;
+    let emails = s.env.mail.wait_for_emails(1).await;
+    assert!(emails[0].subject.contains("F-500"), "{}", emails[0].subject);
+    assert_eq!(s.gateway.count(), 0, "no SMS before its day");
+
+    s.env.run_until(date(2026, 3, 13)).await;
+    let requests = s.gateway.requests_to("+33612345678");
+    assert_eq!(requests.len(), 1, "one SMS, to the number in E.164");
+    let (headers, body) = &requests[0];
+    assert_eq!(headers["authorization"], "Bearer gw-token");
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("F-500"), "{text}");
+    assert!(text.contains("https://pay.exemple.test/F-500"), "{text}");
+    assert!(
+        text.contains("1 500,00 €"),
+        "amount with plain spaces, GSM-7: {text}"
+    );
+    assert_eq!(body["from"], json!("Exemple"));
+    assert_eq!(
+        headers["idempotency-key"].to_str().unwrap(),
+        body["reference"].as_str().unwrap()
+    );
+    assert!(manifest_lines(&s.letters).is_empty(), "no letter before its day");
+
+    s.env.run_until(date(2026, 3, 17)).await;
+    let lines = manifest_lines(&s.letters);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (folder, line) = &lines[0];
+    assert_eq!(folder.file_name().unwrap(), "2026-03-17");
+    assert_eq!(line["invoice"], json!("F-500"));
+    assert_eq!(line["step"], json!("formal_notice"));
+    assert_eq!(line["registered"], json!(true));
+    assert_eq!(line["recipient"], json!("ACME Industrie SA"));
+    assert_eq!(line["address"], json!(["12 rue des Forges", "69002 Lyon"]));
+    let pdf = std::fs::read(folder.join(line["file"].as_str().unwrap())).unwrap();
+    let sha256 = hex::encode(Sha256::digest(&pdf));
+    assert_eq!(
+        line["sha256"],
+        json!(sha256),
+        "the manifest's SHA-256 is the file's"
+    );
+    let enclosure = &line["enclosures"][0];
+    assert_eq!(
+        std::fs::read(folder.join(enclosure["file"].as_str().unwrap())).unwrap(),
+        INVOICE_PDF,
+        "the invoice goes in the same envelope"
+    );
+
+    let text = pdf_extract::extract_text_from_mem(&pdf).unwrap();
+    let squeezed = squeeze(&text);
+    assert!(text.contains("Mise en demeure"), "{text}");
+    assert!(text.contains("F-500"), "{text}");
+    assert!(
+        text.contains("ACME Industrie SA") && text.contains("69002 Lyon"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Lettre recommandée avec accusé de réception"),
+        "{text}"
+    );
+    assert!(text.contains("Paris, le 17/03/2026"), "{text}");
+    assert!(squeezed.contains("1500,00€"), "amount: {text}");
+    assert!(
+        text.contains("8 jours à compter de la réception"),
+        "deadline: {text}"
+    );
+    // 8 days late on 1 500.00 at 12.15 % (ECB 2.15 + 10): 1 500 × 12.15 × 8 / 36 500 = 3.99.
+    assert!(squeezed.contains("3,99€"), "late interest: {text}");
+    assert!(squeezed.contains("40,00€"), "recovery indemnity: {text}");
+    assert!(squeezed.contains("1543,99€"), "total claimed: {text}");
+    assert!(text.contains("injonction de payer"), "what follows: {text}");
+
+    let (stored_sha, reference, proof): (String, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT r.document_sha256, s.delivery_reference, s.delivery_proof
+         FROM rendered_messages r JOIN reminder_steps s ON s.id = r.step_id WHERE s.name = 'formal_notice'",
+    )
+    .fetch_one(&s.env.db)
+    .await
+    .unwrap();
+    assert_eq!(stored_sha, sha256, "the PDF's fingerprint is kept as proof");
+    assert!(reference.is_some_and(|r| r.contains("manifest.jsonl")));
+    assert!(proof.is_some());
+    let sms_reference: Option<String> =
+        sqlx::query_scalar("SELECT delivery_reference FROM reminder_steps WHERE name = 'sms_1'")
+            .fetch_one(&s.env.db)
+            .await
+            .unwrap();
+    assert_eq!(sms_reference.as_deref(), Some("gw-1"), "the gateway's message id");
+
+    assert_eq!(
+        s.env.steps("F-500").await,
+        vec![
+            ("reminder_1".to_string(), "sent".to_string()),
+            ("sms_1".to_string(), "sent".to_string()),
+            ("formal_notice".to_string(), "sent".to_string()),
+        ]
+    );
+    let sent: Vec<(Option<String>, Option<String>)> = s
+        .env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == names::REMINDER_SENT)
+        .map(|e| (e.step, e.channel))
+        .collect();
+    for expected in [
+        ("reminder_1", "email"),
+        ("sms_1", "sms"),
+        ("formal_notice", "registered_letter"),
+    ] {
+        assert!(
+            sent.contains(&(Some(expected.0.to_string()), Some(expected.1.to_string()))),
+            "missing {expected:?} in {sent:?}"
+        );
+    }
+    assert_eq!(s.gateway.count(), 1, "nothing sent twice");
+    assert_eq!(s.env.mail.emails().await.len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_error_is_retried_then_reported_failed_without_blocking_other_messages() {
+    let s = start().await;
+    s.gateway.failing.lock().unwrap().extend([
+        ("+33611111111".to_string(), 500),
+        ("+33633333333".to_string(), 400),
+    ]);
+    for (number, phone) in [
+        ("F-610", "06 11 11 11 11"),
+        ("F-620", "06 22 22 22 22"),
+        ("F-630", "06 33 33 33 33"),
+    ] {
+        s.env
+            .publish(names::INVOICE_ISSUED, &invoice(number, Some(phone)))
+            .await;
+        s.env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    }
+    s.env.run_until(date(2026, 3, 13)).await;
+
+    // 500: the first attempt and three retries (RELANCE_MAX_RETRIES=3), the same message.
+    let failing = s.gateway.requests_to("+33611111111");
+    assert_eq!(failing.len(), 4, "{failing:?}");
+    assert!(failing.iter().all(|(_, body)| body == &failing[0].1));
+    // 400: refused for good at once.
+    assert_eq!(s.gateway.requests_to("+33633333333").len(), 1);
+    // The other invoice went through meanwhile.
+    assert_eq!(s.gateway.requests_to("+33622222222").len(), 1);
+
+    let status = |invoice: &'static str| {
+        let db = s.env.db.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT s.status, s.status_reason FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+                 WHERE i.number = $1 AND s.name = 'sms_1'",
+            )
+            .bind(invoice)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let (state, reason) = status("F-610").await;
+    assert_eq!(state, "failed");
+    assert!(
+        reason.as_deref().unwrap_or_default().contains("500"),
+        "{reason:?}"
+    );
+    let (state, reason) = status("F-630").await;
+    assert_eq!(state, "failed");
+    assert!(
+        reason.as_deref().unwrap_or_default().contains("400"),
+        "{reason:?}"
+    );
+    assert_eq!(status("F-620").await.0, "sent");
+    assert_eq!(
+        s.env.journal_count("F-610", "reminder.delivery_deferred").await,
+        3
+    );
+
+    let failed: Vec<(String, Value)> = s
+        .env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == names::REMINDER_FAILED)
+        .map(|e| (e.invoice_number, e.detail))
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let f610 = failed.iter().find(|(n, _)| n == "F-610").unwrap();
+    assert_eq!(f610.1["attempts"], json!(4));
+    assert!(f610.1["reason"].as_str().unwrap().contains("simulated 500"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_before_the_sms_step_means_no_sms_and_no_letter() {
+    let s = start().await;
+    s.env
+        .publish(names::INVOICE_ISSUED, &invoice("F-700", Some("06 12 34 56 78")))
+        .await;
+    s.env.run_until(date(2026, 3, 11)).await;
+    s.env.mail.wait_for_emails(1).await;
+    s.env
+        .publish(
+            names::PAYMENT_RECEIVED,
+            &payment_received("PAY-700", "F-700", "1500.00", date(2026, 3, 12)),
+        )
+        .await;
+    s.env.wait_journal("F-700", names::INVOICE_SETTLED, 1).await;
+    s.env.run_until(date(2026, 3, 20)).await;
+    assert_eq!(s.gateway.count(), 0, "no SMS after payment");
+    assert!(manifest_lines(&s.letters).is_empty(), "no letter after payment");
+    assert_eq!(
+        s.env.steps("F-700").await,
+        vec![
+            ("reminder_1".to_string(), "sent".to_string()),
+            ("sms_1".to_string(), "cancelled".to_string()),
+            ("formal_notice".to_string(), "cancelled".to_string()),
+            ("thanks".to_string(), "sent".to_string()),
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_phone_is_refused_at_intake_and_a_missing_one_skips_the_sms() {
+    let s = start().await;
+    s.env
+        .publish(names::INVOICE_ISSUED, &invoice("F-800", Some("06 12")))
+        .await;
+    let reasons = s.env.wait_for_dead_letters(1).await;
+    assert!(reasons[0].contains("invoice.customer.phone"), "{reasons:?}");
+    let rejected: Vec<Value> = s
+        .env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == names::INVOICE_REJECTED)
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["field"], json!("invoice.customer.phone"));
+
+    let mut no_address = invoice("F-810", None);
+    no_address["invoice"]["customer"]["postal_address"] = json!(null);
+    s.env.publish(names::INVOICE_ISSUED, &no_address).await;
+    s.env.wait_journal("F-810", names::INVOICE_REGISTERED, 1).await;
+    s.env.run_until(date(2026, 3, 17)).await;
+    assert_eq!(s.gateway.count(), 0);
+    let skipped: Vec<(Option<String>, String)> = s
+        .env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == names::REMINDER_SKIPPED)
+        .map(|e| {
+            (
+                e.step,
+                e.detail["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        skipped.contains(&(Some("sms_1".into()), "the customer has no phone number".into())),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.contains(&(
+            Some("formal_notice".into()),
+            "the customer has no postal address".into()
+        )),
+        "{skipped:?}"
+    );
+    s.stop().await;
+}
