@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for every relance service: `relance run scheduler|renderer|sender|payments`,
+# One image for every relance service: `relance run scheduler|renderer|sender|sender-sms|
+# sender-letter|payments`,
 # `relance migrate`. Used by compose.yaml; build with `docker build -t relance .`.
 
 FROM rust:1-bookworm AS builder
@@ -26,8 +27,9 @@ COPY --from=builder /usr/local/bin/relance /usr/local/bin/relance
 COPY --from=builder /app/services/renderer/templates /app/services/renderer/templates
 COPY --from=builder /app/shared/domain/policies /app/shared/domain/policies
 COPY --from=builder /app/migrations /app/migrations
-# Without SMTP_URL, the sender writes .eml files under /app/out/mail.
-RUN mkdir -p /app/out/mail && chown -R relance:relance /app/out
+# Without SMTP_URL, the sender writes .eml files under /app/out/mail; without an SMS gateway
+# or postal API, text messages and letters go under /app/out/sms and /app/out/letters.
+RUN mkdir -p /app/out/mail /app/out/sms /app/out/letters && chown -R relance:relance /app/out
 USER relance
 ENTRYPOINT ["relance"]
 CMD ["--help"]
