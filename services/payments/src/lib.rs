@@ -3,6 +3,8 @@
 //! thank-you. It takes the invoice row lock, so a payment commits either before a sender's
 //! final check or after its delivery: never while a reminder is going out.
 
+pub mod collections;
+
 use anyhow::Context;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
@@ -43,10 +45,22 @@ pub async fn run_with_readiness(
         shutdown,
         move |message| {
             let (db, config) = (handler_db.clone(), handler_config.clone());
-            async move { record_payment(&db, &config, message).await }
+            async move { handle_inbound(&db, &config, message).await }
         },
     )
     .await
+}
+
+/// Dispatches on the routing key: payments here, pauses and ends in [`collections`].
+pub async fn handle_inbound(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
+    match message.routing_key.as_str() {
+        // A retry scheduled before routing keys were kept through retries arrives under the
+        // queue's name: only payments were on this queue then.
+        key if key == names::PAYMENT_RECEIVED || key == message.queue => {
+            record_payment(db, config, message).await
+        }
+        _ => collections::handle(db, config, message).await,
+    }
 }
 
 fn amount_text(amount: Decimal) -> String {
@@ -134,8 +148,9 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
     Ok(())
 }
 
-/// The invoice is paid: stop every reminder not yet sent and queue the thank-you.
-async fn settle(
+/// The invoice is paid: stop every reminder not yet sent, end its pauses and queue the
+/// thank-you.
+pub(crate) async fn settle(
     tx: &mut sqlx::PgConnection,
     config: &Config,
     invoice: &invoices::InvoiceRecord,
@@ -154,7 +169,8 @@ async fn settle(
         )
         .await?;
     }
-    let detail = json!({ "amount_paid": amount_text(invoice.amount), "currency": invoice.currency.trim() });
+    collections::end_all_pauses(tx, invoice, reason, now).await?;
+    let detail = json!({ "amount_paid": amount_text(invoice.amount - invoice.credited), "currency": invoice.currency.trim() });
     outgoing::announce(tx, now, &invoice.number, None, names::INVOICE_SETTLED, detail).await?;
     let thanks = PlannedStep {
         name: "thanks".to_string(),

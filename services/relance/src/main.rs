@@ -25,6 +25,21 @@ enum Command {
     },
     /// Create the database if needed and apply migrations.
     Migrate,
+    /// Pause, resume or end an invoice's sequence: publishes the same inbound message as
+    /// another system would (promise, dispute, resolve, credit, write-off, lifecycle).
+    Invoice {
+        #[command(subcommand)]
+        command: relance::collections::InvoiceCommand,
+        /// Wait up to this many seconds for the payments service to apply it, and show what it did.
+        #[arg(long, global = true)]
+        wait: Option<u64>,
+    },
+    /// List invoices with their collections status, balance and next step.
+    Invoices {
+        /// Only this status: to_warn, not_due, to_remind, to_formalise, paused, settled, closed, handed_off.
+        #[arg(long)]
+        status: Option<relance_domain::collections::CollectionStatus>,
+    },
     /// Play a small ledger through every service on a simulated clock and print the timeline.
     Demo {
         /// How many simulated days to run.
@@ -41,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run { services } => format!("relance-{}", services.join("-")),
         Command::Migrate => "relance-migrate".to_string(),
         Command::Demo { .. } => "relance-demo".to_string(),
+        Command::Invoice { .. } | Command::Invoices { .. } => "relance-cli".to_string(),
     };
     let _telemetry = relance_telemetry::init(&service_name, settings.otlp_endpoint.as_deref())?;
     match cli.command {
@@ -70,5 +86,10 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("relance migrate"),
         Command::Demo { days } => relance::demo::run(settings, days).await,
+        Command::Invoice { command, wait } => {
+            let wait = wait.map(std::time::Duration::from_secs);
+            relance::collections::run_invoice_command(settings, command, wait).await
+        }
+        Command::Invoices { status } => relance::collections::list_invoices(settings, status).await,
     }
 }

@@ -274,7 +274,9 @@ pub fn common_context(
     let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
     let today = now.with_timezone(&tz).date_naive();
     let money = move |amount| Money::new(amount, currency).format(language);
-    let paid = invoice.amount - invoice.balance;
+    // Credit notes lower what is owed; they are not payments.
+    let owed = invoice.amount - invoice.credited;
+    let paid = owed - invoice.balance;
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
     let pay_by = today
@@ -286,7 +288,7 @@ pub fn common_context(
         contact_name => invoice.contact_name,
         customer_name => invoice.customer_name,
         invoice_number => invoice.number,
-        amount => money(invoice.amount),
+        amount => money(owed),
         balance => money(invoice.balance),
         paid => money(paid),
         partially_paid => !paid.is_zero() && !invoice.balance.is_zero(),

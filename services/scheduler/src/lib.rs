@@ -3,6 +3,8 @@
 //! invoices are claimed with `FOR UPDATE SKIP LOCKED`, so a step is emitted once.
 //! It renders and sends nothing.
 
+pub mod resume;
+
 use anyhow::Context;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -59,6 +61,10 @@ pub async fn run_with_readiness(
 
 async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     loop {
+        // Before emitting: a broken promise's steps are re-dated first, never caught up.
+        if let Err(e) = resume::end_broken_promises(db, config).await {
+            tracing::error!(error = format!("{e:#}"), "ending broken promises failed");
+        }
         if let Err(e) = emit_due_steps(db, config).await {
             // The database may be restarting: log and try again at the next tick.
             tracing::error!(error = format!("{e:#}"), "emitting due steps failed");

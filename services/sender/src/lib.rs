@@ -2,7 +2,8 @@
 //! (`<ns>.sender.email`, `<ns>.sender.sms`, `<ns>.sender.letter`), sharing one delivery
 //! flow. Right before delivering, the flow holds the invoice row in share mode and re-checks
 //! it: no reminder goes out, on any channel, once a payment settling the invoice is
-//! recorded. Couriers (`mailer`, `sms`, `postal`) only talk to their providers.
+//! recorded, nor while the invoice is paused (the step goes back to pending, to be re-dated
+//! when the pause ends). Couriers (`mailer`, `sms`, `postal`) only talk to their providers.
 //!
 //! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed`.
 //! A step left in `sending` (its sender died mid-delivery) is settled by the scheduler's
@@ -24,6 +25,7 @@ use relance_contracts::names::{self, Names};
 use relance_contracts::ReminderRenderedV1;
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::invoices::{self, STATUS_OPEN};
+use relance_storage::pauses;
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{deliveries, journal};
 use serde_json::json;
@@ -203,6 +205,10 @@ pub async fn deliver_job(
         tx.commit().await.context("committing the cancellation")?;
         return Ok(());
     }
+    if step.kind == "reminder" && hold_back_if_paused(&mut tx, &step, now).await? {
+        tx.commit().await.context("committing the pull-back")?;
+        return Ok(());
+    }
     let s = &config.settings;
     let parcel = Parcel {
         step: step.clone(),
@@ -289,4 +295,30 @@ pub async fn deliver_job(
             Ok(())
         }
     }
+}
+
+/// A paused invoice refuses delivery: the step goes back to `pending`, to be re-dated when
+/// the sequence resumes (or cancelled if the invoice closes). Not lost, not sent.
+async fn hold_back_if_paused(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<bool> {
+    let active = pauses::active(tx, step.invoice_id).await?;
+    if active.is_empty() {
+        return Ok(false);
+    }
+    let kinds: Vec<&str> = active.iter().map(|p| p.kind.as_str()).collect();
+    let reason = format!("invoice paused ({}) before sending", kinds.join(", "));
+    if pauses::pull_back_delivery(tx, step.id, &reason, now).await? {
+        outgoing::announce_step(
+            tx,
+            now,
+            step,
+            names::REMINDER_POSTPONED,
+            json!({ "reason": reason }),
+        )
+        .await?;
+    }
+    Ok(true)
 }

@@ -112,6 +112,8 @@ pub struct Settings {
     pub interrupted_delivery: InterruptedDelivery,
     /// Days given to pay in a firm reminder.
     pub pay_within_days: u32,
+    /// Days after a promised payment date before the paused sequence resumes.
+    pub promise_grace_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
     pub queue_expires: Option<Duration>,
     /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
@@ -147,6 +149,9 @@ impl fmt::Debug for Settings {
             .finish_non_exhaustive()
     }
 }
+
+/// A longer grace after a broken promise would let the promise stand in for a payment plan.
+pub const MAX_PROMISE_GRACE_DAYS: u32 = 60;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/relance";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -268,6 +273,7 @@ impl Settings {
             max_retries: env.parsed("RELANCE_MAX_RETRIES", 5)?,
             retry_base: env.millis("RELANCE_RETRY_BASE_MS", 1000)?,
             pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
+            promise_grace_days: env.parsed("RELANCE_PROMISE_GRACE_DAYS", 3)?,
             lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
             interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Fail)?,
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
@@ -310,6 +316,11 @@ impl Settings {
         }
         if settings.prefetch == 0 {
             return Err(anyhow!("RELANCE_PREFETCH must be positive"));
+        }
+        if settings.promise_grace_days > MAX_PROMISE_GRACE_DAYS {
+            return Err(anyhow!(
+                "RELANCE_PROMISE_GRACE_DAYS must be at most {MAX_PROMISE_GRACE_DAYS}"
+            ));
         }
         Ok(settings)
     }
@@ -403,6 +414,7 @@ mod tests {
         assert_eq!(s.namespace, "relance");
         assert_eq!(s.smtp_url, None);
         assert_eq!(s.simulated_clock_start, None);
+        assert_eq!(s.promise_grace_days, 3);
     }
 
     #[test]
@@ -411,6 +423,10 @@ mod tests {
         assert!(format!("{:?}", e.err()).contains("RELANCE_SCHEDULER_INTERVAL_MS"));
         let e = Settings::from_vars(vars(&[("RELANCE_CLOCK", "sundial")]));
         assert!(format!("{:?}", e.err()).contains("RELANCE_CLOCK"));
+        let e = Settings::from_vars(vars(&[("RELANCE_PROMISE_GRACE_DAYS", "-1")]));
+        assert!(format!("{:?}", e.err()).contains("RELANCE_PROMISE_GRACE_DAYS"));
+        let e = Settings::from_vars(vars(&[("RELANCE_PROMISE_GRACE_DAYS", "61")]));
+        assert!(format!("{:?}", e.err()).contains("RELANCE_PROMISE_GRACE_DAYS"));
     }
 
     #[test]

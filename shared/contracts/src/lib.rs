@@ -5,11 +5,17 @@
 //! version (`...V2`). Every body carries `"version"`. Documented with examples in
 //! `docs/messages.md`.
 
+pub mod collections;
 pub mod events;
 pub mod inbound;
 pub mod jobs;
 pub mod names;
 
+pub use collections::{
+    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
+    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,
+    ResolutionCreditNoteV1, ResolutionV1, WriteOffV1,
+};
 pub use events::EventV1;
 pub use inbound::{CustomerV1, InvoiceIssuedV1, InvoiceV1, PaymentReceivedV1, PaymentV1};
 pub use jobs::{ReminderDueV1, ReminderRenderedV1};

@@ -9,6 +9,23 @@ pub const DEFAULT_NAMESPACE: &str = "relance";
 /// Inbound routing keys (on the `<ns>.inbound` topic exchange).
 pub const INVOICE_ISSUED: &str = "invoice.issued";
 pub const PAYMENT_RECEIVED: &str = "payment.received";
+/// Pauses and ends of the sequence, consumed with payments (see `collections.rs`).
+pub const PROMISE_RECORDED: &str = "promise.recorded";
+pub const DISPUTE_OPENED: &str = "dispute.opened";
+pub const DISPUTE_RESOLVED: &str = "dispute.resolved";
+pub const CREDIT_NOTE_ISSUED: &str = "credit_note.issued";
+pub const INVOICE_WRITTEN_OFF: &str = "invoice.written_off";
+pub const INVOICE_LIFECYCLE_STATUS: &str = "invoice.lifecycle_status";
+/// Every routing key the payments listener's queue is bound to.
+pub const PAYMENTS_QUEUE_KEYS: [&str; 7] = [
+    PAYMENT_RECEIVED,
+    PROMISE_RECORDED,
+    DISPUTE_OPENED,
+    DISPUTE_RESOLVED,
+    CREDIT_NOTE_ISSUED,
+    INVOICE_WRITTEN_OFF,
+    INVOICE_LIFECYCLE_STATUS,
+];
 
 /// Internal job routing keys (on the `<ns>.jobs` direct exchange).
 pub const REMINDER_DUE: &str = "reminder.due";
@@ -27,6 +44,12 @@ pub const INVOICE_REJECTED: &str = "invoice.rejected";
 pub const INVOICE_SETTLED: &str = "invoice.settled";
 pub const PAYMENT_RECORDED: &str = "payment.recorded";
 pub const THANKS_SENT: &str = "thanks.sent";
+pub const INVOICE_PAUSED: &str = "invoice.paused";
+pub const INVOICE_RESUMED: &str = "invoice.resumed";
+pub const INVOICE_CLOSED: &str = "invoice.closed";
+pub const CREDIT_NOTE_RECORDED: &str = "credit_note.recorded";
+/// Journal-only: an informational e-invoicing lifecycle status.
+pub const INVOICE_LIFECYCLE_RECORDED: &str = "invoice.lifecycle_recorded";
 
 /// AMQP header carrying the reason a message was dead-lettered.
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";
@@ -36,6 +59,9 @@ pub const HEADER_DEAD_LETTER_QUEUE: &str = "x-relance-queue";
 pub const HEADER_RETRY_COUNT: &str = "x-relance-retries";
 /// How many times a message waited out an outage of the database (not counted as retries).
 pub const HEADER_OUTAGE_WAITS: &str = "x-relance-outage-waits";
+/// AMQP header keeping a message's original routing key through its retries (a retried
+/// message comes back from its delay queue under the queue's name).
+pub const HEADER_ROUTING_KEY: &str = "x-relance-routing-key";
 
 /// The routing key of a rendered message for one channel.
 pub fn reminder_rendered(channel: &str) -> String {

@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod collections;
 pub mod customer;
 pub mod interest;
 pub mod locale;

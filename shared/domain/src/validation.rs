@@ -102,7 +102,7 @@ pub mod input {
     }
 }
 
-fn required_text(field: &str, value: &str, max: usize) -> Result<String, Rejection> {
+pub(crate) fn required_text(field: &str, value: &str, max: usize) -> Result<String, Rejection> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(Rejection::new(field, "is required and must not be blank"));
@@ -123,7 +123,7 @@ fn email(field: &str, value: &str) -> Result<String, Rejection> {
         .map_err(|e| Rejection::new(field, format!("{value:?} is not a valid email address ({e})")))
 }
 
-fn positive_money(field: &str, amount: &str, currency: &str) -> Result<Money, Rejection> {
+pub(crate) fn positive_money(field: &str, amount: &str, currency: &str) -> Result<Money, Rejection> {
     let currency = Money::parse_currency(currency.trim()).map_err(|m| Rejection::new("currency", m))?;
     let amount = Decimal::from_str(amount.trim()).map_err(|_| {
         Rejection::new(

@@ -104,9 +104,15 @@ fn incoming(queue: &str, delivery: &Delivery) -> Incoming {
                 .collect()
         })
         .unwrap_or_default();
+    // A retried message comes back from its delay queue under the queue's name; the header
+    // keeps the key it was published with.
+    let routing_key = headers
+        .get(names::HEADER_ROUTING_KEY)
+        .cloned()
+        .unwrap_or_else(|| delivery.routing_key.as_str().to_string());
     Incoming {
         queue: queue.to_string(),
-        routing_key: delivery.routing_key.as_str().to_string(),
+        routing_key,
         message_id: delivery
             .properties
             .message_id()
@@ -161,10 +167,11 @@ fn with_headers(properties: &BasicProperties, extra: &[(&str, AMQPValue)]) -> Ba
 async fn dead_letter(
     publisher: &Publisher,
     names: &Names,
-    queue: &str,
+    message: &Incoming,
     delivery: &Delivery,
     reason: &str,
 ) -> anyhow::Result<()> {
+    let queue = message.queue.as_str();
     let props = with_headers(
         &delivery.properties,
         &[
@@ -181,7 +188,8 @@ async fn dead_letter(
     publisher
         .publish(
             &names.dead_letter_exchange(),
-            delivery.routing_key.as_str(),
+            // The original key, so the message can be replayed as it is.
+            &message.routing_key,
             &delivery.data,
             props,
             true,
@@ -192,11 +200,12 @@ async fn dead_letter(
 
 async fn schedule_retry(
     publisher: &Publisher,
-    queue: &str,
+    message: &Incoming,
     delivery: &Delivery,
     (retry, outage_waits): (u32, u32),
     delay: Duration,
 ) -> anyhow::Result<()> {
+    let queue = message.queue.as_str();
     let props = with_headers(
         &delivery.properties,
         &[
@@ -207,6 +216,10 @@ async fn schedule_retry(
             (
                 names::HEADER_OUTAGE_WAITS,
                 AMQPValue::LongLongInt(i64::from(outage_waits)),
+            ),
+            (
+                names::HEADER_ROUTING_KEY,
+                AMQPValue::LongString(LongString::from(message.routing_key.as_str())),
             ),
         ],
     )
@@ -230,24 +243,24 @@ async fn settle(
         Ok(()) => {}
         Err(HandlerError::Permanent(reason)) => {
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
-            dead_letter(publisher, names, &message.queue, delivery, &reason).await?;
+            dead_letter(publisher, names, message, delivery, &reason).await?;
         }
         Err(HandlerError::Transient(error)) if relance_storage::is_unavailable(&error) => {
             let delay = retry.delay_capped(message.outage_waits, OUTAGE_WAIT_CAP);
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, ?delay, error = relance_telemetry::redact(&format!("{error:#}")), "database unavailable; the message waits");
             let counts = (message.retries, message.outage_waits.saturating_add(1));
-            schedule_retry(publisher, &message.queue, delivery, counts, delay).await?;
+            schedule_retry(publisher, message, delivery, counts, delay).await?;
         }
         Err(HandlerError::Transient(error)) if message.retries < retry.max_retries => {
             let delay = retry.delay(message.retries);
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, retry = message.retries + 1, ?delay, error = relance_telemetry::redact(&format!("{error:#}")), "retrying message later");
             let counts = (message.retries + 1, message.outage_waits);
-            schedule_retry(publisher, &message.queue, delivery, counts, delay).await?;
+            schedule_retry(publisher, message, delivery, counts, delay).await?;
         }
         Err(HandlerError::Transient(error)) => {
             let reason = format!("gave up after {} retries: {error:#}", message.retries);
             tracing::error!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
-            dead_letter(publisher, names, &message.queue, delivery, &reason).await?;
+            dead_letter(publisher, names, message, delivery, &reason).await?;
         }
     }
     delivery

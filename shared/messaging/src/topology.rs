@@ -26,16 +26,16 @@ pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
             names::INVOICE_ISSUED.to_string(),
         ),
         (
-            names.payments_queue(),
-            names.inbound_exchange(),
-            names::PAYMENT_RECEIVED.to_string(),
-        ),
-        (
             names.renderer_queue(),
             names.jobs_exchange(),
             names::REMINDER_DUE.to_string(),
         ),
     ];
+    // Payments, and what else changes what is owed or pauses the chase: one queue, so that
+    // they are applied under the same invoice lock by the same listener.
+    for key in names::PAYMENTS_QUEUE_KEYS {
+        queues.push((names.payments_queue(), names.inbound_exchange(), key.to_string()));
+    }
     // One sender queue per kind: `registered_letter` goes with `letter`.
     for kind in DeliveryChannel::SENDER_KINDS {
         queues.push((
@@ -161,8 +161,10 @@ pub async fn declare_topology(
 pub async fn delete_topology(channel: &Channel, names: &Names) -> anyhow::Result<()> {
     let mut queues = vec![names.dead_letter_queue()];
     for (queue, _, _) in work_queues(names) {
-        queues.push(Names::retry_queue(&queue));
-        queues.push(queue);
+        if !queues.contains(&queue) {
+            queues.push(Names::retry_queue(&queue));
+            queues.push(queue);
+        }
     }
     for queue in queues {
         channel

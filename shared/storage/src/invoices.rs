@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 pub const STATUS_OPEN: &str = "open";
 pub const STATUS_SETTLED: &str = "settled";
+pub const STATUS_CLOSED: &str = "closed";
 
 /// Creates the customer or refreshes its details (the latest invoice carries the truth).
 pub async fn upsert_customer(
@@ -76,6 +77,8 @@ pub struct InvoiceRecord {
     pub amount: Decimal,
     pub currency: String,
     pub balance: Decimal,
+    /// Sum of the credit notes: what is owed in all is `amount - credited`.
+    pub credited: Decimal,
     pub issued_on: NaiveDate,
     pub due_on: NaiveDate,
     pub payment_link: Option<String>,
@@ -92,7 +95,7 @@ pub struct InvoiceRecord {
     pub kind: String,
 }
 
-const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.issued_on, i.due_on, i.payment_link,
+const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.credited, i.issued_on, i.due_on, i.payment_link,
         i.pdf IS NOT NULL AS has_pdf, i.status, c.id AS customer_id, c.name AS customer_name, c.contact_name, c.email, c.cc,
         c.language, c.timezone, c.risk, c.kind
     FROM invoices i JOIN customers c ON c.id = i.customer_id";

@@ -2,11 +2,14 @@
 //! inside their own transactions; nothing here publishes to the broker or sends mail (the
 //! outbox table is how a change asks for a message).
 
+pub mod adjustments;
 pub mod clock;
 pub mod deliveries;
 pub mod invoices;
 pub mod journal;
 pub mod outbox;
+pub mod overview;
+pub mod pauses;
 pub mod steps;
 
 use anyhow::Context;

@@ -98,7 +98,7 @@ pub struct StepRecord {
     pub emitted_on: Option<NaiveDate>,
 }
 
-const STEP_RECORD: &str =
+pub(crate) const STEP_RECORD: &str =
     "SELECT s.id, s.invoice_id, i.number AS invoice_number, s.name, s.kind, s.position, s.channel,
         s.template, s.tone, s.due_at, s.status, s.emitted_on
     FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id";
@@ -206,7 +206,8 @@ pub struct DueInvoice {
 }
 
 /// Claims up to `limit` open invoices with due pending steps. Invoices another scheduler
-/// holds are skipped (`SKIP LOCKED`), so two schedulers never emit the same step.
+/// holds are skipped (`SKIP LOCKED`), so two schedulers never emit the same step. Paused
+/// invoices wait: their steps are re-dated when the pause ends.
 pub async fn claim_due_invoices(
     tx: &mut PgConnection,
     now: DateTime<Utc>,
@@ -219,6 +220,7 @@ pub async fn claim_due_invoices(
                         WHERE s.status = 'pending' AND s.due_at <= $1
                         ORDER BY s.due_at LIMIT $2 * 4)
            AND i.status = 'open'
+           AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)
          ORDER BY i.id
          LIMIT $2
          FOR UPDATE OF i SKIP LOCKED",
@@ -333,11 +335,16 @@ pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resu
 }
 
 /// Steps not yet in a final state whose time has come (tests and the demo wait for zero).
+/// The pending steps of a paused invoice are not due while the pause lasts; a promise whose
+/// time is up but that the scheduler has not ended yet counts as unfinished work.
 pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyhow::Result<i64> {
     sqlx::query_scalar(
-        "SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
-         WHERE s.due_at <= $1 AND s.status IN ('pending', 'queued', 'rendered', 'sending')
-           AND (i.status = 'open' OR s.kind = 'thanks')",
+        "SELECT (SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+                 WHERE s.due_at <= $1 AND s.status IN ('pending', 'queued', 'rendered', 'sending')
+                   AND (i.status = 'open' OR s.kind = 'thanks')
+                   AND NOT (s.status = 'pending'
+                            AND EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
+              + (SELECT count(*) FROM invoice_pauses WHERE ended_at IS NULL AND until <= $1)",
     )
     .bind(now)
     .fetch_one(db)

@@ -1,0 +1,754 @@
+//! What pauses or ends a sequence besides a payment: promises to pay, disputes, credit notes,
+//! write-offs and e-invoicing lifecycle statuses. Each message is applied once (inbox by
+//! `event_id`), under the invoice row lock like a payment, and its effect is journaled and
+//! announced through the outbox in the same transaction. A refused message changes nothing:
+//! the transaction is dropped and the message dead-lettered with the reason.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use relance_config::Config;
+use relance_contracts::names;
+use relance_contracts::{
+    CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1, InvoiceWrittenOffV1,
+    PromiseRecordedV1, ResolutionCreditNoteV1,
+};
+use relance_domain::collections::validate::CreditNoteFields;
+use relance_domain::collections::{
+    promise_pause_end, validate_credit_note, validate_dispute, validate_lifecycle_status, validate_promise,
+    validate_resolution, validate_write_off, LifecycleEffect, NewCreditNote, NewDispute, NewLifecycleStatus,
+    NewPromise, NewResolution, NewWriteOff, Outcome, PauseKind,
+};
+use relance_domain::{NewPayment, Rejection};
+use relance_messaging::{outgoing, HandlerError, Incoming};
+use relance_scheduler::resume;
+use relance_storage::invoices::{self, InvoiceRecord, STATUS_CLOSED, STATUS_OPEN, STATUS_SETTLED};
+use relance_storage::pauses::{self, NewPause};
+use relance_storage::steps;
+use relance_storage::{adjustments, journal, mark_processed, PgConnection, Transaction};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::{PgPool, Postgres};
+
+type Tx = Transaction<'static, Postgres>;
+use std::str::FromStr;
+
+fn refused(what: &str, number: &str, reason: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Permanent(format!("{what} for invoice {number} refused: {reason}"))
+}
+
+fn rejected<'a>(what: &'a str, number: &'a str) -> impl FnOnce(Rejection) -> HandlerError + 'a {
+    move |r| refused(what, number, r)
+}
+
+fn amount_text(amount: Decimal) -> String {
+    amount.normalize().to_string()
+}
+
+fn timezone(invoice: &InvoiceRecord) -> Tz {
+    Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris)
+}
+
+fn today(config: &Config, invoice: &InvoiceRecord) -> chrono::NaiveDate {
+    config.clock.now().with_timezone(&timezone(invoice)).date_naive()
+}
+
+// Promise, dispute, resolution, credit note, write-off and lifecycle messages parsed and
+// validated, without I/O: the CLI calls these too, to refuse a bad command before publishing.
+
+pub fn promise(m: &PromiseRecordedV1) -> Result<NewPromise, Rejection> {
+    let p = &m.promise;
+    validate_promise(&p.invoice_number, p.promised_on, p.note.as_deref())
+}
+
+pub fn dispute(m: &DisputeOpenedV1) -> Result<NewDispute, Rejection> {
+    validate_dispute(&m.dispute.invoice_number, &m.dispute.reason)
+}
+
+fn credit_fields(c: &ResolutionCreditNoteV1) -> CreditNoteFields<'_> {
+    CreditNoteFields {
+        id: &c.id,
+        amount: &c.amount,
+        currency: &c.currency,
+        issued_on: c.issued_on,
+        reason: None,
+    }
+}
+
+pub fn resolution(m: &DisputeResolvedV1) -> Result<NewResolution, Rejection> {
+    let r = &m.resolution;
+    validate_resolution(
+        &r.invoice_number,
+        &r.outcome,
+        r.note.as_deref(),
+        r.credit_note.as_ref().map(credit_fields),
+        m.occurred_at.date_naive(),
+    )
+}
+
+pub fn credit_note(m: &CreditNoteIssuedV1) -> Result<NewCreditNote, Rejection> {
+    let c = &m.credit_note;
+    validate_credit_note(
+        "credit_note",
+        &c.invoice_number,
+        CreditNoteFields {
+            id: &c.id,
+            amount: &c.amount,
+            currency: &c.currency,
+            issued_on: c.issued_on,
+            reason: c.reason.as_deref(),
+        },
+        m.occurred_at.date_naive(),
+    )
+}
+
+pub fn write_off(m: &InvoiceWrittenOffV1) -> Result<NewWriteOff, Rejection> {
+    validate_write_off(&m.write_off.invoice_number, &m.write_off.reason)
+}
+
+pub fn lifecycle(m: &InvoiceLifecycleStatusV1) -> Result<NewLifecycleStatus, Rejection> {
+    let l = &m.lifecycle;
+    validate_lifecycle_status(
+        &l.invoice_number,
+        &l.status,
+        l.reason.as_deref(),
+        l.amount.as_deref(),
+        l.currency.as_deref(),
+    )
+}
+
+/// Handles one of the routing keys of this module.
+pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
+    match message.routing_key.as_str() {
+        names::PROMISE_RECORDED => record_promise(db, config, &message).await,
+        names::DISPUTE_OPENED => open_dispute(db, config, &message).await,
+        names::DISPUTE_RESOLVED => resolve_dispute(db, config, &message).await,
+        names::CREDIT_NOTE_ISSUED => issue_credit_note(db, config, &message).await,
+        names::INVOICE_WRITTEN_OFF => write_off_invoice(db, config, &message).await,
+        names::INVOICE_LIFECYCLE_STATUS => record_lifecycle_status(db, config, &message).await,
+        other => Err(HandlerError::Permanent(format!(
+            "routing key {other:?} is not handled on {}",
+            message.queue
+        ))),
+    }
+}
+
+/// Starts the transaction of an inbound message: records its `event_id` and locks its
+/// invoice. `None` when the message was already applied (journaled, committed, nothing else
+/// to do). An unknown invoice is retried: the message may have overtaken its invoice.
+async fn begin(
+    db: &PgPool,
+    config: &Config,
+    routing_key: &str,
+    event_id: &str,
+    number: &str,
+) -> Result<Option<(Tx, InvoiceRecord, DateTime<Utc>)>, HandlerError> {
+    let now = config.clock.now();
+    let mut tx = db.begin().await.context("starting the transaction")?;
+    let inbox = format!("payments.{routing_key}");
+    let first_delivery = mark_processed(&mut tx, &inbox, event_id, now).await?;
+    let Some(invoice) = invoices::lock_for_payment(&mut tx, number).await? else {
+        return Err(HandlerError::Transient(anyhow::anyhow!(
+            "unknown invoice {number:?}"
+        )));
+    };
+    if !first_delivery {
+        tracing::info!(routing_key, "message already applied; ignored");
+        journal::append(
+            &mut tx,
+            now,
+            number,
+            None,
+            "message.duplicate",
+            json!({ "routing_key": routing_key, "event_id": event_id }),
+        )
+        .await?;
+        tx.commit().await.context("committing the duplicate note")?;
+        return Ok(None);
+    }
+    Ok(Some((tx, invoice, now)))
+}
+
+/// Refuses a message about an invoice that is no longer being chased.
+fn require_open(what: &str, invoice: &InvoiceRecord) -> Result<(), HandlerError> {
+    if invoice.status == STATUS_OPEN {
+        Ok(())
+    } else {
+        Err(refused(
+            what,
+            &invoice.number,
+            format!("the invoice is {}: its sequence is over", invoice.status),
+        ))
+    }
+}
+
+/// Opens a pause and stops the reminders on their way (queued, rendered): they go back to
+/// pending and are re-dated when the sequence resumes.
+async fn pause(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    new: &NewPause<'_>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    pauses::open(tx, invoice.id, new, now).await?;
+    let reason = format!("invoice paused ({})", new.kind);
+    for step in pauses::pull_back_in_flight(tx, invoice.id, &reason, now).await? {
+        outgoing::announce_step(
+            tx,
+            now,
+            &step,
+            names::REMINDER_POSTPONED,
+            json!({ "reason": reason, "until": new.until }),
+        )
+        .await?;
+    }
+    outgoing::announce(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        names::INVOICE_PAUSED,
+        json!({
+            "kind": new.kind,
+            "reason": new.reason,
+            "promised_on": new.promised_on,
+            "until": new.until,
+            "event_id": new.event_id,
+        }),
+    )
+    .await
+}
+
+/// Closes the invoice: cancels every reminder not sent yet and ends its pauses. No thank-you.
+async fn close(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    reason: &str,
+    mut detail: serde_json::Value,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    adjustments::close(tx, invoice.id, reason, now).await?;
+    let why = format!("invoice closed ({reason})");
+    for step in steps::cancel_open(tx, invoice.id, &why, now).await? {
+        let detail = json!({ "reason": why, "was": step.status });
+        outgoing::announce(
+            tx,
+            now,
+            &invoice.number,
+            Some(&step),
+            names::REMINDER_CANCELLED,
+            detail,
+        )
+        .await?;
+    }
+    end_all_pauses(tx, invoice, &why, now).await?;
+    detail["reason"] = json!(reason);
+    outgoing::announce(tx, now, &invoice.number, None, names::INVOICE_CLOSED, detail).await
+}
+
+/// Ends every pause of an invoice whose sequence is over (settled, closed).
+pub(crate) async fn end_all_pauses(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let all = [
+        PauseKind::Promise.as_str(),
+        PauseKind::Dispute.as_str(),
+        PauseKind::Suspension.as_str(),
+    ];
+    let ended = pauses::end_kinds(tx, invoice.id, &all, reason, now).await?;
+    resume::journal_ended(tx, &invoice.number, &ended, reason, now).await
+}
+
+/// Ends the pauses of these kinds and resumes the sequence if nothing else holds it.
+async fn end_pauses(
+    tx: &mut PgConnection,
+    config: &Config,
+    invoice: &InvoiceRecord,
+    kinds: &[PauseKind],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    let ended = pauses::end_kinds(tx, invoice.id, &kinds, reason, now).await?;
+    resume::after_pauses_ended(tx, config, invoice, &ended, reason, now, now).await
+}
+
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+async fn record_promise(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
+    let event: PromiseRecordedV1 = message.json()?;
+    let number = event.promise.invoice_number.clone();
+    let promise = promise(&event).map_err(rejected("promise", &number))?;
+    let Some((mut tx, invoice, now)) = begin(
+        db,
+        config,
+        names::PROMISE_RECORDED,
+        &event.event_id,
+        &promise.invoice_number,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    require_open("promise", &invoice)?;
+    let until = promise_pause_end(
+        promise.promised_on,
+        today(config, &invoice),
+        config.settings.promise_grace_days,
+        timezone(&invoice),
+    )
+    .map_err(rejected("promise", &invoice.number))?;
+    let replaced = format!("replaced by the promise to pay by {}", promise.promised_on);
+    let previous = pauses::end_kinds(
+        &mut tx,
+        invoice.id,
+        &[PauseKind::Promise.as_str()],
+        &replaced,
+        now,
+    )
+    .await?;
+    resume::journal_ended(&mut tx, &invoice.number, &previous, &replaced, now).await?;
+    let reason = promise
+        .note
+        .clone()
+        .unwrap_or_else(|| format!("promise to pay by {}", promise.promised_on));
+    let new = NewPause {
+        kind: PauseKind::Promise.as_str(),
+        reason: &reason,
+        promised_on: Some(promise.promised_on),
+        until: Some(until),
+        source: names::PROMISE_RECORDED,
+        event_id: &event.event_id,
+    };
+    pause(&mut tx, &invoice, &new, now).await?;
+    tx.commit().await.context("committing the promise")?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+async fn open_dispute(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
+    let event: DisputeOpenedV1 = message.json()?;
+    let number = event.dispute.invoice_number.clone();
+    let dispute = dispute(&event).map_err(rejected("dispute", &number))?;
+    let Some((mut tx, invoice, now)) = begin(
+        db,
+        config,
+        names::DISPUTE_OPENED,
+        &event.event_id,
+        &dispute.invoice_number,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    require_open("dispute", &invoice)?;
+    if let Some(open) = pauses::active(&mut tx, invoice.id)
+        .await?
+        .into_iter()
+        .find(|p| p.kind == PauseKind::Dispute.as_str())
+    {
+        return Err(refused(
+            "dispute",
+            &invoice.number,
+            format!(
+                "a dispute is already open since {} ({})",
+                open.started_at, open.reason
+            ),
+        ));
+    }
+    let new = NewPause {
+        kind: PauseKind::Dispute.as_str(),
+        reason: &dispute.reason,
+        promised_on: None,
+        until: None,
+        source: names::DISPUTE_OPENED,
+        event_id: &event.event_id,
+    };
+    pause(&mut tx, &invoice, &new, now).await?;
+    tx.commit().await.context("committing the dispute")?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+async fn resolve_dispute(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
+    let event: DisputeResolvedV1 = message.json()?;
+    let number = event.resolution.invoice_number.clone();
+    let resolution = resolution(&event).map_err(rejected("dispute resolution", &number))?;
+    let Some((mut tx, invoice, now)) = begin(
+        db,
+        config,
+        names::DISPUTE_RESOLVED,
+        &event.event_id,
+        &resolution.invoice_number,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    require_open("dispute resolution", &invoice)?;
+    let open = pauses::active(&mut tx, invoice.id).await?;
+    if !open.iter().any(|p| p.kind == PauseKind::Dispute.as_str()) {
+        return Err(refused(
+            "dispute resolution",
+            &invoice.number,
+            "no dispute is open on it",
+        ));
+    }
+    let reason = match &resolution.outcome {
+        Outcome::Upheld => "dispute resolved: the invoice is upheld".to_string(),
+        Outcome::Credited(note) => format!("dispute resolved by credit note {}", note.id),
+    };
+    let reason = match &resolution.note {
+        Some(note) => format!("{reason} ({note})"),
+        None => reason,
+    };
+    if let Outcome::Credited(note) = &resolution.outcome {
+        if apply_credit_note(&mut tx, config, &invoice, note, now).await? == Balance::Ended {
+            tx.commit().await.context("committing the resolution")?;
+            return Ok(());
+        }
+    }
+    // The balance may have changed: resume from the invoice as it is now.
+    let invoice = invoices::find_by_id(&mut tx, invoice.id)
+        .await?
+        .context("re-reading the invoice")?;
+    end_pauses(&mut tx, config, &invoice, &[PauseKind::Dispute], &reason, now).await?;
+    tx.commit().await.context("committing the resolution")?;
+    Ok(())
+}
+
+/// What a credit note left of the debt.
+#[derive(Debug, PartialEq, Eq)]
+enum Balance {
+    /// Something is still owed: the sequence goes on.
+    Remains,
+    /// Nothing is owed any more: the invoice is closed, or settled if it was partly paid.
+    Ended,
+}
+
+/// Records a credit note on an open invoice held `FOR UPDATE`. Full (nothing paid and
+/// nothing left): closes the invoice. Partial: lowers the balance; if payments made up the
+/// rest, the invoice is settled with its thank-you.
+async fn apply_credit_note(
+    tx: &mut PgConnection,
+    config: &Config,
+    invoice: &InvoiceRecord,
+    note: &NewCreditNote,
+    now: DateTime<Utc>,
+) -> Result<Balance, HandlerError> {
+    let what = "credit note";
+    if let Some(owner) = adjustments::credit_note_invoice(tx, &note.id).await? {
+        if owner != invoice.id {
+            return Err(refused(
+                what,
+                &invoice.number,
+                format!("credit note {} is already recorded for another invoice", note.id),
+            ));
+        }
+        journal::append(
+            tx,
+            now,
+            &invoice.number,
+            None,
+            "credit_note.duplicate",
+            json!({ "credit_note_id": note.id }),
+        )
+        .await?;
+        return Ok(if invoice.balance.is_zero() {
+            Balance::Ended
+        } else {
+            Balance::Remains
+        });
+    }
+    let currency = invoice.currency.trim();
+    if note.amount.currency.code() != currency {
+        return Err(refused(
+            what,
+            &invoice.number,
+            format!(
+                "currency {} differs from the invoice's {currency}",
+                note.amount.currency.code()
+            ),
+        ));
+    }
+    if note.amount.amount > invoice.balance {
+        return Err(refused(
+            what,
+            &invoice.number,
+            format!(
+                "{} exceeds the balance {} (a credit note cannot create a refund here)",
+                amount_text(note.amount.amount),
+                amount_text(invoice.balance)
+            ),
+        ));
+    }
+    adjustments::record_credit_note(tx, invoice.id, note, now).await?;
+    let balance = invoice.balance - note.amount.amount;
+    outgoing::announce(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        names::CREDIT_NOTE_RECORDED,
+        json!({
+            "credit_note_id": note.id,
+            "amount": amount_text(note.amount.amount),
+            "currency": currency,
+            "balance": amount_text(balance),
+            "issued_on": note.issued_on,
+            "reason": note.reason,
+        }),
+    )
+    .await?;
+    if !balance.is_zero() {
+        return Ok(Balance::Remains);
+    }
+    if adjustments::has_payments(tx, invoice.id).await? {
+        invoices::apply_payment(tx, invoice.id, balance, now).await?;
+        crate::settle(tx, config, invoice, now).await?;
+    } else {
+        let detail = json!({ "credit_note_id": note.id, "amount": amount_text(note.amount.amount), "currency": currency });
+        close(tx, invoice, "credit_note", detail, now).await?;
+    }
+    Ok(Balance::Ended)
+}
+
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+async fn issue_credit_note(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
+    let event: CreditNoteIssuedV1 = message.json()?;
+    let number = event.credit_note.invoice_number.clone();
+    let note = credit_note(&event).map_err(rejected("credit note", &number))?;
+    let Some((mut tx, invoice, now)) = begin(
+        db,
+        config,
+        names::CREDIT_NOTE_ISSUED,
+        &event.event_id,
+        &note.invoice_number,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    require_open("credit note", &invoice)?;
+    apply_credit_note(&mut tx, config, &invoice, &note, now).await?;
+    tx.commit().await.context("committing the credit note")?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+async fn write_off_invoice(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
+    let event: InvoiceWrittenOffV1 = message.json()?;
+    let number = event.write_off.invoice_number.clone();
+    let write_off = write_off(&event).map_err(rejected("write-off", &number))?;
+    let Some((mut tx, invoice, now)) = begin(
+        db,
+        config,
+        names::INVOICE_WRITTEN_OFF,
+        &event.event_id,
+        &write_off.invoice_number,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    require_open("write-off", &invoice)?;
+    let detail = json!({
+        "note": write_off.reason,
+        "balance": amount_text(invoice.balance),
+        "currency": invoice.currency.trim(),
+    });
+    close(&mut tx, &invoice, "written_off", detail, now).await?;
+    tx.commit().await.context("committing the write-off")?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+async fn record_lifecycle_status(
+    db: &PgPool,
+    config: &Config,
+    message: &Incoming,
+) -> Result<(), HandlerError> {
+    let event: InvoiceLifecycleStatusV1 = message.json()?;
+    let number = event.lifecycle.invoice_number.clone();
+    let status = lifecycle(&event).map_err(rejected("lifecycle status", &number))?;
+    let Some((mut tx, invoice, now)) = begin(
+        db,
+        config,
+        names::INVOICE_LIFECYCLE_STATUS,
+        &event.event_id,
+        &status.invoice_number,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    apply_lifecycle_status(&mut tx, config, &invoice, &status, &event.event_id, now).await?;
+    tx.commit().await.context("committing the lifecycle status")?;
+    Ok(())
+}
+
+/// A status that agrees with what relance knows (cashed on a settled invoice, refused on a
+/// closed one) is only journaled; one that contradicts it is refused.
+async fn apply_lifecycle_status(
+    tx: &mut PgConnection,
+    config: &Config,
+    invoice: &InvoiceRecord,
+    lifecycle: &NewLifecycleStatus,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let status = lifecycle.status;
+    let what = format!("lifecycle status {status}");
+    journal::append(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        names::INVOICE_LIFECYCLE_RECORDED,
+        json!({
+            "status": status.as_str(),
+            "code": status.code(),
+            "label": status.label_fr(),
+            "reason": lifecycle.reason,
+            "amount": lifecycle.amount.map(|m| amount_text(m.amount)),
+            "event_id": event_id,
+        }),
+    )
+    .await?;
+    let reason = match &lifecycle.reason {
+        Some(r) => format!("e-invoicing status {status} ({r})"),
+        None => format!("e-invoicing status {status} ({})", status.label_fr()),
+    };
+    let open = invoice.status == STATUS_OPEN;
+    match status.effect() {
+        LifecycleEffect::JournalOnly => {}
+        LifecycleEffect::EndPauses(kinds) => {
+            if open {
+                end_pauses(tx, config, invoice, kinds, &reason, now).await?;
+            }
+        }
+        LifecycleEffect::Pause(kind) => {
+            require_open(&what, invoice)?;
+            let active = pauses::active(tx, invoice.id).await?;
+            if !active.iter().any(|p| p.kind == kind.as_str()) {
+                let new = NewPause {
+                    kind: kind.as_str(),
+                    reason: &reason,
+                    promised_on: None,
+                    until: None,
+                    source: names::INVOICE_LIFECYCLE_STATUS,
+                    event_id,
+                };
+                pause(tx, invoice, &new, now).await?;
+            }
+        }
+        LifecycleEffect::PromiseToday => {
+            let active = pauses::active(tx, invoice.id).await?;
+            if open && !active.iter().any(|p| p.kind == PauseKind::Promise.as_str()) {
+                let today = today(config, invoice);
+                let until = promise_pause_end(
+                    today,
+                    today,
+                    config.settings.promise_grace_days,
+                    timezone(invoice),
+                )
+                .map_err(|r| refused(&what, &invoice.number, r))?;
+                let new = NewPause {
+                    kind: PauseKind::Promise.as_str(),
+                    reason: &reason,
+                    promised_on: Some(today),
+                    until: Some(until),
+                    source: names::INVOICE_LIFECYCLE_STATUS,
+                    event_id,
+                };
+                pause(tx, invoice, &new, now).await?;
+            }
+        }
+        LifecycleEffect::Close => match invoice.status.as_str() {
+            STATUS_OPEN => {
+                let detail =
+                    json!({ "status": status.as_str(), "code": status.code(), "note": lifecycle.reason });
+                close(tx, invoice, status.as_str(), detail, now).await?;
+            }
+            STATUS_CLOSED => {}
+            other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
+        },
+        LifecycleEffect::Settle => match invoice.status.as_str() {
+            STATUS_OPEN => record_cashed(tx, config, invoice, lifecycle, event_id, now).await?,
+            STATUS_SETTLED => {}
+            other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
+        },
+    }
+    Ok(())
+}
+
+/// "Cashed": the creditor received the money. Recorded as a payment (its id derived from the
+/// message's, so a replay is recognised), of the amount given or the whole balance.
+async fn record_cashed(
+    tx: &mut PgConnection,
+    config: &Config,
+    invoice: &InvoiceRecord,
+    lifecycle: &NewLifecycleStatus,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let what = "lifecycle status cashed";
+    let currency = relance_domain::Money::parse_currency(invoice.currency.trim())
+        .map_err(|e| refused(what, &invoice.number, e))?;
+    let amount = lifecycle
+        .amount
+        .unwrap_or(relance_domain::Money::new(invoice.balance, currency));
+    if amount.currency != currency {
+        return Err(refused(
+            what,
+            &invoice.number,
+            format!(
+                "currency {} differs from the invoice's {}",
+                amount.currency.code(),
+                currency.code()
+            ),
+        ));
+    }
+    if amount.amount > invoice.balance {
+        return Err(refused(
+            what,
+            &invoice.number,
+            format!(
+                "{} exceeds the balance {} (overpayment)",
+                amount_text(amount.amount),
+                amount_text(invoice.balance)
+            ),
+        ));
+    }
+    let payment = NewPayment {
+        id: format!("cashed:{event_id}"),
+        invoice_number: invoice.number.clone(),
+        amount,
+        received_on: today(config, invoice),
+    };
+    invoices::insert_payment(tx, &payment, invoice.id, now).await?;
+    let balance = invoice.balance - amount.amount;
+    invoices::apply_payment(tx, invoice.id, balance, now).await?;
+    outgoing::announce(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        names::PAYMENT_RECORDED,
+        json!({
+            "payment_id": payment.id,
+            "amount": amount_text(amount.amount),
+            "currency": currency.code(),
+            "balance": amount_text(balance),
+            "received_on": payment.received_on,
+            "source": names::INVOICE_LIFECYCLE_STATUS,
+        }),
+    )
+    .await?;
+    if balance.is_zero() {
+        crate::settle(tx, config, invoice, now).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! `relance invoice ...` and `relance invoices`: the accounts team's commands. The first
+//! publishes the same inbound message another system would (one code path: the payments
+//! listener applies it), after checking it with the same validation; the second lists
+//! invoices with their collections status.
+
+use crate::drive::{publish_inbound, wait_for};
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Subcommand;
+use relance_config::Settings;
+use relance_contracts::names::{self, Names};
+use relance_contracts::{
+    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
+    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,
+    ResolutionCreditNoteV1, ResolutionV1, WriteOffV1, VERSION_1,
+};
+use relance_domain::collections::CollectionStatus;
+use relance_domain::{Clock, Rejection, SystemClock};
+use relance_messaging::{declare_topology, Publisher, TopologyOptions};
+use relance_payments::collections as check;
+use sqlx::PgPool;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum InvoiceCommand {
+    /// Record a promise to pay: the sequence pauses until the date plus the grace days
+    /// (RELANCE_PROMISE_GRACE_DAYS), then resumes if the invoice is still unpaid.
+    Promise {
+        number: String,
+        /// The date the customer promised to pay by (YYYY-MM-DD).
+        #[arg(long)]
+        date: NaiveDate,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Record a dispute: the sequence pauses until it is resolved.
+    Dispute {
+        number: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resolve the open dispute: the sequence resumes; with a credit note, the note is applied
+    /// first (a credit note for the whole balance closes the invoice).
+    Resolve {
+        number: String,
+        #[arg(long)]
+        note: Option<String>,
+        /// Id of the credit note that settles the dispute.
+        #[arg(long, requires = "credit_amount")]
+        credit_note: Option<String>,
+        #[arg(long, requires = "credit_note")]
+        credit_amount: Option<String>,
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+    },
+    /// Record a credit note: lowers the balance; one for the whole invoice closes it.
+    Credit {
+        number: String,
+        #[arg(long)]
+        amount: String,
+        /// The credit note's number in your invoicing system (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Write the invoice off: it is closed and its reminders cancelled.
+    WriteOff {
+        number: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Record an e-invoicing lifecycle status, by name (`disputed`) or code (`207`).
+    Lifecycle {
+        number: String,
+        status: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// For `cashed`: the amount cashed (default: the whole balance).
+        #[arg(long)]
+        amount: Option<String>,
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+    },
+}
+
+/// The message a command publishes: routing key, body, and the invoice it is about.
+struct Instruction {
+    routing_key: &'static str,
+    body: serde_json::Value,
+    invoice: String,
+}
+
+fn checked<T>(result: Result<T, Rejection>) -> anyhow::Result<T> {
+    result.map_err(|r| anyhow!("refused before publishing: {r}"))
+}
+
+fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) -> anyhow::Result<Instruction> {
+    let (routing_key, body, invoice) = match command {
+        InvoiceCommand::Promise { number, date, note } => {
+            let m = PromiseRecordedV1 {
+                version: VERSION_1,
+                event_id,
+                occurred_at: now,
+                promise: PromiseV1 {
+                    invoice_number: number.clone(),
+                    promised_on: Some(date),
+                    note,
+                },
+            };
+            checked(check::promise(&m))?;
+            (names::PROMISE_RECORDED, serde_json::to_value(m)?, number)
+        }
+        InvoiceCommand::Dispute { number, reason } => {
+            let m = DisputeOpenedV1 {
+                version: VERSION_1,
+                event_id,
+                occurred_at: now,
+                dispute: DisputeV1 {
+                    invoice_number: number.clone(),
+                    reason,
+                },
+            };
+            checked(check::dispute(&m))?;
+            (names::DISPUTE_OPENED, serde_json::to_value(m)?, number)
+        }
+        InvoiceCommand::Resolve {
+            number,
+            note,
+            credit_note,
+            credit_amount,
+            currency,
+        } => {
+            let credit = match (credit_note, credit_amount) {
+                (Some(id), Some(amount)) => Some(ResolutionCreditNoteV1 {
+                    id,
+                    amount,
+                    currency,
+                    issued_on: None,
+                }),
+                _ => None,
+            };
+            let m = DisputeResolvedV1 {
+                version: VERSION_1,
+                event_id,
+                occurred_at: now,
+                resolution: ResolutionV1 {
+                    invoice_number: number.clone(),
+                    outcome: if credit.is_some() { "credited" } else { "upheld" }.to_string(),
+                    note,
+                    credit_note: credit,
+                },
+            };
+            checked(check::resolution(&m))?;
+            (names::DISPUTE_RESOLVED, serde_json::to_value(m)?, number)
+        }
+        InvoiceCommand::Credit {
+            number,
+            amount,
+            id,
+            currency,
+            reason,
+        } => {
+            let m = CreditNoteIssuedV1 {
+                version: VERSION_1,
+                credit_note: CreditNoteV1 {
+                    id: id.unwrap_or_else(|| {
+                        let short: String = event_id.chars().skip(4).take(12).collect();
+                        format!("AV-{short}")
+                    }),
+                    invoice_number: number.clone(),
+                    amount,
+                    currency,
+                    issued_on: None,
+                    reason,
+                },
+                event_id,
+                occurred_at: now,
+            };
+            checked(check::credit_note(&m))?;
+            (names::CREDIT_NOTE_ISSUED, serde_json::to_value(m)?, number)
+        }
+        InvoiceCommand::WriteOff { number, reason } => {
+            let m = InvoiceWrittenOffV1 {
+                version: VERSION_1,
+                event_id,
+                occurred_at: now,
+                write_off: WriteOffV1 {
+                    invoice_number: number.clone(),
+                    reason,
+                },
+            };
+            checked(check::write_off(&m))?;
+            (names::INVOICE_WRITTEN_OFF, serde_json::to_value(m)?, number)
+        }
+        InvoiceCommand::Lifecycle {
+            number,
+            status,
+            reason,
+            amount,
+            currency,
+        } => {
+            let currency = amount.as_ref().map(|_| currency);
+            let m = InvoiceLifecycleStatusV1 {
+                version: VERSION_1,
+                event_id,
+                occurred_at: now,
+                lifecycle: LifecycleStatusV1 {
+                    invoice_number: number.clone(),
+                    status,
+                    reason,
+                    amount,
+                    currency,
+                },
+            };
+            checked(check::lifecycle(&m))?;
+            (names::INVOICE_LIFECYCLE_STATUS, serde_json::to_value(m)?, number)
+        }
+    };
+    Ok(Instruction {
+        routing_key,
+        body,
+        invoice,
+    })
+}
+
+/// Checks and publishes the command's message on `<ns>.inbound` (with confirms). With
+/// `wait`, waits until the payments listener has applied it and prints the journal lines it
+/// wrote; a message refused by the listener is dead-lettered with the reason.
+pub async fn run_invoice_command(
+    settings: Settings,
+    command: InvoiceCommand,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let event_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
+    let instruction = instruction(command, event_id.clone(), SystemClock.now())?;
+    let names = Names::new(&settings.namespace);
+    let connection = relance_messaging::connect(&settings.amqp_url, "cli").await?;
+    let channel = connection.create_channel().await.context("opening a channel")?;
+    // The exchange and queues may not exist yet if no service ever ran.
+    declare_topology(
+        &channel,
+        &names,
+        &TopologyOptions {
+            queue_expires: settings.queue_expires,
+        },
+    )
+    .await?;
+    let publisher = Publisher::open(&connection).await?;
+    publish_inbound(&publisher, &names, instruction.routing_key, &instruction.body).await?;
+    println!(
+        "published {} for {} on {} (event_id {event_id})",
+        instruction.routing_key,
+        instruction.invoice,
+        names.inbound_exchange()
+    );
+    let _ = connection.close(200, "done".into()).await;
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let inbox = format!("payments.{}", instruction.routing_key);
+    let applied = wait_for("the payments listener to apply it", wait, || {
+        applied(&db, &inbox, &event_id)
+    })
+    .await;
+    if applied.is_err() {
+        return Err(anyhow!(
+            "not applied after {wait:?}: the payments service may be stopped, or the message was refused \
+             (see the reason on {})",
+            names.dead_letter_queue()
+        ));
+    }
+    for (at, action, detail) in journal_since(&db, &inbox, &instruction.invoice, &event_id).await? {
+        println!("{}  {action:<20} {detail}", at.format("%Y-%m-%d %H:%M"));
+    }
+    Ok(())
+}
+
+async fn applied(db: &PgPool, inbox: &str, event_id: &str) -> anyhow::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2)",
+    )
+    .bind(inbox)
+    .bind(event_id)
+    .fetch_one(db)
+    .await
+    .context("looking up the message in the inbox")
+}
+
+/// The invoice's journal from the transaction that applied the message on.
+async fn journal_since(
+    db: &PgPool,
+    inbox: &str,
+    invoice: &str,
+    event_id: &str,
+) -> anyhow::Result<Vec<(DateTime<Utc>, String, serde_json::Value)>> {
+    sqlx::query_as(
+        "SELECT at, action, detail FROM journal WHERE invoice_number = $1
+           AND at >= (SELECT processed_at FROM processed_messages WHERE consumer = $2 AND message_id = $3)
+         ORDER BY id",
+    )
+    .bind(invoice)
+    .bind(inbox)
+    .bind(event_id)
+    .fetch_all(db)
+    .await
+    .context("reading the journal")
+}
+
+/// `relance invoices`: one line per invoice, with its collections status.
+pub async fn list_invoices(settings: Settings, only: Option<CollectionStatus>) -> anyhow::Result<()> {
+    let db = relance_storage::connect(&settings.database_url, 2).await?;
+    let now = match (settings.shared_clock, settings.simulated_clock_start) {
+        (true, Some(start)) => {
+            let clock =
+                relance_storage::clock::follow_shared_time(db.clone(), start, Duration::from_secs(3600))
+                    .await?;
+            clock.now()
+        }
+        (_, Some(start)) => start,
+        _ => SystemClock.now(),
+    };
+    let invoices = relance_storage::overview::list(&db, now, only).await?;
+    println!(
+        "{:<14} {:<24} {:<13} {:>14} {:<10}  {:<14} {:<17} pause",
+        "invoice", "customer", "status", "balance", "due on", "next step", "next at (UTC)"
+    );
+    for i in &invoices {
+        let customer: String = i.customer_name.chars().take(24).collect();
+        let pause = match (i.pauses.is_empty(), i.paused_until) {
+            (true, _) => String::new(),
+            (false, Some(until)) => {
+                format!("{} until {}", i.pauses.join("+"), until.format("%Y-%m-%d %H:%M"))
+            }
+            (false, None) => i.pauses.join("+"),
+        };
+        println!(
+            "{:<14} {:<24} {:<13} {:>14} {:<10}  {:<14} {:<17} {pause}",
+            i.number,
+            customer,
+            i.status.as_str(),
+            format!("{} {}", i.balance.round_dp(2), i.currency),
+            i.due_on,
+            i.next_step.as_deref().unwrap_or("-"),
+            i.next_at
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    println!("{} invoice(s)", invoices.len());
+    db.close().await;
+    Ok(())
+}
