@@ -30,7 +30,11 @@ fn promise(event_id: &str, invoice: &str, promised_on: &str) -> Value {
 }
 
 fn dispute(event_id: &str, invoice: &str, reason: &str) -> Value {
-    envelope(event_id, "dispute", json!({ "invoice_number": invoice, "reason": reason }))
+    envelope(
+        event_id,
+        "dispute",
+        json!({ "invoice_number": invoice, "reason": reason }),
+    )
 }
 
 fn credit_note(event_id: &str, id: &str, invoice: &str, amount: &str) -> Value {
@@ -42,7 +46,11 @@ fn credit_note(event_id: &str, id: &str, invoice: &str, amount: &str) -> Value {
 }
 
 fn lifecycle(event_id: &str, invoice: &str, status: &str) -> Value {
-    envelope(event_id, "lifecycle", json!({ "invoice_number": invoice, "status": status }))
+    envelope(
+        event_id,
+        "lifecycle",
+        json!({ "invoice_number": invoice, "status": status }),
+    )
 }
 
 async fn register(env: &TestEnv, number: &str, amount: &str) {
@@ -55,7 +63,10 @@ async fn register(env: &TestEnv, number: &str, amount: &str) {
 }
 
 fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 async fn due_at(env: &TestEnv, invoice: &str, step: &str) -> DateTime<Utc> {
@@ -106,8 +117,11 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
     assert_eq!(collections_status(&env, "F-P1").await, CollectionStatus::ToRemind);
 
     // 17 March, 23:00 UTC (18 March in Paris): the customer promises to pay by 20 March.
-    env.publish(names::PROMISE_RECORDED, &promise("evt-promise-p1", "F-P1", "2026-03-20"))
-        .await;
+    env.publish(
+        names::PROMISE_RECORDED,
+        &promise("evt-promise-p1", "F-P1", "2026-03-20"),
+    )
+    .await;
     env.wait_journal("F-P1", names::INVOICE_PAUSED, 1).await;
     assert_eq!(collections_status(&env, "F-P1").await, CollectionStatus::Paused);
 
@@ -130,7 +144,10 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
         "{:?}",
         resumed[0]
     );
-    assert!(find(&events, "F-P1", names::REMINDER_SKIPPED).is_empty(), "nothing skipped");
+    assert!(
+        find(&events, "F-P1", names::REMINDER_SKIPPED).is_empty(),
+        "nothing skipped"
+    );
 
     env.run_until(date(2026, 3, 24)).await;
     let emails = env.mail.wait_for_emails(2).await;
@@ -147,7 +164,11 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
     assert!(emails[2].subject.starts_with("Relance"), "{}", emails[2].subject);
     assert_eq!(
         env.steps("F-P1").await,
-        strings(&[("pre_due", "sent"), ("reminder_1", "sent"), ("reminder_2", "sent")])
+        strings(&[
+            ("pre_due", "sent"),
+            ("reminder_1", "sent"),
+            ("reminder_2", "sent")
+        ])
     );
     env.stop().await;
 }
@@ -158,8 +179,11 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
 async fn a_promise_followed_by_its_payment_ends_with_the_thank_you_only() {
     let env = TestEnv::start(1).await;
     register(&env, "F-P2", "800.00").await;
-    env.publish(names::PROMISE_RECORDED, &promise("evt-promise-p2", "F-P2", "2026-03-20"))
-        .await;
+    env.publish(
+        names::PROMISE_RECORDED,
+        &promise("evt-promise-p2", "F-P2", "2026-03-20"),
+    )
+    .await;
     env.wait_journal("F-P2", names::INVOICE_PAUSED, 1).await;
     env.run_until(date(2026, 3, 22)).await;
     assert!(env.mail.emails().await.is_empty(), "the pre-due note waits too");
@@ -208,7 +232,10 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
     )
     .await;
     env.wait_journal("F-D1", names::INVOICE_PAUSED, 1).await;
-    assert_eq!(env.steps("F-D1").await[0], ("pre_due".to_string(), "pending".to_string()));
+    assert_eq!(
+        env.steps("F-D1").await[0],
+        ("pre_due".to_string(), "pending".to_string())
+    );
     assert_eq!(env.journal_count("F-D1", names::REMINDER_POSTPONED).await, 1);
 
     // A delivery job for a rendered reminder reaches the sender during the dispute: the sender
@@ -239,7 +266,10 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
     )
     .await;
     env.wait_journal("F-D1", names::REMINDER_POSTPONED, 2).await;
-    assert_eq!(env.steps("F-D1").await[1], ("reminder_1".to_string(), "pending".to_string()));
+    assert_eq!(
+        env.steps("F-D1").await[1],
+        ("reminder_1".to_string(), "pending".to_string())
+    );
     let renderings: i64 = sqlx::query_scalar("SELECT count(*) FROM rendered_messages WHERE step_id = $1")
         .bind(step_id)
         .fetch_one(&env.db)
@@ -264,10 +294,18 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
     env.run_until(date(2026, 3, 26)).await;
     let emails = env.mail.wait_for_emails(1).await;
     assert_eq!(emails.len(), 1);
-    assert!(emails[0].subject.contains("en attente de règlement"), "{}", emails[0].subject);
+    assert!(
+        emails[0].subject.contains("en attente de règlement"),
+        "{}",
+        emails[0].subject
+    );
     assert_eq!(
         env.steps("F-D1").await,
-        strings(&[("pre_due", "skipped"), ("reminder_1", "sent"), ("reminder_2", "pending")])
+        strings(&[
+            ("pre_due", "skipped"),
+            ("reminder_1", "sent"),
+            ("reminder_2", "pending")
+        ])
     );
     assert_eq!(due_at(&env, "F-D1", "reminder_2").await, utc(4, 2, 7));
     assert_eq!(collections_status(&env, "F-D1").await, CollectionStatus::ToRemind);
@@ -316,13 +354,20 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
     let subjects: Vec<&str> = emails.iter().map(|e| e.subject.as_str()).collect();
     // Three pre-due notes, then only F-C2's two reminders.
     assert_eq!(emails.len(), 5, "{subjects:?}");
-    assert!(emails[3..].iter().all(|e| e.subject.contains("F-C2")), "{subjects:?}");
+    assert!(
+        emails[3..].iter().all(|e| e.subject.contains("F-C2")),
+        "{subjects:?}"
+    );
     assert!(emails[3].text.contains("€600.00"), "{}", emails[3].text);
     assert!(!emails[3].text.contains("€1,000.00"), "{}", emails[3].text);
     for (invoice, reason) in [("F-C1", "credit_note"), ("F-W1", "written_off")] {
         assert_eq!(
             env.steps(invoice).await,
-            strings(&[("pre_due", "sent"), ("reminder_1", "cancelled"), ("reminder_2", "cancelled")]),
+            strings(&[
+                ("pre_due", "sent"),
+                ("reminder_1", "cancelled"),
+                ("reminder_2", "cancelled")
+            ]),
             "{invoice}: cancelled, and no thank-you planned"
         );
         assert_eq!(
@@ -332,9 +377,15 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
         assert_eq!(collections_status(&env, invoice).await, CollectionStatus::Closed);
     }
     let events = env.events().await;
-    assert_eq!(find(&events, "F-C1", names::INVOICE_CLOSED)[0].detail["credit_note_id"], "AV-1");
+    assert_eq!(
+        find(&events, "F-C1", names::INVOICE_CLOSED)[0].detail["credit_note_id"],
+        "AV-1"
+    );
     assert!(find(&events, "F-C1", names::INVOICE_SETTLED).is_empty());
-    assert_eq!(find(&events, "F-C2", names::CREDIT_NOTE_RECORDED)[0].detail["balance"], "600");
+    assert_eq!(
+        find(&events, "F-C2", names::CREDIT_NOTE_RECORDED)[0].detail["balance"],
+        "600"
+    );
     env.stop().await;
 }
 
@@ -346,16 +397,29 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
     for number in ["F-E1", "F-E2", "F-E3"] {
         register(&env, number, "300.00").await;
     }
-    env.publish(names::INVOICE_LIFECYCLE_STATUS, &lifecycle("evt-e1-200", "F-E1", "deposited"))
+    env.publish(
+        names::INVOICE_LIFECYCLE_STATUS,
+        &lifecycle("evt-e1-200", "F-E1", "deposited"),
+    )
+    .await;
+    env.wait_journal("F-E1", names::INVOICE_LIFECYCLE_RECORDED, 1)
         .await;
-    env.wait_journal("F-E1", names::INVOICE_LIFECYCLE_RECORDED, 1).await;
     assert_eq!(invoice_status(&env, "F-E1").await.0, "open");
-    env.publish(names::INVOICE_LIFECYCLE_STATUS, &lifecycle("evt-e1-210", "F-E1", "210"))
-        .await;
-    env.publish(names::INVOICE_LIFECYCLE_STATUS, &lifecycle("evt-e2-212", "F-E2", "cashed"))
-        .await;
-    env.publish(names::INVOICE_LIFECYCLE_STATUS, &lifecycle("evt-e3-207", "F-E3", "disputed"))
-        .await;
+    env.publish(
+        names::INVOICE_LIFECYCLE_STATUS,
+        &lifecycle("evt-e1-210", "F-E1", "210"),
+    )
+    .await;
+    env.publish(
+        names::INVOICE_LIFECYCLE_STATUS,
+        &lifecycle("evt-e2-212", "F-E2", "cashed"),
+    )
+    .await;
+    env.publish(
+        names::INVOICE_LIFECYCLE_STATUS,
+        &lifecycle("evt-e3-207", "F-E3", "disputed"),
+    )
+    .await;
     env.wait_journal("F-E1", names::INVOICE_CLOSED, 1).await;
     env.wait_journal("F-E2", names::INVOICE_SETTLED, 1).await;
     env.wait_journal("F-E3", names::INVOICE_PAUSED, 1).await;
@@ -365,7 +429,11 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
     );
     assert_eq!(
         env.steps("F-E1").await,
-        strings(&[("pre_due", "cancelled"), ("reminder_1", "cancelled"), ("reminder_2", "cancelled")])
+        strings(&[
+            ("pre_due", "cancelled"),
+            ("reminder_1", "cancelled"),
+            ("reminder_2", "cancelled")
+        ])
     );
     let emails = env.mail.wait_for_emails(1).await;
     assert!(emails[0].subject.contains("F-E2") && emails[0].subject.contains("merci"));
@@ -376,9 +444,13 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
         &lifecycle("evt-e2-212-bis", "F-E2", "cashed"),
     )
     .await;
-    env.publish(names::INVOICE_LIFECYCLE_STATUS, &lifecycle("evt-e3-205", "F-E3", "approved"))
+    env.publish(
+        names::INVOICE_LIFECYCLE_STATUS,
+        &lifecycle("evt-e3-205", "F-E3", "approved"),
+    )
+    .await;
+    env.wait_journal("F-E2", names::INVOICE_LIFECYCLE_RECORDED, 2)
         .await;
-    env.wait_journal("F-E2", names::INVOICE_LIFECYCLE_RECORDED, 2).await;
     env.wait_journal("F-E3", names::INVOICE_RESUMED, 1).await;
     assert_eq!(collections_status(&env, "F-E3").await, CollectionStatus::ToWarn);
     env.idle().await;
@@ -412,7 +484,11 @@ async fn a_duplicate_message_is_applied_once() {
     .await
     .unwrap();
     assert_eq!(
-        (pauses, balance.normalize().to_string(), credited.normalize().to_string()),
+        (
+            pauses,
+            balance.normalize().to_string(),
+            credited.normalize().to_string()
+        ),
         (1, "900".to_string(), "100".to_string())
     );
     env.stop().await;
@@ -432,7 +508,8 @@ async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
     env.wait_journal("F-M2", names::INVOICE_SETTLED, 1).await;
 
     let inbound = env.names.inbound_exchange();
-    env.publish_raw(&inbound, names::PROMISE_RECORDED, b"{ not json").await;
+    env.publish_raw(&inbound, names::PROMISE_RECORDED, b"{ not json")
+        .await;
     let mut no_date = promise("evt-m-1", "F-M1", "2026-03-20");
     no_date["promise"].as_object_mut().unwrap().remove("promised_on");
     let cases = [
@@ -440,14 +517,30 @@ async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
         (names::PROMISE_RECORDED, promise("evt-m-2", "F-M1", "2026-02-01")),
         (names::PROMISE_RECORDED, promise("evt-m-3", "F-M2", "2026-03-20")),
         (names::DISPUTE_OPENED, dispute("evt-m-4", "F-M1", "   ")),
-        (names::CREDIT_NOTE_ISSUED, credit_note("evt-m-5", "AV-M", "F-M1", "abc")),
-        (names::CREDIT_NOTE_ISSUED, credit_note("evt-m-6", "AV-M", "F-M1", "150.00")),
-        (names::INVOICE_LIFECYCLE_STATUS, lifecycle("evt-m-7", "F-M1", "paid")),
+        (
+            names::CREDIT_NOTE_ISSUED,
+            credit_note("evt-m-5", "AV-M", "F-M1", "abc"),
+        ),
+        (
+            names::CREDIT_NOTE_ISSUED,
+            credit_note("evt-m-6", "AV-M", "F-M1", "150.00"),
+        ),
+        (
+            names::INVOICE_LIFECYCLE_STATUS,
+            lifecycle("evt-m-7", "F-M1", "paid"),
+        ),
         (
             names::DISPUTE_RESOLVED,
-            envelope("evt-m-8", "resolution", json!({ "invoice_number": "F-M1", "outcome": "upheld" })),
+            envelope(
+                "evt-m-8",
+                "resolution",
+                json!({ "invoice_number": "F-M1", "outcome": "upheld" }),
+            ),
         ),
-        (names::PROMISE_RECORDED, promise("evt-m-9", "F-NOPE", "2026-03-20")),
+        (
+            names::PROMISE_RECORDED,
+            promise("evt-m-9", "F-NOPE", "2026-03-20"),
+        ),
     ];
     for (key, body) in &cases {
         env.publish_raw(&inbound, key, &serde_json::to_vec(body).unwrap())
@@ -480,7 +573,106 @@ async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
     assert_eq!(invoice_status(&env, "F-M1").await.0, "open");
     assert_eq!(
         env.steps("F-M1").await,
-        strings(&[("pre_due", "pending"), ("reminder_1", "pending"), ("reminder_2", "pending")])
+        strings(&[
+            ("pre_due", "pending"),
+            ("reminder_1", "pending"),
+            ("reminder_2", "pending")
+        ])
     );
+    env.stop().await;
+}
+
+/// The path of the `relance` binary next to the test's (built by `cargo build --bin relance`),
+/// or `RELANCE_TEST_BINARY` when set (a target folder shared by several checkouts).
+fn relance_binary() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("RELANCE_TEST_BINARY") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the test's path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the target folder")
+        .join("relance");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin relance` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+async fn relance_cli(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(relance_binary())
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", &env.database_url)
+        .env("AMQP_URL", relance_tests::amqp_url())
+        .env("RELANCE_NAMESPACE", &env.names.namespace)
+        .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("running relance")
+}
+
+/// The accounts team's commands publish the same messages, checked first by the same rules,
+/// and list invoices with their collections status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pauses_and_lists_invoices_through_the_same_messages() {
+    let env = TestEnv::start(1).await;
+    register(&env, "F-CLI", "250.00").await;
+    let refused = relance_cli(&env, &["invoice", "credit", "F-CLI", "--amount", "abc"]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refused before publishing: credit_note.amount"),
+        "{stderr}"
+    );
+    let out = relance_cli(
+        &env,
+        &[
+            "invoice",
+            "dispute",
+            "F-CLI",
+            "--reason",
+            "wrong quantity",
+            "--wait",
+            "30",
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("published dispute.opened for F-CLI"), "{stdout}");
+    assert!(stdout.contains("invoice.paused"), "{stdout}");
+    assert!(
+        !stdout.contains("invoice.registered"),
+        "only what the message did: {stdout}"
+    );
+    assert_eq!(collections_status(&env, "F-CLI").await, CollectionStatus::Paused);
+    let listed = relance_cli(&env, &["invoices", "--status", "paused"]).await;
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("F-CLI"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("paused") && line.contains("250.00 EUR") && line.contains("dispute"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 invoice(s)"), "{stdout}");
+    let none = relance_cli(&env, &["invoices", "--status", "to_formalise"]).await;
+    assert!(String::from_utf8_lossy(&none.stdout).contains("0 invoice(s)"));
+    assert_eq!(env.journal_count("F-CLI", names::CREDIT_NOTE_RECORDED).await, 0);
     env.stop().await;
 }

@@ -237,6 +237,14 @@ pub async fn run_invoice_command(
     let event_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
     let instruction = instruction(command, event_id.clone(), SystemClock.now())?;
     let names = Names::new(&settings.namespace);
+    // With --wait, what the journal holds before, to show only what the message did.
+    let before = match wait {
+        Some(_) => {
+            let db = relance_storage::connect(&settings.database_url, 1).await?;
+            Some((last_journal_id(&db, &instruction.invoice).await?, db))
+        }
+        None => None,
+    };
     let connection = relance_messaging::connect(&settings.amqp_url, "cli").await?;
     let channel = connection.create_channel().await.context("opening a channel")?;
     // The exchange and queues may not exist yet if no service ever ran.
@@ -257,10 +265,9 @@ pub async fn run_invoice_command(
         names.inbound_exchange()
     );
     let _ = connection.close(200, "done".into()).await;
-    let Some(wait) = wait else {
+    let (Some(wait), Some((last_id, db))) = (wait, before) else {
         return Ok(());
     };
-    let db = relance_storage::connect(&settings.database_url, 1).await?;
     let inbox = format!("payments.{}", instruction.routing_key);
     let applied = wait_for("the payments listener to apply it", wait, || {
         applied(&db, &inbox, &event_id)
@@ -273,7 +280,7 @@ pub async fn run_invoice_command(
             names.dead_letter_queue()
         ));
     }
-    for (at, action, detail) in journal_since(&db, &inbox, &instruction.invoice, &event_id).await? {
+    for (at, action, detail) in journal_since(&db, &instruction.invoice, last_id).await? {
         println!("{}  {action:<20} {detail}", at.format("%Y-%m-%d %H:%M"));
     }
     Ok(())
@@ -290,24 +297,26 @@ async fn applied(db: &PgPool, inbox: &str, event_id: &str) -> anyhow::Result<boo
     .context("looking up the message in the inbox")
 }
 
-/// The invoice's journal from the transaction that applied the message on.
+async fn last_journal_id(db: &PgPool, invoice: &str) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM journal WHERE invoice_number = $1")
+        .bind(invoice)
+        .fetch_one(db)
+        .await
+        .context("reading the journal")
+}
+
+/// The invoice's journal after entry `after`.
 async fn journal_since(
     db: &PgPool,
-    inbox: &str,
     invoice: &str,
-    event_id: &str,
+    after: i64,
 ) -> anyhow::Result<Vec<(DateTime<Utc>, String, serde_json::Value)>> {
-    sqlx::query_as(
-        "SELECT at, action, detail FROM journal WHERE invoice_number = $1
-           AND at >= (SELECT processed_at FROM processed_messages WHERE consumer = $2 AND message_id = $3)
-         ORDER BY id",
-    )
-    .bind(invoice)
-    .bind(inbox)
-    .bind(event_id)
-    .fetch_all(db)
-    .await
-    .context("reading the journal")
+    sqlx::query_as("SELECT at, action, detail FROM journal WHERE invoice_number = $1 AND id > $2 ORDER BY id")
+        .bind(invoice)
+        .bind(after)
+        .fetch_all(db)
+        .await
+        .context("reading the journal")
 }
 
 /// `relance invoices`: one line per invoice, with its collections status.
