@@ -124,10 +124,12 @@ pub fn render(
     let channels = &config.settings.channels;
     let kind = CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
     let overdue = today > invoice.due_on;
+    // Credit notes lower the debt itself: interest runs on the invoice net of them.
+    let owed = invoice.amount - invoice.credited;
     let interest = late_interest(
         &interest_terms(channels),
         kind,
-        invoice.amount,
+        owed,
         invoice.due_on,
         payments,
         today,
@@ -178,12 +180,12 @@ pub fn render(
 
     let l = labels(language);
     let formal = step.tone == "formal";
-    let paid = invoice.amount - invoice.balance;
+    let paid = owed - invoice.balance;
     let mut references = vec![
         (l.number.to_string(), invoice.number.clone()),
         (l.issued.to_string(), format_date(invoice.issued_on, language)),
         (l.due.to_string(), format_date(invoice.due_on, language)),
-        (l.amount.to_string(), money(invoice.amount)),
+        (l.amount.to_string(), money(owed)),
     ];
     if !paid.is_zero() {
         references.push((l.paid.to_string(), money(paid)));
@@ -301,6 +303,7 @@ mod tests {
             amount: Decimal::new(150000, 2),
             currency: "EUR".into(),
             balance: Decimal::new(100000, 2),
+            credited: Decimal::ZERO,
             issued_on: NaiveDate::from_ymd_opt(2026, 2, 7).unwrap(),
             due_on: NaiveDate::from_ymd_opt(2026, 3, 9).unwrap(),
             payment_link: None,
