@@ -1,10 +1,22 @@
-//! The journal: an append-only record of every action, the creditor's proof.
+//! The journal: an append-only, hash-chained record of every action, the creditor's proof.
+//!
+//! One chain per invoice. Each entry stores the SHA-256 of its content (and of the document
+//! it refers to); the database links it to the previous entry of its chain when the
+//! transaction commits (trigger of migration ...0006). Services only ever call [`append`].
+//! The formats are in docs/journal.md; [`verify`] checks them.
+
+pub mod canonical;
+pub mod document;
+pub mod verify;
 
 use anyhow::Context;
+use canonical::EntryContent;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+/// Appends an entry in the caller's transaction. An entry about a step that has a rendered
+/// document carries that document's hash.
 pub async fn append(
     tx: &mut PgConnection,
     at: DateTime<Utc>,
@@ -13,14 +25,31 @@ pub async fn append(
     action: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
+    let at = canonical::to_stored_precision(at);
+    let document_sha256 = match step_id {
+        Some(id) => document::for_step(&mut *tx, id).await?.map(|d| d.sha256()),
+        None => None,
+    };
+    let content_sha256 = EntryContent {
+        at,
+        invoice_number: Some(invoice_number),
+        step_id,
+        action,
+        detail: &detail,
+        document_sha256: document_sha256.as_deref(),
+    }
+    .sha256();
     sqlx::query(
-        "INSERT INTO journal (at, invoice_number, step_id, action, detail) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO journal (at, invoice_number, step_id, action, detail, document_sha256, content_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(at)
     .bind(invoice_number)
     .bind(step_id)
     .bind(action)
     .bind(detail)
+    .bind(document_sha256)
+    .bind(content_sha256)
     .execute(tx)
     .await
     .with_context(|| format!("journaling {action}"))?;
@@ -44,4 +73,103 @@ pub async fn for_invoice(db: &sqlx::PgPool, invoice_number: &str) -> anyhow::Res
         .fetch_all(db)
         .await
         .context("reading the journal")
+}
+
+/// An entry with its place in its chain, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChainedEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub invoice_number: Option<String>,
+    pub step_id: Option<Uuid>,
+    pub action: String,
+    pub detail: serde_json::Value,
+    pub document_sha256: Option<String>,
+    pub content_sha256: Option<String>,
+    pub seq: Option<i64>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl ChainedEntry {
+    pub fn content(&self) -> EntryContent<'_> {
+        EntryContent {
+            at: self.at,
+            invoice_number: self.invoice_number.as_deref(),
+            step_id: self.step_id,
+            action: &self.action,
+            detail: &self.detail,
+            document_sha256: self.document_sha256.as_deref(),
+        }
+    }
+}
+
+const CHAINED_ENTRY: &str = "SELECT id, at, invoice_number, step_id, action, detail, document_sha256, content_sha256,
+        seq, prev_hash, hash
+    FROM journal";
+
+/// Every entry of a chain (an invoice number), in chain order; entries without a link
+/// (which relance never leaves behind) last.
+pub async fn chain(conn: &mut PgConnection, chain: &str) -> anyhow::Result<Vec<ChainedEntry>> {
+    sqlx::query_as(&format!(
+        "{CHAINED_ENTRY} WHERE COALESCE(invoice_number, '') = $1 ORDER BY seq NULLS LAST, id"
+    ))
+    .bind(chain)
+    .fetch_all(conn)
+    .await
+    .with_context(|| format!("reading the journal of {chain:?}"))
+}
+
+/// The last link of a chain, as recorded in `journal_heads`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Head {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+}
+
+pub async fn head(conn: &mut PgConnection, chain: &str) -> anyhow::Result<Option<Head>> {
+    sqlx::query_as("SELECT chain, seq, hash FROM journal_heads WHERE chain = $1")
+        .bind(chain)
+        .fetch_optional(conn)
+        .await
+        .context("reading the journal head")
+}
+
+/// Computes the content hashes of entries written before the journal was chained, and links
+/// them. Run by `relance migrate` as the owner; does nothing once done.
+pub async fn link_legacy_entries(db: &PgPool) -> anyhow::Result<u64> {
+    let mut tx = db.begin().await.context("starting to link old journal entries")?;
+    let legacy: Vec<ChainedEntry> = sqlx::query_as(&format!(
+        "{CHAINED_ENTRY} WHERE content_sha256 IS NULL AND id <= (SELECT max(up_to_id) FROM journal_legacy)
+         ORDER BY id FOR UPDATE"
+    ))
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading old journal entries")?;
+    for entry in &legacy {
+        let document_sha256 = match entry.step_id {
+            Some(id) => document::for_step(&mut tx, id).await?.map(|d| d.sha256()),
+            None => None,
+        };
+        let content = EntryContent {
+            document_sha256: document_sha256.as_deref(),
+            ..entry.content()
+        };
+        sqlx::query("UPDATE journal SET document_sha256 = $2, content_sha256 = $3 WHERE id = $1")
+            .bind(entry.id)
+            .bind(&document_sha256)
+            .bind(content.sha256())
+            .execute(&mut *tx)
+            .await
+            .context("hashing an old journal entry")?;
+    }
+    if !legacy.is_empty() {
+        sqlx::query("SELECT journal_link_pending()")
+            .execute(&mut *tx)
+            .await
+            .context("linking old journal entries")?;
+    }
+    tx.commit().await.context("committing the old journal entries' links")?;
+    Ok(legacy.len() as u64)
 }

@@ -5,6 +5,7 @@
 pub mod adjustments;
 pub mod clock;
 pub mod deliveries;
+pub mod handoff;
 pub mod invoices;
 pub mod journal;
 pub mod outbox;
@@ -60,6 +61,7 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     }
     let pool = connect(database_url, 2).await?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
+    journal::link_legacy_entries(&pool).await?;
     pool.close().await;
     Ok(())
 }

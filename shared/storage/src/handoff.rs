@@ -1,0 +1,84 @@
+//! Hand-off queries: invoices whose dunning sequence is over, unpaid, past the last deadline;
+//! and the status change that ends relance's part.
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub const STATUS_HANDED_OFF: &str = "handed_off";
+
+/// An invoice ready for hand-off, locked for the caller.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HandOffCandidate {
+    pub id: Uuid,
+    pub number: String,
+    pub amount: Decimal,
+    pub balance: Decimal,
+    pub currency: String,
+    pub due_on: NaiveDate,
+    /// The last reminder step of the sequence (highest position), and when it reached its
+    /// final status (clock time).
+    pub last_step: String,
+    pub last_step_status: String,
+    pub last_step_at: DateTime<Utc>,
+}
+
+/// Claims up to `limit` open, unpaid, overdue invoices whose reminder steps are all final and
+/// whose last step became final more than `after_days` whole days ago, counted in the
+/// customer's calendar: with 8, a last reminder sent on 28 March is handed off from 6 April,
+/// 00:00 local time. Invoices another scheduler holds are skipped (`SKIP LOCKED`).
+pub async fn claim_due(
+    tx: &mut PgConnection,
+    now: DateTime<Utc>,
+    after_days: u32,
+    limit: i64,
+) -> anyhow::Result<Vec<HandOffCandidate>> {
+    sqlx::query_as(
+        "SELECT i.id, i.number, i.amount, i.balance, i.currency, i.due_on,
+                last.name AS last_step, last.status AS last_step_status, last.updated_at AS last_step_at
+         FROM invoices i
+         JOIN customers c ON c.id = i.customer_id
+         JOIN LATERAL (SELECT s.name, s.status, s.updated_at FROM reminder_steps s
+                       WHERE s.invoice_id = i.id AND s.kind = 'reminder'
+                       ORDER BY s.position DESC LIMIT 1) last ON true
+         WHERE i.status = 'open' AND i.balance > 0
+           AND i.due_on <= ($1 AT TIME ZONE 'UTC')::date + 1
+           AND i.due_on < ($1 AT TIME ZONE c.timezone)::date
+           AND last.status IN ('sent', 'skipped', 'cancelled', 'failed')
+           AND ($1 AT TIME ZONE c.timezone)::date > (last.updated_at AT TIME ZONE c.timezone)::date + $2::int
+           AND NOT EXISTS (SELECT 1 FROM reminder_steps o
+                           WHERE o.invoice_id = i.id AND o.kind = 'reminder'
+                             AND o.status IN ('pending', 'queued', 'rendered', 'sending'))
+         ORDER BY i.id
+         LIMIT $3
+         FOR UPDATE OF i SKIP LOCKED",
+    )
+    .bind(now)
+    .bind(i32::try_from(after_days).unwrap_or(i32::MAX))
+    .bind(limit)
+    .fetch_all(tx)
+    .await
+    .context("claiming invoices to hand off")
+}
+
+/// Marks the invoice handed off, if it is still open. Returns false otherwise.
+pub async fn mark_handed_off(
+    tx: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE invoices SET status = 'handed_off', status_reason = $2, status_changed_at = $3
+         WHERE id = $1 AND status = 'open'",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("marking the invoice handed off")?;
+    Ok(updated.rows_affected() == 1)
+}

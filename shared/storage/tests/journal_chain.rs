@@ -1,0 +1,396 @@
+//! The hash-chained journal against a real PostgreSQL: many concurrent writers keep every
+//! chain valid, and a row modified, deleted or reordered by the database owner is found by
+//! verification, with the entry named.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use relance_storage::journal::{self, verify};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn server_url() -> String {
+    std::env::var("RELANCE_TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh, migrated database, dropped at the end (named like the end-to-end harness's, so
+/// that a crashed run's leftovers are removed by it).
+struct FreshDb {
+    url: String,
+    owner: PgPool,
+}
+
+impl FreshDb {
+    async fn create() -> Self {
+        let id = format!("{}_{}", Utc::now().timestamp(), Uuid::new_v4().simple());
+        let url = format!("{}/relance_test_{id}", server_url());
+        relance_storage::migrate(&url).await.expect("migrating");
+        let owner = relance_storage::connect(&url, 20).await.expect("connecting");
+        Self { url, owner }
+    }
+
+    /// A pool logged in as the workers' role, which may only append to the journal.
+    async fn worker(&self, size: u32) -> PgPool {
+        let url = self.url.replacen("postgres@", "relance_worker@", 1);
+        relance_storage::connect(&url, size).await.expect("connecting as relance_worker")
+    }
+
+    async fn drop_db(self) {
+        self.owner.close().await;
+        relance_storage::drop_database(&self.url).await.expect("dropping");
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(async {
+                    let _ = relance_storage::drop_database(&url).await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+fn t(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, day, hour, 0, 0).single().unwrap() + chrono::Duration::nanoseconds(987_654_321)
+}
+
+async fn append(db: &PgPool, invoice: &str, step: Option<Uuid>, action: &str, detail: serde_json::Value, at: DateTime<Utc>) {
+    let mut tx = db.begin().await.unwrap();
+    journal::append(&mut tx, at, invoice, step, action, detail).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Invoice F-1 with a rendered reminder (and its PDF attached), and a short journal for F-1
+/// and F-2, written by the worker role as the services do. Returns the step id.
+async fn ledger(db: &FreshDb) -> Uuid {
+    let owner = &db.owner;
+    sqlx::query(
+        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
+         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
+    )
+    .execute(owner)
+    .await
+    .unwrap();
+    let invoice_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, pdf, status, created_at)
+         VALUES ($1, 'F-1', 'C-1', 100, 'EUR', 100, '2026-03-01', '2026-03-16', '%PDF-1.4 facture'::bytea, 'open', now())",
+    )
+    .bind(invoice_id)
+    .execute(owner)
+    .await
+    .unwrap();
+    let step = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, updated_at)
+         VALUES ($1, $2, 'reminder_1', 'reminder', 1, 'email', 'reminder', 'courteous', now(), 'rendered', now())",
+    )
+    .bind(step)
+    .bind(invoice_id)
+    .execute(owner)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO rendered_messages (step_id, channel, message_id, recipients, subject, body_text, body_html, attach_invoice, rendered_at)
+         VALUES ($1, 'email', '<reminder_1@exemple.test>', '{jeanne@acme.test}', 'Facture F-1', 'Bonjour, 100,00 €', '<p>Bonjour</p>', true, $2)",
+    )
+    .bind(step)
+    .bind(t(21, 8))
+    .execute(owner)
+    .await
+    .unwrap();
+    let worker = db.worker(2).await;
+    append(&worker, "F-1", None, "invoice.registered", json!({"plan": ["reminder_1"]}), t(2, 6)).await;
+    append(&worker, "F-2", None, "invoice.registered", json!({}), t(2, 7)).await;
+    append(&worker, "F-1", Some(step), "reminder.queued", json!({"step": "reminder_1"}), t(21, 8)).await;
+    append(&worker, "F-1", Some(step), "reminder.rendered", json!({"subject": "Facture F-1"}), t(21, 8)).await;
+    append(&worker, "F-2", None, "payment.recorded", json!({"amount": "10", "balance": "0"}), t(3, 7)).await;
+    append(
+        &worker,
+        "F-1",
+        Some(step),
+        "reminder.sent",
+        json!({"smtp_response": "250 2.0.0 Ok", "smtp_ms": 12, "ratio": 0.25}),
+        t(21, 9),
+    )
+    .await;
+    append(&worker, "F-1", None, "payment.recorded", json!({"amount": "40", "balance": "60"}), t(22, 9)).await;
+    worker.close().await;
+    step
+}
+
+async fn entry_id(db: &PgPool, invoice: &str, action: &str) -> i64 {
+    sqlx::query_scalar("SELECT id FROM journal WHERE invoice_number = $1 AND action = $2")
+        .bind(invoice)
+        .bind(action)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+async fn verify_all(db: &PgPool) -> verify::Verification {
+    verify::verify_all(db).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_untouched_journal_verifies_and_carries_document_hashes() {
+    let db = FreshDb::create().await;
+    let step = ledger(&db).await;
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!((report.chains, report.entries, report.documents), (2, 7, 1));
+    // Entries about the rendered step carry its document's hash; the others none.
+    let rows: Vec<(String, Option<String>, i64)> =
+        sqlx::query_as("SELECT action, document_sha256, seq FROM journal WHERE invoice_number = 'F-1' ORDER BY seq")
+            .fetch_all(&db.owner)
+            .await
+            .unwrap();
+    let document = journal::document::for_step(&mut db.owner.acquire().await.unwrap(), step)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(document.invoice_pdf_sha256.is_some());
+    let expected: Vec<(String, Option<String>, i64)> = vec![
+        ("invoice.registered".into(), None, 1),
+        ("reminder.queued".into(), Some(document.sha256()), 2),
+        ("reminder.rendered".into(), Some(document.sha256()), 3),
+        ("reminder.sent".into(), Some(document.sha256()), 4),
+        ("payment.recorded".into(), None, 5),
+    ];
+    assert_eq!(rows, expected);
+    let head = journal::head(&mut db.owner.acquire().await.unwrap(), "F-1").await.unwrap().unwrap();
+    assert_eq!(head.seq, 5);
+    db.drop_db().await;
+}
+
+/// 12 writers, each its own connection as the worker role, 30 transactions each: some with
+/// one entry, some with entries for two invoices in opposite orders (as a scheduler batch and
+/// a lease sweep may), some rolled back. Every chain stays complete and valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_keep_every_chain_valid() {
+    let db = FreshDb::create().await;
+    let worker = db.worker(12).await;
+    let invoices = ["F-A", "F-B", "F-C", "F-D"];
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..12usize {
+        let worker = worker.clone();
+        writers.spawn(async move {
+            let mut committed = 0u64;
+            for i in 0..30usize {
+                let mut tx = worker.begin().await.unwrap();
+                let first = invoices[(w + i) % invoices.len()];
+                let second = invoices[(w + 2 * i + 1) % invoices.len()];
+                let order = if (w + i) % 2 == 0 { [first, second] } else { [second, first] };
+                let count = 1 + (i % 2);
+                for invoice in order.iter().take(count) {
+                    let detail = json!({"writer": w, "i": i});
+                    journal::append(&mut tx, Utc::now(), invoice, None, "test.written", detail)
+                        .await
+                        .unwrap();
+                }
+                // A little work inside the transaction, so that commits interleave.
+                sqlx::query("SELECT pg_sleep(0.001)").execute(&mut *tx).await.unwrap();
+                if i % 7 == 3 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                    committed += count as u64;
+                }
+            }
+            committed
+        });
+    }
+    let mut committed = 0;
+    while let Some(done) = writers.join_next().await {
+        committed += done.unwrap();
+    }
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.entries, committed);
+    assert_eq!(report.chains, 4);
+    let heads: i64 = sqlx::query_scalar("SELECT sum(seq)::bigint FROM journal_heads")
+        .fetch_one(&db.owner)
+        .await
+        .unwrap();
+    assert_eq!(heads as u64, committed, "positions 1..n in every chain, nothing skipped");
+    worker.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_role_cannot_rewrite_the_journal_nor_its_heads() {
+    let db = FreshDb::create().await;
+    ledger(&db).await;
+    let worker = db.worker(1).await;
+    for statement in [
+        "UPDATE journal SET action = 'forged'",
+        "DELETE FROM journal",
+        "UPDATE journal_heads SET seq = 1",
+        "DELETE FROM journal_heads",
+        "INSERT INTO journal_heads (chain, seq, hash, updated_at) VALUES ('X', 1, 'x', now())",
+        "SELECT journal_link_pending()",
+    ] {
+        assert!(
+            sqlx::query(statement).execute(&worker).await.is_err(),
+            "the worker role could run {statement}"
+        );
+    }
+    assert!(verify_all(&db.owner).await.is_intact());
+    worker.close().await;
+    db.drop_db().await;
+}
+
+/// Each tampering, done as the database owner on a fresh ledger, and what verify must say.
+async fn tampered(statements: &[&str]) -> (verify::Verification, FreshDb) {
+    let db = FreshDb::create().await;
+    ledger(&db).await;
+    for statement in statements {
+        sqlx::query(statement).execute(&db.owner).await.unwrap();
+    }
+    (verify_all(&db.owner).await, db)
+}
+
+fn only_problem(report: &verify::Verification) -> &verify::Problem {
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    &report.problems[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_modified_entry_is_named() {
+    let (report, db) = tampered(&[
+        "UPDATE journal SET detail = '{\"amount\": \"400\", \"balance\": \"60\"}' WHERE action = 'payment.recorded' AND invoice_number = 'F-1'",
+    ])
+    .await;
+    let problem = only_problem(&report);
+    assert_eq!(problem.entry_id, Some(entry_id(&db.owner, "F-1", "payment.recorded").await));
+    assert_eq!(problem.chain, "F-1");
+    assert!(problem.reason.contains("was modified"), "{problem}");
+    assert!(problem.to_string().contains("payment.recorded"), "{problem}");
+
+    // Changing a time (to move an entry earlier or later) is a modification too, and so is
+    // recomputing the content hash without the link.
+    let (report, db2) = tampered(&[
+        "UPDATE journal SET at = at - interval '10 days' WHERE action = 'reminder.sent'",
+    ])
+    .await;
+    assert_eq!(
+        only_problem(&report).entry_id,
+        Some(entry_id(&db2.owner, "F-1", "reminder.sent").await)
+    );
+    db.drop_db().await;
+    db2.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_entry_is_found_in_the_middle_and_at_the_end() {
+    let db = FreshDb::create().await;
+    ledger(&db).await;
+    let sent = entry_id(&db.owner, "F-1", "reminder.sent").await;
+    let after = entry_id(&db.owner, "F-1", "payment.recorded").await;
+    sqlx::query("DELETE FROM journal WHERE id = $1").bind(sent).execute(&db.owner).await.unwrap();
+    let report = verify_all(&db.owner).await;
+    let problem = only_problem(&report);
+    assert_eq!(problem.entry_id, Some(after), "the entry after the gap is named");
+    assert!(problem.reason.contains("deleted"), "{problem}");
+    db.drop_db().await;
+
+    // The last entry: the chain is shorter than its head says.
+    let (report, db) = tampered(&[
+        "DELETE FROM journal WHERE id = (SELECT max(id) FROM journal WHERE invoice_number = 'F-1')",
+    ])
+    .await;
+    let problem = only_problem(&report);
+    assert_eq!((problem.chain.as_str(), problem.entry_id), ("F-1", None));
+    assert!(problem.reason.contains("last entries were removed"), "{problem}");
+    db.drop_db().await;
+
+    // A whole chain, head kept.
+    let (report, db) = tampered(&["DELETE FROM journal WHERE invoice_number = 'F-2'"]).await;
+    assert_eq!(only_problem(&report).chain, "F-2");
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reordered_entries_are_found() {
+    // Swap the positions of the 2nd and 3rd entries of F-1.
+    let (report, db) = tampered(&[
+        "UPDATE journal SET seq = -seq WHERE invoice_number = 'F-1' AND seq IN (2, 3)",
+        "UPDATE journal SET seq = 5 + seq WHERE invoice_number = 'F-1' AND seq IN (-2, -3)",
+    ])
+    .await;
+    let problem = only_problem(&report);
+    assert_eq!(problem.seq, Some(2));
+    assert_eq!(problem.entry_id, Some(entry_id(&db.owner, "F-1", "reminder.rendered").await));
+    assert!(problem.reason.contains("reordered"), "{problem}");
+    db.drop_db().await;
+
+    // Swap two entries' contents (what they say), keeping their places.
+    let (report, db) = tampered(&[
+        "UPDATE journal a SET action = b.action, detail = b.detail, at = b.at
+         FROM journal b
+         WHERE a.invoice_number = 'F-1' AND b.invoice_number = 'F-1'
+           AND ((a.seq = 4 AND b.seq = 5) OR (a.seq = 5 AND b.seq = 4))",
+    ])
+    .await;
+    assert_eq!(only_problem(&report).seq, Some(4));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_modified_document_or_pdf_is_found() {
+    let (report, db) = tampered(&["UPDATE rendered_messages SET body_text = 'Bonjour, 10,00 €'"]).await;
+    let problem = only_problem(&report);
+    assert_eq!(problem.entry_id, Some(entry_id(&db.owner, "F-1", "reminder.queued").await));
+    assert!(problem.reason.contains("document"), "{problem}");
+    db.drop_db().await;
+
+    let (report, db) = tampered(&["UPDATE invoices SET pdf = '%PDF-1.4 autre facture'::bytea"]).await;
+    assert!(only_problem(&report).reason.contains("PDF"));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_slipped_in_without_relance_is_found() {
+    let (report, db) = tampered(&[
+        "INSERT INTO journal (at, invoice_number, action, detail) VALUES (now(), 'F-2', 'payment.recorded', '{}')",
+    ])
+    .await;
+    let problem = only_problem(&report);
+    assert_eq!(problem.chain, "F-2");
+    assert!(problem.reason.contains("no hash"), "{problem}");
+    db.drop_db().await;
+}
+
+/// Entries written before the chain existed are hashed and linked by `relance migrate`,
+/// and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn old_entries_are_linked_by_migrate() {
+    let db = FreshDb::create().await;
+    ledger(&db).await;
+    // As if these three had been written before migration ...0006.
+    sqlx::query(
+        "INSERT INTO journal (at, invoice_number, step_id, action, detail)
+         VALUES (now(), 'F-OLD', NULL, 'invoice.registered', '{\"plan\": [1, 2.5, \"x\"]}'),
+                (now(), 'F-OLD', NULL, 'reminder.sent', '{}'),
+                (now(), NULL, NULL, 'invoice.rejected', '{\"field\": \"invoice.number\"}')",
+    )
+    .execute(&db.owner)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE journal_legacy SET up_to_id = (SELECT max(id) FROM journal)")
+        .execute(&db.owner)
+        .await
+        .unwrap();
+    assert!(!verify_all(&db.owner).await.is_intact());
+    relance_storage::migrate(&db.url).await.unwrap();
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.entries, 10);
+    db.drop_db().await;
+}
