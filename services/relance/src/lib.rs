@@ -5,6 +5,7 @@ pub mod collections;
 pub mod demo;
 pub mod drive;
 pub mod health;
+pub mod journal;
 
 use anyhow::Context;
 use relance_config::Config;

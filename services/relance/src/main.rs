@@ -46,6 +46,11 @@ enum Command {
         #[arg(long, default_value_t = 40)]
         days: u32,
     },
+    /// Verify the tamper-evident journal, or export one invoice's proof file.
+    Journal {
+        #[command(subcommand)]
+        command: relance::journal::JournalCommand,
+    },
 }
 
 #[tokio::main]
@@ -57,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => "relance-migrate".to_string(),
         Command::Demo { .. } => "relance-demo".to_string(),
         Command::Invoice { .. } | Command::Invoices { .. } => "relance-cli".to_string(),
+        Command::Journal { .. } => "relance-journal".to_string(),
     };
     let _telemetry = relance_telemetry::init(&service_name, settings.otlp_endpoint.as_deref())?;
     match cli.command {
@@ -91,5 +97,11 @@ async fn main() -> anyhow::Result<()> {
             relance::collections::run_invoice_command(settings, command, wait).await
         }
         Command::Invoices { status } => relance::collections::list_invoices(settings, status).await,
+        Command::Journal { command } => {
+            if !relance::journal::run(&settings.database_url, command).await? {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
     }
 }

@@ -25,6 +25,8 @@ use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub mod handoff;
+
 pub const SERVICE: &str = "scheduler";
 const INBOX: &str = "scheduler.invoice_issued";
 
@@ -71,6 +73,10 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
         }
         if let Err(e) = recover_expired_leases(db, config).await {
             tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
+        }
+        let (now, s) = (config.clock.now(), &config.settings);
+        if let Err(e) = handoff::hand_off_due(db, now, s.handoff_after_days, s.scheduler_batch).await {
+            tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

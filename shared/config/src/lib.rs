@@ -114,6 +114,9 @@ pub struct Settings {
     pub pay_within_days: u32,
     /// Days after a promised payment date before the paused sequence resumes.
     pub promise_grace_days: u32,
+    /// Whole days, in the customer's calendar, after the last step of the sequence before an
+    /// unpaid invoice is handed off.
+    pub handoff_after_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
     pub queue_expires: Option<Duration>,
     /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
@@ -274,6 +277,7 @@ impl Settings {
             retry_base: env.millis("RELANCE_RETRY_BASE_MS", 1000)?,
             pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
             promise_grace_days: env.parsed("RELANCE_PROMISE_GRACE_DAYS", 3)?,
+            handoff_after_days: env.parsed("RELANCE_HANDOFF_AFTER_DAYS", 8)?,
             lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
             interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Fail)?,
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {

@@ -7,6 +7,7 @@
 
 pub mod collections;
 pub mod events;
+pub mod handoff;
 pub mod inbound;
 pub mod jobs;
 pub mod names;
@@ -17,6 +18,7 @@ pub use collections::{
     ResolutionCreditNoteV1, ResolutionV1, WriteOffV1,
 };
 pub use events::EventV1;
+pub use handoff::{AmountDueV1, HandOffDetailV1, InvoiceJournalV1, JournalEntryV1};
 pub use inbound::{CustomerV1, InvoiceIssuedV1, InvoiceV1, PaymentReceivedV1, PaymentV1};
 pub use jobs::{ReminderDueV1, ReminderRenderedV1};
 

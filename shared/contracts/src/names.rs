@@ -50,6 +50,9 @@ pub const INVOICE_CLOSED: &str = "invoice.closed";
 pub const CREDIT_NOTE_RECORDED: &str = "credit_note.recorded";
 /// Journal-only: an informational e-invoicing lifecycle status.
 pub const INVOICE_LIFECYCLE_RECORDED: &str = "invoice.lifecycle_recorded";
+/// The sequence ended unpaid and the debt leaves relance (collection agency, lawyer); the
+/// event carries the invoice's journal with its hashes (`HandOffDetailV1`).
+pub const INVOICE_HANDED_OFF: &str = "invoice.handed_off";
 
 /// AMQP header carrying the reason a message was dead-lettered.
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";

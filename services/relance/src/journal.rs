@@ -1,0 +1,239 @@
+//! `relance journal verify` and `relance journal export`: the proof side of the journal.
+//! Verify checks every chain and document hash; export writes one invoice's file for a
+//! creditor to show what was sent, when, and that the record is intact. Both only read.
+
+use anyhow::Context;
+use relance_domain::{Clock, SystemClock};
+use relance_messaging::outgoing;
+use relance_storage::journal::verify::{self, Verification};
+use relance_storage::journal::{self, canonical, document};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum JournalCommand {
+    /// Check every invoice's chain and the documents it refers to. Exit status 2, naming the
+    /// first broken entry, when anything was altered.
+    Verify,
+    /// Write one invoice's proof file into OUT/<invoice>/: invoice.json (the invoice, its
+    /// steps, payments and journal entries with their hashes) and the messages sent.
+    Export {
+        invoice: String,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+/// Runs the command; returns false when the journal (or the exported chain) is broken.
+pub async fn run(database_url: &str, command: JournalCommand) -> anyhow::Result<bool> {
+    let db = relance_storage::connect(database_url, 2).await?;
+    let intact = match command {
+        JournalCommand::Verify => {
+            let report = verify::verify_all(&db).await?;
+            let text = describe(&report);
+            if report.is_intact() {
+                println!("{text}");
+            } else {
+                eprintln!("{text}");
+            }
+            report.is_intact()
+        }
+        JournalCommand::Export { invoice, out } => {
+            let export = export(&db, &invoice, &out).await?;
+            println!(
+                "invoice {invoice:?}: {} journal entries, {} documents, written to {}",
+                export.entries,
+                export.documents,
+                export.dir.display()
+            );
+            if !export.verification.is_intact() {
+                eprintln!("{}", describe(&export.verification));
+            }
+            export.verification.is_intact()
+        }
+    };
+    db.close().await;
+    Ok(intact)
+}
+
+/// What verify prints: a summary, then the first broken entry and any others.
+pub fn describe(report: &Verification) -> String {
+    let counts = format!(
+        "{} entries in {} chains, {} documents",
+        report.entries, report.chains, report.documents
+    );
+    let Some(first) = report.first_problem() else {
+        return format!("journal intact: {counts}");
+    };
+    let mut text = format!(
+        "journal BROKEN: {} of {} chains fail verification ({counts})\nfirst broken: {first}",
+        report.problems.len(),
+        report.chains
+    );
+    for other in report.problems.iter().filter(|p| *p != first) {
+        text.push_str(&format!("\nalso broken: {other}"));
+    }
+    text
+}
+
+/// What [`export`] wrote.
+#[derive(Debug)]
+pub struct Export {
+    pub dir: PathBuf,
+    pub entries: usize,
+    pub documents: usize,
+    pub verification: Verification,
+}
+
+/// A name usable as a file or folder name on any system.
+fn file_safe(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    match safe.trim_matches('.') {
+        "" => "_".to_string(),
+        s => s.to_string(),
+    }
+}
+
+/// Writes `out/<invoice>/invoice.json` and, per rendered message, its canonical form
+/// (`NN-step.document.json`, whose SHA-256 is the `document_sha256` of the journal entries
+/// about it), its text (`.txt`, with the headers) and HTML (`.html`); and the invoice PDF.
+pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Result<Export> {
+    let mut conn = db.acquire().await.context("acquiring a connection")?;
+    let invoice: Option<(Uuid, Value, Value, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT i.id,
+                to_jsonb(i) - 'pdf' || jsonb_build_object('amount', i.amount::text, 'balance', i.balance::text,
+                    'pdf_sha256', encode(sha256(i.pdf), 'hex')),
+                to_jsonb(c), i.pdf
+         FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE i.number = $1",
+    )
+    .bind(invoice_number)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading the invoice")?;
+    let entries = journal::chain(&mut conn, invoice_number).await?;
+    if invoice.is_none() && entries.is_empty() {
+        anyhow::bail!("unknown invoice {invoice_number:?}: no invoice and no journal entry under this number");
+    }
+    let verification = verify::verify_chain(&mut conn, invoice_number).await?;
+    let chain = outgoing::invoice_journal_v1(&mut conn, invoice_number).await?;
+    let head = journal::head(&mut conn, invoice_number).await?;
+
+    let dir = out.join(file_safe(invoice_number));
+    let documents_dir = dir.join("documents");
+    std::fs::create_dir_all(&documents_dir)
+        .with_context(|| format!("creating {}", documents_dir.display()))?;
+    let write = |path: PathBuf, bytes: &[u8]| {
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+
+    let (mut steps, mut payments, mut documents): (Vec<Value>, Vec<Value>, Vec<Value>) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let mut pdf_file = None;
+    if let Some((id, _, _, pdf)) = &invoice {
+        steps = sqlx::query_scalar(
+            "SELECT to_jsonb(s) FROM reminder_steps s WHERE s.invoice_id = $1 ORDER BY s.kind, s.position",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .context("reading the steps")?;
+        payments = sqlx::query_scalar(
+            "SELECT to_jsonb(p) || jsonb_build_object('amount', p.amount::text)
+             FROM payments p WHERE p.invoice_id = $1 ORDER BY p.recorded_at, p.id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .context("reading the payments")?;
+        if let Some(pdf) = pdf {
+            write(dir.join("invoice.pdf"), pdf)?;
+            pdf_file = Some("invoice.pdf");
+        }
+        let rendered: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT r.step_id, s.name FROM rendered_messages r JOIN reminder_steps s ON s.id = r.step_id
+             WHERE s.invoice_id = $1 ORDER BY r.rendered_at, s.position",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .context("listing the rendered messages")?;
+        for (n, (step_id, step_name)) in rendered.iter().enumerate() {
+            let Some(doc) = document::for_step(&mut conn, *step_id).await? else {
+                continue;
+            };
+            let prefix = format!("{:02}-{}", n + 1, file_safe(step_name));
+            let canonical_file = format!("documents/{prefix}.document.json");
+            write(dir.join(&canonical_file), doc.canonical().as_bytes())?;
+            let m = &doc.message;
+            let text_file = format!("documents/{prefix}.txt");
+            let headers = format!(
+                "Message-ID: {}\nTo: {}\nCc: {}\nSubject: {}\nRendered: {}\n\n",
+                m.message_id,
+                m.recipients.join(", "),
+                m.cc.join(", "),
+                m.subject,
+                canonical::timestamp(m.rendered_at)
+            );
+            write(dir.join(&text_file), format!("{headers}{}", m.body_text).as_bytes())?;
+            let html_file = match &m.body_html {
+                Some(html) => {
+                    let file = format!("documents/{prefix}.html");
+                    write(dir.join(&file), html.as_bytes())?;
+                    Some(file)
+                }
+                None => None,
+            };
+            let attachments = match (&doc.invoice_pdf_sha256, pdf_file) {
+                (Some(sha), Some(file)) => json!([{ "file": file, "sha256": sha }]),
+                _ => json!([]),
+            };
+            documents.push(json!({
+                "step_id": step_id,
+                "step": step_name,
+                "sha256": doc.sha256(),
+                "canonical_file": canonical_file,
+                "text_file": text_file,
+                "html_file": html_file,
+                "attachments": attachments,
+            }));
+        }
+    }
+    let (invoice_json, customer_json) = match &invoice {
+        Some((_, i, c, _)) => (i.clone(), c.clone()),
+        None => (Value::Null, Value::Null),
+    };
+    let file = json!({
+        "format": "relance-journal-export-v1",
+        "exported_at": canonical::timestamp(SystemClock.now()),
+        "invoice": invoice_json,
+        "customer": customer_json,
+        "steps": steps,
+        "payments": payments,
+        "documents": documents,
+        "journal": chain,
+        "journal_head_recorded": head.map(|h| json!({ "seq": h.seq, "hash": h.hash })),
+        "verification": {
+            "intact": verification.is_intact(),
+            "problems": verification.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
+        "hashing": {
+            "reference": "docs/journal.md",
+            "content_sha256": "SHA-256 of the canonical JSON (keys sorted, no whitespace) of {format: \"relance-journal-entry-v1\", at, invoice_number, step_id, action, detail, document_sha256}",
+            "hash": "SHA-256 of \"relance-journal-link-v1\\n{id}\\n{seq}\\n{prev_hash}\\n{content_sha256}\"; prev_hash of seq 1 is 64 zeros",
+            "document_sha256": "SHA-256 of the bytes of the document's canonical_file",
+        },
+    });
+    let pretty = serde_json::to_vec_pretty(&file).context("encoding invoice.json")?;
+    write(dir.join("invoice.json"), &pretty)?;
+    Ok(Export {
+        dir,
+        entries: entries.len(),
+        documents: documents.len(),
+        verification,
+    })
+}

@@ -1,0 +1,101 @@
+//! Hand-off: an invoice whose sequence is over (its last reminder step sent, or otherwise
+//! final) and still unpaid `RELANCE_HANDOFF_AFTER_DAYS` days later (by default the 8 days the
+//! firm reminder gave) is marked `handed_off`, journaled, and announced by an
+//! `invoice.handed_off` event carrying its journal and the amount due. A sweep of the
+//! scheduler's tick: several copies may run, invoices are claimed with `SKIP LOCKED` and the
+//! status moves only from `open`, so an invoice is handed off once. It sends nothing to the
+//! customer.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use relance_contracts::names;
+use relance_contracts::{AmountDueV1, HandOffDetailV1};
+use relance_domain::Money;
+use relance_messaging::outgoing;
+use relance_storage::handoff::{self, HandOffCandidate};
+use relance_storage::{journal, outbox};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgPool;
+
+/// Hands off every invoice due for it at `now`, batch after batch. Returns how many.
+#[tracing::instrument(skip_all, err)]
+pub async fn hand_off_due(db: &PgPool, now: DateTime<Utc>, after_days: u32, batch: i64) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let mut tx = db.begin().await.context("starting the hand-off transaction")?;
+        let claimed = handoff::claim_due(&mut tx, now, after_days, batch).await?;
+        for invoice in &claimed {
+            hand_off(&mut tx, invoice, now, after_days).await?;
+        }
+        tx.commit().await.context("committing the hand-off")?;
+        total += claimed.len();
+        if claimed.len() < usize::try_from(batch).unwrap_or(usize::MAX) {
+            return Ok(total);
+        }
+    }
+}
+
+async fn hand_off(
+    tx: &mut sqlx::PgConnection,
+    invoice: &HandOffCandidate,
+    now: DateTime<Utc>,
+    after_days: u32,
+) -> anyhow::Result<()> {
+    let reason = format!(
+        "unpaid {after_days} days after the last step of the sequence ({} {})",
+        invoice.last_step, invoice.last_step_status
+    );
+    if !handoff::mark_handed_off(tx, invoice.id, &reason, now).await? {
+        return Ok(());
+    }
+    let amount_due = amount_due(invoice)?;
+    // The journal as committed before this hand-off; its head is also journaled, so that the
+    // entry recording the hand-off pins the chain that was handed over.
+    let chain = outgoing::invoice_journal_v1(tx, &invoice.number).await?;
+    journal::append(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        names::INVOICE_HANDED_OFF,
+        json!({
+            "reason": reason,
+            "amount_due": amount_due,
+            "journal_head": { "seq": chain.head_seq, "hash": chain.head_hash },
+        }),
+    )
+    .await?;
+    let detail = HandOffDetailV1 {
+        reason,
+        after_days,
+        last_step: invoice.last_step.clone(),
+        last_step_status: invoice.last_step_status.clone(),
+        last_step_at: invoice.last_step_at,
+        amount_due,
+        journal: chain,
+    };
+    let detail = serde_json::to_value(&detail).context("encoding the hand-off event")?;
+    outbox::enqueue(
+        tx,
+        &outgoing::event(names::INVOICE_HANDED_OFF, &invoice.number, None, detail, now),
+        now,
+    )
+    .await
+}
+
+fn amount_due(invoice: &HandOffCandidate) -> anyhow::Result<AmountDueV1> {
+    let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
+    let plain = |amount: Decimal| {
+        let mut rounded = Money::new(amount, currency).rounded().amount;
+        rounded.rescale(Money::new(amount, currency).minor_digits());
+        rounded.to_string()
+    };
+    Ok(AmountDueV1 {
+        currency: currency.code().to_string(),
+        invoiced: plain(invoice.amount),
+        paid: plain(invoice.amount - invoice.balance),
+        principal: plain(invoice.balance),
+        interest: None,
+    })
+}

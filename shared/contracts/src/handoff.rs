@@ -1,0 +1,66 @@
+//! The `detail` of an `invoice.handed_off` event (on `<ns>.events`, envelope `EventV1`): what
+//! a collection agency or a lawyer needs to take over, including the invoice's journal with
+//! the hashes that let them check it (docs/journal.md).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandOffDetailV1 {
+    /// Why, in words: the last step and the days waited.
+    pub reason: String,
+    /// `RELANCE_HANDOFF_AFTER_DAYS` at the time.
+    pub after_days: u32,
+    /// The last reminder step of the sequence, its final status and when it reached it.
+    pub last_step: String,
+    pub last_step_status: String,
+    pub last_step_at: DateTime<Utc>,
+    pub amount_due: AmountDueV1,
+    pub journal: InvoiceJournalV1,
+}
+
+/// Amounts as decimal strings in the currency's minor unit (`"1500.00"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmountDueV1 {
+    pub currency: String,
+    /// The invoice total.
+    pub invoiced: String,
+    pub paid: String,
+    /// What remains of the invoice itself: `invoiced - paid`.
+    pub principal: String,
+    /// Late-payment interest due on top of the principal. `null` while relance does not
+    /// compute it; consumers must not read `null` as zero.
+    pub interest: Option<String>,
+}
+
+/// One invoice's journal chain as it stood when it was handed off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceJournalV1 {
+    /// The chain: the invoice number.
+    pub chain: String,
+    /// The last entry's `seq` and `hash`: keep them, a later rewrite of the chain cannot match.
+    pub head_seq: i64,
+    pub head_hash: String,
+    /// Oldest first.
+    pub entries: Vec<JournalEntryV1>,
+}
+
+/// A journal entry with everything its hashes are computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntryV1 {
+    pub id: i64,
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// UTC with six decimals, exactly as hashed: `2026-03-28T08:00:00.000000Z`.
+    pub at: String,
+    pub invoice_number: Option<String>,
+    pub step_id: Option<Uuid>,
+    pub action: String,
+    pub detail: serde_json::Value,
+    /// SHA-256 of the canonical form of the document the entry refers to (a rendered message).
+    pub document_sha256: Option<String>,
+    pub content_sha256: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
