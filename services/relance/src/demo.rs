@@ -311,7 +311,8 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
         "SELECT j.at, j.invoice_number, j.action, j.detail, s.name AS step
          FROM journal j LEFT JOIN reminder_steps s ON s.id = j.step_id
          WHERE j.action IN ('invoice.registered', 'invoice.rejected', 'reminder.sent', 'reminder.skipped', 'reminder.cancelled',
-                            'reminder.failed', 'payment.recorded', 'invoice.settled', 'thanks.sent', 'reminder.postponed')
+                            'reminder.failed', 'payment.recorded', 'invoice.settled', 'thanks.sent', 'reminder.postponed',
+                            'invoice.handed_off')
          ORDER BY j.at, j.id",
     )
     .fetch_all(db)
@@ -345,6 +346,12 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
             "reminder.failed" => format!("{}: {}", row.step.unwrap_or_default(), text("reason")),
             "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
             "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
+            "invoice.handed_off" => format!(
+                "{} EUR due, journal up to #{} {:.12}…",
+                d["amount_due"]["principal"].as_str().unwrap_or(""),
+                d["journal_head"]["seq"],
+                d["journal_head"]["hash"].as_str().unwrap_or("")
+            ),
             _ => String::new(),
         };
         println!(
@@ -361,5 +368,7 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
         .context("counting sent messages")?;
     println!("{}", "-".repeat(100));
     println!("{mails} emails sent ({sent} reminders, {} thank-yous). Every action above is in the journal table of relance_demo.", mails - sent);
+    let verification = relance_storage::journal::verify::verify_all(db).await?;
+    println!("{}", crate::journal::describe(&verification));
     Ok(())
 }

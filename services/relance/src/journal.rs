@@ -171,11 +171,14 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
             write(dir.join(&canonical_file), doc.canonical().as_bytes())?;
             let m = &doc.message;
             let text_file = format!("documents/{prefix}.txt");
+            let cc = match m.cc.is_empty() {
+                true => String::new(),
+                false => format!("Cc: {}\n", m.cc.join(", ")),
+            };
             let headers = format!(
-                "Message-ID: {}\nTo: {}\nCc: {}\nSubject: {}\nRendered: {}\n\n",
+                "Message-ID: {}\nTo: {}\n{cc}Subject: {}\nRendered: {}\n\n",
                 m.message_id,
                 m.recipients.join(", "),
-                m.cc.join(", "),
                 m.subject,
                 canonical::timestamp(m.rendered_at)
             );

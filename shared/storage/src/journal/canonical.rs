@@ -143,13 +143,14 @@ mod tests {
             content.canonical(),
             r#"{"action":"reminder.queued","at":"2026-03-11T08:00:00.123456Z","detail":{"channel":"email","step":"pre_due"},"document_sha256":null,"format":"relance-journal-entry-v1","invoice_number":"F-1","step_id":null}"#
         );
-        // The example of docs/journal.md.
+        // The worked example of docs/journal.md, recomputed there with sha256sum.
         assert_eq!(
             content.sha256(),
-            sha256_hex(content.canonical().as_bytes())
+            "055c7112293d4fedfef0049e3a7437807035803440537f86473213c8042c1925"
         );
-        let link = link_hash(1, 1, GENESIS_HASH, &content.sha256());
-        assert_eq!(link.len(), 64);
-        assert_ne!(link, link_hash(2, 1, GENESIS_HASH, &content.sha256()));
+        assert_eq!(
+            link_hash(1, 1, GENESIS_HASH, &content.sha256()),
+            "24180b17eaa8f154a09e5524b2250cdc3f942c67de66565b8a8a95b657191871"
+        );
     }
 }
