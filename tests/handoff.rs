@@ -55,7 +55,11 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
         .unwrap();
     assert_eq!(handed, 0);
     assert_eq!(status(&env, "F-900").await.0, "open");
-    assert_eq!(env.journal_count("F-900", names::REMINDER_SENT).await, 3, "the whole sequence went out");
+    assert_eq!(
+        env.journal_count("F-900", names::REMINDER_SENT).await,
+        3,
+        "the whole sequence went out"
+    );
 
     // 6 April, 00:30 in Paris.
     env.set_time(Utc.with_ymd_and_hms(2026, 4, 5, 22, 30, 0).single().unwrap())
@@ -87,7 +91,10 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
     for event in &events {
         let detail: HandOffDetailV1 = serde_json::from_value(event.detail.clone()).unwrap();
         assert_eq!(detail.after_days, 8);
-        assert_eq!((detail.last_step.as_str(), detail.last_step_status.as_str()), ("reminder_2", "sent"));
+        assert_eq!(
+            (detail.last_step.as_str(), detail.last_step_status.as_str()),
+            ("reminder_2", "sent")
+        );
         assert_eq!(detail.amount_due.interest, None);
         let expected = match event.invoice_number.as_str() {
             "F-900" => ("1500.00", "0.00", "1500.00"),
@@ -95,7 +102,12 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
         };
         let due = &detail.amount_due;
         assert_eq!(
-            (due.invoiced.as_str(), due.paid.as_str(), due.principal.as_str(), due.currency.as_str()),
+            (
+                due.invoiced.as_str(),
+                due.paid.as_str(),
+                due.principal.as_str(),
+                due.currency.as_str()
+            ),
             (expected.0, expected.1, expected.2, "EUR")
         );
         // The journal as it stood: every entry, linked, ending at the head that the
@@ -108,7 +120,11 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
         assert!(!actions.contains(&names::INVOICE_HANDED_OFF));
         for (i, entry) in journal.entries.iter().enumerate() {
             assert_eq!(entry.seq, i as i64 + 1);
-            let previous = if i == 0 { "0".repeat(64) } else { journal.entries[i - 1].hash.clone() };
+            let previous = if i == 0 {
+                "0".repeat(64)
+            } else {
+                journal.entries[i - 1].hash.clone()
+            };
             assert_eq!(entry.prev_hash, previous);
         }
         let last = journal.entries.last().unwrap();
@@ -136,7 +152,9 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
         .unwrap();
         assert_eq!(pinned["hash"], journal.head_hash.as_str());
     }
-    let report = relance_storage::journal::verify::verify_all(&env.db).await.unwrap();
+    let report = relance_storage::journal::verify::verify_all(&env.db)
+        .await
+        .unwrap();
     assert!(report.is_intact(), "{:?}", report.problems);
     env.stop().await;
 }

@@ -59,7 +59,10 @@ fn sorted_json(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", fields.join(","))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(sorted_json).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(sorted_json).collect::<Vec<_>>().join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -105,12 +108,29 @@ async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_ent
 
     let verify = relance(&env, &["journal", "verify"]).await;
     let stdout = String::from_utf8_lossy(&verify.stdout);
-    assert_eq!(verify.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&verify.stderr));
-    assert!(stdout.contains("journal intact") && stdout.contains("2 chains"), "{stdout}");
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        stdout.contains("journal intact") && stdout.contains("2 chains"),
+        "{stdout}"
+    );
 
     let out = std::env::temp_dir().join(format!("relance-export-{}", uuid::Uuid::new_v4().simple()));
-    let export = relance(&env, &["journal", "export", "F-950/A", "--out", out.to_str().unwrap()]).await;
-    assert_eq!(export.status.code(), Some(0), "{}", String::from_utf8_lossy(&export.stderr));
+    let export = relance(
+        &env,
+        &["journal", "export", "F-950/A", "--out", out.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        export.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
     let dir = out.join("F-950_A");
     let file: Value = serde_json::from_slice(&std::fs::read(dir.join("invoice.json")).unwrap()).unwrap();
     assert_eq!(file["format"], "relance-journal-export-v1");
@@ -127,13 +147,19 @@ async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_ent
         .await
         .unwrap();
     assert_eq!(entries.len() as i64, stored);
-    assert_eq!(file["journal"]["head_hash"], file["journal_head_recorded"]["hash"]);
+    assert_eq!(
+        file["journal"]["head_hash"],
+        file["journal_head_recorded"]["hash"]
+    );
 
     // Two messages went out (pre-due note, first reminder); each document file hashes to what
     // the journal recorded when it was rendered and sent.
     let documents = file["documents"].as_array().unwrap();
     assert_eq!(
-        documents.iter().map(|d| d["step"].as_str().unwrap()).collect::<Vec<_>>(),
+        documents
+            .iter()
+            .map(|d| d["step"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         vec!["pre_due", "reminder_1"]
     );
     for document in documents {
@@ -146,7 +172,11 @@ async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_ent
             .expect("a reminder.sent entry for the document");
         assert_eq!(sent["document_sha256"], hash.as_str());
         let canonical: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(canonical["invoice_pdf_sha256"], sha256(PDF).as_str(), "the PDF attached is covered");
+        assert_eq!(
+            canonical["invoice_pdf_sha256"],
+            sha256(PDF).as_str(),
+            "the PDF attached is covered"
+        );
         let text = std::fs::read_to_string(dir.join(document["text_file"].as_str().unwrap())).unwrap();
         assert!(text.contains(canonical["subject"].as_str().unwrap()), "{text}");
         assert!(text.contains("1\u{202f}500,00\u{a0}€"), "{text}");
@@ -173,13 +203,24 @@ async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_ent
         stderr.contains(&format!("first broken: entry #{tampered} (invoice \"F-950/A\"")),
         "{stderr}"
     );
-    assert!(stderr.contains("reminder.sent") && stderr.contains("modified"), "{stderr}");
-    let export = relance(&env, &["journal", "export", "F-950/A", "--out", out.to_str().unwrap()]).await;
+    assert!(
+        stderr.contains("reminder.sent") && stderr.contains("modified"),
+        "{stderr}"
+    );
+    let export = relance(
+        &env,
+        &["journal", "export", "F-950/A", "--out", out.to_str().unwrap()],
+    )
+    .await;
     assert_eq!(export.status.code(), Some(2));
     let file: Value = serde_json::from_slice(&std::fs::read(dir.join("invoice.json")).unwrap()).unwrap();
     assert_eq!(file["verification"]["intact"], false);
 
-    let unknown = relance(&env, &["journal", "export", "F-NOPE", "--out", out.to_str().unwrap()]).await;
+    let unknown = relance(
+        &env,
+        &["journal", "export", "F-NOPE", "--out", out.to_str().unwrap()],
+    )
+    .await;
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown invoice"));
     let _ = std::fs::remove_dir_all(&out);

@@ -91,7 +91,13 @@ pub struct Export {
 fn file_safe(name: &str) -> String {
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     match safe.trim_matches('.') {
         "" => "_".to_string(),
@@ -117,7 +123,9 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
     .context("reading the invoice")?;
     let entries = journal::chain(&mut conn, invoice_number).await?;
     if invoice.is_none() && entries.is_empty() {
-        anyhow::bail!("unknown invoice {invoice_number:?}: no invoice and no journal entry under this number");
+        anyhow::bail!(
+            "unknown invoice {invoice_number:?}: no invoice and no journal entry under this number"
+        );
     }
     let verification = verify::verify_chain(&mut conn, invoice_number).await?;
     let chain = outgoing::invoice_journal_v1(&mut conn, invoice_number).await?;
@@ -182,7 +190,10 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
                 m.subject,
                 canonical::timestamp(m.rendered_at)
             );
-            write(dir.join(&text_file), format!("{headers}{}", m.body_text).as_bytes())?;
+            write(
+                dir.join(&text_file),
+                format!("{headers}{}", m.body_text).as_bytes(),
+            )?;
             let html_file = match &m.body_html {
                 Some(html) => {
                     let file = format!("documents/{prefix}.html");

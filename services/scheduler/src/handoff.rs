@@ -20,7 +20,12 @@ use sqlx::PgPool;
 
 /// Hands off every invoice due for it at `now`, batch after batch. Returns how many.
 #[tracing::instrument(skip_all, err)]
-pub async fn hand_off_due(db: &PgPool, now: DateTime<Utc>, after_days: u32, batch: i64) -> anyhow::Result<usize> {
+pub async fn hand_off_due(
+    db: &PgPool,
+    now: DateTime<Utc>,
+    after_days: u32,
+    batch: i64,
+) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let mut tx = db.begin().await.context("starting the hand-off transaction")?;

@@ -1,7 +1,7 @@
 //! Building outbox messages from contract types, with the current trace context attached.
 
-use chrono::{DateTime, Utc};
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use relance_contracts::{EventV1, InvoiceJournalV1, JournalEntryV1, VERSION_1};
 use relance_storage::journal::{self, canonical, ChainedEntry};
 use relance_storage::outbox::{self, Destination, OutgoingMessage};

@@ -104,7 +104,8 @@ impl ChainedEntry {
     }
 }
 
-const CHAINED_ENTRY: &str = "SELECT id, at, invoice_number, step_id, action, detail, document_sha256, content_sha256,
+const CHAINED_ENTRY: &str =
+    "SELECT id, at, invoice_number, step_id, action, detail, document_sha256, content_sha256,
         seq, prev_hash, hash
     FROM journal";
 
@@ -170,6 +171,8 @@ pub async fn link_legacy_entries(db: &PgPool) -> anyhow::Result<u64> {
             .await
             .context("linking old journal entries")?;
     }
-    tx.commit().await.context("committing the old journal entries' links")?;
+    tx.commit()
+        .await
+        .context("committing the old journal entries' links")?;
     Ok(legacy.len() as u64)
 }

@@ -33,7 +33,9 @@ impl FreshDb {
     /// A pool logged in as the workers' role, which may only append to the journal.
     async fn worker(&self, size: u32) -> PgPool {
         let url = self.url.replacen("postgres@", "relance_worker@", 1);
-        relance_storage::connect(&url, size).await.expect("connecting as relance_worker")
+        relance_storage::connect(&url, size)
+            .await
+            .expect("connecting as relance_worker")
     }
 
     async fn drop_db(self) {
@@ -57,12 +59,22 @@ impl Drop for FreshDb {
 }
 
 fn t(day: u32, hour: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, day, hour, 0, 0).single().unwrap() + chrono::Duration::nanoseconds(987_654_321)
+    Utc.with_ymd_and_hms(2026, 3, day, hour, 0, 0).single().unwrap()
+        + chrono::Duration::nanoseconds(987_654_321)
 }
 
-async fn append(db: &PgPool, invoice: &str, step: Option<Uuid>, action: &str, detail: serde_json::Value, at: DateTime<Utc>) {
+async fn append(
+    db: &PgPool,
+    invoice: &str,
+    step: Option<Uuid>,
+    action: &str,
+    detail: serde_json::Value,
+    at: DateTime<Utc>,
+) {
     let mut tx = db.begin().await.unwrap();
-    journal::append(&mut tx, at, invoice, step, action, detail).await.unwrap();
+    journal::append(&mut tx, at, invoice, step, action, detail)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -106,11 +118,43 @@ async fn ledger(db: &FreshDb) -> Uuid {
     .await
     .unwrap();
     let worker = db.worker(2).await;
-    append(&worker, "F-1", None, "invoice.registered", json!({"plan": ["reminder_1"]}), t(2, 6)).await;
+    append(
+        &worker,
+        "F-1",
+        None,
+        "invoice.registered",
+        json!({"plan": ["reminder_1"]}),
+        t(2, 6),
+    )
+    .await;
     append(&worker, "F-2", None, "invoice.registered", json!({}), t(2, 7)).await;
-    append(&worker, "F-1", Some(step), "reminder.queued", json!({"step": "reminder_1"}), t(21, 8)).await;
-    append(&worker, "F-1", Some(step), "reminder.rendered", json!({"subject": "Facture F-1"}), t(21, 8)).await;
-    append(&worker, "F-2", None, "payment.recorded", json!({"amount": "10", "balance": "0"}), t(3, 7)).await;
+    append(
+        &worker,
+        "F-1",
+        Some(step),
+        "reminder.queued",
+        json!({"step": "reminder_1"}),
+        t(21, 8),
+    )
+    .await;
+    append(
+        &worker,
+        "F-1",
+        Some(step),
+        "reminder.rendered",
+        json!({"subject": "Facture F-1"}),
+        t(21, 8),
+    )
+    .await;
+    append(
+        &worker,
+        "F-2",
+        None,
+        "payment.recorded",
+        json!({"amount": "10", "balance": "0"}),
+        t(3, 7),
+    )
+    .await;
     append(
         &worker,
         "F-1",
@@ -120,7 +164,15 @@ async fn ledger(db: &FreshDb) -> Uuid {
         t(21, 9),
     )
     .await;
-    append(&worker, "F-1", None, "payment.recorded", json!({"amount": "40", "balance": "60"}), t(22, 9)).await;
+    append(
+        &worker,
+        "F-1",
+        None,
+        "payment.recorded",
+        json!({"amount": "40", "balance": "60"}),
+        t(22, 9),
+    )
+    .await;
     worker.close().await;
     step
 }
@@ -146,11 +198,12 @@ async fn an_untouched_journal_verifies_and_carries_document_hashes() {
     assert!(report.is_intact(), "{:?}", report.problems);
     assert_eq!((report.chains, report.entries, report.documents), (2, 7, 1));
     // Entries about the rendered step carry its document's hash; the others none.
-    let rows: Vec<(String, Option<String>, i64)> =
-        sqlx::query_as("SELECT action, document_sha256, seq FROM journal WHERE invoice_number = 'F-1' ORDER BY seq")
-            .fetch_all(&db.owner)
-            .await
-            .unwrap();
+    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT action, document_sha256, seq FROM journal WHERE invoice_number = 'F-1' ORDER BY seq",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
     let document = journal::document::for_step(&mut db.owner.acquire().await.unwrap(), step)
         .await
         .unwrap()
@@ -164,7 +217,10 @@ async fn an_untouched_journal_verifies_and_carries_document_hashes() {
         ("payment.recorded".into(), None, 5),
     ];
     assert_eq!(rows, expected);
-    let head = journal::head(&mut db.owner.acquire().await.unwrap(), "F-1").await.unwrap().unwrap();
+    let head = journal::head(&mut db.owner.acquire().await.unwrap(), "F-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(head.seq, 5);
     db.drop_db().await;
 }
@@ -186,7 +242,11 @@ async fn concurrent_writers_keep_every_chain_valid() {
                 let mut tx = worker.begin().await.unwrap();
                 let first = invoices[(w + i) % invoices.len()];
                 let second = invoices[(w + 2 * i + 1) % invoices.len()];
-                let order = if (w + i) % 2 == 0 { [first, second] } else { [second, first] };
+                let order = if (w + i) % 2 == 0 {
+                    [first, second]
+                } else {
+                    [second, first]
+                };
                 let count = 1 + (i % 2);
                 for invoice in order.iter().take(count) {
                     let detail = json!({"writer": w, "i": i});
@@ -195,7 +255,10 @@ async fn concurrent_writers_keep_every_chain_valid() {
                         .unwrap();
                 }
                 // A little work inside the transaction, so that commits interleave.
-                sqlx::query("SELECT pg_sleep(0.001)").execute(&mut *tx).await.unwrap();
+                sqlx::query("SELECT pg_sleep(0.001)")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
                 if i % 7 == 3 {
                     tx.rollback().await.unwrap();
                 } else {
@@ -218,7 +281,10 @@ async fn concurrent_writers_keep_every_chain_valid() {
         .fetch_one(&db.owner)
         .await
         .unwrap();
-    assert_eq!(heads as u64, committed, "positions 1..n in every chain, nothing skipped");
+    assert_eq!(
+        heads as u64, committed,
+        "positions 1..n in every chain, nothing skipped"
+    );
     worker.close().await;
     db.drop_db().await;
 }
@@ -268,17 +334,18 @@ async fn a_modified_entry_is_named() {
     ])
     .await;
     let problem = only_problem(&report);
-    assert_eq!(problem.entry_id, Some(entry_id(&db.owner, "F-1", "payment.recorded").await));
+    assert_eq!(
+        problem.entry_id,
+        Some(entry_id(&db.owner, "F-1", "payment.recorded").await)
+    );
     assert_eq!(problem.chain, "F-1");
     assert!(problem.reason.contains("was modified"), "{problem}");
     assert!(problem.to_string().contains("payment.recorded"), "{problem}");
 
     // Changing a time (to move an entry earlier or later) is a modification too, and so is
     // recomputing the content hash without the link.
-    let (report, db2) = tampered(&[
-        "UPDATE journal SET at = at - interval '10 days' WHERE action = 'reminder.sent'",
-    ])
-    .await;
+    let (report, db2) =
+        tampered(&["UPDATE journal SET at = at - interval '10 days' WHERE action = 'reminder.sent'"]).await;
     assert_eq!(
         only_problem(&report).entry_id,
         Some(entry_id(&db2.owner, "F-1", "reminder.sent").await)
@@ -293,7 +360,11 @@ async fn a_deleted_entry_is_found_in_the_middle_and_at_the_end() {
     ledger(&db).await;
     let sent = entry_id(&db.owner, "F-1", "reminder.sent").await;
     let after = entry_id(&db.owner, "F-1", "payment.recorded").await;
-    sqlx::query("DELETE FROM journal WHERE id = $1").bind(sent).execute(&db.owner).await.unwrap();
+    sqlx::query("DELETE FROM journal WHERE id = $1")
+        .bind(sent)
+        .execute(&db.owner)
+        .await
+        .unwrap();
     let report = verify_all(&db.owner).await;
     let problem = only_problem(&report);
     assert_eq!(problem.entry_id, Some(after), "the entry after the gap is named");
@@ -326,7 +397,10 @@ async fn reordered_entries_are_found() {
     .await;
     let problem = only_problem(&report);
     assert_eq!(problem.seq, Some(2));
-    assert_eq!(problem.entry_id, Some(entry_id(&db.owner, "F-1", "reminder.rendered").await));
+    assert_eq!(
+        problem.entry_id,
+        Some(entry_id(&db.owner, "F-1", "reminder.rendered").await)
+    );
     assert!(problem.reason.contains("reordered"), "{problem}");
     db.drop_db().await;
 
@@ -346,7 +420,10 @@ async fn reordered_entries_are_found() {
 async fn a_modified_document_or_pdf_is_found() {
     let (report, db) = tampered(&["UPDATE rendered_messages SET body_text = 'Bonjour, 10,00 €'"]).await;
     let problem = only_problem(&report);
-    assert_eq!(problem.entry_id, Some(entry_id(&db.owner, "F-1", "reminder.queued").await));
+    assert_eq!(
+        problem.entry_id,
+        Some(entry_id(&db.owner, "F-1", "reminder.queued").await)
+    );
     assert!(problem.reason.contains("document"), "{problem}");
     db.drop_db().await;
 

@@ -9,6 +9,7 @@ use super::{chain, document, ChainedEntry, Head};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 use uuid::Uuid;
@@ -95,9 +96,8 @@ async fn verify_into(conn: &mut PgConnection, name: &str, report: &mut Verificat
     let mut documents: HashMap<Uuid, Option<String>> = HashMap::new();
     for entry in &entries {
         if let (Some(_), Some(step)) = (&entry.document_sha256, entry.step_id) {
-            if !documents.contains_key(&step) {
-                let found = document::for_step(&mut *conn, step).await?.map(|d| d.sha256());
-                documents.insert(step, found);
+            if let Entry::Vacant(slot) = documents.entry(step) {
+                slot.insert(document::for_step(&mut *conn, step).await?.map(|d| d.sha256()));
             }
         }
     }
@@ -162,7 +162,8 @@ pub fn first_break(
         if link_hash(e.id, seq, prev, content_sha256) != *hash {
             return Some(at_entry(
                 e,
-                "its hash does not match its id, position, prev_hash and content: the entry was modified".into(),
+                "its hash does not match its id, position, prev_hash and content: the entry was modified"
+                    .into(),
             ));
         }
         if let (Some(recorded), Some(step)) = (&e.document_sha256, e.step_id) {
