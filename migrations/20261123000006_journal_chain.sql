@@ -89,6 +89,10 @@ CREATE CONSTRAINT TRIGGER journal_link
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION journal_link_at_commit();
 
+-- The SHA-256 of the invoice PDF, kept by PostgreSQL itself (recomputed if the PDF changes):
+-- documents attaching the PDF hash it without rereading megabytes at each journal entry.
+ALTER TABLE invoices ADD COLUMN pdf_sha256 text GENERATED ALWAYS AS (encode(sha256(pdf), 'hex')) STORED;
+
 -- Hand-off sweep: open invoices past their due date.
 CREATE INDEX invoices_open_due ON invoices (due_on) WHERE status = 'open';
 

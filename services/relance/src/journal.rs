@@ -112,8 +112,7 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
     let mut conn = db.acquire().await.context("acquiring a connection")?;
     let invoice: Option<(Uuid, Value, Value, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT i.id,
-                to_jsonb(i) - 'pdf' || jsonb_build_object('amount', i.amount::text, 'balance', i.balance::text,
-                    'pdf_sha256', encode(sha256(i.pdf), 'hex')),
+                to_jsonb(i) - 'pdf' || jsonb_build_object('amount', i.amount::text, 'balance', i.balance::text),
                 to_jsonb(c), i.pdf
          FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE i.number = $1",
     )

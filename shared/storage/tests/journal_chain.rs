@@ -471,3 +471,68 @@ async fn old_entries_are_linked_by_migrate() {
     assert_eq!(report.entries, 10);
     db.drop_db().await;
 }
+
+/// The chain's lock is taken at commit, after every row lock of the transaction: a payment
+/// that journals and then waits for the step a renderer holds, while that renderer journals
+/// about the same invoice, is no deadlock (were the head locked at insert, it would be).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linking_at_commit_cannot_deadlock_with_row_locks() {
+    let db = FreshDb::create().await;
+    let step = ledger(&db).await;
+    let worker = db.worker(2).await;
+    let mut renderer = worker.begin().await.unwrap();
+    sqlx::query("UPDATE reminder_steps SET status = 'sent' WHERE id = $1")
+        .bind(step)
+        .execute(&mut *renderer)
+        .await
+        .unwrap();
+    let mut payment = worker.begin().await.unwrap();
+    journal::append(&mut payment, t(23, 9), "F-1", None, "payment.recorded", json!({}))
+        .await
+        .unwrap();
+    let cancel = tokio::spawn(async move {
+        sqlx::query("UPDATE reminder_steps SET status = 'cancelled' WHERE id = $1 AND status <> 'sent'")
+            .bind(step)
+            .execute(&mut *payment)
+            .await?;
+        payment.commit().await
+    });
+    let start = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.owner)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the payment never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    journal::append(
+        &mut renderer,
+        t(23, 9),
+        "F-1",
+        Some(step),
+        "reminder.sent",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    renderer.commit().await.expect("the renderer commits");
+    cancel.await.unwrap().expect("the payment commits");
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    let head = journal::head(&mut db.owner.acquire().await.unwrap(), "F-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.seq, 7);
+    worker.close().await;
+    db.drop_db().await;
+}

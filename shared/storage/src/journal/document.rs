@@ -58,7 +58,7 @@ pub async fn for_step(conn: &mut PgConnection, step_id: Uuid) -> anyhow::Result<
     sqlx::query_as(
         "SELECT r.step_id, r.channel, r.message_id, r.recipients, r.cc, r.subject, r.body_text, r.body_html,
                 r.attach_invoice, r.rendered_at,
-                CASE WHEN r.attach_invoice THEN encode(sha256(i.pdf), 'hex') END AS invoice_pdf_sha256
+                CASE WHEN r.attach_invoice THEN i.pdf_sha256 END AS invoice_pdf_sha256
          FROM rendered_messages r
          JOIN reminder_steps s ON s.id = r.step_id
          JOIN invoices i ON i.id = s.invoice_id
