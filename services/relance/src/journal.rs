@@ -5,6 +5,7 @@
 use anyhow::Context;
 use relance_domain::{Clock, SystemClock};
 use relance_messaging::outgoing;
+use relance_storage::deliveries;
 use relance_storage::journal::verify::{self, Verification};
 use relance_storage::journal::{self, canonical, document};
 use serde_json::{json, Value};
@@ -170,50 +171,12 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
         .await
         .context("listing the rendered messages")?;
         for (n, (step_id, step_name)) in rendered.iter().enumerate() {
-            let Some(doc) = document::for_step(&mut conn, *step_id).await? else {
-                continue;
-            };
             let prefix = format!("{:02}-{}", n + 1, file_safe(step_name));
-            let canonical_file = format!("documents/{prefix}.document.json");
-            write(dir.join(&canonical_file), doc.canonical().as_bytes())?;
-            let m = &doc.message;
-            let text_file = format!("documents/{prefix}.txt");
-            let cc = match m.cc.is_empty() {
-                true => String::new(),
-                false => format!("Cc: {}\n", m.cc.join(", ")),
-            };
-            let headers = format!(
-                "Message-ID: {}\nTo: {}\n{cc}Subject: {}\nRendered: {}\n\n",
-                m.message_id,
-                m.recipients.join(", "),
-                m.subject,
-                canonical::timestamp(m.rendered_at)
-            );
-            write(
-                dir.join(&text_file),
-                format!("{headers}{}", m.body_text).as_bytes(),
-            )?;
-            let html_file = match &m.body_html {
-                Some(html) => {
-                    let file = format!("documents/{prefix}.html");
-                    write(dir.join(&file), html.as_bytes())?;
-                    Some(file)
-                }
-                None => None,
-            };
-            let attachments = match (&doc.invoice_pdf_sha256, pdf_file) {
-                (Some(sha), Some(file)) => json!([{ "file": file, "sha256": sha }]),
-                _ => json!([]),
-            };
-            documents.push(json!({
-                "step_id": step_id,
-                "step": step_name,
-                "sha256": doc.sha256(),
-                "canonical_file": canonical_file,
-                "text_file": text_file,
-                "html_file": html_file,
-                "attachments": attachments,
-            }));
+            if let Some(files) =
+                write_document(&mut conn, &dir, &prefix, *step_id, step_name, pdf_file).await?
+            {
+                documents.push(files);
+            }
         }
     }
     let (invoice_json, customer_json) = match &invoice {
@@ -249,4 +212,71 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
         documents: documents.len(),
         verification,
     })
+}
+
+/// Writes one rendered message's files under `dir/documents/`; returns their description.
+async fn write_document(
+    conn: &mut sqlx::PgConnection,
+    dir: &Path,
+    prefix: &str,
+    step_id: Uuid,
+    step_name: &str,
+    invoice_pdf_file: Option<&str>,
+) -> anyhow::Result<Option<Value>> {
+    let Some(doc) = document::for_step(&mut *conn, step_id).await? else {
+        return Ok(None);
+    };
+    let write = |file: &str, bytes: &[u8]| {
+        let path = dir.join(file);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    let canonical_file = format!("documents/{prefix}.document.json");
+    write(&canonical_file, doc.canonical().as_bytes())?;
+    let m = &doc.message;
+    let cc = match m.cc.is_empty() {
+        true => String::new(),
+        false => format!("Cc: {}\n", m.cc.join(", ")),
+    };
+    let headers = format!(
+        "Channel: {}\nMessage-ID: {}\nTo: {}\n{cc}Subject: {}\nRendered: {}\n\n",
+        m.channel,
+        m.message_id,
+        m.recipients.join(", "),
+        m.subject,
+        canonical::timestamp(m.rendered_at)
+    );
+    let text_file = format!("documents/{prefix}.txt");
+    write(&text_file, format!("{headers}{}", m.body_text).as_bytes())?;
+    let html_file = match &m.body_html {
+        Some(html) => {
+            let file = format!("documents/{prefix}.html");
+            write(&file, html.as_bytes())?;
+            Some(file)
+        }
+        None => None,
+    };
+    // A letter's PDF, as posted.
+    let rendered_pdf = match deliveries::document_of(&mut *conn, step_id).await? {
+        Some((pdf, _)) => {
+            let file = format!("documents/{prefix}.pdf");
+            write(&file, &pdf)?;
+            json!({ "file": file, "sha256": doc.rendered_pdf_sha256 })
+        }
+        None => Value::Null,
+    };
+    let attachments = match (&doc.invoice_pdf_sha256, invoice_pdf_file) {
+        (Some(sha), Some(file)) => json!([{ "file": file, "sha256": sha }]),
+        _ => json!([]),
+    };
+    Ok(Some(json!({
+        "step_id": step_id,
+        "step": step_name,
+        "channel": m.channel,
+        "sha256": doc.sha256(),
+        "canonical_file": canonical_file,
+        "text_file": text_file,
+        "html_file": html_file,
+        "rendered_pdf": rendered_pdf,
+        "attachments": attachments,
+    })))
 }

@@ -536,3 +536,61 @@ async fn linking_at_commit_cannot_deadlock_with_row_locks() {
     worker.close().await;
     db.drop_db().await;
 }
+
+/// A letter's PDF, kept beside its rendered message, is part of the document hashed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_letter_pdf_changed_after_posting_is_found() {
+    let db = FreshDb::create().await;
+    ledger(&db).await;
+    let letter = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, updated_at)
+         SELECT $1, id, 'formal_notice', 'reminder', 2, 'registered_letter', 'formal_notice', 'formal', now(), 'rendered', now()
+         FROM invoices WHERE number = 'F-1'",
+    )
+    .bind(letter)
+    .execute(&db.owner)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO rendered_messages (step_id, channel, message_id, recipients, subject, body_text, attach_invoice, rendered_at, document, document_sha256)
+         VALUES ($1, 'registered_letter', 'LR-1', '{ACME, 1 rue X}', 'Mise en demeure', 'Mise en demeure', false, now(),
+                 '%PDF-1.7 mise en demeure'::bytea, encode(sha256('%PDF-1.7 mise en demeure'::bytea), 'hex'))",
+    )
+    .bind(letter)
+    .execute(&db.owner)
+    .await
+    .unwrap();
+    let worker = db.worker(1).await;
+    append(
+        &worker,
+        "F-1",
+        Some(letter),
+        "reminder.sent",
+        json!({"tracking": "1A234"}),
+        t(28, 9),
+    )
+    .await;
+    worker.close().await;
+    assert!(verify_all(&db.owner).await.is_intact());
+    let document = journal::document::for_step(&mut db.owner.acquire().await.unwrap(), letter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(document.canonical().contains(r#""rendered_pdf_sha256":""#));
+    // The PDF replaced, its stored hash too: the journal still knows.
+    sqlx::query(
+        "UPDATE rendered_messages SET document = '%PDF-1.7 simple rappel'::bytea,
+             document_sha256 = encode(sha256('%PDF-1.7 simple rappel'::bytea), 'hex') WHERE step_id = $1",
+    )
+    .bind(letter)
+    .execute(&db.owner)
+    .await
+    .unwrap();
+    let report = verify_all(&db.owner).await;
+    let problem = only_problem(&report);
+    assert_eq!(problem.action.as_deref(), Some("reminder.sent"));
+    assert_eq!(problem.seq, Some(6));
+    assert!(problem.reason.contains(&letter.to_string()), "{problem}");
+    db.drop_db().await;
+}
