@@ -312,6 +312,31 @@ async fn an_invoice_gets_an_email_an_sms_and_a_registered_formal_notice() {
     }
     assert_eq!(s.gateway.count(), 1, "nothing sent twice");
     assert_eq!(s.env.mail.emails().await.len(), 1);
+    // The journal's proof of the letter covers the PDF posted, and the whole journal verifies.
+    let letter_document: String = sqlx::query_scalar(
+        "SELECT j.document_sha256 FROM journal j JOIN reminder_steps s ON s.id = j.step_id
+         WHERE s.name = 'formal_notice' AND j.action = 'reminder.sent'",
+    )
+    .fetch_one(&s.env.db)
+    .await
+    .unwrap();
+    let step_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM reminder_steps WHERE name = 'formal_notice'")
+            .fetch_one(&s.env.db)
+            .await
+            .unwrap();
+    let mut conn = s.env.db.acquire().await.unwrap();
+    let document = relance_storage::journal::document::for_step(&mut conn, step_id)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    assert_eq!(document.sha256(), letter_document);
+    assert_eq!(document.rendered_pdf_sha256.as_deref(), Some(sha256.as_str()));
+    let report = relance_storage::journal::verify::verify_all(&s.env.db)
+        .await
+        .unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
     s.stop().await;
 }
 

@@ -142,7 +142,7 @@ pub async fn head(conn: &mut PgConnection, chain: &str) -> anyhow::Result<Option
 pub async fn link_legacy_entries(db: &PgPool) -> anyhow::Result<u64> {
     let mut tx = db.begin().await.context("starting to link old journal entries")?;
     let legacy: Vec<ChainedEntry> = sqlx::query_as(&format!(
-        "{CHAINED_ENTRY} WHERE content_sha256 IS NULL AND id <= (SELECT max(up_to_id) FROM journal_legacy)
+        "{CHAINED_ENTRY} WHERE hash IS NULL AND content_sha256 IS NULL AND id <= (SELECT max(up_to_id) FROM journal_legacy)
          ORDER BY id FOR UPDATE"
     ))
     .fetch_all(&mut *tx)
