@@ -1,11 +1,13 @@
 //! Hand-off on the simulated clock: an invoice that goes through its whole sequence unpaid is
 //! handed off the day after the firm reminder's deadline, once, with an `invoice.handed_off`
-//! event carrying its journal and the amount due; a paid invoice never is.
+//! event carrying its journal and the amount due; a paid invoice never is, nor one paused by
+//! a promise to pay.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{TimeZone, Utc};
 use relance_contracts::{names, HandOffDetailV1};
 use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use serde_json::json;
 
 async fn status(env: &TestEnv, number: &str) -> (String, Option<String>) {
     sqlx::query_as("SELECT status, status_reason FROM invoices WHERE number = $1")
@@ -23,7 +25,12 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
         .unwrap();
     // Due 16 March (medium risk): notes on 11, 21 and 28 March, 09:00 in Paris. The firm
     // reminder of the 28th gives 8 days: handed off from 6 April, 00:00 in Paris.
-    for (number, amount) in [("F-900", "1500.00"), ("F-901", "800.00"), ("F-902", "1000.00")] {
+    for (number, amount) in [
+        ("F-900", "1500.00"),
+        ("F-901", "800.00"),
+        ("F-902", "1000.00"),
+        ("F-903", "300.00"),
+    ] {
         env.publish(
             names::INVOICE_ISSUED,
             &invoice_issued(number, amount, date(2026, 3, 2), date(2026, 3, 16)),
@@ -45,6 +52,20 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
     .await;
     env.wait_journal("F-901", names::INVOICE_SETTLED, 1).await;
     env.wait_journal("F-902", names::PAYMENT_RECORDED, 1).await;
+
+    // F-903's customer promises, after the firm reminder, to pay on 20 April.
+    env.run_until(date(2026, 3, 31)).await;
+    env.publish(
+        names::PROMISE_RECORDED,
+        &json!({
+            "version": 1,
+            "event_id": "crm-promise-903",
+            "occurred_at": "2026-04-01T09:00:00Z",
+            "promise": { "invoice_number": "F-903", "promised_on": "2026-04-20" }
+        }),
+    )
+    .await;
+    env.wait_journal("F-903", names::INVOICE_PAUSED, 1).await;
 
     // 5 April, 23:00 in Paris: the deadline day is not over.
     let deadline_evening = Utc.with_ymd_and_hms(2026, 4, 5, 21, 0, 0).single().unwrap();
@@ -78,6 +99,8 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
     }
     assert_eq!(status(&env, "F-901").await.0, "settled");
     assert_eq!(env.journal_count("F-901", names::INVOICE_HANDED_OFF).await, 0);
+    assert_eq!(status(&env, "F-903").await.0, "open", "held by its promise");
+    assert_eq!(env.journal_count("F-903", names::INVOICE_HANDED_OFF).await, 0);
 
     let events: Vec<_> = env
         .events()
@@ -110,6 +133,7 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
             ),
             (expected.0, expected.1, expected.2, "EUR")
         );
+        assert_eq!(due.credited, "0.00");
         // The journal as it stood: every entry, linked, ending at the head that the
         // hand-off entry itself records.
         let journal = &detail.journal;

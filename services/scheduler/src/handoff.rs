@@ -99,7 +99,8 @@ fn amount_due(invoice: &HandOffCandidate) -> anyhow::Result<AmountDueV1> {
     Ok(AmountDueV1 {
         currency: currency.code().to_string(),
         invoiced: plain(invoice.amount),
-        paid: plain(invoice.amount - invoice.balance),
+        credited: plain(invoice.credited),
+        paid: plain(invoice.amount - invoice.credited - invoice.balance),
         principal: plain(invoice.balance),
         interest: None,
     })

@@ -26,8 +26,10 @@ pub struct AmountDueV1 {
     pub currency: String,
     /// The invoice total.
     pub invoiced: String,
+    /// Sum of the credit notes applied to the invoice.
+    pub credited: String,
     pub paid: String,
-    /// What remains of the invoice itself: `invoiced - paid`.
+    /// What remains of the invoice itself: `invoiced - credited - paid`.
     pub principal: String,
     /// Late-payment interest due on top of the principal. `null` while relance does not
     /// compute it; consumers must not read `null` as zero.

@@ -15,6 +15,8 @@ pub struct HandOffCandidate {
     pub id: Uuid,
     pub number: String,
     pub amount: Decimal,
+    /// Sum of the credit notes.
+    pub credited: Decimal,
     pub balance: Decimal,
     pub currency: String,
     pub due_on: NaiveDate,
@@ -25,10 +27,12 @@ pub struct HandOffCandidate {
     pub last_step_at: DateTime<Utc>,
 }
 
-/// Claims up to `limit` open, unpaid, overdue invoices whose reminder steps are all final and
+/// Claims up to `limit` open, unpaid, overdue, unpaused invoices whose reminder steps are all final and
 /// whose last step became final more than `after_days` whole days ago, counted in the
 /// customer's calendar: with 8, a last reminder sent on 28 March is handed off from 6 April,
-/// 00:00 local time. Invoices another scheduler holds are skipped (`SKIP LOCKED`).
+/// 00:00 local time. A pause (promise, dispute, suspension) holds the hand-off while it lasts;
+/// once it ends unpaid past that day, the invoice goes at once. Invoices another scheduler
+/// holds are skipped (`SKIP LOCKED`).
 pub async fn claim_due(
     tx: &mut PgConnection,
     now: DateTime<Utc>,
@@ -36,7 +40,7 @@ pub async fn claim_due(
     limit: i64,
 ) -> anyhow::Result<Vec<HandOffCandidate>> {
     sqlx::query_as(
-        "SELECT i.id, i.number, i.amount, i.balance, i.currency, i.due_on,
+        "SELECT i.id, i.number, i.amount, i.credited, i.balance, i.currency, i.due_on,
                 last.name AS last_step, last.status AS last_step_status, last.updated_at AS last_step_at
          FROM invoices i
          JOIN customers c ON c.id = i.customer_id
@@ -48,6 +52,7 @@ pub async fn claim_due(
            AND i.due_on < ($1 AT TIME ZONE c.timezone)::date
            AND last.status IN ('sent', 'skipped', 'cancelled', 'failed')
            AND ($1 AT TIME ZONE c.timezone)::date > (last.updated_at AT TIME ZONE c.timezone)::date + $2::int
+           AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                            WHERE o.invoice_id = i.id AND o.kind = 'reminder'
                              AND o.status IN ('pending', 'queued', 'rendered', 'sending'))
