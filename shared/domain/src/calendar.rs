@@ -119,6 +119,27 @@ pub fn calendar_for(code: &str) -> Option<Box<dyn HolidayCalendar>> {
     }
 }
 
+/// Subdivisions of France (ISO 3166-2, with or without the `FR-` prefix) that keep the local
+/// law of Alsace-Moselle: Moselle (57), Bas-Rhin (67), Haut-Rhin (68), and the European
+/// Collectivity of Alsace (6AE) that replaced the last two in 2021.
+const ALSACE_MOSELLE: [&str; 4] = ["57", "67", "68", "6AE"];
+
+/// The holiday calendar of a customer's country (ISO 3166-1 alpha-2) and optional region.
+/// France has its own, with Alsace-Moselle's extra days; a country without a calendar yet
+/// gets weekends only, so reminders still avoid Saturdays and Sundays.
+pub fn calendar_for_customer(country: &str, region: Option<&str>) -> Box<dyn HolidayCalendar> {
+    if !country.trim().eq_ignore_ascii_case("FR") {
+        return Box::new(WeekendsOnly);
+    }
+    let region = region.map(|r| {
+        let r = r.trim().to_ascii_uppercase();
+        r.strip_prefix("FR-").map(str::to_string).unwrap_or(r)
+    });
+    Box::new(FrenchCalendar {
+        alsace_moselle: region.is_some_and(|r| ALSACE_MOSELLE.contains(&r.as_str())),
+    })
+}
+
 /// Monday to Friday and not a public holiday.
 pub fn is_business_day(cal: &dyn HolidayCalendar, d: NaiveDate) -> bool {
     !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) && !cal.is_holiday(d)
@@ -311,6 +332,83 @@ mod tests {
             next_business_day_on_or_after(&ALSACE, date(2026, 12, 25)),
             date(2026, 12, 28)
         );
+    }
+
+    #[test]
+    fn a_customer_gets_the_calendar_of_their_country_and_region() {
+        let name = |country: &str, region: Option<&str>| {
+            calendar_for_customer(country, region).name().to_string()
+        };
+        assert_eq!(name("FR", None), "FR");
+        assert_eq!(name("fr", Some("75")), "FR");
+        for region in ["57", "67", "68", "FR-57", "fr-67", "FR-68", "FR-6AE"] {
+            assert_eq!(name("FR", Some(region)), "FR-ALSACE-MOSELLE", "{region}");
+        }
+        assert_eq!(name("BE", None), "NONE");
+        assert_eq!(name("DE", Some("67")), "NONE");
+    }
+
+    /// Holidays of several years, as published (service-public.fr), weekday by weekday: a
+    /// table independent of the rules above, so a wrong rule cannot agree with itself.
+    #[test]
+    fn published_french_holidays_2025_to_2027() {
+        let published = [
+            // 2025
+            ("2025-01-01", Weekday::Wed),
+            ("2025-04-21", Weekday::Mon),
+            ("2025-05-01", Weekday::Thu),
+            ("2025-05-08", Weekday::Thu),
+            ("2025-05-29", Weekday::Thu),
+            ("2025-06-09", Weekday::Mon),
+            ("2025-07-14", Weekday::Mon),
+            ("2025-08-15", Weekday::Fri),
+            ("2025-11-01", Weekday::Sat),
+            ("2025-11-11", Weekday::Tue),
+            ("2025-12-25", Weekday::Thu),
+            // 2026
+            ("2026-01-01", Weekday::Thu),
+            ("2026-04-06", Weekday::Mon),
+            ("2026-05-01", Weekday::Fri),
+            ("2026-05-08", Weekday::Fri),
+            ("2026-05-14", Weekday::Thu),
+            ("2026-05-25", Weekday::Mon),
+            ("2026-07-14", Weekday::Tue),
+            ("2026-08-15", Weekday::Sat),
+            ("2026-11-01", Weekday::Sun),
+            ("2026-11-11", Weekday::Wed),
+            ("2026-12-25", Weekday::Fri),
+            // 2027
+            ("2027-01-01", Weekday::Fri),
+            ("2027-03-29", Weekday::Mon),
+            ("2027-05-01", Weekday::Sat),
+            ("2027-05-06", Weekday::Thu),
+            ("2027-05-08", Weekday::Sat),
+            ("2027-05-17", Weekday::Mon),
+            ("2027-07-14", Weekday::Wed),
+            ("2027-08-15", Weekday::Sun),
+            ("2027-11-01", Weekday::Mon),
+            ("2027-11-11", Weekday::Thu),
+            ("2027-12-25", Weekday::Sat),
+        ];
+        for (day, weekday) in published {
+            let d = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+            assert_eq!(d.weekday(), weekday, "{day}");
+            assert!(FR.is_holiday(d), "{day}");
+            assert!(!is_business_day(&FR, d), "{day}");
+        }
+        for year in [2025, 2026, 2027] {
+            let count = date(year, 1, 1)
+                .iter_days()
+                .take_while(|d| d.year() == year)
+                .filter(|d| FR.is_holiday(*d))
+                .count();
+            assert_eq!(count, 11, "{year}");
+        }
+        // Not holidays: Whit Monday's eve, Good Friday outside Alsace-Moselle, Boxing Day.
+        for day in ["2026-05-24", "2026-04-03", "2026-12-26", "2026-05-15"] {
+            let d = NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+            assert!(!FR.is_holiday(d), "{day}");
+        }
     }
 
     #[derive(Debug)]

@@ -14,14 +14,19 @@ pub mod sms;
 pub mod validation;
 pub mod window;
 
-pub use calendar::{calendar_for, is_business_day, FrenchCalendar, HolidayCalendar, WeekendsOnly};
+pub use calendar::{
+    calendar_for, calendar_for_customer, is_business_day, FrenchCalendar, HolidayCalendar, WeekendsOnly,
+};
 pub use clock::{Clock, SharedClock, SimulatedClock, SystemClock};
 pub use customer::{sender_kind_of, Channel, CustomerKind, Language, Risk};
 pub use interest::{
     late_interest, recovery_indemnity, InterestBreakdown, InterestTerms, RateBasis, RateTable,
 };
 pub use money::Money;
-pub use plan::{plan_steps, triage_due, PlannedStep, StepCandidate, Triage};
-pub use policy::{DunningPolicy, PolicyError, StepKind, StepTemplate, Tone};
+pub use plan::{
+    plan_invoice, plan_steps, replan, send_decision, triage_due, triage_pending, ExcludedStep, ExistingStep, Plan,
+    PlanInput, PlannedStep, Replan, SendDecision, StepCandidate, Triage,
+};
+pub use policy::{DunningPolicy, PolicyError, StepConditions, StepKind, StepTemplate, Tone};
 pub use validation::{validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection};
 pub use window::{next_opening, SendWindow};

@@ -1,10 +1,16 @@
-//! Planning: from a policy and an invoice, the dated steps; and at send time, which of the
-//! due steps of one invoice goes out (catch-up: only the latest, the earlier are skipped).
+//! Planning: from a policy and an invoice, the dated steps, each inside its send window on
+//! the customer's calendar; re-planning when the customer's segment changes; and at send
+//! time, which of the due steps of one invoice goes out (catch-up: only the latest, the
+//! earlier are skipped) and whether its window is open. Pure: the scheduler stores and sends.
 
-use crate::customer::{Channel, Risk};
+use crate::calendar::{FrenchCalendar, HolidayCalendar};
+use crate::customer::{Channel, CustomerKind, Risk};
+use crate::money::Money;
 use crate::policy::{DunningPolicy, Tone};
+use crate::window::{next_opening, SendWindow};
 use chrono::{DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,27 +53,216 @@ fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
     shifted.unwrap_or(date)
 }
 
-/// The steps of the customer's segment, dated in the customer's time zone.
-pub fn plan_steps(policy: &DunningPolicy, risk: Risk, due_on: NaiveDate, tz: Tz) -> Vec<PlannedStep> {
-    policy
-        .steps_for(risk)
-        .iter()
-        .enumerate()
-        .map(|(i, step)| PlannedStep {
+/// What planning needs to know about an invoice and its customer.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub risk: Risk,
+    pub kind: CustomerKind,
+    pub amount: Money,
+    pub due_on: NaiveDate,
+    pub tz: Tz,
+    pub calendar: &'a dyn HolidayCalendar,
+}
+
+/// A step of the segment left out of an invoice's plan, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludedStep {
+    pub name: String,
+    pub reason: String,
+}
+
+/// The plan of one invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Dated steps, in order, on distinct local days, each inside its window.
+    pub steps: Vec<PlannedStep>,
+    /// Steps whose conditions do not hold for this invoice.
+    pub excluded: Vec<ExcludedStep>,
+    /// Why the invoice is not chased at all (below the policy's threshold); then no steps.
+    pub not_chased: Option<String>,
+}
+
+/// The steps of the customer's segment whose conditions hold, each dated at the policy's
+/// send time on `due_on + offset_days` in the customer's time zone, or at the next opening of
+/// its window on the customer's calendar when that is closed. A step never shares a local
+/// day with an earlier one (a window may push one onto the next): it then moves to the next
+/// opening after that day. Local dates and times are worked out first and converted last, so
+/// a daylight-saving change neither shifts a step nor plans it twice.
+pub fn plan_invoice(policy: &DunningPolicy, input: &PlanInput<'_>) -> Plan {
+    if let Some(reason) = policy.below_threshold(&input.amount) {
+        return Plan {
+            not_chased: Some(reason),
+            ..Plan::default()
+        };
+    }
+    let mut plan = Plan::default();
+    let mut last_day: Option<NaiveDate> = None;
+    for (i, step) in policy.steps_for(input.risk).iter().enumerate() {
+        if let Err(reason) = step.conditions.check(&input.amount, input.kind) {
+            plan.excluded.push(ExcludedStep {
+                name: step.name.clone(),
+                reason,
+            });
+            continue;
+        }
+        let nominal = add_days(input.due_on, step.offset_days);
+        let earliest = match last_day {
+            Some(previous) if nominal <= previous => add_days(previous, 1),
+            _ => nominal,
+        };
+        let window = policy.window(&step.window);
+        let not_before = local_instant(input.tz, earliest, policy.send_time);
+        let due_at = next_opening(&window, input.calendar, input.tz, not_before);
+        last_day = Some(due_at.with_timezone(&input.tz).date_naive());
+        plan.steps.push(PlannedStep {
             name: step.name.clone(),
             position: i32::try_from(i).unwrap_or(i32::MAX),
             channel: step.channel,
             template: step.template.clone(),
             tone: step.tone,
-            due_at: local_instant(tz, add_days(due_on, step.offset_days), policy.send_time),
-        })
-        .collect()
+            due_at,
+        });
+    }
+    plan
+}
+
+/// The steps of the customer's segment, dated in the customer's time zone, in their windows
+/// on the French calendar, whatever their conditions. Prefer [`plan_invoice`], which knows
+/// the customer's calendar, the amount and the kind.
+pub fn plan_steps(policy: &DunningPolicy, risk: Risk, due_on: NaiveDate, tz: Tz) -> Vec<PlannedStep> {
+    let calendar = FrenchCalendar::default();
+    let mut unconditional = policy.clone();
+    unconditional.minimum_amount.clear();
+    for steps in unconditional.segments.values_mut() {
+        for step in steps {
+            step.conditions = Default::default();
+        }
+    }
+    let input = PlanInput {
+        risk,
+        kind: CustomerKind::Business,
+        amount: Money::new(rust_decimal::Decimal::ONE, iso_currency::Currency::EUR),
+        due_on,
+        tz,
+        calendar: &calendar,
+    };
+    plan_invoice(&unconditional, &input).steps
 }
 
 /// The next sending time after the customer's local day of `now`.
 pub fn next_local_day(policy: &DunningPolicy, tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
     let today = now.with_timezone(&tz).date_naive();
     local_instant(tz, add_days(today, 1), policy.send_time)
+}
+
+/// For a step that must wait for another day (a reminder of the invoice already went out
+/// today): the policy's send time tomorrow, or its window's next opening after that.
+pub fn next_day_in_window(
+    policy: &DunningPolicy,
+    window: &SendWindow,
+    calendar: &dyn HolidayCalendar,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    next_opening(window, calendar, tz, next_local_day(policy, tz, now))
+}
+
+/// Whether a due step may go out now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendDecision {
+    Now,
+    /// Its window is closed: wait until it opens again.
+    WaitUntil(DateTime<Utc>),
+}
+
+/// A due step goes out when its window is open; or, when the scheduler is late, later the
+/// same local day it was due (a window allowed that day: the customer still gets it that
+/// day). Otherwise (after an outage, for an invoice that arrived late) it waits for the next
+/// opening: never on a weekend, a holiday or a day its window excludes.
+pub fn send_decision(
+    window: &SendWindow,
+    calendar: &dyn HolidayCalendar,
+    tz: Tz,
+    due_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> SendDecision {
+    if window.contains(calendar, tz, now) {
+        return SendDecision::Now;
+    }
+    let local_now = now.with_timezone(&tz);
+    let same_day = due_at.with_timezone(&tz).date_naive() == local_now.date_naive();
+    if same_day
+        && due_at <= now
+        && window.allows_day(calendar, local_now.date_naive())
+        && local_now.time() >= window.opens
+    {
+        return SendDecision::Now;
+    }
+    SendDecision::WaitUntil(next_opening(window, calendar, tz, now))
+}
+
+/// A step of an invoice as stored, for re-planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingStep {
+    pub id: Uuid,
+    /// `Some` while the step is pending (not yet emitted): it may be re-planned. `None` once it
+    /// was emitted, sent, skipped, cancelled or failed: it is never touched again.
+    pub pending: Option<PlannedStep>,
+    pub name: String,
+}
+
+/// What re-planning changes on one invoice's steps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replan {
+    /// Pending steps given new values (same id, same name).
+    pub update: Vec<(Uuid, PlannedStep)>,
+    /// Steps of the new plan that the invoice does not have yet.
+    pub insert: Vec<PlannedStep>,
+    /// Pending steps that the new plan no longer has.
+    pub remove: Vec<Uuid>,
+}
+
+impl Replan {
+    pub fn is_empty(&self) -> bool {
+        self.update.is_empty() && self.insert.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Re-plans an invoice's pending steps for a new plan (a new segment, time zone, calendar or
+/// customer kind). Steps already emitted are never touched, and the sequence never goes
+/// back: the new plan's steps up to the last one already done (by name) are not planned
+/// again. Applying the result and re-planning again with the same plan changes nothing.
+pub fn replan(new_plan: &Plan, existing: &[ExistingStep]) -> Replan {
+    let done: BTreeSet<&str> = existing
+        .iter()
+        .filter(|s| s.pending.is_none())
+        .map(|s| s.name.as_str())
+        .collect();
+    let resume_after = new_plan
+        .steps
+        .iter()
+        .rposition(|s| done.contains(s.name.as_str()))
+        .map_or(0, |i| i + 1);
+    let wanted = &new_plan.steps[resume_after.min(new_plan.steps.len())..];
+    let mut out = Replan::default();
+    for step in wanted {
+        match existing.iter().find(|e| e.name == step.name) {
+            Some(e) => {
+                if let Some(current) = &e.pending {
+                    if current != step {
+                        out.update.push((e.id, step.clone()));
+                    }
+                }
+            }
+            None => out.insert.push(step.clone()),
+        }
+    }
+    for e in existing {
+        if e.pending.is_some() && !wanted.iter().any(|w| w.name == e.name) {
+            out.remove.push(e.id);
+        }
+    }
+    out
 }
 
 /// A pending step of one invoice whose time has come.
@@ -112,6 +307,24 @@ pub fn triage_due(due: &[StepCandidate], already_emitted_today: bool) -> Triage 
     }
 }
 
+/// [`triage_due`] over every pending step of an invoice, due or not: the latest due step is
+/// the one to send, and every pending step before it in the sequence is overtaken, even one
+/// not due yet (a step waiting for its window while a later one, in another window, became
+/// due): the sequence only moves forward.
+pub fn triage_pending(pending: &[StepCandidate], now: DateTime<Utc>, already_emitted_today: bool) -> Triage {
+    let due: Vec<StepCandidate> = pending.iter().filter(|s| s.due_at <= now).cloned().collect();
+    let mut triage = triage_due(&due, already_emitted_today);
+    let latest = triage.emit.or(triage.postpone);
+    if let Some(position) = pending.iter().find(|s| Some(s.id) == latest).map(|s| s.position) {
+        for s in pending {
+            if s.position < position && s.due_at > now {
+                triage.skip.push(s.id);
+            }
+        }
+    }
+    triage
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn steps_are_dated_from_the_due_date_at_local_send_time() {
+    fn steps_are_dated_from_the_due_date_at_local_send_time_inside_their_windows() {
         let steps = plan_steps(
             &policy(),
             Risk::Medium,
@@ -136,13 +349,17 @@ mod tests {
             chrono_tz::Europe::Paris,
         );
         let due: Vec<String> = steps.iter().map(|s| s.due_at.to_rfc3339()).collect();
-        // 26 March is winter time (UTC+1); 5 and 12 April are summer time (UTC+2).
+        // J-5 is Thursday 26 March, winter time (UTC+1). J+5 is Sunday 5 April and Monday
+        // 6 April is Easter Monday: Tuesday 7 April, summer time (UTC+2). J+12 is Sunday
+        // 12 April: Tuesday 14. J+20 is Monday 20 April: Tuesday 21. J+30 is Thursday 30 April.
         assert_eq!(
             due,
             vec![
                 "2026-03-26T08:00:00+00:00",
-                "2026-04-05T07:00:00+00:00",
-                "2026-04-12T07:00:00+00:00",
+                "2026-04-07T07:00:00+00:00",
+                "2026-04-14T07:00:00+00:00",
+                "2026-04-21T07:00:00+00:00",
+                "2026-04-30T07:00:00+00:00",
             ]
         );
     }
@@ -192,3 +409,7 @@ mod tests {
         assert_eq!(triage_due(&[], false), Triage::default());
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod planner_tests;

@@ -1,9 +1,13 @@
 //! The dunning policy: which steps, on which channel, how firm, how many days from the due
-//! date, per risk segment. Data, not code: a TOML file validated at start, whose errors name
-//! the file, the line and the field.
+//! date, in which send window, under which conditions, per risk segment; and the amounts
+//! too small to chase. Data, not code: a TOML file validated at start, whose errors name the
+//! file, the line and the field. Dating the steps is `plan`'s job, not this module's.
 
-use crate::customer::{Channel, Risk};
-use chrono::NaiveTime;
+use crate::customer::{Channel, CustomerKind, Risk};
+use crate::money::Money;
+use crate::window::{SendWindow, END_OF_DAY};
+use chrono::{NaiveTime, Weekday};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -72,14 +76,74 @@ pub struct StepTemplate {
     pub tone: Tone,
     /// Where the step stands in its file, to point at it in later errors.
     pub line: usize,
+    /// The send window the step goes out in: its own `window`, else the policy's default.
+    pub window: String,
+    /// When the step applies at all; a step whose conditions fail is left out of the plan.
+    pub conditions: StepConditions,
+}
+
+/// Conditions on a step (`when = { ... }` in the file). Every condition given must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepConditions {
+    /// Minimum invoice amount per currency code; currencies not listed are not limited.
+    pub min_amount: BTreeMap<String, Decimal>,
+    /// Only for customers of this kind.
+    pub customer_kind: Option<CustomerKind>,
+}
+
+impl StepConditions {
+    /// `Ok` when the step applies to an invoice of this amount and customer kind, else why not.
+    pub fn check(&self, amount: &Money, kind: CustomerKind) -> Result<(), String> {
+        if let Some(min) = self.min_amount.get(amount.currency.code()) {
+            if amount.amount < *min {
+                return Err(format!(
+                    "the amount {} {} is below the step's minimum of {min}",
+                    amount.amount,
+                    amount.currency.code()
+                ));
+            }
+        }
+        match self.customer_kind {
+            Some(required) if required != kind => Err(format!(
+                "the step is for {} customers, this one is {}",
+                required.as_str(),
+                kind.as_str()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The window of steps that name none, in a policy that sets no `default_window`: any time,
+/// so that policy files written before windows existed keep their behaviour.
+pub const ANY_TIME_WINDOW: &str = "any_time";
+
+/// The windows every policy knows without defining them (a policy may redefine them).
+pub fn builtin_windows() -> BTreeMap<String, SendWindow> {
+    [
+        (ANY_TIME_WINDOW, SendWindow::any_time()),
+        ("working_days", SendWindow::working_days()),
+        ("working_mornings", SendWindow::any_working_morning()),
+        ("reminders", SendWindow::reminders()),
+    ]
+    .into_iter()
+    .map(|(name, window)| (name.to_string(), window))
+    .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DunningPolicy {
-    /// The customer's local time at which steps of a day go out.
+    /// The customer's local time at which steps of a day go out (or the window's opening,
+    /// when that time is outside the step's window).
     pub send_time: NaiveTime,
     pub thanks_template: String,
     pub segments: BTreeMap<RiskKey, Vec<StepTemplate>>,
+    /// Named send windows: the built-in ones and those of the file.
+    pub windows: BTreeMap<String, SendWindow>,
+    /// The window of steps that name none.
+    pub default_window: String,
+    /// Invoices below these amounts (per currency code) are not chased at all.
+    pub minimum_amount: BTreeMap<String, Decimal>,
 }
 
 /// `Risk` as a map key with a stable order.
@@ -111,13 +175,31 @@ impl fmt::Display for PolicyError {
     }
 }
 
+type SpannedMap<V> = Spanned<BTreeMap<Spanned<String>, V>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     send_time: Spanned<String>,
     #[serde(default)]
     thanks_template: Option<Spanned<String>>,
-    segments: Spanned<BTreeMap<Spanned<String>, RawSegment>>,
+    #[serde(default)]
+    default_window: Option<Spanned<String>>,
+    #[serde(default)]
+    windows: Option<SpannedMap<Spanned<RawWindow>>>,
+    #[serde(default)]
+    minimum_amount: Option<SpannedMap<Spanned<String>>>,
+    segments: SpannedMap<RawSegment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    days: Spanned<Vec<Spanned<String>>>,
+    opens: Spanned<String>,
+    closes: Spanned<String>,
+    #[serde(default)]
+    business_days_only: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +216,19 @@ struct RawStep {
     channel: Spanned<String>,
     template: Spanned<String>,
     tone: Spanned<String>,
+    #[serde(default)]
+    window: Option<Spanned<String>>,
+    #[serde(default)]
+    when: Option<Spanned<RawConditions>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConditions {
+    #[serde(default)]
+    min_amount: Option<SpannedMap<Spanned<String>>>,
+    #[serde(default)]
+    customer_kind: Option<Spanned<String>>,
 }
 
 fn line_of(source: &str, offset: usize) -> usize {
@@ -146,6 +241,113 @@ fn valid_identifier(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+fn weekday(s: &str) -> Result<Weekday, String> {
+    Ok(match s {
+        "mon" => Weekday::Mon,
+        "tue" => Weekday::Tue,
+        "wed" => Weekday::Wed,
+        "thu" => Weekday::Thu,
+        "fri" => Weekday::Fri,
+        "sat" => Weekday::Sat,
+        "sun" => Weekday::Sun,
+        other => {
+            return Err(format!(
+                "unknown day {other:?} (expected mon, tue, wed, thu, fri, sat or sun)"
+            ))
+        }
+    })
+}
+
+/// `HH:MM`; `24:00` too when `end_of_day` (a window open until midnight).
+fn time_of_day(s: &str, end_of_day: bool) -> Result<NaiveTime, String> {
+    if end_of_day && s == "24:00" {
+        return Ok(END_OF_DAY);
+    }
+    NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("{s:?} is not a time of day as HH:MM"))
+}
+
+/// A non-negative amount in a known currency, with no more decimals than it allows.
+fn amount_in(code: &str, value: &str) -> Result<Decimal, String> {
+    let currency = Money::parse_currency(code)?;
+    let amount = Decimal::from_str(value.trim())
+        .map_err(|_| format!("{value:?} is not a decimal amount such as \"15.00\""))?;
+    if amount.is_sign_negative() {
+        return Err(format!("{value:?} is negative"));
+    }
+    if Money::new(amount, currency).rounded().amount != amount {
+        return Err(format!("{value:?} has more decimals than {code} allows"));
+    }
+    Ok(amount)
+}
+
+/// Builds errors that point into one source file.
+struct Locator<'a> {
+    source: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn err(&self, span: std::ops::Range<usize>, field: &str, message: impl Into<String>) -> PolicyError {
+        PolicyError {
+            file: self.file.to_string(),
+            line: line_of(self.source, span.start),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn amounts(
+        &self,
+        raw: &SpannedMap<Spanned<String>>,
+        field: &str,
+    ) -> Result<BTreeMap<String, Decimal>, PolicyError> {
+        let mut out = BTreeMap::new();
+        for (code, value) in raw.get_ref() {
+            let field = format!("{field}.{}", code.get_ref());
+            let amount =
+                amount_in(code.get_ref(), value.get_ref()).map_err(|m| self.err(value.span(), &field, m))?;
+            out.insert(code.get_ref().clone(), amount);
+        }
+        Ok(out)
+    }
+
+    fn window(&self, name: &Spanned<String>, raw: &Spanned<RawWindow>) -> Result<SendWindow, PolicyError> {
+        let field = |f: &str| format!("windows.{}.{f}", name.get_ref());
+        if !valid_identifier(name.get_ref()) {
+            return Err(self.err(
+                name.span(),
+                "windows",
+                format!("{:?} must be lowercase letters, digits and _", name.get_ref()),
+            ));
+        }
+        let w = raw.get_ref();
+        let mut weekdays = Vec::new();
+        for day in w.days.get_ref() {
+            let d = weekday(day.get_ref()).map_err(|m| self.err(day.span(), &field("days"), m))?;
+            if !weekdays.contains(&d) {
+                weekdays.push(d);
+            }
+        }
+        let window = SendWindow {
+            weekdays,
+            opens: time_of_day(w.opens.get_ref(), false)
+                .map_err(|m| self.err(w.opens.span(), &field("opens"), m))?,
+            closes: time_of_day(w.closes.get_ref(), true)
+                .map_err(|m| self.err(w.closes.span(), &field("closes"), m))?,
+            business_days_only: w.business_days_only.unwrap_or(true),
+        };
+        window.validate().map_err(|m| {
+            let (span, f) = if window.opens >= window.closes {
+                (w.closes.span(), "closes")
+            } else {
+                (w.days.span(), "days")
+            };
+            self.err(span, &field(f), m)
+        })?;
+        Ok(window)
+    }
+}
+
 impl DunningPolicy {
     pub fn default_policy() -> Result<Self, PolicyError> {
         Self::parse(DEFAULT_POLICY_TOML, DEFAULT_POLICY_FILE)
@@ -153,44 +355,63 @@ impl DunningPolicy {
 
     /// Parses and validates a policy; `file` only names the source in errors.
     pub fn parse(source: &str, file: &str) -> Result<Self, PolicyError> {
-        let err = |span: std::ops::Range<usize>, field: &str, message: String| PolicyError {
-            file: file.to_string(),
-            line: line_of(source, span.start),
-            field: field.to_string(),
-            message,
-        };
+        let at = Locator { source, file };
         let raw: RawPolicy = toml::from_str(source)
-            .map_err(|e| err(e.span().unwrap_or(0..0), "syntax", e.message().to_string()))?;
+            .map_err(|e| at.err(e.span().unwrap_or(0..0), "syntax", e.message()))?;
 
-        let send_time = NaiveTime::parse_from_str(raw.send_time.get_ref(), "%H:%M").map_err(|_| {
-            err(
-                raw.send_time.span(),
-                "send_time",
-                format!("{:?} is not a time of day as HH:MM", raw.send_time.get_ref()),
-            )
-        })?;
+        let send_time = time_of_day(raw.send_time.get_ref(), false)
+            .map_err(|m| at.err(raw.send_time.span(), "send_time", m))?;
         let thanks_template = match &raw.thanks_template {
             Some(t) if !valid_identifier(t.get_ref()) => {
-                return Err(err(
+                return Err(at.err(
                     t.span(),
                     "thanks_template",
-                    "must be lowercase letters, digits and _".into(),
+                    "must be lowercase letters, digits and _",
                 ))
             }
             Some(t) => t.get_ref().clone(),
             None => "thanks".to_string(),
         };
+        let mut windows = builtin_windows();
+        if let Some(raw_windows) = &raw.windows {
+            for (name, window) in raw_windows.get_ref() {
+                windows.insert(name.get_ref().clone(), at.window(name, window)?);
+            }
+        }
+        let known_window = |name: &Spanned<String>, field: &str| -> Result<String, PolicyError> {
+            if windows.contains_key(name.get_ref()) {
+                Ok(name.get_ref().clone())
+            } else {
+                Err(at.err(
+                    name.span(),
+                    field,
+                    format!(
+                        "unknown window {:?} (known: {})",
+                        name.get_ref(),
+                        windows.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        };
+        let default_window = match &raw.default_window {
+            Some(name) => known_window(name, "default_window")?,
+            None => ANY_TIME_WINDOW.to_string(),
+        };
+        let minimum_amount = match &raw.minimum_amount {
+            Some(m) => at.amounts(m, "minimum_amount")?,
+            None => BTreeMap::new(),
+        };
 
         let mut segments = BTreeMap::new();
         for (segment_name, segment) in raw.segments.get_ref() {
             let risk = Risk::from_str(segment_name.get_ref())
-                .map_err(|m| err(segment_name.span(), "segments", m))?;
+                .map_err(|m| at.err(segment_name.span(), "segments", m))?;
             let field = |f: &str| format!("segments.{}.steps.{f}", segment_name.get_ref());
             if segment.steps.is_empty() {
-                return Err(err(
+                return Err(at.err(
                     segment_name.span(),
                     &format!("segments.{}.steps", segment_name.get_ref()),
-                    "a segment needs at least one step".into(),
+                    "a segment needs at least one step",
                 ));
             }
             let mut steps: Vec<StepTemplate> = Vec::new();
@@ -198,21 +419,21 @@ impl DunningPolicy {
                 let s = raw_step.get_ref();
                 let name = s.name.get_ref();
                 if !valid_identifier(name) {
-                    return Err(err(
+                    return Err(at.err(
                         s.name.span(),
                         &field("name"),
                         format!("{name:?} must be lowercase letters, digits and _"),
                     ));
                 }
                 if name == "thanks" {
-                    return Err(err(
+                    return Err(at.err(
                         s.name.span(),
                         &field("name"),
-                        "\"thanks\" is reserved for the thank-you message".into(),
+                        "\"thanks\" is reserved for the thank-you message",
                     ));
                 }
                 if steps.iter().any(|p| &p.name == name) {
-                    return Err(err(
+                    return Err(at.err(
                         s.name.span(),
                         &field("name"),
                         format!("step {name:?} appears twice in this segment"),
@@ -220,7 +441,7 @@ impl DunningPolicy {
                 }
                 let offset_days = *s.offset_days.get_ref();
                 if !(-60..=365).contains(&offset_days) {
-                    return Err(err(
+                    return Err(at.err(
                         s.offset_days.span(),
                         &field("offset_days"),
                         format!("{offset_days} is out of range (-60 to 365 days)"),
@@ -228,23 +449,40 @@ impl DunningPolicy {
                 }
                 if let Some(previous) = steps.last() {
                     if offset_days <= previous.offset_days {
-                        return Err(err(s.offset_days.span(), &field("offset_days"), format!(
+                        return Err(at.err(s.offset_days.span(), &field("offset_days"), format!(
                             "{offset_days} must come after the previous step's {} (steps are listed in order, one day at most one step)",
                             previous.offset_days
                         )));
                     }
                 }
                 let channel = Channel::from_str(s.channel.get_ref())
-                    .map_err(|m| err(s.channel.span(), &field("channel"), m))?;
+                    .map_err(|m| at.err(s.channel.span(), &field("channel"), m))?;
                 if !valid_identifier(s.template.get_ref()) {
-                    return Err(err(
+                    return Err(at.err(
                         s.template.span(),
                         &field("template"),
-                        "must be lowercase letters, digits and _".into(),
+                        "must be lowercase letters, digits and _",
                     ));
                 }
-                let tone =
-                    Tone::from_str(s.tone.get_ref()).map_err(|m| err(s.tone.span(), &field("tone"), m))?;
+                let tone = Tone::from_str(s.tone.get_ref())
+                    .map_err(|m| at.err(s.tone.span(), &field("tone"), m))?;
+                let window = match &s.window {
+                    Some(w) => known_window(w, &field("window"))?,
+                    None => default_window.clone(),
+                };
+                let mut conditions = StepConditions::default();
+                if let Some(when) = &s.when {
+                    let when = when.get_ref();
+                    if let Some(min) = &when.min_amount {
+                        conditions.min_amount = at.amounts(min, &field("when.min_amount"))?;
+                    }
+                    if let Some(kind) = &when.customer_kind {
+                        conditions.customer_kind = Some(
+                            CustomerKind::from_str(kind.get_ref())
+                                .map_err(|m| at.err(kind.span(), &field("when.customer_kind"), m))?,
+                        );
+                    }
+                }
                 steps.push(StepTemplate {
                     name: name.clone(),
                     offset_days,
@@ -252,13 +490,15 @@ impl DunningPolicy {
                     template: s.template.get_ref().clone(),
                     tone,
                     line: line_of(source, raw_step.span().start),
+                    window,
+                    conditions,
                 });
             }
             segments.insert(RiskKey::from(risk), steps);
         }
         for risk in Risk::ALL {
             if !segments.contains_key(&RiskKey::from(*risk)) {
-                return Err(err(
+                return Err(at.err(
                     raw.segments.span(),
                     "segments",
                     format!("segment {risk:?} is missing (low, medium and high are all required)")
@@ -270,6 +510,9 @@ impl DunningPolicy {
             send_time,
             thanks_template,
             segments,
+            windows,
+            default_window,
+            minimum_amount,
         })
     }
 
@@ -278,6 +521,34 @@ impl DunningPolicy {
             .get(&RiskKey::from(risk))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// The step of that name in a segment, if the segment has one.
+    pub fn step_named(&self, risk: Risk, name: &str) -> Option<&StepTemplate> {
+        self.steps_for(risk).iter().find(|s| s.name == name)
+    }
+
+    /// The window of that name; the default window for a name the policy does not know
+    /// (a step planned under an earlier policy file), and any time if even that is missing.
+    pub fn window(&self, name: &str) -> SendWindow {
+        self.windows
+            .get(name)
+            .or_else(|| self.windows.get(&self.default_window))
+            .cloned()
+            .unwrap_or_else(SendWindow::any_time)
+    }
+
+    /// Why an invoice of this amount is not chased at all, if it is below the threshold of
+    /// its currency; `None` when it is chased.
+    pub fn below_threshold(&self, amount: &Money) -> Option<String> {
+        let threshold = self.minimum_amount.get(amount.currency.code())?;
+        (amount.amount < *threshold).then(|| {
+            format!(
+                "the amount {} {code} is below the policy's minimum of {threshold} {code}",
+                amount.amount,
+                code = amount.currency.code()
+            )
+        })
     }
 
     /// Every template name the policy refers to, so a renderer can check it has them all.
@@ -309,8 +580,25 @@ mod tests {
             .collect();
         assert_eq!(
             medium,
-            vec![("pre_due", -5), ("reminder_1", 5), ("reminder_2", 12)]
+            vec![
+                ("pre_due", -5),
+                ("reminder_1", 5),
+                ("reminder_2", 12),
+                ("reminder_3", 20),
+                ("formal_notice", 30)
+            ]
         );
+        // Every segment ends with the formal notice, after at most three written reminders.
+        for risk in Risk::ALL {
+            let steps = policy.steps_for(*risk);
+            let last = steps.last().map(|s| (s.template.as_str(), s.tone));
+            assert_eq!(last, Some(("formal_notice", Tone::Formal)), "{risk}");
+            assert!(steps.iter().filter(|s| s.offset_days > 0).count() <= 4, "{risk}");
+            assert!(steps.iter().all(|s| s.channel == Channel::Email), "{risk}");
+            assert_eq!(steps[0].window, "working_mornings");
+            assert!(steps[1..].iter().all(|s| s.window == "reminders"), "{risk}");
+        }
+        assert_eq!(policy.minimum_amount.get("EUR"), Some(&Decimal::new(1000, 2)));
         assert_eq!(
             policy.send_time,
             NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default()

@@ -23,6 +23,13 @@ pub struct SendWindow {
     pub business_days_only: bool,
 }
 
+/// The last instant of a day: a window that "closes at 24:00" closes here (excluded, so a
+/// window open until midnight contains every time up to 23:59:59.999999999 but that one).
+pub const END_OF_DAY: NaiveTime = match NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999) {
+    Some(t) => t,
+    None => NaiveTime::MIN,
+};
+
 fn hour(h: u32) -> NaiveTime {
     NaiveTime::from_hms_opt(h, 0, 0).unwrap_or(NaiveTime::MIN)
 }
@@ -53,6 +60,33 @@ impl SendWindow {
             opens: hour(9),
             closes: hour(12),
             business_days_only: true,
+        }
+    }
+
+    /// Every hour of every day, holidays included: a policy step that names no window, in a
+    /// policy that sets no `default_window`, goes out as planned (the behaviour before windows).
+    pub fn any_time() -> Self {
+        Self {
+            weekdays: vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+                Weekday::Sat,
+                Weekday::Sun,
+            ],
+            opens: NaiveTime::MIN,
+            closes: END_OF_DAY,
+            business_days_only: false,
+        }
+    }
+
+    /// Business hours of working days, Monday to Friday, 09:00 to 18:00.
+    pub fn working_days() -> Self {
+        Self {
+            closes: hour(18),
+            ..Self::any_working_morning()
         }
     }
 
