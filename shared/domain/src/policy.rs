@@ -679,3 +679,7 @@ tone = "courteous"
         assert!(e.message.contains("send_day"), "{e}");
     }
 }
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod validation_tests;

@@ -1,0 +1,347 @@
+//! Every way a policy file can be refused, each with the file, line and field it names; and
+//! policy files written before windows, thresholds and conditions stay valid and unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::calendar::FrenchCalendar;
+use crate::plan::{plan_invoice, PlanInput};
+use chrono::NaiveDate;
+
+/// The marker ending the line an error must point at.
+const HERE: &str = "# <- here";
+
+/// A valid medium step, the low and high segments, then `extra` (TOML text).
+fn policy_with(head: &str, medium_step_extra: &str, tail: &str) -> String {
+    format!(
+        r#"send_time = "09:00"
+{head}
+[[segments.medium.steps]]
+name = "a"
+offset_days = 5
+channel = "email"
+template = "reminder"
+tone = "courteous"
+{medium_step_extra}
+[[segments.low.steps]]
+name = "a"
+offset_days = 5
+channel = "email"
+template = "reminder"
+tone = "courteous"
+
+[[segments.high.steps]]
+name = "a"
+offset_days = 5
+channel = "email"
+template = "reminder"
+tone = "courteous"
+{tail}"#
+    )
+}
+
+fn line_marked(source: &str) -> usize {
+    source
+        .lines()
+        .position(|l| l.contains(HERE))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("no marker in:\n{source}"))
+}
+
+fn refused(source: &str) -> PolicyError {
+    match DunningPolicy::parse(source, "policies/acme.toml") {
+        Err(e) => e,
+        Ok(_) => panic!("accepted:\n{source}"),
+    }
+}
+
+const WINDOW: &str = r#"[windows.office]
+days = ["mon", "tue"]
+opens = "09:00"
+closes = "17:00"
+"#;
+
+#[test]
+fn every_refusal_names_the_file_the_line_and_the_field() {
+    // (what is wrong, source with the offending line marked, field, part of the message)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "send time",
+            policy_with("", "", "").replace("send_time = \"09:00\"", &format!("send_time = \"9h\" {HERE}")),
+            "send_time",
+            "\"9h\" is not a time of day as HH:MM",
+        ),
+        (
+            "thanks template",
+            policy_with(&format!("thanks_template = \"Merci!\" {HERE}"), "", ""),
+            "thanks_template",
+            "lowercase letters",
+        ),
+        (
+            "window name",
+            policy_with(&format!("[windows.Office] {HERE}\ndays = [\"mon\"]\nopens = \"09:00\"\ncloses = \"12:00\"\n"), "", ""),
+            "windows",
+            "\"Office\" must be lowercase",
+        ),
+        (
+            "window day",
+            policy_with(&format!("[windows.office]\ndays = [\"mon\", \"lundi\"] {HERE}\nopens = \"09:00\"\ncloses = \"12:00\"\n"), "", ""),
+            "windows.office.days",
+            "unknown day \"lundi\"",
+        ),
+        (
+            "window opening",
+            policy_with(&format!("[windows.office]\ndays = [\"mon\"]\nopens = \"9\" {HERE}\ncloses = \"12:00\"\n"), "", ""),
+            "windows.office.opens",
+            "not a time of day",
+        ),
+        (
+            "window closing",
+            policy_with(&format!("[windows.office]\ndays = [\"mon\"]\nopens = \"09:00\"\ncloses = \"25:00\" {HERE}\n"), "", ""),
+            "windows.office.closes",
+            "not a time of day",
+        ),
+        (
+            "window closing before opening",
+            policy_with(&format!("[windows.office]\ndays = [\"mon\"]\nopens = \"14:00\"\ncloses = \"09:00\" {HERE}\n"), "", ""),
+            "windows.office.closes",
+            "must open before it closes",
+        ),
+        (
+            "window without days",
+            policy_with(&format!("[windows.office]\ndays = [] {HERE}\nopens = \"09:00\"\ncloses = \"12:00\"\n"), "", ""),
+            "windows.office.days",
+            "no weekday",
+        ),
+        (
+            "window of business days on weekends",
+            policy_with(&format!("[windows.office]\ndays = [\"sat\", \"sun\"] {HERE}\nopens = \"09:00\"\ncloses = \"12:00\"\n"), "", ""),
+            "windows.office.days",
+            "only Saturday and Sunday",
+        ),
+        (
+            "window with an unknown key",
+            policy_with(&format!("[windows.office]\ndays = [\"mon\"]\nopens = \"09:00\"\ncloses = \"12:00\"\nholidays = true {HERE}\n"), "", ""),
+            "syntax",
+            "unknown field `holidays`",
+        ),
+        (
+            "default window",
+            policy_with(&format!("default_window = \"office\" {HERE}"), "", ""),
+            "default_window",
+            "unknown window \"office\"",
+        ),
+        (
+            "threshold currency",
+            policy_with(&format!("[minimum_amount]\nEUX = \"10.00\" {HERE}"), "", ""),
+            "minimum_amount.EUX",
+            "unknown currency \"EUX\"",
+        ),
+        (
+            "threshold amount",
+            policy_with(&format!("[minimum_amount]\nEUR = \"ten\" {HERE}"), "", ""),
+            "minimum_amount.EUR",
+            "not a decimal amount",
+        ),
+        (
+            "negative threshold",
+            policy_with(&format!("[minimum_amount]\nEUR = \"-1\" {HERE}"), "", ""),
+            "minimum_amount.EUR",
+            "negative",
+        ),
+        (
+            "threshold decimals",
+            policy_with(&format!("[minimum_amount]\nJPY = \"10.5\" {HERE}"), "", ""),
+            "minimum_amount.JPY",
+            "more decimals than JPY allows",
+        ),
+        (
+            "threshold as a float",
+            policy_with(&format!("[minimum_amount]\nEUR = 10.0 {HERE}"), "", ""),
+            "syntax",
+            "expected a string",
+        ),
+        (
+            "unknown segment",
+            policy_with("", "", &format!("[[segments.urgent.steps]] {HERE}\nname = \"a\"\noffset_days = 1\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n")),
+            "segments",
+            "unknown risk \"urgent\"",
+        ),
+        (
+            "segment without steps",
+            policy_with("", "", "").replace(
+                "[[segments.high.steps]]\nname = \"a\"\noffset_days = 5\nchannel = \"email\"\ntemplate = \"reminder\"\ntone = \"courteous\"\n",
+                &format!("[segments.high] {HERE}\nsteps = []\n"),
+            ),
+            "segments.high.steps",
+            "at least one step",
+        ),
+        (
+            "missing segment",
+            policy_with("", "", "").replace(
+                "[[segments.high.steps]]\nname = \"a\"\noffset_days = 5\nchannel = \"email\"\ntemplate = \"reminder\"\ntone = \"courteous\"\n",
+                "",
+            ).replace("[[segments.medium.steps]]", &format!("[[segments.medium.steps]] {HERE}")),
+            "segments",
+            "segment high is missing",
+        ),
+        (
+            "step name",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"Relance 2\" {HERE}\noffset_days = 9\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n"), ""),
+            "segments.medium.steps.name",
+            "lowercase letters",
+        ),
+        (
+            "reserved step name",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"thanks\" {HERE}\noffset_days = 9\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n"), ""),
+            "segments.medium.steps.name",
+            "reserved",
+        ),
+        (
+            "step name twice",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"a\" {HERE}\noffset_days = 9\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n"), ""),
+            "segments.medium.steps.name",
+            "appears twice",
+        ),
+        (
+            "offset out of range",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"b\"\noffset_days = 400 {HERE}\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n"), ""),
+            "segments.medium.steps.offset_days",
+            "out of range",
+        ),
+        (
+            "offsets out of order",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"b\"\noffset_days = 5 {HERE}\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n"), ""),
+            "segments.medium.steps.offset_days",
+            "must come after the previous step's 5",
+        ),
+        (
+            "channel",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"b\"\noffset_days = 9\nchannel = \"pigeon\" {HERE}\ntemplate = \"x\"\ntone = \"firm\"\n"), ""),
+            "segments.medium.steps.channel",
+            "unknown channel \"pigeon\"",
+        ),
+        (
+            "template",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"b\"\noffset_days = 9\nchannel = \"email\"\ntemplate = \"../x\" {HERE}\ntone = \"firm\"\n"), ""),
+            "segments.medium.steps.template",
+            "lowercase letters",
+        ),
+        (
+            "tone",
+            policy_with("", &format!("[[segments.medium.steps]]\nname = \"b\"\noffset_days = 9\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"angry\" {HERE}\n"), ""),
+            "segments.medium.steps.tone",
+            "unknown tone \"angry\"",
+        ),
+        (
+            "step window",
+            policy_with(WINDOW, &format!("window = \"evenings\" {HERE}"), ""),
+            "segments.medium.steps.window",
+            "unknown window \"evenings\" (known: any_time, office, reminders, working_days, working_mornings)",
+        ),
+        (
+            "step minimum amount",
+            policy_with("", &format!("when = {{ min_amount = {{ EUR = \"1,5\" }} }} {HERE}"), ""),
+            "segments.medium.steps.when.min_amount.EUR",
+            "not a decimal amount",
+        ),
+        (
+            "step customer kind",
+            policy_with("", &format!("when = {{ customer_kind = \"company\" }} {HERE}"), ""),
+            "segments.medium.steps.when.customer_kind",
+            "unknown customerkind \"company\"",
+        ),
+        (
+            "unknown condition",
+            policy_with("", &format!("[segments.medium.steps.when]\nmax_amount = {{ EUR = \"5\" }} {HERE}"), ""),
+            "syntax",
+            "unknown field `max_amount`",
+        ),
+        (
+            "unknown top-level key",
+            policy_with(&format!("send_day = 3 {HERE}"), "", ""),
+            "syntax",
+            "unknown field `send_day`",
+        ),
+        (
+            "broken TOML",
+            policy_with(&format!("default_window = = \"x\" {HERE}"), "", ""),
+            "syntax",
+            "",
+        ),
+    ];
+    for (what, source, field, message) in &cases {
+        let e = refused(source);
+        let line = line_marked(source);
+        assert_eq!(
+            (e.file.as_str(), e.line, e.field.as_str()),
+            ("policies/acme.toml", line, *field),
+            "{what}: {e}\n{source}"
+        );
+        assert!(e.message.contains(message), "{what}: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("policies/acme.toml:{line}: {field}: ")),
+            "{what}: {e}"
+        );
+    }
+}
+
+#[test]
+fn windows_thresholds_and_conditions_are_read_from_the_file() {
+    let source = policy_with(
+        &format!("default_window = \"office\"\n[minimum_amount]\nEUR = \"25\"\nJPY = \"3000\"\n{WINDOW}\n[windows.nights]\ndays = [\"sat\"]\nopens = \"20:00\"\ncloses = \"24:00\"\nbusiness_days_only = false\n"),
+        "[[segments.medium.steps]]\nname = \"b\"\noffset_days = 9\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"formal\"\nwindow = \"nights\"\nwhen = { min_amount = { EUR = \"500.00\" }, customer_kind = \"consumer\" }\n",
+        "",
+    );
+    let policy = DunningPolicy::parse(&source, "acme.toml").unwrap();
+    let medium = policy.steps_for(Risk::Medium);
+    assert_eq!(medium[0].window, "office");
+    assert_eq!(medium[1].window, "nights");
+    assert_eq!(
+        medium[1].conditions,
+        StepConditions {
+            min_amount: BTreeMap::from([("EUR".to_string(), Decimal::new(50000, 2))]),
+            customer_kind: Some(CustomerKind::Consumer),
+        }
+    );
+    let nights = policy.window("nights");
+    assert_eq!(nights.closes, END_OF_DAY);
+    assert!(!nights.business_days_only);
+    assert_eq!(policy.window("office").weekdays, vec![Weekday::Mon, Weekday::Tue]);
+    // The built-in windows are there too; an unknown name falls back to the default window.
+    assert_eq!(policy.window("reminders"), SendWindow::reminders());
+    assert_eq!(policy.window("gone"), policy.window("office"));
+    assert_eq!(policy.minimum_amount.len(), 2);
+}
+
+/// The default policy of the first release, kept verbatim: files written before windows,
+/// thresholds and conditions stay valid and plan exactly as they did.
+const POLICY_BEFORE_WINDOWS: &str = include_str!("testdata/policy_before_windows.toml");
+
+#[test]
+fn a_policy_file_from_before_windows_is_valid_and_plans_as_before() {
+    let policy = DunningPolicy::parse(POLICY_BEFORE_WINDOWS, "old.toml").unwrap();
+    assert_eq!(policy.default_window, ANY_TIME_WINDOW);
+    assert!(policy.minimum_amount.is_empty());
+    let due_on = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+    let plan = plan_invoice(
+        &policy,
+        &PlanInput {
+            risk: Risk::Medium,
+            kind: CustomerKind::Business,
+            amount: Money::new(Decimal::ONE, iso_currency::Currency::EUR),
+            due_on,
+            tz: chrono_tz::Europe::Paris,
+            calendar: &FrenchCalendar::default(),
+        },
+    );
+    let due: Vec<String> = plan.steps.iter().map(|s| s.due_at.to_rfc3339()).collect();
+    // Sunday 5 April and Easter Sunday 12 April included: no window, as before.
+    assert_eq!(
+        due,
+        vec![
+            "2026-03-26T08:00:00+00:00",
+            "2026-04-05T07:00:00+00:00",
+            "2026-04-12T07:00:00+00:00",
+        ]
+    );
+}
