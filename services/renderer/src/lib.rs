@@ -360,3 +360,77 @@ pub fn render(
         rendered_at: now,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relance_config::Settings;
+    use relance_domain::{CustomerKind, DunningPolicy, SimulatedClock};
+
+    fn invoice(language: &str, kind: CustomerKind) -> InvoiceRecord {
+        InvoiceRecord {
+            id: Uuid::from_u128(1),
+            number: "F-1".into(),
+            amount: rust_decimal::Decimal::new(150000, 2),
+            currency: "EUR".into(),
+            balance: rust_decimal::Decimal::new(150000, 2),
+            issued_on: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            due_on: chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
+            payment_link: None,
+            has_pdf: true,
+            status: "open".into(),
+            customer_id: "C-1".into(),
+            customer_name: "ACME".into(),
+            contact_name: "Jeanne Martin".into(),
+            email: "ap@acme.test".into(),
+            cc: vec![],
+            language: language.into(),
+            timezone: "Europe/Paris".into(),
+            risk: "medium".into(),
+            kind: kind.as_str().into(),
+        }
+    }
+
+    /// Every template of the default policy renders in both languages, for business and
+    /// consumer customers, with a one-line subject; the formal notice says what it is.
+    #[test]
+    fn every_policy_template_renders_in_both_languages() {
+        let policy = DunningPolicy::default_policy().unwrap();
+        let env = templates::environment(None, &policy).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z").unwrap().with_timezone(&Utc);
+        let clock = Arc::new(SimulatedClock::starting_at(now));
+        let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
+        for (template, _) in policy.templates() {
+            for language in ["fr", "en"] {
+                for kind in [CustomerKind::Business, CustomerKind::Consumer] {
+                    let step = StepRecord {
+                        id: Uuid::from_u128(2),
+                        invoice_id: Uuid::from_u128(1),
+                        invoice_number: "F-1".into(),
+                        name: template.into(),
+                        kind: "reminder".into(),
+                        position: 0,
+                        channel: "email".into(),
+                        template: template.into(),
+                        tone: "formal".into(),
+                        due_at: now,
+                        status: "queued".into(),
+                        emitted_on: None,
+                    };
+                    let m = render(&env, &config, &step, &invoice(language, kind), now).unwrap();
+                    assert!(!m.subject.is_empty() && !m.subject.contains('\n'), "{template}");
+                    assert!(m.subject.contains("F-1"), "{template}: {}", m.subject);
+                    if template != "thanks" {
+                        assert!(m.body_text.contains("FR76"), "{template} {language}");
+                    }
+                    if template == "formal_notice" {
+                        let expected = if language == "fr" { "mise en demeure" } else { "formal notice" };
+                        assert!(m.body_text.to_lowercase().contains(expected), "{}", m.body_text);
+                        let interest = if language == "fr" { "taux légal" } else { "statutory rate" };
+                        assert_eq!(m.body_text.contains(interest), kind == CustomerKind::Consumer);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! invoices are claimed with `FOR UPDATE SKIP LOCKED`, so a step is emitted once.
 //! It renders and sends nothing.
 
+pub mod planning;
 pub mod resume;
 
 use anyhow::Context;
@@ -13,12 +14,12 @@ use relance_config::Config;
 use relance_config::InterruptedDelivery;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, ReminderRenderedV1, VERSION_1};
-use relance_domain::plan::next_local_day;
+use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::validation::input::{CustomerFields, InvoiceFields};
-use relance_domain::{plan_steps, triage_due, validate_invoice, StepCandidate, StepKind};
+use relance_domain::{calendar_for_customer, triage_pending, validate_invoice, Risk, StepCandidate, StepKind};
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::steps::{self, StepStatus};
-use relance_storage::{invoices, journal, mark_processed, outbox};
+use relance_storage::{customers, invoices, journal, mark_processed, outbox};
 use serde_json::json;
 use sqlx::PgPool;
 use std::str::FromStr;
@@ -53,7 +54,12 @@ pub async fn run_with_readiness(
         shutdown.clone(),
         move |message| {
             let (db, config) = (handler_db.clone(), handler_config.clone());
-            async move { take_in_invoice(&db, &config, message).await }
+            async move {
+                match message.routing_key.as_str() {
+                    names::CUSTOMER_UPDATED => planning::take_in_customer(&db, &config, message).await,
+                    _ => take_in_invoice(&db, &config, message).await,
+                }
+            }
         },
     );
     // The ticks need only the database: they go on while the broker is away.
@@ -106,15 +112,23 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let ids: Vec<Uuid> = claimed.iter().map(|i| i.id).collect();
-    let due = steps::due_steps(&mut tx, &ids, now).await?;
+    let pending = steps::pending_steps(&mut tx, &ids).await?;
     let emitted_days = steps::emission_days(&mut tx, &ids).await?;
     for invoice in &claimed {
         let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+        let calendar = calendar_for_customer(&invoice.country, invoice.region.as_deref());
+        let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
+        // The window of a step: its own in the customer's segment (re-planning keeps pending
+        // steps in that segment), else the policy's default.
+        let window_of = |step: &steps::StepRecord| {
+            let policy = &config.policy;
+            match policy.step_named(risk, &step.name) {
+                Some(template) => policy.window(&template.window),
+                None => policy.window(&policy.default_window),
+            }
+        };
         let today = now.with_timezone(&tz).date_naive();
-        let mine: Vec<&steps::StepRecord> = due
-            .iter()
-            .filter(|s| s.invoice_id == invoice.id && s.kind == "reminder")
-            .collect();
+        let mine: Vec<&steps::StepRecord> = pending.iter().filter(|s| s.invoice_id == invoice.id).collect();
         let candidates: Vec<StepCandidate> = mine
             .iter()
             .map(|s| StepCandidate {
@@ -126,7 +140,7 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
         let emitted_today = emitted_days
             .iter()
             .any(|(id, day)| *id == invoice.id && *day == today);
-        let triage = triage_due(&candidates, emitted_today);
+        let triage = triage_pending(&candidates, now, emitted_today);
         for step in mine.iter().filter(|s| triage.skip.contains(&s.id)) {
             let reason = "overtaken by a later step that is also due (catch-up)";
             if steps::transition(
@@ -150,7 +164,7 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
             }
         }
         if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.postpone) {
-            let to = next_local_day(&config.policy, tz, now);
+            let to = next_day_in_window(&config.policy, &window_of(step), calendar.as_ref(), tz, now);
             steps::postpone(&mut tx, step.id, to, now).await?;
             outgoing::announce_step(
                 &mut tx,
@@ -162,7 +176,19 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
             .await?;
         }
         if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.emit) {
-            if steps::mark_queued(&mut tx, step.id, now, today).await? {
+            if let SendDecision::WaitUntil(to) =
+                send_decision(&window_of(step), calendar.as_ref(), tz, step.due_at, now)
+            {
+                steps::postpone(&mut tx, step.id, to, now).await?;
+                outgoing::announce_step(
+                    &mut tx,
+                    now,
+                    step,
+                    names::REMINDER_POSTPONED,
+                    json!({ "reason": "outside its send window", "until": to, "calendar": calendar.name() }),
+                )
+                .await?;
+            } else if steps::mark_queued(&mut tx, step.id, now, today).await? {
                 queue_step(
                     &mut tx,
                     step.id,
@@ -254,6 +280,8 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
             risk: c.risk.as_deref(),
             kind: c.kind.as_deref(),
             cc: &c.cc,
+            country: c.country.as_deref(),
+            region: c.region.as_deref(),
         },
     });
     let mut tx = db.begin().await.context("starting the intake transaction")?;
@@ -286,7 +314,8 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
             )));
         }
     };
-    invoices::upsert_customer(&mut tx, &invoice.customer, now).await?;
+    let previous = customers::lock(&mut tx, &invoice.customer.id).await?;
+    customers::save(&mut tx, &invoice.customer, event.occurred_at, now).await?;
     let Some(invoice_id) = invoices::insert_invoice(&mut tx, &invoice, now).await? else {
         journal::append(
             &mut tx,
@@ -301,14 +330,17 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
         tracing::warn!("invoice number already known; message ignored");
         return Ok(());
     };
-    let plan = plan_steps(
-        &config.policy,
-        invoice.customer.risk,
+    // The stored details: those of this message, or of a newer one already applied.
+    let current = planning::stored(&mut tx, &invoice.customer.id).await?;
+    let customer = planning::Planning::of(&current)?;
+    let plan = customer.plan(
+        config,
+        invoice.amount.amount,
+        invoice.amount.currency.code(),
         invoice.due_on,
-        invoice.customer.timezone,
-    );
+    )?;
     let mut planned = Vec::new();
-    for step in &plan {
+    for step in &plan.steps {
         steps::insert_planned(
             &mut tx,
             invoice_id,
@@ -320,8 +352,34 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
         .await?;
         planned.push(json!({ "step": step.name, "channel": step.channel.as_str(), "due_at": step.due_at }));
     }
-    let detail =
-        json!({ "event_id": event.event_id, "risk": invoice.customer.risk.as_str(), "plan": planned });
+    if let Some(reason) = &plan.not_chased {
+        journal::append(
+            &mut tx,
+            now,
+            &invoice.number,
+            None,
+            "invoice.not_chased",
+            json!({ "reason": reason }),
+        )
+        .await?;
+    }
+    let excluded: Vec<_> = plan
+        .excluded
+        .iter()
+        .map(|e| json!({ "step": e.name, "reason": e.reason }))
+        .collect();
+    let mut detail = json!({
+        "event_id": event.event_id,
+        "risk": current.risk,
+        "calendar": customer.calendar.name(),
+        "plan": planned,
+    });
+    if !excluded.is_empty() {
+        detail["excluded"] = json!(excluded);
+    }
+    if let Some(reason) = &plan.not_chased {
+        detail["not_chased"] = json!(reason);
+    }
     outgoing::announce(
         &mut tx,
         now,
@@ -331,6 +389,19 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
         detail,
     )
     .await?;
+    if let Some(previous) = previous {
+        planning::replan_customer(
+            &mut tx,
+            config,
+            &invoice.customer.id,
+            &previous,
+            &current,
+            names::INVOICE_ISSUED,
+            Some(invoice_id),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await.context("committing the invoice")?;
     Ok(())
 }

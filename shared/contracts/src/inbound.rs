@@ -59,6 +59,22 @@ pub struct CustomerV1 {
     /// Further addresses to copy, e.g. the accounts-payable mailbox.
     #[serde(default)]
     pub cc: Vec<String>,
+    /// ISO 3166-1 alpha-2 country, default `"FR"`: its public holidays keep reminders away.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// ISO 3166-2 subdivision (e.g. `"FR-67"`), for regional holidays such as Alsace-Moselle's.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// Routing key `customer.updated`: a customer's details changed in your system (its risk
+/// segment, time zone, country...). The customer's open invoices are re-planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerUpdatedV1 {
+    pub version: u32,
+    pub event_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub customer: CustomerV1,
 }
 
 /// Routing key `payment.received`.

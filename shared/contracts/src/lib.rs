@@ -19,7 +19,7 @@ pub use collections::{
 };
 pub use events::EventV1;
 pub use handoff::{AmountDueV1, HandOffDetailV1, InvoiceJournalV1, JournalEntryV1};
-pub use inbound::{CustomerV1, InvoiceIssuedV1, InvoiceV1, PaymentReceivedV1, PaymentV1};
+pub use inbound::{CustomerUpdatedV1, CustomerV1, InvoiceIssuedV1, InvoiceV1, PaymentReceivedV1, PaymentV1};
 pub use jobs::{ReminderDueV1, ReminderRenderedV1};
 
 /// The only version of the message bodies defined so far.

@@ -26,6 +26,8 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 7] = [
     INVOICE_WRITTEN_OFF,
     INVOICE_LIFECYCLE_STATUS,
 ];
+/// A customer's details changed: consumed by the scheduler from its invoices queue.
+pub const CUSTOMER_UPDATED: &str = "customer.updated";
 
 /// Internal job routing keys (on the `<ns>.jobs` direct exchange).
 pub const REMINDER_DUE: &str = "reminder.due";

@@ -28,5 +28,7 @@ pub use plan::{
     PlanInput, PlannedStep, Replan, SendDecision, StepCandidate, Triage,
 };
 pub use policy::{DunningPolicy, PolicyError, StepConditions, StepKind, StepTemplate, Tone};
-pub use validation::{validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection};
+pub use validation::{
+    validate_customer, validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection,
+};
 pub use window::{next_opening, SendWindow};

@@ -42,6 +42,10 @@ pub struct NewCustomer {
     pub risk: Risk,
     pub kind: CustomerKind,
     pub cc: Vec<String>,
+    /// ISO 3166-1 alpha-2, upper case; `FR` by default. Chooses the holiday calendar.
+    pub country: String,
+    /// ISO 3166-2 subdivision, upper case, if given.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +95,8 @@ pub mod input {
         pub risk: Option<&'a str>,
         pub kind: Option<&'a str>,
         pub cc: &'a [String],
+        pub country: Option<&'a str>,
+        pub region: Option<&'a str>,
     }
 
     pub struct PaymentFields<'a> {
@@ -220,6 +226,8 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
             .iter()
             .map(|a| email("invoice.customer.cc", a))
             .collect::<Result<_, _>>()?,
+        country: country("invoice.customer.country", c.country)?,
+        region: region("invoice.customer.region", c.region)?,
     };
     Ok(NewInvoice {
         number,
@@ -306,6 +314,31 @@ pub fn sms_capable(e164: &str) -> Result<(), String> {
     }
 }
 
+fn country(field: &str, value: Option<&str>) -> Result<String, Rejection> {
+    let code = value.map(str::trim).filter(|c| !c.is_empty()).unwrap_or("FR");
+    if code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic()) {
+        Ok(code.to_ascii_uppercase())
+    } else {
+        Err(Rejection::new(
+            field,
+            format!("{code:?} is not an ISO 3166-1 alpha-2 country code such as FR"),
+        ))
+    }
+}
+
+fn region(field: &str, value: Option<&str>) -> Result<Option<String>, Rejection> {
+    match value.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(r) if r.len() <= 16 && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+            Ok(Some(r.to_ascii_uppercase()))
+        }
+        Some(r) => Err(Rejection::new(
+            field,
+            format!("{r:?} is not an ISO 3166-2 subdivision code such as FR-67"),
+        )),
+    }
+}
+
 pub fn validate_payment(f: PaymentFields<'_>) -> Result<NewPayment, Rejection> {
     Ok(NewPayment {
         id: required_text("payment.id", f.id, 128)?,
@@ -313,6 +346,32 @@ pub fn validate_payment(f: PaymentFields<'_>) -> Result<NewPayment, Rejection> {
         amount: positive_money("payment.amount", f.amount, f.currency)?,
         received_on: f.received_on,
     })
+}
+
+/// Validates a customer on its own (`customer.updated`), with the same rules as the customer
+/// of an invoice; a rejection names the field as `customer.<field>`.
+pub fn validate_customer(c: CustomerFields<'_>) -> Result<NewCustomer, Rejection> {
+    let probe = InvoiceFields {
+        number: "customer",
+        amount: "1",
+        currency: "EUR",
+        issued_on: NaiveDate::MIN,
+        due_on: Some(NaiveDate::MIN),
+        payment_link: None,
+        pdf: None,
+        pdf_error: None,
+        customer: c,
+    };
+    validate_invoice(probe)
+        .map(|invoice| invoice.customer)
+        .map_err(|r| Rejection {
+            field: r
+                .field
+                .strip_prefix("invoice.")
+                .unwrap_or(&r.field)
+                .to_string(),
+            reason: r.reason,
+        })
 }
 
 #[cfg(test)]
@@ -345,6 +404,8 @@ mod tests {
                 risk: None,
                 kind: None,
                 cc: &[],
+                country: None,
+                region: None,
             },
         }
     }
@@ -360,6 +421,49 @@ mod tests {
         assert_eq!(invoice.customer.timezone, chrono_tz::Europe::Paris);
         assert_eq!(invoice.customer.risk, Risk::Medium);
         assert_eq!(invoice.customer.kind, CustomerKind::Business);
+        assert_eq!(invoice.customer.country, "FR");
+        assert_eq!(invoice.customer.region, None);
+    }
+
+    #[test]
+    fn country_and_region_are_codes() {
+        let mut input = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+        input.customer.country = Some("be");
+        input.customer.region = Some("fr-67");
+        let invoice = validate_invoice(input).unwrap();
+        assert_eq!(
+            (invoice.customer.country.as_str(), invoice.customer.region.as_deref()),
+            ("BE", Some("FR-67"))
+        );
+        for (country, region, field) in [
+            (Some("France"), None, "invoice.customer.country"),
+            (Some("F1"), None, "invoice.customer.country"),
+            (None, Some("Bas Rhin"), "invoice.customer.region"),
+        ] {
+            let mut input = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+            input.customer.country = country;
+            input.customer.region = region;
+            assert_eq!(validate_invoice(input).map_err(|r| r.field), Err(field.to_string()));
+        }
+    }
+
+    #[test]
+    fn a_customer_alone_is_validated_with_the_same_rules() {
+        let mut c = fields("10", None, "not-an-address").customer;
+        assert_eq!(
+            validate_customer(c).map_err(|r| r.field),
+            Err("customer.email".to_string())
+        );
+        c = fields("10", None, "ap@acme.test").customer;
+        c.risk = Some("high");
+        let customer = validate_customer(c).unwrap();
+        assert_eq!((customer.risk, customer.id.as_str()), (Risk::High, "C1"));
+        c = fields("10", None, "ap@acme.test").customer;
+        c.risk = Some("extreme");
+        assert_eq!(
+            validate_customer(c).map_err(|r| r.field),
+            Err("customer.risk".to_string())
+        );
     }
 
     #[test]

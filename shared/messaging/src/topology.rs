@@ -25,6 +25,13 @@ pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
             names.inbound_exchange(),
             names::INVOICE_ISSUED.to_string(),
         ),
+        // Customer updates share the invoices queue: the scheduler handles both, and an
+        // update does not wait behind a backlog of invoices in a queue of its own.
+        (
+            names.invoices_queue(),
+            names.inbound_exchange(),
+            names::CUSTOMER_UPDATED.to_string(),
+        ),
         (
             names.renderer_queue(),
             names.jobs_exchange(),

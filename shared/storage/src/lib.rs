@@ -4,6 +4,7 @@
 
 pub mod adjustments;
 pub mod clock;
+pub mod customers;
 pub mod deliveries;
 pub mod handoff;
 pub mod invoices;

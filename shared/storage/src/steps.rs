@@ -203,6 +203,10 @@ pub struct DueInvoice {
     pub id: Uuid,
     pub number: String,
     pub timezone: String,
+    /// The customer's segment, country and region: they choose the steps' windows and calendar.
+    pub risk: String,
+    pub country: String,
+    pub region: Option<String>,
 }
 
 /// Claims up to `limit` open invoices with due pending steps. Invoices another scheduler
@@ -214,7 +218,7 @@ pub async fn claim_due_invoices(
     limit: i64,
 ) -> anyhow::Result<Vec<DueInvoice>> {
     sqlx::query_as(
-        "SELECT i.id, i.number, c.timezone
+        "SELECT i.id, i.number, c.timezone, c.risk, c.country, c.region
          FROM invoices i JOIN customers c ON c.id = i.customer_id
          WHERE i.id IN (SELECT s.invoice_id FROM reminder_steps s
                         WHERE s.status = 'pending' AND s.due_at <= $1
@@ -246,6 +250,55 @@ pub async fn due_steps(
     .fetch_all(tx)
     .await
     .context("reading due steps")
+}
+
+/// Every pending reminder step of the claimed invoices, due or not (a due step overtakes
+/// the earlier ones, even those not due yet).
+pub async fn pending_steps(tx: &mut PgConnection, invoice_ids: &[Uuid]) -> anyhow::Result<Vec<StepRecord>> {
+    sqlx::query_as(&format!(
+        "{STEP_RECORD} WHERE s.invoice_id = ANY($1) AND s.status = 'pending' AND s.kind = 'reminder'
+         ORDER BY s.invoice_id, s.position"
+    ))
+    .bind(invoice_ids)
+    .fetch_all(tx)
+    .await
+    .context("reading pending steps")
+}
+
+/// Gives a pending step the values of a new plan (re-planning); a step that left `pending`
+/// meanwhile is not touched. Returns whether it changed.
+pub async fn replan_pending(
+    tx: &mut PgConnection,
+    id: Uuid,
+    step: &PlannedStep,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET position = $2, channel = $3, template = $4, tone = $5, due_at = $6, updated_at = $7
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(step.position)
+    .bind(step.channel.as_str())
+    .bind(&step.template)
+    .bind(step.tone.as_str())
+    .bind(step.due_at)
+    .bind(at)
+    .execute(tx)
+    .await
+    .with_context(|| format!("re-planning step {}", step.name))?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Removes a pending step that a new plan no longer has. Nothing was sent for it, so
+/// nothing refers to it but the journal, which keeps its history.
+pub async fn remove_pending(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM reminder_steps WHERE id = $1 AND status = 'pending'")
+        .bind(id)
+        .execute(tx)
+        .await
+        .context("removing a pending step")?;
+    Ok(deleted.rows_affected() == 1)
 }
 
 /// The local days on which reminders of these invoices were emitted.

@@ -1,0 +1,224 @@
+//! Planning an invoice from its customer's stored details, and re-planning a customer's open
+//! invoices when those details change (segment, time zone, country, kind): on `invoice.issued`
+//! of another invoice and on `customer.updated`. Only pending steps move; the journal says so.
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use relance_config::Config;
+use relance_contracts::names;
+use relance_contracts::CustomerUpdatedV1;
+use relance_domain::validation::input::CustomerFields;
+use relance_domain::{
+    calendar_for_customer, plan_invoice, replan, validate_customer, Channel, CustomerKind, ExistingStep,
+    HolidayCalendar, Money, Plan, PlanInput, PlannedStep, Risk, Tone,
+};
+use relance_messaging::{HandlerError, Incoming};
+use relance_storage::customers::{self, PlanningDetails};
+use relance_storage::steps::{self, StepStatus};
+use relance_storage::{journal, mark_processed};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use std::str::FromStr;
+use uuid::Uuid;
+
+const INBOX: &str = "scheduler.customer_updated";
+
+/// A customer's stored details, as the planner takes them.
+pub struct Planning {
+    pub risk: Risk,
+    pub kind: CustomerKind,
+    pub tz: Tz,
+    pub calendar: Box<dyn HolidayCalendar>,
+}
+
+impl Planning {
+    pub fn of(details: &PlanningDetails) -> anyhow::Result<Self> {
+        Ok(Self {
+            risk: Risk::from_str(&details.risk).map_err(|e| anyhow!(e))?,
+            kind: CustomerKind::from_str(&details.kind).map_err(|e| anyhow!(e))?,
+            tz: Tz::from_str(&details.timezone).unwrap_or(chrono_tz::Europe::Paris),
+            calendar: calendar_for_customer(&details.country, details.region.as_deref()),
+        })
+    }
+
+    pub fn plan(&self, config: &Config, amount: Decimal, currency: &str, due_on: NaiveDate) -> anyhow::Result<Plan> {
+        let currency = Money::parse_currency(currency.trim()).map_err(|e| anyhow!(e))?;
+        Ok(plan_invoice(
+            &config.policy,
+            &PlanInput {
+                risk: self.risk,
+                kind: self.kind,
+                amount: Money::new(amount, currency),
+                due_on,
+                tz: self.tz,
+                calendar: self.calendar.as_ref(),
+            },
+        ))
+    }
+}
+
+/// The stored customer's planning details (it was saved in this transaction).
+pub async fn stored(tx: &mut PgConnection, customer_id: &str) -> anyhow::Result<PlanningDetails> {
+    customers::lock(tx, customer_id)
+        .await?
+        .with_context(|| format!("customer {customer_id} vanished"))
+}
+
+/// Handles `customer.updated`: saves the details and re-plans the customer's open invoices
+/// if what decides their plans changed. Applied once per `event_id`.
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+pub async fn take_in_customer(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
+    let event: CustomerUpdatedV1 = message.json()?;
+    let now = config.clock.now();
+    let c = &event.customer;
+    let customer = validate_customer(CustomerFields {
+        id: &c.id,
+        name: &c.name,
+        contact_name: &c.contact_name,
+        email: &c.email,
+        phone: c.phone.as_deref(),
+        postal_address: c.postal_address.as_deref(),
+        language: c.language.as_deref(),
+        timezone: c.timezone.as_deref(),
+        risk: c.risk.as_deref(),
+        kind: c.kind.as_deref(),
+        cc: &c.cc,
+        country: c.country.as_deref(),
+        region: c.region.as_deref(),
+    })
+    .map_err(|r| HandlerError::Permanent(format!("customer {} refused: {r}", c.id)))?;
+    let mut tx = db.begin().await.context("starting the customer transaction")?;
+    if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? {
+        tracing::info!("duplicate customer.updated ignored");
+        return Ok(());
+    }
+    let previous = customers::lock(&mut tx, &customer.id).await?;
+    if !customers::save(&mut tx, &customer, event.occurred_at, now).await? {
+        tracing::info!("customer.updated older than the details already stored; ignored");
+    }
+    if let Some(previous) = previous {
+        let current = stored(&mut tx, &customer.id).await?;
+        replan_customer(&mut tx, config, &customer.id, &previous, &current, names::CUSTOMER_UPDATED, None, now)
+            .await?;
+    }
+    tx.commit().await.context("committing the customer")?;
+    Ok(())
+}
+
+/// The fields of `PlanningDetails` that differ, by name, for the journal.
+fn changes(previous: &PlanningDetails, current: &PlanningDetails) -> Vec<&'static str> {
+    [
+        ("risk", previous.risk != current.risk),
+        ("kind", previous.kind != current.kind),
+        ("timezone", previous.timezone != current.timezone),
+        ("country", previous.country != current.country),
+        ("region", previous.region != current.region),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(name, _)| name)
+    .collect()
+}
+
+fn pending_step(record: &steps::StepRecord) -> anyhow::Result<PlannedStep> {
+    Ok(PlannedStep {
+        name: record.name.clone(),
+        position: record.position,
+        channel: Channel::from_str(&record.channel).map_err(|e| anyhow!(e))?,
+        template: record.template.clone(),
+        tone: Tone::from_str(&record.tone).map_err(|e| anyhow!(e))?,
+        due_at: record.due_at,
+    })
+}
+
+/// Re-plans the pending steps of the customer's open invoices (but `except`, planned just
+/// now) when its planning details changed, and journals `steps.replanned` on each invoice
+/// whose steps moved. Steps already emitted are never touched; with unchanged details, or a
+/// second time, it does nothing.
+#[allow(clippy::too_many_arguments)]
+pub async fn replan_customer(
+    tx: &mut PgConnection,
+    config: &Config,
+    customer_id: &str,
+    previous: &PlanningDetails,
+    current: &PlanningDetails,
+    cause: &str,
+    except: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let changed = changes(previous, current);
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let planning = Planning::of(current)?;
+    let mut replanned = 0;
+    for invoice in customers::lock_open_invoices(tx, customer_id).await? {
+        if Some(invoice.id) == except {
+            continue;
+        }
+        let records: Vec<steps::StepRecord> = steps::for_invoice(tx, invoice.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.kind == "reminder")
+            .collect();
+        let existing = records
+            .iter()
+            .map(|r| {
+                Ok(ExistingStep {
+                    id: r.id,
+                    name: r.name.clone(),
+                    pending: if r.status == StepStatus::Pending.as_str() {
+                        Some(pending_step(r)?)
+                    } else {
+                        None
+                    },
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let plan = planning.plan(config, invoice.amount, &invoice.currency, invoice.due_on)?;
+        let changes = replan(&plan, &existing);
+        if changes.is_empty() {
+            continue;
+        }
+        let name_of = |id: Uuid| records.iter().find(|r| r.id == id).map(|r| r.name.clone());
+        for id in &changes.remove {
+            steps::remove_pending(tx, *id).await?;
+        }
+        for (id, step) in &changes.update {
+            steps::replan_pending(tx, *id, step, now).await?;
+        }
+        for step in &changes.insert {
+            steps::insert_planned(tx, invoice.id, relance_domain::StepKind::Reminder, step, StepStatus::Pending, now)
+                .await?;
+        }
+        let pending: Vec<_> = steps::for_invoice(tx, invoice.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.kind == "reminder" && s.status == StepStatus::Pending.as_str())
+            .map(|s| json!({ "step": s.name, "template": s.template, "due_at": s.due_at }))
+            .collect();
+        journal::append(
+            tx,
+            now,
+            &invoice.number,
+            None,
+            "steps.replanned",
+            json!({
+                "cause": cause,
+                "changed": changed,
+                "old_segment": previous.risk,
+                "new_segment": current.risk,
+                "calendar": planning.calendar.name(),
+                "removed": changes.remove.iter().filter_map(|id| name_of(*id)).collect::<Vec<_>>(),
+                "added": changes.insert.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+                "moved": changes.update.iter().map(|(_, s)| s.name.clone()).collect::<Vec<_>>(),
+                "pending": pending,
+            }),
+        )
+        .await?;
+        replanned += 1;
+    }
+    Ok(replanned)
+}

@@ -1,0 +1,91 @@
+//! Customers: their details, kept current from every `invoice.issued` and `customer.updated`,
+//! and what planning needs from them. Decides nothing: the scheduler compares and re-plans.
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use relance_domain::NewCustomer;
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The details of a customer that decide the plan of its invoices.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PlanningDetails {
+    pub risk: String,
+    pub kind: String,
+    pub timezone: String,
+    pub country: String,
+    pub region: Option<String>,
+}
+
+/// Locks the customer's row (until the transaction ends) and returns its planning details,
+/// or `None` for a customer not seen before. Serialises concurrent updates of one customer.
+pub async fn lock(tx: &mut PgConnection, id: &str) -> anyhow::Result<Option<PlanningDetails>> {
+    sqlx::query_as("SELECT risk, kind, timezone, country, region FROM customers WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(tx)
+        .await
+        .context("locking the customer")
+}
+
+/// Creates the customer or refreshes its details, unless the stored details come from a
+/// message newer than `as_of` (an older message arriving late changes nothing). Returns
+/// whether it wrote.
+pub async fn save(
+    tx: &mut PgConnection,
+    c: &NewCustomer,
+    as_of: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let written = sqlx::query(
+        "INSERT INTO customers (id, name, contact_name, email, phone, postal_address, language, timezone, risk, kind, cc,
+             country, region, details_as_of, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (id) DO UPDATE SET name = $2, contact_name = $3, email = $4, phone = $5, postal_address = $6,
+             language = $7, timezone = $8, risk = $9, kind = $10, cc = $11, country = $12, region = $13,
+             details_as_of = $14, updated_at = $15
+         WHERE customers.details_as_of IS NULL OR customers.details_as_of <= $14",
+    )
+    .bind(&c.id)
+    .bind(&c.name)
+    .bind(&c.contact_name)
+    .bind(&c.email)
+    .bind(&c.phone)
+    .bind(&c.postal_address)
+    .bind(c.language.as_str())
+    .bind(c.timezone.name())
+    .bind(c.risk.as_str())
+    .bind(c.kind.as_str())
+    .bind(&c.cc)
+    .bind(&c.country)
+    .bind(&c.region)
+    .bind(as_of)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("saving the customer")?;
+    Ok(written.rows_affected() == 1)
+}
+
+/// An open invoice of a customer, as re-planning needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OpenInvoice {
+    pub id: Uuid,
+    pub number: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub due_on: NaiveDate,
+}
+
+/// The customer's open invoices, locked: a scheduler emitting one of their steps finishes
+/// first, and none emits while they are re-planned.
+pub async fn lock_open_invoices(tx: &mut PgConnection, customer_id: &str) -> anyhow::Result<Vec<OpenInvoice>> {
+    sqlx::query_as(
+        "SELECT id, number, amount, currency, due_on FROM invoices
+         WHERE customer_id = $1 AND status = 'open' ORDER BY number FOR UPDATE",
+    )
+    .bind(customer_id)
+    .fetch_all(tx)
+    .await
+    .context("locking the customer's open invoices")
+}
