@@ -71,6 +71,8 @@ pub struct Email {
     pub message_id: String,
     /// When the server received it (wall clock).
     pub received_at: Option<DateTime<Utc>>,
+    /// Its `Date` header: when relance sent it, on relance's (simulated) clock.
+    pub date: Option<DateTime<Utc>>,
 }
 
 fn text_of(v: &Value, key: &str) -> String {
@@ -103,6 +105,9 @@ impl Email {
                 .unwrap_or_default(),
             message_id: text_of(v, "messageId"),
             received_at: DateTime::parse_from_rfc3339(&text_of(v, "time"))
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            date: DateTime::parse_from_rfc3339(&text_of(v, "date"))
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
         }
@@ -206,6 +211,8 @@ pub struct TestEnv {
     pub connection: Connection,
     pub publisher: Publisher,
     events_queue: String,
+    /// The services follow the simulated time through the database (`RELANCE_CLOCK=database`).
+    database_clock: bool,
     shutdown: CancellationToken,
     services: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     stopped: bool,
@@ -282,7 +289,17 @@ impl TestEnv {
         let names = Names::new(&settings.namespace);
         let clock = SimulatedClock::starting_at(start_time());
         let shared_clock: SharedClock = Arc::new(clock.clone());
-        let config = Config::with_clock(settings.clone(), shared_clock.clone())?;
+        let config = if settings.shared_clock {
+            // As separate processes would: the services read the time from the database.
+            let db = relance_storage::connect(&database_url, 2).await?;
+            relance_storage::clock::set_shared_time(&db, start_time()).await?;
+            let follower =
+                relance_storage::clock::follow_shared_time(db, start_time(), StdDuration::from_millis(10)).await?;
+            Config::with_clock(settings.clone(), Arc::new(follower))?
+        } else {
+            Config::with_clock(settings.clone(), shared_clock.clone())?
+        };
+        let database_clock = settings.shared_clock;
         let connection = relance_messaging::connect(&settings.amqp_url, "tests").await?;
         let channel = connection.create_channel().await?;
         relance_messaging::declare_topology(
@@ -327,6 +344,7 @@ impl TestEnv {
             connection,
             publisher,
             events_queue,
+            database_clock,
             shutdown,
             services: Some(services),
             stopped: false,
@@ -359,6 +377,11 @@ impl TestEnv {
     /// Moves the simulated clock and waits until every step due by then is settled.
     pub async fn set_time(&self, to: DateTime<Utc>) {
         self.clock.set(to);
+        if self.database_clock {
+            relance_storage::clock::set_shared_time(&self.db, to)
+                .await
+                .expect("setting the shared clock");
+        }
         self.idle().await;
     }
 
