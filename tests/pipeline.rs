@@ -58,8 +58,11 @@ async fn an_invoice_gets_its_reminders_by_email_until_it_is_paid_then_a_thank_yo
         vec![("F-100.pdf".to_string(), "application/pdf".to_string())]
     );
 
-    // J+5: the first reminder after the due date, never labelled "first reminder".
-    env.run_until(date(2026, 3, 21)).await;
+    // J+5: the first reminder after the due date, never labelled "first reminder". J+5 is
+    // Saturday 21 March: it waits for the reminder window, Tuesday 24 March.
+    env.run_until(date(2026, 3, 23)).await;
+    assert_eq!(env.mail.emails().await.len(), 1);
+    env.run_until(date(2026, 3, 24)).await;
     let emails = env.mail.wait_for_emails(2).await;
     assert_eq!(emails.len(), 2);
     let reminder = &emails[1];
@@ -77,7 +80,7 @@ async fn an_invoice_gets_its_reminders_by_email_until_it_is_paid_then_a_thank_yo
     // Paid in full: the sequence stops and a thank-you goes out.
     env.publish(
         names::PAYMENT_RECEIVED,
-        &payment_received("PAY-1", "F-100", "1500.00", date(2026, 3, 22)),
+        &payment_received("PAY-1", "F-100", "1500.00", date(2026, 3, 25)),
     )
     .await;
     env.wait_journal("F-100", names::INVOICE_SETTLED, 1).await;
@@ -98,6 +101,8 @@ async fn an_invoice_gets_its_reminders_by_email_until_it_is_paid_then_a_thank_yo
             ("pre_due".to_string(), "sent".to_string()),
             ("reminder_1".to_string(), "sent".to_string()),
             ("reminder_2".to_string(), "cancelled".to_string()),
+            ("reminder_3".to_string(), "cancelled".to_string()),
+            ("formal_notice".to_string(), "cancelled".to_string()),
             ("thanks".to_string(), "sent".to_string()),
         ]
     );
@@ -135,7 +140,7 @@ async fn a_partial_payment_changes_the_amount_in_the_next_reminder() {
     )
     .await;
     env.wait_journal("F-200", names::PAYMENT_RECORDED, 1).await;
-    env.run_until(date(2026, 3, 21)).await;
+    env.run_until(date(2026, 3, 24)).await;
     let emails = env.mail.wait_for_emails(2).await;
     assert_eq!(emails.len(), 2, "pre-due note and first reminder");
     let reminder = &emails[1];
@@ -177,7 +182,7 @@ async fn duplicate_payments_and_redelivered_jobs_have_no_second_effect() {
     )
     .await;
     env.wait_journal("F-300", "invoice.duplicate", 1).await;
-    assert_eq!(env.steps("F-300").await.len(), 3);
+    assert_eq!(env.steps("F-300").await.len(), 5);
 
     env.run_until(date(2026, 3, 11)).await;
     env.mail.wait_for_emails(1).await;
@@ -302,14 +307,15 @@ async fn malformed_messages_are_dead_lettered_with_a_reason_and_the_queue_keeps_
     assert_eq!(rejected[0].invoice_number, "F-403");
     assert_eq!(rejected[0].detail["field"], "invoice.due_on");
     assert!(env.steps("F-403").await.is_empty());
-    assert_eq!(env.steps("F-404").await.len(), 3);
+    assert_eq!(env.steps("F-404").await.len(), 5);
     env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_invoice_gets_only_its_latest_due_step_and_one_reminder_a_day() {
     let env = TestEnv::start(1).await;
-    // Due 14 February, arriving 2 March: J-5, J+5 and J+12 are all past.
+    // Due 14 February, arriving Monday 2 March: J-5, J+5 and J+12 are all past. The latest
+    // waits for the reminder window (Tuesday 3 March); J+20 and J+30 are still ahead.
     env.publish(
         names::INVOICE_ISSUED,
         &invoice_issued("F-500", "700.00", date(2026, 1, 15), date(2026, 2, 14)),
@@ -326,6 +332,8 @@ async fn a_late_invoice_gets_only_its_latest_due_step_and_one_reminder_a_day() {
             ("pre_due".to_string(), "skipped".to_string()),
             ("reminder_1".to_string(), "skipped".to_string()),
             ("reminder_2".to_string(), "sent".to_string()),
+            ("reminder_3".to_string(), "pending".to_string()),
+            ("formal_notice".to_string(), "pending".to_string()),
         ]
     );
     let skipped = env
@@ -357,12 +365,14 @@ async fn a_payment_for_an_unknown_invoice_is_retried_then_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_reminder_is_one_trace_from_scheduler_to_smtp() {
     let env = TestEnv::start(1).await;
-    // Due in four days: the pre-due note is due at once.
+    // Due in four days: the pre-due note is due this Monday morning.
     env.publish(
         names::INVOICE_ISSUED,
         &invoice_issued("F-600", "90.00", date(2026, 3, 1), date(2026, 3, 6)),
     )
     .await;
+    env.wait_journal("F-600", names::INVOICE_REGISTERED, 1).await;
+    env.run_until(date(2026, 3, 2)).await;
     env.wait_journal("F-600", names::REMINDER_SENT, 1).await;
     env.idle().await;
     let rows: Vec<(String, Option<String>)> = sqlx::query_as(
@@ -458,6 +468,8 @@ async fn customer_text_is_escaped_and_workers_have_no_ddl_rights() {
     let mut invoice = invoice_issued("F-800", "42.00", date(2026, 3, 1), date(2026, 3, 6));
     invoice["invoice"]["customer"]["contact_name"] = json!("<script>alert('x')</script> Jeanne");
     env.publish(names::INVOICE_ISSUED, &invoice).await;
+    env.wait_journal("F-800", names::INVOICE_REGISTERED, 1).await;
+    env.run_until(date(2026, 3, 2)).await;
     let emails = env.mail.wait_for_emails(1).await;
     let email = &emails[0];
     assert!(!email.html.contains("<script>"), "{}", email.html);
