@@ -9,9 +9,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Europe::Paris;
 use relance_contracts::names;
 use relance_domain::calendar::FrenchCalendar;
-use relance_domain::{
-    plan_invoice, CustomerKind, DunningPolicy, HolidayCalendar, Money, PlanInput, Risk,
-};
+use relance_domain::{plan_invoice, CustomerKind, DunningPolicy, HolidayCalendar, Money, PlanInput, Risk};
 use relance_tests::{date, invoice_issued, Email, TestEnv};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -80,7 +78,14 @@ fn local(at: DateTime<Utc>) -> String {
     at.with_timezone(&Paris).format("%a %Y-%m-%d %H:%M").to_string()
 }
 
-fn invoice_for(number: &str, customer: &str, risk: &str, language: &str, amount: &str, due_on: NaiveDate) -> Value {
+fn invoice_for(
+    number: &str,
+    customer: &str,
+    risk: &str,
+    language: &str,
+    amount: &str,
+    due_on: NaiveDate,
+) -> Value {
     let mut invoice = invoice_issued(number, amount, date(2026, 3, 2), due_on);
     invoice["invoice"]["customer"]["id"] = json!(customer);
     invoice["invoice"]["customer"]["risk"] = json!(risk);
@@ -148,7 +153,10 @@ fn assert_sequence(
     expected: &[(String, String)],
     language: &str,
 ) {
-    let got: Vec<(String, String)> = received.iter().map(|(t, tpl, _)| (t.clone(), tpl.clone())).collect();
+    let got: Vec<(String, String)> = received
+        .iter()
+        .map(|(t, tpl, _)| (t.clone(), tpl.clone()))
+        .collect();
     assert_eq!(got, expected, "{who}: received {received:#?}");
     for (when, template, subject) in received {
         assert!(
@@ -198,7 +206,13 @@ async fn each_segment_gets_its_dated_sequence_inside_windows_and_holidays_over_s
     let templates = |r: &[(String, String, String)]| r.iter().map(|(_, t, _)| t.clone()).collect::<Vec<_>>();
     assert_eq!(
         templates(&low),
-        vec!["pre_due", "reminder", "firm_reminder", "final_reminder", "formal_notice"]
+        vec![
+            "pre_due",
+            "reminder",
+            "firm_reminder",
+            "final_reminder",
+            "formal_notice"
+        ]
     );
     assert_eq!(templates(&medium), templates(&low));
     assert_eq!(
@@ -219,7 +233,13 @@ async fn each_segment_gets_its_dated_sequence_inside_windows_and_holidays_over_s
             assert!(!FR.is_holiday(day), "{who}: {when}");
             assert!(when.ends_with("09:00"), "{who}: {when}");
             let allowed: &[Weekday] = if i == 0 {
-                &[Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri]
+                &[
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                ]
             } else {
                 &[Weekday::Tue, Weekday::Wed, Weekday::Thu]
             };
@@ -236,7 +256,10 @@ async fn each_segment_gets_its_dated_sequence_inside_windows_and_holidays_over_s
     .fetch_one(&env.db)
     .await
     .unwrap();
-    assert!(reason.contains("9.50 EUR") && reason.contains("10.00 EUR"), "{reason}");
+    assert!(
+        reason.contains("9.50 EUR") && reason.contains("10.00 EUR"),
+        "{reason}"
+    );
     assert_eq!(env.mail.emails().await.len(), 5 + 5 + 4);
     env.stop().await;
 }
@@ -335,14 +358,18 @@ async fn a_segment_change_replans_the_pending_steps_once_and_never_what_was_sent
         &customer_updated("crm-0", "2026-03-10T06:00:00Z", "medium"),
     )
     .await;
-    relance_tests::wait_for("the three updates to be applied", relance_tests::DEADLINE, || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM processed_messages WHERE consumer = 'scheduler.customer_updated'",
-        )
-        .fetch_one(&env.db)
-        .await?;
-        Ok(n == 3)
-    })
+    relance_tests::wait_for(
+        "the three updates to be applied",
+        relance_tests::DEADLINE,
+        || async {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM processed_messages WHERE consumer = 'scheduler.customer_updated'",
+            )
+            .fetch_one(&env.db)
+            .await?;
+            Ok(n == 3)
+        },
+    )
     .await
     .unwrap();
     assert_eq!(

@@ -294,7 +294,8 @@ impl TestEnv {
             let db = relance_storage::connect(&database_url, 2).await?;
             relance_storage::clock::set_shared_time(&db, start_time()).await?;
             let follower =
-                relance_storage::clock::follow_shared_time(db, start_time(), StdDuration::from_millis(10)).await?;
+                relance_storage::clock::follow_shared_time(db, start_time(), StdDuration::from_millis(10))
+                    .await?;
             Config::with_clock(settings.clone(), Arc::new(follower))?
         } else {
             Config::with_clock(settings.clone(), shared_clock.clone())?

@@ -23,7 +23,10 @@ async fn two_copies_of_each_service_send_every_due_reminder_exactly_once() {
             &PlanInput {
                 risk: Risk::Medium,
                 kind: CustomerKind::Business,
-                amount: Money::new(rust_decimal::Decimal::new(120, 0), Money::parse_currency("EUR").unwrap()),
+                amount: Money::new(
+                    rust_decimal::Decimal::new(120, 0),
+                    Money::parse_currency("EUR").unwrap(),
+                ),
                 due_on,
                 tz: chrono_tz::Europe::Paris,
                 calendar: &FrenchCalendar::default(),

@@ -397,7 +397,9 @@ mod tests {
     fn every_policy_template_renders_in_both_languages() {
         let policy = DunningPolicy::default_policy().unwrap();
         let env = templates::environment(None, &policy).unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let clock = Arc::new(SimulatedClock::starting_at(now));
         let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
         for (template, _) in policy.templates() {
@@ -424,9 +426,17 @@ mod tests {
                         assert!(m.body_text.contains("FR76"), "{template} {language}");
                     }
                     if template == "formal_notice" {
-                        let expected = if language == "fr" { "mise en demeure" } else { "formal notice" };
+                        let expected = if language == "fr" {
+                            "mise en demeure"
+                        } else {
+                            "formal notice"
+                        };
                         assert!(m.body_text.to_lowercase().contains(expected), "{}", m.body_text);
-                        let interest = if language == "fr" { "taux légal" } else { "statutory rate" };
+                        let interest = if language == "fr" {
+                            "taux légal"
+                        } else {
+                            "statutory rate"
+                        };
                         assert_eq!(m.body_text.contains(interest), kind == CustomerKind::Consumer);
                     }
                 }

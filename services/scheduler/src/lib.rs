@@ -16,7 +16,9 @@ use relance_contracts::names::{self, Names};
 use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::validation::input::{CustomerFields, InvoiceFields};
-use relance_domain::{calendar_for_customer, triage_pending, validate_invoice, Risk, StepCandidate, StepKind};
+use relance_domain::{
+    calendar_for_customer, triage_pending, validate_invoice, Risk, StepCandidate, StepKind,
+};
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{customers, invoices, journal, mark_processed, outbox};

@@ -43,7 +43,13 @@ impl Planning {
         })
     }
 
-    pub fn plan(&self, config: &Config, amount: Decimal, currency: &str, due_on: NaiveDate) -> anyhow::Result<Plan> {
+    pub fn plan(
+        &self,
+        config: &Config,
+        amount: Decimal,
+        currency: &str,
+        due_on: NaiveDate,
+    ) -> anyhow::Result<Plan> {
         let currency = Money::parse_currency(currency.trim()).map_err(|e| anyhow!(e))?;
         Ok(plan_invoice(
             &config.policy,
@@ -100,8 +106,17 @@ pub async fn take_in_customer(db: &PgPool, config: &Config, message: Incoming) -
     }
     if let Some(previous) = previous {
         let current = stored(&mut tx, &customer.id).await?;
-        replan_customer(&mut tx, config, &customer.id, &previous, &current, names::CUSTOMER_UPDATED, None, now)
-            .await?;
+        replan_customer(
+            &mut tx,
+            config,
+            &customer.id,
+            &previous,
+            &current,
+            names::CUSTOMER_UPDATED,
+            None,
+            now,
+        )
+        .await?;
     }
     tx.commit().await.context("committing the customer")?;
     Ok(())
@@ -190,8 +205,15 @@ pub async fn replan_customer(
             steps::replan_pending(tx, *id, step, now).await?;
         }
         for step in &changes.insert {
-            steps::insert_planned(tx, invoice.id, relance_domain::StepKind::Reminder, step, StepStatus::Pending, now)
-                .await?;
+            steps::insert_planned(
+                tx,
+                invoice.id,
+                relance_domain::StepKind::Reminder,
+                step,
+                StepStatus::Pending,
+                now,
+            )
+            .await?;
         }
         let pending: Vec<_> = steps::for_invoice(tx, invoice.id)
             .await?

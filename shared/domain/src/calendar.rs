@@ -336,9 +336,8 @@ mod tests {
 
     #[test]
     fn a_customer_gets_the_calendar_of_their_country_and_region() {
-        let name = |country: &str, region: Option<&str>| {
-            calendar_for_customer(country, region).name().to_string()
-        };
+        let name =
+            |country: &str, region: Option<&str>| calendar_for_customer(country, region).name().to_string();
         assert_eq!(name("FR", None), "FR");
         assert_eq!(name("fr", Some("75")), "FR");
         for region in ["57", "67", "68", "FR-57", "fr-67", "FR-68", "FR-6AE"] {

@@ -24,8 +24,8 @@ pub use interest::{
 };
 pub use money::Money;
 pub use plan::{
-    plan_invoice, plan_steps, replan, send_decision, triage_due, triage_pending, ExcludedStep, ExistingStep, Plan,
-    PlanInput, PlannedStep, Replan, SendDecision, StepCandidate, Triage,
+    plan_invoice, plan_steps, replan, send_decision, triage_due, triage_pending, ExcludedStep, ExistingStep,
+    Plan, PlanInput, PlannedStep, Replan, SendDecision, StepCandidate, Triage,
 };
 pub use policy::{DunningPolicy, PolicyError, StepConditions, StepKind, StepTemplate, Tone};
 pub use validation::{

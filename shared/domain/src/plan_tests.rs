@@ -70,7 +70,12 @@ fn a_window_that_pushes_a_step_onto_the_next_ones_day_pushes_that_one_further() 
     let days: Vec<String> = plan
         .steps
         .iter()
-        .map(|s| s.due_at.with_timezone(&Europe::Paris).format("%a %d %H:%M").to_string())
+        .map(|s| {
+            s.due_at
+                .with_timezone(&Europe::Paris)
+                .format("%a %d %H:%M")
+                .to_string()
+        })
         .collect();
     assert_eq!(days, vec!["Tue 07 09:00", "Wed 08 09:00", "Thu 09 09:00"]);
 }
@@ -79,18 +84,12 @@ fn a_window_that_pushes_a_step_onto_the_next_ones_day_pushes_that_one_further() 
 fn a_holiday_moves_a_step_to_the_next_opening_of_its_window() {
     // Due Friday 10 July 2026, medium: J+5 is Wednesday 15 July (fine); J-5 is Sunday 5 July,
     // then Monday 6 July for the working-mornings window.
-    let plan = plan_invoice(
-        &default_policy(),
-        &input(date(2026, 7, 10), Europe::Paris, &FR),
-    );
+    let plan = plan_invoice(&default_policy(), &input(date(2026, 7, 10), Europe::Paris, &FR));
     let local = |i: usize| plan.steps[i].due_at.with_timezone(&Europe::Paris).naive_local();
     assert_eq!(local(0).to_string(), "2026-07-06 09:00:00");
     assert_eq!(local(1).to_string(), "2026-07-15 09:00:00");
     // Due Thursday 9 July: J+5 is Tuesday 14 July, Bastille Day: Wednesday 15 July instead.
-    let plan = plan_invoice(
-        &default_policy(),
-        &input(date(2026, 7, 9), Europe::Paris, &FR),
-    );
+    let plan = plan_invoice(&default_policy(), &input(date(2026, 7, 9), Europe::Paris, &FR));
     let r1 = plan.steps[1].due_at.with_timezone(&Europe::Paris).naive_local();
     assert_eq!(r1.to_string(), "2026-07-15 09:00:00");
     // Without the French calendar the Tuesday is fine.
@@ -110,7 +109,10 @@ fn invoices_below_the_threshold_are_not_chased() {
     let plan = plan_invoice(&policy, &small);
     assert!(plan.steps.is_empty());
     let reason = plan.not_chased.unwrap();
-    assert!(reason.contains("9.99 EUR") && reason.contains("10.00 EUR"), "{reason}");
+    assert!(
+        reason.contains("9.99 EUR") && reason.contains("10.00 EUR"),
+        "{reason}"
+    );
     // At the threshold it is chased; a currency without a threshold always is.
     small.amount = Money::new(Decimal::new(1000, 2), iso_currency::Currency::EUR);
     assert_eq!(plan_invoice(&policy, &small).not_chased, None);
@@ -131,7 +133,9 @@ fn steps_whose_conditions_fail_are_left_out_with_the_reason() {
     assert_eq!(names, vec!["pre_due", "reminder_1", "reminder_2"]);
     let excluded: Vec<&str> = plan.excluded.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(excluded, vec!["reminder_3", "formal_notice"]);
-    assert!(plan.excluded[0].reason.contains("below the step's minimum of 1000"));
+    assert!(plan.excluded[0]
+        .reason
+        .contains("below the step's minimum of 1000"));
     assert!(plan.excluded[1].reason.contains("for business customers"));
     // Positions stay those of the policy, so the order of steps is kept.
     assert_eq!(plan.steps[2].position, 2);
@@ -143,16 +147,25 @@ fn a_late_scheduler_sends_the_same_day_but_not_on_a_later_closed_day() {
     let tz = Europe::Paris;
     let due = local_instant(tz, date(2026, 7, 15), NaiveTime::from_hms_opt(9, 0, 0).unwrap());
     let at = |d: u32, h: u32| local_instant(tz, date(2026, 7, d), NaiveTime::from_hms_opt(h, 0, 0).unwrap());
-    assert_eq!(send_decision(&window, &FR, tz, due, at(15, 10)), SendDecision::Now);
+    assert_eq!(
+        send_decision(&window, &FR, tz, due, at(15, 10)),
+        SendDecision::Now
+    );
     // Wednesday afternoon: late, the same day.
-    assert_eq!(send_decision(&window, &FR, tz, due, at(15, 16)), SendDecision::Now);
+    assert_eq!(
+        send_decision(&window, &FR, tz, due, at(15, 16)),
+        SendDecision::Now
+    );
     // Friday (an outage): wait for Tuesday 21 July, 09:00.
     assert_eq!(
         send_decision(&window, &FR, tz, due, at(17, 10)),
         SendDecision::WaitUntil(at(21, 9))
     );
     // Thursday morning, inside the window again: now.
-    assert_eq!(send_decision(&window, &FR, tz, due, at(16, 11)), SendDecision::Now);
+    assert_eq!(
+        send_decision(&window, &FR, tz, due, at(16, 11)),
+        SendDecision::Now
+    );
 }
 
 #[test]
@@ -276,7 +289,8 @@ fn simulate(
         .enumerate()
         .map(|(i, s)| (Uuid::from_u128(i as u128), s.clone()))
         .collect();
-    let window_of = |s: &PlannedStep| policy.window(&policy.step_named(Risk::Medium, &s.name).unwrap().window);
+    let window_of =
+        |s: &PlannedStep| policy.window(&policy.step_named(Risk::Medium, &s.name).unwrap().window);
     let mut emitted: Vec<(DateTime<Utc>, i32)> = Vec::new();
     let mut now = start;
     for minutes in ticks.iter().cycle().take(2000) {
@@ -293,7 +307,9 @@ fn simulate(
             })
             .collect();
         let today = now.with_timezone(&tz).date_naive();
-        let emitted_today = emitted.iter().any(|(t, _)| t.with_timezone(&tz).date_naive() == today);
+        let emitted_today = emitted
+            .iter()
+            .any(|(t, _)| t.with_timezone(&tz).date_naive() == today);
         let triage = triage_pending(&candidates, now, emitted_today);
         pending.retain(|(id, _)| !triage.skip.contains(id));
         if let Some(id) = triage.postpone {

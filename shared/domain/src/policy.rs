@@ -356,8 +356,8 @@ impl DunningPolicy {
     /// Parses and validates a policy; `file` only names the source in errors.
     pub fn parse(source: &str, file: &str) -> Result<Self, PolicyError> {
         let at = Locator { source, file };
-        let raw: RawPolicy = toml::from_str(source)
-            .map_err(|e| at.err(e.span().unwrap_or(0..0), "syntax", e.message()))?;
+        let raw: RawPolicy =
+            toml::from_str(source).map_err(|e| at.err(e.span().unwrap_or(0..0), "syntax", e.message()))?;
 
         let send_time = time_of_day(raw.send_time.get_ref(), false)
             .map_err(|m| at.err(raw.send_time.span(), "send_time", m))?;
@@ -464,8 +464,8 @@ impl DunningPolicy {
                         "must be lowercase letters, digits and _",
                     ));
                 }
-                let tone = Tone::from_str(s.tone.get_ref())
-                    .map_err(|m| at.err(s.tone.span(), &field("tone"), m))?;
+                let tone =
+                    Tone::from_str(s.tone.get_ref()).map_err(|m| at.err(s.tone.span(), &field("tone"), m))?;
                 let window = match &s.window {
                     Some(w) => known_window(w, &field("window"))?,
                     None => default_window.clone(),

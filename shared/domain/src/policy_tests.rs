@@ -279,7 +279,8 @@ fn every_refusal_names_the_file_the_line_and_the_field() {
         );
         assert!(e.message.contains(message), "{what}: {e}");
         assert!(
-            e.to_string().starts_with(&format!("policies/acme.toml:{line}: {field}: ")),
+            e.to_string()
+                .starts_with(&format!("policies/acme.toml:{line}: {field}: ")),
             "{what}: {e}"
         );
     }

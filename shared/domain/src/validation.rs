@@ -365,11 +365,7 @@ pub fn validate_customer(c: CustomerFields<'_>) -> Result<NewCustomer, Rejection
     validate_invoice(probe)
         .map(|invoice| invoice.customer)
         .map_err(|r| Rejection {
-            field: r
-                .field
-                .strip_prefix("invoice.")
-                .unwrap_or(&r.field)
-                .to_string(),
+            field: r.field.strip_prefix("invoice.").unwrap_or(&r.field).to_string(),
             reason: r.reason,
         })
 }
@@ -432,7 +428,10 @@ mod tests {
         input.customer.region = Some("fr-67");
         let invoice = validate_invoice(input).unwrap();
         assert_eq!(
-            (invoice.customer.country.as_str(), invoice.customer.region.as_deref()),
+            (
+                invoice.customer.country.as_str(),
+                invoice.customer.region.as_deref()
+            ),
             ("BE", Some("FR-67"))
         );
         for (country, region, field) in [
@@ -443,7 +442,10 @@ mod tests {
             let mut input = fields("10", Some(date(2026, 2, 1)), "a@b.test");
             input.customer.country = country;
             input.customer.region = region;
-            assert_eq!(validate_invoice(input).map_err(|r| r.field), Err(field.to_string()));
+            assert_eq!(
+                validate_invoice(input).map_err(|r| r.field),
+                Err(field.to_string())
+            );
         }
     }
 

@@ -79,7 +79,10 @@ pub struct OpenInvoice {
 
 /// The customer's open invoices, locked: a scheduler emitting one of their steps finishes
 /// first, and none emits while they are re-planned.
-pub async fn lock_open_invoices(tx: &mut PgConnection, customer_id: &str) -> anyhow::Result<Vec<OpenInvoice>> {
+pub async fn lock_open_invoices(
+    tx: &mut PgConnection,
+    customer_id: &str,
+) -> anyhow::Result<Vec<OpenInvoice>> {
     sqlx::query_as(
         "SELECT id, number, amount, currency, due_on FROM invoices
          WHERE customer_id = $1 AND status = 'open' ORDER BY number FOR UPDATE",
