@@ -456,3 +456,169 @@ async fn an_invalid_customer_update_is_dead_lettered_and_changes_nothing() {
     assert!(replans(&env, "F-C").await.is_empty());
     env.stop().await;
 }
+
+/// (local send time, subject, text) of the emails to one address, in order.
+async fn emails_to(env: &TestEnv, address: &str) -> Vec<(String, String, String)> {
+    let mut emails: Vec<Email> = env
+        .mail
+        .emails()
+        .await
+        .into_iter()
+        .filter(|e| e.to.iter().any(|a| a == address))
+        .collect();
+    emails.sort_by_key(|e| (e.date, e.subject.clone()));
+    emails
+        .into_iter()
+        .map(|e| (local(e.date.expect("a Date header")), e.subject, e.text))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_invoices_of_one_customer_go_out_in_one_message() {
+    let env = start().await;
+    // Due Monday 9, Tuesday 10 and Wednesday 11 March: each first reminder (J+5) falls on the
+    // weekend or Monday, so all three are due on Tuesday 17 March; the second ones on Tuesday
+    // 24 March.
+    for (number, amount, due_on) in [
+        ("F-G1", "100.00", date(2026, 3, 9)),
+        ("F-G2", "200.00", date(2026, 3, 10)),
+        ("F-G3", "300.00", date(2026, 3, 11)),
+    ] {
+        let mut invoice = invoice_for(number, "C-GROUP", "medium", "fr", amount, due_on);
+        invoice["invoice"]["customer"]["email"] = json!("compta@groupe.test");
+        env.publish(names::INVOICE_ISSUED, &invoice).await;
+        env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    }
+    run_to(&env, at_utc(2026, 3, 25, 6)).await;
+    let received = emails_to(&env, "compta@groupe.test").await;
+    let summary: Vec<(&str, &str)> = received
+        .iter()
+        .map(|(w, s, _)| (w.as_str(), s.as_str()))
+        .collect();
+    // Before the due date each invoice has its own note; once overdue, one message a week.
+    assert_eq!(
+        summary,
+        vec![
+            ("Wed 2026-03-04 09:00", "Facture F-G1 : échéance le 09/03/2026"),
+            ("Thu 2026-03-05 09:00", "Facture F-G2 : échéance le 10/03/2026"),
+            ("Fri 2026-03-06 09:00", "Facture F-G3 : échéance le 11/03/2026"),
+            ("Tue 2026-03-17 09:00", "Facture F-G1 en attente de règlement"),
+            ("Tue 2026-03-24 09:00", "Relance : facture F-G1 toujours impayée"),
+        ]
+    );
+    for (_, _, text) in &received[3..] {
+        assert!(
+            text.contains("facture F-G2 du 02/03/2026, échue le 10/03/2026 : 200,00\u{a0}€")
+                && text.contains("facture F-G3 du 02/03/2026, échue le 11/03/2026 : 300,00\u{a0}€")
+                && text.contains("Montant total restant dû : 600,00\u{a0}€"),
+            "{text}"
+        );
+    }
+    // Each invoice's reminder counts as sent, with the message it went out in.
+    let sent: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT i.number, s.status, g.name FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+         LEFT JOIN reminder_steps g ON g.id = s.grouped_into
+         WHERE s.name = 'reminder_1' ORDER BY i.number",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        sent,
+        vec![
+            ("F-G1".into(), "sent".into(), None),
+            ("F-G2".into(), "sent".into(), Some("reminder_1".into())),
+            ("F-G3".into(), "sent".into(), Some("reminder_1".into())),
+        ]
+    );
+    let grouped_sent = env
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == names::REMINDER_SENT && e.invoice_number == "F-G3")
+        .filter(|e| e.detail.get("grouped_into").is_some())
+        .map(|e| {
+            e.detail["grouped_into"]["invoice_number"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(grouped_sent, vec!["F-G1", "F-G1"]);
+
+    // F-G1 is paid: on Tuesday 31 March F-G2 leads, with F-G3 alone beside it.
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &relance_tests::payment_received("PAY-G1", "F-G1", "100.00", date(2026, 3, 26)),
+    )
+    .await;
+    env.wait_journal("F-G1", names::INVOICE_SETTLED, 1).await;
+    run_to(&env, at_utc(2026, 3, 31, 18)).await;
+    let received = emails_to(&env, "compta@groupe.test").await;
+    let last = received.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        (
+            "Tue 2026-03-31 09:00",
+            "Dernière relance avant mise en demeure : facture F-G2"
+        )
+    );
+    assert!(
+        last.2.contains("facture F-G3") && !last.2.contains("F-G1"),
+        "{}",
+        last.2
+    );
+    assert!(
+        last.2.contains("Montant total restant dû : 500,00\u{a0}€"),
+        "{}",
+        last.2
+    );
+    // The thank-you for F-G1 and that one: nothing else since the 24th.
+    assert_eq!(received.len(), 7, "{received:#?}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grouped_reminder_whose_message_does_not_go_out_is_sent_alone() {
+    let env = start().await;
+    for (number, due_on) in [("F-R1", date(2026, 3, 9)), ("F-R2", date(2026, 3, 10))] {
+        let mut invoice = invoice_for(number, "C-REL", "medium", "fr", "100.00", due_on);
+        invoice["invoice"]["customer"]["email"] = json!("compta@release.test");
+        env.publish(names::INVOICE_ISSUED, &invoice).await;
+        env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    }
+    run_to(&env, at_utc(2026, 3, 16, 23)).await;
+    // As if on Tuesday 17 March F-R2's reminder had joined F-R1's message, and F-R1 had been
+    // paid before that message went out (its step cancelled).
+    sqlx::query(
+        "UPDATE reminder_steps m SET status = 'queued', emitted_on = '2026-03-17',
+             grouped_into = (SELECT l.id FROM reminder_steps l JOIN invoices i ON i.id = l.invoice_id
+                             WHERE i.number = 'F-R1' AND l.name = 'reminder_1')
+         FROM invoices i WHERE i.id = m.invoice_id AND i.number = 'F-R2' AND m.name = 'reminder_1'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE reminder_steps s SET status = 'cancelled', status_reason = 'invoice settled'
+         FROM invoices i WHERE i.id = s.invoice_id AND i.number = 'F-R1' AND s.name = 'reminder_1'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    env.wait_journal("F-R2", "reminder.ungrouped", 1).await;
+    // Its pre-due note, then the reminder, alone.
+    env.wait_journal("F-R2", names::REMINDER_SENT, 2).await;
+    let received = emails_to(&env, "compta@release.test").await;
+    let subjects: Vec<&str> = received.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec![
+            "Facture F-R1 : échéance le 09/03/2026",
+            "Facture F-R2 : échéance le 10/03/2026",
+            "Facture F-R2 en attente de règlement",
+        ]
+    );
+    assert!(!received[2].2.contains("F-R1"), "{}", received[2].2);
+    env.stop().await;
+}

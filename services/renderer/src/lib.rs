@@ -21,7 +21,7 @@ use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::deliveries::{self, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
-use relance_storage::{journal, outbox};
+use relance_storage::{groups, journal, outbox};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
@@ -97,6 +97,13 @@ pub async fn render_job(
         )));
     };
     let contact = deliveries::contact_of(&mut conn, &invoice.customer_id).await?;
+    // The customer's other overdue invoices grouped into this message, if any.
+    let mut others = Vec::new();
+    for member in groups::members(&mut conn, step.id).await? {
+        if let Some(other) = invoices::find_by_id(&mut conn, member.invoice_id).await? {
+            others.push(other);
+        }
+    }
     let payments = if Channel::from_str(&step.channel).is_ok_and(Channel::is_postal) {
         deliveries::payments_of(&mut conn, invoice.id).await?
     } else {
@@ -104,7 +111,7 @@ pub async fn render_job(
     };
     drop(conn);
     let now = config.clock.now();
-    let outcome = render_step(env, config, &step, &invoice, &contact, &payments, now)
+    let outcome = render_step(env, config, &step, &invoice, &others, &contact, &payments, now)
         .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
     let mut tx = db.begin().await.context("starting the render transaction")?;
     let (rendered, document, facts) = match outcome {
@@ -231,11 +238,13 @@ pub struct Document {
 }
 
 /// Renders one step on its channel.
+#[allow(clippy::too_many_arguments)]
 pub fn render_step(
     env: &Environment<'static>,
     config: &Config,
     step: &StepRecord,
     invoice: &InvoiceRecord,
+    others: &[InvoiceRecord],
     contact: &Contact,
     payments: &[(NaiveDate, Decimal)],
     now: DateTime<Utc>,
@@ -243,7 +252,7 @@ pub fn render_step(
     let channel = Channel::from_str(&step.channel).map_err(anyhow::Error::msg)?;
     match channel {
         Channel::Email => Ok(Rendering::Ready {
-            message: Box::new(render(env, config, step, invoice, now)?),
+            message: Box::new(render_grouped(env, config, step, invoice, others, now)?),
             document: None,
             facts: json!({}),
         }),
@@ -332,9 +341,43 @@ pub fn render(
     invoice: &InvoiceRecord,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
+    render_grouped(env, config, step, invoice, &[], now)
+}
+
+/// Renders one email step for its invoice and the customer's `others` overdue invoices
+/// grouped into it (`other_invoices` and `total_balance` in the templates).
+pub fn render_grouped(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    others: &[InvoiceRecord],
+    now: DateTime<Utc>,
+) -> anyhow::Result<RenderedMessage> {
     let Common {
-        language, context, ..
+        language,
+        context,
+        money,
+        ..
     } = common_context(config, step, invoice, now)?;
+    let other_invoices: Vec<minijinja::Value> = others
+        .iter()
+        .map(|o| {
+            minijinja::context! {
+                number => o.number,
+                issued_on => format_date(o.issued_on, language),
+                due_on => format_date(o.due_on, language),
+                balance => money(o.balance),
+            }
+        })
+        .collect();
+    // Grouping keeps to one currency: the total adds up.
+    let total = others.iter().fold(invoice.balance, |sum, o| sum + o.balance);
+    let context = minijinja::context! {
+        other_invoices => other_invoices,
+        total_balance => money(total),
+        ..context
+    };
     let creditor = &config.settings.creditor;
     let attach_invoice = invoice.has_pdf && step.kind == "reminder";
     let base = format!("{}/{}", language.as_str(), step.template);
@@ -425,6 +468,11 @@ mod tests {
                     if template != "thanks" {
                         assert!(m.body_text.contains("FR76"), "{template} {language}");
                     }
+                    assert!(
+                        !m.body_text.contains("\n\n\n"),
+                        "{template} {language}: {}",
+                        m.body_text
+                    );
                     if template == "formal_notice" {
                         let expected = if language == "fr" {
                             "mise en demeure"
@@ -440,6 +488,64 @@ mod tests {
                         assert_eq!(m.body_text.contains(interest), kind == CustomerKind::Consumer);
                     }
                 }
+            }
+        }
+    }
+
+    /// A grouped message lists the customer's other overdue invoices and the total, in both
+    /// languages and both formats; a lone one says nothing of them.
+    #[test]
+    fn a_grouped_reminder_lists_the_other_invoices_and_the_total() {
+        let policy = DunningPolicy::default_policy().unwrap();
+        let env = templates::environment(None, &policy).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = Arc::new(SimulatedClock::starting_at(now));
+        let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
+        for template in ["reminder", "firm_reminder", "final_reminder", "formal_notice"] {
+            for (language, listed, total) in [
+                ("fr", "facture F-2 du 01/03/2026", "2\u{202f}000,00\u{a0}€"),
+                ("en", "invoice F-2 dated 1 March 2026", "€2,000.00"),
+            ] {
+                let step = StepRecord {
+                    id: Uuid::from_u128(2),
+                    invoice_id: Uuid::from_u128(1),
+                    invoice_number: "F-1".into(),
+                    name: template.into(),
+                    kind: "reminder".into(),
+                    position: 1,
+                    channel: "email".into(),
+                    template: template.into(),
+                    tone: "firm".into(),
+                    due_at: now,
+                    status: "queued".into(),
+                    emitted_on: None,
+                };
+                let mut other = invoice(language, CustomerKind::Business);
+                other.number = "F-2".into();
+                other.balance = rust_decimal::Decimal::new(50000, 2);
+                let lead = invoice(language, CustomerKind::Business);
+                let grouped =
+                    render_grouped(&env, &config, &step, &lead, std::slice::from_ref(&other), now).unwrap();
+                assert!(
+                    grouped.body_text.contains(listed),
+                    "{template} {language}: {}",
+                    grouped.body_text
+                );
+                assert!(
+                    grouped.body_text.contains(total),
+                    "{template} {language}: {}",
+                    grouped.body_text
+                );
+                assert!(!grouped.body_text.contains("\n\n\n"), "{}", grouped.body_text);
+                let html = grouped.body_html.unwrap_or_default();
+                assert!(
+                    html.contains("<strong>F-2</strong>") && html.contains(total),
+                    "{html}"
+                );
+                let alone = render(&env, &config, &step, &lead, now).unwrap();
+                assert!(!alone.body_text.contains("F-2"), "{}", alone.body_text);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! invoices are claimed with `FOR UPDATE SKIP LOCKED`, so a step is emitted once.
 //! It renders and sends nothing.
 
+pub mod grouping;
 pub mod planning;
 pub mod resume;
 
@@ -24,6 +25,7 @@ use relance_storage::steps::{self, StepStatus};
 use relance_storage::{customers, invoices, journal, mark_processed, outbox};
 use serde_json::json;
 use sqlx::PgPool;
+use std::collections::HashSet;
 use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -86,6 +88,9 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
         if let Err(e) = handoff::hand_off_due(db, now, s.handoff_after_days, s.scheduler_batch).await {
             tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
         }
+        if let Err(e) = grouping::settle_groups(db, config).await {
+            tracing::error!(error = format!("{e:#}"), "settling grouped steps failed");
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(config.settings.scheduler_interval) => {}
@@ -109,10 +114,13 @@ pub async fn emit_due_steps(db: &PgPool, config: &Config) -> anyhow::Result<usiz
 async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the scheduling transaction")?;
-    let claimed = steps::claim_due_invoices(&mut tx, now, config.settings.scheduler_batch).await?;
+    let mut claimed = steps::claim_due_invoices(&mut tx, now, config.settings.scheduler_batch).await?;
     if claimed.is_empty() {
         return Ok(0);
     }
+    // A customer's oldest overdue invoice first: its reminder leads the grouped message.
+    claimed.sort_by(|a, b| (&a.customer_id, a.due_on, &a.number).cmp(&(&b.customer_id, b.due_on, &b.number)));
+    let (mut grouped_steps, mut grouped_invoices) = (HashSet::new(), HashSet::new());
     let ids: Vec<Uuid> = claimed.iter().map(|i| i.id).collect();
     let pending = steps::pending_steps(&mut tx, &ids).await?;
     let emitted_days = steps::emission_days(&mut tx, &ids).await?;
@@ -130,7 +138,10 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
             }
         };
         let today = now.with_timezone(&tz).date_naive();
-        let mine: Vec<&steps::StepRecord> = pending.iter().filter(|s| s.invoice_id == invoice.id).collect();
+        let mine: Vec<&steps::StepRecord> = pending
+            .iter()
+            .filter(|s| s.invoice_id == invoice.id && !grouped_steps.contains(&s.id))
+            .collect();
         let candidates: Vec<StepCandidate> = mine
             .iter()
             .map(|s| StepCandidate {
@@ -139,12 +150,17 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
                 due_at: s.due_at,
             })
             .collect();
-        let emitted_today = emitted_days
-            .iter()
-            .any(|(id, day)| *id == invoice.id && *day == today);
+        let emitted_today = grouped_invoices.contains(&invoice.id)
+            || emitted_days
+                .iter()
+                .any(|(id, day)| *id == invoice.id && *day == today);
         let triage = triage_pending(&candidates, now, emitted_today);
         for step in mine.iter().filter(|s| triage.skip.contains(&s.id)) {
-            let reason = "overtaken by a later step that is also due (catch-up)";
+            let reason = if step.due_at <= now {
+                "overtaken by a later step that is also due (catch-up)"
+            } else {
+                "overtaken by a later step (the sequence only moves forward)"
+            };
             if steps::transition(
                 &mut tx,
                 step.id,
@@ -191,6 +207,16 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
                 )
                 .await?;
             } else if steps::mark_queued(&mut tx, step.id, now, today).await? {
+                let lead = grouping::LeadStep {
+                    step,
+                    customer_id: &invoice.customer_id,
+                    due_on: invoice.due_on,
+                    currency: &invoice.currency,
+                };
+                let (joined_steps, joined_invoices) =
+                    grouping::gather(&mut tx, config, &lead, tz, today, now).await?;
+                grouped_steps.extend(joined_steps);
+                grouped_invoices.extend(joined_invoices);
                 queue_step(
                     &mut tx,
                     step.id,

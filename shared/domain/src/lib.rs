@@ -5,6 +5,7 @@ pub mod calendar;
 pub mod clock;
 pub mod collections;
 pub mod customer;
+pub mod grouping;
 pub mod interest;
 pub mod locale;
 pub mod money;
@@ -27,7 +28,7 @@ pub use plan::{
     plan_invoice, plan_steps, replan, send_decision, triage_due, triage_pending, ExcludedStep, ExistingStep,
     Plan, PlanInput, PlannedStep, Replan, SendDecision, StepCandidate, Triage,
 };
-pub use policy::{DunningPolicy, PolicyError, StepConditions, StepKind, StepTemplate, Tone};
+pub use policy::{DunningPolicy, Grouping, PolicyError, StepConditions, StepKind, StepTemplate, Tone};
 pub use validation::{
     validate_customer, validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection,
 };

@@ -144,7 +144,20 @@ pub struct DunningPolicy {
     pub default_window: String,
     /// Invoices below these amounts (per currency code) are not chased at all.
     pub minimum_amount: BTreeMap<String, Decimal>,
+    /// Reminders of one customer's overdue invoices go out together; `None`: one by one.
+    pub grouping: Option<Grouping>,
 }
+
+/// Grouping of one customer's reminders into one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grouping {
+    /// When a reminder of an overdue invoice goes out, the customer's other overdue invoices
+    /// whose next reminder is due within this many days join it (0: only those due today).
+    pub within_days: u32,
+}
+
+/// The largest `grouping.within_days`: beyond it, a reminder would come too early.
+pub const MAX_GROUPING_DAYS: i64 = 14;
 
 /// `Risk` as a map key with a stable order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -189,7 +202,15 @@ struct RawPolicy {
     windows: Option<SpannedMap<Spanned<RawWindow>>>,
     #[serde(default)]
     minimum_amount: Option<SpannedMap<Spanned<String>>>,
+    #[serde(default)]
+    grouping: Option<RawGrouping>,
     segments: SpannedMap<RawSegment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrouping {
+    within_days: Spanned<i64>,
 }
 
 #[derive(Deserialize)]
@@ -402,6 +423,24 @@ impl DunningPolicy {
             None => BTreeMap::new(),
         };
 
+        let grouping = match &raw.grouping {
+            None => None,
+            Some(g) => {
+                let days = *g.within_days.get_ref();
+                let within_days = u32::try_from(days)
+                    .ok()
+                    .filter(|d| i64::from(*d) <= MAX_GROUPING_DAYS)
+                    .ok_or_else(|| {
+                        at.err(
+                            g.within_days.span(),
+                            "grouping.within_days",
+                            format!("{days} is out of range (0 to {MAX_GROUPING_DAYS} days)"),
+                        )
+                    })?;
+                Some(Grouping { within_days })
+            }
+        };
+
         let mut segments = BTreeMap::new();
         for (segment_name, segment) in raw.segments.get_ref() {
             let risk = Risk::from_str(segment_name.get_ref())
@@ -513,6 +552,7 @@ impl DunningPolicy {
             windows,
             default_window,
             minimum_amount,
+            grouping,
         })
     }
 
@@ -599,6 +639,7 @@ mod tests {
             assert!(steps[1..].iter().all(|s| s.window == "reminders"), "{risk}");
         }
         assert_eq!(policy.minimum_amount.get("EUR"), Some(&Decimal::new(1000, 2)));
+        assert_eq!(policy.grouping, Some(Grouping { within_days: 3 }));
         assert_eq!(
             policy.send_time,
             NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default()

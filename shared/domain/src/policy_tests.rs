@@ -161,6 +161,24 @@ fn every_refusal_names_the_file_the_line_and_the_field() {
             "expected a string",
         ),
         (
+            "grouping window",
+            policy_with(&format!("[grouping]\nwithin_days = 30 {HERE}"), "", ""),
+            "grouping.within_days",
+            "30 is out of range (0 to 14 days)",
+        ),
+        (
+            "negative grouping window",
+            policy_with(&format!("[grouping]\nwithin_days = -1 {HERE}"), "", ""),
+            "grouping.within_days",
+            "out of range",
+        ),
+        (
+            "grouping with an unknown key",
+            policy_with(&format!("[grouping]\nwithin_days = 3\nsame_day = true {HERE}"), "", ""),
+            "syntax",
+            "unknown field `same_day`",
+        ),
+        (
             "unknown segment",
             policy_with("", "", &format!("[[segments.urgent.steps]] {HERE}\nname = \"a\"\noffset_days = 1\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n")),
             "segments",
@@ -312,6 +330,7 @@ fn windows_thresholds_and_conditions_are_read_from_the_file() {
     assert_eq!(policy.window("reminders"), SendWindow::reminders());
     assert_eq!(policy.window("gone"), policy.window("office"));
     assert_eq!(policy.minimum_amount.len(), 2);
+    assert_eq!(policy.grouping, None);
 }
 
 /// The default policy of the first release, kept verbatim: files written before windows,
@@ -323,6 +342,7 @@ fn a_policy_file_from_before_windows_is_valid_and_plans_as_before() {
     let policy = DunningPolicy::parse(POLICY_BEFORE_WINDOWS, "old.toml").unwrap();
     assert_eq!(policy.default_window, ANY_TIME_WINDOW);
     assert!(policy.minimum_amount.is_empty());
+    assert_eq!(policy.grouping, None);
     let due_on = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
     let plan = plan_invoice(
         &policy,

@@ -6,6 +6,7 @@ pub mod adjustments;
 pub mod clock;
 pub mod customers;
 pub mod deliveries;
+pub mod groups;
 pub mod handoff;
 pub mod invoices;
 pub mod journal;

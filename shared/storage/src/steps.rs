@@ -207,6 +207,10 @@ pub struct DueInvoice {
     pub risk: String,
     pub country: String,
     pub region: Option<String>,
+    /// For grouping the customer's reminders: who, when due, in which currency.
+    pub customer_id: String,
+    pub due_on: NaiveDate,
+    pub currency: String,
 }
 
 /// Claims up to `limit` open invoices with due pending steps. Invoices another scheduler
@@ -218,7 +222,8 @@ pub async fn claim_due_invoices(
     limit: i64,
 ) -> anyhow::Result<Vec<DueInvoice>> {
     sqlx::query_as(
-        "SELECT i.id, i.number, c.timezone, c.risk, c.country, c.region
+        "SELECT i.id, i.number, c.timezone, c.risk, c.country, c.region, i.customer_id, i.due_on,
+             trim(i.currency) AS currency
          FROM invoices i JOIN customers c ON c.id = i.customer_id
          WHERE i.id IN (SELECT s.invoice_id FROM reminder_steps s
                         WHERE s.status = 'pending' AND s.due_at <= $1
@@ -424,7 +429,7 @@ pub async fn claim_expired_leases(
 ) -> anyhow::Result<Vec<StepRecord>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM reminder_steps
-         WHERE status IN ('queued', 'rendered', 'sending')
+         WHERE status IN ('queued', 'rendered', 'sending') AND grouped_into IS NULL
            AND status_changed_at < clock_timestamp() - make_interval(secs => $1)
          ORDER BY status_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )

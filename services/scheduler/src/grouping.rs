@@ -1,0 +1,163 @@
+//! Grouping a customer's reminders: when a reminder of an overdue invoice goes out, the same
+//! stage of the customer's other overdue invoices due within a few days joins its message
+//! (the renderer lists them), instead of one message each. Members are settled with their
+//! lead: sent with it, or released to go out alone if it does not go out (a payment).
+
+use crate::queue_step;
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use relance_config::Config;
+use relance_contracts::names;
+use relance_domain::grouping::{joining, Lead, OtherStep};
+use relance_messaging::outgoing;
+use relance_storage::steps::{self, StepRecord, StepStatus};
+use relance_storage::{groups, journal};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// The lead step just queued, and its invoice.
+pub struct LeadStep<'a> {
+    pub step: &'a StepRecord,
+    pub customer_id: &'a str,
+    pub due_on: NaiveDate,
+    pub currency: &'a str,
+}
+
+/// Folds the customer's other overdue invoices' steps into `lead`'s message, when the policy
+/// groups. Returns the steps that joined and the invoices they belong to.
+pub async fn gather(
+    tx: &mut PgConnection,
+    config: &Config,
+    lead: &LeadStep<'_>,
+    tz: Tz,
+    today: NaiveDate,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(HashSet<Uuid>, HashSet<Uuid>)> {
+    let (mut steps_joined, mut invoices_joined) = (HashSet::new(), HashSet::new());
+    let Some(grouping) = config.policy.grouping else {
+        return Ok((steps_joined, invoices_joined));
+    };
+    if lead.step.kind != "reminder" || lead.due_on >= today {
+        return Ok((steps_joined, invoices_joined));
+    }
+    let others: Vec<OtherStep> = groups::other_pending(tx, lead.customer_id, lead.step.invoice_id, today)
+        .await?
+        .into_iter()
+        .map(|o| OtherStep {
+            step_id: o.step_id,
+            invoice_id: o.invoice_id,
+            invoice_due_on: o.invoice_due_on,
+            currency: o.currency,
+            emitted_today: o.emitted_today,
+            position: o.position,
+            channel: o.channel,
+            template: o.template,
+            due_at: o.due_at,
+        })
+        .collect();
+    let lead_shape = Lead {
+        channel: &lead.step.channel,
+        template: &lead.step.template,
+        currency: lead.currency,
+    };
+    for member in joining(&grouping, &lead_shape, today, now, tz, &others) {
+        if !groups::join(tx, member.step_id, lead.step.id, now, today).await? {
+            continue;
+        }
+        steps_joined.insert(member.step_id);
+        invoices_joined.insert(member.invoice_id);
+        let Some(record) = steps::find(tx, member.step_id).await? else {
+            continue;
+        };
+        journal::append(
+            tx,
+            now,
+            &record.invoice_number,
+            Some(record.id),
+            "reminder.grouped",
+            json!({
+                "step": record.name,
+                "into_invoice": lead.step.invoice_number,
+                "into_step": lead.step.name,
+            }),
+        )
+        .await?;
+        for id in &member.overtaken {
+            let reason = "overtaken by a later step that joined a grouped message";
+            if steps::transition(
+                tx,
+                *id,
+                &[StepStatus::Pending],
+                StepStatus::Skipped,
+                Some(reason),
+                now,
+            )
+            .await?
+            {
+                if let Some(skipped) = steps::find(tx, *id).await? {
+                    outgoing::announce_step(
+                        tx,
+                        now,
+                        &skipped,
+                        names::REMINDER_SKIPPED,
+                        json!({ "reason": reason }),
+                    )
+                    .await?;
+                }
+                steps_joined.insert(*id);
+            }
+        }
+    }
+    Ok((steps_joined, invoices_joined))
+}
+
+/// Settles members whose lead has ended: sent with a sent lead (announced as sent, with the
+/// lead's message as proof), released to go out alone otherwise. Returns how many.
+#[tracing::instrument(skip_all, err)]
+pub async fn settle_groups(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
+    let now = config.clock.now();
+    let mut tx = db.begin().await.context("starting the group settlement")?;
+    let settled = groups::settled_leads(&mut tx, 100).await?;
+    for s in &settled {
+        let member = &s.member;
+        if s.lead_status == StepStatus::Sent.as_str() {
+            if groups::mark_sent(&mut tx, member.id, s.lead_proof.as_deref(), now).await? {
+                outgoing::announce_step(
+                    &mut tx,
+                    now,
+                    member,
+                    names::REMINDER_SENT,
+                    json!({
+                        "grouped_into": { "invoice_number": s.lead_invoice, "step": s.lead_step },
+                        "message_id": s.lead_message_id,
+                    }),
+                )
+                .await?;
+            }
+        } else if groups::release(&mut tx, member.id, now).await? {
+            journal::append(
+                &mut tx,
+                now,
+                &member.invoice_number,
+                Some(member.id),
+                "reminder.ungrouped",
+                json!({ "reason": format!("the message it joined was {}", s.lead_status), "lead": s.lead_id }),
+            )
+            .await?;
+            queue_step(
+                &mut tx,
+                member.id,
+                &member.invoice_number,
+                &member.name,
+                &member.channel,
+                now,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await.context("committing the group settlement")?;
+    Ok(settled.len())
+}

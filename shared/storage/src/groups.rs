@@ -1,0 +1,180 @@
+//! Grouped reminders: a step of one of the customer's overdue invoices that goes out inside
+//! the message of another step (its lead) rather than in a message of its own. A member waits
+//! in `queued` with `grouped_into` set; it becomes `sent` when its lead is sent, and is
+//! released to go out on its own when its lead ends otherwise (a payment cancelled it).
+
+use crate::steps::{StepRecord, STEP_RECORD};
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// A pending reminder step of another open invoice of the customer.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OtherPending {
+    pub step_id: Uuid,
+    pub invoice_id: Uuid,
+    pub invoice_due_on: NaiveDate,
+    pub currency: String,
+    pub emitted_today: bool,
+    pub position: i32,
+    pub channel: String,
+    pub template: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// The pending reminder steps of the customer's other open invoices, whose invoices are
+/// locked for this transaction (those another scheduler holds are left out).
+pub async fn other_pending(
+    tx: &mut PgConnection,
+    customer_id: &str,
+    lead_invoice_id: Uuid,
+    today: NaiveDate,
+) -> anyhow::Result<Vec<OtherPending>> {
+    sqlx::query_as(
+        "WITH others AS (
+             SELECT id, due_on, trim(currency) AS currency FROM invoices
+             WHERE customer_id = $1 AND id <> $2 AND status = 'open'
+             FOR UPDATE SKIP LOCKED)
+         SELECT s.id AS step_id, s.invoice_id, o.due_on AS invoice_due_on, o.currency,
+             EXISTS (SELECT 1 FROM reminder_steps e WHERE e.invoice_id = s.invoice_id AND e.emitted_on = $3) AS emitted_today,
+             s.position, s.channel, s.template, s.due_at
+         FROM reminder_steps s JOIN others o ON o.id = s.invoice_id
+         WHERE s.status = 'pending' AND s.kind = 'reminder'
+         ORDER BY s.invoice_id, s.position",
+    )
+    .bind(customer_id)
+    .bind(lead_invoice_id)
+    .bind(today)
+    .fetch_all(tx)
+    .await
+    .context("reading the customer's other pending steps")
+}
+
+/// Makes a pending step a member of `lead`'s message, emitted on the customer's `local_day`.
+pub async fn join(
+    tx: &mut PgConnection,
+    id: Uuid,
+    lead: Uuid,
+    at: DateTime<Utc>,
+    local_day: NaiveDate,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status = 'queued', grouped_into = $2, emitted_at = $3, emitted_on = $4,
+             updated_at = $3, status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(lead)
+    .bind(at)
+    .bind(local_day)
+    .execute(tx)
+    .await
+    .context("grouping a step")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The members still waiting in `lead`'s message (a paid invoice's member is cancelled).
+pub async fn members(db: &mut PgConnection, lead: Uuid) -> anyhow::Result<Vec<StepRecord>> {
+    sqlx::query_as(&format!(
+        "{STEP_RECORD} WHERE s.grouped_into = $1 AND s.status = 'queued' ORDER BY i.due_on, i.number"
+    ))
+    .bind(lead)
+    .fetch_all(db)
+    .await
+    .context("reading the grouped steps")
+}
+
+/// A member whose lead has ended, locked, with how the lead ended.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub member: StepRecord,
+    pub lead_id: Uuid,
+    pub lead_invoice: String,
+    pub lead_step: String,
+    pub lead_status: String,
+    pub lead_proof: Option<String>,
+    pub lead_message_id: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LeadOf {
+    id: Uuid,
+    lead_id: Uuid,
+    lead_invoice: String,
+    lead_step: String,
+    lead_status: String,
+    lead_proof: Option<String>,
+    lead_message_id: Option<String>,
+}
+
+/// Members whose lead is sent, skipped, cancelled or failed: they are settled next.
+pub async fn settled_leads(tx: &mut PgConnection, limit: i64) -> anyhow::Result<Vec<Settled>> {
+    let leads: Vec<LeadOf> = sqlx::query_as(
+        "SELECT m.id, l.id AS lead_id, li.number AS lead_invoice, l.name AS lead_step, l.status AS lead_status,
+             l.delivery_proof AS lead_proof, r.message_id AS lead_message_id
+         FROM reminder_steps m
+         JOIN reminder_steps l ON l.id = m.grouped_into
+         JOIN invoices li ON li.id = l.invoice_id
+         LEFT JOIN rendered_messages r ON r.step_id = l.id
+         WHERE m.status = 'queued' AND l.status IN ('sent', 'skipped', 'cancelled', 'failed')
+         ORDER BY m.id LIMIT $1 FOR UPDATE OF m SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+    .context("reading grouped steps whose lead has ended")?;
+    let mut out = Vec::new();
+    for lead in leads {
+        let member: StepRecord = sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = $1"))
+            .bind(lead.id)
+            .fetch_one(&mut *tx)
+            .await
+            .context("reading a grouped step")?;
+        out.push(Settled {
+            member,
+            lead_id: lead.lead_id,
+            lead_invoice: lead.lead_invoice,
+            lead_step: lead.lead_step,
+            lead_status: lead.lead_status,
+            lead_proof: lead.lead_proof,
+            lead_message_id: lead.lead_message_id,
+        });
+    }
+    Ok(out)
+}
+
+/// A member whose lead was sent: sent too, with the lead's proof.
+pub async fn mark_sent(
+    tx: &mut PgConnection,
+    id: Uuid,
+    proof: Option<&str>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status = 'sent', delivery_proof = $2, updated_at = $3,
+             status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(proof)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("marking a grouped step sent")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A member whose lead will not go out: out of the group, to be sent on its own.
+pub async fn release(tx: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET grouped_into = NULL, updated_at = $2, status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("releasing a grouped step")?;
+    Ok(updated.rows_affected() == 1)
+}
