@@ -349,9 +349,9 @@ mod tests {
             chrono_tz::Europe::Paris,
         );
         let due: Vec<String> = steps.iter().map(|s| s.due_at.to_rfc3339()).collect();
-        // J-5 is Thursday 26 March, winter time (UTC+1). J+5 is Sunday 5 April and Monday
-        // 6 April is Easter Monday: Tuesday 7 April, summer time (UTC+2). J+12 is Sunday
-        // 12 April: Tuesday 14. J+20 is Monday 20 April: Tuesday 21. J+30 is Thursday 30 April.
+        // J-5 is Thursday 26 March, winter time (UTC+1). J+5 is Sunday 5 April: the reminder
+        // window next opens on Tuesday 7 April, summer time (UTC+2). J+12 is Sunday 12 April:
+        // Tuesday 14. J+20 is Monday 20 April: Tuesday 21. J+30 is Thursday 30 April.
         assert_eq!(
             due,
             vec![
