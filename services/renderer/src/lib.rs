@@ -417,6 +417,7 @@ mod tests {
             amount: rust_decimal::Decimal::new(150000, 2),
             currency: "EUR".into(),
             balance: rust_decimal::Decimal::new(150000, 2),
+            credited: rust_decimal::Decimal::ZERO,
             issued_on: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
             due_on: chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
             payment_link: None,

@@ -184,6 +184,7 @@ pub async fn replan_customer(
                 Ok(ExistingStep {
                     id: r.id,
                     name: r.name.clone(),
+                    position: r.position,
                     pending: if r.status == StepStatus::Pending.as_str() {
                         Some(pending_step(r)?)
                     } else {

@@ -209,6 +209,8 @@ pub struct ExistingStep {
     /// was emitted, sent, skipped, cancelled or failed: it is never touched again.
     pub pending: Option<PlannedStep>,
     pub name: String,
+    /// Its place in the sequence (for a step no longer pending: where it stood).
+    pub position: i32,
 }
 
 /// What re-planning changes on one invoice's steps.
@@ -243,9 +245,24 @@ pub fn replan(new_plan: &Plan, existing: &[ExistingStep]) -> Replan {
         .iter()
         .rposition(|s| done.contains(s.name.as_str()))
         .map_or(0, |i| i + 1);
-    let wanted = &new_plan.steps[resume_after.min(new_plan.steps.len())..];
+    let mut wanted: Vec<PlannedStep> = new_plan.steps[resume_after.min(new_plan.steps.len())..].to_vec();
+    // Positions order a sequence: what is left of the new one comes after what was done
+    // (a step of another segment may have the position of one already sent).
+    let last_done = existing
+        .iter()
+        .filter(|s| s.pending.is_none())
+        .map(|s| s.position)
+        .max();
+    if let (Some(last_done), Some(first)) = (last_done, wanted.first().map(|s| s.position)) {
+        if first <= last_done {
+            let shift = last_done - first + 1;
+            for step in &mut wanted {
+                step.position = step.position.saturating_add(shift);
+            }
+        }
+    }
     let mut out = Replan::default();
-    for step in wanted {
+    for step in &wanted {
         match existing.iter().find(|e| e.name == step.name) {
             Some(e) => {
                 if let Some(current) = &e.pending {

@@ -182,6 +182,7 @@ fn replanning_keeps_what_was_sent_and_never_goes_back_in_the_sequence() {
             id: Uuid::from_u128(i as u128),
             name: s.name.clone(),
             pending: (i >= 2).then(|| s.clone()),
+            position: s.position,
         })
         .collect();
     let mut high_input = input(due_on, Europe::Paris, &FR);
@@ -208,6 +209,34 @@ fn replanning_keeps_what_was_sent_and_never_goes_back_in_the_sequence() {
     assert_eq!(back.insert, vec![medium.steps[3].clone()]);
     assert_eq!(back.update, vec![(Uuid::from_u128(4), medium.steps[4].clone())]);
     assert!(back.remove.is_empty());
+}
+
+#[test]
+fn replanned_steps_come_after_the_steps_done_by_position_too() {
+    let policy = default_policy();
+    let due_on = date(2026, 3, 16);
+    let medium = plan_invoice(&policy, &input(due_on, Europe::Paris, &FR));
+    // Medium's reminder_3 (position 3) went out; the customer becomes high risk, whose formal
+    // notice is at position 3 too: it moves to position 4, after the reminder.
+    let existing: Vec<ExistingStep> = medium
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ExistingStep {
+            id: Uuid::from_u128(i as u128),
+            name: s.name.clone(),
+            pending: (i == 4).then(|| s.clone()),
+            position: s.position,
+        })
+        .collect();
+    let mut high_input = input(due_on, Europe::Paris, &FR);
+    high_input.risk = Risk::High;
+    let high = plan_invoice(&policy, &high_input);
+    let r = replan(&high, &existing);
+    assert_eq!(r.update.len(), 1);
+    assert_eq!(r.update[0].1.name, "formal_notice");
+    assert_eq!(high.steps[3].position, 3);
+    assert_eq!(r.update[0].1.position, 4);
 }
 
 // ---------------------------------------------------------------- properties
@@ -423,6 +452,7 @@ proptest! {
                 id: Uuid::from_u128(i as u128 + 1),
                 name: s.name.clone(),
                 pending: (i >= emitted_count).then(|| s.clone()),
+                position: s.position,
             })
             .collect();
         // With the same plan nothing changes.
@@ -444,6 +474,7 @@ proptest! {
         for (id, step) in &r.update {
             if let Some(e) = existing.iter_mut().find(|e| e.id == *id) {
                 e.pending = Some(step.clone());
+                e.position = step.position;
             }
         }
         for (i, step) in r.insert.iter().enumerate() {
@@ -451,10 +482,16 @@ proptest! {
                 id: Uuid::from_u128(1000 + i as u128),
                 name: step.name.clone(),
                 pending: Some(step.clone()),
+                position: step.position,
             });
         }
         prop_assert!(replan(&new, &existing).is_empty());
-        // Pending steps come after every emitted one in the new sequence.
+        // Pending steps come after every emitted one, by position too.
+        let done_max = existing.iter().filter(|e| e.pending.is_none()).map(|e| e.position).max();
+        for e in existing.iter().filter(|e| e.pending.is_some()) {
+            prop_assert!(done_max.is_none_or(|d| e.position > d));
+        }
+        // And after every emitted one in the new sequence.
         let emitted_names: Vec<&str> = existing.iter().filter(|e| e.pending.is_none()).map(|e| e.name.as_str()).collect();
         let last_done = new.steps.iter().rposition(|s| emitted_names.contains(&s.name.as_str()));
         for e in existing.iter().filter(|e| e.pending.is_some()) {
