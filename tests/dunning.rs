@@ -261,6 +261,22 @@ async fn each_segment_gets_its_dated_sequence_inside_windows_and_holidays_over_s
         "{reason}"
     );
     assert_eq!(env.mail.emails().await.len(), 5 + 5 + 4);
+    // The formal notice ends the sequence: unpaid eight days later (RELANCE_HANDOFF_AFTER_DAYS),
+    // the invoice is handed off; the high-risk one's notice (28 April) is too recent.
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT number, status FROM invoices ORDER BY number")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        vec![
+            ("F-HIGH".into(), "open".into()),
+            ("F-LOW".into(), "handed_off".into()),
+            ("F-MED".into(), "handed_off".into()),
+            ("F-SMALL".into(), "open".into()),
+        ]
+    );
     env.stop().await;
 }
 

@@ -6,7 +6,7 @@
 
 use chrono::{TimeZone, Utc};
 use relance_contracts::{names, HandOffDetailV1};
-use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use relance_tests::{date, invoice_issued, payment_received, TestEnv, POLICY_BEFORE_WINDOWS};
 use serde_json::json;
 
 async fn status(env: &TestEnv, number: &str) -> (String, Option<String>) {
@@ -20,9 +20,15 @@ async fn status(env: &TestEnv, number: &str) -> (String, Option<String>) {
 /// Two copies of every service, running as the workers' database role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_never() {
-    let env = TestEnv::try_start(2, &[("RELANCE_TEST_DB_USER", "relance_worker")])
-        .await
-        .unwrap();
+    let env = TestEnv::try_start(
+        2,
+        &[
+            ("RELANCE_TEST_DB_USER", "relance_worker"),
+            ("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS),
+        ],
+    )
+    .await
+    .unwrap();
     // Due 16 March (medium risk): notes on 11, 21 and 28 March, 09:00 in Paris. The firm
     // reminder of the 28th gives 8 days: handed off from 6 April, 00:00 in Paris.
     for (number, amount) in [

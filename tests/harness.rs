@@ -33,6 +33,14 @@ pub mod smtp_proxy;
 
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 
+/// The first release's default policy (three emails a segment, no send windows): tests of
+/// pauses, hand-offs and the journal use it, so that their dates do not follow the default
+/// policy (`RELANCE_POLICY_FILE`).
+pub const POLICY_BEFORE_WINDOWS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/domain/src/testdata/policy_before_windows.toml"
+);
+
 pub fn server_url() -> String {
     std::env::var("RELANCE_TEST_DATABASE_SERVER")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())

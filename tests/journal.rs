@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use relance_contracts::names;
-use relance_tests::{date, invoice_issued, TestEnv};
+use relance_tests::{date, invoice_issued, TestEnv, POLICY_BEFORE_WINDOWS};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -93,7 +93,9 @@ fn recompute(entries: &[Value], dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_entry() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     let mut invoice = invoice_issued("F-950/A", "1500.00", date(2026, 3, 2), date(2026, 3, 16));
     invoice["invoice"]["pdf_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(PDF));
     env.publish(names::INVOICE_ISSUED, &invoice).await;

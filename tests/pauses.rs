@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
 use relance_domain::Clock;
-use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use relance_tests::{date, invoice_issued, payment_received, TestEnv, POLICY_BEFORE_WINDOWS};
 use serde_json::{json, Value};
 
 fn utc(m: u32, d: u32, h: u32) -> DateTime<Utc> {
@@ -110,7 +110,9 @@ fn find<'a>(events: &'a [EventV1], invoice: &str, event_type: &str) -> Vec<&'a E
 /// sequence keeps its rhythm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     register(&env, "F-P1", "1000.00").await;
     env.run_until(date(2026, 3, 17)).await;
     assert_eq!(env.mail.wait_for_emails(1).await.len(), 1, "the pre-due note");
@@ -177,7 +179,9 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
 /// and no reminder ever does (not even those whose day fell inside the pause).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promise_followed_by_its_payment_ends_with_the_thank_you_only() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     register(&env, "F-P2", "800.00").await;
     env.publish(
         names::PROMISE_RECORDED,
@@ -216,7 +220,9 @@ async fn a_promise_followed_by_its_payment_ends_with_the_thank_you_only() {
 /// sender is about to deliver), and the sequence resumes when the dispute is resolved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     register(&env, "F-D1", "1200.00").await;
     // As if the scheduler had just queued the pre-due note.
     sqlx::query(
@@ -316,7 +322,9 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
 /// cancelled, and no thank-you goes out. A partial credit note lowers what the reminders ask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     register(&env, "F-C1", "1000.00").await;
     let mut partial = invoice_issued("F-C2", "1000.00", date(2026, 3, 2), date(2026, 3, 16));
     partial["invoice"]["customer"]["language"] = json!("en");
@@ -393,7 +401,9 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
 /// "disputed" pauses until "approved", and informational ones are only journaled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     for number in ["F-E1", "F-E2", "F-E3"] {
         register(&env, number, "300.00").await;
     }
@@ -462,7 +472,9 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
 /// The same message twice is applied once; so is a credit note sent again under a new id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_message_is_applied_once() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     register(&env, "F-X1", "1000.00").await;
     let message = promise("evt-promise-x1", "F-X1", "2026-03-20");
     env.publish(names::PROMISE_RECORDED, &message).await;
@@ -497,7 +509,9 @@ async fn a_duplicate_message_is_applied_once() {
 /// Malformed or impossible messages are dead-lettered with the reason and change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     register(&env, "F-M1", "100.00").await;
     register(&env, "F-M2", "100.00").await;
     env.publish(
@@ -620,7 +634,9 @@ async fn relance_cli(env: &TestEnv, args: &[&str]) -> std::process::Output {
 /// and list invoices with their collections status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_pauses_and_lists_invoices_through_the_same_messages() {
-    let env = TestEnv::start(1).await;
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
+        .await
+        .unwrap();
     register(&env, "F-CLI", "250.00").await;
     let refused = relance_cli(&env, &["invoice", "credit", "F-CLI", "--amount", "abc"]).await;
     assert!(!refused.status.success());
