@@ -45,7 +45,7 @@ fn place(address: &str) -> String {
     if town.is_empty() { last } else { town }.to_string()
 }
 
-fn percent(rate: Decimal, language: Language) -> String {
+pub(crate) fn percent(rate: Decimal, language: Language) -> String {
     let plain = rate.normalize().to_string();
     match language {
         Language::Fr => format!("{}\u{a0}%", plain.replace('.', ",")),

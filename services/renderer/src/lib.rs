@@ -3,6 +3,7 @@
 //! amounts, dates and payment details in the customer's language, stores it as proof, and
 //! hands it to the channel's sender. It sends nothing itself.
 
+pub mod claim;
 pub mod letter;
 pub mod pdf;
 pub mod sms;
@@ -252,7 +253,7 @@ pub fn render_step(
     let channel = Channel::from_str(&step.channel).map_err(anyhow::Error::msg)?;
     match channel {
         Channel::Email => Ok(Rendering::Ready {
-            message: Box::new(render_grouped(env, config, step, invoice, others, now)?),
+            message: Box::new(render_email(env, config, step, invoice, others, payments, now)?),
             document: None,
             facts: json!({}),
         }),
@@ -341,11 +342,10 @@ pub fn render(
     invoice: &InvoiceRecord,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
-    render_grouped(env, config, step, invoice, &[], now)
+    render_email(env, config, step, invoice, &[], &[], now)
 }
 
-/// Renders one email step for its invoice and the customer's `others` overdue invoices
-/// grouped into it (`other_invoices` and `total_balance` in the templates).
+/// As [`render_email`], for an invoice without payments.
 pub fn render_grouped(
     env: &Environment<'static>,
     config: &Config,
@@ -354,12 +354,40 @@ pub fn render_grouped(
     others: &[InvoiceRecord],
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
+    render_email(env, config, step, invoice, others, &[], now)
+}
+
+/// Renders one email step for its invoice and the customer's `others` overdue invoices
+/// grouped into it (`other_invoices` and `total_balance` in the templates). From the firm
+/// tone on, a late invoice's `claim` (interest to date, indemnity, total) is stated too.
+pub fn render_email(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    others: &[InvoiceRecord],
+    payments: &[(NaiveDate, Decimal)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<RenderedMessage> {
     let Common {
         language,
+        today,
         context,
         money,
-        ..
     } = common_context(config, step, invoice, now)?;
+    let kind = relance_domain::CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
+    let claim = (step.kind == "reminder" && step.tone != "courteous")
+        .then(|| claim::claim_on(config, invoice, kind, payments, today))
+        .flatten()
+        .map(|c| {
+            minijinja::context! {
+                late_interest => money(c.late_interest),
+                recovery_indemnity => money(c.recovery_indemnity),
+                has_indemnity => !c.recovery_indemnity.is_zero(),
+                total => money(c.total),
+                rate => c.rate_percent.map(|r| letter::percent(r, language)),
+            }
+        });
     let other_invoices: Vec<minijinja::Value> = others
         .iter()
         .map(|o| {
@@ -376,6 +404,7 @@ pub fn render_grouped(
     let context = minijinja::context! {
         other_invoices => other_invoices,
         total_balance => money(total),
+        claim => claim,
         ..context
     };
     let creditor = &config.settings.creditor;
@@ -432,6 +461,80 @@ mod tests {
             timezone: "Europe/Paris".into(),
             risk: "medium".into(),
             kind: kind.as_str().into(),
+        }
+    }
+
+    /// From the firm tone on, a late invoice's email states the interest to date and, for a
+    /// business, the 40 EUR indemnity, with the total; a courteous one does not.
+    #[test]
+    fn firm_reminders_state_interest_and_indemnity_to_date() {
+        let policy = DunningPolicy::default_policy().unwrap();
+        let env = templates::environment(None, &policy).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = Arc::new(SimulatedClock::starting_at(now));
+        let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
+        let step = |template: &str, tone: &str| StepRecord {
+            id: Uuid::from_u128(2),
+            invoice_id: Uuid::from_u128(1),
+            invoice_number: "F-1".into(),
+            name: template.into(),
+            kind: "reminder".into(),
+            position: 2,
+            channel: "email".into(),
+            template: template.into(),
+            tone: tone.into(),
+            due_at: now,
+            status: "queued".into(),
+            emitted_on: None,
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 5).unwrap();
+        for (language, kind) in [
+            ("fr", CustomerKind::Business),
+            ("en", CustomerKind::Business),
+            ("fr", CustomerKind::Consumer),
+        ] {
+            let invoice = invoice(language, kind);
+            let expected = claim::claim_on(&config, &invoice, kind, &[], today).unwrap();
+            assert!(expected.late_interest > Decimal::ZERO);
+            let lang = Language::from_str(language).unwrap();
+            let currency = Money::parse_currency("EUR").unwrap();
+            let shown = |amount| Money::new(amount, currency).format(lang);
+            let m = render_email(
+                &env,
+                &config,
+                &step("firm_reminder", "firm"),
+                &invoice,
+                &[],
+                &[],
+                now,
+            )
+            .unwrap();
+            for text in [&m.body_text, m.body_html.as_ref().unwrap()] {
+                assert!(text.contains(&shown(expected.late_interest)), "{text}");
+                assert!(text.contains(&shown(expected.total)), "{text}");
+                assert_eq!(
+                    text.contains(&shown(Decimal::new(40, 0))),
+                    kind == CustomerKind::Business,
+                    "{text}"
+                );
+            }
+            let courteous = render_email(
+                &env,
+                &config,
+                &step("reminder", "courteous"),
+                &invoice,
+                &[],
+                &[],
+                now,
+            )
+            .unwrap();
+            assert!(
+                !courteous.body_text.contains(&shown(expected.late_interest)),
+                "{}",
+                courteous.body_text
+            );
         }
     }
 
