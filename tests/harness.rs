@@ -33,6 +33,9 @@ pub mod smtp_proxy;
 
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 
+/// How long [`TestEnv::stop`] waits for the services to finish their in-flight work.
+const SHUTDOWN_GRACE: StdDuration = StdDuration::from_secs(30);
+
 /// The first release's default policy (three emails a segment, no send windows): tests of
 /// pauses, hand-offs and the journal use it, so that their dates do not follow the default
 /// policy (`RELANCE_POLICY_FILE`).
@@ -520,7 +523,15 @@ impl TestEnv {
         self.stopped = true;
         self.shutdown.cancel();
         let outcome = match self.services.take() {
-            Some(services) => services.await,
+            // Bounded: a shutdown that hangs is reported, not allowed to hang the suite.
+            Some(mut services) => match tokio::time::timeout(SHUTDOWN_GRACE, &mut services).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    eprintln!("warning: the services did not stop within {SHUTDOWN_GRACE:?}; aborted");
+                    services.abort();
+                    Ok(Ok(()))
+                }
+            },
             None => Ok(Ok(())),
         };
         let channel = self.connection.create_channel().await.expect("a channel");
