@@ -4,8 +4,10 @@
 pub mod calendar;
 pub mod clock;
 pub mod collections;
+pub mod calls;
 pub mod customer;
 pub mod grouping;
+pub mod fallback;
 pub mod interest;
 pub mod locale;
 pub mod money;
@@ -20,6 +22,7 @@ pub use calendar::{
 };
 pub use clock::{Clock, SharedClock, SimulatedClock, SystemClock};
 pub use customer::{sender_kind_of, Channel, CustomerKind, Language, Risk};
+pub use fallback::{choose_channel, ChannelChoice, Reach};
 pub use interest::{
     late_interest, recovery_indemnity, InterestBreakdown, InterestTerms, RateBasis, RateTable,
 };
