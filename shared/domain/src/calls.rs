@@ -80,7 +80,10 @@ pub fn validate_call_outcome(f: CallOutcomeFields<'_>) -> Result<NewCallOutcome,
     let only_when = |field: &str, outcome: &str| {
         Rejection::new(
             field,
-            format!("is only for the outcome {outcome:?} (this one is {:?})", f.outcome.trim()),
+            format!(
+                "is only for the outcome {outcome:?} (this one is {:?})",
+                f.outcome.trim()
+            ),
         )
     };
     let outcome = match f.outcome.trim() {
@@ -98,7 +101,10 @@ pub fn validate_call_outcome(f: CallOutcomeFields<'_>) -> Result<NewCallOutcome,
             }
             CallOutcome::Disputed {
                 reason: reason.ok_or_else(|| {
-                    Rejection::new("call.reason", "is required when the outcome is \"disputed\": what is contested")
+                    Rejection::new(
+                        "call.reason",
+                        "is required when the outcome is \"disputed\": what is contested",
+                    )
                 })?,
             }
         }
@@ -184,7 +190,8 @@ mod tests {
         assert_eq!(e.map(|e| e.field), Some("call.promised_on".to_string()));
         let e = validate_call_outcome(fields("voicemail")).err();
         assert!(
-            e.as_ref().is_some_and(|e| e.field == "call.outcome" && e.reason.contains("no_answer")),
+            e.as_ref()
+                .is_some_and(|e| e.field == "call.outcome" && e.reason.contains("no_answer")),
             "{e:?}"
         );
     }
@@ -215,7 +222,10 @@ mod tests {
     fn a_task_stays_open_through_its_last_local_day() {
         // Opened Thursday 12 March 2026 at 09:00 Paris (08:00 UTC), 5 days: open through
         // Tuesday 17 March, expires at midnight Paris (23:00 UTC).
-        let opened = Utc.with_ymd_and_hms(2026, 3, 12, 8, 0, 0).single().unwrap_or_default();
+        let opened = Utc
+            .with_ymd_and_hms(2026, 3, 12, 8, 0, 0)
+            .single()
+            .unwrap_or_default();
         assert_eq!(
             task_expiry(opened, 5, chrono_tz::Europe::Paris).to_rfc3339(),
             "2026-03-17T23:00:00+00:00"

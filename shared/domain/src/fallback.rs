@@ -49,10 +49,7 @@ pub struct StepFallback {
 }
 
 fn lookup<'a>(pairs: &'a [(Channel, String)], channel: Channel) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(c, _)| *c == channel)
-        .map(|(_, t)| t.as_str())
+    pairs.iter().find(|(c, _)| *c == channel).map(|(_, t)| t.as_str())
 }
 
 impl DunningPolicy {
@@ -134,8 +131,9 @@ impl Reach {
                 .phone
                 .is_none()
                 .then(|| "the customer has no phone number".to_string()),
-            Channel::Letter | Channel::RegisteredLetter => (!self.has_postal_address)
-                .then(|| "the customer has no postal address".to_string()),
+            Channel::Letter | Channel::RegisteredLetter => {
+                (!self.has_postal_address).then(|| "the customer has no postal address".to_string())
+            }
         }
     }
 }
@@ -464,12 +462,12 @@ tone = "firm"
     fn policy_source(head: &str, medium_call_extra: &str) -> String {
         let mut source = format!("send_time = \"09:00\"\n{head}\n");
         for segment in ["low", "medium", "high"] {
-            let extra = if segment == "medium" { medium_call_extra } else { "" };
-            source.push_str(
-                &SEGMENTS
-                    .replace("SEGMENT", segment)
-                    .replace("STEP_EXTRA", extra),
-            );
+            let extra = if segment == "medium" {
+                medium_call_extra
+            } else {
+                ""
+            };
+            source.push_str(&SEGMENTS.replace("SEGMENT", segment).replace("STEP_EXTRA", extra));
         }
         source
     }
@@ -538,15 +536,12 @@ tone = "firm"
 
     #[test]
     fn an_empty_step_order_turns_fallbacks_off_for_that_step() {
-        let policy = parsed("[fallback]\ncall = [\"email\"]\n", "fallback = []\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let policy =
+            parsed("[fallback]\ncall = [\"email\"]\n", "fallback = []\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(policy
             .fallback_order(Risk::Medium, "call_1", Channel::Call)
             .is_empty());
-        assert_eq!(
-            policy.fallback_order(Risk::Low, "call_1", Channel::Call).len(),
-            1
-        );
+        assert_eq!(policy.fallback_order(Risk::Low, "call_1", Channel::Call).len(), 1);
     }
 
     #[test]
@@ -564,11 +559,7 @@ tone = "firm"
         assert_eq!((e.line, e.field.as_str()), (3, "fallback"), "{e}");
 
         let e = error("[fallback_templates]\nemail = \"Firm Reminder\"\n", "");
-        assert_eq!(
-            (e.line, e.field.as_str()),
-            (3, "fallback_templates.email"),
-            "{e}"
-        );
+        assert_eq!((e.line, e.field.as_str()), (3, "fallback_templates.email"), "{e}");
 
         // The medium segment's call step: its `fallback` line.
         let source = policy_source("", "fallback = [\"email\", \"email\"]\n");

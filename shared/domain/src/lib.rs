@@ -2,12 +2,12 @@
 //! the plan of reminder steps, catch-up triage, inbound validation and the clock.
 
 pub mod calendar;
+pub mod calls;
 pub mod clock;
 pub mod collections;
-pub mod calls;
 pub mod customer;
-pub mod grouping;
 pub mod fallback;
+pub mod grouping;
 pub mod interest;
 pub mod locale;
 pub mod money;
