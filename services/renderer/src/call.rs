@@ -34,7 +34,13 @@ pub fn render(
             Ok((state.render_block("title")?, state.render_block("script")?))
         })
         .map_err(|e| anyhow!("{name}: {e}"))?;
-    let title: String = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    // One line; the narrow spaces of amounts stay.
+    let title = title
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     Ok(Rendering::Ready {
         message: Box::new(RenderedMessage {
             step_id: step.id,
