@@ -42,7 +42,8 @@ channel = "email"
 template = "firm_reminder"
 tone = "firm"
 "#;
-    let mut policy = "send_time = \"09:00\"\n\n[fallback]\nsms = [\"email\"]\ncall = [\"email\"]\n".to_string();
+    let mut policy =
+        "send_time = \"09:00\"\n\n[fallback]\nsms = [\"email\"]\ncall = [\"email\"]\n".to_string();
     for segment in ["low", "medium", "high"] {
         policy.push_str(&steps.replace("SEGMENT", segment));
     }
@@ -201,7 +202,11 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
     register(env, "F-C1", Some("06 12 34 56 78")).await;
     register(env, "F-C2", Some("+33 6 98 76 54 32")).await;
     env.run_until(date(2026, 3, 13)).await;
-    assert_eq!(env.mail.wait_for_emails(2).await.len(), 2, "reminder_1 of each invoice");
+    assert_eq!(
+        env.mail.wait_for_emails(2).await.len(),
+        2,
+        "reminder_1 of each invoice"
+    );
     for invoice in ["F-C1", "F-C2"] {
         assert_eq!(
             step_status(env, invoice, "call_1").await,
@@ -222,7 +227,14 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
         .position(|l| l.starts_with(&call_1.to_string()))
         .unwrap_or_else(|| panic!("{stdout}"));
     let line = stdout.lines().nth(row).unwrap_or_default();
-    for expected in ["F-C1", "ACME Industrie SA", "+33612345678", "2026-03-09", "1500.00 EUR", "open"] {
+    for expected in [
+        "F-C1",
+        "ACME Industrie SA",
+        "+33612345678",
+        "2026-03-09",
+        "1500.00 EUR",
+        "open",
+    ] {
         assert!(line.contains(expected), "{expected:?} in {line:?}");
     }
     // The script's first line, in the customer's language.
@@ -239,16 +251,24 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
         .fetch_one(&env.db)
         .await
         .unwrap();
-    for expected in ["09/03/2026", "4 jours de retard", "Jeanne Martin", "litige", "date de paiement"] {
+    for expected in [
+        "09/03/2026",
+        "4 jours de retard",
+        "Jeanne Martin",
+        "litige",
+        "date de paiement",
+    ] {
         assert!(script.contains(expected), "{expected:?} in {script}");
     }
 
     // The lease sweep hands out steps left in flight; an open task is not one of them.
-    sqlx::query("UPDATE reminder_steps SET status_changed_at = status_changed_at - interval '1 day' WHERE id = $1")
-        .bind(call_1)
-        .execute(&env.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE reminder_steps SET status_changed_at = status_changed_at - interval '1 day' WHERE id = $1",
+    )
+    .bind(call_1)
+    .execute(&env.db)
+    .await
+    .unwrap();
     let sweep_settings = Settings::from_vars(vec![
         ("DATABASE_URL".to_string(), env.database_url.clone()),
         ("RELANCE_LEASE_MS".to_string(), "1".to_string()),
@@ -266,7 +286,16 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
     // No answer, recorded through the CLI: the task closes, nothing pauses.
     let (ok, stdout, stderr) = relance_cli(
         env,
-        &["tasks", "outcome", "F-C1", "no_answer", "--note", "voicemail", "--wait", "30"],
+        &[
+            "tasks",
+            "outcome",
+            "F-C1",
+            "no_answer",
+            "--note",
+            "voicemail",
+            "--wait",
+            "30",
+        ],
     )
     .await;
     assert!(ok, "{stdout}\n{stderr}");
@@ -286,13 +315,19 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
     let expired = journal_details(env, "F-C2", names::CALL_TASK_EXPIRED).await;
     assert_eq!(expired.len(), 1);
     assert!(
-        expired[0]["reason"].as_str().unwrap_or_default().contains("within 2 days"),
+        expired[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("within 2 days"),
         "{expired:?}"
     );
     assert!(open_tasks(env).await.is_empty());
     let (ok, stdout, _) = relance_cli(env, &["tasks", "--all"]).await;
     assert!(ok && stdout.contains("2 task(s), 0 open"), "{stdout}");
-    assert!(stdout.contains("no_answer") && stdout.contains("expired"), "{stdout}");
+    assert!(
+        stdout.contains("no_answer") && stdout.contains("expired"),
+        "{stdout}"
+    );
 
     // The sequence went on for both: the SMS on Sunday 15 March (to the outbox folder).
     for invoice in ["F-C1", "F-C2"] {
@@ -327,11 +362,22 @@ async fn a_reached_call_with_a_date_pauses_the_sequence_and_sends_a_recap() {
         recap.subject,
         "Facture F-C3 : suite à notre appel, règlement prévu le 20/03/2026"
     );
-    assert!(recap.text.contains("vous nous avez confirmé le règlement"), "{}", recap.text);
-    assert!(recap.text.contains("le 20/03/2026") && recap.text.contains("1\u{202f}500,00"), "{}", recap.text);
+    assert!(
+        recap.text.contains("vous nous avez confirmé le règlement"),
+        "{}",
+        recap.text
+    );
+    assert!(
+        recap.text.contains("le 20/03/2026") && recap.text.contains("1\u{202f}500,00"),
+        "{}",
+        recap.text
+    );
     assert_eq!(recap.recipients(), vec!["compta+f-c3@acme.test"]);
     assert_eq!(step_status(env, "F-C3", "call_1").await.0, "completed");
-    assert_eq!(step_status(env, "F-C3", "call_1_recap").await, ("sent".into(), "email".into()));
+    assert_eq!(
+        step_status(env, "F-C3", "call_1_recap").await,
+        ("sent".into(), "email".into())
+    );
 
     // The promise, as promise.recorded would have opened it: until the 20th plus 3 grace days.
     let events = env.events().await;
@@ -413,7 +459,11 @@ async fn a_disputed_call_pauses_until_resolved_and_a_payment_cancels_an_open_tas
     env.publish(names::DISPUTE_RESOLVED, &resolved).await;
     env.wait_journal("F-C4", names::INVOICE_RESUMED, 1).await;
     env.run_until(date(2026, 3, 19)).await;
-    assert_eq!(step_status(env, "F-C4", "sms_1").await.0, "sent", "resumes at the step it had reached");
+    assert_eq!(
+        step_status(env, "F-C4", "sms_1").await.0,
+        "sent",
+        "resumes at the step it had reached"
+    );
     assert_eq!(step_status(env, "F-C4", "reminder_2").await.0, "pending");
     s.stop().await;
 }
@@ -431,7 +481,10 @@ async fn a_customer_without_a_phone_gets_emails_instead_of_the_sms_and_the_call(
     assert!(emails[1].subject.contains("F-C6"), "{}", emails[1].subject);
     assert_eq!(emails[1].recipients(), vec!["compta+f-c6@acme.test"]);
     for step in ["call_1", "sms_1"] {
-        assert_eq!(step_status(env, "F-C6", step).await, ("sent".into(), "email".into()));
+        assert_eq!(
+            step_status(env, "F-C6", step).await,
+            ("sent".into(), "email".into())
+        );
     }
     let fallbacks = journal_details(env, "F-C6", names::REMINDER_FALLBACK).await;
     let summary: Vec<(String, String, String)> = fallbacks
@@ -458,7 +511,10 @@ async fn a_customer_without_a_phone_gets_emails_instead_of_the_sms_and_the_call(
     assert_eq!(announced[0].step.as_deref(), Some("call_1"));
     assert_eq!(announced[0].channel.as_deref(), Some("email"));
     assert_eq!(env.journal_count("F-C6", names::REMINDER_SKIPPED).await, 0);
-    assert!(open_tasks(env).await.is_empty(), "no task for a customer one cannot call");
+    assert!(
+        open_tasks(env).await.is_empty(),
+        "no task for a customer one cannot call"
+    );
     s.stop().await;
 }
 
@@ -502,7 +558,10 @@ async fn malformed_or_refused_outcomes_are_dead_lettered_with_a_reason() {
         "is not a call task of this invoice",
     ];
     for fragment in expected {
-        assert!(reasons.iter().any(|r| r.contains(fragment)), "{fragment:?} in {reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains(fragment)),
+            "{fragment:?} in {reasons:?}"
+        );
     }
     assert_eq!(reasons.len(), 6, "{reasons:?}");
     assert_eq!(step_status(env, "F-C7", "call_1").await.0, "awaiting_outcome");
@@ -510,6 +569,9 @@ async fn malformed_or_refused_outcomes_are_dead_lettered_with_a_reason() {
     assert_eq!(env.journal_count("F-C7", names::INVOICE_PAUSED).await, 0);
     // The CLI refuses before publishing, with the same rules.
     let (ok, _, stderr) = relance_cli(env, &["tasks", "outcome", "F-C7", "disputed", "--reason", " "]).await;
-    assert!(!ok && stderr.contains("refused before publishing: call.reason"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("refused before publishing: call.reason"),
+        "{stderr}"
+    );
     s.stop().await;
 }

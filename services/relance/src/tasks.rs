@@ -137,5 +137,13 @@ pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> any
     relance_payments::calls::outcome(&message).map_err(|r| anyhow!("refused before publishing: {r}"))?;
     let body = serde_json::to_value(&message)?;
     let wait = wait.map(Duration::from_secs);
-    publish_and_wait(&settings, names::CALL_OUTCOME, &body, &invoice_number, &event_id, wait).await
+    publish_and_wait(
+        &settings,
+        names::CALL_OUTCOME,
+        &body,
+        &invoice_number,
+        &event_id,
+        wait,
+    )
+    .await
 }

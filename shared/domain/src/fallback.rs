@@ -48,7 +48,7 @@ pub struct StepFallback {
     pub line: usize,
 }
 
-fn lookup<'a>(pairs: &'a [(Channel, String)], channel: Channel) -> Option<&'a str> {
+fn lookup(pairs: &[(Channel, String)], channel: Channel) -> Option<&str> {
     pairs.iter().find(|(c, _)| *c == channel).map(|(_, t)| t.as_str())
 }
 
