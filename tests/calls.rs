@@ -13,7 +13,19 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 fn policy() -> String {
-    let steps = r#"
+    segments("[fallback]\nsms = [\"email\"]\ncall = [\"email\"]\n", CALL_STEPS)
+}
+
+/// A policy of `head` and the same `steps` in each segment.
+fn segments(head: &str, steps: &str) -> String {
+    let mut policy = format!("send_time = \"09:00\"\n\n{head}");
+    for segment in ["low", "medium", "high"] {
+        policy.push_str(&steps.replace("SEGMENT", segment));
+    }
+    policy
+}
+
+const CALL_STEPS: &str = r#"
 [[segments.SEGMENT.steps]]
 name = "reminder_1"
 offset_days = 2
@@ -42,13 +54,6 @@ channel = "email"
 template = "firm_reminder"
 tone = "firm"
 "#;
-    let mut policy =
-        "send_time = \"09:00\"\n\n[fallback]\nsms = [\"email\"]\ncall = [\"email\"]\n".to_string();
-    for segment in ["low", "medium", "high"] {
-        policy.push_str(&steps.replace("SEGMENT", segment));
-    }
-    policy
-}
 
 struct Setup {
     env: TestEnv,
@@ -56,10 +61,14 @@ struct Setup {
 }
 
 async fn start(extra: &[(&str, &str)]) -> Setup {
+    start_with(&policy(), extra).await
+}
+
+async fn start_with(policy: &str, extra: &[(&str, &str)]) -> Setup {
     let scratch = std::env::temp_dir().join(format!("relance-calls-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch).unwrap();
     let policy_file = scratch.join("policy.toml");
-    std::fs::write(&policy_file, policy()).unwrap();
+    std::fs::write(&policy_file, policy).unwrap();
     let sms_dir = scratch.join("sms");
     let mut vars = vec![
         ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
@@ -398,6 +407,9 @@ async fn a_reached_call_with_a_date_pauses_the_sequence_and_sends_a_recap() {
     env.run_until(date(2026, 3, 24)).await;
     assert_eq!(env.journal_count("F-C3", names::INVOICE_RESUMED).await, 1);
     assert_eq!(step_status(env, "F-C3", "sms_1").await.0, "sent");
+    // The call, its outcome and the recap are in the invoice's hash-chained journal.
+    let (ok, stdout, stderr) = relance_cli(env, &["journal", "verify"]).await;
+    assert!(ok, "{stdout}\n{stderr}");
     s.stop().await;
 }
 
@@ -574,4 +586,80 @@ async fn malformed_or_refused_outcomes_are_dead_lettered_with_a_reason() {
         "{stderr}"
     );
     s.stop().await;
+}
+
+/// An email address the SMTP server refuses for good (550) is recorded as bounced: the
+/// customer's next email step falls back to a letter (the policy's `[fallback] email`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_permanent_smtp_refusal_the_next_email_step_becomes_a_letter() {
+    let steps = r#"
+[[segments.SEGMENT.steps]]
+name = "reminder_1"
+offset_days = 2
+channel = "email"
+template = "reminder"
+tone = "courteous"
+
+[[segments.SEGMENT.steps]]
+name = "reminder_2"
+offset_days = 4
+channel = "email"
+template = "firm_reminder"
+tone = "firm"
+"#;
+    // The services talk to a MailDev of this test's own through the refusing proxy.
+    let mail = relance_tests::MailDev::start().await.unwrap();
+    let proxy = relance_tests::smtp_proxy::SmtpFaultProxy::start(mail.smtp_port)
+        .await
+        .unwrap();
+    proxy.refuse_recipients(["compta+f-c8@acme.test".to_string()]);
+    let smtp = format!("smtp://127.0.0.1:{}", proxy.port);
+    let letters =
+        std::env::temp_dir().join(format!("relance-calls-letters-{}", uuid::Uuid::new_v4().simple()));
+    let s = start_with(
+        &segments("[fallback]\nemail = [\"letter\"]\n", steps),
+        &[
+            ("SMTP_URL", &smtp),
+            ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let env = &s.env;
+    let mut invoice = invoice_issued("F-C8", "1500.00", date(2026, 3, 2), date(2026, 3, 9));
+    invoice["invoice"]["customer"]["postal_address"] = json!("12 rue des Forges\n69002 Lyon");
+    env.publish(names::INVOICE_ISSUED, &invoice).await;
+    env.wait_journal("F-C8", names::INVOICE_REGISTERED, 1).await;
+
+    env.run_until(date(2026, 3, 11)).await;
+    assert_eq!(step_status(env, "F-C8", "reminder_1").await.0, "failed");
+    assert!(proxy.permanent_refusals() >= 1);
+    assert_eq!(env.journal_count("F-C8", "customer.email_bounced").await, 1);
+
+    env.run_until(date(2026, 3, 13)).await;
+    assert_eq!(
+        step_status(env, "F-C8", "reminder_2").await,
+        ("sent".into(), "letter".into())
+    );
+    let fallback = journal_details(env, "F-C8", names::REMINDER_FALLBACK).await;
+    assert_eq!(fallback.len(), 1, "{fallback:?}");
+    assert_eq!(
+        (fallback[0]["from"].as_str(), fallback[0]["to"].as_str()),
+        (Some("email"), Some("letter"))
+    );
+    assert_eq!(fallback[0]["template"], json!("letter_reminder"));
+    let reason = fallback[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the customer's email address bounced (SMTP server refused the message")
+            && reason.contains("550"),
+        "{reason}"
+    );
+    let posted = std::fs::read_dir(&letters)
+        .map(|days| days.flatten().count())
+        .unwrap_or(0);
+    assert_eq!(posted, 1, "one dated folder with the letter");
+    assert!(mail.emails().await.is_empty(), "nothing reached the mailbox");
+    s.stop().await;
+    let mut mail = mail;
+    mail.stop().await;
+    let _ = std::fs::remove_dir_all(&letters);
 }
