@@ -343,6 +343,28 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
         assert_eq!(step_status(env, invoice, "sms_1").await.0, "sent", "{invoice}");
         assert_eq!(collections_status(env, invoice).await, CollectionStatus::ToRemind);
     }
+
+    // A late outcome for the expired task still counts: the promise pauses, the recap goes.
+    let call_2 = step_id(env, "F-C2", "call_1").await;
+    env.publish(
+        names::CALL_OUTCOME,
+        &call_outcome(
+            "crm-call-2-late",
+            "F-C2",
+            json!({ "step_id": call_2.to_string(), "outcome": "reached", "promised_on": "2026-03-25" }),
+        ),
+    )
+    .await;
+    env.wait_journal("F-C2", names::INVOICE_PAUSED, 1).await;
+    let recorded = journal_details(env, "F-C2", names::CALL_OUTCOME_RECORDED).await;
+    assert_eq!(recorded[0]["late"], json!(true));
+    assert_eq!(step_status(env, "F-C2", "call_1").await.0, "expired");
+    let emails = env.mail.wait_for_emails(3).await;
+    assert!(
+        emails[2].subject.contains("F-C2") && emails[2].subject.contains("25/03/2026"),
+        "{}",
+        emails[2].subject
+    );
     s.stop().await;
 }
 
