@@ -33,11 +33,11 @@ use sqlx::{PgPool, Postgres};
 type Tx = Transaction<'static, Postgres>;
 use std::str::FromStr;
 
-fn refused(what: &str, number: &str, reason: impl std::fmt::Display) -> HandlerError {
+pub(crate) fn refused(what: &str, number: &str, reason: impl std::fmt::Display) -> HandlerError {
     HandlerError::Permanent(format!("{what} for invoice {number} refused: {reason}"))
 }
 
-fn rejected<'a>(what: &'a str, number: &'a str) -> impl FnOnce(Rejection) -> HandlerError + 'a {
+pub(crate) fn rejected<'a>(what: &'a str, number: &'a str) -> impl FnOnce(Rejection) -> HandlerError + 'a {
     move |r| refused(what, number, r)
 }
 
@@ -45,11 +45,11 @@ fn amount_text(amount: Decimal) -> String {
     amount.normalize().to_string()
 }
 
-fn timezone(invoice: &InvoiceRecord) -> Tz {
+pub(crate) fn timezone(invoice: &InvoiceRecord) -> Tz {
     Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris)
 }
 
-fn today(config: &Config, invoice: &InvoiceRecord) -> chrono::NaiveDate {
+pub(crate) fn today(config: &Config, invoice: &InvoiceRecord) -> chrono::NaiveDate {
     config.clock.now().with_timezone(&timezone(invoice)).date_naive()
 }
 
@@ -126,6 +126,7 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::CREDIT_NOTE_ISSUED => issue_credit_note(db, config, &message).await,
         names::INVOICE_WRITTEN_OFF => write_off_invoice(db, config, &message).await,
         names::INVOICE_LIFECYCLE_STATUS => record_lifecycle_status(db, config, &message).await,
+        names::CALL_OUTCOME => crate::calls::record_call_outcome(db, config, &message).await,
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue
@@ -136,7 +137,7 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
 /// Starts the transaction of an inbound message: records its `event_id` and locks its
 /// invoice. `None` when the message was already applied (journaled, committed, nothing else
 /// to do). An unknown invoice is retried: the message may have overtaken its invoice.
-async fn begin(
+pub(crate) async fn begin(
     db: &PgPool,
     config: &Config,
     routing_key: &str,
@@ -170,7 +171,7 @@ async fn begin(
 }
 
 /// Refuses a message about an invoice that is no longer being chased.
-fn require_open(what: &str, invoice: &InvoiceRecord) -> Result<(), HandlerError> {
+pub(crate) fn require_open(what: &str, invoice: &InvoiceRecord) -> Result<(), HandlerError> {
     if invoice.status == STATUS_OPEN {
         Ok(())
     } else {
@@ -300,31 +301,49 @@ async fn record_promise(db: &PgPool, config: &Config, message: &Incoming) -> Res
         timezone(&invoice),
     )
     .map_err(rejected("promise", &invoice.number))?;
-    let replaced = format!("replaced by the promise to pay by {}", promise.promised_on);
-    let previous = pauses::end_kinds(
-        &mut tx,
-        invoice.id,
-        &[PauseKind::Promise.as_str()],
-        &replaced,
-        now,
-    )
-    .await?;
-    resume::journal_ended(&mut tx, &invoice.number, &previous, &replaced, now).await?;
     let reason = promise
         .note
         .clone()
         .unwrap_or_else(|| format!("promise to pay by {}", promise.promised_on));
-    let new = NewPause {
-        kind: PauseKind::Promise.as_str(),
-        reason: &reason,
-        promised_on: Some(promise.promised_on),
-        until: Some(until),
-        source: names::PROMISE_RECORDED,
-        event_id: &event.event_id,
-    };
-    pause(&mut tx, &invoice, &new, now).await?;
+    let source = (names::PROMISE_RECORDED, event.event_id.as_str());
+    promise_pause(
+        &mut tx,
+        &invoice,
+        promise.promised_on,
+        until,
+        &reason,
+        source,
+        now,
+    )
+    .await?;
     tx.commit().await.context("committing the promise")?;
     Ok(())
+}
+
+/// Pauses the invoice on a promise to pay by `promised_on` until `until`, replacing its
+/// current promise. `source`: the routing key and event id of the message that brought it
+/// (`promise.recorded`, or the outcome of a call).
+pub(crate) async fn promise_pause(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    promised_on: chrono::NaiveDate,
+    until: DateTime<Utc>,
+    reason: &str,
+    (source, event_id): (&str, &str),
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let replaced = format!("replaced by the promise to pay by {promised_on}");
+    let previous = pauses::end_kinds(tx, invoice.id, &[PauseKind::Promise.as_str()], &replaced, now).await?;
+    resume::journal_ended(tx, &invoice.number, &previous, &replaced, now).await?;
+    let new = NewPause {
+        kind: PauseKind::Promise.as_str(),
+        reason,
+        promised_on: Some(promised_on),
+        until: Some(until),
+        source,
+        event_id,
+    };
+    pause(tx, invoice, &new, now).await
 }
 
 #[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
@@ -344,13 +363,29 @@ async fn open_dispute(db: &PgPool, config: &Config, message: &Incoming) -> Resul
         return Ok(());
     };
     require_open("dispute", &invoice)?;
-    if let Some(open) = pauses::active(&mut tx, invoice.id)
+    let source = (names::DISPUTE_OPENED, event.event_id.as_str());
+    dispute_pause(&mut tx, &invoice, "dispute", &dispute.reason, source, now).await?;
+    tx.commit().await.context("committing the dispute")?;
+    Ok(())
+}
+
+/// Pauses the invoice on a dispute until it is resolved; refused (as `what`) when a
+/// dispute is already open. `source`: the routing key and event id of the message.
+pub(crate) async fn dispute_pause(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    what: &str,
+    reason: &str,
+    (source, event_id): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    if let Some(open) = pauses::active(tx, invoice.id)
         .await?
         .into_iter()
         .find(|p| p.kind == PauseKind::Dispute.as_str())
     {
         return Err(refused(
-            "dispute",
+            what,
             &invoice.number,
             format!(
                 "a dispute is already open since {} ({})",
@@ -360,14 +395,13 @@ async fn open_dispute(db: &PgPool, config: &Config, message: &Incoming) -> Resul
     }
     let new = NewPause {
         kind: PauseKind::Dispute.as_str(),
-        reason: &dispute.reason,
+        reason,
         promised_on: None,
         until: None,
-        source: names::DISPUTE_OPENED,
-        event_id: &event.event_id,
+        source,
+        event_id,
     };
-    pause(&mut tx, &invoice, &new, now).await?;
-    tx.commit().await.context("committing the dispute")?;
+    pause(tx, invoice, &new, now).await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! thank-you. It takes the invoice row lock, so a payment commits either before a sender's
 //! final check or after its delivery: never while a reminder is going out.
 
+pub mod calls;
 pub mod collections;
 
 use anyhow::Context;
@@ -51,7 +52,8 @@ pub async fn run_with_readiness(
     .await
 }
 
-/// Dispatches on the routing key: payments here, pauses and ends in [`collections`].
+/// Dispatches on the routing key: payments here, pauses and ends in [`collections`], call
+/// outcomes in [`calls`].
 pub async fn handle_inbound(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
     match message.routing_key.as_str() {
         // A retry scheduled before routing keys were kept through retries arrives under the

@@ -236,12 +236,33 @@ pub async fn run_invoice_command(
 ) -> anyhow::Result<()> {
     let event_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
     let instruction = instruction(command, event_id.clone(), SystemClock.now())?;
+    publish_and_wait(
+        &settings,
+        instruction.routing_key,
+        &instruction.body,
+        &instruction.invoice,
+        &event_id,
+        wait,
+    )
+    .await
+}
+
+/// Publishes an inbound message for the payments listener (with confirms) and, with `wait`,
+/// waits until it is applied and prints the journal lines it wrote about `invoice`.
+pub(crate) async fn publish_and_wait(
+    settings: &Settings,
+    routing_key: &str,
+    body: &serde_json::Value,
+    invoice: &str,
+    event_id: &str,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
     let names = Names::new(&settings.namespace);
     // With --wait, what the journal holds before, to show only what the message did.
     let before = match wait {
         Some(_) => {
             let db = relance_storage::connect(&settings.database_url, 1).await?;
-            Some((last_journal_id(&db, &instruction.invoice).await?, db))
+            Some((last_journal_id(&db, invoice).await?, db))
         }
         None => None,
     };
@@ -257,20 +278,18 @@ pub async fn run_invoice_command(
     )
     .await?;
     let publisher = Publisher::open(&connection).await?;
-    publish_inbound(&publisher, &names, instruction.routing_key, &instruction.body).await?;
+    publish_inbound(&publisher, &names, routing_key, body).await?;
     println!(
-        "published {} for {} on {} (event_id {event_id})",
-        instruction.routing_key,
-        instruction.invoice,
+        "published {routing_key} for {invoice} on {} (event_id {event_id})",
         names.inbound_exchange()
     );
     let _ = connection.close(200, "done".into()).await;
     let (Some(wait), Some((last_id, db))) = (wait, before) else {
         return Ok(());
     };
-    let inbox = format!("payments.{}", instruction.routing_key);
+    let inbox = format!("payments.{routing_key}");
     let applied = wait_for("the payments listener to apply it", wait, || {
-        applied(&db, &inbox, &event_id)
+        applied(&db, &inbox, event_id)
     })
     .await;
     if applied.is_err() {
@@ -280,7 +299,7 @@ pub async fn run_invoice_command(
             names.dead_letter_queue()
         ));
     }
-    for (at, action, detail) in journal_since(&db, &instruction.invoice, last_id).await? {
+    for (at, action, detail) in journal_since(&db, invoice, last_id).await? {
         println!("{}  {action:<20} {detail}", at.format("%Y-%m-%d %H:%M"));
     }
     Ok(())

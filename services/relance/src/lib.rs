@@ -6,6 +6,7 @@ pub mod demo;
 pub mod drive;
 pub mod health;
 pub mod journal;
+pub mod tasks;
 
 use anyhow::Context;
 use relance_config::Config;

@@ -40,6 +40,15 @@ enum Command {
         #[arg(long)]
         status: Option<relance_domain::collections::CollectionStatus>,
     },
+    /// List the open call tasks (with --all, every task and its outcome), or record the
+    /// outcome of a call (`relance tasks outcome F-2026-0042 reached --promised-on 2026-07-15`).
+    Tasks {
+        #[command(subcommand)]
+        command: Option<relance::tasks::TasksCommand>,
+        /// Every task, with its outcome, not only the open ones.
+        #[arg(long)]
+        all: bool,
+    },
     /// Play a small ledger through every service on a simulated clock and print the timeline.
     Demo {
         /// How many simulated days to run.
@@ -61,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Run { services } => format!("relance-{}", services.join("-")),
         Command::Migrate => "relance-migrate".to_string(),
         Command::Demo { .. } => "relance-demo".to_string(),
-        Command::Invoice { .. } | Command::Invoices { .. } => "relance-cli".to_string(),
+        Command::Invoice { .. } | Command::Invoices { .. } | Command::Tasks { .. } => {
+            "relance-cli".to_string()
+        }
         Command::Journal { .. } => "relance-journal".to_string(),
     };
     let _telemetry = relance_telemetry::init(&service_name, settings.otlp_endpoint.as_deref())?;
@@ -103,5 +114,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Tasks { command: None, all } => relance::tasks::list_tasks(settings, all).await,
+        Command::Tasks {
+            command: Some(command),
+            ..
+        } => relance::tasks::run_tasks_command(settings, command).await,
     }
 }

@@ -348,6 +348,7 @@ mod tests {
         Contact {
             phone: None,
             postal_address: Some("12 rue des Forges\n69002 Lyon".into()),
+            email_bounce: None,
         }
     }
 

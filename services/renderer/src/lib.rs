@@ -1,8 +1,11 @@
 //! The renderer: turns a `reminder.due` job into the exact message its channel will deliver
-//! (subject, text and HTML for email; a short text for SMS; a PDF for letters), with
-//! amounts, dates and payment details in the customer's language, stores it as proof, and
-//! hands it to the channel's sender. It sends nothing itself.
+//! (subject, text and HTML for email; a short text for SMS; a PDF for letters; a call
+//! script for a call task), with amounts, dates and payment details in the customer's
+//! language, stores it as proof, and hands it to the channel's sender (or opens the call
+//! task). A step whose channel cannot reach the customer falls back to the next channel of
+//! its policy order. It sends nothing itself.
 
+pub mod call;
 pub mod claim;
 pub mod letter;
 pub mod pdf;
@@ -16,13 +19,16 @@ use minijinja::Environment;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
+use relance_domain::calls::task_expiry;
 use relance_domain::locale::format_date;
-use relance_domain::{sender_kind_of, Channel, Language, Money};
+use relance_domain::{
+    choose_channel, sender_kind_of, Channel, ChannelChoice, Language, Money, Reach, Risk, StepKind,
+};
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::deliveries::{self, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
-use relance_storage::{groups, journal, outbox};
+use relance_storage::{calls, groups, journal, outbox};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
@@ -98,23 +104,73 @@ pub async fn render_job(
         )));
     };
     let contact = deliveries::contact_of(&mut conn, &invoice.customer_id).await?;
-    // The customer's other overdue invoices grouped into this message, if any.
+    let (planned, step, fallback) = match channel_choice(config, &step, &invoice, &contact)? {
+        ChannelChoice::Own => (step.clone(), step, None),
+        ChannelChoice::Fallback { to, template, reason } => {
+            let moved = StepRecord {
+                channel: to.as_str().to_string(),
+                template,
+                ..step.clone()
+            };
+            (step, moved, Some(reason))
+        }
+        ChannelChoice::Unreachable { reason } => {
+            drop(conn);
+            let now = config.clock.now();
+            let tx = db.begin().await.context("starting the skip transaction")?;
+            return settle_unrenderable(
+                tx,
+                &step,
+                StepStatus::Skipped,
+                names::REMINDER_SKIPPED,
+                &reason,
+                now,
+            )
+            .await;
+        }
+    };
+    let channel = Channel::from_str(&step.channel).map_err(|e| HandlerError::Permanent(e.clone()))?;
+    // The customer's other overdue invoices grouped into this message, if any. A message
+    // that falls back to another channel goes alone: its members are released (below).
+    let members = groups::members(&mut conn, step.id).await?;
     let mut others = Vec::new();
-    for member in groups::members(&mut conn, step.id).await? {
-        if let Some(other) = invoices::find_by_id(&mut conn, member.invoice_id).await? {
-            others.push(other);
+    if fallback.is_none() {
+        for member in &members {
+            if let Some(other) = invoices::find_by_id(&mut conn, member.invoice_id).await? {
+                others.push(other);
+            }
         }
     }
-    let payments = if Channel::from_str(&step.channel).is_ok_and(Channel::is_postal) {
+    let payments = if channel.is_postal() {
         deliveries::payments_of(&mut conn, invoice.id).await?
     } else {
         Vec::new()
     };
+    let extra = if step.kind == StepKind::Recap.as_str() {
+        recap_context(&mut conn, &step, &invoice).await?
+    } else {
+        minijinja::context! {}
+    };
     drop(conn);
     let now = config.clock.now();
-    let outcome = render_step(env, config, &step, &invoice, &others, &contact, &payments, now)
-        .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
+    let outcome = render_step(
+        env, config, &step, &invoice, &others, &contact, &payments, &extra, now,
+    )
+    .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
     let mut tx = db.begin().await.context("starting the render transaction")?;
+    if let Some(reason) = &fallback {
+        if !steps::fall_back(&mut tx, step.id, channel, &step.template, now).await? {
+            return Ok(()); // Cancelled or taken meanwhile.
+        }
+        let detail = json!({
+            "from": planned.channel,
+            "to": step.channel,
+            "template": step.template,
+            "reason": reason,
+        });
+        outgoing::announce_step(&mut tx, now, &step, names::REMINDER_FALLBACK, detail).await?;
+        release_members(&mut tx, &members, &step, now).await?;
+    }
     let (rendered, document, facts) = match outcome {
         Rendering::Ready {
             message,
@@ -144,37 +200,19 @@ pub async fn render_job(
             .await;
         }
     };
-    if !steps::transition(
-        &mut tx,
-        step.id,
-        &[StepStatus::Queued],
-        StepStatus::Rendered,
-        None,
-        now,
-    )
-    .await?
-    {
+    // A call waits for its outcome; a message waits for its sender.
+    let next_status = if channel.is_task() {
+        StepStatus::AwaitingOutcome
+    } else {
+        StepStatus::Rendered
+    };
+    if !steps::transition(&mut tx, step.id, &[StepStatus::Queued], next_status, None, now).await? {
         return Ok(()); // Cancelled or taken meanwhile.
     }
     steps::save_rendered(&mut tx, &rendered).await?;
     if let Some(document) = &document {
         deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
     }
-    let next = ReminderRenderedV1 {
-        version: VERSION_1,
-        job_id: Uuid::new_v4(),
-        step_id: step.id,
-        invoice_number: step.invoice_number.clone(),
-        step: step.name.clone(),
-        channel: step.channel.clone(),
-    };
-    let routing_key = names::reminder_rendered(sender_kind_of(&step.channel));
-    outbox::enqueue(
-        &mut tx,
-        &outgoing::job(&routing_key, next.job_id, &step.invoice_number, &next)?,
-        now,
-    )
-    .await?;
     let mut detail = json!({
         "step": step.name,
         "channel": step.channel,
@@ -194,7 +232,133 @@ pub async fn render_job(
         detail,
     )
     .await?;
+    if channel.is_task() {
+        open_call_task(&mut tx, config, &step, &invoice, &rendered, now).await?;
+    } else {
+        let next = ReminderRenderedV1 {
+            version: VERSION_1,
+            job_id: Uuid::new_v4(),
+            step_id: step.id,
+            invoice_number: step.invoice_number.clone(),
+            step: step.name.clone(),
+            channel: step.channel.clone(),
+        };
+        let routing_key = names::reminder_rendered(sender_kind_of(&step.channel));
+        outbox::enqueue(
+            &mut tx,
+            &outgoing::job(&routing_key, next.job_id, &step.invoice_number, &next)?,
+            now,
+        )
+        .await?;
+    }
     tx.commit().await.context("committing the rendered message")?;
+    Ok(())
+}
+
+/// The channel a step goes out on: its own, or a fallback when its own cannot reach the
+/// customer. Only reminders fall back (a thank-you or a recap goes by email).
+fn channel_choice(
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    contact: &Contact,
+) -> Result<ChannelChoice, HandlerError> {
+    if step.kind != StepKind::Reminder.as_str() {
+        return Ok(ChannelChoice::Own);
+    }
+    let planned = Channel::from_str(&step.channel).map_err(|e| HandlerError::Permanent(e.clone()))?;
+    let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
+    let order = config.policy.fallback_order(risk, &step.name, planned);
+    let reach = Reach {
+        phone: contact.phone.clone(),
+        has_postal_address: contact
+            .postal_address
+            .as_deref()
+            .is_some_and(|a| !a.trim().is_empty()),
+        email_bounce: contact.email_bounce.clone(),
+    };
+    Ok(choose_channel(planned, &order, &reach))
+}
+
+/// What a recap email says beside the invoice: the promised date and the day of the call.
+async fn recap_context(
+    conn: &mut sqlx::PgConnection,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+) -> Result<minijinja::Value, HandlerError> {
+    let Some((Some(promised_on), Some(recorded_at))) = calls::recap_facts(conn, step.id).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "recap step {} confirms no call with a promised date",
+            step.id
+        )));
+    };
+    let language = Language::from_str(&invoice.language).unwrap_or(Language::Fr);
+    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    Ok(minijinja::context! {
+        promised_on => format_date(promised_on, language),
+        call_date => format_date(recorded_at.with_timezone(&tz).date_naive(), language),
+    })
+}
+
+/// Opens the task of a rendered call step, open until its outcome is recorded or it expires.
+async fn open_call_task(
+    tx: &mut sqlx::PgConnection,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    rendered: &RenderedMessage,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let expires_at = task_expiry(now, config.settings.call_task_days, tz);
+    let phone = rendered.recipients.first().cloned().unwrap_or_default();
+    calls::open(tx, step.id, invoice.id, &phone, now, expires_at).await?;
+    outgoing::announce_step(
+        tx,
+        now,
+        step,
+        names::CALL_TASK_OPENED,
+        json!({ "phone": phone, "title": rendered.subject, "expires_at": expires_at }),
+    )
+    .await
+}
+
+/// The members grouped into a message that falls back to another channel go out on their
+/// own instead (each choosing its channel): out of the group, and back to the renderer.
+async fn release_members(
+    tx: &mut sqlx::PgConnection,
+    members: &[StepRecord],
+    lead: &StepRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for member in members {
+        if !groups::release(tx, member.id, now).await? {
+            continue;
+        }
+        journal::append(
+            tx,
+            now,
+            &member.invoice_number,
+            Some(member.id),
+            "reminder.ungrouped",
+            json!({ "reason": format!("the message it joined falls back to {}", lead.channel), "lead": lead.id }),
+        )
+        .await?;
+        let job = ReminderDueV1 {
+            version: VERSION_1,
+            job_id: Uuid::new_v4(),
+            step_id: member.id,
+            invoice_number: member.invoice_number.clone(),
+            step: member.name.clone(),
+            channel: member.channel.clone(),
+        };
+        outbox::enqueue(
+            tx,
+            &outgoing::job(names::REMINDER_DUE, job.job_id, &member.invoice_number, &job)?,
+            now,
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -218,7 +382,8 @@ async fn settle_unrenderable(
 /// What rendering a step gave.
 #[derive(Debug)]
 pub enum Rendering {
-    /// The message to deliver; for letters, its PDF. `facts` go into the journal.
+    /// The message to deliver (or the call script); for letters, its PDF. `facts` go into
+    /// the journal.
     Ready {
         message: Box<RenderedMessage>,
         document: Option<Document>,
@@ -238,7 +403,8 @@ pub struct Document {
     pub pages: usize,
 }
 
-/// Renders one step on its channel.
+/// Renders one step on its channel; `extra` adds to the email templates' context (a
+/// recap's promised date).
 #[allow(clippy::too_many_arguments)]
 pub fn render_step(
     env: &Environment<'static>,
@@ -248,15 +414,19 @@ pub fn render_step(
     others: &[InvoiceRecord],
     contact: &Contact,
     payments: &[(NaiveDate, Decimal)],
+    extra: &minijinja::Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Rendering> {
     let channel = Channel::from_str(&step.channel).map_err(anyhow::Error::msg)?;
     match channel {
         Channel::Email => Ok(Rendering::Ready {
-            message: Box::new(render_email(env, config, step, invoice, others, payments, now)?),
+            message: Box::new(render_email_with(
+                env, config, step, invoice, others, payments, extra, now,
+            )?),
             document: None,
             facts: json!({}),
         }),
+        Channel::Call => call::render(env, config, step, invoice, contact, now),
         Channel::Sms => sms::render(env, config, step, invoice, contact, now),
         Channel::Letter | Channel::RegisteredLetter => {
             letter::render(env, config, step, invoice, contact, payments, now)
@@ -345,6 +515,18 @@ pub fn render(
     render_email(env, config, step, invoice, &[], &[], now)
 }
 
+/// [`render`], with `extra` added to the template's context.
+pub fn render_with(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    extra: &minijinja::Value,
+    now: DateTime<Utc>,
+) -> anyhow::Result<RenderedMessage> {
+    render_email_with(env, config, step, invoice, &[], &[], extra, now)
+}
+
 /// As [`render_email`], for an invoice without payments.
 pub fn render_grouped(
     env: &Environment<'static>,
@@ -367,6 +549,30 @@ pub fn render_email(
     invoice: &InvoiceRecord,
     others: &[InvoiceRecord],
     payments: &[(NaiveDate, Decimal)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<RenderedMessage> {
+    render_email_with(
+        env,
+        config,
+        step,
+        invoice,
+        others,
+        payments,
+        &minijinja::context! {},
+        now,
+    )
+}
+
+/// [`render_email`], with `extra` added to the template's context.
+#[allow(clippy::too_many_arguments)]
+pub fn render_email_with(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    others: &[InvoiceRecord],
+    payments: &[(NaiveDate, Decimal)],
+    extra: &minijinja::Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
     let Common {
@@ -401,6 +607,7 @@ pub fn render_email(
         .collect();
     // Grouping keeps to one currency: the total adds up.
     let total = others.iter().fold(invoice.balance, |sum, o| sum + o.balance);
+    let context = minijinja::context! { ..extra.clone(), ..context };
     let context = minijinja::context! {
         other_invoices => other_invoices,
         total_balance => money(total),

@@ -1,11 +1,12 @@
 //! The message templates: French and English. For email one `.txt` (subject and text body
 //! blocks, not escaped) and one `.html` (auto-escaped, sandboxed by minijinja) per template;
 //! for SMS one `.sms` (`body`, optional `short`); for letters one `.letter` (`subject`,
-//! `body`). Built into the binary; `RELANCE_TEMPLATE_DIR` points at a folder of the same
+//! `body`); for call tasks one `.call` (`title`, `script`). Built into the binary; `RELANCE_TEMPLATE_DIR` points at a folder of the same
 //! layout to override them.
 
 use anyhow::{anyhow, Context};
 use minijinja::Environment;
+use relance_domain::calls::CALL_RECAP_TEMPLATE;
 use relance_domain::{Channel, DunningPolicy, Language};
 use std::path::Path;
 
@@ -56,6 +57,12 @@ const BUILTIN: &[(&str, &str)] = builtin!(
     "en/letter_reminder.letter",
     "fr/formal_notice.letter",
     "en/formal_notice.letter",
+    "fr/call_script.call",
+    "en/call_script.call",
+    "fr/call_recap.txt",
+    "fr/call_recap.html",
+    "en/call_recap.txt",
+    "en/call_recap.html",
 );
 
 /// The template files a step on `channel` needs, by extension.
@@ -64,6 +71,7 @@ pub fn extensions(channel: Channel) -> &'static [&'static str] {
         Channel::Email => &["txt", "html"],
         Channel::Sms => &["sms"],
         Channel::Letter | Channel::RegisteredLetter => &["letter"],
+        Channel::Call => &["call"],
     }
 }
 
@@ -85,14 +93,20 @@ pub fn environment(
             }
         }
     }
-    let mut needed: Vec<(&str, usize, Channel)> = policy
+    let mut needed: Vec<(String, usize, Channel)> = policy
         .segments
         .values()
         .flatten()
-        .map(|s| (s.template.as_str(), s.line, s.channel))
+        .map(|s| (s.template.clone(), s.line, s.channel))
         .collect();
+    // What a step falling back to another channel renders there.
+    needed.extend(policy.fallback_templates_needed());
+    // A call that obtains a promise is confirmed by email.
+    if let Some((_, line, _)) = needed.iter().find(|(_, _, c)| *c == Channel::Call) {
+        needed.push((CALL_RECAP_TEMPLATE.to_string(), *line, Channel::Email));
+    }
     // The thank-you goes by email.
-    needed.push((policy.thanks_template.as_str(), 1, Channel::Email));
+    needed.push((policy.thanks_template.clone(), 1, Channel::Email));
     for (template, line, channel) in needed {
         for language in Language::ALL {
             for ext in extensions(channel) {

@@ -3,6 +3,7 @@
 //! invoices are claimed with `FOR UPDATE SKIP LOCKED`, so a step is emitted once.
 //! It renders and sends nothing.
 
+pub mod calls;
 pub mod grouping;
 pub mod planning;
 pub mod resume;
@@ -90,6 +91,9 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
         }
         if let Err(e) = grouping::settle_groups(db, config).await {
             tracing::error!(error = format!("{e:#}"), "settling grouped steps failed");
+        }
+        if let Err(e) = calls::expire_call_tasks(db, config).await {
+            tracing::error!(error = format!("{e:#}"), "expiring call tasks failed");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -436,6 +440,8 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
 
 /// The sweep: a step left in flight past its lease (a job lost, a worker that died) is
 /// handed out again; one left in `sending` is settled by the interrupted-delivery policy.
+/// An open call task (`awaiting_outcome`) is not in flight: it waits for a person, and ends
+/// by its outcome, a payment or closure, or its expiry (`calls::expire_call_tasks`).
 #[tracing::instrument(skip_all, err)]
 pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
     let now = config.clock.now();

@@ -182,7 +182,8 @@ pub async fn deliver_job(
         return Ok(()); // Cancelled by a payment, or settled by a sweep, in between.
     }
     let now = config.clock.now();
-    if step.kind == "reminder" && invoice_status.as_deref() != Some(STATUS_OPEN) {
+    // Reminders and call recaps are about an unpaid invoice; a thank-you is not.
+    if step.kind != "thanks" && invoice_status.as_deref() != Some(STATUS_OPEN) {
         if steps::transition(
             &mut tx,
             step.id,
@@ -273,7 +274,9 @@ pub async fn deliver_job(
             tx.commit().await.context("releasing the step for a retry")?;
             Err(HandlerError::Transient(anyhow::anyhow!(reason)))
         }
-        Err(DeliveryError::Transient(reason) | DeliveryError::Permanent(reason)) => {
+        Err(failure) => {
+            let permanent = matches!(failure, DeliveryError::Permanent(_));
+            let (DeliveryError::Transient(reason) | DeliveryError::Permanent(reason)) = failure;
             steps::transition(
                 &mut tx,
                 step.id,
@@ -291,6 +294,25 @@ pub async fn deliver_job(
                 json!({ "reason": reason, "attempts": message.retries + 1 }),
             )
             .await?;
+            // An SMTP server that refused the customer's address for good: its later email
+            // steps fall back to another channel (see the policy's `fallback`).
+            if permanent && courier.kind() == CHANNEL && mailer::is_smtp_refusal(&reason) {
+                for address in &rendered.recipients {
+                    if deliveries::record_email_bounce(&mut tx, step.invoice_id, address, &reason, now)
+                        .await?
+                    {
+                        journal::append(
+                            &mut tx,
+                            now,
+                            &step.invoice_number,
+                            Some(step.id),
+                            "customer.email_bounced",
+                            json!({ "reason": reason }),
+                        )
+                        .await?;
+                    }
+                }
+            }
             tx.commit().await.context("recording the failure")?;
             Ok(())
         }

@@ -23,6 +23,15 @@ pub enum Mailer {
 
 pub use crate::courier::DeliveryError;
 
+/// How a permanent refusal (5xx) by the SMTP server starts.
+const SMTP_REFUSAL: &str = "SMTP server refused the message";
+
+/// Whether a failure reason is the SMTP server's permanent refusal (a bounce), as opposed
+/// to a message relance could not build.
+pub fn is_smtp_refusal(reason: &str) -> bool {
+    reason.starts_with(SMTP_REFUSAL)
+}
+
 impl Mailer {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         match &settings.smtp_url {
@@ -53,9 +62,7 @@ impl Mailer {
                     response.code(),
                     response.message().collect::<Vec<_>>().join(" ")
                 )),
-                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!(
-                    "SMTP server refused the message: {e}"
-                ))),
+                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("{SMTP_REFUSAL}: {e}"))),
                 Err(e) => Err(DeliveryError::Transient(format!("SMTP delivery failed: {e}"))),
             },
             Mailer::Files(transport, dir) => match transport.send(message).await {

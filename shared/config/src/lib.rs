@@ -117,6 +117,8 @@ pub struct Settings {
     /// Whole days, in the customer's calendar, after the last step of the sequence before an
     /// unpaid invoice is handed off.
     pub handoff_after_days: u32,
+    /// Days a call task stays open after the day it was opened, before it expires.
+    pub call_task_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
     pub queue_expires: Option<Duration>,
     /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
@@ -278,6 +280,7 @@ impl Settings {
             pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
             promise_grace_days: env.parsed("RELANCE_PROMISE_GRACE_DAYS", 3)?,
             handoff_after_days: env.parsed("RELANCE_HANDOFF_AFTER_DAYS", 8)?,
+            call_task_days: env.parsed("RELANCE_CALL_TASK_DAYS", 5)?,
             lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
             interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Fail)?,
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
@@ -324,6 +327,12 @@ impl Settings {
         if settings.promise_grace_days > MAX_PROMISE_GRACE_DAYS {
             return Err(anyhow!(
                 "RELANCE_PROMISE_GRACE_DAYS must be at most {MAX_PROMISE_GRACE_DAYS}"
+            ));
+        }
+        if !(1..=relance_domain::calls::MAX_CALL_TASK_DAYS).contains(&settings.call_task_days) {
+            return Err(anyhow!(
+                "RELANCE_CALL_TASK_DAYS must be between 1 and {}",
+                relance_domain::calls::MAX_CALL_TASK_DAYS
             ));
         }
         Ok(settings)
@@ -419,6 +428,7 @@ mod tests {
         assert_eq!(s.smtp_url, None);
         assert_eq!(s.simulated_clock_start, None);
         assert_eq!(s.promise_grace_days, 3);
+        assert_eq!(s.call_task_days, 5);
     }
 
     #[test]
@@ -431,6 +441,13 @@ mod tests {
         assert!(format!("{:?}", e.err()).contains("RELANCE_PROMISE_GRACE_DAYS"));
         let e = Settings::from_vars(vars(&[("RELANCE_PROMISE_GRACE_DAYS", "61")]));
         assert!(format!("{:?}", e.err()).contains("RELANCE_PROMISE_GRACE_DAYS"));
+        for bad in ["0", "61", "a week"] {
+            let e = Settings::from_vars(vars(&[("RELANCE_CALL_TASK_DAYS", bad)]));
+            assert!(
+                format!("{:?}", e.err()).contains("RELANCE_CALL_TASK_DAYS"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! version (`...V2`). Every body carries `"version"`. Documented with examples in
 //! `docs/messages.md`.
 
+pub mod calls;
 pub mod collections;
 pub mod events;
 pub mod handoff;
@@ -12,6 +13,7 @@ pub mod inbound;
 pub mod jobs;
 pub mod names;
 
+pub use calls::{CallOutcomeV1, CallV1};
 pub use collections::{
     CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
     InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,

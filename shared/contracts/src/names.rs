@@ -16,8 +16,10 @@ pub const DISPUTE_RESOLVED: &str = "dispute.resolved";
 pub const CREDIT_NOTE_ISSUED: &str = "credit_note.issued";
 pub const INVOICE_WRITTEN_OFF: &str = "invoice.written_off";
 pub const INVOICE_LIFECYCLE_STATUS: &str = "invoice.lifecycle_status";
+/// The outcome of a phone call a policy step asked for (see `calls.rs`).
+pub const CALL_OUTCOME: &str = "call.outcome";
 /// Every routing key the payments listener's queue is bound to.
-pub const PAYMENTS_QUEUE_KEYS: [&str; 7] = [
+pub const PAYMENTS_QUEUE_KEYS: [&str; 8] = [
     PAYMENT_RECEIVED,
     PROMISE_RECORDED,
     DISPUTE_OPENED,
@@ -25,6 +27,7 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 7] = [
     CREDIT_NOTE_ISSUED,
     INVOICE_WRITTEN_OFF,
     INVOICE_LIFECYCLE_STATUS,
+    CALL_OUTCOME,
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";
@@ -50,6 +53,12 @@ pub const INVOICE_PAUSED: &str = "invoice.paused";
 pub const INVOICE_RESUMED: &str = "invoice.resumed";
 pub const INVOICE_CLOSED: &str = "invoice.closed";
 pub const CREDIT_NOTE_RECORDED: &str = "credit_note.recorded";
+/// A step fell back to another channel: `detail` has `from`, `to` and `reason`.
+pub const REMINDER_FALLBACK: &str = "reminder.fallback";
+/// Call tasks: opened by the renderer, closed by an outcome, or expired by the scheduler.
+pub const CALL_TASK_OPENED: &str = "call.task_opened";
+pub const CALL_OUTCOME_RECORDED: &str = "call.outcome_recorded";
+pub const CALL_TASK_EXPIRED: &str = "call.task_expired";
 /// Journal-only: an informational e-invoicing lifecycle status.
 pub const INVOICE_LIFECYCLE_RECORDED: &str = "invoice.lifecycle_recorded";
 /// The sequence ended unpaid and the debt leaves relance (collection agency, lawyer); the

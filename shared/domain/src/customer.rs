@@ -48,21 +48,29 @@ text_enum!(Channel {
     Sms => "sms",
     Letter => "letter",
     RegisteredLetter => "registered_letter",
+    Call => "call",
 });
 
 impl Channel {
     /// The sender kind that delivers this channel, which names its queue
     /// (`<ns>.sender.<kind>`) and routing key (`reminder.rendered.<kind>`): registered
-    /// letters go through the letter sender, flagged as registered.
+    /// letters go through the letter sender, flagged as registered. A call is made by a
+    /// person, not a sender: its kind `call` has no queue (the renderer opens a task).
     pub fn sender_kind(self) -> &'static str {
         match self {
             Channel::Email => "email",
             Channel::Sms => "sms",
             Channel::Letter | Channel::RegisteredLetter => "letter",
+            Channel::Call => "call",
         }
     }
 
-    /// Every sender kind, once each.
+    /// A task for the accounts team (a phone call), not a message relance delivers.
+    pub fn is_task(self) -> bool {
+        self == Channel::Call
+    }
+
+    /// Every sender kind, once each (calls have none).
     pub const SENDER_KINDS: [&'static str; 3] = ["email", "sms", "letter"];
 
     /// Letters and registered letters: printed and posted.

@@ -2,9 +2,11 @@
 //! the plan of reminder steps, catch-up triage, inbound validation and the clock.
 
 pub mod calendar;
+pub mod calls;
 pub mod clock;
 pub mod collections;
 pub mod customer;
+pub mod fallback;
 pub mod grouping;
 pub mod interest;
 pub mod locale;
@@ -20,6 +22,7 @@ pub use calendar::{
 };
 pub use clock::{Clock, SharedClock, SimulatedClock, SystemClock};
 pub use customer::{sender_kind_of, Channel, CustomerKind, Language, Risk};
+pub use fallback::{choose_channel, ChannelChoice, Reach};
 pub use interest::{
     late_interest, recovery_indemnity, InterestBreakdown, InterestTerms, RateBasis, RateTable,
 };

@@ -54,6 +54,8 @@ impl Tone {
 pub enum StepKind {
     Reminder,
     Thanks,
+    /// The email that confirms what a customer said on a call (a promised date).
+    Recap,
 }
 
 impl StepKind {
@@ -61,6 +63,7 @@ impl StepKind {
         match self {
             StepKind::Reminder => "reminder",
             StepKind::Thanks => "thanks",
+            StepKind::Recap => "recap",
         }
     }
 }
@@ -146,6 +149,8 @@ pub struct DunningPolicy {
     pub minimum_amount: BTreeMap<String, Decimal>,
     /// Reminders of one customer's overdue invoices go out together; `None`: one by one.
     pub grouping: Option<Grouping>,
+    /// What a step does when its channel cannot reach the customer (see `fallback.rs`).
+    pub fallbacks: crate::fallback::FallbackRules,
 }
 
 /// Grouping of one customer's reminders into one message.
@@ -205,6 +210,11 @@ struct RawPolicy {
     #[serde(default)]
     grouping: Option<RawGrouping>,
     segments: SpannedMap<RawSegment>,
+    // Validated by `fallback::parse`.
+    #[serde(default, rename = "fallback")]
+    _fallback: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "fallback_templates")]
+    _fallback_templates: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +251,11 @@ struct RawStep {
     window: Option<Spanned<String>>,
     #[serde(default)]
     when: Option<Spanned<RawConditions>>,
+    // Validated by `fallback::parse`.
+    #[serde(default, rename = "fallback")]
+    _fallback: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "fallback_templates")]
+    _fallback_templates: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -553,6 +568,7 @@ impl DunningPolicy {
             default_window,
             minimum_amount,
             grouping,
+            fallbacks: crate::fallback::parse(source, file)?,
         })
     }
 

@@ -1,28 +1,33 @@
 //! What the SMS and letter channels read and keep beside the email path: the customer's
-//! phone and postal address, the payments that late interest is computed from, a letter's
-//! PDF with its SHA-256, and the provider's reference as proof.
+//! phone and postal address (and whether its email bounced), the payments that late
+//! interest is computed from, a letter's PDF with its SHA-256, and the provider's reference
+//! as proof.
 
 use anyhow::Context;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Where a customer can be reached besides email.
+/// Where a customer can be reached besides email, and whether its email address works.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct Contact {
     /// E.164, normalised at intake.
     pub phone: Option<String>,
     pub postal_address: Option<String>,
+    /// The SMTP server's refusal, while the customer's address is still the one refused.
+    pub email_bounce: Option<String>,
 }
 
 pub async fn contact_of(db: &mut PgConnection, customer_id: &str) -> anyhow::Result<Contact> {
-    let contact: Option<Contact> =
-        sqlx::query_as("SELECT phone, postal_address FROM customers WHERE id = $1")
-            .bind(customer_id)
-            .fetch_optional(db)
-            .await
-            .context("reading the customer's phone and address")?;
+    let contact: Option<Contact> = sqlx::query_as(
+        "SELECT phone, postal_address, CASE WHEN lower(bounced_email) = lower(email) THEN bounce_reason END AS email_bounce
+         FROM customers WHERE id = $1",
+    )
+    .bind(customer_id)
+    .fetch_optional(db)
+    .await
+    .context("reading the customer's phone and address")?;
     Ok(contact.unwrap_or_default())
 }
 
@@ -81,4 +86,27 @@ pub async fn set_delivery_reference(
         .await
         .context("saving the delivery reference")?;
     Ok(())
+}
+
+/// Records that the SMTP server refused `address` for good (a 5xx), if it is still the email
+/// address of the invoice's customer: its later email steps fall back (see the policy).
+pub async fn record_email_bounce(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    address: &str,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE customers SET bounced_email = $2, bounced_at = $3, bounce_reason = $4
+         WHERE id = (SELECT customer_id FROM invoices WHERE id = $1) AND lower(email) = lower($2)",
+    )
+    .bind(invoice_id)
+    .bind(address)
+    .bind(at)
+    .bind(reason)
+    .execute(tx)
+    .await
+    .context("recording the email bounce")?;
+    Ok(updated.rows_affected() == 1)
 }

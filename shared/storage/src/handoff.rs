@@ -27,7 +27,8 @@ pub struct HandOffCandidate {
     pub last_step_at: DateTime<Utc>,
 }
 
-/// Claims up to `limit` open, unpaid, overdue, unpaused invoices whose reminder steps are all final and
+/// Claims up to `limit` open, unpaid, overdue, unpaused invoices whose reminder steps are all
+/// final (a call task ended: completed or expired; an open one holds the hand-off) and
 /// whose last step became final more than `after_days` whole days ago, counted in the
 /// customer's calendar: with 8, a last reminder sent on 28 March is handed off from 6 April,
 /// 00:00 local time. A pause (promise, dispute, suspension) holds the hand-off while it lasts;
@@ -50,12 +51,12 @@ pub async fn claim_due(
          WHERE i.status = 'open' AND i.balance > 0
            AND i.due_on <= ($1 AT TIME ZONE 'UTC')::date + 1
            AND i.due_on < ($1 AT TIME ZONE c.timezone)::date
-           AND last.status IN ('sent', 'skipped', 'cancelled', 'failed')
+           AND last.status IN ('sent', 'skipped', 'cancelled', 'failed', 'completed', 'expired')
            AND ($1 AT TIME ZONE c.timezone)::date > (last.updated_at AT TIME ZONE c.timezone)::date + $2::int
            AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                            WHERE o.invoice_id = i.id AND o.kind = 'reminder'
-                             AND o.status IN ('pending', 'queued', 'rendered', 'sending'))
+                             AND o.status IN ('pending', 'queued', 'rendered', 'sending', 'awaiting_outcome'))
          ORDER BY i.id
          LIMIT $3
          FOR UPDATE OF i SKIP LOCKED",

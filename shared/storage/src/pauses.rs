@@ -140,7 +140,8 @@ const PULL_BACK: &str = "UPDATE reminder_steps SET status = 'pending', status_re
     WHERE kind = 'reminder' AND status = ANY($2)";
 
 /// Takes the invoice's reminders that are on their way but not being delivered (queued,
-/// rendered) back to `pending`: a pause stops them. Their rendering is dropped, so they are
+/// rendered, or an open call task) back to `pending`: a pause stops them (nobody calls a
+/// customer who disputes the invoice; the call comes back if the sequence resumes). Their rendering is dropped, so they are
 /// rendered afresh (balance, dates) when the sequence resumes. A job still in a queue for
 /// them finds them pending and is ignored.
 pub async fn pull_back_in_flight(
@@ -151,7 +152,7 @@ pub async fn pull_back_in_flight(
 ) -> anyhow::Result<Vec<StepRecord>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(&format!("{PULL_BACK} AND invoice_id = $1 RETURNING id"))
         .bind(invoice_id)
-        .bind(vec!["queued", "rendered"])
+        .bind(vec!["queued", "rendered", "awaiting_outcome"])
         .bind(reason)
         .bind(at)
         .fetch_all(&mut *tx)
@@ -188,9 +189,15 @@ pub async fn pull_back_delivery(
 async fn drop_renderings(tx: &mut PgConnection, step_ids: &[Uuid]) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM rendered_messages WHERE step_id = ANY($1)")
         .bind(step_ids)
-        .execute(tx)
+        .execute(&mut *tx)
         .await
         .context("dropping renderings of pulled-back steps")?;
+    // A call task taken back is opened afresh when its step is rendered again.
+    sqlx::query("DELETE FROM call_tasks WHERE step_id = ANY($1) AND outcome IS NULL")
+        .bind(step_ids)
+        .execute(tx)
+        .await
+        .context("dropping call tasks of pulled-back steps")?;
     Ok(())
 }
 

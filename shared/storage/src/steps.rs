@@ -23,6 +23,12 @@ pub enum StepStatus {
     Skipped,
     Cancelled,
     Failed,
+    /// A call task is open: a person is to call the customer and record the outcome.
+    AwaitingOutcome,
+    /// The call's outcome was recorded.
+    Completed,
+    /// Nobody recorded the call's outcome in time.
+    Expired,
 }
 
 impl StepStatus {
@@ -36,15 +42,19 @@ impl StepStatus {
             StepStatus::Skipped => "skipped",
             StepStatus::Cancelled => "cancelled",
             StepStatus::Failed => "failed",
+            StepStatus::AwaitingOutcome => "awaiting_outcome",
+            StepStatus::Completed => "completed",
+            StepStatus::Expired => "expired",
         }
     }
 
-    /// Statuses from which a payment still stops the step.
-    pub const OPEN: [StepStatus; 4] = [
+    /// Statuses from which a payment still stops the step (an open call task included).
+    pub const OPEN: [StepStatus; 5] = [
         StepStatus::Pending,
         StepStatus::Queued,
         StepStatus::Rendered,
         StepStatus::Sending,
+        StepStatus::AwaitingOutcome,
     ];
 }
 
@@ -144,6 +154,27 @@ pub async fn transition(
     .execute(tx)
     .await
     .with_context(|| format!("moving step {id} to {}", to.as_str()))?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Moves a queued step to the channel (and template) it falls back to.
+pub async fn fall_back(
+    tx: &mut PgConnection,
+    id: Uuid,
+    channel: relance_domain::Channel,
+    template: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET channel = $2, template = $3, updated_at = $4 WHERE id = $1 AND status = 'queued'",
+    )
+    .bind(id)
+    .bind(channel.as_str())
+    .bind(template)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("moving the step to its fallback channel")?;
     Ok(updated.rows_affected() == 1)
 }
 
@@ -318,7 +349,8 @@ pub async fn emission_days(
         .context("reading emission days")
 }
 
-/// Cancels every step of the invoice that has not gone out yet; returns them.
+/// Cancels every step of the invoice that has not gone out yet (open call tasks and call
+/// recaps included); returns them.
 pub async fn cancel_open(
     tx: &mut PgConnection,
     invoice_id: Uuid,
@@ -328,7 +360,7 @@ pub async fn cancel_open(
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE reminder_steps SET status = 'cancelled', status_reason = $3, updated_at = $4,
              status_changed_at = clock_timestamp()
-         WHERE invoice_id = $1 AND kind = 'reminder' AND status = ANY($2) RETURNING id",
+         WHERE invoice_id = $1 AND kind IN ('reminder', 'recap') AND status = ANY($2) RETURNING id",
     )
     .bind(invoice_id)
     .bind(names(&StepStatus::OPEN))
@@ -394,7 +426,8 @@ pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resu
 
 /// Steps not yet in a final state whose time has come (tests and the demo wait for zero).
 /// The pending steps of a paused invoice are not due while the pause lasts; a promise whose
-/// time is up but that the scheduler has not ended yet counts as unfinished work.
+/// time is up but that the scheduler has not ended yet counts as unfinished work, and so does
+/// a call task whose time is up. An open call task waits for a person: it is not unfinished.
 pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyhow::Result<i64> {
     sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
@@ -402,7 +435,9 @@ pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyh
                    AND (i.status = 'open' OR s.kind = 'thanks')
                    AND NOT (s.status = 'pending'
                             AND EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
-              + (SELECT count(*) FROM invoice_pauses WHERE ended_at IS NULL AND until <= $1)",
+              + (SELECT count(*) FROM invoice_pauses WHERE ended_at IS NULL AND until <= $1)
+              + (SELECT count(*) FROM call_tasks t JOIN reminder_steps s ON s.id = t.step_id
+                 WHERE s.status = 'awaiting_outcome' AND t.expires_at <= $1)",
     )
     .bind(now)
     .fetch_one(db)

@@ -65,7 +65,7 @@ pub struct NewLifecycleStatus {
 }
 
 /// A reason or note: may span lines, but carries no other control character.
-fn free_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Rejection> {
+pub(crate) fn free_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, Rejection> {
     let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };

@@ -1,0 +1,149 @@
+//! `relance tasks`: the call tasks of the accounts team. Lists the open tasks (with their
+//! script's first line), and records a call's outcome by publishing the same `call.outcome`
+//! message another system would, checked first by the same validation.
+
+use crate::collections::publish_and_wait;
+use anyhow::{anyhow, Context};
+use chrono::NaiveDate;
+use clap::Subcommand;
+use relance_config::Settings;
+use relance_contracts::names;
+use relance_contracts::{CallOutcomeV1, CallV1, VERSION_1};
+use relance_domain::{Clock, SystemClock};
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Record what came of a call: publishes `call.outcome`, applied by the payments service.
+    Outcome {
+        /// The call step's id (as `relance tasks` lists it), or the invoice number for the
+        /// invoice's open task.
+        target: String,
+        #[command(subcommand)]
+        outcome: OutcomeArg,
+        /// Who called, who answered, what was said (journaled).
+        #[arg(long, global = true)]
+        note: Option<String>,
+        /// Wait up to this many seconds for the payments service to apply it, and show what it did.
+        #[arg(long, global = true)]
+        wait: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutcomeArg {
+    /// The customer was reached. With --promised-on, they promised to pay by that date: the
+    /// sequence pauses like for a promise to pay, and a recap email confirms the date.
+    Reached {
+        /// The date the customer promised to pay by (YYYY-MM-DD).
+        #[arg(long)]
+        promised_on: Option<NaiveDate>,
+    },
+    /// The customer contests the invoice: a dispute is opened and the sequence pauses.
+    Disputed {
+        #[arg(long)]
+        reason: String,
+    },
+    /// Nobody answered: the task is closed and the sequence goes on.
+    #[command(name = "no_answer", alias = "no-answer")]
+    NoAnswer,
+}
+
+/// `relance tasks [--all]`: one block per task, the open ones by default.
+pub async fn list_tasks(settings: Settings, all: bool) -> anyhow::Result<()> {
+    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let tasks = relance_storage::calls::list(&db, all).await?;
+    println!(
+        "{:<36}  {:<14} {:<24} {:<16} {:<10} {:>14}  {:<17} status",
+        "step", "invoice", "customer", "phone", "due on", "balance", "open until (UTC)"
+    );
+    for t in &tasks {
+        let customer: String = t.customer_name.chars().take(24).collect();
+        let status = match (&t.outcome, t.status.as_str()) {
+            (Some(outcome), _) => match (t.promised_on, &t.reason) {
+                (Some(day), _) => format!("{outcome}, promised on {day}"),
+                (None, Some(reason)) => format!("{outcome}: {reason}"),
+                _ => outcome.clone(),
+            },
+            (None, "awaiting_outcome") => "open".to_string(),
+            (None, other) => other.to_string(),
+        };
+        println!(
+            "{:<36}  {:<14} {:<24} {:<16} {:<10} {:>14}  {:<17} {status}",
+            t.step_id,
+            t.invoice_number,
+            customer,
+            t.phone,
+            t.due_on,
+            format!("{} {}", t.balance.round_dp(2), t.currency),
+            t.expires_at.format("%Y-%m-%d %H:%M"),
+        );
+        if let Some(title) = &t.title {
+            let excerpt: String = title.chars().take(150).collect();
+            println!("    {excerpt}");
+        }
+    }
+    let open = tasks.iter().filter(|t| t.status == "awaiting_outcome").count();
+    println!("{} task(s), {open} open", tasks.len());
+    db.close().await;
+    Ok(())
+}
+
+/// `relance tasks outcome ...`: checks and publishes `call.outcome`.
+pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> anyhow::Result<()> {
+    let TasksCommand::Outcome {
+        target,
+        outcome,
+        note,
+        wait,
+    } = command;
+    // A step id names its invoice in the database; anything else is an invoice number.
+    let (invoice_number, step_id) = match Uuid::parse_str(target.trim()) {
+        Ok(step_id) => {
+            let db = relance_storage::connect(&settings.database_url, 1).await?;
+            let number: Option<String> = sqlx::query_scalar(
+                "SELECT i.number FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id WHERE s.id = $1",
+            )
+            .bind(step_id)
+            .fetch_optional(&db)
+            .await
+            .context("finding the step's invoice")?;
+            db.close().await;
+            let number = number.ok_or_else(|| anyhow!("no step {step_id}: see `relance tasks --all`"))?;
+            (number, Some(step_id.to_string()))
+        }
+        Err(_) => (target.trim().to_string(), None),
+    };
+    let (outcome, promised_on, reason) = match outcome {
+        OutcomeArg::Reached { promised_on } => ("reached", promised_on, None),
+        OutcomeArg::Disputed { reason } => ("disputed", None, Some(reason)),
+        OutcomeArg::NoAnswer => ("no_answer", None, None),
+    };
+    let event_id = format!("cli-{}", Uuid::new_v4().simple());
+    let message = CallOutcomeV1 {
+        version: VERSION_1,
+        event_id: event_id.clone(),
+        occurred_at: SystemClock.now(),
+        call: CallV1 {
+            invoice_number: invoice_number.clone(),
+            step_id,
+            outcome: outcome.to_string(),
+            promised_on,
+            reason,
+            note,
+        },
+    };
+    relance_payments::calls::outcome(&message).map_err(|r| anyhow!("refused before publishing: {r}"))?;
+    let body = serde_json::to_value(&message)?;
+    let wait = wait.map(Duration::from_secs);
+    publish_and_wait(
+        &settings,
+        names::CALL_OUTCOME,
+        &body,
+        &invoice_number,
+        &event_id,
+        wait,
+    )
+    .await
+}
