@@ -44,6 +44,23 @@ pub const POLICY_BEFORE_WINDOWS: &str = concat!(
     "/../shared/domain/src/testdata/policy_before_windows.toml"
 );
 
+/// relance's email-only policy of before the channels (five emails a segment, in send windows):
+/// the harness's default, so that suites about the pipeline do not depend on the SMS gateway,
+/// the postal outbox or call tasks. A test passes its own `RELANCE_POLICY_FILE` to change it.
+pub const POLICY_EMAIL_ONLY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/policy_email_only.toml");
+
+/// The policy relance ships with (what a service uses without `RELANCE_POLICY_FILE`).
+pub const POLICY_SHIPPED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/domain/policies/default.toml"
+);
+
+/// The email-only policy, parsed, for a test to compute what it expects.
+pub fn email_only_policy() -> relance_domain::DunningPolicy {
+    let source = std::fs::read_to_string(POLICY_EMAIL_ONLY).expect("reading the email-only policy");
+    relance_domain::DunningPolicy::parse(&source, POLICY_EMAIL_ONLY).expect("a valid policy")
+}
+
 pub fn server_url() -> String {
     std::env::var("RELANCE_TEST_DATABASE_SERVER")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
@@ -280,6 +297,7 @@ impl TestEnv {
             ("RELANCE_DB_POOL_SIZE", "4".into()),
             ("RELANCE_QUEUE_EXPIRES_MS", "600000".into()),
             ("RELANCE_CREDITOR_NAME", "Exemple SAS".into()),
+            ("RELANCE_POLICY_FILE", POLICY_EMAIL_ONLY.into()),
             (
                 "RELANCE_CREDITOR_IBAN",
                 "FR76 3000 6000 0112 3456 7890 189".into(),

@@ -4,7 +4,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use relance_contracts::names;
-use relance_domain::{plan_invoice, CustomerKind, DunningPolicy, FrenchCalendar, Money, PlanInput, Risk};
+use relance_domain::{plan_invoice, CustomerKind, FrenchCalendar, Money, PlanInput, Risk};
 use relance_tests::{date, invoice_issued, payment_received, TestEnv};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +16,7 @@ async fn two_copies_of_each_service_send_every_due_reminder_exactly_once() {
     // The run ends on 10 April at 23:00 UTC: an unpaid invoice gets every step the policy
     // plans before then (a J+20 or J+30 may fall after).
     let end = Utc.with_ymd_and_hms(2026, 4, 10, 23, 0, 0).single().unwrap();
-    let policy = DunningPolicy::default_policy().unwrap();
+    let policy = relance_tests::email_only_policy();
     let steps_before_end = |due_on| {
         let plan = plan_invoice(
             &policy,
