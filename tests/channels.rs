@@ -3,18 +3,13 @@
 //! PDF lands in the postal outbox folder. A policy file of the test's own names the steps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
 use base64::Engine;
 use relance_contracts::names;
-use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use relance_tests::sms_gateway::Gateway;
+use relance_tests::{date, invoice_issued, manifest_lines, payment_received, squeeze, TestEnv};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 
 /// A tiny PDF standing in for the invoice document.
 const INVOICE_PDF: &[u8] =
@@ -50,61 +45,6 @@ tone = "formal"
         policy.push_str(&steps.replace("SEGMENT", segment));
     }
     policy
-}
-
-/// The SMS gateway: records each request, answers 200 with a message id, or the status
-/// configured for a destination number.
-#[derive(Clone, Default)]
-struct Gateway {
-    received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
-    failing: Arc<Mutex<BTreeMap<String, u16>>>,
-}
-
-async fn gateway_answer(
-    State(g): State<Gateway>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    let to = body["to"].as_str().unwrap_or_default().to_string();
-    let n = {
-        let mut received = g.received.lock().unwrap();
-        received.push((headers, body));
-        received.len()
-    };
-    match g.failing.lock().unwrap().get(&to) {
-        Some(&status) => (
-            StatusCode::from_u16(status).unwrap(),
-            Json(json!({ "error": format!("simulated {status}") })),
-        ),
-        None => (StatusCode::OK, Json(json!({ "message_id": format!("gw-{n}") }))),
-    }
-}
-
-impl Gateway {
-    async fn start() -> (Self, String) {
-        let gateway = Gateway::default();
-        let app = Router::new()
-            .route("/api/sms", post(gateway_answer))
-            .with_state(gateway.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/api/sms", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (gateway, url)
-    }
-
-    fn requests_to(&self, number: &str) -> Vec<(HeaderMap, Value)> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, body)| body["to"] == json!(number))
-            .cloned()
-            .collect()
-    }
-
-    fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
 }
 
 struct Setup {
@@ -160,26 +100,6 @@ fn invoice(number: &str, phone: Option<&str>) -> Value {
     customer["postal_address"] = json!("12 rue des Forges\n69002 Lyon");
     invoice["invoice"]["payment_link"] = json!(format!("https://pay.exemple.test/{number}"));
     invoice
-}
-
-/// The manifest lines of every dated folder of the postal outbox.
-fn manifest_lines(letters: &Path) -> Vec<(PathBuf, Value)> {
-    let Ok(days) = std::fs::read_dir(letters) else {
-        return Vec::new();
-    };
-    let mut lines = Vec::new();
-    for day in days.flatten() {
-        let manifest = day.path().join("manifest.jsonl");
-        for line in std::fs::read_to_string(&manifest).unwrap_or_default().lines() {
-            lines.push((day.path(), serde_json::from_str(line).unwrap()));
-        }
-    }
-    lines
-}
-
-/// Text extraction may print spaces of any kind, or none, inside amounts.
-fn squeeze(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,8 @@ pub use relance::drive::wait_for;
 
 #[path = "private_postgres.rs"]
 pub mod private_postgres;
+#[path = "sms_gateway.rs"]
+pub mod sms_gateway;
 #[path = "smtp_proxy.rs"]
 pub mod smtp_proxy;
 
@@ -47,7 +49,10 @@ pub const POLICY_BEFORE_WINDOWS: &str = concat!(
 /// relance's email-only policy of before the channels (five emails a segment, in send windows):
 /// the harness's default, so that suites about the pipeline do not depend on the SMS gateway,
 /// the postal outbox or call tasks. A test passes its own `RELANCE_POLICY_FILE` to change it.
-pub const POLICY_EMAIL_ONLY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/policy_email_only.toml");
+pub const POLICY_EMAIL_ONLY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/domain/src/testdata/policy_email_only.toml"
+);
 
 /// The policy relance ships with (what a service uses without `RELANCE_POLICY_FILE`).
 pub const POLICY_SHIPPED: &str = concat!(
@@ -648,4 +653,24 @@ async fn remove_stale_databases() {
         }
     }
     admin.close().await;
+}
+
+/// The manifest lines of every dated folder of the postal outbox.
+pub fn manifest_lines(letters: &std::path::Path) -> Vec<(PathBuf, Value)> {
+    let Ok(days) = std::fs::read_dir(letters) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for day in days.flatten() {
+        let manifest = day.path().join("manifest.jsonl");
+        for line in std::fs::read_to_string(&manifest).unwrap_or_default().lines() {
+            lines.push((day.path(), serde_json::from_str(line).unwrap()));
+        }
+    }
+    lines
+}
+
+/// Text extraction may print spaces of any kind, or none, inside amounts.
+pub fn squeeze(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
 }

@@ -1,7 +1,10 @@
-//! `relance demo`: a small ledger played through all four services on a simulated clock.
-//! It uses its own database (`relance_demo`) and namespace (`relance-demo`), rebuilt at each
-//! run, and leaves the emails as `.eml` files in `out/demo-mail` (or in the SMTP server set
-//! by `SMTP_URL`).
+//! `relance demo`: a small ledger played through all the services on a simulated clock, with
+//! the default policy's full escalation (emails, call tasks, SMS, registered letters). It uses
+//! its own database (`relance_demo`) and namespace (`relance-demo`), rebuilt at each run, and
+//! leaves the emails as `.eml` files in `out/demo-mail` (or in the SMTP server set by
+//! `SMTP_URL`), the text messages in `out/demo-sms` (or the gateway of
+//! `RELANCE_SMS_GATEWAY_URL`) and the letters' PDFs in `out/demo-letters` (or the postal API
+//! of `RELANCE_POSTAL_API_URL`).
 
 use crate::drive::{publish_inbound, wait_for, wait_until_idle};
 use anyhow::Context;
@@ -32,6 +35,10 @@ struct Customer {
     timezone: &'static str,
     risk: &'static str,
     kind: &'static str,
+    /// Without one, the call is skipped and the SMS goes by email.
+    phone: Option<&'static str>,
+    /// Without one, the formal notice goes by email.
+    postal_address: Option<&'static str>,
 }
 
 const CUSTOMERS: [Customer; 5] = [
@@ -44,6 +51,8 @@ const CUSTOMERS: [Customer; 5] = [
         timezone: "Europe/Paris",
         risk: "medium",
         kind: "business",
+        phone: Some("01 42 68 53 00"),
+        postal_address: Some("Service comptabilité\n14 rue de la Forge\n69007 Lyon"),
     },
     Customer {
         id: "C-BOUL",
@@ -54,6 +63,8 @@ const CUSTOMERS: [Customer; 5] = [
         timezone: "Europe/Paris",
         risk: "low",
         kind: "business",
+        phone: Some("06 12 34 56 78"),
+        postal_address: Some("3 place du Marché\n44000 Nantes"),
     },
     Customer {
         id: "C-NORTH",
@@ -64,6 +75,8 @@ const CUSTOMERS: [Customer; 5] = [
         timezone: "Europe/London",
         risk: "high",
         kind: "business",
+        phone: Some("+44 7911 123456"),
+        postal_address: Some("1 Harbour Street\nLeeds LS1 4AB\nUnited Kingdom"),
     },
     Customer {
         id: "C-LEROY",
@@ -74,6 +87,8 @@ const CUSTOMERS: [Customer; 5] = [
         timezone: "Europe/Paris",
         risk: "medium",
         kind: "consumer",
+        phone: Some("06 98 76 54 32"),
+        postal_address: Some("8 allée des Tilleuls\n33000 Bordeaux"),
     },
     Customer {
         id: "C-BLUE",
@@ -84,6 +99,8 @@ const CUSTOMERS: [Customer; 5] = [
         timezone: "Europe/Berlin",
         risk: "medium",
         kind: "business",
+        phone: None,
+        postal_address: None,
     },
 ];
 
@@ -109,11 +126,30 @@ fn invoice(
             "payment_link": format!("https://pay.exemple.test/{number}"),
         }
     });
+    if let Some(phone) = customer.phone {
+        body["invoice"]["customer"]["phone"] = json!(phone);
+    }
+    if let Some(address) = customer.postal_address {
+        body["invoice"]["customer"]["postal_address"] = json!(address);
+    }
     if with_pdf {
         body["invoice"]["pdf_base64"] =
             json!(base64::engine::general_purpose::STANDARD.encode(SAMPLE_INVOICE_PDF));
     }
     body
+}
+
+fn call_outcome(
+    id: &str,
+    invoice_number: &str,
+    outcome: &str,
+    promised_on: Option<NaiveDate>,
+    note: &str,
+) -> Value {
+    json!({
+        "version": 1, "event_id": format!("evt-{id}"), "occurred_at": Utc::now(),
+        "call": { "invoice_number": invoice_number, "outcome": outcome, "promised_on": promised_on, "note": note }
+    })
 }
 
 fn payment(id: &str, invoice_number: &str, amount: &str, received_on: NaiveDate) -> Value {
@@ -192,10 +228,29 @@ fn ledger() -> Vec<(u32, &'static str, Value)> {
             names::PAYMENT_RECEIVED,
             payment("PAY-3003", "F-2026-0101", "1500.00", day(20)),
         ),
+        // The accounts team called the bakery about its invoice on Friday (the call task of
+        // its J+14): Monday, the outcome is recorded. The promise pauses the sequence and a
+        // recap email confirms the date; the bakery keeps its word.
+        (
+            23,
+            names::CALL_OUTCOME,
+            call_outcome(
+                "CALL-3101",
+                "F-2026-0102",
+                "reached",
+                Some(day(27)),
+                "P. Durand: transfer on Friday",
+            ),
+        ),
         (
             26,
             names::PAYMENT_RECEIVED,
             payment("PAY-3004", "F-2026-0105", "3150.00", day(26)),
+        ),
+        (
+            27,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3005", "F-2026-0102", "480.00", day(27)),
         ),
     ]
 }
@@ -228,14 +283,32 @@ pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
         settings.mail_dir = "out/demo-mail".into();
         let _ = std::fs::remove_dir_all(&settings.mail_dir);
     }
+    if settings.channels.sms_gateway_url.is_none() {
+        settings.channels.sms_dir = "out/demo-sms".into();
+        let _ = std::fs::remove_dir_all(&settings.channels.sms_dir);
+    }
+    if settings.channels.postal_api_url.is_none() {
+        settings.channels.letter_dir = "out/demo-letters".into();
+        let _ = std::fs::remove_dir_all(&settings.channels.letter_dir);
+    }
     println!("relance demo: {days} simulated days from {}", start.date_naive());
+    let folder_or = |url: &Option<String>, via: &str, folder: &std::path::Path| match url {
+        Some(_) => format!("via {via}"),
+        None => folder.display().to_string(),
+    };
     println!(
-        "  database relance_demo, exchanges relance-demo.*, mail {}",
-        settings
-            .smtp_url
-            .as_deref()
-            .map(|_| "via SMTP_URL".to_string())
-            .unwrap_or_else(|| settings.mail_dir.display().to_string())
+        "  database relance_demo, exchanges relance-demo.*, mail {}, SMS {}, letters {}",
+        folder_or(&settings.smtp_url, "SMTP_URL", &settings.mail_dir),
+        folder_or(
+            &settings.channels.sms_gateway_url,
+            "RELANCE_SMS_GATEWAY_URL",
+            &settings.channels.sms_dir
+        ),
+        folder_or(
+            &settings.channels.postal_api_url,
+            "RELANCE_POSTAL_API_URL",
+            &settings.channels.letter_dir
+        ),
     );
 
     relance_storage::drop_database(&settings.database_url).await?;
@@ -304,15 +377,17 @@ struct TimelineRow {
     action: String,
     detail: Value,
     step: Option<String>,
+    channel: Option<String>,
 }
 
 async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
     let rows: Vec<TimelineRow> = sqlx::query_as(
-        "SELECT j.at, j.invoice_number, j.action, j.detail, s.name AS step
+        "SELECT j.at, j.invoice_number, j.action, j.detail, s.name AS step, s.channel
          FROM journal j LEFT JOIN reminder_steps s ON s.id = j.step_id
          WHERE j.action IN ('invoice.registered', 'invoice.rejected', 'reminder.sent', 'reminder.skipped', 'reminder.cancelled',
                             'reminder.failed', 'payment.recorded', 'invoice.settled', 'thanks.sent', 'reminder.postponed',
-                            'invoice.handed_off')
+                            'invoice.handed_off', 'reminder.fallback', 'call.task_opened', 'call.outcome_recorded',
+                            'call.task_expired', 'invoice.paused', 'invoice.resumed')
          ORDER BY j.at, j.id",
     )
     .fetch_all(db)
@@ -331,19 +406,34 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
                 d.get("plan").and_then(Value::as_array).map_or(0, Vec::len)
             ),
             "invoice.rejected" => format!("{}: {}", text("field"), text("reason")),
-            "reminder.sent" | "thanks.sent" => format!(
-                "{} -> {} \"{}\"",
-                row.step.unwrap_or_default(),
-                d.get("recipients")
-                    .and_then(|r| r.get(0))
-                    .and_then(Value::as_str)
-                    .unwrap_or(""),
-                text("subject")
-            ),
+            "reminder.sent" | "thanks.sent" => {
+                let recipient = match d.get("recipients") {
+                    Some(Value::Array(all)) => all.first().and_then(Value::as_str).unwrap_or(""),
+                    Some(Value::String(one)) => one,
+                    _ => "",
+                };
+                let what = match text("subject") {
+                    subject if !subject.is_empty() => format!("\"{subject}\""),
+                    _ => format!("({})", row.channel.unwrap_or_default().replace('_', " ")),
+                };
+                format!("{} -> {recipient} {what}", row.step.unwrap_or_default())
+            }
             "reminder.skipped" | "reminder.cancelled" | "reminder.postponed" => {
                 format!("{} ({})", row.step.unwrap_or_default(), text("reason"))
             }
             "reminder.failed" => format!("{}: {}", row.step.unwrap_or_default(), text("reason")),
+            "reminder.fallback" => format!(
+                "{}: {} -> {} ({})",
+                row.step.unwrap_or_default(),
+                text("from"),
+                text("to"),
+                text("reason")
+            ),
+            "call.task_opened" => text("title"),
+            "call.outcome_recorded" => format!("{} {}", text("outcome"), text("promised_on")),
+            "call.task_expired" => text("reason"),
+            "invoice.paused" => format!("{}: {} {}", text("kind"), text("reason"), text("promised_on")),
+            "invoice.resumed" => text("reason"),
             "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
             "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
             "invoice.handed_off" => format!(
@@ -362,12 +452,27 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
             details
         );
     }
-    let (sent, mails): (i64, i64) = sqlx::query_as("SELECT count(*) FILTER (WHERE kind = 'reminder'), count(*) FROM reminder_steps WHERE status = 'sent'")
-        .fetch_one(db)
-        .await
-        .context("counting sent messages")?;
+    let by_channel: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT channel, count(*) FROM reminder_steps WHERE status IN ('sent', 'completed', 'expired', 'awaiting_outcome')
+         GROUP BY channel ORDER BY channel",
+    )
+    .fetch_all(db)
+    .await
+    .context("counting sent messages")?;
+    let summary: Vec<String> = by_channel
+        .iter()
+        .map(|(channel, n)| match channel.as_str() {
+            "call" => format!("{n} call tasks"),
+            "registered_letter" => format!("{n} registered letters"),
+            "sms" => format!("{n} SMS"),
+            other => format!("{n} {other}s"),
+        })
+        .collect();
     println!("{}", "-".repeat(100));
-    println!("{mails} emails sent ({sent} reminders, {} thank-yous). Every action above is in the journal table of relance_demo.", mails - sent);
+    println!(
+        "Sent: {} (thank-yous and call recaps included). Every action above is in the journal table of relance_demo.",
+        summary.join(", ")
+    );
     let verification = relance_storage::journal::verify::verify_all(db).await?;
     println!("{}", crate::journal::describe(&verification));
     Ok(())

@@ -75,6 +75,26 @@ pub fn extensions(channel: Channel) -> &'static [&'static str] {
     }
 }
 
+/// Every (template, policy line, channel) the policy may render: its steps' templates, those
+/// of their fallback channels, the call recap when it has calls, and the thank-you.
+pub fn needed_templates(policy: &DunningPolicy) -> Vec<(String, usize, Channel)> {
+    let mut needed: Vec<(String, usize, Channel)> = policy
+        .segments
+        .values()
+        .flatten()
+        .map(|s| (s.template.clone(), s.line, s.channel))
+        .collect();
+    // What a step falling back to another channel renders there.
+    needed.extend(policy.fallback_templates_needed());
+    // A call that obtains a promise is confirmed by email.
+    if let Some((_, line, _)) = needed.iter().find(|(_, _, c)| *c == Channel::Call) {
+        needed.push((CALL_RECAP_TEMPLATE.to_string(), *line, Channel::Email));
+    }
+    // The thank-you goes by email.
+    needed.push((policy.thanks_template.clone(), 1, Channel::Email));
+    needed
+}
+
 /// Builds the template environment and checks that every template the policy names exists
 /// in every language, so a missing one stops the renderer at start, not at send time.
 pub fn environment(
@@ -93,21 +113,7 @@ pub fn environment(
             }
         }
     }
-    let mut needed: Vec<(String, usize, Channel)> = policy
-        .segments
-        .values()
-        .flatten()
-        .map(|s| (s.template.clone(), s.line, s.channel))
-        .collect();
-    // What a step falling back to another channel renders there.
-    needed.extend(policy.fallback_templates_needed());
-    // A call that obtains a promise is confirmed by email.
-    if let Some((_, line, _)) = needed.iter().find(|(_, _, c)| *c == Channel::Call) {
-        needed.push((CALL_RECAP_TEMPLATE.to_string(), *line, Channel::Email));
-    }
-    // The thank-you goes by email.
-    needed.push((policy.thanks_template.clone(), 1, Channel::Email));
-    for (template, line, channel) in needed {
+    for (template, line, channel) in needed_templates(policy) {
         for language in Language::ALL {
             for ext in extensions(channel) {
                 let name = format!("{}/{template}.{ext}", language.as_str());

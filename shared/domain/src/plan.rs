@@ -367,15 +367,18 @@ mod tests {
         );
         let due: Vec<String> = steps.iter().map(|s| s.due_at.to_rfc3339()).collect();
         // J-5 is Thursday 26 March, winter time (UTC+1). J+5 is Sunday 5 April: the reminder
-        // window next opens on Tuesday 7 April, summer time (UTC+2). J+12 is Sunday 12 April:
-        // Tuesday 14. J+20 is Monday 20 April: Tuesday 21. J+30 is Thursday 30 April.
+        // window next opens on Tuesday 7 April (Monday 6 is Easter Monday), summer time
+        // (UTC+2). The call, J+12, is Sunday 12 April: Monday 13, a working day. The firm
+        // email, J+13, is that Monday: Tuesday 14. The SMS, J+17, is Friday 17 April, a
+        // working day; the registered letter, J+30, Thursday 30 April.
         assert_eq!(
             due,
             vec![
                 "2026-03-26T08:00:00+00:00",
                 "2026-04-07T07:00:00+00:00",
+                "2026-04-13T07:00:00+00:00",
                 "2026-04-14T07:00:00+00:00",
-                "2026-04-21T07:00:00+00:00",
+                "2026-04-17T07:00:00+00:00",
                 "2026-04-30T07:00:00+00:00",
             ]
         );

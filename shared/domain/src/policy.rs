@@ -639,20 +639,57 @@ mod tests {
             vec![
                 ("pre_due", -5),
                 ("reminder_1", 5),
-                ("reminder_2", 12),
-                ("reminder_3", 20),
+                ("call", 12),
+                ("reminder_2", 13),
+                ("reminder_3", 17),
                 ("formal_notice", 30)
             ]
         );
-        // Every segment ends with the formal notice, after at most three written reminders.
+        // Every segment escalates across the channels: email, email, a call, a firmer email,
+        // an SMS (three written reminders after the due date), then the formal notice by
+        // registered letter.
         for risk in Risk::ALL {
             let steps = policy.steps_for(*risk);
+            let channels: Vec<Channel> = steps.iter().map(|s| s.channel).collect();
+            assert_eq!(
+                channels,
+                vec![
+                    Channel::Email,
+                    Channel::Email,
+                    Channel::Call,
+                    Channel::Email,
+                    Channel::Sms,
+                    Channel::RegisteredLetter
+                ],
+                "{risk}"
+            );
             let last = steps.last().map(|s| (s.template.as_str(), s.tone));
             assert_eq!(last, Some(("formal_notice", Tone::Formal)), "{risk}");
-            assert!(steps.iter().filter(|s| s.offset_days > 0).count() <= 4, "{risk}");
-            assert!(steps.iter().all(|s| s.channel == Channel::Email), "{risk}");
+            let written_after_due = steps
+                .iter()
+                .filter(|s| s.offset_days > 0 && s.channel != Channel::Call && s.tone != Tone::Formal)
+                .count();
+            assert_eq!(written_after_due, 3, "{risk}");
             assert_eq!(steps[0].window, "working_mornings");
-            assert!(steps[1..].iter().all(|s| s.window == "reminders"), "{risk}");
+            assert_eq!(steps[1].window, "reminders", "{risk}");
+            // Without a mobile number the SMS goes as the final reminder by email; without a
+            // postal address the formal notice goes by email.
+            assert_eq!(
+                policy.fallback_order(*risk, "reminder_3", Channel::Sms),
+                vec![(Channel::Email, "final_reminder".to_string())]
+            );
+            assert_eq!(
+                policy.fallback_order(*risk, "formal_notice", Channel::RegisteredLetter),
+                vec![(Channel::Email, "formal_notice".to_string())]
+            );
+            assert!(policy.fallback_order(*risk, "call", Channel::Call).is_empty());
+        }
+        let offsets =
+            |risk: Risk| -> Vec<i64> { policy.steps_for(risk).iter().map(|s| s.offset_days).collect() };
+        // High risk: everything sooner; low risk: everything later.
+        for (i, medium_offset) in offsets(Risk::Medium).iter().enumerate() {
+            assert!(offsets(Risk::High)[i] < *medium_offset);
+            assert!(offsets(Risk::Low)[i] > *medium_offset);
         }
         assert_eq!(policy.minimum_amount.get("EUR"), Some(&Decimal::new(1000, 2)));
         assert_eq!(policy.grouping, Some(Grouping { within_days: 3 }));

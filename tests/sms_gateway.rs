@@ -1,0 +1,66 @@
+//! A local HTTP server playing an SMS gateway for the tests: it records each request and
+//! answers 200 with a message id, or the status configured for a destination number.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The SMS gateway: records each request, answers 200 with a message id, or the status
+/// configured for a destination number.
+#[derive(Clone, Default)]
+pub struct Gateway {
+    pub received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    pub failing: Arc<Mutex<BTreeMap<String, u16>>>,
+}
+
+async fn gateway_answer(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let to = body["to"].as_str().unwrap_or_default().to_string();
+    let n = {
+        let mut received = g.received.lock().unwrap();
+        received.push((headers, body));
+        received.len()
+    };
+    match g.failing.lock().unwrap().get(&to) {
+        Some(&status) => (
+            StatusCode::from_u16(status).unwrap(),
+            Json(json!({ "error": format!("simulated {status}") })),
+        ),
+        None => (StatusCode::OK, Json(json!({ "message_id": format!("gw-{n}") }))),
+    }
+}
+
+impl Gateway {
+    pub async fn start() -> (Self, String) {
+        let gateway = Gateway::default();
+        let app = Router::new()
+            .route("/api/sms", post(gateway_answer))
+            .with_state(gateway.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/sms", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (gateway, url)
+    }
+
+    pub fn requests_to(&self, number: &str) -> Vec<(HeaderMap, Value)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| body["to"] == json!(number))
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
