@@ -55,25 +55,29 @@ struct Setup {
 }
 
 async fn start() -> Setup {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[(&str, &str)]) -> Setup {
     let scratch = std::env::temp_dir().join(format!("relance-channels-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch).unwrap();
     let policy_file = scratch.join("policy.toml");
     std::fs::write(&policy_file, policy()).unwrap();
     let letters = scratch.join("letters");
     let (gateway, url) = Gateway::start().await;
-    let env = TestEnv::try_start(
-        1,
-        &[
-            ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
-            ("RELANCE_SMS_GATEWAY_URL", &url),
-            ("RELANCE_SMS_GATEWAY_TOKEN", "gw-token"),
-            ("RELANCE_SMS_SENDER", "Exemple"),
-            ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
-            ("RELANCE_SMS_DIR", scratch.join("sms").to_str().unwrap()),
-        ],
-    )
-    .await
-    .expect("starting the test environment");
+    let sms_dir = scratch.join("sms");
+    let mut vars = vec![
+        ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
+        ("RELANCE_SMS_GATEWAY_URL", url.as_str()),
+        ("RELANCE_SMS_GATEWAY_TOKEN", "gw-token"),
+        ("RELANCE_SMS_SENDER", "Exemple"),
+        ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
+        ("RELANCE_SMS_DIR", sms_dir.to_str().unwrap()),
+    ];
+    vars.extend_from_slice(extra);
+    let env = TestEnv::try_start(1, &vars)
+        .await
+        .expect("starting the test environment");
     Setup {
         env,
         gateway,
@@ -412,6 +416,136 @@ async fn a_bad_phone_is_refused_at_intake_and_a_missing_one_skips_the_sms() {
             "the customer has no postal address".into()
         )),
         "{skipped:?}"
+    );
+    s.stop().await;
+}
+
+/// The journal ids of an invoice's entries with this action.
+async fn journal_ids(env: &TestEnv, invoice: &str, action: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM journal WHERE invoice_number = $1 AND action = $2 ORDER BY id")
+        .bind(invoice)
+        .bind(action)
+        .fetch_all(&env.db)
+        .await
+        .unwrap()
+}
+
+/// Friday 13 March 2026, 09:00 in Paris: the SMS step of an invoice due Monday 9 March.
+fn sms_day() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-03-13T08:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_while_an_sms_waits_for_its_retry_cancels_it() {
+    // The gateway answers 503 at first; the retry waits RELANCE_RETRY_BASE_MS (±25 %), long
+    // enough for the payment to be recorded in between.
+    let s = start_with(&[("RELANCE_RETRY_BASE_MS", "10000")]).await;
+    s.gateway
+        .failing
+        .lock()
+        .unwrap()
+        .insert("+33612345678".to_string(), 503);
+    s.env
+        .publish(names::INVOICE_ISSUED, &invoice("F-900", Some("06 12 34 56 78")))
+        .await;
+    s.env.wait_journal("F-900", names::INVOICE_REGISTERED, 1).await;
+    s.env.run_until(date(2026, 3, 12)).await;
+    s.env.move_clock(sms_day()).await;
+    s.env.wait_journal("F-900", "reminder.delivery_deferred", 1).await;
+    assert_eq!(s.gateway.count(), 1, "the first attempt, refused");
+    s.gateway.failing.lock().unwrap().clear();
+
+    // The SMS is on its way (rendered, waiting for its retry) when the payment arrives.
+    s.env
+        .publish(
+            names::PAYMENT_RECEIVED,
+            &payment_received("PAY-900", "F-900", "1500.00", date(2026, 3, 13)),
+        )
+        .await;
+    s.env.wait_journal("F-900", names::INVOICE_SETTLED, 1).await;
+    // The retry comes, finds the step cancelled, and sends nothing.
+    s.env.wait_journal("F-900", "job.ignored", 1).await;
+    s.env.wait_journal("F-900", names::THANKS_SENT, 1).await;
+    assert_eq!(s.gateway.count(), 1, "no SMS after the payment");
+    assert_eq!(
+        journal_ids(&s.env, "F-900", names::REMINDER_SENT).await.len(),
+        1,
+        "only the email"
+    );
+    assert_eq!(
+        s.env.steps("F-900").await,
+        vec![
+            ("reminder_1".to_string(), "sent".to_string()),
+            ("sms_1".to_string(), "cancelled".to_string()),
+            ("formal_notice".to_string(), "cancelled".to_string()),
+            ("thanks".to_string(), "sent".to_string()),
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_arriving_while_the_gateway_takes_the_sms_is_recorded_after_it() {
+    let s = start().await;
+    s.env
+        .publish(names::INVOICE_ISSUED, &invoice("F-910", Some("06 12 34 56 78")))
+        .await;
+    s.env.wait_journal("F-910", names::INVOICE_REGISTERED, 1).await;
+    s.env.run_until(date(2026, 3, 12)).await;
+    // The gateway has the SMS and has not answered yet.
+    s.gateway.hold();
+    s.env.move_clock(sms_day()).await;
+    relance_tests::wait_for(
+        "the SMS to reach the gateway",
+        relance_tests::DEADLINE,
+        || async { Ok(s.gateway.count() == 1) },
+    )
+    .await
+    .unwrap();
+    s.env
+        .publish(
+            names::PAYMENT_RECEIVED,
+            &payment_received("PAY-910", "F-910", "1500.00", date(2026, 3, 13)),
+        )
+        .await;
+    // The payment waits for the invoice, held by the delivery in progress...
+    relance_tests::wait_for("the payment to wait for the delivery", relance_tests::DEADLINE, || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&s.env.db)
+        .await?;
+        Ok(waiting > 0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.env.journal_count("F-910", names::PAYMENT_RECORDED).await, 0);
+    // ...and is recorded once the SMS is: the SMS went out before the payment was known.
+    s.gateway.release();
+    s.env.wait_journal("F-910", names::INVOICE_SETTLED, 1).await;
+    s.env.wait_journal("F-910", names::THANKS_SENT, 1).await;
+    let sent = journal_ids(&s.env, "F-910", names::REMINDER_SENT).await;
+    let recorded = journal_ids(&s.env, "F-910", names::PAYMENT_RECORDED).await;
+    assert_eq!(
+        (sent.len(), recorded.len()),
+        (2, 1),
+        "the email and the SMS; one payment"
+    );
+    assert!(
+        sent.iter().all(|id| *id < recorded[0]),
+        "no reminder after the payment: {sent:?} {recorded:?}"
+    );
+    assert_eq!(s.gateway.count(), 1, "the SMS once");
+    assert_eq!(
+        s.env.steps("F-910").await,
+        vec![
+            ("reminder_1".to_string(), "sent".to_string()),
+            ("sms_1".to_string(), "sent".to_string()),
+            ("formal_notice".to_string(), "cancelled".to_string()),
+            ("thanks".to_string(), "sent".to_string()),
+        ]
     );
     s.stop().await;
 }

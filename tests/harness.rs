@@ -411,13 +411,18 @@ impl TestEnv {
 
     /// Moves the simulated clock and waits until every step due by then is settled.
     pub async fn set_time(&self, to: DateTime<Utc>) {
+        self.move_clock(to).await;
+        self.idle().await;
+    }
+
+    /// Moves the simulated clock, without waiting for what falls due.
+    pub async fn move_clock(&self, to: DateTime<Utc>) {
         self.clock.set(to);
         if self.database_clock {
             relance_storage::clock::set_shared_time(&self.db, to)
                 .await
                 .expect("setting the shared clock");
         }
-        self.idle().await;
     }
 
     /// Moves the clock to `day` at 06:00 UTC, then hour by hour to the end of that day.

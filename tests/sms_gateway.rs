@@ -11,11 +11,23 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// The SMS gateway: records each request, answers 200 with a message id, or the status
-/// configured for a destination number.
-#[derive(Clone, Default)]
+/// configured for a destination number. While [`Gateway::hold`] is on, it records each
+/// request and then keeps the sender waiting for its answer until [`Gateway::release`].
+#[derive(Clone)]
 pub struct Gateway {
     pub received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
     pub failing: Arc<Mutex<BTreeMap<String, u16>>>,
+    answering: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway {
+            received: Arc::default(),
+            failing: Arc::default(),
+            answering: Arc::new(tokio::sync::watch::Sender::new(true)),
+        }
+    }
 }
 
 async fn gateway_answer(
@@ -29,6 +41,8 @@ async fn gateway_answer(
         received.push((headers, body));
         received.len()
     };
+    let mut answering = g.answering.subscribe();
+    let _ = answering.wait_for(|answering| *answering).await;
     match g.failing.lock().unwrap().get(&to) {
         Some(&status) => (
             StatusCode::from_u16(status).unwrap(),
@@ -58,6 +72,16 @@ impl Gateway {
             .filter(|(_, body)| body["to"] == json!(number))
             .cloned()
             .collect()
+    }
+
+    /// From now on, requests wait for [`Gateway::release`] before they are answered.
+    pub fn hold(&self) {
+        self.answering.send_replace(false);
+    }
+
+    /// Answers the requests held, and the next ones at once.
+    pub fn release(&self) {
+        self.answering.send_replace(true);
     }
 
     pub fn count(&self) -> usize {
