@@ -210,11 +210,11 @@ async fn an_invoice_gets_an_email_an_sms_and_a_registered_formal_notice() {
 
     assert_eq!(
         s.env.steps("F-500").await,
-        vec![
-            ("reminder_1".to_string(), "sent".to_string()),
-            ("sms_1".to_string(), "sent".to_string()),
-            ("formal_notice".to_string(), "sent".to_string()),
-        ]
+        steps(&[
+            ("reminder_1", "sent"),
+            ("sms_1", "sent"),
+            ("formal_notice", "sent")
+        ])
     );
     let sent: Vec<(Option<String>, Option<String>)> = s
         .env
@@ -346,24 +346,18 @@ async fn a_payment_before_the_sms_step_means_no_sms_and_no_letter() {
         .await;
     s.env.run_until(date(2026, 3, 11)).await;
     s.env.mail.wait_for_emails(1).await;
-    s.env
-        .publish(
-            names::PAYMENT_RECEIVED,
-            &payment_received("PAY-700", "F-700", "1500.00", date(2026, 3, 12)),
-        )
-        .await;
-    s.env.wait_journal("F-700", names::INVOICE_SETTLED, 1).await;
+    pay_in_full(&s.env, "PAY-700", "F-700", date(2026, 3, 12)).await;
     s.env.run_until(date(2026, 3, 20)).await;
     assert_eq!(s.gateway.count(), 0, "no SMS after payment");
     assert!(manifest_lines(&s.letters).is_empty(), "no letter after payment");
     assert_eq!(
         s.env.steps("F-700").await,
-        vec![
-            ("reminder_1".to_string(), "sent".to_string()),
-            ("sms_1".to_string(), "cancelled".to_string()),
-            ("formal_notice".to_string(), "cancelled".to_string()),
-            ("thanks".to_string(), "sent".to_string()),
-        ]
+        steps(&[
+            ("reminder_1", "sent"),
+            ("sms_1", "cancelled"),
+            ("formal_notice", "cancelled"),
+            ("thanks", "sent")
+        ])
     );
     s.stop().await;
 }
@@ -420,6 +414,24 @@ async fn a_bad_phone_is_refused_at_intake_and_a_missing_one_skips_the_sms() {
     s.stop().await;
 }
 
+/// (step, status) pairs, as [`TestEnv::steps`] lists them.
+fn steps(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Publishes the payment of the whole invoice (1 500.00) and waits until it is settled.
+async fn pay_in_full(env: &TestEnv, payment: &str, invoice: &str, on: chrono::NaiveDate) {
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received(payment, invoice, "1500.00", on),
+    )
+    .await;
+    env.wait_journal(invoice, names::INVOICE_SETTLED, 1).await;
+}
+
 /// The journal ids of an invoice's entries with this action.
 async fn journal_ids(env: &TestEnv, invoice: &str, action: &str) -> Vec<i64> {
     sqlx::query_scalar("SELECT id FROM journal WHERE invoice_number = $1 AND action = $2 ORDER BY id")
@@ -458,13 +470,7 @@ async fn a_payment_while_an_sms_waits_for_its_retry_cancels_it() {
     s.gateway.failing.lock().unwrap().clear();
 
     // The SMS is on its way (rendered, waiting for its retry) when the payment arrives.
-    s.env
-        .publish(
-            names::PAYMENT_RECEIVED,
-            &payment_received("PAY-900", "F-900", "1500.00", date(2026, 3, 13)),
-        )
-        .await;
-    s.env.wait_journal("F-900", names::INVOICE_SETTLED, 1).await;
+    pay_in_full(&s.env, "PAY-900", "F-900", date(2026, 3, 13)).await;
     // The retry comes, finds the step cancelled, and sends nothing.
     s.env.wait_journal("F-900", "job.ignored", 1).await;
     s.env.wait_journal("F-900", names::THANKS_SENT, 1).await;
@@ -476,12 +482,12 @@ async fn a_payment_while_an_sms_waits_for_its_retry_cancels_it() {
     );
     assert_eq!(
         s.env.steps("F-900").await,
-        vec![
-            ("reminder_1".to_string(), "sent".to_string()),
-            ("sms_1".to_string(), "cancelled".to_string()),
-            ("formal_notice".to_string(), "cancelled".to_string()),
-            ("thanks".to_string(), "sent".to_string()),
-        ]
+        steps(&[
+            ("reminder_1", "sent"),
+            ("sms_1", "cancelled"),
+            ("formal_notice", "cancelled"),
+            ("thanks", "sent")
+        ])
     );
     s.stop().await;
 }
@@ -540,12 +546,12 @@ async fn a_payment_arriving_while_the_gateway_takes_the_sms_is_recorded_after_it
     assert_eq!(s.gateway.count(), 1, "the SMS once");
     assert_eq!(
         s.env.steps("F-910").await,
-        vec![
-            ("reminder_1".to_string(), "sent".to_string()),
-            ("sms_1".to_string(), "sent".to_string()),
-            ("formal_notice".to_string(), "cancelled".to_string()),
-            ("thanks".to_string(), "sent".to_string()),
-        ]
+        steps(&[
+            ("reminder_1", "sent"),
+            ("sms_1", "sent"),
+            ("formal_notice", "cancelled"),
+            ("thanks", "sent")
+        ])
     );
     s.stop().await;
 }
