@@ -6,7 +6,7 @@
 //! `no_answer` closes the task and the sequence goes on. A refused outcome changes nothing.
 
 use crate::collections::{
-    begin, dispute_pause, promise_pause, refused, rejected, require_open, timezone, today,
+    dispute_pause, invoice_message, promise_pause, refused, require_open, timezone, today, InvoiceMessage,
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -19,13 +19,12 @@ use relance_domain::calls::{
 use relance_domain::collections::promise_pause_end;
 use relance_domain::plan::PlannedStep;
 use relance_domain::{Channel, Rejection, StepKind, Tone};
-use relance_messaging::{outgoing, HandlerError, Incoming};
+use relance_messaging::{outgoing, HandlerError};
 use relance_storage::calls::{self, CallTask, RecordedOutcome};
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::PgConnection;
 use serde_json::json;
-use sqlx::PgPool;
 
 const WHAT: &str = "call outcome";
 
@@ -43,120 +42,118 @@ pub fn outcome(m: &CallOutcomeV1) -> Result<NewCallOutcome, Rejection> {
     })
 }
 
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-pub(crate) async fn record_call_outcome(
-    db: &PgPool,
-    config: &Config,
-    message: &Incoming,
-) -> Result<(), HandlerError> {
-    let event: CallOutcomeV1 = message.json()?;
-    let number = event.call.invoice_number.clone();
-    let call = outcome(&event).map_err(rejected(WHAT, &number))?;
-    let Some((mut tx, invoice, now)) = begin(
-        db,
-        config,
+impl InvoiceMessage for CallOutcomeV1 {
+    invoice_message!(
+        CallOutcomeV1,
+        call,
+        NewCallOutcome,
         names::CALL_OUTCOME,
-        &event.event_id,
-        &call.invoice_number,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    require_open(WHAT, &invoice)?;
-    let task = task_for(&mut tx, &invoice, &call).await?;
-    // A promise in the past (or too far away) is refused before anything changes.
-    let promise = match &call.outcome {
-        CallOutcome::Reached {
-            promised_on: Some(day),
-        } => {
-            let until = promise_pause_end(
-                *day,
-                today(config, &invoice),
-                config.settings.promise_grace_days,
-                timezone(&invoice),
-            )
-            .map_err(|r| {
-                refused(
-                    WHAT,
-                    &invoice.number,
-                    Rejection::new("call.promised_on", r.reason),
+        WHAT,
+        outcome
+    );
+
+    async fn apply(
+        &self,
+        call: NewCallOutcome,
+        tx: &mut PgConnection,
+        config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        require_open(WHAT, invoice)?;
+        let task = task_for(tx, invoice, &call).await?;
+        // A promise in the past (or too far away) is refused before anything changes.
+        let promise = match &call.outcome {
+            CallOutcome::Reached {
+                promised_on: Some(day),
+            } => {
+                let until = promise_pause_end(
+                    *day,
+                    today(config, invoice),
+                    config.settings.promise_grace_days,
+                    timezone(invoice),
                 )
-            })?;
-            Some((*day, until))
+                .map_err(|r| {
+                    refused(
+                        WHAT,
+                        &invoice.number,
+                        Rejection::new("call.promised_on", r.reason),
+                    )
+                })?;
+                Some((*day, until))
+            }
+            _ => None,
+        };
+        let (reason, promised_on) = match &call.outcome {
+            CallOutcome::Disputed { reason } => (Some(reason.as_str()), None),
+            CallOutcome::Reached { promised_on } => (None, *promised_on),
+            CallOutcome::NoAnswer => (None, None),
+        };
+        let recorded = RecordedOutcome {
+            outcome: call.outcome.as_str(),
+            promised_on,
+            reason,
+            note: call.note.as_deref(),
+            event_id: &self.event_id,
+        };
+        if !calls::record_outcome(tx, task.step_id, &recorded, now).await? {
+            return Err(refused(
+                WHAT,
+                &invoice.number,
+                "its outcome was recorded meanwhile",
+            ));
         }
-        _ => None,
-    };
-    let (reason, promised_on) = match &call.outcome {
-        CallOutcome::Disputed { reason } => (Some(reason.as_str()), None),
-        CallOutcome::Reached { promised_on } => (None, *promised_on),
-        CallOutcome::NoAnswer => (None, None),
-    };
-    let recorded = RecordedOutcome {
-        outcome: call.outcome.as_str(),
-        promised_on,
-        reason,
-        note: call.note.as_deref(),
-        event_id: &event.event_id,
-    };
-    if !calls::record_outcome(&mut tx, task.step_id, &recorded, now).await? {
-        return Err(refused(
-            WHAT,
-            &invoice.number,
-            "its outcome was recorded meanwhile",
-        ));
-    }
-    // An expired task keeps its status; its late outcome still counts.
-    let late = task.status == StepStatus::Expired.as_str();
-    if !late {
-        let why = format!("call outcome: {}", call.outcome.as_str());
-        steps::transition(
-            &mut tx,
-            task.step_id,
-            &[StepStatus::AwaitingOutcome],
-            StepStatus::Completed,
-            Some(&why),
+        // An expired task keeps its status; its late outcome still counts.
+        let late = task.status == StepStatus::Expired.as_str();
+        if !late {
+            let why = format!("call outcome: {}", call.outcome.as_str());
+            steps::transition(
+                tx,
+                task.step_id,
+                &[StepStatus::AwaitingOutcome],
+                StepStatus::Completed,
+                Some(&why),
+                now,
+            )
+            .await?;
+        }
+        let step = steps::find(tx, task.step_id)
+            .await?
+            .context("re-reading the call step")?;
+        outgoing::announce_step(
+            tx,
             now,
+            &step,
+            names::CALL_OUTCOME_RECORDED,
+            json!({
+                "outcome": call.outcome.as_str(),
+                "promised_on": promised_on,
+                "reason": reason,
+                "note": call.note,
+                "late": late,
+                "event_id": self.event_id,
+            }),
         )
         .await?;
-    }
-    let step = steps::find(&mut tx, task.step_id)
-        .await?
-        .context("re-reading the call step")?;
-    outgoing::announce_step(
-        &mut tx,
-        now,
-        &step,
-        names::CALL_OUTCOME_RECORDED,
-        json!({
-            "outcome": call.outcome.as_str(),
-            "promised_on": promised_on,
-            "reason": reason,
-            "note": call.note,
-            "late": late,
-            "event_id": event.event_id,
-        }),
-    )
-    .await?;
-    let source = (names::CALL_OUTCOME, event.event_id.as_str());
-    match &call.outcome {
-        CallOutcome::Reached { .. } => {
-            if let Some((day, until)) = promise {
-                let reason = match &call.note {
-                    Some(note) => format!("promised on a call to pay by {day}: {note}"),
-                    None => format!("promised on a call to pay by {day}"),
-                };
-                promise_pause(&mut tx, &invoice, day, until, &reason, source, now).await?;
-                queue_recap(&mut tx, &invoice, &task, now).await?;
+        let source = (names::CALL_OUTCOME, self.event_id.as_str());
+        match &call.outcome {
+            CallOutcome::Reached { .. } => {
+                if let Some((day, until)) = promise {
+                    let reason = match &call.note {
+                        Some(note) => format!("promised on a call to pay by {day}: {note}"),
+                        None => format!("promised on a call to pay by {day}"),
+                    };
+                    promise_pause(tx, invoice, day, until, &reason, source, now).await?;
+                    queue_recap(tx, invoice, &task, now).await?;
+                }
             }
+            CallOutcome::Disputed { reason } => {
+                dispute_pause(tx, invoice, WHAT, reason, source, now).await?;
+            }
+            CallOutcome::NoAnswer => {}
         }
-        CallOutcome::Disputed { reason } => {
-            dispute_pause(&mut tx, &invoice, WHAT, reason, source, now).await?;
-        }
-        CallOutcome::NoAnswer => {}
+        Ok(())
     }
-    tx.commit().await.context("committing the call outcome")?;
-    Ok(())
 }
 
 /// The task the outcome is for: the step named, or the invoice's open task. Refused when

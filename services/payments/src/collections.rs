@@ -10,8 +10,8 @@ use chrono_tz::Tz;
 use relance_config::Config;
 use relance_contracts::names;
 use relance_contracts::{
-    CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1, InvoiceWrittenOffV1,
-    PromiseRecordedV1, ResolutionCreditNoteV1,
+    CallOutcomeV1, CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1,
+    InvoiceWrittenOffV1, PromiseRecordedV1, ResolutionCreditNoteV1,
 };
 use relance_domain::collections::validate::CreditNoteFields;
 use relance_domain::collections::{
@@ -120,19 +120,88 @@ pub fn lifecycle(m: &InvoiceLifecycleStatusV1) -> Result<NewLifecycleStatus, Rej
 /// Handles one of the routing keys of this module.
 pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
     match message.routing_key.as_str() {
-        names::PROMISE_RECORDED => record_promise(db, config, &message).await,
-        names::DISPUTE_OPENED => open_dispute(db, config, &message).await,
-        names::DISPUTE_RESOLVED => resolve_dispute(db, config, &message).await,
-        names::CREDIT_NOTE_ISSUED => issue_credit_note(db, config, &message).await,
-        names::INVOICE_WRITTEN_OFF => write_off_invoice(db, config, &message).await,
-        names::INVOICE_LIFECYCLE_STATUS => record_lifecycle_status(db, config, &message).await,
-        names::CALL_OUTCOME => crate::calls::record_call_outcome(db, config, &message).await,
+        names::PROMISE_RECORDED => apply_once::<PromiseRecordedV1>(db, config, &message).await,
+        names::DISPUTE_OPENED => apply_once::<DisputeOpenedV1>(db, config, &message).await,
+        names::DISPUTE_RESOLVED => apply_once::<DisputeResolvedV1>(db, config, &message).await,
+        names::CREDIT_NOTE_ISSUED => apply_once::<CreditNoteIssuedV1>(db, config, &message).await,
+        names::INVOICE_WRITTEN_OFF => apply_once::<InvoiceWrittenOffV1>(db, config, &message).await,
+        names::INVOICE_LIFECYCLE_STATUS => apply_once::<InvoiceLifecycleStatusV1>(db, config, &message).await,
+        names::CALL_OUTCOME => apply_once::<CallOutcomeV1>(db, config, &message).await,
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue
         ))),
     }
 }
+
+/// An inbound message that pauses or ends a sequence, applied by [`apply_once`].
+pub(crate) trait InvoiceMessage: serde::de::DeserializeOwned {
+    /// The message validated, without I/O.
+    type Valid;
+    const ROUTING_KEY: &'static str;
+    /// What it is, in refusals ("promise for invoice F-1 refused: ...").
+    const WHAT: &'static str;
+    fn event_id(&self) -> &str;
+    /// The invoice number as sent, to name it in a refusal of an invalid message.
+    fn invoice_number_sent(&self) -> &str;
+    fn invoice_number(valid: &Self::Valid) -> &str;
+    fn validate(&self) -> Result<Self::Valid, Rejection>;
+    /// The effect, in the transaction that holds the invoice `FOR UPDATE`.
+    async fn apply(
+        &self,
+        valid: Self::Valid,
+        tx: &mut PgConnection,
+        config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError>;
+}
+
+/// What every handler of this module does: parse and validate the message (an invalid one is
+/// refused before anything is read), then apply it once, under the invoice lock, and commit.
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id, routing_key = M::ROUTING_KEY), err)]
+pub(crate) async fn apply_once<M: InvoiceMessage>(
+    db: &PgPool,
+    config: &Config,
+    message: &Incoming,
+) -> Result<(), HandlerError> {
+    let event: M = message.json()?;
+    let valid = event
+        .validate()
+        .map_err(rejected(M::WHAT, event.invoice_number_sent()))?;
+    let number = M::invoice_number(&valid).to_string();
+    let Some((mut tx, invoice, now)) = begin(db, config, M::ROUTING_KEY, event.event_id(), &number).await?
+    else {
+        return Ok(());
+    };
+    event.apply(valid, &mut tx, config, &invoice, now).await?;
+    tx.commit()
+        .await
+        .with_context(|| format!("committing the {}", M::WHAT))?;
+    Ok(())
+}
+
+/// The fields of [`InvoiceMessage`] every message of this module has alike.
+macro_rules! invoice_message {
+    ($message:ty, $body:ident, $valid:ty, $key:expr, $what:expr, $validate:path) => {
+        type Valid = $valid;
+        const ROUTING_KEY: &'static str = $key;
+        const WHAT: &'static str = $what;
+        fn event_id(&self) -> &str {
+            &self.event_id
+        }
+        fn invoice_number_sent(&self) -> &str {
+            &self.$body.invoice_number
+        }
+        fn invoice_number(valid: &$valid) -> &str {
+            &valid.invoice_number
+        }
+        fn validate(&self) -> Result<$valid, Rejection> {
+            $validate(self)
+        }
+    };
+}
+pub(crate) use invoice_message;
 
 /// Starts the transaction of an inbound message: records its `event_id` and locks its
 /// invoice. `None` when the message was already applied (journaled, committed, nothing else
@@ -277,47 +346,40 @@ async fn end_pauses(
     resume::after_pauses_ended(tx, config, invoice, &ended, reason, now, now).await
 }
 
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-async fn record_promise(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
-    let event: PromiseRecordedV1 = message.json()?;
-    let number = event.promise.invoice_number.clone();
-    let promise = promise(&event).map_err(rejected("promise", &number))?;
-    let Some((mut tx, invoice, now)) = begin(
-        db,
-        config,
+impl InvoiceMessage for PromiseRecordedV1 {
+    invoice_message!(
+        PromiseRecordedV1,
+        promise,
+        NewPromise,
         names::PROMISE_RECORDED,
-        &event.event_id,
-        &promise.invoice_number,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    require_open("promise", &invoice)?;
-    let until = promise_pause_end(
-        promise.promised_on,
-        today(config, &invoice),
-        config.settings.promise_grace_days,
-        timezone(&invoice),
-    )
-    .map_err(rejected("promise", &invoice.number))?;
-    let reason = promise
-        .note
-        .clone()
-        .unwrap_or_else(|| format!("promise to pay by {}", promise.promised_on));
-    let source = (names::PROMISE_RECORDED, event.event_id.as_str());
-    promise_pause(
-        &mut tx,
-        &invoice,
-        promise.promised_on,
-        until,
-        &reason,
-        source,
-        now,
-    )
-    .await?;
-    tx.commit().await.context("committing the promise")?;
-    Ok(())
+        "promise",
+        promise
+    );
+
+    async fn apply(
+        &self,
+        promise: NewPromise,
+        tx: &mut PgConnection,
+        config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        require_open(Self::WHAT, invoice)?;
+        let until = promise_pause_end(
+            promise.promised_on,
+            today(config, invoice),
+            config.settings.promise_grace_days,
+            timezone(invoice),
+        )
+        .map_err(rejected(Self::WHAT, &invoice.number))?;
+        let reason = promise
+            .note
+            .clone()
+            .unwrap_or_else(|| format!("promise to pay by {}", promise.promised_on));
+        let source = (Self::ROUTING_KEY, self.event_id.as_str());
+        promise_pause(tx, invoice, promise.promised_on, until, &reason, source, now).await?;
+        Ok(())
+    }
 }
 
 /// Pauses the invoice on a promise to pay by `promised_on` until `until`, replacing its
@@ -346,27 +408,28 @@ pub(crate) async fn promise_pause(
     pause(tx, invoice, &new, now).await
 }
 
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-async fn open_dispute(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
-    let event: DisputeOpenedV1 = message.json()?;
-    let number = event.dispute.invoice_number.clone();
-    let dispute = dispute(&event).map_err(rejected("dispute", &number))?;
-    let Some((mut tx, invoice, now)) = begin(
-        db,
-        config,
+impl InvoiceMessage for DisputeOpenedV1 {
+    invoice_message!(
+        DisputeOpenedV1,
+        dispute,
+        NewDispute,
         names::DISPUTE_OPENED,
-        &event.event_id,
-        &dispute.invoice_number,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    require_open("dispute", &invoice)?;
-    let source = (names::DISPUTE_OPENED, event.event_id.as_str());
-    dispute_pause(&mut tx, &invoice, "dispute", &dispute.reason, source, now).await?;
-    tx.commit().await.context("committing the dispute")?;
-    Ok(())
+        "dispute",
+        dispute
+    );
+
+    async fn apply(
+        &self,
+        dispute: NewDispute,
+        tx: &mut PgConnection,
+        _config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        require_open(Self::WHAT, invoice)?;
+        let source = (Self::ROUTING_KEY, self.event_id.as_str());
+        dispute_pause(tx, invoice, Self::WHAT, &dispute.reason, source, now).await
+    }
 }
 
 /// Pauses the invoice on a dispute until it is resolved; refused (as `what`) when a
@@ -405,52 +468,49 @@ pub(crate) async fn dispute_pause(
     Ok(())
 }
 
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-async fn resolve_dispute(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
-    let event: DisputeResolvedV1 = message.json()?;
-    let number = event.resolution.invoice_number.clone();
-    let resolution = resolution(&event).map_err(rejected("dispute resolution", &number))?;
-    let Some((mut tx, invoice, now)) = begin(
-        db,
-        config,
+impl InvoiceMessage for DisputeResolvedV1 {
+    invoice_message!(
+        DisputeResolvedV1,
+        resolution,
+        NewResolution,
         names::DISPUTE_RESOLVED,
-        &event.event_id,
-        &resolution.invoice_number,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    require_open("dispute resolution", &invoice)?;
-    let open = pauses::active(&mut tx, invoice.id).await?;
-    if !open.iter().any(|p| p.kind == PauseKind::Dispute.as_str()) {
-        return Err(refused(
-            "dispute resolution",
-            &invoice.number,
-            "no dispute is open on it",
-        ));
-    }
-    let reason = match &resolution.outcome {
-        Outcome::Upheld => "dispute resolved: the invoice is upheld".to_string(),
-        Outcome::Credited(note) => format!("dispute resolved by credit note {}", note.id),
-    };
-    let reason = match &resolution.note {
-        Some(note) => format!("{reason} ({note})"),
-        None => reason,
-    };
-    if let Outcome::Credited(note) = &resolution.outcome {
-        if apply_credit_note(&mut tx, config, &invoice, note, now).await? == Balance::Ended {
-            tx.commit().await.context("committing the resolution")?;
-            return Ok(());
+        "dispute resolution",
+        resolution
+    );
+
+    async fn apply(
+        &self,
+        resolution: NewResolution,
+        tx: &mut PgConnection,
+        config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        require_open(Self::WHAT, invoice)?;
+        let open = pauses::active(tx, invoice.id).await?;
+        if !open.iter().any(|p| p.kind == PauseKind::Dispute.as_str()) {
+            return Err(refused(Self::WHAT, &invoice.number, "no dispute is open on it"));
         }
+        let reason = match &resolution.outcome {
+            Outcome::Upheld => "dispute resolved: the invoice is upheld".to_string(),
+            Outcome::Credited(note) => format!("dispute resolved by credit note {}", note.id),
+        };
+        let reason = match &resolution.note {
+            Some(note) => format!("{reason} ({note})"),
+            None => reason,
+        };
+        if let Outcome::Credited(note) = &resolution.outcome {
+            if apply_credit_note(tx, config, invoice, note, now).await? == Balance::Ended {
+                return Ok(());
+            }
+        }
+        // The balance may have changed: resume from the invoice as it is now.
+        let invoice = invoices::find_by_id(tx, invoice.id)
+            .await?
+            .context("re-reading the invoice")?;
+        end_pauses(tx, config, &invoice, &[PauseKind::Dispute], &reason, now).await?;
+        Ok(())
     }
-    // The balance may have changed: resume from the invoice as it is now.
-    let invoice = invoices::find_by_id(&mut tx, invoice.id)
-        .await?
-        .context("re-reading the invoice")?;
-    end_pauses(&mut tx, config, &invoice, &[PauseKind::Dispute], &reason, now).await?;
-    tx.commit().await.context("committing the resolution")?;
-    Ok(())
 }
 
 /// What a credit note left of the debt.
@@ -549,78 +609,79 @@ async fn apply_credit_note(
     Ok(Balance::Ended)
 }
 
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-async fn issue_credit_note(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
-    let event: CreditNoteIssuedV1 = message.json()?;
-    let number = event.credit_note.invoice_number.clone();
-    let note = credit_note(&event).map_err(rejected("credit note", &number))?;
-    let Some((mut tx, invoice, now)) = begin(
-        db,
-        config,
+impl InvoiceMessage for CreditNoteIssuedV1 {
+    invoice_message!(
+        CreditNoteIssuedV1,
+        credit_note,
+        NewCreditNote,
         names::CREDIT_NOTE_ISSUED,
-        &event.event_id,
-        &note.invoice_number,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    require_open("credit note", &invoice)?;
-    apply_credit_note(&mut tx, config, &invoice, &note, now).await?;
-    tx.commit().await.context("committing the credit note")?;
-    Ok(())
+        "credit note",
+        credit_note
+    );
+
+    async fn apply(
+        &self,
+        note: NewCreditNote,
+        tx: &mut PgConnection,
+        config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        require_open(Self::WHAT, invoice)?;
+        apply_credit_note(tx, config, invoice, &note, now).await?;
+        Ok(())
+    }
 }
 
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-async fn write_off_invoice(db: &PgPool, config: &Config, message: &Incoming) -> Result<(), HandlerError> {
-    let event: InvoiceWrittenOffV1 = message.json()?;
-    let number = event.write_off.invoice_number.clone();
-    let write_off = write_off(&event).map_err(rejected("write-off", &number))?;
-    let Some((mut tx, invoice, now)) = begin(
-        db,
-        config,
+impl InvoiceMessage for InvoiceWrittenOffV1 {
+    invoice_message!(
+        InvoiceWrittenOffV1,
+        write_off,
+        NewWriteOff,
         names::INVOICE_WRITTEN_OFF,
-        &event.event_id,
-        &write_off.invoice_number,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    require_open("write-off", &invoice)?;
-    let detail = json!({
-        "note": write_off.reason,
-        "balance": amount_text(invoice.balance),
-        "currency": invoice.currency.trim(),
-    });
-    close(&mut tx, &invoice, "written_off", detail, now).await?;
-    tx.commit().await.context("committing the write-off")?;
-    Ok(())
+        "write-off",
+        write_off
+    );
+
+    async fn apply(
+        &self,
+        write_off: NewWriteOff,
+        tx: &mut PgConnection,
+        _config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        require_open(Self::WHAT, invoice)?;
+        let detail = json!({
+            "note": write_off.reason,
+            "balance": amount_text(invoice.balance),
+            "currency": invoice.currency.trim(),
+        });
+        close(tx, invoice, "written_off", detail, now).await?;
+        Ok(())
+    }
 }
 
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-async fn record_lifecycle_status(
-    db: &PgPool,
-    config: &Config,
-    message: &Incoming,
-) -> Result<(), HandlerError> {
-    let event: InvoiceLifecycleStatusV1 = message.json()?;
-    let number = event.lifecycle.invoice_number.clone();
-    let status = lifecycle(&event).map_err(rejected("lifecycle status", &number))?;
-    let Some((mut tx, invoice, now)) = begin(
-        db,
-        config,
+impl InvoiceMessage for InvoiceLifecycleStatusV1 {
+    invoice_message!(
+        InvoiceLifecycleStatusV1,
+        lifecycle,
+        NewLifecycleStatus,
         names::INVOICE_LIFECYCLE_STATUS,
-        &event.event_id,
-        &status.invoice_number,
-    )
-    .await?
-    else {
-        return Ok(());
-    };
-    apply_lifecycle_status(&mut tx, config, &invoice, &status, &event.event_id, now).await?;
-    tx.commit().await.context("committing the lifecycle status")?;
-    Ok(())
+        "lifecycle status",
+        lifecycle
+    );
+
+    async fn apply(
+        &self,
+        status: NewLifecycleStatus,
+        tx: &mut PgConnection,
+        config: &Config,
+        invoice: &InvoiceRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        apply_lifecycle_status(tx, config, invoice, &status, &self.event_id, now).await
+    }
 }
 
 /// A status that agrees with what relance knows (cashed on a settled invoice, refused on a
