@@ -279,6 +279,7 @@ pub(crate) async fn publish_and_wait(
     .await?;
     let publisher = Publisher::open(&connection).await?;
     publish_inbound(&publisher, &names, routing_key, body).await?;
+    publisher.close().await;
     println!(
         "published {routing_key} for {invoice} on {} (event_id {event_id})",
         names.inbound_exchange()

@@ -364,6 +364,8 @@ pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
             wait_until_idle(&db, &clock, deadline).await?;
         }
     }
+    publisher.close().await;
+    let _ = connection.close(200, "demo over".into()).await;
     shutdown.cancel();
     services.await.context("joining the services")??;
     print_timeline(&db).await?;

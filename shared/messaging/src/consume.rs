@@ -356,6 +356,7 @@ where
         .await;
     in_flight.close();
     in_flight.wait().await;
+    publisher.close().await;
     let _ = channel.close(200, "shutdown".into()).await;
     result
 }

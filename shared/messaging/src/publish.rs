@@ -53,6 +53,12 @@ impl Publisher {
         Ok(Self { channel })
     }
 
+    /// Closes the channel. A channel only dropped closes itself in the background, which
+    /// races with the connection's own close and makes lapin log a connection error.
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "done".into()).await;
+    }
+
     /// Publishes and waits for the broker's confirm. With `mandatory`, a message that no
     /// queue would receive is an error rather than silently dropped.
     pub async fn publish(

@@ -89,7 +89,10 @@ pub async fn run_outbox_relay(
             Err(e) => return Err(e),
         };
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                publisher.close().await;
+                return Ok(());
+            }
             _ = tokio::time::sleep(pause) => {}
         }
     }
