@@ -8,6 +8,7 @@ use relance_config::{Config, Settings};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
 use relance_domain::Clock;
+use relance_tests::relance_binary;
 use relance_tests::{date, invoice_issued, payment_received, TestEnv};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -160,26 +161,6 @@ fn find<'a>(events: &'a [EventV1], invoice: &str, event_type: &str) -> Vec<&'a E
         .iter()
         .filter(|e| e.invoice_number == invoice && e.event_type == event_type)
         .collect()
-}
-
-/// The path of the `relance` binary next to the test's (built by `cargo build --bin relance`),
-/// or `RELANCE_TEST_BINARY` when set.
-fn relance_binary() -> PathBuf {
-    if let Ok(bin) = std::env::var("RELANCE_TEST_BINARY") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().expect("the test's path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the target folder")
-        .join("relance");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin relance` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
 }
 
 async fn relance_cli(env: &TestEnv, args: &[&str]) -> (bool, String, String) {

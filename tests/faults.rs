@@ -12,6 +12,7 @@ use rand::Rng;
 use relance_contracts::names::{self, Names};
 use relance_domain::{SharedClock, SimulatedClock};
 use relance_messaging::Publisher;
+use relance_tests::relance_binary;
 use relance_tests::smtp_proxy::SmtpFaultProxy;
 use relance_tests::{
     amqp_url, date, free_port, invoice_issued, payment_received, server_url, wait_for, MailDev,
@@ -28,21 +29,6 @@ const INVOICES: usize = 1000;
 const SERVICES: [&str; 4] = ["scheduler", "renderer", "sender", "payments"];
 const COPIES: usize = 2;
 const DEADLINE: StdDuration = StdDuration::from_secs(120);
-
-fn relance_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the target folder")
-        .join("relance");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin relance` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Fleet {
     env: Vec<(String, String)>,

@@ -66,6 +66,26 @@ pub fn email_only_policy() -> relance_domain::DunningPolicy {
     relance_domain::DunningPolicy::parse(&source, POLICY_EMAIL_ONLY).expect("a valid policy")
 }
 
+/// The `relance` binary of this build, for tests that run services or the CLI as separate
+/// processes: `RELANCE_TEST_BINARY`, else `relance` in the target folder of the test.
+pub fn relance_binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("RELANCE_TEST_BINARY") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the test's path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the target folder")
+        .join("relance");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin relance` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
 pub fn server_url() -> String {
     std::env::var("RELANCE_TEST_DATABASE_SERVER")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())

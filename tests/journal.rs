@@ -6,32 +6,14 @@
 
 use base64::Engine;
 use relance_contracts::names;
+use relance_tests::relance_binary;
 use relance_tests::{date, invoice_issued, TestEnv, POLICY_BEFORE_WINDOWS};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
-
-/// The relance binary of this build (or `RELANCE_TEST_BINARY`, to test another one).
-fn relance_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("RELANCE_TEST_BINARY") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().expect("the test's path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the target folder")
-        .join("relance");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin relance` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
 
 async fn relance(env: &TestEnv, args: &[&str]) -> Output {
     tokio::process::Command::new(relance_binary())

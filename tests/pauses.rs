@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
 use relance_domain::Clock;
+use relance_tests::relance_binary;
 use relance_tests::{date, invoice_issued, payment_received, TestEnv, POLICY_BEFORE_WINDOWS};
 use serde_json::{json, Value};
 
@@ -594,26 +595,6 @@ async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
         ])
     );
     env.stop().await;
-}
-
-/// The path of the `relance` binary next to the test's (built by `cargo build --bin relance`),
-/// or `RELANCE_TEST_BINARY` when set (a target folder shared by several checkouts).
-fn relance_binary() -> std::path::PathBuf {
-    if let Ok(bin) = std::env::var("RELANCE_TEST_BINARY") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().expect("the test's path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the target folder")
-        .join("relance");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bin relance` first (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
 }
 
 async fn relance_cli(env: &TestEnv, args: &[&str]) -> std::process::Output {
