@@ -41,6 +41,43 @@ impl RateTable {
     pub fn entries(&self) -> &[(NaiveDate, Decimal)] {
         &self.entries
     }
+
+    /// Reads a table from text: one `YYYY-MM-DD rate` line per change (the rate in percent,
+    /// a decimal such as `2.15`), in ascending date order; blank lines and `#` comments are
+    /// ignored. Errors name the file and the line (`rates.txt:4: ...`).
+    pub fn parse(source: &str, file: &str) -> Result<Self, String> {
+        let mut entries: Vec<(NaiveDate, Decimal)> = Vec::new();
+        for (i, raw) in source.lines().enumerate() {
+            let at = |message: String| format!("{file}:{}: {message}", i + 1);
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut fields = line.split_whitespace();
+            let (Some(date), Some(rate), None) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(at(format!(
+                    "{line:?}: expected a date and a rate, as \"2025-06-11 2.15\""
+                )));
+            };
+            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| at(format!("{date:?} is not a date as YYYY-MM-DD")))?;
+            let rate: Decimal = rate
+                .parse()
+                .map_err(|_| at(format!("{rate:?} is not a rate in percent such as 2.15")))?;
+            if rate.is_sign_negative() || rate > Decimal::ONE_HUNDRED {
+                return Err(at(format!("{rate} is not a rate between 0 and 100 percent")));
+            }
+            if let Some((previous, _)) = entries.last() {
+                if *previous >= date {
+                    return Err(at(format!(
+                        "{date} comes after {previous}: dates must be strictly ascending"
+                    )));
+                }
+            }
+            entries.push((date, rate));
+        }
+        Self::new(entries).map_err(|e| format!("{file}: {e}"))
+    }
 }
 
 /// The ECB main refinancing operations rate, in percent, from the dates it took effect.
@@ -591,5 +628,27 @@ mod tests {
             let summed: Decimal = now.periods.iter().map(|p| p.amount).sum();
             prop_assert!((summed - now.unrounded_total).abs() < dec("0.000000001"));
         }
+    }
+
+    #[test]
+    fn a_rate_file_is_read_and_its_mistakes_name_their_line() {
+        let table = RateTable::parse(
+            "# ECB main refinancing rate\n2025-04-23 2.40\n\n2025-06-11 2.15 # June cut\n",
+            "rates.txt",
+        )
+        .unwrap();
+        assert_eq!(table.rate_on(date(2025, 7, 1)), Some(dec("2.15")));
+        assert_eq!(table.rate_on(date(2025, 5, 1)), Some(dec("2.40")));
+        let error = |source: &str| RateTable::parse(source, "rates.txt").unwrap_err();
+        assert_eq!(
+            error("2025-06-11 2.15\n2025-13-01 2.00\n"),
+            "rates.txt:2: \"2025-13-01\" is not a date as YYYY-MM-DD"
+        );
+        assert!(error("2025-06-11 two\n").starts_with("rates.txt:1: \"two\" is not a rate"));
+        assert!(error("2025-06-11\n").starts_with("rates.txt:1: \"2025-06-11\": expected a date and a rate"));
+        assert!(error("2025-06-11 2.15\n2025-04-23 2.40\n")
+            .starts_with("rates.txt:2: 2025-04-23 comes after 2025-06-11"));
+        assert!(error("2025-06-11 -1\n").contains("between 0 and 100"));
+        assert!(error("# nothing\n").contains("empty"));
     }
 }
