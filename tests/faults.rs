@@ -295,22 +295,17 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
                             day,
                         ))
                         .unwrap();
-                        publish(
-                            &mut connection,
-                            &mut publisher,
-                            &names,
-                            names::PAYMENT_RECEIVED,
-                            &body,
-                        )
-                        .await;
-                        publish(
-                            &mut connection,
-                            &mut publisher,
-                            &names,
-                            names::PAYMENT_RECEIVED,
-                            &body,
-                        )
-                        .await; // duplicated
+                        // Each payment is delivered twice.
+                        for _ in 0..2 {
+                            publish(
+                                &mut connection,
+                                &mut publisher,
+                                &names,
+                                names::PAYMENT_RECEIVED,
+                                &body,
+                            )
+                            .await;
+                        }
                         published_messages += 2;
                         duplicates += 1;
                     }
@@ -348,22 +343,16 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
                 let body =
                     serde_json::to_vec(&payment_received(&format!("P-{number}"), number, "300.00", day))
                         .unwrap();
-                publish(
-                    &mut connection,
-                    &mut publisher,
-                    &names,
-                    names::PAYMENT_RECEIVED,
-                    &body,
-                )
-                .await;
-                publish(
-                    &mut connection,
-                    &mut publisher,
-                    &names,
-                    names::PAYMENT_RECEIVED,
-                    &body,
-                )
-                .await;
+                for _ in 0..2 {
+                    publish(
+                        &mut connection,
+                        &mut publisher,
+                        &names,
+                        names::PAYMENT_RECEIVED,
+                        &body,
+                    )
+                    .await;
+                }
                 published_messages += 2;
                 duplicates += 1;
             }
