@@ -14,7 +14,6 @@ use relance_contracts::{
     InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,
     ResolutionCreditNoteV1, ResolutionV1, WriteOffV1, VERSION_1,
 };
-use relance_domain::collections::CollectionStatus;
 use relance_domain::{Clock, Rejection, SystemClock};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
 use relance_payments::collections as check;
@@ -340,7 +339,10 @@ async fn journal_since(
 }
 
 /// `relance invoices`: one line per invoice, with its collections status.
-pub async fn list_invoices(settings: Settings, only: Option<CollectionStatus>) -> anyhow::Result<()> {
+pub async fn list_invoices(
+    settings: Settings,
+    page: &relance_storage::overview::Page<'_>,
+) -> anyhow::Result<()> {
     let db = relance_storage::connect(&settings.database_url, 2).await?;
     let now = match (settings.shared_clock, settings.simulated_clock_start) {
         (true, Some(start)) => {
@@ -352,7 +354,8 @@ pub async fn list_invoices(settings: Settings, only: Option<CollectionStatus>) -
         (_, Some(start)) => start,
         _ => SystemClock.now(),
     };
-    let invoices = relance_storage::overview::list(&db, now, only).await?;
+    let listed = relance_storage::overview::list_page(&db, now, page).await?;
+    let invoices = listed.invoices;
     println!(
         "{:<14} {:<24} {:<13} {:>14} {:<10}  {:<14} {:<17} pause",
         "invoice", "customer", "status", "balance", "due on", "next step", "next at (UTC)"
@@ -380,6 +383,16 @@ pub async fn list_invoices(settings: Settings, only: Option<CollectionStatus>) -
         );
     }
     println!("{} invoice(s)", invoices.len());
+    if let Some(last) = &listed.more_after {
+        let status = page
+            .only
+            .map(|s| format!(" --status {}", s.as_str()))
+            .unwrap_or_default();
+        println!(
+            "more follow: relance invoices{status} --limit {} --after {last}",
+            page.limit
+        );
+    }
     db.close().await;
     Ok(())
 }

@@ -39,6 +39,12 @@ enum Command {
         /// Only this status: to_warn, not_due, to_remind, to_formalise, paused, settled, closed, handed_off.
         #[arg(long)]
         status: Option<relance_domain::collections::CollectionStatus>,
+        /// At most this many lines; the last line says how to see the next ones.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// Start after this invoice (as the previous page's last line says).
+        #[arg(long)]
+        after: Option<String>,
     },
     /// List the open call tasks (with --all, every task and its outcome), or record the
     /// outcome of a call (`relance tasks outcome F-2026-0042 reached --promised-on 2026-07-15`).
@@ -107,7 +113,14 @@ async fn main() -> anyhow::Result<()> {
             let wait = wait.map(std::time::Duration::from_secs);
             relance::collections::run_invoice_command(settings, command, wait).await
         }
-        Command::Invoices { status } => relance::collections::list_invoices(settings, status).await,
+        Command::Invoices { status, limit, after } => {
+            let page = relance_storage::overview::Page {
+                only: status,
+                after: after.as_deref(),
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            };
+            relance::collections::list_invoices(settings, &page).await
+        }
         Command::Journal { command } => {
             if !relance::journal::run(&settings.database_url, command).await? {
                 std::process::exit(2);

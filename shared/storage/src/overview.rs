@@ -52,12 +52,99 @@ struct StepRow {
     due_at: DateTime<Utc>,
 }
 
+/// Which invoices to list: those in `only` status (all if `None`), by due date then number,
+/// from just after `after` (an invoice number), at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct Page<'a> {
+    pub only: Option<CollectionStatus>,
+    pub after: Option<&'a str>,
+    pub limit: usize,
+}
+
+/// One page of the overview, and whether invoices are left after it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub invoices: Vec<InvoiceOverview>,
+    /// The last invoice listed, when more follow it (pass it as `after` for the next page).
+    pub more_after: Option<String>,
+}
+
+/// Invoices are read in batches of this many, so memory stays bounded at any ledger size.
+const BATCH: i64 = 500;
+
 /// Every invoice at `now`, by due date, optionally only those in `only` status.
 pub async fn list(
     db: &PgPool,
     now: DateTime<Utc>,
     only: Option<CollectionStatus>,
 ) -> anyhow::Result<Vec<InvoiceOverview>> {
+    let page = Page {
+        only,
+        after: None,
+        limit: usize::MAX,
+    };
+    Ok(list_page(db, now, &page).await?.invoices)
+}
+
+/// One page of invoices at `now` (see [`Page`]). The status is derived from each invoice's
+/// plan, so the filter applies after reading: invoices are read in batches by (due date,
+/// number) until the page is full.
+pub async fn list_page(db: &PgPool, now: DateTime<Utc>, page: &Page<'_>) -> anyhow::Result<Listed> {
+    let mut cursor: Option<(NaiveDate, String)> = match page.after {
+        None => None,
+        Some(number) => {
+            let due_on: Option<NaiveDate> =
+                sqlx::query_scalar("SELECT due_on FROM invoices WHERE number = $1")
+                    .bind(number)
+                    .fetch_optional(db)
+                    .await
+                    .context("reading the invoice to list after")?;
+            let due_on = due_on.with_context(|| format!("no invoice {number:?} to list after"))?;
+            Some((due_on, number.to_string()))
+        }
+    };
+    let mut out: Vec<InvoiceOverview> = Vec::new();
+    loop {
+        let batch = read_batch(db, now, cursor.as_ref()).await?;
+        let Some(last) = batch
+            .last()
+            .map(|(due_on, overview)| (*due_on, overview.number.clone()))
+        else {
+            return Ok(Listed {
+                invoices: out,
+                more_after: None,
+            });
+        };
+        let full_batch = batch.len() as i64 == BATCH;
+        for (_, invoice) in batch {
+            if page.only.is_some_and(|wanted| wanted != invoice.status) {
+                continue;
+            }
+            if out.len() == page.limit {
+                let more_after = out.last().map(|i| i.number.clone());
+                return Ok(Listed {
+                    invoices: out,
+                    more_after,
+                });
+            }
+            out.push(invoice);
+        }
+        if !full_batch {
+            return Ok(Listed {
+                invoices: out,
+                more_after: None,
+            });
+        }
+        cursor = Some(last);
+    }
+}
+
+/// Up to [`BATCH`] invoices after `cursor` (due date, number), with their statuses.
+async fn read_batch(
+    db: &PgPool,
+    now: DateTime<Utc>,
+    cursor: Option<&(NaiveDate, String)>,
+) -> anyhow::Result<Vec<(NaiveDate, InvoiceOverview)>> {
     let invoices: Vec<InvoiceRow> = sqlx::query_as(
         "SELECT i.id, i.number, c.name AS customer_name, i.status, i.balance, trim(i.currency) AS currency, i.due_on,
                 c.timezone,
@@ -65,15 +152,22 @@ pub async fn list(
                 max(p.until) AS paused_until
          FROM invoices i JOIN customers c ON c.id = i.customer_id
          LEFT JOIN invoice_pauses p ON p.invoice_id = i.id AND p.ended_at IS NULL
-         GROUP BY i.id, c.id ORDER BY i.due_on, i.number",
+         WHERE $1::date IS NULL OR (i.due_on, i.number) > ($1, $2)
+         GROUP BY i.id, c.id ORDER BY i.due_on, i.number LIMIT $3",
     )
+    .bind(cursor.map(|(due_on, _)| *due_on))
+    .bind(cursor.map(|(_, number)| number.as_str()))
+    .bind(BATCH)
     .fetch_all(db)
     .await
     .context("reading invoices")?;
+    let ids: Vec<Uuid> = invoices.iter().map(|i| i.id).collect();
     let steps: Vec<StepRow> = sqlx::query_as(
-        "SELECT invoice_id, name, tone, status, due_at FROM reminder_steps WHERE kind = 'reminder'
+        "SELECT invoice_id, name, tone, status, due_at FROM reminder_steps
+         WHERE kind = 'reminder' AND invoice_id = ANY($1)
          ORDER BY invoice_id, position",
     )
+    .bind(&ids)
     .fetch_all(db)
     .await
     .context("reading reminder steps")?;
@@ -81,7 +175,7 @@ pub async fn list(
     for step in steps {
         plans.entry(step.invoice_id).or_default().push(step);
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(invoices.len());
     for invoice in invoices {
         let plan = plans.remove(&invoice.id).unwrap_or_default();
         let is_pending =
@@ -104,25 +198,26 @@ pub async fn list(
             &snapshots,
             now,
         );
-        if only.is_some_and(|wanted| wanted != status) {
-            continue;
-        }
         let next = plan
             .iter()
             .find(|s| is_pending(s))
             .filter(|_| state == InvoiceState::Open);
-        out.push(InvoiceOverview {
-            number: invoice.number,
-            customer_name: invoice.customer_name,
-            status,
-            balance: invoice.balance,
-            currency: invoice.currency,
-            due_on: invoice.due_on,
-            next_step: next.map(|s| s.name.clone()),
-            next_at: next.map(|s| s.due_at),
-            pauses: invoice.pauses,
-            paused_until: invoice.paused_until,
-        });
+        let due_on = invoice.due_on;
+        out.push((
+            due_on,
+            InvoiceOverview {
+                number: invoice.number,
+                customer_name: invoice.customer_name,
+                status,
+                balance: invoice.balance,
+                currency: invoice.currency,
+                due_on: invoice.due_on,
+                next_step: next.map(|s| s.name.clone()),
+                next_at: next.map(|s| s.due_at),
+                pauses: invoice.pauses,
+                paused_until: invoice.paused_until,
+            },
+        ));
     }
     Ok(out)
 }
