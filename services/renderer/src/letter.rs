@@ -318,6 +318,8 @@ mod tests {
             timezone: "Europe/Paris".into(),
             risk: "medium".into(),
             kind: kind.into(),
+            country: "FR".into(),
+            region: None,
         }
     }
 

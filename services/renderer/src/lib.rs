@@ -668,6 +668,8 @@ mod tests {
             timezone: "Europe/Paris".into(),
             risk: "medium".into(),
             kind: kind.as_str().into(),
+            country: "FR".into(),
+            region: None,
         }
     }
 

@@ -134,13 +134,7 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
         let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
         // The window of a step: its own in the customer's segment (re-planning keeps pending
         // steps in that segment), else the policy's default.
-        let window_of = |step: &steps::StepRecord| {
-            let policy = &config.policy;
-            match policy.step_named(risk, &step.name) {
-                Some(template) => policy.window(&template.window),
-                None => policy.window(&policy.default_window),
-            }
-        };
+        let window_of = |step: &steps::StepRecord| config.policy.step_window(risk, &step.name);
         let today = now.with_timezone(&tz).date_naive();
         let mine: Vec<&steps::StepRecord> = pending
             .iter()

@@ -93,11 +93,14 @@ pub struct InvoiceRecord {
     pub timezone: String,
     pub risk: String,
     pub kind: String,
+    /// The customer's country (ISO 3166-1) and region (ISO 3166-2): its holiday calendar.
+    pub country: String,
+    pub region: Option<String>,
 }
 
 const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.credited, i.issued_on, i.due_on, i.payment_link,
         i.pdf IS NOT NULL AS has_pdf, i.status, c.id AS customer_id, c.name AS customer_name, c.contact_name, c.email, c.cc,
-        c.language, c.timezone, c.risk, c.kind
+        c.language, c.timezone, c.risk, c.kind, c.country, c.region
     FROM invoices i JOIN customers c ON c.id = i.customer_id";
 
 pub async fn find_by_id(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<InvoiceRecord>> {
