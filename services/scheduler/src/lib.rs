@@ -86,7 +86,9 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
             tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
         }
         let (now, s) = (config.clock.now(), &config.settings);
-        if let Err(e) = handoff::hand_off_due(db, now, s.handoff_after_days, s.scheduler_batch).await {
+        let terms = s.channels.interest_terms();
+        if let Err(e) = handoff::hand_off_due(db, now, s.handoff_after_days, s.scheduler_batch, &terms).await
+        {
             tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
         }
         if let Err(e) = grouping::settle_groups(db, config).await {
