@@ -36,14 +36,6 @@ pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 /// How long [`TestEnv::stop`] waits for the services to finish their in-flight work.
 const SHUTDOWN_GRACE: StdDuration = StdDuration::from_secs(30);
 
-/// The first release's default policy (three emails a segment, no send windows): tests of
-/// pauses, hand-offs and the journal use it, so that their dates do not follow the default
-/// policy (`RELANCE_POLICY_FILE`).
-pub const POLICY_BEFORE_WINDOWS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/domain/src/testdata/policy_before_windows.toml"
-);
-
 /// relance's email-only policy of before the channels (five emails a segment, in send windows):
 /// the harness's default, so that suites about the pipeline do not depend on the SMS gateway,
 /// the postal outbox or call tasks. A test passes its own `RELANCE_POLICY_FILE` to change it.
