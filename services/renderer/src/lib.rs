@@ -210,6 +210,11 @@ pub async fn render_job(
         return Ok(()); // Cancelled or taken meanwhile.
     }
     steps::save_rendered(&mut tx, &rendered).await?;
+    if fallback.is_none() && !members.is_empty() {
+        // Which invoices the message lists: the sender checks them again before delivering.
+        let listed: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+        groups::record_listed(&mut tx, step.id, &listed).await?;
+    }
     if let Some(document) = &document {
         deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
     }

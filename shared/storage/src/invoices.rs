@@ -139,6 +139,17 @@ pub async fn hold_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Resul
         .context("holding the invoice for delivery")
 }
 
+/// Holds several invoices in share mode (in id order, as every caller does), for a delivery
+/// that speaks of them: a payment of one of them waits for the delivery to be recorded.
+pub async fn hold_all_for_delivery(tx: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<()> {
+    sqlx::query("SELECT id FROM invoices WHERE id = ANY($1) ORDER BY id FOR SHARE")
+        .bind(ids)
+        .fetch_all(tx)
+        .await
+        .context("holding the grouped invoices for delivery")?;
+    Ok(())
+}
+
 pub async fn invoice_pdf(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Vec<u8>>> {
     let pdf: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT pdf FROM invoices WHERE id = $1")
         .bind(id)
