@@ -38,14 +38,6 @@ pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 /// How long [`TestEnv::stop`] waits for the services to finish their in-flight work.
 const SHUTDOWN_GRACE: StdDuration = StdDuration::from_secs(30);
 
-/// The first release's default policy (three emails a segment, no send windows): tests of
-/// pauses, hand-offs and the journal use it, so that their dates do not follow the default
-/// policy (`RELANCE_POLICY_FILE`).
-pub const POLICY_BEFORE_WINDOWS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/domain/src/testdata/policy_before_windows.toml"
-);
-
 /// relance's email-only policy of before the channels (five emails a segment, in send windows):
 /// the harness's default, so that suites about the pipeline do not depend on the SMS gateway,
 /// the postal outbox or call tasks. A test passes its own `RELANCE_POLICY_FILE` to change it.
@@ -268,6 +260,10 @@ pub struct TestEnv {
     database_clock: bool,
     shutdown: CancellationToken,
     services: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Services held back at start (see [`TestEnv::try_start_holding`]), once started.
+    late_services: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The services' configuration, to start held-back services with the same one.
+    config: Config,
     stopped: bool,
 }
 
@@ -295,10 +291,45 @@ impl TestEnv {
         Self::try_start_on(&server_url(), copies, extra_env).await
     }
 
+    /// As [`TestEnv::try_start`], without the services named in `held` (e.g.
+    /// `relance_sender::SERVICE`): their queues fill up until [`TestEnv::start_held`] starts
+    /// them, so a test can act between two stages of the pipeline without racing it. While a
+    /// stage is held, the pipeline never goes idle: wait on the journal, not on `set_time`.
+    pub async fn try_start_holding(
+        copies: usize,
+        held: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        remove_stale_databases().await;
+        Self::try_start_on_holding(&server_url(), copies, held, extra_env).await
+    }
+
+    /// Starts `copies` copies of each of these services (held back at start).
+    pub fn start_held(&mut self, copies: usize, services: &[&'static str]) {
+        let mut list = Vec::new();
+        for _ in 0..copies {
+            list.extend_from_slice(services);
+        }
+        self.late_services.push(tokio::spawn(relance::run_services_owned(
+            list,
+            self.config.clone(),
+            self.shutdown.clone(),
+        )));
+    }
+
     /// As [`TestEnv::try_start`], on the PostgreSQL server at `server` (e.g. a private one).
     pub async fn try_start_on(
         server: &str,
         copies: usize,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::try_start_on_holding(server, copies, &[], extra_env).await
+    }
+
+    async fn try_start_on_holding(
+        server: &str,
+        copies: usize,
+        held: &[&str],
         extra_env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         // Spans need a tracer for trace context to travel in message headers, as in services.
@@ -386,9 +417,13 @@ impl TestEnv {
         let shutdown = CancellationToken::new();
         let mut list = Vec::new();
         for _ in 0..copies {
-            list.extend_from_slice(&relance::SERVICES);
+            list.extend(relance::SERVICES.iter().filter(|s| !held.contains(s)));
         }
-        let services = tokio::spawn(relance::run_services_owned(list, config, shutdown.clone()));
+        let services = tokio::spawn(relance::run_services_owned(
+            list,
+            config.clone(),
+            shutdown.clone(),
+        ));
         Ok(Self {
             db,
             database_url,
@@ -402,6 +437,8 @@ impl TestEnv {
             database_clock,
             shutdown,
             services: Some(services),
+            late_services: Vec::new(),
+            config,
             stopped: false,
         })
     }
@@ -570,6 +607,7 @@ impl TestEnv {
     pub async fn stop(mut self) {
         self.stopped = true;
         self.shutdown.cancel();
+        let late: Vec<_> = self.late_services.drain(..).collect();
         let outcome = match self.services.take() {
             // Bounded: a shutdown that hangs is reported, not allowed to hang the suite.
             Some(mut services) => match tokio::time::timeout(SHUTDOWN_GRACE, &mut services).await {
@@ -582,6 +620,17 @@ impl TestEnv {
             },
             None => Ok(Ok(())),
         };
+        let mut late_outcomes = Vec::new();
+        for mut services in late {
+            late_outcomes.push(match tokio::time::timeout(SHUTDOWN_GRACE, &mut services).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    eprintln!("warning: the held services did not stop within {SHUTDOWN_GRACE:?}; aborted");
+                    services.abort();
+                    Ok(Ok(()))
+                }
+            });
+        }
         let channel = self.connection.create_channel().await.expect("a channel");
         let _ = channel
             .queue_delete(self.events_queue.as_str().into(), Default::default())
@@ -592,6 +641,11 @@ impl TestEnv {
         let _ = relance_storage::drop_database(&self.database_url).await;
         self.mail.stop().await;
         outcome.expect("services task").expect("services stopped cleanly");
+        for outcome in late_outcomes {
+            outcome
+                .expect("held services task")
+                .expect("held services stopped cleanly");
+        }
     }
 }
 

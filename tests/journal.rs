@@ -6,8 +6,7 @@
 
 use base64::Engine;
 use relance_contracts::names;
-use relance_tests::relance_binary;
-use relance_tests::{date, invoice_issued, TestEnv, POLICY_BEFORE_WINDOWS};
+use relance_tests::{date, invoice_issued, relance_binary, TestEnv};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -75,9 +74,9 @@ fn recompute(entries: &[Value], dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_entry() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    // The harness's email-only policy: for invoices due Monday 16 March, the pre-due notes on
+    // Wednesday 11 March and the first reminders on Tuesday 24 March, 09:00 in Paris.
+    let env = TestEnv::start(1).await;
     let mut invoice = invoice_issued("F-950/A", "1500.00", date(2026, 3, 2), date(2026, 3, 16));
     invoice["invoice"]["pdf_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(PDF));
     env.publish(names::INVOICE_ISSUED, &invoice).await;
@@ -86,7 +85,7 @@ async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_ent
         &invoice_issued("F-951", "90.00", date(2026, 3, 2), date(2026, 3, 16)),
     )
     .await;
-    env.run_until(date(2026, 3, 21)).await;
+    env.run_until(date(2026, 3, 24)).await;
     env.mail.wait_for_emails(4).await;
     env.idle().await;
 
@@ -122,7 +121,7 @@ async fn export_lets_anyone_recompute_the_hashes_and_verify_names_a_tampered_ent
     assert_eq!(file["invoice"]["amount"], "1500.0000");
     assert_eq!(file["invoice"]["pdf_sha256"], sha256(PDF).as_str());
     assert_eq!(file["customer"]["email"], "compta+f-950/a@acme.test");
-    assert_eq!(file["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(file["steps"].as_array().unwrap().len(), 5);
     assert_eq!(file["verification"]["intact"], true);
     let entries = file["journal"]["entries"].as_array().unwrap();
     recompute(entries, &dir);

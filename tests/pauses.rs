@@ -1,15 +1,17 @@
 //! Pauses and ends of the sequence, end to end through the queues: promises to pay,
 //! disputes, credit notes, write-offs and e-invoicing lifecycle statuses, published on
-//! `<ns>.inbound` as another system (or `relance invoice ...`) would. The default policy
-//! (medium risk): pre-due note at J-5, reminder at J+5, firm reminder at J+12, 09:00 Paris.
+//! `<ns>.inbound` as another system (or `relance invoice ...`) would, with the harness's
+//! email-only policy in its send windows (medium risk, Paris): for an invoice due Monday 16
+//! March 2026, the pre-due note on Wednesday 11 March (any working morning), the reminder on
+//! Tuesday 24, the firm reminder on Tuesday 31 March, the final reminder on Tuesday 7 April and
+//! the formal notice on Wednesday 15 April (reminders: Tuesday to Thursday, 09:00 to 12:00).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{DateTime, TimeZone, Utc};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
 use relance_domain::Clock;
-use relance_tests::relance_binary;
-use relance_tests::{date, invoice_issued, payment_received, TestEnv, POLICY_BEFORE_WINDOWS};
+use relance_tests::{date, invoice_issued, payment_received, relance_binary, TestEnv};
 use serde_json::{json, Value};
 
 fn utc(m: u32, d: u32, h: u32) -> DateTime<Utc> {
@@ -63,6 +65,22 @@ async fn register(env: &TestEnv, number: &str, amount: &str) {
     env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
 }
 
+/// The five reminder steps of the policy, in order, with these statuses.
+fn sequence(statuses: [&str; 5]) -> Vec<(String, String)> {
+    let names = [
+        "pre_due",
+        "reminder_1",
+        "reminder_2",
+        "reminder_3",
+        "formal_notice",
+    ];
+    names
+        .iter()
+        .zip(statuses)
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect()
+}
+
 fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -107,52 +125,72 @@ fn find<'a>(events: &'a [EventV1], invoice: &str, event_type: &str) -> Vec<&'a E
 }
 
 /// A promise holds the sequence through the promised day and the grace days; unpaid, it
-/// resumes at the step it had reached (the reminder, not the firm one), and the rest of the
-/// sequence keeps its rhythm.
+/// resumes at the step it had reached (the reminder, not the firm one), the rest of the
+/// sequence keeps its rhythm, and every re-dated step waits for the next opening of its send
+/// window on the customer's calendar: a resume on a Monday goes out on the Tuesday, a step
+/// moved onto Easter Monday on the day after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     register(&env, "F-P1", "1000.00").await;
     env.run_until(date(2026, 3, 17)).await;
     assert_eq!(env.mail.wait_for_emails(1).await.len(), 1, "the pre-due note");
     assert_eq!(collections_status(&env, "F-P1").await, CollectionStatus::ToRemind);
 
-    // 17 March, 23:00 UTC (18 March in Paris): the customer promises to pay by 20 March.
+    // 17 March, 23:00 UTC (18 March in Paris): the customer promises to pay by 26 March.
     env.publish(
         names::PROMISE_RECORDED,
-        &promise("evt-promise-p1", "F-P1", "2026-03-20"),
+        &promise("evt-promise-p1", "F-P1", "2026-03-26"),
     )
     .await;
     env.wait_journal("F-P1", names::INVOICE_PAUSED, 1).await;
     assert_eq!(collections_status(&env, "F-P1").await, CollectionStatus::Paused);
 
-    // The reminder of 21 March falls inside the pause (until 23 March, the third grace day).
-    env.run_until(date(2026, 3, 23)).await;
+    // The reminder of Tuesday 24 March falls inside the pause (until 29 March, the third
+    // grace day).
+    env.run_until(date(2026, 3, 29)).await;
     assert_eq!(env.mail.emails().await.len(), 1, "nothing during the pause");
-    // The promise ended at midnight in Paris: the reminder goes out at 09:00 on the 24th,
-    // and the firm reminder moves from 28 to 31 March (09:00 summer time).
-    assert_eq!(due_at(&env, "F-P1", "reminder_1").await, utc(3, 24, 8));
-    assert_eq!(due_at(&env, "F-P1", "reminder_2").await, utc(3, 31, 7));
+    // The promise ended at midnight in Paris, Monday 30 March: six days after the reminder's
+    // day. Monday is outside the reminders' window: the reminder goes out on Tuesday 31 March
+    // at 09:00 (summer time). The firm reminder moves from Tuesday 31 March by six days onto
+    // Easter Monday, 6 April, a public holiday: Tuesday 7 April. The final reminder, Monday 13
+    // → Tuesday 14; the formal notice, Tuesday 21 April.
+    assert_eq!(due_at(&env, "F-P1", "reminder_1").await, utc(3, 31, 7));
+    assert_eq!(due_at(&env, "F-P1", "reminder_2").await, utc(4, 7, 7));
+    assert_eq!(due_at(&env, "F-P1", "reminder_3").await, utc(4, 14, 7));
+    assert_eq!(due_at(&env, "F-P1", "formal_notice").await, utc(4, 21, 7));
     let events = env.events().await;
     let resumed = find(&events, "F-P1", names::INVOICE_RESUMED);
     assert_eq!(resumed.len(), 1, "{events:?}");
     assert_eq!(resumed[0].detail["next_step"], "reminder_1");
+    assert_eq!(resumed[0].detail["next_at"], "2026-03-31T07:00:00Z");
     assert!(
         resumed[0].detail["reason"]
             .as_str()
             .unwrap()
-            .contains("promise to pay by 2026-03-20 not kept"),
+            .contains("promise to pay by 2026-03-26 not kept"),
         "{:?}",
         resumed[0]
+    );
+    let postponed: Vec<&EventV1> = find(&events, "F-P1", names::REMINDER_POSTPONED)
+        .into_iter()
+        .filter(|e| e.step.as_deref() == Some("reminder_1"))
+        .collect();
+    assert_eq!(
+        postponed.last().map(|e| e.detail["until"].clone()),
+        Some(json!("2026-03-31T07:00:00Z")),
+        "{postponed:?}"
     );
     assert!(
         find(&events, "F-P1", names::REMINDER_SKIPPED).is_empty(),
         "nothing skipped"
     );
 
-    env.run_until(date(2026, 3, 24)).await;
+    // Monday 30 March, 09:00 in Paris: nothing.
+    env.set_time(utc(3, 30, 7)).await;
+    assert_eq!(env.mail.emails().await.len(), 1, "not on a Monday");
+    // Tuesday 31 March, 09:00 in Paris: the reminder.
+    env.set_time(utc(3, 31, 7)).await;
     let emails = env.mail.wait_for_emails(2).await;
     assert_eq!(emails.len(), 2);
     assert!(
@@ -160,18 +198,27 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
         "the reminder, not the firm one: {}",
         emails[1].subject
     );
-    env.run_until(date(2026, 3, 30)).await;
+    assert_eq!(
+        emails[1].date,
+        Some(utc(3, 31, 7)),
+        "sent on Tuesday at 09:00 in Paris"
+    );
+    let sent = find(&env.events().await, "F-P1", names::REMINDER_SENT)
+        .into_iter()
+        .find(|e| e.step.as_deref() == Some("reminder_1"))
+        .map(|e| e.occurred_at);
+    assert_eq!(sent, Some(utc(3, 31, 7)));
+
+    // Nothing on Easter Monday; the firm reminder on Tuesday 7 April.
+    env.run_until(date(2026, 4, 6)).await;
     assert_eq!(env.mail.emails().await.len(), 2);
-    env.run_until(date(2026, 3, 31)).await;
+    env.set_time(utc(4, 7, 7)).await;
     let emails = env.mail.wait_for_emails(3).await;
     assert!(emails[2].subject.starts_with("Relance"), "{}", emails[2].subject);
+    assert_eq!(emails[2].date, Some(utc(4, 7, 7)));
     assert_eq!(
         env.steps("F-P1").await,
-        strings(&[
-            ("pre_due", "sent"),
-            ("reminder_1", "sent"),
-            ("reminder_2", "sent")
-        ])
+        sequence(["sent", "sent", "sent", "pending", "pending"])
     );
     env.stop().await;
 }
@@ -180,9 +227,7 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
 /// and no reminder ever does (not even those whose day fell inside the pause).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promise_followed_by_its_payment_ends_with_the_thank_you_only() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     register(&env, "F-P2", "800.00").await;
     env.publish(
         names::PROMISE_RECORDED,
@@ -204,12 +249,10 @@ async fn a_promise_followed_by_its_payment_ends_with_the_thank_you_only() {
     assert_eq!(env.mail.emails().await.len(), 1);
     assert_eq!(
         env.steps("F-P2").await,
-        strings(&[
-            ("pre_due", "cancelled"),
-            ("reminder_1", "cancelled"),
-            ("reminder_2", "cancelled"),
-            ("thanks", "sent")
-        ])
+        sequence(["cancelled"; 5])
+            .into_iter()
+            .chain(strings(&[("thanks", "sent")]))
+            .collect::<Vec<_>>()
     );
     assert_eq!(env.journal_count("F-P2", "pause.ended").await, 1);
     assert_eq!(env.journal_count("F-P2", names::INVOICE_RESUMED).await, 0);
@@ -221,9 +264,7 @@ async fn a_promise_followed_by_its_payment_ends_with_the_thank_you_only() {
 /// sender is about to deliver), and the sequence resumes when the dispute is resolved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     register(&env, "F-D1", "1200.00").await;
     // As if the scheduler had just queued the pre-due note.
     sqlx::query(
@@ -298,7 +339,8 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
     )
     .await;
     env.wait_journal("F-D1", names::INVOICE_RESUMED, 1).await;
-    env.run_until(date(2026, 3, 26)).await;
+    // Thursday 26 March, 09:00 in Paris.
+    env.set_time(utc(3, 26, 8)).await;
     let emails = env.mail.wait_for_emails(1).await;
     assert_eq!(emails.len(), 1);
     assert!(
@@ -308,13 +350,15 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
     );
     assert_eq!(
         env.steps("F-D1").await,
-        strings(&[
-            ("pre_due", "skipped"),
-            ("reminder_1", "sent"),
-            ("reminder_2", "pending")
-        ])
+        sequence(["skipped", "sent", "pending", "pending", "pending"])
     );
+    // Resolved on Thursday 26 March at 00:00 in Paris: the reminder of Tuesday 24 went out that
+    // Thursday at 09:00, and the later steps moved by two days, each in its window: the
+    // firm reminder on Thursday 2 April, the formal notice from Friday 17 to Tuesday 21 April.
+    assert_eq!(emails[0].date, Some(utc(3, 26, 8)));
     assert_eq!(due_at(&env, "F-D1", "reminder_2").await, utc(4, 2, 7));
+    assert_eq!(due_at(&env, "F-D1", "reminder_3").await, utc(4, 9, 7));
+    assert_eq!(due_at(&env, "F-D1", "formal_notice").await, utc(4, 21, 7));
     assert_eq!(collections_status(&env, "F-D1").await, CollectionStatus::ToRemind);
     env.stop().await;
 }
@@ -323,9 +367,7 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
 /// cancelled, and no thank-you goes out. A partial credit note lowers what the reminders ask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     register(&env, "F-C1", "1000.00").await;
     let mut partial = invoice_issued("F-C2", "1000.00", date(2026, 3, 2), date(2026, 3, 16));
     partial["invoice"]["customer"]["language"] = json!("en");
@@ -361,7 +403,7 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
     env.run_until(date(2026, 4, 1)).await;
     let emails = env.mail.emails().await;
     let subjects: Vec<&str> = emails.iter().map(|e| e.subject.as_str()).collect();
-    // Three pre-due notes, then only F-C2's two reminders.
+    // Three pre-due notes, then only F-C2's two reminders (24 and 31 March).
     assert_eq!(emails.len(), 5, "{subjects:?}");
     assert!(
         emails[3..].iter().all(|e| e.subject.contains("F-C2")),
@@ -372,11 +414,7 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
     for (invoice, reason) in [("F-C1", "credit_note"), ("F-W1", "written_off")] {
         assert_eq!(
             env.steps(invoice).await,
-            strings(&[
-                ("pre_due", "sent"),
-                ("reminder_1", "cancelled"),
-                ("reminder_2", "cancelled")
-            ]),
+            sequence(["sent", "cancelled", "cancelled", "cancelled", "cancelled"]),
             "{invoice}: cancelled, and no thank-you planned"
         );
         assert_eq!(
@@ -402,9 +440,7 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
 /// "disputed" pauses until "approved", and informational ones are only journaled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     for number in ["F-E1", "F-E2", "F-E3"] {
         register(&env, number, "300.00").await;
     }
@@ -438,14 +474,7 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
         invoice_status(&env, "F-E1").await,
         ("closed".to_string(), Some("refused".to_string()))
     );
-    assert_eq!(
-        env.steps("F-E1").await,
-        strings(&[
-            ("pre_due", "cancelled"),
-            ("reminder_1", "cancelled"),
-            ("reminder_2", "cancelled")
-        ])
-    );
+    assert_eq!(env.steps("F-E1").await, sequence(["cancelled"; 5]));
     let emails = env.mail.wait_for_emails(1).await;
     assert!(emails[0].subject.contains("F-E2") && emails[0].subject.contains("merci"));
     assert_eq!(collections_status(&env, "F-E3").await, CollectionStatus::Paused);
@@ -473,9 +502,7 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
 /// The same message twice is applied once; so is a credit note sent again under a new id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_message_is_applied_once() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     register(&env, "F-X1", "1000.00").await;
     let message = promise("evt-promise-x1", "F-X1", "2026-03-20");
     env.publish(names::PROMISE_RECORDED, &message).await;
@@ -510,9 +537,7 @@ async fn a_duplicate_message_is_applied_once() {
 /// Malformed or impossible messages are dead-lettered with the reason and change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     register(&env, "F-M1", "100.00").await;
     register(&env, "F-M2", "100.00").await;
     env.publish(
@@ -586,14 +611,7 @@ async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
             .unwrap();
     assert_eq!((pauses, credit_notes), (0, 0));
     assert_eq!(invoice_status(&env, "F-M1").await.0, "open");
-    assert_eq!(
-        env.steps("F-M1").await,
-        strings(&[
-            ("pre_due", "pending"),
-            ("reminder_1", "pending"),
-            ("reminder_2", "pending")
-        ])
-    );
+    assert_eq!(env.steps("F-M1").await, sequence(["pending"; 5]));
     env.stop().await;
 }
 
@@ -615,9 +633,7 @@ async fn relance_cli(env: &TestEnv, args: &[&str]) -> std::process::Output {
 /// and list invoices with their collections status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_pauses_and_lists_invoices_through_the_same_messages() {
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", POLICY_BEFORE_WINDOWS)])
-        .await
-        .unwrap();
+    let env = TestEnv::start(1).await;
     register(&env, "F-CLI", "250.00").await;
     let refused = relance_cli(&env, &["invoice", "credit", "F-CLI", "--amount", "abc"]).await;
     assert!(!refused.status.success());

@@ -172,9 +172,36 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
         .context("listing the rendered messages")?;
         for (n, (step_id, step_name)) in rendered.iter().enumerate() {
             let prefix = format!("{:02}-{}", n + 1, file_safe(step_name));
-            if let Some(files) =
-                write_document(&mut conn, &dir, &prefix, *step_id, step_name, pdf_file).await?
-            {
+            if let Some(doc) = document::for_step(&mut conn, *step_id).await? {
+                let pdf = deliveries::document_of(&mut conn, *step_id)
+                    .await?
+                    .map(|(pdf, _)| pdf);
+                let files = write_document(&dir, &prefix, &doc, pdf.as_deref(), step_name, pdf_file)?;
+                documents.push(files);
+            }
+        }
+        // Renderings replaced before they were delivered (a pause, a grouped message that lost
+        // an invoice): never sent, but journal entries recorded their hash.
+        let superseded: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT DISTINCT r.step_id, s.name FROM superseded_renderings r JOIN reminder_steps s ON s.id = r.step_id
+             WHERE s.invoice_id = $1 ORDER BY r.step_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .context("listing the superseded renderings")?;
+        for (step_id, step_name) in &superseded {
+            for old in document::superseded_for_step(&mut conn, *step_id).await? {
+                let prefix = format!("superseded-{}-{}", old.id, file_safe(step_name));
+                let pdf = document::superseded_pdf(&mut conn, old.id).await?;
+                let mut files =
+                    write_document(&dir, &prefix, &old.document, pdf.as_deref(), step_name, pdf_file)?;
+                if let Some(files) = files.as_object_mut() {
+                    files.insert(
+                        "superseded".into(),
+                        json!({ "at": canonical::timestamp(old.superseded_at), "reason": old.reason }),
+                    );
+                }
                 documents.push(files);
             }
         }
@@ -215,17 +242,15 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
 }
 
 /// Writes one rendered message's files under `dir/documents/`; returns their description.
-async fn write_document(
-    conn: &mut sqlx::PgConnection,
+fn write_document(
     dir: &Path,
     prefix: &str,
-    step_id: Uuid,
+    doc: &document::Document,
+    rendered_pdf: Option<&[u8]>,
     step_name: &str,
     invoice_pdf_file: Option<&str>,
-) -> anyhow::Result<Option<Value>> {
-    let Some(doc) = document::for_step(&mut *conn, step_id).await? else {
-        return Ok(None);
-    };
+) -> anyhow::Result<Value> {
+    let step_id = doc.message.step_id;
     let write = |file: &str, bytes: &[u8]| {
         let path = dir.join(file);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
@@ -256,10 +281,10 @@ async fn write_document(
         None => None,
     };
     // A letter's PDF, as posted.
-    let rendered_pdf = match deliveries::document_of(&mut *conn, step_id).await? {
-        Some((pdf, _)) => {
+    let rendered_pdf = match rendered_pdf {
+        Some(pdf) => {
             let file = format!("documents/{prefix}.pdf");
-            write(&file, &pdf)?;
+            write(&file, pdf)?;
             json!({ "file": file, "sha256": doc.rendered_pdf_sha256 })
         }
         None => Value::Null,
@@ -268,7 +293,7 @@ async fn write_document(
         (Some(sha), Some(file)) => json!([{ "file": file, "sha256": sha }]),
         _ => json!([]),
     };
-    Ok(Some(json!({
+    Ok(json!({
         "step_id": step_id,
         "step": step_name,
         "channel": m.channel,
@@ -278,5 +303,5 @@ async fn write_document(
         "html_file": html_file,
         "rendered_pdf": rendered_pdf,
         "attachments": attachments,
-    })))
+    }))
 }

@@ -108,6 +108,8 @@ mod tests {
             timezone: "Europe/Paris".into(),
             risk: "medium".into(),
             kind: "business".into(),
+            country: "FR".into(),
+            region: None,
         }
     }
 

@@ -10,8 +10,8 @@ use crate::{common_context, Common, Document, Rendering};
 use anyhow::anyhow;
 use chrono::{DateTime, NaiveDate, Utc};
 use minijinja::Environment;
-use relance_config::{ChannelSettings, Config};
-use relance_domain::interest::{late_interest, recovery_indemnity, InterestTerms, RateBasis};
+use relance_config::Config;
+use relance_domain::claim::claim_on;
 use relance_domain::locale::format_date;
 use relance_domain::{Channel, CustomerKind, Language};
 use relance_storage::deliveries::Contact;
@@ -21,18 +21,6 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::str::FromStr;
-
-/// The late-payment terms configured for this creditor.
-pub fn interest_terms(channels: &ChannelSettings) -> InterestTerms {
-    let mut terms = InterestTerms::statutory(
-        channels.interest_floor_percent,
-        channels.interest_consumer_percent,
-    );
-    if let Some(rate_percent) = channels.interest_contract_percent {
-        terms.basis = RateBasis::Contractual { rate_percent };
-    }
-    terms
-}
 
 /// The town of the creditor's address: its last line without the postal code.
 fn place(address: &str) -> String {
@@ -123,24 +111,21 @@ pub fn render(
     } = common_context(config, step, invoice, now)?;
     let channels = &config.settings.channels;
     let kind = CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
-    let overdue = today > invoice.due_on;
-    // Credit notes lower the debt itself: interest runs on the invoice net of them.
-    let owed = invoice.amount - invoice.credited;
-    let interest = late_interest(
-        &interest_terms(channels),
+    let claim = claim_on(
+        &channels.interest_terms(),
         kind,
-        owed,
-        invoice.due_on,
+        &crate::debt_of(invoice),
         payments,
         today,
     );
-    let indemnity = if overdue {
-        recovery_indemnity(kind)
-    } else {
-        Decimal::ZERO
+    let overdue = claim.is_some();
+    // Credit notes lower the debt itself: the letter states the invoice net of them.
+    let owed = invoice.amount - invoice.credited;
+    // Before the due date nothing is claimed on top of the balance.
+    let (interest, indemnity, total, rate) = match claim {
+        Some(c) => (c.late_interest, c.recovery_indemnity, c.total, c.rate_percent),
+        None => (Decimal::ZERO, Decimal::ZERO, invoice.balance, None),
     };
-    let total = invoice.balance + interest.total + indemnity;
-    let rate = interest.periods.last().map(|p| p.annual_rate_percent);
     let creditor = &config.settings.creditor;
     let place_and_date = match language {
         Language::Fr => format!(
@@ -154,9 +139,9 @@ pub fn render(
         today => format_date(today, language),
         registered => registered,
         notice_days => channels.formal_notice_days,
-        interest => money(interest.total),
+        interest => money(interest),
         interest_rate => rate.map(|r| percent(r, language)),
-        has_interest => !interest.total.is_zero(),
+        has_interest => !interest.is_zero(),
         indemnity => money(indemnity),
         has_indemnity => !indemnity.is_zero(),
         total_claimed => money(total),
@@ -194,7 +179,7 @@ pub fn render(
     if formal && overdue {
         references.push((
             format!("{}{}", l.interest, format_date(today, language)),
-            money(interest.total),
+            money(interest),
         ));
         if !indemnity.is_zero() {
             references.push((l.indemnity.to_string(), money(indemnity)));
@@ -263,7 +248,7 @@ pub fn render(
             "sha256": sha256,
             "pages": pages,
             "registered": registered,
-            "late_interest": interest.total,
+            "late_interest": interest,
             "recovery_indemnity": indemnity,
             "total_claimed": total,
         }),
@@ -318,6 +303,8 @@ mod tests {
             timezone: "Europe/Paris".into(),
             risk: "medium".into(),
             kind: kind.into(),
+            country: "FR".into(),
+            region: None,
         }
     }
 

@@ -6,7 +6,6 @@
 //! its policy order. It sends nothing itself.
 
 pub mod call;
-pub mod claim;
 pub mod letter;
 pub mod pdf;
 pub mod sms;
@@ -20,6 +19,7 @@ use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::calls::task_expiry;
+use relance_domain::claim::{claim_on, Debt};
 use relance_domain::locale::format_date;
 use relance_domain::{
     choose_channel, sender_kind_of, Channel, ChannelChoice, Language, Money, Reach, Risk, StepKind,
@@ -210,6 +210,11 @@ pub async fn render_job(
         return Ok(()); // Cancelled or taken meanwhile.
     }
     steps::save_rendered(&mut tx, &rendered).await?;
+    if fallback.is_none() && !members.is_empty() {
+        // Which invoices the message lists: the sender checks them again before delivering.
+        let listed: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+        groups::record_listed(&mut tx, step.id, &listed).await?;
+    }
     if let Some(document) = &document {
         deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
     }
@@ -504,6 +509,16 @@ fn mail_domain(mail_from: &str) -> &str {
         .unwrap_or("relance.invalid")
 }
 
+/// The amounts of an invoice a claim is computed from.
+pub fn debt_of(invoice: &InvoiceRecord) -> Debt {
+    Debt {
+        amount: invoice.amount,
+        credited: invoice.credited,
+        balance: invoice.balance,
+        due_on: invoice.due_on,
+    }
+}
+
 /// Renders one email step for its invoice at `now`.
 pub fn render(
     env: &Environment<'static>,
@@ -582,8 +597,9 @@ pub fn render_email_with(
         money,
     } = common_context(config, step, invoice, now)?;
     let kind = relance_domain::CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
+    let terms = config.settings.channels.interest_terms();
     let claim = (step.kind == "reminder" && step.tone != "courteous")
-        .then(|| claim::claim_on(config, invoice, kind, payments, today))
+        .then(|| claim_on(&terms, kind, &debt_of(invoice), payments, today))
         .flatten()
         .map(|c| {
             minijinja::context! {
@@ -668,6 +684,8 @@ mod tests {
             timezone: "Europe/Paris".into(),
             risk: "medium".into(),
             kind: kind.as_str().into(),
+            country: "FR".into(),
+            region: None,
         }
     }
 
@@ -703,7 +721,14 @@ mod tests {
             ("fr", CustomerKind::Consumer),
         ] {
             let invoice = invoice(language, kind);
-            let expected = claim::claim_on(&config, &invoice, kind, &[], today).unwrap();
+            let expected = claim_on(
+                &config.settings.channels.interest_terms(),
+                kind,
+                &debt_of(&invoice),
+                &[],
+                today,
+            )
+            .unwrap();
             assert!(expected.late_interest > Decimal::ZERO);
             let lang = Language::from_str(language).unwrap();
             let currency = Money::parse_currency("EUR").unwrap();

@@ -1,22 +1,28 @@
 //! Hand-off: an invoice whose sequence is over (its last reminder step sent, or otherwise
 //! final) and still unpaid `RELANCE_HANDOFF_AFTER_DAYS` days later (by default the 8 days the
 //! firm reminder gave) is marked `handed_off`, journaled, and announced by an
-//! `invoice.handed_off` event carrying its journal and the amount due. A sweep of the
+//! `invoice.handed_off` event carrying its journal and the amount due, with the late interest
+//! accrued to the hand-off day, the recovery indemnity and the total (`relance_domain::claim`,
+//! as the firm reminders and the formal notice state them). A sweep of the
 //! scheduler's tick: several copies may run, invoices are claimed with `SKIP LOCKED` and the
 //! status moves only from `open`, so an invoice is handed off once. It sends nothing to the
 //! customer.
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use relance_contracts::names;
 use relance_contracts::{AmountDueV1, HandOffDetailV1};
-use relance_domain::Money;
+use relance_domain::claim::{claim_on, Claim, Debt};
+use relance_domain::interest::InterestTerms;
+use relance_domain::{CustomerKind, Money};
 use relance_messaging::outgoing;
 use relance_storage::handoff::{self, HandOffCandidate};
-use relance_storage::{journal, outbox};
+use relance_storage::{deliveries, journal, outbox};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
+use std::str::FromStr;
 
 /// Hands off every invoice due for it at `now`, batch after batch. Returns how many.
 #[tracing::instrument(skip_all, err)]
@@ -25,13 +31,14 @@ pub async fn hand_off_due(
     now: DateTime<Utc>,
     after_days: u32,
     batch: i64,
+    terms: &InterestTerms,
 ) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let mut tx = db.begin().await.context("starting the hand-off transaction")?;
         let claimed = handoff::claim_due(&mut tx, now, after_days, batch).await?;
         for invoice in &claimed {
-            hand_off(&mut tx, invoice, now, after_days).await?;
+            hand_off(&mut tx, invoice, now, after_days, terms).await?;
         }
         tx.commit().await.context("committing the hand-off")?;
         total += claimed.len();
@@ -46,6 +53,7 @@ async fn hand_off(
     invoice: &HandOffCandidate,
     now: DateTime<Utc>,
     after_days: u32,
+    terms: &InterestTerms,
 ) -> anyhow::Result<()> {
     let reason = format!(
         "unpaid {after_days} days after the last step of the sequence ({} {})",
@@ -54,7 +62,20 @@ async fn hand_off(
     if !handoff::mark_handed_off(tx, invoice.id, &reason, now).await? {
         return Ok(());
     }
-    let amount_due = amount_due(invoice)?;
+    // Interest runs through the customer's local day of the hand-off, less each payment
+    // from the day it was received.
+    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let today = now.with_timezone(&tz).date_naive();
+    let kind = CustomerKind::from_str(&invoice.customer_kind).unwrap_or(CustomerKind::Business);
+    let payments = deliveries::payments_of(tx, invoice.id).await?;
+    let debt = Debt {
+        amount: invoice.amount,
+        credited: invoice.credited,
+        balance: invoice.balance,
+        due_on: invoice.due_on,
+    };
+    let claim = claim_on(terms, kind, &debt, &payments, today);
+    let amount_due = amount_due(invoice, claim.as_ref(), today)?;
     // The journal as committed before this hand-off; its head is also journaled, so that the
     // entry recording the hand-off pins the chain that was handed over.
     let chain = outgoing::invoice_journal_v1(tx, &invoice.number).await?;
@@ -89,7 +110,11 @@ async fn hand_off(
     .await
 }
 
-fn amount_due(invoice: &HandOffCandidate) -> anyhow::Result<AmountDueV1> {
+fn amount_due(
+    invoice: &HandOffCandidate,
+    claim: Option<&Claim>,
+    today: NaiveDate,
+) -> anyhow::Result<AmountDueV1> {
     let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
     let plain = |amount: Decimal| {
         let mut rounded = Money::new(amount, currency).rounded().amount;
@@ -102,6 +127,13 @@ fn amount_due(invoice: &HandOffCandidate) -> anyhow::Result<AmountDueV1> {
         credited: plain(invoice.credited),
         paid: plain(invoice.amount - invoice.credited - invoice.balance),
         principal: plain(invoice.balance),
-        interest: None,
+        // Not yet late (never at hand-off): nothing on top of the balance.
+        interest: Some(plain(claim.map_or(Decimal::ZERO, |c| c.late_interest))),
+        interest_through: Some(today),
+        interest_rate_percent: claim
+            .and_then(|c| c.rate_percent)
+            .map(|r| r.normalize().to_string()),
+        indemnity: Some(plain(claim.map_or(Decimal::ZERO, |c| c.recovery_indemnity))),
+        total: Some(plain(claim.map_or(invoice.balance, |c| c.total))),
     })
 }

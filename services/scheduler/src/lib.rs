@@ -86,7 +86,9 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
             tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
         }
         let (now, s) = (config.clock.now(), &config.settings);
-        if let Err(e) = handoff::hand_off_due(db, now, s.handoff_after_days, s.scheduler_batch).await {
+        let terms = s.channels.interest_terms();
+        if let Err(e) = handoff::hand_off_due(db, now, s.handoff_after_days, s.scheduler_batch, &terms).await
+        {
             tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
         }
         if let Err(e) = grouping::settle_groups(db, config).await {
@@ -134,13 +136,7 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
         let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
         // The window of a step: its own in the customer's segment (re-planning keeps pending
         // steps in that segment), else the policy's default.
-        let window_of = |step: &steps::StepRecord| {
-            let policy = &config.policy;
-            match policy.step_named(risk, &step.name) {
-                Some(template) => policy.window(&template.window),
-                None => policy.window(&policy.default_window),
-            }
-        };
+        let window_of = |step: &steps::StepRecord| config.policy.step_window(risk, &step.name);
         let today = now.with_timezone(&tz).date_naive();
         let mine: Vec<&steps::StepRecord> = pending
             .iter()

@@ -1,5 +1,6 @@
 //! Resuming a paused sequence: the steps held back by a pause are re-dated when it ends (see
-//! `relance_domain::collections::pause`), so the sequence goes on at the step it had reached.
+//! `relance_domain::collections::pause`), so the sequence goes on at the step it had reached,
+//! each step in its send window on the customer's calendar.
 //! Also the sweep that ends promises to pay whose time is up. Callers hold the invoice
 //! `FOR UPDATE`; this module plans dates, it sends nothing.
 
@@ -8,7 +9,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use relance_config::Config;
 use relance_contracts::names;
-use relance_domain::collections::{redate_after_pause, PausedStep, Redate};
+use relance_domain::collections::{redate_after_pause, PausedStep, Redate, Resumption};
+use relance_domain::{calendar_for_customer, Risk};
 use relance_messaging::outgoing;
 use relance_storage::invoices::{self, InvoiceRecord, STATUS_OPEN};
 use relance_storage::journal;
@@ -57,16 +59,28 @@ pub async fn after_pauses_ended(
         return Ok(false);
     }
     let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let calendar = calendar_for_customer(&invoice.country, invoice.region.as_deref());
+    let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
     let pending = pauses::pending_reminders(tx, invoice.id).await?;
+    // Each step goes back into its own send window, as when it was planned and as the
+    // scheduler checks when it sends it.
     let held: Vec<PausedStep> = pending
         .iter()
         .map(|s| PausedStep {
             id: s.id,
             position: s.position,
             due_at: s.due_at,
+            window: config.policy.step_window(risk, &s.name),
         })
         .collect();
-    let plan = redate_after_pause(&held, invoice.due_on, resume_at, tz, config.policy.send_time);
+    let resumption = Resumption {
+        due_on: invoice.due_on,
+        resume_at,
+        tz,
+        calendar: calendar.as_ref(),
+        send_time: config.policy.send_time,
+    };
+    let plan = redate_after_pause(&held, &resumption);
     let mut next: Option<(String, DateTime<Utc>)> = None;
     for step in &pending {
         let change = plan.iter().find(|r| match r {

@@ -3,7 +3,9 @@
 //! flow. Right before delivering, the flow holds the invoice row in share mode and re-checks
 //! it: no reminder goes out, on any channel, once a payment settling the invoice is
 //! recorded, nor while the invoice is paused (the step goes back to pending, to be re-dated
-//! when the pause ends). Couriers (`mailer`, `sms`, `postal`) only talk to their providers.
+//! when the pause ends). A grouped message that lists an invoice no longer in its group (paid,
+//! closed or paused since it was rendered) goes back to the renderer instead, to be rendered
+//! with the invoices left. Couriers (`mailer`, `sms`, `postal`) only talk to their providers.
 //!
 //! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed`.
 //! A step left in `sending` (its sender died mid-delivery) is settled by the scheduler's
@@ -22,12 +24,12 @@ use courier::{Courier, DeliveryError, Parcel};
 use mailer::{EmailCourier, Mailer};
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
-use relance_contracts::ReminderRenderedV1;
+use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::invoices::{self, STATUS_OPEN};
 use relance_storage::pauses;
 use relance_storage::steps::{self, StepStatus};
-use relance_storage::{deliveries, journal};
+use relance_storage::{deliveries, groups, journal, outbox};
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -210,6 +212,10 @@ pub async fn deliver_job(
         tx.commit().await.context("committing the pull-back")?;
         return Ok(());
     }
+    if step.kind == "reminder" && rerender_if_group_changed(&mut tx, &step, now).await? {
+        tx.commit().await.context("committing the re-rendering")?;
+        return Ok(());
+    }
     let s = &config.settings;
     let parcel = Parcel {
         step: step.clone(),
@@ -342,5 +348,82 @@ async fn hold_back_if_paused(
         )
         .await?;
     }
+    Ok(true)
+}
+
+/// A grouped message lists the customer's other overdue invoices as they stood when it was
+/// rendered. When one of them has left the group since (paid, closed, or paused: its step no
+/// longer waits in this message), the message must not go out as rendered: the rendering is
+/// set aside (kept as proof, see `steps::supersede_renderings`), the step goes back to
+/// `queued` and to the renderer, which renders it with the invoices still in the group (or
+/// none: a plain reminder), and a sender delivers that one. Journaled `reminder.rerendered`
+/// with the invoices dropped. The listed invoices are held in share mode first, like the
+/// lead's: a payment of one of them is either seen here, or waits until this delivery is
+/// recorded, so a message never lists an invoice paid before it went out. Returns whether
+/// the step went back to the renderer.
+async fn rerender_if_group_changed(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<bool> {
+    let listed = groups::listed(tx, step.id).await?;
+    if listed.is_empty() {
+        return Ok(false);
+    }
+    let mut held: Vec<uuid::Uuid> = listed.iter().map(|l| l.invoice_id).collect();
+    held.sort();
+    held.dedup();
+    invoices::hold_all_for_delivery(tx, &held).await?;
+    // Read again under the locks: what a payment committed meanwhile is seen now.
+    let listed = groups::listed(tx, step.id).await?;
+    let (kept, dropped): (Vec<_>, Vec<_>) = listed.iter().partition(|l| l.still_grouped);
+    if dropped.is_empty() {
+        return Ok(false);
+    }
+    let reason = "an invoice the grouped message listed left it before it was sent";
+    if !steps::transition(
+        tx,
+        step.id,
+        &[StepStatus::Sending],
+        StepStatus::Queued,
+        Some(reason),
+        now,
+    )
+    .await?
+    {
+        return Ok(true); // Settled by someone else meanwhile: not ours to send.
+    }
+    // Journaled before the rendering is set aside: the entry carries its hash.
+    journal::append(
+        tx,
+        now,
+        &step.invoice_number,
+        Some(step.id),
+        "reminder.rerendered",
+        json!({
+            "reason": reason,
+            "dropped": dropped
+                .iter()
+                .map(|l| json!({ "invoice_number": l.invoice_number, "step": l.step, "status": l.status }))
+                .collect::<Vec<_>>(),
+            "kept": kept.iter().map(|l| &l.invoice_number).collect::<Vec<_>>(),
+        }),
+    )
+    .await?;
+    steps::supersede_renderings(tx, &[step.id], reason, now).await?;
+    let job = ReminderDueV1 {
+        version: VERSION_1,
+        job_id: uuid::Uuid::new_v4(),
+        step_id: step.id,
+        invoice_number: step.invoice_number.clone(),
+        step: step.name.clone(),
+        channel: step.channel.clone(),
+    };
+    outbox::enqueue(
+        tx,
+        &outgoing::job(names::REMINDER_DUE, job.job_id, &step.invoice_number, &job)?,
+        now,
+    )
+    .await?;
     Ok(true)
 }

@@ -5,6 +5,7 @@
 
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
+use relance_domain::interest::{InterestTerms, RateBasis};
 use relance_domain::{DunningPolicy, SharedClock, SimulatedClock, SystemClock};
 use std::collections::HashMap;
 use std::fmt;
@@ -56,6 +57,18 @@ pub struct ChannelSettings {
     pub interest_consumer_percent: rust_decimal::Decimal,
     /// The late-payment rate of the terms of sale; `None`: the ECB rate plus 10 points.
     pub interest_contract_percent: Option<rust_decimal::Decimal>,
+}
+
+impl ChannelSettings {
+    /// The late-payment terms configured for this creditor: the contractual rate if the terms
+    /// of sale give one, else the ECB rate plus 10 points, never below the floor.
+    pub fn interest_terms(&self) -> InterestTerms {
+        let mut terms = InterestTerms::statutory(self.interest_floor_percent, self.interest_consumer_percent);
+        if let Some(rate_percent) = self.interest_contract_percent {
+            terms.basis = RateBasis::Contractual { rate_percent };
+        }
+        terms
+    }
 }
 
 /// The policy for a step found in `sending` whose sender died: the email may or may not have

@@ -2,7 +2,7 @@
 //! a collection agency or a lawyer needs to take over, including the invoice's journal with
 //! the hashes that let them check it (docs/journal.md).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,9 +31,23 @@ pub struct AmountDueV1 {
     pub paid: String,
     /// What remains of the invoice itself: `invoiced - credited - paid`.
     pub principal: String,
-    /// Late-payment interest due on top of the principal. `null` while relance does not
-    /// compute it; consumers must not read `null` as zero.
+    /// Late-payment interest on top of the principal, accrued from the day after the due date
+    /// through `interest_through`, rounded half-even to the cent. `null` only in events from
+    /// relance versions that did not compute it: never read `null` as zero.
     pub interest: Option<String>,
+    /// The last day counted (the customer's local date of the hand-off), included.
+    #[serde(default)]
+    pub interest_through: Option<NaiveDate>,
+    /// The annual rate of the latest interest period, in percent (`"12"`, `"10.15"`);
+    /// `null` when nothing accrued.
+    #[serde(default)]
+    pub interest_rate_percent: Option<String>,
+    /// The fixed recovery indemnity (40 EUR for a business, nothing for a consumer).
+    #[serde(default)]
+    pub indemnity: Option<String>,
+    /// What the collector claims: `principal + interest + indemnity`.
+    #[serde(default)]
+    pub total: Option<String>,
 }
 
 /// One invoice's journal chain as it stood when it was handed off.

@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod calls;
+pub mod claim;
 pub mod clock;
 pub mod collections;
 pub mod customer;

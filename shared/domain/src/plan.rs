@@ -53,6 +53,31 @@ fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
     shifted.unwrap_or(date)
 }
 
+/// Where a step of one invoice goes out: its send window, on the customer's calendar and
+/// wall clock, at the policy's send time.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    pub window: &'a SendWindow,
+    pub calendar: &'a dyn HolidayCalendar,
+    pub tz: Tz,
+    pub send_time: NaiveTime,
+}
+
+impl Placement<'_> {
+    /// The instant a step whose own local day is `day` goes out: at the send time that day,
+    /// or at the next opening of its window when that is closed. A step never shares a local
+    /// day with the invoice's previous one (`after`, the local day it goes out): it then
+    /// starts from the day after. Local dates and times first, converted last.
+    pub fn place(&self, day: NaiveDate, after: Option<NaiveDate>) -> DateTime<Utc> {
+        let earliest = match after {
+            Some(previous) if day <= previous => add_days(previous, 1),
+            _ => day,
+        };
+        let not_before = local_instant(self.tz, earliest, self.send_time);
+        next_opening(self.window, self.calendar, self.tz, not_before)
+    }
+}
+
 /// What planning needs to know about an invoice and its customer.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -105,14 +130,13 @@ pub fn plan_invoice(policy: &DunningPolicy, input: &PlanInput<'_>) -> Plan {
             });
             continue;
         }
-        let nominal = add_days(input.due_on, step.offset_days);
-        let earliest = match last_day {
-            Some(previous) if nominal <= previous => add_days(previous, 1),
-            _ => nominal,
+        let placement = Placement {
+            window: &policy.window(&step.window),
+            calendar: input.calendar,
+            tz: input.tz,
+            send_time: policy.send_time,
         };
-        let window = policy.window(&step.window);
-        let not_before = local_instant(input.tz, earliest, policy.send_time);
-        let due_at = next_opening(&window, input.calendar, input.tz, not_before);
+        let due_at = placement.place(add_days(input.due_on, step.offset_days), last_day);
         last_day = Some(due_at.with_timezone(&input.tz).date_naive());
         plan.steps.push(PlannedStep {
             name: step.name.clone(),

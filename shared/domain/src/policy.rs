@@ -584,6 +584,16 @@ impl DunningPolicy {
         self.steps_for(risk).iter().find(|s| s.name == name)
     }
 
+    /// The send window of a step of the customer's segment, by name: the step's own window,
+    /// else the policy's default (a step the segment does not have, e.g. one planned under an
+    /// earlier policy file). Used when a step is planned, re-dated after a pause, or sent.
+    pub fn step_window(&self, risk: Risk, step: &str) -> SendWindow {
+        match self.step_named(risk, step) {
+            Some(template) => self.window(&template.window),
+            None => self.window(&self.default_window),
+        }
+    }
+
     /// The window of that name; the default window for a name the policy does not know
     /// (a step planned under an earlier policy file), and any time if even that is missing.
     pub fn window(&self, name: &str) -> SendWindow {

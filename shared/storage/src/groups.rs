@@ -1,7 +1,9 @@
 //! Grouped reminders: a step of one of the customer's overdue invoices that goes out inside
 //! the message of another step (its lead) rather than in a message of its own. A member waits
 //! in `queued` with `grouped_into` set; it becomes `sent` when its lead is sent, and is
-//! released to go out on its own when its lead ends otherwise (a payment cancelled it).
+//! released to go out on its own when its lead ends otherwise (a payment cancelled it). The
+//! lead's rendering records which members it lists, so that a sender can tell that one of
+//! them left the group (paid, closed, paused) before the message went out.
 
 use crate::steps::{StepRecord, STEP_RECORD};
 use anyhow::Context;
@@ -24,7 +26,9 @@ pub struct OtherPending {
 }
 
 /// The pending reminder steps of the customer's other open invoices, whose invoices are
-/// locked for this transaction (those another scheduler holds are left out).
+/// locked for this transaction (those another scheduler holds are left out). A paused
+/// invoice's steps never join: no reminder of it goes out while the pause lasts (a promise
+/// whose time is up counts until the scheduler ends it and re-dates its steps).
 pub async fn other_pending(
     tx: &mut PgConnection,
     customer_id: &str,
@@ -35,6 +39,7 @@ pub async fn other_pending(
         "WITH others AS (
              SELECT id, due_on, trim(currency) AS currency FROM invoices
              WHERE customer_id = $1 AND id <> $2 AND status = 'open'
+               AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = invoices.id AND p.ended_at IS NULL)
              FOR UPDATE SKIP LOCKED)
          SELECT s.id AS step_id, s.invoice_id, o.due_on AS invoice_due_on, o.currency,
              EXISTS (SELECT 1 FROM reminder_steps e WHERE e.invoice_id = s.invoice_id AND e.emitted_on = $3) AS emitted_today,
@@ -177,4 +182,46 @@ pub async fn release(tx: &mut PgConnection, id: Uuid, at: DateTime<Utc>) -> anyh
     .await
     .context("releasing a grouped step")?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// Records which members a lead's rendering lists, in the rendering's transaction.
+pub async fn record_listed(tx: &mut PgConnection, lead: Uuid, members: &[Uuid]) -> anyhow::Result<()> {
+    sqlx::query("UPDATE rendered_messages SET grouped_steps = $2 WHERE step_id = $1")
+        .bind(lead)
+        .bind(members)
+        .execute(tx)
+        .await
+        .context("recording the invoices a grouped message lists")?;
+    Ok(())
+}
+
+/// A member that a lead's rendering lists, as it stands now.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Listed {
+    pub step_id: Uuid,
+    pub invoice_id: Uuid,
+    pub invoice_number: String,
+    pub step: String,
+    pub status: String,
+    /// Still waiting in the lead's message (queued with it): it goes out with it.
+    pub still_grouped: bool,
+}
+
+/// The members the lead's current rendering lists, with where each stands now, in the order
+/// the message lists them.
+pub async fn listed(db: &mut PgConnection, lead: Uuid) -> anyhow::Result<Vec<Listed>> {
+    sqlx::query_as(
+        "SELECT s.id AS step_id, s.invoice_id, i.number AS invoice_number, s.name AS step, s.status,
+             (s.status = 'queued' AND s.grouped_into IS NOT DISTINCT FROM r.step_id) AS still_grouped
+         FROM rendered_messages r
+         CROSS JOIN LATERAL unnest(r.grouped_steps) AS listed(id)
+         JOIN reminder_steps s ON s.id = listed.id
+         JOIN invoices i ON i.id = s.invoice_id
+         WHERE r.step_id = $1
+         ORDER BY i.due_on, i.number",
+    )
+    .bind(lead)
+    .fetch_all(db)
+    .await
+    .context("reading the invoices a grouped message lists")
 }

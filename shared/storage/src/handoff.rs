@@ -20,6 +20,10 @@ pub struct HandOffCandidate {
     pub balance: Decimal,
     pub currency: String,
     pub due_on: NaiveDate,
+    /// The customer's kind (`business`, `consumer`) and time zone: what it owes on top of
+    /// the balance, and on which local day.
+    pub customer_kind: String,
+    pub timezone: String,
     /// The last reminder step of the sequence (highest position), and when it reached its
     /// final status (clock time).
     pub last_step: String,
@@ -42,6 +46,7 @@ pub async fn claim_due(
 ) -> anyhow::Result<Vec<HandOffCandidate>> {
     sqlx::query_as(
         "SELECT i.id, i.number, i.amount, i.credited, i.balance, i.currency, i.due_on,
+                c.kind AS customer_kind, c.timezone,
                 last.name AS last_step, last.status AS last_step_status, last.updated_at AS last_step_at
          FROM invoices i
          JOIN customers c ON c.id = i.customer_id

@@ -93,11 +93,14 @@ pub struct InvoiceRecord {
     pub timezone: String,
     pub risk: String,
     pub kind: String,
+    /// The customer's country (ISO 3166-1) and region (ISO 3166-2): its holiday calendar.
+    pub country: String,
+    pub region: Option<String>,
 }
 
 const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.credited, i.issued_on, i.due_on, i.payment_link,
         i.pdf IS NOT NULL AS has_pdf, i.status, c.id AS customer_id, c.name AS customer_name, c.contact_name, c.email, c.cc,
-        c.language, c.timezone, c.risk, c.kind
+        c.language, c.timezone, c.risk, c.kind, c.country, c.region
     FROM invoices i JOIN customers c ON c.id = i.customer_id";
 
 pub async fn find_by_id(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<InvoiceRecord>> {
@@ -134,6 +137,17 @@ pub async fn hold_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Resul
         .fetch_optional(tx)
         .await
         .context("holding the invoice for delivery")
+}
+
+/// Holds several invoices in share mode (in id order, as every caller does), for a delivery
+/// that speaks of them: a payment of one of them waits for the delivery to be recorded.
+pub async fn hold_all_for_delivery(tx: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<()> {
+    sqlx::query("SELECT id FROM invoices WHERE id = ANY($1) ORDER BY id FOR SHARE")
+        .bind(ids)
+        .fetch_all(tx)
+        .await
+        .context("holding the grouped invoices for delivery")?;
+    Ok(())
 }
 
 pub async fn invoice_pdf(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Vec<u8>>> {

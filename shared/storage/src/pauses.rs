@@ -135,8 +135,10 @@ pub async fn find(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Paus
         .context("reading a pause")
 }
 
+// A step that had joined another invoice's grouped message leaves it: when the sequence
+// resumes it goes out on its own (or joins another message).
 const PULL_BACK: &str = "UPDATE reminder_steps SET status = 'pending', status_reason = $3, emitted_at = NULL,
-        emitted_on = NULL, updated_at = $4, status_changed_at = clock_timestamp()
+        emitted_on = NULL, grouped_into = NULL, updated_at = $4, status_changed_at = clock_timestamp()
     WHERE kind = 'reminder' AND status = ANY($2)";
 
 /// Takes the invoice's reminders that are on their way but not being delivered (queued,
@@ -158,7 +160,7 @@ pub async fn pull_back_in_flight(
         .fetch_all(&mut *tx)
         .await
         .context("pulling back steps in flight")?;
-    drop_renderings(tx, &ids).await?;
+    drop_renderings(tx, &ids, reason, at).await?;
     sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = ANY($1) ORDER BY s.position"))
         .bind(&ids)
         .fetch_all(tx)
@@ -182,16 +184,18 @@ pub async fn pull_back_delivery(
         .fetch_all(&mut *tx)
         .await
         .context("pulling back a delivery")?;
-    drop_renderings(tx, &ids).await?;
+    drop_renderings(tx, &ids, reason, at).await?;
     Ok(!ids.is_empty())
 }
 
-async fn drop_renderings(tx: &mut PgConnection, step_ids: &[Uuid]) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM rendered_messages WHERE step_id = ANY($1)")
-        .bind(step_ids)
-        .execute(&mut *tx)
-        .await
-        .context("dropping renderings of pulled-back steps")?;
+async fn drop_renderings(
+    tx: &mut PgConnection,
+    step_ids: &[Uuid],
+    reason: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    // Kept aside, not deleted: the journal recorded their hash when they were rendered.
+    crate::steps::supersede_renderings(&mut *tx, step_ids, reason, at).await?;
     // A call task taken back is opened afresh when its step is rendered again.
     sqlx::query("DELETE FROM call_tasks WHERE step_id = ANY($1) AND outcome IS NULL")
         .bind(step_ids)

@@ -413,6 +413,32 @@ pub async fn save_rendered(tx: &mut PgConnection, m: &RenderedMessage) -> anyhow
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Moves the renderings of these steps, not delivered, to `superseded_renderings` (with why),
+/// so that they can be rendered afresh: the journal entries that recorded their hash still
+/// verify, and the proof keeps what was rendered and never sent.
+pub async fn supersede_renderings(
+    tx: &mut PgConnection,
+    step_ids: &[Uuid],
+    reason: &str,
+    at: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "WITH gone AS (DELETE FROM rendered_messages WHERE step_id = ANY($1) RETURNING *)
+         INSERT INTO superseded_renderings (step_id, channel, message_id, recipients, cc, subject, body_text,
+             body_html, attach_invoice, rendered_at, document, document_sha256, grouped_steps, superseded_at, reason)
+         SELECT step_id, channel, message_id, recipients, cc, subject, body_text, body_html, attach_invoice,
+             rendered_at, document, document_sha256, grouped_steps, $3, $2
+         FROM gone",
+    )
+    .bind(step_ids)
+    .bind(reason)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("superseding renderings")?;
+    Ok(())
+}
+
 pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Result<Option<RenderedMessage>> {
     sqlx::query_as(
         "SELECT step_id, channel, message_id, recipients, cc, subject, body_text, body_html, attach_invoice, rendered_at

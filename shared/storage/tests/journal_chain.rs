@@ -594,3 +594,66 @@ async fn a_letter_pdf_changed_after_posting_is_found() {
     assert!(problem.reason.contains(&letter.to_string()), "{problem}");
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rendering_superseded_before_delivery_still_verifies_and_cannot_be_altered() {
+    let db = FreshDb::create().await;
+    ledger(&db).await;
+    let step: Uuid = sqlx::query_scalar("SELECT id FROM reminder_steps WHERE name = 'reminder_1'")
+        .fetch_one(&db.owner)
+        .await
+        .unwrap();
+    // The worker sets the rendering aside (a grouped message lost an invoice), renders the
+    // step again and journals about the new one.
+    let worker = db.worker(2).await;
+    let mut tx = worker.begin().await.unwrap();
+    relance_storage::steps::supersede_renderings(&mut tx, &[step], "re-rendered", t(22, 10))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO rendered_messages (step_id, channel, message_id, recipients, subject, body_text, attach_invoice, rendered_at)
+         VALUES ($1, 'email', '<reminder_1@exemple.test>', '{jeanne@acme.test}', 'Facture F-1', 'Bonjour, 60,00 €', true, $2)",
+    )
+    .bind(step)
+    .bind(t(22, 10))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    append(
+        &worker,
+        "F-1",
+        Some(step),
+        "reminder.rendered",
+        json!({"subject": "Facture F-1"}),
+        t(22, 10),
+    )
+    .await;
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    // The workers may add superseded renderings, never change or remove them.
+    for statement in [
+        "UPDATE superseded_renderings SET body_text = 'Bonjour'",
+        "DELETE FROM superseded_renderings",
+    ] {
+        let refused = sqlx::query(statement).execute(&worker).await;
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("permission denied")),
+            "{statement}"
+        );
+    }
+    // The owner alters the rendering set aside: the entries that recorded it break.
+    sqlx::query("UPDATE superseded_renderings SET body_text = 'Bonjour, 10,00 €'")
+        .execute(&db.owner)
+        .await
+        .unwrap();
+    let report = verify_all(&db.owner).await;
+    let problem = only_problem(&report);
+    assert_eq!(
+        problem.entry_id,
+        Some(entry_id(&db.owner, "F-1", "reminder.queued").await)
+    );
+    assert!(problem.reason.contains("no longer matches"), "{problem}");
+    worker.close().await;
+    db.drop_db().await;
+}

@@ -9,7 +9,9 @@ pub mod status;
 pub mod validate;
 
 pub use lifecycle::{LifecycleEffect, LifecycleStatus};
-pub use pause::{promise_pause_end, redate_after_pause, resume_slot, PauseKind, PausedStep, Redate};
+pub use pause::{
+    promise_pause_end, redate_after_pause, resume_slot, PauseKind, PausedStep, Redate, Resumption,
+};
 pub use status::{collection_status, CollectionStatus, InvoiceState, StepSnapshot};
 pub use validate::{
     validate_credit_note, validate_dispute, validate_lifecycle_status, validate_promise, validate_resolution,

@@ -3,12 +3,16 @@
 //! A promise to pay holds the sequence through the promised day and the grace days after it,
 //! in the customer's time zone. When a pause ends the sequence resumes at the step it had
 //! reached: the first step still to go out is sent at the next send time, and the steps after
-//! it move by the same number of days, so the sequence keeps its rhythm. Steps whose day fell
-//! inside the pause are not fired at once, nor skipped by catch-up. A note meant for before
-//! the due date that could now only go out after it is skipped.
+//! it move by the same number of days, so the sequence keeps its rhythm; each then goes out at
+//! the next opening of its own send window on the customer's calendar, one step a local day,
+//! as planning places them (`plan::Placement`). Steps whose day fell inside the pause are not
+//! fired at once, nor skipped by catch-up. A note meant for before the due date that could
+//! now only go out after it is skipped.
 
-use crate::plan::local_instant;
+use crate::calendar::HolidayCalendar;
+use crate::plan::{local_instant, Placement};
 use crate::validation::Rejection;
+use crate::window::SendWindow;
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use std::fmt;
@@ -104,6 +108,9 @@ pub struct PausedStep {
     pub id: Uuid,
     pub position: i32,
     pub due_at: DateTime<Utc>,
+    /// Its send window: the policy's window of the step in the customer's segment, else the
+    /// policy's default (see [`crate::DunningPolicy::step_window`]).
+    pub window: SendWindow,
 }
 
 /// What happens to one step when the sequence resumes.
@@ -115,42 +122,68 @@ pub enum Redate {
     Skip { id: Uuid, reason: &'static str },
 }
 
-/// The steps to move (or skip) when a pause ends at `resume_at`. Steps not listed keep
-/// their time: nothing to do when the pause ended before the next step's time.
-pub fn redate_after_pause(
-    pending: &[PausedStep],
-    due_on: NaiveDate,
-    resume_at: DateTime<Utc>,
-    tz: Tz,
-    send_time: NaiveTime,
-) -> Vec<Redate> {
+/// The invoice and customer a sequence resumes for.
+#[derive(Debug, Clone, Copy)]
+pub struct Resumption<'a> {
+    /// The invoice's due date.
+    pub due_on: NaiveDate,
+    /// When the last pause ended.
+    pub resume_at: DateTime<Utc>,
+    /// The customer's time zone and holiday calendar.
+    pub tz: Tz,
+    pub calendar: &'a dyn HolidayCalendar,
+    /// The policy's send time.
+    pub send_time: NaiveTime,
+}
+
+/// The steps to move (or skip) when a pause ends. The first step still to go out moves to
+/// the next send time after the pause, and each later one by as many days, so the sequence
+/// keeps its rhythm; then, as when the plan was made, each goes out at the next opening of
+/// its own window on the customer's calendar, never on the local day of the step before it.
+/// Steps not listed keep their time: nothing to do when the pause ended before the next
+/// step's time. A note for before the due date that would now go out on or after it is
+/// skipped.
+pub fn redate_after_pause(pending: &[PausedStep], resumption: &Resumption<'_>) -> Vec<Redate> {
+    let Resumption {
+        due_on,
+        resume_at,
+        tz,
+        calendar,
+        send_time,
+    } = *resumption;
     let local_day = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
     let slot = resume_slot(resume_at, tz, send_time);
     let slot_day = local_day(slot);
     let mut steps: Vec<&PausedStep> = pending.iter().collect();
     steps.sort_by_key(|s| (s.position, s.due_at));
     let mut out = Vec::new();
-    let mut kept = Vec::new();
+    // Set by the first step that moves: every later one moves by as many days.
+    let mut shift: Option<u64> = None;
+    let mut last_day: Option<NaiveDate> = None;
     for step in steps {
         let day = local_day(step.due_at);
-        if day < due_on && slot_day >= due_on && step.due_at < slot {
+        let days = match shift {
+            Some(days) => days,
+            // The pause ended before the next step's time: the plan stands.
+            None if step.due_at >= slot => return out,
+            None => u64::try_from((slot_day - day).num_days()).unwrap_or(0),
+        };
+        let placement = Placement {
+            window: &step.window,
+            calendar,
+            tz,
+            send_time,
+        };
+        let to = placement.place(days_after(day, days), last_day);
+        if day < due_on && local_day(to) >= due_on {
             out.push(Redate::Skip {
                 id: step.id,
                 reason: "a note for before the due date, which has passed during the pause",
             });
-        } else {
-            kept.push(step);
+            continue;
         }
-    }
-    let Some(first) = kept.first() else {
-        return out;
-    };
-    if first.due_at >= slot {
-        return out;
-    }
-    let shift = u64::try_from((slot_day - local_day(first.due_at)).num_days()).unwrap_or(0);
-    for step in kept {
-        let to = local_instant(tz, days_after(local_day(step.due_at), shift), send_time);
+        shift = Some(days);
+        last_day = Some(local_day(to));
         if to != step.due_at {
             out.push(Redate::Move { id: step.id, to });
         }
@@ -159,115 +192,5 @@ pub fn redate_after_pause(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use chrono_tz::Europe::Paris;
-
-    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
-    }
-
-    fn utc(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
-            .single()
-            .unwrap_or_default()
-    }
-
-    fn nine() -> NaiveTime {
-        NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default()
-    }
-
-    fn step(n: u128, position: i32, due_at: DateTime<Utc>) -> PausedStep {
-        PausedStep {
-            id: Uuid::from_u128(n),
-            position,
-            due_at,
-        }
-    }
-
-    #[test]
-    fn a_promise_holds_through_the_grace_days_in_local_time() {
-        let end = promise_pause_end(date(2026, 3, 25), date(2026, 3, 20), 3, Paris);
-        // 29 March 00:00 in Paris is still winter time (UTC+1).
-        assert_eq!(
-            end.map(|e| e.to_rfc3339()),
-            Ok("2026-03-28T23:00:00+00:00".into())
-        );
-        let today = promise_pause_end(date(2026, 3, 20), date(2026, 3, 20), 0, Paris);
-        assert_eq!(
-            today.map(|e| e.to_rfc3339()),
-            Ok("2026-03-20T23:00:00+00:00".into())
-        );
-    }
-
-    #[test]
-    fn a_past_or_far_promise_is_refused() {
-        let past = promise_pause_end(date(2026, 3, 19), date(2026, 3, 20), 3, Paris);
-        assert!(past.is_err_and(|r| r.field == "promise.promised_on" && r.reason.contains("past")));
-        let far = promise_pause_end(date(2027, 6, 1), date(2026, 3, 20), 3, Paris);
-        assert!(far.is_err_and(|r| r.reason.contains("payment plan")));
-    }
-
-    #[test]
-    fn the_resume_slot_is_the_next_send_time() {
-        // 07:00 UTC is 08:00 in Paris: today at 09:00.
-        assert_eq!(
-            resume_slot(utc(2026, 3, 10, 7), Paris, nine()),
-            utc(2026, 3, 10, 8)
-        );
-        // 10:00 UTC is 11:00 in Paris: tomorrow at 09:00.
-        assert_eq!(
-            resume_slot(utc(2026, 3, 10, 10), Paris, nine()),
-            utc(2026, 3, 11, 8)
-        );
-    }
-
-    #[test]
-    fn the_sequence_resumes_at_the_step_it_had_reached_and_keeps_its_rhythm() {
-        // Due 16 March; reminder_1 (21 March) and reminder_2 (28 March) fell inside a pause
-        // that ended on 2 April at 00:00 local.
-        let pending = [step(1, 1, utc(2026, 3, 21, 8)), step(2, 2, utc(2026, 3, 28, 8))];
-        let plan = redate_after_pause(&pending, date(2026, 3, 16), utc(2026, 4, 1, 22), Paris, nine());
-        assert_eq!(
-            plan,
-            vec![
-                // 2 April 09:00 in Paris is summer time (UTC+2).
-                Redate::Move {
-                    id: Uuid::from_u128(1),
-                    to: utc(2026, 4, 2, 7)
-                },
-                Redate::Move {
-                    id: Uuid::from_u128(2),
-                    to: utc(2026, 4, 9, 7)
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn nothing_moves_when_the_pause_ended_before_the_next_step() {
-        let pending = [step(1, 1, utc(2026, 3, 21, 8))];
-        assert!(
-            redate_after_pause(&pending, date(2026, 3, 16), utc(2026, 3, 19, 12), Paris, nine()).is_empty()
-        );
-    }
-
-    #[test]
-    fn a_pre_due_note_overtaken_by_the_due_date_is_skipped() {
-        // Pre-due note on 11 March, due 16 March, paused until 18 March.
-        let pending = [step(0, 0, utc(2026, 3, 11, 8)), step(1, 1, utc(2026, 3, 21, 8))];
-        let plan = redate_after_pause(&pending, date(2026, 3, 16), utc(2026, 3, 17, 23), Paris, nine());
-        assert_eq!(plan.len(), 1, "{plan:?}");
-        assert!(matches!(plan[0], Redate::Skip { id, .. } if id == Uuid::from_u128(0)));
-        // A pause that ends before the due date keeps the note, at the next send time.
-        let plan = redate_after_pause(&pending, date(2026, 3, 16), utc(2026, 3, 12, 12), Paris, nine());
-        assert_eq!(
-            plan[0],
-            Redate::Move {
-                id: Uuid::from_u128(0),
-                to: utc(2026, 3, 13, 8)
-            }
-        );
-    }
-}
+#[path = "pause_tests.rs"]
+mod tests;

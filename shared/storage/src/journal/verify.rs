@@ -93,11 +93,11 @@ pub async fn verify_chain(conn: &mut PgConnection, name: &str) -> anyhow::Result
 async fn verify_into(conn: &mut PgConnection, name: &str, report: &mut Verification) -> anyhow::Result<()> {
     let entries = chain(&mut *conn, name).await?;
     let head = super::head(&mut *conn, name).await?;
-    let mut documents: HashMap<Uuid, Option<String>> = HashMap::new();
+    let mut documents: HashMap<Uuid, Vec<String>> = HashMap::new();
     for entry in &entries {
         if let (Some(_), Some(step)) = (&entry.document_sha256, entry.step_id) {
             if let Entry::Vacant(slot) = documents.entry(step) {
-                slot.insert(document::for_step(&mut *conn, step).await?.map(|d| d.sha256()));
+                slot.insert(document::hashes_for_step(&mut *conn, step).await?);
             }
         }
     }
@@ -110,13 +110,14 @@ async fn verify_into(conn: &mut PgConnection, name: &str, report: &mut Verificat
     Ok(())
 }
 
-/// Walks a chain in order and returns what is wrong first. `documents` holds the current
-/// hash of each referred step's document (`None`: the document is gone).
+/// Walks a chain in order and returns what is wrong first. `documents` holds the hashes of
+/// each referred step's documents as stored now: its rendering, and the renderings it
+/// replaced before delivery (empty: the documents are gone).
 pub fn first_break(
     name: &str,
     entries: &[ChainedEntry],
     head: Option<&Head>,
-    documents: &HashMap<Uuid, Option<String>>,
+    documents: &HashMap<Uuid, Vec<String>>,
 ) -> Option<Problem> {
     let at_entry = |e: &ChainedEntry, reason: String| Problem {
         chain: name.to_string(),
@@ -168,8 +169,8 @@ pub fn first_break(
         }
         if let (Some(recorded), Some(step)) = (&e.document_sha256, e.step_id) {
             match documents.get(&step) {
-                Some(Some(now)) if now == recorded => {}
-                Some(Some(_)) => {
+                Some(stored) if stored.contains(recorded) => {}
+                Some(stored) if !stored.is_empty() => {
                     return Some(at_entry(
                         e,
                         format!("the document of step {step} no longer matches the hash recorded: the rendered message (or its attached invoice PDF) was modified"),
