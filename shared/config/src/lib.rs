@@ -5,7 +5,7 @@
 
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
-use relance_domain::interest::{InterestTerms, RateBasis};
+use relance_domain::interest::{ecb_main_refinancing_rates, InterestTerms, RateBasis, RateTable};
 use relance_domain::{DunningPolicy, SharedClock, SimulatedClock, SystemClock};
 use std::collections::HashMap;
 use std::fmt;
@@ -57,6 +57,9 @@ pub struct ChannelSettings {
     pub interest_consumer_percent: rust_decimal::Decimal,
     /// The late-payment rate of the terms of sale; `None`: the ECB rate plus 10 points.
     pub interest_contract_percent: Option<rust_decimal::Decimal>,
+    /// The ECB main refinancing rate by date of effect (`RELANCE_ECB_RATES_FILE`, else the
+    /// built-in table).
+    pub ecb_rates: RateTable,
 }
 
 impl ChannelSettings {
@@ -64,6 +67,9 @@ impl ChannelSettings {
     /// of sale give one, else the ECB rate plus 10 points, never below the floor.
     pub fn interest_terms(&self) -> InterestTerms {
         let mut terms = InterestTerms::statutory(self.interest_floor_percent, self.interest_consumer_percent);
+        if let RateBasis::Statutory { ecb, .. } = &mut terms.basis {
+            *ecb = self.ecb_rates.clone();
+        }
         if let Some(rate_percent) = self.interest_contract_percent {
             terms.basis = RateBasis::Contractual { rate_percent };
         }
@@ -375,6 +381,14 @@ fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
             None => None,
             Some(_) => Some(env.parsed("RELANCE_INTEREST_CONTRACT_PERCENT", rust_decimal::Decimal::ZERO)?),
         },
+        ecb_rates: match env.get("RELANCE_ECB_RATES_FILE") {
+            None => ecb_main_refinancing_rates(),
+            Some(path) => {
+                let source = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading RELANCE_ECB_RATES_FILE {path}"))?;
+                RateTable::parse(&source, &path).map_err(|e| anyhow!("invalid ECB rate table: {e}"))?
+            }
+        },
     })
 }
 
@@ -496,6 +510,37 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("broker:5672"), "{shown}");
+    }
+
+    #[test]
+    fn an_ecb_rate_file_replaces_the_built_in_table_and_a_bad_one_is_refused_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("relance-ecb-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("ecb.txt");
+        let path_text = path.display().to_string();
+        let _ = std::fs::write(&path, "# ECB MRO\n2025-06-11 2.15\n2026-02-04 1.90\n");
+        let s = Settings::from_vars(vars(&[("RELANCE_ECB_RATES_FILE", &path_text)]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        let RateBasis::Statutory { ecb, .. } = s.channels.interest_terms().basis else {
+            panic!("statutory terms expected")
+        };
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+        assert_eq!(
+            ecb.rate_on(day(2026, 3, 1)),
+            Some(rust_decimal::Decimal::new(190, 2))
+        );
+        assert_eq!(
+            ecb.rate_on(day(2025, 12, 1)),
+            Some(rust_decimal::Decimal::new(215, 2))
+        );
+
+        let _ = std::fs::write(&path, "2025-06-11 2.15\n2026-02-04 1,90\n");
+        let e = format!(
+            "{:?}",
+            Settings::from_vars(vars(&[("RELANCE_ECB_RATES_FILE", &path_text)])).err()
+        );
+        assert!(e.contains("ecb.txt:2: \"1,90\" is not a rate"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
