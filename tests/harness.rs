@@ -166,7 +166,20 @@ impl Email {
 }
 
 impl MailDev {
+    /// Starts MailDev on two free ports. A port found free may be taken by another test before
+    /// MailDev binds it: then MailDev exits, and it is started again on other ports.
     pub async fn start() -> anyhow::Result<Self> {
+        let mut last_error = anyhow!("MailDev did not start");
+        for _ in 0..3 {
+            match Self::start_once().await {
+                Ok(maildev) => return Ok(maildev),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn start_once() -> anyhow::Result<Self> {
         let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/maildev/bin/maildev");
         if !bin.exists() {
             return Err(anyhow!(
@@ -196,21 +209,36 @@ impl MailDev {
             .kill_on_drop(true)
             .spawn()
             .context("starting MailDev")?;
-        let maildev = Self {
+        let mut maildev = Self {
             child,
             smtp_port,
             web_port,
             mail_dir,
             http: reqwest::Client::new(),
         };
-        wait_for("MailDev to answer", StdDuration::from_secs(30), || async {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(30);
+        loop {
             let smtp_up = tokio::net::TcpStream::connect(("127.0.0.1", smtp_port))
                 .await
                 .is_ok();
-            Ok(smtp_up && maildev.fetch().await.is_ok())
-        })
-        .await?;
-        Ok(maildev)
+            if smtp_up && maildev.fetch().await.is_ok() {
+                return Ok(maildev);
+            }
+            let failure = match maildev.child.try_wait()? {
+                Some(status) => Some(anyhow!(
+                    "MailDev exited ({status}) on ports {smtp_port}/{web_port}"
+                )),
+                None if tokio::time::Instant::now() >= deadline => {
+                    Some(anyhow!("MailDev did not answer within 30 s"))
+                }
+                None => None,
+            };
+            if let Some(failure) = failure {
+                maildev.stop().await;
+                return Err(failure);
+            }
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
     }
 
     async fn fetch(&self) -> anyhow::Result<Vec<Email>> {
