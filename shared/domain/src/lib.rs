@@ -37,3 +37,6 @@ pub use validation::{
     validate_customer, validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection,
 };
 pub use window::{next_opening, SendWindow};
+
+#[cfg(test)]
+mod test_support;

@@ -5,10 +5,10 @@
 
 use super::*;
 use crate::calendar::{FrenchCalendar, WeekendsOnly};
-use crate::policy::{builtin_windows, StepConditions, StepTemplate};
+use crate::test_support::{policy_with, random_policy, random_steps, zones};
 use crate::window::SendWindow;
-use chrono::{Duration, Weekday};
-use chrono_tz::{America, Asia, Europe};
+use chrono::Duration;
+use chrono_tz::Europe;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -38,27 +38,6 @@ fn email_only_policy() -> DunningPolicy {
 const FR: FrenchCalendar = FrenchCalendar {
     alsace_moselle: false,
 };
-
-/// A policy whose medium segment has these (offset, window) steps.
-fn policy_with(steps: &[(i64, &str)]) -> DunningPolicy {
-    let mut policy = default_policy();
-    let medium: Vec<StepTemplate> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, (offset, window))| StepTemplate {
-            name: format!("step_{i}"),
-            offset_days: *offset,
-            channel: Channel::Email,
-            template: "reminder".into(),
-            tone: Tone::Firm,
-            line: 1,
-            window: window.to_string(),
-            conditions: StepConditions::default(),
-        })
-        .collect();
-    policy.segments.insert(Risk::Medium.into(), medium);
-    policy
-}
 
 fn input(due_on: NaiveDate, tz: Tz, calendar: &dyn HolidayCalendar) -> PlanInput<'_> {
     PlanInput {
@@ -253,55 +232,6 @@ fn replanned_steps_come_after_the_steps_done_by_position_too() {
 }
 
 // ---------------------------------------------------------------- properties
-
-fn zones() -> impl Strategy<Value = Tz> {
-    prop::sample::select(vec![
-        Europe::Paris,
-        America::New_York,
-        Asia::Tokyo,
-        chrono_tz::Australia::Sydney,
-    ])
-}
-
-fn window_names() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec![
-        "any_time",
-        "working_days",
-        "working_mornings",
-        "reminders",
-        "tuesdays",
-    ])
-}
-
-/// A medium segment of 1 to 6 steps, offsets strictly increasing from -20 to +60.
-fn random_steps() -> impl Strategy<Value = Vec<(i64, &'static str)>> {
-    prop::collection::vec((1i64..12, window_names()), 1..7).prop_map(|gaps| {
-        let mut offset = -20;
-        gaps.into_iter()
-            .map(|(gap, window)| {
-                offset += gap;
-                (offset, window)
-            })
-            .collect()
-    })
-}
-
-fn random_policy(steps: &[(i64, &str)], send_hour: u32) -> DunningPolicy {
-    let mut policy = policy_with(steps);
-    policy.send_time = NaiveTime::from_hms_opt(send_hour, 30, 0).unwrap();
-    let mut windows = builtin_windows();
-    windows.insert(
-        "tuesdays".into(),
-        SendWindow {
-            weekdays: vec![Weekday::Tue],
-            opens: NaiveTime::from_hms_opt(14, 0, 0).unwrap(),
-            closes: NaiveTime::from_hms_opt(16, 0, 0).unwrap(),
-            business_days_only: true,
-        },
-    );
-    policy.windows = windows;
-    policy
-}
 
 fn dates_2025_to_2028() -> impl Strategy<Value = NaiveDate> {
     (0u64..(4 * 365)).prop_map(|d| date(2025, 1, 1) + Days::new(d))

@@ -6,13 +6,13 @@
 
 use super::*;
 use crate::calendar::{FrenchCalendar, WeekendsOnly};
-use crate::customer::{Channel, CustomerKind, Risk};
+use crate::customer::{CustomerKind, Risk};
 use crate::money::Money;
 use crate::plan::{plan_invoice, PlanInput};
-use crate::policy::{builtin_windows, DunningPolicy, StepConditions, StepTemplate, Tone};
-use chrono::{Duration, TimeZone, Weekday};
+use crate::test_support::{random_policy, random_steps, zones};
+use chrono::{Duration, TimeZone};
+use chrono_tz::America;
 use chrono_tz::Europe::Paris;
-use chrono_tz::{America, Asia};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
@@ -261,65 +261,6 @@ fn a_pre_due_note_its_window_would_push_onto_the_due_date_is_skipped() {
 
 // ---------------------------------------------------------------- properties
 
-fn policy_with(steps: &[(i64, &str)], send_hour: u32) -> DunningPolicy {
-    let mut policy = DunningPolicy::default_policy().unwrap();
-    let medium: Vec<StepTemplate> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, (offset, window))| StepTemplate {
-            name: format!("step_{i}"),
-            offset_days: *offset,
-            channel: Channel::Email,
-            template: "reminder".into(),
-            tone: Tone::Firm,
-            line: 1,
-            window: window.to_string(),
-            conditions: StepConditions::default(),
-        })
-        .collect();
-    policy.segments.insert(Risk::Medium.into(), medium);
-    policy.send_time = NaiveTime::from_hms_opt(send_hour, 30, 0).unwrap();
-    let mut windows = builtin_windows();
-    windows.insert(
-        "tuesdays".into(),
-        SendWindow {
-            weekdays: vec![Weekday::Tue],
-            opens: NaiveTime::from_hms_opt(14, 0, 0).unwrap(),
-            closes: NaiveTime::from_hms_opt(16, 0, 0).unwrap(),
-            business_days_only: true,
-        },
-    );
-    policy.windows = windows;
-    policy
-}
-
-fn window_names() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec![
-        "any_time",
-        "working_days",
-        "working_mornings",
-        "reminders",
-        "tuesdays",
-    ])
-}
-
-/// 1 to 6 steps, offsets strictly increasing from -20 to +60.
-fn random_steps() -> impl Strategy<Value = Vec<(i64, &'static str)>> {
-    prop::collection::vec((1i64..12, window_names()), 1..7).prop_map(|gaps| {
-        let mut offset = -20;
-        gaps.into_iter()
-            .map(|(gap, window)| {
-                offset += gap;
-                (offset, window)
-            })
-            .collect()
-    })
-}
-
-fn zones() -> impl Strategy<Value = Tz> {
-    prop::sample::select(vec![Paris, America::New_York, Asia::Tokyo])
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -333,7 +274,7 @@ proptest! {
         pause_starts_hours in -600i64..1500,
         pause_hours in 1i64..2000,
     ) {
-        let policy = policy_with(&steps, send_hour);
+        let policy = random_policy(&steps, send_hour);
         let calendar: Box<dyn HolidayCalendar> = match alsace {
             Some(alsace_moselle) => Box::new(FrenchCalendar { alsace_moselle }),
             None => Box::new(WeekendsOnly),
