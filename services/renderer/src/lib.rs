@@ -377,9 +377,8 @@ async fn settle_unrenderable(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    if steps::transition(&mut tx, step.id, &[StepStatus::Queued], to, Some(reason), now).await? {
-        outgoing::announce_step(&mut tx, now, step, event_type, json!({ "reason": reason })).await?;
-    }
+    outgoing::transition_and_announce(&mut tx, now, step, &[StepStatus::Queued], to, event_type, reason)
+        .await?;
     tx.commit().await.context("committing the step's outcome")?;
     Ok(())
 }

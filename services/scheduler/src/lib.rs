@@ -161,25 +161,16 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
             } else {
                 "overtaken by a later step (the sequence only moves forward)"
             };
-            if steps::transition(
+            outgoing::transition_and_announce(
                 &mut tx,
-                step.id,
+                now,
+                step,
                 &[StepStatus::Pending],
                 StepStatus::Skipped,
-                Some(reason),
-                now,
+                names::REMINDER_SKIPPED,
+                reason,
             )
-            .await?
-            {
-                outgoing::announce_step(
-                    &mut tx,
-                    now,
-                    step,
-                    names::REMINDER_SKIPPED,
-                    json!({ "reason": reason }),
-                )
-                .await?;
-            }
+            .await?;
         }
         if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.postpone) {
             let to = next_day_in_window(&config.policy, &window_of(step), calendar.as_ref(), tz, now);
@@ -464,25 +455,16 @@ pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Res
             (_, InterruptedDelivery::Fail) => {
                 let reason =
                     "delivery interrupted (the sender stopped mid-delivery); not resent, to avoid a duplicate";
-                if steps::transition(
+                outgoing::transition_and_announce(
                     &mut tx,
-                    step.id,
+                    now,
+                    step,
                     &[StepStatus::Sending],
                     StepStatus::Failed,
-                    Some(reason),
-                    now,
+                    names::REMINDER_FAILED,
+                    reason,
                 )
-                .await?
-                {
-                    outgoing::announce_step(
-                        &mut tx,
-                        now,
-                        step,
-                        names::REMINDER_FAILED,
-                        json!({ "reason": reason }),
-                    )
-                    .await?;
-                }
+                .await?;
             }
             (_, InterruptedDelivery::Resend) => {
                 let reason = "delivery interrupted; delivered again with the same Message-ID";

@@ -88,25 +88,16 @@ pub async fn after_pauses_ended(
         });
         match change {
             Some(Redate::Skip { reason, .. }) => {
-                if steps::transition(
+                outgoing::transition_and_announce(
                     tx,
-                    step.id,
+                    now,
+                    step,
                     &[StepStatus::Pending],
                     StepStatus::Skipped,
-                    Some(reason),
-                    now,
+                    names::REMINDER_SKIPPED,
+                    reason,
                 )
-                .await?
-                {
-                    outgoing::announce_step(
-                        tx,
-                        now,
-                        step,
-                        names::REMINDER_SKIPPED,
-                        json!({ "reason": reason }),
-                    )
-                    .await?;
-                }
+                .await?;
             }
             Some(Redate::Move { to, .. }) => {
                 steps::postpone(tx, step.id, *to, now).await?;

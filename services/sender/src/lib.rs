@@ -186,25 +186,16 @@ pub async fn deliver_job(
     let now = config.clock.now();
     // Reminders and call recaps are about an unpaid invoice; a thank-you is not.
     if step.kind != "thanks" && invoice_status.as_deref() != Some(STATUS_OPEN) {
-        if steps::transition(
+        outgoing::transition_and_announce(
             &mut tx,
-            step.id,
+            now,
+            &step,
             &[StepStatus::Sending],
             StepStatus::Cancelled,
-            Some("invoice settled before sending"),
-            now,
+            names::REMINDER_CANCELLED,
+            "invoice settled before sending",
         )
-        .await?
-        {
-            outgoing::announce_step(
-                &mut tx,
-                now,
-                &step,
-                names::REMINDER_CANCELLED,
-                json!({ "reason": "invoice settled before sending" }),
-            )
-            .await?;
-        }
+        .await?;
         tx.commit().await.context("committing the cancellation")?;
         return Ok(());
     }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use relance_contracts::{EventV1, InvoiceJournalV1, JournalEntryV1, VERSION_1};
 use relance_storage::journal::{self, canonical, ChainedEntry};
 use relance_storage::outbox::{self, Destination, OutgoingMessage};
-use relance_storage::steps::StepRecord;
+use relance_storage::steps::{StepRecord, StepStatus};
 use uuid::Uuid;
 
 /// An outbound event about an invoice (and possibly one of its steps).
@@ -90,6 +90,25 @@ pub async fn announce_step(
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
     announce(tx, now, &step.invoice_number, Some(step), event_type, detail).await
+}
+
+/// Moves a step from one of `from` to `to` with `reason`, and if it moved (another worker may
+/// have moved it first), journals and announces `event_type` with that reason. Returns
+/// whether it moved.
+pub async fn transition_and_announce(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    step: &StepRecord,
+    from: &[StepStatus],
+    to: StepStatus,
+    event_type: &str,
+    reason: &str,
+) -> anyhow::Result<bool> {
+    if !relance_storage::steps::transition(tx, step.id, from, to, Some(reason), now).await? {
+        return Ok(false);
+    }
+    announce_step(tx, now, step, event_type, serde_json::json!({ "reason": reason })).await?;
+    Ok(true)
 }
 
 /// A linked journal entry as the contract shows it; `None` for an entry without its link.
