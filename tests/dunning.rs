@@ -325,10 +325,16 @@ async fn each_segment_gets_the_full_escalation_across_channels_over_sixty_days()
     );
     // High, due Monday 13 April: J-7 is Easter Monday, the note waits for Tuesday 7 April;
     // everything follows within two weeks of the due date.
-    assert_eq!(high[0].0, "Tue 2026-04-07 09:00");
     assert_eq!(
-        high[5],
-        row("Tue 2026-04-28 09:00", "registered_letter", "formal_notice")
+        high,
+        vec![
+            row("Tue 2026-04-07 09:00", "email", "pre_due"),
+            row("Thu 2026-04-16 09:00", "email", "reminder"),
+            row("Mon 2026-04-20 09:00", "call", "call_script"),
+            row("Tue 2026-04-21 09:00", "email", "firm_reminder"),
+            row("Thu 2026-04-23 09:00", "sms", "sms_reminder"),
+            row("Tue 2026-04-28 09:00", "registered_letter", "formal_notice"),
+        ]
     );
 
     // Low, without a phone or an address: its call is skipped, its SMS goes as the final
@@ -345,7 +351,19 @@ async fn each_segment_gets_the_full_escalation_across_channels_over_sixty_days()
             })
             .collect();
     assert_eq!(low, expected_low);
-    assert_eq!(low[1].0, "Tue 2026-03-24 09:00", "J+7 is a Monday: Tuesday");
+    // Due Monday 16 March: J-3 Friday 13; J+7 is a Monday, the reminder waits for Tuesday;
+    // the call J+14 (Monday 30 March) is skipped; the SMS J+22 goes as an email on Tuesday
+    // 7 April, the formal notice J+35 by email on Monday 20 April (a working day: its window).
+    assert_eq!(
+        low,
+        vec![
+            row("Fri 2026-03-13 09:00", "email", "pre_due"),
+            row("Tue 2026-03-24 09:00", "email", "reminder"),
+            row("Tue 2026-03-31 09:00", "email", "firm_reminder"),
+            row("Tue 2026-04-07 09:00", "email", "final_reminder"),
+            row("Mon 2026-04-20 09:00", "email", "formal_notice"),
+        ]
+    );
     assert_eq!(
         step_reasons(&env, "F-LOW", names::REMINDER_SKIPPED).await,
         vec![("call".to_string(), "the customer has no phone number".to_string())]
@@ -475,7 +493,20 @@ async fn each_segment_gets_the_full_escalation_across_channels_over_sixty_days()
         "{reason}"
     );
     // The formal notice ends the sequence: unpaid eight days later (RELANCE_HANDOFF_AFTER_DAYS),
-    // the invoice is handed off; the high-risk one's notice (28 April) is too recent.
+    // the invoice is handed off; a notice by post waits seven more days to be received
+    // (RELANCE_POSTAL_DELIVERY_DAYS). Medium's registered notice of 9 April: the day after
+    // 24 April; low's emailed notice of 20 April: the day after 28 April. The high-risk one's
+    // notice (28 April) is too recent.
+    for (number, day) in [("F-MED", "2026-04-25"), ("F-LOW", "2026-04-29")] {
+        let at: DateTime<Utc> = sqlx::query_scalar(
+            "SELECT at FROM journal WHERE invoice_number = $1 AND action = 'invoice.handed_off'",
+        )
+        .bind(number)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        assert_eq!(at.with_timezone(&Paris).date_naive().to_string(), day, "{number}");
+    }
     let statuses: Vec<(String, String)> =
         sqlx::query_as("SELECT number, status FROM invoices ORDER BY number")
             .fetch_all(&env.db)

@@ -90,9 +90,18 @@ async fn an_unpaid_invoice_is_handed_off_once_with_its_journal_and_a_paid_one_ne
     let deadline_evening = Utc.with_ymd_and_hms(2026, 4, 23, 21, 0, 0).single().unwrap();
     env.run_until(date(2026, 4, 22)).await;
     env.set_time(deadline_evening).await;
-    let handed = relance_scheduler::handoff::hand_off_due(&env.db, deadline_evening, 8, 100, &terms())
-        .await
-        .unwrap();
+    let handed = relance_scheduler::handoff::hand_off_due(
+        &env.db,
+        deadline_evening,
+        relance_storage::handoff::HandOffDelay {
+            after_days: 8,
+            postal_days: 7,
+        },
+        100,
+        &terms(),
+    )
+    .await
+    .unwrap();
     assert_eq!(handed, 0);
     assert_eq!(status(&env, "F-900").await.0, "open");
     assert_eq!(

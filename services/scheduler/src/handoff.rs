@@ -1,6 +1,7 @@
 //! Hand-off: an invoice whose sequence is over (its last reminder step sent, or otherwise
 //! final) and still unpaid `RELANCE_HANDOFF_AFTER_DAYS` days later (by default the 8 days the
-//! firm reminder gave) is marked `handed_off`, journaled, and announced by an
+//! formal notice gives; plus `RELANCE_POSTAL_DELIVERY_DAYS` when the notice went by post, as
+//! its deadline runs from receipt) is marked `handed_off`, journaled, and announced by an
 //! `invoice.handed_off` event carrying its journal and the amount due, with the late interest
 //! accrued to the hand-off day, the recovery indemnity and the total (`relance_domain::claim`,
 //! as the firm reminders and the formal notice state them). A sweep of the
@@ -17,7 +18,7 @@ use relance_domain::claim::{claim_on, Claim, Debt};
 use relance_domain::interest::InterestTerms;
 use relance_domain::{CustomerKind, Money};
 use relance_messaging::outgoing;
-use relance_storage::handoff::{self, HandOffCandidate};
+use relance_storage::handoff::{self, HandOffCandidate, HandOffDelay};
 use relance_storage::{deliveries, journal, outbox};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -29,15 +30,18 @@ use std::str::FromStr;
 pub async fn hand_off_due(
     db: &PgPool,
     now: DateTime<Utc>,
-    after_days: u32,
+    delay: HandOffDelay,
     batch: i64,
     terms: &InterestTerms,
 ) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let mut tx = db.begin().await.context("starting the hand-off transaction")?;
-        let claimed = handoff::claim_due(&mut tx, now, after_days, batch).await?;
+        let claimed = handoff::claim_due(&mut tx, now, delay, batch).await?;
         for invoice in &claimed {
+            let by_post = invoice.last_step_status == "sent"
+                && matches!(invoice.last_step_channel.as_str(), "letter" | "registered_letter");
+            let after_days = delay.after_days + if by_post { delay.postal_days } else { 0 };
             hand_off(&mut tx, invoice, now, after_days, terms).await?;
         }
         tx.commit().await.context("committing the hand-off")?;

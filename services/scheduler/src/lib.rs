@@ -87,8 +87,7 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
         }
         let (now, s) = (config.clock.now(), &config.settings);
         let terms = s.channels.interest_terms();
-        if let Err(e) = handoff::hand_off_due(db, now, s.handoff_after_days, s.scheduler_batch, &terms).await
-        {
+        if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await {
             tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
         }
         if let Err(e) = grouping::settle_groups(db, config).await {
@@ -517,4 +516,12 @@ async fn queue_delivery(
         json!({ "stage": "send" }),
     )
     .await
+}
+
+/// The hand-off delay the settings give.
+fn handoff_delay(s: &relance_config::Settings) -> relance_storage::handoff::HandOffDelay {
+    relance_storage::handoff::HandOffDelay {
+        after_days: s.handoff_after_days,
+        postal_days: s.postal_delivery_days,
+    }
 }

@@ -136,6 +136,9 @@ pub struct Settings {
     /// Whole days, in the customer's calendar, after the last step of the sequence before an
     /// unpaid invoice is handed off.
     pub handoff_after_days: u32,
+    /// Days added to `handoff_after_days` when the last step went by post (a letter or a
+    /// registered formal notice): the letter must reach the debtor before its deadline runs.
+    pub postal_delivery_days: u32,
     /// Days a call task stays open after the day it was opened, before it expires.
     pub call_task_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
@@ -299,6 +302,7 @@ impl Settings {
             pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
             promise_grace_days: env.parsed("RELANCE_PROMISE_GRACE_DAYS", 3)?,
             handoff_after_days: env.parsed("RELANCE_HANDOFF_AFTER_DAYS", 8)?,
+            postal_delivery_days: env.parsed("RELANCE_POSTAL_DELIVERY_DAYS", 7)?,
             call_task_days: env.parsed("RELANCE_CALL_TASK_DAYS", 5)?,
             lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
             interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Fail)?,
@@ -347,6 +351,17 @@ impl Settings {
             return Err(anyhow!(
                 "RELANCE_PROMISE_GRACE_DAYS must be at most {MAX_PROMISE_GRACE_DAYS}"
             ));
+        }
+        // The hand-off must not come before the deadline the formal notice gives.
+        if settings.handoff_after_days < settings.channels.formal_notice_days {
+            return Err(anyhow!(
+                "RELANCE_HANDOFF_AFTER_DAYS ({}) must be at least RELANCE_FORMAL_NOTICE_DAYS ({}): an invoice would be handed off before the deadline its formal notice gives",
+                settings.handoff_after_days,
+                settings.channels.formal_notice_days
+            ));
+        }
+        if settings.postal_delivery_days > 30 {
+            return Err(anyhow!("RELANCE_POSTAL_DELIVERY_DAYS must be at most 30"));
         }
         if !(1..=relance_domain::calls::MAX_CALL_TASK_DAYS).contains(&settings.call_task_days) {
             return Err(anyhow!(
@@ -468,6 +483,23 @@ mod tests {
         assert!(format!("{:?}", e.err()).contains("RELANCE_PROMISE_GRACE_DAYS"));
         let e = Settings::from_vars(vars(&[("RELANCE_PROMISE_GRACE_DAYS", "61")]));
         assert!(format!("{:?}", e.err()).contains("RELANCE_PROMISE_GRACE_DAYS"));
+        // A hand-off before the formal notice's deadline is refused.
+        let e = Settings::from_vars(vars(&[
+            ("RELANCE_HANDOFF_AFTER_DAYS", "5"),
+            ("RELANCE_FORMAL_NOTICE_DAYS", "8"),
+        ]));
+        let e = format!("{:?}", e.err());
+        assert!(
+            e.contains("RELANCE_HANDOFF_AFTER_DAYS (5) must be at least RELANCE_FORMAL_NOTICE_DAYS (8)"),
+            "{e}"
+        );
+        let ok = Settings::from_vars(vars(&[
+            ("RELANCE_HANDOFF_AFTER_DAYS", "15"),
+            ("RELANCE_POSTAL_DELIVERY_DAYS", "3"),
+        ]));
+        assert!(ok
+            .as_ref()
+            .is_ok_and(|s| s.handoff_after_days == 15 && s.postal_delivery_days == 3));
         for bad in ["0", "61", "a week"] {
             let e = Settings::from_vars(vars(&[("RELANCE_CALL_TASK_DAYS", bad)]));
             assert!(

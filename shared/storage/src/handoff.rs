@@ -29,28 +29,41 @@ pub struct HandOffCandidate {
     pub last_step: String,
     pub last_step_status: String,
     pub last_step_at: DateTime<Utc>,
+    /// Its channel: a letter's deadline runs from its receipt, some days after it was posted.
+    pub last_step_channel: String,
+}
+
+/// How long an unpaid invoice waits after the last step of its sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct HandOffDelay {
+    /// Whole days after the last step became final.
+    pub after_days: u32,
+    /// Added when that step was a letter sent by post.
+    pub postal_days: u32,
 }
 
 /// Claims up to `limit` open, unpaid, overdue, unpaused invoices whose reminder steps are all
 /// final (a call task ended: completed or expired; an open one holds the hand-off) and
 /// whose last step became final more than `after_days` whole days ago, counted in the
 /// customer's calendar: with 8, a last reminder sent on 28 March is handed off from 6 April,
-/// 00:00 local time. A pause (promise, dispute, suspension) holds the hand-off while it lasts;
+/// 00:00 local time. When that step was a letter (a registered formal notice) sent, the
+/// postal days are added: its deadline runs from receipt. A pause (promise, dispute, suspension) holds the hand-off while it lasts;
 /// once it ends unpaid past that day, the invoice goes at once. Invoices another scheduler
 /// holds are skipped (`SKIP LOCKED`).
 pub async fn claim_due(
     tx: &mut PgConnection,
     now: DateTime<Utc>,
-    after_days: u32,
+    delay: HandOffDelay,
     limit: i64,
 ) -> anyhow::Result<Vec<HandOffCandidate>> {
     sqlx::query_as(
         "SELECT i.id, i.number, i.amount, i.credited, i.balance, i.currency, i.due_on,
                 c.kind AS customer_kind, c.timezone,
-                last.name AS last_step, last.status AS last_step_status, last.updated_at AS last_step_at
+                last.name AS last_step, last.status AS last_step_status, last.updated_at AS last_step_at,
+                last.channel AS last_step_channel
          FROM invoices i
          JOIN customers c ON c.id = i.customer_id
-         JOIN LATERAL (SELECT s.name, s.status, s.updated_at FROM reminder_steps s
+         JOIN LATERAL (SELECT s.name, s.status, s.updated_at, s.channel FROM reminder_steps s
                        WHERE s.invoice_id = i.id AND s.kind = 'reminder'
                        ORDER BY s.position DESC LIMIT 1) last ON true
          WHERE i.status = 'open' AND i.balance > 0
@@ -58,6 +71,7 @@ pub async fn claim_due(
            AND i.due_on < ($1 AT TIME ZONE c.timezone)::date
            AND last.status IN ('sent', 'skipped', 'cancelled', 'failed', 'completed', 'expired')
            AND ($1 AT TIME ZONE c.timezone)::date > (last.updated_at AT TIME ZONE c.timezone)::date + $2::int
+               + CASE WHEN last.status = 'sent' AND last.channel IN ('letter', 'registered_letter') THEN $4::int ELSE 0 END
            AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                            WHERE o.invoice_id = i.id AND o.kind = 'reminder'
@@ -67,8 +81,9 @@ pub async fn claim_due(
          FOR UPDATE OF i SKIP LOCKED",
     )
     .bind(now)
-    .bind(i32::try_from(after_days).unwrap_or(i32::MAX))
+    .bind(i32::try_from(delay.after_days).unwrap_or(i32::MAX))
     .bind(limit)
+    .bind(i32::try_from(delay.postal_days).unwrap_or(i32::MAX))
     .fetch_all(tx)
     .await
     .context("claiming invoices to hand off")
