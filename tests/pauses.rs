@@ -689,3 +689,93 @@ async fn the_cli_pauses_and_lists_invoices_through_the_same_messages() {
     assert_eq!(env.journal_count("F-CLI", names::CREDIT_NOTE_RECORDED).await, 0);
     env.stop().await;
 }
+
+/// Runs a CLI command that publishes a message and waits for it to be applied; returns what
+/// it printed, after checking it succeeded.
+async fn applied(env: &TestEnv, args: &[&str]) -> String {
+    let mut args = args.to_vec();
+    args.extend(["--wait", "30"]);
+    let out = relance_cli(env, &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_invoice_command_of_the_cli_applies_its_message() {
+    let env = TestEnv::start(1).await;
+    for number in ["F-CLI-P", "F-CLI-R", "F-CLI-W", "F-CLI-L"] {
+        register(&env, number, "250.00").await;
+    }
+
+    // A promise: paused until the date plus the grace days.
+    let out = applied(
+        &env,
+        &[
+            "invoice",
+            "promise",
+            "F-CLI-P",
+            "--date",
+            "2026-03-20",
+            "--note",
+            "by transfer",
+        ],
+    )
+    .await;
+    assert!(out.contains("published promise.recorded for F-CLI-P"), "{out}");
+    assert!(out.contains("invoice.paused"), "{out}");
+    assert_eq!(
+        collections_status(&env, "F-CLI-P").await,
+        CollectionStatus::Paused
+    );
+
+    // A dispute, then its resolution: the sequence resumes.
+    applied(
+        &env,
+        &["invoice", "dispute", "F-CLI-R", "--reason", "wrong quantity"],
+    )
+    .await;
+    let out = applied(
+        &env,
+        &["invoice", "resolve", "F-CLI-R", "--note", "quantity checked"],
+    )
+    .await;
+    assert!(out.contains("published dispute.resolved for F-CLI-R"), "{out}");
+    assert!(out.contains("invoice.resumed"), "{out}");
+    assert_ne!(
+        collections_status(&env, "F-CLI-R").await,
+        CollectionStatus::Paused
+    );
+
+    // A write-off: closed, its reminders cancelled, no thank-you.
+    let out = applied(
+        &env,
+        &[
+            "invoice",
+            "write-off",
+            "F-CLI-W",
+            "--reason",
+            "customer in liquidation",
+        ],
+    )
+    .await;
+    assert!(out.contains("invoice.closed"), "{out}");
+    assert_eq!(invoice_status(&env, "F-CLI-W").await.0, "closed");
+    assert_eq!(
+        collections_status(&env, "F-CLI-W").await,
+        CollectionStatus::Closed
+    );
+    assert_eq!(env.journal_count("F-CLI-W", names::THANKS_SENT).await, 0);
+
+    // The e-invoicing platform says "cashed": a payment of the balance, settled, thanked.
+    let out = applied(&env, &["invoice", "lifecycle", "F-CLI-L", "cashed"]).await;
+    assert!(out.contains("payment.recorded"), "{out}");
+    assert!(out.contains("invoice.settled"), "{out}");
+    assert_eq!(invoice_status(&env, "F-CLI-L").await.0, "settled");
+    env.wait_journal("F-CLI-L", names::THANKS_SENT, 1).await;
+    env.stop().await;
+}

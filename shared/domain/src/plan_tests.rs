@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::calendar::{FrenchCalendar, WeekendsOnly};
-use crate::test_support::{policy_with, random_policy, random_steps, zones};
+use crate::test_support::{policy_with, random_policy, random_steps, set_segment, zones};
 use crate::window::SendWindow;
 use chrono::Duration;
 use chrono_tz::Europe;
@@ -379,12 +379,18 @@ proptest! {
     #[test]
     fn replanning_is_idempotent_and_never_touches_emitted_steps(
         steps in random_steps(),
+        low_steps in random_steps(),
+        high_steps in random_steps(),
         due_on in dates_2025_to_2028(),
         tz in zones(),
         emitted_count in 0usize..7,
         new_risk in prop::sample::select(vec![Risk::Low, Risk::Medium, Risk::High]),
     ) {
-        let policy = random_policy(&steps, 9);
+        // Every segment names its steps step_0, step_1...: moving to another segment updates
+        // the steps of the same name, removes and adds the others.
+        let mut policy = random_policy(&steps, 9);
+        set_segment(&mut policy, Risk::Low, &low_steps);
+        set_segment(&mut policy, Risk::High, &high_steps);
         let calendar = FR;
         let old = plan_invoice(&policy, &input(due_on, tz, &calendar));
         let mut existing: Vec<ExistingStep> = old

@@ -12,7 +12,14 @@ use proptest::prelude::*;
 /// A policy whose medium segment has these (offset, window) steps.
 pub(crate) fn policy_with(steps: &[(i64, &str)]) -> DunningPolicy {
     let mut policy = DunningPolicy::default_policy().unwrap();
-    let medium: Vec<StepTemplate> = steps
+    set_segment(&mut policy, Risk::Medium, steps);
+    policy
+}
+
+/// Replaces a segment with these (offset, window) steps, named `step_0`, `step_1`... in
+/// every segment alike, so that segments share step names as the default policy's do.
+pub(crate) fn set_segment(policy: &mut DunningPolicy, risk: Risk, steps: &[(i64, &str)]) {
+    let segment: Vec<StepTemplate> = steps
         .iter()
         .enumerate()
         .map(|(i, (offset, window))| StepTemplate {
@@ -26,8 +33,7 @@ pub(crate) fn policy_with(steps: &[(i64, &str)]) -> DunningPolicy {
             conditions: StepConditions::default(),
         })
         .collect();
-    policy.segments.insert(Risk::Medium.into(), medium);
-    policy
+    policy.segments.insert(risk.into(), segment);
 }
 
 pub(crate) fn zones() -> impl Strategy<Value = Tz> {
