@@ -555,3 +555,61 @@ async fn a_payment_arriving_while_the_gateway_takes_the_sms_is_recorded_after_it
     );
     s.stop().await;
 }
+
+/// Copies the built-in templates to `dir`, for a test to change one of them.
+fn copy_templates(dir: &std::path::Path) {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/renderer/templates");
+    for language in ["fr", "en"] {
+        std::fs::create_dir_all(dir.join(language)).unwrap();
+        for file in std::fs::read_dir(source.join(language)).unwrap().flatten() {
+            std::fs::copy(file.path(), dir.join(language).join(file.file_name())).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_that_cannot_fit_in_two_segments_is_reported_failed_and_nothing_is_sent() {
+    // A French SMS template whose text and short version are both over two segments (460
+    // characters once rendered; two GSM-7 segments hold 306).
+    let templates = std::env::temp_dir().join(format!("relance-templates-{}", uuid::Uuid::new_v4().simple()));
+    copy_templates(&templates);
+    let long = "Facture {{ invoice_number }} impayée. ".repeat(20);
+    std::fs::write(
+        templates.join("fr/sms_reminder.sms"),
+        format!("{{% block body %}}{long}{{% endblock %}}\n{{% block short %}}{long}{{% endblock %}}\n"),
+    )
+    .unwrap();
+    let s = start_with(&[("RELANCE_TEMPLATE_DIR", templates.to_str().unwrap())]).await;
+    s.env
+        .publish(names::INVOICE_ISSUED, &invoice("F-950", Some("06 12 34 56 78")))
+        .await;
+    s.env.wait_journal("F-950", names::INVOICE_REGISTERED, 1).await;
+    s.env.run_until(date(2026, 3, 13)).await;
+    s.env.wait_journal("F-950", names::REMINDER_FAILED, 1).await;
+
+    let (status, reason): (String, Option<String>) = sqlx::query_as(
+        "SELECT s.status, s.status_reason FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+         WHERE i.number = 'F-950' AND s.name = 'sms_1'",
+    )
+    .fetch_one(&s.env.db)
+    .await
+    .unwrap();
+    assert_eq!(status, "failed");
+    let reason = reason.unwrap_or_default();
+    assert!(
+        reason.contains("segments") && reason.contains("more than the 2 allowed"),
+        "{reason}"
+    );
+    assert_eq!(s.gateway.count(), 0, "nothing sent to the gateway");
+    // The sequence goes on: the email before it went out, the formal notice is still ahead.
+    assert_eq!(
+        s.env.steps("F-950").await,
+        steps(&[
+            ("reminder_1", "sent"),
+            ("sms_1", "failed"),
+            ("formal_notice", "pending")
+        ])
+    );
+    s.stop().await;
+    let _ = std::fs::remove_dir_all(&templates);
+}

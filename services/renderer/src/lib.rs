@@ -48,8 +48,10 @@ pub async fn run_with_readiness(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let template_dir = std::env::var_os("RELANCE_TEMPLATE_DIR").map(std::path::PathBuf::from);
-    let env = Arc::new(templates::environment(template_dir.as_deref(), &config.policy)?);
+    let env = Arc::new(templates::environment(
+        config.settings.template_dir.as_deref(),
+        &config.policy,
+    )?);
     let s = &config.settings;
     let db =
         relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;

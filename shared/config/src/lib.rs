@@ -110,6 +110,8 @@ pub struct Settings {
     /// Prefix of every exchange and queue name (`relance` gives `relance.inbound`).
     pub namespace: String,
     pub policy_file: Option<PathBuf>,
+    /// A folder of templates replacing the built-in ones (`RELANCE_TEMPLATE_DIR`).
+    pub template_dir: Option<PathBuf>,
     /// `None` for the system clock, or the start of a simulated clock.
     pub simulated_clock_start: Option<DateTime<Utc>>,
     /// The simulated clock is shared through the database (`RELANCE_CLOCK=database`).
@@ -170,6 +172,7 @@ impl fmt::Debug for Settings {
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("namespace", &self.namespace)
             .field("policy_file", &self.policy_file)
+            .field("template_dir", &self.template_dir)
             .field("simulated_clock_start", &self.simulated_clock_start)
             .field("scheduler_interval", &self.scheduler_interval)
             .field("health_addr", &self.health_addr)
@@ -289,6 +292,7 @@ impl Settings {
             otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             namespace,
             policy_file: env.get("RELANCE_POLICY_FILE").map(PathBuf::from),
+            template_dir: env.get("RELANCE_TEMPLATE_DIR").map(PathBuf::from),
             simulated_clock_start,
             shared_clock: clock == "database",
             scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS", 1000)?,
