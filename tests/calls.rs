@@ -7,7 +7,6 @@
 use relance_config::{Config, Settings};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
-use relance_domain::Clock;
 use relance_tests::relance_binary;
 use relance_tests::{date, invoice_issued, payment_received, TestEnv};
 use serde_json::{json, Value};
@@ -144,16 +143,6 @@ async fn open_tasks(env: &TestEnv) -> Vec<String> {
         .into_iter()
         .map(|t| t.invoice_number)
         .collect()
-}
-
-async fn collections_status(env: &TestEnv, invoice: &str) -> CollectionStatus {
-    relance_storage::overview::list(&env.db, env.clock.now(), None)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|i| i.number == invoice)
-        .map(|i| i.status)
-        .expect("the invoice in the overview")
 }
 
 fn find<'a>(events: &'a [EventV1], invoice: &str, event_type: &str) -> Vec<&'a EventV1> {
@@ -322,7 +311,7 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
     // The sequence went on for both: the SMS on Sunday 15 March (to the outbox folder).
     for invoice in ["F-C1", "F-C2"] {
         assert_eq!(step_status(env, invoice, "sms_1").await.0, "sent", "{invoice}");
-        assert_eq!(collections_status(env, invoice).await, CollectionStatus::ToRemind);
+        assert_eq!(env.collections_status(invoice).await, CollectionStatus::ToRemind);
     }
 
     // A late outcome for the expired task still counts: the promise pauses, the recap goes.
@@ -400,7 +389,7 @@ async fn a_reached_call_with_a_date_pauses_the_sequence_and_sends_a_recap() {
     assert_eq!(paused[0].detail["until"], json!("2026-03-23T23:00:00Z"));
     assert_eq!(find(&events, "F-C3", names::CALL_OUTCOME_RECORDED).len(), 1);
     assert_eq!(env.journal_count("F-C3", names::INVOICE_PAUSED).await, 1);
-    assert_eq!(collections_status(env, "F-C3").await, CollectionStatus::Paused);
+    assert_eq!(env.collections_status("F-C3").await, CollectionStatus::Paused);
 
     // Nothing goes out while the promise holds.
     env.run_until(date(2026, 3, 20)).await;

@@ -526,6 +526,17 @@ impl TestEnv {
             .expect("the pipeline to go idle");
     }
 
+    /// The invoice's status in the collections overview, now.
+    pub async fn collections_status(&self, invoice: &str) -> relance_domain::collections::CollectionStatus {
+        relance_storage::overview::list(&self.db, relance_domain::Clock::now(&self.clock), None)
+            .await
+            .expect("reading the overview")
+            .into_iter()
+            .find(|i| i.number == invoice)
+            .map(|i| i.status)
+            .expect("the invoice in the overview")
+    }
+
     /// Waits until the journal has `n` entries with this action for the invoice.
     pub async fn wait_journal(&self, invoice: &str, action: &str, n: i64) {
         wait_for(&format!("{n} {action} for {invoice}"), DEADLINE, || async {

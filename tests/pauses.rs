@@ -10,7 +10,6 @@
 use chrono::{DateTime, TimeZone, Utc};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
-use relance_domain::Clock;
 use relance_tests::{date, invoice_issued, payment_received, relance_binary, TestEnv};
 use serde_json::{json, Value};
 
@@ -99,16 +98,6 @@ async fn due_at(env: &TestEnv, invoice: &str, step: &str) -> DateTime<Utc> {
     .unwrap()
 }
 
-async fn collections_status(env: &TestEnv, invoice: &str) -> CollectionStatus {
-    relance_storage::overview::list(&env.db, env.clock.now(), None)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|i| i.number == invoice)
-        .map(|i| i.status)
-        .expect("the invoice in the overview")
-}
-
 async fn invoice_status(env: &TestEnv, invoice: &str) -> (String, Option<String>) {
     sqlx::query_as("SELECT status, status_reason FROM invoices WHERE number = $1")
         .bind(invoice)
@@ -135,7 +124,7 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
     register(&env, "F-P1", "1000.00").await;
     env.run_until(date(2026, 3, 17)).await;
     assert_eq!(env.mail.wait_for_emails(1).await.len(), 1, "the pre-due note");
-    assert_eq!(collections_status(&env, "F-P1").await, CollectionStatus::ToRemind);
+    assert_eq!(env.collections_status("F-P1").await, CollectionStatus::ToRemind);
 
     // 17 March, 23:00 UTC (18 March in Paris): the customer promises to pay by 26 March.
     env.publish(
@@ -144,7 +133,7 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
     )
     .await;
     env.wait_journal("F-P1", names::INVOICE_PAUSED, 1).await;
-    assert_eq!(collections_status(&env, "F-P1").await, CollectionStatus::Paused);
+    assert_eq!(env.collections_status("F-P1").await, CollectionStatus::Paused);
 
     // The reminder of Tuesday 24 March falls inside the pause (until 29 March, the third
     // grace day).
@@ -256,7 +245,7 @@ async fn a_promise_followed_by_its_payment_ends_with_the_thank_you_only() {
     );
     assert_eq!(env.journal_count("F-P2", "pause.ended").await, 1);
     assert_eq!(env.journal_count("F-P2", names::INVOICE_RESUMED).await, 0);
-    assert_eq!(collections_status(&env, "F-P2").await, CollectionStatus::Settled);
+    assert_eq!(env.collections_status("F-P2").await, CollectionStatus::Settled);
     env.stop().await;
 }
 
@@ -327,7 +316,7 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
 
     env.run_until(date(2026, 3, 25)).await;
     assert!(env.mail.emails().await.is_empty());
-    assert_eq!(collections_status(&env, "F-D1").await, CollectionStatus::Paused);
+    assert_eq!(env.collections_status("F-D1").await, CollectionStatus::Paused);
 
     env.publish(
         names::DISPUTE_RESOLVED,
@@ -359,7 +348,7 @@ async fn a_dispute_pauses_the_sequence_until_it_is_resolved() {
     assert_eq!(due_at(&env, "F-D1", "reminder_2").await, utc(4, 2, 7));
     assert_eq!(due_at(&env, "F-D1", "reminder_3").await, utc(4, 9, 7));
     assert_eq!(due_at(&env, "F-D1", "formal_notice").await, utc(4, 21, 7));
-    assert_eq!(collections_status(&env, "F-D1").await, CollectionStatus::ToRemind);
+    assert_eq!(env.collections_status("F-D1").await, CollectionStatus::ToRemind);
     env.stop().await;
 }
 
@@ -421,7 +410,7 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
             invoice_status(&env, invoice).await,
             ("closed".to_string(), Some(reason.to_string()))
         );
-        assert_eq!(collections_status(&env, invoice).await, CollectionStatus::Closed);
+        assert_eq!(env.collections_status(invoice).await, CollectionStatus::Closed);
     }
     let events = env.events().await;
     assert_eq!(
@@ -477,7 +466,7 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
     assert_eq!(env.steps("F-E1").await, sequence(["cancelled"; 5]));
     let emails = env.mail.wait_for_emails(1).await;
     assert!(emails[0].subject.contains("F-E2") && emails[0].subject.contains("merci"));
-    assert_eq!(collections_status(&env, "F-E3").await, CollectionStatus::Paused);
+    assert_eq!(env.collections_status("F-E3").await, CollectionStatus::Paused);
     // "Cashed" again on the settled invoice agrees with it: journaled, nothing else.
     env.publish(
         names::INVOICE_LIFECYCLE_STATUS,
@@ -492,7 +481,7 @@ async fn e_invoicing_statuses_close_settle_pause_or_are_journaled() {
     env.wait_journal("F-E2", names::INVOICE_LIFECYCLE_RECORDED, 2)
         .await;
     env.wait_journal("F-E3", names::INVOICE_RESUMED, 1).await;
-    assert_eq!(collections_status(&env, "F-E3").await, CollectionStatus::ToWarn);
+    assert_eq!(env.collections_status("F-E3").await, CollectionStatus::ToWarn);
     env.idle().await;
     assert_eq!(env.mail.emails().await.len(), 1);
     assert_eq!(env.journal_count("F-E2", names::PAYMENT_RECORDED).await, 1);
@@ -667,7 +656,7 @@ async fn the_cli_pauses_and_lists_invoices_through_the_same_messages() {
         !stdout.contains("invoice.registered"),
         "only what the message did: {stdout}"
     );
-    assert_eq!(collections_status(&env, "F-CLI").await, CollectionStatus::Paused);
+    assert_eq!(env.collections_status("F-CLI").await, CollectionStatus::Paused);
     let listed = relance_cli(&env, &["invoices", "--status", "paused"]).await;
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert!(
@@ -728,10 +717,7 @@ async fn every_invoice_command_of_the_cli_applies_its_message() {
     .await;
     assert!(out.contains("published promise.recorded for F-CLI-P"), "{out}");
     assert!(out.contains("invoice.paused"), "{out}");
-    assert_eq!(
-        collections_status(&env, "F-CLI-P").await,
-        CollectionStatus::Paused
-    );
+    assert_eq!(env.collections_status("F-CLI-P").await, CollectionStatus::Paused);
 
     // A dispute, then its resolution: the sequence resumes.
     applied(
@@ -746,10 +732,7 @@ async fn every_invoice_command_of_the_cli_applies_its_message() {
     .await;
     assert!(out.contains("published dispute.resolved for F-CLI-R"), "{out}");
     assert!(out.contains("invoice.resumed"), "{out}");
-    assert_ne!(
-        collections_status(&env, "F-CLI-R").await,
-        CollectionStatus::Paused
-    );
+    assert_ne!(env.collections_status("F-CLI-R").await, CollectionStatus::Paused);
 
     // A write-off: closed, its reminders cancelled, no thank-you.
     let out = applied(
@@ -765,10 +748,7 @@ async fn every_invoice_command_of_the_cli_applies_its_message() {
     .await;
     assert!(out.contains("invoice.closed"), "{out}");
     assert_eq!(invoice_status(&env, "F-CLI-W").await.0, "closed");
-    assert_eq!(
-        collections_status(&env, "F-CLI-W").await,
-        CollectionStatus::Closed
-    );
+    assert_eq!(env.collections_status("F-CLI-W").await, CollectionStatus::Closed);
     assert_eq!(env.journal_count("F-CLI-W", names::THANKS_SENT).await, 0);
 
     // The e-invoicing platform says "cashed": a payment of the balance, settled, thanked.

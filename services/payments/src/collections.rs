@@ -26,7 +26,6 @@ use relance_storage::invoices::{self, InvoiceRecord, STATUS_CLOSED, STATUS_OPEN,
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::steps;
 use relance_storage::{adjustments, journal, mark_processed, PgConnection, Transaction};
-use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::{PgPool, Postgres};
 
@@ -41,9 +40,7 @@ pub(crate) fn rejected<'a>(what: &'a str, number: &'a str) -> impl FnOnce(Reject
     move |r| refused(what, number, r)
 }
 
-fn amount_text(amount: Decimal) -> String {
-    amount.normalize().to_string()
-}
+use crate::amount_text;
 
 pub(crate) fn timezone(invoice: &InvoiceRecord) -> Tz {
     Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris)
@@ -823,27 +820,14 @@ async fn record_cashed(
         amount,
         received_on: today(config, invoice),
     };
-    invoices::insert_payment(tx, &payment, invoice.id, now).await?;
-    let balance = invoice.balance - amount.amount;
-    invoices::apply_payment(tx, invoice.id, balance, now).await?;
-    outgoing::announce(
+    crate::record_checked_payment(
         tx,
+        config,
+        invoice,
+        &payment,
+        Some(names::INVOICE_LIFECYCLE_STATUS),
         now,
-        &invoice.number,
-        None,
-        names::PAYMENT_RECORDED,
-        json!({
-            "payment_id": payment.id,
-            "amount": amount_text(amount.amount),
-            "currency": currency.code(),
-            "balance": amount_text(balance),
-            "received_on": payment.received_on,
-            "source": names::INVOICE_LIFECYCLE_STATUS,
-        }),
     )
     .await?;
-    if balance.is_zero() {
-        crate::settle(tx, config, invoice, now).await?;
-    }
     Ok(())
 }

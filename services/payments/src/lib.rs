@@ -65,7 +65,7 @@ pub async fn handle_inbound(db: &PgPool, config: &Config, message: Incoming) -> 
     }
 }
 
-fn amount_text(amount: Decimal) -> String {
+pub(crate) fn amount_text(amount: Decimal) -> String {
     amount.normalize().to_string()
 }
 
@@ -124,29 +124,39 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
             invoice.number
         )));
     }
-    invoices::insert_payment(&mut tx, &payment, invoice.id, now).await?;
+    record_checked_payment(&mut tx, config, &invoice, &payment, None, now).await?;
+    tx.commit().await.context("committing the payment")?;
+    Ok(())
+}
+
+/// Records a payment already checked against the invoice (currency, not over the balance):
+/// lowers the balance, announces `payment.recorded` (with `source` when it did not come as
+/// `payment.received`), and settles the invoice when nothing is left to pay.
+pub(crate) async fn record_checked_payment(
+    tx: &mut sqlx::PgConnection,
+    config: &Config,
+    invoice: &invoices::InvoiceRecord,
+    payment: &relance_domain::NewPayment,
+    source: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    invoices::insert_payment(tx, payment, invoice.id, now).await?;
     let balance = invoice.balance - payment.amount.amount;
-    invoices::apply_payment(&mut tx, invoice.id, balance, now).await?;
-    let detail = json!({
+    invoices::apply_payment(tx, invoice.id, balance, now).await?;
+    let mut detail = json!({
         "payment_id": payment.id,
         "amount": amount_text(payment.amount.amount),
         "currency": invoice.currency.trim(),
         "balance": amount_text(balance),
         "received_on": payment.received_on,
     });
-    outgoing::announce(
-        &mut tx,
-        now,
-        &invoice.number,
-        None,
-        names::PAYMENT_RECORDED,
-        detail,
-    )
-    .await?;
-    if balance.is_zero() {
-        settle(&mut tx, config, &invoice, now).await?;
+    if let Some(source) = source {
+        detail["source"] = json!(source);
     }
-    tx.commit().await.context("committing the payment")?;
+    outgoing::announce(tx, now, &invoice.number, None, names::PAYMENT_RECORDED, detail).await?;
+    if balance.is_zero() {
+        settle(tx, config, invoice, now).await?;
+    }
     Ok(())
 }
 

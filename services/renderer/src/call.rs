@@ -62,56 +62,21 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{NaiveDate, TimeZone};
-    use relance_config::Settings;
-    use relance_domain::{DunningPolicy, SimulatedClock};
-    use relance_storage::invoices::InvoiceRecord;
-    use rust_decimal::Decimal;
-    use std::sync::Arc;
+    use crate::test_fixtures;
 
     fn step(template: &str, kind: &str, channel: &str) -> StepRecord {
-        StepRecord {
-            id: uuid::Uuid::nil(),
-            invoice_id: uuid::Uuid::nil(),
-            invoice_number: "F-9".into(),
-            name: "call_1".into(),
-            kind: kind.into(),
-            position: 3,
-            channel: channel.into(),
-            template: template.into(),
-            tone: "firm".into(),
-            due_at: Utc::now(),
-            status: "queued".into(),
-            emitted_on: None,
-        }
+        test_fixtures::step("call_1", kind, channel, template, "firm")
     }
 
     fn invoice(language: &str) -> InvoiceRecord {
-        InvoiceRecord {
-            id: uuid::Uuid::nil(),
-            number: "F-9".into(),
-            amount: Decimal::new(150000, 2),
-            currency: "EUR".into(),
-            balance: Decimal::new(100000, 2),
-            credited: Decimal::ZERO,
-            issued_on: NaiveDate::from_ymd_opt(2026, 2, 7).unwrap(),
-            due_on: NaiveDate::from_ymd_opt(2026, 3, 9).unwrap(),
-            payment_link: None,
-            has_pdf: false,
-            status: "open".into(),
-            customer_id: "C-9".into(),
-            customer_name: "ACME Industrie SA".into(),
-            contact_name: "Jeanne Martin".into(),
-            email: "compta@acme.test".into(),
-            cc: vec![],
-            language: language.into(),
-            timezone: "Europe/Paris".into(),
-            risk: "medium".into(),
-            kind: "business".into(),
-            country: "FR".into(),
-            region: None,
-        }
+        test_fixtures::invoice("business", language)
     }
+
+    use chrono::TimeZone;
+    use relance_config::Settings;
+    use relance_domain::{DunningPolicy, SimulatedClock};
+    use relance_storage::invoices::InvoiceRecord;
+    use std::sync::Arc;
 
     /// On 21 March 2026, 12 days after the due date, 1 000.00 of 1 500.00 left.
     fn setup() -> (Environment<'static>, Config, DateTime<Utc>) {

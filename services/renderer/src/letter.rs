@@ -259,54 +259,16 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_fixtures::invoice;
+
+    fn step(channel: &str) -> StepRecord {
+        crate::test_fixtures::step("formal_notice", "reminder", channel, "formal_notice", "formal")
+    }
+
     use chrono::TimeZone;
     use relance_config::Settings;
     use relance_domain::{DunningPolicy, SimulatedClock};
     use std::sync::Arc;
-
-    fn step(channel: &str) -> StepRecord {
-        StepRecord {
-            id: uuid::Uuid::nil(),
-            invoice_id: uuid::Uuid::nil(),
-            invoice_number: "F-9".into(),
-            name: "formal_notice".into(),
-            kind: "reminder".into(),
-            position: 3,
-            channel: channel.into(),
-            template: "formal_notice".into(),
-            tone: "formal".into(),
-            due_at: Utc::now(),
-            status: "queued".into(),
-            emitted_on: None,
-        }
-    }
-
-    fn invoice(kind: &str, language: &str) -> InvoiceRecord {
-        InvoiceRecord {
-            id: uuid::Uuid::nil(),
-            number: "F-9".into(),
-            amount: Decimal::new(150000, 2),
-            currency: "EUR".into(),
-            balance: Decimal::new(100000, 2),
-            credited: Decimal::ZERO,
-            issued_on: NaiveDate::from_ymd_opt(2026, 2, 7).unwrap(),
-            due_on: NaiveDate::from_ymd_opt(2026, 3, 9).unwrap(),
-            payment_link: None,
-            has_pdf: false,
-            status: "open".into(),
-            customer_id: "C-9".into(),
-            customer_name: "ACME Industrie SA".into(),
-            contact_name: "Jeanne Martin".into(),
-            email: "compta@acme.test".into(),
-            cc: vec![],
-            language: language.into(),
-            timezone: "Europe/Paris".into(),
-            risk: "medium".into(),
-            kind: kind.into(),
-            country: "FR".into(),
-            region: None,
-        }
-    }
 
     /// Renders the formal notice of F-9 on 17 March 2026: 1 500.00 due 9 March, 500.00 paid
     /// on 13 March.

@@ -10,6 +10,8 @@ pub mod letter;
 pub mod pdf;
 pub mod sms;
 pub mod templates;
+#[cfg(test)]
+mod test_fixtures;
 
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
