@@ -3,7 +3,8 @@
 //! rates from anywhere (the caller passes them) and formats nothing.
 
 use crate::customer::CustomerKind;
-use chrono::{Datelike, NaiveDate};
+use crate::legal_rates::{LegalRates, RatesOn};
+use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 /// Rates that changed on given dates: the rate in percent in force from each date on.
@@ -80,12 +81,24 @@ impl RateTable {
     }
 }
 
-/// The ECB main refinancing operations rate, in percent, from the dates it took effect.
-/// Only the built-in default: configuration can replace it with a newer table.
+/// The ECB main refinancing operations rate, in percent, from the dates it took effect
+/// (since June 2014). Only the built-in default: `RELANCE_ECB_RATES_FILE` can replace it.
 pub fn ecb_main_refinancing_rates() -> RateTable {
-    const CHANGES: [(i32, u32, u32, i64); 9] = [
+    const CHANGES: [(i32, u32, u32, i64); 21] = [
+        (2014, 6, 11, 15),
+        (2014, 9, 10, 5),
+        (2016, 3, 16, 0),
+        (2022, 7, 27, 50),
+        (2022, 9, 14, 125),
+        (2022, 11, 2, 200),
+        (2022, 12, 21, 250),
+        (2023, 2, 8, 300),
+        (2023, 3, 22, 350),
+        (2023, 5, 10, 375),
+        (2023, 6, 21, 400),
+        (2023, 8, 2, 425),
         (2023, 9, 20, 450),
-        (2024, 6, 19, 425),
+        (2024, 6, 12, 425),
         (2024, 9, 18, 365),
         (2024, 10, 23, 340),
         (2024, 12, 18, 315),
@@ -107,32 +120,55 @@ pub fn ecb_main_refinancing_rates() -> RateTable {
 /// Where the business rate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RateBasis {
-    /// No rate in the terms of sale: the ECB rate plus `margin_points` (10 by law).
-    Statutory { ecb: RateTable, margin_points: Decimal },
-    /// The rate stated in the terms of sale.
+    /// No rate in the terms of sale: the ECB reference rate of the half-year plus
+    /// `margin_points` (10 by law).
+    Statutory { margin_points: Decimal },
+    /// The rate stated in the terms of sale (the creditor's, or the one agreed with this
+    /// customer).
     Contractual { rate_percent: Decimal },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterestTerms {
     pub basis: RateBasis,
-    /// The lowest annual rate a business may be charged: three times the legal interest
-    /// rate (L441-10), which changes every half-year; the caller supplies it.
-    pub floor_percent: Decimal,
-    /// The annual rate charged to consumers (the legal interest rate for individuals).
-    pub consumer_rate_percent: Decimal,
+    /// The dated rates of each half-year: ECB reference, legal interest rates, the floor.
+    pub rates: LegalRates,
+    /// Deprecated single values (`RELANCE_INTEREST_FLOOR_PERCENT`,
+    /// `RELANCE_INTEREST_CONSUMER_PERCENT`): when set, they replace every half-year's floor,
+    /// or legal rate for consumers' debts.
+    pub floor_override: Option<Decimal>,
+    pub consumer_override: Option<Decimal>,
 }
 
 impl InterestTerms {
-    /// The statutory terms: the built-in ECB table plus 10 points.
-    pub fn statutory(floor_percent: Decimal, consumer_rate_percent: Decimal) -> Self {
+    /// The statutory terms: ECB reference + 10 points, on the built-in table.
+    pub fn statutory() -> Self {
         Self {
             basis: RateBasis::Statutory {
-                ecb: ecb_main_refinancing_rates(),
                 margin_points: Decimal::TEN,
             },
-            floor_percent,
-            consumer_rate_percent,
+            rates: LegalRates::built_in(),
+            floor_override: None,
+            consumer_override: None,
+        }
+    }
+
+    /// The rate of the terms of sale, on the built-in table (for the floor).
+    pub fn contractual(rate_percent: Decimal) -> Self {
+        Self {
+            basis: RateBasis::Contractual { rate_percent },
+            ..Self::statutory()
+        }
+    }
+
+    /// These terms with the rate agreed with one customer, when there is one.
+    pub fn for_customer(&self, contract_rate_percent: Option<Decimal>) -> Self {
+        match contract_rate_percent {
+            Some(rate_percent) => Self {
+                basis: RateBasis::Contractual { rate_percent },
+                ..self.clone()
+            },
+            None => self.clone(),
         }
     }
 }
@@ -143,10 +179,10 @@ pub enum RateSource {
     /// ECB rate of the half-year's reference date plus the margin.
     Statutory,
     Contractual,
-    /// The floor, higher than the rate the terms give (or the ECB table does not reach back
-    /// to the reference date: the floor never claims more than the law allows).
+    /// The floor, higher than the rate the terms of sale give (it bounds contractual rates).
     Floor,
-    Consumer,
+    /// The legal interest rate (a consumer's debt, from the formal notice on).
+    Legal,
 }
 
 /// Consecutive days with the same unpaid balance and the same rate.
@@ -160,6 +196,8 @@ pub struct InterestPeriod {
     pub balance: Decimal,
     pub annual_rate_percent: Decimal,
     pub source: RateSource,
+    /// False when the rate table lacks this half-year and the nearest one's rates were used.
+    pub rates_known: bool,
     /// Unrounded: only the total is rounded.
     pub amount: Decimal,
 }
@@ -182,28 +220,34 @@ pub fn round_to_cents(amount: Decimal) -> Decimal {
     amount.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
 }
 
-/// L441-10: the ECB rate in force on 1 January applies to the whole first half-year, the
-/// one in force on 1 July to the second, whatever the ECB decides in between.
-fn half_year_reference(day: NaiveDate) -> NaiveDate {
-    let month = if day.month() <= 6 { 1 } else { 7 };
-    NaiveDate::from_ymd_opt(day.year(), month, 1).unwrap_or(day)
-}
-
-fn annual_rate(terms: &InterestTerms, kind: CustomerKind, day: NaiveDate) -> (Decimal, RateSource) {
-    // The floor of L441-10 protects suppliers between businesses; consumers owe the legal
-    // rate for individuals, which the caller passes as is.
+/// The annual rate of `day` and why, and whether the table had its half-year. L441-10: the
+/// ECB rate in force on 1 January applies to the whole first half-year, the one in force on
+/// 1 July to the second, whatever the ECB decides in between.
+fn annual_rate(terms: &InterestTerms, kind: CustomerKind, day: NaiveDate) -> (Decimal, RateSource, bool) {
+    let RatesOn { rates, known } = terms.rates.on(day);
+    // A consumer's debt bears the legal interest rate (Code civil 1231-6): the rate for "all
+    // other cases", since the creditor is a company. The floor of L441-10 protects suppliers
+    // between businesses only.
     if kind == CustomerKind::Consumer {
-        return (terms.consumer_rate_percent, RateSource::Consumer);
+        let rate = terms.consumer_override.unwrap_or(rates.legal_other);
+        return (rate, RateSource::Legal, known);
     }
-    let from_terms = match &terms.basis {
-        RateBasis::Statutory { ecb, margin_points } => ecb
-            .rate_on(half_year_reference(day))
-            .map(|rate| (rate.saturating_add(*margin_points), RateSource::Statutory)),
-        RateBasis::Contractual { rate_percent } => Some((*rate_percent, RateSource::Contractual)),
-    };
-    match from_terms {
-        Some((rate, source)) if rate >= terms.floor_percent => (rate, source),
-        _ => (terms.floor_percent, RateSource::Floor),
+    match &terms.basis {
+        // Without a rate in the terms of sale, the law's rate applies as it is: the floor
+        // bounds what a contract may set, not the statutory rate.
+        RateBasis::Statutory { margin_points } => (
+            rates.ecb_reference.saturating_add(*margin_points),
+            RateSource::Statutory,
+            known,
+        ),
+        RateBasis::Contractual { rate_percent } => {
+            let floor = terms.floor_override.unwrap_or_else(|| rates.floor());
+            if *rate_percent >= floor {
+                (*rate_percent, RateSource::Contractual, known)
+            } else {
+                (floor, RateSource::Floor, known)
+            }
+        }
     }
 }
 
@@ -220,19 +264,19 @@ fn per_year_divisor() -> Decimal {
     Decimal::from(100 * DAYS_PER_YEAR)
 }
 
-/// Simple late-payment interest on `principal` due on `due_on`, from the day after it
-/// through `as_of` included. Each day earns on the balance unpaid at its end (a payment
-/// received on day D counts from D on; payments on or before the due date reduce the
-/// starting balance; those after `as_of` are ignored), at the annual rate of that day:
-/// for a business the statutory rate of its half-year or the contractual rate, never below
-/// the floor; for a consumer `consumer_rate_percent`. Interest accrued stays owed once the
+/// Simple late-payment interest on `principal` from the day after `accrues_after` (the due
+/// date, or for a consumer the formal notice) through `as_of` included. Each day earns on
+/// the balance unpaid at its end (a payment received on day D counts from D on; payments on
+/// or before `accrues_after` reduce the starting balance; those after `as_of` are ignored),
+/// at the annual rate of that day's half-year: for a business the statutory rate, or the
+/// contractual rate never below the floor; for a consumer the legal interest rate. Interest accrued stays owed once the
 /// principal is paid: payment stops accrual, it does not erase it. Summed at full
 /// precision and rounded half-even to the cent only at the end.
 pub fn late_interest(
     terms: &InterestTerms,
     kind: CustomerKind,
     principal: Decimal,
-    due_on: NaiveDate,
+    accrues_after: NaiveDate,
     payments: &[(NaiveDate, Decimal)],
     as_of: NaiveDate,
 ) -> InterestBreakdown {
@@ -244,7 +288,7 @@ pub fn late_interest(
     let mut periods: Vec<InterestPeriod> = Vec::new();
     let mut total_numerator = Decimal::ZERO;
 
-    let days = due_on.iter_days().skip(1).take_while(|day| *day <= as_of);
+    let days = accrues_after.iter_days().skip(1).take_while(|day| *day <= as_of);
     for day in days {
         while let Some((_, amount)) = pending.next_if(|(paid_on, _)| *paid_on <= day) {
             balance = balance.saturating_sub(*amount);
@@ -253,13 +297,14 @@ pub fn late_interest(
         if owed.is_zero() {
             continue;
         }
-        let (rate, source) = annual_rate(terms, kind, day);
+        let (rate, source, rates_known) = annual_rate(terms, kind, day);
         total_numerator = total_numerator.saturating_add(numerator(owed, rate, 1));
         match periods.last_mut() {
             Some(p)
                 if p.balance == owed
                     && p.annual_rate_percent == rate
                     && p.source == source
+                    && p.rates_known == rates_known
                     && p.to.succ_opt() == Some(day) =>
             {
                 p.to = day;
@@ -272,6 +317,7 @@ pub fn late_interest(
                 balance: owed,
                 annual_rate_percent: rate,
                 source,
+                rates_known,
                 amount: Decimal::ZERO,
             }),
         }
@@ -312,28 +358,30 @@ mod tests {
         Decimal::from_str(s).unwrap()
     }
 
-    /// Illustrative floor and consumer rate, not the official figures of any half-year.
+    /// The statutory terms on the built-in table of official rates.
     fn statutory() -> InterestTerms {
-        InterestTerms::statutory(dec("8.28"), dec("6.65"))
+        InterestTerms::statutory()
     }
 
+    /// A contractual rate against a given floor (in place of the half-year's).
     fn contractual(rate: &str, floor: &str) -> InterestTerms {
         InterestTerms {
-            basis: RateBasis::Contractual {
-                rate_percent: dec(rate),
-            },
-            floor_percent: dec(floor),
-            consumer_rate_percent: dec("6.65"),
+            floor_override: Some(dec(floor)),
+            ..InterestTerms::contractual(dec(rate))
         }
     }
 
     #[test]
     fn the_default_ecb_table_is_valid_and_complete() {
         let table = ecb_main_refinancing_rates();
-        assert_eq!(table.entries().len(), 9);
+        assert_eq!(table.entries().len(), 21);
         assert_eq!(RateTable::new(table.entries().to_vec()), Ok(table.clone()));
-        assert_eq!(table.rate_on(date(2023, 9, 19)), None);
+        assert_eq!(table.rate_on(date(2014, 6, 10)), None);
+        assert_eq!(table.rate_on(date(2023, 9, 19)), Some(dec("4.25")));
         assert_eq!(table.rate_on(date(2023, 9, 20)), Some(dec("4.50")));
+        // The June 2024 cut took effect on 12 June.
+        assert_eq!(table.rate_on(date(2024, 6, 11)), Some(dec("4.50")));
+        assert_eq!(table.rate_on(date(2024, 6, 12)), Some(dec("4.25")));
         assert_eq!(table.rate_on(date(2024, 7, 1)), Some(dec("4.25")));
         assert_eq!(table.rate_on(date(2025, 1, 1)), Some(dec("3.15")));
         assert_eq!(table.rate_on(date(2025, 6, 10)), Some(dec("2.40")));
@@ -376,6 +424,7 @@ mod tests {
                 balance: dec("10000.00"),
                 annual_rate_percent: dec("12.15"),
                 source: RateSource::Statutory,
+                rates_known: true,
                 amount: b.unrounded_total,
             }]
         );
@@ -476,9 +525,11 @@ mod tests {
         );
         assert_eq!(above.total, dec("123.29"));
         assert_eq!(above.periods[0].source, RateSource::Contractual);
-        // The statutory rate too: a 13 % floor beats 12.15 %. 3 900 000 / 36 500 = 106.849… → 106.85.
+        // The floor bounds a contract's rate only (L441-10: "sauf disposition contraire qui ne
+        // peut toutefois fixer un taux inférieur à trois fois le taux d'intérêt légal"): the
+        // statutory rate applies as it is, 12.15 % under a 13 % floor (99.86, as above).
         let mut high_floor = statutory();
-        high_floor.floor_percent = dec("13");
+        high_floor.floor_override = Some(dec("13"));
         let b = late_interest(
             &high_floor,
             CustomerKind::Business,
@@ -487,29 +538,74 @@ mod tests {
             &[],
             date(2026, 3, 2),
         );
-        assert_eq!(b.total, dec("106.85"));
+        assert_eq!(b.total, dec("99.86"));
+        assert_eq!(b.periods[0].source, RateSource::Statutory);
+        // On the official table the floor is three times the half-year's legal rate: 2026-H1,
+        // 3 × 2.62 = 7.86 %. 10 000 × 7.86 × 30 / 36 500 = 64.6027… → 64.60.
+        let official = late_interest(
+            &InterestTerms::contractual(dec("5")),
+            CustomerKind::Business,
+            dec("10000.00"),
+            date(2026, 1, 31),
+            &[],
+            date(2026, 3, 2),
+        );
+        assert_eq!(official.total, dec("64.60"));
+        assert_eq!(official.periods[0].annual_rate_percent, dec("7.86"));
+        assert_eq!(official.periods[0].source, RateSource::Floor);
     }
 
     #[test]
-    fn without_an_ecb_rate_the_floor_applies() {
-        // The default table starts in September 2023: H1 2023 has no reference rate.
-        // 10 000 × 8.28 × 10 / 36 500 = 828 000 / 36 500 = 22.684… → 22.68.
+    fn a_debt_from_2023_is_charged_at_each_half_years_official_rate() {
+        // 1 000.00 due 31 March 2023, unpaid, as of 11 March 2026. ECB reference + 10 points:
+        // 2023-H1 12.50 (91 days from 1 April), 2023-H2 14.00 (184), 2024-H1 14.50 (182),
+        // 2024-H2 14.25 (184), 2025-H1 13.15 (181), 2025-H2 12.15 (184), 2026-H1 12.15 (70).
+        let days_and_rates = [
+            (91, "12.50"),
+            (184, "14.00"),
+            (182, "14.50"),
+            (184, "14.25"),
+            (181, "13.15"),
+            (184, "12.15"),
+            (70, "12.15"),
+        ];
+        let numerator: Decimal = days_and_rates
+            .iter()
+            .map(|(days, rate)| dec("1000.00") * dec(rate) * Decimal::from(*days))
+            .sum();
+        let expected = round_to_cents(numerator / Decimal::from(36_500));
         let b = late_interest(
             &statutory(),
             CustomerKind::Business,
-            dec("10000.00"),
-            date(2023, 3, 1),
+            dec("1000.00"),
+            date(2023, 3, 31),
             &[],
-            date(2023, 3, 11),
+            date(2026, 3, 11),
         );
-        assert_eq!(b.total, dec("22.68"));
-        assert_eq!(b.periods[0].source, RateSource::Floor);
+        assert_eq!(b.total, expected);
+        // The figure an outside audit computed from the official rates.
+        assert_eq!(b.total, dec("395.64"));
+        assert!(b.periods.iter().all(|p| p.source == RateSource::Statutory && p.rates_known));
     }
 
     #[test]
-    fn a_consumer_owes_the_consumer_rate_and_no_indemnity() {
-        // (e) 30 days on 10 000.00 at 6.65 %, whatever the floor and the ECB:
-        // 10 000 × 6.65 × 30 / 36 500 = 1 995 000 / 36 500 = 54.6575342… → 54.66.
+    fn a_half_year_missing_from_the_table_is_charged_at_the_last_known_and_flagged() {
+        let b = late_interest(
+            &statutory(),
+            CustomerKind::Business,
+            dec("1000.00"),
+            date(2026, 6, 20),
+            &[],
+            date(2026, 7, 10),
+        );
+        let flags: Vec<_> = b.periods.iter().map(|p| (p.days, p.rates_known)).collect();
+        assert_eq!(flags, vec![(10, true), (10, false)]);
+    }
+
+    #[test]
+    fn a_consumers_debt_bears_the_legal_rate_for_other_cases() {
+        // The creditor is a company: 2026-H1's legal rate "in all other cases", 2.62 %.
+        // 10 000 × 2.62 × 30 / 36 500 = 786 000 / 36 500 = 21.5342… → 21.53.
         let b = late_interest(
             &statutory(),
             CustomerKind::Consumer,
@@ -518,8 +614,8 @@ mod tests {
             &[],
             date(2026, 3, 2),
         );
-        assert_eq!(b.total, dec("54.66"));
-        assert_eq!(b.periods[0].source, RateSource::Consumer);
+        assert_eq!(b.total, dec("21.53"));
+        assert_eq!(b.periods[0].source, RateSource::Legal);
         assert_eq!(recovery_indemnity(CustomerKind::Consumer), Decimal::ZERO);
         assert_eq!(recovery_indemnity(CustomerKind::Business), dec("40"));
     }

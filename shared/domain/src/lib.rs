@@ -10,6 +10,7 @@ pub mod customer;
 pub mod fallback;
 pub mod grouping;
 pub mod interest;
+pub mod legal_rates;
 pub mod locale;
 pub mod money;
 pub mod plan;
