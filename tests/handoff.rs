@@ -7,7 +7,7 @@
 
 use chrono::{TimeZone, Utc};
 use relance_contracts::{names, HandOffDetailV1};
-use relance_domain::interest::{InterestTerms, RateBasis};
+use relance_domain::interest::InterestTerms;
 use relance_tests::{date, invoice_issued, payment_received, TestEnv};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -20,13 +20,10 @@ async fn status(env: &TestEnv, number: &str) -> (String, Option<String>) {
         .unwrap()
 }
 
-/// The late-payment terms of the test: a contractual 12 % a year (above the 8.28 % floor).
+/// The late-payment terms of the test: a contractual 12 % a year (above 2026-H1's 7.86 %
+/// floor).
 fn terms() -> InterestTerms {
-    let mut terms = InterestTerms::statutory(Decimal::new(828, 2), Decimal::new(665, 2));
-    terms.basis = RateBasis::Contractual {
-        rate_percent: Decimal::from(12),
-    };
-    terms
+    InterestTerms::contractual(Decimal::from(12))
 }
 
 /// Two copies of every service, running as the workers' database role.

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use minijinja::{context, Environment};
 use relance_config::Config;
-use relance_storage::deliveries::Contact;
+use relance_storage::deliveries::{ClaimHistory, Contact};
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{RenderedMessage, StepRecord};
 use serde_json::json;
@@ -18,6 +18,7 @@ pub fn render(
     step: &StepRecord,
     invoice: &InvoiceRecord,
     contact: &Contact,
+    history: &ClaimHistory,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Rendering> {
     let Some(phone) = contact.phone.clone() else {
@@ -25,7 +26,7 @@ pub fn render(
     };
     let Common {
         language, context, ..
-    } = common_context(config, step, invoice, now)?;
+    } = common_context(config, step, invoice, history, now)?;
     let context = context! { phone => phone, ..context };
     let name = format!("{}/{}.call", language.as_str(), step.template);
     let mut captured = env.get_template(&name)?.render_captured(&context)?;
@@ -118,6 +119,7 @@ mod tests {
                 &step("call_script", "reminder", "call"),
                 &invoice(language),
                 &contact,
+                &ClaimHistory::default(),
                 now,
             )
             .unwrap() else {
@@ -140,6 +142,7 @@ mod tests {
             &step("call_script", "reminder", "call"),
             &invoice("fr"),
             &Contact::default(),
+            &ClaimHistory::default(),
             now,
         )
         .unwrap();

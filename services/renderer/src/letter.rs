@@ -8,13 +8,13 @@
 use crate::pdf::{self, Letter};
 use crate::{common_context, Common, Document, Rendering};
 use anyhow::anyhow;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use minijinja::Environment;
 use relance_config::Config;
-use relance_domain::claim::claim_on;
+use relance_domain::claim::INDEMNITY_CURRENCY;
 use relance_domain::locale::format_date;
-use relance_domain::{Channel, CustomerKind, Language};
-use relance_storage::deliveries::Contact;
+use relance_domain::{Channel, Language, Money};
+use relance_storage::deliveries::{ClaimHistory, Contact};
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{RenderedMessage, StepRecord};
 use rust_decimal::Decimal;
@@ -95,7 +95,7 @@ pub fn render(
     step: &StepRecord,
     invoice: &InvoiceRecord,
     contact: &Contact,
-    payments: &[(NaiveDate, Decimal)],
+    history: &ClaimHistory,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Rendering> {
     let Some(address) = contact.postal_address.clone().filter(|a| !a.trim().is_empty()) else {
@@ -108,21 +108,16 @@ pub fn render(
         today,
         context,
         money,
-    } = common_context(config, step, invoice, now)?;
+        claim,
+        claim_context,
+    } = common_context(config, step, invoice, history, now)?;
+    let euros = |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
     let channels = &config.settings.channels;
-    let kind = CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
-    let claim = claim_on(
-        &channels.interest_terms(),
-        kind,
-        &crate::debt_of(invoice),
-        payments,
-        today,
-    );
     let overdue = claim.is_some();
     // Credit notes lower the debt itself: the letter states the invoice net of them.
     let owed = invoice.amount - invoice.credited;
     // Before the due date nothing is claimed on top of the balance.
-    let (interest, indemnity, total, rate) = match claim {
+    let (interest, indemnity, total, rate) = match &claim {
         Some(c) => (c.late_interest, c.recovery_indemnity, c.total, c.rate_percent),
         None => (Decimal::ZERO, Decimal::ZERO, invoice.balance, None),
     };
@@ -142,9 +137,10 @@ pub fn render(
         interest => money(interest),
         interest_rate => rate.map(|r| percent(r, language)),
         has_interest => !interest.is_zero(),
-        indemnity => money(indemnity),
+        indemnity => euros(indemnity),
         has_indemnity => !indemnity.is_zero(),
         total_claimed => money(total),
+        claim => claim_context,
         ..context
     };
     let name = format!("{}/{}.letter", language.as_str(), step.template);
@@ -182,9 +178,19 @@ pub fn render(
             money(interest),
         ));
         if !indemnity.is_zero() {
-            references.push((l.indemnity.to_string(), money(indemnity)));
+            references.push((l.indemnity.to_string(), euros(indemnity)));
         }
-        references.push((l.total.to_string(), money(total)));
+        // A total in another currency than the euro leaves the indemnity out, and says so.
+        let total_label = match (&claim, language) {
+            (Some(c), Language::Fr) if !c.indemnity_in_total && !indemnity.is_zero() => {
+                format!("{} (hors indemnité)", l.total)
+            }
+            (Some(c), Language::En) if !c.indemnity_in_total && !indemnity.is_zero() => {
+                format!("{} (excluding the indemnity)", l.total)
+            }
+            _ => l.total.to_string(),
+        };
+        references.push((total_label, money(total)));
     }
     let mut letterhead = vec![creditor.name.clone()];
     letterhead.extend(creditor.address.lines().map(str::to_string));
@@ -217,7 +223,12 @@ pub fn render(
         subject: format!("{}{}", l.subject, subject),
         references: references.clone(),
         paragraphs: paragraphs.clone(),
-        footer: format!("{} · {}", creditor.name, invoice.number),
+        // The mentions business papers must carry (R123-237), on every page.
+        footer: format!(
+            "{} · {}",
+            creditor.legal_mentions_in(language.as_str()),
+            invoice.number
+        ),
     };
     let (pdf, pages) = pdf::render(&letter)?;
     let sha256 = hex::encode(Sha256::digest(&pdf));
@@ -277,10 +288,13 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 3, 17, 8, 0, 0).unwrap();
         let config = Config::with_clock(settings, Arc::new(SimulatedClock::starting_at(now))).unwrap();
         let env = crate::templates::environment(None, &DunningPolicy::default_policy().unwrap()).unwrap();
-        let paid = [(
-            NaiveDate::from_ymd_opt(2026, 3, 13).unwrap(),
-            Decimal::new(50000, 2),
-        )];
+        let paid = ClaimHistory {
+            payments: vec![(
+                chrono::NaiveDate::from_ymd_opt(2026, 3, 13).unwrap(),
+                Decimal::new(50000, 2),
+            )],
+            ..ClaimHistory::default()
+        };
         render(
             &env,
             &config,
@@ -340,22 +354,30 @@ mod tests {
         assert_eq!(facts["sha256"], json!(document.sha256));
     }
 
+    /// A consumer owes interest only from the formal notice (Code civil 1231-6, 1344-1), and
+    /// no recovery costs (L111-8 CPCE): the notice claims the balance and says interest runs
+    /// from it, without threatening costs.
     #[test]
-    fn a_consumer_owes_the_consumer_rate_and_no_indemnity() {
+    fn a_consumers_formal_notice_claims_the_balance_and_interest_from_the_notice_on() {
         let Rendering::Ready { message, facts, .. } = formal_notice("consumer", "en", &address()) else {
             panic!("not rendered")
         };
-        // (1 500 × 3 + 1 000 × 5) × 6.65 / 36 500 = 1.730… → 1.73.
-        assert_eq!(facts["late_interest"], json!("1.73"));
+        assert_eq!(facts["late_interest"], json!("0"));
         assert_eq!(facts["recovery_indemnity"], json!("0"));
+        assert_eq!(facts["total_claimed"], json!("1000.00"));
         let text = &message.body_text;
         assert!(text.contains("Formal notice to pay – invoice F-9"), "{text}");
-        assert!(text.contains("within 8 days of receipt"), "{text}");
-        assert!(text.contains("6.65%"), "{text}");
         assert!(
-            !text.contains("D441-5") && !text.contains("recovery costs"),
+            text.contains("the sum of €1,000.00 within 8 days of receipt"),
             "{text}"
         );
+        assert!(
+            text.contains("bears interest at the legal rate from the date of this formal notice"),
+            "{text}"
+        );
+        for absent in ["D441-5", "recovery costs", "costs.", "accrued to"] {
+            assert!(!text.contains(absent), "{absent:?} in {text}");
+        }
     }
 
     #[test]

@@ -21,13 +21,15 @@ use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::calls::task_expiry;
-use relance_domain::claim::{claim_on, Debt};
+use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
+use relance_domain::interest::RateSource;
 use relance_domain::locale::format_date;
 use relance_domain::{
-    choose_channel, sender_kind_of, Channel, ChannelChoice, Language, Money, Reach, Risk, StepKind,
+    choose_channel, sender_kind_of, Channel, ChannelChoice, CustomerKind, Language, Money, Reach, Risk,
+    StepKind, Tone,
 };
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
-use relance_storage::deliveries::{self, Contact};
+use relance_storage::deliveries::{self, ClaimHistory, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
 use relance_storage::{calls, groups, journal, outbox};
@@ -145,11 +147,8 @@ pub async fn render_job(
             }
         }
     }
-    let payments = if channel.is_postal() {
-        deliveries::payments_of(&mut conn, invoice.id).await?
-    } else {
-        Vec::new()
-    };
+    // Every channel states the same claim, from the same payments and notice.
+    let history = deliveries::claim_history(&mut conn, invoice.id, Some(step.id)).await?;
     let extra = if step.kind == StepKind::Recap.as_str() {
         recap_context(&mut conn, &step, &invoice).await?
     } else {
@@ -158,7 +157,7 @@ pub async fn render_job(
     drop(conn);
     let now = config.clock.now();
     let outcome = render_step(
-        env, config, &step, &invoice, &others, &contact, &payments, &extra, now,
+        env, config, &step, &invoice, &others, &contact, &history, &extra, now,
     )
     .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
     let mut tx = db.begin().await.context("starting the render transaction")?;
@@ -421,7 +420,7 @@ pub fn render_step(
     invoice: &InvoiceRecord,
     others: &[InvoiceRecord],
     contact: &Contact,
-    payments: &[(NaiveDate, Decimal)],
+    history: &ClaimHistory,
     extra: &minijinja::Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Rendering> {
@@ -429,32 +428,38 @@ pub fn render_step(
     match channel {
         Channel::Email => Ok(Rendering::Ready {
             message: Box::new(render_email_with(
-                env, config, step, invoice, others, payments, extra, now,
+                env, config, step, invoice, others, history, extra, now,
             )?),
             document: None,
             facts: json!({}),
         }),
-        Channel::Call => call::render(env, config, step, invoice, contact, now),
-        Channel::Sms => sms::render(env, config, step, invoice, contact, now),
+        Channel::Call => call::render(env, config, step, invoice, contact, history, now),
+        Channel::Sms => sms::render(env, config, step, invoice, contact, history, now),
         Channel::Letter | Channel::RegisteredLetter => {
-            letter::render(env, config, step, invoice, contact, payments, now)
+            letter::render(env, config, step, invoice, contact, history, now)
         }
     }
 }
 
 /// What every template can use: the invoice, the customer, the creditor, in the customer's
-/// language and time zone.
+/// language and time zone, and the claim of a late invoice.
 pub struct Common {
     pub language: Language,
     pub today: NaiveDate,
     pub context: minijinja::Value,
     pub money: Box<dyn Fn(Decimal) -> String>,
+    /// What is owed on top of the balance today (`None` until the due date has passed): the
+    /// one computation every channel states.
+    pub claim: Option<Claim>,
+    /// `claim` as the templates see it, formatted (`None` when it adds nothing).
+    pub claim_context: Option<minijinja::Value>,
 }
 
 pub fn common_context(
     config: &Config,
     step: &StepRecord,
     invoice: &InvoiceRecord,
+    history: &ClaimHistory,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Common> {
     let language = Language::from_str(&invoice.language).map_err(anyhow::Error::msg)?;
@@ -462,14 +467,45 @@ pub fn common_context(
     let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
     let today = now.with_timezone(&tz).date_naive();
     let money = move |amount| Money::new(amount, currency).format(language);
+    let euros = move |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
     // Credit notes lower what is owed; they are not payments.
     let owed = invoice.amount - invoice.credited;
     let paid = owed - invoice.balance;
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
+    // A formal notice gives its own deadline (RELANCE_FORMAL_NOTICE_DAYS), on every channel.
+    let pay_within = if step.tone == Tone::Formal.as_str() {
+        config.settings.channels.formal_notice_days
+    } else {
+        config.settings.pay_within_days
+    };
     let pay_by = today
-        .checked_add_days(Days::new(u64::from(config.settings.pay_within_days)))
+        .checked_add_days(Days::new(u64::from(pay_within)))
         .unwrap_or(today);
+    let kind = CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
+    let notice_on = history.formal_notice_effective_on(tz, config.settings.postal_delivery_days);
+    let claim = claim_on(
+        &config.settings.channels.interest_terms(),
+        kind,
+        &debt_of(invoice, currency),
+        &history.payments,
+        notice_on,
+        today,
+    );
+    let claim_context = claim.as_ref().filter(|c| c.adds_anything()).map(|c| {
+        minijinja::context! {
+            late_interest => money(c.late_interest),
+            has_interest => !c.late_interest.is_zero(),
+            interest_from => c.interest_from.map(|d| format_date(d, language)),
+            rate => c.rate_percent.map(|r| letter::percent(r, language)),
+            basis => c.rate_source.map(rate_basis),
+            rates_estimated => !c.rates_known,
+            recovery_indemnity => euros(c.recovery_indemnity),
+            has_indemnity => !c.recovery_indemnity.is_zero(),
+            indemnity_in_total => c.indemnity_in_total,
+            total => money(c.total),
+        }
+    });
     let creditor = &config.settings.creditor;
     let attach_invoice = invoice.has_pdf && step.kind == "reminder";
     let context = minijinja::context! {
@@ -489,9 +525,13 @@ pub fn common_context(
         invoice_attached => attach_invoice,
         is_business => invoice.kind == "business",
         tone => step.tone,
+        // What the customer actually received before this message (the wording follows it).
+        reminders_sent => history.reminders_sent,
         creditor => minijinja::context! {
             name => creditor.name, address => creditor.address, iban => creditor.iban, bic => creditor.bic,
-            email => creditor.email, phone => creditor.phone, signature => creditor.signature,
+            email => creditor.email, phone => creditor.phone,
+            signature => creditor.signature_in(language.as_str()),
+            legal_mentions => creditor.legal_mentions_in(language.as_str()),
         },
     };
     Ok(Common {
@@ -499,7 +539,19 @@ pub fn common_context(
         today,
         context,
         money: Box::new(money),
+        claim,
+        claim_context,
     })
+}
+
+/// The name templates test to explain a rate (`claim.basis`).
+fn rate_basis(source: RateSource) -> &'static str {
+    match source {
+        RateSource::Statutory => "statutory",
+        RateSource::Contractual => "contract",
+        RateSource::Floor => "floor",
+        RateSource::Legal => "legal",
+    }
 }
 
 /// The domain part of the sender address, for deterministic Message-IDs.
@@ -513,12 +565,13 @@ fn mail_domain(mail_from: &str) -> &str {
 }
 
 /// The amounts of an invoice a claim is computed from.
-pub fn debt_of(invoice: &InvoiceRecord) -> Debt {
+pub fn debt_of(invoice: &InvoiceRecord, currency: relance_domain::money::Currency) -> Debt {
     Debt {
         amount: invoice.amount,
         credited: invoice.credited,
         balance: invoice.balance,
         due_on: invoice.due_on,
+        currency,
     }
 }
 
@@ -530,7 +583,7 @@ pub fn render(
     invoice: &InvoiceRecord,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
-    render_email(env, config, step, invoice, &[], &[], now)
+    render_email(env, config, step, invoice, &[], &ClaimHistory::default(), now)
 }
 
 /// [`render`], with `extra` added to the template's context.
@@ -542,10 +595,19 @@ pub fn render_with(
     extra: &minijinja::Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
-    render_email_with(env, config, step, invoice, &[], &[], extra, now)
+    render_email_with(
+        env,
+        config,
+        step,
+        invoice,
+        &[],
+        &ClaimHistory::default(),
+        extra,
+        now,
+    )
 }
 
-/// As [`render_email`], for an invoice without payments.
+/// As [`render_email`], for an invoice without payments or reminders sent.
 pub fn render_grouped(
     env: &Environment<'static>,
     config: &Config,
@@ -554,7 +616,7 @@ pub fn render_grouped(
     others: &[InvoiceRecord],
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
-    render_email(env, config, step, invoice, others, &[], now)
+    render_email(env, config, step, invoice, others, &ClaimHistory::default(), now)
 }
 
 /// Renders one email step for its invoice and the customer's `others` overdue invoices
@@ -566,7 +628,7 @@ pub fn render_email(
     step: &StepRecord,
     invoice: &InvoiceRecord,
     others: &[InvoiceRecord],
-    payments: &[(NaiveDate, Decimal)],
+    history: &ClaimHistory,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
     render_email_with(
@@ -575,7 +637,7 @@ pub fn render_email(
         step,
         invoice,
         others,
-        payments,
+        history,
         &minijinja::context! {},
         now,
     )
@@ -589,30 +651,19 @@ pub fn render_email_with(
     step: &StepRecord,
     invoice: &InvoiceRecord,
     others: &[InvoiceRecord],
-    payments: &[(NaiveDate, Decimal)],
+    history: &ClaimHistory,
     extra: &minijinja::Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
     let Common {
         language,
-        today,
         context,
         money,
-    } = common_context(config, step, invoice, now)?;
-    let kind = relance_domain::CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
-    let terms = config.settings.channels.interest_terms();
-    let claim = (step.kind == "reminder" && step.tone != "courteous")
-        .then(|| claim_on(&terms, kind, &debt_of(invoice), payments, today))
-        .flatten()
-        .map(|c| {
-            minijinja::context! {
-                late_interest => money(c.late_interest),
-                recovery_indemnity => money(c.recovery_indemnity),
-                has_indemnity => !c.recovery_indemnity.is_zero(),
-                total => money(c.total),
-                rate => c.rate_percent.map(|r| letter::percent(r, language)),
-            }
-        });
+        claim_context,
+        ..
+    } = common_context(config, step, invoice, history, now)?;
+    // From the firm tone on, a late invoice's email states what it costs to date.
+    let claim = claim_context.filter(|_| step.kind == "reminder" && step.tone != "courteous");
     let other_invoices: Vec<minijinja::Value> = others
         .iter()
         .map(|o| {
@@ -724,17 +775,22 @@ mod tests {
             ("fr", CustomerKind::Consumer),
         ] {
             let invoice = invoice(language, kind);
+            let currency = Money::parse_currency("EUR").unwrap();
             let expected = claim_on(
                 &config.settings.channels.interest_terms(),
                 kind,
-                &debt_of(&invoice),
+                &debt_of(&invoice, currency),
                 &[],
+                None,
                 today,
             )
             .unwrap();
-            assert!(expected.late_interest > Decimal::ZERO);
+            // A consumer owes nothing on top before the formal notice.
+            assert_eq!(
+                expected.late_interest > Decimal::ZERO,
+                kind == CustomerKind::Business
+            );
             let lang = Language::from_str(language).unwrap();
-            let currency = Money::parse_currency("EUR").unwrap();
             let shown = |amount| Money::new(amount, currency).format(lang);
             let m = render_email(
                 &env,
@@ -742,12 +798,19 @@ mod tests {
                 &step("firm_reminder", "firm"),
                 &invoice,
                 &[],
-                &[],
+                &ClaimHistory::default(),
                 now,
             )
             .unwrap();
             for text in [&m.body_text, m.body_html.as_ref().unwrap()] {
-                assert!(text.contains(&shown(expected.late_interest)), "{text}");
+                if kind == CustomerKind::Business {
+                    assert!(text.contains(&shown(expected.late_interest)), "{text}");
+                } else {
+                    assert!(
+                        !text.contains("À ce jour") && !text.contains("intérêts"),
+                        "{text}"
+                    );
+                }
                 assert!(text.contains(&shown(expected.total)), "{text}");
                 assert_eq!(
                     text.contains(&shown(Decimal::new(40, 0))),
@@ -761,12 +824,13 @@ mod tests {
                 &step("reminder", "courteous"),
                 &invoice,
                 &[],
-                &[],
+                &ClaimHistory::default(),
                 now,
             )
             .unwrap();
             assert!(
-                !courteous.body_text.contains(&shown(expected.late_interest)),
+                expected.late_interest.is_zero()
+                    || !courteous.body_text.contains(&shown(expected.late_interest)),
                 "{}",
                 courteous.body_text
             );

@@ -9,7 +9,7 @@ use minijinja::Environment;
 use relance_config::Config;
 use relance_domain::sms::{fit_sms, MAX_SMS_SEGMENTS};
 use relance_domain::validation::sms_capable;
-use relance_storage::deliveries::Contact;
+use relance_storage::deliveries::{ClaimHistory, Contact};
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{RenderedMessage, StepRecord};
 use serde_json::json;
@@ -26,6 +26,7 @@ pub fn render(
     step: &StepRecord,
     invoice: &InvoiceRecord,
     contact: &Contact,
+    history: &ClaimHistory,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Rendering> {
     let Some(phone) = contact.phone.clone() else {
@@ -36,7 +37,7 @@ pub fn render(
     }
     let Common {
         language, context, ..
-    } = common_context(config, step, invoice, now)?;
+    } = common_context(config, step, invoice, history, now)?;
     let name = format!("{}/{}.sms", language.as_str(), step.template);
     let template = env.get_template(&name)?;
     let mut captured = template.render_captured(&context)?;

@@ -14,8 +14,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use relance_contracts::names;
 use relance_contracts::{AmountDueV1, HandOffDetailV1};
-use relance_domain::claim::{claim_on, Claim, Debt};
+use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::InterestTerms;
+use relance_domain::interest::RateSource;
 use relance_domain::{CustomerKind, Money};
 use relance_messaging::outgoing;
 use relance_storage::handoff::{self, HandOffCandidate, HandOffDelay};
@@ -42,7 +43,7 @@ pub async fn hand_off_due(
             let by_post = invoice.last_step_status == "sent"
                 && matches!(invoice.last_step_channel.as_str(), "letter" | "registered_letter");
             let after_days = delay.after_days + if by_post { delay.postal_days } else { 0 };
-            hand_off(&mut tx, invoice, now, after_days, terms).await?;
+            hand_off(&mut tx, invoice, now, after_days, delay.postal_days, terms).await?;
         }
         tx.commit().await.context("committing the hand-off")?;
         total += claimed.len();
@@ -57,6 +58,7 @@ async fn hand_off(
     invoice: &HandOffCandidate,
     now: DateTime<Utc>,
     after_days: u32,
+    postal_delivery_days: u32,
     terms: &InterestTerms,
 ) -> anyhow::Result<()> {
     let reason = format!(
@@ -71,14 +73,18 @@ async fn hand_off(
     let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
     let today = now.with_timezone(&tz).date_naive();
     let kind = CustomerKind::from_str(&invoice.customer_kind).unwrap_or(CustomerKind::Business);
-    let payments = deliveries::payments_of(tx, invoice.id).await?;
+    // The same claim the letters and emails state, from the same payments and notice.
+    let history = deliveries::claim_history(tx, invoice.id, None).await?;
+    let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
     let debt = Debt {
         amount: invoice.amount,
         credited: invoice.credited,
         balance: invoice.balance,
         due_on: invoice.due_on,
+        currency,
     };
-    let claim = claim_on(terms, kind, &debt, &payments, today);
+    let notice_on = history.formal_notice_effective_on(tz, postal_delivery_days);
+    let claim = claim_on(terms, kind, &debt, &history.payments, notice_on, today);
     let amount_due = amount_due(invoice, claim.as_ref(), today)?;
     // The journal as committed before this hand-off; its head is also journaled, so that the
     // entry recording the hand-off pins the chain that was handed over.
@@ -138,6 +144,22 @@ fn amount_due(
             .and_then(|c| c.rate_percent)
             .map(|r| r.normalize().to_string()),
         indemnity: Some(plain(claim.map_or(Decimal::ZERO, |c| c.recovery_indemnity))),
+        indemnity_currency: Some(INDEMNITY_CURRENCY.code().to_string()),
+        interest_from: claim.and_then(|c| c.interest_from),
+        interest_rate_basis: claim
+            .and_then(|c| c.rate_source)
+            .map(|s| rate_basis(s).to_string()),
+        rates_estimated: claim.is_some_and(|c| !c.rates_known),
         total: Some(plain(claim.map_or(invoice.balance, |c| c.total))),
     })
+}
+
+/// How `interest_rate_basis` names where the rate comes from.
+fn rate_basis(source: RateSource) -> &'static str {
+    match source {
+        RateSource::Statutory => "statutory",
+        RateSource::Contractual => "contract",
+        RateSource::Floor => "floor",
+        RateSource::Legal => "legal",
+    }
 }

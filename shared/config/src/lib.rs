@@ -3,9 +3,10 @@
 //! `RELANCE_*` (listed in the README). It owns no I/O beyond reading the environment and the
 //! policy file; a bad value stops the service at start with the variable named.
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
-use relance_domain::interest::{ecb_main_refinancing_rates, InterestTerms, RateBasis, RateTable};
+use relance_domain::interest::{InterestTerms, RateTable};
+use relance_domain::legal_rates::LegalRates;
 use relance_domain::{DunningPolicy, SharedClock, SimulatedClock, SystemClock};
 use std::collections::HashMap;
 use std::fmt;
@@ -22,7 +23,21 @@ pub struct Creditor {
     pub bic: String,
     pub email: String,
     pub phone: String,
+    /// The signature of French messages when no signatory is named (a department).
     pub signature: String,
+    /// The same, for English messages.
+    pub signature_en: String,
+    /// The person who signs, and their title in each language: "Jeanne Dupont, Responsable
+    /// du recouvrement". Empty: the department signature.
+    pub signatory: String,
+    pub signatory_title_fr: String,
+    pub signatory_title_en: String,
+    /// The mentions business papers must carry (Code de commerce R123-237): legal form,
+    /// share capital, SIREN and the city of the trade register (RCS).
+    pub legal_form: String,
+    pub share_capital: String,
+    pub siren: String,
+    pub rcs_city: String,
     /// Address replies go to (`Reply-To`), e.g. the accounts-receivable mailbox.
     pub reply_to: String,
     /// Sender address (`From`) of every email.
@@ -50,30 +65,53 @@ pub struct ChannelSettings {
     pub provider_timeout: Duration,
     /// Days from receipt a formal notice gives to pay.
     pub formal_notice_days: u32,
-    /// Annual rate (percent) of the late interest claimed from a business: the floor, three
-    /// times the legal interest rate of the half-year (L441-10).
-    pub interest_floor_percent: rust_decimal::Decimal,
-    /// Annual rate (percent) claimed from a consumer: the legal rate for individuals.
-    pub interest_consumer_percent: rust_decimal::Decimal,
-    /// The late-payment rate of the terms of sale; `None`: the ECB rate plus 10 points.
+    /// Deprecated (`RELANCE_INTEREST_FLOOR_PERCENT`): one floor for every half-year, in
+    /// place of three times each half-year's legal rate.
+    pub interest_floor_percent: Option<rust_decimal::Decimal>,
+    /// Deprecated (`RELANCE_INTEREST_CONSUMER_PERCENT`): one rate for consumers' debts, in
+    /// place of each half-year's legal rate.
+    pub interest_consumer_percent: Option<rust_decimal::Decimal>,
+    /// The creditor's late-payment rate of its terms of sale; `None`: the ECB rate plus 10
+    /// points. A customer's own agreed rate takes precedence.
     pub interest_contract_percent: Option<rust_decimal::Decimal>,
-    /// The ECB main refinancing rate by date of effect (`RELANCE_ECB_RATES_FILE`, else the
-    /// built-in table).
-    pub ecb_rates: RateTable,
+    /// The legal rates of each half-year (`RELANCE_LEGAL_RATES_FILE`, else the built-in
+    /// table), with the ECB column from `RELANCE_ECB_RATES_FILE` when that is set.
+    pub legal_rates: LegalRates,
 }
 
 impl ChannelSettings {
     /// The late-payment terms configured for this creditor: the contractual rate if the terms
     /// of sale give one, else the ECB rate plus 10 points, never below the floor.
     pub fn interest_terms(&self) -> InterestTerms {
-        let mut terms = InterestTerms::statutory(self.interest_floor_percent, self.interest_consumer_percent);
-        if let RateBasis::Statutory { ecb, .. } = &mut terms.basis {
-            *ecb = self.ecb_rates.clone();
+        InterestTerms {
+            rates: self.legal_rates.clone(),
+            floor_override: self.interest_floor_percent,
+            consumer_override: self.interest_consumer_percent,
+            ..InterestTerms::statutory()
         }
-        if let Some(rate_percent) = self.interest_contract_percent {
-            terms.basis = RateBasis::Contractual { rate_percent };
+        .for_customer(self.interest_contract_percent)
+    }
+
+    /// What an operator must fix about the interest settings on `today`: a half-year missing
+    /// from the rate table (interest is then an estimate at the last known rates), deprecated
+    /// undated rates. Logged at start and shown by `/health/ready`.
+    pub fn interest_warnings(&self, today: chrono::NaiveDate) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.legal_rates.covers(today) {
+            warnings.push(format!(
+                "the legal rate table ends with {}: the rates of {} are missing, so late interest is computed at {}'s rates; give them in RELANCE_LEGAL_RATES_FILE",
+                self.legal_rates.last(),
+                relance_domain::legal_rates::HalfYear::of(today),
+                self.legal_rates.last(),
+            ));
         }
-        terms
+        if self.interest_floor_percent.is_some() {
+            warnings.push("RELANCE_INTEREST_FLOOR_PERCENT is deprecated: it sets one floor for every half-year; remove it to use three times each half-year's legal rate".to_string());
+        }
+        if self.interest_consumer_percent.is_some() {
+            warnings.push("RELANCE_INTEREST_CONSUMER_PERCENT is deprecated: it sets one rate for every half-year; remove it to use each half-year's legal rate".to_string());
+        }
+        warnings
     }
 }
 
@@ -212,6 +250,22 @@ impl Env {
         }
     }
 
+    /// A rate in percent, when set.
+    fn optional_decimal(&self, key: &str) -> anyhow::Result<Option<rust_decimal::Decimal>> {
+        self.get(key)
+            .map(|v| {
+                let v = v.trim();
+                // Plain decimals only: `1e1` would parse, and is no way to write a rate.
+                v.chars()
+                    .all(|c| c.is_ascii_digit() || c == '.')
+                    .then(|| v.parse::<rust_decimal::Decimal>().ok())
+                    .flatten()
+                    .filter(|r| !r.is_sign_negative() && *r <= rust_decimal::Decimal::ONE_HUNDRED)
+                    .ok_or_else(|| anyhow!("{key}={v:?} is not valid: expected a rate in percent between 0 and 100, such as 12.5"))
+            })
+            .transpose()
+    }
+
     fn millis(&self, key: &str, default_ms: u64) -> anyhow::Result<Duration> {
         Ok(Duration::from_millis(self.parsed(key, default_ms)?))
     }
@@ -330,6 +384,14 @@ impl Settings {
                 email: env.text("RELANCE_CREDITOR_EMAIL", "compta@exemple.test"),
                 phone: env.text("RELANCE_CREDITOR_PHONE", ""),
                 signature: env.text("RELANCE_CREDITOR_SIGNATURE", "Le service comptabilité"),
+                signature_en: env.text("RELANCE_CREDITOR_SIGNATURE_EN", "Accounts department"),
+                signatory: env.text("RELANCE_CREDITOR_SIGNATORY", ""),
+                signatory_title_fr: env.text("RELANCE_CREDITOR_SIGNATORY_TITLE_FR", ""),
+                signatory_title_en: env.text("RELANCE_CREDITOR_SIGNATORY_TITLE_EN", ""),
+                legal_form: env.text("RELANCE_CREDITOR_LEGAL_FORM", "SAS"),
+                share_capital: env.text("RELANCE_CREDITOR_SHARE_CAPITAL", "10 000 €"),
+                siren: siren(&env)?,
+                rcs_city: env.text("RELANCE_CREDITOR_RCS_CITY", "Paris"),
                 reply_to: env.text("RELANCE_CREDITOR_REPLY_TO", "compta@exemple.test"),
                 mail_from: env.text("RELANCE_MAIL_FROM", "Exemple SAS <relance@exemple.test>"),
             },
@@ -388,26 +450,104 @@ fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
         letter_dir: PathBuf::from(env.text("RELANCE_LETTER_DIR", "out/letters")),
         provider_timeout: env.millis("RELANCE_PROVIDER_TIMEOUT_MS", 30_000)?,
         formal_notice_days: env.parsed("RELANCE_FORMAL_NOTICE_DAYS", 8)?,
-        interest_floor_percent: env.parsed(
-            "RELANCE_INTEREST_FLOOR_PERCENT",
-            rust_decimal::Decimal::new(828, 2),
-        )?,
-        interest_consumer_percent: env.parsed(
-            "RELANCE_INTEREST_CONSUMER_PERCENT",
-            rust_decimal::Decimal::new(665, 2),
-        )?,
-        interest_contract_percent: match env.get("RELANCE_INTEREST_CONTRACT_PERCENT") {
-            None => None,
-            Some(_) => Some(env.parsed("RELANCE_INTEREST_CONTRACT_PERCENT", rust_decimal::Decimal::ZERO)?),
-        },
-        ecb_rates: match env.get("RELANCE_ECB_RATES_FILE") {
-            None => ecb_main_refinancing_rates(),
-            Some(path) => {
-                let source = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading RELANCE_ECB_RATES_FILE {path}"))?;
-                RateTable::parse(&source, &path).map_err(|e| anyhow!("invalid ECB rate table: {e}"))?
-            }
-        },
+        interest_floor_percent: env.optional_decimal("RELANCE_INTEREST_FLOOR_PERCENT")?,
+        interest_consumer_percent: env.optional_decimal("RELANCE_INTEREST_CONSUMER_PERCENT")?,
+        interest_contract_percent: env.optional_decimal("RELANCE_INTEREST_CONTRACT_PERCENT")?,
+        legal_rates: legal_rates(env)?,
+    })
+}
+
+/// `RELANCE_CREDITOR_SIREN`: nine digits (spaces allowed) whose Luhn checksum holds, or
+/// empty; refused at start otherwise, since it is printed on every letter.
+fn siren(env: &Env) -> anyhow::Result<String> {
+    let raw = env.text("RELANCE_CREDITOR_SIREN", "123 456 782");
+    let digits: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.is_empty() {
+        return Ok(digits);
+    }
+    let luhn = digits.chars().rev().enumerate().try_fold(0u32, |sum, (i, c)| {
+        let d = c.to_digit(10)?;
+        let d = if i % 2 == 1 { d * 2 } else { d };
+        Some(sum + if d > 9 { d - 9 } else { d })
+    });
+    match luhn {
+        Some(sum) if digits.len() == 9 && sum % 10 == 0 => Ok(digits),
+        _ => bail!("RELANCE_CREDITOR_SIREN={raw:?} is not a SIREN: nine digits with a valid checksum, such as \"123 456 782\""),
+    }
+}
+
+impl Creditor {
+    /// Who signs a message in `language` ("fr" or "en"): the signatory and their title, or
+    /// the department.
+    pub fn signature_in(&self, language: &str) -> String {
+        let (title, department) = match language {
+            "en" => (&self.signatory_title_en, &self.signature_en),
+            _ => (&self.signatory_title_fr, &self.signature),
+        };
+        match (self.signatory.trim(), title.trim()) {
+            ("", _) => department.clone(),
+            (name, "") => name.to_string(),
+            (name, title) => format!("{name}, {title}"),
+        }
+    }
+
+    /// The line of legal mentions of the creditor's letters and emails, in `language`:
+    /// "Exemple SAS, SAS au capital de 10 000 € – RCS Paris 123 456 782". Parts not set are
+    /// left out.
+    pub fn legal_mentions_in(&self, language: &str) -> String {
+        let mut parts = vec![self.name.clone()];
+        let form = self.legal_form.trim();
+        let capital = self.share_capital.trim();
+        match (form, capital, language) {
+            ("", "", _) => {}
+            (form, "", _) => parts.push(form.to_string()),
+            ("", capital, "en") => parts.push(format!("share capital {capital}")),
+            ("", capital, _) => parts.push(format!("capital de {capital}")),
+            (form, capital, "en") => parts.push(format!("{form} with a share capital of {capital}")),
+            (form, capital, _) => parts.push(format!("{form} au capital de {capital}")),
+        }
+        let siren = match self.siren.len() {
+            9 => format!(
+                "{} {} {}",
+                &self.siren[0..3],
+                &self.siren[3..6],
+                &self.siren[6..9]
+            ),
+            _ => self.siren.clone(),
+        };
+        match (self.rcs_city.trim(), siren.as_str()) {
+            ("", "") => {}
+            ("", siren) => parts.push(format!("SIREN {siren}")),
+            (city, siren) => parts.push(format!("RCS {city} {siren}").trim().to_string()),
+        }
+        let head = parts.remove(0);
+        if parts.is_empty() {
+            head
+        } else {
+            format!("{head}, {}", parts.join(" – "))
+        }
+    }
+}
+
+/// `RELANCE_LEGAL_RATES_FILE` or the built-in table, with the ECB column replaced by
+/// `RELANCE_ECB_RATES_FILE` when set. A bad line stops the service at start with `file:line`.
+fn legal_rates(env: &Env) -> anyhow::Result<LegalRates> {
+    let table = match env.get("RELANCE_LEGAL_RATES_FILE") {
+        None => LegalRates::built_in(),
+        Some(path) => {
+            let source = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading RELANCE_LEGAL_RATES_FILE {path}"))?;
+            LegalRates::parse(&source, &path).map_err(|e| anyhow!("invalid legal rate table: {e}"))?
+        }
+    };
+    Ok(match env.get("RELANCE_ECB_RATES_FILE") {
+        None => table,
+        Some(path) => {
+            let source = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading RELANCE_ECB_RATES_FILE {path}"))?;
+            let ecb = RateTable::parse(&source, &path).map_err(|e| anyhow!("invalid ECB rate table: {e}"))?;
+            table.with_ecb_changes(&ecb)
+        }
     })
 }
 
@@ -554,20 +694,19 @@ mod tests {
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("ecb.txt");
         let path_text = path.display().to_string();
-        let _ = std::fs::write(&path, "# ECB MRO\n2025-06-11 2.15\n2026-02-04 1.90\n");
+        let _ = std::fs::write(&path, "# ECB MRO\n2025-06-11 2.15\n2025-12-31 1.90\n");
         let s = Settings::from_vars(vars(&[("RELANCE_ECB_RATES_FILE", &path_text)]));
         let Ok(s) = s else { panic!("{s:?}") };
-        let RateBasis::Statutory { ecb, .. } = s.channels.interest_terms().basis else {
-            panic!("statutory terms expected")
-        };
+        // The half-year's reference is the rate in force on its first day.
+        let rates = s.channels.interest_terms().rates;
         let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
         assert_eq!(
-            ecb.rate_on(day(2026, 3, 1)),
-            Some(rust_decimal::Decimal::new(190, 2))
+            rates.on(day(2026, 3, 1)).rates.ecb_reference,
+            rust_decimal::Decimal::new(190, 2)
         );
         assert_eq!(
-            ecb.rate_on(day(2025, 12, 1)),
-            Some(rust_decimal::Decimal::new(215, 2))
+            rates.on(day(2025, 12, 1)).rates.ecb_reference,
+            rust_decimal::Decimal::new(215, 2)
         );
 
         let _ = std::fs::write(&path, "2025-06-11 2.15\n2026-02-04 1,90\n");
@@ -579,6 +718,112 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[test]
+    fn the_creditors_signature_and_legal_mentions_follow_the_settings_and_the_language() {
+        let Ok(s) = Settings::from_vars(vars(&[])) else {
+            panic!("default settings")
+        };
+        assert_eq!(s.creditor.signature_in("fr"), "Le service comptabilité");
+        assert_eq!(s.creditor.signature_in("en"), "Accounts department");
+        assert_eq!(
+            s.creditor.legal_mentions_in("fr"),
+            "Exemple SAS, SAS au capital de 10 000 € – RCS Paris 123 456 782"
+        );
+        let Ok(s) = Settings::from_vars(vars(&[
+            ("RELANCE_CREDITOR_SIGNATORY", "Jeanne Dupont"),
+            (
+                "RELANCE_CREDITOR_SIGNATORY_TITLE_FR",
+                "Responsable du recouvrement",
+            ),
+            ("RELANCE_CREDITOR_SIGNATORY_TITLE_EN", "Credit manager"),
+            ("RELANCE_CREDITOR_SIREN", "552 100 554"),
+            ("RELANCE_CREDITOR_SHARE_CAPITAL", "1 000 000 €"),
+        ])) else {
+            panic!("signatory settings")
+        };
+        assert_eq!(
+            s.creditor.signature_in("fr"),
+            "Jeanne Dupont, Responsable du recouvrement"
+        );
+        assert_eq!(s.creditor.signature_in("en"), "Jeanne Dupont, Credit manager");
+        assert_eq!(
+            s.creditor.legal_mentions_in("en"),
+            "Exemple SAS, SAS with a share capital of 1 000 000 € – RCS Paris 552 100 554"
+        );
+        for bad in ["123456789", "12345678", "12345678a"] {
+            let e = format!(
+                "{:?}",
+                Settings::from_vars(vars(&[("RELANCE_CREDITOR_SIREN", bad)])).err()
+            );
+            assert!(
+                e.contains("RELANCE_CREDITOR_SIREN") && e.contains("is not a SIREN"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_legal_rate_file_replaces_the_table_and_a_missing_half_year_is_warned_about() {
+        let dir = std::env::temp_dir().join(format!("relance-legal-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("legal.txt");
+        let path_text = path.display().to_string();
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+        // The built-in table: a day past its last half-year is warned about, with both names.
+        let Ok(s) = Settings::from_vars(vars(&[])) else {
+            panic!("default settings")
+        };
+        let last = s.channels.legal_rates.last();
+        let after = day(last.year + 1, 3, 1);
+        let warnings = s.channels.interest_warnings(after);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(&format!("ends with {last}")), "{warnings:?}");
+        assert!(warnings[0].contains("RELANCE_LEGAL_RATES_FILE"), "{warnings:?}");
+        assert!(s.channels.interest_warnings(last.first_day()).is_empty());
+        // A file that goes further: no warning, and its rates are used.
+        let next = last.next();
+        let _ = std::fs::write(&path, format!("{last} 2.15 6.67 2.62\n{next} 2.00 6.40 2.40\n"));
+        let Ok(s) = Settings::from_vars(vars(&[("RELANCE_LEGAL_RATES_FILE", &path_text)])) else {
+            panic!("a good legal rate file")
+        };
+        assert!(s.channels.interest_warnings(next.first_day()).is_empty());
+        assert_eq!(
+            s.channels
+                .interest_terms()
+                .rates
+                .on(next.first_day())
+                .rates
+                .floor(),
+            rust_decimal::Decimal::new(720, 2)
+        );
+        // A bad line stops the start, naming the file and the line.
+        let _ = std::fs::write(&path, format!("{last} 2.15 6.67 2.62\n{next} 2.00 6,40 2.40\n"));
+        let e = format!(
+            "{:?}",
+            Settings::from_vars(vars(&[("RELANCE_LEGAL_RATES_FILE", &path_text)])).err()
+        );
+        assert!(
+            e.contains("legal.txt:2: the legal rate for individuals \"6,40\""),
+            "{e}"
+        );
+        // The deprecated single rates still apply, with a warning each.
+        let Ok(s) = Settings::from_vars(vars(&[
+            ("RELANCE_INTEREST_FLOOR_PERCENT", "9"),
+            ("RELANCE_INTEREST_CONSUMER_PERCENT", "3"),
+        ])) else {
+            panic!("deprecated settings")
+        };
+        assert_eq!(s.channels.interest_warnings(last.first_day()).len(), 2);
+        let e = format!(
+            "{:?}",
+            Settings::from_vars(vars(&[("RELANCE_INTEREST_CONTRACT_PERCENT", "1e1")])).err()
+        );
+        assert!(
+            e.contains("RELANCE_INTEREST_CONTRACT_PERCENT=\"1e1\" is not valid"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     #[test]
     fn a_bad_policy_file_is_refused_at_start_with_its_line() {
         let dir = std::env::temp_dir().join(format!("relance-policy-{}", std::process::id()));

@@ -42,10 +42,30 @@ pub struct AmountDueV1 {
     /// `null` when nothing accrued.
     #[serde(default)]
     pub interest_rate_percent: Option<String>,
-    /// The fixed recovery indemnity (40 EUR for a business, nothing for a consumer).
+    /// The fixed recovery indemnity (40 for a business, nothing for a consumer), in
+    /// `indemnity_currency`: euros, whatever the invoice's currency (D441-5).
     #[serde(default)]
     pub indemnity: Option<String>,
-    /// What the collector claims: `principal + interest + indemnity`.
+    /// Always `"EUR"`; absent from events of versions before it was added, which stated the
+    /// indemnity in the invoice's currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indemnity_currency: Option<String>,
+    /// The first day interest ran: the day after the due date for a business, the day after
+    /// the formal notice took effect for a consumer; `null` when none ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interest_from: Option<NaiveDate>,
+    /// Where the rate comes from: `statutory` (ECB + 10 points), `contract` (the terms of
+    /// sale), `floor` (three times the legal rate, above the contract's), `legal` (the legal
+    /// interest rate, a consumer's debt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interest_rate_basis: Option<String>,
+    /// True when the rate table lacked a half-year of the period: the interest is an
+    /// estimate at the last known rates.
+    #[serde(default)]
+    pub rates_estimated: bool,
+    /// What the collector claims in the invoice's currency: `principal + interest`, plus the
+    /// indemnity when the invoice is in euros (otherwise the indemnity is owed besides, in
+    /// euros).
     #[serde(default)]
     pub total: Option<String>,
 }

@@ -65,6 +65,18 @@ impl Claim {
     }
 }
 
+/// The day a formal notice takes effect: the day it was sent by email, or by post that day
+/// plus the days the post takes (its deadline, and a consumer's interest, run from receipt).
+pub fn notice_takes_effect(sent_on: NaiveDate, by_post: bool, postal_delivery_days: u32) -> NaiveDate {
+    if by_post {
+        sent_on
+            .checked_add_days(chrono::Days::new(u64::from(postal_delivery_days)))
+            .unwrap_or(sent_on)
+    } else {
+        sent_on
+    }
+}
+
 /// The claim on `today` (the customer's local date), or `None` while the invoice is not yet
 /// late. Interest runs on the invoice net of its credit notes, less each payment from the
 /// day it was received (`payments`: value date, amount). `formal_notice_on`: the day a
@@ -92,7 +104,13 @@ pub fn claim_on(
     let last = interest.as_ref().and_then(|b| b.periods.last());
     let indemnity = recovery_indemnity(kind);
     let indemnity_in_total = debt.currency == INDEMNITY_CURRENCY;
-    let total = debt.balance + late_interest + if indemnity_in_total { indemnity } else { Decimal::ZERO };
+    let total = debt.balance
+        + late_interest
+        + if indemnity_in_total {
+            indemnity
+        } else {
+            Decimal::ZERO
+        };
     Some(Claim {
         late_interest,
         interest_from: interest.as_ref().and_then(|b| b.periods.first()).map(|p| p.from),
@@ -101,7 +119,9 @@ pub fn claim_on(
         total,
         rate_percent: last.map(|p| p.annual_rate_percent),
         rate_source: last.map(|p| p.source),
-        rates_known: interest.as_ref().is_none_or(|b| b.periods.iter().all(|p| p.rates_known)),
+        rates_known: interest
+            .as_ref()
+            .is_none_or(|b| b.periods.iter().all(|p| p.rates_known)),
     })
 }
 
@@ -195,7 +215,15 @@ mod tests {
             currency: Currency::GBP,
             ..debt(1500, 0, 1500)
         };
-        let c = claim_on(&terms(Some(12)), CustomerKind::Business, &d, &[], None, date(2026, 3, 17)).unwrap();
+        let c = claim_on(
+            &terms(Some(12)),
+            CustomerKind::Business,
+            &d,
+            &[],
+            None,
+            date(2026, 3, 17),
+        )
+        .unwrap();
         assert_eq!(c.recovery_indemnity, Decimal::from(40));
         assert!(!c.indemnity_in_total);
         assert_eq!(c.total, Decimal::new(150049, 2));

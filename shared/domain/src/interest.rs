@@ -585,7 +585,10 @@ mod tests {
         assert_eq!(b.total, expected);
         // The figure an outside audit computed from the official rates.
         assert_eq!(b.total, dec("395.64"));
-        assert!(b.periods.iter().all(|p| p.source == RateSource::Statutory && p.rates_known));
+        assert!(b
+            .periods
+            .iter()
+            .all(|p| p.source == RateSource::Statutory && p.rates_known));
     }
 
     #[test]

@@ -32,7 +32,10 @@ impl HalfYear {
 
     pub fn next(self) -> Self {
         if self.half == 1 {
-            Self { year: self.year, half: 2 }
+            Self {
+                year: self.year,
+                half: 2,
+            }
         } else {
             Self {
                 year: self.year + 1,
@@ -159,7 +162,9 @@ impl LegalRates {
     }
 
     pub fn last(&self) -> HalfYear {
-        self.rows.last().map_or(HalfYear { year: 0, half: 1 }, |r| r.half_year)
+        self.rows
+            .last()
+            .map_or(HalfYear { year: 0, half: 1 }, |r| r.half_year)
     }
 
     /// Whether the table has the half-year of `day`.
@@ -221,7 +226,11 @@ impl LegalRates {
                     .parse()
                     .ok()
                     .filter(|r: &Decimal| !r.is_sign_negative() && *r <= Decimal::ONE_HUNDRED)
-                    .ok_or_else(|| at(format!("{name} {text:?} is not a rate in percent between 0 and 100, such as 2.15")))?;
+                    .ok_or_else(|| {
+                        at(format!(
+                            "{name} {text:?} is not a rate in percent between 0 and 100, such as 2.15"
+                        ))
+                    })?;
                 Ok(rate)
             };
             let row = HalfYearRates {
@@ -266,7 +275,12 @@ mod tests {
         // The ECB column is the rate in force on each half-year's first day.
         let ecb = ecb_main_refinancing_rates();
         for row in table.rows() {
-            assert_eq!(Some(row.ecb_reference), ecb.rate_on(row.half_year.first_day()), "{}", row.half_year);
+            assert_eq!(
+                Some(row.ecb_reference),
+                ecb.rate_on(row.half_year.first_day()),
+                "{}",
+                row.half_year
+            );
         }
     }
 
@@ -302,7 +316,8 @@ mod tests {
         );
         assert!(error("2026-H1 2.15 6,67 2.62\n")
             .starts_with("legal.txt:1: the legal rate for individuals \"6,67\" is not a rate"));
-        assert!(error("2026-H1 2.15 6.67\n").starts_with("legal.txt:1: \"2026-H1 2.15 6.67\": expected a half-year and three rates"));
+        assert!(error("2026-H1 2.15 6.67\n")
+            .starts_with("legal.txt:1: \"2026-H1 2.15 6.67\": expected a half-year and three rates"));
         assert_eq!(
             error("2025-H1 3.15 7.21 3.71\n2026-H1 2.15 6.67 2.62\n"),
             "legal.txt:2: 2026-H1 follows 2025-H1: half-years must be consecutive and ascending"

@@ -2,7 +2,7 @@
 
 use crate::customer::Language;
 use crate::locale::group_digits;
-use iso_currency::Currency;
+pub use iso_currency::Currency;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::fmt;
 

@@ -43,6 +43,72 @@ pub async fn payments_of(
         .context("reading the invoice's payments")
 }
 
+/// What an invoice's claim and its wording depend on besides the invoice row: the payments,
+/// the formal notice if one went out, and how many reminders reached the customer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimHistory {
+    /// Value date and amount of each payment.
+    pub payments: Vec<(NaiveDate, Decimal)>,
+    /// The first formal notice sent (a reminder step of tone `formal`): when, and on which
+    /// channel.
+    pub formal_notice: Option<(DateTime<Utc>, String)>,
+    /// Reminder messages sent (every channel; call tasks are not messages).
+    pub reminders_sent: i64,
+}
+
+impl ClaimHistory {
+    /// The customer's local day the formal notice took effect: sent by email that day, by
+    /// post `postal_delivery_days` later.
+    pub fn formal_notice_effective_on(
+        &self,
+        tz: chrono_tz::Tz,
+        postal_delivery_days: u32,
+    ) -> Option<NaiveDate> {
+        self.formal_notice.as_ref().map(|(sent_at, channel)| {
+            let by_post = channel == "letter" || channel == "registered_letter";
+            relance_domain::claim::notice_takes_effect(
+                sent_at.with_timezone(&tz).date_naive(),
+                by_post,
+                postal_delivery_days,
+            )
+        })
+    }
+}
+
+/// Reads an invoice's [`ClaimHistory`], leaving out the step `except` (the one being
+/// rendered).
+pub async fn claim_history(
+    db: &mut PgConnection,
+    invoice_id: Uuid,
+    except: Option<Uuid>,
+) -> anyhow::Result<ClaimHistory> {
+    let payments = payments_of(db, invoice_id).await?;
+    let formal_notice: Option<(DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT updated_at, channel FROM reminder_steps
+         WHERE invoice_id = $1 AND kind = 'reminder' AND tone = 'formal' AND status = 'sent'
+         ORDER BY updated_at LIMIT 1",
+    )
+    .bind(invoice_id)
+    .fetch_optional(&mut *db)
+    .await
+    .context("reading the invoice's formal notice")?;
+    let reminders_sent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reminder_steps
+         WHERE invoice_id = $1 AND kind = 'reminder' AND status = 'sent'
+           AND id IS DISTINCT FROM $2",
+    )
+    .bind(invoice_id)
+    .bind(except)
+    .fetch_one(&mut *db)
+    .await
+    .context("counting the invoice's reminders sent")?;
+    Ok(ClaimHistory {
+        payments,
+        formal_notice,
+        reminders_sent,
+    })
+}
+
 /// Stores the rendered document (a letter's PDF) of a step, once.
 pub async fn save_document(
     tx: &mut PgConnection,
