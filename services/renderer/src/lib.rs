@@ -850,10 +850,11 @@ mod tests {
             .with_timezone(&Utc);
         let clock = Arc::new(SimulatedClock::starting_at(now));
         let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
-        let mut emails: Vec<String> = templates::needed_templates(&policy)
+        let mut emails: Vec<String> = policy
+            .template_uses()
             .into_iter()
-            .filter(|(_, _, channel)| *channel == relance_domain::Channel::Email)
-            .map(|(template, _, _)| template)
+            .filter(|u| u.channel == relance_domain::Channel::Email)
+            .map(|u| u.template)
             .collect();
         emails.sort();
         emails.dedup();

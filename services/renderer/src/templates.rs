@@ -6,8 +6,7 @@
 
 use anyhow::{anyhow, Context};
 use minijinja::Environment;
-use relance_domain::calls::CALL_RECAP_TEMPLATE;
-use relance_domain::{Channel, DunningPolicy, Language};
+use relance_domain::{Channel, DunningPolicy, Language, PolicyError};
 use std::path::Path;
 
 macro_rules! builtin {
@@ -77,28 +76,18 @@ pub fn extensions(channel: Channel) -> &'static [&'static str] {
     }
 }
 
-/// Every (template, policy line, channel) the policy may render: its steps' templates, those
-/// of their fallback channels, the call recap when it has calls, and the thank-you.
-pub fn needed_templates(policy: &DunningPolicy) -> Vec<(String, usize, Channel)> {
-    let mut needed: Vec<(String, usize, Channel)> = policy
-        .segments
-        .values()
-        .flatten()
-        .map(|s| (s.template.clone(), s.line, s.channel))
-        .collect();
-    // What a step falling back to another channel renders there.
-    needed.extend(policy.fallback_templates_needed());
-    // A call that obtains a promise is confirmed by email.
-    if let Some((_, line, _)) = needed.iter().find(|(_, _, c)| *c == Channel::Call) {
-        needed.push((CALL_RECAP_TEMPLATE.to_string(), *line, Channel::Email));
+/// Where the templates are looked for, as a refusal names it: the built-in ones, or the
+/// folder of `RELANCE_TEMPLATE_DIR`, which replaces them.
+fn searched(override_dir: Option<&Path>) -> String {
+    match override_dir {
+        Some(dir) => format!("in RELANCE_TEMPLATE_DIR ({})", dir.display()),
+        None => "among the built-in templates (RELANCE_TEMPLATE_DIR is not set)".to_string(),
     }
-    // The thank-you goes by email.
-    needed.push((policy.thanks_template.clone(), 1, Channel::Email));
-    needed
 }
 
 /// Builds the template environment and checks that every template the policy names exists
-/// in every language, so a missing one stops the renderer at start, not at send time.
+/// in every language, so a missing one stops the renderer at start, not at send time, with
+/// the policy's file, line and field, the files missing and the folder searched.
 pub fn environment(
     override_dir: Option<&Path>,
     policy: &DunningPolicy,
@@ -115,14 +104,123 @@ pub fn environment(
             }
         }
     }
-    for (template, line, channel) in needed_templates(policy) {
+    for needed in policy.template_uses() {
+        let refusal = |problem: String| {
+            let why = needed
+                .why
+                .as_ref()
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default();
+            let e = PolicyError {
+                file: policy.file.clone(),
+                line: needed.line,
+                field: needed.field.clone(),
+                message: format!("template {:?}{why} {problem}", needed.template),
+            };
+            anyhow!("invalid policy: {e}")
+        };
+        let mut missing = Vec::new();
         for language in Language::ALL {
-            for ext in extensions(channel) {
-                let name = format!("{}/{template}.{ext}", language.as_str());
-                env.get_template(&name)
-                    .map_err(|e| anyhow!("policy line {line}: template {name:?} is not usable: {e}"))?;
+            for ext in extensions(needed.channel) {
+                let name = format!("{}/{}.{ext}", language.as_str(), needed.template);
+                match env.get_template(&name) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == minijinja::ErrorKind::TemplateNotFound => missing.push(name),
+                    Err(e) => {
+                        return Err(refusal(format!(
+                            "is not usable: {name} {}: {e}",
+                            searched(override_dir)
+                        )))
+                    }
+                }
             }
+        }
+        if !missing.is_empty() {
+            return Err(refusal(format!(
+                "is missing: no {} {}",
+                missing.join(", "),
+                searched(override_dir)
+            )));
         }
     }
     Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    //! A policy naming a template the renderer does not have is refused at start, with the
+    //! policy's file, line and field, the files missing and where they were looked for.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Every segment: one email step on `template`; then `tail` (TOML text).
+    fn policy(template: &str, head: &str, tail: &str) -> DunningPolicy {
+        let mut source = format!("send_time = \"09:00\"\n{head}\n");
+        for segment in ["low", "medium", "high"] {
+            source.push_str(&format!(
+                "[[segments.{segment}.steps]]\nname = \"a\"\noffset_days = 5\nchannel = \"email\"\ntemplate = \"{template}\"\ntone = \"firm\"\n"
+            ));
+        }
+        source.push_str(tail);
+        DunningPolicy::parse(&source, "policies/acme.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn refusal(dir: Option<&Path>, policy: &DunningPolicy) -> String {
+        match environment(dir, policy) {
+            Ok(_) => panic!("accepted: {policy:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_missing_step_template_names_the_policy_line_the_field_and_the_built_in_templates() {
+        assert_eq!(
+            refusal(None, &policy("relance_douce", "", "")),
+            "invalid policy: policies/acme.toml:7: segments.low.steps[0].template: template \"relance_douce\" \
+             is missing: no fr/relance_douce.txt, fr/relance_douce.html, en/relance_douce.txt, \
+             en/relance_douce.html among the built-in templates (RELANCE_TEMPLATE_DIR is not set)"
+        );
+    }
+
+    #[test]
+    fn a_missing_fallback_template_names_the_line_that_names_it() {
+        let policy = policy(
+            "reminder",
+            "[fallback]\nsms = [\"email\"]\n[fallback_templates]\nemail = \"relance_sms_mail\"\n",
+            "[[segments.medium.steps]]\nname = \"b\"\noffset_days = 9\nchannel = \"sms\"\ntemplate = \"sms_reminder\"\ntone = \"firm\"\n",
+        );
+        assert_eq!(
+            refusal(None, &policy),
+            "invalid policy: policies/acme.toml:5: fallback_templates.email: template \"relance_sms_mail\" \
+             is missing: no fr/relance_sms_mail.txt, fr/relance_sms_mail.html, en/relance_sms_mail.txt, \
+             en/relance_sms_mail.html among the built-in templates (RELANCE_TEMPLATE_DIR is not set)"
+        );
+    }
+
+    #[test]
+    fn a_template_missing_from_relance_template_dir_names_that_folder() {
+        let dir = std::env::temp_dir().join(format!("relance-templates-{}", std::process::id()));
+        for language in ["fr", "en"] {
+            std::fs::create_dir_all(dir.join(language)).unwrap();
+            for file in ["reminder.txt", "reminder.html", "layout.html"] {
+                std::fs::write(
+                    dir.join(language).join(file),
+                    "{% block subject %}x{% endblock %}",
+                )
+                .unwrap();
+            }
+        }
+        let message = refusal(Some(&dir), &policy("reminder", "", ""));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            message,
+            format!(
+                "invalid policy: policies/acme.toml:1: thanks_template: template \"thanks\" (the thank-you, \
+                 thanks_template's default) is missing: no fr/thanks.txt, fr/thanks.html, en/thanks.txt, \
+                 en/thanks.html in RELANCE_TEMPLATE_DIR ({})",
+                dir.display()
+            )
+        );
+    }
 }

@@ -824,26 +824,50 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
     #[test]
-    fn a_bad_policy_file_is_refused_at_start_with_its_line() {
+    fn a_bad_policy_file_is_refused_at_start_with_its_file_line_and_field() {
         let dir = std::env::temp_dir().join(format!("relance-policy-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("policy.toml");
-        let source = relance_domain::policy::DEFAULT_POLICY_TOML
-            .replace("send_time = \"09:00\"", "send_time = \"25:99\"");
-        let line = source
-            .lines()
-            .position(|l| l.starts_with("send_time"))
-            .map(|i| i + 1)
-            .unwrap_or(0);
-        let _ = std::fs::write(&path, source);
-        let s = Settings::from_vars(vars(&[("RELANCE_POLICY_FILE", &path.display().to_string())]));
-        let Ok(s) = s else { panic!("{s:?}") };
-        let e = Config::from_settings(s)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains(&format!("policy.toml:{line}: send_time")), "{e}");
+        let default = relance_domain::policy::DEFAULT_POLICY_TOML;
+        let line_of = |source: &str, start: &str| {
+            source
+                .lines()
+                .position(|l| l.starts_with(start))
+                .map(|i| i + 1)
+                .unwrap_or(0)
+        };
+        // (the file, the start of the line at fault, field: message)
+        let cases = [
+            (
+                default.replace("send_time = \"09:00\"", "send_time = \"25:99\""),
+                "send_time",
+                "send_time: \"25:99\" is not a time of day as HH:MM",
+            ),
+            (
+                default.replace("EUR = \"10.00\"", "EUR = 10.0"),
+                "EUR = 10.0",
+                "minimum_amount.EUR: expected a decimal amount as a string such as \"10.00\", found the float 10.0",
+            ),
+            (
+                default.replace("send_time = \"09:00\"", "send_time = \"09:00\"\nsend_day = \"tue\""),
+                "send_day",
+                "send_day: unknown field \"send_day\" (expected one of: send_time, thanks_template, \
+                 default_window, windows, minimum_amount, grouping, segments, fallback, fallback_templates)",
+            ),
+        ];
+        for (source, at, error) in cases {
+            let line = line_of(&source, at);
+            let _ = std::fs::write(&path, &source);
+            let s = Settings::from_vars(vars(&[("RELANCE_POLICY_FILE", &path.display().to_string())]));
+            let Ok(s) = s else { panic!("{s:?}") };
+            let e = Config::from_settings(s)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert_eq!(e, format!("invalid policy: {}:{line}: {error}", path.display()));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@
 //! customer, in a [`Reach`], and records the choice).
 
 use crate::customer::{Channel, Risk};
-use crate::policy::{DunningPolicy, PolicyError, RiskKey};
+use crate::policy::{step_path, toml_refusal, DunningPolicy, PolicyError, RiskKey, TemplateUse};
 use crate::validation::sms_capable;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +33,9 @@ pub struct FallbackRules {
     pub orders: Vec<(Channel, Vec<Channel>)>,
     /// `[fallback_templates]`: the template used on a fallback channel.
     pub templates: Vec<(Channel, String)>,
+    /// The lines of `orders` and `templates`, by channel, to point at them in later errors.
+    pub order_lines: Vec<(Channel, usize)>,
+    pub template_lines: Vec<(Channel, usize)>,
     /// Steps with their own `fallback` or `fallback_templates`.
     pub steps: Vec<StepFallback>,
 }
@@ -46,10 +49,19 @@ pub struct StepFallback {
     pub order: Option<Vec<Channel>>,
     pub templates: Vec<(Channel, String)>,
     pub line: usize,
+    /// The step's field path (`segments.medium.steps[2]`), the line of its `fallback` and
+    /// those of its `fallback_templates`, to point at them in later errors.
+    pub path: String,
+    pub order_line: usize,
+    pub template_lines: Vec<(Channel, usize)>,
 }
 
 fn lookup(pairs: &[(Channel, String)], channel: Channel) -> Option<&str> {
     pairs.iter().find(|(c, _)| *c == channel).map(|(_, t)| t.as_str())
+}
+
+fn line_for(lines: &[(Channel, usize)], channel: Channel) -> usize {
+    lines.iter().find(|(c, _)| *c == channel).map_or(1, |(_, l)| *l)
 }
 
 impl DunningPolicy {
@@ -57,14 +69,7 @@ impl DunningPolicy {
     /// uses there: the step's own `fallback`, else the policy's `[fallback]` for the channel.
     /// A step the policy does not list (a thank-you) falls back by the policy's order.
     pub fn fallback_order(&self, risk: Risk, step_name: &str, channel: Channel) -> Vec<(Channel, String)> {
-        let own = self.fallbacks.steps.iter().find(|s| {
-            s.segment == RiskKey::from(risk)
-                && s.name == step_name
-                && self
-                    .steps_for(risk)
-                    .iter()
-                    .any(|p| p.name == step_name && p.channel == channel)
-        });
+        let own = self.own_fallback(risk, step_name, channel);
         let order = match own.and_then(|s| s.order.as_ref()) {
             Some(order) => order.clone(),
             None => self
@@ -87,17 +92,65 @@ impl DunningPolicy {
             .collect()
     }
 
-    /// Every (template, policy line, channel) a fallback may render, so that a renderer can
-    /// check at start that it has them all.
-    pub fn fallback_templates_needed(&self) -> Vec<(String, usize, Channel)> {
+    /// A step's own fallback settings, if it has any.
+    fn own_fallback(&self, risk: Risk, step_name: &str, channel: Channel) -> Option<&StepFallback> {
+        self.fallbacks.steps.iter().find(|s| {
+            s.segment == RiskKey::from(risk)
+                && s.name == step_name
+                && self
+                    .steps_for(risk)
+                    .iter()
+                    .any(|p| p.name == step_name && p.channel == channel)
+        })
+    }
+
+    /// Every template a fallback may render, with the line and field that call for it (the
+    /// step's own `fallback_templates`, the policy's, else the order that falls back to a
+    /// built-in template), so that a renderer can check at start that it has them all.
+    pub fn fallback_templates_needed(&self) -> Vec<TemplateUse> {
         let mut needed = Vec::new();
         for (key, steps) in &self.segments {
             let Some(risk) = Risk::ALL.iter().copied().find(|r| RiskKey::from(*r) == *key) else {
                 continue;
             };
             for step in steps {
-                for (channel, template) in self.fallback_order(risk, &step.name, step.channel) {
-                    needed.push((template, step.line, channel));
+                let own = self.own_fallback(risk, &step.name, step.channel);
+                for (target, template) in self.fallback_order(risk, &step.name, step.channel) {
+                    let (line, field, why) = match own {
+                        Some(own) if lookup(&own.templates, target).is_some() => (
+                            line_for(&own.template_lines, target),
+                            format!("{}.fallback_templates.{}", own.path, target.as_str()),
+                            None,
+                        ),
+                        _ if lookup(&self.fallbacks.templates, target).is_some() => (
+                            line_for(&self.fallbacks.template_lines, target),
+                            format!("fallback_templates.{}", target.as_str()),
+                            None,
+                        ),
+                        _ => {
+                            let (line, field) = match own.filter(|o| o.order.is_some()) {
+                                Some(own) => (own.order_line, format!("{}.fallback", own.path)),
+                                None => (
+                                    line_for(&self.fallbacks.order_lines, step.channel),
+                                    format!("fallback.{}", step.channel.as_str()),
+                                ),
+                            };
+                            let why = format!(
+                                "the built-in template of a fallback to {}, for step {:?} of {}",
+                                target.as_str(),
+                                step.name,
+                                step.path
+                            );
+                            (line, field, Some(why))
+                        }
+                    };
+                    needed.push(TemplateUse {
+                        template,
+                        channel: target,
+                        line,
+                        field,
+                        why,
+                    });
                 }
             }
         }
@@ -264,6 +317,7 @@ impl At<'_> {
         &self,
         raw: &ChannelMap<Spanned<String>>,
         field: &str,
+        lines: &mut Vec<(Channel, usize)>,
     ) -> Result<Vec<(Channel, String)>, PolicyError> {
         let mut out = Vec::new();
         for (channel, template) in raw.get_ref() {
@@ -281,6 +335,7 @@ impl At<'_> {
                 ));
             }
             out.push((channel, name.clone()));
+            lines.push((channel, self.line(template.span().start)));
         }
         Ok(out)
     }
@@ -290,37 +345,43 @@ impl At<'_> {
 /// has already validated; errors name the file, the line and the field like its own.
 pub(crate) fn parse(source: &str, file: &str) -> Result<FallbackRules, PolicyError> {
     let at = At { source, file };
-    let view: FileView =
-        toml::from_str(source).map_err(|e| at.err(e.span().unwrap_or(0..0), "syntax", e.message()))?;
+    let view: FileView = toml::from_str(source).map_err(|e| toml_refusal(source, file, &e))?;
     let mut rules = FallbackRules::default();
     if let Some(orders) = &view.fallback {
         for (from, order) in orders.get_ref() {
             let channel = at.channel(from, "fallback")?;
             let field = format!("fallback.{}", channel.as_str());
             rules.orders.push((channel, at.order(channel, order, &field)?));
+            rules.order_lines.push((channel, at.line(order.span().start)));
         }
     }
     if let Some(templates) = &view.fallback_templates {
-        rules.templates = at.templates(templates, "fallback_templates")?;
+        rules.templates = at.templates(templates, "fallback_templates", &mut rules.template_lines)?;
     }
     for (segment, steps) in &view.segments {
         let Ok(risk) = Risk::from_str(segment) else {
             continue;
         };
-        for raw in &steps.steps {
+        for (index, raw) in steps.steps.iter().enumerate() {
             let step = raw.get_ref();
             let Ok(channel) = Channel::from_str(&step.channel) else {
                 continue;
             };
-            let field = |f: &str| format!("segments.{segment}.steps.{f}");
+            let path = step_path(segment, index);
+            let field = |f: &str| format!("{path}.{f}");
             let order = match &step.fallback {
                 Some(order) => Some(at.order(channel, order, &field("fallback"))?),
                 None => None,
             };
+            let mut template_lines = Vec::new();
             let templates = match &step.fallback_templates {
-                Some(t) => at.templates(t, &field("fallback_templates"))?,
+                Some(t) => at.templates(t, &field("fallback_templates"), &mut template_lines)?,
                 None => Vec::new(),
             };
+            let order_line = step
+                .fallback
+                .as_ref()
+                .map_or(at.line(raw.span().start), |o| at.line(o.span().start));
             if order.is_none() && templates.is_empty() {
                 continue;
             }
@@ -330,6 +391,9 @@ pub(crate) fn parse(source: &str, file: &str) -> Result<FallbackRules, PolicyErr
                 order,
                 templates,
                 line: at.line(raw.span().start),
+                path,
+                order_line,
+                template_lines,
             });
         }
     }
@@ -531,7 +595,7 @@ tone = "firm"
         let needed = policy.fallback_templates_needed();
         assert!(needed
             .iter()
-            .any(|(t, _, c)| t == "call_script" && *c == Channel::Call));
+            .any(|u| u.template == "call_script" && u.channel == Channel::Call));
     }
 
     #[test]
@@ -571,10 +635,22 @@ tone = "firm"
         let e = error("", "fallback = [\"email\", \"email\"]\n");
         assert_eq!(
             (e.line, e.field.as_str()),
-            (line, "segments.medium.steps.fallback"),
+            (line, "segments.medium.steps[1].fallback"),
             "{e}"
         );
         assert!(e.to_string().starts_with(&format!("policy.toml:{line}: ")), "{e}");
+
+        // A value of the wrong type names its field too.
+        let e = error("[fallback]\nsms = \"email\"\n", "");
+        assert_eq!(
+            e.to_string(),
+            "policy.toml:3: fallback.sms: expected an array, found the string \"email\""
+        );
+        let e = error("", "fallback_templates = { email = 3 }\n");
+        assert_eq!(
+            e.to_string(),
+            format!("policy.toml:{}: segments.medium.steps[1].fallback_templates.email: expected a string, found the integer 3", line)
+        );
 
         let e = error("", "fallbacks = [\"email\"]\n");
         assert!(e.message.contains("fallbacks"), "unknown keys stay refused: {e}");

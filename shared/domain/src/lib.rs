@@ -33,7 +33,9 @@ pub use plan::{
     plan_invoice, plan_steps, replan, send_decision, triage_due, triage_pending, ExcludedStep, ExistingStep,
     Plan, PlanInput, PlannedStep, Replan, SendDecision, StepCandidate, Triage,
 };
-pub use policy::{DunningPolicy, Grouping, PolicyError, StepConditions, StepKind, StepTemplate, Tone};
+pub use policy::{
+    DunningPolicy, Grouping, PolicyError, StepConditions, StepKind, StepTemplate, TemplateUse, Tone,
+};
 pub use validation::{
     validate_customer, validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection,
 };

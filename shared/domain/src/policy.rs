@@ -17,6 +17,8 @@ use toml::Spanned;
 /// The policy that ships with relance (see `docs/policy.md`).
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../policies/default.toml");
 pub const DEFAULT_POLICY_FILE: &str = "<built-in default policy>";
+/// The thank-you's template when the file names none (`thanks_template`).
+pub const DEFAULT_THANKS_TEMPLATE: &str = "thanks";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tone {
@@ -79,6 +81,10 @@ pub struct StepTemplate {
     pub tone: Tone,
     /// Where the step stands in its file, to point at it in later errors.
     pub line: usize,
+    /// The step's place in the file as a field path, e.g. `segments.medium.steps[2]`.
+    pub path: String,
+    /// The line of the step's `template`.
+    pub template_line: usize,
     /// The send window the step goes out in: its own `window`, else the policy's default.
     pub window: String,
     /// When the step applies at all; a step whose conditions fail is left out of the plan.
@@ -136,10 +142,14 @@ pub fn builtin_windows() -> BTreeMap<String, SendWindow> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DunningPolicy {
+    /// The file the policy was read from, to name it in later errors.
+    pub file: String,
     /// The customer's local time at which steps of a day go out (or the window's opening,
     /// when that time is outside the step's window).
     pub send_time: NaiveTime,
     pub thanks_template: String,
+    /// The line of `thanks_template`; `None` when the file leaves the default.
+    pub thanks_template_line: Option<usize>,
     pub segments: BTreeMap<RiskKey, Vec<StepTemplate>>,
     /// Named send windows: the built-in ones and those of the file.
     pub windows: BTreeMap<String, SendWindow>,
@@ -195,6 +205,26 @@ impl fmt::Display for PolicyError {
 
 type SpannedMap<V> = Spanned<BTreeMap<Spanned<String>, V>>;
 
+/// What a policy file's TOML says a decimal amount is: a string such as `"10.00"`, never a
+/// float (which would lose cents) nor an integer (one type for every amount).
+struct RawAmount(String);
+
+impl<'de> Deserialize<'de> for RawAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Amount;
+        impl serde::de::Visitor<'_> for Amount {
+            type Value = RawAmount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal amount as a string such as \"10.00\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAmount, E> {
+                Ok(RawAmount(v.to_string()))
+            }
+        }
+        deserializer.deserialize_str(Amount)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
@@ -206,7 +236,7 @@ struct RawPolicy {
     #[serde(default)]
     windows: Option<SpannedMap<Spanned<RawWindow>>>,
     #[serde(default)]
-    minimum_amount: Option<SpannedMap<Spanned<String>>>,
+    minimum_amount: Option<SpannedMap<Spanned<RawAmount>>>,
     #[serde(default)]
     grouping: Option<RawGrouping>,
     segments: SpannedMap<RawSegment>,
@@ -262,9 +292,146 @@ struct RawStep {
 #[serde(deny_unknown_fields)]
 struct RawConditions {
     #[serde(default)]
-    min_amount: Option<SpannedMap<Spanned<String>>>,
+    min_amount: Option<SpannedMap<Spanned<RawAmount>>>,
     #[serde(default)]
     customer_kind: Option<Spanned<String>>,
+}
+
+/// The field path of a segment's step, counted from 0 as in the file: `segments.medium.steps[2]`.
+pub(crate) fn step_path(segment: &str, index: usize) -> String {
+    format!("segments.{segment}.steps[{index}]")
+}
+
+/// A policy file that TOML or serde refuses, as a [`PolicyError`]: a file that is not TOML
+/// names the field `syntax`; a value of the wrong type, an unknown key or a missing one names
+/// the dotted path of the field (`segments.medium.steps[2].tone`) found at the error's span.
+pub(crate) fn toml_refusal(source: &str, file: &str, error: &toml::de::Error) -> PolicyError {
+    let refusal = |span: Option<std::ops::Range<usize>>, field: String, message: String| PolicyError {
+        file: file.to_string(),
+        line: line_of(source, span.map_or(0, |s| s.start)),
+        field,
+        message,
+    };
+    let document = match toml::de::DeTable::parse(source) {
+        Ok(document) => document,
+        Err(syntax) => return refusal(syntax.span(), "syntax".to_string(), syntax.message().to_string()),
+    };
+    let message = error.message().trim();
+    let mut field = error
+        .span()
+        .map(|span| path_at(document.get_ref(), &span))
+        .unwrap_or_default();
+    let message = if let Some(missing) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        field = join_path(&field, missing);
+        "is required but missing".to_string()
+    } else {
+        plain_message(message)
+    };
+    if field.is_empty() {
+        field = "(top level)".to_string();
+    }
+    refusal(error.span(), field, message)
+}
+
+fn join_path(path: &str, key: &str) -> String {
+    let key = if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() {
+        key
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The path of the innermost key or value of the document whose span holds `target`.
+fn path_at(document: &toml::de::DeTable<'_>, target: &std::ops::Range<usize>) -> String {
+    // (length of the span, path): the shortest span holding the target wins, the deepest
+    // on a tie.
+    let mut best: Option<(usize, String)> = None;
+    let mut consider = |span: std::ops::Range<usize>, path: &str| {
+        if span.start <= target.start && target.end <= span.end {
+            let length = span.end - span.start;
+            if best.as_ref().is_none_or(|(l, _)| length <= *l) {
+                best = Some((length, path.to_string()));
+            }
+        }
+    };
+    fn walk(
+        value: &toml::de::DeValue<'_>,
+        path: &str,
+        consider: &mut dyn FnMut(std::ops::Range<usize>, &str),
+    ) {
+        match value {
+            toml::de::DeValue::Table(table) => {
+                for (key, value) in table {
+                    let path = join_path(path, key.get_ref());
+                    consider(key.span(), &path);
+                    consider(value.span(), &path);
+                    walk(value.get_ref(), &path, consider);
+                }
+            }
+            toml::de::DeValue::Array(items) => {
+                for (index, item) in items.into_iter().enumerate() {
+                    let path = format!("{path}[{index}]");
+                    consider(item.span(), &path);
+                    walk(item.get_ref(), &path, consider);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&toml::de::DeValue::Table(document.clone()), "", &mut consider);
+    best.map(|(_, path)| path).unwrap_or_default()
+}
+
+/// serde's wording made plain: `expected a string, found the float 10.0`, `unknown field
+/// "x" (expected one of: a, b)`.
+fn plain_message(message: &str) -> String {
+    if let Some((found, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split_once(", expected "))
+    {
+        let expected = match expected {
+            "i64" | "u32" | "i32" | "u64" => "an integer",
+            "a sequence" => "an array",
+            "a map" => "a table",
+            e if e.starts_with("struct ") => "a table",
+            e => e,
+        };
+        let found = match found.split_once(' ') {
+            Some(("floating", value)) => format!(
+                "the float {}",
+                value.trim_start_matches("point ").replace('`', "")
+            ),
+            Some(("integer", value)) => format!("the integer {}", value.replace('`', "")),
+            Some(("boolean", value)) => format!("the boolean {}", value.replace('`', "")),
+            Some(("string", value)) => format!("the string {value}"),
+            _ if found == "sequence" => "an array".to_string(),
+            _ if found == "map" => "a table".to_string(),
+            _ => found.to_string(),
+        };
+        return format!("expected {expected}, found {found}");
+    }
+    if let Some((unknown, known)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split_once("`, "))
+    {
+        let known = known
+            .replace('`', "")
+            .replace("expected one of ", "expected one of: ");
+        return format!("unknown field {unknown:?} ({known})");
+    }
+    message.to_string()
 }
 
 fn line_of(source: &str, offset: usize) -> usize {
@@ -306,7 +473,7 @@ fn time_of_day(s: &str, end_of_day: bool) -> Result<NaiveTime, String> {
 fn amount_in(code: &str, value: &str) -> Result<Decimal, String> {
     let currency = Money::parse_currency(code)?;
     let amount = Decimal::from_str(value.trim())
-        .map_err(|_| format!("{value:?} is not a decimal amount such as \"15.00\""))?;
+        .map_err(|_| format!("{value:?} is not a decimal amount such as \"10.00\""))?;
     if amount.is_sign_negative() {
         return Err(format!("{value:?} is negative"));
     }
@@ -334,14 +501,14 @@ impl Locator<'_> {
 
     fn amounts(
         &self,
-        raw: &SpannedMap<Spanned<String>>,
+        raw: &SpannedMap<Spanned<RawAmount>>,
         field: &str,
     ) -> Result<BTreeMap<String, Decimal>, PolicyError> {
         let mut out = BTreeMap::new();
         for (code, value) in raw.get_ref() {
             let field = format!("{field}.{}", code.get_ref());
-            let amount =
-                amount_in(code.get_ref(), value.get_ref()).map_err(|m| self.err(value.span(), &field, m))?;
+            let amount = amount_in(code.get_ref(), &value.get_ref().0)
+                .map_err(|m| self.err(value.span(), &field, m))?;
             out.insert(code.get_ref().clone(), amount);
         }
         Ok(out)
@@ -392,8 +559,7 @@ impl DunningPolicy {
     /// Parses and validates a policy; `file` only names the source in errors.
     pub fn parse(source: &str, file: &str) -> Result<Self, PolicyError> {
         let at = Locator { source, file };
-        let raw: RawPolicy =
-            toml::from_str(source).map_err(|e| at.err(e.span().unwrap_or(0..0), "syntax", e.message()))?;
+        let raw: RawPolicy = toml::from_str(source).map_err(|e| toml_refusal(source, file, &e))?;
 
         let send_time = time_of_day(raw.send_time.get_ref(), false)
             .map_err(|m| at.err(raw.send_time.span(), "send_time", m))?;
@@ -406,8 +572,12 @@ impl DunningPolicy {
                 ))
             }
             Some(t) => t.get_ref().clone(),
-            None => "thanks".to_string(),
+            None => DEFAULT_THANKS_TEMPLATE.to_string(),
         };
+        let thanks_template_line = raw
+            .thanks_template
+            .as_ref()
+            .map(|t| line_of(source, t.span().start));
         let mut windows = builtin_windows();
         if let Some(raw_windows) = &raw.windows {
             for (name, window) in raw_windows.get_ref() {
@@ -460,7 +630,6 @@ impl DunningPolicy {
         for (segment_name, segment) in raw.segments.get_ref() {
             let risk = Risk::from_str(segment_name.get_ref())
                 .map_err(|m| at.err(segment_name.span(), "segments", m))?;
-            let field = |f: &str| format!("segments.{}.steps.{f}", segment_name.get_ref());
             if segment.steps.is_empty() {
                 return Err(at.err(
                     segment_name.span(),
@@ -469,7 +638,9 @@ impl DunningPolicy {
                 ));
             }
             let mut steps: Vec<StepTemplate> = Vec::new();
-            for raw_step in &segment.steps {
+            for (index, raw_step) in segment.steps.iter().enumerate() {
+                let path = step_path(segment_name.get_ref(), index);
+                let field = |f: &str| format!("{path}.{f}");
                 let s = raw_step.get_ref();
                 let name = s.name.get_ref();
                 if !valid_identifier(name) {
@@ -544,6 +715,8 @@ impl DunningPolicy {
                     template: s.template.get_ref().clone(),
                     tone,
                     line: line_of(source, raw_step.span().start),
+                    template_line: line_of(source, s.template.span().start),
+                    path: path.clone(),
                     window,
                     conditions,
                 });
@@ -561,8 +734,10 @@ impl DunningPolicy {
             }
         }
         Ok(Self {
+            file: file.to_string(),
             send_time,
             thanks_template,
+            thanks_template_line,
             segments,
             windows,
             default_window,
@@ -617,17 +792,66 @@ impl DunningPolicy {
         })
     }
 
-    /// Every template name the policy refers to, so a renderer can check it has them all.
-    pub fn templates(&self) -> Vec<(&str, usize)> {
-        let mut all: Vec<(&str, usize)> = self
+    /// Every template the policy may render, each with the line and field of the file that
+    /// calls for it, so a renderer can check at start that it has them all: the steps'
+    /// templates, those of their fallback channels, the call recap when the policy has
+    /// calls, and the thank-you.
+    pub fn template_uses(&self) -> Vec<TemplateUse> {
+        let mut uses: Vec<TemplateUse> = self
             .segments
             .values()
             .flatten()
-            .map(|s| (s.template.as_str(), s.line))
+            .map(|s| TemplateUse {
+                template: s.template.clone(),
+                channel: s.channel,
+                line: s.template_line,
+                field: format!("{}.template", s.path),
+                why: None,
+            })
             .collect();
-        all.push((self.thanks_template.as_str(), 1));
-        all
+        // What a step falling back to another channel renders there.
+        uses.extend(self.fallback_templates_needed());
+        // A call that obtains a promise is confirmed by email.
+        if let Some(call) = self
+            .segments
+            .values()
+            .flatten()
+            .find(|s| s.channel == Channel::Call)
+        {
+            uses.push(TemplateUse {
+                template: crate::calls::CALL_RECAP_TEMPLATE.to_string(),
+                channel: Channel::Email,
+                line: call.line,
+                field: format!("{}.channel", call.path),
+                why: Some("the email confirming a date promised on a call".to_string()),
+            });
+        }
+        // The thank-you goes by email.
+        uses.push(TemplateUse {
+            template: self.thanks_template.clone(),
+            channel: Channel::Email,
+            line: self.thanks_template_line.unwrap_or(1),
+            field: "thanks_template".to_string(),
+            why: self
+                .thanks_template_line
+                .is_none()
+                .then(|| "the thank-you, thanks_template's default".to_string()),
+        });
+        uses
     }
+}
+
+/// A template the policy may render, and where the file calls for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateUse {
+    pub template: String,
+    /// The channel it is rendered for, which says the files it needs.
+    pub channel: Channel,
+    pub line: usize,
+    /// The field that names it, or that calls for it when the file names it nowhere.
+    pub field: String,
+    /// Why the policy needs it, when the file does not name it.
+    pub why: Option<String>,
 }
 
 #[cfg(test)]
@@ -741,14 +965,10 @@ tone = "courteous"
         let source = format!(
             "send_time = \"09:00\"\n[[segments.medium.steps]]\nname = \"a\"\noffset_days = 5\nchannel = \"pigeon\"\ntemplate = \"x\"\ntone = \"firm\"\n{VALID_TAIL}"
         );
-        let e = error_of(&source);
         assert_eq!(
-            (e.line, e.field.as_str()),
-            (5, "segments.medium.steps.channel"),
-            "{e}"
+            error_of(&source).to_string(),
+            "policy.toml:5: segments.medium.steps[0].channel: unknown channel \"pigeon\" (expected one of: email, sms, letter, registered_letter, call)"
         );
-        assert!(e.to_string().starts_with("policy.toml:5: "), "{e}");
-        assert!(e.message.contains("pigeon"), "{e}");
     }
 
     #[test]
@@ -759,8 +979,17 @@ tone = "courteous"
         let e = error_of(&source);
         assert_eq!(
             (e.line, e.field.as_str()),
-            (10, "segments.medium.steps.offset_days"),
+            (10, "segments.medium.steps[1].offset_days"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_float_where_an_amount_is_expected_names_the_field() {
+        let source = format!("send_time = \"09:00\"\n[minimum_amount]\nEUR = 10.0\n{VALID_TAIL}\n[[segments.medium.steps]]\nname = \"a\"\noffset_days = 5\nchannel = \"email\"\ntemplate = \"x\"\ntone = \"firm\"\n");
+        assert_eq!(
+            error_of(&source).to_string(),
+            "policy.toml:3: minimum_amount.EUR: expected a decimal amount as a string such as \"10.00\", found the float 10.0"
         );
     }
 

@@ -29,6 +29,8 @@ pub(crate) fn set_segment(policy: &mut DunningPolicy, risk: Risk, steps: &[(i64,
             template: "reminder".into(),
             tone: Tone::Firm,
             line: 1,
+            path: format!("segments.{risk}.steps[{i}]"),
+            template_line: 1,
             window: window.to_string(),
             conditions: StepConditions::default(),
         })
