@@ -3,7 +3,8 @@
 //! - `GET /health/live`: 200 while the process runs.
 //! - `GET /health/ready`: 200 when every service of the process holds a broker session and
 //!   the database answers; 503 otherwise, e.g. while RabbitMQ or PostgreSQL restarts. The body
-//!   says which part is missing.
+//!   says which part is missing, and lists `warnings`: settings to fix that do not stop the
+//!   process (a half-year missing from the legal rate table).
 
 use anyhow::Context;
 use axum::extract::State;
@@ -23,10 +24,15 @@ use tokio_util::sync::CancellationToken;
 /// How long the database may take to answer a readiness probe.
 const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What an operator should fix though the process runs (a rate table out of date): shown by
+/// `/health/ready` without making it fail.
+pub type Warnings = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 #[derive(Clone)]
 struct Probes {
     services: Arc<Vec<(String, Readiness)>>,
     db: PgPool,
+    warnings: Warnings,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +41,8 @@ pub struct ReadinessReport {
     pub database: bool,
     /// Per service of the process: whether it holds a broker session.
     pub broker: BTreeMap<String, bool>,
+    /// Settings to fix, e.g. a half-year missing from the legal rate table.
+    pub warnings: Vec<String>,
 }
 
 impl Probes {
@@ -55,6 +63,7 @@ impl Probes {
             ready: database && broker.values().all(|ready| *ready),
             database,
             broker,
+            warnings: (self.warnings)(),
         }
     }
 }
@@ -65,6 +74,7 @@ pub async fn serve(
     addr: SocketAddr,
     database_url: &str,
     services: Vec<(String, Readiness)>,
+    warnings: Warnings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     // Its own connection, opened on demand: the probe must not queue behind the workers'.
@@ -76,6 +86,7 @@ pub async fn serve(
     let probes = Probes {
         services: Arc::new(services),
         db,
+        warnings,
     };
     let app = Router::new()
         .route("/health/live", get(|| async { "live\n" }))

@@ -11,6 +11,7 @@ pub mod tasks;
 use anyhow::Context;
 use relance_config::Config;
 use relance_messaging::Readiness;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The services `relance run` knows.
@@ -66,11 +67,22 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
         .map(|name| (name.to_string(), Readiness::default()))
         .collect();
     let mut tasks = tokio::task::JoinSet::new();
+    let warnings: health::Warnings = {
+        let config = config.clone();
+        Arc::new(move || {
+            let today = config.clock.now().date_naive();
+            config.settings.channels.interest_warnings(today)
+        })
+    };
+    for warning in warnings() {
+        tracing::warn!(%warning, "check the settings");
+    }
     if let Some(addr) = config.settings.health_addr {
         let (_, server) = health::serve(
             addr,
             &config.settings.database_url,
             readiness.clone(),
+            warnings,
             shutdown.clone(),
         )
         .await?;
