@@ -131,12 +131,7 @@ fn email(field: &str, value: &str) -> Result<String, Rejection> {
 
 pub(crate) fn positive_money(field: &str, amount: &str, currency: &str) -> Result<Money, Rejection> {
     let currency = Money::parse_currency(currency.trim()).map_err(|m| Rejection::new("currency", m))?;
-    let amount = Decimal::from_str(amount.trim()).map_err(|_| {
-        Rejection::new(
-            field,
-            format!("{amount:?} is not a decimal number such as \"1500.00\""),
-        )
-    })?;
+    let amount = Money::parse_amount(amount.trim()).map_err(|reason| Rejection::new(field, reason))?;
     if amount <= Decimal::ZERO {
         return Err(Rejection::new(field, format!("must be positive, got {amount}")));
     }
