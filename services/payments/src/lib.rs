@@ -169,13 +169,13 @@ pub(crate) async fn settle(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
     let reason = "invoice settled";
-    for step in steps::cancel_open(tx, invoice.id, reason, now).await? {
-        let detail = json!({ "reason": reason, "was": step.status });
+    for cancelled in steps::cancel_open(tx, invoice.id, reason, now).await? {
+        let detail = json!({ "reason": reason, "was": cancelled.was });
         outgoing::announce(
             tx,
             now,
             &invoice.number,
-            Some(&step),
+            Some(&cancelled.step),
             names::REMINDER_CANCELLED,
             detail,
         )
