@@ -14,6 +14,7 @@ pub mod locale;
 pub mod money;
 pub mod plan;
 pub mod policy;
+pub mod repeats;
 pub mod sms;
 pub mod validation;
 pub mod window;
@@ -34,7 +35,8 @@ pub use plan::{
 };
 pub use policy::{DunningPolicy, Grouping, PolicyError, StepConditions, StepKind, StepTemplate, Tone};
 pub use validation::{
-    validate_customer, validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection,
+    validate_customer, validate_invoice, validate_payment, DroppedField, NewCustomer, NewInvoice, NewPayment,
+    Rejection,
 };
 pub use window::{next_opening, SendWindow};
 
