@@ -296,13 +296,13 @@ async fn close(
 ) -> anyhow::Result<()> {
     adjustments::close(tx, invoice.id, reason, now).await?;
     let why = format!("invoice closed ({reason})");
-    for step in steps::cancel_open(tx, invoice.id, &why, now).await? {
-        let detail = json!({ "reason": why, "was": step.status });
+    for cancelled in steps::cancel_open(tx, invoice.id, &why, now).await? {
+        let detail = json!({ "reason": why, "was": cancelled.was });
         outgoing::announce(
             tx,
             now,
             &invoice.number,
-            Some(&step),
+            Some(&cancelled.step),
             names::REMINDER_CANCELLED,
             detail,
         )

@@ -11,6 +11,7 @@ use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::PaymentReceivedV1;
 use relance_domain::plan::PlannedStep;
+use relance_domain::repeats::{payment_differences, Difference};
 use relance_domain::validation::input::PaymentFields;
 use relance_domain::{validate_payment, Channel, StepKind, Tone};
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
@@ -93,7 +94,15 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
             payment.invoice_number
         )));
     };
-    if !first_delivery || invoices::payment_exists(&mut tx, &payment.id).await? {
+    let recorded = invoices::recorded_payment(&mut tx, &payment.id).await?;
+    let conflict = recorded
+        .as_ref()
+        .map(|r| payment_differences(r, &payment))
+        .filter(|d| first_delivery && !d.is_empty());
+    if let Some(differences) = conflict {
+        return refuse_conflicting_payment(tx, &invoice, &payment, &event.event_id, &differences, now).await;
+    }
+    if !first_delivery || recorded.is_some() {
         tracing::info!("payment already recorded; message ignored");
         journal::append(
             &mut tx,
@@ -129,6 +138,56 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
     Ok(())
 }
 
+/// A payment id already recorded, under a new event id, with another amount, currency or
+/// invoice: neither a duplicate to ignore nor a new payment to apply. Journals and announces
+/// `payment.conflict` on the invoice the message names, commits that (the payment recorded
+/// stays as it is), and dead-letters the message with the reason.
+async fn refuse_conflicting_payment(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    invoice: &invoices::InvoiceRecord,
+    payment: &relance_domain::NewPayment,
+    event_id: &str,
+    differences: &[Difference],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), HandlerError> {
+    let listed: Vec<String> = differences
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} (recorded) vs {} (received)",
+                d.field,
+                d.applied.as_deref().unwrap_or("none"),
+                d.received.as_deref().unwrap_or("none")
+            )
+        })
+        .collect();
+    let reason = format!(
+        "payment {} refused: conflict: payment id already recorded with other facts: {}",
+        payment.id,
+        listed.join(", ")
+    );
+    let detail = json!({
+        "payment_id": payment.id,
+        "event_id": event_id,
+        "reason": reason,
+        "differences": differences
+            .iter()
+            .map(|d| json!({ "field": d.field, "recorded": d.applied, "received": d.received }))
+            .collect::<Vec<_>>(),
+    });
+    outgoing::announce(
+        &mut tx,
+        now,
+        &invoice.number,
+        None,
+        names::PAYMENT_CONFLICT,
+        detail,
+    )
+    .await?;
+    tx.commit().await.context("committing the payment conflict")?;
+    Err(HandlerError::Permanent(reason))
+}
+
 /// Records a payment already checked against the invoice (currency, not over the balance):
 /// lowers the balance, announces `payment.recorded` (with `source` when it did not come as
 /// `payment.received`), and settles the invoice when nothing is left to pay.
@@ -140,7 +199,11 @@ pub(crate) async fn record_checked_payment(
     source: Option<&str>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
-    invoices::insert_payment(tx, payment, invoice.id, now).await?;
+    if !invoices::insert_payment(tx, payment, invoice.id, now).await? {
+        // Recorded meanwhile under this id (against another invoice, whose lock this is
+        // not): try again, and the message is then seen as a duplicate or a conflict.
+        anyhow::bail!("payment {} was recorded concurrently", payment.id);
+    }
     let balance = invoice.balance - payment.amount.amount;
     invoices::apply_payment(tx, invoice.id, balance, now).await?;
     let mut detail = json!({
@@ -169,13 +232,13 @@ pub(crate) async fn settle(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
     let reason = "invoice settled";
-    for step in steps::cancel_open(tx, invoice.id, reason, now).await? {
-        let detail = json!({ "reason": reason, "was": step.status });
+    for cancelled in steps::cancel_open(tx, invoice.id, reason, now).await? {
+        let detail = json!({ "reason": reason, "was": cancelled.was });
         outgoing::announce(
             tx,
             now,
             &invoice.number,
-            Some(&step),
+            Some(&cancelled.step),
             names::REMINDER_CANCELLED,
             detail,
         )

@@ -17,9 +17,11 @@ use relance_config::InterruptedDelivery;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
+use relance_domain::repeats;
 use relance_domain::validation::input::{CustomerFields, InvoiceFields};
 use relance_domain::{
-    calendar_for_customer, triage_pending, validate_invoice, Risk, StepCandidate, StepKind,
+    calendar_for_customer, triage_pending, validate_invoice, NewInvoice, Rejection, Risk, StepCandidate,
+    StepKind,
 };
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::steps::{self, StepStatus};
@@ -259,49 +261,14 @@ pub async fn queue_step(
     .await
 }
 
-/// Handles `invoice.issued`: validate, store, plan. Applied once per `event_id`.
+/// Handles `invoice.issued`: validate, store, plan. Applied once per `event_id`; a message
+/// for an invoice number already registered changes nothing (see [`note_duplicate`]).
 #[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
 pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
     let event: InvoiceIssuedV1 = message.json()?;
     let now = config.clock.now();
     let inv = &event.invoice;
-    let (pdf, pdf_error) = match &inv.pdf_base64 {
-        None => (None, None),
-        Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-            Ok(bytes) if bytes.starts_with(b"%PDF") => (Some(bytes), None),
-            Ok(_) => (
-                None,
-                Some("is not a PDF document (it does not start with %PDF)".to_string()),
-            ),
-            Err(e) => (None, Some(format!("is not valid base64: {e}"))),
-        },
-    };
-    let c = &inv.customer;
-    let validated = validate_invoice(InvoiceFields {
-        number: &inv.number,
-        amount: &inv.amount,
-        currency: &inv.currency,
-        issued_on: inv.issued_on,
-        due_on: inv.due_on,
-        payment_link: inv.payment_link.as_deref(),
-        pdf,
-        pdf_error,
-        customer: CustomerFields {
-            id: &c.id,
-            name: &c.name,
-            contact_name: &c.contact_name,
-            email: &c.email,
-            phone: c.phone.as_deref(),
-            postal_address: c.postal_address.as_deref(),
-            language: c.language.as_deref(),
-            timezone: c.timezone.as_deref(),
-            risk: c.risk.as_deref(),
-            kind: c.kind.as_deref(),
-            cc: &c.cc,
-            country: c.country.as_deref(),
-            region: c.region.as_deref(),
-        },
-    });
+    let validated = validate_issued(&event);
     let mut tx = db.begin().await.context("starting the intake transaction")?;
     if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? {
         tracing::info!("duplicate invoice.issued ignored");
@@ -332,21 +299,30 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
             )));
         }
     };
-    let previous = customers::lock(&mut tx, &invoice.customer.id).await?;
-    customers::save(&mut tx, &invoice.customer, event.occurred_at, now).await?;
-    let Some(invoice_id) = invoices::insert_invoice(&mut tx, &invoice, now).await? else {
-        journal::append(
+    let facts = repeats::invoice_facts(&invoice);
+    // Before the customer is touched: a repeat of a known number changes nothing.
+    if let Some(registered) = invoices::registered_facts(&mut tx, &invoice.number).await? {
+        note_duplicate(
             &mut tx,
-            now,
             &invoice.number,
-            None,
-            "invoice.duplicate",
-            json!({ "event_id": event.event_id }),
+            &event.event_id,
+            &registered,
+            &facts,
+            now,
         )
         .await?;
         tx.commit().await.context("committing the duplicate note")?;
-        tracing::warn!("invoice number already known; message ignored");
         return Ok(());
+    }
+    let previous = customers::lock(&mut tx, &invoice.customer.id).await?;
+    customers::save(&mut tx, &invoice.customer, event.occurred_at, now).await?;
+    let Some(invoice_id) = invoices::insert_invoice(&mut tx, &invoice, &facts, now).await? else {
+        // Another message registered this number meanwhile: roll back (the customer's details
+        // too) and try again, when it is seen as the duplicate it is.
+        return Err(HandlerError::Transient(anyhow::anyhow!(
+            "invoice {} was registered concurrently",
+            invoice.number
+        )));
     };
     // The stored details: those of this message, or of a newer one already applied.
     let current = planning::stored(&mut tx, &invoice.customer.id).await?;
@@ -398,6 +374,9 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
     if let Some(reason) = &plan.not_chased {
         detail["not_chased"] = json!(reason);
     }
+    if !invoice.customer.dropped.is_empty() {
+        detail["warnings"] = dropped_fields(&invoice.customer.dropped);
+    }
     outgoing::announce(
         &mut tx,
         now,
@@ -422,6 +401,85 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
     }
     tx.commit().await.context("committing the invoice")?;
     Ok(())
+}
+
+/// The wire fields of an `invoice.issued`, validated (the PDF decoded first).
+fn validate_issued(event: &InvoiceIssuedV1) -> Result<NewInvoice, Rejection> {
+    let inv = &event.invoice;
+    let (pdf, pdf_error) = match &inv.pdf_base64 {
+        None => (None, None),
+        Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+            Ok(bytes) if bytes.starts_with(b"%PDF") => (Some(bytes), None),
+            Ok(_) => (
+                None,
+                Some("is not a PDF document (it does not start with %PDF)".to_string()),
+            ),
+            Err(e) => (None, Some(format!("is not valid base64: {e}"))),
+        },
+    };
+    let c = &inv.customer;
+    validate_invoice(InvoiceFields {
+        number: &inv.number,
+        amount: &inv.amount,
+        currency: &inv.currency,
+        issued_on: inv.issued_on,
+        due_on: inv.due_on,
+        payment_link: inv.payment_link.as_deref(),
+        pdf,
+        pdf_error,
+        customer: CustomerFields {
+            id: &c.id,
+            name: &c.name,
+            contact_name: &c.contact_name,
+            email: &c.email,
+            phone: c.phone.as_deref(),
+            postal_address: c.postal_address.as_deref(),
+            language: c.language.as_deref(),
+            timezone: c.timezone.as_deref(),
+            risk: c.risk.as_deref(),
+            kind: c.kind.as_deref(),
+            cc: &c.cc,
+            country: c.country.as_deref(),
+            region: c.region.as_deref(),
+        },
+    })
+}
+
+/// An `invoice.issued` under a new event id for a number already registered: nothing
+/// changes (neither the invoice nor its customer: details change through
+/// `customer.updated`). Journaled and announced as `invoice.duplicate`, with `conflict` and
+/// the fields that differ from the message that registered it.
+async fn note_duplicate(
+    tx: &mut sqlx::PgConnection,
+    number: &str,
+    event_id: &str,
+    registered: &repeats::Facts,
+    received: &repeats::Facts,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let differences = repeats::differences(registered, received);
+    if differences.is_empty() {
+        tracing::info!("invoice number already registered; message ignored");
+    } else {
+        tracing::warn!("invoice number already registered with other facts; message ignored");
+    }
+    let detail = json!({
+        "event_id": event_id,
+        "conflict": !differences.is_empty(),
+        "differences": differences
+            .iter()
+            .map(|d| json!({ "field": d.field, "registered": d.applied, "received": d.received }))
+            .collect::<Vec<_>>(),
+    });
+    outgoing::announce(tx, now, number, None, names::INVOICE_DUPLICATE, detail).await
+}
+
+/// Fields dropped at intake, as `warnings` in the journal and events.
+pub fn dropped_fields(dropped: &[relance_domain::DroppedField]) -> serde_json::Value {
+    json!(dropped
+        .iter()
+        .map(|d| json!({ "field": d.field, "reason": d.reason }))
+        .collect::<Vec<_>>())
 }
 
 /// The sweep: a step left in flight past its lease (a job lost, a worker that died) is

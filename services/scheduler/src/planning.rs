@@ -103,6 +103,8 @@ pub async fn take_in_customer(db: &PgPool, config: &Config, message: Incoming) -
     let previous = customers::lock(&mut tx, &customer.id).await?;
     if !customers::save(&mut tx, &customer, event.occurred_at, now).await? {
         tracing::info!("customer.updated older than the details already stored; ignored");
+    } else if !customer.dropped.is_empty() {
+        journal_dropped_fields(&mut tx, &customer, &event.event_id, now).await?;
     }
     if let Some(previous) = previous {
         let current = stored(&mut tx, &customer.id).await?;
@@ -119,6 +121,34 @@ pub async fn take_in_customer(db: &PgPool, config: &Config, message: Incoming) -
         .await?;
     }
     tx.commit().await.context("committing the customer")?;
+    Ok(())
+}
+
+/// A customer accepted without an unusable field (a bad phone number): each of its open
+/// invoices' journals says so (`customer.field_dropped`), since the next steps of those
+/// invoices go out without it.
+async fn journal_dropped_fields(
+    tx: &mut PgConnection,
+    customer: &relance_domain::NewCustomer,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tracing::warn!(
+        fields = customer.dropped.len(),
+        "customer.updated accepted without unusable fields"
+    );
+    let warnings = crate::dropped_fields(&customer.dropped);
+    for invoice in customers::lock_open_invoices(tx, &customer.id).await? {
+        journal::append(
+            tx,
+            now,
+            &invoice.number,
+            None,
+            "customer.field_dropped",
+            json!({ "event_id": event_id, "customer_id": customer.id, "warnings": warnings }),
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -46,8 +46,14 @@ pub const REMINDER_FAILED: &str = "reminder.failed";
 pub const REMINDER_POSTPONED: &str = "reminder.postponed";
 pub const INVOICE_REGISTERED: &str = "invoice.registered";
 pub const INVOICE_REJECTED: &str = "invoice.rejected";
+/// An `invoice.issued` for an invoice number already registered, under a new event id: it
+/// changes nothing; `detail.conflict` says whether it differs, `detail.differences` how.
+pub const INVOICE_DUPLICATE: &str = "invoice.duplicate";
 pub const INVOICE_SETTLED: &str = "invoice.settled";
 pub const PAYMENT_RECORDED: &str = "payment.recorded";
+/// A payment id already recorded came again with another amount, currency or invoice: it is
+/// dead-lettered; `detail.differences` lists what differs.
+pub const PAYMENT_CONFLICT: &str = "payment.conflict";
 pub const THANKS_SENT: &str = "thanks.sent";
 pub const INVOICE_PAUSED: &str = "invoice.paused";
 pub const INVOICE_RESUMED: &str = "invoice.resumed";

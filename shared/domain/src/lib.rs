@@ -15,6 +15,7 @@ pub mod locale;
 pub mod money;
 pub mod plan;
 pub mod policy;
+pub mod repeats;
 pub mod sms;
 pub mod validation;
 pub mod window;
@@ -37,7 +38,8 @@ pub use policy::{
     DunningPolicy, Grouping, PolicyError, StepConditions, StepKind, StepTemplate, TemplateUse, Tone,
 };
 pub use validation::{
-    validate_customer, validate_invoice, validate_payment, NewCustomer, NewInvoice, NewPayment, Rejection,
+    validate_customer, validate_invoice, validate_payment, DroppedField, NewCustomer, NewInvoice, NewPayment,
+    Rejection,
 };
 pub use window::{next_opening, SendWindow};
 

@@ -5,6 +5,7 @@ use crate::locale::group_digits;
 pub use iso_currency::Currency;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::fmt;
+use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Money {
@@ -12,7 +13,43 @@ pub struct Money {
     pub currency: Currency,
 }
 
+/// Integer digits an amount may have: the database keeps amounts as `numeric(20, 4)`
+/// (migrations), so 16 digits before the point and 4 after.
+pub const MAX_INTEGER_DIGITS: usize = 16;
+/// Digits after the point the database keeps; the currency may allow fewer (2 for EUR).
+pub const MAX_FRACTION_DIGITS: usize = 4;
+
 impl Money {
+    /// The one parser of amounts written in inbound messages and commands: a plain decimal
+    /// string, `.` as the point (`"1500"`, `"1500.00"`, `"-3"` for the caller to refuse as not
+    /// positive), within what the database can hold. No exponent (`"1e3"`), no sign `+`, no
+    /// spaces or separators inside, no point without digits on both sides. Says why not.
+    pub fn parse_amount(text: &str) -> Result<Decimal, String> {
+        let example = "a decimal number such as \"1500.00\" (digits, \".\" as the point)";
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let (integer, fraction) = match digits.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (digits, None),
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(integer) || !fraction.is_none_or(all_digits) {
+            return Err(format!("{text:?} is not {example}"));
+        }
+        let significant = integer.trim_start_matches('0').len();
+        if significant > MAX_INTEGER_DIGITS {
+            return Err(format!(
+                "{text:?} has {significant} digits before the point; at most {MAX_INTEGER_DIGITS} are accepted"
+            ));
+        }
+        if let Some(fraction) = fraction.filter(|f| f.len() > MAX_FRACTION_DIGITS) {
+            return Err(format!(
+                "{text:?} has {} digits after the point; at most {MAX_FRACTION_DIGITS} are accepted",
+                fraction.len()
+            ));
+        }
+        Decimal::from_str(text).map_err(|e| format!("{text:?} is not {example} ({e})"))
+    }
+
     pub fn new(amount: Decimal, currency: Currency) -> Self {
         Self { amount, currency }
     }
@@ -88,7 +125,6 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
 
     fn eur(s: &str) -> Money {
         Money::new(Decimal::from_str(s).unwrap_or_default(), Currency::EUR)
@@ -113,5 +149,40 @@ mod tests {
         assert_eq!(eur("2.355").rounded().amount.to_string(), "2.36");
         let yen = Money::new(Decimal::from_str("1234.5").unwrap_or_default(), Currency::JPY);
         assert_eq!(yen.format(Language::En), "¥1,234");
+    }
+
+    #[test]
+    fn amounts_are_plain_decimal_strings_within_the_columns_range() {
+        for good in ["1500", "1500.00", "0.5", "007", "9999999999999999.9999", "-3"] {
+            assert_eq!(
+                Money::parse_amount(good).map(|d| d.to_string()),
+                Ok(Decimal::from_str(good).unwrap_or_default().to_string()),
+                "{good}"
+            );
+        }
+        for bad in [
+            "1e3", "1E3", "+5", "1 500", "1,500.00", "1500.", ".5", "", "-", "0x10", "1_000", "١٥", "12.3.4",
+            "NaN", "inf",
+        ] {
+            let refused = Money::parse_amount(bad);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("is not a decimal number")),
+                "{bad}: {refused:?}"
+            );
+        }
+        let too_big = Money::parse_amount("12345678901234567");
+        assert!(
+            too_big
+                .as_ref()
+                .is_err_and(|e| e.contains("17 digits before the point")),
+            "{too_big:?}"
+        );
+        let too_fine = Money::parse_amount("1.00001");
+        assert!(
+            too_fine.as_ref().is_err_and(|e| e.contains("5 digits after")),
+            "{too_fine:?}"
+        );
     }
 }

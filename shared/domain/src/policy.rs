@@ -472,7 +472,7 @@ fn time_of_day(s: &str, end_of_day: bool) -> Result<NaiveTime, String> {
 /// A non-negative amount in a known currency, with no more decimals than it allows.
 fn amount_in(code: &str, value: &str) -> Result<Decimal, String> {
     let currency = Money::parse_currency(code)?;
-    let amount = Decimal::from_str(value.trim())
+    let amount = Money::parse_amount(value.trim())
         .map_err(|_| format!("{value:?} is not a decimal amount such as \"10.00\""))?;
     if amount.is_sign_negative() {
         return Err(format!("{value:?} is negative"));

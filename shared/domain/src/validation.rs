@@ -26,6 +26,15 @@ impl Rejection {
     }
 }
 
+/// A field dropped at intake because it cannot be used, while the rest of the message is
+/// accepted (an unusable phone number must not cost the customer its email reminders): the
+/// consumer journals and announces it with what it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedField {
+    pub field: String,
+    pub reason: String,
+}
+
 /// Largest invoice PDF accepted, decoded (10 MiB): mail servers refuse bigger messages.
 pub const MAX_PDF_BYTES: usize = 10 * 1024 * 1024;
 
@@ -46,6 +55,8 @@ pub struct NewCustomer {
     pub country: String,
     /// ISO 3166-2 subdivision, upper case, if given.
     pub region: Option<String>,
+    /// Fields of the message left out because unusable (a bad phone number).
+    pub dropped: Vec<DroppedField>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,12 +142,7 @@ fn email(field: &str, value: &str) -> Result<String, Rejection> {
 
 pub(crate) fn positive_money(field: &str, amount: &str, currency: &str) -> Result<Money, Rejection> {
     let currency = Money::parse_currency(currency.trim()).map_err(|m| Rejection::new("currency", m))?;
-    let amount = Decimal::from_str(amount.trim()).map_err(|_| {
-        Rejection::new(
-            field,
-            format!("{amount:?} is not a decimal number such as \"1500.00\""),
-        )
-    })?;
+    let amount = Money::parse_amount(amount.trim()).map_err(|reason| Rejection::new(field, reason))?;
     if amount <= Decimal::ZERO {
         return Err(Rejection::new(field, format!("must be positive, got {amount}")));
     }
@@ -189,18 +195,28 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
         other => other.map(str::to_string),
     };
     let c = f.customer;
+    let mut dropped = Vec::new();
+    let phone = match c.phone.map(str::trim).filter(|p| !p.is_empty()) {
+        None => None,
+        Some(raw) => match normalize_phone(raw, region_of_timezone(c.timezone.unwrap_or("Europe/Paris"))) {
+            Ok(e164) => Some(e164),
+            Err(reason) => {
+                dropped.push(DroppedField {
+                    field: "invoice.customer.phone".to_string(),
+                    reason: format!(
+                        "{reason}; the number is dropped: text messages and calls fall back as for a customer without a phone"
+                    ),
+                });
+                None
+            }
+        },
+    };
     let customer = NewCustomer {
         id: required_text("invoice.customer.id", c.id, 128)?,
         name: required_text("invoice.customer.name", c.name, 200)?,
         contact_name: required_text("invoice.customer.contact_name", c.contact_name, 200)?,
         email: email("invoice.customer.email", c.email)?,
-        phone: match c.phone.map(str::trim).filter(|p| !p.is_empty()) {
-            None => None,
-            Some(raw) => Some(
-                normalize_phone(raw, region_of_timezone(c.timezone.unwrap_or("Europe/Paris")))
-                    .map_err(|reason| Rejection::new("invoice.customer.phone", reason))?,
-            ),
-        },
+        phone,
         postal_address: c
             .postal_address
             .map(str::trim)
@@ -228,6 +244,7 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
             .collect::<Result<_, _>>()?,
         country: country("invoice.customer.country", c.country)?,
         region: region("invoice.customer.region", c.region)?,
+        dropped,
     };
     Ok(NewInvoice {
         number,
@@ -362,10 +379,17 @@ pub fn validate_customer(c: CustomerFields<'_>) -> Result<NewCustomer, Rejection
         pdf_error: None,
         customer: c,
     };
+    let unprefixed = |field: &str| field.strip_prefix("invoice.").unwrap_or(field).to_string();
     validate_invoice(probe)
-        .map(|invoice| invoice.customer)
+        .map(|invoice| {
+            let mut customer = invoice.customer;
+            for d in &mut customer.dropped {
+                d.field = unprefixed(&d.field);
+            }
+            customer
+        })
         .map_err(|r| Rejection {
-            field: r.field.strip_prefix("invoice.").unwrap_or(&r.field).to_string(),
+            field: unprefixed(&r.field),
             reason: r.reason,
         })
 }
@@ -515,10 +539,63 @@ mod tests {
         let mut blank = fields("10", Some(date(2026, 2, 1)), "a@b.test");
         blank.customer.phone = Some("  ");
         assert_eq!(validate_invoice(blank).map(|i| i.customer.phone), Ok(None));
+    }
+
+    #[test]
+    fn a_bad_phone_is_dropped_with_a_warning_and_the_invoice_accepted() {
         let mut bad = fields("10", Some(date(2026, 2, 1)), "a@b.test");
         bad.customer.phone = Some("06 12");
-        let refused = validate_invoice(bad).map_err(|r| r.field);
-        assert_eq!(refused, Err("invoice.customer.phone".to_string()));
+        let invoice = validate_invoice(bad).unwrap();
+        assert_eq!(invoice.customer.phone, None);
+        assert_eq!(invoice.customer.email, "a@b.test");
+        let dropped: Vec<&str> = invoice
+            .customer
+            .dropped
+            .iter()
+            .map(|d| d.field.as_str())
+            .collect();
+        assert_eq!(dropped, vec!["invoice.customer.phone"]);
+        assert!(invoice.customer.dropped[0].reason.contains("\"06 12\""));
+        let mut c = fields_of_customer();
+        c.phone = Some("not a number");
+        let customer = validate_customer(c).unwrap();
+        assert_eq!(customer.phone, None);
+        assert_eq!(customer.dropped[0].field, "customer.phone");
+        let good = validate_invoice(fields("10", Some(date(2026, 2, 1)), "a@b.test")).unwrap();
+        assert!(good.customer.dropped.is_empty());
+    }
+
+    fn fields_of_customer() -> CustomerFields<'static> {
+        fields("10", None, "ap@acme.test").customer
+    }
+
+    #[test]
+    fn amounts_that_are_not_plain_decimals_or_too_large_for_the_database_are_refused() {
+        for amount in ["1e3", "12345678901234567", "+10", "1 000"] {
+            let refused = validate_invoice(fields(amount, Some(date(2026, 2, 1)), "a@b.test"));
+            assert_eq!(
+                refused.map_err(|r| r.field),
+                Err("invoice.amount".to_string()),
+                "{amount}"
+            );
+            let payment = validate_payment(PaymentFields {
+                id: "P-1",
+                invoice_number: "F-1",
+                amount,
+                currency: "EUR",
+                received_on: date(2026, 2, 1),
+            });
+            assert_eq!(
+                payment.map_err(|r| r.field),
+                Err("payment.amount".to_string()),
+                "{amount}"
+            );
+        }
+        let largest = validate_invoice(fields("9999999999999999.99", Some(date(2026, 2, 1)), "a@b.test"));
+        assert_eq!(
+            largest.map(|i| i.amount.amount.to_string()),
+            Ok("9999999999999999.99".to_string())
+        );
     }
 
     #[test]

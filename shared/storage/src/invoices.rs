@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use relance_domain::repeats::{Facts, RecordedPayment};
 use relance_domain::{NewCustomer, NewInvoice, NewPayment};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -41,16 +42,19 @@ pub async fn upsert_customer(
     Ok(())
 }
 
-/// Inserts the invoice; returns `None` when its number is already known.
+/// Inserts the invoice with the facts of the message that registered it; returns `None`
+/// when its number is already known.
 pub async fn insert_invoice(
     tx: &mut PgConnection,
     invoice: &NewInvoice,
+    facts: &Facts,
     at: DateTime<Utc>,
 ) -> anyhow::Result<Option<Uuid>> {
     let id = Uuid::new_v4();
     let inserted = sqlx::query(
-        "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, pdf, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $4, $6, $7, $8, $9, 'open', $10)
+        "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, pdf, status, created_at,
+             registered_facts)
+         VALUES ($1, $2, $3, $4, $5, $4, $6, $7, $8, $9, 'open', $10, $11)
          ON CONFLICT (number) DO NOTHING",
     )
     .bind(id)
@@ -63,10 +67,23 @@ pub async fn insert_invoice(
     .bind(&invoice.payment_link)
     .bind(&invoice.pdf)
     .bind(at)
+    .bind(sqlx::types::Json(facts))
     .execute(tx)
     .await
     .context("saving the invoice")?;
     Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+/// The facts an invoice was registered with, if its number is known (held in share mode
+/// until the transaction ends); empty facts for a row that has none.
+pub async fn registered_facts(tx: &mut PgConnection, number: &str) -> anyhow::Result<Option<Facts>> {
+    let row: Option<Option<sqlx::types::Json<Facts>>> =
+        sqlx::query_scalar("SELECT registered_facts FROM invoices WHERE number = $1 FOR SHARE")
+            .bind(number)
+            .fetch_optional(tx)
+            .await
+            .context("reading the invoice's registered facts")?;
+    Ok(row.map(|facts| facts.map(|f| f.0).unwrap_or_default()))
 }
 
 /// An invoice with its customer: what the renderer and the payments listener work from.
@@ -182,12 +199,24 @@ pub async fn insert_payment(
     Ok(inserted.rows_affected() == 1)
 }
 
-pub async fn payment_exists(tx: &mut PgConnection, payment_id: &str) -> anyhow::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1)")
-        .bind(payment_id)
-        .fetch_one(tx)
-        .await
-        .context("looking up the payment")
+/// The payment recorded under this id, if any: its invoice, amount and currency.
+pub async fn recorded_payment(
+    tx: &mut PgConnection,
+    payment_id: &str,
+) -> anyhow::Result<Option<RecordedPayment>> {
+    let row: Option<(String, Decimal, String)> = sqlx::query_as(
+        "SELECT i.number, p.amount, p.currency FROM payments p JOIN invoices i ON i.id = p.invoice_id
+         WHERE p.id = $1",
+    )
+    .bind(payment_id)
+    .fetch_optional(tx)
+    .await
+    .context("looking up the payment")?;
+    Ok(row.map(|(invoice_number, amount, currency)| RecordedPayment {
+        invoice_number,
+        amount,
+        currency: currency.trim().to_string(),
+    }))
 }
 
 /// Lowers the balance; settles the invoice when it reaches zero.

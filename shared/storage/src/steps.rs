@@ -350,17 +350,23 @@ pub async fn emission_days(
 }
 
 /// Cancels every step of the invoice that has not gone out yet (open call tasks and call
-/// recaps included); returns them.
+/// recaps included); returns them, each with the status it had until now.
 pub async fn cancel_open(
     tx: &mut PgConnection,
     invoice_id: Uuid,
     reason: &str,
     at: DateTime<Utc>,
-) -> anyhow::Result<Vec<StepRecord>> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE reminder_steps SET status = 'cancelled', status_reason = $3, updated_at = $4,
+) -> anyhow::Result<Vec<CancelledStep>> {
+    // The subquery locks the open steps and reads their status before the update: RETURNING
+    // alone would give the new one ('cancelled').
+    let was: Vec<(Uuid, String)> = sqlx::query_as(
+        "UPDATE reminder_steps s SET status = 'cancelled', status_reason = $3, updated_at = $4,
              status_changed_at = clock_timestamp()
-         WHERE invoice_id = $1 AND kind IN ('reminder', 'recap') AND status = ANY($2) RETURNING id",
+         FROM (SELECT id, status FROM reminder_steps
+               WHERE invoice_id = $1 AND kind IN ('reminder', 'recap') AND status = ANY($2)
+               ORDER BY id FOR UPDATE) old
+         WHERE s.id = old.id AND s.status = old.status
+         RETURNING s.id, old.status",
     )
     .bind(invoice_id)
     .bind(names(&StepStatus::OPEN))
@@ -369,11 +375,31 @@ pub async fn cancel_open(
     .fetch_all(&mut *tx)
     .await
     .context("cancelling open steps")?;
-    sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = ANY($1) ORDER BY s.position"))
-        .bind(&ids)
-        .fetch_all(tx)
-        .await
-        .context("reading cancelled steps")
+    let ids: Vec<Uuid> = was.iter().map(|(id, _)| *id).collect();
+    let records: Vec<StepRecord> =
+        sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = ANY($1) ORDER BY s.position"))
+            .bind(&ids)
+            .fetch_all(tx)
+            .await
+            .context("reading cancelled steps")?;
+    Ok(records
+        .into_iter()
+        .map(|step| {
+            let was = was
+                .iter()
+                .find(|(id, _)| *id == step.id)
+                .map(|(_, status)| status.clone())
+                .unwrap_or_default();
+            CancelledStep { step, was }
+        })
+        .collect())
+}
+
+/// A step [`cancel_open`] cancelled, with the status it had before (`pending`, `queued`...).
+#[derive(Debug, Clone)]
+pub struct CancelledStep {
+    pub step: StepRecord,
+    pub was: String,
 }
 
 /// What the renderer produced for a step.

@@ -296,6 +296,8 @@ mod tests {
             ("-5", "EUR", "credit_note.amount"),
             ("1.234", "EUR", "credit_note.amount"),
             ("ten", "EUR", "credit_note.amount"),
+            ("1e3", "EUR", "credit_note.amount"),
+            ("12345678901234567", "EUR", "credit_note.amount"),
             ("10", "EUX", "credit_note.currency"),
         ] {
             assert_eq!(
