@@ -398,7 +398,7 @@ fn format_en(amount: Decimal) -> String {
 }
 
 /// A contract rate below the floor is raised to three times the half-year's legal rate, and
-/// the letter says why.
+/// the letter says why; a rate agreed with one customer replaces the creditor's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contract_rate_below_the_floor_is_raised_to_it() {
     let scratch = std::env::temp_dir().join(format!("relance-floor-{}", uuid::Uuid::new_v4().simple()));
@@ -414,10 +414,18 @@ async fn a_contract_rate_below_the_floor_is_raised_to_it() {
     .expect("starting the test environment");
     let mut body = invoice_issued("F-FLOOR", "2000.00", date(2026, 1, 15), date(2026, 1, 30));
     customer(&mut body, "business", "fr", None, true);
-    env.publish(names::INVOICE_ISSUED, &body).await;
-    env.wait_journal("F-FLOOR", names::INVOICE_REGISTERED, 1).await;
+    // F-AGREED: a customer with its own agreed rate, above the floor: it replaces the
+    // creditor's.
+    let mut agreed = invoice_issued("F-AGREED", "2000.00", date(2026, 1, 15), date(2026, 1, 30));
+    customer(&mut agreed, "business", "fr", None, true);
+    agreed["invoice"]["customer"]["late_interest_percent"] = json!("15");
+    for (number, body) in [("F-FLOOR", &body), ("F-AGREED", &agreed)] {
+        env.publish(names::INVOICE_ISSUED, body).await;
+        env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    }
     env.run_until(date(2026, 3, 3)).await;
     env.wait_journal("F-FLOOR", names::REMINDER_SENT, 1).await;
+    env.wait_journal("F-AGREED", names::REMINDER_SENT, 1).await;
     let (name, _, day, _, text) = messages(&env, "F-FLOOR").await.last().cloned().unwrap();
     assert_eq!(name, "formal_notice");
     let expected = interest("2000.00", &[], date(2026, 1, 30), day, Rate::Contract(dec("5")));
@@ -429,6 +437,16 @@ async fn a_contract_rate_below_the_floor_is_raised_to_it() {
     );
     assert!(text.contains("7,86\u{a0}%"), "{text}");
     assert!(text.contains("trois fois le taux de l'intérêt légal"), "{text}");
+    let (_, _, day, _, text) = messages(&env, "F-AGREED").await.last().cloned().unwrap();
+    let expected = interest("2000.00", &[], date(2026, 1, 30), day, Rate::Contract(dec("15")));
+    let text = squeeze(&text);
+    assert!(
+        text.contains(&euros_fr(expected)),
+        "{} in {text}",
+        euros_fr(expected)
+    );
+    assert!(text.contains("15\u{a0}%"), "{text}");
+    assert!(text.contains("taux de nos conditions de vente"), "{text}");
     env.stop().await;
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -485,7 +485,11 @@ pub fn common_context(
     let kind = CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
     let notice_on = history.formal_notice_effective_on(tz, config.settings.postal_delivery_days);
     let claim = claim_on(
-        &config.settings.channels.interest_terms(),
+        &config
+            .settings
+            .channels
+            .interest_terms()
+            .for_customer(invoice.late_interest_percent),
         kind,
         &debt_of(invoice, currency),
         &history.payments,
@@ -740,6 +744,7 @@ mod tests {
             kind: kind.as_str().into(),
             country: "FR".into(),
             region: None,
+            late_interest_percent: None,
         }
     }
 

@@ -32,6 +32,7 @@ pub(crate) fn invoice(kind: &str, language: &str) -> InvoiceRecord {
         kind: kind.into(),
         country: "FR".into(),
         region: None,
+        late_interest_percent: None,
     }
 }
 

@@ -84,7 +84,8 @@ async fn hand_off(
         currency,
     };
     let notice_on = history.formal_notice_effective_on(tz, postal_delivery_days);
-    let claim = claim_on(terms, kind, &debt, &history.payments, notice_on, today);
+    let terms = terms.for_customer(invoice.late_interest_percent);
+    let claim = claim_on(&terms, kind, &debt, &history.payments, notice_on, today);
     let amount_due = amount_due(invoice, claim.as_ref(), today)?;
     // The journal as committed before this hand-off; its head is also journaled, so that the
     // entry recording the hand-off pins the chain that was handed over.

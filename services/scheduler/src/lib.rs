@@ -441,6 +441,7 @@ fn validate_issued(event: &InvoiceIssuedV1) -> Result<NewInvoice, Rejection> {
             cc: &c.cc,
             country: c.country.as_deref(),
             region: c.region.as_deref(),
+            late_interest_percent: c.late_interest_percent.as_deref(),
         },
     })
 }

@@ -93,6 +93,7 @@ pub async fn take_in_customer(db: &PgPool, config: &Config, message: Incoming) -
         cc: &c.cc,
         country: c.country.as_deref(),
         region: c.region.as_deref(),
+        late_interest_percent: c.late_interest_percent.as_deref(),
     })
     .map_err(|r| HandlerError::Permanent(format!("customer {} refused: {r}", c.id)))?;
     let mut tx = db.begin().await.context("starting the customer transaction")?;

@@ -65,6 +65,11 @@ pub struct CustomerV1 {
     /// ISO 3166-2 subdivision (e.g. `"FR-67"`), for regional holidays such as Alsace-Moselle's.
     #[serde(default)]
     pub region: Option<String>,
+    /// The late-payment rate agreed with this customer, in percent a year, as a decimal
+    /// string (`"12.5"`); absent: the creditor's (`RELANCE_INTEREST_CONTRACT_PERCENT`), else
+    /// the statutory rate. Never applied below the floor of L441-10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_interest_percent: Option<String>,
 }
 
 /// Routing key `customer.updated`: a customer's details changed in your system (its risk

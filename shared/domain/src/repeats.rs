@@ -139,6 +139,7 @@ mod tests {
                 cc: &[],
                 country: None,
                 region: None,
+                late_interest_percent: None,
             },
         })
         .unwrap()

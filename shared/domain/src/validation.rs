@@ -55,6 +55,8 @@ pub struct NewCustomer {
     pub country: String,
     /// ISO 3166-2 subdivision, upper case, if given.
     pub region: Option<String>,
+    /// The late-payment rate agreed with this customer, in percent a year.
+    pub late_interest_percent: Option<Decimal>,
     /// Fields of the message left out because unusable (a bad phone number).
     pub dropped: Vec<DroppedField>,
 }
@@ -108,6 +110,7 @@ pub mod input {
         pub cc: &'a [String],
         pub country: Option<&'a str>,
         pub region: Option<&'a str>,
+        pub late_interest_percent: Option<&'a str>,
     }
 
     pub struct PaymentFields<'a> {
@@ -244,6 +247,10 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
             .collect::<Result<_, _>>()?,
         country: country("invoice.customer.country", c.country)?,
         region: region("invoice.customer.region", c.region)?,
+        late_interest_percent: rate_percent(
+            "invoice.customer.late_interest_percent",
+            c.late_interest_percent,
+        )?,
         dropped,
     };
     Ok(NewInvoice {
@@ -255,6 +262,23 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
         payment_link,
         pdf: f.pdf,
     })
+}
+
+/// An annual rate in percent, as a plain decimal string between 0 and 100.
+fn rate_percent(field: &str, value: Option<&str>) -> Result<Option<Decimal>, Rejection> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    Money::parse_amount(raw)
+        .ok()
+        .filter(|r| !r.is_sign_negative() && *r <= Decimal::ONE_HUNDRED)
+        .map(Some)
+        .ok_or_else(|| {
+            Rejection::new(
+                field,
+                format!("{raw:?} is not a rate in percent between 0 and 100, such as \"12.5\""),
+            )
+        })
 }
 
 /// The country whose numbering plan applies to a phone number written without its
@@ -426,6 +450,7 @@ mod tests {
                 cc: &[],
                 country: None,
                 region: None,
+                late_interest_percent: None,
             },
         }
     }
@@ -443,6 +468,25 @@ mod tests {
         assert_eq!(invoice.customer.kind, CustomerKind::Business);
         assert_eq!(invoice.customer.country, "FR");
         assert_eq!(invoice.customer.region, None);
+    }
+
+    #[test]
+    fn a_customers_agreed_rate_is_a_plain_percentage() {
+        let mut input = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+        input.customer.late_interest_percent = Some(" 12.5 ");
+        let invoice = validate_invoice(input).unwrap();
+        assert_eq!(invoice.customer.late_interest_percent, Some(Decimal::new(125, 1)));
+        for bad in ["1e1", "-3", "101", "douze"] {
+            let mut input = fields("10", Some(date(2026, 2, 1)), "a@b.test");
+            input.customer.late_interest_percent = Some(bad);
+            let refused = validate_invoice(input).unwrap_err();
+            assert_eq!(refused.field, "invoice.customer.late_interest_percent", "{bad}");
+            assert!(
+                refused.reason.contains("is not a rate in percent"),
+                "{}",
+                refused.reason
+            );
+        }
     }
 
     #[test]

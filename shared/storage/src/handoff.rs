@@ -24,6 +24,8 @@ pub struct HandOffCandidate {
     /// the balance, and on which local day.
     pub customer_kind: String,
     pub timezone: String,
+    /// The late-payment rate agreed with the customer, if any.
+    pub late_interest_percent: Option<Decimal>,
     /// The last reminder step of the sequence (highest position), and when it reached its
     /// final status (clock time).
     pub last_step: String,
@@ -58,7 +60,7 @@ pub async fn claim_due(
 ) -> anyhow::Result<Vec<HandOffCandidate>> {
     sqlx::query_as(
         "SELECT i.id, i.number, i.amount, i.credited, i.balance, i.currency, i.due_on,
-                c.kind AS customer_kind, c.timezone,
+                c.kind AS customer_kind, c.timezone, c.late_interest_percent,
                 last.name AS last_step, last.status AS last_step_status, last.updated_at AS last_step_at,
                 last.channel AS last_step_channel
          FROM invoices i

@@ -113,11 +113,13 @@ pub struct InvoiceRecord {
     /// The customer's country (ISO 3166-1) and region (ISO 3166-2): its holiday calendar.
     pub country: String,
     pub region: Option<String>,
+    /// The late-payment rate agreed with the customer, if any (percent a year).
+    pub late_interest_percent: Option<Decimal>,
 }
 
 const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.credited, i.issued_on, i.due_on, i.payment_link,
         i.pdf IS NOT NULL AS has_pdf, i.status, c.id AS customer_id, c.name AS customer_name, c.contact_name, c.email, c.cc,
-        c.language, c.timezone, c.risk, c.kind, c.country, c.region
+        c.language, c.timezone, c.risk, c.kind, c.country, c.region, c.late_interest_percent
     FROM invoices i JOIN customers c ON c.id = i.customer_id";
 
 pub async fn find_by_id(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<InvoiceRecord>> {
