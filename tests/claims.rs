@@ -162,11 +162,20 @@ async fn hand_offs(env: &TestEnv) -> std::collections::BTreeMap<String, HandOffD
 async fn every_channel_states_the_claim_the_law_gives() {
     let scratch = std::env::temp_dir().join(format!("relance-claims-{}", uuid::Uuid::new_v4().simple()));
     let letters = scratch.join("letters");
+    // The shipped policy, asking for the indemnity's equivalent in pounds.
+    std::fs::create_dir_all(&scratch).unwrap();
+    let policy = scratch.join("policy.toml");
+    let shipped = std::fs::read_to_string(POLICY_SHIPPED).unwrap();
+    std::fs::write(
+        &policy,
+        format!("{shipped}\n[indemnity_equivalent.GBP]\nper_euro = \"0.8650\"\non = \"2026-02-27\"\n"),
+    )
+    .unwrap();
     let (gateway, url) = Gateway::start().await;
     let env = TestEnv::try_start(
         1,
         &[
-            ("RELANCE_POLICY_FILE", POLICY_SHIPPED),
+            ("RELANCE_POLICY_FILE", policy.to_str().unwrap()),
             ("RELANCE_SMS_GATEWAY_URL", &url),
             ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
             // Ten days, not the payment delay of ordinary reminders (8): one deadline for the
@@ -323,6 +332,11 @@ async fn every_channel_states_the_claim_the_law_gives() {
         "{text}"
     );
     assert!(!text.contains("£40.00"), "{text}");
+    // 40 × 0.8650 = 34.60, at the rate and date the policy gives.
+    assert!(
+        text.contains("that is £34.60 at 1 € = 0.865 GBP on 27 February 2026"),
+        "{text}"
+    );
 
     // The hand-offs carry the same figures, through their own day.
     let hand_offs = hand_offs(&env).await;

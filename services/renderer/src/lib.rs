@@ -496,6 +496,12 @@ pub fn common_context(
         notice_on,
         today,
     );
+    // The indemnity's equivalent in the invoice's currency, when the policy gives a rate.
+    let equivalent = config
+        .policy
+        .indemnity_equivalents
+        .get(currency.code())
+        .filter(|_| currency != INDEMNITY_CURRENCY);
     let claim_context = claim.as_ref().filter(|c| c.adds_anything()).map(|c| {
         minijinja::context! {
             late_interest => money(c.late_interest),
@@ -507,6 +513,9 @@ pub fn common_context(
             recovery_indemnity => euros(c.recovery_indemnity),
             has_indemnity => !c.recovery_indemnity.is_zero(),
             indemnity_in_total => c.indemnity_in_total,
+            indemnity_equivalent => equivalent.filter(|_| !c.recovery_indemnity.is_zero()).map(|rate| {
+                indemnity_equivalent_context(money(c.recovery_indemnity * rate.per_euro), rate, currency, language)
+            }),
             total => money(c.total),
         }
     });
@@ -546,6 +555,25 @@ pub fn common_context(
         claim,
         claim_context,
     })
+}
+
+/// `claim.indemnity_equivalent`: the amount, and the rate and its date, as the message
+/// states them.
+fn indemnity_equivalent_context(
+    amount: String,
+    rate: &relance_domain::policy::ExchangeRate,
+    currency: relance_domain::money::Currency,
+    language: Language,
+) -> minijinja::Value {
+    let per_euro = match language {
+        Language::Fr => rate.per_euro.normalize().to_string().replace('.', ","),
+        Language::En => rate.per_euro.normalize().to_string(),
+    };
+    minijinja::context! {
+        amount => amount,
+        rate => format!("1 € = {per_euro} {}", currency.code()),
+        on => format_date(rate.on, language),
+    }
 }
 
 /// The name templates test to explain a rate (`claim.basis`).

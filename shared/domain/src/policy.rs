@@ -6,7 +6,7 @@
 use crate::customer::{Channel, CustomerKind, Risk};
 use crate::money::Money;
 use crate::window::{SendWindow, END_OF_DAY};
-use chrono::{NaiveTime, Weekday};
+use chrono::{NaiveDate, NaiveTime, Weekday};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -161,6 +161,17 @@ pub struct DunningPolicy {
     pub grouping: Option<Grouping>,
     /// What a step does when its channel cannot reach the customer (see `fallback.rs`).
     pub fallbacks: crate::fallback::FallbackRules,
+    /// Currencies in which messages state the 40 EUR indemnity's equivalent, beside the
+    /// euros, at the rate and date given (`[indemnity_equivalent]`).
+    pub indemnity_equivalents: BTreeMap<String, ExchangeRate>,
+}
+
+/// A euro exchange rate the policy gives, stated with its date in the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeRate {
+    /// Units of the currency for one euro.
+    pub per_euro: Decimal,
+    pub on: NaiveDate,
 }
 
 /// Grouping of one customer's reminders into one message.
@@ -240,11 +251,20 @@ struct RawPolicy {
     #[serde(default)]
     grouping: Option<RawGrouping>,
     segments: SpannedMap<RawSegment>,
+    #[serde(default)]
+    indemnity_equivalent: Option<SpannedMap<Spanned<RawExchangeRate>>>,
     // Validated by `fallback::parse`.
     #[serde(default, rename = "fallback")]
     _fallback: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "fallback_templates")]
     _fallback_templates: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExchangeRate {
+    per_euro: Spanned<RawAmount>,
+    on: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -607,6 +627,40 @@ impl DunningPolicy {
             Some(m) => at.amounts(m, "minimum_amount")?,
             None => BTreeMap::new(),
         };
+        let mut indemnity_equivalents = BTreeMap::new();
+        for (code, rate) in raw
+            .indemnity_equivalent
+            .as_ref()
+            .map(|m| m.get_ref().iter())
+            .into_iter()
+            .flatten()
+        {
+            let field = |f: &str| format!("indemnity_equivalent.{}.{f}", code.get_ref());
+            Money::parse_currency(code.get_ref())
+                .map_err(|m| at.err(code.span(), "indemnity_equivalent", m))?;
+            let r = rate.get_ref();
+            let per_euro = Money::parse_amount(r.per_euro.get_ref().0.trim())
+                .ok()
+                .filter(|p| *p > Decimal::ZERO)
+                .ok_or_else(|| {
+                    at.err(
+                        r.per_euro.span(),
+                        &field("per_euro"),
+                        format!(
+                            "{:?} is not a positive rate such as \"0.8650\"",
+                            r.per_euro.get_ref().0
+                        ),
+                    )
+                })?;
+            let on = NaiveDate::parse_from_str(r.on.get_ref(), "%Y-%m-%d").map_err(|_| {
+                at.err(
+                    r.on.span(),
+                    &field("on"),
+                    format!("{:?} is not a date as \"YYYY-MM-DD\"", r.on.get_ref()),
+                )
+            })?;
+            indemnity_equivalents.insert(code.get_ref().clone(), ExchangeRate { per_euro, on });
+        }
 
         let grouping = match &raw.grouping {
             None => None,
@@ -744,6 +798,7 @@ impl DunningPolicy {
             minimum_amount,
             grouping,
             fallbacks: crate::fallback::parse(source, file)?,
+            indemnity_equivalents,
         })
     }
 

@@ -72,6 +72,18 @@ fn every_refusal_names_the_file_the_line_and_the_field() {
             "\"9h\" is not a time of day as HH:MM",
         ),
         (
+            "exchange rate",
+            policy_with("", "", &format!("[indemnity_equivalent.GBP]\nper_euro = \"0,865\" {HERE}\non = \"2026-02-27\"\n")),
+            "indemnity_equivalent.GBP.per_euro",
+            "\"0,865\" is not a positive rate such as \"0.8650\"",
+        ),
+        (
+            "exchange rate date",
+            policy_with("", "", &format!("[indemnity_equivalent.GBP]\nper_euro = \"0.865\"\non = \"27/02/2026\" {HERE}\n")),
+            "indemnity_equivalent.GBP.on",
+            "\"27/02/2026\" is not a date as \"YYYY-MM-DD\"",
+        ),
+        (
             "thanks template",
             policy_with(&format!("thanks_template = \"Merci!\" {HERE}"), "", ""),
             "thanks_template",
@@ -279,7 +291,7 @@ fn every_refusal_names_the_file_the_line_and_the_field() {
             "unknown top-level key",
             policy_with(&format!("send_day = 3 {HERE}"), "", ""),
             "send_day",
-            "unknown field \"send_day\" (expected one of: send_time, thanks_template, default_window, windows, minimum_amount, grouping, segments, fallback, fallback_templates)",
+            "unknown field \"send_day\" (expected one of: send_time, thanks_template, default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, fallback, fallback_templates)",
         ),
         (
             "step offset as a string",
