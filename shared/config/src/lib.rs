@@ -163,8 +163,16 @@ pub struct Settings {
     pub db_acquire_timeout: Duration,
     pub outbox_interval: Duration,
     pub prefetch: u16,
+    /// An additional cap on the retries of a transient failure (`RELANCE_MAX_RETRIES`);
+    /// [`NO_RETRY_CAP`] when unset: the retry budget alone decides.
     pub max_retries: u32,
+    /// The first retry delay; it doubles at each retry, up to `retry_max_delay`.
     pub retry_base: Duration,
+    /// How long a message keeps being retried after its first transient failure
+    /// (`RELANCE_RETRY_BUDGET`) before it is given up.
+    pub retry_budget: Duration,
+    /// The longest wait between two attempts (`RELANCE_RETRY_MAX_DELAY`).
+    pub retry_max_delay: Duration,
     /// Wall-clock time after which a step left in flight is handed out again.
     pub lease: Duration,
     /// What to do with a delivery interrupted mid-way (its sender died).
@@ -221,6 +229,44 @@ impl fmt::Debug for Settings {
 /// A longer grace after a broken promise would let the promise stand in for a payment plan.
 pub const MAX_PROMISE_GRACE_DAYS: u32 = 60;
 
+/// `max_retries` when `RELANCE_MAX_RETRIES` is unset: no cap on the count of retries.
+pub const NO_RETRY_CAP: u32 = u32::MAX;
+
+/// Parses a duration written as a number of seconds (`86400`) or a number with one unit:
+/// `ms`, `s`, `m`, `h`, `d` (`500ms`, `90s`, `30m`, `36h`, `1d`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| {
+        "expected a whole number of seconds, or one with a unit: 500ms, 90s, 30m, 36h, 1d".to_string()
+    })?;
+    let unit_ms: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => return Err(format!("unknown unit {other:?}: expected ms, s, m, h or d")),
+    };
+    number
+        .checked_mul(unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| "too long".to_string())
+}
+
+/// Writes a duration the way [`parse_duration`] reads it, in its largest whole unit
+/// (`1d`, `36h`, `90s`, `1500ms`).
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/relance";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -264,6 +310,14 @@ impl Env {
                     .ok_or_else(|| anyhow!("{key}={v:?} is not valid: expected a rate in percent between 0 and 100, such as 12.5"))
             })
             .transpose()
+    }
+
+    /// A duration in seconds or with a unit (see [`parse_duration`]).
+    fn duration(&self, key: &str, default: Duration) -> anyhow::Result<Duration> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|e| anyhow!("{key}={v:?} is not valid: {e}")),
+        }
     }
 
     fn millis(&self, key: &str, default_ms: u64) -> anyhow::Result<Duration> {
@@ -355,8 +409,10 @@ impl Settings {
             db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS", 10_000)?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS", 200)?,
             prefetch: env.parsed("RELANCE_PREFETCH", 16)?,
-            max_retries: env.parsed("RELANCE_MAX_RETRIES", 5)?,
+            max_retries: env.parsed("RELANCE_MAX_RETRIES", NO_RETRY_CAP)?,
             retry_base: env.millis("RELANCE_RETRY_BASE_MS", 1000)?,
+            retry_budget: env.duration("RELANCE_RETRY_BUDGET", Duration::from_secs(86_400))?,
+            retry_max_delay: env.duration("RELANCE_RETRY_MAX_DELAY", Duration::from_secs(3600))?,
             pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
             promise_grace_days: env.parsed("RELANCE_PROMISE_GRACE_DAYS", 3)?,
             handoff_after_days: env.parsed("RELANCE_HANDOFF_AFTER_DAYS", 8)?,
@@ -412,6 +468,19 @@ impl Settings {
         }
         if settings.prefetch == 0 {
             return Err(anyhow!("RELANCE_PREFETCH must be positive"));
+        }
+        if settings.retry_base.is_zero() {
+            return Err(anyhow!("RELANCE_RETRY_BASE_MS must be positive"));
+        }
+        if settings.retry_budget.is_zero() {
+            return Err(anyhow!("RELANCE_RETRY_BUDGET must be positive, e.g. 1d"));
+        }
+        if settings.retry_max_delay < settings.retry_base {
+            return Err(anyhow!(
+                "RELANCE_RETRY_MAX_DELAY ({}) must be at least RELANCE_RETRY_BASE_MS ({} ms)",
+                format_duration(settings.retry_max_delay),
+                settings.retry_base.as_millis()
+            ));
         }
         if settings.promise_grace_days > MAX_PROMISE_GRACE_DAYS {
             return Err(anyhow!(
@@ -615,6 +684,44 @@ mod tests {
         assert_eq!(s.simulated_clock_start, None);
         assert_eq!(s.promise_grace_days, 3);
         assert_eq!(s.call_task_days, 5);
+        assert_eq!(s.retry_budget, Duration::from_secs(86_400));
+        assert_eq!(s.retry_max_delay, Duration::from_secs(3600));
+        assert_eq!(s.max_retries, NO_RETRY_CAP, "no cap on the count unless set");
+    }
+
+    #[test]
+    fn the_retry_budget_reads_seconds_or_a_unit_and_a_bad_one_names_its_variable() {
+        for (text, want) in [
+            ("86400", 86_400_000),
+            ("90s", 90_000),
+            ("30m", 1_800_000),
+            ("36h", 129_600_000),
+            ("2d", 172_800_000),
+            ("500ms", 500),
+        ] {
+            let s = Settings::from_vars(vars(&[("RELANCE_RETRY_BUDGET", text)]));
+            let Ok(s) = s else { panic!("{text}: {s:?}") };
+            assert_eq!(s.retry_budget, Duration::from_millis(want), "{text}");
+        }
+        for (key, bad) in [
+            ("RELANCE_RETRY_BUDGET", "1 week"),
+            ("RELANCE_RETRY_BUDGET", "0"),
+            ("RELANCE_RETRY_MAX_DELAY", "-5s"),
+            ("RELANCE_RETRY_MAX_DELAY", "10ms"),
+        ] {
+            let Err(e) = Settings::from_vars(vars(&[(key, bad)])) else {
+                panic!("{key}={bad} accepted")
+            };
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let s = Settings::from_vars(vars(&[("RELANCE_MAX_RETRIES", "3")]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        assert_eq!(s.max_retries, 3, "still a cap when set");
+        for d in [86_400_000, 129_600_000, 90_000, 1500, 100] {
+            let d = Duration::from_millis(d);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+        assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
     }
 
     #[test]

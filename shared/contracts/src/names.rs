@@ -82,6 +82,9 @@ pub const HEADER_OUTAGE_WAITS: &str = "x-relance-outage-waits";
 /// AMQP header keeping a message's original routing key through its retries (a retried
 /// message comes back from its delay queue under the queue's name).
 pub const HEADER_ROUTING_KEY: &str = "x-relance-routing-key";
+/// AMQP header: when a message first failed transiently (RFC 3339, UTC). Its retry budget
+/// (`RELANCE_RETRY_BUDGET`) runs from then.
+pub const HEADER_FIRST_FAILURE: &str = "x-relance-first-failure";
 
 /// The routing key of a rendered message for one channel.
 pub fn reminder_rendered(channel: &str) -> String {
@@ -132,9 +135,16 @@ impl Names {
     pub fn sender_queue(&self, channel: &str) -> String {
         format!("{}.sender.{channel}", self.namespace)
     }
-    /// The delay queue in front of a work queue, for retries with backoff.
+    /// The former single delay queue in front of a work queue (per-message TTL). Still
+    /// declared, so that what an older relance left there drains back to the work queue;
+    /// nothing is published to it any more (see [`Names::retry_tier_queue`]).
     pub fn retry_queue(queue: &str) -> String {
         format!("{queue}.retry")
+    }
+    /// The delay queue of one backoff tier in front of a work queue: every message in it
+    /// waits the same time (`tier`, e.g. `5m`), so none waits behind a longer one.
+    pub fn retry_tier_queue(queue: &str, tier: &str) -> String {
+        format!("{queue}.retry.{tier}")
     }
 }
 

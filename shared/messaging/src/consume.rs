@@ -1,22 +1,26 @@
 //! Consuming: each delivery is handed to a handler; the ack comes only after the handler
 //! returns (its database transaction committed). A permanent error dead-letters the message
-//! with the reason in a header; a transient one retries through the queue's delay queue with
-//! exponential backoff and jitter, then dead-letters. Nothing is requeued in a hot loop and
-//! a bad message never blocks its queue.
+//! with the reason in a header; a transient one retries through the delay queue of a backoff
+//! tier (exponential backoff with jitter, rounded to a tier) until the retry budget, a
+//! duration from the first failure, is spent, then dead-letters. A handler that panics has
+//! its message dead-lettered with the panic's message, and consuming goes on. Nothing is
+//! requeued in a hot loop and a bad message never blocks its queue.
 
 use crate::publish::Publisher;
 use anyhow::Context;
-use futures_util::StreamExt;
+use chrono::{DateTime, Utc};
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection};
-use rand::Rng;
 use relance_contracts::names::{self, Names};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -38,9 +42,6 @@ pub enum HandlerError {
     Transient(#[from] anyhow::Error),
 }
 
-/// Longest wait between two attempts of a message held up by a database outage.
-const OUTAGE_WAIT_CAP: Duration = Duration::from_secs(30);
-
 /// A delivery as handlers see it.
 #[derive(Debug, Clone)]
 pub struct Incoming {
@@ -51,6 +52,11 @@ pub struct Incoming {
     pub retries: u32,
     /// Times it already waited out a database outage.
     pub outage_waits: u32,
+    /// When it first failed transiently (header `x-relance-first-failure`); `None` before.
+    pub first_failure: Option<DateTime<Utc>>,
+    /// When this delivery was taken from the queue (wall clock): the "now" of every retry
+    /// decision about it, so that a handler and the consumer decide alike.
+    pub received_at: DateTime<Utc>,
     /// String-valued headers (the trace context among them).
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
@@ -127,31 +133,148 @@ fn incoming(queue: &str, delivery: &Delivery) -> Incoming {
             .get(names::HEADER_OUTAGE_WAITS)
             .and_then(|r| r.parse().ok())
             .unwrap_or(0),
+        first_failure: headers
+            .get(names::HEADER_FIRST_FAILURE)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        received_at: Utc::now(),
         headers,
         body: delivery.data.clone(),
     }
 }
 
-/// Retry policy of a consumer.
+/// The backoff tiers: each work queue has one delay queue per tier (`<queue>.retry.<tier>`),
+/// whose queue-level TTL is the tier's wait. Every message of a delay queue waits the same
+/// time, so the broker, which only expires the message at the head of a queue, never holds
+/// a short wait behind a long one.
+pub const RETRY_TIERS: [(&str, Duration); 13] = [
+    ("100ms", Duration::from_millis(100)),
+    ("1s", Duration::from_secs(1)),
+    ("5s", Duration::from_secs(5)),
+    ("10s", Duration::from_secs(10)),
+    ("30s", Duration::from_secs(30)),
+    ("1m", Duration::from_secs(60)),
+    ("2m", Duration::from_secs(120)),
+    ("5m", Duration::from_secs(300)),
+    ("15m", Duration::from_secs(900)),
+    ("30m", Duration::from_secs(1800)),
+    ("1h", Duration::from_secs(3600)),
+    ("2h", Duration::from_secs(7200)),
+    ("6h", Duration::from_secs(21_600)),
+];
+
+/// The tier whose wait is nearest to `wanted` (on a log scale: 4 s is nearer 5 s than 1 s)
+/// among those not longer than `longest` (the smallest tier if none is).
+pub fn retry_tier(wanted: Duration, longest: Duration) -> (&'static str, Duration) {
+    let wanted = wanted.as_secs_f64().max(0.001);
+    let distance = |tier: Duration| (tier.as_secs_f64() / wanted).ln().abs();
+    RETRY_TIERS
+        .iter()
+        .filter(|(_, wait)| *wait <= longest)
+        .min_by(|a, b| distance(a.1).total_cmp(&distance(b.1)))
+        .copied()
+        .unwrap_or(RETRY_TIERS[0])
+}
+
+/// Longest wait between two attempts of a message held up by a database outage.
+pub const OUTAGE_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// When a message is tried again: through which tier's delay queue, and at what time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextAttempt {
+    pub tier: &'static str,
+    pub wait: Duration,
+    pub at: DateTime<Utc>,
+}
+
+/// What becomes of a message whose handler failed transiently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Tried again later.
+    Retry(NextAttempt),
+    /// Given up: why (the failure itself follows it in the dead-letter reason).
+    GiveUp(String),
+}
+
+/// Retry policy of a consumer: exponential backoff with jitter, capped at `max_delay`, for
+/// as long as `budget` from the first failure (and at most `max_retries` retries).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    pub max_retries: u32,
+    /// The first wait; it doubles at each retry.
     pub base: Duration,
+    /// The longest wait between two attempts.
+    pub max_delay: Duration,
+    /// How long after its first transient failure a message is still retried.
+    pub budget: Duration,
+    /// An additional cap on the count of retries (`RELANCE_MAX_RETRIES`), `None`: none.
+    pub max_retries: Option<u32>,
 }
 
 impl RetryPolicy {
-    /// base * 2^n, capped at one hour, with up to 25% jitter so retries do not stampede.
-    pub fn delay(&self, retry: u32) -> Duration {
-        self.delay_capped(retry, Duration::from_secs(3600))
+    /// The policy the settings describe (`RELANCE_RETRY_*`, `RELANCE_MAX_RETRIES`).
+    pub fn from_settings(settings: &relance_config::Settings) -> Self {
+        Self {
+            base: settings.retry_base,
+            max_delay: settings.retry_max_delay,
+            budget: settings.retry_budget,
+            max_retries: (settings.max_retries != relance_config::NO_RETRY_CAP)
+                .then_some(settings.max_retries),
+        }
     }
 
-    fn delay_capped(&self, retry: u32, cap: Duration) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(2u32.saturating_pow(retry.min(20)))
-            .min(cap);
-        let jitter = rand::rng().random_range(0..=exp.as_millis() as u64 / 4 + 1);
-        exp + Duration::from_millis(jitter)
+    /// Decides, from its headers and the time it was received, what becomes of a message
+    /// that just failed transiently. The same message always gets the same decision (the
+    /// jitter is drawn from its id), so a handler can tell what the consumer will do with
+    /// it (e.g. mark its step deferred until `at`, or failed).
+    pub fn after_failure(&self, message: &Incoming) -> RetryDecision {
+        let now = message.received_at;
+        let first = message.first_failure.unwrap_or(now).min(now);
+        let spent = (now - first).to_std().unwrap_or_default();
+        if self.max_retries.is_some_and(|cap| message.retries >= cap) {
+            return RetryDecision::GiveUp(format!("gave up after {} retries", message.retries));
+        }
+        if spent >= self.budget {
+            return RetryDecision::GiveUp(format!(
+                "gave up after {} retries: the retry budget of {} is spent (first failure {})",
+                message.retries,
+                relance_config::format_duration(self.budget),
+                first.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+        }
+        // The last attempt comes about when the budget ends, not long after it.
+        let wanted = self
+            .backoff(message, message.retries, self.max_delay)
+            .min(self.budget - spent);
+        RetryDecision::Retry(next_attempt(now, retry_tier(wanted, self.max_delay)))
+    }
+
+    /// When a message held up by a database outage is tried again: a backoff capped at
+    /// [`OUTAGE_WAIT_CAP`], which spends neither its retries nor its budget.
+    pub fn outage_wait(&self, message: &Incoming) -> NextAttempt {
+        let wanted = self.backoff(message, message.outage_waits, OUTAGE_WAIT_CAP);
+        next_attempt(message.received_at, retry_tier(wanted, OUTAGE_WAIT_CAP))
+    }
+
+    /// base * 2^n plus up to 25% jitter (drawn from the message's id and `n`, so that
+    /// retries of many messages do not stampede), capped at `cap`.
+    fn backoff(&self, message: &Incoming, n: u32, cap: Duration) -> Duration {
+        let exp = self.base.saturating_mul(2u32.saturating_pow(n.min(20)));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        match &message.message_id {
+            Some(id) => id.hash(&mut hasher),
+            None => message.body.hash(&mut hasher),
+        }
+        n.hash(&mut hasher);
+        let jitter = (hasher.finish() % 1000) as f64 / 4000.0;
+        exp.mul_f64(1.0 + jitter).min(cap)
+    }
+}
+
+fn next_attempt(now: DateTime<Utc>, (tier, wait): (&'static str, Duration)) -> NextAttempt {
+    NextAttempt {
+        tier,
+        wait,
+        at: now + chrono::Duration::from_std(wait).unwrap_or_default(),
     }
 }
 
@@ -198,36 +321,45 @@ async fn dead_letter(
         .context("dead-lettering a message")
 }
 
+/// Sends a message to the delay queue of the attempt's tier; its TTL sends it back to the
+/// work queue. `first_failure` is stamped on the message the first time it fails.
 async fn schedule_retry(
     publisher: &Publisher,
     message: &Incoming,
     delivery: &Delivery,
     (retry, outage_waits): (u32, u32),
-    delay: Duration,
+    first_failure: Option<DateTime<Utc>>,
+    next: &NextAttempt,
 ) -> anyhow::Result<()> {
     let queue = message.queue.as_str();
-    let props = with_headers(
-        &delivery.properties,
-        &[
-            (
-                names::HEADER_RETRY_COUNT,
-                AMQPValue::LongLongInt(i64::from(retry)),
-            ),
-            (
-                names::HEADER_OUTAGE_WAITS,
-                AMQPValue::LongLongInt(i64::from(outage_waits)),
-            ),
-            (
-                names::HEADER_ROUTING_KEY,
-                AMQPValue::LongString(LongString::from(message.routing_key.as_str())),
-            ),
-        ],
-    )
-    .with_expiration(ShortString::from(delay.as_millis().to_string()));
+    let mut headers = vec![
+        (
+            names::HEADER_RETRY_COUNT,
+            AMQPValue::LongLongInt(i64::from(retry)),
+        ),
+        (
+            names::HEADER_OUTAGE_WAITS,
+            AMQPValue::LongLongInt(i64::from(outage_waits)),
+        ),
+        (
+            names::HEADER_ROUTING_KEY,
+            AMQPValue::LongString(LongString::from(message.routing_key.as_str())),
+        ),
+    ];
+    if let Some(first) = first_failure {
+        headers.push((
+            names::HEADER_FIRST_FAILURE,
+            AMQPValue::LongString(LongString::from(
+                first.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )),
+        ));
+    }
+    let props = with_headers(&delivery.properties, &headers);
+    let delay_queue = Names::retry_tier_queue(queue, next.tier);
     publisher
-        .publish("", &Names::retry_queue(queue), &delivery.data, props, true)
+        .publish("", &delay_queue, &delivery.data, props, true)
         .await
-        .context("scheduling a retry")
+        .with_context(|| format!("scheduling a retry through {delay_queue}"))
 }
 
 /// Settles one delivery according to the handler's outcome.
@@ -246,22 +378,24 @@ async fn settle(
             dead_letter(publisher, names, message, delivery, &reason).await?;
         }
         Err(HandlerError::Transient(error)) if relance_storage::is_unavailable(&error) => {
-            let delay = retry.delay_capped(message.outage_waits, OUTAGE_WAIT_CAP);
-            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, ?delay, error = relance_telemetry::redact(&format!("{error:#}")), "database unavailable; the message waits");
+            let next = retry.outage_wait(message);
+            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, tier = next.tier, error = relance_telemetry::redact(&format!("{error:#}")), "database unavailable; the message waits");
             let counts = (message.retries, message.outage_waits.saturating_add(1));
-            schedule_retry(publisher, message, delivery, counts, delay).await?;
+            schedule_retry(publisher, message, delivery, counts, None, &next).await?;
         }
-        Err(HandlerError::Transient(error)) if message.retries < retry.max_retries => {
-            let delay = retry.delay(message.retries);
-            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, retry = message.retries + 1, ?delay, error = relance_telemetry::redact(&format!("{error:#}")), "retrying message later");
-            let counts = (message.retries + 1, message.outage_waits);
-            schedule_retry(publisher, message, delivery, counts, delay).await?;
-        }
-        Err(HandlerError::Transient(error)) => {
-            let reason = format!("gave up after {} retries: {error:#}", message.retries);
-            tracing::error!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
-            dead_letter(publisher, names, message, delivery, &reason).await?;
-        }
+        Err(HandlerError::Transient(error)) => match retry.after_failure(message) {
+            RetryDecision::Retry(next) => {
+                tracing::warn!(queue = %message.queue, message_id = ?message.message_id, retry = message.retries + 1, tier = next.tier, error = relance_telemetry::redact(&format!("{error:#}")), "retrying message later");
+                let counts = (message.retries + 1, message.outage_waits);
+                let first = message.first_failure.unwrap_or(message.received_at);
+                schedule_retry(publisher, message, delivery, counts, Some(first), &next).await?;
+            }
+            RetryDecision::GiveUp(why) => {
+                let reason = format!("{why}: {error:#}");
+                tracing::error!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
+                dead_letter(publisher, names, message, delivery, &reason).await?;
+            }
+        },
     }
     delivery
         .acker
@@ -269,6 +403,28 @@ async fn settle(
         .await
         .context("acking a message")?;
     Ok(())
+}
+
+/// Runs the handler on one message; a panic becomes a permanent failure whose reason is the
+/// panic's message, so the message is dead-lettered rather than left unacknowledged.
+async fn run_handler<H, F>(handler: &H, message: Incoming) -> Result<(), HandlerError>
+where
+    H: Fn(Incoming) -> F,
+    F: Future<Output = Result<(), HandlerError>>,
+{
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(message))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+        Err(payload) => Err(payload),
+    };
+    outcome.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string());
+        tracing::error!(panic = relance_telemetry::redact(&what), "the handler panicked");
+        Err(HandlerError::Permanent(format!("handler panicked: {what}")))
+    })
 }
 
 /// Consumes `queue` until shutdown, running up to `prefetch` handlers at once. Returns an
@@ -331,7 +487,7 @@ where
             (handler.clone(), publisher.clone(), names.clone(), retry.clone());
         in_flight.spawn(
             async move {
-                let outcome = handler(message.clone()).await;
+                let outcome = run_handler(handler.as_ref(), message.clone()).await;
                 if let Err(e) = settle(outcome, &delivery, &message, &publisher, &names, &retry).await {
                     // Unacked, the broker redelivers it; handlers are idempotent.
                     tracing::error!(
@@ -363,7 +519,157 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::HandlerError;
+    use super::*;
+
+    fn failed(retries: u32, first_failure_ago: Option<Duration>) -> Incoming {
+        let now = Utc::now();
+        Incoming {
+            queue: "q".into(),
+            routing_key: "k".into(),
+            message_id: Some(uuid::Uuid::new_v4().to_string()),
+            redelivered: false,
+            retries,
+            outage_waits: 0,
+            first_failure: first_failure_ago.map(|ago| now - chrono::Duration::from_std(ago).unwrap()),
+            received_at: now,
+            headers: BTreeMap::new(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    fn policy(max_retries: Option<u32>) -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(3600),
+            budget: Duration::from_secs(86_400),
+            max_retries,
+        }
+    }
+
+    fn tier_of(decision: RetryDecision) -> &'static str {
+        match decision {
+            RetryDecision::Retry(next) => next.tier,
+            RetryDecision::GiveUp(why) => panic!("gave up: {why}"),
+        }
+    }
+
+    #[test]
+    fn a_backoff_is_rounded_to_the_nearest_tier_not_past_the_longest_wait() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_tier(Duration::from_millis(200), s(3600)).0, "100ms");
+        assert_eq!(retry_tier(s(1), s(3600)).0, "1s");
+        assert_eq!(retry_tier(Duration::from_millis(1250), s(3600)).0, "1s");
+        assert_eq!(retry_tier(s(4), s(3600)).0, "5s");
+        assert_eq!(retry_tier(s(16), s(30)).0, "10s");
+        assert_eq!(retry_tier(s(24), s(30)).0, "30s");
+        assert_eq!(retry_tier(s(300), s(3600)).0, "5m");
+        assert_eq!(retry_tier(s(5 * 3600), s(3600)).0, "1h", "never past the cap");
+        assert_eq!(
+            retry_tier(s(5), Duration::from_millis(10)).0,
+            "100ms",
+            "the smallest at least"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_within_the_budget_then_give_up_naming_it() {
+        let p = policy(None);
+        let hour = Duration::from_secs(3600);
+        for n in 0..14 {
+            // 1 s doubling plus up to 25 % jitter, capped at an hour, rounded to a tier.
+            let exp = Duration::from_secs(1 << n).min(hour);
+            let allowed = [
+                retry_tier(exp, hour).0,
+                retry_tier(exp.mul_f64(1.25).min(hour), hour).0,
+            ];
+            let tier = tier_of(p.after_failure(&failed(n, Some(Duration::from_secs(60)))));
+            assert!(
+                allowed.contains(&tier),
+                "retry {n}: {tier}, expected one of {allowed:?}"
+            );
+        }
+        assert_eq!(
+            tier_of(p.after_failure(&failed(0, None))),
+            "1s",
+            "the first failure"
+        );
+        // Many more failures than RELANCE_MAX_RETRIES ever allowed, still within the day.
+        assert_eq!(
+            tier_of(p.after_failure(&failed(40, Some(Duration::from_secs(20 * 3600))))),
+            "1h"
+        );
+        // The last attempt comes when the budget ends, not an hour after it.
+        assert_eq!(
+            tier_of(p.after_failure(&failed(40, Some(Duration::from_secs(86_400 - 40))))),
+            "30s"
+        );
+        let RetryDecision::GiveUp(why) = p.after_failure(&failed(41, Some(Duration::from_secs(86_401))))
+        else {
+            panic!("a spent budget retried")
+        };
+        assert!(
+            why.contains("retry budget of 1d is spent") && why.contains("41 retries"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_retry_cap_when_set_still_gives_up_after_that_many_retries() {
+        let p = policy(Some(3));
+        assert_eq!(
+            tier_of(p.after_failure(&failed(2, Some(Duration::from_secs(5))))),
+            "5s"
+        );
+        assert_eq!(
+            p.after_failure(&failed(3, Some(Duration::from_secs(5)))),
+            RetryDecision::GiveUp("gave up after 3 retries".into())
+        );
+    }
+
+    #[test]
+    fn a_decision_is_the_same_each_time_it_is_asked_and_jitter_spreads_messages() {
+        let p = policy(None);
+        let message = failed(3, Some(Duration::from_secs(60)));
+        assert_eq!(p.after_failure(&message), p.after_failure(&message));
+        let RetryDecision::Retry(next) = p.after_failure(&message) else {
+            panic!()
+        };
+        assert_eq!(
+            next.at,
+            message.received_at + chrono::Duration::from_std(next.wait).unwrap()
+        );
+        // 8 s plus up to 25 % of jitter, different for each message.
+        let waits: std::collections::BTreeSet<_> = (0..50)
+            .map(|_| p.backoff(&failed(3, None), 3, Duration::from_secs(3600)))
+            .collect();
+        assert!(waits.len() > 40, "{waits:?}");
+        assert!(waits
+            .iter()
+            .all(|w| *w >= Duration::from_secs(8) && *w <= Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn an_outage_wait_is_capped_at_thirty_seconds_and_spends_no_budget() {
+        let p = policy(Some(1));
+        let mut message = failed(1, Some(Duration::from_secs(2 * 86_400)));
+        for n in 0..8 {
+            message.outage_waits = n;
+            let exp = Duration::from_secs(1 << n).min(OUTAGE_WAIT_CAP);
+            let allowed = [
+                retry_tier(exp, OUTAGE_WAIT_CAP).0,
+                retry_tier(exp.mul_f64(1.25).min(OUTAGE_WAIT_CAP), OUTAGE_WAIT_CAP).0,
+            ];
+            let next = p.outage_wait(&message);
+            assert!(
+                allowed.contains(&next.tier),
+                "wait {n}: {}, expected one of {allowed:?}",
+                next.tier
+            );
+            assert!(next.wait <= OUTAGE_WAIT_CAP);
+        }
+        message.outage_waits = 30;
+        assert_eq!(p.outage_wait(&message).tier, "30s");
+    }
 
     #[test]
     fn what_logs_and_spans_show_of_an_error_holds_no_address() {

@@ -11,8 +11,8 @@ pub mod supervise;
 pub mod topology;
 pub mod worker;
 
-pub use consume::RetryPolicy;
 pub use consume::{consume, HandlerError, Incoming};
+pub use consume::{retry_tier, NextAttempt, RetryDecision, RetryPolicy, OUTAGE_WAIT_CAP, RETRY_TIERS};
 pub use publish::{properties, Publisher};
 pub use relay::run_outbox_relay;
 pub use supervise::{supervise, Readiness};

@@ -1,6 +1,7 @@
 //! Exchanges and queues. Every service declares the whole topology at start (declarations
 //! are idempotent), so services can start in any order.
 
+use crate::consume::RETRY_TIERS;
 use anyhow::Context;
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -144,23 +145,46 @@ pub async fn declare_topology(
             )
             .await
             .with_context(|| format!("binding queue {queue}"))?;
-        // The delay queue: a retried message waits there for its TTL, then the broker
-        // dead-letters it back to the work queue through the default exchange.
-        let mut retry_args = args.clone();
-        retry_args.insert(
-            ShortString::from("x-dead-letter-exchange"),
-            AMQPValue::LongString(LongString::from("")),
-        );
-        retry_args.insert(
-            ShortString::from("x-dead-letter-routing-key"),
-            AMQPValue::LongString(LongString::from(queue.as_str())),
-        );
-        let retry = Names::retry_queue(&queue);
-        channel
-            .queue_declare(retry.as_str().into(), durable_queue(), retry_args)
-            .await
-            .with_context(|| format!("declaring queue {retry}"))?;
+        declare_delay_queues(channel, &queue, &args).await?;
     }
+    Ok(())
+}
+
+/// The delay queues in front of a work queue: one per backoff tier, each with a queue-level
+/// TTL, and the former single `<queue>.retry`. A message waits in one until its TTL runs out,
+/// then the broker dead-letters it back to the work queue through the default exchange.
+async fn declare_delay_queues(channel: &Channel, queue: &str, args: &FieldTable) -> anyhow::Result<()> {
+    let mut back_to_work = args.clone();
+    back_to_work.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        AMQPValue::LongString(LongString::from("")),
+    );
+    back_to_work.insert(
+        ShortString::from("x-dead-letter-routing-key"),
+        AMQPValue::LongString(LongString::from(queue)),
+    );
+    for (tier, wait) in RETRY_TIERS {
+        let mut tier_args = back_to_work.clone();
+        // The queue's TTL, not the message's: all its messages wait alike, so the head
+        // always expires first and no short wait is held behind a long one.
+        tier_args.insert(
+            ShortString::from("x-message-ttl"),
+            AMQPValue::LongLongInt(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let name = Names::retry_tier_queue(queue, tier);
+        channel
+            .queue_declare(name.as_str().into(), durable_queue(), tier_args)
+            .await
+            .with_context(|| format!("declaring queue {name}"))?;
+    }
+    // The former delay queue, where retries waited with a per-message TTL. Nothing is sent
+    // to it any more; declared as before (same arguments, or the declaration would fail), so
+    // that the messages an older relance left there still expire back to the work queue.
+    let legacy = Names::retry_queue(queue);
+    channel
+        .queue_declare(legacy.as_str().into(), durable_queue(), back_to_work)
+        .await
+        .with_context(|| format!("declaring queue {legacy}"))?;
     Ok(())
 }
 
@@ -170,6 +194,9 @@ pub async fn delete_topology(channel: &Channel, names: &Names) -> anyhow::Result
     for (queue, _, _) in work_queues(names) {
         if !queues.contains(&queue) {
             queues.push(Names::retry_queue(&queue));
+            for (tier, _) in RETRY_TIERS {
+                queues.push(Names::retry_tier_queue(&queue, tier));
+            }
             queues.push(queue);
         }
     }

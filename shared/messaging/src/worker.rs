@@ -42,10 +42,7 @@ where
         shutdown.clone(),
         |connection, shutdown| {
             let (db, names, queue, handler) = (db.clone(), names.clone(), queue.clone(), handler.clone());
-            let retry = RetryPolicy {
-                max_retries: s.max_retries,
-                base: s.retry_base,
-            };
+            let retry = RetryPolicy::from_settings(s);
             let (prefetch, clock, outbox_interval) = (s.prefetch, config.clock.clone(), s.outbox_interval);
             async move {
                 let publisher = Publisher::open(&connection).await?;
