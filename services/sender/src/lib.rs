@@ -247,7 +247,13 @@ pub async fn deliver_job(
             );
             Ok(())
         }
-        Err(DeliveryError::Transient(reason)) if message.retries < s.max_retries => {
+        // Retried while the consumer would retry it (the retry budget); failed after.
+        Err(DeliveryError::Transient(reason))
+            if matches!(
+                relance_messaging::RetryPolicy::from_settings(s).after_failure(&message),
+                relance_messaging::RetryDecision::Retry(_)
+            ) =>
+        {
             drop(tx);
             let mut tx = db.begin().await.context("starting the release transaction")?;
             steps::transition(
