@@ -44,7 +44,7 @@ const DEADLINE: StdDuration = StdDuration::from_secs(120);
 /// The day every payments process is stopped (a Tuesday: reminders go out that morning).
 const PAYMENTS_OUTAGE_DAY: (i32, u32, u32) = (2026, 3, 24);
 /// At most this many invoices are paid during the payments outage.
-const PAYMENTS_DURING_OUTAGE: i64 = 25;
+const PAYMENTS_DURING_OUTAGE: usize = 25;
 
 /// The suite's size and its seed, from the environment.
 struct Knobs {
@@ -401,7 +401,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
                     .filter(|n| {
                         !refused_recipients.contains(&format!("compta+{}@acme.test", n.to_lowercase()))
                     })
-                    .take(PAYMENTS_DURING_OUTAGE as usize);
+                    .take(PAYMENTS_DURING_OUTAGE);
                 for number in chosen {
                     outside
                         .publish(&names, names::PAYMENT_RECEIVED, &payment_body(&number, day))
