@@ -1,17 +1,30 @@
 //! The fault suite: the four services as separate processes (two copies each) over a ledger
 //! of 1,000 invoices on a shared simulated clock, while the test kills processes with SIGKILL
-//! at random points and restarts them, restarts RabbitMQ, delivers payments while reminders
-//! are in flight, makes the SMTP server answer 4xx for a while and then 5xx for some
-//! recipients, and publishes duplicated, reordered and malformed messages. At the end it
-//! checks, from the SMTP server's inbox and the database, that nothing was lost, nothing sent
-//! twice and nothing sent after a payment, and prints a summary table.
+//! at random points and restarts them, restarts RabbitMQ (a private node of its own, never the
+//! machine's shared broker), delivers payments while reminders are in flight, stops every
+//! payments process for a while and publishes payments meanwhile, makes the SMTP server answer
+//! 4xx for a while and then 5xx for some recipients, and publishes duplicated, reordered and
+//! malformed messages. At the end it checks, from the SMTP server's inbox and the database,
+//! that nothing was lost, nothing sent twice and nothing sent after a payment was recorded,
+//! and prints a summary table.
+//!
+//! Every random choice derives from one seed, `RELANCE_FAULT_SEED` (printed at start, random
+//! by default), so that a failing run's choices can be replayed. Knobs for a lighter run:
+//! `RELANCE_FAULT_INVOICES` (1000), `RELANCE_FAULT_DAYS` (42 simulated days from 2 March; the
+//! faults dated after the last day are left out), `RELANCE_FAULT_PAYMENTS_OUTAGE_MS` (5000),
+//! `RELANCE_FAULT_SMTP_4XX_MS` (0: the 4xx period lasts at least this long, and at least 20
+//! answers). `RELANCE_FAULTS_NO_BROKER_RESTART=1` runs on the broker at
+//! `RELANCE_TEST_AMQP_URL` without restarting it, for a machine without RabbitMQ's server
+//! scripts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use relance_contracts::names::{self, Names};
 use relance_domain::{SharedClock, SimulatedClock};
 use relance_messaging::Publisher;
+use relance_tests::private_rabbitmq::PrivateRabbitMq;
 use relance_tests::relance_binary;
 use relance_tests::smtp_proxy::SmtpFaultProxy;
 use relance_tests::{
@@ -25,10 +38,48 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 use tokio::process::{Child, Command};
 
-const INVOICES: usize = 1000;
 const SERVICES: [&str; 4] = ["scheduler", "renderer", "sender", "payments"];
 const COPIES: usize = 2;
 const DEADLINE: StdDuration = StdDuration::from_secs(120);
+/// The day every payments process is stopped (a Tuesday: reminders go out that morning).
+const PAYMENTS_OUTAGE_DAY: (i32, u32, u32) = (2026, 3, 24);
+/// At most this many invoices are paid during the payments outage.
+const PAYMENTS_DURING_OUTAGE: usize = 25;
+
+/// The suite's size and its seed, from the environment.
+struct Knobs {
+    seed: u64,
+    invoices: usize,
+    last_day: NaiveDate,
+    payments_outage: StdDuration,
+    smtp_4xx_at_least: StdDuration,
+    restart_broker: bool,
+}
+
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+impl Knobs {
+    fn from_env() -> Self {
+        let days: i64 = knob("RELANCE_FAULT_DAYS", 42);
+        assert!(days >= 1, "RELANCE_FAULT_DAYS must be at least 1");
+        Self {
+            seed: knob("RELANCE_FAULT_SEED", rand::rng().random()),
+            invoices: knob("RELANCE_FAULT_INVOICES", 1000),
+            last_day: date(2026, 3, 2) + Duration::days(days - 1),
+            payments_outage: StdDuration::from_millis(knob("RELANCE_FAULT_PAYMENTS_OUTAGE_MS", 5000)),
+            smtp_4xx_at_least: StdDuration::from_millis(knob("RELANCE_FAULT_SMTP_4XX_MS", 0)),
+            restart_broker: std::env::var_os("RELANCE_FAULTS_NO_BROKER_RESTART").is_none(),
+        }
+    }
+}
 
 struct Fleet {
     env: Vec<(String, String)>,
@@ -56,20 +107,39 @@ impl Fleet {
     fn start(&mut self) {
         for _ in 0..COPIES {
             for service in SERVICES {
-                let child = self.spawn(service);
-                self.processes.push((service, child));
+                self.start_copy(service);
             }
         }
     }
 
-    /// SIGKILL one process at random, then start a new copy of its service.
-    async fn kill_one(&mut self) {
-        let i = rand::rng().random_range(0..self.processes.len());
+    fn start_copy(&mut self, service: &'static str) {
+        let child = self.spawn(service);
+        self.processes.push((service, child));
+    }
+
+    /// SIGKILL one process chosen by `rng`, then start a new copy of its service.
+    async fn kill_one(&mut self, rng: &mut StdRng) {
+        let i = rng.random_range(0..self.processes.len());
         let (service, mut child) = self.processes.swap_remove(i);
         child.kill().await.expect("killing a service"); // SIGKILL
         *self.kills.entry(service).or_default() += 1;
-        let replacement = self.spawn(service);
-        self.processes.push((service, replacement));
+        self.start_copy(service);
+    }
+
+    /// SIGKILL every process of `service`, without starting new ones; returns how many.
+    async fn kill_all(&mut self, service: &str) -> usize {
+        let mut killed = 0;
+        let mut kept = Vec::new();
+        for (name, mut child) in std::mem::take(&mut self.processes) {
+            if name == service {
+                child.kill().await.expect("killing a service");
+                killed += 1;
+            } else {
+                kept.push((name, child));
+            }
+        }
+        self.processes = kept;
+        killed
     }
 
     async fn stop(&mut self) {
@@ -96,41 +166,44 @@ async fn wait_readiness(http: &reqwest::Client, port: u16, want: bool) {
     .unwrap();
 }
 
-fn rabbitmqctl(args: &[&str]) {
-    let status = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        matches!(status, Ok(s) if s.success()),
-        "rabbitmqctl {args:?} failed: {status:?}"
-    );
+/// An outside system's connection to the broker, reconnecting while the broker restarts.
+struct Outside {
+    url: String,
+    connection: lapin::Connection,
+    publisher: Publisher,
 }
 
-/// Publishes like an outside system, reconnecting while the broker restarts.
-async fn publish(
-    connection: &mut lapin::Connection,
-    publisher: &mut Publisher,
-    names: &Names,
-    routing_key: &str,
-    body: &[u8],
-) {
-    let start = Instant::now();
-    loop {
-        let props = relance_messaging::properties("", "", routing_key, Utc::now(), &BTreeMap::new());
-        match publisher
-            .publish(&names.inbound_exchange(), routing_key, body, props, false)
-            .await
-        {
-            Ok(()) => return,
-            Err(e) => {
-                assert!(start.elapsed() < DEADLINE, "publishing failed: {e:#}");
-                // Pace the reconnection attempts while the broker comes back.
-                tokio::time::sleep(StdDuration::from_millis(200)).await;
-                if let Ok(fresh) = relance_messaging::connect(&amqp_url(), "faults").await {
-                    if let Ok(p) = Publisher::open(&fresh).await {
-                        *publisher = p;
-                        *connection = fresh;
+impl Outside {
+    async fn connect(url: &str) -> Self {
+        let connection = relance_messaging::connect(url, "faults").await.unwrap();
+        let publisher = Publisher::open(&connection).await.unwrap();
+        Self {
+            url: url.to_string(),
+            connection,
+            publisher,
+        }
+    }
+
+    /// Publishes and returns once the broker has confirmed the message.
+    async fn publish(&mut self, names: &Names, routing_key: &str, body: &[u8]) {
+        let start = Instant::now();
+        loop {
+            let props = relance_messaging::properties("", "", routing_key, Utc::now(), &BTreeMap::new());
+            match self
+                .publisher
+                .publish(&names.inbound_exchange(), routing_key, body, props, false)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => {
+                    assert!(start.elapsed() < DEADLINE, "publishing failed: {e:#}");
+                    // Pace the reconnection attempts while the broker comes back.
+                    tokio::time::sleep(StdDuration::from_millis(200)).await;
+                    if let Ok(fresh) = relance_messaging::connect(&self.url, "faults").await {
+                        if let Ok(p) = Publisher::open(&fresh).await {
+                            self.publisher = p;
+                            self.connection = fresh;
+                        }
                     }
                 }
             }
@@ -138,8 +211,42 @@ async fn publish(
     }
 }
 
+fn payment_body(number: &str, day: NaiveDate) -> Vec<u8> {
+    serde_json::to_vec(&payment_received(&format!("P-{number}"), number, "300.00", day)).unwrap()
+}
+
+/// The `q` quantile (0..=1) of `values` by nearest rank, or zero when there is none.
+fn quantile(values: &[StdDuration], q: f64) -> StdDuration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return StdDuration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn seconds(d: StdDuration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
+    let knobs = Knobs::from_env();
+    let seed = knobs.seed;
+    let _ = writeln!(
+        std::io::stderr(),
+        "relance fault suite: seed {seed} (replay with RELANCE_FAULT_SEED={seed})"
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+    let invoices = knobs.invoices;
+    // The broker the services use: a private node, restarted by the suite, or (with
+    // RELANCE_FAULTS_NO_BROKER_RESTART) the test broker, left alone.
+    let broker = knobs.restart_broker.then(|| {
+        PrivateRabbitMq::start().expect("a private RabbitMQ node (or set RELANCE_FAULTS_NO_BROKER_RESTART=1)")
+    });
+    let broker_url = broker.as_ref().map_or_else(amqp_url, PrivateRabbitMq::url);
+
     let id = format!("{}_{}", Utc::now().timestamp(), uuid::Uuid::new_v4().simple());
     let database_url = format!("{}/relance_test_{id}", server_url());
     relance_storage::migrate(&database_url).await.unwrap();
@@ -154,21 +261,20 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     let clock = SimulatedClock::starting_at(start);
     let shared: SharedClock = Arc::new(clock.clone());
 
-    let mut connection = relance_messaging::connect(&amqp_url(), "faults").await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
+    let mut outside = Outside::connect(&broker_url).await;
+    let channel = outside.connection.create_channel().await.unwrap();
     let topology = relance_messaging::TopologyOptions {
         queue_expires: Some(StdDuration::from_secs(900)),
     };
     relance_messaging::declare_topology(&channel, &names, &topology)
         .await
         .unwrap();
-    let mut publisher = Publisher::open(&connection).await.unwrap();
 
     let log_dir = std::env::temp_dir().join(format!("relance-faults-{id}"));
     std::fs::create_dir_all(&log_dir).unwrap();
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", database_url.clone()),
-        ("AMQP_URL", amqp_url()),
+        ("AMQP_URL", broker_url.clone()),
         ("SMTP_URL", format!("smtp://127.0.0.1:{}", smtp.port)),
         ("RELANCE_NAMESPACE", namespace.clone()),
         ("RELANCE_CLOCK", "database".into()),
@@ -194,10 +300,11 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         spawned: 0,
     };
     fleet.start();
-    // One more process, never killed, whose readiness is watched through the broker restart.
+    // One more process, never killed, whose readiness is watched through the broker restart
+    // (a renderer: every payments process is stopped during the payments outage).
     let health_port = free_port();
     let mut probe = Command::new(relance_binary())
-        .args(["run", "payments"])
+        .args(["run", "renderer"])
         .envs(fleet.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("RELANCE_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
         .stdout(Stdio::null())
@@ -212,18 +319,11 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     // seventh paid the very hour a reminder falls due; ten invoices whose payment arrives first.
     let mut payments: BTreeMap<NaiveDate, Vec<(String, bool)>> = BTreeMap::new(); // day -> (invoice, at send time)
     let mut published_messages = 0usize;
-    for i in 0..INVOICES {
+    for i in 0..invoices {
         let number = format!("L-{i:04}");
         let due = date(2026, 3, 8) + Duration::days((i % 20) as i64);
         let body = serde_json::to_vec(&invoice_issued(&number, "300.00", date(2026, 3, 1), due)).unwrap();
-        publish(
-            &mut connection,
-            &mut publisher,
-            &names,
-            names::INVOICE_ISSUED,
-            &body,
-        )
-        .await;
+        outside.publish(&names, names::INVOICE_ISSUED, &body).await;
         published_messages += 1;
         if i % 3 == 0 {
             payments
@@ -237,74 +337,119 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
                 .push((number, true));
         }
     }
+    let paid_otherwise: BTreeSet<String> = payments.values().flatten().map(|(n, _)| n.clone()).collect();
     let late_invoices: Vec<String> = (0..10).map(|i| format!("R-{i:02}")).collect();
+    let mut late_published = false;
     let mut malformed = 0usize;
     let mut broker_restarts = 0usize;
+    let mut broker_down = StdDuration::ZERO;
+    let mut smtp_4xx_window = StdDuration::ZERO;
     let mut duplicates = 0usize;
     let mut rng_kills = 0usize;
     let mut not_ready_during_restart = false;
     // Recipients whose mailbox the SMTP server says does not exist, from 20 March on.
-    let refused_recipients: BTreeSet<String> = (0..INVOICES)
+    let refused_recipients: BTreeSet<String> = (0..invoices)
         .filter(|i| i % 50 == 1)
         .map(|i| format!("compta+l-{i:04}@acme.test"))
         .collect();
     let mut refusing_since: Option<DateTime<Utc>> = None;
+    // The payments outage: (invoice, when the broker confirmed its payment).
+    let outage_day = date(
+        PAYMENTS_OUTAGE_DAY.0,
+        PAYMENTS_OUTAGE_DAY.1,
+        PAYMENTS_OUTAGE_DAY.2,
+    );
+    let mut paid_during_outage: Vec<(String, DateTime<Utc>)> = Vec::new();
+    let mut payments_down = StdDuration::ZERO;
+    let mut payments_outage_kills = 0usize;
 
     let mut day = date(2026, 3, 2);
-    while day <= date(2026, 4, 12) {
+    while day <= knobs.last_day {
         let morning = Utc.from_utc_datetime(&day.and_hms_opt(6, 0, 0).unwrap());
         // Reordered: payments for the R- invoices on 5 March, the invoices a few hours later.
         if day == date(2026, 3, 5) {
+            late_published = true;
             for number in &late_invoices {
-                let body =
-                    serde_json::to_vec(&payment_received(&format!("P-{number}"), number, "300.00", day))
-                        .unwrap();
-                publish(
-                    &mut connection,
-                    &mut publisher,
-                    &names,
-                    names::PAYMENT_RECEIVED,
-                    &body,
-                )
-                .await;
+                outside
+                    .publish(&names, names::PAYMENT_RECEIVED, &payment_body(number, day))
+                    .await;
                 published_messages += 1;
             }
         }
         for hour in [0, 2, 3, 6, 12, 17] {
             let now = morning + Duration::hours(hour);
+            let outage_now = hour == 2 && day == outage_day;
+            let mut outage_started = None;
+            if outage_now {
+                // Every payments process stops just before 09:00 in Paris, when reminders
+                // fall due; the invoices with a reminder due then are paid meanwhile (their
+                // payments confirmed by the broker before the reminders fall due).
+                payments_outage_kills = fleet.kill_all("payments").await;
+                outage_started = Some(Instant::now());
+                let due: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT i.number FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+                     WHERE s.kind = 'reminder' AND s.status IN ('pending', 'queued', 'rendered') AND s.due_at <= $1
+                       AND i.status = 'open' ORDER BY i.number",
+                )
+                .bind(now)
+                .fetch_all(&db)
+                .await
+                .unwrap();
+                let chosen = due
+                    .into_iter()
+                    .filter(|n| !paid_otherwise.contains(n))
+                    .filter(|n| {
+                        !refused_recipients.contains(&format!("compta+{}@acme.test", n.to_lowercase()))
+                    })
+                    .take(PAYMENTS_DURING_OUTAGE);
+                for number in chosen {
+                    outside
+                        .publish(&names, names::PAYMENT_RECEIVED, &payment_body(&number, day))
+                        .await;
+                    paid_during_outage.push((number, Utc::now()));
+                    published_messages += 1;
+                }
+            }
             clock.set(now);
             relance_storage::clock::set_shared_time(&db, now).await.unwrap();
             if hour == 3 && day == date(2026, 3, 13) {
                 // The SMTP server is busy for a while: every transaction gets a 4xx.
+                let began = Instant::now();
                 smtp.refuse_temporarily(true);
-                wait_for("the SMTP server to refuse 20 times", DEADLINE, || async {
-                    Ok(smtp.temporary_refusals() >= 20)
-                })
+                wait_for(
+                    "the SMTP server to refuse 20 times",
+                    DEADLINE + knobs.smtp_4xx_at_least,
+                    || async {
+                        Ok(smtp.temporary_refusals() >= 20 && began.elapsed() >= knobs.smtp_4xx_at_least)
+                    },
+                )
                 .await
                 .unwrap();
                 smtp.refuse_temporarily(false);
+                smtp_4xx_window = began.elapsed();
+            }
+            if outage_now {
+                // The outage lasts this long (the fault's length, not a wait for anything).
+                if let Some(left) = knobs
+                    .payments_outage
+                    .checked_sub(outage_started.unwrap().elapsed())
+                {
+                    tokio::time::sleep(left).await;
+                }
+                for _ in 0..COPIES {
+                    fleet.start_copy("payments");
+                }
+                payments_down = outage_started.unwrap().elapsed();
             }
             if hour == 3 {
                 // 09:00 in Paris: steps fall due now; pay some invoices at this very moment.
                 for (number, at_send_time) in payments.get(&day).into_iter().flatten() {
                     if *at_send_time {
-                        let body = serde_json::to_vec(&payment_received(
-                            &format!("P-{number}"),
-                            number,
-                            "300.00",
-                            day,
-                        ))
-                        .unwrap();
                         // Each payment is delivered twice.
                         for _ in 0..2 {
-                            publish(
-                                &mut connection,
-                                &mut publisher,
-                                &names,
-                                names::PAYMENT_RECEIVED,
-                                &body,
-                            )
-                            .await;
+                            outside
+                                .publish(&names, names::PAYMENT_RECEIVED, &payment_body(number, day))
+                                .await;
                         }
                         published_messages += 2;
                         duplicates += 1;
@@ -320,38 +465,24 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
                         date(2026, 3, 20),
                     ))
                     .unwrap();
-                    publish(
-                        &mut connection,
-                        &mut publisher,
-                        &names,
-                        names::INVOICE_ISSUED,
-                        &body,
-                    )
-                    .await;
+                    outside.publish(&names, names::INVOICE_ISSUED, &body).await;
                     published_messages += 1;
                 }
             }
             // A kill at a random point of the day's work, most days.
-            if rand::rng().random_bool(0.6) {
-                tokio::time::sleep(StdDuration::from_millis(rand::rng().random_range(0..400))).await;
-                fleet.kill_one().await;
+            if rng.random_bool(0.6) {
+                let pause = rng.random_range(0..400);
+                tokio::time::sleep(StdDuration::from_millis(pause)).await;
+                fleet.kill_one(&mut rng).await;
                 rng_kills += 1;
             }
         }
         for (number, at_send_time) in payments.get(&day).into_iter().flatten() {
             if !at_send_time {
-                let body =
-                    serde_json::to_vec(&payment_received(&format!("P-{number}"), number, "300.00", day))
-                        .unwrap();
                 for _ in 0..2 {
-                    publish(
-                        &mut connection,
-                        &mut publisher,
-                        &names,
-                        names::PAYMENT_RECEIVED,
-                        &body,
-                    )
-                    .await;
+                    outside
+                        .publish(&names, names::PAYMENT_RECEIVED, &payment_body(number, day))
+                        .await;
                 }
                 published_messages += 2;
                 duplicates += 1;
@@ -359,23 +490,17 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         }
         if day.format("%d").to_string().ends_with('0') {
             for garbage in [&b"{ broken"[..], b"{\"version\": 7}", b"\xff\xfe"] {
-                publish(
-                    &mut connection,
-                    &mut publisher,
-                    &names,
-                    names::INVOICE_ISSUED,
-                    garbage,
-                )
-                .await;
+                outside.publish(&names, names::INVOICE_ISSUED, garbage).await;
                 malformed += 1;
             }
         }
-        if day == date(2026, 3, 16) && std::env::var_os("RELANCE_FAULTS_NO_BROKER_RESTART").is_none() {
-            rabbitmqctl(&["stop_app"]);
+        if let (true, Some(broker)) = (day == date(2026, 3, 16), broker.as_ref()) {
+            let began = Instant::now();
+            broker.stop_app().unwrap();
             wait_readiness(&http, health_port, false).await;
             not_ready_during_restart = true;
-            rabbitmqctl(&["start_app"]);
-            rabbitmqctl(&["await_startup"]);
+            broker.start_app().unwrap();
+            broker_down = began.elapsed();
             wait_readiness(&http, health_port, true).await;
             broker_restarts += 1;
         }
@@ -388,7 +513,13 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
             .expect("the fleet to catch up");
         day += Duration::days(1);
     }
-    let total_payments: usize = payments.values().map(Vec::len).sum::<usize>() + late_invoices.len();
+    let total_payments: usize = payments
+        .iter()
+        .filter(|(d, _)| **d <= knobs.last_day)
+        .map(|(_, list)| list.len())
+        .sum::<usize>()
+        + if late_published { late_invoices.len() } else { 0 }
+        + paid_during_outage.len();
     wait_for("every payment recorded", DEADLINE, || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
             .fetch_one(&db)
@@ -446,21 +577,45 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     .unwrap()
     .into_iter()
     .collect();
-    let step_invoice: BTreeMap<String, (String, String)> = sqlx::query_as::<_, (String, String, String)>(
-        "SELECT trim(both '<>' from r.message_id), s.invoice_id::text, s.kind FROM rendered_messages r JOIN reminder_steps s ON s.id = r.step_id",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|(m, i, k)| (m, (i, k)))
-    .collect();
+    // Message-ID -> (invoice id, invoice number, step kind)
+    let step_invoice: BTreeMap<String, (String, String, String)> =
+        sqlx::query_as::<_, (String, String, String, String)>(
+            "SELECT trim(both '<>' from r.message_id), s.invoice_id::text, i.number, s.kind
+             FROM rendered_messages r JOIN reminder_steps s ON s.id = r.step_id JOIN invoices i ON i.id = s.invoice_id",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, id, number, kind)| (m, (id, number, kind)))
+        .collect();
     // The SMTP faults: 4xx deferred deliveries that went out later; 5xx failed their step.
     let deferred: i64 =
         sqlx::query_scalar("SELECT count(*) FROM journal WHERE action = 'reminder.delivery_deferred'")
             .fetch_one(&db)
             .await
             .unwrap();
+    // Steps deferred by a 4xx (once or more), by what became of them: (kind, status, steps).
+    let deferred_outcomes: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.kind, s.status, count(*) FROM reminder_steps s
+         WHERE s.id IN (SELECT step_id FROM journal WHERE action = 'reminder.delivery_deferred' AND step_id IS NOT NULL)
+         GROUP BY s.kind, s.status ORDER BY s.kind, s.status",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let deferred_then = |kind: &str, status: &str| -> i64 {
+        deferred_outcomes
+            .iter()
+            .filter(|(k, s, _)| k == kind && s == status)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    let deferred_other: i64 = deferred_outcomes
+        .iter()
+        .filter(|(_, s, _)| s != "sent")
+        .map(|(_, _, n)| n)
+        .sum();
     let refused_failed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM reminder_steps WHERE status = 'failed' AND status_reason LIKE 'SMTP server refused%'",
     )
@@ -491,22 +646,59 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
                 && matches!((e.received_at, refusing_since), (Some(at), Some(since)) if at > since)
         })
         .count();
+    let reminder_of = |e: &relance_tests::Email| -> Option<&(String, String, String)> {
+        step_invoice
+            .get(e.message_id.trim_matches(|c| c == '<' || c == '>'))
+            .filter(|(_, _, kind)| kind == "reminder")
+    };
     let after_payment = emails
         .iter()
-        .filter(|e| {
-            let id = e.message_id.trim_matches(|c| c == '<' || c == '>');
-            match (step_invoice.get(id), e.received_at) {
-                (Some((invoice, kind)), Some(at)) if kind == "reminder" => {
-                    settled.get(invoice).is_some_and(|paid| at > *paid)
-                }
-                _ => false,
-            }
+        .filter(|e| match (reminder_of(e), e.received_at) {
+            (Some((invoice, _, _)), Some(at)) => settled.get(invoice).is_some_and(|paid| at > *paid),
+            _ => false,
         })
         .count();
+    // The payments outage: from the broker's confirm of each payment to its recording, which
+    // cancels the invoice's open steps in the same transaction; and the reminders the server
+    // received after the payment had been published.
+    let recorded_at: BTreeMap<String, DateTime<Utc>> = sqlx::query_as::<_, (String, DateTime<Utc>)>(
+        "SELECT i.number, min(p.recorded_wall_at) FROM invoices i JOIN payments p ON p.invoice_id = i.id GROUP BY i.number",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let stop_windows: Vec<StdDuration> = paid_during_outage
+        .iter()
+        .map(|(number, confirmed)| {
+            let recorded = recorded_at
+                .get(number)
+                .expect("the outage's payments are recorded");
+            (*recorded - *confirmed).to_std().unwrap_or(StdDuration::ZERO)
+        })
+        .collect();
+    let confirmed_at: BTreeMap<&str, DateTime<Utc>> = paid_during_outage
+        .iter()
+        .map(|(n, at)| (n.as_str(), *at))
+        .collect();
+    let mut after_published: BTreeSet<&str> = BTreeSet::new();
+    let mut reminders_after_published = 0usize;
+    for e in &emails {
+        if let (Some((_, number, _)), Some(at)) = (reminder_of(e), e.received_at) {
+            if confirmed_at
+                .get(number.as_str())
+                .is_some_and(|confirmed| at > *confirmed)
+            {
+                reminders_after_published += 1;
+                after_published.insert(number.as_str());
+            }
+        }
+    }
     let dead_letters = {
         // A fresh connection: the first one may have died with the broker restart.
-        connection = relance_messaging::connect(&amqp_url(), "faults").await.unwrap();
-        let channel = connection.create_channel().await;
+        outside = Outside::connect(&broker_url).await;
+        let channel = outside.connection.create_channel().await;
         let mut n = 0usize;
         if let Ok(channel) = channel {
             while let Ok(Some(_)) = channel
@@ -522,39 +714,65 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         n
     };
 
+    let expected_invoices = invoices + if late_published { late_invoices.len() } else { 0 };
     let kills: Vec<String> = fleet.kills.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let longest = broker_down.max(smtp_4xx_window).max(payments_down);
+    let outages = format!(
+        "{}: broker down {} ({broker_restarts} restart), SMTP answering 4xx for {} ({} answers), payments down {}; steps failed for a transient cause: {}",
+        seconds(longest),
+        seconds(broker_down),
+        seconds(smtp_4xx_window),
+        smtp.temporary_refusals(),
+        seconds(payments_down),
+        failed_unexplained.len(),
+    );
     let summary = format!(
-        "\nrelance fault suite ({INVOICES} invoices + {} reordered, {COPIES} copies of each service as processes)\n\
+        "\nrelance fault suite ({invoices} invoices + {} reordered, {COPIES} copies of each service as processes, {} simulated days)\n\
+         | seed            | {seed} (replay: RELANCE_FAULT_SEED={seed}) |\n\
          | faults injected | SIGKILL {rng_kills} ({}), broker restarts {broker_restarts}, duplicated payments {duplicates}, reordered payments {}, malformed {malformed}, SMTP 4xx answers {}, SMTP 5xx answers {} |\n\
          | messages        | published {published_messages}, emails received {}, dead letters {dead_letters} |\n\
          | lost            | {} (steps not final {unfinished}, sent but not received {missing}, invoices not registered {}) |\n\
          | duplicated      | {duplicated} |\n\
          | after payment   | {after_payment} |\n\
          | interrupted     | {interrupted} deliveries failed by policy (sender killed mid-delivery), {} of them had reached the server |\n\
-         | SMTP refusals   | {deferred} deliveries deferred by a 4xx and retried; {refused_failed} steps failed at once by a 5xx, each with a reminder.failed event |\n",
-        late_invoices.len(),
+         | SMTP refusals   | {deferred} deliveries deferred by a 4xx and retried; {refused_failed} steps failed at once by a 5xx, each with a reminder.failed event |\n\
+         | deferred, then  | delivered: {} reminders, {} thank-yous; otherwise: {deferred_other} (cancelled by a payment, or failed) |\n\
+         | longest outage survived | {outages} |\n\
+         | payments outage | {} payments processes killed for {}, {} payments published meanwhile; payment confirmed -> steps cancelled: max {}, p99 {}, median {}; reminders received after their payment was published: {reminders_after_published} (for {} invoices) |\n",
+        if late_published { late_invoices.len() } else { 0 },
+        (knobs.last_day - date(2026, 3, 2)).num_days() + 1,
         kills.join(", "),
-        late_invoices.len(),
+        if late_published { late_invoices.len() } else { 0 },
         smtp.temporary_refusals(),
         smtp.permanent_refusals(),
         emails.len(),
-        unfinished as usize + missing + (INVOICES + late_invoices.len() - registered as usize),
-        INVOICES + late_invoices.len() - registered as usize,
+        unfinished as usize + missing + expected_invoices.saturating_sub(registered as usize),
+        expected_invoices.saturating_sub(registered as usize),
         reached_unrecorded,
+        deferred_then("reminder", "sent"),
+        deferred_then("thanks", "sent"),
+        payments_outage_kills,
+        seconds(payments_down),
+        paid_during_outage.len(),
+        seconds(quantile(&stop_windows, 1.0)),
+        seconds(quantile(&stop_windows, 0.99)),
+        seconds(quantile(&stop_windows, 0.5)),
+        after_published.len(),
     );
     let _ = std::io::stderr().write_all(summary.as_bytes());
     let _ = std::fs::write(std::env::temp_dir().join("relance-faults-summary.txt"), &summary);
 
     fleet.stop().await;
     let _ = probe.kill().await;
-    if let Ok(channel) = connection.create_channel().await {
+    if let Ok(channel) = outside.connection.create_channel().await {
         let _ = relance_messaging::delete_topology(&channel, &names).await;
     }
-    let _ = connection.close(200, "done".into()).await;
+    let _ = outside.connection.close(200, "done".into()).await;
     db.close().await;
     mail.stop().await;
+    drop(broker);
 
-    assert_eq!(registered as usize, INVOICES + late_invoices.len(), "{summary}");
+    assert_eq!(registered as usize, expected_invoices, "{summary}");
     assert_eq!(unfinished, 0, "{summary}");
     assert_eq!(missing, 0, "{summary}");
     assert_eq!(duplicated, 0, "{summary}");
@@ -567,11 +785,15 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     if broker_restarts > 0 {
         assert!(not_ready_during_restart, "{summary}");
     }
-    assert!(deferred >= 1, "the 4xx period deferred deliveries: {summary}");
-    assert!(
-        refused_failed >= 1 && refused_failed as usize <= smtp.permanent_refusals(),
-        "5xx answers failed steps: {summary}"
-    );
+    if smtp.temporary_refusals() > 0 {
+        assert!(deferred >= 1, "the 4xx period deferred deliveries: {summary}");
+    }
+    if refusing_since.is_some() && smtp.permanent_refusals() > 0 {
+        assert!(
+            refused_failed >= 1 && refused_failed as usize <= smtp.permanent_refusals(),
+            "5xx answers failed steps: {summary}"
+        );
+    }
     assert!(
         failed_unexplained.is_empty(),
         "failed steps without a known reason: {failed_unexplained:?}"
@@ -581,6 +803,12 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         "every failed step announced: {summary}"
     );
     assert_eq!(reached_refused, 0, "{summary}");
+    if outage_day <= knobs.last_day {
+        assert!(
+            !paid_during_outage.is_empty(),
+            "the payments outage found reminders due to pay: {summary}"
+        );
+    }
     let _ = relance_storage::drop_database(&database_url).await;
     let _ = std::fs::remove_dir_all(&log_dir);
 }

@@ -28,6 +28,8 @@ pub use relance::drive::wait_for;
 
 #[path = "private_postgres.rs"]
 pub mod private_postgres;
+#[path = "private_rabbitmq.rs"]
+pub mod private_rabbitmq;
 #[path = "sms_gateway.rs"]
 pub mod sms_gateway;
 #[path = "smtp_proxy.rs"]
@@ -114,7 +116,9 @@ pub struct Email {
     /// (file name, content type)
     pub attachments: Vec<(String, String)>,
     pub message_id: String,
-    /// When the server received it (wall clock).
+    /// When the server received it (wall clock): the time MailDev finished writing the
+    /// message's `.eml` file, i.e. when it answered the end of DATA. (MailDev's own `time`
+    /// field is the message's `Date` header, relance's simulated clock: not this.)
     pub received_at: Option<DateTime<Utc>>,
     /// Its `Date` header: when relance sent it, on relance's (simulated) clock.
     pub date: Option<DateTime<Utc>>,
@@ -132,7 +136,7 @@ fn addresses(v: &Value, key: &str) -> Vec<String> {
 }
 
 impl Email {
-    fn from_maildev(v: &Value) -> Self {
+    fn from_maildev(v: &Value, mail_dir: &std::path::Path) -> Self {
         Self {
             subject: text_of(v, "subject"),
             to: addresses(v, "to"),
@@ -149,9 +153,10 @@ impl Email {
                 })
                 .unwrap_or_default(),
             message_id: text_of(v, "messageId"),
-            received_at: DateTime::parse_from_rfc3339(&text_of(v, "time"))
+            received_at: std::fs::metadata(mail_dir.join(format!("{}.eml", text_of(v, "id"))))
+                .and_then(|m| m.modified())
                 .ok()
-                .map(|t| t.with_timezone(&Utc)),
+                .map(DateTime::<Utc>::from),
             date: DateTime::parse_from_rfc3339(&text_of(v, "date"))
                 .ok()
                 .map(|t| t.with_timezone(&Utc)),
@@ -249,7 +254,10 @@ impl MailDev {
             .await?;
         let list: Vec<Value> = response.error_for_status()?.json().await?;
         // MailDev lists the newest last; keep arrival order.
-        Ok(list.iter().map(Email::from_maildev).collect())
+        Ok(list
+            .iter()
+            .map(|v| Email::from_maildev(v, &self.mail_dir))
+            .collect())
     }
 
     /// Every email received so far.
