@@ -4,6 +4,8 @@
 //! got: delivered again before the end of DATA, reported ambiguous after it, sent once the
 //! server's answer was recorded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use chrono::{DateTime, TimeZone, Utc};
 use relance_contracts::names;
 use relance_tests::smtp_proxy::SmtpFaultProxy;
