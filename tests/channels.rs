@@ -502,7 +502,7 @@ async fn a_payment_while_an_sms_waits_for_its_retry_cancels_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_arriving_while_the_gateway_takes_the_sms_is_recorded_after_it() {
+async fn a_payment_arriving_while_the_gateway_takes_the_sms_is_recorded_beside_it() {
     let s = start().await;
     s.env
         .publish(names::INVOICE_ISSUED, &invoice("F-910", Some("06 12 34 56 78")))
@@ -525,33 +525,28 @@ async fn a_payment_arriving_while_the_gateway_takes_the_sms_is_recorded_after_it
             &payment_received("PAY-910", "F-910", "1500.00", date(2026, 3, 13)),
         )
         .await;
-    // The payment waits for the invoice, held by the delivery in progress...
-    relance_tests::wait_for("the payment to wait for the delivery", relance_tests::DEADLINE, || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&s.env.db)
-        .await?;
-        Ok(waiting > 0)
-    })
+    // No lock is held across the gateway's request: the payment is recorded at once, and
+    // marks the SMS step that is going out instead of cancelling it...
+    s.env.wait_journal("F-910", names::INVOICE_SETTLED, 1).await;
+    assert_eq!(s.env.journal_count("F-910", names::PAYMENT_RECORDED).await, 1);
+    // ...and once the gateway answers, the SMS (which did go out) is journaled sent, with the
+    // payment's time beside it: never as cancelled.
+    s.gateway.release();
+    s.env.wait_journal("F-910", names::THANKS_SENT, 1).await;
+    s.env.wait_journal("F-910", names::REMINDER_SENT, 2).await;
+    let sms_sent: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT detail FROM journal WHERE invoice_number = 'F-910' AND action = 'reminder.sent'
+           AND detail ? 'gateway_message_id'",
+    )
+    .fetch_all(&s.env.db)
     .await
     .unwrap();
-    assert_eq!(s.env.journal_count("F-910", names::PAYMENT_RECORDED).await, 0);
-    // ...and is recorded once the SMS is: the SMS went out before the payment was known.
-    s.gateway.release();
-    s.env.wait_journal("F-910", names::INVOICE_SETTLED, 1).await;
-    s.env.wait_journal("F-910", names::THANKS_SENT, 1).await;
-    let sent = journal_ids(&s.env, "F-910", names::REMINDER_SENT).await;
-    let recorded = journal_ids(&s.env, "F-910", names::PAYMENT_RECORDED).await;
+    assert_eq!(sms_sent.len(), 1, "{sms_sent:?}");
     assert_eq!(
-        (sent.len(), recorded.len()),
-        (2, 1),
-        "the email and the SMS; one payment"
+        sms_sent[0]["stop_requested"]["reason"], "invoice settled",
+        "{sms_sent:?}"
     );
-    assert!(
-        sent.iter().all(|id| *id < recorded[0]),
-        "no reminder after the payment: {sent:?} {recorded:?}"
-    );
+    assert!(sms_sent[0]["stop_requested"]["at"].is_string(), "{sms_sent:?}");
     assert_eq!(s.gateway.count(), 1, "the SMS once");
     assert_eq!(
         s.env.steps("F-910").await,

@@ -404,7 +404,8 @@ async fn one_reminder_is_one_trace_from_scheduler_to_smtp() {
 }
 
 /// A step whose job was lost (broker data loss) is handed out again once its lease expires;
-/// one left in `sending` by a sender that died is failed with its reason, not resent.
+/// one left in `sending` by a sender that died after the end of DATA is reported ambiguous
+/// (`reminder.ambiguous`), not resent (tests/deliveries.rs covers the other stages).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_left_in_flight_are_recovered_when_their_lease_expires() {
     let env = TestEnv::try_start(1, &[("RELANCE_LEASE_MS", "300")])
@@ -426,7 +427,8 @@ async fn steps_left_in_flight_are_recovered_when_their_lease_expires() {
     // sender had died while delivering F-701's.
     for (number, status) in [("F-700", "queued"), ("F-701", "sending")] {
         sqlx::query(
-            "UPDATE reminder_steps SET status = $2, emitted_on = '2026-03-02', status_changed_at = clock_timestamp() - interval '1 hour'
+            "UPDATE reminder_steps SET status = $2, emitted_on = '2026-03-02', status_changed_at = clock_timestamp() - interval '1 hour',
+                 delivery_stage = CASE WHEN $2 = 'sending' THEN 'data_end_sent' END
              WHERE name = 'pre_due' AND invoice_id = (SELECT id FROM invoices WHERE number = $1)",
         )
         .bind(number)
@@ -436,24 +438,24 @@ async fn steps_left_in_flight_are_recovered_when_their_lease_expires() {
         .unwrap();
     }
     env.wait_journal("F-700", names::REMINDER_SENT, 1).await;
-    env.wait_journal("F-701", names::REMINDER_FAILED, 1).await;
+    env.wait_journal("F-701", names::REMINDER_AMBIGUOUS, 1).await;
     env.idle().await;
     let emails = env.mail.emails().await;
     assert_eq!(emails.len(), 1);
     assert_eq!(emails[0].recipients(), vec!["compta+f-700@acme.test"]);
-    let failed = env
+    let ambiguous = env
         .events()
         .await
         .into_iter()
-        .find(|e| e.event_type == names::REMINDER_FAILED)
-        .expect("a failure event");
-    assert_eq!(failed.invoice_number, "F-701");
+        .find(|e| e.event_type == names::REMINDER_AMBIGUOUS)
+        .expect("an ambiguous-delivery event");
+    assert_eq!(ambiguous.invoice_number, "F-701");
     assert!(
-        failed.detail["reason"]
+        ambiguous.detail["reason"]
             .as_str()
             .unwrap_or_default()
             .contains("interrupted"),
-        "{failed:?}"
+        "{ambiguous:?}"
     );
     env.stop().await;
 }

@@ -4,6 +4,12 @@
 //! the server: `MAIL FROM` with `451` (the server is busy: a transient error), and `RCPT TO`
 //! with `550` for chosen recipients (the mailbox does not exist: a permanent error). The
 //! client then aborts its transaction, as it would with a real server.
+//!
+//! It can also hold a session in the middle of a delivery: the server's `354` answer to
+//! `DATA` is kept from the client until released (a slow server), so a test can act while a
+//! delivery is under way. It notes when the server accepted each message (its answer to the
+//! end of DATA), and how many sessions ended in the middle of DATA (aborted: nothing
+//! delivered).
 
 use anyhow::{bail, Context};
 use std::collections::HashSet;
@@ -22,6 +28,15 @@ struct Faults {
     refused_recipients: Mutex<HashSet<String>>,
     temporary_refusals: AtomicUsize,
     permanent_refusals: AtomicUsize,
+    /// While true, the `354` answer to `DATA` waits.
+    hold_data: AtomicBool,
+    /// Sessions waiting for the `354` now.
+    held: AtomicUsize,
+    release: tokio::sync::Notify,
+    /// Wall-clock times at which the server accepted a message (2xx to the end of DATA).
+    accepted_at: Mutex<Vec<chrono::DateTime<chrono::Utc>>>,
+    /// Sessions the client closed in the middle of DATA (the message discarded).
+    cut_in_data: AtomicUsize,
 }
 
 pub struct SmtpFaultProxy {
@@ -64,6 +79,36 @@ impl SmtpFaultProxy {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         refused.extend(addresses.into_iter().map(|a| a.to_lowercase()));
+    }
+
+    /// While on, the server's `354` answer to `DATA` is held back until [`Self::release`].
+    pub fn hold_data(&self, on: bool) {
+        self.faults.hold_data.store(on, Ordering::SeqCst);
+    }
+
+    /// Sessions whose `354` is being held now.
+    pub fn held(&self) -> usize {
+        self.faults.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held session go on (and stops holding new ones).
+    pub fn release(&self) {
+        self.hold_data(false);
+        self.faults.release.notify_waiters();
+    }
+
+    /// When the server accepted each message, by the wall clock.
+    pub fn accepted_at(&self) -> Vec<chrono::DateTime<chrono::Utc>> {
+        self.faults
+            .accepted_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sessions the client closed in the middle of DATA: nothing was delivered by them.
+    pub fn cut_in_data(&self) -> usize {
+        self.faults.cut_in_data.load(Ordering::SeqCst)
     }
 
     pub fn temporary_refusals(&self) -> usize {
@@ -131,12 +176,21 @@ async fn relay(client: TcpStream, upstream_port: u16, faults: Arc<Faults>) -> an
         }
         upstream_write.write_all(&line).await?;
         upstream_write.flush().await?;
-        let code = forward_reply(&mut upstream_read, &mut client_write).await?;
+        let code = if verb == "DATA" {
+            let mut held = Vec::new();
+            let code = forward_reply(&mut upstream_read, &mut held).await?;
+            hold_while_asked(&faults).await;
+            client_write.write_all(&held).await?;
+            code
+        } else {
+            forward_reply(&mut upstream_read, &mut client_write).await?
+        };
         if verb == "DATA" && code == 354 {
             // The message itself, up to the lone dot.
             loop {
                 line.clear();
                 if client_read.read_until(b'\n', &mut line).await? == 0 {
+                    faults.cut_in_data.fetch_add(1, Ordering::SeqCst);
                     return Ok(());
                 }
                 upstream_write.write_all(&line).await?;
@@ -145,12 +199,37 @@ async fn relay(client: TcpStream, upstream_port: u16, faults: Arc<Faults>) -> an
                 }
             }
             upstream_write.flush().await?;
-            forward_reply(&mut upstream_read, &mut client_write).await?;
+            let code = forward_reply(&mut upstream_read, &mut client_write).await?;
+            if (200..300).contains(&code) {
+                faults
+                    .accepted_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(chrono::Utc::now());
+            }
         }
         if verb == "QUIT" {
             return Ok(());
         }
     }
+}
+
+/// Waits while the test holds `354` answers back.
+async fn hold_while_asked(faults: &Faults) {
+    if !faults.hold_data.load(Ordering::SeqCst) {
+        return;
+    }
+    faults.held.fetch_add(1, Ordering::SeqCst);
+    while faults.hold_data.load(Ordering::SeqCst) {
+        let released = faults.release.notified();
+        // Checked again after registering, so a release in between is not missed; the
+        // timeout only bounds a wait for a release that came before registering.
+        if !faults.hold_data.load(Ordering::SeqCst) {
+            break;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), released).await;
+    }
+    faults.held.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Copies one (possibly multi-line) reply to the client; returns its code.

@@ -1,7 +1,9 @@
 //! The payments listener: records `payment.received` once per payment id, lowers the
 //! invoice balance, and when it reaches zero cancels every step not yet sent and queues the
-//! thank-you. It takes the invoice row lock, so a payment commits either before a sender's
-//! final check or after its delivery: never while a reminder is going out.
+//! thank-you. A step in `sending` is not cancelled but marked (`steps::cancel_open`): its
+//! sender re-checks the invoice and the mark in a short transaction right before the end of
+//! DATA, aborts if it finds either, and otherwise journals what went out as sent with the
+//! payment's time beside it. No lock is held across a network call.
 
 pub mod calls;
 pub mod collections;

@@ -137,6 +137,32 @@ pub async fn settle_groups(db: &PgPool, config: &Config) -> anyhow::Result<usize
                 )
                 .await?;
             }
+        } else if s.lead_status == StepStatus::Ambiguous.as_str() {
+            // The message that listed it may or may not have gone out: as its lead.
+            let reason = "the grouped message it joined may or may not have reached the customer";
+            if steps::transition(
+                &mut tx,
+                member.id,
+                &[StepStatus::Queued],
+                StepStatus::Ambiguous,
+                Some(reason),
+                now,
+            )
+            .await?
+            {
+                outgoing::announce_step(
+                    &mut tx,
+                    now,
+                    member,
+                    names::REMINDER_AMBIGUOUS,
+                    json!({
+                        "reason": reason,
+                        "grouped_into": { "invoice_number": s.lead_invoice, "step": s.lead_step },
+                        "message_id": s.lead_message_id,
+                    }),
+                )
+                .await?;
+            }
         } else if groups::release(&mut tx, member.id, now).await? {
             journal::append(
                 &mut tx,

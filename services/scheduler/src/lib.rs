@@ -484,7 +484,8 @@ pub fn dropped_fields(dropped: &[relance_domain::DroppedField]) -> serde_json::V
 }
 
 /// The sweep: a step left in flight past its lease (a job lost, a worker that died) is
-/// handed out again; one left in `sending` is settled by the interrupted-delivery policy.
+/// handed out again; one left in `sending` is settled by how far its delivery got (see
+/// [`settle_interrupted`]).
 /// An open call task (`awaiting_outcome`) is not in flight: it waits for a person, and ends
 /// by its outcome, a payment or closure, or its expiry (`calls::expire_call_tasks`).
 #[tracing::instrument(skip_all, err)]
@@ -510,39 +511,105 @@ pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Res
                 steps::renew_lease(&mut tx, step.id).await?;
                 queue_delivery(&mut tx, step, now).await?;
             }
-            (_, InterruptedDelivery::Fail) => {
-                let reason =
-                    "delivery interrupted (the sender stopped mid-delivery); not resent, to avoid a duplicate";
-                outgoing::transition_and_announce(
-                    &mut tx,
-                    now,
-                    step,
-                    &[StepStatus::Sending],
-                    StepStatus::Failed,
-                    names::REMINDER_FAILED,
-                    reason,
-                )
-                .await?;
-            }
-            (_, InterruptedDelivery::Resend) => {
-                let reason = "delivery interrupted; delivered again with the same Message-ID";
-                if steps::transition(
-                    &mut tx,
-                    step.id,
-                    &[StepStatus::Sending],
-                    StepStatus::Rendered,
-                    Some(reason),
-                    now,
-                )
-                .await?
-                {
-                    queue_delivery(&mut tx, step, now).await?;
-                }
-            }
+            (_, policy) => settle_interrupted(&mut tx, step, policy, now).await?,
         }
     }
     tx.commit().await.context("committing the sweep")?;
     Ok(expired.len())
+}
+
+/// A delivery whose sender stopped (its lease ran out while the step was `sending`), settled
+/// by the stage it recorded:
+/// - before the end of DATA (claimed, connected, envelope accepted): nothing went out. A
+///   reminder whose invoice was paid or closed meanwhile is cancelled; anything else goes
+///   back to `rendered` and is delivered again, with the same Message-ID.
+/// - answered: the provider took it; the step is sent (`reminder.sent`, `recovered`).
+/// - end of DATA sent, no answer recorded: ambiguous. `reminder.ambiguous` is announced and,
+///   by `policy`, the step ends `ambiguous` (report) or is delivered again (resend).
+async fn settle_interrupted(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    policy: InterruptedDelivery,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let Some(state) = steps::lock_delivery(tx, step.id).await? else {
+        return Ok(());
+    };
+    let stage = state
+        .stage()
+        .with_context(|| format!("reading the delivery stage of step {}", step.id))?;
+    let message_id = steps::find_rendered(tx, step.id).await?.map(|r| r.message_id);
+    let mut detail = json!({ "stage": stage.as_str(), "message_id": message_id });
+    if let Some(stop) = state.stop_detail() {
+        detail["stop_requested"] = stop;
+    }
+    if stage == steps::DeliveryStage::Answered {
+        detail["recovered"] = json!("the sender stopped after the provider accepted the message");
+        detail["response"] = json!(state.delivery_proof);
+        let event_type = if step.kind == "thanks" {
+            names::THANKS_SENT
+        } else {
+            names::REMINDER_SENT
+        };
+        if steps::transition(tx, step.id, &[StepStatus::Sending], StepStatus::Sent, None, now).await? {
+            outgoing::announce_step(tx, now, step, event_type, detail).await?;
+        }
+        return Ok(());
+    }
+    if stage.may_have_reached_provider() {
+        let reason = "delivery interrupted after the end of DATA was sent: it may or may not have reached the customer";
+        detail["reason"] = json!(reason);
+        let (policy_name, to) = match policy {
+            InterruptedDelivery::Report => ("report", StepStatus::Ambiguous),
+            InterruptedDelivery::Resend => ("resend", StepStatus::Rendered),
+        };
+        detail["policy"] = json!(policy_name);
+        if steps::transition(tx, step.id, &[StepStatus::Sending], to, Some(reason), now).await? {
+            outgoing::announce_step(tx, now, step, names::REMINDER_AMBIGUOUS, detail).await?;
+            if to == StepStatus::Rendered {
+                queue_delivery(tx, step, now).await?;
+            }
+        }
+        return Ok(());
+    }
+    let invoice_open = invoices::hold_for_delivery(tx, step.invoice_id).await?.as_deref() == Some("open");
+    if step.kind != "thanks" && (state.stop_requested_at.is_some() || !invoice_open) {
+        let reason = state.stop_reason.as_deref().unwrap_or("invoice settled");
+        let reason =
+            format!("{reason} before sending (the interrupted delivery had not sent the end of DATA)");
+        if steps::transition(
+            tx,
+            step.id,
+            &[StepStatus::Sending],
+            StepStatus::Cancelled,
+            Some(&reason),
+            now,
+        )
+        .await?
+        {
+            let detail =
+                json!({ "reason": reason, "was": StepStatus::Sending.as_str(), "stage": stage.as_str() });
+            outgoing::announce_step(tx, now, step, names::REMINDER_CANCELLED, detail).await?;
+        }
+        return Ok(());
+    }
+    let reason = format!(
+        "delivery interrupted before the end of DATA (stage {}); delivered again with the same Message-ID",
+        stage.as_str()
+    );
+    if steps::transition(
+        tx,
+        step.id,
+        &[StepStatus::Sending],
+        StepStatus::Rendered,
+        Some(&reason),
+        now,
+    )
+    .await?
+    {
+        queue_delivery(tx, step, now).await?;
+    }
+    Ok(())
 }
 
 /// Hands a rendered step to its channel's sender again.

@@ -1,11 +1,13 @@
 //! What every channel's delivery has in common: a courier takes a rendered step to its
 //! provider (SMTP server, SMS gateway, postal service) and returns the provider's answer as
 //! proof, or says whether a failure is worth retrying. Couriers know nothing of the
-//! database or the broker: the delivery flow in `lib.rs` holds the invoice and records.
+//! database or the broker: they tell a [`DeliveryGate`] how far they got, and ask it, right
+//! before the point of no return (the end of DATA, the provider's request), whether the
+//! message may still go; the delivery flow in `lib.rs` implements the gate and records.
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use relance_storage::steps::{RenderedMessage, StepRecord};
+use relance_storage::steps::{DeliveryStage, RenderedMessage, StepRecord};
 
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,38 @@ pub enum DeliveryError {
     /// Never going to work: SMTP 5xx, HTTP 4xx, invalid addresses.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The gate refused the message at the last check (invoice paid, paused, group changed,
+    /// or the database could not be read): the courier aborted without sending the end of
+    /// DATA (or the request). Nothing went out.
+    #[error("aborted before sending: {0}")]
+    Aborted(String),
+    /// The end of DATA (or the request) left, and no answer came back: the provider may or
+    /// may not have the message. Settled as an ambiguous delivery, never retried blindly.
+    #[error("unanswered: {0}")]
+    Unanswered(String),
+}
+
+/// Where a delivery reports its progress, and asks, last thing, whether it may go on.
+pub trait DeliveryGate: Send + Sync {
+    /// Records that the delivery reached `stage` (best effort: a stage not recorded only
+    /// makes an interrupted delivery look less advanced, which is resent, never lost).
+    fn reached(&self, stage: DeliveryStage) -> BoxFuture<'_, ()>;
+    /// The last check, right before the point of no return. `Ok` means the stage
+    /// `data_end_sent` is committed and the courier must now send the end of DATA (or the
+    /// request); `Err(reason)` means abort: send nothing more.
+    fn confirm(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// A gate that lets everything through and records nothing (tests of couriers alone).
+pub struct OpenGate;
+
+impl DeliveryGate for OpenGate {
+    fn reached(&self, _stage: DeliveryStage) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn confirm(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A rendered step ready to go, with what it carries.
@@ -52,5 +86,11 @@ pub struct Receipt {
 pub trait Courier: Send + Sync {
     /// The sender kind: `email`, `sms` or `letter`.
     fn kind(&self) -> &'static str;
-    fn deliver<'a>(&'a self, parcel: &'a Parcel) -> BoxFuture<'a, Result<Receipt, DeliveryError>>;
+    /// Delivers the parcel, reporting to `gate` and passing its last check before the point
+    /// of no return.
+    fn deliver<'a>(
+        &'a self,
+        parcel: &'a Parcel,
+        gate: &'a dyn DeliveryGate,
+    ) -> BoxFuture<'a, Result<Receipt, DeliveryError>>;
 }

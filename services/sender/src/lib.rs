@@ -7,16 +7,18 @@
 //! closed or paused since it was rendered) goes back to the renderer instead, to be rendered
 //! with the invoices left. Couriers (`mailer`, `sms`, `postal`) only talk to their providers.
 //!
-//! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed`.
-//! A step left in `sending` (its sender died mid-delivery) is settled by the scheduler's
-//! lease sweep, by the `RELANCE_INTERRUPTED_DELIVERY` policy: failed with the reason
-//! (default, never a duplicate) or delivered again with the same idempotency key.
+//! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed` |
+//! `cancelled`, or back to `rendered` (deferred, or aborted for want of the database). A step
+//! left in `sending` (its sender died mid-delivery) is settled by the scheduler's lease sweep
+//! by the stage it reached: delivered again before the end of DATA, sent once answered, and
+//! in between ambiguous, by the `RELANCE_INTERRUPTED_DELIVERY` policy.
 
 pub mod courier;
 pub mod http;
 pub mod mailer;
 pub mod postal;
 pub mod sms;
+pub mod smtp;
 
 use anyhow::Context;
 
@@ -28,7 +30,7 @@ use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
 use relance_storage::invoices::{self, STATUS_OPEN};
 use relance_storage::pauses;
-use relance_storage::steps::{self, StepStatus};
+use relance_storage::steps::{self, DeliveryStage, StepStatus};
 use relance_storage::{deliveries, groups, journal, outbox};
 use serde_json::json;
 use sqlx::PgPool;
@@ -127,6 +129,7 @@ pub async fn deliver_job(
 ) -> Result<(), HandlerError> {
     let job: ReminderRenderedV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
+    // Read before the claim: an error here leaves the step `rendered`, and the job retries.
     let mut conn = db.acquire().await.context("acquiring a connection")?;
     let Some(step) = steps::find(&mut conn, job.step_id).await? else {
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
@@ -145,13 +148,64 @@ pub async fn deliver_job(
     let document = deliveries::document_of(&mut conn, step.id).await?;
     drop(conn);
 
-    // 1. Claim the delivery: rendered -> sending, committed, so a crash leaves a trace. A step
-    //    already in `sending` belongs to a live sender, or to a dead one whose lease the
-    //    scheduler's sweep will settle: either way, not ours.
+    let attempt = uuid::Uuid::new_v4();
+    if !claim(db, config, &step, attempt).await? {
+        return Ok(());
+    }
+    let parcel = Parcel {
+        step: step.clone(),
+        rendered: rendered.clone(),
+        invoice_pdf: pdf,
+        document,
+        at: config.clock.now(),
+    };
+    let gate = StepGate {
+        db,
+        step: &step,
+        attempt,
+    };
+    // No transaction is open while the courier talks to its provider: the lease is renewed
+    // beside it, so that the sweep never takes a live delivery for an interrupted one.
+    let outcome = tokio::select! {
+        outcome = courier.deliver(&parcel, &gate) => outcome,
+        () = renew_lease_while_delivering(db, step.id, attempt, config.settings.lease) => {
+            return Err(HandlerError::Transient(anyhow::anyhow!("the lease renewal stopped")));
+        }
+    };
+    record_outcome(
+        db,
+        config,
+        courier,
+        &step,
+        &rendered,
+        attempt,
+        outcome,
+        message.retries,
+        // When a transient failure is tried again: the consumer's retry budget decides.
+        match relance_messaging::RetryPolicy::from_settings(&config.settings).after_failure(&message) {
+            relance_messaging::RetryDecision::Retry(next) => Some(next.wait),
+            relance_messaging::RetryDecision::GiveUp(_) => None,
+        },
+    )
+    .await
+}
+
+/// The claim: `rendered -> sending` under a new attempt id, and the checks that make a
+/// delivery pointless (invoice paid or closed, paused, group changed), in one short
+/// transaction. An error rolls it all back: the step stays `rendered` and the job retries.
+/// Returns whether the step is now this sender's to deliver.
+async fn claim(
+    db: &PgPool,
+    config: &Config,
+    step: &steps::StepRecord,
+    attempt: uuid::Uuid,
+) -> anyhow::Result<bool> {
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the claim transaction")?;
-    let status = steps::lock_for_delivery(&mut tx, step.id).await?;
-    if status.as_deref() != Some(StepStatus::Rendered.as_str()) {
+    if !steps::claim_delivery(&mut tx, step.id, attempt, now).await? {
+        // In `sending`, it belongs to a live sender, or to a dead one whose lease the
+        // scheduler's sweep will settle; otherwise it is settled already: not ours.
+        let status = steps::lock_for_delivery(&mut tx, step.id).await?;
         tracing::info!(?status, "step is not waiting for delivery; job ignored");
         journal::append(
             &mut tx,
@@ -163,163 +217,329 @@ pub async fn deliver_job(
         )
         .await?;
         tx.commit().await.context("committing the note")?;
-        return Ok(());
+        return Ok(false);
     }
-    steps::transition(
-        &mut tx,
-        step.id,
-        &[StepStatus::Rendered],
-        StepStatus::Sending,
-        None,
-        now,
-    )
-    .await?;
+    if stop_before_delivery(&mut tx, step, now).await? {
+        tx.commit().await.context("committing the step's settlement")?;
+        return Ok(false);
+    }
+    steps::record_stage(&mut *tx, step.id, attempt, DeliveryStage::Claimed).await?;
     tx.commit().await.context("committing the claim")?;
+    Ok(true)
+}
 
-    // 2. Hold the invoice and the step, re-check, deliver, record: one transaction. A
-    //    payment waits for it, or has already settled the invoice and we do not send.
-    let mut tx = db.begin().await.context("starting the delivery transaction")?;
-    let invoice_status = invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
-    if steps::lock_for_delivery(&mut tx, step.id).await?.as_deref() != Some(StepStatus::Sending.as_str()) {
-        return Ok(()); // Cancelled by a payment, or settled by a sweep, in between.
-    }
-    let now = config.clock.now();
+/// What makes a claimed delivery pointless, settled in the caller's transaction: a reminder
+/// (or recap) of an invoice no longer open is cancelled, a paused invoice's reminder goes
+/// back to `pending`, a grouped message whose group changed goes back to the renderer.
+/// Returns whether the step was settled so.
+async fn stop_before_delivery(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<bool> {
+    let invoice_status = invoices::hold_for_delivery(tx, step.invoice_id).await?;
     // Reminders and call recaps are about an unpaid invoice; a thank-you is not.
     if step.kind != "thanks" && invoice_status.as_deref() != Some(STATUS_OPEN) {
-        outgoing::transition_and_announce(
-            &mut tx,
-            now,
-            &step,
+        let reason = "invoice settled before sending";
+        if steps::transition(
+            tx,
+            step.id,
             &[StepStatus::Sending],
             StepStatus::Cancelled,
-            names::REMINDER_CANCELLED,
-            "invoice settled before sending",
+            Some(reason),
+            now,
         )
-        .await?;
-        tx.commit().await.context("committing the cancellation")?;
-        return Ok(());
+        .await?
+        {
+            let detail = json!({ "reason": reason, "was": StepStatus::Sending.as_str() });
+            outgoing::announce_step(tx, now, step, names::REMINDER_CANCELLED, detail).await?;
+        }
+        return Ok(true);
     }
-    if step.kind == "reminder" && hold_back_if_paused(&mut tx, &step, now).await? {
-        tx.commit().await.context("committing the pull-back")?;
-        return Ok(());
+    if step.kind == "reminder" && hold_back_if_paused(tx, step, now).await? {
+        return Ok(true);
     }
-    if step.kind == "reminder" && rerender_if_group_changed(&mut tx, &step, now).await? {
-        tx.commit().await.context("committing the re-rendering")?;
-        return Ok(());
+    Ok(step.kind == "reminder" && rerender_if_group_changed(tx, step, now).await?)
+}
+
+/// Renews the delivery's lease every third of it, until dropped (never returns).
+async fn renew_lease_while_delivering(
+    db: &PgPool,
+    step: uuid::Uuid,
+    attempt: uuid::Uuid,
+    lease: std::time::Duration,
+) {
+    let every = (lease / 3).max(std::time::Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = steps::renew_delivery_lease(db, step, attempt).await {
+            tracing::warn!(error = format!("{e:#}"), "renewing the delivery lease failed");
+        }
     }
-    let s = &config.settings;
-    let parcel = Parcel {
-        step: step.clone(),
-        rendered: rendered.clone(),
-        invoice_pdf: pdf,
-        document,
-        at: now,
-    };
-    let outcome = courier.deliver(&parcel).await;
-    match outcome {
-        Ok(receipt) => {
-            // From here to the commit is the window in which a crash leaves a delivered
-            // step in `sending` (settled by the interrupted-delivery policy).
-            let accepted = std::time::Instant::now();
-            steps::transition(
-                &mut tx,
-                step.id,
-                &[StepStatus::Sending],
-                StepStatus::Sent,
-                None,
-                now,
+}
+
+/// How long the last check may take before the delivery is aborted: past it, the database
+/// is as good as unreadable.
+const LAST_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The delivery gate of one claimed step: records stages in short statements of their own,
+/// and makes the last check before the point of no return.
+struct StepGate<'a> {
+    db: &'a PgPool,
+    step: &'a steps::StepRecord,
+    attempt: uuid::Uuid,
+}
+
+impl courier::DeliveryGate for StepGate<'_> {
+    fn reached(&self, stage: DeliveryStage) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let recorded = tokio::time::timeout(
+                LAST_CHECK_TIMEOUT,
+                steps::record_stage(self.db, self.step.id, self.attempt, stage),
             )
-            .await?;
-            steps::set_delivery_proof(&mut tx, step.id, &receipt.proof).await?;
-            if let Some(reference) = &receipt.reference {
-                deliveries::set_delivery_reference(&mut tx, step.id, reference).await?;
+            .await;
+            if !matches!(recorded, Ok(Ok(_))) {
+                tracing::warn!(stage = stage.as_str(), "recording the delivery stage failed");
             }
-            let event_type = if step.kind == "thanks" {
-                names::THANKS_SENT
-            } else {
-                names::REMINDER_SENT
-            };
-            outgoing::announce_step(&mut tx, now, &step, event_type, receipt.detail).await?;
-            tx.commit().await.context("recording the delivery")?;
-            tracing::debug!(
-                window_ms = u64::try_from(accepted.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "delivery recorded"
+        })
+    }
+
+    fn confirm(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match tokio::time::timeout(LAST_CHECK_TIMEOUT, self.last_check()).await {
+                Ok(Ok(None)) => Ok(()),
+                Ok(Ok(Some(reason))) => Err(reason),
+                Ok(Err(e)) => Err(format!("the last check could not read the database: {e:#}")),
+                Err(_) => Err(format!(
+                    "the last check could not read the database within {LAST_CHECK_TIMEOUT:?}"
+                )),
+            }
+        })
+    }
+}
+
+impl StepGate<'_> {
+    /// Re-reads the invoice (held in share mode for this short transaction only: a payment
+    /// being committed is waited for and seen), the step's stop mark, pauses and the group;
+    /// if nothing stops the delivery, commits stage `data_end_sent`. `Some(reason)` stops it.
+    async fn last_check(&self) -> anyhow::Result<Option<String>> {
+        let step = self.step;
+        let mut tx = self.db.begin().await.context("starting the last check")?;
+        let invoice_status = invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
+        let Some(state) = steps::lock_delivery(&mut tx, step.id).await? else {
+            return Ok(Some("the step is gone".into()));
+        };
+        if state.status != StepStatus::Sending.as_str() || state.delivery_attempt != Some(self.attempt) {
+            return Ok(Some(format!(
+                "the step is no longer this sender's (now {})",
+                state.status
+            )));
+        }
+        if step.kind != "thanks" {
+            if let Some(reason) = &state.stop_reason {
+                return Ok(Some(format!("{reason} while it was being sent")));
+            }
+            if invoice_status.as_deref() != Some(STATUS_OPEN) {
+                return Ok(Some("invoice settled before sending".into()));
+            }
+        }
+        if step.kind == "reminder" {
+            if !pauses::active(&mut tx, step.invoice_id).await?.is_empty() {
+                return Ok(Some("invoice paused before sending".into()));
+            }
+            let listed = groups::listed(&mut tx, step.id).await?;
+            if !listed.is_empty() {
+                let mut held: Vec<uuid::Uuid> = listed.iter().map(|l| l.invoice_id).collect();
+                held.sort();
+                held.dedup();
+                invoices::hold_all_for_delivery(&mut tx, &held).await?;
+                if groups::listed(&mut tx, step.id)
+                    .await?
+                    .iter()
+                    .any(|l| !l.still_grouped)
+                {
+                    return Ok(Some("an invoice the grouped message listed left it".into()));
+                }
+            }
+        }
+        steps::record_stage(&mut *tx, step.id, self.attempt, DeliveryStage::DataEndSent).await?;
+        tx.commit().await.context("committing the last check")?;
+        Ok(None)
+    }
+}
+
+/// Records what the courier's delivery came to, in a transaction of its own.
+#[allow(clippy::too_many_arguments)]
+async fn record_outcome(
+    db: &PgPool,
+    config: &Config,
+    courier: &dyn Courier,
+    step: &steps::StepRecord,
+    rendered: &steps::RenderedMessage,
+    attempt: uuid::Uuid,
+    outcome: Result<courier::Receipt, DeliveryError>,
+    retries: u32,
+    retry_in: Option<std::time::Duration>,
+) -> Result<(), HandlerError> {
+    let now = config.clock.now();
+    match outcome {
+        Ok(receipt) => record_sent(db, step, attempt, receipt, now).await,
+        Err(DeliveryError::Aborted(reason)) => settle_aborted(db, step, attempt, &reason, now).await,
+        Err(DeliveryError::Unanswered(reason)) => {
+            // The server may have the message: left at stage `data_end_sent`, for the sweep to
+            // settle by the interrupted-delivery policy once the lease runs out.
+            tracing::warn!(
+                reason,
+                "no answer after the end of DATA: the delivery is ambiguous"
             );
             Ok(())
         }
-        // Retried while the consumer would retry it (the retry budget); failed after.
-        Err(DeliveryError::Transient(reason))
-            if matches!(
-                relance_messaging::RetryPolicy::from_settings(s).after_failure(&message),
-                relance_messaging::RetryDecision::Retry(_)
-            ) =>
-        {
-            drop(tx);
+        // Retried while the retry budget lasts (the consumer's own decision); failed after.
+        Err(DeliveryError::Transient(reason)) if retry_in.is_some() => {
             let mut tx = db.begin().await.context("starting the release transaction")?;
-            steps::transition(
-                &mut tx,
-                step.id,
-                &[StepStatus::Sending],
-                StepStatus::Rendered,
-                Some(&reason),
-                now,
-            )
-            .await?;
-            journal::append(
-                &mut tx,
-                now,
-                &step.invoice_number,
-                Some(step.id),
-                "reminder.delivery_deferred",
-                json!({ "reason": reason, "attempt": message.retries + 1 }),
-            )
-            .await?;
+            let next_attempt_at = retry_in
+                .and_then(|wait| chrono::Duration::from_std(wait).ok())
+                .map(|d| now + d);
+            if steps::defer_delivery(&mut tx, step.id, attempt, &reason, next_attempt_at, now).await? {
+                journal::append(
+                    &mut tx,
+                    now,
+                    &step.invoice_number,
+                    Some(step.id),
+                    "reminder.delivery_deferred",
+                    json!({ "reason": reason, "attempt": retries + 1, "next_attempt_at": next_attempt_at }),
+                )
+                .await?;
+            }
             tx.commit().await.context("releasing the step for a retry")?;
             Err(HandlerError::Transient(anyhow::anyhow!(reason)))
         }
         Err(failure) => {
             let permanent = matches!(failure, DeliveryError::Permanent(_));
-            let (DeliveryError::Transient(reason) | DeliveryError::Permanent(reason)) = failure;
-            steps::transition(
-                &mut tx,
-                step.id,
-                &[StepStatus::Sending],
-                StepStatus::Failed,
-                Some(&reason),
-                now,
-            )
-            .await?;
-            outgoing::announce_step(
-                &mut tx,
-                now,
-                &step,
-                names::REMINDER_FAILED,
-                json!({ "reason": reason, "attempts": message.retries + 1 }),
-            )
-            .await?;
-            // An SMTP server that refused the customer's address for good: its later email
-            // steps fall back to another channel (see the policy's `fallback`).
-            if permanent && courier.kind() == CHANNEL && mailer::is_smtp_refusal(&reason) {
-                for address in &rendered.recipients {
-                    if deliveries::record_email_bounce(&mut tx, step.invoice_id, address, &reason, now)
-                        .await?
-                    {
-                        journal::append(
-                            &mut tx,
-                            now,
-                            &step.invoice_number,
-                            Some(step.id),
-                            "customer.email_bounced",
-                            json!({ "reason": reason }),
-                        )
-                        .await?;
-                    }
+            let (DeliveryError::Transient(reason) | DeliveryError::Permanent(reason)) = failure else {
+                return Ok(()); // Aborted and Unanswered are handled above.
+            };
+            let mut tx = db.begin().await.context("starting the failure transaction")?;
+            if steps::end_delivery(&mut tx, step.id, attempt, StepStatus::Failed, Some(&reason), now).await? {
+                outgoing::announce_step(
+                    &mut tx,
+                    now,
+                    step,
+                    names::REMINDER_FAILED,
+                    json!({ "reason": reason, "attempts": retries + 1 }),
+                )
+                .await?;
+                // An SMTP server that refused the customer's address for good: its later
+                // email steps fall back to another channel (see the policy's `fallback`).
+                if permanent && courier.kind() == CHANNEL && mailer::is_smtp_refusal(&reason) {
+                    record_bounce(&mut tx, step, rendered, &reason, now).await?;
                 }
             }
             tx.commit().await.context("recording the failure")?;
             Ok(())
         }
     }
+}
+
+/// The provider took the message: the answer is recorded at once (stage `answered`, in a
+/// statement of its own: a sender dying now leaves a step the sweep settles as sent), then
+/// the step becomes `sent` and `reminder.sent` (or `thanks.sent`) is announced, with the
+/// payment's time beside it if one was recorded while it was going out.
+async fn record_sent(
+    db: &PgPool,
+    step: &steps::StepRecord,
+    attempt: uuid::Uuid,
+    receipt: courier::Receipt,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), HandlerError> {
+    if let Err(e) = steps::record_answer(db, step.id, attempt, &receipt.proof).await {
+        tracing::warn!(error = format!("{e:#}"), "recording the provider's answer failed");
+    }
+    let mut tx = db.begin().await.context("starting the delivery record")?;
+    let state = steps::lock_delivery(&mut tx, step.id).await?;
+    let Some(state) = state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == "sending") else {
+        tracing::warn!("the step left `sending` while it was delivered; nothing recorded");
+        return Ok(());
+    };
+    steps::end_delivery(&mut tx, step.id, attempt, StepStatus::Sent, None, now).await?;
+    steps::set_delivery_proof(&mut tx, step.id, &receipt.proof).await?;
+    if let Some(reference) = &receipt.reference {
+        deliveries::set_delivery_reference(&mut tx, step.id, reference).await?;
+    }
+    let mut detail = receipt.detail;
+    if let Some(stop) = state.stop_detail() {
+        detail["stop_requested"] = stop;
+    }
+    let event_type = if step.kind == "thanks" {
+        names::THANKS_SENT
+    } else {
+        names::REMINDER_SENT
+    };
+    outgoing::announce_step(&mut tx, now, step, event_type, detail).await?;
+    tx.commit().await.context("recording the delivery")?;
+    Ok(())
+}
+
+/// The courier aborted before the point of no return: nothing went out. What stopped it
+/// (a payment, a closure, a pause, a changed group) settles the step; if nothing did (the
+/// database could not be read), the step goes back to `rendered` and the job retries. If
+/// even that cannot be written, the step stays `sending` before the end of DATA, and the
+/// sweep delivers it again once the lease runs out.
+async fn settle_aborted(
+    db: &PgPool,
+    step: &steps::StepRecord,
+    attempt: uuid::Uuid,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), HandlerError> {
+    tracing::info!(reason, "delivery aborted before the end of DATA");
+    let mut tx = db.begin().await.context("starting the abort transaction")?;
+    let state = steps::lock_delivery(&mut tx, step.id).await?;
+    if !state.is_some_and(|s| s.delivery_attempt == Some(attempt) && s.status == "sending") {
+        return Ok(()); // Settled by someone else meanwhile.
+    }
+    if stop_before_delivery(&mut tx, step, now).await? {
+        tx.commit().await.context("committing the step's settlement")?;
+        return Ok(());
+    }
+    steps::defer_delivery(&mut tx, step.id, attempt, reason, None, now).await?;
+    journal::append(
+        &mut tx,
+        now,
+        &step.invoice_number,
+        Some(step.id),
+        "reminder.delivery_aborted",
+        json!({ "reason": reason }),
+    )
+    .await?;
+    tx.commit().await.context("releasing the aborted delivery")?;
+    Err(HandlerError::Transient(anyhow::anyhow!(
+        "delivery aborted before the end of DATA: {reason}"
+    )))
+}
+
+/// Records the customer's bounced address (see `deliveries::record_email_bounce`).
+async fn record_bounce(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    rendered: &steps::RenderedMessage,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    for address in &rendered.recipients {
+        if deliveries::record_email_bounce(tx, step.invoice_id, address, reason, now).await? {
+            journal::append(
+                tx,
+                now,
+                &step.invoice_number,
+                Some(step.id),
+                "customer.email_bounced",
+                json!({ "reason": reason }),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// A paused invoice refuses delivery: the step goes back to `pending`, to be re-dated when

@@ -1,15 +1,16 @@
-//! Email delivery with lettre: over SMTP when `SMTP_URL` is set, otherwise into `.eml`
-//! files (the demo needs no mail server). Classifies failures as transient (4xx, network)
+//! Email delivery: over SMTP when `SMTP_URL` is set (the conversation in `smtp`, gated
+//! before the end of DATA), otherwise into `.eml` files (the demo needs no mail server). Classifies failures as transient (4xx, network)
 //! or permanent (5xx), and returns the server's answer as proof.
 
-use crate::courier::{Courier, Parcel, Receipt};
+use crate::courier::{Courier, DeliveryGate, Parcel, Receipt};
+use crate::smtp::SmtpEndpoint;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use relance_config::Settings;
 use relance_storage::steps::RenderedMessage;
 use serde_json::json;
@@ -17,14 +18,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Over SMTP, one conversation per message, gated before the end of DATA.
+    Smtp(SmtpEndpoint),
     Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
 
 pub use crate::courier::DeliveryError;
-
-/// How a permanent refusal (5xx) by the SMTP server starts.
-const SMTP_REFUSAL: &str = "SMTP server refused the message";
+pub use crate::smtp::SMTP_REFUSAL;
 
 /// Whether a failure reason is the SMTP server's permanent refusal (a bounce), as opposed
 /// to a message relance could not build.
@@ -35,13 +35,10 @@ pub fn is_smtp_refusal(reason: &str) -> bool {
 impl Mailer {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         match &settings.smtp_url {
-            Some(url) => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?
-                    .timeout(Some(Duration::from_secs(30)))
-                    .build();
-                Ok(Mailer::Smtp(transport))
-            }
+            Some(url) => Ok(Mailer::Smtp(
+                SmtpEndpoint::from_url(url, Duration::from_secs(30))
+                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?,
+            )),
             None => {
                 std::fs::create_dir_all(&settings.mail_dir)
                     .with_context(|| format!("creating the mail folder {}", settings.mail_dir.display()))?;
@@ -53,24 +50,24 @@ impl Mailer {
         }
     }
 
-    /// Delivers the message; returns the proof (the SMTP server's answer, or the file).
-    pub async fn deliver(&self, message: Message) -> Result<String, DeliveryError> {
+    /// Delivers the message, past `gate`'s last check; returns the proof (the SMTP server's
+    /// answer, or the file).
+    pub async fn deliver(&self, message: Message, gate: &dyn DeliveryGate) -> Result<String, DeliveryError> {
         match self {
-            Mailer::Smtp(transport) => match transport.send(message).await {
-                Ok(response) => Ok(format!(
-                    "{} {}",
-                    response.code(),
-                    response.message().collect::<Vec<_>>().join(" ")
-                )),
-                Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("{SMTP_REFUSAL}: {e}"))),
-                Err(e) => Err(DeliveryError::Transient(format!("SMTP delivery failed: {e}"))),
-            },
-            Mailer::Files(transport, dir) => match transport.send(message).await {
-                Ok(id) => Ok(format!("written to {}", dir.join(format!("{id}.eml")).display())),
-                Err(e) => Err(DeliveryError::Transient(format!(
-                    "writing the email file failed: {e}"
-                ))),
-            },
+            Mailer::Smtp(endpoint) => {
+                endpoint
+                    .deliver(message.envelope(), &message.formatted(), gate)
+                    .await
+            }
+            Mailer::Files(transport, dir) => {
+                gate.confirm().await.map_err(DeliveryError::Aborted)?;
+                match transport.send(message).await {
+                    Ok(id) => Ok(format!("written to {}", dir.join(format!("{id}.eml")).display())),
+                    Err(e) => Err(DeliveryError::Transient(format!(
+                        "writing the email file failed: {e}"
+                    ))),
+                }
+            }
         }
     }
 }
@@ -136,7 +133,11 @@ impl Courier for EmailCourier {
         "email"
     }
 
-    fn deliver<'a>(&'a self, parcel: &'a Parcel) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+    fn deliver<'a>(
+        &'a self,
+        parcel: &'a Parcel,
+        gate: &'a dyn DeliveryGate,
+    ) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
         async move {
             let rendered = &parcel.rendered;
             let email = build_message(
@@ -148,7 +149,7 @@ impl Courier for EmailCourier {
                 parcel.at,
             )?;
             let started = std::time::Instant::now();
-            let answer = self.mailer.deliver(email).await?;
+            let answer = self.mailer.deliver(email, gate).await?;
             Ok(Receipt {
                 proof: answer.clone(),
                 reference: None,

@@ -3,7 +3,7 @@
 //! it) to a dated folder with a manifest of JSON lines, for creditors who print and post
 //! themselves; `HttpPostalService` uploads them to a print-and-post or registered-mail API.
 
-use crate::courier::{Courier, DeliveryError, Parcel, Receipt};
+use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt};
 use crate::http::{self, Endpoint};
 use anyhow::Context;
 use base64::Engine;
@@ -255,7 +255,11 @@ impl Courier for LetterCourier {
         "letter"
     }
 
-    fn deliver<'a>(&'a self, parcel: &'a Parcel) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+    fn deliver<'a>(
+        &'a self,
+        parcel: &'a Parcel,
+        gate: &'a dyn DeliveryGate,
+    ) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
         async move {
             let Some((pdf, sha256)) = parcel.document.clone() else {
                 return Err(DeliveryError::Permanent("the letter has no rendered PDF".into()));
@@ -290,6 +294,10 @@ impl Courier for LetterCourier {
                 documents,
                 at: parcel.at,
             };
+            // One request: the last check right before it, no lock held across it. A request
+            // that may have left makes an interrupted delivery ambiguous (stage
+            // `data_end_sent`); it is resent with the same idempotency key only by policy.
+            gate.confirm().await.map_err(DeliveryError::Aborted)?;
             let posted = self.service.post(&upload).await?;
             Ok(Receipt {
                 proof: posted.answer.clone(),

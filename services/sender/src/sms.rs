@@ -3,7 +3,7 @@
 //! or basic credentials, a message id back); `SmsOutbox` writes JSON lines to a dated
 //! folder when no gateway is configured (demo, trials).
 
-use crate::courier::{Courier, DeliveryError, Parcel, Receipt};
+use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt};
 use crate::http::{self, Endpoint};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -189,7 +189,11 @@ impl Courier for SmsCourier {
         "sms"
     }
 
-    fn deliver<'a>(&'a self, parcel: &'a Parcel) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
+    fn deliver<'a>(
+        &'a self,
+        parcel: &'a Parcel,
+        gate: &'a dyn DeliveryGate,
+    ) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
         async move {
             let to = parcel
                 .rendered
@@ -204,6 +208,10 @@ impl Courier for SmsCourier {
                 reference: parcel.key().to_string(),
                 invoice_number: parcel.step.invoice_number.clone(),
             };
+            // One request: the last check right before it, no lock held across it. A request
+            // that may have left makes an interrupted delivery ambiguous (stage
+            // `data_end_sent`); it is resent with the same idempotency key only by policy.
+            gate.confirm().await.map_err(DeliveryError::Aborted)?;
             let accepted = match &self.provider {
                 SmsProvider::Gateway(gateway) => gateway.send(&sms).await?,
                 SmsProvider::Outbox(outbox) => {

@@ -115,13 +115,17 @@ impl ChannelSettings {
     }
 }
 
-/// The policy for a step found in `sending` whose sender died: the email may or may not have
-/// reached the server.
+/// The policy for a step found in `sending` whose sender died *after* the end of DATA (or the
+/// provider's request) was sent: the message may or may not have reached the customer. A
+/// delivery interrupted before that point is always delivered again (nothing went out), and
+/// one whose answer was recorded is settled as sent, whatever the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterruptedDelivery {
-    /// Mark it failed with the reason, and announce it: never a duplicate (default).
-    Fail,
-    /// Deliver it again with the same Message-ID: never a missing reminder, a possible duplicate.
+    /// End the step `ambiguous` and announce `reminder.ambiguous`: never a duplicate
+    /// (default; `fail`, the former name, is accepted as an alias).
+    Report,
+    /// Announce `reminder.ambiguous` and deliver it again with the same Message-ID (or
+    /// idempotency key): never a missing reminder, a possible duplicate.
     Resend,
 }
 
@@ -129,9 +133,11 @@ impl std::str::FromStr for InterruptedDelivery {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "fail" => Ok(Self::Fail),
+            "report" | "fail" => Ok(Self::Report),
             "resend" => Ok(Self::Resend),
-            other => Err(format!("{other:?}: expected fail or resend")),
+            other => Err(format!(
+                "{other:?}: expected report (or its alias fail) or resend"
+            )),
         }
     }
 }
@@ -419,7 +425,7 @@ impl Settings {
             postal_delivery_days: env.parsed("RELANCE_POSTAL_DELIVERY_DAYS", 7)?,
             call_task_days: env.parsed("RELANCE_CALL_TASK_DAYS", 5)?,
             lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
-            interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Fail)?,
+            interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Report)?,
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
                 None => None,
                 Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS", 0)?),

@@ -44,6 +44,11 @@ pub const REMINDER_SKIPPED: &str = "reminder.skipped";
 pub const REMINDER_CANCELLED: &str = "reminder.cancelled";
 pub const REMINDER_FAILED: &str = "reminder.failed";
 pub const REMINDER_POSTPONED: &str = "reminder.postponed";
+/// A delivery interrupted after the end of DATA (or the provider's request) was sent and
+/// before its answer was recorded: it may or may not have reached the customer. `detail`
+/// has `reason`, `stage`, `message_id` and `policy` (`report`: the step ends `ambiguous`;
+/// `resend`: delivered again with the same Message-ID / idempotency key).
+pub const REMINDER_AMBIGUOUS: &str = "reminder.ambiguous";
 pub const INVOICE_REGISTERED: &str = "invoice.registered";
 pub const INVOICE_REJECTED: &str = "invoice.rejected";
 /// An `invoice.issued` for an invoice number already registered, under a new event id: it

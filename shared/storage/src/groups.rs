@@ -113,7 +113,7 @@ struct LeadOf {
     lead_message_id: Option<String>,
 }
 
-/// Members whose lead is sent, skipped, cancelled or failed: they are settled next.
+/// Members whose lead is sent, skipped, cancelled, failed or ambiguous: they are settled next.
 pub async fn settled_leads(tx: &mut PgConnection, limit: i64) -> anyhow::Result<Vec<Settled>> {
     let leads: Vec<LeadOf> = sqlx::query_as(
         "SELECT m.id, l.id AS lead_id, li.number AS lead_invoice, l.name AS lead_step, l.status AS lead_status,
@@ -122,7 +122,7 @@ pub async fn settled_leads(tx: &mut PgConnection, limit: i64) -> anyhow::Result<
          JOIN reminder_steps l ON l.id = m.grouped_into
          JOIN invoices li ON li.id = l.invoice_id
          LEFT JOIN rendered_messages r ON r.step_id = l.id
-         WHERE m.status = 'queued' AND l.status IN ('sent', 'skipped', 'cancelled', 'failed')
+         WHERE m.status = 'queued' AND l.status IN ('sent', 'skipped', 'cancelled', 'failed', 'ambiguous')
          ORDER BY m.id LIMIT $1 FOR UPDATE OF m SKIP LOCKED",
     )
     .bind(limit)

@@ -29,6 +29,9 @@ pub enum StepStatus {
     Completed,
     /// Nobody recorded the call's outcome in time.
     Expired,
+    /// The sender died after the end of DATA (or the provider's request) was sent and before
+    /// the answer was recorded: it may or may not have reached the customer (reported).
+    Ambiguous,
 }
 
 impl StepStatus {
@@ -45,15 +48,16 @@ impl StepStatus {
             StepStatus::AwaitingOutcome => "awaiting_outcome",
             StepStatus::Completed => "completed",
             StepStatus::Expired => "expired",
+            StepStatus::Ambiguous => "ambiguous",
         }
     }
 
-    /// Statuses from which a payment still stops the step (an open call task included).
-    pub const OPEN: [StepStatus; 5] = [
+    /// Statuses from which a payment cancels the step (an open call task included). A step
+    /// in `sending` is not cancelled but marked (see [`cancel_open`]): its sender decides.
+    pub const OPEN: [StepStatus; 4] = [
         StepStatus::Pending,
         StepStatus::Queued,
         StepStatus::Rendered,
-        StepStatus::Sending,
         StepStatus::AwaitingOutcome,
     ];
 }
@@ -350,13 +354,27 @@ pub async fn emission_days(
 }
 
 /// Cancels every step of the invoice that has not gone out yet (open call tasks and call
-/// recaps included); returns them, each with the status it had until now.
+/// recaps included); returns them, each with the status it had until now. A step in
+/// `sending` is not cancelled: its sender may already have sent the end of DATA. It is
+/// marked instead (`stop_requested_at`, `stop_reason`), and its sender, which re-checks the
+/// invoice and the mark right before the end of DATA, decides: aborted and cancelled, or
+/// sent with the stop's time beside it.
 pub async fn cancel_open(
     tx: &mut PgConnection,
     invoice_id: Uuid,
     reason: &str,
     at: DateTime<Utc>,
 ) -> anyhow::Result<Vec<CancelledStep>> {
+    sqlx::query(
+        "UPDATE reminder_steps SET stop_requested_at = COALESCE(stop_requested_at, clock_timestamp()),
+             stop_reason = COALESCE(stop_reason, $2)
+         WHERE invoice_id = $1 AND kind IN ('reminder', 'recap') AND status = 'sending'",
+    )
+    .bind(invoice_id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await
+    .context("marking deliveries in progress")?;
     // The subquery locks the open steps and reads their status before the update: RETURNING
     // alone would give the new one ('cancelled').
     let was: Vec<(Uuid, String)> = sqlx::query_as(
@@ -540,4 +558,217 @@ pub async fn renew_lease(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<()> 
         .await
         .context("renewing the lease")?;
     Ok(())
+}
+
+/// How far a delivery got, recorded durably at each stage (see the migration
+/// `delivery_stages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeliveryStage {
+    /// `rendered -> sending` committed; nothing sent to the provider yet.
+    Claimed,
+    /// Connected to the provider (SMTP greeting and EHLO answered).
+    Connected,
+    /// The SMTP server took the envelope (MAIL, RCPT) and DATA; the body may be on its way.
+    EnvelopeAccepted,
+    /// The last check passed and was committed: the end of DATA (or the provider's request)
+    /// is being sent. From here a delivery interrupted is ambiguous.
+    DataEndSent,
+    /// The provider accepted the message (its answer is the step's delivery proof).
+    Answered,
+}
+
+impl DeliveryStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStage::Claimed => "claimed",
+            DeliveryStage::Connected => "connected",
+            DeliveryStage::EnvelopeAccepted => "envelope_accepted",
+            DeliveryStage::DataEndSent => "data_end_sent",
+            DeliveryStage::Answered => "answered",
+        }
+    }
+
+    /// Parses a stored stage; an unknown value is an error that names it.
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "claimed" => DeliveryStage::Claimed,
+            "connected" => DeliveryStage::Connected,
+            "envelope_accepted" => DeliveryStage::EnvelopeAccepted,
+            "data_end_sent" => DeliveryStage::DataEndSent,
+            "answered" => DeliveryStage::Answered,
+            other => anyhow::bail!("unknown delivery stage {other:?}"),
+        })
+    }
+
+    /// Whether the provider may have the message: the end of DATA (or the request) may have
+    /// left.
+    pub fn may_have_reached_provider(self) -> bool {
+        self >= DeliveryStage::DataEndSent
+    }
+}
+
+/// Claims a rendered step for delivery under a new attempt id: `rendered -> sending`, stage
+/// `claimed`, no stop mark. Returns false when the step was not `rendered`.
+pub async fn claim_delivery(
+    tx: &mut PgConnection,
+    id: Uuid,
+    attempt: Uuid,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status = 'sending', delivery_attempt = $2, delivery_stage = 'claimed',
+             stop_requested_at = NULL, stop_reason = NULL, next_attempt_at = NULL, updated_at = $3,
+             status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'rendered'",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("claiming the step for delivery")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Records the stage a delivery reached (and renews its lease), if the step is still in
+/// `sending` under this attempt. One short statement, outside any transaction.
+pub async fn record_stage<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: Uuid,
+    attempt: Uuid,
+    stage: DeliveryStage,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET delivery_stage = $3, status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(stage.as_str())
+    .execute(db)
+    .await
+    .with_context(|| format!("recording the delivery stage {}", stage.as_str()))?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Records the provider's answer: stage `answered` with the proof, in one short statement,
+/// so that a sender dying before it records the delivery leaves a step the sweep can settle
+/// as sent.
+pub async fn record_answer(db: &sqlx::PgPool, id: Uuid, attempt: Uuid, proof: &str) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET delivery_stage = 'answered', delivery_proof = $3,
+             status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(proof)
+    .execute(db)
+    .await
+    .context("recording the provider's answer")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Renews the lease of a delivery in progress (its sender is alive), under this attempt.
+pub async fn renew_delivery_lease(db: &sqlx::PgPool, id: Uuid, attempt: Uuid) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
+    )
+    .bind(id)
+    .bind(attempt)
+    .execute(db)
+    .await
+    .context("renewing the delivery lease")?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Where a delivery stands, read under the step's row lock.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryState {
+    pub status: String,
+    pub delivery_attempt: Option<Uuid>,
+    pub delivery_stage: Option<String>,
+    pub delivery_proof: Option<String>,
+    /// Set by a payment or a closure that found the step in `sending`.
+    pub stop_requested_at: Option<DateTime<Utc>>,
+    pub stop_reason: Option<String>,
+}
+
+impl DeliveryState {
+    /// The stage, parsed (a step claimed before stages were recorded counts as `claimed`).
+    pub fn stage(&self) -> anyhow::Result<DeliveryStage> {
+        self.delivery_stage
+            .as_deref()
+            .map_or(Ok(DeliveryStage::Claimed), DeliveryStage::parse)
+    }
+
+    /// The `stop_requested` detail journaled beside a delivery that went out anyway.
+    pub fn stop_detail(&self) -> Option<serde_json::Value> {
+        self.stop_requested_at
+            .map(|at| serde_json::json!({ "at": at, "reason": self.stop_reason }))
+    }
+}
+
+/// Locks the step and reads its delivery state.
+pub async fn lock_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<DeliveryState>> {
+    sqlx::query_as(
+        "SELECT status, delivery_attempt, delivery_stage, delivery_proof, stop_requested_at, stop_reason
+         FROM reminder_steps WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(tx)
+    .await
+    .context("locking the step's delivery")
+}
+
+/// Moves the step to `to` if it is still in `sending` under this attempt.
+pub async fn end_delivery(
+    tx: &mut PgConnection,
+    id: Uuid,
+    attempt: Uuid,
+    to: StepStatus,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status = $3, status_reason = COALESCE($4, status_reason), updated_at = $5,
+             status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(at)
+    .execute(tx)
+    .await
+    .with_context(|| format!("moving step {id} from sending to {}", to.as_str()))?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A delivery deferred by a transient failure: back to `rendered` with the reason and the
+/// time of its next attempt, if still in `sending` under this attempt.
+pub async fn defer_delivery(
+    tx: &mut PgConnection,
+    id: Uuid,
+    attempt: Uuid,
+    reason: &str,
+    next_attempt_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE reminder_steps SET status = 'rendered', status_reason = $3, next_attempt_at = $4, updated_at = $5,
+             status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(reason)
+    .bind(next_attempt_at)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("deferring the delivery")?;
+    Ok(updated.rows_affected() == 1)
 }
