@@ -14,6 +14,7 @@ pub mod journal;
 pub mod outbox;
 pub mod overview;
 pub mod pauses;
+pub mod retention;
 pub mod steps;
 
 use anyhow::Context;
