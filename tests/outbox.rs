@@ -111,3 +111,76 @@ async fn old_outbox_rows_and_inbox_records_are_removed_and_a_recent_redelivery_i
     assert_eq!(invoices, 3);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_one_invoice_are_numbered_in_the_order_they_happened_whichever_relay_publishes_them() {
+    // Two copies of every service: twelve outbox relays claim batches concurrently.
+    let env = TestEnv::try_start(2, &[]).await.unwrap();
+    let number = "SEQ-1";
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued(number, "100.00", date(2026, 3, 1), date(2026, 7, 31)),
+    )
+    .await;
+    env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    // Forty partial payments, applied by either payments copy: each leaves a lower balance.
+    const PAYMENTS: usize = 40;
+    for i in 0..PAYMENTS {
+        env.publish(
+            names::PAYMENT_RECEIVED,
+            &relance_tests::payment_received(&format!("SEQ-P{i:02}"), number, "1.00", date(2026, 3, 2)),
+        )
+        .await;
+    }
+    env.wait_journal(number, names::PAYMENT_RECORDED, PAYMENTS as i64)
+        .await;
+    env.idle().await;
+
+    let events = std::sync::Mutex::new(Vec::new());
+    wait_for("every event of SEQ-1 on the test queue", DEADLINE, || async {
+        let more = env.events().await;
+        let mut events = events.lock().unwrap();
+        events.extend(more.into_iter().filter(|e| e.invoice_number == number));
+        Ok(events
+            .iter()
+            .filter(|e| e.event_type == names::PAYMENT_RECORDED)
+            .count()
+            == PAYMENTS)
+    })
+    .await
+    .unwrap();
+    let mut events = events.into_inner().unwrap();
+    let arrived: Vec<Option<u64>> = events.iter().map(|e| e.sequence).collect();
+    // Every event is numbered, from 1 and without gap or repeat.
+    events.sort_by_key(|e| e.sequence);
+    let numbered: Vec<Option<u64>> = events.iter().map(|e| e.sequence).collect();
+    let expected: Vec<Option<u64>> = (1..=events.len() as u64).map(Some).collect();
+    assert_eq!(numbered, expected, "as they arrived: {arrived:?}");
+    // In that order, the invoice is registered first and each payment leaves a lower balance.
+    assert_eq!(events[0].event_type, names::INVOICE_REGISTERED);
+    let balances: Vec<f64> = events
+        .iter()
+        .filter(|e| e.event_type == names::PAYMENT_RECORDED)
+        .map(|e| e.detail["balance"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(balances.len(), PAYMENTS);
+    assert!(
+        balances.windows(2).all(|w| w[1] < w[0]),
+        "balances in sequence order: {balances:?}"
+    );
+    // The same order as the journal's, the proof's chain.
+    let journaled: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM journal WHERE invoice_number = $1 AND action IN ('invoice.registered', 'payment.recorded') ORDER BY seq",
+    )
+    .bind(number)
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    let announced: Vec<String> = events
+        .iter()
+        .filter(|e| e.event_type == names::INVOICE_REGISTERED || e.event_type == names::PAYMENT_RECORDED)
+        .map(|e| e.event_type.clone())
+        .collect();
+    assert_eq!(announced, journaled);
+    env.stop().await;
+}
