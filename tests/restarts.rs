@@ -182,3 +182,90 @@ async fn a_postgresql_restart_loses_nothing_and_readiness_tells_it() {
     assert!(env.dead_letters().await.is_empty(), "nothing was dead-lettered");
     env.stop().await;
 }
+
+/// How many times the process's log says it retried the database at start.
+fn start_retries(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("database unavailable at start; retrying")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_started_before_postgresql_wait_for_it_not_ready_then_work() {
+    let pg = PrivatePostgres::start().expect("a private PostgreSQL server");
+    // The test's database, exchanges and queues exist; no service runs in this process.
+    let env = TestEnv::try_start_on(&pg.url(), 0, &[]).await.unwrap();
+    pg.stop().unwrap();
+
+    // Every service, as one `relance run all` process, started while the server is down.
+    let health_port = free_port();
+    let dir = std::env::temp_dir().join(format!("relance-start-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("relance.log");
+    let start = relance_tests::start_time().to_rfc3339();
+    let process = tokio::process::Command::new(relance_tests::relance_binary())
+        .args(["run", "all"])
+        .env("DATABASE_URL", &env.database_url)
+        .env("AMQP_URL", relance_tests::amqp_url())
+        .env("RELANCE_NAMESPACE", &env.names.namespace)
+        .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
+        .env("RELANCE_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
+        .env("RELANCE_DB_ACQUIRE_TIMEOUT_MS", "500")
+        .env("RELANCE_CLOCK", "simulated")
+        .env("RELANCE_CLOCK_START", &start)
+        .env("RELANCE_POLICY_FILE", relance_tests::POLICY_EMAIL_ONLY)
+        .env("SMTP_URL", format!("smtp://127.0.0.1:{}", env.mail.smtp_port))
+        .env("RELANCE_MAIL_DIR", dir.join("mail"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting relance run all");
+
+    // It retries (twice for each of its six services), stays up, and says it is not ready.
+    let process = std::sync::Mutex::new(process);
+    wait_for(
+        "the services to retry the database at start",
+        DEADLINE,
+        || async { Ok(start_retries(&log) >= 12 || process.lock().unwrap().try_wait()?.is_some()) },
+    )
+    .await
+    .unwrap();
+    let mut process = process.into_inner().unwrap();
+    assert!(
+        process.try_wait().unwrap().is_none(),
+        "relance exited while the database was down: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let http = reqwest::Client::new();
+    let down = wait_ready(&http, health_port, false).await;
+    assert_eq!(down["database"], Value::Bool(false), "{down}");
+    assert!(process.try_wait().unwrap().is_none(), "relance is still running");
+
+    // The server comes up: the services connect, become ready and take in an invoice.
+    pg.start_again().unwrap();
+    let up = wait_ready(&http, health_port, true).await;
+    assert_eq!(up["database"], Value::Bool(true), "{up}");
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("LATE-PG-1", "300.00", date(2026, 3, 1), date(2026, 3, 31)),
+    )
+    .await;
+    let seen = std::sync::Mutex::new(Vec::new());
+    wait_for("invoice.registered for LATE-PG-1", DEADLINE, || async {
+        let events = env.events().await;
+        let mut seen = seen.lock().unwrap();
+        seen.extend(events);
+        Ok(seen
+            .iter()
+            .any(|e| e.event_type == names::INVOICE_REGISTERED && e.invoice_number == "LATE-PG-1"))
+    })
+    .await
+    .unwrap();
+
+    process.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    env.stop().await;
+}

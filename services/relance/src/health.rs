@@ -2,7 +2,8 @@
 //!
 //! - `GET /health/live`: 200 while the process runs.
 //! - `GET /health/ready`: 200 when every service of the process holds a broker session and
-//!   the database answers; 503 otherwise, e.g. while RabbitMQ or PostgreSQL restarts. The body
+//!   the database answers; 503 otherwise, e.g. while RabbitMQ or PostgreSQL restarts, or while
+//!   the services wait at start for a database that is not yet up. The body
 //!   says which part is missing, and lists `warnings`: settings to fix that do not stop the
 //!   process (a half-year missing from the legal rate table).
 

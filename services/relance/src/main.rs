@@ -89,9 +89,20 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 services.iter().map(String::as_str).collect()
             };
+            let shutdown = relance::shutdown_on_signals();
             let config = match (settings.shared_clock, settings.simulated_clock_start) {
                 (true, Some(start)) => {
-                    let db = relance_storage::connect(&settings.database_url, 1).await?;
+                    let Some(db) = relance_storage::connect_at_start(
+                        "clock",
+                        &settings.database_url,
+                        1,
+                        settings.db_acquire_timeout,
+                        &shutdown,
+                    )
+                    .await?
+                    else {
+                        return Ok(());
+                    };
                     let clock = relance_storage::clock::follow_shared_time(
                         db,
                         start,
@@ -103,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
                 _ => Config::from_settings(settings)?,
             };
             tracing::info!(services = ?names, settings = ?config.settings, "starting");
-            relance::run_services(&names, config, relance::shutdown_on_signals()).await
+            relance::run_services(&names, config, shutdown).await
         }
         Command::Migrate => relance_storage::migrate(&settings.database_url)
             .await

@@ -57,8 +57,18 @@ pub async fn run_with_readiness(
         &config.policy,
     )?);
     let s = &config.settings;
-    let db =
-        relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;
+    // A database not yet up (or full) at start is waited out, as the broker is.
+    let Some(db) = relance_storage::connect_at_start(
+        SERVICE,
+        &s.database_url,
+        s.db_pool_size,
+        s.db_acquire_timeout,
+        &shutdown,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
     let (handler_db, handler_config) = (db.clone(), config.clone());
     relance_messaging::run_queue_worker(
         SERVICE,

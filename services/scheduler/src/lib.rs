@@ -49,8 +49,18 @@ pub async fn run_with_readiness(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let s = &config.settings;
-    let db =
-        relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;
+    // A database not yet up (or full) at start is waited out, as the broker is.
+    let Some(db) = relance_storage::connect_at_start(
+        SERVICE,
+        &s.database_url,
+        s.db_pool_size,
+        s.db_acquire_timeout,
+        &shutdown,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
     let (handler_db, handler_config) = (db.clone(), config.clone());
     let intake = relance_messaging::run_queue_worker(
         SERVICE,
@@ -70,8 +80,58 @@ pub async fn run_with_readiness(
         },
     );
     // The ticks need only the database: they go on while the broker is away.
-    tokio::try_join!(intake, tick_loop(&db, &config, shutdown))?;
+    tokio::try_join!(
+        intake,
+        tick_loop(&db, &config, shutdown.clone()),
+        retention_loop(&db, &config, shutdown)
+    )?;
     Ok(())
+}
+
+/// Removes published outbox rows and inbox records past their retention, every
+/// `RELANCE_RETENTION_INTERVAL_MS`; one scheduler copy at a time does it (see
+/// [`relance_storage::retention`]).
+async fn retention_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let retention = &config.settings.retention;
+    loop {
+        if let Err(e) = purge_expired(db, config).await {
+            // The database may be restarting: log and try again at the next pass.
+            tracing::error!(
+                error = format!("{e:#}"),
+                "removing expired outbox and inbox rows failed"
+            );
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(retention.interval) => {}
+        }
+    }
+}
+
+/// One retention pass, at the clock's current time.
+pub async fn purge_expired(
+    db: &PgPool,
+    config: &Config,
+) -> anyhow::Result<relance_storage::retention::Purged> {
+    let (now, retention) = (config.clock.now(), &config.settings.retention);
+    let age = |window: std::time::Duration| {
+        chrono::Duration::from_std(window).context("a retention window out of range")
+    };
+    let purged = relance_storage::retention::purge(
+        db,
+        now - age(retention.outbox)?,
+        now - age(retention.inbox)?,
+        retention.batch,
+    )
+    .await?;
+    if purged.outbox > 0 || purged.inbox > 0 {
+        tracing::info!(
+            outbox = purged.outbox,
+            inbox = purged.inbox,
+            "expired rows removed"
+        );
+    }
+    Ok(purged)
 }
 
 async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {

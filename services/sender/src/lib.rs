@@ -99,8 +99,18 @@ pub async fn run_courier(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let s = &config.settings;
-    let db =
-        relance_storage::connect_with_timeout(&s.database_url, s.db_pool_size, s.db_acquire_timeout).await?;
+    // A database not yet up (or full) at start is waited out, as the broker is.
+    let Some(db) = relance_storage::connect_at_start(
+        service,
+        &s.database_url,
+        s.db_pool_size,
+        s.db_acquire_timeout,
+        &shutdown,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
     let (handler_db, handler_config) = (db.clone(), config.clone());
     let kind = courier.kind();
     let queue = move |names: &Names| names.sender_queue(kind);

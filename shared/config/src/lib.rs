@@ -181,6 +181,10 @@ pub struct Settings {
     pub retry_max_delay: Duration,
     /// Wall-clock time after which a step left in flight is handed out again.
     pub lease: Duration,
+    /// Retention: how long published outbox rows, and the records of messages already
+    /// applied (the inbox), are kept; how often the scheduler removes older ones, and how
+    /// many rows one statement deletes.
+    pub retention: Retention,
     /// What to do with a delivery interrupted mid-way (its sender died).
     pub interrupted_delivery: InterruptedDelivery,
     /// Days given to pay in a firm reminder.
@@ -229,6 +233,75 @@ impl fmt::Debug for Settings {
             .field("scheduler_interval", &self.scheduler_interval)
             .field("health_addr", &self.health_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the scheduler removes, and when (see `relance_storage::retention`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Published outbox rows older than this are deleted (`RELANCE_OUTBOX_RETENTION_HOURS`).
+    pub outbox: Duration,
+    /// Inbox records older than this are deleted (`RELANCE_INBOX_RETENTION_DAYS`): a message
+    /// delivered again after that is no longer recognised by its id, only by its effect.
+    pub inbox: Duration,
+    /// Pause between two passes (`RELANCE_RETENTION_INTERVAL_MS`).
+    pub interval: Duration,
+    /// Rows per DELETE statement (`RELANCE_RETENTION_BATCH`).
+    pub batch: i64,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn retention(env: &Env) -> anyhow::Result<Retention> {
+    let hours: u64 = env.parsed("RELANCE_OUTBOX_RETENTION_HOURS", 24)?;
+    let days: u64 = env.parsed("RELANCE_INBOX_RETENTION_DAYS", 30)?;
+    if !(1..=24 * 365).contains(&hours) {
+        return Err(anyhow!(
+            "RELANCE_OUTBOX_RETENTION_HOURS must be between 1 and 8760"
+        ));
+    }
+    if !(1..=3650).contains(&days) {
+        return Err(anyhow!("RELANCE_INBOX_RETENTION_DAYS must be between 1 and 3650"));
+    }
+    let retention = Retention {
+        outbox: HOUR.saturating_mul(u32::try_from(hours).unwrap_or(u32::MAX)),
+        inbox: DAY.saturating_mul(u32::try_from(days).unwrap_or(u32::MAX)),
+        interval: env.millis("RELANCE_RETENTION_INTERVAL_MS", 600_000)?,
+        batch: env.parsed("RELANCE_RETENTION_BATCH", 10_000)?,
+    };
+    if retention.interval.is_zero() {
+        return Err(anyhow!("RELANCE_RETENTION_INTERVAL_MS must be positive"));
+    }
+    if !(1..=1_000_000).contains(&retention.batch) {
+        return Err(anyhow!("RELANCE_RETENTION_BATCH must be between 1 and 1000000"));
+    }
+    Ok(retention)
+}
+
+impl Settings {
+    /// The longest a message may be redelivered after it was first applied through relance's
+    /// own retries: the retry budget, plus the last wait at its largest (the maximum delay and
+    /// 25 % jitter); shorter when `RELANCE_MAX_RETRIES` caps the count (every retry delay at
+    /// its largest, doubling from `retry_base`). The inbox must remember a message longer
+    /// than this.
+    pub fn redelivery_span(&self) -> Duration {
+        let by_budget = self
+            .retry_budget
+            .saturating_add(self.retry_max_delay.saturating_add(self.retry_max_delay / 4));
+        if self.max_retries == NO_RETRY_CAP {
+            return by_budget;
+        }
+        let by_count = (0..self.max_retries.min(64))
+            .map(|retry| {
+                let exp = self
+                    .retry_base
+                    .saturating_mul(2u32.saturating_pow(retry.min(20)))
+                    .min(self.retry_max_delay);
+                exp.saturating_add(exp / 4)
+            })
+            .fold(Duration::ZERO, Duration::saturating_add);
+        by_count.min(by_budget)
     }
 }
 
@@ -425,6 +498,7 @@ impl Settings {
             postal_delivery_days: env.parsed("RELANCE_POSTAL_DELIVERY_DAYS", 7)?,
             call_task_days: env.parsed("RELANCE_CALL_TASK_DAYS", 5)?,
             lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
+            retention: retention(&env)?,
             interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Report)?,
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
                 None => None,
@@ -499,6 +573,14 @@ impl Settings {
                 "RELANCE_HANDOFF_AFTER_DAYS ({}) must be at least RELANCE_FORMAL_NOTICE_DAYS ({}): an invoice would be handed off before the deadline its formal notice gives",
                 settings.handoff_after_days,
                 settings.channels.formal_notice_days
+            ));
+        }
+        // An inbox that forgets a message before its last retry would apply it twice.
+        if settings.retention.inbox <= settings.redelivery_span() {
+            return Err(anyhow!(
+                "RELANCE_INBOX_RETENTION_DAYS ({} days) must be longer than the retries of a message ({} s with RELANCE_MAX_RETRIES and RELANCE_RETRY_BASE_MS)",
+                settings.retention.inbox.as_secs() / DAY.as_secs(),
+                settings.redelivery_span().as_secs()
             ));
         }
         if settings.postal_delivery_days > 30 {
@@ -767,6 +849,39 @@ mod tests {
     }
 
     #[test]
+    fn retention_defaults_to_a_day_of_outbox_and_thirty_days_of_inbox() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.retention.outbox, Duration::from_secs(24 * 3600));
+        assert_eq!(s.retention.inbox, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(s.retention.batch, 10_000);
+        for (key, bad) in [
+            ("RELANCE_OUTBOX_RETENTION_HOURS", "0"),
+            ("RELANCE_INBOX_RETENTION_DAYS", "0"),
+            ("RELANCE_INBOX_RETENTION_DAYS", "a month"),
+            ("RELANCE_RETENTION_BATCH", "0"),
+            ("RELANCE_RETENTION_INTERVAL_MS", "0"),
+        ] {
+            let e = Settings::from_vars(vars(&[(key, bad)]));
+            assert!(format!("{:?}", e.err()).contains(key), "{key}={bad}");
+        }
+        // Forty retries of up to an hour each outlast a one-day inbox: refused at start.
+        let e = Settings::from_vars(vars(&[
+            ("RELANCE_MAX_RETRIES", "40"),
+            ("RELANCE_INBOX_RETENTION_DAYS", "1"),
+        ]));
+        let e = format!("{:?}", e.err());
+        assert!(
+            e.contains("RELANCE_INBOX_RETENTION_DAYS (1 days) must be longer"),
+            "{e}"
+        );
+        let ok = Settings::from_vars(vars(&[
+            ("RELANCE_MAX_RETRIES", "40"),
+            ("RELANCE_INBOX_RETENTION_DAYS", "3"),
+        ]));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
     fn secrets_can_come_from_files() {
         let path = std::env::temp_dir().join(format!("relance-secret-{}", std::process::id()));
         std::fs::write(&path, "smtp://relance:s3cret@mail.example:587\n").unwrap();
@@ -967,7 +1082,7 @@ mod tests {
                 default.replace("send_time = \"09:00\"", "send_time = \"09:00\"\nsend_day = \"tue\""),
                 "send_day",
                 "send_day: unknown field \"send_day\" (expected one of: send_time, thanks_template, \
-                 default_window, windows, minimum_amount, grouping, segments, fallback, fallback_templates)",
+                 default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, fallback, fallback_templates)",
             ),
         ];
         for (source, at, error) in cases {

@@ -18,6 +18,12 @@ pub struct EventV1 {
     pub step: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// The event's rank among the events of its invoice (its `correlation_id`): 1, 2, 3... in
+    /// the order relance committed them, with no gap. Events may arrive out of this order
+    /// (several relays publish); a consumer orders them by it. Absent from events written
+    /// before relance numbered them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
     /// Event-specific facts: a reason, the SMTP server's answer, the remaining balance...
     #[serde(default)]
     pub detail: serde_json::Value,

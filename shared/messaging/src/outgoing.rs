@@ -24,6 +24,8 @@ pub fn event(
         invoice_number: invoice_number.to_string(),
         step: step.map(|(name, _)| name.to_string()),
         channel: step.map(|(_, channel)| channel.to_string()),
+        // Numbered when its transaction commits (the outbox's `outbox_sequence` trigger).
+        sequence: None,
         detail,
     };
     OutgoingMessage {

@@ -14,6 +14,7 @@ pub mod journal;
 pub mod outbox;
 pub mod overview;
 pub mod pauses;
+pub mod retention;
 pub mod steps;
 
 use anyhow::Context;
@@ -49,6 +50,58 @@ pub async fn connect_with_timeout(
         .connect_with(options)
         .await
         .with_context(|| format!("connecting to PostgreSQL database {database:?}"))
+}
+
+/// Longest wait between two attempts to reach the database at start.
+const START_RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// The wait before the `attempt`-th retry at start: 250 ms doubling, capped at 30 s (as the
+/// broker's reconnection does).
+fn start_retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(2u64.saturating_pow(attempt.min(7)))).min(START_RETRY_CAP)
+}
+
+/// A service's pool, opened at start. A database that cannot be reached right now (not yet
+/// up, restarting, out of connections: see [`is_unavailable`]) is waited out: each failed
+/// attempt is logged and retried with exponential backoff until it answers or `shutdown`
+/// fires (then `None`). Anything else (a bad URL, a refused password, a missing database) is
+/// a mistake to fix, and fails the start at once.
+pub async fn connect_at_start(
+    service: &str,
+    database_url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<PgPool>> {
+    let mut attempt: u32 = 0;
+    loop {
+        let error = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            connected = connect_with_timeout(database_url, max_connections, acquire_timeout) => match connected {
+                Ok(pool) => {
+                    if attempt > 0 {
+                        tracing::info!(service, attempts = attempt + 1, "connected to the database");
+                    }
+                    return Ok(Some(pool));
+                }
+                Err(e) if is_unavailable(&e) => e,
+                Err(e) => return Err(e),
+            },
+        };
+        let delay = start_retry_delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tracing::warn!(
+            service,
+            attempt,
+            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error = format!("{error:#}"),
+            "database unavailable at start; retrying"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
 }
 
 /// Creates the database if it does not exist, then applies pending migrations. Run by
@@ -129,6 +182,15 @@ pub fn is_unavailable(error: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_at_start_back_off_up_to_a_cap() {
+        assert_eq!(start_retry_delay(0), Duration::from_millis(250));
+        assert_eq!(start_retry_delay(1), Duration::from_millis(500));
+        assert_eq!(start_retry_delay(6), Duration::from_secs(16));
+        assert_eq!(start_retry_delay(7), START_RETRY_CAP);
+        assert_eq!(start_retry_delay(u32::MAX), START_RETRY_CAP);
+    }
 
     #[test]
     fn an_unreachable_database_is_told_from_a_bad_query() {
