@@ -618,6 +618,33 @@ impl TestEnv {
             .collect()
     }
 
+    /// The events announced so far and those that follow, until `done` holds for them all
+    /// (the outbox relay publishes an event a moment after the commit that journals it).
+    /// Reading takes them off the test's queue.
+    pub async fn events_until(&self, what: &str, done: impl Fn(&[EventV1]) -> bool) -> Vec<EventV1> {
+        let start = std::time::Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            seen.extend(self.events().await);
+            if done(&seen) {
+                return seen;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; events seen: {seen:?}"
+            );
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+    }
+
+    /// As [`TestEnv::events_until`]: until `n` events of type `event_type` were read.
+    pub async fn events_until_count(&self, event_type: &str, n: usize) -> Vec<EventV1> {
+        self.events_until(&format!("{n} {event_type}"), |events| {
+            events.iter().filter(|e| e.event_type == event_type).count() >= n
+        })
+        .await
+    }
+
     async fn drain(&self, queue: &str) -> Vec<(BTreeMap<String, String>, Vec<u8>)> {
         let channel = self.connection.create_channel().await.expect("a channel");
         let mut out = Vec::new();
