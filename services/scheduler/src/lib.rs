@@ -667,6 +667,17 @@ async fn settle_interrupted(
     )
     .await?
     {
+        // Journaled (not announced: nothing changed for the customer), so that the proof
+        // shows the interruption and the fault suite can count them by stage.
+        journal::append(
+            tx,
+            now,
+            &step.invoice_number,
+            Some(step.id),
+            "reminder.delivery_interrupted",
+            json!({ "stage": stage.as_str(), "reason": reason, "then": "delivered again" }),
+        )
+        .await?;
         queue_delivery(tx, step, now).await?;
     }
     Ok(())
