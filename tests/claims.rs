@@ -464,3 +464,77 @@ async fn a_contract_rate_below_the_floor_is_raised_to_it() {
     env.stop().await;
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// A rate table that lacks the current half-year is said loudly: in the messages ("not yet
+/// published"), in `/health/ready`'s warnings and as a metric; the claim is then computed at
+/// the last known half-year's rates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legal_rate_table_without_the_current_half_year_is_warned_about() {
+    let scratch = std::env::temp_dir().join(format!("relance-rates-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    // Ends with 2025-H2: the simulated clock is in March 2026.
+    let table = scratch.join("legal.txt");
+    std::fs::write(&table, "2025-H1 3.15 7.21 3.71\n2025-H2 2.15 6.65 2.76\n").unwrap();
+    let port = relance_tests::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let env = TestEnv::try_start(
+        1,
+        &[
+            ("RELANCE_LEGAL_RATES_FILE", table.to_str().unwrap()),
+            ("RELANCE_HEALTH_ADDR", &addr),
+        ],
+    )
+    .await
+    .expect("starting the test environment");
+    let http = reqwest::Client::new();
+    let ready: Value = http
+        .get(format!("http://{addr}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let warnings = ready["warnings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{ready}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("ends with 2025-H2: the rates of 2026-H1 are missing"),
+        "{ready}"
+    );
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "relance_legal_rates_current_half_year_missing 1"),
+        "{metrics}"
+    );
+
+    // A firm reminder of 24 March: computed at 2025-H2's rate (ECB 2.15 + 10), and said so.
+    let mut body = invoice_issued("F-EST", "1000.00", date(2026, 2, 24), date(2026, 3, 10));
+    customer(&mut body, "business", "fr", None, false);
+    env.publish(names::INVOICE_ISSUED, &body).await;
+    env.wait_journal("F-EST", names::INVOICE_REGISTERED, 1).await;
+    env.run_until(date(2026, 3, 24)).await;
+    let (name, _, day, _, text) = messages(&env, "F-EST").await.last().cloned().unwrap();
+    assert_eq!(name, "reminder_2");
+    let expected = interest("1000.00", &[], date(2026, 3, 10), day, Rate::Statutory);
+    let text = squeeze(&text);
+    assert!(
+        text.contains(&euros_fr(expected)),
+        "{} in {text}",
+        euros_fr(expected)
+    );
+    assert!(text.contains("n'étant pas encore publié"), "{text}");
+    env.stop().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+}

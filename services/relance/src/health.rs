@@ -6,12 +6,15 @@
 //!   the services wait at start for a database that is not yet up. The body
 //!   says which part is missing, and lists `warnings`: settings to fix that do not stop the
 //!   process (a half-year missing from the legal rate table).
+//! - `GET /metrics`: Prometheus exposition; today the settings' gauges
+//!   (`relance_legal_rates_current_half_year_missing`, `relance_settings_warnings`).
 
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use relance_messaging::Readiness;
 use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
@@ -25,9 +28,17 @@ use tokio_util::sync::CancellationToken;
 /// How long the database may take to answer a readiness probe.
 const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What an operator should fix though the process runs (a rate table out of date): shown by
-/// `/health/ready` without making it fail.
-pub type Warnings = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+/// What an operator should fix though the process runs: shown by `/health/ready` without
+/// making it fail, and as metrics.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsCheck {
+    pub warnings: Vec<String>,
+    /// Whether the legal rate table has the current half-year (else interest is estimated).
+    pub legal_rates_current: bool,
+}
+
+/// Checks the settings at the time of the call (the clock moves on).
+pub type Warnings = Arc<dyn Fn() -> SettingsCheck + Send + Sync>;
 
 #[derive(Clone)]
 struct Probes {
@@ -64,8 +75,29 @@ impl Probes {
             ready: database && broker.values().all(|ready| *ready),
             database,
             broker,
-            warnings: (self.warnings)(),
+            warnings: (self.warnings)().warnings,
         }
+    }
+
+    /// The Prometheus exposition of what the health server knows.
+    fn metrics(&self) -> String {
+        let check = (self.warnings)();
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::describe_gauge!(
+                "relance_legal_rates_current_half_year_missing",
+                "1 when the legal rate table lacks the current half-year: late interest is then an estimate at the last known rates (fix: RELANCE_LEGAL_RATES_FILE)"
+            );
+            metrics::gauge!("relance_legal_rates_current_half_year_missing")
+                .set(if check.legal_rates_current { 0.0 } else { 1.0 });
+            metrics::describe_gauge!(
+                "relance_settings_warnings",
+                "settings an operator should fix (listed by /health/ready)"
+            );
+            metrics::gauge!("relance_settings_warnings").set(check.warnings.len() as f64);
+        });
+        handle.render()
     }
 }
 
@@ -92,12 +124,16 @@ pub async fn serve(
     let app = Router::new()
         .route("/health/live", get(|| async { "live\n" }))
         .route("/health/ready", get(ready))
+        .route(
+            "/metrics",
+            get(|State(probes): State<Probes>| async move { probes.metrics() }),
+        )
         .with_state(probes);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the health endpoint to {addr}"))?;
     let bound = listener.local_addr().context("health endpoint address")?;
-    tracing::info!(%bound, "serving /health/live and /health/ready");
+    tracing::info!(%bound, "serving /health/live, /health/ready and /metrics");
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

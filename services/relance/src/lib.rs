@@ -71,10 +71,13 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
         let config = config.clone();
         Arc::new(move || {
             let today = config.clock.now().date_naive();
-            config.settings.channels.interest_warnings(today)
+            health::SettingsCheck {
+                warnings: config.settings.channels.interest_warnings(today),
+                legal_rates_current: config.settings.channels.legal_rates.covers(today),
+            }
         })
     };
-    for warning in warnings() {
+    for warning in warnings().warnings {
         tracing::warn!(%warning, "check the settings");
     }
     if let Some(addr) = config.settings.health_addr {
