@@ -18,7 +18,7 @@ use relance_contracts::names::{self, Names};
 use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::repeats;
-use relance_domain::validation::input::{CustomerFields, InvoiceFields};
+use relance_domain::validation::input::InvoiceFields;
 use relance_domain::{
     calendar_for_customer, triage_pending, validate_invoice, NewInvoice, Rejection, Risk, StepCandidate,
     StepKind,
@@ -487,22 +487,7 @@ fn validate_issued(event: &InvoiceIssuedV1) -> Result<NewInvoice, Rejection> {
         payment_link: inv.payment_link.as_deref(),
         pdf,
         pdf_error,
-        customer: CustomerFields {
-            id: &c.id,
-            name: &c.name,
-            contact_name: &c.contact_name,
-            email: &c.email,
-            phone: c.phone.as_deref(),
-            postal_address: c.postal_address.as_deref(),
-            language: c.language.as_deref(),
-            timezone: c.timezone.as_deref(),
-            risk: c.risk.as_deref(),
-            kind: c.kind.as_deref(),
-            cc: &c.cc,
-            country: c.country.as_deref(),
-            region: c.region.as_deref(),
-            late_interest_percent: c.late_interest_percent.as_deref(),
-        },
+        customer: planning::customer_fields(c),
     })
 }
 

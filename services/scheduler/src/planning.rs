@@ -79,23 +79,8 @@ pub async fn take_in_customer(db: &PgPool, config: &Config, message: Incoming) -
     let event: CustomerUpdatedV1 = message.json()?;
     let now = config.clock.now();
     let c = &event.customer;
-    let customer = validate_customer(CustomerFields {
-        id: &c.id,
-        name: &c.name,
-        contact_name: &c.contact_name,
-        email: &c.email,
-        phone: c.phone.as_deref(),
-        postal_address: c.postal_address.as_deref(),
-        language: c.language.as_deref(),
-        timezone: c.timezone.as_deref(),
-        risk: c.risk.as_deref(),
-        kind: c.kind.as_deref(),
-        cc: &c.cc,
-        country: c.country.as_deref(),
-        region: c.region.as_deref(),
-        late_interest_percent: c.late_interest_percent.as_deref(),
-    })
-    .map_err(|r| HandlerError::Permanent(format!("customer {} refused: {r}", c.id)))?;
+    let customer = validate_customer(customer_fields(c))
+        .map_err(|r| HandlerError::Permanent(format!("customer {} refused: {r}", c.id)))?;
     let mut tx = db.begin().await.context("starting the customer transaction")?;
     if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? {
         tracing::info!("duplicate customer.updated ignored");
@@ -275,4 +260,25 @@ pub async fn replan_customer(
         replanned += 1;
     }
     Ok(replanned)
+}
+
+/// A customer of the queue contract, as validation reads it (`invoice.issued` and
+/// `customer.updated` carry the same customer).
+pub(crate) fn customer_fields(c: &relance_contracts::CustomerV1) -> CustomerFields<'_> {
+    CustomerFields {
+        id: &c.id,
+        name: &c.name,
+        contact_name: &c.contact_name,
+        email: &c.email,
+        phone: c.phone.as_deref(),
+        postal_address: c.postal_address.as_deref(),
+        language: c.language.as_deref(),
+        timezone: c.timezone.as_deref(),
+        risk: c.risk.as_deref(),
+        kind: c.kind.as_deref(),
+        cc: &c.cc,
+        country: c.country.as_deref(),
+        region: c.region.as_deref(),
+        late_interest_percent: c.late_interest_percent.as_deref(),
+    }
 }
