@@ -45,6 +45,9 @@ const DEADLINE: StdDuration = StdDuration::from_secs(120);
 const PAYMENTS_OUTAGE_DAY: (i32, u32, u32) = (2026, 3, 24);
 /// At most this many invoices are paid during the payments outage.
 const PAYMENTS_DURING_OUTAGE: usize = 25;
+/// The day the SMTP server is slow to answer DATA while every database session of relance is
+/// cut, and the invoices whose reminders are then going out are paid (issue 12's scenario).
+const SLOW_DATA_DAY: (i32, u32, u32) = (2026, 3, 10);
 
 /// The suite's size and its seed, from the environment.
 struct Knobs {
@@ -360,6 +363,11 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         PAYMENTS_OUTAGE_DAY.2,
     );
     let mut paid_during_outage: Vec<(String, DateTime<Utc>)> = Vec::new();
+    let slow_data_day = date(SLOW_DATA_DAY.0, SLOW_DATA_DAY.1, SLOW_DATA_DAY.2);
+    // Deliveries held at DATA, sessions cut, and the invoices paid meanwhile.
+    let mut slow_data_held = 0usize;
+    let mut slow_data_sessions_cut = 0i64;
+    let mut paid_during_slow_data: Vec<String> = Vec::new();
     let mut payments_down = StdDuration::ZERO;
     let mut payments_outage_kills = 0usize;
 
@@ -410,8 +418,63 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
                     published_messages += 1;
                 }
             }
+            let slow_data_now = hour == 3 && day == slow_data_day;
+            if slow_data_now {
+                smtp.hold_data(true);
+            }
             clock.set(now);
             relance_storage::clock::set_shared_time(&db, now).await.unwrap();
+            if slow_data_now {
+                // The server holds its answer to DATA; with deliveries waiting on it, every
+                // database session of relance is cut, and their invoices are paid.
+                let held = wait_for("deliveries held at DATA", DEADLINE, || async {
+                    Ok(smtp.held() >= 1)
+                })
+                .await;
+                slow_data_held = smtp.held();
+                if held.is_ok() {
+                    let going_out: Vec<String> = sqlx::query_scalar(
+                        "SELECT DISTINCT i.number FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+                         WHERE s.kind = 'reminder' AND s.status = 'sending' AND i.status = 'open' ORDER BY i.number",
+                    )
+                    .fetch_all(&db)
+                    .await
+                    .unwrap();
+                    slow_data_sessions_cut = sqlx::query_scalar(
+                        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()) cut",
+                    )
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+                    let chosen: Vec<String> = going_out
+                        .into_iter()
+                        .filter(|n| !paid_otherwise.contains(n))
+                        .filter(|n| {
+                            !refused_recipients.contains(&format!("compta+{}@acme.test", n.to_lowercase()))
+                        })
+                        .collect();
+                    for number in &chosen {
+                        outside
+                            .publish(&names, names::PAYMENT_RECEIVED, &payment_body(number, day))
+                            .await;
+                        published_messages += 1;
+                    }
+                    wait_for("the payments during the slow DATA recorded", DEADLINE, || async {
+                        let recorded: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM payments p JOIN invoices i ON i.id = p.invoice_id WHERE i.number = ANY($1)",
+                        )
+                        .bind(&chosen)
+                        .fetch_one(&db)
+                        .await?;
+                        Ok(recorded as usize >= chosen.len())
+                    })
+                    .await
+                    .unwrap();
+                    paid_during_slow_data = chosen;
+                }
+                smtp.release();
+            }
             if hour == 3 && day == date(2026, 3, 13) {
                 // The SMTP server is busy for a while: every transaction gets a 4xx.
                 let began = Instant::now();
@@ -519,7 +582,8 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         .map(|(_, list)| list.len())
         .sum::<usize>()
         + if late_published { late_invoices.len() } else { 0 }
-        + paid_during_outage.len();
+        + paid_during_outage.len()
+        + paid_during_slow_data.len();
     wait_for("every payment recorded", DEADLINE, || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
             .fetch_one(&db)
@@ -745,6 +809,29 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         seconds(payments_down),
         failed_unexplained.len(),
     );
+    // What became of the deliveries going out when their invoices were paid in the slow DATA:
+    // sent (the journal gives the payment beside it, `stop_requested`) or cancelled while
+    // `sending` (the sender stopped before the end of DATA).
+    let slow_data_outcome = |sql: &'static str| {
+        let (db, numbers) = (db.clone(), paid_during_slow_data.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(&numbers)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let slow_data_sent = slow_data_outcome(
+        "SELECT count(*) FROM journal WHERE invoice_number = ANY($1) AND action = 'reminder.sent'
+         AND detail ? 'stop_requested'",
+    )
+    .await;
+    let slow_data_cancelled = slow_data_outcome(
+        "SELECT count(*) FROM journal WHERE invoice_number = ANY($1) AND action = 'reminder.cancelled'
+         AND detail->>'was' = 'sending'",
+    )
+    .await;
     let summary = format!(
         "\nrelance fault suite ({invoices} invoices + {} reordered, {COPIES} copies of each service as processes, {} simulated days)\n\
          | seed            | {seed} (replay: RELANCE_FAULT_SEED={seed}) |\n\
@@ -757,6 +844,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
          | SMTP refusals   | {deferred} deliveries deferred by a 4xx and retried; {refused_failed} steps failed at once by a 5xx, each with a reminder.failed event |\n\
          | deferred, then  | delivered: {} reminders, {} thank-yous; otherwise: {deferred_other} (cancelled by a payment, or failed) |\n\
          | longest outage survived | {outages} |\n\
+         | slow DATA, sessions cut | {slow_data_held} deliveries held at DATA, {slow_data_sessions_cut} database sessions cut, {} invoices paid meanwhile: {slow_data_sent} of their reminders sent (with the payment beside it), {slow_data_cancelled} cancelled while sending (stopped before the end of DATA) |\n\
          | payments outage | {} payments processes killed for {}, {} payments published meanwhile; payment confirmed -> steps cancelled: max {}, p99 {}, median {}; reminders received after their payment was published: {reminders_after_published} (for {} invoices) |\n",
         if late_published { late_invoices.len() } else { 0 },
         (knobs.last_day - date(2026, 3, 2)).num_days() + 1,
@@ -770,6 +858,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         reached_unrecorded,
         deferred_then("reminder", "sent"),
         deferred_then("thanks", "sent"),
+        paid_during_slow_data.len(),
         payments_outage_kills,
         seconds(payments_down),
         paid_during_outage.len(),
@@ -825,6 +914,9 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         "every failed step announced: {summary}"
     );
     assert_eq!(reached_refused, 0, "{summary}");
+    if slow_data_day <= knobs.last_day {
+        assert!(slow_data_held >= 1, "deliveries were held at DATA: {summary}");
+    }
     if outage_day <= knobs.last_day {
         assert!(
             !paid_during_outage.is_empty(),
