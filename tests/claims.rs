@@ -487,14 +487,14 @@ async fn a_legal_rate_table_without_the_current_half_year_is_warned_about() {
     .await
     .expect("starting the test environment");
     let http = reqwest::Client::new();
-    let ready: Value = http
-        .get(format!("http://{addr}/health/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The health server starts with the services, in the background: wait until it answers.
+    let ready_url = format!("http://{addr}/health/ready");
+    relance_tests::wait_for("the health endpoint", relance_tests::DEADLINE, || async {
+        Ok(http.get(&ready_url).send().await.is_ok())
+    })
+    .await
+    .unwrap();
+    let ready: Value = http.get(&ready_url).send().await.unwrap().json().await.unwrap();
     let warnings = ready["warnings"].as_array().cloned().unwrap_or_default();
     assert_eq!(warnings.len(), 1, "{ready}");
     assert!(
