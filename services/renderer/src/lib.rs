@@ -518,7 +518,7 @@ pub fn common_context(
             has_interest => !c.late_interest.is_zero(),
             interest_from => c.interest_from.map(|d| format_date(d, language)),
             rate => c.rate_percent.map(|r| letter::percent(r, language)),
-            basis => c.rate_source.map(rate_basis),
+            basis => c.rate_source.map(RateSource::as_str),
             rates_estimated => !c.rates_known,
             recovery_indemnity => euros(c.recovery_indemnity),
             has_indemnity => !c.recovery_indemnity.is_zero(),
@@ -583,16 +583,6 @@ fn indemnity_equivalent_context(
         amount => amount,
         rate => format!("1 € = {per_euro} {}", currency.code()),
         on => format_date(rate.on, language),
-    }
-}
-
-/// The name templates test to explain a rate (`claim.basis`).
-fn rate_basis(source: RateSource) -> &'static str {
-    match source {
-        RateSource::Statutory => "statutory",
-        RateSource::Contractual => "contract",
-        RateSource::Floor => "floor",
-        RateSource::Legal => "legal",
     }
 }
 

@@ -16,7 +16,6 @@ use relance_contracts::names;
 use relance_contracts::{AmountDueV1, HandOffDetailV1};
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::InterestTerms;
-use relance_domain::interest::RateSource;
 use relance_domain::{CustomerKind, Money};
 use relance_messaging::outgoing;
 use relance_storage::handoff::{self, HandOffCandidate, HandOffDelay};
@@ -147,20 +146,8 @@ fn amount_due(
         indemnity: Some(plain(claim.map_or(Decimal::ZERO, |c| c.recovery_indemnity))),
         indemnity_currency: Some(INDEMNITY_CURRENCY.code().to_string()),
         interest_from: claim.and_then(|c| c.interest_from),
-        interest_rate_basis: claim
-            .and_then(|c| c.rate_source)
-            .map(|s| rate_basis(s).to_string()),
+        interest_rate_basis: claim.and_then(|c| c.rate_source).map(|s| s.as_str().to_string()),
         rates_estimated: claim.is_some_and(|c| !c.rates_known),
         total: Some(plain(claim.map_or(invoice.balance, |c| c.total))),
     })
-}
-
-/// How `interest_rate_basis` names where the rate comes from.
-fn rate_basis(source: RateSource) -> &'static str {
-    match source {
-        RateSource::Statutory => "statutory",
-        RateSource::Contractual => "contract",
-        RateSource::Floor => "floor",
-        RateSource::Legal => "legal",
-    }
 }

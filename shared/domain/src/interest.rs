@@ -185,6 +185,18 @@ pub enum RateSource {
     Legal,
 }
 
+impl RateSource {
+    /// The name messages and `invoice.handed_off` give it (`interest_rate_basis`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateSource::Statutory => "statutory",
+            RateSource::Contractual => "contract",
+            RateSource::Floor => "floor",
+            RateSource::Legal => "legal",
+        }
+    }
+}
+
 /// Consecutive days with the same unpaid balance and the same rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterestPeriod {
