@@ -127,15 +127,6 @@ async fn step_id(env: &TestEnv, invoice: &str, step: &str) -> uuid::Uuid {
     .unwrap()
 }
 
-async fn journal_details(env: &TestEnv, invoice: &str, action: &str) -> Vec<Value> {
-    sqlx::query_scalar("SELECT detail FROM journal WHERE invoice_number = $1 AND action = $2 ORDER BY id")
-        .bind(invoice)
-        .bind(action)
-        .fetch_all(&env.db)
-        .await
-        .unwrap()
-}
-
 async fn open_tasks(env: &TestEnv) -> Vec<String> {
     relance_storage::calls::list(&env.db, false)
         .await
@@ -282,7 +273,7 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
     assert!(stdout.contains(names::CALL_OUTCOME_RECORDED), "{stdout}");
     assert_eq!(step_status(env, "F-C1", "call_1").await.0, "completed");
     assert_eq!(open_tasks(env).await, vec!["F-C2".to_string()]);
-    let recorded = journal_details(env, "F-C1", names::CALL_OUTCOME_RECORDED).await;
+    let recorded = env.journal_details("F-C1", names::CALL_OUTCOME_RECORDED).await;
     assert_eq!(recorded[0]["outcome"], json!("no_answer"));
     assert_eq!(recorded[0]["note"], json!("voicemail"));
 
@@ -291,7 +282,7 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
     assert_eq!(step_status(env, "F-C2", "call_1").await.0, "awaiting_outcome");
     env.run_until(date(2026, 3, 16)).await;
     assert_eq!(step_status(env, "F-C2", "call_1").await.0, "expired");
-    let expired = journal_details(env, "F-C2", names::CALL_TASK_EXPIRED).await;
+    let expired = env.journal_details("F-C2", names::CALL_TASK_EXPIRED).await;
     assert_eq!(expired.len(), 1);
     assert!(
         expired[0]["reason"]
@@ -326,7 +317,7 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
     )
     .await;
     env.wait_journal("F-C2", names::INVOICE_PAUSED, 1).await;
-    let recorded = journal_details(env, "F-C2", names::CALL_OUTCOME_RECORDED).await;
+    let recorded = env.journal_details("F-C2", names::CALL_OUTCOME_RECORDED).await;
     assert_eq!(recorded[0]["late"], json!(true));
     assert_eq!(step_status(env, "F-C2", "call_1").await.0, "expired");
     let emails = env.mail.wait_for_emails(3).await;
@@ -425,7 +416,7 @@ async fn a_disputed_call_pauses_until_resolved_and_a_payment_cancels_an_open_tas
     )
     .await;
     env.wait_journal("F-C4", names::INVOICE_PAUSED, 1).await;
-    let paused = journal_details(env, "F-C4", names::INVOICE_PAUSED).await;
+    let paused = env.journal_details("F-C4", names::INVOICE_PAUSED).await;
     assert_eq!(paused[0]["kind"], json!("dispute"));
     assert_eq!(paused[0]["reason"], json!("two pallets damaged"));
     assert_eq!(step_status(env, "F-C4", "call_1").await.0, "completed");
@@ -438,7 +429,7 @@ async fn a_disputed_call_pauses_until_resolved_and_a_payment_cancels_an_open_tas
     .await;
     env.wait_journal("F-C5", names::INVOICE_SETTLED, 1).await;
     assert_eq!(step_status(env, "F-C5", "call_1").await.0, "cancelled");
-    let cancelled = journal_details(env, "F-C5", names::REMINDER_CANCELLED).await;
+    let cancelled = env.journal_details("F-C5", names::REMINDER_CANCELLED).await;
     assert!(cancelled.len() >= 3, "call_1, sms_1, reminder_2: {cancelled:?}");
     assert!(open_tasks(env).await.is_empty());
     env.publish(
@@ -490,7 +481,7 @@ async fn a_customer_without_a_phone_gets_emails_instead_of_the_sms_and_the_call(
             ("sent".into(), "email".into())
         );
     }
-    let fallbacks = journal_details(env, "F-C6", names::REMINDER_FALLBACK).await;
+    let fallbacks = env.journal_details("F-C6", names::REMINDER_FALLBACK).await;
     let summary: Vec<(String, String, String)> = fallbacks
         .iter()
         .map(|d| {
@@ -632,7 +623,7 @@ tone = "firm"
         step_status(env, "F-C8", "reminder_2").await,
         ("sent".into(), "letter".into())
     );
-    let fallback = journal_details(env, "F-C8", names::REMINDER_FALLBACK).await;
+    let fallback = env.journal_details("F-C8", names::REMINDER_FALLBACK).await;
     assert_eq!(fallback.len(), 1, "{fallback:?}");
     assert_eq!(
         (fallback[0]["from"].as_str(), fallback[0]["to"].as_str()),

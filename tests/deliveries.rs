@@ -27,15 +27,6 @@ async fn step_of(env: &TestEnv, invoice: &str, step: &str) -> (String, Option<St
     .unwrap()
 }
 
-async fn journal_details(env: &TestEnv, invoice: &str, action: &str) -> Vec<Value> {
-    sqlx::query_scalar("SELECT detail FROM journal WHERE invoice_number = $1 AND action = $2 ORDER BY seq")
-        .bind(invoice)
-        .bind(action)
-        .fetch_all(&env.db)
-        .await
-        .unwrap()
-}
-
 /// Journal entries with this action about one step of the invoice.
 async fn step_journal(env: &TestEnv, invoice: &str, step: &str, action: &str) -> Vec<Value> {
     sqlx::query_scalar(
@@ -232,13 +223,13 @@ async fn an_interrupted_delivery_is_settled_by_how_far_it_got() {
     let (status, reason) = step_of(&env, "F-1303", "pre_due").await;
     assert_eq!(status, "ambiguous");
     assert!(reason.unwrap_or_default().contains("may or may not"));
-    let ambiguous = journal_details(&env, "F-1303", names::REMINDER_AMBIGUOUS).await;
+    let ambiguous = env.journal_details("F-1303", names::REMINDER_AMBIGUOUS).await;
     assert_eq!(ambiguous[0]["policy"], "report");
     assert_eq!(ambiguous[0]["stage"], "data_end_sent");
     assert_eq!(env.journal_count("F-1303", names::REMINDER_FAILED).await, 0);
     assert_eq!(env.journal_count("F-1303", names::REMINDER_SENT).await, 0);
     assert_eq!(step_of(&env, "F-1304", "pre_due").await.0, "sent");
-    let recovered = journal_details(&env, "F-1304", names::REMINDER_SENT).await;
+    let recovered = env.journal_details("F-1304", names::REMINDER_SENT).await;
     assert_eq!(recovered[0]["response"], "250 2.0.0 Ok: queued", "{recovered:?}");
     env.stop().await;
 }

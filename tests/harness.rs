@@ -554,6 +554,16 @@ impl TestEnv {
         .expect("journal entries");
     }
 
+    /// The details of the invoice's journal entries with this action, oldest first.
+    pub async fn journal_details(&self, invoice: &str, action: &str) -> Vec<Value> {
+        sqlx::query_scalar("SELECT detail FROM journal WHERE invoice_number = $1 AND action = $2 ORDER BY id")
+            .bind(invoice)
+            .bind(action)
+            .fetch_all(&self.db)
+            .await
+            .expect("reading journal entries")
+    }
+
     pub async fn journal_count(&self, invoice: &str, action: &str) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM journal WHERE invoice_number = $1 AND action = $2")
             .bind(invoice)

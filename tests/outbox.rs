@@ -26,16 +26,6 @@ async fn published_before(env: &TestEnv, before: Option<DateTime<Utc>>) -> i64 {
         .unwrap()
 }
 
-/// The journal's details of `action` for `invoice`.
-async fn journal_details(env: &TestEnv, invoice: &str, action: &str) -> Vec<Value> {
-    sqlx::query_scalar("SELECT detail FROM journal WHERE invoice_number = $1 AND action = $2 ORDER BY id")
-        .bind(invoice)
-        .bind(action)
-        .fetch_all(&env.db)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_outbox_rows_and_inbox_records_are_removed_and_a_recent_redelivery_is_still_a_duplicate() {
     let env = TestEnv::try_start(1, &[("RELANCE_RETENTION_INTERVAL_MS", "20")])
@@ -95,13 +85,13 @@ async fn old_outbox_rows_and_inbox_records_are_removed_and_a_recent_redelivery_i
     env.wait_journal("RET-RECENT", names::INVOICE_DUPLICATE, 1).await;
     env.wait_journal("RET-OLD", names::INVOICE_DUPLICATE, 1).await;
     env.idle().await;
-    let recent_dup = journal_details(&env, "RET-RECENT", names::INVOICE_DUPLICATE).await;
+    let recent_dup = env.journal_details("RET-RECENT", names::INVOICE_DUPLICATE).await;
     assert_eq!(
         recent_dup,
         vec![serde_json::json!({ "event_id": "evt-invoice-RET-RECENT" })],
         "recognised by the inbox as the same message"
     );
-    let old_dup = journal_details(&env, "RET-OLD", names::INVOICE_DUPLICATE).await;
+    let old_dup = env.journal_details("RET-OLD", names::INVOICE_DUPLICATE).await;
     assert_eq!(old_dup.len(), 1, "{old_dup:?}");
     assert_eq!(old_dup[0]["conflict"], Value::Bool(false), "{old_dup:?}");
     let invoices: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices")
