@@ -476,9 +476,34 @@ async fn a_payment_while_an_sms_waits_for_its_retry_cancels_it() {
     s.env.move_clock(sms_day()).await;
     s.env.wait_journal("F-900", "reminder.delivery_deferred", 1).await;
     assert_eq!(s.gateway.count(), 1, "the first attempt, refused");
+    // Visibly waiting, with the time of its next attempt...
+    let (status, next_attempt_at): (String, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT s.status, s.next_attempt_at FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+         WHERE i.number = 'F-900' AND s.name = 'sms_1'",
+    )
+    .fetch_one(&s.env.db)
+    .await
+    .unwrap();
+    assert_eq!(status, "deferred");
+    assert!(next_attempt_at.is_some(), "the next attempt's time is kept");
+    // ...and the lease sweep leaves it to its retry, however short the lease: its backoff is
+    // not cut short.
+    let sweep_settings = relance_config::Settings::from_vars(vec![
+        ("DATABASE_URL".to_string(), s.env.database_url.clone()),
+        ("RELANCE_LEASE_MS".to_string(), "1".to_string()),
+    ])
+    .unwrap();
+    let sweep = relance_config::Config::with_clock(sweep_settings, s.env.shared_clock.clone()).unwrap();
+    assert_eq!(
+        relance_scheduler::recover_expired_leases(&s.env.db, &sweep)
+            .await
+            .unwrap(),
+        0,
+        "a deferred step is not handed out again before its retry is due"
+    );
     s.gateway.failing.lock().unwrap().clear();
 
-    // The SMS is on its way (rendered, waiting for its retry) when the payment arrives.
+    // The SMS is on its way (deferred, waiting for its retry) when the payment arrives.
     pay_in_full(&s.env, "PAY-900", "F-900", date(2026, 3, 13)).await;
     // The retry comes, finds the step cancelled, and sends nothing.
     s.env.wait_journal("F-900", "job.ignored", 1).await;

@@ -552,7 +552,8 @@ pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Res
                 )
                 .await?;
             }
-            ("rendered", _) => {
+            // A deferred step here lost its retry message: its retry is long overdue.
+            ("rendered" | "deferred", _) => {
                 steps::renew_lease(&mut tx, step.id).await?;
                 queue_delivery(&mut tx, step, now).await?;
             }

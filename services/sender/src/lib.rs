@@ -7,8 +7,9 @@
 //! closed or paused since it was rendered) goes back to the renderer instead, to be rendered
 //! with the invoices left. Couriers (`mailer`, `sms`, `postal`) only talk to their providers.
 //!
-//! Step states: `rendered` -> `sending` (committed before delivery) -> `sent` | `failed` |
-//! `cancelled`, or back to `rendered` (deferred, or aborted for want of the database). A step
+//! Step states: `rendered` | `deferred` -> `sending` (committed before delivery) -> `sent` |
+//! `failed` | `cancelled`, or `deferred` (refused for now, or aborted for want of the
+//! database) until its retry. A step
 //! left in `sending` (its sender died mid-delivery) is settled by the scheduler's lease sweep
 //! by the stage it reached: delivered again before the end of DATA, sent once answered, and
 //! in between ambiguous, by the `RELANCE_INTERRUPTED_DELIVERY` policy.
@@ -200,7 +201,7 @@ pub async fn deliver_job(
     .await
 }
 
-/// The claim: `rendered -> sending` under a new attempt id, and the checks that make a
+/// The claim: `rendered | deferred -> sending` under a new attempt id, and the checks that make a
 /// delivery pointless (invoice paid or closed, paused, group changed), in one short
 /// transaction. An error rolls it all back: the step stays `rendered` and the job retries.
 /// Returns whether the step is now this sender's to deliver.
@@ -407,10 +408,9 @@ async fn record_outcome(
         // Retried while the retry budget lasts (the consumer's own decision); failed after.
         Err(DeliveryError::Transient(reason)) if retry_in.is_some() => {
             let mut tx = db.begin().await.context("starting the release transaction")?;
-            let next_attempt_at = retry_in
-                .and_then(|wait| chrono::Duration::from_std(wait).ok())
-                .map(|d| now + d);
-            if steps::defer_delivery(&mut tx, step.id, attempt, &reason, next_attempt_at, now).await? {
+            let wait = retry_in.unwrap_or_default();
+            let next_attempt_at = chrono::Duration::from_std(wait).ok().map(|d| now + d);
+            if steps::defer_delivery(&mut tx, step.id, attempt, &reason, next_attempt_at, wait, now).await? {
                 journal::append(
                     &mut tx,
                     now,
@@ -492,7 +492,7 @@ async fn record_sent(
 
 /// The courier aborted before the point of no return: nothing went out. What stopped it
 /// (a payment, a closure, a pause, a changed group) settles the step; if nothing did (the
-/// database could not be read), the step goes back to `rendered` and the job retries. If
+/// database could not be read), the step is `deferred` and the job retries. If
 /// even that cannot be written, the step stays `sending` before the end of DATA, and the
 /// sweep delivers it again once the lease runs out.
 async fn settle_aborted(
@@ -512,7 +512,16 @@ async fn settle_aborted(
         tx.commit().await.context("committing the step's settlement")?;
         return Ok(());
     }
-    steps::defer_delivery(&mut tx, step.id, attempt, reason, None, now).await?;
+    steps::defer_delivery(
+        &mut tx,
+        step.id,
+        attempt,
+        reason,
+        None,
+        std::time::Duration::ZERO,
+        now,
+    )
+    .await?;
     journal::append(
         &mut tx,
         now,

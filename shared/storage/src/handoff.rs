@@ -77,7 +77,7 @@ pub async fn claim_due(
            AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                            WHERE o.invoice_id = i.id AND o.kind = 'reminder'
-                             AND o.status IN ('pending', 'queued', 'rendered', 'sending', 'awaiting_outcome'))
+                             AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome'))
          ORDER BY i.id
          LIMIT $3
          FOR UPDATE OF i SKIP LOCKED",

@@ -178,8 +178,12 @@ async fn read_batch(
     let mut out = Vec::with_capacity(invoices.len());
     for invoice in invoices {
         let plan = plans.remove(&invoice.id).unwrap_or_default();
-        let is_pending =
-            |s: &StepRow| matches!(s.status.as_str(), "pending" | "queued" | "rendered" | "sending");
+        let is_pending = |s: &StepRow| {
+            matches!(
+                s.status.as_str(),
+                "pending" | "queued" | "rendered" | "deferred" | "sending"
+            )
+        };
         let snapshots: Vec<StepSnapshot> = plan
             .iter()
             .map(|s| StepSnapshot {

@@ -142,7 +142,7 @@ const PULL_BACK: &str = "UPDATE reminder_steps SET status = 'pending', status_re
     WHERE kind = 'reminder' AND status = ANY($2)";
 
 /// Takes the invoice's reminders that are on their way but not being delivered (queued,
-/// rendered, or an open call task) back to `pending`: a pause stops them (nobody calls a
+/// rendered, deferred, or an open call task) back to `pending`: a pause stops them (nobody calls a
 /// customer who disputes the invoice; the call comes back if the sequence resumes). Their rendering is dropped, so they are
 /// rendered afresh (balance, dates) when the sequence resumes. A job still in a queue for
 /// them finds them pending and is ignored.
@@ -154,7 +154,7 @@ pub async fn pull_back_in_flight(
 ) -> anyhow::Result<Vec<StepRecord>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(&format!("{PULL_BACK} AND invoice_id = $1 RETURNING id"))
         .bind(invoice_id)
-        .bind(vec!["queued", "rendered", "awaiting_outcome"])
+        .bind(vec!["queued", "rendered", "deferred", "awaiting_outcome"])
         .bind(reason)
         .bind(at)
         .fetch_all(&mut *tx)

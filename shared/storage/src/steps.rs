@@ -17,6 +17,9 @@ pub enum StepStatus {
     Queued,
     /// Rendered, waiting for its channel's sender.
     Rendered,
+    /// Refused for now by the provider (a 4xx, a refused connection): waits for its retry
+    /// at `next_attempt_at`, within the retry budget.
+    Deferred,
     /// The sender is delivering it right now.
     Sending,
     Sent,
@@ -40,6 +43,7 @@ impl StepStatus {
             StepStatus::Pending => "pending",
             StepStatus::Queued => "queued",
             StepStatus::Rendered => "rendered",
+            StepStatus::Deferred => "deferred",
             StepStatus::Sending => "sending",
             StepStatus::Sent => "sent",
             StepStatus::Skipped => "skipped",
@@ -54,10 +58,11 @@ impl StepStatus {
 
     /// Statuses from which a payment cancels the step (an open call task included). A step
     /// in `sending` is not cancelled but marked (see [`cancel_open`]): its sender decides.
-    pub const OPEN: [StepStatus; 4] = [
+    pub const OPEN: [StepStatus; 5] = [
         StepStatus::Pending,
         StepStatus::Queued,
         StepStatus::Rendered,
+        StepStatus::Deferred,
         StepStatus::AwaitingOutcome,
     ];
 }
@@ -501,7 +506,7 @@ pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resu
 pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyhow::Result<i64> {
     sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
-                 WHERE s.due_at <= $1 AND s.status IN ('pending', 'queued', 'rendered', 'sending')
+                 WHERE s.due_at <= $1 AND s.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending')
                    AND (i.status = 'open' OR s.kind = 'thanks')
                    AND NOT (s.status = 'pending'
                             AND EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
@@ -526,7 +531,8 @@ pub async fn lock_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Resul
 }
 
 /// Steps left in flight (queued, rendered or sending) for longer than `lease`, by wall
-/// clock, and not locked by a live sender. Locked for the caller.
+/// clock, and deferred ones whose retry is overdue by more than `lease` (the retry message
+/// was lost), not locked by a live sender. Locked for the caller.
 pub async fn claim_expired_leases(
     tx: &mut PgConnection,
     lease: std::time::Duration,
@@ -534,8 +540,10 @@ pub async fn claim_expired_leases(
 ) -> anyhow::Result<Vec<StepRecord>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM reminder_steps
-         WHERE status IN ('queued', 'rendered', 'sending') AND grouped_into IS NULL
-           AND status_changed_at < clock_timestamp() - make_interval(secs => $1)
+         WHERE grouped_into IS NULL
+           AND ((status IN ('queued', 'rendered', 'sending')
+                 AND status_changed_at < clock_timestamp() - make_interval(secs => $1))
+             OR (status = 'deferred' AND retry_wall_at < clock_timestamp() - make_interval(secs => $1)))
          ORDER BY status_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(lease.as_secs_f64())
@@ -607,8 +615,8 @@ impl DeliveryStage {
     }
 }
 
-/// Claims a rendered step for delivery under a new attempt id: `rendered -> sending`, stage
-/// `claimed`, no stop mark. Returns false when the step was not `rendered`.
+/// Claims a rendered (or deferred) step for delivery under a new attempt id: `-> sending`,
+/// stage `claimed`, no stop mark. Returns false when the step was neither.
 pub async fn claim_delivery(
     tx: &mut PgConnection,
     id: Uuid,
@@ -617,9 +625,9 @@ pub async fn claim_delivery(
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE reminder_steps SET status = 'sending', delivery_attempt = $2, delivery_stage = 'claimed',
-             stop_requested_at = NULL, stop_reason = NULL, next_attempt_at = NULL, updated_at = $3,
-             status_changed_at = clock_timestamp()
-         WHERE id = $1 AND status = 'rendered'",
+             stop_requested_at = NULL, stop_reason = NULL, next_attempt_at = NULL, retry_wall_at = NULL,
+             updated_at = $3, status_changed_at = clock_timestamp()
+         WHERE id = $1 AND status IN ('rendered', 'deferred')",
     )
     .bind(id)
     .bind(attempt)
@@ -747,19 +755,22 @@ pub async fn end_delivery(
     Ok(updated.rows_affected() == 1)
 }
 
-/// A delivery deferred by a transient failure: back to `rendered` with the reason and the
-/// time of its next attempt, if still in `sending` under this attempt.
+/// A delivery deferred by a transient failure: `sending -> deferred` with the reason and the
+/// time of its next attempt (on relance's clock; `retry_in` from now on the wall clock, when
+/// its retry comes back from the delay queue), if still in `sending` under this attempt.
 pub async fn defer_delivery(
     tx: &mut PgConnection,
     id: Uuid,
     attempt: Uuid,
     reason: &str,
     next_attempt_at: Option<DateTime<Utc>>,
+    retry_in: std::time::Duration,
     at: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
-        "UPDATE reminder_steps SET status = 'rendered', status_reason = $3, next_attempt_at = $4, updated_at = $5,
-             status_changed_at = clock_timestamp()
+        "UPDATE reminder_steps SET status = 'deferred', status_reason = $3, next_attempt_at = $4, updated_at = $5,
+             status_changed_at = clock_timestamp(),
+             retry_wall_at = clock_timestamp() + make_interval(secs => $6)
          WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
     )
     .bind(id)
@@ -767,6 +778,7 @@ pub async fn defer_delivery(
     .bind(reason)
     .bind(next_attempt_at)
     .bind(at)
+    .bind(retry_in.as_secs_f64())
     .execute(tx)
     .await
     .context("deferring the delivery")?;
