@@ -23,13 +23,12 @@ pub use collections::{
 };
 pub use details::{
     CallOutcomeRecordedV1, CallTaskExpiredV1, CallTaskOpenedV1, CreditNoteRecordedV1, EmailSentV1,
-    ExcludedStepV1, FieldWarningV1, GroupedAmbiguousV1, GroupedIntoV1, GroupedSentV1,
-    InterruptedAmbiguousV1, InvoiceClosedV1, InvoiceDuplicateV1, InvoicePausedV1,
-    InvoiceRegisteredV1, InvoiceRejectedV1, InvoiceResumedV1, InvoiceSettledV1, LetterSentV1,
-    LifecycleClosureV1, PaymentConflictV1, PaymentRecordedV1, PlannedStepV1, RecordedDifferenceV1,
-    RecoveredSentV1, RegisteredDifferenceV1, ReminderAmbiguousV1, ReminderCancelledV1,
-    ReminderFailedV1, ReminderFallbackV1, ReminderPostponedV1, ReminderSentV1, ReminderSkippedV1,
-    SmsSentV1, StopRequestedV1, ThanksSentV1,
+    ExcludedStepV1, FieldWarningV1, GroupedAmbiguousV1, GroupedIntoV1, GroupedSentV1, InterruptedAmbiguousV1,
+    InvoiceClosedV1, InvoiceDuplicateV1, InvoicePausedV1, InvoiceRegisteredV1, InvoiceRejectedV1,
+    InvoiceResumedV1, InvoiceSettledV1, LetterSentV1, LifecycleClosureV1, PaymentConflictV1,
+    PaymentRecordedV1, PlannedStepV1, RecordedDifferenceV1, RecoveredSentV1, RegisteredDifferenceV1,
+    ReminderAmbiguousV1, ReminderCancelledV1, ReminderFailedV1, ReminderFallbackV1, ReminderPostponedV1,
+    ReminderSentV1, ReminderSkippedV1, SmsSentV1, StopRequestedV1, ThanksSentV1,
 };
 pub use events::{EventDetail, EventV1, StepRef};
 pub use handoff::{AmountDueV1, HandOffDetailV1, InvoiceJournalV1, JournalEntryV1};

@@ -1,6 +1,7 @@
 //! The JSON Schemas committed under `docs/schema/` are those the contract's types generate:
 //! a change of the contract is always a visible diff there. `RELANCE_UPDATE_SCHEMAS=1`
 //! rewrites them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,11 @@ fn committed_files(dir: &Path) -> BTreeSet<String> {
         for file in std::fs::read_dir(folder.path()).into_iter().flatten().flatten() {
             let path = file.path();
             if path.extension().is_some_and(|e| e == "json") {
-                let relative = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                let relative = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 files.insert(relative);
             }
         }
@@ -35,7 +40,11 @@ fn committed_schemas_are_the_generated_ones() {
     let generated = message_schemas();
     let update = std::env::var("RELANCE_UPDATE_SCHEMAS").is_ok_and(|v| v == "1");
     let expected: BTreeSet<String> = generated.iter().map(|s| s.file.clone()).collect();
-    assert_eq!(expected.len(), generated.len(), "two messages share a schema file");
+    assert_eq!(
+        expected.len(),
+        generated.len(),
+        "two messages share a schema file"
+    );
     let mut problems = Vec::new();
     if update {
         for stale in committed_files(&dir).difference(&expected) {
