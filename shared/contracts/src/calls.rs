@@ -4,10 +4,11 @@
 //! say precisely what is wrong.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Routing key `call.outcome`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallOutcomeV1 {
     pub version: u32,
     pub event_id: String,
@@ -15,7 +16,7 @@ pub struct CallOutcomeV1 {
     pub call: CallV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CallV1 {
     pub invoice_number: String,
     /// The call step (a UUID, as `relance tasks` lists it); absent: the invoice's open task.

@@ -6,10 +6,11 @@
 //! optional dates) so that validation can say precisely what is wrong.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Routing key `promise.recorded`: the customer promised to pay by a date.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromiseRecordedV1 {
     pub version: u32,
     pub event_id: String,
@@ -17,7 +18,7 @@ pub struct PromiseRecordedV1 {
     pub promise: PromiseV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PromiseV1 {
     pub invoice_number: String,
     /// Optional on the wire only so that a missing date is refused with a clear reason.
@@ -29,7 +30,7 @@ pub struct PromiseV1 {
 }
 
 /// Routing key `dispute.opened`: the customer contests the invoice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DisputeOpenedV1 {
     pub version: u32,
     pub event_id: String,
@@ -37,14 +38,14 @@ pub struct DisputeOpenedV1 {
     pub dispute: DisputeV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DisputeV1 {
     pub invoice_number: String,
     pub reason: String,
 }
 
 /// Routing key `dispute.resolved`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DisputeResolvedV1 {
     pub version: u32,
     pub event_id: String,
@@ -52,7 +53,7 @@ pub struct DisputeResolvedV1 {
     pub resolution: ResolutionV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResolutionV1 {
     pub invoice_number: String,
     /// `"upheld"`: the invoice stands and the sequence resumes; `"credited"`: resolved by
@@ -65,7 +66,7 @@ pub struct ResolutionV1 {
 }
 
 /// The credit note that resolves a dispute (its invoice is the resolution's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResolutionCreditNoteV1 {
     pub id: String,
     /// Decimal string.
@@ -76,7 +77,7 @@ pub struct ResolutionCreditNoteV1 {
 }
 
 /// Routing key `credit_note.issued`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CreditNoteIssuedV1 {
     pub version: u32,
     pub event_id: String,
@@ -84,7 +85,7 @@ pub struct CreditNoteIssuedV1 {
     pub credit_note: CreditNoteV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CreditNoteV1 {
     pub id: String,
     pub invoice_number: String,
@@ -98,7 +99,7 @@ pub struct CreditNoteV1 {
 }
 
 /// Routing key `invoice.written_off`: the creditor gives up on the debt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceWrittenOffV1 {
     pub version: u32,
     pub event_id: String,
@@ -106,7 +107,7 @@ pub struct InvoiceWrittenOffV1 {
     pub write_off: WriteOffV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WriteOffV1 {
     pub invoice_number: String,
     pub reason: String,
@@ -114,7 +115,7 @@ pub struct WriteOffV1 {
 
 /// Routing key `invoice.lifecycle_status`: a status of the French e-invoicing reform's
 /// invoice lifecycle, as the creditor's platform reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceLifecycleStatusV1 {
     pub version: u32,
     pub event_id: String,
@@ -122,7 +123,7 @@ pub struct InvoiceLifecycleStatusV1 {
     pub lifecycle: LifecycleStatusV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LifecycleStatusV1 {
     pub invoice_number: String,
     /// The status name (`"disputed"`) or its code (`"207"`).

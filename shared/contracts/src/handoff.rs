@@ -3,10 +3,11 @@
 //! the hashes that let them check it (docs/journal.md).
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HandOffDetailV1 {
     /// Why, in words: the last step and the days waited.
     pub reason: String,
@@ -21,7 +22,7 @@ pub struct HandOffDetailV1 {
 }
 
 /// Amounts as decimal strings in the currency's minor unit (`"1500.00"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AmountDueV1 {
     pub currency: String,
     /// The invoice total.
@@ -71,7 +72,7 @@ pub struct AmountDueV1 {
 }
 
 /// One invoice's journal chain as it stood when it was handed off.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceJournalV1 {
     /// The chain: the invoice number.
     pub chain: String,
@@ -83,7 +84,7 @@ pub struct InvoiceJournalV1 {
 }
 
 /// A journal entry with everything its hashes are computed from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JournalEntryV1 {
     pub id: i64,
     /// Position in the chain, from 1.

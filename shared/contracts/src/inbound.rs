@@ -4,10 +4,11 @@
 //! that validation in the domain crate can say precisely what is wrong with a message.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Routing key `invoice.issued`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceIssuedV1 {
     pub version: u32,
     pub event_id: String,
@@ -15,7 +16,7 @@ pub struct InvoiceIssuedV1 {
     pub invoice: InvoiceV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoiceV1 {
     pub number: String,
     pub customer: CustomerV1,
@@ -34,7 +35,7 @@ pub struct InvoiceV1 {
     pub pdf_base64: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerV1 {
     pub id: String,
     pub name: String,
@@ -74,7 +75,7 @@ pub struct CustomerV1 {
 
 /// Routing key `customer.updated`: a customer's details changed in your system (its risk
 /// segment, time zone, country...). The customer's open invoices are re-planned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerUpdatedV1 {
     pub version: u32,
     pub event_id: String,
@@ -83,7 +84,7 @@ pub struct CustomerUpdatedV1 {
 }
 
 /// Routing key `payment.received`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentReceivedV1 {
     pub version: u32,
     pub event_id: String,
@@ -91,7 +92,7 @@ pub struct PaymentReceivedV1 {
     pub payment: PaymentV1,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentV1 {
     pub id: String,
     pub invoice_number: String,

@@ -1,11 +1,12 @@
 //! Jobs between relance's own services, on the `<ns>.jobs` exchange. They carry ids only:
 //! the database row is the truth, the job is a notification that it is ready for work.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Routing key `reminder.due`: scheduler -> renderer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReminderDueV1 {
     pub version: u32,
     pub job_id: Uuid,
@@ -17,7 +18,7 @@ pub struct ReminderDueV1 {
 }
 
 /// Routing key `reminder.rendered.<channel>`: renderer -> channel sender.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReminderRenderedV1 {
     pub version: u32,
     pub job_id: Uuid,

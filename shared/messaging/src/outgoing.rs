@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use relance_contracts::{EventV1, InvoiceJournalV1, JournalEntryV1, VERSION_1};
+use relance_contracts::{EventDetail, EventV1, InvoiceJournalV1, JournalEntryV1, VERSION_1};
 use relance_storage::journal::{self, canonical, ChainedEntry};
 use relance_storage::outbox::{self, Destination, OutgoingMessage};
 use relance_storage::steps::{StepRecord, StepStatus};
@@ -92,6 +92,30 @@ pub async fn announce_step(
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
     announce(tx, now, &step.invoice_number, Some(step), event_type, detail).await
+}
+
+/// [`announce`] with a typed detail: the event type is the detail's (`D::EVENT_TYPE`).
+pub async fn announce_detail<D: EventDetail>(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    invoice_number: &str,
+    step: Option<&StepRecord>,
+    detail: &D,
+) -> anyhow::Result<()> {
+    let value = detail
+        .to_detail()
+        .with_context(|| format!("encoding the detail of {}", D::EVENT_TYPE))?;
+    announce(tx, now, invoice_number, step, D::EVENT_TYPE, value).await
+}
+
+/// [`announce_detail`] for an event about one step.
+pub async fn announce_step_detail<D: EventDetail>(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    step: &StepRecord,
+    detail: &D,
+) -> anyhow::Result<()> {
+    announce_detail(tx, now, &step.invoice_number, Some(step), detail).await
 }
 
 /// Moves a step from one of `from` to `to` with `reason`, and if it moved (another worker may
