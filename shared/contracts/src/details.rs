@@ -220,7 +220,7 @@ pub struct ReminderFailedV1 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReminderCancelledV1 {
     pub reason: String,
-    /// The step's status until then: `pending`, `queued`, `rendered`, `sending` or
+    /// The step's status until then: `pending`, `queued`, `rendered`, `deferred`, `sending` or
     /// `awaiting_outcome`.
     pub was: String,
     /// The delivery stage an interrupted delivery had reached (set by the sweep).
