@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use relance_config::{Config, Settings};
+use relance_config::{Config, Settings, SettingsArgs};
 
 #[derive(Parser)]
 #[command(
@@ -13,12 +13,18 @@ use relance_config::{Config, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Every setting: a flag, its environment variable and its default (`relance --help`).
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run one service (scheduler, renderer, sender, sender-sms, sender-letter, payments),
     /// several, or `all`.
+    #[command(
+        after_help = "Settings come from environment variables, or flags given before `run`: `relance --help` lists them with their defaults."
+    )]
     Run {
         #[arg(required = true)]
         services: Vec<String>,
@@ -71,7 +77,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_vars(cli.settings.into_vars())?;
     let service_name = match &cli.command {
         Command::Run { services } => format!("relance-{}", services.join("-")),
         Command::Migrate => "relance-migrate".to_string(),
@@ -143,5 +149,16 @@ async fn main() -> anyhow::Result<()> {
             command: Some(command),
             ..
         } => relance::tasks::run_tasks_command(settings, command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_settings_flags_clash_with_no_command_flag() {
+        Cli::command().debug_assert();
     }
 }

@@ -1,6 +1,7 @@
 //! Configuration of every relance service, read from the environment and validated at
 //! start: `DATABASE_URL`, `AMQP_URL`, `SMTP_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT` and
-//! `RELANCE_*` (listed in the README). It owns no I/O beyond reading the environment and the
+//! `RELANCE_*`, each declared once, with its default, in [`variables`] (which `relance --help`
+//! and the README's table follow). It owns no I/O beyond reading the environment and the
 //! policy file; a bad value stops the service at start with the variable named.
 
 use anyhow::{anyhow, bail, Context};
@@ -13,6 +14,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod variables;
+pub use variables::{SettingsArgs, VARIABLES};
 
 /// The creditor: who is owed, and where to pay. Printed on every message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,8 +258,8 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn retention(env: &Env) -> anyhow::Result<Retention> {
-    let hours: u64 = env.parsed("RELANCE_OUTBOX_RETENTION_HOURS", 24)?;
-    let days: u64 = env.parsed("RELANCE_INBOX_RETENTION_DAYS", 30)?;
+    let hours: u64 = env.parsed("RELANCE_OUTBOX_RETENTION_HOURS")?;
+    let days: u64 = env.parsed("RELANCE_INBOX_RETENTION_DAYS")?;
     if !(1..=24 * 365).contains(&hours) {
         return Err(anyhow!(
             "RELANCE_OUTBOX_RETENTION_HOURS must be between 1 and 8760"
@@ -267,8 +271,8 @@ fn retention(env: &Env) -> anyhow::Result<Retention> {
     let retention = Retention {
         outbox: HOUR.saturating_mul(u32::try_from(hours).unwrap_or(u32::MAX)),
         inbox: DAY.saturating_mul(u32::try_from(days).unwrap_or(u32::MAX)),
-        interval: env.millis("RELANCE_RETENTION_INTERVAL_MS", 600_000)?,
-        batch: env.parsed("RELANCE_RETENTION_BATCH", 10_000)?,
+        interval: env.millis("RELANCE_RETENTION_INTERVAL_MS")?,
+        batch: env.parsed("RELANCE_RETENTION_BATCH")?,
     };
     if retention.interval.is_zero() {
         return Err(anyhow!("RELANCE_RETENTION_INTERVAL_MS must be positive"));
@@ -349,30 +353,48 @@ pub fn format_duration(duration: Duration) -> String {
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/relance";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// The variables given, read with the defaults declared in [`VARIABLES`]: an unset or empty
+/// variable has its declared default.
 struct Env(HashMap<String, String>);
 
 impl Env {
+    /// The value set, else the declared default; `None` when neither is (a feature off).
     fn get(&self, key: &str) -> Option<String> {
         self.0
             .get(key)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
+            .or_else(|| {
+                variables::variable(key)
+                    .and_then(|variable| variable.default.value())
+                    .map(str::to_string)
+            })
     }
 
-    fn text(&self, key: &str, default: &str) -> String {
-        self.get(key).unwrap_or_else(|| default.to_string())
+    /// The value set, else the declared default, else the empty text.
+    fn text(&self, key: &str) -> String {
+        self.get(key).unwrap_or_default()
     }
 
-    fn parsed<T: std::str::FromStr>(&self, key: &str, default: T) -> anyhow::Result<T>
+    /// The value set, else the declared default, parsed; one or the other must be there.
+    fn parsed<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<T>
     where
         T::Err: fmt::Display,
     {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<T>()
-                .map_err(|e| anyhow!("{key}={v:?} is not valid: {e}")),
-        }
+        self.optional_parsed(key)?
+            .ok_or_else(|| anyhow!("{key} is not set and has no default"))
+    }
+
+    fn optional_parsed<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<Option<T>>
+    where
+        T::Err: fmt::Display,
+    {
+        self.get(key)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| anyhow!("{key}={v:?} is not valid: {e}"))
+            })
+            .transpose()
     }
 
     /// A rate in percent, when set.
@@ -392,34 +414,28 @@ impl Env {
     }
 
     /// A duration in seconds or with a unit (see [`parse_duration`]).
-    fn duration(&self, key: &str, default: Duration) -> anyhow::Result<Duration> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => parse_duration(&v).map_err(|e| anyhow!("{key}={v:?} is not valid: {e}")),
-        }
+    fn duration(&self, key: &str) -> anyhow::Result<Duration> {
+        let v = self
+            .get(key)
+            .ok_or_else(|| anyhow!("{key} is not set and has no default"))?;
+        parse_duration(&v).map_err(|e| anyhow!("{key}={v:?} is not valid: {e}"))
     }
 
-    fn millis(&self, key: &str, default_ms: u64) -> anyhow::Result<Duration> {
-        Ok(Duration::from_millis(self.parsed(key, default_ms)?))
+    fn millis(&self, key: &str) -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis(self.parsed(key)?))
     }
 }
 
 /// Secrets may come from files (Docker and Kubernetes secrets): `DATABASE_URL_FILE`,
 /// `AMQP_URL_FILE`, `SMTP_URL_FILE` (and the same for the SMS gateway's and the postal API's
-/// URL and token) name a file holding the value, used when the variable itself is unset.
-const SECRET_VARIABLES: [&str; 7] = [
-    "DATABASE_URL",
-    "AMQP_URL",
-    "SMTP_URL",
-    "RELANCE_SMS_GATEWAY_URL",
-    "RELANCE_SMS_GATEWAY_TOKEN",
-    "RELANCE_POSTAL_API_URL",
-    "RELANCE_POSTAL_API_TOKEN",
-];
-
+/// URL and token: each variable declared `secret`) name a file holding the value, used when
+/// the variable itself is unset.
 fn with_secret_files(mut vars: HashMap<String, String>) -> anyhow::Result<HashMap<String, String>> {
-    for key in SECRET_VARIABLES {
-        let file_key = format!("{key}_FILE");
+    for variable in VARIABLES {
+        let key = variable.name;
+        let Some(file_key) = variables::secret_file_variable(variable) else {
+            continue;
+        };
         let Some(path) = vars
             .get(&file_key)
             .map(|p| p.trim().to_string())
@@ -446,7 +462,7 @@ impl Settings {
     /// Reads settings from the given variables (tests pass their own).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
         let env = Env(with_secret_files(vars.into_iter().collect())?);
-        let clock = env.text("RELANCE_CLOCK", "system");
+        let clock = env.text("RELANCE_CLOCK");
         let simulated_clock_start = match clock.as_str() {
             "system" => None,
             "simulated" | "database" => Some(match env.get("RELANCE_CLOCK_START") {
@@ -461,7 +477,7 @@ impl Settings {
                 ))
             }
         };
-        let namespace = env.text("RELANCE_NAMESPACE", relance_contracts_namespace());
+        let namespace = env.text("RELANCE_NAMESPACE");
         if namespace.is_empty()
             || !namespace
                 .chars()
@@ -472,37 +488,39 @@ impl Settings {
             ));
         }
         let settings = Settings {
-            database_url: env.text("DATABASE_URL", DEFAULT_DATABASE_URL),
-            amqp_url: env.text("AMQP_URL", DEFAULT_AMQP_URL),
+            database_url: env.text("DATABASE_URL"),
+            amqp_url: env.text("AMQP_URL"),
             smtp_url: env.get("SMTP_URL"),
-            mail_dir: PathBuf::from(env.text("RELANCE_MAIL_DIR", "out/mail")),
+            mail_dir: PathBuf::from(env.text("RELANCE_MAIL_DIR")),
             otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             namespace,
             policy_file: env.get("RELANCE_POLICY_FILE").map(PathBuf::from),
             template_dir: env.get("RELANCE_TEMPLATE_DIR").map(PathBuf::from),
             simulated_clock_start,
             shared_clock: clock == "database",
-            scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS", 1000)?,
-            scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH", 200)?,
-            db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE", 8)?,
-            db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS", 10_000)?,
-            outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS", 200)?,
-            prefetch: env.parsed("RELANCE_PREFETCH", 16)?,
-            max_retries: env.parsed("RELANCE_MAX_RETRIES", NO_RETRY_CAP)?,
-            retry_base: env.millis("RELANCE_RETRY_BASE_MS", 1000)?,
-            retry_budget: env.duration("RELANCE_RETRY_BUDGET", Duration::from_secs(86_400))?,
-            retry_max_delay: env.duration("RELANCE_RETRY_MAX_DELAY", Duration::from_secs(3600))?,
-            pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS", 8)?,
-            promise_grace_days: env.parsed("RELANCE_PROMISE_GRACE_DAYS", 3)?,
-            handoff_after_days: env.parsed("RELANCE_HANDOFF_AFTER_DAYS", 8)?,
-            postal_delivery_days: env.parsed("RELANCE_POSTAL_DELIVERY_DAYS", 7)?,
-            call_task_days: env.parsed("RELANCE_CALL_TASK_DAYS", 5)?,
-            lease: env.millis("RELANCE_LEASE_MS", 120_000)?,
+            scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS")?,
+            scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH")?,
+            db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE")?,
+            db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS")?,
+            outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS")?,
+            prefetch: env.parsed("RELANCE_PREFETCH")?,
+            max_retries: env
+                .optional_parsed("RELANCE_MAX_RETRIES")?
+                .unwrap_or(NO_RETRY_CAP),
+            retry_base: env.millis("RELANCE_RETRY_BASE_MS")?,
+            retry_budget: env.duration("RELANCE_RETRY_BUDGET")?,
+            retry_max_delay: env.duration("RELANCE_RETRY_MAX_DELAY")?,
+            pay_within_days: env.parsed("RELANCE_PAY_WITHIN_DAYS")?,
+            promise_grace_days: env.parsed("RELANCE_PROMISE_GRACE_DAYS")?,
+            handoff_after_days: env.parsed("RELANCE_HANDOFF_AFTER_DAYS")?,
+            postal_delivery_days: env.parsed("RELANCE_POSTAL_DELIVERY_DAYS")?,
+            call_task_days: env.parsed("RELANCE_CALL_TASK_DAYS")?,
+            lease: env.millis("RELANCE_LEASE_MS")?,
             retention: retention(&env)?,
-            interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY", InterruptedDelivery::Report)?,
+            interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY")?,
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
                 None => None,
-                Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS", 0)?),
+                Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS")?),
             },
             health_addr: match env.get("RELANCE_HEALTH_ADDR") {
                 None => None,
@@ -511,25 +529,23 @@ impl Settings {
                 })?),
             },
             creditor: Creditor {
-                name: env.text("RELANCE_CREDITOR_NAME", "Exemple SAS"),
-                address: env
-                    .text("RELANCE_CREDITOR_ADDRESS", "1 rue de l'Exemple\n75001 Paris")
-                    .replace("\\n", "\n"),
-                iban: env.text("RELANCE_CREDITOR_IBAN", "FR76 3000 6000 0112 3456 7890 189"),
-                bic: env.text("RELANCE_CREDITOR_BIC", "AGRIFRPP"),
-                email: env.text("RELANCE_CREDITOR_EMAIL", "compta@exemple.test"),
-                phone: env.text("RELANCE_CREDITOR_PHONE", ""),
-                signature: env.text("RELANCE_CREDITOR_SIGNATURE", "Le service comptabilité"),
-                signature_en: env.text("RELANCE_CREDITOR_SIGNATURE_EN", "Accounts department"),
-                signatory: env.text("RELANCE_CREDITOR_SIGNATORY", ""),
-                signatory_title_fr: env.text("RELANCE_CREDITOR_SIGNATORY_TITLE_FR", ""),
-                signatory_title_en: env.text("RELANCE_CREDITOR_SIGNATORY_TITLE_EN", ""),
-                legal_form: env.text("RELANCE_CREDITOR_LEGAL_FORM", "SAS"),
-                share_capital: env.text("RELANCE_CREDITOR_SHARE_CAPITAL", "10 000 €"),
+                name: env.text("RELANCE_CREDITOR_NAME"),
+                address: env.text("RELANCE_CREDITOR_ADDRESS").replace("\\n", "\n"),
+                iban: env.text("RELANCE_CREDITOR_IBAN"),
+                bic: env.text("RELANCE_CREDITOR_BIC"),
+                email: env.text("RELANCE_CREDITOR_EMAIL"),
+                phone: env.text("RELANCE_CREDITOR_PHONE"),
+                signature: env.text("RELANCE_CREDITOR_SIGNATURE"),
+                signature_en: env.text("RELANCE_CREDITOR_SIGNATURE_EN"),
+                signatory: env.text("RELANCE_CREDITOR_SIGNATORY"),
+                signatory_title_fr: env.text("RELANCE_CREDITOR_SIGNATORY_TITLE_FR"),
+                signatory_title_en: env.text("RELANCE_CREDITOR_SIGNATORY_TITLE_EN"),
+                legal_form: env.text("RELANCE_CREDITOR_LEGAL_FORM"),
+                share_capital: env.text("RELANCE_CREDITOR_SHARE_CAPITAL"),
                 siren: siren(&env)?,
-                rcs_city: env.text("RELANCE_CREDITOR_RCS_CITY", "Paris"),
-                reply_to: env.text("RELANCE_CREDITOR_REPLY_TO", "compta@exemple.test"),
-                mail_from: env.text("RELANCE_MAIL_FROM", "Exemple SAS <relance@exemple.test>"),
+                rcs_city: env.text("RELANCE_CREDITOR_RCS_CITY"),
+                reply_to: env.text("RELANCE_CREDITOR_REPLY_TO"),
+                mail_from: env.text("RELANCE_MAIL_FROM"),
             },
             channels: channel_settings(&env)?,
         };
@@ -600,13 +616,13 @@ fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
     Ok(ChannelSettings {
         sms_gateway_url: env.get("RELANCE_SMS_GATEWAY_URL"),
         sms_gateway_token: env.get("RELANCE_SMS_GATEWAY_TOKEN"),
-        sms_sender: env.text("RELANCE_SMS_SENDER", ""),
-        sms_dir: PathBuf::from(env.text("RELANCE_SMS_DIR", "out/sms")),
+        sms_sender: env.text("RELANCE_SMS_SENDER"),
+        sms_dir: PathBuf::from(env.text("RELANCE_SMS_DIR")),
         postal_api_url: env.get("RELANCE_POSTAL_API_URL"),
         postal_api_token: env.get("RELANCE_POSTAL_API_TOKEN"),
-        letter_dir: PathBuf::from(env.text("RELANCE_LETTER_DIR", "out/letters")),
-        provider_timeout: env.millis("RELANCE_PROVIDER_TIMEOUT_MS", 30_000)?,
-        formal_notice_days: env.parsed("RELANCE_FORMAL_NOTICE_DAYS", 8)?,
+        letter_dir: PathBuf::from(env.text("RELANCE_LETTER_DIR")),
+        provider_timeout: env.millis("RELANCE_PROVIDER_TIMEOUT_MS")?,
+        formal_notice_days: env.parsed("RELANCE_FORMAL_NOTICE_DAYS")?,
         interest_floor_percent: env.optional_decimal("RELANCE_INTEREST_FLOOR_PERCENT")?,
         interest_consumer_percent: env.optional_decimal("RELANCE_INTEREST_CONSUMER_PERCENT")?,
         interest_contract_percent: env.optional_decimal("RELANCE_INTEREST_CONTRACT_PERCENT")?,
@@ -617,7 +633,7 @@ fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
 /// `RELANCE_CREDITOR_SIREN`: nine digits (spaces allowed) whose Luhn checksum holds, or
 /// empty; refused at start otherwise, since it is printed on every letter.
 fn siren(env: &Env) -> anyhow::Result<String> {
-    let raw = env.text("RELANCE_CREDITOR_SIREN", "123 456 782");
+    let raw = env.text("RELANCE_CREDITOR_SIREN");
     let digits: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
     if digits.is_empty() {
         return Ok(digits);
@@ -706,10 +722,6 @@ fn legal_rates(env: &Env) -> anyhow::Result<LegalRates> {
             table.with_ecb_changes(&ecb)
         }
     })
-}
-
-fn relance_contracts_namespace() -> &'static str {
-    "relance"
 }
 
 /// What a service needs to run: settings, the one clock, the validated policy.
