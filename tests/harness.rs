@@ -170,13 +170,29 @@ impl Email {
     }
 }
 
+/// Whether a local TCP socket listens on `port` (Linux's `/proc/net/tcp`, state `0A`).
+fn tcp_listening(port: u16) -> bool {
+    let wanted = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&wanted) && fields[3] == "0A"
+        })
+    })
+}
+
 impl MailDev {
     /// Starts MailDev on two free ports. A port found free may be taken by another test before
     /// MailDev binds it: then MailDev exits, and it is started again on other ports.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`MailDev::start`] with more of MailDev's options (e.g. TLS and AUTH on its SMTP port).
+    pub async fn start_with(options: &[&str]) -> anyhow::Result<Self> {
         let mut last_error = anyhow!("MailDev did not start");
         for _ in 0..3 {
-            match Self::start_once().await {
+            match Self::start_once(options).await {
                 Ok(maildev) => return Ok(maildev),
                 Err(e) => last_error = e,
             }
@@ -184,7 +200,7 @@ impl MailDev {
         Err(last_error)
     }
 
-    async fn start_once() -> anyhow::Result<Self> {
+    async fn start_once(options: &[&str]) -> anyhow::Result<Self> {
         let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/maildev/bin/maildev");
         if !bin.exists() {
             return Err(anyhow!(
@@ -209,6 +225,7 @@ impl MailDev {
                 "--mail-directory",
             ])
             .arg(&mail_dir)
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -223,9 +240,15 @@ impl MailDev {
         };
         let deadline = tokio::time::Instant::now() + StdDuration::from_secs(30);
         loop {
-            let smtp_up = tokio::net::TcpStream::connect(("127.0.0.1", smtp_port))
-                .await
-                .is_ok();
+            // MailDev in TLS mode dies of a connection closed before its handshake: ask the
+            // kernel whether the port listens instead of connecting to it.
+            let smtp_up = if options.contains(&"--incoming-secure") {
+                tcp_listening(smtp_port)
+            } else {
+                tokio::net::TcpStream::connect(("127.0.0.1", smtp_port))
+                    .await
+                    .is_ok()
+            };
             if smtp_up && maildev.fetch().await.is_ok() {
                 return Ok(maildev);
             }

@@ -35,10 +35,21 @@ pub fn is_smtp_refusal(reason: &str) -> bool {
 impl Mailer {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         match &settings.smtp_url {
-            Some(url) => Ok(Mailer::Smtp(
-                SmtpEndpoint::from_url(url, Duration::from_secs(30))
-                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?,
-            )),
+            Some(url) => {
+                let endpoint = SmtpEndpoint::from_url(url, Duration::from_secs(30))
+                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?;
+                let endpoint = match &settings.smtp_ca_file {
+                    Some(file) => {
+                        let pem = std::fs::read(file)
+                            .with_context(|| format!("reading RELANCE_SMTP_CA_FILE {}", file.display()))?;
+                        endpoint
+                            .trusting(&pem)
+                            .with_context(|| format!("RELANCE_SMTP_CA_FILE {}", file.display()))?
+                    }
+                    None => endpoint,
+                };
+                Ok(Mailer::Smtp(endpoint))
+            }
             None => {
                 std::fs::create_dir_all(&settings.mail_dir)
                     .with_context(|| format!("creating the mail folder {}", settings.mail_dir.display()))?;

@@ -13,7 +13,7 @@ use anyhow::Context;
 use futures_util::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncNetworkStream, TlsParameters};
+use lettre::transport::smtp::client::{AsyncNetworkStream, Certificate, TlsParameters};
 use lettre::transport::smtp::commands::{Auth, Data, Ehlo, Mail, Quit, Rcpt, Starttls};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter, ServerInfo};
 use lettre::transport::smtp::response::Response;
@@ -93,6 +93,29 @@ impl SmtpEndpoint {
             hello,
             timeout,
         })
+    }
+
+    /// Also trusts the certificate authorities in `pem` (one or several PEM certificates) for
+    /// the server's TLS certificate, beside the public ones: a relay with a private CA.
+    pub fn trusting(mut self, pem: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----"),
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+        );
+        let authorities = Certificate::from_pem(pem).context("no valid PEM certificate")?;
+        let params = || {
+            TlsParameters::builder(self.host.clone())
+                .add_root_certificate(authorities.clone())
+                .build_rustls()
+                .context("preparing TLS with the extra certificate authorities")
+        };
+        self.security = match self.security {
+            Security::None => Security::None,
+            Security::Required(_) => Security::Required(params()?),
+            Security::Opportunistic(_) => Security::Opportunistic(params()?),
+            Security::Wrapper(_) => Security::Wrapper(params()?),
+        };
+        Ok(self)
     }
 
     /// Delivers `message` (the formatted email) to the envelope's recipients. Before the end

@@ -153,6 +153,8 @@ pub struct Settings {
     /// `smtp://host:port` (or `smtps://`, with optional `user:password@`); `None` writes
     /// `.eml` files to `mail_dir` instead.
     pub smtp_url: Option<String>,
+    /// Certificate authorities (PEM) trusted for the SMTP server besides the public ones.
+    pub smtp_ca_file: Option<PathBuf>,
     pub mail_dir: PathBuf,
     pub otlp_endpoint: Option<String>,
     /// Prefix of every exchange and queue name (`relance` gives `relance.inbound`).
@@ -491,6 +493,7 @@ impl Settings {
             database_url: env.text("DATABASE_URL"),
             amqp_url: env.text("AMQP_URL"),
             smtp_url: env.get("SMTP_URL"),
+            smtp_ca_file: env.get("RELANCE_SMTP_CA_FILE").map(PathBuf::from),
             mail_dir: PathBuf::from(env.text("RELANCE_MAIL_DIR")),
             otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             namespace,

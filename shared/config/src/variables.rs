@@ -102,6 +102,7 @@ pub const VARIABLES: &[Variable] = &[
     secret("DATABASE_URL", Value(crate::DEFAULT_DATABASE_URL), "PostgreSQL database"),
     secret("AMQP_URL", Value(crate::DEFAULT_AMQP_URL), "RabbitMQ broker"),
     secret("SMTP_URL", Unset, "SMTP server as a lettre URL; unset: emails are written as .eml files to RELANCE_MAIL_DIR"),
+    setting("RELANCE_SMTP_CA_FILE", Unset, "PEM file of certificate authorities trusted for the SMTP server besides the public ones (a private relay)"),
     setting("RELANCE_MAIL_DIR", Value("out/mail"), "folder for .eml files when SMTP_URL is unset"),
     setting("RELANCE_NAMESPACE", Value("relance"), "prefix of every exchange and queue"),
     setting("RELANCE_POLICY_FILE", Described("built-in `shared/domain/policies/default.toml`"), "dunning policy (TOML)"),
