@@ -19,7 +19,8 @@ use relance_domain::calls::{
 use relance_domain::collections::promise_pause_end;
 use relance_domain::plan::PlannedStep;
 use relance_domain::{Channel, Rejection, StepKind, Tone};
-use relance_messaging::{outgoing, HandlerError};
+use relance_messaging::HandlerError;
+use relance_sequence::outgoing;
 use relance_storage::calls::{self, CallTask, RecordedOutcome};
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{self, StepStatus};
@@ -213,7 +214,7 @@ async fn queue_recap(
     let local_day = now.with_timezone(&timezone(invoice)).date_naive();
     steps::mark_queued(tx, step_id, now, local_day).await?;
     calls::set_recap(tx, task.step_id, step_id).await?;
-    relance_scheduler::queue_step(
+    relance_sequence::queue_step(
         tx,
         step_id,
         &invoice.number,

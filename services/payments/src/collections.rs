@@ -20,8 +20,8 @@ use relance_domain::collections::{
     NewPromise, NewResolution, NewWriteOff, Outcome, PauseKind,
 };
 use relance_domain::{NewPayment, Rejection};
-use relance_messaging::{outgoing, HandlerError, Incoming};
-use relance_scheduler::resume;
+use relance_messaging::{HandlerError, Incoming};
+use relance_sequence::{outgoing, resume};
 use relance_storage::invoices::{self, InvoiceRecord, STATUS_CLOSED, STATUS_OPEN, STATUS_SETTLED};
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::steps;

@@ -16,7 +16,8 @@ use relance_domain::plan::PlannedStep;
 use relance_domain::repeats::{payment_differences, Difference};
 use relance_domain::validation::input::PaymentFields;
 use relance_domain::{validate_payment, Channel, StepKind, Tone};
-use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
+use relance_messaging::{HandlerError, Incoming, Readiness};
+use relance_sequence::outgoing;
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{invoices, journal, mark_processed};
 use rust_decimal::Decimal;
@@ -277,7 +278,8 @@ pub(crate) async fn settle(
     )
     .await?;
     steps::mark_queued(tx, step_id, now, now.date_naive()).await?;
-    relance_scheduler_queue::queue_step(
+    // The thank-you goes through the same pipeline as reminders.
+    relance_sequence::queue_step(
         tx,
         step_id,
         &invoice.number,
@@ -286,9 +288,4 @@ pub(crate) async fn settle(
         now,
     )
     .await
-}
-
-/// The thank-you goes through the same pipeline as reminders.
-mod relance_scheduler_queue {
-    pub use relance_scheduler::queue_step;
 }

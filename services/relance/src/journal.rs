@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use relance_domain::{Clock, SystemClock};
-use relance_messaging::outgoing;
+use relance_sequence::journal::invoice_journal_v1;
 use relance_storage::deliveries;
 use relance_storage::journal::verify::{self, Verification};
 use relance_storage::journal::{self, canonical, document};
@@ -128,7 +128,7 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
         );
     }
     let verification = verify::verify_chain(&mut conn, invoice_number).await?;
-    let chain = outgoing::invoice_journal_v1(&mut conn, invoice_number).await?;
+    let chain = invoice_journal_v1(&mut conn, invoice_number).await?;
     let head = journal::head(&mut conn, invoice_number).await?;
 
     let dir = out.join(file_safe(invoice_number));

@@ -28,7 +28,8 @@ use relance_domain::{
     choose_channel, sender_kind_of, Channel, ChannelChoice, CustomerKind, Language, Money, Reach, Risk,
     StepKind, Tone,
 };
-use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
+use relance_messaging::{HandlerError, Incoming, Readiness};
+use relance_sequence::outgoing;
 use relance_storage::deliveries::{self, ClaimHistory, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};

@@ -7,7 +7,7 @@
 use anyhow::Context;
 use relance_config::Config;
 use relance_contracts::names;
-use relance_messaging::outgoing;
+use relance_sequence::outgoing;
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{calls, invoices};
 use serde_json::json;

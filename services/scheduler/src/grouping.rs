@@ -3,14 +3,14 @@
 //! (the renderer lists them), instead of one message each. Members are settled with their
 //! lead: sent with it, or released to go out alone if it does not go out (a payment).
 
-use crate::queue_step;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use relance_config::Config;
 use relance_contracts::names;
 use relance_domain::grouping::{joining, Lead, OtherStep};
-use relance_messaging::outgoing;
+use relance_sequence::outgoing;
+use relance_sequence::queue_step;
 use relance_storage::steps::{self, StepRecord, StepStatus};
 use relance_storage::{groups, journal};
 use serde_json::json;

@@ -17,7 +17,7 @@ use relance_contracts::{AmountDueV1, HandOffDetailV1};
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::InterestTerms;
 use relance_domain::{CustomerKind, Money};
-use relance_messaging::outgoing;
+use relance_sequence::{journal::invoice_journal_v1, outgoing};
 use relance_storage::handoff::{self, HandOffCandidate, HandOffDelay};
 use relance_storage::{deliveries, journal, outbox};
 use rust_decimal::Decimal;
@@ -88,7 +88,7 @@ async fn hand_off(
     let amount_due = amount_due(invoice, claim.as_ref(), today)?;
     // The journal as committed before this hand-off; its head is also journaled, so that the
     // entry recording the hand-off pins the chain that was handed over.
-    let chain = outgoing::invoice_journal_v1(tx, &invoice.number).await?;
+    let chain = invoice_journal_v1(tx, &invoice.number).await?;
     journal::append(
         tx,
         now,

@@ -6,7 +6,6 @@
 pub mod calls;
 pub mod grouping;
 pub mod planning;
-pub mod resume;
 
 use anyhow::Context;
 use base64::Engine;
@@ -15,7 +14,7 @@ use chrono_tz::Tz;
 use relance_config::Config;
 use relance_config::InterruptedDelivery;
 use relance_contracts::names::{self, Names};
-use relance_contracts::{InvoiceIssuedV1, ReminderDueV1, ReminderRenderedV1, VERSION_1};
+use relance_contracts::{InvoiceIssuedV1, ReminderRenderedV1, VERSION_1};
 use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::repeats;
 use relance_domain::validation::input::InvoiceFields;
@@ -23,7 +22,8 @@ use relance_domain::{
     calendar_for_customer, triage_pending, validate_invoice, NewInvoice, Rejection, Risk, StepCandidate,
     StepKind,
 };
-use relance_messaging::{outgoing, HandlerError, Incoming, Readiness};
+use relance_messaging::{HandlerError, Incoming, Readiness};
+use relance_sequence::{outgoing, queue_step, resume};
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{customers, invoices, journal, mark_processed, outbox};
 use serde_json::json;
@@ -285,40 +285,6 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
         .await
         .context("committing the scheduling transaction")?;
     Ok(claimed.len())
-}
-
-/// Adds the `reminder.due` job of a step to the outbox and journals it.
-pub async fn queue_step(
-    tx: &mut sqlx::PgConnection,
-    step_id: Uuid,
-    invoice_number: &str,
-    step_name: &str,
-    channel: &str,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    let job = ReminderDueV1 {
-        version: VERSION_1,
-        job_id: Uuid::new_v4(),
-        step_id,
-        invoice_number: invoice_number.to_string(),
-        step: step_name.to_string(),
-        channel: channel.to_string(),
-    };
-    outbox::enqueue(
-        tx,
-        &outgoing::job(names::REMINDER_DUE, job.job_id, invoice_number, &job)?,
-        now,
-    )
-    .await?;
-    journal::append(
-        tx,
-        now,
-        invoice_number,
-        Some(step_id),
-        "reminder.queued",
-        json!({ "step": step_name, "channel": channel }),
-    )
-    .await
 }
 
 /// Handles `invoice.issued`: validate, store, plan. Applied once per `event_id`; a message

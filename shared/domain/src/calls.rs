@@ -5,14 +5,15 @@
 //! job; rendering the call script is the renderer's. No I/O.
 
 use crate::collections::validate::{free_text, MAX_REASON_CHARS};
-use crate::plan::local_instant;
 use crate::validation::{required_text, Rejection};
+use crate::window::local_instant;
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
-/// The email template that confirms a promise obtained on a call ("following our call...").
-pub const CALL_RECAP_TEMPLATE: &str = "call_recap";
+/// The email template that confirms a promise obtained on a call; the policy lists it
+/// among the templates it may render, so it is defined there.
+pub use crate::policy::CALL_RECAP_TEMPLATE;
 
 /// The longest a call task may stay open (`RELANCE_CALL_TASK_DAYS`).
 pub const MAX_CALL_TASK_DAYS: u32 = 60;

@@ -42,6 +42,20 @@ macro_rules! text_enum {
 
 text_enum!(Language { Fr => "fr", En => "en" });
 text_enum!(Risk { Low => "low", Medium => "medium", High => "high" });
+/// [`Risk`] as a map key with a stable order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RiskKey(u8);
+
+impl From<Risk> for RiskKey {
+    fn from(r: Risk) -> Self {
+        RiskKey(match r {
+            Risk::Low => 0,
+            Risk::Medium => 1,
+            Risk::High => 2,
+        })
+    }
+}
+
 text_enum!(CustomerKind { Business => "business", Consumer => "consumer" });
 text_enum!(Channel {
     Email => "email",

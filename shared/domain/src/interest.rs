@@ -356,6 +356,14 @@ pub fn recovery_indemnity(kind: CustomerKind) -> Decimal {
     }
 }
 
+impl LegalRates {
+    /// Replaces the ECB column with the rate `ecb` gives on each half-year's first day (the
+    /// `RELANCE_ECB_RATES_FILE` of earlier versions); half-years before `ecb` starts keep theirs.
+    pub fn with_ecb_changes(self, ecb: &RateTable) -> Self {
+        self.with_ecb_rates(|day| ecb.rate_on(day))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +372,20 @@ mod tests {
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn the_legal_rates_ecb_column_agrees_with_the_ecb_decisions() {
+        // The ECB column is the rate in force on each half-year's first day.
+        let ecb = ecb_main_refinancing_rates();
+        for row in LegalRates::built_in().rows() {
+            assert_eq!(
+                Some(row.ecb_reference),
+                ecb.rate_on(row.half_year.first_day()),
+                "{}",
+                row.half_year
+            );
+        }
     }
 
     fn dec(s: &str) -> Decimal {

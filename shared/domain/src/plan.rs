@@ -7,8 +7,8 @@ use crate::calendar::{FrenchCalendar, HolidayCalendar};
 use crate::customer::{Channel, CustomerKind, Risk};
 use crate::money::Money;
 use crate::policy::{DunningPolicy, Tone};
-use crate::window::{next_opening, SendWindow};
-use chrono::{DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use crate::window::{local_instant, next_opening, SendWindow};
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -21,27 +21,6 @@ pub struct PlannedStep {
     pub template: String,
     pub tone: Tone,
     pub due_at: DateTime<Utc>,
-}
-
-/// The instant a local wall-clock time happens in `tz`. On a daylight-saving gap the time
-/// does not exist: the first instant after the gap is used. On an overlap, the first one.
-pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
-    let local = NaiveDateTime::new(date, time);
-    match tz.from_local_datetime(&local) {
-        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
-        LocalResult::None => {
-            // Gaps are at most a few hours: walk forward by quarter hours until time exists.
-            let mut probe = local;
-            for _ in 0..16 {
-                probe += chrono::Duration::minutes(15);
-                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) = tz.from_local_datetime(&probe)
-                {
-                    return t.with_timezone(&Utc);
-                }
-            }
-            Utc.from_utc_datetime(&local)
-        }
-    }
 }
 
 fn add_days(date: NaiveDate, days: i64) -> NaiveDate {

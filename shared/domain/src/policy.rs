@@ -3,6 +3,9 @@
 //! too small to chase. Data, not code: a TOML file validated at start, whose errors name the
 //! file, the line and the field. Dating the steps is `plan`'s job, not this module's.
 
+mod fallbacks;
+
+pub use crate::customer::RiskKey;
 use crate::customer::{Channel, CustomerKind, Risk};
 use crate::money::Money;
 use crate::window::{SendWindow, END_OF_DAY};
@@ -17,6 +20,8 @@ use toml::Spanned;
 /// The policy that ships with relance (see `docs/policy.md`).
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../policies/default.toml");
 pub const DEFAULT_POLICY_FILE: &str = "<built-in default policy>";
+/// The email template that confirms a promise obtained on a call ("following our call...").
+pub const CALL_RECAP_TEMPLATE: &str = "call_recap";
 /// The thank-you's template when the file names none (`thanks_template`).
 pub const DEFAULT_THANKS_TEMPLATE: &str = "thanks";
 
@@ -185,20 +190,6 @@ pub struct Grouping {
 /// The largest `grouping.within_days`: beyond it, a reminder would come too early.
 pub const MAX_GROUPING_DAYS: i64 = 14;
 
-/// `Risk` as a map key with a stable order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RiskKey(u8);
-
-impl From<Risk> for RiskKey {
-    fn from(r: Risk) -> Self {
-        RiskKey(match r {
-            Risk::Low => 0,
-            Risk::Medium => 1,
-            Risk::High => 2,
-        })
-    }
-}
-
 /// A policy file that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
@@ -253,7 +244,7 @@ struct RawPolicy {
     segments: SpannedMap<RawSegment>,
     #[serde(default)]
     indemnity_equivalent: Option<SpannedMap<Spanned<RawExchangeRate>>>,
-    // Validated by `fallback::parse`.
+    // Validated by `fallbacks::parse`.
     #[serde(default, rename = "fallback")]
     _fallback: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "fallback_templates")]
@@ -301,7 +292,7 @@ struct RawStep {
     window: Option<Spanned<String>>,
     #[serde(default)]
     when: Option<Spanned<RawConditions>>,
-    // Validated by `fallback::parse`.
+    // Validated by `fallbacks::parse`.
     #[serde(default, rename = "fallback")]
     _fallback: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "fallback_templates")]
@@ -797,7 +788,7 @@ impl DunningPolicy {
             default_window,
             minimum_amount,
             grouping,
-            fallbacks: crate::fallback::parse(source, file)?,
+            fallbacks: fallbacks::parse(source, file)?,
             indemnity_equivalents,
         })
     }
@@ -874,7 +865,7 @@ impl DunningPolicy {
             .find(|s| s.channel == Channel::Call)
         {
             uses.push(TemplateUse {
-                template: crate::calls::CALL_RECAP_TEMPLATE.to_string(),
+                template: CALL_RECAP_TEMPLATE.to_string(),
                 channel: Channel::Email,
                 line: call.line,
                 field: format!("{}.channel", call.path),

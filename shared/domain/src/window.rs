@@ -1,11 +1,33 @@
 //! Send windows: the days and hours, in the customer's own time zone, at which a message may
 //! go out, and the next instant one opens. Owns the wall-clock reasoning; holidays come from
-//! `calendar`, and local times become instants only through `plan::local_instant`.
+//! `calendar`, and local times become instants only through [`local_instant`], here.
 
 use crate::calendar::{is_business_day, HolidayCalendar};
-use crate::plan::local_instant;
-use chrono::{DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Tz;
+
+/// The instant a local wall-clock time happens in `tz`. On a daylight-saving gap the time
+/// does not exist: the first instant after the gap is used. On an overlap, the first one.
+pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+    let local = NaiveDateTime::new(date, time);
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
+        LocalResult::None => {
+            // Gaps are at most a few hours: walk forward by quarter hours until time exists.
+            let mut probe = local;
+            for _ in 0..16 {
+                probe += chrono::Duration::minutes(15);
+                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) = tz.from_local_datetime(&probe)
+                {
+                    return t.with_timezone(&Utc);
+                }
+            }
+            Utc.from_utc_datetime(&local)
+        }
+    }
+}
 
 /// How many local days [`next_opening`] looks ahead: more than a year, so any valid window
 /// opens within it whatever the holidays.

@@ -4,7 +4,6 @@
 //! carries.
 
 pub mod consume;
-pub mod outgoing;
 pub mod publish;
 pub mod relay;
 pub mod supervise;

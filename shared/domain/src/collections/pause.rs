@@ -10,8 +10,9 @@
 //! now only go out after it is skipped.
 
 use crate::calendar::HolidayCalendar;
-use crate::plan::{local_instant, Placement};
+use crate::plan::Placement;
 use crate::validation::Rejection;
+use crate::window::local_instant;
 use crate::window::SendWindow;
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;

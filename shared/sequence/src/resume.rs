@@ -4,6 +4,7 @@
 //! Also the sweep that ends promises to pay whose time is up. Callers hold the invoice
 //! `FOR UPDATE`; this module plans dates, it sends nothing.
 
+use crate::outgoing;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -11,7 +12,6 @@ use relance_config::Config;
 use relance_contracts::names;
 use relance_domain::collections::{redate_after_pause, PausedStep, Redate, Resumption};
 use relance_domain::{calendar_for_customer, Risk};
-use relance_messaging::outgoing;
 use relance_storage::invoices::{self, InvoiceRecord, STATUS_OPEN};
 use relance_storage::journal;
 use relance_storage::pauses::{self, PauseRecord};

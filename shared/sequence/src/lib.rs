@@ -1,0 +1,13 @@
+//! The rules of a dunning sequence that several services apply, in the caller's transaction:
+//! queue a step ([`queue_step`]), move a step and announce it, journal and announce an event
+//! ([`outgoing`]), end pauses and resume or re-date the steps held back ([`resume`]), and
+//! show an invoice's journal as the contracts do ([`journal`]). Services depend on this crate,
+//! never on one another; it carries nothing itself (the outbox relay in `relance-messaging`
+//! publishes what it adds to the outbox).
+
+pub mod journal;
+pub mod outgoing;
+pub mod queue;
+pub mod resume;
+
+pub use queue::queue_step;
