@@ -1,8 +1,11 @@
 //! The message templates: French and English. For email one `.txt` (subject and text body
 //! blocks, not escaped) and one `.html` (auto-escaped, sandboxed by minijinja) per template;
 //! for SMS one `.sms` (`body`, optional `short`); for letters one `.letter` (`subject`,
-//! `body`); for call tasks one `.call` (`title`, `script`). Built into the binary; `RELANCE_TEMPLATE_DIR` points at a folder of the same
-//! layout to override them.
+//! `body`); for call tasks one `.call` (`title`, `script`). The parts several templates share
+//! (the layout, the payment details, the signature, the other invoices, the claim) are
+//! separate files they include. Built into the binary; `RELANCE_TEMPLATE_DIR` points at a
+//! folder of the same layout to override them: a shared part the folder lacks is taken
+//! from the built-in ones.
 
 use anyhow::{anyhow, Context};
 use minijinja::Environment;
@@ -32,6 +35,12 @@ const BUILTIN: &[(&str, &str)] = builtin!(
     "fr/claim.txt",
     "fr/claim.html",
     "fr/rate_basis.txt",
+    "fr/payment_details.txt",
+    "fr/payment_details.html",
+    "fr/payment_details.letter",
+    "fr/signature.txt",
+    "fr/signature.html",
+    "fr/signature.letter",
     "fr/thanks.txt",
     "fr/thanks.html",
     "en/layout.html",
@@ -50,6 +59,12 @@ const BUILTIN: &[(&str, &str)] = builtin!(
     "en/claim.txt",
     "en/claim.html",
     "en/rate_basis.txt",
+    "en/payment_details.txt",
+    "en/payment_details.html",
+    "en/payment_details.letter",
+    "en/signature.txt",
+    "en/signature.html",
+    "en/signature.letter",
     "en/thanks.txt",
     "en/thanks.html",
     "fr/sms_reminder.sms",
@@ -66,6 +81,37 @@ const BUILTIN: &[(&str, &str)] = builtin!(
     "en/call_recap.html",
 );
 
+/// The files templates include or extend, not named by a policy: with `RELANCE_TEMPLATE_DIR`
+/// set, one the folder does not have is taken from the built-in templates, so a folder can
+/// override one of them (every email's payment details at once) or hold templates written
+/// before a part was shared.
+const SHARED_PARTS: &[&str] = &[
+    "layout.html",
+    "payment_details.txt",
+    "payment_details.html",
+    "payment_details.letter",
+    "signature.txt",
+    "signature.html",
+    "signature.letter",
+    "other_invoices.txt",
+    "other_invoices.html",
+    "claim.txt",
+    "claim.html",
+    "rate_basis.txt",
+];
+
+/// The built-in source of `name` (`fr/payment_details.html`) when it is a shared part.
+fn builtin_shared_part(name: &str) -> Option<&'static str> {
+    let (_, file) = name.split_once('/')?;
+    if !SHARED_PARTS.contains(&file) {
+        return None;
+    }
+    BUILTIN
+        .iter()
+        .find(|(builtin, _)| *builtin == name)
+        .map(|(_, source)| *source)
+}
+
 /// The template files a step on `channel` needs, by extension.
 pub fn extensions(channel: Channel) -> &'static [&'static str] {
     match channel {
@@ -77,7 +123,7 @@ pub fn extensions(channel: Channel) -> &'static [&'static str] {
 }
 
 /// Where the templates are looked for, as a refusal names it: the built-in ones, or the
-/// folder of `RELANCE_TEMPLATE_DIR`, which replaces them.
+/// folder of `RELANCE_TEMPLATE_DIR`, which replaces them (but for the shared parts it lacks).
 fn searched(override_dir: Option<&Path>) -> String {
     match override_dir {
         Some(dir) => format!("in RELANCE_TEMPLATE_DIR ({})", dir.display()),
@@ -96,7 +142,13 @@ pub fn environment(
     // Undefined variables are errors: a typo in a template must not send a blank amount.
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     match override_dir {
-        Some(dir) => env.set_loader(minijinja::path_loader(dir)),
+        Some(dir) => {
+            let from_dir = minijinja::path_loader(dir);
+            env.set_loader(move |name| match from_dir(name)? {
+                Some(source) => Ok(Some(source)),
+                None => Ok(builtin_shared_part(name).map(str::to_owned)),
+            });
+        }
         None => {
             for (name, source) in BUILTIN {
                 env.add_template(name, source)
@@ -222,5 +274,88 @@ mod tests {
                 dir.display()
             )
         );
+    }
+
+    /// A `RELANCE_TEMPLATE_DIR` overriding the payment details changes them in every kind of
+    /// email that asks for payment, in both formats and both languages; the shared parts the
+    /// folder does not have (the layout, the signature) come from the built-in templates.
+    #[test]
+    fn overriding_the_payment_details_in_relance_template_dir_changes_every_kind_of_email() {
+        use crate::test_fixtures::{invoice, step};
+        use relance_config::{Config, Settings};
+        use relance_domain::SimulatedClock;
+
+        let dir = std::env::temp_dir().join(format!("relance-shared-parts-{}", std::process::id()));
+        for (name, source) in BUILTIN {
+            if builtin_shared_part(name).is_none() {
+                let path = dir.join(name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, source).unwrap();
+            }
+        }
+        for language in ["fr", "en"] {
+            std::fs::write(
+                dir.join(language).join("payment_details.txt"),
+                "{# Ours. #}\n\n  Pay {{ creditor.iban }} by our own terms (text).\n",
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join(language).join("payment_details.html"),
+                "<p>Pay <em>{{ creditor.iban }}</em> by our own terms (HTML).</p>\n",
+            )
+            .unwrap();
+        }
+        let policy = DunningPolicy::default_policy().unwrap();
+        // The folder stays until the end: includes are loaded when a template renders.
+        let env = environment(Some(&dir), &policy).unwrap();
+        let now = chrono::Utc::now();
+        let settings = Settings::from_vars(Vec::<(String, String)>::new()).unwrap();
+        let config =
+            Config::with_clock(settings, std::sync::Arc::new(SimulatedClock::starting_at(now))).unwrap();
+        let creditor = &config.settings.creditor;
+        for template in [
+            "pre_due",
+            "reminder",
+            "firm_reminder",
+            "final_reminder",
+            "formal_notice",
+        ] {
+            for language in ["fr", "en"] {
+                let step = step(template, "reminder", "email", template, "firm");
+                let m = crate::render(&env, &config, &step, &invoice("business", language), now).unwrap();
+                let text = &m.body_text;
+                assert!(
+                    text.contains(&format!(":\n\n  Pay {} by our own terms (text).", creditor.iban)),
+                    "{template} {language}: {text}"
+                );
+                assert!(
+                    !text.contains("Beneficiary") && !text.contains("Bénéficiaire"),
+                    "{template} {language}: {text}"
+                );
+                // The built-in signature, which the folder does not have.
+                assert!(
+                    text.contains(&format!("{}\n{}", creditor.name, creditor.email)),
+                    "{template} {language}: {text}"
+                );
+                let html = m.body_html.unwrap_or_default();
+                assert!(
+                    html.contains(&format!(
+                        "<p>Pay <em>{}</em> by our own terms (HTML).</p>",
+                        creditor.iban
+                    )),
+                    "{template} {language}: {html}"
+                );
+                assert!(
+                    !html.contains("border-left:3px solid #999999"),
+                    "{template} {language}: {html}"
+                );
+                // The built-in layout, which the folder does not have.
+                assert!(
+                    html.starts_with("<!DOCTYPE html>"),
+                    "{template} {language}: {html}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
