@@ -3,6 +3,8 @@
 //! a private certificate authority that relance trusts through `RELANCE_SMTP_CA_FILE`.
 //! (MailDev hides STARTTLS, so `?tls=required` is covered by the client's own unit tests only.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use lettre::message::Mailbox;
 use lettre::Message;
 use relance_config::Settings;
