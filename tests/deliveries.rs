@@ -143,6 +143,71 @@ async fn a_payment_during_a_slow_delivery_whose_session_was_cut_stops_the_remind
     mail.stop().await;
 }
 
+/// The end of DATA is on its way and the server has not accepted the note yet when the
+/// payment arrives: the payment waits for the server's answer (the sender holds the invoice
+/// from its last check until then), so the note never reaches the server after the payment
+/// was recorded; it is journaled as sent, with the payment's time beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_arriving_while_the_end_of_data_is_on_its_way_is_recorded_after_the_answer() {
+    let mut mail = MailDev::start().await.unwrap();
+    let proxy = SmtpFaultProxy::start(mail.smtp_port).await.unwrap();
+    let smtp = format!("smtp://127.0.0.1:{}", proxy.port);
+    let env = TestEnv::try_start(1, &[("SMTP_URL", &smtp)]).await.unwrap();
+    proxy.hold_end_of_data(true);
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-1300", "300.00", date(2026, 3, 1), date(2026, 3, 6)),
+    )
+    .await;
+    env.wait_journal("F-1300", names::INVOICE_REGISTERED, 1).await;
+    env.move_clock(working_morning()).await;
+    wait_for("the pre-due note's end of DATA held", DEADLINE, || async {
+        Ok(proxy.held_at_end_of_data() == 1)
+    })
+    .await
+    .unwrap();
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("P-1300", "F-1300", "300.00", date(2026, 3, 2)),
+    )
+    .await;
+    // The payment is taken by the payments service, which waits for the invoice; the server
+    // then gets the end of DATA and accepts the note.
+    wait_for("the payment waiting for the invoice", DEADLINE, || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&env.db)
+        .await?;
+        Ok(waiting >= 1)
+    })
+    .await
+    .unwrap();
+    proxy.release();
+    env.wait_journal("F-1300", names::THANKS_SENT, 1).await;
+    let paid_at: DateTime<Utc> =
+        sqlx::query_scalar("SELECT recorded_wall_at FROM payments WHERE id = 'P-1300'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    let accepted = proxy.accepted_at();
+    assert_eq!(accepted.len(), 2, "the note, then the thank-you");
+    assert!(
+        accepted[0] < paid_at,
+        "the note was accepted at {} and the payment recorded at {paid_at}",
+        accepted[0]
+    );
+    let sent = step_journal(&env, "F-1300", "pre_due", names::REMINDER_SENT).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(step_of(&env, "F-1300", "pre_due").await.0, "sent");
+    assert!(step_journal(&env, "F-1300", "pre_due", names::REMINDER_CANCELLED)
+        .await
+        .is_empty());
+    env.stop().await;
+    mail.stop().await;
+}
+
 /// Steps left in `sending` by a sender that stopped, at each stage a delivery records: before
 /// any SMTP exchange (a database error after the claim) and with the envelope accepted, they
 /// are delivered again, once, with their Message-ID; after the end of DATA the delivery is

@@ -32,6 +32,10 @@ struct Faults {
     hold_data: AtomicBool,
     /// Sessions waiting for the `354` now.
     held: AtomicUsize,
+    /// While true, the client's end of DATA (the lone dot) waits before it reaches the server.
+    hold_end: AtomicBool,
+    /// Sessions whose end of DATA waits now.
+    held_end: AtomicUsize,
     release: tokio::sync::Notify,
     /// Wall-clock times at which the server accepted a message (2xx to the end of DATA).
     accepted_at: Mutex<Vec<chrono::DateTime<chrono::Utc>>>,
@@ -91,9 +95,21 @@ impl SmtpFaultProxy {
         self.faults.held.load(Ordering::SeqCst)
     }
 
+    /// While on, the client's end of DATA is held back, unseen by the server (which has not
+    /// accepted the message yet), until [`Self::release`].
+    pub fn hold_end_of_data(&self, on: bool) {
+        self.faults.hold_end.store(on, Ordering::SeqCst);
+    }
+
+    /// Sessions whose end of DATA is being held now.
+    pub fn held_at_end_of_data(&self) -> usize {
+        self.faults.held_end.load(Ordering::SeqCst)
+    }
+
     /// Lets every held session go on (and stops holding new ones).
     pub fn release(&self) {
         self.hold_data(false);
+        self.hold_end_of_data(false);
         self.faults.release.notify_waiters();
     }
 
@@ -179,7 +195,7 @@ async fn relay(client: TcpStream, upstream_port: u16, faults: Arc<Faults>) -> an
         let code = if verb == "DATA" {
             let mut held = Vec::new();
             let code = forward_reply(&mut upstream_read, &mut held).await?;
-            hold_while_asked(&faults).await;
+            hold_while_asked(&faults, &faults.hold_data, &faults.held).await;
             client_write.write_all(&held).await?;
             code
         } else {
@@ -193,10 +209,12 @@ async fn relay(client: TcpStream, upstream_port: u16, faults: Arc<Faults>) -> an
                     faults.cut_in_data.fetch_add(1, Ordering::SeqCst);
                     return Ok(());
                 }
-                upstream_write.write_all(&line).await?;
                 if line == b".\r\n" {
+                    hold_while_asked(&faults, &faults.hold_end, &faults.held_end).await;
+                    upstream_write.write_all(&line).await?;
                     break;
                 }
+                upstream_write.write_all(&line).await?;
             }
             upstream_write.flush().await?;
             let code = forward_reply(&mut upstream_read, &mut client_write).await?;
@@ -214,22 +232,22 @@ async fn relay(client: TcpStream, upstream_port: u16, faults: Arc<Faults>) -> an
     }
 }
 
-/// Waits while the test holds `354` answers back.
-async fn hold_while_asked(faults: &Faults) {
-    if !faults.hold_data.load(Ordering::SeqCst) {
+/// Waits while the test holds this point of the session (`hold` on), counted in `held`.
+async fn hold_while_asked(faults: &Faults, hold: &AtomicBool, held: &AtomicUsize) {
+    if !hold.load(Ordering::SeqCst) {
         return;
     }
-    faults.held.fetch_add(1, Ordering::SeqCst);
-    while faults.hold_data.load(Ordering::SeqCst) {
+    held.fetch_add(1, Ordering::SeqCst);
+    while hold.load(Ordering::SeqCst) {
         let released = faults.release.notified();
         // Checked again after registering, so a release in between is not missed; the
         // timeout only bounds a wait for a release that came before registering.
-        if !faults.hold_data.load(Ordering::SeqCst) {
+        if !hold.load(Ordering::SeqCst) {
             break;
         }
         let _ = tokio::time::timeout(std::time::Duration::from_millis(100), released).await;
     }
-    faults.held.fetch_sub(1, Ordering::SeqCst);
+    held.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Copies one (possibly multi-line) reply to the client; returns its code.
