@@ -5,7 +5,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use relance_contracts::{
-    EventDetail, EventV1, ReminderFailedV1, ReminderSkippedV1, StepRef, StopRequestedV1, VERSION_1,
+    EventDetail, EventV1, ReminderFailedV1, ReminderSentV1, ReminderSkippedV1, StepRef, StopRequestedV1, ThanksSentV1, VERSION_1,
 };
 use relance_storage::journal;
 use relance_storage::outbox::{self, Destination, OutgoingMessage};
@@ -115,6 +115,21 @@ pub async fn announce_step_detail<D: EventDetail>(
     detail: &D,
 ) -> anyhow::Result<()> {
     announce_detail(tx, now, &step.invoice_number, Some(step), detail).await
+}
+
+/// Announces a delivery's proof: `thanks.sent` for a thank-you, `reminder.sent` otherwise.
+pub async fn announce_sent(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    step: &StepRecord,
+    thanks: bool,
+    sent: ReminderSentV1,
+) -> anyhow::Result<()> {
+    if thanks {
+        announce_step_detail(tx, now, step, &ThanksSentV1(sent)).await
+    } else {
+        announce_step_detail(tx, now, step, &sent).await
+    }
 }
 
 /// The detail of an event that ends a step for a reason, the reason the step keeps.
