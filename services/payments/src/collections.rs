@@ -10,15 +10,15 @@ use chrono_tz::Tz;
 use relance_config::Config;
 use relance_contracts::names;
 use relance_contracts::{
-    CallOutcomeV1, CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1,
-    CreditNoteRecordedV1, InvoiceClosedV1, InvoicePausedV1, InvoiceWrittenOffV1, LifecycleClosureV1,
+    CallOutcomeV1, CreditNoteIssuedV1, CreditNoteRecordedV1, DisputeOpenedV1, DisputeResolvedV1,
+    InvoiceClosedV1, InvoiceLifecycleStatusV1, InvoicePausedV1, InvoiceWrittenOffV1, LifecycleClosureV1,
     PromiseRecordedV1, ReminderCancelledV1, ReminderPostponedV1, ResolutionCreditNoteV1,
 };
 use relance_domain::collections::validate::CreditNoteFields;
 use relance_domain::collections::{
     promise_pause_end, validate_credit_note, validate_dispute, validate_lifecycle_status, validate_promise,
-    validate_resolution, validate_write_off, LifecycleEffect, NewCreditNote, NewDispute, NewLifecycleStatus,
-    NewPromise, NewResolution, NewWriteOff, Outcome, PauseKind, LifecycleStatus,
+    validate_resolution, validate_write_off, LifecycleEffect, LifecycleStatus, NewCreditNote, NewDispute,
+    NewLifecycleStatus, NewPromise, NewResolution, NewWriteOff, Outcome, PauseKind,
 };
 use relance_domain::{NewPayment, Rejection};
 use relance_messaging::{HandlerError, Incoming};

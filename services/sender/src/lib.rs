@@ -28,8 +28,7 @@ use mailer::{EmailCourier, Mailer};
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{
-    ReminderCancelledV1, ReminderDueV1, ReminderFailedV1, ReminderPostponedV1, ReminderRenderedV1,
-    VERSION_1,
+    ReminderCancelledV1, ReminderDueV1, ReminderFailedV1, ReminderPostponedV1, ReminderRenderedV1, VERSION_1,
 };
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing;

@@ -5,7 +5,8 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use relance_contracts::{
-    EventDetail, EventV1, ReminderFailedV1, ReminderSentV1, ReminderSkippedV1, StepRef, StopRequestedV1, ThanksSentV1, VERSION_1,
+    EventDetail, EventV1, ReminderFailedV1, ReminderSentV1, ReminderSkippedV1, StepRef, StopRequestedV1,
+    ThanksSentV1, VERSION_1,
 };
 use relance_storage::journal;
 use relance_storage::outbox::{self, Destination, OutgoingMessage};

@@ -710,12 +710,6 @@ impl DeliveryState {
             .as_deref()
             .map_or(Ok(DeliveryStage::Claimed), DeliveryStage::parse)
     }
-
-    /// The `stop_requested` detail journaled beside a delivery that went out anyway.
-    pub fn stop_detail(&self) -> Option<serde_json::Value> {
-        self.stop_requested_at
-            .map(|at| serde_json::json!({ "at": at, "reason": self.stop_reason }))
-    }
 }
 
 /// Locks the step and reads its delivery state.
