@@ -11,7 +11,7 @@ use crate::collections::{
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use relance_config::Config;
-use relance_contracts::{names, CallOutcomeV1};
+use relance_contracts::{names, CallOutcomeRecordedV1, CallOutcomeV1};
 use relance_domain::calls::{
     recap_step_name, validate_call_outcome, CallOutcome, CallOutcomeFields, NewCallOutcome,
     CALL_RECAP_TEMPLATE,
@@ -25,7 +25,6 @@ use relance_storage::calls::{self, CallTask, RecordedOutcome};
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::PgConnection;
-use serde_json::json;
 
 const WHAT: &str = "call outcome";
 
@@ -121,19 +120,18 @@ impl InvoiceMessage for CallOutcomeV1 {
         let step = steps::find(tx, task.step_id)
             .await?
             .context("re-reading the call step")?;
-        outgoing::announce_step(
+        outgoing::announce_step_detail(
             tx,
             now,
             &step,
-            names::CALL_OUTCOME_RECORDED,
-            json!({
-                "outcome": call.outcome.as_str(),
-                "promised_on": promised_on,
-                "reason": reason,
-                "note": call.note,
-                "late": late,
-                "event_id": self.event_id,
-            }),
+            &CallOutcomeRecordedV1 {
+                outcome: call.outcome.as_str().to_string(),
+                promised_on,
+                reason: reason.map(ToString::to_string),
+                note: call.note.clone(),
+                late,
+                event_id: self.event_id.clone(),
+            },
         )
         .await?;
         let source = (names::CALL_OUTCOME, self.event_id.as_str());

@@ -10,14 +10,15 @@ use chrono_tz::Tz;
 use relance_config::Config;
 use relance_contracts::names;
 use relance_contracts::{
-    CallOutcomeV1, CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1,
-    InvoiceWrittenOffV1, PromiseRecordedV1, ResolutionCreditNoteV1,
+    CallOutcomeV1, CreditNoteIssuedV1, CreditNoteRecordedV1, DisputeOpenedV1, DisputeResolvedV1,
+    InvoiceClosedV1, InvoiceLifecycleStatusV1, InvoicePausedV1, InvoiceWrittenOffV1, LifecycleClosureV1,
+    PromiseRecordedV1, ReminderCancelledV1, ReminderPostponedV1, ResolutionCreditNoteV1,
 };
 use relance_domain::collections::validate::CreditNoteFields;
 use relance_domain::collections::{
     promise_pause_end, validate_credit_note, validate_dispute, validate_lifecycle_status, validate_promise,
-    validate_resolution, validate_write_off, LifecycleEffect, NewCreditNote, NewDispute, NewLifecycleStatus,
-    NewPromise, NewResolution, NewWriteOff, Outcome, PauseKind,
+    validate_resolution, validate_write_off, LifecycleEffect, LifecycleStatus, NewCreditNote, NewDispute,
+    NewLifecycleStatus, NewPromise, NewResolution, NewWriteOff, Outcome, PauseKind,
 };
 use relance_domain::{NewPayment, Rejection};
 use relance_messaging::{HandlerError, Incoming};
@@ -260,28 +261,30 @@ async fn pause(
     pauses::open(tx, invoice.id, new, now).await?;
     let reason = format!("invoice paused ({})", new.kind);
     for step in pauses::pull_back_in_flight(tx, invoice.id, &reason, now).await? {
-        outgoing::announce_step(
+        outgoing::announce_step_detail(
             tx,
             now,
             &step,
-            names::REMINDER_POSTPONED,
-            json!({ "reason": reason, "until": new.until }),
+            &ReminderPostponedV1 {
+                reason: reason.clone(),
+                until: Some(new.until),
+                calendar: None,
+            },
         )
         .await?;
     }
-    outgoing::announce(
+    outgoing::announce_detail(
         tx,
         now,
         &invoice.number,
         None,
-        names::INVOICE_PAUSED,
-        json!({
-            "kind": new.kind,
-            "reason": new.reason,
-            "promised_on": new.promised_on,
-            "until": new.until,
-            "event_id": new.event_id,
-        }),
+        &InvoicePausedV1 {
+            kind: new.kind.to_string(),
+            reason: new.reason.to_string(),
+            promised_on: new.promised_on,
+            until: new.until,
+            event_id: new.event_id.to_string(),
+        },
     )
     .await
 }
@@ -290,27 +293,22 @@ async fn pause(
 async fn close(
     tx: &mut PgConnection,
     invoice: &InvoiceRecord,
-    reason: &str,
-    mut detail: serde_json::Value,
+    detail: &InvoiceClosedV1,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    let reason = detail.reason();
     adjustments::close(tx, invoice.id, reason, now).await?;
     let why = format!("invoice closed ({reason})");
     for cancelled in steps::cancel_open(tx, invoice.id, &why, now).await? {
-        let detail = json!({ "reason": why, "was": cancelled.was });
-        outgoing::announce(
-            tx,
-            now,
-            &invoice.number,
-            Some(&cancelled.step),
-            names::REMINDER_CANCELLED,
-            detail,
-        )
-        .await?;
+        let cancelled_detail = ReminderCancelledV1 {
+            reason: why.clone(),
+            was: cancelled.was.to_string(),
+            stage: None,
+        };
+        outgoing::announce_detail(tx, now, &invoice.number, Some(&cancelled.step), &cancelled_detail).await?;
     }
     end_all_pauses(tx, invoice, &why, now).await?;
-    detail["reason"] = json!(reason);
-    outgoing::announce(tx, now, &invoice.number, None, names::INVOICE_CLOSED, detail).await
+    outgoing::announce_detail(tx, now, &invoice.number, None, detail).await
 }
 
 /// Ends every pause of an invoice whose sequence is over (settled, closed).
@@ -577,20 +575,19 @@ async fn apply_credit_note(
     }
     adjustments::record_credit_note(tx, invoice.id, note, now).await?;
     let balance = invoice.balance - note.amount.amount;
-    outgoing::announce(
+    outgoing::announce_detail(
         tx,
         now,
         &invoice.number,
         None,
-        names::CREDIT_NOTE_RECORDED,
-        json!({
-            "credit_note_id": note.id,
-            "amount": amount_text(note.amount.amount),
-            "currency": currency,
-            "balance": amount_text(balance),
-            "issued_on": note.issued_on,
-            "reason": note.reason,
-        }),
+        &CreditNoteRecordedV1 {
+            credit_note_id: note.id.clone(),
+            amount: amount_text(note.amount.amount),
+            currency: currency.to_string(),
+            balance: amount_text(balance),
+            issued_on: note.issued_on,
+            reason: note.reason.clone(),
+        },
     )
     .await?;
     if !balance.is_zero() {
@@ -600,8 +597,12 @@ async fn apply_credit_note(
         invoices::apply_payment(tx, invoice.id, balance, now).await?;
         crate::settle(tx, config, invoice, now).await?;
     } else {
-        let detail = json!({ "credit_note_id": note.id, "amount": amount_text(note.amount.amount), "currency": currency });
-        close(tx, invoice, "credit_note", detail, now).await?;
+        let detail = InvoiceClosedV1::CreditNote {
+            credit_note_id: note.id.clone(),
+            amount: amount_text(note.amount.amount),
+            currency: currency.to_string(),
+        };
+        close(tx, invoice, &detail, now).await?;
     }
     Ok(Balance::Ended)
 }
@@ -649,12 +650,12 @@ impl InvoiceMessage for InvoiceWrittenOffV1 {
         now: DateTime<Utc>,
     ) -> Result<(), HandlerError> {
         require_open(Self::WHAT, invoice)?;
-        let detail = json!({
-            "note": write_off.reason,
-            "balance": amount_text(invoice.balance),
-            "currency": invoice.currency.trim(),
-        });
-        close(tx, invoice, "written_off", detail, now).await?;
+        let detail = InvoiceClosedV1::WrittenOff {
+            note: write_off.reason.to_string(),
+            balance: amount_text(invoice.balance),
+            currency: invoice.currency.trim().to_string(),
+        };
+        close(tx, invoice, &detail, now).await?;
         Ok(())
     }
 }
@@ -760,9 +761,20 @@ async fn apply_lifecycle_status(
         }
         LifecycleEffect::Close => match invoice.status.as_str() {
             STATUS_OPEN => {
-                let detail =
-                    json!({ "status": status.as_str(), "code": status.code(), "note": lifecycle.reason });
-                close(tx, invoice, status.as_str(), detail, now).await?;
+                let closure = LifecycleClosureV1 {
+                    status: status.as_str().to_string(),
+                    code: status.code(),
+                    note: lifecycle.reason.clone(),
+                };
+                let detail = match status {
+                    LifecycleStatus::Refused => InvoiceClosedV1::Refused(closure),
+                    LifecycleStatus::Rejected => InvoiceClosedV1::Rejected(closure),
+                    other => {
+                        let why = format!("e-invoicing status {other} does not close an invoice");
+                        return Err(refused(&what, &invoice.number, why));
+                    }
+                };
+                close(tx, invoice, &detail, now).await?;
             }
             STATUS_CLOSED => {}
             other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),

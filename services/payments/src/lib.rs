@@ -11,7 +11,10 @@ pub mod collections;
 use anyhow::Context;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
-use relance_contracts::PaymentReceivedV1;
+use relance_contracts::{
+    InvoiceSettledV1, PaymentConflictV1, PaymentReceivedV1, PaymentRecordedV1, RecordedDifferenceV1,
+    ReminderCancelledV1,
+};
 use relance_domain::plan::PlannedStep;
 use relance_domain::repeats::{payment_differences, Difference};
 use relance_domain::validation::input::PaymentFields;
@@ -179,24 +182,20 @@ async fn refuse_conflicting_payment(
         payment.id,
         listed.join(", ")
     );
-    let detail = json!({
-        "payment_id": payment.id,
-        "event_id": event_id,
-        "reason": reason,
-        "differences": differences
+    let detail = PaymentConflictV1 {
+        payment_id: payment.id.to_string(),
+        event_id: event_id.to_string(),
+        reason: reason.clone(),
+        differences: differences
             .iter()
-            .map(|d| json!({ "field": d.field, "recorded": d.applied, "received": d.received }))
-            .collect::<Vec<_>>(),
-    });
-    outgoing::announce(
-        &mut tx,
-        now,
-        &invoice.number,
-        None,
-        names::PAYMENT_CONFLICT,
-        detail,
-    )
-    .await?;
+            .map(|d| RecordedDifferenceV1 {
+                field: d.field.clone(),
+                recorded: d.applied.clone(),
+                received: d.received.clone(),
+            })
+            .collect(),
+    };
+    outgoing::announce_detail(&mut tx, now, &invoice.number, None, &detail).await?;
     tx.commit().await.context("committing the payment conflict")?;
     Err(HandlerError::Permanent(reason))
 }
@@ -219,17 +218,15 @@ pub(crate) async fn record_checked_payment(
     }
     let balance = invoice.balance - payment.amount.amount;
     invoices::apply_payment(tx, invoice.id, balance, now).await?;
-    let mut detail = json!({
-        "payment_id": payment.id,
-        "amount": amount_text(payment.amount.amount),
-        "currency": invoice.currency.trim(),
-        "balance": amount_text(balance),
-        "received_on": payment.received_on,
-    });
-    if let Some(source) = source {
-        detail["source"] = json!(source);
-    }
-    outgoing::announce(tx, now, &invoice.number, None, names::PAYMENT_RECORDED, detail).await?;
+    let detail = PaymentRecordedV1 {
+        payment_id: payment.id.to_string(),
+        amount: amount_text(payment.amount.amount),
+        currency: invoice.currency.trim().to_string(),
+        balance: amount_text(balance),
+        received_on: payment.received_on,
+        source: source.map(ToString::to_string),
+    };
+    outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     if balance.is_zero() {
         settle(tx, config, invoice, now).await?;
     }
@@ -246,20 +243,19 @@ pub(crate) async fn settle(
 ) -> anyhow::Result<()> {
     let reason = "invoice settled";
     for cancelled in steps::cancel_open(tx, invoice.id, reason, now).await? {
-        let detail = json!({ "reason": reason, "was": cancelled.was });
-        outgoing::announce(
-            tx,
-            now,
-            &invoice.number,
-            Some(&cancelled.step),
-            names::REMINDER_CANCELLED,
-            detail,
-        )
-        .await?;
+        let detail = ReminderCancelledV1 {
+            reason: reason.to_string(),
+            was: cancelled.was.to_string(),
+            stage: None,
+        };
+        outgoing::announce_detail(tx, now, &invoice.number, Some(&cancelled.step), &detail).await?;
     }
     collections::end_all_pauses(tx, invoice, reason, now).await?;
-    let detail = json!({ "amount_paid": amount_text(invoice.amount - invoice.credited), "currency": invoice.currency.trim() });
-    outgoing::announce(tx, now, &invoice.number, None, names::INVOICE_SETTLED, detail).await?;
+    let detail = InvoiceSettledV1 {
+        amount_paid: amount_text(invoice.amount - invoice.credited),
+        currency: invoice.currency.trim().to_string(),
+    };
+    outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     let thanks = PlannedStep {
         name: "thanks".to_string(),
         position: 1000,

@@ -19,7 +19,10 @@ use chrono_tz::Tz;
 use minijinja::Environment;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
-use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
+use relance_contracts::{
+    CallTaskOpenedV1, ReminderDueV1, ReminderFailedV1, ReminderFallbackV1, ReminderRenderedV1,
+    ReminderSkippedV1, VERSION_1,
+};
 use relance_domain::calls::task_expiry;
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::RateSource;
@@ -29,7 +32,7 @@ use relance_domain::{
     StepKind, Tone,
 };
 use relance_messaging::{HandlerError, Incoming, Readiness};
-use relance_sequence::outgoing;
+use relance_sequence::outgoing::{self, StepOutcome};
 use relance_storage::deliveries::{self, ClaimHistory, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
@@ -139,8 +142,9 @@ pub async fn render_job(
                 tx,
                 &step,
                 StepStatus::Skipped,
-                names::REMINDER_SKIPPED,
-                &reason,
+                &ReminderSkippedV1 {
+                    reason: reason.to_string(),
+                },
                 now,
             )
             .await;
@@ -176,13 +180,13 @@ pub async fn render_job(
         if !steps::fall_back(&mut tx, step.id, channel, &step.template, now).await? {
             return Ok(()); // Cancelled or taken meanwhile.
         }
-        let detail = json!({
-            "from": planned.channel,
-            "to": step.channel,
-            "template": step.template,
-            "reason": reason,
-        });
-        outgoing::announce_step(&mut tx, now, &step, names::REMINDER_FALLBACK, detail).await?;
+        let detail = ReminderFallbackV1 {
+            from: planned.channel.to_string(),
+            to: step.channel.to_string(),
+            template: step.template.to_string(),
+            reason: reason.to_string(),
+        };
+        outgoing::announce_step_detail(&mut tx, now, &step, &detail).await?;
         release_members(&mut tx, &members, &step, now).await?;
     }
     let (rendered, document, facts) = match outcome {
@@ -196,8 +200,9 @@ pub async fn render_job(
                 tx,
                 &step,
                 StepStatus::Skipped,
-                names::REMINDER_SKIPPED,
-                &reason,
+                &ReminderSkippedV1 {
+                    reason: reason.to_string(),
+                },
                 now,
             )
             .await;
@@ -207,8 +212,10 @@ pub async fn render_job(
                 tx,
                 &step,
                 StepStatus::Failed,
-                names::REMINDER_FAILED,
-                &reason,
+                &ReminderFailedV1 {
+                    reason: reason.to_string(),
+                    attempts: None,
+                },
                 now,
             )
             .await;
@@ -332,12 +339,15 @@ async fn open_call_task(
     let expires_at = task_expiry(now, config.settings.call_task_days, tz);
     let phone = rendered.recipients.first().cloned().unwrap_or_default();
     calls::open(tx, step.id, invoice.id, &phone, now, expires_at).await?;
-    outgoing::announce_step(
+    outgoing::announce_step_detail(
         tx,
         now,
         step,
-        names::CALL_TASK_OPENED,
-        json!({ "phone": phone, "title": rendered.subject, "expires_at": expires_at }),
+        &CallTaskOpenedV1 {
+            phone,
+            title: rendered.subject.clone(),
+            expires_at,
+        },
     )
     .await
 }
@@ -383,16 +393,14 @@ async fn release_members(
 
 /// A step that cannot go out on its channel: skipped (nothing to send it to) or failed
 /// (its text cannot be made to fit), with the reason announced.
-async fn settle_unrenderable(
+async fn settle_unrenderable<D: StepOutcome>(
     mut tx: relance_storage::Tx<'_>,
     step: &StepRecord,
     to: StepStatus,
-    event_type: &str,
-    reason: &str,
+    outcome: &D,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    outgoing::transition_and_announce(&mut tx, now, step, &[StepStatus::Queued], to, event_type, reason)
-        .await?;
+    outgoing::transition_and_announce(&mut tx, now, step, &[StepStatus::Queued], to, outcome).await?;
     tx.commit().await.context("committing the step's outcome")?;
     Ok(())
 }

@@ -6,11 +6,10 @@
 
 use anyhow::Context;
 use relance_config::Config;
-use relance_contracts::names;
+use relance_contracts::CallTaskExpiredV1;
 use relance_sequence::outgoing;
 use relance_storage::steps::{self, StepStatus};
 use relance_storage::{calls, invoices};
-use serde_json::json;
 use sqlx::PgPool;
 
 /// Expires the open call tasks whose time is up. Returns how many it looked at.
@@ -45,12 +44,13 @@ pub async fn expire_call_tasks(db: &PgPool, config: &Config) -> anyhow::Result<u
             let step = steps::find(&mut tx, *step_id)
                 .await?
                 .context("re-reading the expired call step")?;
-            outgoing::announce_step(
+            outgoing::announce_step_detail(
                 &mut tx,
                 now,
                 &step,
-                names::CALL_TASK_EXPIRED,
-                json!({ "reason": reason }),
+                &CallTaskExpiredV1 {
+                    reason: reason.to_string(),
+                },
             )
             .await?;
         }

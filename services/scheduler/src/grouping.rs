@@ -7,7 +7,9 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use relance_config::Config;
-use relance_contracts::names;
+use relance_contracts::{
+    GroupedAmbiguousV1, GroupedIntoV1, GroupedSentV1, ReminderAmbiguousV1, ReminderSentV1, ReminderSkippedV1,
+};
 use relance_domain::grouping::{joining, Lead, OtherStep};
 use relance_sequence::outgoing;
 use relance_sequence::queue_step;
@@ -98,12 +100,13 @@ pub async fn gather(
             .await?
             {
                 if let Some(skipped) = steps::find(tx, *id).await? {
-                    outgoing::announce_step(
+                    outgoing::announce_step_detail(
                         tx,
                         now,
                         &skipped,
-                        names::REMINDER_SKIPPED,
-                        json!({ "reason": reason }),
+                        &ReminderSkippedV1 {
+                            reason: reason.to_string(),
+                        },
                     )
                     .await?;
                 }
@@ -125,14 +128,16 @@ pub async fn settle_groups(db: &PgPool, config: &Config) -> anyhow::Result<usize
         let member = &s.member;
         if s.lead_status == StepStatus::Sent.as_str() {
             if groups::mark_sent(&mut tx, member.id, s.lead_proof.as_deref(), now).await? {
-                outgoing::announce_step(
+                outgoing::announce_step_detail(
                     &mut tx,
                     now,
                     member,
-                    names::REMINDER_SENT,
-                    json!({
-                        "grouped_into": { "invoice_number": s.lead_invoice, "step": s.lead_step },
-                        "message_id": s.lead_message_id,
+                    &ReminderSentV1::Grouped(GroupedSentV1 {
+                        grouped_into: GroupedIntoV1 {
+                            invoice_number: s.lead_invoice.to_string(),
+                            step: s.lead_step.to_string(),
+                        },
+                        message_id: s.lead_message_id.clone(),
                     }),
                 )
                 .await?;
@@ -150,15 +155,17 @@ pub async fn settle_groups(db: &PgPool, config: &Config) -> anyhow::Result<usize
             )
             .await?
             {
-                outgoing::announce_step(
+                outgoing::announce_step_detail(
                     &mut tx,
                     now,
                     member,
-                    names::REMINDER_AMBIGUOUS,
-                    json!({
-                        "reason": reason,
-                        "grouped_into": { "invoice_number": s.lead_invoice, "step": s.lead_step },
-                        "message_id": s.lead_message_id,
+                    &ReminderAmbiguousV1::Grouped(GroupedAmbiguousV1 {
+                        reason: reason.to_string(),
+                        grouped_into: GroupedIntoV1 {
+                            invoice_number: s.lead_invoice.to_string(),
+                            step: s.lead_step.to_string(),
+                        },
+                        message_id: s.lead_message_id.clone(),
                     }),
                 )
                 .await?;

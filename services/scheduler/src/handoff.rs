@@ -111,10 +111,9 @@ async fn hand_off(
         amount_due,
         journal: chain,
     };
-    let detail = serde_json::to_value(&detail).context("encoding the hand-off event")?;
     outbox::enqueue(
         tx,
-        &outgoing::event(names::INVOICE_HANDED_OFF, &invoice.number, None, detail, now),
+        &outgoing::event(&invoice.number, None, &detail, now).context("encoding the hand-off event")?,
         now,
     )
     .await

@@ -14,7 +14,12 @@ use chrono_tz::Tz;
 use relance_config::Config;
 use relance_config::InterruptedDelivery;
 use relance_contracts::names::{self, Names};
-use relance_contracts::{InvoiceIssuedV1, ReminderRenderedV1, VERSION_1};
+use relance_contracts::{
+    ExcludedStepV1, FieldWarningV1, InterruptedAmbiguousV1, InvoiceDuplicateV1, InvoiceIssuedV1,
+    InvoiceRegisteredV1, InvoiceRejectedV1, PlannedStepV1, RecoveredSentV1, RegisteredDifferenceV1,
+    ReminderAmbiguousV1, ReminderCancelledV1, ReminderPostponedV1, ReminderRenderedV1, ReminderSentV1,
+    ReminderSkippedV1, VERSION_1,
+};
 use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::repeats;
 use relance_domain::validation::input::InvoiceFields;
@@ -228,20 +233,24 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
                 step,
                 &[StepStatus::Pending],
                 StepStatus::Skipped,
-                names::REMINDER_SKIPPED,
-                reason,
+                &ReminderSkippedV1 {
+                    reason: reason.to_string(),
+                },
             )
             .await?;
         }
         if let Some(step) = mine.iter().find(|s| Some(s.id) == triage.postpone) {
             let to = next_day_in_window(&config.policy, &window_of(step), calendar.as_ref(), tz, now);
             steps::postpone(&mut tx, step.id, to, now).await?;
-            outgoing::announce_step(
+            outgoing::announce_step_detail(
                 &mut tx,
                 now,
                 step,
-                names::REMINDER_POSTPONED,
-                json!({ "reason": "a reminder for this invoice already went out today", "until": to }),
+                &ReminderPostponedV1 {
+                    reason: "a reminder for this invoice already went out today".to_string(),
+                    until: Some(Some(to)),
+                    calendar: None,
+                },
             )
             .await?;
         }
@@ -250,12 +259,15 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
                 send_decision(&window_of(step), calendar.as_ref(), tz, step.due_at, now)
             {
                 steps::postpone(&mut tx, step.id, to, now).await?;
-                outgoing::announce_step(
+                outgoing::announce_step_detail(
                     &mut tx,
                     now,
                     step,
-                    names::REMINDER_POSTPONED,
-                    json!({ "reason": "outside its send window", "until": to, "calendar": calendar.name() }),
+                    &ReminderPostponedV1 {
+                        reason: "outside its send window".to_string(),
+                        until: Some(Some(to)),
+                        calendar: Some(calendar.name().to_string()),
+                    },
                 )
                 .await?;
             } else if steps::mark_queued(&mut tx, step.id, now, today).await? {
@@ -315,9 +327,12 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
     let invoice = match validated {
         Ok(invoice) => invoice,
         Err(rejection) => {
-            let detail =
-                json!({ "field": rejection.field, "reason": rejection.reason, "event_id": event.event_id });
-            outgoing::announce(&mut tx, now, &inv.number, None, names::INVOICE_REJECTED, detail).await?;
+            let detail = InvoiceRejectedV1 {
+                field: rejection.field.clone(),
+                reason: rejection.reason.clone(),
+                event_id: event.event_id.clone(),
+            };
+            outgoing::announce_detail(&mut tx, now, &inv.number, None, &detail).await?;
             tx.commit().await.context("committing the rejection")?;
             return Err(HandlerError::Permanent(format!(
                 "invoice {} refused: {rejection}",
@@ -370,7 +385,11 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
             now,
         )
         .await?;
-        planned.push(json!({ "step": step.name, "channel": step.channel.as_str(), "due_at": step.due_at }));
+        planned.push(PlannedStepV1 {
+            step: step.name.clone(),
+            channel: step.channel.as_str().to_string(),
+            due_at: step.due_at,
+        });
     }
     if let Some(reason) = &plan.not_chased {
         journal::append(
@@ -386,32 +405,21 @@ pub async fn take_in_invoice(db: &PgPool, config: &Config, message: Incoming) ->
     let excluded: Vec<_> = plan
         .excluded
         .iter()
-        .map(|e| json!({ "step": e.name, "reason": e.reason }))
+        .map(|e| ExcludedStepV1 {
+            step: e.name.clone(),
+            reason: e.reason.clone(),
+        })
         .collect();
-    let mut detail = json!({
-        "event_id": event.event_id,
-        "risk": current.risk,
-        "calendar": customer.calendar.name(),
-        "plan": planned,
-    });
-    if !excluded.is_empty() {
-        detail["excluded"] = json!(excluded);
-    }
-    if let Some(reason) = &plan.not_chased {
-        detail["not_chased"] = json!(reason);
-    }
-    if !invoice.customer.dropped.is_empty() {
-        detail["warnings"] = dropped_fields(&invoice.customer.dropped);
-    }
-    outgoing::announce(
-        &mut tx,
-        now,
-        &invoice.number,
-        None,
-        names::INVOICE_REGISTERED,
-        detail,
-    )
-    .await?;
+    let detail = InvoiceRegisteredV1 {
+        event_id: event.event_id.clone(),
+        risk: current.risk.to_string(),
+        calendar: customer.calendar.name().to_string(),
+        plan: planned,
+        excluded: (!excluded.is_empty()).then_some(excluded),
+        not_chased: plan.not_chased.clone(),
+        warnings: (!invoice.customer.dropped.is_empty()).then(|| dropped_fields(&invoice.customer.dropped)),
+    };
+    outgoing::announce_detail(&mut tx, now, &invoice.number, None, &detail).await?;
     if let Some(previous) = previous {
         planning::replan_customer(
             &mut tx,
@@ -475,23 +483,30 @@ async fn note_duplicate(
     } else {
         tracing::warn!("invoice number already registered with other facts; message ignored");
     }
-    let detail = json!({
-        "event_id": event_id,
-        "conflict": !differences.is_empty(),
-        "differences": differences
+    let detail = InvoiceDuplicateV1 {
+        event_id: event_id.to_string(),
+        conflict: !differences.is_empty(),
+        differences: differences
             .iter()
-            .map(|d| json!({ "field": d.field, "registered": d.applied, "received": d.received }))
-            .collect::<Vec<_>>(),
-    });
-    outgoing::announce(tx, now, number, None, names::INVOICE_DUPLICATE, detail).await
+            .map(|d| RegisteredDifferenceV1 {
+                field: d.field.clone(),
+                registered: d.applied.clone(),
+                received: d.received.clone(),
+            })
+            .collect(),
+    };
+    outgoing::announce_detail(tx, now, number, None, &detail).await
 }
 
 /// Fields dropped at intake, as `warnings` in the journal and events.
-pub fn dropped_fields(dropped: &[relance_domain::DroppedField]) -> serde_json::Value {
-    json!(dropped
+pub fn dropped_fields(dropped: &[relance_domain::DroppedField]) -> Vec<FieldWarningV1> {
+    dropped
         .iter()
-        .map(|d| json!({ "field": d.field, "reason": d.reason }))
-        .collect::<Vec<_>>())
+        .map(|d| FieldWarningV1 {
+            field: d.field.to_string(),
+            reason: d.reason.to_string(),
+        })
+        .collect()
 }
 
 /// The sweep: a step left in flight past its lease (a job lost, a worker that died) is
@@ -551,33 +566,36 @@ async fn settle_interrupted(
         .stage()
         .with_context(|| format!("reading the delivery stage of step {}", step.id))?;
     let message_id = steps::find_rendered(tx, step.id).await?.map(|r| r.message_id);
-    let mut detail = json!({ "stage": stage.as_str(), "message_id": message_id });
-    if let Some(stop) = state.stop_detail() {
-        detail["stop_requested"] = stop;
-    }
+    let stop_requested = outgoing::stop_requested(&state);
     if stage == steps::DeliveryStage::Answered {
-        detail["recovered"] = json!("the sender stopped after the provider accepted the message");
-        detail["response"] = json!(state.delivery_proof);
-        let event_type = if step.kind == "thanks" {
-            names::THANKS_SENT
-        } else {
-            names::REMINDER_SENT
-        };
+        let sent = ReminderSentV1::Recovered(RecoveredSentV1 {
+            recovered: "the sender stopped after the provider accepted the message".to_string(),
+            stage: stage.as_str().to_string(),
+            message_id,
+            response: state.delivery_proof.clone(),
+            stop_requested,
+        });
+        let thanks = step.kind == "thanks";
         if steps::transition(tx, step.id, &[StepStatus::Sending], StepStatus::Sent, None, now).await? {
-            outgoing::announce_step(tx, now, step, event_type, detail).await?;
+            outgoing::announce_sent(tx, now, step, thanks, sent).await?;
         }
         return Ok(());
     }
     if stage.may_have_reached_provider() {
         let reason = "delivery interrupted after the end of DATA was sent: it may or may not have reached the customer";
-        detail["reason"] = json!(reason);
         let (policy_name, to) = match policy {
             InterruptedDelivery::Report => ("report", StepStatus::Ambiguous),
             InterruptedDelivery::Resend => ("resend", StepStatus::Rendered),
         };
-        detail["policy"] = json!(policy_name);
+        let detail = ReminderAmbiguousV1::Interrupted(InterruptedAmbiguousV1 {
+            reason: reason.to_string(),
+            stage: stage.as_str().to_string(),
+            message_id,
+            policy: policy_name.to_string(),
+            stop_requested,
+        });
         if steps::transition(tx, step.id, &[StepStatus::Sending], to, Some(reason), now).await? {
-            outgoing::announce_step(tx, now, step, names::REMINDER_AMBIGUOUS, detail).await?;
+            outgoing::announce_step_detail(tx, now, step, &detail).await?;
             if to == StepStatus::Rendered {
                 queue_delivery(tx, step, now).await?;
             }
@@ -599,9 +617,12 @@ async fn settle_interrupted(
         )
         .await?
         {
-            let detail =
-                json!({ "reason": reason, "was": StepStatus::Sending.as_str(), "stage": stage.as_str() });
-            outgoing::announce_step(tx, now, step, names::REMINDER_CANCELLED, detail).await?;
+            let detail = ReminderCancelledV1 {
+                reason: reason.clone(),
+                was: StepStatus::Sending.as_str().to_string(),
+                stage: Some(stage.as_str().to_string()),
+            };
+            outgoing::announce_step_detail(tx, now, step, &detail).await?;
         }
         return Ok(());
     }

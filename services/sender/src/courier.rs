@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use relance_contracts::{ReminderSentV1, StopRequestedV1};
 use relance_storage::steps::{DeliveryStage, RenderedMessage, StepRecord};
 
 /// Why a delivery failed.
@@ -79,7 +80,19 @@ pub struct Receipt {
     /// The provider's reference for the message: gateway message id, tracking number, file.
     pub reference: Option<String>,
     /// Facts for the `reminder.sent` event and the journal.
-    pub detail: serde_json::Value,
+    pub detail: ReminderSentV1,
+}
+
+/// Notes on a delivery proof that a payment or closure came while it was going out.
+pub fn note_stop_requested(sent: &mut ReminderSentV1, stop: StopRequestedV1) {
+    match sent {
+        ReminderSentV1::Email(email) => email.stop_requested = Some(stop),
+        ReminderSentV1::Sms(sms) => sms.stop_requested = Some(stop),
+        ReminderSentV1::Letter(letter) => letter.stop_requested = Some(stop),
+        ReminderSentV1::Recovered(recovered) => recovered.stop_requested = Some(stop),
+        // Grouped members are settled with their lead, never delivered by a courier.
+        ReminderSentV1::Grouped(_) => {}
+    }
 }
 
 /// Delivers one channel's messages.

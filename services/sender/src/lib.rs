@@ -27,7 +27,9 @@ use courier::{Courier, DeliveryError, Parcel};
 use mailer::{EmailCourier, Mailer};
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
-use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
+use relance_contracts::{
+    ReminderCancelledV1, ReminderDueV1, ReminderFailedV1, ReminderPostponedV1, ReminderRenderedV1, VERSION_1,
+};
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing;
 use relance_storage::invoices::{self, STATUS_OPEN};
@@ -266,8 +268,12 @@ async fn stop_before_delivery(
         )
         .await?
         {
-            let detail = json!({ "reason": reason, "was": StepStatus::Sending.as_str() });
-            outgoing::announce_step(tx, now, step, names::REMINDER_CANCELLED, detail).await?;
+            let detail = ReminderCancelledV1 {
+                reason: reason.to_string(),
+                was: StepStatus::Sending.as_str().to_string(),
+                stage: None,
+            };
+            outgoing::announce_step_detail(tx, now, step, &detail).await?;
         }
         return Ok(true);
     }
@@ -480,12 +486,14 @@ async fn record_outcome(
             };
             let mut tx = db.begin().await.context("starting the failure transaction")?;
             if steps::end_delivery(&mut tx, step.id, attempt, StepStatus::Failed, Some(&reason), now).await? {
-                outgoing::announce_step(
+                outgoing::announce_step_detail(
                     &mut tx,
                     now,
                     step,
-                    names::REMINDER_FAILED,
-                    json!({ "reason": reason, "attempts": retries + 1 }),
+                    &ReminderFailedV1 {
+                        reason: reason.clone(),
+                        attempts: Some(retries + 1),
+                    },
                 )
                 .await?;
                 // An SMTP server that refused the customer's address for good: its later
@@ -528,16 +536,12 @@ async fn record_sent(
     if let Some(reference) = &receipt.reference {
         deliveries::set_delivery_reference(&mut tx, step.id, reference).await?;
     }
-    let mut detail = receipt.detail;
-    if let Some(stop) = state.stop_detail() {
-        detail["stop_requested"] = stop;
+    let mut sent = receipt.detail;
+    if let Some(stop) = outgoing::stop_requested(&state) {
+        courier::note_stop_requested(&mut sent, stop);
     }
-    let event_type = if step.kind == "thanks" {
-        names::THANKS_SENT
-    } else {
-        names::REMINDER_SENT
-    };
-    outgoing::announce_step(&mut tx, now, step, event_type, detail).await?;
+    let thanks = step.kind == "thanks";
+    outgoing::announce_sent(&mut tx, now, step, thanks, sent).await?;
     tx.commit().await.context("recording the delivery")?;
     Ok(())
 }
@@ -629,12 +633,15 @@ async fn hold_back_if_paused(
     let kinds: Vec<&str> = active.iter().map(|p| p.kind.as_str()).collect();
     let reason = format!("invoice paused ({}) before sending", kinds.join(", "));
     if pauses::pull_back_delivery(tx, step.id, &reason, now).await? {
-        outgoing::announce_step(
+        outgoing::announce_step_detail(
             tx,
             now,
             step,
-            names::REMINDER_POSTPONED,
-            json!({ "reason": reason }),
+            &ReminderPostponedV1 {
+                reason,
+                until: None,
+                calendar: None,
+            },
         )
         .await?;
     }

@@ -12,8 +12,8 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use relance_config::Settings;
+use relance_contracts::{EmailSentV1, ReminderSentV1};
 use relance_storage::steps::RenderedMessage;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -164,13 +164,14 @@ impl Courier for EmailCourier {
             Ok(Receipt {
                 proof: answer.clone(),
                 reference: None,
-                detail: json!({
-                    "message_id": rendered.message_id,
-                    "smtp_response": answer,
-                    "recipients": rendered.recipients,
-                    "cc": rendered.cc,
-                    "subject": rendered.subject,
-                    "smtp_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                detail: ReminderSentV1::Email(EmailSentV1 {
+                    message_id: rendered.message_id.clone(),
+                    smtp_response: answer,
+                    recipients: rendered.recipients.clone(),
+                    cc: rendered.cc.clone(),
+                    subject: rendered.subject.clone(),
+                    smtp_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    stop_requested: None,
                 }),
             })
         }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use relance_config::ChannelSettings;
+use relance_contracts::{LetterSentV1, ReminderSentV1};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -302,14 +303,15 @@ impl Courier for LetterCourier {
             Ok(Receipt {
                 proof: posted.answer.clone(),
                 reference: Some(posted.reference.clone()),
-                detail: json!({
-                    "message_id": upload.reference,
-                    "sha256": sha256,
-                    "registered": upload.registered,
-                    "tracking": posted.reference,
-                    "postal_response": posted.answer,
-                    "recipients": upload.recipient,
-                    "enclosures": upload.documents.iter().skip(1).map(|d| &d.name).collect::<Vec<_>>(),
+                detail: ReminderSentV1::Letter(LetterSentV1 {
+                    message_id: upload.reference.clone(),
+                    sha256: sha256.clone(),
+                    registered: upload.registered,
+                    tracking: posted.reference,
+                    postal_response: posted.answer,
+                    recipients: upload.recipient.clone(),
+                    enclosures: upload.documents.iter().skip(1).map(|d| d.name.clone()).collect(),
+                    stop_requested: None,
                 }),
             })
         }

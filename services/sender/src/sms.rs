@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use relance_config::ChannelSettings;
+use relance_contracts::{ReminderSentV1, SmsSentV1};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -226,11 +227,12 @@ impl Courier for SmsCourier {
             Ok(Receipt {
                 proof: accepted.answer.clone(),
                 reference: accepted.message_id.clone(),
-                detail: json!({
-                    "message_id": sms.reference,
-                    "gateway_message_id": accepted.message_id,
-                    "gateway_response": accepted.answer,
-                    "recipients": [sms.to],
+                detail: ReminderSentV1::Sms(SmsSentV1 {
+                    message_id: sms.reference.clone(),
+                    gateway_message_id: accepted.message_id,
+                    gateway_response: accepted.answer,
+                    recipients: vec![sms.to.clone()],
+                    stop_requested: None,
                 }),
             })
         }

@@ -417,6 +417,19 @@ pub enum InvoiceClosedV1 {
     Rejected(LifecycleClosureV1),
 }
 
+impl InvoiceClosedV1 {
+    /// The closure's `reason`, its tag on the wire: `credit_note`, `written_off`, `refused`
+    /// or `rejected`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CreditNote { .. } => "credit_note",
+            Self::WrittenOff { .. } => "written_off",
+            Self::Refused(_) => "refused",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+}
+
 /// The facts of a closure by an e-invoicing lifecycle status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LifecycleClosureV1 {

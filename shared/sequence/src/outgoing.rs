@@ -4,17 +4,34 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use relance_contracts::{EventDetail, EventV1, VERSION_1};
+use relance_contracts::{
+    EventDetail, EventV1, ReminderFailedV1, ReminderSentV1, ReminderSkippedV1, StepRef, StopRequestedV1,
+    ThanksSentV1, VERSION_1,
+};
 use relance_storage::journal;
 use relance_storage::outbox::{self, Destination, OutgoingMessage};
-use relance_storage::steps::{StepRecord, StepStatus};
+use relance_storage::steps::{DeliveryState, StepRecord, StepStatus};
 use uuid::Uuid;
 
-/// An outbound event about an invoice (and possibly one of its steps).
-pub fn event(
+/// An outbound event about an invoice (and possibly one of its steps); its routing key and
+/// `event_type` are the detail's (`D::EVENT_TYPE`).
+pub fn event<D: EventDetail>(
+    invoice_number: &str,
+    step: Option<StepRef<'_>>,
+    detail: &D,
+    at: DateTime<Utc>,
+) -> anyhow::Result<OutgoingMessage> {
+    let value = detail
+        .to_detail()
+        .with_context(|| format!("encoding the detail of {}", D::EVENT_TYPE))?;
+    Ok(event_with_value(D::EVENT_TYPE, invoice_number, step, value, at))
+}
+
+/// The event of [`event`], its detail already encoded.
+fn event_with_value(
     event_type: &str,
     invoice_number: &str,
-    step: Option<(&str, &str)>,
+    step: Option<StepRef<'_>>,
     detail: serde_json::Value,
     at: DateTime<Utc>,
 ) -> OutgoingMessage {
@@ -24,8 +41,8 @@ pub fn event(
         event_type: event_type.to_string(),
         occurred_at: at,
         invoice_number: invoice_number.to_string(),
-        step: step.map(|(name, _)| name.to_string()),
-        channel: step.map(|(_, channel)| channel.to_string()),
+        step: step.map(|s| s.name.to_string()),
+        channel: step.map(|s| s.channel.to_string()),
         // Numbered when its transaction commits (the outbox's `outbox_sequence` trigger).
         sequence: None,
         detail,
@@ -58,45 +75,8 @@ pub fn job<T: serde::Serialize>(
 }
 
 /// Journals an event and adds it to the outbox, in the caller's transaction: what relance
-/// keeps as proof and what it announces are one fact.
-pub async fn announce(
-    tx: &mut sqlx::PgConnection,
-    now: DateTime<Utc>,
-    invoice_number: &str,
-    step: Option<&StepRecord>,
-    event_type: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    journal::append(
-        tx,
-        now,
-        invoice_number,
-        step.map(|s| s.id),
-        event_type,
-        detail.clone(),
-    )
-    .await?;
-    let step_names = step.map(|s| (s.name.as_str(), s.channel.as_str()));
-    outbox::enqueue(
-        tx,
-        &event(event_type, invoice_number, step_names, detail, now),
-        now,
-    )
-    .await
-}
-
-/// [`announce`] for an event about one step.
-pub async fn announce_step(
-    tx: &mut sqlx::PgConnection,
-    now: DateTime<Utc>,
-    step: &StepRecord,
-    event_type: &str,
-    detail: serde_json::Value,
-) -> anyhow::Result<()> {
-    announce(tx, now, &step.invoice_number, Some(step), event_type, detail).await
-}
-
-/// [`announce`] with a typed detail: the event type is the detail's (`D::EVENT_TYPE`).
+/// keeps as proof and what it announces are one fact. The event type is the detail's
+/// (`D::EVENT_TYPE`).
 pub async fn announce_detail<D: EventDetail>(
     tx: &mut sqlx::PgConnection,
     now: DateTime<Utc>,
@@ -107,7 +87,25 @@ pub async fn announce_detail<D: EventDetail>(
     let value = detail
         .to_detail()
         .with_context(|| format!("encoding the detail of {}", D::EVENT_TYPE))?;
-    announce(tx, now, invoice_number, step, D::EVENT_TYPE, value).await
+    journal::append(
+        tx,
+        now,
+        invoice_number,
+        step.map(|s| s.id),
+        D::EVENT_TYPE,
+        value.clone(),
+    )
+    .await?;
+    let step_ref = step.map(|s| StepRef {
+        name: &s.name,
+        channel: &s.channel,
+    });
+    outbox::enqueue(
+        tx,
+        &event_with_value(D::EVENT_TYPE, invoice_number, step_ref, value, now),
+        now,
+    )
+    .await
 }
 
 /// [`announce_detail`] for an event about one step.
@@ -120,21 +118,61 @@ pub async fn announce_step_detail<D: EventDetail>(
     announce_detail(tx, now, &step.invoice_number, Some(step), detail).await
 }
 
-/// Moves a step from one of `from` to `to` with `reason`, and if it moved (another worker may
-/// have moved it first), journals and announces `event_type` with that reason. Returns
-/// whether it moved.
-pub async fn transition_and_announce(
+/// Announces a delivery's proof: `thanks.sent` for a thank-you, `reminder.sent` otherwise.
+pub async fn announce_sent(
+    tx: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+    step: &StepRecord,
+    thanks: bool,
+    sent: ReminderSentV1,
+) -> anyhow::Result<()> {
+    if thanks {
+        announce_step_detail(tx, now, step, &ThanksSentV1(sent)).await
+    } else {
+        announce_step_detail(tx, now, step, &sent).await
+    }
+}
+
+/// The detail of an event that ends a step for a reason, the reason the step keeps.
+pub trait StepOutcome: EventDetail {
+    fn reason(&self) -> &str;
+}
+
+impl StepOutcome for ReminderSkippedV1 {
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl StepOutcome for ReminderFailedV1 {
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Moves a step from one of `from` to `to` with the detail's reason, and if it moved (another
+/// worker may have moved it first), journals and announces `detail`. Returns whether it
+/// moved.
+pub async fn transition_and_announce<D: StepOutcome>(
     tx: &mut sqlx::PgConnection,
     now: DateTime<Utc>,
     step: &StepRecord,
     from: &[StepStatus],
     to: StepStatus,
-    event_type: &str,
-    reason: &str,
+    detail: &D,
 ) -> anyhow::Result<bool> {
-    if !relance_storage::steps::transition(tx, step.id, from, to, Some(reason), now).await? {
+    if !relance_storage::steps::transition(tx, step.id, from, to, Some(detail.reason()), now).await? {
         return Ok(false);
     }
-    announce_step(tx, now, step, event_type, serde_json::json!({ "reason": reason })).await?;
+    announce_step_detail(tx, now, step, detail).await?;
     Ok(true)
+}
+
+/// The stop (a payment or closure) committed while a delivery was going out, as events tell
+/// it (`stop_requested`).
+pub fn stop_requested(state: &DeliveryState) -> Option<StopRequestedV1> {
+    state.stop_requested_at.map(|at| StopRequestedV1 {
+        at,
+        reason: state.stop_reason.clone(),
+    })
 }

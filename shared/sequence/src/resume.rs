@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use relance_config::Config;
-use relance_contracts::names;
+use relance_contracts::{InvoiceResumedV1, ReminderPostponedV1, ReminderSkippedV1};
 use relance_domain::collections::{redate_after_pause, PausedStep, Redate, Resumption};
 use relance_domain::{calendar_for_customer, Risk};
 use relance_storage::invoices::{self, InvoiceRecord, STATUS_OPEN};
@@ -94,19 +94,23 @@ pub async fn after_pauses_ended(
                     step,
                     &[StepStatus::Pending],
                     StepStatus::Skipped,
-                    names::REMINDER_SKIPPED,
-                    reason,
+                    &ReminderSkippedV1 {
+                        reason: reason.to_string(),
+                    },
                 )
                 .await?;
             }
             Some(Redate::Move { to, .. }) => {
                 steps::postpone(tx, step.id, *to, now).await?;
-                outgoing::announce_step(
+                outgoing::announce_step_detail(
                     tx,
                     now,
                     step,
-                    names::REMINDER_POSTPONED,
-                    json!({ "reason": "the sequence resumes after a pause", "until": to }),
+                    &ReminderPostponedV1 {
+                        reason: "the sequence resumes after a pause".to_string(),
+                        until: Some(Some(*to)),
+                        calendar: None,
+                    },
                 )
                 .await?;
                 next = next.or(Some((step.name.clone(), *to)));
@@ -115,18 +119,18 @@ pub async fn after_pauses_ended(
         }
     }
     let kinds: Vec<&str> = ended.iter().map(|p| p.kind.as_str()).collect();
-    outgoing::announce(
+    let (next_step, next_at) = next.unzip();
+    outgoing::announce_detail(
         tx,
         now,
         &invoice.number,
         None,
-        names::INVOICE_RESUMED,
-        json!({
-            "reason": reason,
-            "pauses": kinds,
-            "next_step": next.as_ref().map(|(name, _)| name),
-            "next_at": next.as_ref().map(|(_, at)| at),
-        }),
+        &InvoiceResumedV1 {
+            reason: reason.to_string(),
+            pauses: kinds.iter().map(ToString::to_string).collect(),
+            next_step,
+            next_at,
+        },
     )
     .await?;
     Ok(true)

@@ -733,12 +733,6 @@ impl DeliveryState {
             .as_deref()
             .map_or(Ok(DeliveryStage::Claimed), DeliveryStage::parse)
     }
-
-    /// The `stop_requested` detail journaled beside a delivery that went out anyway.
-    pub fn stop_detail(&self) -> Option<serde_json::Value> {
-        self.stop_requested_at
-            .map(|at| serde_json::json!({ "at": at, "reason": self.stop_reason }))
-    }
 }
 
 /// Reads the step's delivery state without locking the row (the sender's last check, which
