@@ -143,12 +143,13 @@ async fn a_payment_during_a_slow_delivery_whose_session_was_cut_stops_the_remind
     mail.stop().await;
 }
 
-/// The end of DATA is on its way and the server has not accepted the note yet when the
-/// payment arrives: the payment waits for the server's answer (the sender holds the invoice
-/// from its last check until then), so the note never reaches the server after the payment
-/// was recorded; it is journaled as sent, with the payment's time beside it.
+/// The last check has passed and the end of DATA is on its way (the server has not accepted
+/// the note yet) when the payment arrives: the payment is recorded at once (no lock is held
+/// while the server answers) and marks the step; the note, past its point of no return,
+/// reaches the server and is journaled as sent with the payment's time beside it, never as
+/// cancelled. The thank-you follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_arriving_while_the_end_of_data_is_on_its_way_is_recorded_after_the_answer() {
+async fn a_payment_after_the_last_check_is_recorded_at_once_and_the_note_journaled_sent_beside_it() {
     let mut mail = MailDev::start().await.unwrap();
     let proxy = SmtpFaultProxy::start(mail.smtp_port).await.unwrap();
     let smtp = format!("smtp://127.0.0.1:{}", proxy.port);
@@ -171,39 +172,23 @@ async fn a_payment_arriving_while_the_end_of_data_is_on_its_way_is_recorded_afte
         &payment_received("P-1300", "F-1300", "300.00", date(2026, 3, 2)),
     )
     .await;
-    // The payment is taken by the payments service, which waits for the invoice; the server
-    // then gets the end of DATA and accepts the note.
-    wait_for("the payment waiting for the invoice", DEADLINE, || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&env.db)
-        .await?;
-        Ok(waiting >= 1)
-    })
-    .await
-    .unwrap();
+    // Recorded while the server still waits for the end of DATA.
+    env.wait_journal("F-1300", names::INVOICE_SETTLED, 1).await;
+    assert_eq!(proxy.held_at_end_of_data(), 1);
+    assert!(proxy.accepted_at().is_empty(), "nothing accepted yet");
+    assert_eq!(step_of(&env, "F-1300", "pre_due").await.0, "sending");
+
     proxy.release();
     env.wait_journal("F-1300", names::THANKS_SENT, 1).await;
-    let paid_at: DateTime<Utc> =
-        sqlx::query_scalar("SELECT recorded_wall_at FROM payments WHERE id = 'P-1300'")
-            .fetch_one(&env.db)
-            .await
-            .unwrap();
-    let accepted = proxy.accepted_at();
-    assert_eq!(accepted.len(), 2, "the note, then the thank-you");
-    assert!(
-        accepted[0] < paid_at,
-        "the note was accepted at {} and the payment recorded at {paid_at}",
-        accepted[0]
-    );
     let sent = step_journal(&env, "F-1300", "pre_due", names::REMINDER_SENT).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["stop_requested"]["reason"], "invoice settled", "{sent:?}");
+    assert!(sent[0]["stop_requested"]["at"].is_string(), "{sent:?}");
     assert_eq!(step_of(&env, "F-1300", "pre_due").await.0, "sent");
     assert!(step_journal(&env, "F-1300", "pre_due", names::REMINDER_CANCELLED)
         .await
         .is_empty());
+    assert_eq!(proxy.accepted_at().len(), 2, "the note, then the thank-you");
     env.stop().await;
     mail.stop().await;
 }

@@ -734,13 +734,32 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
             .get(e.message_id.trim_matches(|c| c == '<' || c == '>'))
             .filter(|(_, _, kind)| kind == "reminder")
     };
-    let after_payment = emails
+    // Message-IDs of deliveries a payment reached after their last check (past the point of
+    // no return): journaled sent (or ambiguous) with the payment's time beside it.
+    let past_point_of_no_return: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT trim(both '<>' from detail->>'message_id') FROM journal
+         WHERE action IN ('reminder.sent', 'reminder.ambiguous') AND detail ? 'stop_requested'
+           AND detail->>'message_id' IS NOT NULL",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let received_after_payment: Vec<&relance_tests::Email> = emails
         .iter()
         .filter(|e| match (reminder_of(e), e.received_at) {
             (Some((invoice, _, _)), Some(at)) => settled.get(invoice).is_some_and(|paid| at > *paid),
             _ => false,
         })
-        .count();
+        .collect();
+    // A reminder the server took after the payment is a broken promise unless the payment
+    // came after the sender's last check, which the journal then says.
+    let (after_point_of_no_return, after_payment): (Vec<&relance_tests::Email>, Vec<_>) =
+        received_after_payment.into_iter().partition(|e| {
+            past_point_of_no_return.contains(e.message_id.trim_matches(|c| c == '<' || c == '>'))
+        });
+    let (after_point_of_no_return, after_payment) = (after_point_of_no_return.len(), after_payment.len());
     // The payments outage: from the broker's confirm of each payment to its recording, which
     // cancels the invoice's open steps in the same transaction; and the reminders the server
     // received after the payment had been published.
@@ -839,7 +858,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
          | messages        | published {published_messages}, emails received {}, dead letters {dead_letters} |\n\
          | lost            | {} (steps not final {unfinished}, sent but not received {missing}, invoices not registered {}) |\n\
          | duplicated      | {duplicated} |\n\
-         | after payment   | {after_payment} |\n\
+         | after payment   | {after_payment} (besides {after_point_of_no_return} whose end of DATA had left when the payment was recorded: journaled sent with the payment's time beside it) |\n\
          | interrupted     | before the end of DATA: {redelivered} (delivered again with their Message-ID, {redelivered_sent} sent since); after it, no answer recorded: {interrupted} ambiguous (reported), {} of them had reached the server; after the answer: {recovered} recorded as sent; failed for an interruption: {failed_interrupted} |\n\
          | SMTP refusals   | {deferred} deliveries deferred by a 4xx and retried; {refused_failed} steps failed at once by a 5xx, each with a reminder.failed event |\n\
          | deferred, then  | delivered: {} reminders, {} thank-yous; otherwise: {deferred_other} (cancelled by a payment, or failed) |\n\

@@ -177,7 +177,6 @@ pub async fn deliver_job(
         db,
         step: &step,
         attempt,
-        held: tokio::sync::Mutex::new(None),
     };
     // No transaction is open while the courier talks to its provider: the lease is renewed
     // beside it, so that the sweep never takes a live delivery for an interrupted one.
@@ -187,8 +186,6 @@ pub async fn deliver_job(
             return Err(HandlerError::Transient(anyhow::anyhow!("the lease renewal stopped")));
         }
     };
-    // Before anything else takes a lock: a payment waiting for the invoice goes on now.
-    gate.release().await;
     record_outcome(
         db,
         config,
@@ -304,18 +301,13 @@ async fn renew_lease_while_delivering(
 const LAST_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The delivery gate of one claimed step: records stages in short statements of their own,
-/// and makes the last check before the point of no return. The last check's transaction
-/// keeps the invoice (and a grouped message's invoices) held in share mode until the
-/// provider has answered ([`StepGate::release`]): a payment committed after the check waits
-/// for the answer, so no reminder reaches the customer after its payment was recorded, and
-/// one committed before is seen by the check. (If that database session dies meanwhile, the
-/// hold ends with it; the payment then marks the step and the delivery is journaled as sent
-/// with the payment's time beside it.)
+/// and makes the last check before the point of no return. No transaction stays open while
+/// the provider answers: a payment committed after the last check marks the step, and the
+/// delivery is journaled as sent with the payment's time beside it, never as cancelled.
 struct StepGate<'a> {
     db: &'a PgPool,
     step: &'a steps::StepRecord,
     attempt: uuid::Uuid,
-    held: tokio::sync::Mutex<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
 }
 
 impl courier::DeliveryGate for StepGate<'_> {
@@ -347,42 +339,19 @@ impl courier::DeliveryGate for StepGate<'_> {
 }
 
 impl StepGate<'_> {
-    /// Ends the hold of the last check (if any), once the provider answered or the delivery
-    /// stopped. Must come before the outcome is recorded, which may wait for the invoice.
-    async fn release(&self) {
-        if let Some(tx) = self.held.lock().await.take() {
-            if let Err(e) = tx.rollback().await {
-                // The connection is closed instead: the hold ends either way.
-                tracing::warn!(error = format!("{e:#}"), "ending the last check's hold");
-            }
-        }
-    }
-
-    /// The last check, in two transactions on one connection at a time. The first checks
-    /// and commits stage `data_end_sent` (so that a sender dying from here on leaves an
-    /// ambiguous delivery, never one delivered again blindly). The second holds the invoices
-    /// in share mode and checks again (a payment may have committed in between: then the
-    /// stage goes back to `envelope_accepted` and the delivery stops), and is kept until the
-    /// provider answers ([`StepGate::release`]). `Some(reason)` stops the delivery.
+    /// Re-reads the invoice (held in share mode for this short transaction only: a payment
+    /// being committed is waited for and seen), the step's stop mark, pauses and the group;
+    /// if nothing stops the delivery, commits stage `data_end_sent`. `Some(reason)` stops it.
     async fn last_check(&self) -> anyhow::Result<Option<String>> {
-        let (id, attempt) = (self.step.id, self.attempt);
-        let mut check = self.db.begin().await.context("starting the last check")?;
-        if let Some(reason) = self.stop_reason(&mut check).await? {
+        let mut tx = self.db.begin().await.context("starting the last check")?;
+        if let Some(reason) = self.stop_reason(&mut tx).await? {
             return Ok(Some(reason));
         }
-        if !steps::record_stage(&mut *check, id, attempt, DeliveryStage::DataEndSent).await? {
+        let (id, attempt) = (self.step.id, self.attempt);
+        if !steps::record_stage(&mut *tx, id, attempt, DeliveryStage::DataEndSent).await? {
             return Ok(Some("the step is no longer this sender's".into()));
         }
-        check.commit().await.context("committing the last check")?;
-
-        let mut hold = self.db.begin().await.context("starting the hold for delivery")?;
-        if let Some(reason) = self.stop_reason(&mut hold).await? {
-            let back = DeliveryStage::EnvelopeAccepted;
-            steps::stage_back(&mut hold, id, attempt, DeliveryStage::DataEndSent, back).await?;
-            hold.commit().await.context("taking the delivery stage back")?;
-            return Ok(Some(reason));
-        }
-        *self.held.lock().await = Some(hold);
+        tx.commit().await.context("committing the last check")?;
         Ok(None)
     }
 
@@ -392,9 +361,7 @@ impl StepGate<'_> {
     async fn stop_reason(&self, tx: &mut sqlx::PgConnection) -> anyhow::Result<Option<String>> {
         let step = self.step;
         let invoice_status = invoices::hold_for_delivery(tx, step.invoice_id).await?;
-        // Not locked: the invoice held is what orders this check with a payment; the
-        // conditional stage update is what settles a race with the sweep.
-        let Some(state) = steps::delivery_state(tx, step.id).await? else {
+        let Some(state) = steps::lock_delivery(tx, step.id).await? else {
             return Ok(Some("the step is gone".into()));
         };
         if state.status != StepStatus::Sending.as_str() || state.delivery_attempt != Some(self.attempt) {

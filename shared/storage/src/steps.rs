@@ -659,29 +659,6 @@ pub async fn record_stage<'e>(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Takes a delivery's stage back from `from` to `to` (the last check found a reason to stop
-/// after it had recorded `from`), if the step is still in `sending` under this attempt.
-pub async fn stage_back(
-    tx: &mut PgConnection,
-    id: Uuid,
-    attempt: Uuid,
-    from: DeliveryStage,
-    to: DeliveryStage,
-) -> anyhow::Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE reminder_steps SET delivery_stage = $4
-         WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2 AND delivery_stage = $3",
-    )
-    .bind(id)
-    .bind(attempt)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .execute(tx)
-    .await
-    .with_context(|| format!("taking the delivery stage back to {}", to.as_str()))?;
-    Ok(updated.rows_affected() == 1)
-}
-
 /// Records the provider's answer: stage `answered` with the proof, in one short statement,
 /// so that a sender dying before it records the delivery leaves a step the sweep can settle
 /// as sent.
@@ -733,19 +710,6 @@ impl DeliveryState {
             .as_deref()
             .map_or(Ok(DeliveryStage::Claimed), DeliveryStage::parse)
     }
-}
-
-/// Reads the step's delivery state without locking the row (the sender's last check, which
-/// holds the invoice instead: see the sender's `StepGate`).
-pub async fn delivery_state(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<DeliveryState>> {
-    sqlx::query_as(
-        "SELECT status, delivery_attempt, delivery_stage, delivery_proof, stop_requested_at, stop_reason
-         FROM reminder_steps WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-    .context("reading the step's delivery")
 }
 
 /// Locks the step and reads its delivery state.
