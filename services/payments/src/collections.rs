@@ -22,7 +22,8 @@ use relance_domain::collections::{
 use relance_domain::{NewPayment, Rejection};
 use relance_messaging::{HandlerError, Incoming};
 use relance_sequence::{outgoing, resume};
-use relance_storage::invoices::{self, InvoiceRecord, STATUS_CLOSED, STATUS_OPEN, STATUS_SETTLED};
+use relance_domain::collections::InvoiceState;
+use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::steps;
 use relance_storage::{adjustments, journal, mark_processed, PgConnection, Transaction};
@@ -30,7 +31,6 @@ use serde_json::json;
 use sqlx::{PgPool, Postgres};
 
 type Tx = Transaction<'static, Postgres>;
-use std::str::FromStr;
 
 pub(crate) fn refused(what: &str, number: &str, reason: impl std::fmt::Display) -> HandlerError {
     HandlerError::Permanent(format!("{what} for invoice {number} refused: {reason}"))
@@ -43,7 +43,7 @@ pub(crate) fn rejected<'a>(what: &'a str, number: &'a str) -> impl FnOnce(Reject
 use crate::amount_text;
 
 pub(crate) fn timezone(invoice: &InvoiceRecord) -> Tz {
-    Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris)
+    invoice.timezone
 }
 
 pub(crate) fn today(config: &Config, invoice: &InvoiceRecord) -> chrono::NaiveDate {
@@ -238,7 +238,7 @@ pub(crate) async fn begin(
 
 /// Refuses a message about an invoice that is no longer being chased.
 pub(crate) fn require_open(what: &str, invoice: &InvoiceRecord) -> Result<(), HandlerError> {
-    if invoice.status == STATUS_OPEN {
+    if invoice.status == InvoiceState::Open {
         Ok(())
     } else {
         Err(refused(
@@ -442,7 +442,7 @@ pub(crate) async fn dispute_pause(
     if let Some(open) = pauses::active(tx, invoice.id)
         .await?
         .into_iter()
-        .find(|p| p.kind == PauseKind::Dispute.as_str())
+        .find(|p| p.kind == PauseKind::Dispute)
     {
         return Err(refused(
             what,
@@ -485,7 +485,7 @@ impl InvoiceMessage for DisputeResolvedV1 {
     ) -> Result<(), HandlerError> {
         require_open(Self::WHAT, invoice)?;
         let open = pauses::active(tx, invoice.id).await?;
-        if !open.iter().any(|p| p.kind == PauseKind::Dispute.as_str()) {
+        if !open.iter().any(|p| p.kind == PauseKind::Dispute) {
             return Err(refused(Self::WHAT, &invoice.number, "no dispute is open on it"));
         }
         let reason = match &resolution.outcome {
@@ -713,7 +713,7 @@ async fn apply_lifecycle_status(
         Some(r) => format!("e-invoicing status {status} ({r})"),
         None => format!("e-invoicing status {status} ({})", status.label_fr()),
     };
-    let open = invoice.status == STATUS_OPEN;
+    let open = invoice.status == InvoiceState::Open;
     match status.effect() {
         LifecycleEffect::JournalOnly => {}
         LifecycleEffect::EndPauses(kinds) => {
@@ -724,7 +724,7 @@ async fn apply_lifecycle_status(
         LifecycleEffect::Pause(kind) => {
             require_open(&what, invoice)?;
             let active = pauses::active(tx, invoice.id).await?;
-            if !active.iter().any(|p| p.kind == kind.as_str()) {
+            if !active.iter().any(|p| p.kind == kind) {
                 let new = NewPause {
                     kind: kind.as_str(),
                     reason: &reason,
@@ -738,7 +738,7 @@ async fn apply_lifecycle_status(
         }
         LifecycleEffect::PromiseToday => {
             let active = pauses::active(tx, invoice.id).await?;
-            if open && !active.iter().any(|p| p.kind == PauseKind::Promise.as_str()) {
+            if open && !active.iter().any(|p| p.kind == PauseKind::Promise) {
                 let today = today(config, invoice);
                 let until = promise_pause_end(
                     today,
@@ -758,18 +758,18 @@ async fn apply_lifecycle_status(
                 pause(tx, invoice, &new, now).await?;
             }
         }
-        LifecycleEffect::Close => match invoice.status.as_str() {
-            STATUS_OPEN => {
+        LifecycleEffect::Close => match invoice.status {
+            InvoiceState::Open => {
                 let detail =
                     json!({ "status": status.as_str(), "code": status.code(), "note": lifecycle.reason });
                 close(tx, invoice, status.as_str(), detail, now).await?;
             }
-            STATUS_CLOSED => {}
+            InvoiceState::Closed => {}
             other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
         },
-        LifecycleEffect::Settle => match invoice.status.as_str() {
-            STATUS_OPEN => record_cashed(tx, config, invoice, lifecycle, event_id, now).await?,
-            STATUS_SETTLED => {}
+        LifecycleEffect::Settle => match invoice.status {
+            InvoiceState::Open => record_cashed(tx, config, invoice, lifecycle, event_id, now).await?,
+            InvoiceState::Settled => {}
             other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
         },
     }

@@ -30,7 +30,9 @@ use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing;
-use relance_storage::invoices::{self, STATUS_OPEN};
+use relance_domain::collections::InvoiceState;
+use relance_domain::StepKind;
+use relance_storage::invoices;
 use relance_storage::pauses;
 use relance_storage::steps::{self, DeliveryStage, StepStatus};
 use relance_storage::{deliveries, groups, journal, outbox};
@@ -251,7 +253,7 @@ async fn stop_before_delivery(
 ) -> anyhow::Result<bool> {
     let invoice_status = invoices::hold_for_delivery(tx, step.invoice_id).await?;
     // Reminders and call recaps are about an unpaid invoice; a thank-you is not.
-    if step.kind != "thanks" && invoice_status.as_deref() != Some(STATUS_OPEN) {
+    if step.kind != StepKind::Thanks && invoice_status != Some(InvoiceState::Open) {
         let reason = "invoice settled before sending";
         if steps::transition(
             tx,
@@ -268,10 +270,10 @@ async fn stop_before_delivery(
         }
         return Ok(true);
     }
-    if step.kind == "reminder" && hold_back_if_paused(tx, step, now).await? {
+    if step.kind == StepKind::Reminder && hold_back_if_paused(tx, step, now).await? {
         return Ok(true);
     }
-    Ok(step.kind == "reminder" && rerender_if_group_changed(tx, step, now).await?)
+    Ok(step.kind == StepKind::Reminder && rerender_if_group_changed(tx, step, now).await?)
 }
 
 /// Renews the delivery's lease every third of it, until dropped (never returns).
@@ -341,21 +343,21 @@ impl StepGate<'_> {
         let Some(state) = steps::lock_delivery(&mut tx, step.id).await? else {
             return Ok(Some("the step is gone".into()));
         };
-        if state.status != StepStatus::Sending.as_str() || state.delivery_attempt != Some(self.attempt) {
+        if state.status != StepStatus::Sending || state.delivery_attempt != Some(self.attempt) {
             return Ok(Some(format!(
                 "the step is no longer this sender's (now {})",
                 state.status
             )));
         }
-        if step.kind != "thanks" {
+        if step.kind != StepKind::Thanks {
             if let Some(reason) = &state.stop_reason {
                 return Ok(Some(format!("{reason} while it was being sent")));
             }
-            if invoice_status.as_deref() != Some(STATUS_OPEN) {
+            if invoice_status != Some(InvoiceState::Open) {
                 return Ok(Some("invoice settled before sending".into()));
             }
         }
-        if step.kind == "reminder" {
+        if step.kind == StepKind::Reminder {
             if !pauses::active(&mut tx, step.invoice_id).await?.is_empty() {
                 return Ok(Some("invoice paused before sending".into()));
             }
@@ -468,7 +470,7 @@ async fn record_sent(
     }
     let mut tx = db.begin().await.context("starting the delivery record")?;
     let state = steps::lock_delivery(&mut tx, step.id).await?;
-    let Some(state) = state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == "sending") else {
+    let Some(state) = state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending) else {
         tracing::warn!("the step left `sending` while it was delivered; nothing recorded");
         return Ok(());
     };
@@ -481,7 +483,7 @@ async fn record_sent(
     if let Some(stop) = state.stop_detail() {
         detail["stop_requested"] = stop;
     }
-    let event_type = if step.kind == "thanks" {
+    let event_type = if step.kind == StepKind::Thanks {
         names::THANKS_SENT
     } else {
         names::REMINDER_SENT
@@ -506,7 +508,7 @@ async fn settle_aborted(
     tracing::info!(reason, "delivery aborted before the end of DATA");
     let mut tx = db.begin().await.context("starting the abort transaction")?;
     let state = steps::lock_delivery(&mut tx, step.id).await?;
-    if !state.is_some_and(|s| s.delivery_attempt == Some(attempt) && s.status == "sending") {
+    if !state.is_some_and(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending) {
         return Ok(()); // Settled by someone else meanwhile.
     }
     if stop_before_delivery(&mut tx, step, now).await? {
@@ -654,7 +656,7 @@ async fn rerender_if_group_changed(
         step_id: step.id,
         invoice_number: step.invoice_number.clone(),
         step: step.name.clone(),
-        channel: step.channel.clone(),
+        channel: step.channel.to_string(),
     };
     outbox::enqueue(
         tx,
