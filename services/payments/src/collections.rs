@@ -14,6 +14,7 @@ use relance_contracts::{
     InvoiceWrittenOffV1, PromiseRecordedV1, ResolutionCreditNoteV1,
 };
 use relance_domain::collections::validate::CreditNoteFields;
+use relance_domain::collections::InvoiceState;
 use relance_domain::collections::{
     promise_pause_end, validate_credit_note, validate_dispute, validate_lifecycle_status, validate_promise,
     validate_resolution, validate_write_off, LifecycleEffect, NewCreditNote, NewDispute, NewLifecycleStatus,
@@ -22,7 +23,6 @@ use relance_domain::collections::{
 use relance_domain::{NewPayment, Rejection};
 use relance_messaging::{HandlerError, Incoming};
 use relance_sequence::{outgoing, resume};
-use relance_domain::collections::InvoiceState;
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::steps;

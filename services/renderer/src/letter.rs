@@ -100,8 +100,7 @@ pub fn render(
     let Some(address) = contact.postal_address.clone().filter(|a| !a.trim().is_empty()) else {
         return Ok(Rendering::Skip("the customer has no postal address".to_string()));
     };
-    let registered =
-        step.channel == Channel::RegisteredLetter;
+    let registered = step.channel == Channel::RegisteredLetter;
     let Common {
         language,
         today,

@@ -24,8 +24,7 @@ use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::RateSource;
 use relance_domain::locale::format_date;
 use relance_domain::{
-    choose_channel, Channel, ChannelChoice, CustomerKind, Language, Money, Reach,
-    StepKind, Tone,
+    choose_channel, Channel, ChannelChoice, CustomerKind, Language, Money, Reach, StepKind, Tone,
 };
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing;
@@ -743,9 +742,9 @@ pub fn render_email_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
     use relance_config::Settings;
     use relance_domain::{CustomerKind, DunningPolicy, SimulatedClock};
+    use std::str::FromStr;
 
     fn invoice(language: &str, kind: CustomerKind) -> InvoiceRecord {
         InvoiceRecord {

@@ -38,7 +38,8 @@ pub async fn hand_off_due(
         let mut tx = db.begin().await.context("starting the hand-off transaction")?;
         let claimed = handoff::claim_due(&mut tx, now, delay, batch).await?;
         for invoice in &claimed {
-            let by_post = invoice.last_step_status == StepStatus::Sent && invoice.last_step_channel.is_postal();
+            let by_post =
+                invoice.last_step_status == StepStatus::Sent && invoice.last_step_channel.is_postal();
             let after_days = delay.after_days + if by_post { delay.postal_days } else { 0 };
             hand_off(&mut tx, invoice, now, after_days, delay.postal_days, terms).await?;
         }

@@ -19,8 +19,7 @@ use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::repeats;
 use relance_domain::validation::input::InvoiceFields;
 use relance_domain::{
-    calendar_for_customer, triage_pending, validate_invoice, NewInvoice, Rejection, StepCandidate,
-    StepKind,
+    calendar_for_customer, triage_pending, validate_invoice, NewInvoice, Rejection, StepCandidate, StepKind,
 };
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::{outgoing, queue_step, resume};

@@ -28,10 +28,10 @@ use mailer::{EmailCourier, Mailer};
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{ReminderDueV1, ReminderRenderedV1, VERSION_1};
-use relance_messaging::{HandlerError, Incoming, Readiness};
-use relance_sequence::outgoing;
 use relance_domain::collections::InvoiceState;
 use relance_domain::StepKind;
+use relance_messaging::{HandlerError, Incoming, Readiness};
+use relance_sequence::outgoing;
 use relance_storage::invoices;
 use relance_storage::pauses;
 use relance_storage::steps::{self, DeliveryStage, StepStatus};
@@ -470,7 +470,9 @@ async fn record_sent(
     }
     let mut tx = db.begin().await.context("starting the delivery record")?;
     let state = steps::lock_delivery(&mut tx, step.id).await?;
-    let Some(state) = state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending) else {
+    let Some(state) =
+        state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending)
+    else {
         tracing::warn!("the step left `sending` while it was delivered; nothing recorded");
         return Ok(());
     };

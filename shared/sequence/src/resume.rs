@@ -9,8 +9,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use relance_config::Config;
 use relance_contracts::names;
-use relance_domain::collections::{redate_after_pause, InvoiceState, PausedStep, Redate, Resumption};
 use relance_domain::calendar_for_customer;
+use relance_domain::collections::{redate_after_pause, InvoiceState, PausedStep, Redate, Resumption};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::journal;
 use relance_storage::pauses::{self, PauseRecord};
@@ -52,7 +52,9 @@ pub async fn after_pauses_ended(
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
     journal_ended(tx, &invoice.number, ended, reason, now).await?;
-    if ended.is_empty() || invoice.status != InvoiceState::Open || !pauses::active(tx, invoice.id).await?.is_empty()
+    if ended.is_empty()
+        || invoice.status != InvoiceState::Open
+        || !pauses::active(tx, invoice.id).await?.is_empty()
     {
         return Ok(false);
     }

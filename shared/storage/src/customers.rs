@@ -45,12 +45,13 @@ impl PlanningRow {
 /// Locks the customer's row (until the transaction ends) and returns its planning details,
 /// or `None` for a customer not seen before. Serialises concurrent updates of one customer.
 pub async fn lock(tx: &mut PgConnection, id: &str) -> anyhow::Result<Option<PlanningDetails>> {
-    let row: Option<PlanningRow> =
-        sqlx::query_as("SELECT risk, kind, timezone, country, region FROM customers WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(tx)
-            .await
-            .context("locking the customer")?;
+    let row: Option<PlanningRow> = sqlx::query_as(
+        "SELECT risk, kind, timezone, country, region FROM customers WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(tx)
+    .await
+    .context("locking the customer")?;
     row.map(|row| row.checked(id)).transpose()
 }
 

@@ -26,3 +26,48 @@ pub(crate) fn parse_tz(table: &str, row: impl Display, value: &str) -> anyhow::R
 pub(crate) fn decode_error(error: anyhow::Error) -> sqlx::Error {
     sqlx::Error::Decode(format!("{error:#}").into())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::steps::StepStatus;
+    use relance_domain::{Channel, CustomerKind, Language, Risk, StepKind, Tone};
+
+    /// Typed fields go into journal details and templates as they did as text.
+    #[test]
+    fn typed_fields_serialise_as_their_stored_text() {
+        fn same<T: serde::Serialize + Display>(values: &[T]) {
+            for value in values {
+                assert_eq!(
+                    serde_json::to_value(value).unwrap(),
+                    serde_json::json!(value.to_string())
+                );
+            }
+        }
+        same(Channel::ALL);
+        same(Risk::ALL);
+        same(CustomerKind::ALL);
+        same(Language::ALL);
+        same(&StepStatus::ALL);
+        same(&[StepKind::Reminder, StepKind::Thanks, StepKind::Recap]);
+        same(&[Tone::Courteous, Tone::Firm, Tone::Formal]);
+        assert_eq!(serde_json::json!(Channel::RegisteredLetter), "registered_letter");
+    }
+
+    #[test]
+    fn an_impossible_value_names_the_table_the_row_and_the_value() {
+        let error = parse::<Channel>("reminder_steps", "S-1", "channel", "pigeon").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("reminder_steps row S-1") && message.contains("\"pigeon\""),
+            "{message}"
+        );
+        let error = parse_tz("customers", "C-1", "Mars/Olympus").unwrap_err();
+        assert!(error.to_string().contains("Mars/Olympus"), "{error}");
+        assert_eq!(
+            "awaiting_outcome".parse::<StepStatus>().unwrap(),
+            StepStatus::AwaitingOutcome
+        );
+    }
+}

@@ -2,9 +2,9 @@
 //! through. Transitions are conditional updates (`WHERE status = ANY(from)`), so a step moves
 //! forward once, whichever copy of a service gets there first.
 
+use crate::rows::{decode_error, parse};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use crate::rows::{decode_error, parse};
 use chrono_tz::Tz;
 use relance_domain::{Channel, PlannedStep, Risk, StepKind, Tone};
 use sqlx::postgres::PgRow;
@@ -187,7 +187,10 @@ struct StepRow {
 impl TryFrom<StepRow> for StepRecord {
     type Error = anyhow::Error;
     fn try_from(row: StepRow) -> anyhow::Result<Self> {
-        let named = format!("{} (step {:?} of invoice {})", row.id, row.name, row.invoice_number);
+        let named = format!(
+            "{} (step {:?} of invoice {})",
+            row.id, row.name, row.invoice_number
+        );
         Ok(StepRecord {
             kind: parse("reminder_steps", &named, "kind", &row.kind)?,
             channel: parse("reminder_steps", &named, "channel", &row.channel)?,
@@ -698,11 +701,12 @@ pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyh
 /// Locks the step for delivery and returns its status. Held until the delivery is recorded,
 /// so a sweep never mistakes a live delivery for an interrupted one.
 pub async fn lock_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<StepStatus>> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM reminder_steps WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(tx)
-        .await
-        .context("locking the step for delivery")?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM reminder_steps WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(tx)
+            .await
+            .context("locking the step for delivery")?;
     status
         .map(|status| parse("reminder_steps", id, "status", &status))
         .transpose()
