@@ -92,11 +92,3 @@ impl Channel {
         matches!(self, Channel::Letter | Channel::RegisteredLetter)
     }
 }
-
-/// The sender kind of a channel stored as text; an unknown one is its own kind.
-pub fn sender_kind_of(channel: &str) -> &str {
-    channel
-        .parse::<Channel>()
-        .map(Channel::sender_kind)
-        .unwrap_or(channel)
-}

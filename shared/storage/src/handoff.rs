@@ -12,8 +12,6 @@ use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
-pub const STATUS_HANDED_OFF: &str = "handed_off";
-
 /// An invoice ready for hand-off, locked for the caller.
 #[derive(Debug, Clone)]
 pub struct HandOffCandidate {

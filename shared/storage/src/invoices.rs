@@ -12,10 +12,6 @@ use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
-pub const STATUS_OPEN: &str = "open";
-pub const STATUS_SETTLED: &str = "settled";
-pub const STATUS_CLOSED: &str = "closed";
-
 /// Creates the customer or refreshes its details (the latest invoice carries the truth).
 pub async fn upsert_customer(
     tx: &mut PgConnection,
