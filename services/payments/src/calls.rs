@@ -104,7 +104,7 @@ impl InvoiceMessage for CallOutcomeV1 {
             ));
         }
         // An expired task keeps its status; its late outcome still counts.
-        let late = task.status == StepStatus::Expired.as_str();
+        let late = task.status == StepStatus::Expired;
         if !late {
             let why = format!("call outcome: {}", call.outcome.as_str());
             steps::transition(
@@ -179,8 +179,8 @@ async fn task_for(
             ),
         ));
     }
-    let open = [StepStatus::AwaitingOutcome.as_str(), StepStatus::Expired.as_str()];
-    if !open.contains(&task.status.as_str()) {
+    let open = [StepStatus::AwaitingOutcome, StepStatus::Expired];
+    if !open.contains(&task.status) {
         return Err(refused(
             WHAT,
             &invoice.number,

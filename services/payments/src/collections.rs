@@ -15,6 +15,7 @@ use relance_contracts::{
     PromiseRecordedV1, ReminderCancelledV1, ReminderPostponedV1, ResolutionCreditNoteV1,
 };
 use relance_domain::collections::validate::CreditNoteFields;
+use relance_domain::collections::InvoiceState;
 use relance_domain::collections::{
     promise_pause_end, validate_credit_note, validate_dispute, validate_lifecycle_status, validate_promise,
     validate_resolution, validate_write_off, LifecycleEffect, LifecycleStatus, NewCreditNote, NewDispute,
@@ -23,7 +24,7 @@ use relance_domain::collections::{
 use relance_domain::{NewPayment, Rejection};
 use relance_messaging::{HandlerError, Incoming};
 use relance_sequence::{outgoing, resume};
-use relance_storage::invoices::{self, InvoiceRecord, STATUS_CLOSED, STATUS_OPEN, STATUS_SETTLED};
+use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::steps;
 use relance_storage::{adjustments, journal, mark_processed, PgConnection, Transaction};
@@ -31,7 +32,6 @@ use serde_json::json;
 use sqlx::{PgPool, Postgres};
 
 type Tx = Transaction<'static, Postgres>;
-use std::str::FromStr;
 
 pub(crate) fn refused(what: &str, number: &str, reason: impl std::fmt::Display) -> HandlerError {
     HandlerError::Permanent(format!("{what} for invoice {number} refused: {reason}"))
@@ -44,7 +44,7 @@ pub(crate) fn rejected<'a>(what: &'a str, number: &'a str) -> impl FnOnce(Reject
 use crate::amount_text;
 
 pub(crate) fn timezone(invoice: &InvoiceRecord) -> Tz {
-    Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris)
+    invoice.timezone
 }
 
 pub(crate) fn today(config: &Config, invoice: &InvoiceRecord) -> chrono::NaiveDate {
@@ -239,7 +239,7 @@ pub(crate) async fn begin(
 
 /// Refuses a message about an invoice that is no longer being chased.
 pub(crate) fn require_open(what: &str, invoice: &InvoiceRecord) -> Result<(), HandlerError> {
-    if invoice.status == STATUS_OPEN {
+    if invoice.status == InvoiceState::Open {
         Ok(())
     } else {
         Err(refused(
@@ -440,7 +440,7 @@ pub(crate) async fn dispute_pause(
     if let Some(open) = pauses::active(tx, invoice.id)
         .await?
         .into_iter()
-        .find(|p| p.kind == PauseKind::Dispute.as_str())
+        .find(|p| p.kind == PauseKind::Dispute)
     {
         return Err(refused(
             what,
@@ -483,7 +483,7 @@ impl InvoiceMessage for DisputeResolvedV1 {
     ) -> Result<(), HandlerError> {
         require_open(Self::WHAT, invoice)?;
         let open = pauses::active(tx, invoice.id).await?;
-        if !open.iter().any(|p| p.kind == PauseKind::Dispute.as_str()) {
+        if !open.iter().any(|p| p.kind == PauseKind::Dispute) {
             return Err(refused(Self::WHAT, &invoice.number, "no dispute is open on it"));
         }
         let reason = match &resolution.outcome {
@@ -714,7 +714,7 @@ async fn apply_lifecycle_status(
         Some(r) => format!("e-invoicing status {status} ({r})"),
         None => format!("e-invoicing status {status} ({})", status.label_fr()),
     };
-    let open = invoice.status == STATUS_OPEN;
+    let open = invoice.status == InvoiceState::Open;
     match status.effect() {
         LifecycleEffect::JournalOnly => {}
         LifecycleEffect::EndPauses(kinds) => {
@@ -725,7 +725,7 @@ async fn apply_lifecycle_status(
         LifecycleEffect::Pause(kind) => {
             require_open(&what, invoice)?;
             let active = pauses::active(tx, invoice.id).await?;
-            if !active.iter().any(|p| p.kind == kind.as_str()) {
+            if !active.iter().any(|p| p.kind == kind) {
                 let new = NewPause {
                     kind: kind.as_str(),
                     reason: &reason,
@@ -739,7 +739,7 @@ async fn apply_lifecycle_status(
         }
         LifecycleEffect::PromiseToday => {
             let active = pauses::active(tx, invoice.id).await?;
-            if open && !active.iter().any(|p| p.kind == PauseKind::Promise.as_str()) {
+            if open && !active.iter().any(|p| p.kind == PauseKind::Promise) {
                 let today = today(config, invoice);
                 let until = promise_pause_end(
                     today,
@@ -759,8 +759,8 @@ async fn apply_lifecycle_status(
                 pause(tx, invoice, &new, now).await?;
             }
         }
-        LifecycleEffect::Close => match invoice.status.as_str() {
-            STATUS_OPEN => {
+        LifecycleEffect::Close => match invoice.status {
+            InvoiceState::Open => {
                 let closure = LifecycleClosureV1 {
                     status: status.as_str().to_string(),
                     code: status.code(),
@@ -776,12 +776,12 @@ async fn apply_lifecycle_status(
                 };
                 close(tx, invoice, &detail, now).await?;
             }
-            STATUS_CLOSED => {}
+            InvoiceState::Closed => {}
             other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
         },
-        LifecycleEffect::Settle => match invoice.status.as_str() {
-            STATUS_OPEN => record_cashed(tx, config, invoice, lifecycle, event_id, now).await?,
-            STATUS_SETTLED => {}
+        LifecycleEffect::Settle => match invoice.status {
+            InvoiceState::Open => record_cashed(tx, config, invoice, lifecycle, event_id, now).await?,
+            InvoiceState::Settled => {}
             other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
         },
     }

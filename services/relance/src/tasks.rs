@@ -10,6 +10,7 @@ use relance_config::Settings;
 use relance_contracts::names;
 use relance_contracts::{CallOutcomeV1, CallV1, VERSION_1};
 use relance_domain::{Clock, SystemClock};
+use relance_storage::steps::StepStatus;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -60,13 +61,13 @@ pub async fn list_tasks(settings: Settings, all: bool) -> anyhow::Result<()> {
     );
     for t in &tasks {
         let customer: String = t.customer_name.chars().take(24).collect();
-        let status = match (&t.outcome, t.status.as_str()) {
+        let status = match (&t.outcome, t.status) {
             (Some(outcome), _) => match (t.promised_on, &t.reason) {
                 (Some(day), _) => format!("{outcome}, promised on {day}"),
                 (None, Some(reason)) => format!("{outcome}: {reason}"),
                 _ => outcome.clone(),
             },
-            (None, "awaiting_outcome") => "open".to_string(),
+            (None, StepStatus::AwaitingOutcome) => "open".to_string(),
             (None, other) => other.to_string(),
         };
         println!(
@@ -84,7 +85,10 @@ pub async fn list_tasks(settings: Settings, all: bool) -> anyhow::Result<()> {
             println!("    {excerpt}");
         }
     }
-    let open = tasks.iter().filter(|t| t.status == "awaiting_outcome").count();
+    let open = tasks
+        .iter()
+        .filter(|t| t.status == StepStatus::AwaitingOutcome)
+        .count();
     println!("{} task(s), {open} open", tasks.len());
     db.close().await;
     Ok(())

@@ -20,7 +20,6 @@ use relance_storage::steps::{RenderedMessage, StepRecord};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::str::FromStr;
 
 /// The town of the creditor's address: its last line without the postal code.
 fn place(address: &str) -> String {
@@ -101,8 +100,7 @@ pub fn render(
     let Some(address) = contact.postal_address.clone().filter(|a| !a.trim().is_empty()) else {
         return Ok(Rendering::Skip("the customer has no postal address".to_string()));
     };
-    let registered =
-        Channel::from_str(&step.channel).map_err(anyhow::Error::msg)? == Channel::RegisteredLetter;
+    let registered = step.channel == Channel::RegisteredLetter;
     let Common {
         language,
         today,
@@ -160,7 +158,7 @@ pub fn render(
         .collect();
 
     let l = labels(language);
-    let formal = step.tone == "formal";
+    let formal = step.tone == relance_domain::Tone::Formal;
     let paid = owed - invoice.balance;
     let mut references = vec![
         (l.number.to_string(), invoice.number.clone()),
@@ -242,7 +240,7 @@ pub fn render(
     Ok(Rendering::Ready {
         message: Box::new(RenderedMessage {
             step_id: step.id,
-            channel: step.channel.clone(),
+            channel: step.channel,
             message_id: crate::sms::delivery_key(step),
             // The name, then the address lines: what the postal service prints.
             recipients: std::iter::once(invoice.customer_name.clone())

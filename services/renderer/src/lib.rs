@@ -15,7 +15,6 @@ mod test_fixtures;
 
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use chrono_tz::Tz;
 use minijinja::Environment;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
@@ -28,8 +27,7 @@ use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::RateSource;
 use relance_domain::locale::format_date;
 use relance_domain::{
-    choose_channel, sender_kind_of, Channel, ChannelChoice, CustomerKind, Language, Money, Reach, Risk,
-    StepKind, Tone,
+    choose_channel, Channel, ChannelChoice, CustomerKind, Language, Money, Reach, StepKind, Tone,
 };
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing::{self, StepOutcome};
@@ -40,7 +38,6 @@ use relance_storage::{calls, groups, journal, outbox};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
-use std::str::FromStr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -104,7 +101,7 @@ pub async fn render_job(
     let Some(step) = steps::find(&mut conn, job.step_id).await? else {
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
     };
-    if step.status != StepStatus::Queued.as_str() {
+    if step.status != StepStatus::Queued {
         tracing::info!(status = %step.status, "step is no longer queued; job ignored");
         journal::append(
             &mut conn,
@@ -128,7 +125,7 @@ pub async fn render_job(
         ChannelChoice::Own => (step.clone(), step, None),
         ChannelChoice::Fallback { to, template, reason } => {
             let moved = StepRecord {
-                channel: to.as_str().to_string(),
+                channel: to,
                 template,
                 ..step.clone()
             };
@@ -150,7 +147,7 @@ pub async fn render_job(
             .await;
         }
     };
-    let channel = Channel::from_str(&step.channel).map_err(|e| HandlerError::Permanent(e.clone()))?;
+    let channel = step.channel;
     // The customer's other overdue invoices grouped into this message, if any. A message
     // that falls back to another channel goes alone: its members are released (below).
     let members = groups::members(&mut conn, step.id).await?;
@@ -164,7 +161,7 @@ pub async fn render_job(
     }
     // Every channel states the same claim, from the same payments and notice.
     let history = deliveries::claim_history(&mut conn, invoice.id, Some(step.id)).await?;
-    let extra = if step.kind == StepKind::Recap.as_str() {
+    let extra = if step.kind == StepKind::Recap {
         recap_context(&mut conn, &step, &invoice).await?
     } else {
         minijinja::context! {}
@@ -267,9 +264,9 @@ pub async fn render_job(
             step_id: step.id,
             invoice_number: step.invoice_number.clone(),
             step: step.name.clone(),
-            channel: step.channel.clone(),
+            channel: step.channel.to_string(),
         };
-        let routing_key = names::reminder_rendered(sender_kind_of(&step.channel));
+        let routing_key = names::reminder_rendered(step.channel.sender_kind());
         outbox::enqueue(
             &mut tx,
             &outgoing::job(&routing_key, next.job_id, &step.invoice_number, &next)?,
@@ -289,11 +286,11 @@ fn channel_choice(
     invoice: &InvoiceRecord,
     contact: &Contact,
 ) -> Result<ChannelChoice, HandlerError> {
-    if step.kind != StepKind::Reminder.as_str() {
+    if step.kind != StepKind::Reminder {
         return Ok(ChannelChoice::Own);
     }
-    let planned = Channel::from_str(&step.channel).map_err(|e| HandlerError::Permanent(e.clone()))?;
-    let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
+    let planned = step.channel;
+    let risk = invoice.risk;
     let order = config.policy.fallback_order(risk, &step.name, planned);
     let reach = Reach {
         phone: contact.phone.clone(),
@@ -318,8 +315,8 @@ async fn recap_context(
             step.id
         )));
     };
-    let language = Language::from_str(&invoice.language).unwrap_or(Language::Fr);
-    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let language = invoice.language;
+    let tz = invoice.timezone;
     Ok(minijinja::context! {
         promised_on => format_date(promised_on, language),
         call_date => format_date(recorded_at.with_timezone(&tz).date_naive(), language),
@@ -335,7 +332,7 @@ async fn open_call_task(
     rendered: &RenderedMessage,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let tz = invoice.timezone;
     let expires_at = task_expiry(now, config.settings.call_task_days, tz);
     let phone = rendered.recipients.first().cloned().unwrap_or_default();
     calls::open(tx, step.id, invoice.id, &phone, now, expires_at).await?;
@@ -379,7 +376,7 @@ async fn release_members(
             step_id: member.id,
             invoice_number: member.invoice_number.clone(),
             step: member.name.clone(),
-            channel: member.channel.clone(),
+            channel: member.channel.to_string(),
         };
         outbox::enqueue(
             tx,
@@ -443,8 +440,7 @@ pub fn render_step(
     extra: &minijinja::Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Rendering> {
-    let channel = Channel::from_str(&step.channel).map_err(anyhow::Error::msg)?;
-    match channel {
+    match step.channel {
         Channel::Email => Ok(Rendering::Ready {
             message: Box::new(render_email_with(
                 env, config, step, invoice, others, history, extra, now,
@@ -481,9 +477,9 @@ pub fn common_context(
     history: &ClaimHistory,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Common> {
-    let language = Language::from_str(&invoice.language).map_err(anyhow::Error::msg)?;
+    let language = invoice.language;
     let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
-    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let tz = invoice.timezone;
     let today = now.with_timezone(&tz).date_naive();
     let money = move |amount| Money::new(amount, currency).format(language);
     let euros = move |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
@@ -493,7 +489,7 @@ pub fn common_context(
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
     // A formal notice gives its own deadline (RELANCE_FORMAL_NOTICE_DAYS), on every channel.
-    let pay_within = if step.tone == Tone::Formal.as_str() {
+    let pay_within = if step.tone == Tone::Formal {
         config.settings.channels.formal_notice_days
     } else {
         config.settings.pay_within_days
@@ -501,7 +497,7 @@ pub fn common_context(
     let pay_by = today
         .checked_add_days(Days::new(u64::from(pay_within)))
         .unwrap_or(today);
-    let kind = CustomerKind::from_str(&invoice.kind).map_err(anyhow::Error::msg)?;
+    let kind = invoice.kind;
     let notice_on = history.formal_notice_effective_on(tz, config.settings.postal_delivery_days);
     let claim = claim_on(
         &config
@@ -539,7 +535,7 @@ pub fn common_context(
         }
     });
     let creditor = &config.settings.creditor;
-    let attach_invoice = invoice.has_pdf && step.kind == "reminder";
+    let attach_invoice = invoice.has_pdf && step.kind == StepKind::Reminder;
     let context = minijinja::context! {
         contact_name => invoice.contact_name,
         customer_name => invoice.customer_name,
@@ -555,7 +551,7 @@ pub fn common_context(
         pay_by => format_date(pay_by, language),
         payment_link => invoice.payment_link,
         invoice_attached => attach_invoice,
-        is_business => invoice.kind == "business",
+        is_business => invoice.kind == CustomerKind::Business,
         tone => step.tone,
         // What the customer actually received before this message (the wording follows it).
         reminders_sent => history.reminders_sent,
@@ -704,7 +700,7 @@ pub fn render_email_with(
         ..
     } = common_context(config, step, invoice, history, now)?;
     // From the firm tone on, a late invoice's email states what it costs to date.
-    let claim = claim_context.filter(|_| step.kind == "reminder" && step.tone != "courteous");
+    let claim = claim_context.filter(|_| step.kind == StepKind::Reminder && step.tone != Tone::Courteous);
     let other_invoices: Vec<minijinja::Value> = others
         .iter()
         .map(|o| {
@@ -726,7 +722,7 @@ pub fn render_email_with(
         ..context
     };
     let creditor = &config.settings.creditor;
-    let attach_invoice = invoice.has_pdf && step.kind == "reminder";
+    let attach_invoice = invoice.has_pdf && step.kind == StepKind::Reminder;
     let base = format!("{}/{}", language.as_str(), step.template);
     let text = env.get_template(&format!("{base}.txt"))?;
     let mut captured = text.render_captured(&context)?;
@@ -739,7 +735,7 @@ pub fn render_email_with(
     let body_html = env.get_template(&format!("{base}.html"))?.render(&context)?;
     Ok(RenderedMessage {
         step_id: step.id,
-        channel: step.channel.clone(),
+        channel: step.channel,
         message_id: format!("<{}.{}@{}>", step.name, step.id, mail_domain(&creditor.mail_from)),
         recipients: vec![invoice.email.clone()],
         cc: invoice.cc.clone(),
@@ -756,6 +752,7 @@ mod tests {
     use super::*;
     use relance_config::Settings;
     use relance_domain::{CustomerKind, DunningPolicy, SimulatedClock};
+    use std::str::FromStr;
 
     fn invoice(language: &str, kind: CustomerKind) -> InvoiceRecord {
         InvoiceRecord {
@@ -769,16 +766,16 @@ mod tests {
             due_on: chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
             payment_link: None,
             has_pdf: true,
-            status: "open".into(),
+            status: "open".parse().unwrap(),
             customer_id: "C-1".into(),
             customer_name: "ACME".into(),
             contact_name: "Jeanne Martin".into(),
             email: "ap@acme.test".into(),
             cc: vec![],
-            language: language.into(),
-            timezone: "Europe/Paris".into(),
-            risk: "medium".into(),
-            kind: kind.as_str().into(),
+            language: language.parse().unwrap(),
+            timezone: "Europe/Paris".parse().unwrap(),
+            risk: "medium".parse().unwrap(),
+            kind,
             country: "FR".into(),
             region: None,
             late_interest_percent: None,
@@ -801,13 +798,13 @@ mod tests {
             invoice_id: Uuid::from_u128(1),
             invoice_number: "F-1".into(),
             name: template.into(),
-            kind: "reminder".into(),
+            kind: "reminder".parse().unwrap(),
             position: 2,
-            channel: "email".into(),
+            channel: "email".parse().unwrap(),
             template: template.into(),
-            tone: tone.into(),
+            tone: tone.parse().unwrap(),
             due_at: now,
-            status: "queued".into(),
+            status: "queued".parse().unwrap(),
             emitted_on: None,
         };
         let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 5).unwrap();
@@ -920,13 +917,13 @@ mod tests {
                         invoice_id: Uuid::from_u128(1),
                         invoice_number: "F-1".into(),
                         name: template.into(),
-                        kind: "reminder".into(),
+                        kind: "reminder".parse().unwrap(),
                         position: 0,
-                        channel: "email".into(),
+                        channel: "email".parse().unwrap(),
                         template: template.into(),
-                        tone: "formal".into(),
+                        tone: "formal".parse().unwrap(),
                         due_at: now,
-                        status: "queued".into(),
+                        status: "queued".parse().unwrap(),
                         emitted_on: None,
                     };
                     let m = render(&env, &config, &step, &invoice(language, kind), now).unwrap();
@@ -980,13 +977,13 @@ mod tests {
                     invoice_id: Uuid::from_u128(1),
                     invoice_number: "F-1".into(),
                     name: template.into(),
-                    kind: "reminder".into(),
+                    kind: "reminder".parse().unwrap(),
                     position: 1,
-                    channel: "email".into(),
+                    channel: "email".parse().unwrap(),
                     template: template.into(),
-                    tone: "firm".into(),
+                    tone: "firm".parse().unwrap(),
                     due_at: now,
-                    status: "queued".into(),
+                    status: "queued".parse().unwrap(),
                     emitted_on: None,
                 };
                 let mut other = invoice(language, CustomerKind::Business);

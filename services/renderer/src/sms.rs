@@ -59,7 +59,7 @@ pub fn render(
     Ok(Rendering::Ready {
         message: Box::new(RenderedMessage {
             step_id: step.id,
-            channel: step.channel.clone(),
+            channel: step.channel,
             message_id: delivery_key(step),
             recipients: vec![phone],
             cc: Vec::new(),

@@ -11,6 +11,7 @@ use relance_contracts::{
     GroupedAmbiguousV1, GroupedIntoV1, GroupedSentV1, ReminderAmbiguousV1, ReminderSentV1, ReminderSkippedV1,
 };
 use relance_domain::grouping::{joining, Lead, OtherStep};
+use relance_domain::StepKind;
 use relance_sequence::outgoing;
 use relance_sequence::queue_step;
 use relance_storage::steps::{self, StepRecord, StepStatus};
@@ -42,7 +43,7 @@ pub async fn gather(
     let Some(grouping) = config.policy.grouping else {
         return Ok((steps_joined, invoices_joined));
     };
-    if lead.step.kind != "reminder" || lead.due_on >= today {
+    if lead.step.kind != StepKind::Reminder || lead.due_on >= today {
         return Ok((steps_joined, invoices_joined));
     }
     let others: Vec<OtherStep> = groups::other_pending(tx, lead.customer_id, lead.step.invoice_id, today)
@@ -61,7 +62,7 @@ pub async fn gather(
         })
         .collect();
     let lead_shape = Lead {
-        channel: &lead.step.channel,
+        channel: lead.step.channel,
         template: &lead.step.template,
         currency: lead.currency,
     };
@@ -126,7 +127,7 @@ pub async fn settle_groups(db: &PgPool, config: &Config) -> anyhow::Result<usize
     let settled = groups::settled_leads(&mut tx, 100).await?;
     for s in &settled {
         let member = &s.member;
-        if s.lead_status == StepStatus::Sent.as_str() {
+        if s.lead_status == StepStatus::Sent {
             if groups::mark_sent(&mut tx, member.id, s.lead_proof.as_deref(), now).await? {
                 outgoing::announce_step_detail(
                     &mut tx,
@@ -142,7 +143,7 @@ pub async fn settle_groups(db: &PgPool, config: &Config) -> anyhow::Result<usize
                 )
                 .await?;
             }
-        } else if s.lead_status == StepStatus::Ambiguous.as_str() {
+        } else if s.lead_status == StepStatus::Ambiguous {
             // The message that listed it may or may not have gone out: as its lead.
             let reason = "the grouped message it joined may or may not have reached the customer";
             if steps::transition(
@@ -185,7 +186,7 @@ pub async fn settle_groups(db: &PgPool, config: &Config) -> anyhow::Result<usize
                 member.id,
                 &member.invoice_number,
                 &member.name,
-                &member.channel,
+                member.channel.as_str(),
                 now,
             )
             .await?;

@@ -11,19 +11,18 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Tz;
 use relance_contracts::names;
 use relance_contracts::{AmountDueV1, HandOffDetailV1};
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::InterestTerms;
-use relance_domain::{CustomerKind, Money};
+use relance_domain::Money;
 use relance_sequence::{journal::invoice_journal_v1, outgoing};
 use relance_storage::handoff::{self, HandOffCandidate, HandOffDelay};
+use relance_storage::steps::StepStatus;
 use relance_storage::{deliveries, journal, outbox};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
-use std::str::FromStr;
 
 /// Hands off every invoice due for it at `now`, batch after batch. Returns how many.
 #[tracing::instrument(skip_all, err)]
@@ -39,8 +38,8 @@ pub async fn hand_off_due(
         let mut tx = db.begin().await.context("starting the hand-off transaction")?;
         let claimed = handoff::claim_due(&mut tx, now, delay, batch).await?;
         for invoice in &claimed {
-            let by_post = invoice.last_step_status == "sent"
-                && matches!(invoice.last_step_channel.as_str(), "letter" | "registered_letter");
+            let by_post =
+                invoice.last_step_status == StepStatus::Sent && invoice.last_step_channel.is_postal();
             let after_days = delay.after_days + if by_post { delay.postal_days } else { 0 };
             hand_off(&mut tx, invoice, now, after_days, delay.postal_days, terms).await?;
         }
@@ -69,9 +68,9 @@ async fn hand_off(
     }
     // Interest runs through the customer's local day of the hand-off, less each payment
     // from the day it was received.
-    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let tz = invoice.timezone;
     let today = now.with_timezone(&tz).date_naive();
-    let kind = CustomerKind::from_str(&invoice.customer_kind).unwrap_or(CustomerKind::Business);
+    let kind = invoice.customer_kind;
     // The same claim the letters and emails state, from the same payments and notice.
     let history = deliveries::claim_history(tx, invoice.id, None).await?;
     let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
@@ -106,7 +105,7 @@ async fn hand_off(
         reason,
         after_days,
         last_step: invoice.last_step.clone(),
-        last_step_status: invoice.last_step_status.clone(),
+        last_step_status: invoice.last_step_status.to_string(),
         last_step_at: invoice.last_step_at,
         amount_due,
         journal: chain,

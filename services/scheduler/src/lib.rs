@@ -10,7 +10,6 @@ pub mod planning;
 use anyhow::Context;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use relance_config::Config;
 use relance_config::InterruptedDelivery;
 use relance_contracts::names::{self, Names};
@@ -20,12 +19,12 @@ use relance_contracts::{
     ReminderAmbiguousV1, ReminderCancelledV1, ReminderPostponedV1, ReminderRenderedV1, ReminderSentV1,
     ReminderSkippedV1, VERSION_1,
 };
+use relance_domain::collections::InvoiceState;
 use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::repeats;
 use relance_domain::validation::input::InvoiceFields;
 use relance_domain::{
-    calendar_for_customer, triage_pending, validate_invoice, NewInvoice, Rejection, Risk, StepCandidate,
-    StepKind,
+    calendar_for_customer, triage_pending, validate_invoice, NewInvoice, Rejection, StepCandidate, StepKind,
 };
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::{outgoing, queue_step, resume};
@@ -34,7 +33,6 @@ use relance_storage::{customers, invoices, journal, mark_processed, outbox};
 use serde_json::json;
 use sqlx::PgPool;
 use std::collections::HashSet;
-use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -197,9 +195,9 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
     let pending = steps::pending_steps(&mut tx, &ids).await?;
     let emitted_days = steps::emission_days(&mut tx, &ids).await?;
     for invoice in &claimed {
-        let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+        let tz = invoice.timezone;
         let calendar = calendar_for_customer(&invoice.country, invoice.region.as_deref());
-        let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
+        let risk = invoice.risk;
         // The window of a step: its own in the customer's segment (re-planning keeps pending
         // steps in that segment), else the policy's default.
         let window_of = |step: &steps::StepRecord| config.policy.step_window(risk, &step.name);
@@ -286,7 +284,7 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
                     step.id,
                     &step.invoice_number,
                     &step.name,
-                    &step.channel,
+                    step.channel.as_str(),
                     now,
                 )
                 .await?;
@@ -520,21 +518,21 @@ pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Res
     let mut tx = db.begin().await.context("starting the sweep transaction")?;
     let expired = steps::claim_expired_leases(&mut tx, config.settings.lease, 100).await?;
     for step in &expired {
-        match (step.status.as_str(), config.settings.interrupted_delivery) {
-            ("queued", _) => {
+        match (step.status, config.settings.interrupted_delivery) {
+            (StepStatus::Queued, _) => {
                 steps::renew_lease(&mut tx, step.id).await?;
                 queue_step(
                     &mut tx,
                     step.id,
                     &step.invoice_number,
                     &step.name,
-                    &step.channel,
+                    step.channel.as_str(),
                     now,
                 )
                 .await?;
             }
             // A deferred step here lost its retry message: its retry is long overdue.
-            ("rendered" | "deferred", _) => {
+            (StepStatus::Rendered | StepStatus::Deferred, _) => {
                 steps::renew_lease(&mut tx, step.id).await?;
                 queue_delivery(&mut tx, step, now).await?;
             }
@@ -575,7 +573,7 @@ async fn settle_interrupted(
             response: state.delivery_proof.clone(),
             stop_requested,
         });
-        let thanks = step.kind == "thanks";
+        let thanks = step.kind == StepKind::Thanks;
         if steps::transition(tx, step.id, &[StepStatus::Sending], StepStatus::Sent, None, now).await? {
             outgoing::announce_sent(tx, now, step, thanks, sent).await?;
         }
@@ -602,8 +600,8 @@ async fn settle_interrupted(
         }
         return Ok(());
     }
-    let invoice_open = invoices::hold_for_delivery(tx, step.invoice_id).await?.as_deref() == Some("open");
-    if step.kind != "thanks" && (state.stop_requested_at.is_some() || !invoice_open) {
+    let invoice_open = invoices::hold_for_delivery(tx, step.invoice_id).await? == Some(InvoiceState::Open);
+    if step.kind != StepKind::Thanks && (state.stop_requested_at.is_some() || !invoice_open) {
         let reason = state.stop_reason.as_deref().unwrap_or("invoice settled");
         let reason =
             format!("{reason} before sending (the interrupted delivery had not sent the end of DATA)");
@@ -668,9 +666,9 @@ async fn queue_delivery(
         step_id: step.id,
         invoice_number: step.invoice_number.clone(),
         step: step.name.clone(),
-        channel: step.channel.clone(),
+        channel: step.channel.to_string(),
     };
-    let key = names::reminder_rendered(relance_domain::sender_kind_of(&step.channel));
+    let key = names::reminder_rendered(step.channel.sender_kind());
     outbox::enqueue(
         tx,
         &outgoing::job(&key, job.job_id, &step.invoice_number, &job)?,

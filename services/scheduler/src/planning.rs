@@ -10,8 +10,8 @@ use relance_contracts::names;
 use relance_contracts::CustomerUpdatedV1;
 use relance_domain::validation::input::CustomerFields;
 use relance_domain::{
-    calendar_for_customer, plan_invoice, replan, validate_customer, Channel, CustomerKind, ExistingStep,
-    HolidayCalendar, Money, Plan, PlanInput, PlannedStep, Risk, Tone,
+    calendar_for_customer, plan_invoice, replan, validate_customer, CustomerKind, ExistingStep,
+    HolidayCalendar, Money, Plan, PlanInput, PlannedStep, Risk, StepKind,
 };
 use relance_messaging::{HandlerError, Incoming};
 use relance_storage::customers::{self, PlanningDetails};
@@ -20,7 +20,6 @@ use relance_storage::{journal, mark_processed};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
-use std::str::FromStr;
 use uuid::Uuid;
 
 const INBOX: &str = "scheduler.customer_updated";
@@ -36,9 +35,9 @@ pub struct Planning {
 impl Planning {
     pub fn of(details: &PlanningDetails) -> anyhow::Result<Self> {
         Ok(Self {
-            risk: Risk::from_str(&details.risk).map_err(|e| anyhow!(e))?,
-            kind: CustomerKind::from_str(&details.kind).map_err(|e| anyhow!(e))?,
-            tz: Tz::from_str(&details.timezone).unwrap_or(chrono_tz::Europe::Paris),
+            risk: details.risk,
+            kind: details.kind,
+            tz: details.timezone,
             calendar: calendar_for_customer(&details.country, details.region.as_deref()),
         })
     }
@@ -157,9 +156,9 @@ fn pending_step(record: &steps::StepRecord) -> anyhow::Result<PlannedStep> {
     Ok(PlannedStep {
         name: record.name.clone(),
         position: record.position,
-        channel: Channel::from_str(&record.channel).map_err(|e| anyhow!(e))?,
+        channel: record.channel,
         template: record.template.clone(),
-        tone: Tone::from_str(&record.tone).map_err(|e| anyhow!(e))?,
+        tone: record.tone,
         due_at: record.due_at,
     })
 }
@@ -192,7 +191,7 @@ pub async fn replan_customer(
         let records: Vec<steps::StepRecord> = steps::for_invoice(tx, invoice.id)
             .await?
             .into_iter()
-            .filter(|s| s.kind == "reminder")
+            .filter(|s| s.kind == StepKind::Reminder)
             .collect();
         let existing = records
             .iter()
@@ -201,7 +200,7 @@ pub async fn replan_customer(
                     id: r.id,
                     name: r.name.clone(),
                     position: r.position,
-                    pending: if r.status == StepStatus::Pending.as_str() {
+                    pending: if r.status == StepStatus::Pending {
                         Some(pending_step(r)?)
                     } else {
                         None
@@ -235,7 +234,7 @@ pub async fn replan_customer(
         let pending: Vec<_> = steps::for_invoice(tx, invoice.id)
             .await?
             .into_iter()
-            .filter(|s| s.kind == "reminder" && s.status == StepStatus::Pending.as_str())
+            .filter(|s| s.kind == StepKind::Reminder && s.status == StepStatus::Pending)
             .map(|s| json!({ "step": s.name, "template": s.template, "due_at": s.due_at }))
             .collect();
         journal::append(

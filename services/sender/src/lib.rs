@@ -30,9 +30,11 @@ use relance_contracts::names::{self, Names};
 use relance_contracts::{
     ReminderCancelledV1, ReminderDueV1, ReminderFailedV1, ReminderPostponedV1, ReminderRenderedV1, VERSION_1,
 };
+use relance_domain::collections::InvoiceState;
+use relance_domain::StepKind;
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing;
-use relance_storage::invoices::{self, STATUS_OPEN};
+use relance_storage::invoices;
 use relance_storage::pauses;
 use relance_storage::steps::{self, DeliveryStage, StepStatus};
 use relance_storage::{deliveries, groups, journal, outbox};
@@ -253,7 +255,7 @@ async fn stop_before_delivery(
 ) -> anyhow::Result<bool> {
     let invoice_status = invoices::hold_for_delivery(tx, step.invoice_id).await?;
     // Reminders and call recaps are about an unpaid invoice; a thank-you is not.
-    if step.kind != "thanks" && invoice_status.as_deref() != Some(STATUS_OPEN) {
+    if step.kind != StepKind::Thanks && invoice_status != Some(InvoiceState::Open) {
         let reason = "invoice settled before sending";
         if steps::transition(
             tx,
@@ -274,10 +276,10 @@ async fn stop_before_delivery(
         }
         return Ok(true);
     }
-    if step.kind == "reminder" && hold_back_if_paused(tx, step, now).await? {
+    if step.kind == StepKind::Reminder && hold_back_if_paused(tx, step, now).await? {
         return Ok(true);
     }
-    Ok(step.kind == "reminder" && rerender_if_group_changed(tx, step, now).await?)
+    Ok(step.kind == StepKind::Reminder && rerender_if_group_changed(tx, step, now).await?)
 }
 
 /// Renews the delivery's lease every third of it, until dropped (never returns).
@@ -364,21 +366,21 @@ impl StepGate<'_> {
         let Some(state) = steps::lock_delivery(tx, step.id).await? else {
             return Ok(Some("the step is gone".into()));
         };
-        if state.status != StepStatus::Sending.as_str() || state.delivery_attempt != Some(self.attempt) {
+        if state.status != StepStatus::Sending || state.delivery_attempt != Some(self.attempt) {
             return Ok(Some(format!(
                 "the step is no longer this sender's (now {})",
                 state.status
             )));
         }
-        if step.kind != "thanks" {
+        if step.kind != StepKind::Thanks {
             if let Some(reason) = &state.stop_reason {
                 return Ok(Some(format!("{reason} while it was being sent")));
             }
-            if invoice_status.as_deref() != Some(STATUS_OPEN) {
+            if invoice_status != Some(InvoiceState::Open) {
                 return Ok(Some("invoice settled before sending".into()));
             }
         }
-        if step.kind == "reminder" {
+        if step.kind == StepKind::Reminder {
             if !pauses::active(&mut *tx, step.invoice_id).await?.is_empty() {
                 return Ok(Some("invoice paused before sending".into()));
             }
@@ -494,7 +496,9 @@ async fn record_sent(
     // recorded now is waited for (and its stop mark seen), never deadlocked with.
     invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
     let state = steps::lock_delivery(&mut tx, step.id).await?;
-    let Some(state) = state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == "sending") else {
+    let Some(state) =
+        state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending)
+    else {
         tracing::warn!("the step left `sending` while it was delivered; nothing recorded");
         return Ok(());
     };
@@ -507,7 +511,7 @@ async fn record_sent(
     if let Some(stop) = outgoing::stop_requested(&state) {
         courier::note_stop_requested(&mut sent, stop);
     }
-    let thanks = step.kind == "thanks";
+    let thanks = step.kind == StepKind::Thanks;
     outgoing::announce_sent(&mut tx, now, step, thanks, sent).await?;
     tx.commit().await.context("recording the delivery")?;
     Ok(())
@@ -530,7 +534,7 @@ async fn settle_aborted(
     // The invoice before the step, in the order a payment takes them.
     invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
     let state = steps::lock_delivery(&mut tx, step.id).await?;
-    if !state.is_some_and(|s| s.delivery_attempt == Some(attempt) && s.status == "sending") {
+    if !state.is_some_and(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending) {
         return Ok(()); // Settled by someone else meanwhile.
     }
     if stop_before_delivery(&mut tx, step, now).await? {
@@ -681,7 +685,7 @@ async fn rerender_if_group_changed(
         step_id: step.id,
         invoice_number: step.invoice_number.clone(),
         step: step.name.clone(),
-        channel: step.channel.clone(),
+        channel: step.channel.to_string(),
     };
     outbox::enqueue(
         tx,

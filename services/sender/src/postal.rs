@@ -290,7 +290,7 @@ impl Courier for LetterCourier {
                 invoice_number: parcel.step.invoice_number.clone(),
                 step: parcel.step.name.clone(),
                 step_id: parcel.step.id,
-                registered: parcel.step.channel == "registered_letter",
+                registered: parcel.step.channel == relance_domain::Channel::RegisteredLetter,
                 recipient: parcel.rendered.recipients.clone(),
                 documents,
                 at: parcel.at,

@@ -7,7 +7,7 @@ use std::str::FromStr;
 macro_rules! text_enum {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
+        #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
         impl $name {
@@ -91,12 +91,4 @@ impl Channel {
     pub fn is_postal(self) -> bool {
         matches!(self, Channel::Letter | Channel::RegisteredLetter)
     }
-}
-
-/// The sender kind of a channel stored as text; an unknown one is its own kind.
-pub fn sender_kind_of(channel: &str) -> &str {
-    channel
-        .parse::<Channel>()
-        .map(Channel::sender_kind)
-        .unwrap_or(channel)
 }

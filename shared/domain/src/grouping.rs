@@ -3,6 +3,7 @@
 //! them rather than one message each the same day. Pure: the scheduler stores the choice, the
 //! renderer lists the invoices.
 
+use crate::customer::Channel;
 use crate::policy::Grouping;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 /// The step that goes out now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lead<'a> {
-    pub channel: &'a str,
+    pub channel: Channel,
     pub template: &'a str,
     pub currency: &'a str,
 }
@@ -26,7 +27,7 @@ pub struct OtherStep {
     /// A reminder of this invoice already went out today: it gets no second one.
     pub emitted_today: bool,
     pub position: i32,
-    pub channel: String,
+    pub channel: Channel,
     pub template: String,
     pub due_at: DateTime<Utc>,
 }
@@ -53,7 +54,7 @@ pub fn joining(
     tz: Tz,
     others: &[OtherStep],
 ) -> Vec<Joining> {
-    if lead.channel != "email" {
+    if lead.channel != Channel::Email {
         return Vec::new();
     }
     let horizon = today
@@ -70,7 +71,7 @@ pub fn joining(
             continue;
         }
         let eligible = |s: &&&OtherStep| {
-            s.channel == "email"
+            s.channel == Channel::Email
                 && s.template == lead.template
                 && s.due_at.with_timezone(&tz).date_naive() <= horizon
         };
@@ -116,14 +117,14 @@ mod tests {
             currency: "EUR".into(),
             emitted_today: false,
             position,
-            channel: "email".into(),
+            channel: Channel::Email,
             template: template.into(),
             due_at: at(due_day, 9),
         }
     }
 
     const LEAD: Lead<'static> = Lead {
-        channel: "email",
+        channel: Channel::Email,
         template: "reminder",
         currency: "EUR",
     };
@@ -164,13 +165,13 @@ mod tests {
         let mut dollars = step(4, 1, "reminder", 17);
         dollars.currency = "USD".into();
         let mut sms = step(5, 1, "reminder", 17);
-        sms.channel = "sms".into();
+        sms.channel = Channel::Sms;
         let formal = step(6, 1, "formal_notice", 17);
         let others = vec![not_due, reminded, dollars, sms, formal];
         assert!(joining(&THREE_DAYS, &LEAD, today(), at(17, 9), Paris, &others).is_empty());
         // A lead that is not an email gathers nothing.
         let letter = Lead {
-            channel: "letter",
+            channel: Channel::Letter,
             ..LEAD
         };
         let others = vec![step(2, 1, "reminder", 17)];

@@ -24,7 +24,7 @@ pub use calendar::{
     calendar_for, calendar_for_customer, is_business_day, FrenchCalendar, HolidayCalendar, WeekendsOnly,
 };
 pub use clock::{Clock, SharedClock, SimulatedClock, SystemClock};
-pub use customer::{sender_kind_of, Channel, CustomerKind, Language, Risk};
+pub use customer::{Channel, CustomerKind, Language, Risk};
 pub use fallback::{choose_channel, ChannelChoice, Reach};
 pub use interest::{
     late_interest, recovery_indemnity, InterestBreakdown, InterestTerms, RateBasis, RateTable,

@@ -25,7 +25,8 @@ pub const CALL_RECAP_TEMPLATE: &str = "call_recap";
 /// The thank-you's template when the file names none (`thanks_template`).
 pub const DEFAULT_THANKS_TEMPLATE: &str = "thanks";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Tone {
     Courteous,
     Firm,
@@ -56,8 +57,15 @@ impl Tone {
     }
 }
 
+impl fmt::Display for Tone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a step is for: chasing the debt, or thanking once it is paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StepKind {
     Reminder,
     Thanks,
@@ -71,6 +79,26 @@ impl StepKind {
             StepKind::Reminder => "reminder",
             StepKind::Thanks => "thanks",
             StepKind::Recap => "recap",
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reminder" => Ok(StepKind::Reminder),
+            "thanks" => Ok(StepKind::Thanks),
+            "recap" => Ok(StepKind::Recap),
+            other => Err(format!(
+                "unknown step kind {other:?} (expected reminder, thanks or recap)"
+            )),
         }
     }
 }

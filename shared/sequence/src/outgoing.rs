@@ -98,7 +98,7 @@ pub async fn announce_detail<D: EventDetail>(
     .await?;
     let step_ref = step.map(|s| StepRef {
         name: &s.name,
-        channel: &s.channel,
+        channel: s.channel.as_str(),
     });
     outbox::enqueue(
         tx,

@@ -7,18 +7,16 @@
 use crate::outgoing;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use relance_config::Config;
 use relance_contracts::{InvoiceResumedV1, ReminderPostponedV1, ReminderSkippedV1};
-use relance_domain::collections::{redate_after_pause, PausedStep, Redate, Resumption};
-use relance_domain::{calendar_for_customer, Risk};
-use relance_storage::invoices::{self, InvoiceRecord, STATUS_OPEN};
+use relance_domain::calendar_for_customer;
+use relance_domain::collections::{redate_after_pause, InvoiceState, PausedStep, Redate, Resumption};
+use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::journal;
 use relance_storage::pauses::{self, PauseRecord};
 use relance_storage::steps::{self, StepStatus};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
-use std::str::FromStr;
 
 /// Journals the end of each pause (the journal keeps why each one ended).
 pub async fn journal_ended(
@@ -54,13 +52,15 @@ pub async fn after_pauses_ended(
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
     journal_ended(tx, &invoice.number, ended, reason, now).await?;
-    if ended.is_empty() || invoice.status != STATUS_OPEN || !pauses::active(tx, invoice.id).await?.is_empty()
+    if ended.is_empty()
+        || invoice.status != InvoiceState::Open
+        || !pauses::active(tx, invoice.id).await?.is_empty()
     {
         return Ok(false);
     }
-    let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+    let tz = invoice.timezone;
     let calendar = calendar_for_customer(&invoice.country, invoice.region.as_deref());
-    let risk = Risk::from_str(&invoice.risk).unwrap_or(Risk::Medium);
+    let risk = invoice.risk;
     let pending = pauses::pending_reminders(tx, invoice.id).await?;
     // Each step goes back into its own send window, as when it was planned and as the
     // scheduler checks when it sends it.

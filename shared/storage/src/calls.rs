@@ -3,9 +3,12 @@
 //! the step's state machine stays in `steps.rs`. Callers hold the invoice row `FOR UPDATE`
 //! (payments listener, scheduler's expiry sweep) around changes, like for pauses.
 
+use crate::rows::{decode_error, parse};
+use crate::steps::StepStatus;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
 /// Opens the task of a call step (or opens it afresh after a pause took it back).
@@ -34,12 +37,12 @@ pub async fn open(
 }
 
 /// A call task with what the caller needs, and its outcome once recorded.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct CallTask {
     pub step_id: Uuid,
     pub step: String,
     /// The step's status: `awaiting_outcome` while the task is open.
-    pub status: String,
+    pub status: StepStatus,
     pub invoice_id: Uuid,
     pub invoice_number: String,
     pub customer_name: String,
@@ -59,6 +62,67 @@ pub struct CallTask {
     pub note: Option<String>,
     pub recorded_at: Option<DateTime<Utc>>,
     pub recap_step_id: Option<Uuid>,
+}
+
+/// A call task as stored, before its step's status is checked.
+#[derive(sqlx::FromRow)]
+struct CallTaskRow {
+    step_id: Uuid,
+    step: String,
+    status: String,
+    invoice_id: Uuid,
+    invoice_number: String,
+    customer_name: String,
+    contact_name: String,
+    phone: String,
+    due_on: NaiveDate,
+    balance: rust_decimal::Decimal,
+    currency: String,
+    opened_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    title: Option<String>,
+    script: Option<String>,
+    outcome: Option<String>,
+    promised_on: Option<NaiveDate>,
+    reason: Option<String>,
+    note: Option<String>,
+    recorded_at: Option<DateTime<Utc>>,
+    recap_step_id: Option<Uuid>,
+}
+
+impl TryFrom<CallTaskRow> for CallTask {
+    type Error = anyhow::Error;
+    fn try_from(row: CallTaskRow) -> anyhow::Result<Self> {
+        Ok(CallTask {
+            status: parse("reminder_steps", row.step_id, "status", &row.status)?,
+            step_id: row.step_id,
+            step: row.step,
+            invoice_id: row.invoice_id,
+            invoice_number: row.invoice_number,
+            customer_name: row.customer_name,
+            contact_name: row.contact_name,
+            phone: row.phone,
+            due_on: row.due_on,
+            balance: row.balance,
+            currency: row.currency,
+            opened_at: row.opened_at,
+            expires_at: row.expires_at,
+            title: row.title,
+            script: row.script,
+            outcome: row.outcome,
+            promised_on: row.promised_on,
+            reason: row.reason,
+            note: row.note,
+            recorded_at: row.recorded_at,
+            recap_step_id: row.recap_step_id,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for CallTask {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        CallTaskRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 const CALL_TASK: &str =

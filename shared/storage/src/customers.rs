@@ -1,31 +1,58 @@
 //! Customers: their details, kept current from every `invoice.issued` and `customer.updated`,
 //! and what planning needs from them. Decides nothing: the scheduler compares and re-plans.
 
+use crate::rows::{parse, parse_tz};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use relance_domain::NewCustomer;
+use chrono_tz::Tz;
+use relance_domain::{CustomerKind, NewCustomer, Risk};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// The details of a customer that decide the plan of its invoices.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanningDetails {
-    pub risk: String,
-    pub kind: String,
-    pub timezone: String,
+    pub risk: Risk,
+    pub kind: CustomerKind,
+    pub timezone: Tz,
     pub country: String,
     pub region: Option<String>,
+}
+
+/// [`PlanningDetails`] as stored, before the risk, kind and time zone are checked.
+#[derive(sqlx::FromRow)]
+struct PlanningRow {
+    risk: String,
+    kind: String,
+    timezone: String,
+    country: String,
+    region: Option<String>,
+}
+
+impl PlanningRow {
+    fn checked(self, id: &str) -> anyhow::Result<PlanningDetails> {
+        Ok(PlanningDetails {
+            risk: parse("customers", id, "risk", &self.risk)?,
+            kind: parse("customers", id, "kind", &self.kind)?,
+            timezone: parse_tz("customers", id, &self.timezone)?,
+            country: self.country,
+            region: self.region,
+        })
+    }
 }
 
 /// Locks the customer's row (until the transaction ends) and returns its planning details,
 /// or `None` for a customer not seen before. Serialises concurrent updates of one customer.
 pub async fn lock(tx: &mut PgConnection, id: &str) -> anyhow::Result<Option<PlanningDetails>> {
-    sqlx::query_as("SELECT risk, kind, timezone, country, region FROM customers WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(tx)
-        .await
-        .context("locking the customer")
+    let row: Option<PlanningRow> = sqlx::query_as(
+        "SELECT risk, kind, timezone, country, region FROM customers WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(tx)
+    .await
+    .context("locking the customer")?;
+    row.map(|row| row.checked(id)).transpose()
 }
 
 /// Creates the customer or refreshes its details, unless the stored details come from a

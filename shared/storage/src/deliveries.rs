@@ -3,8 +3,10 @@
 //! interest is computed from, a letter's PDF with its SHA-256, and the provider's reference
 //! as proof.
 
+use crate::rows::parse;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use relance_domain::Channel;
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -51,7 +53,7 @@ pub struct ClaimHistory {
     pub payments: Vec<(NaiveDate, Decimal)>,
     /// The first formal notice sent (a reminder step of tone `formal`): when, and on which
     /// channel.
-    pub formal_notice: Option<(DateTime<Utc>, String)>,
+    pub formal_notice: Option<(DateTime<Utc>, Channel)>,
     /// Reminder messages sent (every channel; call tasks are not messages).
     pub reminders_sent: i64,
 }
@@ -65,7 +67,7 @@ impl ClaimHistory {
         postal_delivery_days: u32,
     ) -> Option<NaiveDate> {
         self.formal_notice.as_ref().map(|(sent_at, channel)| {
-            let by_post = channel == "letter" || channel == "registered_letter";
+            let by_post = channel.is_postal();
             relance_domain::claim::notice_takes_effect(
                 sent_at.with_timezone(&tz).date_naive(),
                 by_post,
@@ -83,7 +85,7 @@ pub async fn claim_history(
     except: Option<Uuid>,
 ) -> anyhow::Result<ClaimHistory> {
     let payments = payments_of(db, invoice_id).await?;
-    let formal_notice: Option<(DateTime<Utc>, String)> = sqlx::query_as(
+    let formal_notice_stored: Option<(DateTime<Utc>, String)> = sqlx::query_as(
         "SELECT updated_at, channel FROM reminder_steps
          WHERE invoice_id = $1 AND kind = 'reminder' AND tone = 'formal' AND status = 'sent'
          ORDER BY updated_at LIMIT 1",
@@ -92,6 +94,12 @@ pub async fn claim_history(
     .fetch_optional(&mut *db)
     .await
     .context("reading the invoice's formal notice")?;
+    let formal_notice = formal_notice_stored
+        .map(|(sent_at, channel)| {
+            let named = format!("formal notice of invoice {invoice_id}");
+            Ok::<_, anyhow::Error>((sent_at, parse("reminder_steps", named, "channel", &channel)?))
+        })
+        .transpose()?;
     let reminders_sent: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM reminder_steps
          WHERE invoice_id = $1 AND kind = 'reminder' AND status = 'sent'

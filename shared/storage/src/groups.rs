@@ -5,14 +5,17 @@
 //! lead's rendering records which members it lists, so that a sender can tell that one of
 //! them left the group (paid, closed, paused) before the message went out.
 
-use crate::steps::{StepRecord, STEP_RECORD};
+use crate::rows::{decode_error, parse};
+use crate::steps::{StepRecord, StepStatus, STEP_RECORD};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::PgConnection;
+use relance_domain::Channel;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 /// A pending reminder step of another open invoice of the customer.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct OtherPending {
     pub step_id: Uuid,
     pub invoice_id: Uuid,
@@ -20,9 +23,46 @@ pub struct OtherPending {
     pub currency: String,
     pub emitted_today: bool,
     pub position: i32,
-    pub channel: String,
+    pub channel: Channel,
     pub template: String,
     pub due_at: DateTime<Utc>,
+}
+
+/// [`OtherPending`] as stored, before its channel is checked.
+#[derive(sqlx::FromRow)]
+struct OtherPendingRow {
+    step_id: Uuid,
+    invoice_id: Uuid,
+    invoice_due_on: NaiveDate,
+    currency: String,
+    emitted_today: bool,
+    position: i32,
+    channel: String,
+    template: String,
+    due_at: DateTime<Utc>,
+}
+
+impl TryFrom<OtherPendingRow> for OtherPending {
+    type Error = anyhow::Error;
+    fn try_from(row: OtherPendingRow) -> anyhow::Result<Self> {
+        Ok(OtherPending {
+            channel: parse("reminder_steps", row.step_id, "channel", &row.channel)?,
+            step_id: row.step_id,
+            invoice_id: row.invoice_id,
+            invoice_due_on: row.invoice_due_on,
+            currency: row.currency,
+            emitted_today: row.emitted_today,
+            position: row.position,
+            template: row.template,
+            due_at: row.due_at,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for OtherPending {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        OtherPendingRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 /// The pending reminder steps of the customer's other open invoices, whose invoices are
@@ -97,7 +137,7 @@ pub struct Settled {
     pub lead_id: Uuid,
     pub lead_invoice: String,
     pub lead_step: String,
-    pub lead_status: String,
+    pub lead_status: StepStatus,
     pub lead_proof: Option<String>,
     pub lead_message_id: Option<String>,
 }
@@ -141,7 +181,7 @@ pub async fn settled_leads(tx: &mut PgConnection, limit: i64) -> anyhow::Result<
             lead_id: lead.lead_id,
             lead_invoice: lead.lead_invoice,
             lead_step: lead.lead_step,
-            lead_status: lead.lead_status,
+            lead_status: parse("reminder_steps", lead.lead_id, "status", &lead.lead_status)?,
             lead_proof: lead.lead_proof,
             lead_message_id: lead.lead_message_id,
         });
@@ -196,15 +236,46 @@ pub async fn record_listed(tx: &mut PgConnection, lead: Uuid, members: &[Uuid]) 
 }
 
 /// A member that a lead's rendering lists, as it stands now.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Listed {
     pub step_id: Uuid,
     pub invoice_id: Uuid,
     pub invoice_number: String,
     pub step: String,
-    pub status: String,
+    pub status: StepStatus,
     /// Still waiting in the lead's message (queued with it): it goes out with it.
     pub still_grouped: bool,
+}
+
+/// [`Listed`] as stored, before its status is checked.
+#[derive(sqlx::FromRow)]
+struct ListedRow {
+    step_id: Uuid,
+    invoice_id: Uuid,
+    invoice_number: String,
+    step: String,
+    status: String,
+    still_grouped: bool,
+}
+
+impl TryFrom<ListedRow> for Listed {
+    type Error = anyhow::Error;
+    fn try_from(row: ListedRow) -> anyhow::Result<Self> {
+        Ok(Listed {
+            status: parse("reminder_steps", row.step_id, "status", &row.status)?,
+            step_id: row.step_id,
+            invoice_id: row.invoice_id,
+            invoice_number: row.invoice_number,
+            step: row.step,
+            still_grouped: row.still_grouped,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for Listed {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        ListedRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 /// The members the lead's current rendering lists, with where each stands now, in the order

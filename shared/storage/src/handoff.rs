@@ -1,16 +1,19 @@
 //! Hand-off queries: invoices whose dunning sequence is over, unpaid, past the last deadline;
 //! and the status change that ends relance's part.
 
+use crate::rows::{decode_error, parse, parse_tz};
+use crate::steps::StepStatus;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use relance_domain::{Channel, CustomerKind};
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
-pub const STATUS_HANDED_OFF: &str = "handed_off";
-
 /// An invoice ready for hand-off, locked for the caller.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct HandOffCandidate {
     pub id: Uuid,
     pub number: String,
@@ -22,17 +25,67 @@ pub struct HandOffCandidate {
     pub due_on: NaiveDate,
     /// The customer's kind (`business`, `consumer`) and time zone: what it owes on top of
     /// the balance, and on which local day.
-    pub customer_kind: String,
-    pub timezone: String,
+    pub customer_kind: CustomerKind,
+    pub timezone: Tz,
     /// The late-payment rate agreed with the customer, if any.
     pub late_interest_percent: Option<Decimal>,
     /// The last reminder step of the sequence (highest position), and when it reached its
     /// final status (clock time).
     pub last_step: String,
-    pub last_step_status: String,
+    pub last_step_status: StepStatus,
     pub last_step_at: DateTime<Utc>,
     /// Its channel: a letter's deadline runs from its receipt, some days after it was posted.
-    pub last_step_channel: String,
+    pub last_step_channel: Channel,
+}
+
+/// A hand-off candidate as stored, before its customer's kind and time zone and its last
+/// step's status and channel are checked.
+#[derive(sqlx::FromRow)]
+struct HandOffRow {
+    id: Uuid,
+    number: String,
+    amount: Decimal,
+    credited: Decimal,
+    balance: Decimal,
+    currency: String,
+    due_on: NaiveDate,
+    customer_kind: String,
+    timezone: String,
+    late_interest_percent: Option<Decimal>,
+    last_step: String,
+    last_step_status: String,
+    last_step_at: DateTime<Utc>,
+    last_step_channel: String,
+}
+
+impl TryFrom<HandOffRow> for HandOffCandidate {
+    type Error = anyhow::Error;
+    fn try_from(row: HandOffRow) -> anyhow::Result<Self> {
+        let customer = format!("of invoice {}", row.number);
+        let step = format!("{:?} of invoice {}", row.last_step, row.number);
+        Ok(HandOffCandidate {
+            customer_kind: parse("customers", &customer, "kind", &row.customer_kind)?,
+            timezone: parse_tz("customers", &customer, &row.timezone)?,
+            last_step_status: parse("reminder_steps", &step, "status", &row.last_step_status)?,
+            last_step_channel: parse("reminder_steps", &step, "channel", &row.last_step_channel)?,
+            id: row.id,
+            number: row.number,
+            amount: row.amount,
+            credited: row.credited,
+            balance: row.balance,
+            currency: row.currency,
+            due_on: row.due_on,
+            late_interest_percent: row.late_interest_percent,
+            last_step: row.last_step,
+            last_step_at: row.last_step_at,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for HandOffCandidate {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        HandOffRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 /// How long an unpaid invoice waits after the last step of its sequence.

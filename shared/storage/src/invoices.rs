@@ -1,16 +1,16 @@
 //! Customers, invoices and payments.
 
+use crate::rows::{decode_error, parse, parse_tz};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use relance_domain::collections::InvoiceState;
 use relance_domain::repeats::{Facts, RecordedPayment};
-use relance_domain::{NewCustomer, NewInvoice, NewPayment};
+use relance_domain::{CustomerKind, Language, NewCustomer, NewInvoice, NewPayment, Risk};
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
-
-pub const STATUS_OPEN: &str = "open";
-pub const STATUS_SETTLED: &str = "settled";
-pub const STATUS_CLOSED: &str = "closed";
 
 /// Creates the customer or refreshes its details (the latest invoice carries the truth).
 pub async fn upsert_customer(
@@ -87,7 +87,7 @@ pub async fn registered_facts(tx: &mut PgConnection, number: &str) -> anyhow::Re
 }
 
 /// An invoice with its customer: what the renderer and the payments listener work from.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct InvoiceRecord {
     pub id: Uuid,
     pub number: String,
@@ -100,21 +100,89 @@ pub struct InvoiceRecord {
     pub due_on: NaiveDate,
     pub payment_link: Option<String>,
     pub has_pdf: bool,
-    pub status: String,
+    pub status: InvoiceState,
     pub customer_id: String,
     pub customer_name: String,
     pub contact_name: String,
     pub email: String,
     pub cc: Vec<String>,
-    pub language: String,
-    pub timezone: String,
-    pub risk: String,
-    pub kind: String,
+    pub language: Language,
+    pub timezone: Tz,
+    pub risk: Risk,
+    pub kind: CustomerKind,
     /// The customer's country (ISO 3166-1) and region (ISO 3166-2): its holiday calendar.
     pub country: String,
     pub region: Option<String>,
     /// The late-payment rate agreed with the customer, if any (percent a year).
     pub late_interest_percent: Option<Decimal>,
+}
+
+/// An invoice as stored, before its status and its customer's language, time zone, risk and
+/// kind are checked.
+#[derive(sqlx::FromRow)]
+struct InvoiceRow {
+    id: Uuid,
+    number: String,
+    amount: Decimal,
+    currency: String,
+    balance: Decimal,
+    credited: Decimal,
+    issued_on: NaiveDate,
+    due_on: NaiveDate,
+    payment_link: Option<String>,
+    has_pdf: bool,
+    status: String,
+    customer_id: String,
+    customer_name: String,
+    contact_name: String,
+    email: String,
+    cc: Vec<String>,
+    language: String,
+    timezone: String,
+    risk: String,
+    kind: String,
+    country: String,
+    region: Option<String>,
+    late_interest_percent: Option<Decimal>,
+}
+
+impl TryFrom<InvoiceRow> for InvoiceRecord {
+    type Error = anyhow::Error;
+    fn try_from(row: InvoiceRow) -> anyhow::Result<Self> {
+        let invoice = format!("invoice {}", row.number);
+        let customer = format!("{} (customer of invoice {})", row.customer_id, row.number);
+        Ok(InvoiceRecord {
+            status: parse("invoices", &invoice, "status", &row.status)?,
+            language: parse("customers", &customer, "language", &row.language)?,
+            timezone: parse_tz("customers", &customer, &row.timezone)?,
+            risk: parse("customers", &customer, "risk", &row.risk)?,
+            kind: parse("customers", &customer, "kind", &row.kind)?,
+            id: row.id,
+            number: row.number,
+            amount: row.amount,
+            currency: row.currency,
+            balance: row.balance,
+            credited: row.credited,
+            issued_on: row.issued_on,
+            due_on: row.due_on,
+            payment_link: row.payment_link,
+            has_pdf: row.has_pdf,
+            customer_id: row.customer_id,
+            customer_name: row.customer_name,
+            contact_name: row.contact_name,
+            email: row.email,
+            cc: row.cc,
+            country: row.country,
+            region: row.region,
+            late_interest_percent: row.late_interest_percent,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for InvoiceRecord {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        InvoiceRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.credited, i.issued_on, i.due_on, i.payment_link,
@@ -150,12 +218,15 @@ pub async fn lock_for_payment(tx: &mut PgConnection, number: &str) -> anyhow::Re
 
 /// Holds the invoice in share mode while a message is delivered, and returns its status:
 /// a payment cannot be committed in between.
-pub async fn hold_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT status FROM invoices WHERE id = $1 FOR SHARE")
+pub async fn hold_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<InvoiceState>> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM invoices WHERE id = $1 FOR SHARE")
         .bind(id)
         .fetch_optional(tx)
         .await
-        .context("holding the invoice for delivery")
+        .context("holding the invoice for delivery")?;
+    status
+        .map(|status| parse("invoices", format!("invoice {id}"), "status", &status))
+        .transpose()
 }
 
 /// Holds several invoices in share mode (in id order, as every caller does), for a delivery

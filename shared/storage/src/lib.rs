@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod overview;
 pub mod pauses;
 pub mod retention;
+mod rows;
 pub mod steps;
 
 use anyhow::Context;

@@ -1,15 +1,15 @@
 //! The collections overview: every invoice with its collections status (derived from its
 //! status, pauses and plan by the domain), its balance and its next step. Read-only.
 
+use crate::rows::{parse, parse_tz};
+use crate::steps::StepStatus;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Tz;
 use relance_domain::collections::{collection_status, CollectionStatus, InvoiceState, StepSnapshot};
 use relance_domain::Tone;
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 use std::collections::HashMap;
-use std::str::FromStr;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -41,6 +41,14 @@ struct InvoiceRow {
     timezone: String,
     pauses: Vec<String>,
     paused_until: Option<DateTime<Utc>>,
+}
+
+/// A reminder step of the plan, its tone and status checked.
+struct PlannedRow {
+    name: String,
+    tone: Tone,
+    status: StepStatus,
+    due_at: DateTime<Utc>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -178,22 +186,30 @@ async fn read_batch(
     let mut out = Vec::with_capacity(invoices.len());
     for invoice in invoices {
         let plan = plans.remove(&invoice.id).unwrap_or_default();
-        let is_pending = |s: &StepRow| {
-            matches!(
-                s.status.as_str(),
-                "pending" | "queued" | "rendered" | "deferred" | "sending"
-            )
-        };
+        let named = format!("invoice {}", invoice.number);
+        let plan = plan
+            .into_iter()
+            .map(|s| {
+                let step = format!("{:?} of invoice {}", s.name, invoice.number);
+                Ok(PlannedRow {
+                    tone: parse::<Tone>("reminder_steps", &step, "tone", &s.tone)?,
+                    status: parse::<StepStatus>("reminder_steps", &step, "status", &s.status)?,
+                    name: s.name,
+                    due_at: s.due_at,
+                })
+            })
+            .collect::<anyhow::Result<Vec<PlannedRow>>>()?;
+        let is_pending = |s: &PlannedRow| s.status.is_unsent();
         let snapshots: Vec<StepSnapshot> = plan
             .iter()
             .map(|s| StepSnapshot {
                 due_at: s.due_at,
-                tone: Tone::from_str(&s.tone).unwrap_or(Tone::Courteous),
+                tone: s.tone,
                 pending: is_pending(s),
             })
             .collect();
-        let state = InvoiceState::from_str(&invoice.status).map_err(anyhow::Error::msg)?;
-        let tz = Tz::from_str(&invoice.timezone).unwrap_or(chrono_tz::Europe::Paris);
+        let state: InvoiceState = parse("invoices", &named, "status", &invoice.status)?;
+        let tz = parse_tz("customers", format!("of {named}"), &invoice.timezone)?;
         let status = collection_status(
             state,
             !invoice.pauses.is_empty(),

@@ -3,23 +3,63 @@
 //! resume sweep) or `FOR SHARE` (senders) around these calls, so a pause and a delivery
 //! never interleave.
 
+use crate::rows::{decode_error, parse};
 use crate::steps::{StepRecord, STEP_RECORD};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::PgConnection;
+use relance_domain::collections::PauseKind;
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PauseRecord {
     pub id: Uuid,
     pub invoice_id: Uuid,
-    pub kind: String,
+    pub kind: PauseKind,
     pub reason: String,
     pub promised_on: Option<NaiveDate>,
     pub until: Option<DateTime<Utc>>,
     pub source: String,
     pub event_id: String,
     pub started_at: DateTime<Utc>,
+}
+
+/// A pause as stored, before its kind is checked.
+#[derive(sqlx::FromRow)]
+struct PauseRow {
+    id: Uuid,
+    invoice_id: Uuid,
+    kind: String,
+    reason: String,
+    promised_on: Option<NaiveDate>,
+    until: Option<DateTime<Utc>>,
+    source: String,
+    event_id: String,
+    started_at: DateTime<Utc>,
+}
+
+impl TryFrom<PauseRow> for PauseRecord {
+    type Error = anyhow::Error;
+    fn try_from(row: PauseRow) -> anyhow::Result<Self> {
+        Ok(PauseRecord {
+            kind: parse("invoice_pauses", row.id, "kind", &row.kind)?,
+            id: row.id,
+            invoice_id: row.invoice_id,
+            reason: row.reason,
+            promised_on: row.promised_on,
+            until: row.until,
+            source: row.source,
+            event_id: row.event_id,
+            started_at: row.started_at,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for PauseRecord {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        PauseRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 const PAUSE_RECORD: &str =

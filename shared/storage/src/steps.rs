@@ -2,14 +2,20 @@
 //! through. Transitions are conditional updates (`WHERE status = ANY(from)`), so a step moves
 //! forward once, whichever copy of a service gets there first.
 
+use crate::rows::{decode_error, parse};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use relance_domain::{PlannedStep, StepKind};
-use sqlx::PgConnection;
+use chrono_tz::Tz;
+use relance_domain::{Channel, PlannedStep, Risk, StepKind, Tone};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection};
+use std::fmt;
+use std::str::FromStr;
 use uuid::Uuid;
 
 /// Where a step is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Planned, waiting for its time.
     Pending,
@@ -58,6 +64,34 @@ impl StepStatus {
 
     /// Statuses from which a payment cancels the step (an open call task included). A step
     /// in `sending` is not cancelled but marked (see [`cancel_open`]): its sender decides.
+    pub const ALL: [StepStatus; 13] = [
+        StepStatus::Pending,
+        StepStatus::Queued,
+        StepStatus::Rendered,
+        StepStatus::Deferred,
+        StepStatus::Sending,
+        StepStatus::Sent,
+        StepStatus::Skipped,
+        StepStatus::Cancelled,
+        StepStatus::Failed,
+        StepStatus::AwaitingOutcome,
+        StepStatus::Completed,
+        StepStatus::Expired,
+        StepStatus::Ambiguous,
+    ];
+
+    /// Not gone out yet: pending, or in flight (queued, rendered, deferred, sending).
+    pub fn is_unsent(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Pending
+                | StepStatus::Queued
+                | StepStatus::Rendered
+                | StepStatus::Deferred
+                | StepStatus::Sending
+        )
+    }
+
     pub const OPEN: [StepStatus; 5] = [
         StepStatus::Pending,
         StepStatus::Queued,
@@ -65,6 +99,22 @@ impl StepStatus {
         StepStatus::Deferred,
         StepStatus::AwaitingOutcome,
     ];
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StepStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown step status {s:?}"))
+    }
 }
 
 fn names(statuses: &[StepStatus]) -> Vec<&'static str> {
@@ -101,20 +151,67 @@ pub async fn insert_planned(
     Ok(id)
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct StepRecord {
     pub id: Uuid,
     pub invoice_id: Uuid,
     pub invoice_number: String,
     pub name: String,
-    pub kind: String,
+    pub kind: StepKind,
     pub position: i32,
-    pub channel: String,
+    pub channel: Channel,
     pub template: String,
-    pub tone: String,
+    pub tone: Tone,
     pub due_at: DateTime<Utc>,
-    pub status: String,
+    pub status: StepStatus,
     pub emitted_on: Option<NaiveDate>,
+}
+
+/// A step as stored, before its kind, channel, tone and status are checked.
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    id: Uuid,
+    invoice_id: Uuid,
+    invoice_number: String,
+    name: String,
+    kind: String,
+    position: i32,
+    channel: String,
+    template: String,
+    tone: String,
+    due_at: DateTime<Utc>,
+    status: String,
+    emitted_on: Option<NaiveDate>,
+}
+
+impl TryFrom<StepRow> for StepRecord {
+    type Error = anyhow::Error;
+    fn try_from(row: StepRow) -> anyhow::Result<Self> {
+        let named = format!(
+            "{} (step {:?} of invoice {})",
+            row.id, row.name, row.invoice_number
+        );
+        Ok(StepRecord {
+            kind: parse("reminder_steps", &named, "kind", &row.kind)?,
+            channel: parse("reminder_steps", &named, "channel", &row.channel)?,
+            tone: parse("reminder_steps", &named, "tone", &row.tone)?,
+            status: parse("reminder_steps", &named, "status", &row.status)?,
+            id: row.id,
+            invoice_id: row.invoice_id,
+            invoice_number: row.invoice_number,
+            name: row.name,
+            position: row.position,
+            template: row.template,
+            due_at: row.due_at,
+            emitted_on: row.emitted_on,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for StepRecord {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        StepRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 pub(crate) const STEP_RECORD: &str =
@@ -238,19 +335,57 @@ pub async fn set_delivery_proof(tx: &mut PgConnection, id: Uuid, proof: &str) ->
 }
 
 /// An open invoice with reminder steps whose time has come, locked for this scheduler.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DueInvoice {
     pub id: Uuid,
     pub number: String,
-    pub timezone: String,
+    pub timezone: Tz,
     /// The customer's segment, country and region: they choose the steps' windows and calendar.
-    pub risk: String,
+    pub risk: Risk,
     pub country: String,
     pub region: Option<String>,
     /// For grouping the customer's reminders: who, when due, in which currency.
     pub customer_id: String,
     pub due_on: NaiveDate,
     pub currency: String,
+}
+
+/// A due invoice as stored, before its time zone and risk are checked.
+#[derive(sqlx::FromRow)]
+struct DueInvoiceRow {
+    id: Uuid,
+    number: String,
+    timezone: String,
+    risk: String,
+    country: String,
+    region: Option<String>,
+    customer_id: String,
+    due_on: NaiveDate,
+    currency: String,
+}
+
+impl TryFrom<DueInvoiceRow> for DueInvoice {
+    type Error = anyhow::Error;
+    fn try_from(row: DueInvoiceRow) -> anyhow::Result<Self> {
+        let named = format!("of invoice {} (customer {})", row.number, row.customer_id);
+        Ok(DueInvoice {
+            timezone: crate::rows::parse_tz("customers", &named, &row.timezone)?,
+            risk: parse("customers", &named, "risk", &row.risk)?,
+            id: row.id,
+            number: row.number,
+            country: row.country,
+            region: row.region,
+            customer_id: row.customer_id,
+            due_on: row.due_on,
+            currency: row.currency,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for DueInvoice {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        DueInvoiceRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 /// Claims up to `limit` open invoices with due pending steps. Invoices another scheduler
@@ -382,7 +517,7 @@ pub async fn cancel_open(
     .context("marking deliveries in progress")?;
     // The subquery locks the open steps and reads their status before the update: RETURNING
     // alone would give the new one ('cancelled').
-    let was: Vec<(Uuid, String)> = sqlx::query_as(
+    let was_stored: Vec<(Uuid, String)> = sqlx::query_as(
         "UPDATE reminder_steps s SET status = 'cancelled', status_reason = $3, updated_at = $4,
              status_changed_at = clock_timestamp()
          FROM (SELECT id, status FROM reminder_steps
@@ -398,6 +533,10 @@ pub async fn cancel_open(
     .fetch_all(&mut *tx)
     .await
     .context("cancelling open steps")?;
+    let was = was_stored
+        .into_iter()
+        .map(|(id, status)| Ok((id, parse::<StepStatus>("reminder_steps", id, "status", &status)?)))
+        .collect::<anyhow::Result<Vec<(Uuid, StepStatus)>>>()?;
     let ids: Vec<Uuid> = was.iter().map(|(id, _)| *id).collect();
     let records: Vec<StepRecord> =
         sqlx::query_as(&format!("{STEP_RECORD} WHERE s.id = ANY($1) ORDER BY s.position"))
@@ -405,31 +544,31 @@ pub async fn cancel_open(
             .fetch_all(tx)
             .await
             .context("reading cancelled steps")?;
-    Ok(records
+    records
         .into_iter()
         .map(|step| {
             let was = was
                 .iter()
                 .find(|(id, _)| *id == step.id)
-                .map(|(_, status)| status.clone())
-                .unwrap_or_default();
-            CancelledStep { step, was }
+                .map(|(_, status)| *status)
+                .with_context(|| format!("no status read before cancelling step {}", step.id))?;
+            Ok(CancelledStep { step, was })
         })
-        .collect())
+        .collect()
 }
 
 /// A step [`cancel_open`] cancelled, with the status it had before (`pending`, `queued`...).
 #[derive(Debug, Clone)]
 pub struct CancelledStep {
     pub step: StepRecord,
-    pub was: String,
+    pub was: StepStatus,
 }
 
 /// What the renderer produced for a step.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RenderedMessage {
     pub step_id: Uuid,
-    pub channel: String,
+    pub channel: Channel,
     pub message_id: String,
     pub recipients: Vec<String>,
     pub cc: Vec<String>,
@@ -440,6 +579,45 @@ pub struct RenderedMessage {
     pub rendered_at: DateTime<Utc>,
 }
 
+/// A rendered message as stored, before its channel is checked.
+#[derive(sqlx::FromRow)]
+struct RenderedRow {
+    step_id: Uuid,
+    channel: String,
+    message_id: String,
+    recipients: Vec<String>,
+    cc: Vec<String>,
+    subject: String,
+    body_text: String,
+    body_html: Option<String>,
+    attach_invoice: bool,
+    rendered_at: DateTime<Utc>,
+}
+
+impl TryFrom<RenderedRow> for RenderedMessage {
+    type Error = anyhow::Error;
+    fn try_from(row: RenderedRow) -> anyhow::Result<Self> {
+        Ok(RenderedMessage {
+            channel: parse("rendered_messages", row.step_id, "channel", &row.channel)?,
+            step_id: row.step_id,
+            message_id: row.message_id,
+            recipients: row.recipients,
+            cc: row.cc,
+            subject: row.subject,
+            body_text: row.body_text,
+            body_html: row.body_html,
+            attach_invoice: row.attach_invoice,
+            rendered_at: row.rendered_at,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for RenderedMessage {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        RenderedRow::from_row(row)?.try_into().map_err(decode_error)
+    }
+}
+
 /// Stores the rendered message once; a redelivered job finds it already there.
 pub async fn save_rendered(tx: &mut PgConnection, m: &RenderedMessage) -> anyhow::Result<bool> {
     let inserted = sqlx::query(
@@ -447,7 +625,7 @@ pub async fn save_rendered(tx: &mut PgConnection, m: &RenderedMessage) -> anyhow
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (step_id) DO NOTHING",
     )
     .bind(m.step_id)
-    .bind(&m.channel)
+    .bind(m.channel.as_str())
     .bind(&m.message_id)
     .bind(&m.recipients)
     .bind(&m.cc)
@@ -522,12 +700,16 @@ pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyh
 
 /// Locks the step for delivery and returns its status. Held until the delivery is recorded,
 /// so a sweep never mistakes a live delivery for an interrupted one.
-pub async fn lock_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT status FROM reminder_steps WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(tx)
-        .await
-        .context("locking the step for delivery")
+pub async fn lock_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<StepStatus>> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM reminder_steps WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(tx)
+            .await
+            .context("locking the step for delivery")?;
+    status
+        .map(|status| parse("reminder_steps", id, "status", &status))
+        .transpose()
 }
 
 /// Steps left in flight (queued, rendered or sending) for longer than `lease`, by wall
@@ -692,15 +874,47 @@ pub async fn renew_delivery_lease(db: &sqlx::PgPool, id: Uuid, attempt: Uuid) ->
 }
 
 /// Where a delivery stands, read under the step's row lock.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DeliveryState {
-    pub status: String,
+    pub status: StepStatus,
     pub delivery_attempt: Option<Uuid>,
     pub delivery_stage: Option<String>,
     pub delivery_proof: Option<String>,
     /// Set by a payment or a closure that found the step in `sending`.
     pub stop_requested_at: Option<DateTime<Utc>>,
     pub stop_reason: Option<String>,
+}
+
+/// A delivery state as stored, before its status is checked.
+#[derive(sqlx::FromRow)]
+struct DeliveryStateRow {
+    id: Uuid,
+    status: String,
+    delivery_attempt: Option<Uuid>,
+    delivery_stage: Option<String>,
+    delivery_proof: Option<String>,
+    stop_requested_at: Option<DateTime<Utc>>,
+    stop_reason: Option<String>,
+}
+
+impl TryFrom<DeliveryStateRow> for DeliveryState {
+    type Error = anyhow::Error;
+    fn try_from(row: DeliveryStateRow) -> anyhow::Result<Self> {
+        Ok(DeliveryState {
+            status: parse("reminder_steps", row.id, "status", &row.status)?,
+            delivery_attempt: row.delivery_attempt,
+            delivery_stage: row.delivery_stage,
+            delivery_proof: row.delivery_proof,
+            stop_requested_at: row.stop_requested_at,
+            stop_reason: row.stop_reason,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, PgRow> for DeliveryState {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        DeliveryStateRow::from_row(row)?.try_into().map_err(decode_error)
+    }
 }
 
 impl DeliveryState {
@@ -715,7 +929,7 @@ impl DeliveryState {
 /// Locks the step and reads its delivery state.
 pub async fn lock_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<DeliveryState>> {
     sqlx::query_as(
-        "SELECT status, delivery_attempt, delivery_stage, delivery_proof, stop_requested_at, stop_reason
+        "SELECT id, status, delivery_attempt, delivery_stage, delivery_proof, stop_requested_at, stop_reason
          FROM reminder_steps WHERE id = $1 FOR UPDATE",
     )
     .bind(id)

@@ -24,7 +24,8 @@ use uuid::Uuid;
 pub const MAX_PROMISE_DAYS: i64 = 365;
 
 /// Why a sequence is paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PauseKind {
     /// A promise to pay by a date: ends by itself after the grace days.
     Promise,

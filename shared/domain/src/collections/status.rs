@@ -8,7 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The invoice status as stored (`open`, `settled`, `closed`, `handed_off`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InvoiceState {
     Open,
     Settled,
@@ -26,6 +27,23 @@ impl FromStr for InvoiceState {
             "handed_off" => Ok(InvoiceState::HandedOff),
             other => Err(format!("unknown invoice status {other:?}")),
         }
+    }
+}
+
+impl InvoiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvoiceState::Open => "open",
+            InvoiceState::Settled => "settled",
+            InvoiceState::Closed => "closed",
+            InvoiceState::HandedOff => "handed_off",
+        }
+    }
+}
+
+impl fmt::Display for InvoiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
