@@ -1,0 +1,265 @@
+//! `relance-bench`: measures relance on a ledger of the size given, on the local services,
+//! and prints each figure beside the machine's own ceiling measured in the same run.
+//!
+//! `retention`: a ledger's worth of published outbox rows and inbox records (a 1M-invoice
+//! ledger by default, each invoice with the rows its life leaves behind), half of them past
+//! their retention window; then relance's purge (`relance_storage::retention::purge`, in
+//! batches of `RELANCE_RETENTION_BATCH` rows, as the scheduler runs it) against the ceiling:
+//! one unbatched `DELETE` of the same rows. While the purge runs, the outbox relay's claim
+//! query is timed, to show that a purge never makes the relay wait.
+//!
+//! It works in a database of its own (`relance_bench_<uuid>` beside `DATABASE_URL`'s), dropped
+//! at the end.
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "relance's benchmarks, beside the machine's ceilings measured in the same run")]
+struct Cli {
+    /// PostgreSQL server to work on (a database of the bench's own is created on it).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/relance"
+    )]
+    database_url: String,
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Retention of published outbox rows and inbox records on a large ledger.
+    Retention {
+        /// Invoices in the ledger.
+        #[arg(long, default_value_t = 1_000_000)]
+        invoices: i64,
+        /// Outbox rows an invoice's life leaves (events and jobs: registered, due, rendered,
+        /// sent, queued... for three steps and a thank-you).
+        #[arg(long, default_value_t = 12)]
+        outbox_per_invoice: i64,
+        /// Inbox records an invoice's life leaves (the messages each service applied once).
+        #[arg(long, default_value_t = 8)]
+        inbox_per_invoice: i64,
+        /// Rows deleted per statement (`RELANCE_RETENTION_BATCH`).
+        #[arg(long, env = "RELANCE_RETENTION_BATCH", default_value_t = 10_000)]
+        batch: i64,
+    },
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.bench {
+        Bench::Retention {
+            invoices,
+            outbox_per_invoice,
+            inbox_per_invoice,
+            batch,
+        } => {
+            let ledger = Ledger {
+                invoices,
+                outbox_per_invoice,
+                inbox_per_invoice,
+            };
+            with_bench_database(&cli.database_url, |db| retention(db, ledger, batch)).await
+        }
+    }
+}
+
+/// Runs `bench` on a fresh, migrated database of its own, dropped afterwards.
+async fn with_bench_database<F, Fut>(server_url: &str, bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(PgPool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let base = server_url
+        .rsplit_once('/')
+        .map(|(server, _)| server)
+        .context("DATABASE_URL has no database name")?;
+    let url = format!("{base}/relance_bench_{}", uuid::Uuid::new_v4().simple());
+    relance_storage::migrate(&url).await?;
+    let db = relance_storage::connect(&url, 4).await?;
+    let outcome = bench(db.clone()).await;
+    db.close().await;
+    relance_storage::drop_database(&url).await?;
+    outcome
+}
+
+#[derive(Clone, Copy)]
+struct Ledger {
+    invoices: i64,
+    outbox_per_invoice: i64,
+    inbox_per_invoice: i64,
+}
+
+impl Ledger {
+    fn outbox_rows(self) -> i64 {
+        self.invoices * self.outbox_per_invoice
+    }
+    fn inbox_rows(self) -> i64 {
+        self.invoices * self.inbox_per_invoice
+    }
+}
+
+/// Fills the outbox and the inbox: half the rows of each are older than `cutoff` (and so
+/// due for removal), half newer; the newest 1,000 outbox rows are not published yet (a
+/// purge must never touch them, whatever their age).
+async fn fill(db: &PgPool, ledger: Ledger, cutoff: DateTime<Utc>, round: u8) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (destination, routing_key, message_id, correlation_id, payload, created_at, published_at, sequence)
+         SELECT 'events', 'reminder.sent', gen_random_uuid(), 'F-' || (n % $2),
+                '{\"version\":1,\"event_type\":\"reminder.sent\"}'::jsonb,
+                $3 + (n - $1 / 2) * interval '1 millisecond',
+                CASE WHEN n > $1 - 1000 THEN NULL ELSE $3 + (n - $1 / 2) * interval '1 millisecond' END,
+                n
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(ledger.outbox_rows())
+    .bind(ledger.invoices)
+    .bind(cutoff)
+    .execute(db)
+    .await
+    .context("filling the outbox")?;
+    sqlx::query(
+        "INSERT INTO processed_messages (consumer, message_id, processed_at)
+         SELECT 'payments', 'evt-' || $3 || '-' || n, $2 + (n - $1 / 2) * interval '1 millisecond'
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(ledger.inbox_rows())
+    .bind(cutoff)
+    .bind(i32::from(round))
+    .execute(db)
+    .await
+    .context("filling the inbox")?;
+    for table in ["outbox", "processed_messages"] {
+        sqlx::query(&format!("ANALYZE {table}"))
+            .execute(db)
+            .await
+            .with_context(|| format!("analyzing {table}"))?;
+    }
+    Ok(())
+}
+
+async fn count(db: &PgPool, sql: &str) -> anyhow::Result<i64> {
+    sqlx::query_scalar(sql)
+        .fetch_one(db)
+        .await
+        .with_context(|| format!("counting: {sql}"))
+}
+
+/// The outbox relay's claim, timed (what a purge must not slow down).
+async fn relay_claim(db: &PgPool) -> anyhow::Result<std::time::Duration> {
+    let started = Instant::now();
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("the relay's claim")?;
+    tx.rollback().await?;
+    Ok(started.elapsed())
+}
+
+async fn retention(db: PgPool, ledger: Ledger, batch: i64) -> anyhow::Result<()> {
+    let cutoff = Utc::now() - Duration::days(60);
+    println!(
+        "relance-bench retention: a ledger of {} invoices: {} outbox rows, {} inbox records; batch {batch}",
+        ledger.invoices,
+        ledger.outbox_rows(),
+        ledger.inbox_rows()
+    );
+    let filling = Instant::now();
+    fill(&db, ledger, cutoff, 1).await?;
+    println!("filled in {:.1} s", filling.elapsed().as_secs_f64());
+    let due: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM outbox WHERE published_at < $1)
+              + (SELECT count(*) FROM processed_messages WHERE processed_at < $1)",
+    )
+    .bind(cutoff)
+    .fetch_one(&db)
+    .await
+    .context("counting the rows past their window")?;
+    let recent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at >= $1")
+        .bind(cutoff)
+        .fetch_one(&db)
+        .await
+        .context("counting the recent rows")?;
+
+    // relance's purge, with the relay's claim timed beside it.
+    let purging = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let purged = relance_storage::retention::purge(&db, cutoff, cutoff, batch).await;
+            (purged, started.elapsed())
+        })
+    };
+    let mut claims = Vec::new();
+    while !purging.is_finished() {
+        claims.push(relay_claim(&db).await?);
+    }
+    let (purged, purge_time) = purging.await.context("the purge task")?;
+    let purged = purged?;
+    let removed = purged.outbox + purged.inbox;
+    anyhow::ensure!(
+        removed == u64::try_from(due)?,
+        "the purge left rows past their window"
+    );
+    anyhow::ensure!(
+        count(&db, "SELECT count(*) FROM outbox WHERE published_at IS NULL").await? == 1000
+            && count(&db, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL").await? == recent,
+        "the purge touched unpublished or recent outbox rows"
+    );
+    claims.sort();
+    let p99 = claims
+        .get(claims.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or_default();
+    let max = claims.last().copied().unwrap_or_default();
+
+    // The ceiling: the same number of rows removed by one unbatched statement per table.
+    fill(&db, ledger, cutoff, 2).await?;
+    let ceiling_started = Instant::now();
+    let raw: u64 = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
+        .bind(cutoff)
+        .execute(&db)
+        .await
+        .context("the unbatched outbox delete")?
+        .rows_affected()
+        + sqlx::query("DELETE FROM processed_messages WHERE processed_at < $1")
+            .bind(cutoff)
+            .execute(&db)
+            .await
+            .context("the unbatched inbox delete")?
+            .rows_affected();
+    let ceiling_time = ceiling_started.elapsed();
+
+    let rate = |rows: u64, time: std::time::Duration| rows as f64 / time.as_secs_f64().max(1e-9);
+    println!("| figure | relance | ceiling (one unbatched DELETE) | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| rows removed (of {due} past their window) | {removed} (outbox {}, inbox {}) | {raw} | |",
+        purged.outbox, purged.inbox
+    );
+    println!(
+        "| removal rate | {:.0} rows/s in {:.1} s | {:.0} rows/s in {:.1} s | {:.0}% |",
+        rate(removed, purge_time),
+        purge_time.as_secs_f64(),
+        rate(raw, ceiling_time),
+        ceiling_time.as_secs_f64(),
+        100.0 * rate(removed, purge_time) / rate(raw, ceiling_time).max(1e-9)
+    );
+    println!(
+        "| relay claim during the purge | {} claims, p99 {:.1} ms, max {:.1} ms | | |",
+        claims.len(),
+        p99.as_secs_f64() * 1000.0,
+        max.as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
