@@ -84,20 +84,24 @@ fn reach_of(contact: &Contact) -> Reach {
 /// What a rendering settles.
 #[derive(Debug)]
 pub enum Settlement {
-    /// Stored (with its PDF, if any), the step moved to `next_status`, journaled with
-    /// `journal_detail`, and handed on: `handoff` to the channel's sender, or, for a call
-    /// (`None`), as a call task.
-    Store {
-        message: Box<RenderedMessage>,
-        document: Option<crate::Document>,
-        next_status: StepStatus,
-        journal_detail: serde_json::Value,
-        handoff: Option<Handoff>,
-    },
+    /// Stored and handed on.
+    Store(Box<Stored>),
     /// Nothing to send it to on this channel: skipped.
     Skip(ReminderSkippedV1),
     /// It cannot be made deliverable: failed.
     Fail(ReminderFailedV1),
+}
+
+/// A rendered message stored (with its PDF, if any), the step moved to `next_status`,
+/// journaled with `journal_detail`, and handed on: `handoff` to the channel's sender, or,
+/// for a call (`None`), as a call task.
+#[derive(Debug)]
+pub struct Stored {
+    pub message: RenderedMessage,
+    pub document: Option<crate::Document>,
+    pub next_status: StepStatus,
+    pub journal_detail: serde_json::Value,
+    pub handoff: Option<Handoff>,
 }
 
 /// The job a rendered message leaves for its channel's sender.
@@ -129,13 +133,13 @@ pub fn settle(step: &StepRecord, rendering: Rendering) -> Settlement {
     } else {
         (StepStatus::Rendered, Some(handoff_of(step)))
     };
-    Settlement::Store {
+    Settlement::Store(Box::new(Stored {
         journal_detail: rendered_detail(step, &message, &facts),
-        message,
+        message: *message,
         document,
         next_status,
         handoff,
-    }
+    }))
 }
 
 /// `reminder.rendered`'s journal entry: the step, channel, message id, subject and
@@ -305,18 +309,18 @@ mod tests {
     #[test]
     fn a_message_is_handed_to_its_senders_queue_and_journaled_with_its_facts() {
         let step = reminder("registered_letter");
-        let Settlement::Store {
+        let Settlement::Store(stored) = settle(
+            &step,
+            ready(&step, json!({ "pages": 2, "subject": "kept from facts" })),
+        ) else {
+            panic!("stored")
+        };
+        let Stored {
             next_status,
             journal_detail,
             handoff,
             ..
-        } = settle(
-            &step,
-            ready(&step, json!({ "pages": 2, "subject": "kept from facts" })),
-        )
-        else {
-            panic!("stored")
-        };
+        } = *stored;
         assert_eq!(next_status, StepStatus::Rendered);
         let handoff = handoff.unwrap();
         assert_eq!(
@@ -342,14 +346,11 @@ mod tests {
     #[test]
     fn a_call_awaits_its_outcome_and_goes_to_no_sender() {
         let step = reminder("call");
-        let Settlement::Store {
-            next_status, handoff, ..
-        } = settle(&step, ready(&step, json!({ "task": true })))
-        else {
+        let Settlement::Store(stored) = settle(&step, ready(&step, json!({ "task": true }))) else {
             panic!("stored")
         };
-        assert_eq!(next_status, StepStatus::AwaitingOutcome);
-        assert!(handoff.is_none());
+        assert_eq!(stored.next_status, StepStatus::AwaitingOutcome);
+        assert!(stored.handoff.is_none());
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod test_fixtures;
 
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use decision::{Handoff, Route, Settlement};
+use decision::{Handoff, Route, Settlement, Stored};
 use minijinja::Environment;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
@@ -243,14 +243,14 @@ async fn apply_settlement(
     settlement: Settlement,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    let (rendered, document, next_status, journal_detail, handoff) = match settlement {
-        Settlement::Store {
-            message,
-            document,
-            next_status,
-            journal_detail,
-            handoff,
-        } => (message, document, next_status, journal_detail, handoff),
+    let Stored {
+        message: rendered,
+        document,
+        next_status,
+        journal_detail,
+        handoff,
+    } = match settlement {
+        Settlement::Store(stored) => *stored,
         Settlement::Skip(skipped) => {
             return settle_unrenderable(tx, step, StepStatus::Skipped, &skipped, now).await;
         }
@@ -792,10 +792,8 @@ mod tests {
         }
     }
 
-    /// From the firm tone on, a late invoice's email states the interest to date and, for a
-    /// business, the 40 EUR indemnity, with the total; a courteous one does not.
-    #[test]
-    fn firm_reminders_state_interest_and_indemnity_to_date() {
+    /// The default policy and its templates, on 5 May 2026 at 07:00 UTC.
+    fn setup() -> (DunningPolicy, Environment<'static>, Config, DateTime<Utc>) {
         let policy = DunningPolicy::default_policy().unwrap();
         let env = templates::environment(None, &policy).unwrap();
         let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
@@ -803,20 +801,33 @@ mod tests {
             .with_timezone(&Utc);
         let clock = Arc::new(SimulatedClock::starting_at(now));
         let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
-        let step = |template: &str, tone: &str| StepRecord {
+        (policy, env, config, now)
+    }
+
+    /// An email step of invoice F-1 rendering `template` in `tone`.
+    fn email_step(template: &str, tone: &str, position: i32, now: DateTime<Utc>) -> StepRecord {
+        StepRecord {
             id: Uuid::from_u128(2),
             invoice_id: Uuid::from_u128(1),
             invoice_number: "F-1".into(),
             name: template.into(),
             kind: "reminder".parse().unwrap(),
-            position: 2,
+            position,
             channel: "email".parse().unwrap(),
             template: template.into(),
             tone: tone.parse().unwrap(),
             due_at: now,
             status: "queued".parse().unwrap(),
             emitted_on: None,
-        };
+        }
+    }
+
+    /// From the firm tone on, a late invoice's email states the interest to date and, for a
+    /// business, the 40 EUR indemnity, with the total; a courteous one does not.
+    #[test]
+    fn firm_reminders_state_interest_and_indemnity_to_date() {
+        let (_, env, config, now) = setup();
+        let step = |template: &str, tone: &str| email_step(template, tone, 2, now);
         let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 5).unwrap();
         for (language, kind) in [
             ("fr", CustomerKind::Business),
@@ -892,13 +903,7 @@ mod tests {
     /// and call scripts have their own tests in sms.rs, letter.rs and call.rs.)
     #[test]
     fn every_policy_template_renders_in_both_languages() {
-        let policy = DunningPolicy::default_policy().unwrap();
-        let env = templates::environment(None, &policy).unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let clock = Arc::new(SimulatedClock::starting_at(now));
-        let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
+        let (policy, env, config, now) = setup();
         let mut emails: Vec<String> = policy
             .template_uses()
             .into_iter()
@@ -922,20 +927,7 @@ mod tests {
         for template in emails.iter().map(String::as_str) {
             for language in ["fr", "en"] {
                 for kind in [CustomerKind::Business, CustomerKind::Consumer] {
-                    let step = StepRecord {
-                        id: Uuid::from_u128(2),
-                        invoice_id: Uuid::from_u128(1),
-                        invoice_number: "F-1".into(),
-                        name: template.into(),
-                        kind: "reminder".parse().unwrap(),
-                        position: 0,
-                        channel: "email".parse().unwrap(),
-                        template: template.into(),
-                        tone: "formal".parse().unwrap(),
-                        due_at: now,
-                        status: "queued".parse().unwrap(),
-                        emitted_on: None,
-                    };
+                    let step = email_step(template, "formal", 0, now);
                     let m = render(&env, &config, &step, &invoice(language, kind), now).unwrap();
                     assert!(!m.subject.is_empty() && !m.subject.contains('\n'), "{template}");
                     assert!(m.subject.contains("F-1"), "{template}: {}", m.subject);
@@ -970,32 +962,13 @@ mod tests {
     /// languages and both formats; a lone one says nothing of them.
     #[test]
     fn a_grouped_reminder_lists_the_other_invoices_and_the_total() {
-        let policy = DunningPolicy::default_policy().unwrap();
-        let env = templates::environment(None, &policy).unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let clock = Arc::new(SimulatedClock::starting_at(now));
-        let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
+        let (_, env, config, now) = setup();
         for template in ["reminder", "firm_reminder", "final_reminder", "formal_notice"] {
             for (language, listed, total) in [
                 ("fr", "facture F-2 du 01/03/2026", "2\u{202f}000,00\u{a0}€"),
                 ("en", "invoice F-2 dated 1 March 2026", "€2,000.00"),
             ] {
-                let step = StepRecord {
-                    id: Uuid::from_u128(2),
-                    invoice_id: Uuid::from_u128(1),
-                    invoice_number: "F-1".into(),
-                    name: template.into(),
-                    kind: "reminder".parse().unwrap(),
-                    position: 1,
-                    channel: "email".parse().unwrap(),
-                    template: template.into(),
-                    tone: "firm".parse().unwrap(),
-                    due_at: now,
-                    status: "queued".parse().unwrap(),
-                    emitted_on: None,
-                };
+                let step = email_step(template, "firm", 1, now);
                 let mut other = invoice(language, CustomerKind::Business);
                 other.number = "F-2".into();
                 other.balance = rust_decimal::Decimal::new(50000, 2);

@@ -17,6 +17,7 @@
 pub mod courier;
 pub mod http;
 pub mod mailer;
+pub mod outbox_file;
 pub mod postal;
 pub mod sms;
 pub mod smtp;
@@ -194,10 +195,11 @@ pub async fn deliver_job(
         attempt,
     };
     // When a transient failure is tried again: the consumer's retry budget decides.
-    let retry_in = match relance_messaging::RetryPolicy::from_settings(&config.settings).after_failure(&message) {
-        relance_messaging::RetryDecision::Retry(next) => Some(next.wait),
-        relance_messaging::RetryDecision::GiveUp(_) => None,
-    };
+    let retry_in =
+        match relance_messaging::RetryPolicy::from_settings(&config.settings).after_failure(&message) {
+            relance_messaging::RetryDecision::Retry(next) => Some(next.wait),
+            relance_messaging::RetryDecision::GiveUp(_) => None,
+        };
     let bounces = courier.kind() == CHANNEL;
     let decided = outcome_action(outcome, retry_in, bounces);
     record_outcome(db, config, &delivery, decided, message.retries).await
@@ -417,7 +419,10 @@ enum OutcomeAction {
     /// No answer after the end of DATA: left for the sweep (the delivery is ambiguous).
     Ambiguous(String),
     /// A transient failure with retry budget left: deferred, retried after `wait`.
-    Retry { reason: String, wait: std::time::Duration },
+    Retry {
+        reason: String,
+        wait: std::time::Duration,
+    },
     /// A permanent failure, or a transient one past the budget: failed. `bounce`: an SMTP
     /// server refused the customer's address for good.
     Fail { reason: String, bounce: bool },
@@ -747,7 +752,10 @@ mod tests {
         let retried = outcome_action(Err(DeliveryError::Transient("421".into())), Some(wait), true);
         assert!(matches!(retried, OutcomeAction::Retry { reason, wait: w } if reason == "421" && w == wait));
         let spent = outcome_action(Err(DeliveryError::Transient(refusal())), None, true);
-        assert!(matches!(spent, OutcomeAction::Fail { bounce: false, .. }), "{spent:?}");
+        assert!(
+            matches!(spent, OutcomeAction::Fail { bounce: false, .. }),
+            "{spent:?}"
+        );
     }
 
     #[test]
