@@ -2,31 +2,23 @@
 //! person of the accounts team who calls the customer. Stored like any rendered message (the
 //! phone number as recipient), but handed to no sender: `render_job` opens a task instead.
 
-use crate::{common_context, Common, Rendering};
+use crate::{common_context, Common, Rendering, Target};
 use anyhow::anyhow;
-use chrono::{DateTime, Utc};
 use minijinja::{context, Environment};
 use relance_config::Config;
-use relance_storage::deliveries::{ClaimHistory, Contact};
-use relance_storage::invoices::InvoiceRecord;
-use relance_storage::steps::{RenderedMessage, StepRecord};
+use relance_storage::steps::RenderedMessage;
 use serde_json::json;
 
-pub fn render(
-    env: &Environment<'static>,
-    config: &Config,
-    step: &StepRecord,
-    invoice: &InvoiceRecord,
-    contact: &Contact,
-    history: &ClaimHistory,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Rendering> {
+pub fn render(env: &Environment<'static>, config: &Config, target: &Target<'_>) -> anyhow::Result<Rendering> {
+    let Target {
+        step, contact, now, ..
+    } = *target;
     let Some(phone) = contact.phone.clone() else {
         return Ok(Rendering::Skip("the customer has no phone number".to_string()));
     };
     let Common {
         language, context, ..
-    } = common_context(config, step, invoice, history, now)?;
+    } = common_context(config, target)?;
     let context = context! { phone => phone, ..context };
     let name = format!("{}/{}.call", language.as_str(), step.template);
     let mut captured = env.get_template(&name)?.render_captured(&context)?;
@@ -73,11 +65,34 @@ mod tests {
         test_fixtures::invoice("business", language)
     }
 
-    use chrono::TimeZone;
+    use chrono::{DateTime, TimeZone, Utc};
     use relance_config::Settings;
     use relance_domain::{DunningPolicy, SimulatedClock};
+    use relance_storage::deliveries::{ClaimHistory, Contact};
     use relance_storage::invoices::InvoiceRecord;
+    use relance_storage::steps::StepRecord;
     use std::sync::Arc;
+
+    /// The step to render, without payments or reminders sent before.
+    fn target<'a>(
+        step: &'a StepRecord,
+        invoice: &'a InvoiceRecord,
+        contact: &'a Contact,
+        now: DateTime<Utc>,
+    ) -> Target<'a> {
+        const NO_HISTORY: &ClaimHistory = &ClaimHistory {
+            payments: Vec::new(),
+            formal_notice: None,
+            reminders_sent: 0,
+        };
+        Target {
+            step,
+            invoice,
+            contact,
+            history: NO_HISTORY,
+            now,
+        }
+    }
 
     /// On 21 March 2026, 12 days after the due date, 1 000.00 of 1 500.00 left.
     fn setup() -> (Environment<'static>, Config, DateTime<Utc>) {
@@ -113,16 +128,10 @@ mod tests {
                 ],
             ),
         ] {
-            let Rendering::Ready { message, .. } = render(
-                &env,
-                &config,
-                &step("call_script", "reminder", "call"),
-                &invoice(language),
-                &contact,
-                &ClaimHistory::default(),
-                now,
-            )
-            .unwrap() else {
+            let (step, invoice) = (step("call_script", "reminder", "call"), invoice(language));
+            let Rendering::Ready { message, .. } =
+                render(&env, &config, &target(&step, &invoice, &contact, now)).unwrap()
+            else {
                 panic!("a call script")
             };
             assert!(message.subject.starts_with(expected[0]), "{}", message.subject);
@@ -136,16 +145,9 @@ mod tests {
             );
             assert_eq!(message.recipients, vec!["+33612345678".to_string()]);
         }
-        let without_phone = render(
-            &env,
-            &config,
-            &step("call_script", "reminder", "call"),
-            &invoice("fr"),
-            &Contact::default(),
-            &ClaimHistory::default(),
-            now,
-        )
-        .unwrap();
+        let (step, invoice) = (step("call_script", "reminder", "call"), invoice("fr"));
+        let without_phone =
+            render(&env, &config, &target(&step, &invoice, &Contact::default(), now)).unwrap();
         assert!(matches!(without_phone, Rendering::Skip(reason) if reason.contains("no phone")));
     }
 

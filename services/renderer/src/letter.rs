@@ -6,15 +6,13 @@
 //! the step skipped, with the reason.
 
 use crate::pdf::{self, Letter};
-use crate::{common_context, Common, Document, Rendering};
+use crate::{common_context, Common, Document, Rendering, Target};
 use anyhow::anyhow;
-use chrono::{DateTime, Utc};
 use minijinja::Environment;
 use relance_config::Config;
-use relance_domain::claim::INDEMNITY_CURRENCY;
+use relance_domain::claim::{Claim, INDEMNITY_CURRENCY};
 use relance_domain::locale::format_date;
 use relance_domain::{Channel, Language, Money};
-use relance_storage::deliveries::{ClaimHistory, Contact};
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{RenderedMessage, StepRecord};
 use rust_decimal::Decimal;
@@ -88,37 +86,55 @@ fn labels(language: Language) -> Labels {
     }
 }
 
-pub fn render(
-    env: &Environment<'static>,
-    config: &Config,
-    step: &StepRecord,
-    invoice: &InvoiceRecord,
-    contact: &Contact,
-    history: &ClaimHistory,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Rendering> {
+/// What a letter claims: nothing on top of the balance before the due date.
+struct Claimed {
+    overdue: bool,
+    interest: Decimal,
+    indemnity: Decimal,
+    total: Decimal,
+    rate: Option<Decimal>,
+    /// The indemnity is added to the total (not in a total in another currency than the euro).
+    indemnity_in_total: bool,
+}
+
+impl Claimed {
+    fn of(claim: Option<&Claim>, invoice: &InvoiceRecord) -> Self {
+        match claim {
+            Some(c) => Claimed {
+                overdue: true,
+                interest: c.late_interest,
+                indemnity: c.recovery_indemnity,
+                total: c.total,
+                rate: c.rate_percent,
+                indemnity_in_total: c.indemnity_in_total,
+            },
+            None => Claimed {
+                overdue: false,
+                interest: Decimal::ZERO,
+                indemnity: Decimal::ZERO,
+                total: invoice.balance,
+                rate: None,
+                indemnity_in_total: true,
+            },
+        }
+    }
+}
+
+pub fn render(env: &Environment<'static>, config: &Config, target: &Target<'_>) -> anyhow::Result<Rendering> {
+    let Target {
+        step,
+        invoice,
+        contact,
+        now,
+        ..
+    } = *target;
     let Some(address) = contact.postal_address.clone().filter(|a| !a.trim().is_empty()) else {
         return Ok(Rendering::Skip("the customer has no postal address".to_string()));
     };
     let registered = step.channel == Channel::RegisteredLetter;
-    let Common {
-        language,
-        today,
-        context,
-        money,
-        claim,
-        claim_context,
-    } = common_context(config, step, invoice, history, now)?;
-    let euros = |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
-    let channels = &config.settings.channels;
-    let overdue = claim.is_some();
-    // Credit notes lower the debt itself: the letter states the invoice net of them.
-    let owed = invoice.amount - invoice.credited;
-    // Before the due date nothing is claimed on top of the balance.
-    let (interest, indemnity, total, rate) = match &claim {
-        Some(c) => (c.late_interest, c.recovery_indemnity, c.total, c.rate_percent),
-        None => (Decimal::ZERO, Decimal::ZERO, invoice.balance, None),
-    };
+    let common = common_context(config, target)?;
+    let (language, today) = (common.language, common.today);
+    let claimed = Claimed::of(common.claim.as_ref(), invoice);
     let creditor = &config.settings.creditor;
     let place_and_date = match language {
         Language::Fr => format!(
@@ -128,93 +144,14 @@ pub fn render(
         ),
         Language::En => format!("{}, {}", place(&creditor.address), format_date(today, language)),
     };
-    let context = minijinja::context! {
-        today => format_date(today, language),
-        registered => registered,
-        notice_days => channels.formal_notice_days,
-        interest => money(interest),
-        interest_rate => rate.map(|r| percent(r, language)),
-        has_interest => !interest.is_zero(),
-        indemnity => euros(indemnity),
-        has_indemnity => !indemnity.is_zero(),
-        total_claimed => money(total),
-        claim => claim_context,
-        ..context
-    };
-    let name = format!("{}/{}.letter", language.as_str(), step.template);
-    let template = env.get_template(&name)?;
-    let mut captured = template.render_captured(&context)?;
-    let (subject, body) = captured
-        .with_state_mut(|state| -> Result<(String, String), minijinja::Error> {
-            Ok((state.render_block("subject")?, state.render_block("body")?))
-        })
-        .map_err(|e| anyhow!("{name}: {e}"))?;
-    let subject: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
-    let paragraphs: Vec<String> = body
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect();
-
+    let references = references(step, invoice, &common, &claimed);
+    let (subject, paragraphs) = subject_and_paragraphs(env, config, step, common, &claimed, registered)?;
     let l = labels(language);
-    let formal = step.tone == relance_domain::Tone::Formal;
-    let paid = owed - invoice.balance;
-    let mut references = vec![
-        (l.number.to_string(), invoice.number.clone()),
-        (l.issued.to_string(), format_date(invoice.issued_on, language)),
-        (l.due.to_string(), format_date(invoice.due_on, language)),
-        (l.amount.to_string(), money(owed)),
-    ];
-    if !paid.is_zero() {
-        references.push((l.paid.to_string(), money(paid)));
-    }
-    references.push((l.balance.to_string(), money(invoice.balance)));
-    if formal && overdue {
-        references.push((
-            format!("{}{}", l.interest, format_date(today, language)),
-            money(interest),
-        ));
-        if !indemnity.is_zero() {
-            references.push((l.indemnity.to_string(), euros(indemnity)));
-        }
-        // A total in another currency than the euro leaves the indemnity out, and says so.
-        let total_label = match (&claim, language) {
-            (Some(c), Language::Fr) if !c.indemnity_in_total && !indemnity.is_zero() => {
-                format!("{} (hors indemnité)", l.total)
-            }
-            (Some(c), Language::En) if !c.indemnity_in_total && !indemnity.is_zero() => {
-                format!("{} (excluding the indemnity)", l.total)
-            }
-            _ => l.total.to_string(),
-        };
-        references.push((total_label, money(total)));
-    }
-    let mut letterhead = vec![creditor.name.clone()];
-    letterhead.extend(creditor.address.lines().map(str::to_string));
-    letterhead.push(
-        [creditor.email.as_str(), creditor.phone.as_str()]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join(" · "),
-    );
-    let mut recipient = vec![
-        invoice.customer_name.clone(),
-        format!("{}{}", l.attention, invoice.contact_name),
-    ];
-    recipient.extend(
-        address
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_string),
-    );
+    let recipient = recipient(&l, invoice, &address);
     let letter = Letter {
         title: subject.clone(),
         language: language.as_str().to_string(),
-        letterhead,
+        letterhead: letterhead(config),
         recipient: recipient.clone(),
         mention: registered.then(|| l.registered.to_string()),
         place_and_date: place_and_date.clone(),
@@ -230,13 +167,7 @@ pub fn render(
     };
     let (pdf, pages) = pdf::render(&letter)?;
     let sha256 = hex::encode(Sha256::digest(&pdf));
-    // The text of the letter, searchable beside its PDF.
-    let mut body_text = format!("{place_and_date}\n\n{}{subject}\n\n", l.subject);
-    for (label, value) in &references {
-        body_text.push_str(&format!("{label} : {value}\n"));
-    }
-    body_text.push('\n');
-    body_text.push_str(&paragraphs.join("\n\n"));
+    let body_text = letter_text(&place_and_date, &l, &subject, &references, &paragraphs);
     Ok(Rendering::Ready {
         message: Box::new(RenderedMessage {
             step_id: step.id,
@@ -257,12 +188,159 @@ pub fn render(
             "sha256": sha256,
             "pages": pages,
             "registered": registered,
-            "late_interest": interest,
-            "recovery_indemnity": indemnity,
-            "total_claimed": total,
+            "late_interest": claimed.interest,
+            "recovery_indemnity": claimed.indemnity,
+            "total_claimed": claimed.total,
         }),
         document: Some(Document { pdf, sha256, pages }),
     })
+}
+
+/// The template's `subject` (one line) and `body` (its paragraphs), rendered with what the
+/// letter claims.
+fn subject_and_paragraphs(
+    env: &Environment<'static>,
+    config: &Config,
+    step: &StepRecord,
+    common: Common,
+    claimed: &Claimed,
+    registered: bool,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let Common {
+        language,
+        today,
+        context,
+        money,
+        claim_context,
+        ..
+    } = common;
+    let euros = |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
+    let context = minijinja::context! {
+        today => format_date(today, language),
+        registered => registered,
+        notice_days => config.settings.channels.formal_notice_days,
+        interest => money(claimed.interest),
+        interest_rate => claimed.rate.map(|r| percent(r, language)),
+        has_interest => !claimed.interest.is_zero(),
+        indemnity => euros(claimed.indemnity),
+        has_indemnity => !claimed.indemnity.is_zero(),
+        total_claimed => money(claimed.total),
+        claim => claim_context,
+        ..context
+    };
+    let name = format!("{}/{}.letter", language.as_str(), step.template);
+    let template = env.get_template(&name)?;
+    let mut captured = template.render_captured(&context)?;
+    let (subject, body) = captured
+        .with_state_mut(|state| -> Result<(String, String), minijinja::Error> {
+            Ok((state.render_block("subject")?, state.render_block("body")?))
+        })
+        .map_err(|e| anyhow!("{name}: {e}"))?;
+    let subject: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let paragraphs: Vec<String> = body
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok((subject, paragraphs))
+}
+
+/// The invoice's references, and for a formal notice of a late invoice the interest to
+/// date, the indemnity and the total claimed.
+fn references(
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    common: &Common,
+    claimed: &Claimed,
+) -> Vec<(String, String)> {
+    let (language, today, money) = (common.language, common.today, &common.money);
+    let euros = |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
+    let l = labels(language);
+    let formal = step.tone == relance_domain::Tone::Formal;
+    // Credit notes lower the debt itself: the letter states the invoice net of them.
+    let owed = invoice.amount - invoice.credited;
+    let paid = owed - invoice.balance;
+    let mut references = vec![
+        (l.number.to_string(), invoice.number.clone()),
+        (l.issued.to_string(), format_date(invoice.issued_on, language)),
+        (l.due.to_string(), format_date(invoice.due_on, language)),
+        (l.amount.to_string(), money(owed)),
+    ];
+    if !paid.is_zero() {
+        references.push((l.paid.to_string(), money(paid)));
+    }
+    references.push((l.balance.to_string(), money(invoice.balance)));
+    if formal && claimed.overdue {
+        references.push((
+            format!("{}{}", l.interest, format_date(today, language)),
+            money(claimed.interest),
+        ));
+        if !claimed.indemnity.is_zero() {
+            references.push((l.indemnity.to_string(), euros(claimed.indemnity)));
+        }
+        // A total in another currency than the euro leaves the indemnity out, and says so.
+        let total_label = match language {
+            Language::Fr if !claimed.indemnity_in_total && !claimed.indemnity.is_zero() => {
+                format!("{} (hors indemnité)", l.total)
+            }
+            Language::En if !claimed.indemnity_in_total && !claimed.indemnity.is_zero() => {
+                format!("{} (excluding the indemnity)", l.total)
+            }
+            _ => l.total.to_string(),
+        };
+        references.push((total_label, money(claimed.total)));
+    }
+    references
+}
+
+/// The creditor's name, address lines, and email and phone on one line.
+fn letterhead(config: &Config) -> Vec<String> {
+    let creditor = &config.settings.creditor;
+    let mut letterhead = vec![creditor.name.clone()];
+    letterhead.extend(creditor.address.lines().map(str::to_string));
+    letterhead.push(
+        [creditor.email.as_str(), creditor.phone.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" · "),
+    );
+    letterhead
+}
+
+/// The customer's name, the contact it is for, then the address lines.
+fn recipient(l: &Labels, invoice: &InvoiceRecord, address: &str) -> Vec<String> {
+    let mut recipient = vec![
+        invoice.customer_name.clone(),
+        format!("{}{}", l.attention, invoice.contact_name),
+    ];
+    recipient.extend(
+        address
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string),
+    );
+    recipient
+}
+
+/// The text of the letter, searchable beside its PDF.
+fn letter_text(
+    place_and_date: &str,
+    l: &Labels,
+    subject: &str,
+    references: &[(String, String)],
+    paragraphs: &[String],
+) -> String {
+    let mut body_text = format!("{place_and_date}\n\n{}{subject}\n\n", l.subject);
+    for (label, value) in references {
+        body_text.push_str(&format!("{label} : {value}\n"));
+    }
+    body_text.push('\n');
+    body_text.push_str(&paragraphs.join("\n\n"));
+    body_text
 }
 
 #[cfg(test)]
@@ -274,9 +352,10 @@ mod tests {
         crate::test_fixtures::step("formal_notice", "reminder", channel, "formal_notice", "formal")
     }
 
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     use relance_config::Settings;
     use relance_domain::{DunningPolicy, SimulatedClock};
+    use relance_storage::deliveries::{ClaimHistory, Contact};
     use std::sync::Arc;
 
     /// Renders the formal notice of F-9 on 17 March 2026: 1 500.00 due 9 March, 500.00 paid
@@ -293,16 +372,15 @@ mod tests {
             )],
             ..ClaimHistory::default()
         };
-        render(
-            &env,
-            &config,
-            &step("registered_letter"),
-            &invoice(kind, language),
+        let (step, invoice) = (step("registered_letter"), invoice(kind, language));
+        let target = Target {
+            step: &step,
+            invoice: &invoice,
             contact,
-            &paid,
+            history: &paid,
             now,
-        )
-        .unwrap()
+        };
+        render(&env, &config, &target).unwrap()
     }
 
     fn address() -> Contact {

@@ -6,6 +6,7 @@
 //! its policy order. It sends nothing itself.
 
 pub mod call;
+pub mod decision;
 pub mod letter;
 pub mod pdf;
 pub mod sms;
@@ -15,20 +16,16 @@ mod test_fixtures;
 
 use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use decision::{Handoff, Route, Settlement, Stored};
 use minijinja::Environment;
 use relance_config::Config;
 use relance_contracts::names::{self, Names};
-use relance_contracts::{
-    CallTaskOpenedV1, ReminderDueV1, ReminderFailedV1, ReminderFallbackV1, ReminderRenderedV1,
-    ReminderSkippedV1, VERSION_1,
-};
+use relance_contracts::{CallTaskOpenedV1, ReminderDueV1, ReminderFallbackV1, ReminderSkippedV1, VERSION_1};
 use relance_domain::calls::task_expiry;
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::RateSource;
 use relance_domain::locale::format_date;
-use relance_domain::{
-    choose_channel, Channel, ChannelChoice, CustomerKind, Language, Money, Reach, StepKind, Tone,
-};
+use relance_domain::{Channel, CustomerKind, Language, Money, StepKind, Tone};
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing::{self, StepOutcome};
 use relance_storage::deliveries::{self, ClaimHistory, Contact};
@@ -86,8 +83,10 @@ pub async fn run_with_readiness(
     .await
 }
 
-/// Handles `reminder.due`. A job whose step has moved on (already rendered, or cancelled by
-/// a payment) is acknowledged without effect.
+/// Handles `reminder.due`: loads the step, its invoice and how the customer can be reached,
+/// lets [`decision`] say where it goes and what its rendering settles, and applies that. A
+/// job whose step has moved on (already rendered, or cancelled by a payment) is
+/// acknowledged without effect.
 #[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step), err)]
 pub async fn render_job(
     db: &PgPool,
@@ -101,15 +100,17 @@ pub async fn render_job(
     let Some(step) = steps::find(&mut conn, job.step_id).await? else {
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
     };
-    if step.status != StepStatus::Queued {
+    if !decision::awaits_rendering(&step) {
         tracing::info!(status = %step.status, "step is no longer queued; job ignored");
+        let detail = json!({ "stage": "render", "status": step.status });
+        let now = config.clock.now();
         journal::append(
             &mut conn,
-            config.clock.now(),
+            now,
             &step.invoice_number,
             Some(step.id),
             "job.ignored",
-            json!({ "stage": "render", "status": step.status }),
+            detail,
         )
         .await?;
         return Ok(());
@@ -121,186 +122,173 @@ pub async fn render_job(
         )));
     };
     let contact = deliveries::contact_of(&mut conn, &invoice.customer_id).await?;
-    let (planned, step, fallback) = match channel_choice(config, &step, &invoice, &contact)? {
-        ChannelChoice::Own => (step.clone(), step, None),
-        ChannelChoice::Fallback { to, template, reason } => {
-            let moved = StepRecord {
-                channel: to,
-                template,
-                ..step.clone()
-            };
-            (step, moved, Some(reason))
-        }
-        ChannelChoice::Unreachable { reason } => {
+    let route = decision::route(&config.policy, &step, invoice.risk, &contact);
+    let lists_group = route.lists_group();
+    let (planned, step, fallback) = match route {
+        Route::Render {
+            planned,
+            step,
+            fallback,
+        } => (planned, step, fallback),
+        Route::Unreachable { reason } => {
             drop(conn);
             let now = config.clock.now();
             let tx = db.begin().await.context("starting the skip transaction")?;
-            return settle_unrenderable(
-                tx,
-                &step,
-                StepStatus::Skipped,
-                &ReminderSkippedV1 {
-                    reason: reason.to_string(),
-                },
-                now,
-            )
-            .await;
+            let skipped = ReminderSkippedV1 { reason };
+            return settle_unrenderable(tx, &step, StepStatus::Skipped, &skipped, now).await;
         }
     };
-    let channel = step.channel;
-    // The customer's other overdue invoices grouped into this message, if any. A message
-    // that falls back to another channel goes alone: its members are released (below).
-    let members = groups::members(&mut conn, step.id).await?;
+    let inputs = load_inputs(&mut conn, &step, &invoice, lists_group).await?;
+    drop(conn);
+    let now = config.clock.now();
+    let target = Target {
+        step: &step,
+        invoice: &invoice,
+        contact: &contact,
+        history: &inputs.history,
+        now,
+    };
+    let rendering = render_step(env, config, &target, &inputs.others, &inputs.extra)
+        .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
+    let mut tx = db.begin().await.context("starting the render transaction")?;
+    if let Some(reason) = &fallback {
+        if !apply_fallback(&mut tx, planned, &step, reason, &inputs.members, now).await? {
+            return Ok(()); // Cancelled or taken meanwhile.
+        }
+    }
+    let listed = if lists_group {
+        inputs.members.as_slice()
+    } else {
+        &[]
+    };
+    let settlement = decision::settle(&step, rendering);
+    apply_settlement(tx, config, &step, &invoice, listed, settlement, now).await
+}
+
+/// What rendering a routed step reads besides the step and its invoice.
+struct RenderInputs {
+    /// The steps grouped into this message (their invoices are `others` when it lists them).
+    members: Vec<StepRecord>,
+    others: Vec<InvoiceRecord>,
+    history: ClaimHistory,
+    /// A recap's promised date and call date; empty otherwise.
+    extra: minijinja::Value,
+}
+
+/// Reads the group (its invoices only if the message lists them), the claim history and a
+/// recap's facts.
+async fn load_inputs(
+    conn: &mut sqlx::PgConnection,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    lists_group: bool,
+) -> Result<RenderInputs, HandlerError> {
+    // A message that falls back to another channel goes alone: its members are released.
+    let members = groups::members(&mut *conn, step.id).await?;
     let mut others = Vec::new();
-    if fallback.is_none() {
+    if lists_group {
         for member in &members {
-            if let Some(other) = invoices::find_by_id(&mut conn, member.invoice_id).await? {
+            if let Some(other) = invoices::find_by_id(&mut *conn, member.invoice_id).await? {
                 others.push(other);
             }
         }
     }
     // Every channel states the same claim, from the same payments and notice.
-    let history = deliveries::claim_history(&mut conn, invoice.id, Some(step.id)).await?;
+    let history = deliveries::claim_history(&mut *conn, invoice.id, Some(step.id)).await?;
     let extra = if step.kind == StepKind::Recap {
-        recap_context(&mut conn, &step, &invoice).await?
+        recap_context(conn, step, invoice).await?
     } else {
         minijinja::context! {}
     };
-    drop(conn);
-    let now = config.clock.now();
-    let outcome = render_step(
-        env, config, &step, &invoice, &others, &contact, &history, &extra, now,
-    )
-    .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
-    let mut tx = db.begin().await.context("starting the render transaction")?;
-    if let Some(reason) = &fallback {
-        if !steps::fall_back(&mut tx, step.id, channel, &step.template, now).await? {
-            return Ok(()); // Cancelled or taken meanwhile.
-        }
-        let detail = ReminderFallbackV1 {
-            from: planned.channel.to_string(),
-            to: step.channel.to_string(),
-            template: step.template.to_string(),
-            reason: reason.to_string(),
-        };
-        outgoing::announce_step_detail(&mut tx, now, &step, &detail).await?;
-        release_members(&mut tx, &members, &step, now).await?;
+    Ok(RenderInputs {
+        members,
+        others,
+        history,
+        extra,
+    })
+}
+
+/// Moves the step to the channel it falls back to, announces it and releases its group.
+/// Returns whether the step was still queued.
+async fn apply_fallback(
+    tx: &mut sqlx::PgConnection,
+    planned: Channel,
+    step: &StepRecord,
+    reason: &str,
+    members: &[StepRecord],
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    if !steps::fall_back(&mut *tx, step.id, step.channel, &step.template, now).await? {
+        return Ok(false);
     }
-    let (rendered, document, facts) = match outcome {
-        Rendering::Ready {
-            message,
-            document,
-            facts,
-        } => (message, document, facts),
-        Rendering::Skip(reason) => {
-            return settle_unrenderable(
-                tx,
-                &step,
-                StepStatus::Skipped,
-                &ReminderSkippedV1 {
-                    reason: reason.to_string(),
-                },
-                now,
-            )
-            .await;
-        }
-        Rendering::Refuse(reason) => {
-            return settle_unrenderable(
-                tx,
-                &step,
-                StepStatus::Failed,
-                &ReminderFailedV1 {
-                    reason: reason.to_string(),
-                    attempts: None,
-                },
-                now,
-            )
-            .await;
-        }
+    let detail = ReminderFallbackV1 {
+        from: planned.to_string(),
+        to: step.channel.to_string(),
+        template: step.template.to_string(),
+        reason: reason.to_string(),
     };
-    // A call waits for its outcome; a message waits for its sender.
-    let next_status = if channel.is_task() {
-        StepStatus::AwaitingOutcome
-    } else {
-        StepStatus::Rendered
+    outgoing::announce_step_detail(&mut *tx, now, step, &detail).await?;
+    release_members(tx, members, step, now).await?;
+    Ok(true)
+}
+
+/// Applies what the rendering settles, in the render transaction: the message stored and
+/// handed on (with the grouped invoices it `listed`), or the step skipped or failed.
+async fn apply_settlement(
+    mut tx: relance_storage::Tx<'_>,
+    config: &Config,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+    listed: &[StepRecord],
+    settlement: Settlement,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let Stored {
+        message: rendered,
+        document,
+        next_status,
+        journal_detail,
+        handoff,
+    } = match settlement {
+        Settlement::Store(stored) => *stored,
+        Settlement::Skip(skipped) => {
+            return settle_unrenderable(tx, step, StepStatus::Skipped, &skipped, now).await;
+        }
+        Settlement::Fail(failed) => {
+            return settle_unrenderable(tx, step, StepStatus::Failed, &failed, now).await;
+        }
     };
     if !steps::transition(&mut tx, step.id, &[StepStatus::Queued], next_status, None, now).await? {
         return Ok(()); // Cancelled or taken meanwhile.
     }
     steps::save_rendered(&mut tx, &rendered).await?;
-    if fallback.is_none() && !members.is_empty() {
+    if !listed.is_empty() {
         // Which invoices the message lists: the sender checks them again before delivering.
-        let listed: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+        let listed: Vec<Uuid> = listed.iter().map(|m| m.id).collect();
         groups::record_listed(&mut tx, step.id, &listed).await?;
     }
     if let Some(document) = &document {
         deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
     }
-    let mut detail = json!({
-        "step": step.name,
-        "channel": step.channel,
-        "message_id": rendered.message_id,
-        "subject": rendered.subject,
-        "recipients": rendered.recipients,
-    });
-    if let (Some(detail), Some(facts)) = (detail.as_object_mut(), facts.as_object()) {
-        detail.extend(facts.clone());
-    }
+    let invoice_number = &step.invoice_number;
     journal::append(
         &mut tx,
         now,
-        &step.invoice_number,
+        invoice_number,
         Some(step.id),
         "reminder.rendered",
-        detail,
+        journal_detail,
     )
     .await?;
-    if channel.is_task() {
-        open_call_task(&mut tx, config, &step, &invoice, &rendered, now).await?;
-    } else {
-        let next = ReminderRenderedV1 {
-            version: VERSION_1,
-            job_id: Uuid::new_v4(),
-            step_id: step.id,
-            invoice_number: step.invoice_number.clone(),
-            step: step.name.clone(),
-            channel: step.channel.to_string(),
-        };
-        let routing_key = names::reminder_rendered(step.channel.sender_kind());
-        outbox::enqueue(
-            &mut tx,
-            &outgoing::job(&routing_key, next.job_id, &step.invoice_number, &next)?,
-            now,
-        )
-        .await?;
+    match handoff {
+        None => open_call_task(&mut tx, config, step, invoice, &rendered, now).await?,
+        Some(Handoff { routing_key, job }) => {
+            let queued = outgoing::job(&routing_key, job.job_id, invoice_number, &job)?;
+            outbox::enqueue(&mut tx, &queued, now).await?;
+        }
     }
     tx.commit().await.context("committing the rendered message")?;
     Ok(())
-}
-
-/// The channel a step goes out on: its own, or a fallback when its own cannot reach the
-/// customer. Only reminders fall back (a thank-you or a recap goes by email).
-fn channel_choice(
-    config: &Config,
-    step: &StepRecord,
-    invoice: &InvoiceRecord,
-    contact: &Contact,
-) -> Result<ChannelChoice, HandlerError> {
-    if step.kind != StepKind::Reminder {
-        return Ok(ChannelChoice::Own);
-    }
-    let planned = step.channel;
-    let risk = invoice.risk;
-    let order = config.policy.fallback_order(risk, &step.name, planned);
-    let reach = Reach {
-        phone: contact.phone.clone(),
-        has_postal_address: contact
-            .postal_address
-            .as_deref()
-            .is_some_and(|a| !a.trim().is_empty()),
-        email_bounce: contact.email_bounce.clone(),
-    };
-    Ok(choose_channel(planned, &order, &reach))
 }
 
 /// What a recap email says beside the invoice: the promised date and the day of the call.
@@ -426,33 +414,35 @@ pub struct Document {
     pub pages: usize,
 }
 
-/// Renders one step on its channel; `extra` adds to the email templates' context (a
-/// recap's promised date).
-#[allow(clippy::too_many_arguments)]
+/// What one step is rendered from: the step (on the channel it goes out on), its invoice,
+/// how the customer can be reached, the claim's history, and the time of rendering.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub step: &'a StepRecord,
+    pub invoice: &'a InvoiceRecord,
+    pub contact: &'a Contact,
+    pub history: &'a ClaimHistory,
+    pub now: DateTime<Utc>,
+}
+
+/// Renders one step on its channel; `others` are the invoices grouped into an email,
+/// `extra` adds to the email templates' context (a recap's promised date).
 pub fn render_step(
     env: &Environment<'static>,
     config: &Config,
-    step: &StepRecord,
-    invoice: &InvoiceRecord,
+    target: &Target<'_>,
     others: &[InvoiceRecord],
-    contact: &Contact,
-    history: &ClaimHistory,
     extra: &minijinja::Value,
-    now: DateTime<Utc>,
 ) -> anyhow::Result<Rendering> {
-    match step.channel {
+    match target.step.channel {
         Channel::Email => Ok(Rendering::Ready {
-            message: Box::new(render_email_with(
-                env, config, step, invoice, others, history, extra, now,
-            )?),
+            message: Box::new(render_email_with(env, config, target, others, extra)?),
             document: None,
             facts: json!({}),
         }),
-        Channel::Call => call::render(env, config, step, invoice, contact, history, now),
-        Channel::Sms => sms::render(env, config, step, invoice, contact, history, now),
-        Channel::Letter | Channel::RegisteredLetter => {
-            letter::render(env, config, step, invoice, contact, history, now)
-        }
+        Channel::Call => call::render(env, config, target),
+        Channel::Sms => sms::render(env, config, target),
+        Channel::Letter | Channel::RegisteredLetter => letter::render(env, config, target),
     }
 }
 
@@ -470,34 +460,25 @@ pub struct Common {
     pub claim_context: Option<minijinja::Value>,
 }
 
-pub fn common_context(
-    config: &Config,
-    step: &StepRecord,
-    invoice: &InvoiceRecord,
-    history: &ClaimHistory,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Common> {
+pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Common> {
+    let Target {
+        step,
+        invoice,
+        history,
+        now,
+        ..
+    } = *target;
     let language = invoice.language;
     let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
     let tz = invoice.timezone;
     let today = now.with_timezone(&tz).date_naive();
     let money = move |amount| Money::new(amount, currency).format(language);
-    let euros = move |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
     // Credit notes lower what is owed; they are not payments.
     let owed = invoice.amount - invoice.credited;
     let paid = owed - invoice.balance;
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
-    // A formal notice gives its own deadline (RELANCE_FORMAL_NOTICE_DAYS), on every channel.
-    let pay_within = if step.tone == Tone::Formal {
-        config.settings.channels.formal_notice_days
-    } else {
-        config.settings.pay_within_days
-    };
-    let pay_by = today
-        .checked_add_days(Days::new(u64::from(pay_within)))
-        .unwrap_or(today);
-    let kind = invoice.kind;
+    let pay_by = pay_by(config, step, today);
     let notice_on = history.formal_notice_effective_on(tz, config.settings.postal_delivery_days);
     let claim = claim_on(
         &config
@@ -505,36 +486,16 @@ pub fn common_context(
             .channels
             .interest_terms()
             .for_customer(invoice.late_interest_percent),
-        kind,
+        invoice.kind,
         &debt_of(invoice, currency),
         &history.payments,
         notice_on,
         today,
     );
-    // The indemnity's equivalent in the invoice's currency, when the policy gives a rate.
-    let equivalent = config
-        .policy
-        .indemnity_equivalents
-        .get(currency.code())
-        .filter(|_| currency != INDEMNITY_CURRENCY);
-    let claim_context = claim.as_ref().filter(|c| c.adds_anything()).map(|c| {
-        minijinja::context! {
-            late_interest => money(c.late_interest),
-            has_interest => !c.late_interest.is_zero(),
-            interest_from => c.interest_from.map(|d| format_date(d, language)),
-            rate => c.rate_percent.map(|r| letter::percent(r, language)),
-            basis => c.rate_source.map(RateSource::as_str),
-            rates_estimated => !c.rates_known,
-            recovery_indemnity => euros(c.recovery_indemnity),
-            has_indemnity => !c.recovery_indemnity.is_zero(),
-            indemnity_in_total => c.indemnity_in_total,
-            indemnity_equivalent => equivalent.filter(|_| !c.recovery_indemnity.is_zero()).map(|rate| {
-                indemnity_equivalent_context(money(c.recovery_indemnity * rate.per_euro), rate, currency, language)
-            }),
-            total => money(c.total),
-        }
-    });
-    let creditor = &config.settings.creditor;
+    let claim_context = claim
+        .as_ref()
+        .filter(|c| c.adds_anything())
+        .map(|c| claim_context(config, c, currency, language));
     let attach_invoice = invoice.has_pdf && step.kind == StepKind::Reminder;
     let context = minijinja::context! {
         contact_name => invoice.contact_name,
@@ -555,12 +516,7 @@ pub fn common_context(
         tone => step.tone,
         // What the customer actually received before this message (the wording follows it).
         reminders_sent => history.reminders_sent,
-        creditor => minijinja::context! {
-            name => creditor.name, address => creditor.address, iban => creditor.iban, bic => creditor.bic,
-            email => creditor.email, phone => creditor.phone,
-            signature => creditor.signature_in(language.as_str()),
-            legal_mentions => creditor.legal_mentions_in(language.as_str()),
-        },
+        creditor => creditor_context(config, language),
     };
     Ok(Common {
         language,
@@ -570,6 +526,63 @@ pub fn common_context(
         claim,
         claim_context,
     })
+}
+
+/// The day to pay by: a formal notice gives its own deadline (RELANCE_FORMAL_NOTICE_DAYS),
+/// on every channel; other messages the usual one.
+fn pay_by(config: &Config, step: &StepRecord, today: NaiveDate) -> NaiveDate {
+    let pay_within = if step.tone == Tone::Formal {
+        config.settings.channels.formal_notice_days
+    } else {
+        config.settings.pay_within_days
+    };
+    today
+        .checked_add_days(Days::new(u64::from(pay_within)))
+        .unwrap_or(today)
+}
+
+/// `claim` as the templates see it: interest, rate, indemnity (in euros, with its
+/// equivalent in the invoice's currency when the policy gives a rate) and total.
+fn claim_context(
+    config: &Config,
+    c: &Claim,
+    currency: relance_domain::money::Currency,
+    language: Language,
+) -> minijinja::Value {
+    let money = |amount| Money::new(amount, currency).format(language);
+    let euros = |amount| Money::new(amount, INDEMNITY_CURRENCY).format(language);
+    // The indemnity's equivalent in the invoice's currency, when the policy gives a rate.
+    let equivalent = config
+        .policy
+        .indemnity_equivalents
+        .get(currency.code())
+        .filter(|_| currency != INDEMNITY_CURRENCY);
+    minijinja::context! {
+        late_interest => money(c.late_interest),
+        has_interest => !c.late_interest.is_zero(),
+        interest_from => c.interest_from.map(|d| format_date(d, language)),
+        rate => c.rate_percent.map(|r| letter::percent(r, language)),
+        basis => c.rate_source.map(RateSource::as_str),
+        rates_estimated => !c.rates_known,
+        recovery_indemnity => euros(c.recovery_indemnity),
+        has_indemnity => !c.recovery_indemnity.is_zero(),
+        indemnity_in_total => c.indemnity_in_total,
+        indemnity_equivalent => equivalent.filter(|_| !c.recovery_indemnity.is_zero()).map(|rate| {
+            indemnity_equivalent_context(money(c.recovery_indemnity * rate.per_euro), rate, currency, language)
+        }),
+        total => money(c.total),
+    }
+}
+
+/// `creditor` as the templates see it, its signature and legal mentions in `language`.
+fn creditor_context(config: &Config, language: Language) -> minijinja::Value {
+    let creditor = &config.settings.creditor;
+    minijinja::context! {
+        name => creditor.name, address => creditor.address, iban => creditor.iban, bic => creditor.bic,
+        email => creditor.email, phone => creditor.phone,
+        signature => creditor.signature_in(language.as_str()),
+        legal_mentions => creditor.legal_mentions_in(language.as_str()),
+    }
 }
 
 /// `claim.indemnity_equivalent`: the amount, and the rate and its date, as the message
@@ -632,16 +645,15 @@ pub fn render_with(
     extra: &minijinja::Value,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
-    render_email_with(
-        env,
-        config,
+    let (contact, history) = (Contact::default(), ClaimHistory::default());
+    let target = Target {
         step,
         invoice,
-        &[],
-        &ClaimHistory::default(),
-        extra,
+        contact: &contact,
+        history: &history,
         now,
-    )
+    };
+    render_email_with(env, config, &target, &[], extra)
 }
 
 /// As [`render_email`], for an invoice without payments or reminders sent.
@@ -668,37 +680,35 @@ pub fn render_email(
     history: &ClaimHistory,
     now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
-    render_email_with(
-        env,
-        config,
+    let contact = Contact::default();
+    let target = Target {
         step,
         invoice,
-        others,
+        contact: &contact,
         history,
-        &minijinja::context! {},
         now,
-    )
+    };
+    render_email_with(env, config, &target, others, &minijinja::context! {})
 }
 
-/// [`render_email`], with `extra` added to the template's context.
-#[allow(clippy::too_many_arguments)]
+/// [`render_email`] of a [`Target`], with `extra` added to the template's context.
 pub fn render_email_with(
     env: &Environment<'static>,
     config: &Config,
-    step: &StepRecord,
-    invoice: &InvoiceRecord,
+    target: &Target<'_>,
     others: &[InvoiceRecord],
-    history: &ClaimHistory,
     extra: &minijinja::Value,
-    now: DateTime<Utc>,
 ) -> anyhow::Result<RenderedMessage> {
+    let Target {
+        step, invoice, now, ..
+    } = *target;
     let Common {
         language,
         context,
         money,
         claim_context,
         ..
-    } = common_context(config, step, invoice, history, now)?;
+    } = common_context(config, target)?;
     // From the firm tone on, a late invoice's email states what it costs to date.
     let claim = claim_context.filter(|_| step.kind == StepKind::Reminder && step.tone != Tone::Courteous);
     let other_invoices: Vec<minijinja::Value> = others
@@ -782,10 +792,8 @@ mod tests {
         }
     }
 
-    /// From the firm tone on, a late invoice's email states the interest to date and, for a
-    /// business, the 40 EUR indemnity, with the total; a courteous one does not.
-    #[test]
-    fn firm_reminders_state_interest_and_indemnity_to_date() {
+    /// The default policy and its templates, on 5 May 2026 at 07:00 UTC.
+    fn setup() -> (DunningPolicy, Environment<'static>, Config, DateTime<Utc>) {
         let policy = DunningPolicy::default_policy().unwrap();
         let env = templates::environment(None, &policy).unwrap();
         let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
@@ -793,20 +801,33 @@ mod tests {
             .with_timezone(&Utc);
         let clock = Arc::new(SimulatedClock::starting_at(now));
         let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
-        let step = |template: &str, tone: &str| StepRecord {
+        (policy, env, config, now)
+    }
+
+    /// An email step of invoice F-1 rendering `template` in `tone`.
+    fn email_step(template: &str, tone: &str, position: i32, now: DateTime<Utc>) -> StepRecord {
+        StepRecord {
             id: Uuid::from_u128(2),
             invoice_id: Uuid::from_u128(1),
             invoice_number: "F-1".into(),
             name: template.into(),
             kind: "reminder".parse().unwrap(),
-            position: 2,
+            position,
             channel: "email".parse().unwrap(),
             template: template.into(),
             tone: tone.parse().unwrap(),
             due_at: now,
             status: "queued".parse().unwrap(),
             emitted_on: None,
-        };
+        }
+    }
+
+    /// From the firm tone on, a late invoice's email states the interest to date and, for a
+    /// business, the 40 EUR indemnity, with the total; a courteous one does not.
+    #[test]
+    fn firm_reminders_state_interest_and_indemnity_to_date() {
+        let (_, env, config, now) = setup();
+        let step = |template: &str, tone: &str| email_step(template, tone, 2, now);
         let today = chrono::NaiveDate::from_ymd_opt(2026, 5, 5).unwrap();
         for (language, kind) in [
             ("fr", CustomerKind::Business),
@@ -882,13 +903,7 @@ mod tests {
     /// and call scripts have their own tests in sms.rs, letter.rs and call.rs.)
     #[test]
     fn every_policy_template_renders_in_both_languages() {
-        let policy = DunningPolicy::default_policy().unwrap();
-        let env = templates::environment(None, &policy).unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let clock = Arc::new(SimulatedClock::starting_at(now));
-        let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
+        let (policy, env, config, now) = setup();
         let mut emails: Vec<String> = policy
             .template_uses()
             .into_iter()
@@ -912,20 +927,7 @@ mod tests {
         for template in emails.iter().map(String::as_str) {
             for language in ["fr", "en"] {
                 for kind in [CustomerKind::Business, CustomerKind::Consumer] {
-                    let step = StepRecord {
-                        id: Uuid::from_u128(2),
-                        invoice_id: Uuid::from_u128(1),
-                        invoice_number: "F-1".into(),
-                        name: template.into(),
-                        kind: "reminder".parse().unwrap(),
-                        position: 0,
-                        channel: "email".parse().unwrap(),
-                        template: template.into(),
-                        tone: "formal".parse().unwrap(),
-                        due_at: now,
-                        status: "queued".parse().unwrap(),
-                        emitted_on: None,
-                    };
+                    let step = email_step(template, "formal", 0, now);
                     let m = render(&env, &config, &step, &invoice(language, kind), now).unwrap();
                     assert!(!m.subject.is_empty() && !m.subject.contains('\n'), "{template}");
                     assert!(m.subject.contains("F-1"), "{template}: {}", m.subject);
@@ -960,32 +962,13 @@ mod tests {
     /// languages and both formats; a lone one says nothing of them.
     #[test]
     fn a_grouped_reminder_lists_the_other_invoices_and_the_total() {
-        let policy = DunningPolicy::default_policy().unwrap();
-        let env = templates::environment(None, &policy).unwrap();
-        let now = DateTime::parse_from_rfc3339("2026-05-05T07:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let clock = Arc::new(SimulatedClock::starting_at(now));
-        let config = Config::with_clock(Settings::from_vars(Vec::new()).unwrap(), clock).unwrap();
+        let (_, env, config, now) = setup();
         for template in ["reminder", "firm_reminder", "final_reminder", "formal_notice"] {
             for (language, listed, total) in [
                 ("fr", "facture F-2 du 01/03/2026", "2\u{202f}000,00\u{a0}€"),
                 ("en", "invoice F-2 dated 1 March 2026", "€2,000.00"),
             ] {
-                let step = StepRecord {
-                    id: Uuid::from_u128(2),
-                    invoice_id: Uuid::from_u128(1),
-                    invoice_number: "F-1".into(),
-                    name: template.into(),
-                    kind: "reminder".parse().unwrap(),
-                    position: 1,
-                    channel: "email".parse().unwrap(),
-                    template: template.into(),
-                    tone: "firm".parse().unwrap(),
-                    due_at: now,
-                    status: "queued".parse().unwrap(),
-                    emitted_on: None,
-                };
+                let step = email_step(template, "firm", 1, now);
                 let mut other = invoice(language, CustomerKind::Business);
                 other.number = "F-2".into();
                 other.balance = rust_decimal::Decimal::new(50000, 2);

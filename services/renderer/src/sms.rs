@@ -2,15 +2,12 @@
 //! fit in two segments (tried as written, then in GSM-7 form), sent to the customer's
 //! mobile number. A customer without a mobile number has the step skipped, with the reason.
 
-use crate::{common_context, Common, Rendering};
+use crate::{common_context, Common, Rendering, Target};
 use anyhow::anyhow;
-use chrono::{DateTime, Utc};
 use minijinja::Environment;
 use relance_config::Config;
 use relance_domain::sms::{fit_sms, MAX_SMS_SEGMENTS};
 use relance_domain::validation::sms_capable;
-use relance_storage::deliveries::{ClaimHistory, Contact};
-use relance_storage::invoices::InvoiceRecord;
 use relance_storage::steps::{RenderedMessage, StepRecord};
 use serde_json::json;
 
@@ -20,15 +17,10 @@ pub fn delivery_key(step: &StepRecord) -> String {
     format!("relance-{}-{}", step.name, step.id)
 }
 
-pub fn render(
-    env: &Environment<'static>,
-    config: &Config,
-    step: &StepRecord,
-    invoice: &InvoiceRecord,
-    contact: &Contact,
-    history: &ClaimHistory,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Rendering> {
+pub fn render(env: &Environment<'static>, config: &Config, target: &Target<'_>) -> anyhow::Result<Rendering> {
+    let Target {
+        step, contact, now, ..
+    } = *target;
     let Some(phone) = contact.phone.clone() else {
         return Ok(Rendering::Skip("the customer has no phone number".to_string()));
     };
@@ -37,7 +29,7 @@ pub fn render(
     }
     let Common {
         language, context, ..
-    } = common_context(config, step, invoice, history, now)?;
+    } = common_context(config, target)?;
     let name = format!("{}/{}.sms", language.as_str(), step.template);
     let template = env.get_template(&name)?;
     let mut captured = template.render_captured(&context)?;

@@ -140,6 +140,47 @@ fn excerpt(text: &str) -> String {
     }
 }
 
+/// A provider's JSON API (an SMS gateway, a postal service): the client and the endpoint.
+pub struct JsonApi {
+    client: HttpClient,
+    endpoint: Endpoint,
+}
+
+impl JsonApi {
+    /// `name` is shown in reasons ("the SMS gateway"); see [`Endpoint::new`] for `token`.
+    pub fn new(
+        name: &'static str,
+        url: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: HttpClient::new(timeout)?,
+            endpoint: Endpoint::new(name, url, token)?,
+        })
+    }
+
+    /// [`post_json`] to this API.
+    pub async fn post(
+        &self,
+        idempotency_key: &str,
+        body: &serde_json::Value,
+    ) -> Result<(StatusCode, serde_json::Value), DeliveryError> {
+        post_json(&self.client, &self.endpoint, idempotency_key, body).await
+    }
+}
+
+/// The one-line answer kept as proof: the status, then `<label> <id>` when the provider
+/// gave an id.
+pub fn answer_line(status: StatusCode, label: &str, id: Option<&str>) -> String {
+    format!(
+        "{status} {}",
+        id.map(|id| format!("{label} {id}")).unwrap_or_default()
+    )
+    .trim()
+    .to_string()
+}
+
 /// Whether an HTTP answer is worth retrying.
 pub fn is_transient(status: StatusCode) -> bool {
     status.is_server_error()

@@ -17,6 +17,7 @@
 pub mod courier;
 pub mod http;
 pub mod mailer;
+pub mod outbox_file;
 pub mod postal;
 pub mod sms;
 pub mod smtp;
@@ -188,22 +189,20 @@ pub async fn deliver_job(
             return Err(HandlerError::Transient(anyhow::anyhow!("the lease renewal stopped")));
         }
     };
-    record_outcome(
-        db,
-        config,
-        courier,
-        &step,
-        &rendered,
+    let delivery = Delivery {
+        step: &step,
+        rendered: &rendered,
         attempt,
-        outcome,
-        message.retries,
-        // When a transient failure is tried again: the consumer's retry budget decides.
+    };
+    // When a transient failure is tried again: the consumer's retry budget decides.
+    let retry_in =
         match relance_messaging::RetryPolicy::from_settings(&config.settings).after_failure(&message) {
             relance_messaging::RetryDecision::Retry(next) => Some(next.wait),
             relance_messaging::RetryDecision::GiveUp(_) => None,
-        },
-    )
-    .await
+        };
+    let bounces = courier.kind() == CHANNEL;
+    let decided = outcome_action(outcome, retry_in, bounces);
+    record_outcome(db, config, &delivery, decided, message.retries).await
 }
 
 /// The claim: `rendered | deferred -> sending` under a new attempt id, and the checks that make a
@@ -403,24 +402,79 @@ impl StepGate<'_> {
     }
 }
 
-/// Records what the courier's delivery came to, in a transaction of its own.
-#[allow(clippy::too_many_arguments)]
+/// One claimed delivery: the step, its rendered message, and the attempt that holds it.
+struct Delivery<'a> {
+    step: &'a steps::StepRecord,
+    rendered: &'a steps::RenderedMessage,
+    attempt: uuid::Uuid,
+}
+
+/// What a courier's delivery comes to.
+#[derive(Debug)]
+enum OutcomeAction {
+    /// The provider took it: recorded as sent.
+    Sent(courier::Receipt),
+    /// Stopped at the last check, nothing went out: settled by what stopped it, or deferred.
+    Aborted(String),
+    /// No answer after the end of DATA: left for the sweep (the delivery is ambiguous).
+    Ambiguous(String),
+    /// A transient failure with retry budget left: deferred, retried after `wait`.
+    Retry {
+        reason: String,
+        wait: std::time::Duration,
+    },
+    /// A permanent failure, or a transient one past the budget: failed. `bounce`: an SMTP
+    /// server refused the customer's address for good.
+    Fail { reason: String, bounce: bool },
+}
+
+/// Decides what a delivery's `outcome` comes to: `retry_in` is the consumer's retry budget
+/// (`None` when spent), `bounces` whether the courier's refusals are email bounces.
+fn outcome_action(
+    outcome: Result<courier::Receipt, DeliveryError>,
+    retry_in: Option<std::time::Duration>,
+    bounces: bool,
+) -> OutcomeAction {
+    match outcome {
+        Ok(receipt) => OutcomeAction::Sent(receipt),
+        Err(DeliveryError::Aborted(reason)) => OutcomeAction::Aborted(reason),
+        Err(DeliveryError::Unanswered(reason)) => OutcomeAction::Ambiguous(reason),
+        // Retried while the retry budget lasts (the consumer's own decision); failed after.
+        Err(DeliveryError::Transient(reason)) => match retry_in {
+            Some(wait) => OutcomeAction::Retry { reason, wait },
+            None => OutcomeAction::Fail {
+                reason,
+                bounce: false,
+            },
+        },
+        // An SMTP server that refused the customer's address for good: its later email
+        // steps fall back to another channel (see the policy's `fallback`).
+        Err(DeliveryError::Permanent(reason)) => OutcomeAction::Fail {
+            bounce: bounces && mailer::is_smtp_refusal(&reason),
+            reason,
+        },
+    }
+}
+
+/// Records what the courier's delivery came to, in a transaction of its own; `retries`
+/// is how many times the job was tried before.
 async fn record_outcome(
     db: &PgPool,
     config: &Config,
-    courier: &dyn Courier,
-    step: &steps::StepRecord,
-    rendered: &steps::RenderedMessage,
-    attempt: uuid::Uuid,
-    outcome: Result<courier::Receipt, DeliveryError>,
+    delivery: &Delivery<'_>,
+    action: OutcomeAction,
     retries: u32,
-    retry_in: Option<std::time::Duration>,
 ) -> Result<(), HandlerError> {
     let now = config.clock.now();
-    match outcome {
-        Ok(receipt) => record_sent(db, step, attempt, receipt, now).await,
-        Err(DeliveryError::Aborted(reason)) => settle_aborted(db, step, attempt, &reason, now).await,
-        Err(DeliveryError::Unanswered(reason)) => {
+    let Delivery {
+        step,
+        rendered,
+        attempt,
+    } = *delivery;
+    match action {
+        OutcomeAction::Sent(receipt) => record_sent(db, step, attempt, receipt, now).await,
+        OutcomeAction::Aborted(reason) => settle_aborted(db, step, attempt, &reason, now).await,
+        OutcomeAction::Ambiguous(reason) => {
             // The server may have the message: left at stage `data_end_sent`, for the sweep to
             // settle by the interrupted-delivery policy once the lease runs out.
             tracing::warn!(
@@ -429,10 +483,8 @@ async fn record_outcome(
             );
             Ok(())
         }
-        // Retried while the retry budget lasts (the consumer's own decision); failed after.
-        Err(DeliveryError::Transient(reason)) if retry_in.is_some() => {
+        OutcomeAction::Retry { reason, wait } => {
             let mut tx = db.begin().await.context("starting the release transaction")?;
-            let wait = retry_in.unwrap_or_default();
             let next_attempt_at = chrono::Duration::from_std(wait).ok().map(|d| now + d);
             if steps::defer_delivery(&mut tx, step.id, attempt, &reason, next_attempt_at, wait, now).await? {
                 journal::append(
@@ -448,26 +500,15 @@ async fn record_outcome(
             tx.commit().await.context("releasing the step for a retry")?;
             Err(HandlerError::Transient(anyhow::anyhow!(reason)))
         }
-        Err(failure) => {
-            let permanent = matches!(failure, DeliveryError::Permanent(_));
-            let (DeliveryError::Transient(reason) | DeliveryError::Permanent(reason)) = failure else {
-                return Ok(()); // Aborted and Unanswered are handled above.
-            };
+        OutcomeAction::Fail { reason, bounce } => {
             let mut tx = db.begin().await.context("starting the failure transaction")?;
             if steps::end_delivery(&mut tx, step.id, attempt, StepStatus::Failed, Some(&reason), now).await? {
-                outgoing::announce_step_detail(
-                    &mut tx,
-                    now,
-                    step,
-                    &ReminderFailedV1 {
-                        reason: reason.clone(),
-                        attempts: Some(retries + 1),
-                    },
-                )
-                .await?;
-                // An SMTP server that refused the customer's address for good: its later
-                // email steps fall back to another channel (see the policy's `fallback`).
-                if permanent && courier.kind() == CHANNEL && mailer::is_smtp_refusal(&reason) {
+                let failed = ReminderFailedV1 {
+                    reason: reason.clone(),
+                    attempts: Some(retries + 1),
+                };
+                outgoing::announce_step_detail(&mut tx, now, step, &failed).await?;
+                if bounce {
                     record_bounce(&mut tx, step, rendered, &reason, now).await?;
                 }
             }
@@ -694,4 +735,46 @@ async fn rerender_if_group_changed(
     )
     .await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn refusal() -> String {
+        format!("{}550 5.1.1 no such user", mailer::SMTP_REFUSAL)
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_while_the_budget_lasts_then_fails() {
+        let wait = Duration::from_secs(60);
+        let retried = outcome_action(Err(DeliveryError::Transient("421".into())), Some(wait), true);
+        assert!(matches!(retried, OutcomeAction::Retry { reason, wait: w } if reason == "421" && w == wait));
+        let spent = outcome_action(Err(DeliveryError::Transient(refusal())), None, true);
+        assert!(
+            matches!(spent, OutcomeAction::Fail { bounce: false, .. }),
+            "{spent:?}"
+        );
+    }
+
+    #[test]
+    fn only_an_smtp_refusal_by_the_email_courier_is_a_bounce() {
+        let budget = Some(Duration::from_secs(60));
+        let bounced = outcome_action(Err(DeliveryError::Permanent(refusal())), budget, true);
+        assert!(matches!(bounced, OutcomeAction::Fail { bounce: true, reason } if reason == refusal()));
+        let other_channel = outcome_action(Err(DeliveryError::Permanent(refusal())), budget, false);
+        assert!(matches!(other_channel, OutcomeAction::Fail { bounce: false, .. }));
+        let unbuildable = outcome_action(Err(DeliveryError::Permanent("bad header".into())), budget, true);
+        assert!(matches!(unbuildable, OutcomeAction::Fail { bounce: false, .. }));
+    }
+
+    #[test]
+    fn an_abort_and_a_missing_answer_are_never_retried_as_failures() {
+        let budget = Some(Duration::from_secs(60));
+        let aborted = outcome_action(Err(DeliveryError::Aborted("paid".into())), budget, true);
+        assert!(matches!(aborted, OutcomeAction::Aborted(reason) if reason == "paid"));
+        let unanswered = outcome_action(Err(DeliveryError::Unanswered("timeout".into())), budget, true);
+        assert!(matches!(unanswered, OutcomeAction::Ambiguous(reason) if reason == "timeout"));
+    }
 }

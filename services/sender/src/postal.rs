@@ -4,7 +4,8 @@
 //! themselves; `HttpPostalService` uploads them to a print-and-post or registered-mail API.
 
 use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt};
-use crate::http::{self, Endpoint};
+use crate::http;
+use crate::outbox_file;
 use anyhow::Context;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 
 /// A PDF to print or upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,17 +98,9 @@ impl PostalOutbox {
 
     async fn write(&self, letter: &LetterUpload) -> anyhow::Result<PathBuf> {
         let _guard = self.lock.lock().await;
-        let folder = self.dir.join(letter.at.format("%Y-%m-%d").to_string());
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .with_context(|| format!("creating {}", folder.display()))?;
+        let folder = outbox_file::dated_folder(&self.dir, letter.at).await?;
         let manifest = folder.join("manifest.jsonl");
-        let existing = tokio::fs::read_to_string(&manifest).await.unwrap_or_default();
-        let already = existing
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|l| l.get("reference").and_then(|r| r.as_str()) == Some(letter.reference.as_str()));
-        if already {
+        if outbox_file::has_reference(&manifest, &letter.reference).await {
             return Ok(manifest);
         }
         let mut files = Vec::new();
@@ -143,16 +135,7 @@ impl PostalOutbox {
             "enclosures": files.get(1..).unwrap_or_default(),
             "at": letter.at,
         });
-        let mut out = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&manifest)
-            .await
-            .with_context(|| format!("opening {}", manifest.display()))?;
-        out.write_all(format!("{line}\n").as_bytes())
-            .await
-            .with_context(|| format!("writing {}", manifest.display()))?;
-        out.flush().await.context("flushing the manifest")?;
+        outbox_file::append_line(&manifest, &line, "the manifest").await?;
         Ok(manifest)
     }
 }
@@ -174,15 +157,13 @@ impl PostalService for PostalOutbox {
 
 /// A print-and-post or registered-mail API: one JSON POST with the documents in base64.
 pub struct HttpPostalService {
-    client: http::HttpClient,
-    endpoint: Endpoint,
+    api: http::JsonApi,
 }
 
 impl HttpPostalService {
     pub fn new(url: &str, token: Option<String>, timeout: std::time::Duration) -> anyhow::Result<Self> {
         Ok(Self {
-            client: http::HttpClient::new(timeout)?,
-            endpoint: Endpoint::new("the postal service", url, token)?,
+            api: http::JsonApi::new("the postal service", url, token, timeout)?,
         })
     }
 }
@@ -210,17 +191,11 @@ impl PostalService for HttpPostalService {
                 "recipient": { "name": name, "address_lines": address },
                 "documents": documents,
             });
-            let (status, answer) =
-                http::post_json(&self.client, &self.endpoint, &letter.reference, &body).await?;
+            let (status, answer) = self.api.post(&letter.reference, &body).await?;
             let tracking = http::answer_field(&answer, &["tracking_number", "tracking", "id", "letter_id"]);
             Ok(Posted {
-                reference: tracking.clone().unwrap_or_else(|| letter.reference.clone()),
-                answer: format!(
-                    "{status} {}",
-                    tracking.map(|t| format!("tracking {t}")).unwrap_or_default()
-                )
-                .trim()
-                .to_string(),
+                answer: http::answer_line(status, "tracking", tracking.as_deref()),
+                reference: tracking.unwrap_or_else(|| letter.reference.clone()),
             })
         }
         .boxed()

@@ -4,8 +4,8 @@
 //! folder when no gateway is configured (demo, trials).
 
 use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt};
-use crate::http::{self, Endpoint};
-use anyhow::Context;
+use crate::http;
+use crate::outbox_file;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -14,7 +14,6 @@ use relance_contracts::{ReminderSentV1, SmsSentV1};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 
 /// One text message for a gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +44,13 @@ pub trait SmsGateway: Send + Sync {
 
 /// A gateway reached over HTTP.
 pub struct HttpSmsGateway {
-    client: http::HttpClient,
-    endpoint: Endpoint,
+    api: http::JsonApi,
 }
 
 impl HttpSmsGateway {
     pub fn new(url: &str, token: Option<String>, timeout: std::time::Duration) -> anyhow::Result<Self> {
         Ok(Self {
-            client: http::HttpClient::new(timeout)?,
-            endpoint: Endpoint::new("the SMS gateway", url, token)?,
+            api: http::JsonApi::new("the SMS gateway", url, token, timeout)?,
         })
     }
 }
@@ -65,19 +62,10 @@ impl SmsGateway for HttpSmsGateway {
             if !sms.from.is_empty() {
                 body["from"] = json!(sms.from);
             }
-            let (status, answer) =
-                http::post_json(&self.client, &self.endpoint, &sms.reference, &body).await?;
+            let (status, answer) = self.api.post(&sms.reference, &body).await?;
             let message_id = http::answer_field(&answer, &["message_id", "messageId", "id", "sid"]);
             Ok(SmsAccepted {
-                answer: format!(
-                    "{status} {}",
-                    message_id
-                        .as_deref()
-                        .map(|id| format!("id {id}"))
-                        .unwrap_or_default()
-                )
-                .trim()
-                .to_string(),
+                answer: http::answer_line(status, "id", message_id.as_deref()),
                 message_id,
             })
         }
@@ -102,31 +90,13 @@ impl SmsOutbox {
 
     async fn write(&self, sms: &OutgoingSms, at: DateTime<Utc>) -> anyhow::Result<PathBuf> {
         let _guard = self.lock.lock().await;
-        let folder = self.dir.join(at.format("%Y-%m-%d").to_string());
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .with_context(|| format!("creating {}", folder.display()))?;
-        let file = folder.join("sms.jsonl");
-        let existing = tokio::fs::read_to_string(&file).await.unwrap_or_default();
-        let already = existing
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|l| l.get("reference").and_then(|r| r.as_str()) == Some(sms.reference.as_str()));
-        if !already {
+        let file = outbox_file::dated_folder(&self.dir, at).await?.join("sms.jsonl");
+        if !outbox_file::has_reference(&file, &sms.reference).await {
             let line = json!({
                 "reference": sms.reference, "invoice": sms.invoice_number, "to": sms.to,
                 "from": sms.from, "text": sms.text, "at": at,
             });
-            let mut out = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&file)
-                .await
-                .with_context(|| format!("opening {}", file.display()))?;
-            out.write_all(format!("{line}\n").as_bytes())
-                .await
-                .with_context(|| format!("writing {}", file.display()))?;
-            out.flush().await.context("flushing the SMS outbox")?;
+            outbox_file::append_line(&file, &line, "the SMS outbox").await?;
         }
         Ok(file)
     }

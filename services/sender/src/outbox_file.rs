@@ -1,0 +1,41 @@
+//! Outbox folders, for channels without a provider configured: JSON lines appended to a
+//! file of a dated folder (`<dir>/<YYYY-MM-DD>/<file>`), at most once per reference. Knows
+//! nothing of what a line describes (a text message, a letter's manifest entry).
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Creates (if need be) the folder of `at`'s date under `dir`, and returns it.
+pub async fn dated_folder(dir: &Path, at: DateTime<Utc>) -> anyhow::Result<PathBuf> {
+    let folder = dir.join(at.format("%Y-%m-%d").to_string());
+    tokio::fs::create_dir_all(&folder)
+        .await
+        .with_context(|| format!("creating {}", folder.display()))?;
+    Ok(folder)
+}
+
+/// Whether `file` (JSON lines; absent: none) has a line of this `reference`.
+pub async fn has_reference(file: &Path, reference: &str) -> bool {
+    let existing = tokio::fs::read_to_string(file).await.unwrap_or_default();
+    existing
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|l| l.get("reference").and_then(|r| r.as_str()) == Some(reference))
+}
+
+/// Appends `line` to `file` and flushes it (`what` names the file in the error).
+pub async fn append_line(file: &Path, line: &serde_json::Value, what: &str) -> anyhow::Result<()> {
+    let mut out = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    out.write_all(format!("{line}\n").as_bytes())
+        .await
+        .with_context(|| format!("writing {}", file.display()))?;
+    out.flush().await.with_context(|| format!("flushing {what}"))?;
+    Ok(())
+}
