@@ -5,9 +5,9 @@
 //! grace days) confirmed to the customer by a recap email; `disputed` opens a dispute;
 //! `no_answer` closes the task and the sequence goes on. A refused outcome changes nothing.
 
-use crate::collections::{
-    dispute_pause, invoice_message, promise_pause, refused, require_open, timezone, today, InvoiceMessage,
-};
+use crate::disputes::dispute_pause;
+use crate::inbound::{invoice_message, refused, require_open, timezone, today, InvoiceMessage};
+use crate::promises::promise_pause;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use relance_config::Config;

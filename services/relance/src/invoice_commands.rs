@@ -16,7 +16,7 @@ use relance_contracts::{
 };
 use relance_domain::{Clock, Rejection, SystemClock};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
-use relance_payments::collections as check;
+use relance_payments::{credit_notes, disputes, lifecycle, promises};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -109,7 +109,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     note,
                 },
             };
-            checked(check::promise(&m))?;
+            checked(promises::promise(&m))?;
             (names::PROMISE_RECORDED, serde_json::to_value(m)?, number)
         }
         InvoiceCommand::Dispute { number, reason } => {
@@ -122,7 +122,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     reason,
                 },
             };
-            checked(check::dispute(&m))?;
+            checked(disputes::dispute(&m))?;
             (names::DISPUTE_OPENED, serde_json::to_value(m)?, number)
         }
         InvoiceCommand::Resolve {
@@ -152,7 +152,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     credit_note: credit,
                 },
             };
-            checked(check::resolution(&m))?;
+            checked(disputes::resolution(&m))?;
             (names::DISPUTE_RESOLVED, serde_json::to_value(m)?, number)
         }
         InvoiceCommand::Credit {
@@ -178,7 +178,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                 event_id,
                 occurred_at: now,
             };
-            checked(check::credit_note(&m))?;
+            checked(credit_notes::credit_note(&m))?;
             (names::CREDIT_NOTE_ISSUED, serde_json::to_value(m)?, number)
         }
         InvoiceCommand::WriteOff { number, reason } => {
@@ -191,7 +191,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     reason,
                 },
             };
-            checked(check::write_off(&m))?;
+            checked(credit_notes::write_off(&m))?;
             (names::INVOICE_WRITTEN_OFF, serde_json::to_value(m)?, number)
         }
         InvoiceCommand::Lifecycle {
@@ -214,7 +214,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     currency,
                 },
             };
-            checked(check::lifecycle(&m))?;
+            checked(lifecycle::lifecycle(&m))?;
             (names::INVOICE_LIFECYCLE_STATUS, serde_json::to_value(m)?, number)
         }
     };
