@@ -19,6 +19,9 @@ use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::{adjustments, journal, PgConnection};
 use serde_json::json;
 
+/// What a credit note is called in refusals.
+const WHAT_CREDIT_NOTE: &str = "credit note";
+
 // The messages validated, without I/O: the CLI calls these too, to refuse a bad command
 // before publishing.
 
@@ -61,53 +64,12 @@ pub(crate) async fn apply_credit_note(
     note: &NewCreditNote,
     now: DateTime<Utc>,
 ) -> Result<Balance, HandlerError> {
-    let what = "credit note";
-    if let Some(owner) = adjustments::credit_note_invoice(tx, &note.id).await? {
-        if owner != invoice.id {
-            return Err(refused(
-                what,
-                &invoice.number,
-                format!("credit note {} is already recorded for another invoice", note.id),
-            ));
-        }
-        journal::append(
-            tx,
-            now,
-            &invoice.number,
-            None,
-            "credit_note.duplicate",
-            json!({ "credit_note_id": note.id }),
-        )
-        .await?;
-        return Ok(if invoice.balance.is_zero() {
-            Balance::Ended
-        } else {
-            Balance::Remains
-        });
+    if let Some(balance) = already_recorded(tx, invoice, note, now).await? {
+        return Ok(balance);
     }
-    let currency = invoice.currency.trim();
-    if note.amount.currency.code() != currency {
-        return Err(refused(
-            what,
-            &invoice.number,
-            format!(
-                "currency {} differs from the invoice's {currency}",
-                note.amount.currency.code()
-            ),
-        ));
-    }
-    if note.amount.amount > invoice.balance {
-        return Err(refused(
-            what,
-            &invoice.number,
-            format!(
-                "{} exceeds the balance {} (a credit note cannot create a refund here)",
-                amount_text(note.amount.amount),
-                amount_text(invoice.balance)
-            ),
-        ));
-    }
+    check_against_invoice(invoice, note)?;
     adjustments::record_credit_note(tx, invoice.id, note, now).await?;
+    let currency = invoice.currency.trim();
     let balance = invoice.balance - note.amount.amount;
     outgoing::announce_detail(
         tx,
@@ -139,6 +101,69 @@ pub(crate) async fn apply_credit_note(
         close(tx, invoice, &detail, now).await?;
     }
     Ok(Balance::Ended)
+}
+
+/// A credit note id already recorded: for this invoice, a repeat (journaled as
+/// `credit_note.duplicate`, and what is left of the debt returned); for another, refused.
+/// `None` for a credit note not seen before.
+async fn already_recorded(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    note: &NewCreditNote,
+    now: DateTime<Utc>,
+) -> Result<Option<Balance>, HandlerError> {
+    let Some(owner) = adjustments::credit_note_invoice(tx, &note.id).await? else {
+        return Ok(None);
+    };
+    if owner != invoice.id {
+        return Err(refused(
+            WHAT_CREDIT_NOTE,
+            &invoice.number,
+            format!("credit note {} is already recorded for another invoice", note.id),
+        ));
+    }
+    journal::append(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        "credit_note.duplicate",
+        json!({ "credit_note_id": note.id }),
+    )
+    .await?;
+    Ok(Some(if invoice.balance.is_zero() {
+        Balance::Ended
+    } else {
+        Balance::Remains
+    }))
+}
+
+/// A credit note must be in the invoice's currency and no more than its balance (it cannot
+/// create a refund here).
+fn check_against_invoice(invoice: &InvoiceRecord, note: &NewCreditNote) -> Result<(), HandlerError> {
+    let currency = invoice.currency.trim();
+    if note.amount.currency.code() != currency {
+        return Err(refused(
+            WHAT_CREDIT_NOTE,
+            &invoice.number,
+            format!(
+                "currency {} differs from the invoice's {currency}",
+                note.amount.currency.code()
+            ),
+        ));
+    }
+    if note.amount.amount > invoice.balance {
+        return Err(refused(
+            WHAT_CREDIT_NOTE,
+            &invoice.number,
+            format!(
+                "{} exceeds the balance {} (a credit note cannot create a refund here)",
+                amount_text(note.amount.amount),
+                amount_text(invoice.balance)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl InvoiceMessage for CreditNoteIssuedV1 {

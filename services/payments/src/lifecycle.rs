@@ -69,6 +69,52 @@ async fn apply_lifecycle_status(
 ) -> Result<(), HandlerError> {
     let status = lifecycle.status;
     let what = format!("lifecycle status {status}");
+    journal_status(tx, invoice, lifecycle, event_id, now).await?;
+    let reason = match &lifecycle.reason {
+        Some(r) => format!("e-invoicing status {status} ({r})"),
+        None => format!("e-invoicing status {status} ({})", status.label_fr()),
+    };
+    let open = invoice.status == InvoiceState::Open;
+    let source = (names::INVOICE_LIFECYCLE_STATUS, event_id);
+    match status.effect() {
+        LifecycleEffect::JournalOnly => {}
+        LifecycleEffect::EndPauses(kinds) => {
+            if open {
+                end_pauses(tx, config, invoice, kinds, &reason, now).await?;
+            }
+        }
+        LifecycleEffect::Pause(kind) => {
+            require_open(&what, invoice)?;
+            pause_unless_paused(tx, invoice, kind, &reason, source, now).await?;
+        }
+        LifecycleEffect::PromiseToday => {
+            if open {
+                promise_today(tx, config, invoice, &what, &reason, source, now).await?;
+            }
+        }
+        LifecycleEffect::Close => match invoice.status {
+            InvoiceState::Open => close_on_status(tx, invoice, lifecycle, &what, now).await?,
+            InvoiceState::Closed => {}
+            other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
+        },
+        LifecycleEffect::Settle => match invoice.status {
+            InvoiceState::Open => record_cashed(tx, config, invoice, lifecycle, event_id, now).await?,
+            InvoiceState::Settled => {}
+            other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
+        },
+    }
+    Ok(())
+}
+
+/// Journals `invoice.lifecycle_recorded`, whatever the status then does.
+async fn journal_status(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    lifecycle: &NewLifecycleStatus,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let status = lifecycle.status;
     journal::append(
         tx,
         now,
@@ -84,82 +130,91 @@ async fn apply_lifecycle_status(
             "event_id": event_id,
         }),
     )
-    .await?;
-    let reason = match &lifecycle.reason {
-        Some(r) => format!("e-invoicing status {status} ({r})"),
-        None => format!("e-invoicing status {status} ({})", status.label_fr()),
-    };
-    let open = invoice.status == InvoiceState::Open;
-    match status.effect() {
-        LifecycleEffect::JournalOnly => {}
-        LifecycleEffect::EndPauses(kinds) => {
-            if open {
-                end_pauses(tx, config, invoice, kinds, &reason, now).await?;
-            }
-        }
-        LifecycleEffect::Pause(kind) => {
-            require_open(&what, invoice)?;
-            let active = pauses::active(tx, invoice.id).await?;
-            if !active.iter().any(|p| p.kind == kind) {
-                let new = NewPause {
-                    kind: kind.as_str(),
-                    reason: &reason,
-                    promised_on: None,
-                    until: None,
-                    source: names::INVOICE_LIFECYCLE_STATUS,
-                    event_id,
-                };
-                pause(tx, invoice, &new, now).await?;
-            }
-        }
-        LifecycleEffect::PromiseToday => {
-            let active = pauses::active(tx, invoice.id).await?;
-            if open && !active.iter().any(|p| p.kind == PauseKind::Promise) {
-                let today = today(config, invoice);
-                let until = promise_pause_end(
-                    today,
-                    today,
-                    config.settings.promise_grace_days,
-                    timezone(invoice),
-                )
-                .map_err(|r| refused(&what, &invoice.number, r))?;
-                let new = NewPause {
-                    kind: PauseKind::Promise.as_str(),
-                    reason: &reason,
-                    promised_on: Some(today),
-                    until: Some(until),
-                    source: names::INVOICE_LIFECYCLE_STATUS,
-                    event_id,
-                };
-                pause(tx, invoice, &new, now).await?;
-            }
-        }
-        LifecycleEffect::Close => match invoice.status {
-            InvoiceState::Open => {
-                let closure = LifecycleClosureV1 {
-                    status: status.as_str().to_string(),
-                    code: status.code(),
-                    note: lifecycle.reason.clone(),
-                };
-                let detail = match status {
-                    LifecycleStatus::Refused => InvoiceClosedV1::Refused(closure),
-                    LifecycleStatus::Rejected => InvoiceClosedV1::Rejected(closure),
-                    other => {
-                        let why = format!("e-invoicing status {other} does not close an invoice");
-                        return Err(refused(&what, &invoice.number, why));
-                    }
-                };
-                close(tx, invoice, &detail, now).await?;
-            }
-            InvoiceState::Closed => {}
-            other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
-        },
-        LifecycleEffect::Settle => match invoice.status {
-            InvoiceState::Open => record_cashed(tx, config, invoice, lifecycle, event_id, now).await?,
-            InvoiceState::Settled => {}
-            other => return Err(refused(&what, &invoice.number, format!("the invoice is {other}"))),
-        },
+    .await
+}
+
+/// Pauses the invoice with a pause of `kind`, unless one is already active.
+async fn pause_unless_paused(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    kind: PauseKind,
+    reason: &str,
+    (source, event_id): (&str, &str),
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let active = pauses::active(tx, invoice.id).await?;
+    if active.iter().any(|p| p.kind == kind) {
+        return Ok(());
     }
+    let new = NewPause {
+        kind: kind.as_str(),
+        reason,
+        promised_on: None,
+        until: None,
+        source,
+        event_id,
+    };
+    pause(tx, invoice, &new, now).await
+}
+
+/// A status that says the payment is on its way: a promise to pay today (with the grace
+/// days), unless a promise already holds the invoice.
+async fn promise_today(
+    tx: &mut PgConnection,
+    config: &Config,
+    invoice: &InvoiceRecord,
+    what: &str,
+    reason: &str,
+    (source, event_id): (&str, &str),
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let active = pauses::active(tx, invoice.id).await?;
+    if active.iter().any(|p| p.kind == PauseKind::Promise) {
+        return Ok(());
+    }
+    let today = today(config, invoice);
+    let until = promise_pause_end(
+        today,
+        today,
+        config.settings.promise_grace_days,
+        timezone(invoice),
+    )
+    .map_err(|r| refused(what, &invoice.number, r))?;
+    let new = NewPause {
+        kind: PauseKind::Promise.as_str(),
+        reason,
+        promised_on: Some(today),
+        until: Some(until),
+        source,
+        event_id,
+    };
+    pause(tx, invoice, &new, now).await?;
+    Ok(())
+}
+
+/// A refused or rejected invoice: closed.
+async fn close_on_status(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    lifecycle: &NewLifecycleStatus,
+    what: &str,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let status = lifecycle.status;
+    let closure = LifecycleClosureV1 {
+        status: status.as_str().to_string(),
+        code: status.code(),
+        note: lifecycle.reason.clone(),
+    };
+    let detail = match status {
+        LifecycleStatus::Refused => InvoiceClosedV1::Refused(closure),
+        LifecycleStatus::Rejected => InvoiceClosedV1::Rejected(closure),
+        other => {
+            let why = format!("e-invoicing status {other} does not close an invoice");
+            return Err(refused(what, &invoice.number, why));
+        }
+    };
+    close(tx, invoice, &detail, now).await?;
     Ok(())
 }
 
