@@ -159,8 +159,18 @@ fn payment(id: &str, invoice_number: &str, amount: &str, received_on: NaiveDate)
     })
 }
 
-/// The ledger: (day of March it arrives, routing key, body).
-fn ledger() -> Vec<(u32, &'static str, Value)> {
+/// A ledger line: (day of March it arrives, routing key, body).
+type LedgerLine = (u32, &'static str, Value);
+
+/// The ledger: the invoices issued, then the payments and call outcomes.
+fn ledger() -> Vec<LedgerLine> {
+    let mut ledger = invoices_issued();
+    ledger.extend(payments_and_calls());
+    ledger
+}
+
+/// The invoices of the ledger.
+fn invoices_issued() -> Vec<LedgerLine> {
     let [acme, boul, north, leroy, blue] = &CUSTOMERS;
     let feb = |d| NaiveDate::from_ymd_opt(2026, 2, d).unwrap_or_default();
     let jan = |d| NaiveDate::from_ymd_opt(2026, 1, d).unwrap_or_default();
@@ -207,6 +217,12 @@ fn ledger() -> Vec<(u32, &'static str, Value)> {
             names::INVOICE_ISSUED,
             invoice("F-2026-0107", acme, "640.00", day(9), day(20), true),
         ),
+    ]
+}
+
+/// The payments and call outcomes of the ledger.
+fn payments_and_calls() -> Vec<LedgerLine> {
+    vec![
         (
             15,
             names::PAYMENT_RECEIVED,
@@ -269,47 +285,14 @@ fn demo_database_url(database_url: &str) -> String {
     format!("{server}/relance_demo{query}")
 }
 
-pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, days: u32) -> anyhow::Result<()> {
     let start: DateTime<Utc> = Utc
         .with_ymd_and_hms(2026, 3, 2, 6, 0, 0)
         .single()
         .context("demo start")?;
-    settings.database_url = demo_database_url(&settings.database_url);
-    settings.namespace = "relance-demo".to_string();
-    settings.scheduler_interval = StdDuration::from_millis(50);
-    settings.outbox_interval = StdDuration::from_millis(20);
-    settings.retry_base = StdDuration::from_millis(200);
-    if settings.smtp_url.is_none() {
-        settings.mail_dir = "out/demo-mail".into();
-        let _ = std::fs::remove_dir_all(&settings.mail_dir);
-    }
-    if settings.channels.sms_gateway_url.is_none() {
-        settings.channels.sms_dir = "out/demo-sms".into();
-        let _ = std::fs::remove_dir_all(&settings.channels.sms_dir);
-    }
-    if settings.channels.postal_api_url.is_none() {
-        settings.channels.letter_dir = "out/demo-letters".into();
-        let _ = std::fs::remove_dir_all(&settings.channels.letter_dir);
-    }
+    let settings = demo_settings(settings);
     println!("relance demo: {days} simulated days from {}", start.date_naive());
-    let folder_or = |url: &Option<String>, via: &str, folder: &std::path::Path| match url {
-        Some(_) => format!("via {via}"),
-        None => folder.display().to_string(),
-    };
-    println!(
-        "  database relance_demo, exchanges relance-demo.*, mail {}, SMS {}, letters {}",
-        folder_or(&settings.smtp_url, "SMTP_URL", &settings.mail_dir),
-        folder_or(
-            &settings.channels.sms_gateway_url,
-            "RELANCE_SMS_GATEWAY_URL",
-            &settings.channels.sms_dir
-        ),
-        folder_or(
-            &settings.channels.postal_api_url,
-            "RELANCE_POSTAL_API_URL",
-            &settings.channels.letter_dir
-        ),
-    );
+    print_destinations(&settings);
 
     relance_storage::drop_database(&settings.database_url).await?;
     relance_storage::migrate(&settings.database_url).await?;
@@ -328,48 +311,120 @@ pub async fn run(mut settings: Settings, days: u32) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let services = tokio::spawn(crate::run_services(&crate::SERVICES, config, shutdown.clone()));
 
-    let deadline = StdDuration::from_secs(60);
-    let mut ledger = ledger();
-    let mut seen_events = std::collections::BTreeSet::new();
-    for d in 0..=days {
-        let today = start + Duration::days(i64::from(d));
-        simulated.set(today);
-        let mut arrived = 0;
-        let mut todays_event_ids = Vec::new();
-        for (_, routing_key, body) in ledger.iter().filter(|(on, _, _)| today.date_naive() == day(*on)) {
-            publish_inbound(&publisher, &names, routing_key, body).await?;
-            todays_event_ids.push(body["event_id"].as_str().unwrap_or_default().to_string());
-            arrived += 1;
-        }
-        ledger.retain(|(on, _, _)| today.date_naive() != day(*on));
-        if arrived > 0 {
-            // Wait until the services have taken in what arrived today: each new event id
-            // is recorded once (a replayed one is not).
-            seen_events.extend(todays_event_ids);
-            let expected = i64::try_from(seen_events.len()).unwrap_or(i64::MAX);
-            wait_for("the day's messages to be applied", deadline, || {
-                let db = db.clone();
-                async move {
-                    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_messages")
-                        .fetch_one(&db)
-                        .await?;
-                    Ok(applied >= expected)
-                }
-            })
-            .await?;
-        }
-        // Walk the day hour by hour, so steps go out at their local time.
-        for hour in 1..=24 {
-            simulated.set(today + Duration::hours(hour));
-            wait_until_idle(&db, &clock, deadline).await?;
-        }
-    }
+    let demo = Demo {
+        publisher: &publisher,
+        names: &names,
+        db: &db,
+        simulated: &simulated,
+        clock: &clock,
+    };
+    demo.play(start, days).await?;
     publisher.close().await;
     let _ = connection.close(200, "demo over".into()).await;
     shutdown.cancel();
     services.await.context("joining the services")??;
     print_timeline(&db).await?;
     Ok(())
+}
+
+/// The demo's own database and exchanges, fast intervals, and (unless a server is
+/// configured) the mail, SMS and letters written to emptied folders under `out/`.
+fn demo_settings(mut settings: Settings) -> Settings {
+    settings.database_url = demo_database_url(&settings.database_url);
+    settings.namespace = "relance-demo".to_string();
+    settings.scheduler_interval = StdDuration::from_millis(50);
+    settings.outbox_interval = StdDuration::from_millis(20);
+    settings.retry_base = StdDuration::from_millis(200);
+    if settings.smtp_url.is_none() {
+        settings.mail_dir = "out/demo-mail".into();
+        let _ = std::fs::remove_dir_all(&settings.mail_dir);
+    }
+    if settings.channels.sms_gateway_url.is_none() {
+        settings.channels.sms_dir = "out/demo-sms".into();
+        let _ = std::fs::remove_dir_all(&settings.channels.sms_dir);
+    }
+    if settings.channels.postal_api_url.is_none() {
+        settings.channels.letter_dir = "out/demo-letters".into();
+        let _ = std::fs::remove_dir_all(&settings.channels.letter_dir);
+    }
+    settings
+}
+
+/// Where the demo's database, exchanges and messages go.
+fn print_destinations(settings: &Settings) {
+    let folder_or = |url: &Option<String>, via: &str, folder: &std::path::Path| match url {
+        Some(_) => format!("via {via}"),
+        None => folder.display().to_string(),
+    };
+    println!(
+        "  database relance_demo, exchanges relance-demo.*, mail {}, SMS {}, letters {}",
+        folder_or(&settings.smtp_url, "SMTP_URL", &settings.mail_dir),
+        folder_or(
+            &settings.channels.sms_gateway_url,
+            "RELANCE_SMS_GATEWAY_URL",
+            &settings.channels.sms_dir
+        ),
+        folder_or(
+            &settings.channels.postal_api_url,
+            "RELANCE_POSTAL_API_URL",
+            &settings.channels.letter_dir
+        ),
+    );
+}
+
+/// The running demo: where it publishes, its database and its simulated clock.
+struct Demo<'a> {
+    publisher: &'a Publisher,
+    names: &'a Names,
+    db: &'a sqlx::PgPool,
+    simulated: &'a SimulatedClock,
+    clock: &'a SharedClock,
+}
+
+impl Demo<'_> {
+    /// Plays the ledger day by day from `start`, walking each day hour by hour so that steps
+    /// go out at their local time.
+    async fn play(&self, start: DateTime<Utc>, days: u32) -> anyhow::Result<()> {
+        let deadline = StdDuration::from_secs(60);
+        let mut ledger = ledger();
+        let mut seen_events = std::collections::BTreeSet::new();
+        for d in 0..=days {
+            let today = start + Duration::days(i64::from(d));
+            self.simulated.set(today);
+            let mut todays_event_ids = Vec::new();
+            for (_, routing_key, body) in ledger.iter().filter(|(on, _, _)| today.date_naive() == day(*on)) {
+                publish_inbound(self.publisher, self.names, routing_key, body).await?;
+                todays_event_ids.push(body["event_id"].as_str().unwrap_or_default().to_string());
+            }
+            ledger.retain(|(on, _, _)| today.date_naive() != day(*on));
+            if !todays_event_ids.is_empty() {
+                // Wait until the services have taken in what arrived today: each new event id
+                // is recorded once (a replayed one is not).
+                seen_events.extend(todays_event_ids);
+                let expected = i64::try_from(seen_events.len()).unwrap_or(i64::MAX);
+                self.wait_for_applied(expected, deadline).await?;
+            }
+            for hour in 1..=24 {
+                self.simulated.set(today + Duration::hours(hour));
+                wait_until_idle(self.db, self.clock, deadline).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until `expected` inbound messages are recorded as applied.
+    async fn wait_for_applied(&self, expected: i64, deadline: StdDuration) -> anyhow::Result<()> {
+        wait_for("the day's messages to be applied", deadline, || {
+            let db = self.db.clone();
+            async move {
+                let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_messages")
+                    .fetch_one(&db)
+                    .await?;
+                Ok(applied >= expected)
+            }
+        })
+        .await
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -399,53 +454,7 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
     println!("{:<17} {:<12} {:<19} details", "when (UTC)", "invoice", "what");
     println!("{}", "-".repeat(100));
     for row in rows {
-        let d = &row.detail;
-        let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let details = match row.action.as_str() {
-            "invoice.registered" => format!(
-                "risk {}, {} steps planned",
-                text("risk"),
-                d.get("plan").and_then(Value::as_array).map_or(0, Vec::len)
-            ),
-            "invoice.rejected" => format!("{}: {}", text("field"), text("reason")),
-            "reminder.sent" | "thanks.sent" => {
-                let recipient = match d.get("recipients") {
-                    Some(Value::Array(all)) => all.first().and_then(Value::as_str).unwrap_or(""),
-                    Some(Value::String(one)) => one,
-                    _ => "",
-                };
-                let what = match text("subject") {
-                    subject if !subject.is_empty() => format!("\"{subject}\""),
-                    _ => format!("({})", row.channel.unwrap_or_default().replace('_', " ")),
-                };
-                format!("{} -> {recipient} {what}", row.step.unwrap_or_default())
-            }
-            "reminder.skipped" | "reminder.cancelled" | "reminder.postponed" => {
-                format!("{} ({})", row.step.unwrap_or_default(), text("reason"))
-            }
-            "reminder.failed" => format!("{}: {}", row.step.unwrap_or_default(), text("reason")),
-            "reminder.fallback" => format!(
-                "{}: {} -> {} ({})",
-                row.step.unwrap_or_default(),
-                text("from"),
-                text("to"),
-                text("reason")
-            ),
-            "call.task_opened" => text("title"),
-            "call.outcome_recorded" => format!("{} {}", text("outcome"), text("promised_on")),
-            "call.task_expired" => text("reason"),
-            "invoice.paused" => format!("{}: {} {}", text("kind"), text("reason"), text("promised_on")),
-            "invoice.resumed" => text("reason"),
-            "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
-            "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
-            "invoice.handed_off" => format!(
-                "{} EUR due, journal up to #{} {:.12}…",
-                d["amount_due"]["principal"].as_str().unwrap_or(""),
-                d["journal_head"]["seq"],
-                d["journal_head"]["hash"].as_str().unwrap_or("")
-            ),
-            _ => String::new(),
-        };
+        let details = timeline_details(&row);
         println!(
             "{:<17} {:<12} {:<19} {}",
             row.at.format("%Y-%m-%d %H:%M"),
@@ -454,6 +463,63 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
             details
         );
     }
+    print_sent_summary(db).await
+}
+
+/// What the timeline says of one journal entry.
+fn timeline_details(row: &TimelineRow) -> String {
+    let d = &row.detail;
+    let text = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let step = row.step.clone().unwrap_or_default();
+    match row.action.as_str() {
+        "invoice.registered" => format!(
+            "risk {}, {} steps planned",
+            text("risk"),
+            d.get("plan").and_then(Value::as_array).map_or(0, Vec::len)
+        ),
+        "invoice.rejected" => format!("{}: {}", text("field"), text("reason")),
+        "reminder.sent" | "thanks.sent" => {
+            let recipient = match d.get("recipients") {
+                Some(Value::Array(all)) => all.first().and_then(Value::as_str).unwrap_or(""),
+                Some(Value::String(one)) => one,
+                _ => "",
+            };
+            let what = match text("subject") {
+                subject if !subject.is_empty() => format!("\"{subject}\""),
+                _ => format!("({})", row.channel.clone().unwrap_or_default().replace('_', " ")),
+            };
+            format!("{} -> {recipient} {what}", step)
+        }
+        "reminder.skipped" | "reminder.cancelled" | "reminder.postponed" => {
+            format!("{} ({})", step, text("reason"))
+        }
+        "reminder.failed" => format!("{}: {}", step, text("reason")),
+        "reminder.fallback" => format!(
+            "{}: {} -> {} ({})",
+            step,
+            text("from"),
+            text("to"),
+            text("reason")
+        ),
+        "call.task_opened" => text("title"),
+        "call.outcome_recorded" => format!("{} {}", text("outcome"), text("promised_on")),
+        "call.task_expired" => text("reason"),
+        "invoice.paused" => format!("{}: {} {}", text("kind"), text("reason"), text("promised_on")),
+        "invoice.resumed" => text("reason"),
+        "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
+        "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
+        "invoice.handed_off" => format!(
+            "{} EUR due, journal up to #{} {:.12}…",
+            d["amount_due"]["principal"].as_str().unwrap_or(""),
+            d["journal_head"]["seq"],
+            d["journal_head"]["hash"].as_str().unwrap_or("")
+        ),
+        _ => String::new(),
+    }
+}
+
+/// How many messages went out, by channel, and whether the journal is intact.
+async fn print_sent_summary(db: &sqlx::PgPool) -> anyhow::Result<()> {
     let by_channel: Vec<(String, i64)> = sqlx::query_as(
         "SELECT channel, count(*) FROM reminder_steps WHERE status IN ('sent', 'completed', 'expired', 'awaiting_outcome')
          GROUP BY channel ORDER BY channel",

@@ -9,7 +9,7 @@ use relance_storage::deliveries;
 use relance_storage::journal::verify::{self, Verification};
 use relance_storage::journal::{self, canonical, document};
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -111,16 +111,7 @@ fn file_safe(name: &str) -> String {
 /// about it), its text (`.txt`, with the headers) and HTML (`.html`); and the invoice PDF.
 pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Result<Export> {
     let mut conn = db.acquire().await.context("acquiring a connection")?;
-    let invoice: Option<(Uuid, Value, Value, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT i.id,
-                to_jsonb(i) - 'pdf' || jsonb_build_object('amount', i.amount::text, 'balance', i.balance::text),
-                to_jsonb(c), i.pdf
-         FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE i.number = $1",
-    )
-    .bind(invoice_number)
-    .fetch_optional(&mut *conn)
-    .await
-    .context("reading the invoice")?;
+    let invoice = read_invoice(&mut conn, invoice_number).await?;
     let entries = journal::chain(&mut conn, invoice_number).await?;
     if invoice.is_none() && entries.is_empty() {
         anyhow::bail!(
@@ -135,79 +126,21 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
     let documents_dir = dir.join("documents");
     std::fs::create_dir_all(&documents_dir)
         .with_context(|| format!("creating {}", documents_dir.display()))?;
-    let write = |path: PathBuf, bytes: &[u8]| {
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
-    };
 
     let (mut steps, mut payments, mut documents): (Vec<Value>, Vec<Value>, Vec<Value>) =
         (Vec::new(), Vec::new(), Vec::new());
-    let mut pdf_file = None;
-    if let Some((id, _, _, pdf)) = &invoice {
-        steps = sqlx::query_scalar(
-            "SELECT to_jsonb(s) FROM reminder_steps s WHERE s.invoice_id = $1 ORDER BY s.kind, s.position",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await
-        .context("reading the steps")?;
-        payments = sqlx::query_scalar(
-            "SELECT to_jsonb(p) || jsonb_build_object('amount', p.amount::text)
-             FROM payments p WHERE p.invoice_id = $1 ORDER BY p.recorded_at, p.id",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await
-        .context("reading the payments")?;
-        if let Some(pdf) = pdf {
-            write(dir.join("invoice.pdf"), pdf)?;
+    if let Some(invoice) = &invoice {
+        (steps, payments) = steps_and_payments(&mut conn, invoice.id).await?;
+        let mut pdf_file = None;
+        if let Some(pdf) = &invoice.pdf {
+            write_file(dir.join("invoice.pdf"), pdf)?;
             pdf_file = Some("invoice.pdf");
         }
-        let rendered: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT r.step_id, s.name FROM rendered_messages r JOIN reminder_steps s ON s.id = r.step_id
-             WHERE s.invoice_id = $1 ORDER BY r.rendered_at, s.position",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await
-        .context("listing the rendered messages")?;
-        for (n, (step_id, step_name)) in rendered.iter().enumerate() {
-            let prefix = format!("{:02}-{}", n + 1, file_safe(step_name));
-            if let Some(doc) = document::for_step(&mut conn, *step_id).await? {
-                let pdf = deliveries::document_of(&mut conn, *step_id)
-                    .await?
-                    .map(|(pdf, _)| pdf);
-                let files = write_document(&dir, &prefix, &doc, pdf.as_deref(), step_name, pdf_file)?;
-                documents.push(files);
-            }
-        }
-        // Renderings replaced before they were delivered (a pause, a grouped message that lost
-        // an invoice): never sent, but journal entries recorded their hash.
-        let superseded: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT DISTINCT r.step_id, s.name FROM superseded_renderings r JOIN reminder_steps s ON s.id = r.step_id
-             WHERE s.invoice_id = $1 ORDER BY r.step_id",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await
-        .context("listing the superseded renderings")?;
-        for (step_id, step_name) in &superseded {
-            for old in document::superseded_for_step(&mut conn, *step_id).await? {
-                let prefix = format!("superseded-{}-{}", old.id, file_safe(step_name));
-                let pdf = document::superseded_pdf(&mut conn, old.id).await?;
-                let mut files =
-                    write_document(&dir, &prefix, &old.document, pdf.as_deref(), step_name, pdf_file)?;
-                if let Some(files) = files.as_object_mut() {
-                    files.insert(
-                        "superseded".into(),
-                        json!({ "at": canonical::timestamp(old.superseded_at), "reason": old.reason }),
-                    );
-                }
-                documents.push(files);
-            }
-        }
+        documents = write_rendered(&mut conn, &dir, invoice.id, pdf_file).await?;
+        documents.extend(write_superseded(&mut conn, &dir, invoice.id, pdf_file).await?);
     }
-    let (invoice_json, customer_json) = match &invoice {
-        Some((_, i, c, _)) => (i.clone(), c.clone()),
+    let (invoice_json, customer_json) = match invoice {
+        Some(i) => (i.invoice, i.customer),
         None => (Value::Null, Value::Null),
     };
     let file = json!({
@@ -232,13 +165,138 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
         },
     });
     let pretty = serde_json::to_vec_pretty(&file).context("encoding invoice.json")?;
-    write(dir.join("invoice.json"), &pretty)?;
+    write_file(dir.join("invoice.json"), &pretty)?;
     Ok(Export {
         dir,
         entries: entries.len(),
         documents: documents.len(),
         verification,
     })
+}
+
+/// An invoice as exported: its row and its customer's as JSON (amounts as text, without the
+/// PDF), and its PDF.
+struct ExportedInvoice {
+    id: Uuid,
+    invoice: Value,
+    customer: Value,
+    pdf: Option<Vec<u8>>,
+}
+
+async fn read_invoice(
+    conn: &mut PgConnection,
+    invoice_number: &str,
+) -> anyhow::Result<Option<ExportedInvoice>> {
+    let row: Option<(Uuid, Value, Value, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT i.id,
+                to_jsonb(i) - 'pdf' || jsonb_build_object('amount', i.amount::text, 'balance', i.balance::text),
+                to_jsonb(c), i.pdf
+         FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE i.number = $1",
+    )
+    .bind(invoice_number)
+    .fetch_optional(&mut *conn)
+    .await
+    .context("reading the invoice")?;
+    Ok(row.map(|(id, invoice, customer, pdf)| ExportedInvoice {
+        id,
+        invoice,
+        customer,
+        pdf,
+    }))
+}
+
+/// The invoice's steps and payments, as JSON rows.
+async fn steps_and_payments(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+    let steps = sqlx::query_scalar(
+        "SELECT to_jsonb(s) FROM reminder_steps s WHERE s.invoice_id = $1 ORDER BY s.kind, s.position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading the steps")?;
+    let payments = sqlx::query_scalar(
+        "SELECT to_jsonb(p) || jsonb_build_object('amount', p.amount::text)
+         FROM payments p WHERE p.invoice_id = $1 ORDER BY p.recorded_at, p.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading the payments")?;
+    Ok((steps, payments))
+}
+
+fn write_file(path: PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes the files of every rendered message of the invoice; returns their descriptions.
+async fn write_rendered(
+    conn: &mut PgConnection,
+    dir: &Path,
+    id: Uuid,
+    pdf_file: Option<&str>,
+) -> anyhow::Result<Vec<Value>> {
+    let rendered: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT r.step_id, s.name FROM rendered_messages r JOIN reminder_steps s ON s.id = r.step_id
+         WHERE s.invoice_id = $1 ORDER BY r.rendered_at, s.position",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("listing the rendered messages")?;
+    let mut documents = Vec::new();
+    for (n, (step_id, step_name)) in rendered.iter().enumerate() {
+        let prefix = format!("{:02}-{}", n + 1, file_safe(step_name));
+        if let Some(doc) = document::for_step(&mut *conn, *step_id).await? {
+            let pdf = deliveries::document_of(&mut *conn, *step_id)
+                .await?
+                .map(|(pdf, _)| pdf);
+            documents.push(write_document(
+                dir,
+                &prefix,
+                &doc,
+                pdf.as_deref(),
+                step_name,
+                pdf_file,
+            )?);
+        }
+    }
+    Ok(documents)
+}
+
+/// Renderings replaced before they were delivered (a pause, a grouped message that lost an
+/// invoice): never sent, but journal entries recorded their hash. Writes their files;
+/// returns their descriptions.
+async fn write_superseded(
+    conn: &mut PgConnection,
+    dir: &Path,
+    id: Uuid,
+    pdf_file: Option<&str>,
+) -> anyhow::Result<Vec<Value>> {
+    let superseded: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT DISTINCT r.step_id, s.name FROM superseded_renderings r JOIN reminder_steps s ON s.id = r.step_id
+         WHERE s.invoice_id = $1 ORDER BY r.step_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .context("listing the superseded renderings")?;
+    let mut documents = Vec::new();
+    for (step_id, step_name) in &superseded {
+        for old in document::superseded_for_step(&mut *conn, *step_id).await? {
+            let prefix = format!("superseded-{}-{}", old.id, file_safe(step_name));
+            let pdf = document::superseded_pdf(&mut *conn, old.id).await?;
+            let mut files = write_document(dir, &prefix, &old.document, pdf.as_deref(), step_name, pdf_file)?;
+            if let Some(files) = files.as_object_mut() {
+                files.insert(
+                    "superseded".into(),
+                    json!({ "at": canonical::timestamp(old.superseded_at), "reason": old.reason }),
+                );
+            }
+            documents.push(files);
+        }
+    }
+    Ok(documents)
 }
 
 /// Writes one rendered message's files under `dir/documents/`; returns their description.

@@ -1,10 +1,10 @@
 //! The `relance` command: runs one service or all of them in one process, applies migrations,
 //! and plays the demo. The services themselves live in their own crates.
 
-pub mod collections;
 pub mod demo;
 pub mod drive;
 pub mod health;
+pub mod invoice_commands;
 pub mod journal;
 pub mod tasks;
 

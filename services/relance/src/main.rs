@@ -35,7 +35,7 @@ enum Command {
     /// another system would (promise, dispute, resolve, credit, write-off, lifecycle).
     Invoice {
         #[command(subcommand)]
-        command: relance::collections::InvoiceCommand,
+        command: relance::invoice_commands::InvoiceCommand,
         /// Wait up to this many seconds for the payments service to apply it, and show what it did.
         #[arg(long, global = true)]
         wait: Option<u64>,
@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { days } => relance::demo::run(settings, days).await,
         Command::Invoice { command, wait } => {
             let wait = wait.map(std::time::Duration::from_secs);
-            relance::collections::run_invoice_command(settings, command, wait).await
+            relance::invoice_commands::run_invoice_command(settings, command, wait).await
         }
         Command::Invoices { status, limit, after } => {
             let page = relance_storage::overview::Page {
@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
                 after: after.as_deref(),
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             };
-            relance::collections::list_invoices(settings, &page).await
+            relance::invoice_commands::list_invoices(settings, &page).await
         }
         Command::Journal { command } => {
             if !relance::journal::run(&settings.database_url, command).await? {

@@ -2,7 +2,7 @@
 //! script's first line), and records a call's outcome by publishing the same `call.outcome`
 //! message another system would, checked first by the same validation.
 
-use crate::collections::publish_and_wait;
+use crate::invoice_commands::publish_and_wait;
 use anyhow::{anyhow, Context};
 use chrono::NaiveDate;
 use clap::Subcommand;
@@ -138,7 +138,8 @@ pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> any
             note,
         },
     };
-    relance_payments::calls::outcome(&message).map_err(|r| anyhow!("refused before publishing: {r}"))?;
+    relance_payments::call_outcomes::outcome(&message)
+        .map_err(|r| anyhow!("refused before publishing: {r}"))?;
     let body = serde_json::to_value(&message)?;
     let wait = wait.map(Duration::from_secs);
     publish_and_wait(

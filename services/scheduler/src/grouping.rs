@@ -46,21 +46,7 @@ pub async fn gather(
     if lead.step.kind != StepKind::Reminder || lead.due_on >= today {
         return Ok((steps_joined, invoices_joined));
     }
-    let others: Vec<OtherStep> = groups::other_pending(tx, lead.customer_id, lead.step.invoice_id, today)
-        .await?
-        .into_iter()
-        .map(|o| OtherStep {
-            step_id: o.step_id,
-            invoice_id: o.invoice_id,
-            invoice_due_on: o.invoice_due_on,
-            currency: o.currency,
-            emitted_today: o.emitted_today,
-            position: o.position,
-            channel: o.channel,
-            template: o.template,
-            due_at: o.due_at,
-        })
-        .collect();
+    let others = other_pending(tx, lead, today).await?;
     let lead_shape = Lead {
         channel: lead.step.channel,
         template: &lead.step.template,
@@ -88,34 +74,67 @@ pub async fn gather(
             }),
         )
         .await?;
-        for id in &member.overtaken {
-            let reason = "overtaken by a later step that joined a grouped message";
-            if steps::transition(
-                tx,
-                *id,
-                &[StepStatus::Pending],
-                StepStatus::Skipped,
-                Some(reason),
-                now,
-            )
-            .await?
-            {
-                if let Some(skipped) = steps::find(tx, *id).await? {
-                    outgoing::announce_step_detail(
-                        tx,
-                        now,
-                        &skipped,
-                        &ReminderSkippedV1 {
-                            reason: reason.to_string(),
-                        },
-                    )
-                    .await?;
-                }
-                steps_joined.insert(*id);
-            }
-        }
+        steps_joined.extend(skip_overtaken(tx, &member.overtaken, now).await?);
     }
     Ok((steps_joined, invoices_joined))
+}
+
+/// The customer's other invoices' pending steps, as grouping compares them with the lead.
+async fn other_pending(
+    tx: &mut PgConnection,
+    lead: &LeadStep<'_>,
+    today: NaiveDate,
+) -> anyhow::Result<Vec<OtherStep>> {
+    Ok(
+        groups::other_pending(tx, lead.customer_id, lead.step.invoice_id, today)
+            .await?
+            .into_iter()
+            .map(|o| OtherStep {
+                step_id: o.step_id,
+                invoice_id: o.invoice_id,
+                invoice_due_on: o.invoice_due_on,
+                currency: o.currency,
+                emitted_today: o.emitted_today,
+                position: o.position,
+                channel: o.channel,
+                template: o.template,
+                due_at: o.due_at,
+            })
+            .collect(),
+    )
+}
+
+/// Skips a joining member's earlier steps, overtaken by the step that joined. Returns those
+/// skipped.
+async fn skip_overtaken(
+    tx: &mut PgConnection,
+    overtaken: &[Uuid],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Uuid>> {
+    let reason = "overtaken by a later step that joined a grouped message";
+    let mut skipped_ids = Vec::new();
+    for id in overtaken {
+        if !steps::transition(
+            tx,
+            *id,
+            &[StepStatus::Pending],
+            StepStatus::Skipped,
+            Some(reason),
+            now,
+        )
+        .await?
+        {
+            continue;
+        }
+        if let Some(skipped) = steps::find(tx, *id).await? {
+            let detail = ReminderSkippedV1 {
+                reason: reason.to_string(),
+            };
+            outgoing::announce_step_detail(tx, now, &skipped, &detail).await?;
+        }
+        skipped_ids.push(*id);
+    }
+    Ok(skipped_ids)
 }
 
 /// Settles members whose lead has ended: sent with a sent lead (announced as sent, with the

@@ -11,7 +11,7 @@ use relance_contracts::CustomerUpdatedV1;
 use relance_domain::validation::input::CustomerFields;
 use relance_domain::{
     calendar_for_customer, plan_invoice, replan, validate_customer, CustomerKind, ExistingStep,
-    HolidayCalendar, Money, Plan, PlanInput, PlannedStep, Risk, StepKind,
+    HolidayCalendar, Money, Plan, PlanInput, PlannedStep, Replan, Risk, StepKind,
 };
 use relance_messaging::{HandlerError, Incoming};
 use relance_storage::customers::{self, PlanningDetails};
@@ -93,17 +93,14 @@ pub async fn take_in_customer(db: &PgPool, config: &Config, message: Incoming) -
     }
     if let Some(previous) = previous {
         let current = stored(&mut tx, &customer.id).await?;
-        replan_customer(
-            &mut tx,
-            config,
-            &customer.id,
-            &previous,
-            &current,
-            names::CUSTOMER_UPDATED,
-            None,
-            now,
-        )
-        .await?;
+        let change = DetailsChange {
+            customer_id: &customer.id,
+            previous: &previous,
+            current: &current,
+            cause: names::CUSTOMER_UPDATED,
+            except: None,
+        };
+        replan_customer(&mut tx, config, &change, now).await?;
     }
     tx.commit().await.context("committing the customer")?;
     Ok(())
@@ -122,7 +119,7 @@ async fn journal_dropped_fields(
         fields = customer.dropped.len(),
         "customer.updated accepted without unusable fields"
     );
-    let warnings = crate::dropped_fields(&customer.dropped);
+    let warnings = crate::intake::dropped_fields(&customer.dropped);
     for invoice in customers::lock_open_invoices(tx, &customer.id).await? {
         journal::append(
             tx,
@@ -163,29 +160,35 @@ fn pending_step(record: &steps::StepRecord) -> anyhow::Result<PlannedStep> {
     })
 }
 
-/// Re-plans the pending steps of the customer's open invoices (but `except`, planned just
-/// now) when its planning details changed, and journals `steps.replanned` on each invoice
-/// whose steps moved. Steps already emitted are never touched; with unchanged details, or a
-/// second time, it does nothing.
-#[allow(clippy::too_many_arguments)]
+/// A change of a customer's planning details, and what it re-plans.
+pub struct DetailsChange<'a> {
+    pub customer_id: &'a str,
+    pub previous: &'a PlanningDetails,
+    pub current: &'a PlanningDetails,
+    /// The message that changed them (`invoice.issued`, `customer.updated`), for the journal.
+    pub cause: &'a str,
+    /// An invoice planned just now from the current details: left as it is.
+    pub except: Option<Uuid>,
+}
+
+/// Re-plans the pending steps of the customer's open invoices (but `change.except`, planned
+/// just now) when its planning details changed, and journals `steps.replanned` on each
+/// invoice whose steps moved. Steps already emitted are never touched; with unchanged
+/// details, or a second time, it does nothing.
 pub async fn replan_customer(
     tx: &mut PgConnection,
     config: &Config,
-    customer_id: &str,
-    previous: &PlanningDetails,
-    current: &PlanningDetails,
-    cause: &str,
-    except: Option<Uuid>,
+    change: &DetailsChange<'_>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
-    let changed = changes(previous, current);
+    let changed = changes(change.previous, change.current);
     if changed.is_empty() {
         return Ok(0);
     }
-    let planning = Planning::of(current)?;
+    let planning = Planning::of(change.current)?;
     let mut replanned = 0;
-    for invoice in customers::lock_open_invoices(tx, customer_id).await? {
-        if Some(invoice.id) == except {
+    for invoice in customers::lock_open_invoices(tx, change.customer_id).await? {
+        if Some(invoice.id) == change.except {
             continue;
         }
         let records: Vec<steps::StepRecord> = steps::for_invoice(tx, invoice.id)
@@ -193,72 +196,115 @@ pub async fn replan_customer(
             .into_iter()
             .filter(|s| s.kind == StepKind::Reminder)
             .collect();
-        let existing = records
-            .iter()
-            .map(|r| {
-                Ok(ExistingStep {
-                    id: r.id,
-                    name: r.name.clone(),
-                    position: r.position,
-                    pending: if r.status == StepStatus::Pending {
-                        Some(pending_step(r)?)
-                    } else {
-                        None
-                    },
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let existing = existing_steps(&records)?;
         let plan = planning.plan(config, invoice.amount, &invoice.currency, invoice.due_on)?;
-        let changes = replan(&plan, &existing);
-        if changes.is_empty() {
+        let moves = replan(&plan, &existing);
+        if moves.is_empty() {
             continue;
         }
-        let name_of = |id: Uuid| records.iter().find(|r| r.id == id).map(|r| r.name.clone());
-        for id in &changes.remove {
-            steps::remove_pending(tx, *id).await?;
-        }
-        for (id, step) in &changes.update {
-            steps::replan_pending(tx, *id, step, now).await?;
-        }
-        for step in &changes.insert {
-            steps::insert_planned(
-                tx,
-                invoice.id,
-                relance_domain::StepKind::Reminder,
-                step,
-                StepStatus::Pending,
-                now,
-            )
-            .await?;
-        }
-        let pending: Vec<_> = steps::for_invoice(tx, invoice.id)
-            .await?
-            .into_iter()
-            .filter(|s| s.kind == StepKind::Reminder && s.status == StepStatus::Pending)
-            .map(|s| json!({ "step": s.name, "template": s.template, "due_at": s.due_at }))
-            .collect();
-        journal::append(
-            tx,
-            now,
-            &invoice.number,
-            None,
-            "steps.replanned",
-            json!({
-                "cause": cause,
-                "changed": changed,
-                "old_segment": previous.risk,
-                "new_segment": current.risk,
-                "calendar": planning.calendar.name(),
-                "removed": changes.remove.iter().filter_map(|id| name_of(*id)).collect::<Vec<_>>(),
-                "added": changes.insert.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
-                "moved": changes.update.iter().map(|(_, s)| s.name.clone()).collect::<Vec<_>>(),
-                "pending": pending,
-            }),
-        )
-        .await?;
+        apply_replan(tx, invoice.id, &moves, now).await?;
+        let replanned_steps = ReplannedSteps {
+            records: &records,
+            moves: &moves,
+            changed: &changed,
+            calendar: planning.calendar.name(),
+        };
+        journal_replanned(tx, &invoice.number, invoice.id, change, &replanned_steps, now).await?;
         replanned += 1;
     }
     Ok(replanned)
+}
+
+/// An invoice's reminder steps as the re-planner compares them with a new plan.
+fn existing_steps(records: &[steps::StepRecord]) -> anyhow::Result<Vec<ExistingStep>> {
+    records
+        .iter()
+        .map(|r| {
+            Ok(ExistingStep {
+                id: r.id,
+                name: r.name.clone(),
+                position: r.position,
+                pending: if r.status == StepStatus::Pending {
+                    Some(pending_step(r)?)
+                } else {
+                    None
+                },
+            })
+        })
+        .collect()
+}
+
+/// Removes, moves and adds an invoice's pending steps as re-planned.
+async fn apply_replan(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    moves: &Replan,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for id in &moves.remove {
+        steps::remove_pending(tx, *id).await?;
+    }
+    for (id, step) in &moves.update {
+        steps::replan_pending(tx, *id, step, now).await?;
+    }
+    for step in &moves.insert {
+        steps::insert_planned(tx, invoice_id, StepKind::Reminder, step, StepStatus::Pending, now).await?;
+    }
+    Ok(())
+}
+
+/// What one invoice's re-planning did, for its journal.
+struct ReplannedSteps<'a> {
+    /// The invoice's reminder steps before.
+    records: &'a [steps::StepRecord],
+    moves: &'a Replan,
+    /// The planning details that changed, by name.
+    changed: &'a [&'static str],
+    calendar: &'a str,
+}
+
+/// Journals `steps.replanned` on the invoice, with its pending steps as they now are.
+async fn journal_replanned(
+    tx: &mut PgConnection,
+    number: &str,
+    invoice_id: Uuid,
+    change: &DetailsChange<'_>,
+    replanned: &ReplannedSteps<'_>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let name_of = |id: Uuid| {
+        replanned
+            .records
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.name.clone())
+    };
+    let moves = replanned.moves;
+    let pending: Vec<_> = steps::for_invoice(tx, invoice_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.kind == StepKind::Reminder && s.status == StepStatus::Pending)
+        .map(|s| json!({ "step": s.name, "template": s.template, "due_at": s.due_at }))
+        .collect();
+    journal::append(
+        tx,
+        now,
+        number,
+        None,
+        "steps.replanned",
+        json!({
+            "cause": change.cause,
+            "changed": replanned.changed,
+            "old_segment": change.previous.risk,
+            "new_segment": change.current.risk,
+            "calendar": replanned.calendar,
+            "removed": moves.remove.iter().filter_map(|id| name_of(*id)).collect::<Vec<_>>(),
+            "added": moves.insert.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+            "moved": moves.update.iter().map(|(_, s)| s.name.clone()).collect::<Vec<_>>(),
+            "pending": pending,
+        }),
+    )
+    .await
 }
 
 /// A customer of the queue contract, as validation reads it (`invoice.issued` and

@@ -9,7 +9,7 @@ pub const DEFAULT_NAMESPACE: &str = "relance";
 /// Inbound routing keys (on the `<ns>.inbound` topic exchange).
 pub const INVOICE_ISSUED: &str = "invoice.issued";
 pub const PAYMENT_RECEIVED: &str = "payment.received";
-/// Pauses and ends of the sequence, consumed with payments (see `collections.rs`).
+/// Pauses and ends of the sequence, consumed with payments (see `pauses_and_ends.rs`).
 pub const PROMISE_RECORDED: &str = "promise.recorded";
 pub const DISPUTE_OPENED: &str = "dispute.opened";
 pub const DISPUTE_RESOLVED: &str = "dispute.resolved";

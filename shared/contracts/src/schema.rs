@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::details::visit_event_details;
 use crate::events::EventDetail;
-use crate::{calls, collections, inbound, jobs, names};
+use crate::{calls, inbound, jobs, names, pauses_and_ends};
 
 /// Where a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +52,12 @@ pub fn visit_contract(visitor: &mut impl ContractVisitor) {
     visitor.message::<inbound::InvoiceIssuedV1>(Inbound, names::INVOICE_ISSUED);
     visitor.message::<inbound::PaymentReceivedV1>(Inbound, names::PAYMENT_RECEIVED);
     visitor.message::<inbound::CustomerUpdatedV1>(Inbound, names::CUSTOMER_UPDATED);
-    visitor.message::<collections::PromiseRecordedV1>(Inbound, names::PROMISE_RECORDED);
-    visitor.message::<collections::DisputeOpenedV1>(Inbound, names::DISPUTE_OPENED);
-    visitor.message::<collections::DisputeResolvedV1>(Inbound, names::DISPUTE_RESOLVED);
-    visitor.message::<collections::CreditNoteIssuedV1>(Inbound, names::CREDIT_NOTE_ISSUED);
-    visitor.message::<collections::InvoiceWrittenOffV1>(Inbound, names::INVOICE_WRITTEN_OFF);
-    visitor.message::<collections::InvoiceLifecycleStatusV1>(Inbound, names::INVOICE_LIFECYCLE_STATUS);
+    visitor.message::<pauses_and_ends::PromiseRecordedV1>(Inbound, names::PROMISE_RECORDED);
+    visitor.message::<pauses_and_ends::DisputeOpenedV1>(Inbound, names::DISPUTE_OPENED);
+    visitor.message::<pauses_and_ends::DisputeResolvedV1>(Inbound, names::DISPUTE_RESOLVED);
+    visitor.message::<pauses_and_ends::CreditNoteIssuedV1>(Inbound, names::CREDIT_NOTE_ISSUED);
+    visitor.message::<pauses_and_ends::InvoiceWrittenOffV1>(Inbound, names::INVOICE_WRITTEN_OFF);
+    visitor.message::<pauses_and_ends::InvoiceLifecycleStatusV1>(Inbound, names::INVOICE_LIFECYCLE_STATUS);
     visitor.message::<calls::CallOutcomeV1>(Inbound, names::CALL_OUTCOME);
     visitor.message::<jobs::ReminderDueV1>(Jobs, names::REMINDER_DUE);
     visitor.message::<jobs::ReminderRenderedV1>(Jobs, names::REMINDER_RENDERED_PREFIX);

@@ -1,5 +1,6 @@
-//! The shape every relance service shares: stay connected to the broker, consume one queue
-//! with a handler, and relay the outbox its handlers fill.
+//! The shape every relance service shares: open its database pool at start (waiting it
+//! out), stay connected to the broker, consume one queue with a handler, and relay the
+//! outbox its handlers fill.
 
 use crate::consume::{consume, HandlerError, Incoming, RetryPolicy};
 use crate::publish::Publisher;
@@ -10,6 +11,40 @@ use relance_contracts::names::Names;
 use sqlx::PgPool;
 use std::future::Future;
 use tokio_util::sync::CancellationToken;
+
+/// The service's database pool, opened at start with the settings' URL, pool size and
+/// acquire timeout. A database not yet up (or full) at start is waited out, as the broker
+/// is (see [`relance_storage::connect_at_start`]); `None` when `shutdown` fired meanwhile.
+pub async fn connect_database(
+    service: &'static str,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<PgPool>> {
+    let s = &config.settings;
+    relance_storage::connect_at_start(
+        service,
+        &s.database_url,
+        s.db_pool_size,
+        s.db_acquire_timeout,
+        shutdown,
+    )
+    .await
+}
+
+/// A queue handler for [`run_queue_worker`] that gives `handler` its own handle on the pool
+/// and the configuration with each message.
+pub fn with_db_and_config<H, F>(
+    db: &PgPool,
+    config: &Config,
+    handler: H,
+) -> impl Fn(Incoming) -> F + Clone + Send + Sync + 'static
+where
+    H: Fn(PgPool, Config, Incoming) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let (db, config) = (db.clone(), config.clone());
+    move |message| handler(db.clone(), config.clone(), message)
+}
 
 /// Runs until `shutdown`: consumes `queue(names)` with `handler` and relays the outbox,
 /// reconnecting to the broker whenever the session is lost.

@@ -16,7 +16,7 @@ use relance_contracts::{
 };
 use relance_domain::{Clock, Rejection, SystemClock};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
-use relance_payments::collections as check;
+use relance_payments::{credit_notes, disputes, lifecycle, promises};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -96,8 +96,26 @@ fn checked<T>(result: Result<T, Rejection>) -> anyhow::Result<T> {
     result.map_err(|r| anyhow!("refused before publishing: {r}"))
 }
 
+impl Instruction {
+    /// The message `m` to publish under `routing_key`, once `check` (the listener's own
+    /// validation) accepted it.
+    fn checked<M: serde::Serialize, T>(
+        routing_key: &'static str,
+        m: &M,
+        check: Result<T, Rejection>,
+        invoice: String,
+    ) -> anyhow::Result<Self> {
+        checked(check)?;
+        Ok(Self {
+            routing_key,
+            body: serde_json::to_value(m).context("writing the message")?,
+            invoice,
+        })
+    }
+}
+
 fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) -> anyhow::Result<Instruction> {
-    let (routing_key, body, invoice) = match command {
+    match command {
         InvoiceCommand::Promise { number, date, note } => {
             let m = PromiseRecordedV1 {
                 version: VERSION_1,
@@ -109,8 +127,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     note,
                 },
             };
-            checked(check::promise(&m))?;
-            (names::PROMISE_RECORDED, serde_json::to_value(m)?, number)
+            Instruction::checked(names::PROMISE_RECORDED, &m, promises::promise(&m), number)
         }
         InvoiceCommand::Dispute { number, reason } => {
             let m = DisputeOpenedV1 {
@@ -122,8 +139,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     reason,
                 },
             };
-            checked(check::dispute(&m))?;
-            (names::DISPUTE_OPENED, serde_json::to_value(m)?, number)
+            Instruction::checked(names::DISPUTE_OPENED, &m, disputes::dispute(&m), number)
         }
         InvoiceCommand::Resolve {
             number,
@@ -152,9 +168,20 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     credit_note: credit,
                 },
             };
-            checked(check::resolution(&m))?;
-            (names::DISPUTE_RESOLVED, serde_json::to_value(m)?, number)
+            Instruction::checked(names::DISPUTE_RESOLVED, &m, disputes::resolution(&m), number)
         }
+        command => closing_instruction(command, event_id, now),
+    }
+}
+
+/// The commands that end a sequence or lower what is owed: credit notes, write-offs,
+/// lifecycle statuses.
+fn closing_instruction(
+    command: InvoiceCommand,
+    event_id: String,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Instruction> {
+    match command {
         InvoiceCommand::Credit {
             number,
             amount,
@@ -165,10 +192,7 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
             let m = CreditNoteIssuedV1 {
                 version: VERSION_1,
                 credit_note: CreditNoteV1 {
-                    id: id.unwrap_or_else(|| {
-                        let short: String = event_id.chars().skip(4).take(12).collect();
-                        format!("AV-{short}")
-                    }),
+                    id: id.unwrap_or_else(|| credit_note_id(&event_id)),
                     invoice_number: number.clone(),
                     amount,
                     currency,
@@ -178,8 +202,12 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                 event_id,
                 occurred_at: now,
             };
-            checked(check::credit_note(&m))?;
-            (names::CREDIT_NOTE_ISSUED, serde_json::to_value(m)?, number)
+            Instruction::checked(
+                names::CREDIT_NOTE_ISSUED,
+                &m,
+                credit_notes::credit_note(&m),
+                number,
+            )
         }
         InvoiceCommand::WriteOff { number, reason } => {
             let m = InvoiceWrittenOffV1 {
@@ -191,8 +219,12 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     reason,
                 },
             };
-            checked(check::write_off(&m))?;
-            (names::INVOICE_WRITTEN_OFF, serde_json::to_value(m)?, number)
+            Instruction::checked(
+                names::INVOICE_WRITTEN_OFF,
+                &m,
+                credit_notes::write_off(&m),
+                number,
+            )
         }
         InvoiceCommand::Lifecycle {
             number,
@@ -214,15 +246,22 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
                     currency,
                 },
             };
-            checked(check::lifecycle(&m))?;
-            (names::INVOICE_LIFECYCLE_STATUS, serde_json::to_value(m)?, number)
+            Instruction::checked(
+                names::INVOICE_LIFECYCLE_STATUS,
+                &m,
+                lifecycle::lifecycle(&m),
+                number,
+            )
         }
-    };
-    Ok(Instruction {
-        routing_key,
-        body,
-        invoice,
-    })
+        // The others are not closing: built by `instruction`.
+        other => instruction(other, event_id, now),
+    }
+}
+
+/// A credit note's id when the command gives none: `AV-` and part of the event id.
+fn credit_note_id(event_id: &str) -> String {
+    let short: String = event_id.chars().skip(4).take(12).collect();
+    format!("AV-{short}")
 }
 
 /// Checks and publishes the command's message on `<ns>.inbound` (with confirms). With

@@ -5,11 +5,11 @@
 //! grace days) confirmed to the customer by a recap email; `disputed` opens a dispute;
 //! `no_answer` closes the task and the sequence goes on. A refused outcome changes nothing.
 
-use crate::collections::{
-    dispute_pause, invoice_message, promise_pause, refused, require_open, timezone, today, InvoiceMessage,
-};
+use crate::disputes::dispute_pause;
+use crate::inbound::{invoice_message, refused, require_open, timezone, today, InvoiceMessage};
+use crate::promises::promise_pause;
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use relance_config::Config;
 use relance_contracts::{names, CallOutcomeRecordedV1, CallOutcomeV1};
 use relance_domain::calls::{
@@ -63,77 +63,8 @@ impl InvoiceMessage for CallOutcomeV1 {
         require_open(WHAT, invoice)?;
         let task = task_for(tx, invoice, &call).await?;
         // A promise in the past (or too far away) is refused before anything changes.
-        let promise = match &call.outcome {
-            CallOutcome::Reached {
-                promised_on: Some(day),
-            } => {
-                let until = promise_pause_end(
-                    *day,
-                    today(config, invoice),
-                    config.settings.promise_grace_days,
-                    timezone(invoice),
-                )
-                .map_err(|r| {
-                    refused(
-                        WHAT,
-                        &invoice.number,
-                        Rejection::new("call.promised_on", r.reason),
-                    )
-                })?;
-                Some((*day, until))
-            }
-            _ => None,
-        };
-        let (reason, promised_on) = match &call.outcome {
-            CallOutcome::Disputed { reason } => (Some(reason.as_str()), None),
-            CallOutcome::Reached { promised_on } => (None, *promised_on),
-            CallOutcome::NoAnswer => (None, None),
-        };
-        let recorded = RecordedOutcome {
-            outcome: call.outcome.as_str(),
-            promised_on,
-            reason,
-            note: call.note.as_deref(),
-            event_id: &self.event_id,
-        };
-        if !calls::record_outcome(tx, task.step_id, &recorded, now).await? {
-            return Err(refused(
-                WHAT,
-                &invoice.number,
-                "its outcome was recorded meanwhile",
-            ));
-        }
-        // An expired task keeps its status; its late outcome still counts.
-        let late = task.status == StepStatus::Expired;
-        if !late {
-            let why = format!("call outcome: {}", call.outcome.as_str());
-            steps::transition(
-                tx,
-                task.step_id,
-                &[StepStatus::AwaitingOutcome],
-                StepStatus::Completed,
-                Some(&why),
-                now,
-            )
-            .await?;
-        }
-        let step = steps::find(tx, task.step_id)
-            .await?
-            .context("re-reading the call step")?;
-        outgoing::announce_step_detail(
-            tx,
-            now,
-            &step,
-            &CallOutcomeRecordedV1 {
-                outcome: call.outcome.as_str().to_string(),
-                promised_on,
-                reason: reason.map(ToString::to_string),
-                note: call.note.clone(),
-                late,
-                event_id: self.event_id.clone(),
-            },
-        )
-        .await?;
+        let promise = promise_of(config, invoice, &call)?;
+        record(tx, invoice, &task, &call, &self.event_id, now).await?;
         let source = (names::CALL_OUTCOME, self.event_id.as_str());
         match &call.outcome {
             CallOutcome::Reached { .. } => {
@@ -153,6 +84,92 @@ impl InvoiceMessage for CallOutcomeV1 {
         }
         Ok(())
     }
+}
+
+/// The promised day of a `reached` outcome that gives one, and the end of its pause;
+/// refused when the day is in the past or too far away.
+fn promise_of(
+    config: &Config,
+    invoice: &InvoiceRecord,
+    call: &NewCallOutcome,
+) -> Result<Option<(NaiveDate, DateTime<Utc>)>, HandlerError> {
+    let CallOutcome::Reached {
+        promised_on: Some(day),
+    } = &call.outcome
+    else {
+        return Ok(None);
+    };
+    let until = promise_pause_end(
+        *day,
+        today(config, invoice),
+        config.settings.promise_grace_days,
+        timezone(invoice),
+    )
+    .map_err(|r| {
+        refused(
+            WHAT,
+            &invoice.number,
+            Rejection::new("call.promised_on", r.reason),
+        )
+    })?;
+    Ok(Some((*day, until)))
+}
+
+/// Records the outcome on its task, completes the task (an expired one keeps its status:
+/// its late outcome still counts) and announces `call.outcome_recorded`.
+async fn record(
+    tx: &mut PgConnection,
+    invoice: &InvoiceRecord,
+    task: &CallTask,
+    call: &NewCallOutcome,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let (reason, promised_on) = match &call.outcome {
+        CallOutcome::Disputed { reason } => (Some(reason.as_str()), None),
+        CallOutcome::Reached { promised_on } => (None, *promised_on),
+        CallOutcome::NoAnswer => (None, None),
+    };
+    let recorded = RecordedOutcome {
+        outcome: call.outcome.as_str(),
+        promised_on,
+        reason,
+        note: call.note.as_deref(),
+        event_id,
+    };
+    if !calls::record_outcome(tx, task.step_id, &recorded, now).await? {
+        return Err(refused(
+            WHAT,
+            &invoice.number,
+            "its outcome was recorded meanwhile",
+        ));
+    }
+    let late = task.status == StepStatus::Expired;
+    if !late {
+        let why = format!("call outcome: {}", call.outcome.as_str());
+        steps::transition(
+            tx,
+            task.step_id,
+            &[StepStatus::AwaitingOutcome],
+            StepStatus::Completed,
+            Some(&why),
+            now,
+        )
+        .await?;
+    }
+    let step = steps::find(tx, task.step_id)
+        .await?
+        .context("re-reading the call step")?;
+    let detail = CallOutcomeRecordedV1 {
+        outcome: call.outcome.as_str().to_string(),
+        promised_on,
+        reason: reason.map(ToString::to_string),
+        note: call.note.clone(),
+        late,
+        event_id: event_id.to_string(),
+    };
+    outgoing::announce_step_detail(tx, now, &step, &detail).await?;
+    Ok(())
 }
 
 /// The task the outcome is for: the step named, or the invoice's open task. Refused when
