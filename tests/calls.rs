@@ -184,7 +184,11 @@ async fn a_call_step_opens_a_task_that_ends_by_its_outcome_or_expires() {
         );
     }
     assert_eq!(env.mail.emails().await.len(), 2, "a call is not an email");
-    let events = env.events().await;
+    let events = env
+        .events_until("F-C1's call task", |e| {
+            !find(e, "F-C1", names::CALL_TASK_OPENED).is_empty()
+        })
+        .await;
     let opened = find(&events, "F-C1", names::CALL_TASK_OPENED);
     assert_eq!(opened.len(), 1, "{events:?}");
     assert_eq!(opened[0].detail["phone"], json!("+33612345678"));
@@ -372,7 +376,11 @@ async fn a_reached_call_with_a_date_pauses_the_sequence_and_sends_a_recap() {
     );
 
     // The promise, as promise.recorded would have opened it: until the 20th plus 3 grace days.
-    let events = env.events().await;
+    let events = env
+        .events_until("F-C3's pause", |e| {
+            !find(e, "F-C3", names::INVOICE_PAUSED).is_empty()
+        })
+        .await;
     let paused = find(&events, "F-C3", names::INVOICE_PAUSED);
     assert_eq!(paused.len(), 1, "applied once: {events:?}");
     assert_eq!(paused[0].detail["kind"], json!("promise"));
@@ -500,7 +508,11 @@ async fn a_customer_without_a_phone_gets_emails_instead_of_the_sms_and_the_call(
             ("sms".into(), "email".into(), no_phone)
         ]
     );
-    let events = env.events().await;
+    let events = env
+        .events_until("F-C6's two fallbacks", |e| {
+            find(e, "F-C6", names::REMINDER_FALLBACK).len() >= 2
+        })
+        .await;
     let announced = find(&events, "F-C6", names::REMINDER_FALLBACK);
     assert_eq!(announced.len(), 2, "{events:?}");
     assert_eq!(announced[0].step.as_deref(), Some("call_1"));

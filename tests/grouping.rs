@@ -167,7 +167,12 @@ async fn an_invoice_paid_after_the_grouped_message_was_rendered_is_not_in_the_me
     assert_eq!(env.journal_count("F-G1", "reminder.rendered").await, 2);
     assert_eq!(step_status(&env, "F-G1", "reminder_1").await, "sent");
     assert_eq!(step_status(&env, "F-G3", "reminder_1").await, "sent");
-    let events = env.events().await;
+    let events = env
+        .events_until("F-G3's reminder.sent", |e| {
+            e.iter()
+                .any(|e| e.invoice_number == "F-G3" && e.event_type == names::REMINDER_SENT)
+        })
+        .await;
     let joined = events
         .iter()
         .find(|e| e.invoice_number == "F-G3" && e.event_type == names::REMINDER_SENT)

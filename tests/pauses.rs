@@ -148,7 +148,11 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
     assert_eq!(due_at(&env, "F-P1", "reminder_2").await, utc(4, 7, 7));
     assert_eq!(due_at(&env, "F-P1", "reminder_3").await, utc(4, 14, 7));
     assert_eq!(due_at(&env, "F-P1", "formal_notice").await, utc(4, 21, 7));
-    let events = env.events().await;
+    let events = env
+        .events_until("F-P1's resumption", |e| {
+            !find(e, "F-P1", names::INVOICE_RESUMED).is_empty()
+        })
+        .await;
     let resumed = find(&events, "F-P1", names::INVOICE_RESUMED);
     assert_eq!(resumed.len(), 1, "{events:?}");
     assert_eq!(resumed[0].detail["next_step"], "reminder_1");
@@ -192,7 +196,14 @@ async fn a_broken_promise_resumes_the_sequence_at_the_step_it_had_reached() {
         Some(utc(3, 31, 7)),
         "sent on Tuesday at 09:00 in Paris"
     );
-    let sent = find(&env.events().await, "F-P1", names::REMINDER_SENT)
+    let events = env
+        .events_until("F-P1's reminder_1 sent", |e| {
+            find(e, "F-P1", names::REMINDER_SENT)
+                .iter()
+                .any(|e| e.step.as_deref() == Some("reminder_1"))
+        })
+        .await;
+    let sent = find(&events, "F-P1", names::REMINDER_SENT)
         .into_iter()
         .find(|e| e.step.as_deref() == Some("reminder_1"))
         .map(|e| e.occurred_at);
@@ -412,7 +423,12 @@ async fn credit_notes_and_write_offs_close_invoices_without_a_thank_you() {
         );
         assert_eq!(env.collections_status(invoice).await, CollectionStatus::Closed);
     }
-    let events = env.events().await;
+    let events = env
+        .events_until("F-C1 closed and F-C2's credit note", |e| {
+            !find(e, "F-C1", names::INVOICE_CLOSED).is_empty()
+                && !find(e, "F-C2", names::CREDIT_NOTE_RECORDED).is_empty()
+        })
+        .await;
     assert_eq!(
         find(&events, "F-C1", names::INVOICE_CLOSED)[0].detail["credit_note_id"],
         "AV-1"

@@ -54,17 +54,8 @@ pub async fn run_with_readiness(
         config.settings.template_dir.as_deref(),
         &config.policy,
     )?);
-    let s = &config.settings;
     // A database not yet up (or full) at start is waited out, as the broker is.
-    let Some(db) = relance_storage::connect_at_start(
-        SERVICE,
-        &s.database_url,
-        s.db_pool_size,
-        s.db_acquire_timeout,
-        &shutdown,
-    )
-    .await?
-    else {
+    let Some(db) = relance_messaging::worker::connect_database(SERVICE, &config, &shutdown).await? else {
         return Ok(());
     };
     let (handler_db, handler_config) = (db.clone(), config.clone());

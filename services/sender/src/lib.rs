@@ -105,17 +105,8 @@ pub async fn run_courier(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let s = &config.settings;
     // A database not yet up (or full) at start is waited out, as the broker is.
-    let Some(db) = relance_storage::connect_at_start(
-        service,
-        &s.database_url,
-        s.db_pool_size,
-        s.db_acquire_timeout,
-        &shutdown,
-    )
-    .await?
-    else {
+    let Some(db) = relance_messaging::worker::connect_database(service, &config, &shutdown).await? else {
         return Ok(());
     };
     let (handler_db, handler_config) = (db.clone(), config.clone());
