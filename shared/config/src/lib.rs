@@ -210,6 +210,13 @@ pub struct Settings {
     /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
     /// `None`: not served.
     pub health_addr: Option<std::net::SocketAddr>,
+    /// A loop not completed for this long is reported by `/health/ready` (`RELANCE_LOOP_STALL_MS`).
+    pub loop_stall: Duration,
+    /// How often one scheduler copy computes the collections gauges (`RELANCE_METRICS_INTERVAL_MS`).
+    pub metrics_interval: Duration,
+    /// `RELANCE_LOG_FORMAT`: `Some(true)` JSON lines, `Some(false)` text, `None`: JSON unless
+    /// stderr is a terminal.
+    pub log_json: Option<bool>,
     pub creditor: Creditor,
     pub channels: ChannelSettings,
 }
@@ -530,6 +537,16 @@ impl Settings {
                 Some(v) => Some(v.parse().map_err(|e| {
                     anyhow!("RELANCE_HEALTH_ADDR={v:?} is not a socket address (e.g. 0.0.0.0:8080): {e}")
                 })?),
+            },
+            loop_stall: env.millis("RELANCE_LOOP_STALL_MS")?,
+            metrics_interval: env.millis("RELANCE_METRICS_INTERVAL_MS")?,
+            log_json: match env.get("RELANCE_LOG_FORMAT").as_deref() {
+                None => None,
+                Some("json") => Some(true),
+                Some("text") => Some(false),
+                Some(other) => {
+                    return Err(anyhow!("RELANCE_LOG_FORMAT={other:?} is not valid: json or text"))
+                }
             },
             creditor: Creditor {
                 name: env.text("RELANCE_CREDITOR_NAME"),
