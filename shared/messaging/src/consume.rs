@@ -444,7 +444,7 @@ const PANIC_REASON: &str = "handler panicked";
 
 /// How often an idle consumer (waiting for messages, with room for more) reports that it
 /// is alive.
-const IDLE_HEARTBEAT: Duration = Duration::from_secs(5);
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A queue's name without the namespace (`sender.email`), as metrics label it: bounded,
 /// and the same for every copy and namespace.

@@ -1,0 +1,108 @@
+//! Readiness that sees a stuck loop: with every loop beating, `/health/ready` answers 200;
+//! when the scheduler's pass hangs (here, behind a lock a test transaction holds on the
+//! invoices table, as a long migration or a stuck session would), it answers 503 and names
+//! the loop, `relance_loop_stalled` says so, and the other loops are not blamed; once the
+//! lock goes, readiness comes back.
+//!
+//! Its own test binary: the metrics recorder is one per process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use relance_tests::{wait_for, TestEnv, DEADLINE};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+async fn ready(http: &reqwest::Client, addr: &str) -> (u16, Value) {
+    match http.get(format!("http://{addr}/health/ready")).send().await {
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            (status, answer.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// Waits until `/health/ready` answers `status`; returns its body.
+async fn wait_ready(http: &reqwest::Client, addr: &str, status: u16) -> Value {
+    let body = Arc::new(Mutex::new(Value::Null));
+    let outcome = wait_for(&format!("/health/ready to answer {status}"), DEADLINE, || {
+        let (http, addr, body) = (http.clone(), addr.to_string(), body.clone());
+        async move {
+            let (got, json) = ready(&http, &addr).await;
+            *body.lock().unwrap() = json;
+            Ok(got == status)
+        }
+    })
+    .await;
+    let body = body.lock().unwrap().clone();
+    assert!(outcome.is_ok(), "{outcome:?}: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_a_loop_that_stopped_completing() {
+    let addr = format!("127.0.0.1:{}", relance_tests::free_port());
+    let env = TestEnv::try_start(
+        1,
+        &[("RELANCE_HEALTH_ADDR", &addr), ("RELANCE_LOOP_STALL_MS", "3000")],
+    )
+    .await
+    .expect("starting the test environment");
+    let http = reqwest::Client::new();
+    let body = wait_ready(&http, &addr, 200).await;
+    assert_eq!(body["stalled"], serde_json::json!([]), "{body}");
+    for (service, name) in [
+        ("scheduler", "scheduler pass"),
+        ("scheduler", "outbox relay"),
+        ("renderer", "consumer renderer.jobs"),
+        ("payments", "consumer payments.payments"),
+    ] {
+        assert!(
+            body["loops"][service][name].is_number(),
+            "{service}: {name} in {body}"
+        );
+    }
+
+    // Freeze the scheduler's pass: it waits on the invoices table.
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE invoices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let body = wait_ready(&http, &addr, 503).await;
+    assert_eq!(
+        body["stalled"],
+        serde_json::json!(["scheduler: scheduler pass"]),
+        "{body}"
+    );
+    assert_eq!(body["database"], true, "{body}");
+    assert!(
+        body["loops"]["scheduler"]["scheduler pass"].as_f64().unwrap() >= 3.0,
+        "{body}"
+    );
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"relance_loop_stalled{service="scheduler",loop="scheduler pass"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"relance_loop_stalled{service="scheduler",loop="outbox relay"} 0"#),
+        "{metrics}"
+    );
+
+    // The lock goes: the pass completes again, and readiness comes back.
+    lock.rollback().await.unwrap();
+    let body = wait_ready(&http, &addr, 200).await;
+    assert_eq!(body["stalled"], serde_json::json!([]), "{body}");
+    env.stop().await;
+}
