@@ -39,6 +39,38 @@ pub const GAUGES_REFRESHED: &str = "relance_collections_gauges_refreshed_timesta
 pub const LOOP_LAST_SUCCESS: &str = "relance_loop_last_success_seconds";
 pub const LOOP_STALLED: &str = "relance_loop_stalled";
 
+/// Every metric relance names (besides the settings' gauges of the health server and the
+/// `process_*` metrics), each documented in `docs/operations.md`.
+pub const ALL: [&str; 27] = [
+    STEPS_PLANNED,
+    STEPS_EMITTED,
+    STEPS_RENDERED,
+    STEPS_SENT,
+    STEPS_FAILED,
+    STEPS_SKIPPED,
+    STEPS_CANCELLED,
+    STEPS_POSTPONED,
+    DELIVERIES,
+    DUE_TO_SENT,
+    PAYMENT_TO_CANCEL,
+    MESSAGES_CONSUMED,
+    MESSAGES_RETRIED,
+    MESSAGES_DEAD_LETTERED,
+    HANDLER_DURATION,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    SCHEDULER_PASS_DURATION,
+    SCHEDULER_PASS_STEPS,
+    CALL_TASKS_OPEN,
+    INVOICES_PAUSED,
+    INVOICES,
+    OUTSTANDING,
+    GAUGES_REFRESHED,
+    LOOP_LAST_SUCCESS,
+    LOOP_STALLED,
+    "relance_settings_warnings",
+];
+
 /// Latencies of a reminder's path: from a fraction of a second (all in one process) to a
 /// day (a provider refusing for hours).
 const LATENCY_BUCKETS: [f64; 17] = [
@@ -434,6 +466,18 @@ pub fn set_gauge(name: &'static str, help: &'static str, value: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metric_is_documented_in_the_operations_guide() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        for name in ALL {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} is not in docs/operations.md"
+            );
+        }
+    }
 
     #[test]
     fn a_reply_is_classed_by_its_code() {
