@@ -106,3 +106,61 @@ async fn readiness_names_a_loop_that_stopped_completing() {
     assert_eq!(body["stalled"], serde_json::json!([]), "{body}");
     env.stop().await;
 }
+
+/// The line `relance run scheduler` logs to a pipe when the database does not answer, with
+/// `RELANCE_LOG_FORMAT` set to `format` (or unset); also checks that no line before it has
+/// a colour code.
+async fn unavailable_database_line(format: Option<&str>) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(relance_tests::relance_binary());
+    command
+        .args(["run", "scheduler"])
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/relance_nowhere")
+        .env("RUST_LOG", "info")
+        .env_remove("RELANCE_LOG_FORMAT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(format) = format {
+        command.env("RELANCE_LOG_FORMAT", format);
+    }
+    let mut child = command.spawn().expect("starting relance");
+    let stderr = child.stderr.take().expect("its stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("reading stderr") {
+            assert!(
+                !line.contains('\u{1b}'),
+                "no colour codes off a terminal: {line:?}"
+            );
+            if line.contains("database unavailable at start; retrying") {
+                return line;
+            }
+        }
+        panic!("relance stopped before saying the database is unavailable")
+    })
+    .await
+    .expect("the warning in time");
+    child.kill().await.expect("stopping relance");
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_pipe_are_json_lines_by_default_and_text_without_colour_on_request() {
+    let line = unavailable_database_line(None).await;
+    let json: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(json["level"], "WARN", "{line}");
+    assert_eq!(
+        json["fields"]["message"], "database unavailable at start; retrying",
+        "{line}"
+    );
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+
+    let line = unavailable_database_line(Some("text")).await;
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "no colour codes off a terminal: {line:?}"
+    );
+    assert!(serde_json::from_str::<Value>(&line).is_err(), "{line}");
+}
