@@ -91,6 +91,10 @@ pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> 
     }
     record_checked_payment(&mut tx, config, &invoice, &payment, None, now).await?;
     tx.commit().await.context("committing the payment")?;
+    if payment.amount.amount == invoice.balance {
+        // Settled: its steps not yet sent were cancelled in that transaction.
+        relance_telemetry::metrics::observe_payment_to_cancel(now - event.occurred_at);
+    }
     Ok(())
 }
 

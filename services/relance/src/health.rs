@@ -1,20 +1,21 @@
 //! Liveness and readiness over HTTP, for an orchestrator's probes (`RELANCE_HEALTH_ADDR`).
 //!
 //! - `GET /health/live`: 200 while the process runs.
-//! - `GET /health/ready`: 200 when every service of the process holds a broker session and
-//!   the database answers; 503 otherwise, e.g. while RabbitMQ or PostgreSQL restarts, or while
-//!   the services wait at start for a database that is not yet up. The body
-//!   says which part is missing, and lists `warnings`: settings to fix that do not stop the
-//!   process (a half-year missing from the legal rate table).
-//! - `GET /metrics`: Prometheus exposition; today the settings' gauges
-//!   (`relance_legal_rates_current_half_year_missing`, `relance_settings_warnings`).
+//! - `GET /health/ready`: 200 when every service of the process holds a broker session, the
+//!   database answers and every loop of the services (scheduler pass, outbox relay, each
+//!   consumer) completed within `RELANCE_LOOP_STALL_MS`; 503 otherwise, e.g. while RabbitMQ
+//!   or PostgreSQL restarts, while the services wait at start for a database that is not yet
+//!   up, or while a loop is stuck. The body says which part is missing (`stalled` names the
+//!   loop), and lists `warnings`: settings to fix that do not stop the process (a half-year
+//!   missing from the legal rate table).
+//! - `GET /metrics`: Prometheus exposition of every metric of the process (see
+//!   `docs/operations.md` and `relance_telemetry::metrics`).
 
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use relance_messaging::Readiness;
 use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
@@ -45,6 +46,7 @@ struct Probes {
     services: Arc<Vec<(String, Readiness)>>,
     db: PgPool,
     warnings: Warnings,
+    loop_stall: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +55,10 @@ pub struct ReadinessReport {
     pub database: bool,
     /// Per service of the process: whether it holds a broker session.
     pub broker: BTreeMap<String, bool>,
+    /// Per service, each loop and the seconds since it last completed.
+    pub loops: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The loops not completed within `RELANCE_LOOP_STALL_MS`, as `service: loop`.
+    pub stalled: Vec<String>,
     /// Settings to fix, e.g. a half-year missing from the legal rate table.
     pub warnings: Vec<String>,
 }
@@ -71,45 +77,66 @@ impl Probes {
             .iter()
             .map(|(name, readiness)| (name.clone(), readiness.is_ready()))
             .collect();
+        let (loops, stalled) = self.loops();
         ReadinessReport {
-            ready: database && broker.values().all(|ready| *ready),
+            ready: database && broker.values().all(|ready| *ready) && stalled.is_empty(),
             database,
             broker,
+            loops,
+            stalled,
             warnings: (self.warnings)().warnings,
         }
     }
 
-    /// The Prometheus exposition of what the health server knows.
+    /// Each service's loops with their age, and those stalled; also set as gauges.
+    fn loops(&self) -> (BTreeMap<String, BTreeMap<String, f64>>, Vec<String>) {
+        let mut loops = BTreeMap::new();
+        let mut stalled = Vec::new();
+        for (service, readiness) in self.services.iter() {
+            let mut ages = BTreeMap::new();
+            for (name, age) in readiness.loops().ages() {
+                let late = age > self.loop_stall;
+                relance_telemetry::metrics::set_loop(service, &name, age, late);
+                if late {
+                    stalled.push(format!("{service}: {name}"));
+                }
+                ages.insert(name, (age.as_secs_f64() * 10.0).round() / 10.0);
+            }
+            loops.insert(service.clone(), ages);
+        }
+        (loops, stalled)
+    }
+
+    /// The Prometheus exposition of the process's metrics, with what the health server
+    /// knows (settings warnings, loop heartbeats) set now.
     fn metrics(&self) -> String {
         let check = (self.warnings)();
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || {
-            metrics::describe_gauge!(
-                "relance_legal_rates_current_half_year_missing",
-                "1 when the legal rate table lacks the current half-year: late interest is then an estimate at the last known rates (fix: RELANCE_LEGAL_RATES_FILE)"
-            );
-            metrics::gauge!("relance_legal_rates_current_half_year_missing")
-                .set(if check.legal_rates_current { 0.0 } else { 1.0 });
-            metrics::describe_gauge!(
-                "relance_settings_warnings",
-                "settings an operator should fix (listed by /health/ready)"
-            );
-            metrics::gauge!("relance_settings_warnings").set(check.warnings.len() as f64);
-        });
-        handle.render()
+        relance_telemetry::metrics::set_gauge(
+            "relance_legal_rates_current_half_year_missing",
+            "1 when the legal rate table lacks the current half-year: late interest is then an estimate at the last known rates (fix: RELANCE_LEGAL_RATES_FILE)",
+            if check.legal_rates_current { 0.0 } else { 1.0 },
+        );
+        relance_telemetry::metrics::set_gauge(
+            "relance_settings_warnings",
+            "settings an operator should fix (listed by /health/ready)",
+            check.warnings.len() as f64,
+        );
+        self.loops();
+        relance_telemetry::metrics::render()
     }
 }
 
-/// Binds `addr` now (so that a taken port fails the start), then serves the probes until
+/// Installs the metrics recorder and binds `addr` now (so that a taken port fails the start), then serves the probes until
 /// `shutdown`. Returns the bound address (port 0 picks a free one).
 pub async fn serve(
     addr: SocketAddr,
     database_url: &str,
     services: Vec<(String, Readiness)>,
     warnings: Warnings,
+    loop_stall: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    relance_telemetry::metrics::install();
     // Its own connection, opened on demand: the probe must not queue behind the workers'.
     let db = PgPoolOptions::new()
         .max_connections(1)
@@ -120,6 +147,7 @@ pub async fn serve(
         services: Arc::new(services),
         db,
         warnings,
+        loop_stall,
     };
     let app = Router::new()
         .route("/health/live", get(|| async { "live\n" }))

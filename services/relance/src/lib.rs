@@ -86,6 +86,7 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
             &config.settings.database_url,
             readiness.clone(),
             warnings,
+            config.settings.loop_stall,
             shutdown.clone(),
         )
         .await?;

@@ -87,7 +87,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Journal { .. } => "relance-journal".to_string(),
     };
-    let _telemetry = relance_telemetry::init(&service_name, settings.otlp_endpoint.as_deref())?;
+    let _telemetry = relance_telemetry::init_with_log_format(
+        &service_name,
+        settings.otlp_endpoint.as_deref(),
+        settings.log_json,
+    )?;
     match cli.command {
         Command::Run { services } => {
             let names: Vec<&str> = if services.iter().any(|s| s == "all") {

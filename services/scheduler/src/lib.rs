@@ -16,6 +16,7 @@
 
 pub mod calls;
 pub mod emission;
+mod gauges;
 pub mod grouping;
 pub mod handoff;
 pub mod intake;
@@ -32,6 +33,7 @@ use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_messaging::Readiness;
 use relance_sequence::resume;
+use relance_telemetry::liveness::Heartbeat;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +52,7 @@ pub async fn run_with_readiness(
     let Some(db) = relance_messaging::worker::connect_database(SERVICE, &config, &shutdown).await? else {
         return Ok(());
     };
+    let pass_beat = readiness.loops().register("scheduler pass");
     let intake = relance_messaging::run_queue_worker(
         SERVICE,
         &config,
@@ -67,7 +70,8 @@ pub async fn run_with_readiness(
     // The ticks need only the database: they go on while the broker is away.
     tokio::try_join!(
         intake,
-        tick_loop(&db, &config, shutdown.clone()),
+        tick_loop(&db, &config, pass_beat, shutdown.clone()),
+        gauges::gauges_loop(&db, &config, shutdown.clone()),
         retention::retention_loop(&db, &config, shutdown)
     )?;
     Ok(())
@@ -75,15 +79,30 @@ pub async fn run_with_readiness(
 
 /// Runs the timed jobs, one pass every `RELANCE_SCHEDULER_INTERVAL_MS`, until `shutdown`. A
 /// job that fails (the database restarting) is logged and tried again at the next pass.
-async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// A pass that completed without error beats `heartbeat` (the health server reports a pass
+/// stuck or failing for longer than `RELANCE_LOOP_STALL_MS`).
+async fn tick_loop(
+    db: &PgPool,
+    config: &Config,
+    heartbeat: Heartbeat,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     loop {
+        let started = std::time::Instant::now();
+        let mut completed = true;
         // Before emitting: a broken promise's steps are re-dated first, never caught up.
         if let Err(e) = resume::end_broken_promises(db, config).await {
+            completed = false;
             tracing::error!(error = format!("{e:#}"), "ending broken promises failed");
         }
-        if let Err(e) = emission::emit_due_steps(db, config).await {
-            tracing::error!(error = format!("{e:#}"), "emitting due steps failed");
-        }
+        let claimed = match emission::emit_due_steps(db, config).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                completed = false;
+                tracing::error!(error = format!("{e:#}"), "emitting due steps failed");
+                0
+            }
+        };
         if let Err(e) = sweep::recover_expired_leases(db, config).await {
             tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
         }
@@ -97,6 +116,10 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
         }
         if let Err(e) = calls::expire_call_tasks(db, config).await {
             tracing::error!(error = format!("{e:#}"), "expiring call tasks failed");
+        }
+        relance_telemetry::metrics::record_scheduler_pass(started.elapsed(), claimed);
+        if completed {
+            heartbeat.beat();
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

@@ -193,6 +193,7 @@ pub async fn deliver_job(
         };
     let bounces = courier.kind() == CHANNEL;
     let decided = outcome_action(outcome, retry_in, bounces);
+    count_delivery(courier.kind(), &decided);
     record_outcome(db, config, &delivery, decided, message.retries).await
 }
 
@@ -546,6 +547,7 @@ async fn record_sent(
     let thanks = step.kind == StepKind::Thanks;
     outgoing::announce_sent(&mut tx, now, step, thanks, sent).await?;
     tx.commit().await.context("recording the delivery")?;
+    relance_telemetry::metrics::observe_due_to_sent(step.channel.as_str(), now - step.due_at);
     Ok(())
 }
 
@@ -726,6 +728,19 @@ async fn rerender_if_group_changed(
     )
     .await?;
     Ok(true)
+}
+
+/// A delivery attempt in `relance_deliveries_total`, with the class of the provider's answer.
+fn count_delivery(channel: &str, action: &OutcomeAction) {
+    use relance_telemetry::metrics::{record_delivery, reply_code_in, DeliveryOutcome};
+    let (outcome, answer) = match action {
+        OutcomeAction::Sent(receipt) => (DeliveryOutcome::Sent, Some(receipt.proof.as_str())),
+        OutcomeAction::Aborted(_) => (DeliveryOutcome::Stopped, None),
+        OutcomeAction::Ambiguous(_) => (DeliveryOutcome::Ambiguous, None),
+        OutcomeAction::Retry { reason, .. } => (DeliveryOutcome::Deferred, Some(reason.as_str())),
+        OutcomeAction::Fail { reason, .. } => (DeliveryOutcome::Failed, Some(reason.as_str())),
+    };
+    record_delivery(channel, outcome, answer.and_then(reply_code_in));
 }
 
 #[cfg(test)]

@@ -210,6 +210,13 @@ pub struct Settings {
     /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
     /// `None`: not served.
     pub health_addr: Option<std::net::SocketAddr>,
+    /// A loop not completed for this long is reported by `/health/ready` (`RELANCE_LOOP_STALL_MS`).
+    pub loop_stall: Duration,
+    /// How often one scheduler copy computes the collections gauges (`RELANCE_METRICS_INTERVAL_MS`).
+    pub metrics_interval: Duration,
+    /// `RELANCE_LOG_FORMAT`: `Some(true)` JSON lines, `Some(false)` text, `None`: JSON unless
+    /// stderr is a terminal.
+    pub log_json: Option<bool>,
     pub creditor: Creditor,
     pub channels: ChannelSettings,
 }
@@ -530,6 +537,25 @@ impl Settings {
                 Some(v) => Some(v.parse().map_err(|e| {
                     anyhow!("RELANCE_HEALTH_ADDR={v:?} is not a socket address (e.g. 0.0.0.0:8080): {e}")
                 })?),
+            },
+            loop_stall: match env.millis("RELANCE_LOOP_STALL_MS")? {
+                // An idle consumer beats every second: a shorter threshold would blame it.
+                stall if stall < Duration::from_secs(2) => {
+                    return Err(anyhow!(
+                        "RELANCE_LOOP_STALL_MS={} is too short: at least 2000",
+                        stall.as_millis()
+                    ))
+                }
+                stall => stall,
+            },
+            metrics_interval: env.millis("RELANCE_METRICS_INTERVAL_MS")?,
+            log_json: match env.get("RELANCE_LOG_FORMAT").as_deref() {
+                None => None,
+                Some("json") => Some(true),
+                Some("text") => Some(false),
+                Some(other) => {
+                    return Err(anyhow!("RELANCE_LOG_FORMAT={other:?} is not valid: json or text"))
+                }
             },
             creditor: Creditor {
                 name: env.text("RELANCE_CREDITOR_NAME"),
@@ -920,6 +946,19 @@ mod tests {
         assert_eq!(s.health_addr.map(|a| a.port()), Some(8080));
         let e = Settings::from_vars(vars(&[("RELANCE_HEALTH_ADDR", "localhost")]));
         assert!(format!("{:?}", e.err()).contains("RELANCE_HEALTH_ADDR"));
+    }
+
+    #[test]
+    fn loop_stall_and_log_format_are_checked() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.loop_stall, Duration::from_secs(300));
+        assert_eq!(s.log_json, None);
+        let s = Settings::from_vars(vars(&[("RELANCE_LOG_FORMAT", "json")])).unwrap();
+        assert_eq!(s.log_json, Some(true));
+        let e = Settings::from_vars(vars(&[("RELANCE_LOG_FORMAT", "yaml")]));
+        assert!(format!("{:?}", e.err()).contains("RELANCE_LOG_FORMAT"));
+        let e = Settings::from_vars(vars(&[("RELANCE_LOOP_STALL_MS", "500")]));
+        assert!(format!("{:?}", e.err()).contains("at least 2000"));
     }
 
     #[test]

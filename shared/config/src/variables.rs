@@ -114,6 +114,8 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_DB_POOL_SIZE", Value("8"), "database connections per service"),
     setting("RELANCE_DB_ACQUIRE_TIMEOUT_MS", Value("10000"), "how long a handler waits for a database connection"),
     setting("RELANCE_HEALTH_ADDR", Unset, "where `relance run` serves /health/live, /health/ready and /metrics, e.g. 0.0.0.0:8080"),
+    setting("RELANCE_LOOP_STALL_MS", Value("300000"), "a loop (scheduler pass, outbox relay, a consumer) not completed for this long makes /health/ready answer 503, naming it"),
+    setting("RELANCE_METRICS_INTERVAL_MS", Value("30000"), "how often one scheduler copy computes the collections gauges of /metrics"),
     setting("RELANCE_OUTBOX_INTERVAL_MS", Value("200"), "polling interval of the outbox relay"),
     setting("RELANCE_PREFETCH", Value("16"), "messages each consumer handles at once"),
     setting("RELANCE_RETRY_BUDGET", Value("1d"), "how long a transiently failing message keeps being retried (seconds, or a number with ms, s, m, h or d)"),
@@ -165,6 +167,7 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_INTEREST_CONSUMER_PERCENT", Unset, "deprecated: one rate for consumers' debts"),
     telemetry("OTEL_EXPORTER_OTLP_ENDPOINT", Unset, "export traces over OTLP/HTTP"),
     telemetry("RUST_LOG", Value("info"), "log filter (logs go to stderr)"),
+    telemetry("RELANCE_LOG_FORMAT", Described("`json` when stderr is not a terminal, else `text`"), "json (one JSON object a line, with trace_id and span_id) or text (colours only on a terminal)"),
 ];
 
 /// The declaration of `name`, if it is declared.

@@ -17,6 +17,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection};
 use relance_contracts::names::{self, Names};
+use relance_telemetry::liveness::Heartbeat;
+use relance_telemetry::metrics::{self as metric, ReasonClass};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -371,26 +373,36 @@ async fn settle(
     names: &Names,
     retry: &RetryPolicy,
 ) -> anyhow::Result<()> {
+    let queue = queue_label(names, &message.queue);
     match outcome {
         Ok(()) => {}
         Err(HandlerError::Permanent(reason)) => {
+            let class = if reason.starts_with(PANIC_REASON) {
+                ReasonClass::Panic
+            } else {
+                ReasonClass::Permanent
+            };
+            metric::record_dead_lettered(queue, class);
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
             dead_letter(publisher, names, message, delivery, &reason).await?;
         }
         Err(HandlerError::Transient(error)) if relance_storage::is_unavailable(&error) => {
             let next = retry.outage_wait(message);
+            metric::record_retried(queue, ReasonClass::DatabaseUnavailable);
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, tier = next.tier, error = relance_telemetry::redact(&format!("{error:#}")), "database unavailable; the message waits");
             let counts = (message.retries, message.outage_waits.saturating_add(1));
             schedule_retry(publisher, message, delivery, counts, None, &next).await?;
         }
         Err(HandlerError::Transient(error)) => match retry.after_failure(message) {
             RetryDecision::Retry(next) => {
+                metric::record_retried(queue, ReasonClass::Transient);
                 tracing::warn!(queue = %message.queue, message_id = ?message.message_id, retry = message.retries + 1, tier = next.tier, error = relance_telemetry::redact(&format!("{error:#}")), "retrying message later");
                 let counts = (message.retries + 1, message.outage_waits);
                 let first = message.first_failure.unwrap_or(message.received_at);
                 schedule_retry(publisher, message, delivery, counts, Some(first), &next).await?;
             }
             RetryDecision::GiveUp(why) => {
+                metric::record_dead_lettered(queue, ReasonClass::RetriesExhausted);
                 let reason = format!("{why}: {error:#}");
                 tracing::error!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
                 dead_letter(publisher, names, message, delivery, &reason).await?;
@@ -423,8 +435,24 @@ where
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".to_string());
         tracing::error!(panic = relance_telemetry::redact(&what), "the handler panicked");
-        Err(HandlerError::Permanent(format!("handler panicked: {what}")))
+        Err(HandlerError::Permanent(format!("{PANIC_REASON}: {what}")))
     })
+}
+
+/// The dead-letter reason of a message whose handler panicked starts with this.
+const PANIC_REASON: &str = "handler panicked";
+
+/// How often an idle consumer (waiting for messages, with room for more) reports that it
+/// is alive.
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A queue's name without the namespace (`sender.email`), as metrics label it: bounded,
+/// and the same for every copy and namespace.
+pub fn queue_label<'a>(names: &Names, queue: &'a str) -> &'a str {
+    queue
+        .strip_prefix(names.namespace.as_str())
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(queue)
 }
 
 /// Consumes `queue` until shutdown, running up to `prefetch` handlers at once. Returns an
@@ -439,6 +467,30 @@ pub async fn consume<H, F>(
     retry: RetryPolicy,
     handler: H,
     shutdown: CancellationToken,
+) -> anyhow::Result<()>
+where
+    H: Fn(Incoming) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    let heartbeat = Heartbeat::unwatched(queue);
+    consume_watched(
+        connection, names, queue, prefetch, retry, handler, shutdown, heartbeat,
+    )
+    .await
+}
+
+/// [`consume`], reporting on `heartbeat` each message settled, and every few seconds while
+/// idle with room for more messages: a consumer whose handlers all hang stops beating.
+#[allow(clippy::too_many_arguments)]
+pub async fn consume_watched<H, F>(
+    connection: &Connection,
+    names: &Names,
+    queue: &str,
+    prefetch: u16,
+    retry: RetryPolicy,
+    handler: H,
+    shutdown: CancellationToken,
+    heartbeat: Heartbeat,
 ) -> anyhow::Result<()>
 where
     H: Fn(Incoming) -> F + Send + Sync + 'static,
@@ -466,9 +518,17 @@ where
     let handler = Arc::new(handler);
     let slots = Arc::new(Semaphore::new(usize::from(prefetch)));
     let in_flight = TaskTracker::new();
+    let mut idle = tokio::time::interval(IDLE_HEARTBEAT);
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
+            _ = idle.tick() => {
+                if slots.available_permits() > 0 {
+                    heartbeat.beat();
+                }
+                continue;
+            }
             next = consumer.next() => next,
         };
         let delivery = match next {
@@ -483,11 +543,18 @@ where
         let message = incoming(queue, &delivery);
         let span = tracing::info_span!("consume", queue = %queue, routing_key = %message.routing_key, message_id = ?message.message_id);
         relance_telemetry::link_to_parent(&span, &message.headers);
-        let (handler, publisher, names, retry) =
-            (handler.clone(), publisher.clone(), names.clone(), retry.clone());
+        let (handler, publisher, names, retry, heartbeat) = (
+            handler.clone(),
+            publisher.clone(),
+            names.clone(),
+            retry.clone(),
+            heartbeat.clone(),
+        );
         in_flight.spawn(
             async move {
+                let started = std::time::Instant::now();
                 let outcome = run_handler(handler.as_ref(), message.clone()).await;
+                metric::record_consumed(queue_label(&names, &message.queue), started.elapsed());
                 if let Err(e) = settle(outcome, &delivery, &message, &publisher, &names, &retry).await {
                     // Unacked, the broker redelivers it; handlers are idempotent.
                     tracing::error!(
@@ -503,6 +570,7 @@ where
                         .await;
                 }
                 drop(permit);
+                heartbeat.beat();
             }
             .instrument(span),
         );

@@ -6,6 +6,7 @@ use crate::publish::{check_confirmation, properties, Publisher};
 use anyhow::Context;
 use relance_contracts::names::Names;
 use relance_domain::SharedClock;
+use relance_telemetry::liveness::Heartbeat;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,9 @@ pub async fn relay_once(
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     relance_storage::outbox::mark_published(&mut tx, &ids, clock.now()).await?;
     tx.commit().await.context("committing the relay transaction")?;
+    for row in &rows {
+        relance_telemetry::metrics::record_published(&row.routing_key, &row.payload);
+    }
     Ok(rows.len())
 }
 
@@ -65,9 +69,27 @@ pub async fn run_outbox_relay(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let heartbeat = Heartbeat::unwatched("outbox relay");
+    run_outbox_relay_watched(db, publisher, names, clock, interval, shutdown, heartbeat).await
+}
+
+/// [`run_outbox_relay`], reporting each completed batch (or empty poll) on `heartbeat`.
+pub async fn run_outbox_relay_watched(
+    db: PgPool,
+    publisher: Publisher,
+    names: Names,
+    clock: SharedClock,
+    interval: Duration,
+    shutdown: CancellationToken,
+    heartbeat: Heartbeat,
+) -> anyhow::Result<()> {
     let mut outage_waits: u32 = 0;
     loop {
-        let pause = match relay_once(&db, &publisher, &names, &clock).await {
+        let relayed = relay_once(&db, &publisher, &names, &clock).await;
+        if relayed.is_ok() {
+            heartbeat.beat();
+        }
+        let pause = match relayed {
             Ok(0) => {
                 outage_waits = 0;
                 interval

@@ -6,22 +6,31 @@ use crate::topology::{declare_topology, TopologyOptions};
 use anyhow::Context;
 use lapin::Connection;
 use relance_contracts::names::Names;
+use relance_telemetry::liveness::Heartbeats;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Whether the service currently has a working broker session.
+/// Whether the service currently has a working broker session, and the heartbeats of its
+/// loops (scheduler pass, outbox relay, consumers), for the health server.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    broker: Arc<AtomicBool>,
+    loops: Heartbeats,
+}
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.broker.load(Ordering::Relaxed)
     }
     fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed)
+        self.broker.store(ready, Ordering::Relaxed)
+    }
+    /// The service's loops and when each last completed.
+    pub fn loops(&self) -> &Heartbeats {
+        &self.loops
     }
 }
 

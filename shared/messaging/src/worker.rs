@@ -2,7 +2,7 @@
 //! out), stay connected to the broker, consume one queue with a handler, and relay the
 //! outbox its handlers fill.
 
-use crate::consume::{consume, HandlerError, Incoming, RetryPolicy};
+use crate::consume::{HandlerError, Incoming, RetryPolicy};
 use crate::publish::Publisher;
 use crate::supervise::{supervise, Readiness};
 use crate::topology::TopologyOptions;
@@ -68,6 +68,11 @@ where
         queue_expires: s.queue_expires,
     };
     let queue = queue(&names);
+    let consumer_beat = readiness.loops().register(&format!(
+        "consumer {}",
+        crate::consume::queue_label(&names, &queue)
+    ));
+    let relay_beat = readiness.loops().register("outbox relay");
     supervise(
         service,
         &s.amqp_url,
@@ -77,11 +82,12 @@ where
         shutdown.clone(),
         |connection, shutdown| {
             let (db, names, queue, handler) = (db.clone(), names.clone(), queue.clone(), handler.clone());
+            let (consumer_beat, relay_beat) = (consumer_beat.clone(), relay_beat.clone());
             let retry = RetryPolicy::from_settings(s);
             let (prefetch, clock, outbox_interval) = (s.prefetch, config.clock.clone(), s.outbox_interval);
             async move {
                 let publisher = Publisher::open(&connection).await?;
-                let worker = consume(
+                let worker = crate::consume_watched(
                     &connection,
                     &names,
                     &queue,
@@ -89,9 +95,17 @@ where
                     retry,
                     handler,
                     shutdown.clone(),
+                    consumer_beat,
                 );
-                let relay =
-                    crate::run_outbox_relay(db, publisher, names.clone(), clock, outbox_interval, shutdown);
+                let relay = crate::run_outbox_relay_watched(
+                    db,
+                    publisher,
+                    names.clone(),
+                    clock,
+                    outbox_interval,
+                    shutdown,
+                    relay_beat,
+                );
                 tokio::try_join!(worker, relay)?;
                 Ok(())
             }

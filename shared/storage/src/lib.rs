@@ -7,6 +7,7 @@ pub mod calls;
 pub mod clock;
 pub mod customers;
 pub mod deliveries;
+pub mod gauges;
 pub mod groups;
 pub mod handoff;
 pub mod invoices;

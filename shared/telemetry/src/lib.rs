@@ -4,6 +4,9 @@
 //!
 //! Personal data (names, emails, amounts) never goes into span fields: spans carry ids only.
 
+pub mod liveness;
+mod logs;
+pub mod metrics;
 mod redact;
 
 pub use redact::redact;
@@ -14,10 +17,12 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 
 /// Keeps the tracer provider alive; flushes pending spans when dropped.
 pub struct TelemetryGuard {
@@ -36,8 +41,20 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber: logs to stderr (`RUST_LOG`, default `info`), plus OTLP
 /// export when `otlp_endpoint` is set. Spans always get trace ids, so that trace context is
-/// propagated through the broker even when nothing is exported.
+/// propagated through the broker even when nothing is exported. Logs are JSON lines unless
+/// stderr is a terminal (see [`init_with_log_format`]).
 pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
+    init_with_log_format(service_name, otlp_endpoint, None)
+}
+
+/// [`init`], with the log format chosen (`RELANCE_LOG_FORMAT`): `Some(true)` JSON lines,
+/// each carrying the `trace_id` and `span_id` of the span it was logged in; `Some(false)`
+/// text, coloured only on a terminal; `None`: JSON unless stderr is a terminal.
+pub fn init_with_log_format(
+    service_name: &str,
+    otlp_endpoint: Option<&str>,
+    json: Option<bool>,
+) -> anyhow::Result<TelemetryGuard> {
     let resource = Resource::builder()
         .with_service_name(service_name.to_string())
         .build();
@@ -50,13 +67,26 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<T
     let provider = builder.build();
     let tracer = provider.tracer(service_name.to_string());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let terminal = std::io::stderr().is_terminal();
+    let logs = if json.unwrap_or(!terminal) {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .event_format(logs::WithTraceIds(
+                tracing_subscriber::fmt::format().json().with_target(false),
+            ))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(terminal)
+            .boxed()
+    };
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false),
-        )
+        .with(logs)
         .with(tracing_opentelemetry::layer().with_tracer(tracer));
     // A second init in one process (tests, `relance run all`) keeps the first subscriber.
     let _ = registry.try_init();

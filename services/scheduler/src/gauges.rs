@@ -1,0 +1,85 @@
+//! The collections gauges of `/metrics`, computed every `RELANCE_METRICS_INTERVAL_MS` by one
+//! scheduler copy at a time: the one holding the gauges' advisory lock on a connection of its
+//! own (see [`relance_storage::gauges`]). The others try again at each interval, so another
+//! copy takes over when the leader stops.
+
+use relance_config::Config;
+use relance_storage::gauges::{self, Figures, AGING_BUCKETS};
+use relance_telemetry::metrics::{set_collections_gauges, CollectionsGauges};
+use rust_decimal::prelude::ToPrimitive;
+use sqlx::{PgConnection, PgPool};
+use std::collections::BTreeSet;
+use tokio_util::sync::CancellationToken;
+
+/// Computes the gauges until `shutdown`, while this copy leads.
+pub(crate) async fn gauges_loop(
+    db: &PgPool,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut lead: Option<PgConnection> = None;
+    // Every currency shown once stays shown (at zero when nothing is owed in it any more).
+    let mut currencies: BTreeSet<String> = BTreeSet::new();
+    loop {
+        if lead.is_none() {
+            match gauges::try_lead(&config.settings.database_url).await {
+                Ok(conn) => lead = conn,
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "the collections gauges wait"),
+            }
+        }
+        if let Some(conn) = lead.as_mut() {
+            let now = config.clock.now();
+            match gauges::figures(conn, db, now).await {
+                Ok(figures) => {
+                    currencies.extend(figures.outstanding.keys().map(|(currency, _)| currency.clone()));
+                    set_collections_gauges(&as_gauges(&figures, &currencies, now));
+                }
+                Err(e) => {
+                    // The connection (and so the lock) may be lost: lead again from scratch.
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "computing the collections gauges failed"
+                    );
+                    lead = None;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(config.settings.metrics_interval) => {}
+        }
+    }
+}
+
+fn as_gauges(
+    f: &Figures,
+    currencies: &BTreeSet<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> CollectionsGauges {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    CollectionsGauges {
+        outbox_backlog: count(f.outbox_backlog),
+        outbox_oldest_age: f
+            .outbox_oldest
+            .and_then(|oldest| (now - oldest).to_std().ok())
+            .unwrap_or_default(),
+        call_tasks_open: count(f.call_tasks_open),
+        invoices_paused: count(f.invoices_paused),
+        invoices: f.invoices.iter().map(|(status, n)| (*status, *n)).collect(),
+        // Amounts are computed in decimals; a gauge is a float, for display only.
+        outstanding: currencies
+            .iter()
+            .flat_map(|currency| {
+                AGING_BUCKETS.iter().map(move |bucket| {
+                    let amount = f
+                        .outstanding
+                        .get(&(currency.clone(), *bucket))
+                        .and_then(|a| a.to_f64())
+                        .unwrap_or(0.0);
+                    (currency.clone(), *bucket, amount)
+                })
+            })
+            .collect(),
+        at_unix_seconds: now.timestamp_millis() as f64 / 1000.0,
+    }
+}

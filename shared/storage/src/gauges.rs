@@ -1,0 +1,130 @@
+//! The figures behind the collections gauges of `/metrics`: the outbox backlog, open call
+//! tasks, paused invoices, invoices per collections status and the amounts outstanding by
+//! age. Read-only; one process computes them at a time (see [`try_lead`]).
+
+use crate::overview::{self, Page};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use relance_domain::collections::CollectionStatus;
+use rust_decimal::Decimal;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::BTreeMap;
+
+/// The session advisory lock the process computing the gauges holds ("relance gauges").
+const GAUGES_LOCK: i64 = 0x7265_6c61_6e63_6502;
+
+/// Aging buckets of an amount outstanding, by whole days past its due date.
+pub const AGING_BUCKETS: [&str; 5] = ["not_due", "1_30_days", "31_60_days", "61_90_days", "over_90_days"];
+
+fn aging_bucket(days_past_due: i64) -> &'static str {
+    match days_past_due {
+        ..=0 => AGING_BUCKETS[0],
+        1..=30 => AGING_BUCKETS[1],
+        31..=60 => AGING_BUCKETS[2],
+        61..=90 => AGING_BUCKETS[3],
+        _ => AGING_BUCKETS[4],
+    }
+}
+
+/// What the gauges show at one time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub outbox_backlog: i64,
+    /// When the oldest unpublished outbox row was written.
+    pub outbox_oldest: Option<DateTime<Utc>>,
+    pub call_tasks_open: i64,
+    pub invoices_paused: i64,
+    /// Invoices per collections status, every status present.
+    pub invoices: BTreeMap<&'static str, u64>,
+    /// Balance of invoices still owed (not settled, closed or handed off), per currency and
+    /// aging bucket.
+    pub outstanding: BTreeMap<(String, &'static str), Decimal>,
+}
+
+/// Opens a connection of its own and takes the gauges lock on it: `Some(connection)` while
+/// this process leads (the lock lasts as long as the connection), `None` when another holds
+/// it.
+pub async fn try_lead(database_url: &str) -> anyhow::Result<Option<PgConnection>> {
+    let mut conn = PgConnection::connect(database_url)
+        .await
+        .context("connecting to compute the gauges")?;
+    let led: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(GAUGES_LOCK)
+        .fetch_one(&mut conn)
+        .await
+        .context("taking the gauges lock")?;
+    Ok(led.then_some(conn))
+}
+
+/// The figures at `now`, read on the leading connection (so that a lost connection, and
+/// with it the lock, shows as an error).
+pub async fn figures(conn: &mut PgConnection, db: &PgPool, now: DateTime<Utc>) -> anyhow::Result<Figures> {
+    let (outbox_backlog, outbox_oldest): (i64, Option<DateTime<Utc>>) =
+        sqlx::query_as("SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .context("counting the outbox backlog")?;
+    let call_tasks_open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM reminder_steps WHERE status = 'awaiting_outcome'")
+            .fetch_one(&mut *conn)
+            .await
+            .context("counting open call tasks")?;
+    let invoices_paused: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT invoice_id) FROM invoice_pauses WHERE ended_at IS NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .context("counting paused invoices")?;
+    let mut figures = Figures {
+        outbox_backlog,
+        outbox_oldest,
+        call_tasks_open,
+        invoices_paused,
+        invoices: CollectionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
+        outstanding: BTreeMap::new(),
+    };
+    // The overview, page by page: memory stays bounded at any ledger size.
+    let today = now.date_naive();
+    let mut after: Option<String> = None;
+    loop {
+        let page = Page {
+            only: None,
+            after: after.as_deref(),
+            limit: 1000,
+        };
+        let listed = overview::list_page(db, now, &page).await?;
+        for invoice in &listed.invoices {
+            *figures.invoices.entry(invoice.status.as_str()).or_default() += 1;
+            let owed = !matches!(
+                invoice.status,
+                CollectionStatus::Settled | CollectionStatus::Closed | CollectionStatus::HandedOff
+            );
+            if owed && invoice.balance > Decimal::ZERO {
+                let bucket = aging_bucket((today - invoice.due_on).num_days());
+                *figures
+                    .outstanding
+                    .entry((invoice.currency.clone(), bucket))
+                    .or_default() += invoice.balance;
+            }
+        }
+        match listed.more_after {
+            Some(last) => after = Some(last),
+            None => return Ok(figures),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_age_by_whole_days_past_due() {
+        assert_eq!(aging_bucket(-3), "not_due");
+        assert_eq!(aging_bucket(0), "not_due");
+        assert_eq!(aging_bucket(1), "1_30_days");
+        assert_eq!(aging_bucket(30), "1_30_days");
+        assert_eq!(aging_bucket(31), "31_60_days");
+        assert_eq!(aging_bucket(90), "61_90_days");
+        assert_eq!(aging_bucket(91), "over_90_days");
+    }
+}

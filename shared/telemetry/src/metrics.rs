@@ -1,0 +1,525 @@
+//! Metrics: one process-wide recorder (the `metrics` crate) rendered in the Prometheus
+//! exposition format by the health server's `GET /metrics`. Every metric relance exports is
+//! named and described here, and recorded through the functions of this module, so that
+//! names and labels stay the same everywhere (see `docs/operations.md`).
+//!
+//! Labels hold bounded values only: channels and step names come from the policy, queues
+//! are named without their namespace, outcomes and reason classes are fixed words. Never an
+//! invoice number, an address, a phone number or a customer id.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const STEPS_PLANNED: &str = "relance_steps_planned_total";
+pub const STEPS_EMITTED: &str = "relance_steps_emitted_total";
+pub const STEPS_RENDERED: &str = "relance_steps_rendered_total";
+pub const STEPS_SENT: &str = "relance_steps_sent_total";
+pub const STEPS_FAILED: &str = "relance_steps_failed_total";
+pub const STEPS_SKIPPED: &str = "relance_steps_skipped_total";
+pub const STEPS_CANCELLED: &str = "relance_steps_cancelled_total";
+pub const STEPS_POSTPONED: &str = "relance_steps_postponed_total";
+pub const DELIVERIES: &str = "relance_deliveries_total";
+pub const DUE_TO_SENT: &str = "relance_due_to_sent_seconds";
+pub const PAYMENT_TO_CANCEL: &str = "relance_payment_to_cancel_seconds";
+pub const MESSAGES_CONSUMED: &str = "relance_messages_consumed_total";
+pub const MESSAGES_RETRIED: &str = "relance_messages_retried_total";
+pub const MESSAGES_DEAD_LETTERED: &str = "relance_messages_dead_lettered_total";
+pub const HANDLER_DURATION: &str = "relance_handler_duration_seconds";
+pub const OUTBOX_BACKLOG: &str = "relance_outbox_backlog_messages";
+pub const OUTBOX_OLDEST_AGE: &str = "relance_outbox_oldest_age_seconds";
+pub const SCHEDULER_PASS_DURATION: &str = "relance_scheduler_pass_duration_seconds";
+pub const SCHEDULER_PASS_STEPS: &str = "relance_scheduler_pass_steps_claimed";
+pub const CALL_TASKS_OPEN: &str = "relance_call_tasks_open";
+pub const INVOICES_PAUSED: &str = "relance_invoices_paused";
+pub const INVOICES: &str = "relance_invoices";
+pub const OUTSTANDING: &str = "relance_outstanding_amount";
+pub const GAUGES_REFRESHED: &str = "relance_collections_gauges_refreshed_timestamp_seconds";
+pub const LOOP_LAST_SUCCESS: &str = "relance_loop_last_success_seconds";
+pub const LOOP_STALLED: &str = "relance_loop_stalled";
+
+/// Every metric relance names (besides the settings' gauges of the health server and the
+/// `process_*` metrics), each documented in `docs/operations.md`.
+pub const ALL: [&str; 27] = [
+    STEPS_PLANNED,
+    STEPS_EMITTED,
+    STEPS_RENDERED,
+    STEPS_SENT,
+    STEPS_FAILED,
+    STEPS_SKIPPED,
+    STEPS_CANCELLED,
+    STEPS_POSTPONED,
+    DELIVERIES,
+    DUE_TO_SENT,
+    PAYMENT_TO_CANCEL,
+    MESSAGES_CONSUMED,
+    MESSAGES_RETRIED,
+    MESSAGES_DEAD_LETTERED,
+    HANDLER_DURATION,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    SCHEDULER_PASS_DURATION,
+    SCHEDULER_PASS_STEPS,
+    CALL_TASKS_OPEN,
+    INVOICES_PAUSED,
+    INVOICES,
+    OUTSTANDING,
+    GAUGES_REFRESHED,
+    LOOP_LAST_SUCCESS,
+    LOOP_STALLED,
+    "relance_settings_warnings",
+];
+
+/// Latencies of a reminder's path: from a fraction of a second (all in one process) to a
+/// day (a provider refusing for hours).
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21_600.0,
+    86_400.0,
+];
+/// A handler or a scheduler pass: milliseconds to a minute.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+/// Steps claimed by one scheduler pass (the batch is 200 by default).
+const COUNT_BUCKETS: [f64; 10] = [0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+
+struct Exporter {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+static EXPORTER: OnceLock<Option<Exporter>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls do nothing). Until it is installed,
+/// recording costs nothing and is lost. Returns whether relance's recorder is the one in
+/// place (another recorder installed first by an embedding program keeps its place).
+pub fn install() -> bool {
+    EXPORTER
+        .get_or_init(|| {
+            let built = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(DUE_TO_SENT.into()), &LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(PAYMENT_TO_CANCEL.into()), &LATENCY_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(HANDLER_DURATION.into()), &DURATION_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SCHEDULER_PASS_DURATION.into()), &DURATION_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(SCHEDULER_PASS_STEPS.into()), &COUNT_BUCKETS)
+                });
+            let builder = match built {
+                Ok(builder) => builder,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics: bad histogram buckets; metrics are off");
+                    return None;
+                }
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("metrics: another recorder is installed; /metrics shows none of relance's");
+                return None;
+            }
+            describe();
+            let process = metrics_process::Collector::default();
+            process.describe();
+            Some(Exporter { handle, process })
+        })
+        .is_some()
+}
+
+/// The Prometheus exposition of every metric recorded in this process (the process's CPU and
+/// memory read now). Empty when the recorder could not be installed.
+pub fn render() -> String {
+    install();
+    match EXPORTER.get() {
+        Some(Some(exporter)) => {
+            exporter.process.collect();
+            exporter.handle.run_upkeep();
+            exporter.handle.render()
+        }
+        _ => String::new(),
+    }
+}
+
+fn describe() {
+    let steps = [
+        (
+            STEPS_PLANNED,
+            "reminder steps planned (at an invoice's registration)",
+        ),
+        (
+            STEPS_EMITTED,
+            "steps the scheduler emitted (queued as reminder.due)",
+        ),
+        (
+            STEPS_RENDERED,
+            "steps rendered (message written, queued for its sender)",
+        ),
+        (STEPS_SENT, "steps delivered (reminder.sent and thanks.sent)"),
+        (STEPS_FAILED, "steps failed (reminder.failed)"),
+        (STEPS_SKIPPED, "steps skipped (reminder.skipped)"),
+        (STEPS_CANCELLED, "steps cancelled (reminder.cancelled)"),
+        (STEPS_POSTPONED, "steps postponed (reminder.postponed)"),
+    ];
+    for (name, help) in steps {
+        describe_counter!(name, Unit::Count, help);
+    }
+    describe_counter!(
+        DELIVERIES,
+        Unit::Count,
+        "delivery attempts by channel, outcome (sent, deferred, failed, stopped) and provider reply class (2xx, 4xx, 5xx, none)"
+    );
+    describe_histogram!(
+        DUE_TO_SENT,
+        Unit::Seconds,
+        "from a step's due time to its delivery, by channel"
+    );
+    describe_histogram!(
+        PAYMENT_TO_CANCEL,
+        Unit::Seconds,
+        "from a payment's arrival on the broker to the cancellation of the steps it stopped"
+    );
+    describe_counter!(MESSAGES_CONSUMED, Unit::Count, "messages handled, by queue");
+    describe_counter!(
+        MESSAGES_RETRIED,
+        Unit::Count,
+        "messages sent to a delay queue for a later attempt, by queue and reason class"
+    );
+    describe_counter!(
+        MESSAGES_DEAD_LETTERED,
+        Unit::Count,
+        "messages given up (dead-lettered), by queue and reason class"
+    );
+    describe_histogram!(
+        HANDLER_DURATION,
+        Unit::Seconds,
+        "time a handler took on one message, by queue"
+    );
+    describe_gauge!(OUTBOX_BACKLOG, Unit::Count, "outbox rows not yet published");
+    describe_gauge!(
+        OUTBOX_OLDEST_AGE,
+        Unit::Seconds,
+        "age of the oldest outbox row not yet published (0 when none)"
+    );
+    describe_histogram!(
+        SCHEDULER_PASS_DURATION,
+        Unit::Seconds,
+        "time one scheduler pass took (emission, sweep, hand-off, grouping, call expiry)"
+    );
+    describe_histogram!(
+        SCHEDULER_PASS_STEPS,
+        Unit::Count,
+        "steps claimed by one scheduler pass"
+    );
+    describe_gauge!(
+        CALL_TASKS_OPEN,
+        Unit::Count,
+        "call tasks waiting for their outcome"
+    );
+    describe_gauge!(
+        INVOICES_PAUSED,
+        Unit::Count,
+        "invoices held by a promise or a dispute"
+    );
+    describe_gauge!(INVOICES, Unit::Count, "invoices by collections status");
+    describe_gauge!(
+        OUTSTANDING,
+        "amounts outstanding on invoices still chased, by currency and aging bucket (days past due)"
+    );
+    describe_gauge!(
+        GAUGES_REFRESHED,
+        Unit::Seconds,
+        "when this process last computed the collections gauges (Unix time); only one process computes them"
+    );
+    describe_gauge!(
+        LOOP_LAST_SUCCESS,
+        Unit::Seconds,
+        "seconds since each loop (scheduler pass, outbox relay, consumer) last completed"
+    );
+    describe_gauge!(
+        LOOP_STALLED,
+        "1 when the loop has not completed for longer than RELANCE_LOOP_STALL_MS"
+    );
+}
+
+/// A step's moves as the outbox relay publishes them (after their transaction committed):
+/// the jobs `reminder.due` (emitted) and `reminder.rendered.*` (rendered), and the events
+/// `invoice.registered` (its plan: planned), `reminder.sent`/`thanks.sent`,
+/// `reminder.failed`, `reminder.skipped`, `reminder.cancelled` and `reminder.postponed`.
+pub fn record_published(routing_key: &str, payload: &serde_json::Value) {
+    let name = match routing_key {
+        "reminder.due" => STEPS_EMITTED,
+        key if key.starts_with("reminder.rendered.") => STEPS_RENDERED,
+        "reminder.sent" | "thanks.sent" => STEPS_SENT,
+        "reminder.failed" => STEPS_FAILED,
+        "reminder.skipped" => STEPS_SKIPPED,
+        "reminder.cancelled" => STEPS_CANCELLED,
+        "reminder.postponed" => STEPS_POSTPONED,
+        "invoice.registered" => {
+            let plan = payload
+                .pointer("/detail/plan")
+                .and_then(|p| p.as_array())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for step in plan {
+                count_step(STEPS_PLANNED, step);
+            }
+            return;
+        }
+        _ => return,
+    };
+    count_step(name, payload);
+}
+
+fn count_step(name: &'static str, fields: &serde_json::Value) {
+    let text = |field: &str| {
+        fields
+            .get(field)
+            .and_then(|v| v.as_str())
+            .map(bounded)
+            .unwrap_or_else(|| "none".to_string())
+    };
+    counter!(name, "channel" => text("channel"), "step" => text("step")).increment(1);
+}
+
+/// A label value from the policy (a step or channel name), cut short should a policy name
+/// one at length.
+fn bounded(value: &str) -> String {
+    value.chars().take(40).collect()
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Sent,
+    /// Refused for now (a 4xx, a provider down): retried later.
+    Deferred,
+    Failed,
+    /// Not delivered: the invoice was paid or paused before the point of no return.
+    Stopped,
+    /// No answer after the message was handed over: it may or may not have gone out.
+    Ambiguous,
+}
+
+impl DeliveryOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Deferred => "deferred",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+            Self::Ambiguous => "ambiguous",
+        }
+    }
+}
+
+/// The class of a provider's answer from its code (an SMTP reply `250 2.0.0 ok`, an HTTP
+/// status `202`): `2xx`, `4xx`, `5xx`, or `none` when there was no answer.
+pub fn reply_class(code: Option<u16>) -> &'static str {
+    match code {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "none",
+    }
+}
+
+/// The code at the start of a provider's answer (`250 2.0.0 Ok` gives 250).
+pub fn reply_code(answer: &str) -> Option<u16> {
+    let digits: String = answer
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (digits.len() == 3).then(|| digits.parse().ok()).flatten()
+}
+
+/// The first reply code (a word of three digits, 200 to 599) in a proof or a failure's
+/// reason (`SMTP delivery failed: 451 4.7.1 try later` gives 451).
+pub fn reply_code_in(text: &str) -> Option<u16> {
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|word| word.len() == 3)
+        .filter_map(|word| word.parse::<u16>().ok())
+        .find(|code| (200..600).contains(code))
+}
+
+pub fn record_delivery(channel: &str, outcome: DeliveryOutcome, reply: Option<u16>) {
+    counter!(
+        DELIVERIES,
+        "channel" => bounded(channel),
+        "outcome" => outcome.as_str(),
+        "reply_class" => reply_class(reply)
+    )
+    .increment(1);
+}
+
+/// A step delivered `latency` after it was due.
+pub fn observe_due_to_sent(channel: &str, latency: chrono::TimeDelta) {
+    histogram!(DUE_TO_SENT, "channel" => bounded(channel)).record(seconds(latency));
+}
+
+/// Steps cancelled by a payment `latency` after the payment reached relance.
+pub fn observe_payment_to_cancel(latency: chrono::TimeDelta) {
+    histogram!(PAYMENT_TO_CANCEL).record(seconds(latency));
+}
+
+fn seconds(delta: chrono::TimeDelta) -> f64 {
+    delta.to_std().unwrap_or_default().as_secs_f64()
+}
+
+/// Why a message was retried or given up, as a fixed word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonClass {
+    /// A transient failure (a provider refusing for now, a row not there yet).
+    Transient,
+    /// The database was unreachable: the message waits the outage out.
+    DatabaseUnavailable,
+    /// The message can never succeed (malformed, invalid).
+    Permanent,
+    /// Transient failures until the retry budget (or the retry cap) was spent.
+    RetriesExhausted,
+    /// The handler panicked.
+    Panic,
+}
+
+impl ReasonClass {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::Permanent => "permanent",
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::Panic => "panic",
+        }
+    }
+}
+
+/// A message handled on `queue` (named without the namespace) in `took`.
+pub fn record_consumed(queue: &str, took: Duration) {
+    counter!(MESSAGES_CONSUMED, "queue" => queue.to_string()).increment(1);
+    histogram!(HANDLER_DURATION, "queue" => queue.to_string()).record(took.as_secs_f64());
+}
+
+pub fn record_retried(queue: &str, class: ReasonClass) {
+    counter!(MESSAGES_RETRIED, "queue" => queue.to_string(), "reason_class" => class.as_str()).increment(1);
+}
+
+pub fn record_dead_lettered(queue: &str, class: ReasonClass) {
+    counter!(MESSAGES_DEAD_LETTERED, "queue" => queue.to_string(), "reason_class" => class.as_str())
+        .increment(1);
+}
+
+/// One scheduler pass: how long it took and how many steps it claimed.
+pub fn record_scheduler_pass(took: Duration, steps_claimed: usize) {
+    histogram!(SCHEDULER_PASS_DURATION).record(took.as_secs_f64());
+    histogram!(SCHEDULER_PASS_STEPS).record(steps_claimed as f64);
+}
+
+/// The collections gauges, computed by one process at a time.
+#[derive(Debug, Clone, Default)]
+pub struct CollectionsGauges {
+    pub outbox_backlog: u64,
+    pub outbox_oldest_age: Duration,
+    pub call_tasks_open: u64,
+    pub invoices_paused: u64,
+    /// Invoices per collections status (every status, zeros included).
+    pub invoices: Vec<(&'static str, u64)>,
+    /// Amount outstanding per (currency, aging bucket), in the currency's units.
+    pub outstanding: Vec<(String, &'static str, f64)>,
+    /// When they were computed, Unix seconds.
+    pub at_unix_seconds: f64,
+}
+
+pub fn set_collections_gauges(g: &CollectionsGauges) {
+    gauge!(OUTBOX_BACKLOG).set(g.outbox_backlog as f64);
+    gauge!(OUTBOX_OLDEST_AGE).set(g.outbox_oldest_age.as_secs_f64());
+    gauge!(CALL_TASKS_OPEN).set(g.call_tasks_open as f64);
+    gauge!(INVOICES_PAUSED).set(g.invoices_paused as f64);
+    for (status, count) in &g.invoices {
+        gauge!(INVOICES, "status" => *status).set(*count as f64);
+    }
+    for (currency, bucket, amount) in &g.outstanding {
+        gauge!(OUTSTANDING, "currency" => bounded(currency), "aging_bucket" => *bucket).set(*amount);
+    }
+    gauge!(GAUGES_REFRESHED).set(g.at_unix_seconds);
+}
+
+/// A loop's heartbeat as gauges, set when `/metrics` is read.
+pub fn set_loop(service: &str, name: &str, age: Duration, stalled: bool) {
+    let labels = [("service", service.to_string()), ("loop", name.to_string())];
+    gauge!(LOOP_LAST_SUCCESS, &labels).set(age.as_secs_f64());
+    gauge!(LOOP_STALLED, &labels).set(if stalled { 1.0 } else { 0.0 });
+}
+
+/// A gauge set by the health server at scrape time (settings warnings).
+pub fn set_gauge(name: &'static str, help: &'static str, value: f64) {
+    describe_gauge!(name, help);
+    gauge!(name).set(value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_documented_in_the_operations_guide() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        for name in ALL {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} is not in docs/operations.md"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reply_is_classed_by_its_code() {
+        assert_eq!(reply_class(reply_code("250 2.0.0 Ok: queued")), "2xx");
+        assert_eq!(reply_class(reply_code("451 4.7.1 try later")), "4xx");
+        assert_eq!(reply_class(reply_code("550 no such user")), "5xx");
+        assert_eq!(reply_class(reply_code("connection refused")), "none");
+        assert_eq!(reply_class(Some(202)), "2xx");
+        assert_eq!(
+            reply_code_in("SMTP delivery failed: 451 4.7.1 try later"),
+            Some(451)
+        );
+        assert_eq!(
+            reply_code_in("the gateway answered 503 Service Unavailable"),
+            Some(503)
+        );
+        assert_eq!(reply_code_in("connection refused (os error 111)"), None);
+    }
+
+    #[test]
+    fn the_relay_counts_a_step_by_channel_and_step_and_a_plan_step_by_step() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let sent = serde_json::json!({"event_type": "reminder.sent", "invoice_number": "F-1",
+                "step": "reminder_1", "channel": "email", "detail": {"recipients": ["a@b.test"]}});
+            record_published("reminder.sent", &sent);
+            record_published("reminder.sent", &sent);
+            let registered = serde_json::json!({"invoice_number": "F-1", "detail": {"plan": [
+                {"step": "pre_due", "channel": "email"}, {"step": "reminder_1", "channel": "email"}]}});
+            record_published("invoice.registered", &registered);
+            record_published("payment.recorded", &registered);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(r#"relance_steps_sent_total{channel="email",step="reminder_1"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"relance_steps_planned_total{channel="email",step="pre_due"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("F-1") && !text.contains("a@b.test"), "{text}");
+    }
+}
