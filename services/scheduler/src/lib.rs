@@ -76,6 +76,9 @@ pub async fn run_with_readiness(
 /// Runs the timed jobs, one pass every `RELANCE_SCHEDULER_INTERVAL_MS`, until `shutdown`. A
 /// job that fails (the database restarting) is logged and tried again at the next pass.
 async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Hand-offs are counted in days: their sweep runs every `RELANCE_HANDOFF_INTERVAL_MS`,
+    // not at every pass (the first pass does it).
+    let mut last_handoff: Option<tokio::time::Instant> = None;
     loop {
         // Before emitting: a broken promise's steps are re-dated first, never caught up.
         if let Err(e) = resume::end_broken_promises(db, config).await {
@@ -88,9 +91,13 @@ async fn tick_loop(db: &PgPool, config: &Config, shutdown: CancellationToken) ->
             tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
         }
         let (now, s) = (config.clock.now(), &config.settings);
-        let terms = s.channels.interest_terms();
-        if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await {
-            tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
+        if last_handoff.is_none_or(|at| at.elapsed() >= s.handoff_interval) {
+            last_handoff = Some(tokio::time::Instant::now());
+            let terms = s.channels.interest_terms();
+            if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await
+            {
+                tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
+            }
         }
         if let Err(e) = grouping::settle_groups(db, config).await {
             tracing::error!(error = format!("{e:#}"), "settling grouped steps failed");

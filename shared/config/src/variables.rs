@@ -122,6 +122,7 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_MAX_RETRIES", Unset, "an additional cap on the count of retries; unset: the budget alone decides"),
     setting("RELANCE_PAY_WITHIN_DAYS", Value("8"), "days given to pay in a firm reminder"),
     setting("RELANCE_PROMISE_GRACE_DAYS", Value("3"), "days (0 to 60) after a promised payment date before the sequence resumes"),
+    setting("RELANCE_HANDOFF_INTERVAL_MS", Value("300000"), "pause between two hand-off sweeps (hand-offs are counted in days)"),
     setting("RELANCE_HANDOFF_AFTER_DAYS", Value("8"), "days after the last step before an unpaid invoice is handed off; at least RELANCE_FORMAL_NOTICE_DAYS"),
     setting("RELANCE_POSTAL_DELIVERY_DAYS", Value("7"), "days added to the above when the last step went by post"),
     setting("RELANCE_CALL_TASK_DAYS", Value("5"), "days (1 to 60) a call task stays open after the day it opened"),
