@@ -36,8 +36,9 @@ CREATE TRIGGER sequence_ending_note
           AND NEW.status NOT IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome'))
     EXECUTE FUNCTION sequence_ending_note();
 
--- What the sweep can act on: open invoices whose sequence is over.
-CREATE INDEX invoices_sequence_ended ON invoices (sequence_ended_at)
+-- What the sweep can act on: open invoices whose sequence is over, in the order it claims them
+-- (so that a batch stops at its limit even when thousands fall due together).
+CREATE INDEX invoices_sequence_ended ON invoices (sequence_ended_at, id)
     WHERE status = 'open' AND sequence_ended_at IS NOT NULL;
 
 -- Open call tasks, for their expiry (call_tasks_expiring also holds every task that expired
