@@ -171,6 +171,8 @@ pub struct Settings {
     pub handoff_interval: Duration,
     pub scheduler_batch: i64,
     /// Database connections per service.
+    /// SMTP connections kept open between messages (`RELANCE_SMTP_POOL_SIZE`).
+    pub smtp_pool_size: usize,
     pub db_pool_size: u32,
     /// How long a handler waits for a database connection before giving up (the message
     /// then waits the outage out, without spending its retries).
@@ -508,6 +510,7 @@ impl Settings {
             handoff_interval: env.millis("RELANCE_HANDOFF_INTERVAL_MS")?,
             scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH")?,
             db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE")?,
+            smtp_pool_size: env.parsed("RELANCE_SMTP_POOL_SIZE")?,
             db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS")?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS")?,
             prefetch: env.parsed("RELANCE_PREFETCH")?,

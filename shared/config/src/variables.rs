@@ -103,6 +103,7 @@ pub const VARIABLES: &[Variable] = &[
     secret("AMQP_URL", Value(crate::DEFAULT_AMQP_URL), "RabbitMQ broker"),
     secret("SMTP_URL", Unset, "SMTP server as a lettre URL; unset: emails are written as .eml files to RELANCE_MAIL_DIR"),
     setting("RELANCE_SMTP_CA_FILE", Unset, "PEM file of certificate authorities trusted for the SMTP server besides the public ones (a private relay)"),
+    setting("RELANCE_SMTP_POOL_SIZE", Value("16"), "SMTP connections kept open between messages, for the next ones (0: one connection per message)"),
     setting("RELANCE_MAIL_DIR", Value("out/mail"), "folder for .eml files when SMTP_URL is unset"),
     setting("RELANCE_NAMESPACE", Value("relance"), "prefix of every exchange and queue"),
     setting("RELANCE_POLICY_FILE", Described("built-in `shared/domain/policies/default.toml`"), "dunning policy (TOML)"),
