@@ -33,34 +33,17 @@ pub async fn connect_database(
 
 /// A queue handler for [`run_queue_worker`] that gives `handler` its own handle on the pool
 /// and the configuration with each message.
-/// A pool timeout while every connection was open is marked [`relance_storage::PoolBusy`]:
-/// the message is tried again soon, not held as if the database were down.
 pub fn with_db_and_config<H, F>(
     db: &PgPool,
     config: &Config,
     handler: H,
-) -> impl Fn(Incoming) -> futures_util::future::BoxFuture<'static, Result<(), HandlerError>>
-       + Clone
-       + Send
-       + Sync
-       + 'static
+) -> impl Fn(Incoming) -> F + Clone + Send + Sync + 'static
 where
     H: Fn(PgPool, Config, Incoming) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Result<(), HandlerError>> + Send + 'static,
 {
     let (db, config) = (db.clone(), config.clone());
-    move |message| {
-        let pool = db.clone();
-        let handled = handler(db.clone(), config.clone(), message);
-        Box::pin(async move {
-            match handled.await {
-                Err(HandlerError::Transient(e)) => {
-                    Err(HandlerError::Transient(relance_storage::mark_pool_busy(e, &pool)))
-                }
-                other => other,
-            }
-        }) as futures_util::future::BoxFuture<'static, _>
-    }
+    move |message| handler(db.clone(), config.clone(), message)
 }
 
 /// Runs until `shutdown`: consumes `queue(names)` with `handler` and relays the outbox,
@@ -85,6 +68,22 @@ where
         queue_expires: s.queue_expires,
     };
     let queue = queue(&names);
+    // A pool timeout while every connection was open is marked PoolBusy: the message is
+    // tried again soon, not held as if the database were down.
+    let handler = {
+        let pool = db.clone();
+        move |message: Incoming| {
+            let (pool, handled) = (pool.clone(), handler(message));
+            async move {
+                match handled.await {
+                    Err(HandlerError::Transient(e)) => {
+                        Err(HandlerError::Transient(relance_storage::mark_pool_busy(e, &pool)))
+                    }
+                    other => other,
+                }
+            }
+        }
+    };
     supervise(
         service,
         &s.amqp_url,
