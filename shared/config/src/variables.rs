@@ -115,7 +115,7 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_DB_POOL_SIZE", Value("8"), "database connections per service"),
     setting("RELANCE_DB_ACQUIRE_TIMEOUT_MS", Value("10000"), "how long a handler waits for a database connection"),
     setting("RELANCE_HEALTH_ADDR", Unset, "where `relance run` serves /health/live, /health/ready and /metrics, e.g. 0.0.0.0:8080"),
-    setting("RELANCE_OUTBOX_INTERVAL_MS", Value("200"), "polling interval of the outbox relay"),
+    setting("RELANCE_OUTBOX_INTERVAL_MS", Value("200"), "polling interval of the outbox relay, a fallback: each commit to the outbox wakes it (LISTEN/NOTIFY)"),
     setting("RELANCE_PREFETCH", Value("16"), "messages each consumer handles at once"),
     setting("RELANCE_RETRY_BUDGET", Value("1d"), "how long a transiently failing message keeps being retried (seconds, or a number with ms, s, m, h or d)"),
     setting("RELANCE_RETRY_MAX_DELAY", Value("1h"), "longest wait between two attempts (same format; at least RELANCE_RETRY_BASE_MS)"),
