@@ -406,6 +406,7 @@ impl TestEnv {
             ("SMTP_URL", format!("smtp://127.0.0.1:{}", mail.smtp_port)),
             ("RELANCE_NAMESPACE", format!("t-{}", id.replace('_', "-"))),
             ("RELANCE_SCHEDULER_INTERVAL_MS", "20".into()),
+            ("RELANCE_HANDOFF_INTERVAL_MS", "20".into()),
             ("RELANCE_OUTBOX_INTERVAL_MS", "10".into()),
             ("RELANCE_RETRY_BASE_MS", "100".into()),
             ("RELANCE_MAX_RETRIES", "3".into()),

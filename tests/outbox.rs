@@ -174,3 +174,36 @@ async fn the_events_of_one_invoice_are_numbered_in_the_order_they_happened_which
     assert_eq!(announced, journaled);
     env.stop().await;
 }
+
+/// The relay is woken by the commit that adds a message (LISTEN/NOTIFY): with a poll interval
+/// of two minutes, each invoice's `invoice.registered` is out within a couple of seconds of
+/// the `invoice.issued` that caused it, three times in a row (not only at the relay's first
+/// pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_is_woken_by_a_commit_well_before_its_poll_interval() {
+    let env = TestEnv::try_start(1, &[("RELANCE_OUTBOX_INTERVAL_MS", "120000")])
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let number = format!("WAKE-{n}");
+        let started = std::time::Instant::now();
+        env.publish(
+            names::INVOICE_ISSUED,
+            &invoice_issued(&number, "100.00", date(2026, 3, 1), date(2026, 7, 31)),
+        )
+        .await;
+        let events = env
+            .events_until(&format!("{number} registered"), |events| {
+                events
+                    .iter()
+                    .any(|e| e.event_type == names::INVOICE_REGISTERED && e.invoice_number == number)
+            })
+            .await;
+        let latency = started.elapsed();
+        assert!(
+            latency < std::time::Duration::from_secs(3),
+            "{number} registered after {latency:?} (poll interval 120 s); {events:?}"
+        );
+    }
+    env.stop().await;
+}

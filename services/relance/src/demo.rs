@@ -333,6 +333,7 @@ fn demo_settings(mut settings: Settings) -> Settings {
     settings.database_url = demo_database_url(&settings.database_url);
     settings.namespace = "relance-demo".to_string();
     settings.scheduler_interval = StdDuration::from_millis(50);
+    settings.handoff_interval = StdDuration::from_millis(50);
     settings.outbox_interval = StdDuration::from_millis(20);
     settings.retry_base = StdDuration::from_millis(200);
     if settings.smtp_url.is_none() {

@@ -87,7 +87,9 @@ pub async fn render_job(
 ) -> Result<(), HandlerError> {
     let job: ReminderDueV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
-    let mut conn = db.acquire().await.context("acquiring a connection")?;
+    // One transaction for the reads and what the rendering settles (no network call in it:
+    // rendering is local work).
+    let mut conn = db.begin().await.context("starting the render transaction")?;
     let Some(step) = steps::find(&mut conn, job.step_id).await? else {
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
     };
@@ -104,6 +106,7 @@ pub async fn render_job(
             detail,
         )
         .await?;
+        conn.commit().await.context("committing the note")?;
         return Ok(());
     }
     let Some(invoice) = invoices::find_by_id(&mut conn, step.invoice_id).await? else {
@@ -122,15 +125,12 @@ pub async fn render_job(
             fallback,
         } => (planned, step, fallback),
         Route::Unreachable { reason } => {
-            drop(conn);
             let now = config.clock.now();
-            let tx = db.begin().await.context("starting the skip transaction")?;
             let skipped = ReminderSkippedV1 { reason };
-            return settle_unrenderable(tx, &step, StepStatus::Skipped, &skipped, now).await;
+            return settle_unrenderable(conn, &step, StepStatus::Skipped, &skipped, now).await;
         }
     };
     let inputs = load_inputs(&mut conn, &step, &invoice, lists_group).await?;
-    drop(conn);
     let now = config.clock.now();
     let target = Target {
         step: &step,
@@ -141,7 +141,7 @@ pub async fn render_job(
     };
     let rendering = render_step(env, config, &target, &inputs.others, &inputs.extra)
         .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
-    let mut tx = db.begin().await.context("starting the render transaction")?;
+    let mut tx = conn;
     if let Some(reason) = &fallback {
         if !apply_fallback(&mut tx, planned, &step, reason, &inputs.members, now).await? {
             return Ok(()); // Cancelled or taken meanwhile.

@@ -5,7 +5,9 @@
 //! `invoice.handed_off` event carrying its journal and the amount due, with the late interest
 //! accrued to the hand-off day, the recovery indemnity and the total (`relance_domain::claim`,
 //! as the firm reminders and the formal notice state them). A sweep of the
-//! scheduler's tick: several copies may run, invoices are claimed with `SKIP LOCKED` and the
+//! scheduler, every `RELANCE_HANDOFF_INTERVAL_MS` (hand-offs are counted in days), driven by
+//! the index of ended sequences (`invoices.sequence_ended_at`), so that a pass costs the
+//! same at any ledger size: several copies may run, invoices are claimed with `SKIP LOCKED` and the
 //! status moves only from `open`, so an invoice is handed off once. It sends nothing to the
 //! customer.
 
@@ -33,6 +35,15 @@ pub async fn hand_off_due(
     batch: i64,
     terms: &InterestTerms,
 ) -> anyhow::Result<usize> {
+    // First the sequences that ended since the last pass: they enter the index the claim reads.
+    loop {
+        let mut tx = db.begin().await.context("starting to note ended sequences")?;
+        let consumed = handoff::note_ended_sequences(&mut tx, batch.max(1) * 5).await?;
+        tx.commit().await.context("committing the ended sequences")?;
+        if consumed < u64::try_from(batch.max(1) * 5).unwrap_or(u64::MAX) {
+            break;
+        }
+    }
     let mut total = 0;
     loop {
         let mut tx = db.begin().await.context("starting the hand-off transaction")?;

@@ -87,6 +87,9 @@ async fn tick_loop(
     heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Hand-offs are counted in days: their sweep runs every `RELANCE_HANDOFF_INTERVAL_MS`,
+    // not at every pass (the first pass does it).
+    let mut last_handoff: Option<tokio::time::Instant> = None;
     loop {
         let started = std::time::Instant::now();
         let mut completed = true;
@@ -107,9 +110,13 @@ async fn tick_loop(
             tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
         }
         let (now, s) = (config.clock.now(), &config.settings);
-        let terms = s.channels.interest_terms();
-        if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await {
-            tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
+        if last_handoff.is_none_or(|at| at.elapsed() >= s.handoff_interval) {
+            last_handoff = Some(tokio::time::Instant::now());
+            let terms = s.channels.interest_terms();
+            if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await
+            {
+                tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
+            }
         }
         if let Err(e) = grouping::settle_groups(db, config).await {
             tracing::error!(error = format!("{e:#}"), "settling grouped steps failed");

@@ -137,8 +137,9 @@ pub async fn deliver_job(
 ) -> Result<(), HandlerError> {
     let job: ReminderRenderedV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
-    // Read before the claim: an error here leaves the step `rendered`, and the job retries.
-    let mut conn = db.acquire().await.context("acquiring a connection")?;
+    // Read in the claim's transaction: an error here rolls it back, the step stays
+    // `rendered`, and the job retries.
+    let mut conn = db.begin().await.context("starting the claim transaction")?;
     let Some(step) = steps::find(&mut conn, job.step_id).await? else {
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
     };
@@ -154,10 +155,9 @@ pub async fn deliver_job(
         None
     };
     let document = deliveries::document_of(&mut conn, step.id).await?;
-    drop(conn);
 
     let attempt = uuid::Uuid::new_v4();
-    if !claim(db, config, &step, attempt).await? {
+    if !claim(conn, config, &step, attempt).await? {
         return Ok(());
     }
     let parcel = Parcel {
@@ -202,13 +202,12 @@ pub async fn deliver_job(
 /// transaction. An error rolls it all back: the step stays `rendered` and the job retries.
 /// Returns whether the step is now this sender's to deliver.
 async fn claim(
-    db: &PgPool,
+    mut tx: relance_storage::Tx<'_>,
     config: &Config,
     step: &steps::StepRecord,
     attempt: uuid::Uuid,
 ) -> anyhow::Result<bool> {
     let now = config.clock.now();
-    let mut tx = db.begin().await.context("starting the claim transaction")?;
     if !steps::claim_delivery(&mut tx, step.id, attempt, now).await? {
         // In `sending`, it belongs to a live sender, or to a dead one whose lease the
         // scheduler's sweep will settle; otherwise it is settled already: not ours.

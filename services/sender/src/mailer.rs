@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub enum Mailer {
-    /// Over SMTP, one conversation per message, gated before the end of DATA.
+    /// Over SMTP, one transaction per message on a reused connection, gated before the end
+    /// of DATA.
     Smtp(SmtpEndpoint),
     Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
 }
@@ -37,7 +38,8 @@ impl Mailer {
         match &settings.smtp_url {
             Some(url) => {
                 let endpoint = SmtpEndpoint::from_url(url, Duration::from_secs(30))
-                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?;
+                    .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?
+                    .pooled(settings.smtp_pool_size);
                 let endpoint = match &settings.smtp_ca_file {
                     Some(file) => {
                         let pem = std::fs::read(file)

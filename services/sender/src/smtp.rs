@@ -14,12 +14,13 @@ use futures_util::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncNetworkStream, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Auth, Data, Ehlo, Mail, Quit, Rcpt, Starttls};
+use lettre::transport::smtp::commands::{Auth, Data, Ehlo, Mail, Quit, Rcpt, Rset, Starttls};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter, ServerInfo};
 use lettre::transport::smtp::response::Response;
 use relance_storage::steps::DeliveryStage;
 use std::borrow::Cow;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How a permanent refusal (5xx) by the SMTP server starts.
 pub const SMTP_REFUSAL: &str = "SMTP server refused the message";
@@ -47,6 +48,44 @@ pub struct SmtpEndpoint {
     hello: ClientId,
     /// For each step of the conversation (connect, each command, each answer).
     timeout: Duration,
+    /// Sessions kept open between messages, shared by the clones of the endpoint.
+    idle: Arc<IdleSessions>,
+}
+
+/// Connections left open after a delivered message, for the next ones: a new connection
+/// costs a TCP (and TLS) handshake, the greeting, EHLO and AUTH. At most `max` are kept; one
+/// idle longer than [`MAX_IDLE`] is closed instead of reused (servers drop idle clients).
+struct IdleSessions {
+    max: usize,
+    sessions: Mutex<Vec<(Session, Instant)>>,
+}
+
+/// Longest time a connection waits, unused, to be reused.
+const MAX_IDLE: Duration = Duration::from_secs(60);
+
+impl IdleSessions {
+    fn take(&self) -> Option<Session> {
+        let mut sessions = self.sessions.lock().ok()?;
+        while let Some((session, since)) = sessions.pop() {
+            if since.elapsed() < MAX_IDLE {
+                return Some(session);
+            }
+            // Dropped: the socket closes.
+            drop(session);
+        }
+        None
+    }
+
+    /// Keeps the session if there is room; returns it otherwise.
+    fn keep(&self, session: Session) -> Option<Session> {
+        match self.sessions.lock() {
+            Ok(mut sessions) if sessions.len() < self.max => {
+                sessions.push((session, Instant::now()));
+                None
+            }
+            _ => Some(session),
+        }
+    }
 }
 
 impl SmtpEndpoint {
@@ -92,7 +131,21 @@ impl SmtpEndpoint {
             credentials,
             hello,
             timeout,
+            idle: Arc::new(IdleSessions {
+                max: 0,
+                sessions: Mutex::new(Vec::new()),
+            }),
         })
+    }
+
+    /// Keeps up to `size` connections open between messages (`RELANCE_SMTP_POOL_SIZE`; 0:
+    /// one connection per message).
+    pub fn pooled(mut self, size: usize) -> Self {
+        self.idle = Arc::new(IdleSessions {
+            max: size,
+            sessions: Mutex::new(Vec::new()),
+        });
+        self
     }
 
     /// Also trusts the certificate authorities in `pem` (one or several PEM certificates) for
@@ -127,7 +180,10 @@ impl SmtpEndpoint {
         message: &[u8],
         gate: &dyn DeliveryGate,
     ) -> Result<String, DeliveryError> {
-        let mut session = self.open().await?;
+        let mut session = match self.reuse().await {
+            Some(session) => session,
+            None => self.open().await?,
+        };
         gate.reached(DeliveryStage::Connected).await;
         session.envelope(envelope, message).await?;
         gate.reached(DeliveryStage::EnvelopeAccepted).await;
@@ -138,23 +194,61 @@ impl SmtpEndpoint {
             return Err(DeliveryError::Aborted(reason));
         }
         let answer = session.end_data().await;
-        session.quit().await;
+        match answer {
+            // The transaction is over: the connection can carry the next message.
+            Ok(_) => {
+                if let Some(mut extra) = self.idle.keep(session) {
+                    extra.quit().await;
+                }
+            }
+            Err(_) => session.quit().await,
+        }
         answer
     }
 
+    /// An idle connection that still answers (RSET), if there is one.
+    async fn reuse(&self) -> Option<Session> {
+        while let Some(mut session) = self.idle.take() {
+            if session.command(Rset).await.is_ok() {
+                return Some(session);
+            }
+            session.close().await;
+        }
+        None
+    }
+
+    /// A TCP connection with TCP_NODELAY: SMTP is a conversation of small writes, each
+    /// awaiting its answer, which Nagle's algorithm would hold back behind the server's
+    /// delayed ACK (about 40 ms a message). Handed to lettre as an existing stream.
+    async fn connect(&self) -> std::io::Result<tokio::net::TcpStream> {
+        let mut last = None;
+        for addr in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
+            match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {
+                    last = Some(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connection timed out",
+                    ))
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("could not resolve to any address")))
+    }
+
     async fn open(&self) -> Result<Session, DeliveryError> {
-        let wrapper = match &self.security {
-            Security::Wrapper(params) => Some(params.clone()),
-            _ => None,
+        let failed = |e: &dyn std::fmt::Display| {
+            transient(format!("connection to {}:{} failed: {e}", self.host, self.port))
         };
-        let stream = AsyncNetworkStream::connect_tokio1(
-            (self.host.as_str(), self.port),
-            Some(self.timeout),
-            wrapper,
-            None,
-        )
-        .await
-        .map_err(|e| transient(format!("connection to {}:{} failed: {e}", self.host, self.port)))?;
+        let tcp = self.connect().await.map_err(|e| failed(&e))?;
+        let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+        if let Security::Wrapper(params) = &self.security {
+            stream.upgrade_tls(params.clone()).await.map_err(|e| failed(&e))?;
+        }
         let mut session = Session {
             stream: BufReader::new(stream),
             timeout: self.timeout,
@@ -381,6 +475,105 @@ mod tests {
     #[test]
     fn a_line_starting_with_a_dot_gets_another() {
         assert_eq!(dot_stuff(b".a\r\nb.\r\n.\r\nc"), b"..a\r\nb.\r\n..\r\nc".to_vec());
+    }
+
+    /// A minimal SMTP server on a local port that accepts every message and counts the
+    /// connections it was opened and the messages it took.
+    async fn counting_server() -> (
+        u16,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader as TokioBufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (connections, messages) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, m) = (connections.clone(), messages.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let m = m.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = TokioBufReader::new(read).lines();
+                    write.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                    let mut in_data = false;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let answer: &[u8] = if in_data {
+                            if line != "." {
+                                continue;
+                            }
+                            in_data = false;
+                            m.fetch_add(1, Ordering::SeqCst);
+                            b"250 2.0.0 queued\r\n"
+                        } else if line.starts_with("EHLO") {
+                            b"250-test\r\n250 8BITMIME\r\n"
+                        } else if line == "DATA" {
+                            in_data = true;
+                            b"354 go on\r\n"
+                        } else if line == "QUIT" {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        if write.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, connections, messages)
+    }
+
+    fn envelope() -> Envelope {
+        Envelope::new(
+            Some("relance@exemple.test".parse().unwrap()),
+            vec!["compta@client.test".parse().unwrap()],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_pooled_endpoint_sends_one_message_after_another_on_one_connection() {
+        use std::sync::atomic::Ordering;
+        let (port, connections, messages) = counting_server().await;
+        let url = format!("smtp://127.0.0.1:{port}");
+        let pooled = SmtpEndpoint::from_url(&url, Duration::from_secs(5))
+            .unwrap()
+            .pooled(4);
+        for n in 0..5 {
+            let body = format!("Subject: {n}\r\n\r\nBonjour\r\n");
+            let answer = pooled
+                .deliver(&envelope(), body.as_bytes(), &crate::courier::OpenGate)
+                .await
+                .unwrap();
+            assert!(answer.starts_with("250"), "{answer}");
+        }
+        assert_eq!(messages.load(Ordering::SeqCst), 5);
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection reused");
+        // Without a pool: one connection per message.
+        let unpooled = SmtpEndpoint::from_url(&url, Duration::from_secs(5))
+            .unwrap()
+            .pooled(0);
+        for _ in 0..2 {
+            unpooled
+                .deliver(&envelope(), b"Subject: x\r\n\r\nx\r\n", &crate::courier::OpenGate)
+                .await
+                .unwrap();
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn the_smtp_socket_is_opened_with_tcp_nodelay() {
+        let (port, _, _) = counting_server().await;
+        let endpoint =
+            SmtpEndpoint::from_url(&format!("smtp://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        let stream = endpoint.connect().await.unwrap();
+        assert!(stream.nodelay().unwrap());
     }
 
     #[test]

@@ -167,8 +167,12 @@ pub struct Settings {
     /// The simulated clock is shared through the database (`RELANCE_CLOCK=database`).
     pub shared_clock: bool,
     pub scheduler_interval: Duration,
+    /// Pause between two hand-off sweeps (`RELANCE_HANDOFF_INTERVAL_MS`).
+    pub handoff_interval: Duration,
     pub scheduler_batch: i64,
     /// Database connections per service.
+    /// SMTP connections kept open between messages (`RELANCE_SMTP_POOL_SIZE`).
+    pub smtp_pool_size: usize,
     pub db_pool_size: u32,
     /// How long a handler waits for a database connection before giving up (the message
     /// then waits the outage out, without spending its retries).
@@ -244,6 +248,7 @@ impl fmt::Debug for Settings {
             .field("template_dir", &self.template_dir)
             .field("simulated_clock_start", &self.simulated_clock_start)
             .field("scheduler_interval", &self.scheduler_interval)
+            .field("handoff_interval", &self.handoff_interval)
             .field("health_addr", &self.health_addr)
             .finish_non_exhaustive()
     }
@@ -509,8 +514,10 @@ impl Settings {
             simulated_clock_start,
             shared_clock: clock == "database",
             scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS")?,
+            handoff_interval: env.millis("RELANCE_HANDOFF_INTERVAL_MS")?,
             scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH")?,
             db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE")?,
+            smtp_pool_size: env.parsed("RELANCE_SMTP_POOL_SIZE")?,
             db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS")?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS")?,
             prefetch: env.parsed("RELANCE_PREFETCH")?,

@@ -386,6 +386,17 @@ async fn settle(
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, reason = relance_telemetry::redact(&reason), "dead-lettering message");
             dead_letter(publisher, names, message, delivery, &reason).await?;
         }
+        // The database answers but every connection was busy: tried again soon (the
+        // shortest wait), without spending a retry, and not reported as an outage.
+        Err(HandlerError::Transient(error)) if relance_storage::is_pool_busy(&error) => {
+            let next = retry.outage_wait(&Incoming {
+                outage_waits: 0,
+                ..message.clone()
+            });
+            tracing::warn!(queue = %message.queue, message_id = ?message.message_id, tier = next.tier, error = relance_telemetry::redact(&format!("{error:#}")), "no database connection free; the message is tried again soon");
+            let counts = (message.retries, message.outage_waits);
+            schedule_retry(publisher, message, delivery, counts, None, &next).await?;
+        }
         Err(HandlerError::Transient(error)) if relance_storage::is_unavailable(&error) => {
             let next = retry.outage_wait(message);
             metric::record_retried(queue, ReasonClass::DatabaseUnavailable);

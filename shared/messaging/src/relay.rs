@@ -7,6 +7,7 @@ use anyhow::Context;
 use relance_contracts::names::Names;
 use relance_domain::SharedClock;
 use relance_telemetry::liveness::Heartbeat;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -60,7 +61,55 @@ pub async fn relay_once(
     Ok(rows.len())
 }
 
-/// Runs until shutdown, draining the outbox every `interval` (at once again while busy).
+/// The channel every commit that adds outbox rows notifies (migration ...20261204100002).
+pub const OUTBOX_CHANNEL: &str = "relance_outbox";
+
+/// A connection of its own (not one of the service's pool) listening on [`OUTBOX_CHANNEL`].
+/// `None` when it cannot be opened now: the relay polls meanwhile and tries again later.
+async fn listen(db: &PgPool) -> Option<PgListener> {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with((*db.connect_options()).clone());
+    let attempt = async {
+        let mut listener = PgListener::connect_with(&own).await?;
+        listener.listen(OUTBOX_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match attempt.await {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for outbox commits; the relay polls");
+            None
+        }
+    }
+}
+
+/// Waits for a commit's notification, `pause` at most (the poll that remains as a fallback).
+/// A listener whose connection failed is dropped (reopened at the next wait).
+async fn wait_for_commit(listener: &mut Option<PgListener>, db: &PgPool, pause: Duration) {
+    if listener.is_none() {
+        *listener = listen(db).await;
+    }
+    let Some(active) = listener.as_mut() else {
+        tokio::time::sleep(pause).await;
+        return;
+    };
+    match tokio::time::timeout(pause, active.try_recv()).await {
+        // Woken by a commit, or the poll's time is up.
+        Ok(Ok(Some(_))) | Err(_) => {}
+        // The connection was lost: notifications may have been missed, so look at once.
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "lost the outbox listener; the relay polls");
+            *listener = None;
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// Runs until shutdown, draining the outbox when a commit adds to it (LISTEN/NOTIFY), and
+/// every `interval` in any case (at once again while busy).
 pub async fn run_outbox_relay(
     db: PgPool,
     publisher: Publisher,
@@ -84,6 +133,8 @@ pub async fn run_outbox_relay_watched(
     heartbeat: Heartbeat,
 ) -> anyhow::Result<()> {
     let mut outage_waits: u32 = 0;
+    // Listening before the first look: a commit after it is either seen or notified.
+    let mut listener = listen(&db).await;
     loop {
         let relayed = relay_once(&db, &publisher, &names, &clock).await;
         if relayed.is_ok() {
@@ -92,7 +143,14 @@ pub async fn run_outbox_relay_watched(
         let pause = match relayed {
             Ok(0) => {
                 outage_waits = 0;
-                interval
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        publisher.close().await;
+                        return Ok(());
+                    }
+                    _ = wait_for_commit(&mut listener, &db, interval) => {}
+                }
+                continue;
             }
             Ok(published) => {
                 outage_waits = 0;

@@ -73,6 +73,22 @@ where
         crate::consume::queue_label(&names, &queue)
     ));
     let relay_beat = readiness.loops().register("outbox relay");
+    // A pool timeout while every connection was open is marked PoolBusy: the message is
+    // tried again soon, not held as if the database were down.
+    let handler = {
+        let pool = db.clone();
+        move |message: Incoming| {
+            let (pool, handled) = (pool.clone(), handler(message));
+            async move {
+                match handled.await {
+                    Err(HandlerError::Transient(e)) => {
+                        Err(HandlerError::Transient(relance_storage::mark_pool_busy(e, &pool)))
+                    }
+                    other => other,
+                }
+            }
+        }
+    };
     supervise(
         service,
         &s.amqp_url,

@@ -97,6 +97,46 @@ pub struct HandOffDelay {
     pub postal_days: u32,
 }
 
+/// Folds up to `limit` rows of `sequence_endings` (reminder steps that became final) into
+/// their invoices' `sequence_ended_at`: the time the last reminder step of the sequence became
+/// final once every reminder step is final, else NULL (migration ...20261204100001). Each
+/// invoice is locked with SKIP LOCKED: the rows of an invoice another transaction holds stay
+/// for a later pass. Returns how many rows were consumed.
+pub async fn note_ended_sequences(tx: &mut PgConnection, limit: i64) -> anyhow::Result<u64> {
+    let consumed: i64 = sqlx::query_scalar(
+        "WITH picked AS (
+             SELECT id, invoice_id FROM sequence_endings ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+         ), locked AS (
+             SELECT i.id FROM invoices i WHERE i.id IN (SELECT invoice_id FROM picked)
+             ORDER BY i.id FOR NO KEY UPDATE SKIP LOCKED
+         ), updated AS (
+             UPDATE invoices i SET sequence_ended_at = (
+                 SELECT CASE WHEN last.status IN ('sent', 'skipped', 'cancelled', 'failed', 'completed', 'expired')
+                              AND NOT EXISTS (SELECT 1 FROM reminder_steps o
+                                              WHERE o.invoice_id = i.id AND o.kind = 'reminder'
+                                                AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome'))
+                             THEN last.updated_at END
+                 FROM (SELECT s.status, s.updated_at FROM reminder_steps s
+                       WHERE s.invoice_id = i.id AND s.kind = 'reminder'
+                       ORDER BY s.position DESC LIMIT 1) last)
+             FROM locked WHERE i.id = locked.id
+             RETURNING i.id
+         ), consumed AS (
+             DELETE FROM sequence_endings e USING picked
+             WHERE e.id = picked.id
+               AND (picked.invoice_id IN (SELECT id FROM updated)
+                    OR NOT EXISTS (SELECT 1 FROM invoices WHERE id = picked.invoice_id))
+             RETURNING e.id
+         )
+         SELECT count(*) FROM consumed",
+    )
+    .bind(limit)
+    .fetch_one(tx)
+    .await
+    .context("noting the sequences that ended")?;
+    Ok(u64::try_from(consumed).unwrap_or(0))
+}
+
 /// Claims up to `limit` open, unpaid, overdue, unpaused invoices whose reminder steps are all
 /// final (a call task ended: completed or expired; an open one holds the hand-off) and
 /// whose last step became final more than `after_days` whole days ago, counted in the
@@ -121,7 +161,11 @@ pub async fn claim_due(
          JOIN LATERAL (SELECT s.name, s.status, s.updated_at, s.channel FROM reminder_steps s
                        WHERE s.invoice_id = i.id AND s.kind = 'reminder'
                        ORDER BY s.position DESC LIMIT 1) last ON true
-         WHERE i.status = 'open' AND i.balance > 0
+         WHERE i.status = 'open' AND i.sequence_ended_at IS NOT NULL
+           -- The index's range: a local day is at most a day and a few hours long, so an
+           -- invoice due under the rule below ended at most after_days days minus one ago.
+           AND i.sequence_ended_at <= $1 - make_interval(days => $2::int - 2)
+           AND i.balance > 0
            AND i.due_on <= ($1 AT TIME ZONE 'UTC')::date + 1
            AND i.due_on < ($1 AT TIME ZONE c.timezone)::date
            AND last.status IN ('sent', 'skipped', 'cancelled', 'failed', 'completed', 'expired')
@@ -131,7 +175,7 @@ pub async fn claim_due(
            AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                            WHERE o.invoice_id = i.id AND o.kind = 'reminder'
                              AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome'))
-         ORDER BY i.id
+         ORDER BY i.sequence_ended_at, i.id
          LIMIT $3
          FOR UPDATE OF i SKIP LOCKED",
     )

@@ -2,7 +2,8 @@
 //!
 //! One chain per invoice. Each entry stores the SHA-256 of its content (and of the document
 //! it refers to); the database links it to the previous entry of its chain when the
-//! transaction commits (trigger of migration ...0006). Services only ever call [`append`].
+//! transaction commits (trigger of migration ...0006; since ...20261204100000 the transaction's
+//! own entries are found by id, noted at insert). Services only ever call [`append`].
 //! The formats are in docs/journal.md; [`verify`] checks them.
 
 pub mod canonical;
@@ -166,7 +167,9 @@ pub async fn link_legacy_entries(db: &PgPool) -> anyhow::Result<u64> {
             .context("hashing an old journal entry")?;
     }
     if !legacy.is_empty() {
-        sqlx::query("SELECT journal_link_pending()")
+        let ids: Vec<i64> = legacy.iter().map(|entry| entry.id).collect();
+        sqlx::query("SELECT journal_link_ids($1)")
+            .bind(&ids)
             .execute(&mut *tx)
             .await
             .context("linking old journal entries")?;

@@ -162,6 +162,9 @@ pub async fn mark_processed(
 /// out of connections) rather than anything about the work itself. Consumers wait such an
 /// outage out instead of spending a message's retries on it.
 pub fn is_unavailable(error: &anyhow::Error) -> bool {
+    if is_pool_busy(error) {
+        return false;
+    }
     error
         .chain()
         .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
@@ -179,6 +182,47 @@ pub fn is_unavailable(error: &anyhow::Error) -> bool {
                 .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "53300"),
             _ => false,
         })
+}
+
+/// A handler could not get a connection within `RELANCE_DB_ACQUIRE_TIMEOUT_MS` although every
+/// connection of its pool was open: the database answers, the pool is smaller than the work
+/// in flight. Not an outage (see [`is_unavailable`]); the message is tried again soon.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolBusy {
+    pub size: u32,
+}
+
+impl std::fmt::Display for PoolBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "all {} database connections of the pool were busy (RELANCE_DB_POOL_SIZE is smaller than the work in flight)",
+            self.size
+        )
+    }
+}
+
+/// Whether `error` is a [`PoolBusy`], as marked by [`mark_pool_busy`].
+pub fn is_pool_busy(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<PoolBusy>().is_some()
+}
+
+/// Marks a pool timeout as [`PoolBusy`] when the pool had all its connections open (so the
+/// database was reachable and they were all in use). sqlx reports both a busy pool and a
+/// database that cannot be reached as `PoolTimedOut`; only the pool tells them apart.
+pub fn mark_pool_busy(error: anyhow::Error, pool: &PgPool) -> anyhow::Error {
+    let timed_out = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        )
+    });
+    let size = pool.options().get_max_connections();
+    if timed_out && !pool.is_closed() && pool.size() >= size {
+        error.context(PoolBusy { size })
+    } else {
+        error
+    }
 }
 
 #[cfg(test)]

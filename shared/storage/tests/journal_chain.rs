@@ -657,3 +657,61 @@ async fn a_rendering_superseded_before_delivery_still_verifies_and_cannot_be_alt
     worker.close().await;
     db.drop_db().await;
 }
+
+/// Two transactions journal about one invoice, the first to insert committing last: the chain
+/// follows the commit order, each transaction links only its own entries (the other's are
+/// still uncommitted), and an entry rolled back with its savepoint takes no position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_transactions_chain_in_commit_order_each_linking_its_own() {
+    let db = FreshDb::create().await;
+    let worker = db.worker(2).await;
+    let mut early = worker.begin().await.unwrap();
+    journal::append(&mut early, t(2, 9), "F-X", None, "test.early", json!({}))
+        .await
+        .unwrap();
+    let mut late = worker.begin().await.unwrap();
+    journal::append(&mut late, t(2, 9), "F-X", None, "test.late", json!({}))
+        .await
+        .unwrap();
+    sqlx::query("SAVEPOINT s").execute(&mut *late).await.unwrap();
+    journal::append(&mut late, t(2, 9), "F-X", None, "test.rolled_back", json!({}))
+        .await
+        .unwrap();
+    sqlx::query("ROLLBACK TO SAVEPOINT s")
+        .execute(&mut *late)
+        .await
+        .unwrap();
+    journal::append(&mut late, t(2, 9), "F-Y", None, "test.late", json!({}))
+        .await
+        .unwrap();
+    late.commit().await.unwrap();
+    let unlinked: i64 = sqlx::query_scalar("SELECT count(*) FROM journal WHERE hash IS NULL")
+        .fetch_one(&db.owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        unlinked, 0,
+        "the committed transaction left no entry of its own unlinked"
+    );
+    journal::append(&mut early, t(2, 9), "F-X", None, "test.early_again", json!({}))
+        .await
+        .unwrap();
+    early.commit().await.unwrap();
+    let chain = journal::chain(&mut db.owner.acquire().await.unwrap(), "F-X")
+        .await
+        .unwrap();
+    let order: Vec<(Option<i64>, &str)> = chain.iter().map(|e| (e.seq, e.action.as_str())).collect();
+    assert_eq!(
+        order,
+        [
+            (Some(1), "test.late"),
+            (Some(2), "test.early"),
+            (Some(3), "test.early_again")
+        ]
+    );
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.entries, 4);
+    worker.close().await;
+    db.drop_db().await;
+}
