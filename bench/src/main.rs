@@ -131,7 +131,6 @@ impl PipelineArgs {
         pipeline::Options {
             server_url,
             amqp_url: self.amqp_url,
-            invoices: self.invoices,
             pipeline_invoices,
             copies: self
                 .copies

@@ -33,7 +33,6 @@ pub const HOPS_PER_REMINDER: f64 = 3.0;
 pub struct Options {
     pub server_url: String,
     pub amqp_url: String,
-    pub invoices: i64,
     pub pipeline_invoices: i64,
     pub copies: Vec<usize>,
     pub pass_sizes: Vec<i64>,
@@ -262,14 +261,15 @@ impl Environment {
         vars
     }
 
-    /// Starts the layout and waits until every process is ready (`/health/ready`).
+    /// Starts the layout and waits until every process is ready (`/health/ready`). Returns
+    /// the processes and the probes answered (each runs a `SELECT 1`: a transaction).
     async fn start(
         &self,
         layout: &Layout,
         db: &BenchDb,
         namespace: &str,
         sink: &Sink,
-    ) -> anyhow::Result<Vec<Service>> {
+    ) -> anyhow::Result<(Vec<Service>, i64)> {
         let mut services = Vec::new();
         let mut ports = Vec::new();
         for (label, names) in layout {
@@ -279,8 +279,14 @@ impl Environment {
             ports.push(port);
         }
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut probes = 0;
         for (port, service) in ports.iter().zip(services.iter_mut()) {
-            while !procs::ready(*port).await {
+            loop {
+                let (answered, ready) = procs::ready(*port).await;
+                probes += i64::from(answered);
+                if ready {
+                    break;
+                }
                 anyhow::ensure!(
                     !service.has_exited(),
                     "{} exited at start: see {}",
@@ -295,7 +301,7 @@ impl Environment {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Ok(services)
+        Ok((services, probes))
     }
 }
 
@@ -409,7 +415,7 @@ async fn delivery_run(
     );
     let started_at = Utc::now();
     let started = Instant::now();
-    let services = env.start(layout, &db, &namespace, &sink).await?;
+    let (services, probes) = env.start(layout, &db, &namespace, &sink).await?;
     let inbound = Inbound::open(&opts.amqp_url, &namespace).await?;
 
     // Payments at load: one after the other while the backlog drains.
@@ -480,7 +486,8 @@ async fn delivery_run(
     // The bench's own pool's backends flush their counts as they close; the bench's own
     // transactions (its polls, and the read of the count before) are left out.
     db.reconnect().await?;
-    let commits = db.commits().await? - commits_before - i64::try_from(polls.load(Ordering::Relaxed))? - 1;
+    let commits =
+        db.commits().await? - commits_before - i64::try_from(polls.load(Ordering::Relaxed))? - probes - 1;
     let pg_cpu = (procs::cpu_ticks_of("postgres").saturating_sub(pg_before)) as f64 / ticks;
     let rabbit_cpu = (procs::cpu_ticks_of("beam.smp").saturating_sub(rabbit_before)) as f64 / ticks;
     let per = |cpu_s: f64| cpu_s * 1000.0 / (sent.max(1) as f64);
@@ -546,7 +553,7 @@ async fn idle_run(
     (db, namespace, sink, loaded): (BenchDb, String, Sink, Loaded),
 ) -> anyhow::Result<Idle> {
     let layout: Layout = vec![("all-idle".to_string(), vec!["all"])];
-    let services = env.start(&layout, &db, &namespace, &sink).await?;
+    let (services, _) = env.start(&layout, &db, &namespace, &sink).await?;
     let inbound = Inbound::open(&opts.amqp_url, &namespace).await?;
     let polls = AtomicU64::new(0);
     let mut ms = Vec::new();
@@ -661,7 +668,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .context("reading the autovacuum setting")?;
     let batch = 200;
     let claim_rows = if opts.smoke { 5_000 } else { 100_000 };
-    let (claim, commits) = ceilings::database(&scratch.pool, claim_rows, batch).await?;
+    let (claim, commits) = ceilings::database(&scratch.pool, &scratch.url, claim_rows, batch).await?;
     scratch.drop().await?;
     let (smtp, smtp_sessions) = ceilings::smtp(opts.ceiling_messages / 4, opts.smtp_pool).await?;
     let ceilings = ceilings::Ceilings {

@@ -153,16 +153,19 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr().context("a free port")?.port())
 }
 
-/// Whether `GET /health/ready` at 127.0.0.1:`port` answers 200.
-pub async fn ready(port: u16) -> bool {
+/// Whether `GET /health/ready` at 127.0.0.1:`port` answered, and whether with 200.
+pub async fn ready(port: u16) -> (bool, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
+        return (false, false);
     };
     let request = b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     if stream.write_all(request).await.is_err() {
-        return false;
+        return (false, false);
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"200")
+    match stream.read_exact(&mut head).await {
+        Ok(_) => (true, head.ends_with(b"200")),
+        Err(_) => (false, false),
+    }
 }
