@@ -742,3 +742,34 @@ pub fn default_out() -> PathBuf {
         PathBuf::from("results")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relance_domain::policy::{DunningPolicy, DEFAULT_POLICY_TOML};
+
+    #[test]
+    fn the_bench_policy_opens_every_window_all_day_every_day() {
+        let policy = open_policy();
+        assert!(
+            !policy.contains("opens = \"09:00\""),
+            "a window still opens at 09:00"
+        );
+        assert!(!policy.contains("closes = \"12:00\"") && !policy.contains("closes = \"18:00\""));
+        assert_eq!(
+            policy.matches("\"sat\", \"sun\"]").count(),
+            DEFAULT_POLICY_TOML.matches("days = [").count(),
+            "every window takes the weekend too"
+        );
+        DunningPolicy::parse(&policy, "bench policy").unwrap();
+    }
+
+    #[test]
+    fn latency_percentiles() {
+        let l = Latency::of((1..=100).map(f64::from).collect());
+        assert_eq!(l.samples, 100);
+        assert_eq!(l.p50_ms, 51.0);
+        assert_eq!(l.p99_ms, 99.0);
+        assert_eq!(Latency::of(Vec::new()).p99_ms, 0.0);
+    }
+}

@@ -169,3 +169,24 @@ pub async fn ready(port: u16) -> (bool, bool) {
         Err(_) => (false, false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cpu_and_peak_memory_of_a_process() {
+        let me = std::process::id();
+        // Burn a little CPU so that at least a tick is counted.
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        let (own, _) = cpu_ticks(me).unwrap();
+        assert!(own > 0);
+        assert!(peak_memory_kib(me).unwrap() > 100);
+        assert!(cpu_ticks_of("no-such-process-name") == 0);
+    }
+}

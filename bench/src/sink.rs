@@ -108,3 +108,47 @@ async fn session(stream: TcpStream, counters: &Counters) -> std::io::Result<()> 
         write.write_all(answer).await?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+    #[tokio::test]
+    async fn counts_the_mails_lettre_delivers_and_not_those_cut_before_the_final_dot() {
+        let sink = Sink::start().await.unwrap();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())
+            .unwrap()
+            .build();
+        for n in 0..3 {
+            let mail = Message::builder()
+                .from("Bench <bench@relance.test>".parse().unwrap())
+                .to(format!("c{n}@bench.test").parse().unwrap())
+                .subject("Relance : facture échue")
+                .body("Bonjour,\r\n.\r\nune ligne qui commence par un point".to_string())
+                .unwrap();
+            transport.send(mail).await.unwrap();
+        }
+        assert_eq!(sink.accepted(), 3);
+
+        let mut cut = TcpStream::connect(sink.addr).await.unwrap();
+        cut.write_all(b"EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nSubject: cut\r\n\r\nno final dot\r\n")
+            .await
+            .unwrap();
+        drop(cut);
+        let sessions_before = sink.sessions();
+        // A later session still counts, and the cut one never did.
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())
+            .unwrap()
+            .build();
+        let mail = Message::builder()
+            .from("bench@relance.test".parse().unwrap())
+            .to("last@bench.test".parse().unwrap())
+            .subject("last")
+            .body("last".to_string())
+            .unwrap();
+        transport.send(mail).await.unwrap();
+        assert_eq!(sink.accepted(), 4);
+        assert!(sink.sessions() > sessions_before);
+    }
+}
