@@ -10,6 +10,17 @@
 //!
 //! It works in a database of its own (`relance_bench_<uuid>` beside `DATABASE_URL`'s), dropped
 //! at the end.
+//!
+//! `pipeline`: the whole of relance (the real services, as processes) against the machine's
+//! ceilings measured in the same run; see [`pipeline`] and bench/README.md.
+
+mod ceilings;
+mod ledger;
+mod pass;
+mod pipeline;
+mod procs;
+mod report;
+mod sink;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
@@ -49,6 +60,94 @@ enum Bench {
         #[arg(long, env = "RELANCE_RETENTION_BATCH", default_value_t = 10_000)]
         batch: i64,
     },
+    /// The whole pipeline, the scheduler pass, payment-to-cancel and intake, each beside the
+    /// machine's ceilings measured in the same run (see bench/README.md).
+    Pipeline(PipelineArgs),
+}
+
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// Ledger size: the scheduler pass is timed at 100k, 1M and 10M invoices, those up to
+    /// this (this size itself when below 100k).
+    #[arg(long, default_value_t = 1_000_000)]
+    invoices: i64,
+    /// Invoices of each delivery run's ledger (about a quarter have a step due): default
+    /// `--invoices`, at most 40,000.
+    #[arg(long)]
+    pipeline_invoices: Option<i64>,
+    /// Scheduler pass sizes instead of those `--invoices` gives (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pass_sizes: Option<Vec<i64>>,
+    /// Renderer and sender copies of the runs with one process per service.
+    #[arg(long, value_delimiter = ',')]
+    copies: Option<Vec<usize>>,
+    /// Messages of the broker ceiling (a quarter of them for the SMTP ceiling).
+    #[arg(long)]
+    ceiling_messages: Option<u64>,
+    /// lettre's pool for the SMTP ceiling: the mails a sender delivers at once (`RELANCE_PREFETCH`).
+    #[arg(long, env = "RELANCE_PREFETCH", default_value_t = 16)]
+    smtp_pool: u32,
+    /// Payments timed at load, and as many idle.
+    #[arg(long)]
+    payments: Option<usize>,
+    /// `invoice.issued` messages of the intake figure: default `--pipeline-invoices`, at most 5,000.
+    #[arg(long)]
+    intake: Option<i64>,
+    /// Longest wait for a run to deliver every due step, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    deadline_secs: u64,
+    /// The `relance` binary (default: the one beside relance-bench).
+    #[arg(long)]
+    relance_bin: Option<std::path::PathBuf>,
+    /// Folder of the JSON and SVG results (default: bench/results).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// CI's check that it works: small ceilings and ledgers, 1 and 2 copies; no figure is meaningful.
+    #[arg(long)]
+    smoke: bool,
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+}
+
+impl PipelineArgs {
+    fn options(self, server_url: String) -> pipeline::Options {
+        let pipeline_invoices = self.pipeline_invoices.unwrap_or(self.invoices.min(40_000));
+        let pass_sizes = self.pass_sizes.unwrap_or_else(|| {
+            let sizes: Vec<i64> = [100_000, 1_000_000, 10_000_000]
+                .into_iter()
+                .filter(|n| *n <= self.invoices)
+                .collect();
+            if sizes.is_empty() {
+                vec![self.invoices]
+            } else {
+                sizes
+            }
+        });
+        let smoke = self.smoke;
+        pipeline::Options {
+            server_url,
+            amqp_url: self.amqp_url,
+            pipeline_invoices,
+            copies: self
+                .copies
+                .unwrap_or(if smoke { vec![1, 2] } else { vec![1, 2, 4] }),
+            pass_sizes,
+            ceiling_messages: self
+                .ceiling_messages
+                .unwrap_or(if smoke { 2_000 } else { 20_000 }),
+            smtp_pool: self.smtp_pool,
+            payments: self.payments.unwrap_or(if smoke { 5 } else { 30 }),
+            intake: self.intake.unwrap_or(pipeline_invoices.min(5_000)),
+            deadline: std::time::Duration::from_secs(self.deadline_secs),
+            relance_bin: self.relance_bin,
+            out: self.out.unwrap_or_else(pipeline::default_out),
+            smoke,
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -68,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
             };
             with_bench_database(&cli.database_url, |db| retention(db, ledger, batch)).await
         }
+        Bench::Pipeline(args) => pipeline::run(args.options(cli.database_url)).await,
     }
 }
 

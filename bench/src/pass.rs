@@ -1,0 +1,82 @@
+//! One scheduler pass, timed job by job: the jobs of the scheduler's tick (ending broken
+//! promises, emitting due steps, recovering leases, handing off, settling groups, expiring
+//! call tasks), called as the tick calls them, on a ledger where nothing is due.
+
+use anyhow::Context;
+use relance_config::{Config, Settings};
+use serde::Serialize;
+use sqlx::PgPool;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassTiming {
+    /// Median milliseconds of each job over the passes.
+    pub jobs: Vec<(String, f64)>,
+    pub median_ms: f64,
+    pub max_ms: f64,
+    pub passes: usize,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs `passes` passes (after one untimed warm-up pass) against `db`.
+pub async fn time_passes(db: &PgPool, database_url: &str, passes: usize) -> anyhow::Result<PassTiming> {
+    let settings = Settings::from_vars([("DATABASE_URL".to_string(), database_url.to_string())])
+        .context("the scheduler's settings")?;
+    let config = Config::from_settings(settings).context("the scheduler's configuration")?;
+    let mut per_job: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut totals = Vec::new();
+    for round in 0..=passes {
+        let times = one_pass(db, &config).await?;
+        if round == 0 {
+            continue;
+        }
+        totals.push(times.iter().map(|(_, t)| t.as_secs_f64() * 1000.0).sum::<f64>());
+        for (name, time) in times {
+            match per_job.iter_mut().find(|(n, _)| n == name) {
+                Some((_, all)) => all.push(time.as_secs_f64() * 1000.0),
+                None => per_job.push((name.to_string(), vec![time.as_secs_f64() * 1000.0])),
+            }
+        }
+    }
+    let max_ms = totals.iter().copied().fold(0.0, f64::max);
+    Ok(PassTiming {
+        jobs: per_job.into_iter().map(|(n, all)| (n, median(all))).collect(),
+        median_ms: median(totals),
+        max_ms,
+        passes,
+    })
+}
+
+async fn one_pass(db: &PgPool, config: &Config) -> anyhow::Result<Vec<(&'static str, Duration)>> {
+    let s = &config.settings;
+    let mut times = Vec::new();
+    let started = Instant::now();
+    relance_sequence::resume::end_broken_promises(db, config).await?;
+    times.push(("end_broken_promises", started.elapsed()));
+    let started = Instant::now();
+    relance_scheduler::emission::emit_due_steps(db, config).await?;
+    times.push(("emit_due_steps", started.elapsed()));
+    let started = Instant::now();
+    relance_scheduler::sweep::recover_expired_leases(db, config).await?;
+    times.push(("recover_expired_leases", started.elapsed()));
+    let started = Instant::now();
+    let delay = relance_storage::handoff::HandOffDelay {
+        after_days: s.handoff_after_days,
+        postal_days: s.postal_delivery_days,
+    };
+    let terms = s.channels.interest_terms();
+    relance_scheduler::handoff::hand_off_due(db, config.clock.now(), delay, s.scheduler_batch, &terms)
+        .await?;
+    times.push(("hand_off_due", started.elapsed()));
+    let started = Instant::now();
+    relance_scheduler::grouping::settle_groups(db, config).await?;
+    times.push(("settle_groups", started.elapsed()));
+    let started = Instant::now();
+    relance_scheduler::calls::expire_call_tasks(db, config).await?;
+    times.push(("expire_call_tasks", started.elapsed()));
+    Ok(times)
+}
