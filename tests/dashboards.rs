@@ -95,7 +95,10 @@ fn compose_file_follows_the_compose_specification() {
     let validator = compose_schema();
     let compose = yaml("compose.yaml");
     let errors = schema_errors(&validator, &compose);
-    assert!(errors.is_empty(), "compose.yaml against the Compose schema: {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "compose.yaml against the Compose schema: {errors:#?}"
+    );
 
     // The schema does reject what Compose would: an unknown key, a wrong type.
     let mut broken = compose.clone();
@@ -121,27 +124,32 @@ fn compose_runs_the_whole_stack_as_an_operator_expects() {
         assert!(all.contains_key(needed), "compose.yaml runs {needed}");
     }
     let relance = relance_services(&compose);
-    let count = |command: &str| {
-        relance
-            .values()
-            .filter(|s| s["command"][1] == command)
-            .count()
-    };
+    let count = |command: &str| relance.values().filter(|s| s["command"][1] == command).count();
     for (command, copies) in [
         ("scheduler", 1),
-        ("payments", 1),
+        ("payments", 2),
         ("renderer", 2),
         ("sender", 2),
         ("sender-sms", 1),
         ("sender-letter", 1),
     ] {
-        assert_eq!(count(command), copies, "processes running `relance run {command}`");
+        assert_eq!(
+            count(command),
+            copies,
+            "processes running `relance run {command}`"
+        );
     }
     for (name, service) in &relance {
         // One process each: no replicas hiding copies from the scrape configuration.
-        assert!(service.get("deploy").is_none(), "{name}: one process, no replicas");
+        assert!(
+            service.get("deploy").is_none(),
+            "{name}: one process, no replicas"
+        );
         let test = service["healthcheck"]["test"].to_string();
-        assert!(test.contains("/health/ready"), "{name}'s healthcheck asks readiness: {test}");
+        assert!(
+            test.contains("/health/ready"),
+            "{name}'s healthcheck asks readiness: {test}"
+        );
         let grace = duration_seconds(service["stop_grace_period"].as_str().unwrap_or("0s"));
         // Longer than the SMTP client's 60 s and the providers' 30 s timeouts.
         assert!(grace > 60, "{name}: stop_grace_period {grace}s");
@@ -204,7 +212,10 @@ fn prometheus_scrapes_every_relance_process_and_rabbitmq() {
         .map(|t| t.as_str().unwrap().to_string())
         .collect();
     for name in relance_services(&compose).keys() {
-        assert!(targets.contains(&format!("{name}:8080")), "{name} is scraped: {targets:?}");
+        assert!(
+            targets.contains(&format!("{name}:8080")),
+            "{name} is scraped: {targets:?}"
+        );
     }
     assert!(targets.contains("rabbitmq:15692"), "{targets:?}");
     assert_eq!(targets.len(), relance_services(&compose).len() + 1, "{targets:?}");
@@ -277,10 +288,16 @@ fn dashboards_have_what_grafana_provisioning_loads() {
     assert_eq!(sources.get("tempo").map(String::as_str), Some("tempo"));
     // The provider reads the folder compose.yaml mounts the dashboards on.
     let provider = yaml("deploy/grafana/provisioning/dashboards/dashboards.yaml");
-    let path = provider["providers"][0]["options"]["path"].as_str().unwrap().to_string();
+    let path = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let compose = yaml("compose.yaml");
     let mounts = compose["services"]["grafana"]["volumes"].to_string();
-    assert!(mounts.contains(&format!("./deploy/grafana/dashboards:{path}")), "{mounts}");
+    assert!(
+        mounts.contains(&format!("./deploy/grafana/dashboards:{path}")),
+        "{mounts}"
+    );
 
     let list = dashboards();
     let titles: BTreeSet<&str> = list.iter().map(|(_, d)| d["title"].as_str().unwrap()).collect();
@@ -290,28 +307,44 @@ fn dashboards_have_what_grafana_provisioning_loads() {
     );
     let mut uids = BTreeSet::new();
     for (name, dashboard) in &list {
-        assert!(uids.insert(dashboard["uid"].as_str().expect("a uid")), "{name}: uid taken");
-        assert!(dashboard["schemaVersion"].as_u64().is_some(), "{name}: schemaVersion");
+        assert!(
+            uids.insert(dashboard["uid"].as_str().expect("a uid")),
+            "{name}: uid taken"
+        );
+        assert!(
+            dashboard["schemaVersion"].as_u64().is_some(),
+            "{name}: schemaVersion"
+        );
         let mut ids = BTreeSet::new();
         for panel in panels(dashboard) {
             let title = panel["title"].as_str().unwrap_or_default();
             assert!(!title.is_empty(), "{name}: a panel without a title");
-            assert!(ids.insert(panel["id"].as_u64().expect("a panel id")), "{name}: id of {title} taken");
+            assert!(
+                ids.insert(panel["id"].as_u64().expect("a panel id")),
+                "{name}: id of {title} taken"
+            );
             let grid = &panel["gridPos"];
             for key in ["x", "y", "w", "h"] {
                 assert!(grid[key].as_u64().is_some(), "{name}: {title}: gridPos.{key}");
             }
-            assert!(grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 24, "{name}: {title}");
+            assert!(
+                grid["x"].as_u64().unwrap() + grid["w"].as_u64().unwrap() <= 24,
+                "{name}: {title}"
+            );
             let kind = panel["type"].as_str().expect("a panel type");
             match kind {
                 "row" => continue,
                 "text" => {
-                    assert!(panel["options"]["content"].as_str().is_some_and(|c| !c.is_empty()));
+                    assert!(panel["options"]["content"]
+                        .as_str()
+                        .is_some_and(|c| !c.is_empty()));
                     continue;
                 }
                 _ => {}
             }
-            let targets = panel["targets"].as_array().unwrap_or_else(|| panic!("{name}: {title}: targets"));
+            let targets = panel["targets"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: {title}: targets"));
             assert!(!targets.is_empty(), "{name}: {title}: no query");
             for target in std::iter::once(panel).chain(targets) {
                 let uid = target["datasource"]["uid"].as_str().unwrap_or_default();
@@ -328,7 +361,11 @@ fn dashboards_have_what_grafana_provisioning_loads() {
                     "{name}: {title}: expr"
                 );
             }
-            for link in panel["fieldConfig"]["defaults"]["links"].as_array().into_iter().flatten() {
+            for link in panel["fieldConfig"]["defaults"]["links"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let uid = link["internal"]["datasourceUid"].as_str().unwrap_or_default();
                 assert!(sources.contains_key(uid), "{name}: {title}: link to {uid}");
             }
@@ -337,7 +374,9 @@ fn dashboards_have_what_grafana_provisioning_loads() {
     // From a latency outlier to its traces.
     let (_, pipeline) = list.iter().find(|(n, _)| n == "pipeline.json").unwrap();
     let linked = panels(pipeline).into_iter().any(|p| {
-        p["targets"].to_string().contains("relance_due_to_sent_seconds_bucket")
+        p["targets"]
+            .to_string()
+            .contains("relance_due_to_sent_seconds_bucket")
             && p["fieldConfig"]["defaults"]["links"][0]["internal"]["datasourceUid"] == "tempo"
     });
     assert!(linked, "the due-to-sent latency panel links to Tempo");
@@ -427,7 +466,10 @@ impl Prometheus {
             .send()
             .await
             .map_err(|e| format!("asking Prometheus: {e}"))?;
-        let body: Value = answer.json().await.map_err(|e| format!("Prometheus' answer: {e}"))?;
+        let body: Value = answer
+            .json()
+            .await
+            .map_err(|e| format!("Prometheus' answer: {e}"))?;
         if body["status"] != "success" {
             return Err(format!("{expr}: {body}"));
         }
@@ -435,7 +477,12 @@ impl Prometheus {
     }
 
     /// Polls `expr` until it returns at least one series, or gives up after `deadline`.
-    async fn data(&self, http: &reqwest::Client, expr: &str, deadline: Duration) -> Result<Vec<Value>, String> {
+    async fn data(
+        &self,
+        http: &reqwest::Client,
+        expr: &str,
+        deadline: Duration,
+    ) -> Result<Vec<Value>, String> {
         let start = Instant::now();
         loop {
             match self.query(http, expr).await {
@@ -578,10 +625,11 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     .await;
     env.wait_journal("F-D1", names::INVOICE_SETTLED, 1).await;
     env.run_until(date(2026, 3, 12)).await;
-    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM journal WHERE action IN ('reminder.sent', 'thanks.sent')")
-        .fetch_one(&env.db)
-        .await
-        .unwrap();
+    let sent: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM journal WHERE action IN ('reminder.sent', 'thanks.sent')")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
     assert!(sent >= 4, "three pre-due notes and a thank-you at least, {sent}");
 
     // Prometheus has scraped the last of it.
@@ -592,7 +640,11 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             DEADLINE,
         )
         .await;
-    assert!(caught_up.is_ok(), "Prometheus never saw {sent} sends: {}", prometheus.log());
+    assert!(
+        caught_up.is_ok(),
+        "Prometheus never saw {sent} sends: {}",
+        prometheus.log()
+    );
 
     let known = prometheus.names(&http).await;
     let mut failures = Vec::new();
@@ -619,11 +671,18 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             Ok(_) => {}
             Err(e) => {
                 let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(*n)).collect();
-                failures.push(format!("{dashboard}: {panel}: {expr}: {e}; unknown metrics: {unknown:?}"));
+                failures.push(format!(
+                    "{dashboard}: {panel}: {expr}: {e}; unknown metrics: {unknown:?}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} queries failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} queries failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked >= 30, "only {checked} queries checked");
     drop(prometheus);
     env.stop().await;

@@ -110,7 +110,11 @@ impl PrivateRabbitMq {
         write("advanced.config", "[].\n")?;
         // No management plugin: it would take the shared node's port 15672. The Prometheus
         // plugin listens on a port of this node's own.
-        let plugins = if prometheus { "[rabbitmq_prometheus].\n" } else { "[].\n" };
+        let plugins = if prometheus {
+            "[rabbitmq_prometheus].\n"
+        } else {
+            "[].\n"
+        };
         write("enabled_plugins", plugins)?;
         // Replaces /etc/rabbitmq/rabbitmq-env.conf, which names the shared node.
         write("rabbitmq-env.conf", "")?;
