@@ -15,8 +15,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/relance /usr/local/bin/relance
 
 FROM debian:bookworm-slim AS runtime
+# curl: the compose healthchecks ask /health/ready.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin relance
 WORKDIR /app

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs relance's whole test suite: unit tests, and end-to-end tests against the local
 # PostgreSQL (127.0.0.1:5432, user postgres) and RabbitMQ (127.0.0.1:5672, guest/guest),
-# delivering to a MailDev SMTP server that this script installs from tests/package-lock.json.
+# delivering to a MailDev SMTP server that this script installs from tests/package-lock.json,
+# and a Prometheus (Debian's package, installed here when missing) for tests/dashboards.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,17 @@ command -v node >/dev/null || { echo "Node.js (20 or later) is needed for the Ma
 
 if [ ! -f tests/node_modules/maildev/bin/maildev ]; then
     npm ci --prefix tests --no-audit --no-fund
+fi
+
+# tests/dashboards.rs evaluates the Grafana dashboards' queries with a real Prometheus.
+if [ -z "${RELANCE_TEST_PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+    else
+        echo "Prometheus is needed by tests/dashboards.rs: install Debian's prometheus package (apt-get install prometheus) or set RELANCE_TEST_PROMETHEUS" >&2
+        exit 1
+    fi
 fi
 
 # The end-to-end suites that run services as separate processes use the relance binary.

@@ -19,6 +19,8 @@ pub struct PrivateRabbitMq {
     pub port: u16,
     /// The Erlang node name, for `rabbitmqctl -n`.
     pub node: String,
+    /// The port of the Prometheus plugin's `/metrics`, when started with it.
+    pub prometheus_port: Option<u16>,
     dist_port: u16,
     dir: PathBuf,
     bin: PathBuf,
@@ -68,12 +70,28 @@ impl PrivateRabbitMq {
     /// Creates and starts the node, waiting until it accepts AMQP connections; it is stopped
     /// (by its own process id) and its folder removed on drop.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_node(false)
+    }
+
+    /// As [`PrivateRabbitMq::start`], with the `rabbitmq_prometheus` plugin serving per-queue
+    /// metrics on 127.0.0.1:[`PrivateRabbitMq::prometheus_port`] (as compose.yaml's broker does).
+    pub fn start_with_prometheus() -> anyhow::Result<Self> {
+        Self::start_node(true)
+    }
+
+    fn start_node(prometheus: bool) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let port = free_port();
         let mut dist_port = free_port();
         while dist_port == port {
             dist_port = free_port();
         }
+        let prometheus_port = prometheus.then(|| loop {
+            let candidate = free_port();
+            if candidate != port && candidate != dist_port {
+                break candidate;
+            }
+        });
         let id = uuid::Uuid::new_v4().simple().to_string();
         let node = format!("relance-test-{}@localhost", &id[..12]);
         let dir = std::env::temp_dir().join(format!("relance-rabbitmq-{port}-{id}"));
@@ -82,13 +100,22 @@ impl PrivateRabbitMq {
             std::fs::write(dir.join(name), content).with_context(|| format!("writing {name}"))
         };
         // Only this node's listener, on the loopback interface.
-        write(
-            "rabbitmq.conf",
-            &format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
-        )?;
+        let mut conf = format!("listeners.tcp.local = 127.0.0.1:{port}\n");
+        if let Some(metrics) = prometheus_port {
+            conf.push_str(&format!(
+                "prometheus.tcp.port = {metrics}\nprometheus.tcp.ip = 127.0.0.1\nprometheus.return_per_object_metrics = true\n"
+            ));
+        }
+        write("rabbitmq.conf", &conf)?;
         write("advanced.config", "[].\n")?;
-        // No plugin: the management plugin would take the shared node's port 15672.
-        write("enabled_plugins", "[].\n")?;
+        // No management plugin: it would take the shared node's port 15672. The Prometheus
+        // plugin listens on a port of this node's own.
+        let plugins = if prometheus {
+            "[rabbitmq_prometheus].\n"
+        } else {
+            "[].\n"
+        };
+        write("enabled_plugins", plugins)?;
         // Replaces /etc/rabbitmq/rabbitmq-env.conf, which names the shared node.
         write("rabbitmq-env.conf", "")?;
         // The cookie rabbitmqctl and the node share (through HOME), not the shared node's.
@@ -98,6 +125,7 @@ impl PrivateRabbitMq {
         let mut server = Self {
             port,
             node,
+            prometheus_port,
             dist_port,
             dir,
             bin,
