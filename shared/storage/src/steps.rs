@@ -402,6 +402,10 @@ pub async fn claim_due_invoices(
          FROM invoices i JOIN customers c ON c.id = i.customer_id
          WHERE i.id IN (SELECT s.invoice_id FROM reminder_steps s
                         WHERE s.status = 'pending' AND s.due_at <= $1
+                          -- Paused invoices keep their old due times: skipped here, or
+                          -- enough of them would fill this window and hold everyone back.
+                          AND NOT EXISTS (SELECT 1 FROM invoice_pauses p
+                                          WHERE p.invoice_id = s.invoice_id AND p.ended_at IS NULL)
                         ORDER BY s.due_at LIMIT $2 * 4)
            AND i.status = 'open'
            AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)

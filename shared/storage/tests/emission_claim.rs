@@ -1,0 +1,91 @@
+//! The emission claim looks past paused invoices: their steps stay pending with their old due
+//! times while the pause holds, and however many there are, an invoice that is not paused and
+//! has a step due is claimed (found by the benchmark: 400 paused invoices held every due
+//! reminder of a 10,000-invoice ledger back).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::{Duration, Utc};
+use relance_storage::steps::claim_due_invoices;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn server_url() -> String {
+    std::env::var("RELANCE_TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// An open invoice with two reminder steps, pending and due `days_ago` days ago.
+async fn invoice(db: &PgPool, number: &str, days_ago: i64) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, status, created_at)
+         VALUES ($1, $2, 'C-1', 100, 'EUR', 100, '2026-03-01', '2026-03-16', 'open', now())",
+    )
+    .bind(id)
+    .bind(number)
+    .execute(db)
+    .await
+    .unwrap();
+    for position in 0..2 {
+        sqlx::query(
+            "INSERT INTO reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, updated_at)
+             VALUES ($1, $2, $3, 'reminder', $4, 'email', 'reminder', 'firm', $5, 'pending', now())",
+        )
+        .bind(Uuid::new_v4())
+        .bind(id)
+        .bind(format!("reminder_{position}"))
+        .bind(position)
+        .bind(Utc::now() - Duration::days(days_ago))
+        .execute(db)
+        .await
+        .unwrap();
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_with_a_due_step_is_claimed_past_any_number_of_paused_ones() {
+    let url = format!(
+        "{}/relance_test_{}_{}",
+        server_url(),
+        Utc::now().timestamp(),
+        Uuid::new_v4().simple()
+    );
+    relance_storage::migrate(&url).await.unwrap();
+    let db = relance_storage::connect(&url, 4).await.unwrap();
+    sqlx::query(
+        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
+         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    // Twenty disputed invoices whose steps fell due long ago (40 steps, more than the claim
+    // looks at for a batch of two), and one invoice due yesterday.
+    for i in 0..20 {
+        let paused = invoice(&db, &format!("F-PAUSED-{i:02}"), 30).await;
+        sqlx::query(
+            "INSERT INTO invoice_pauses (id, invoice_id, kind, reason, source, event_id, started_at)
+             VALUES ($1, $2, 'dispute', 'disputed', 'dispute.opened', $3, now())",
+        )
+        .bind(Uuid::new_v4())
+        .bind(paused)
+        .bind(format!("EV-{i}"))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    invoice(&db, "F-DUE", 1).await;
+
+    let mut tx = db.begin().await.unwrap();
+    let claimed: Vec<String> = claim_due_invoices(&mut tx, Utc::now(), 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.number)
+        .collect();
+    tx.rollback().await.unwrap();
+    assert_eq!(claimed, ["F-DUE"]);
+    db.close().await;
+    relance_storage::drop_database(&url).await.unwrap();
+}
