@@ -16,6 +16,7 @@ use relance_contracts::{
 use relance_domain::plan::PlannedStep;
 use relance_domain::repeats::{payment_differences, Difference};
 use relance_domain::validation::input::PaymentFields;
+use relance_domain::validation::{NewPayment, Rejection};
 use relance_domain::{validate_payment, Channel, StepKind, Tone};
 use relance_messaging::{HandlerError, Incoming};
 use relance_sequence::outgoing;
@@ -26,20 +27,26 @@ use sqlx::PgPool;
 
 const INBOX: &str = "payments.payment_received";
 
-/// Handles `payment.received`. An invalid payment changes nothing and is dead-lettered; a
-/// payment for an invoice not yet known is retried (it may have overtaken its invoice).
-#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
-pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
-    let event: PaymentReceivedV1 = message.json()?;
+/// The wire fields of a `payment.received`, validated. Also what `relance import payments`
+/// checks each row with before publishing it.
+pub fn validate_received(event: &PaymentReceivedV1) -> Result<NewPayment, Rejection> {
     let p = &event.payment;
-    let payment = validate_payment(PaymentFields {
+    validate_payment(PaymentFields {
         id: &p.id,
         invoice_number: &p.invoice_number,
         amount: &p.amount,
         currency: &p.currency,
         received_on: p.received_on,
     })
-    .map_err(|r| HandlerError::Permanent(format!("payment {} refused: {r}", p.id)))?;
+}
+
+/// Handles `payment.received`. An invalid payment changes nothing and is dead-lettered; a
+/// payment for an invoice not yet known is retried (it may have overtaken its invoice).
+#[tracing::instrument(skip_all, fields(message_id = ?message.message_id), err)]
+pub async fn record_payment(db: &PgPool, config: &Config, message: Incoming) -> Result<(), HandlerError> {
+    let event: PaymentReceivedV1 = message.json()?;
+    let payment = validate_received(&event)
+        .map_err(|r| HandlerError::Permanent(format!("payment {} refused: {r}", event.payment.id)))?;
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the payment transaction")?;
     let first_delivery = mark_processed(&mut tx, INBOX, &event.event_id, now).await?;

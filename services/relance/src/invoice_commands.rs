@@ -4,6 +4,7 @@
 //! invoices with their collections status.
 
 use crate::drive::{publish_inbound, wait_for};
+use crate::output::{self, Format};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Subcommand;
@@ -381,6 +382,7 @@ async fn journal_since(
 pub async fn list_invoices(
     settings: Settings,
     page: &relance_storage::overview::Page<'_>,
+    format: Format,
 ) -> anyhow::Result<()> {
     let db = relance_storage::connect(&settings.database_url, 2).await?;
     let now = match (settings.shared_clock, settings.simulated_clock_start) {
@@ -395,6 +397,16 @@ pub async fn list_invoices(
     };
     let listed = relance_storage::overview::list_page(&db, now, page).await?;
     let invoices = listed.invoices;
+    if format != Format::Table {
+        let rows: Vec<InvoiceRow> = invoices.iter().map(InvoiceRow::of).collect();
+        output::write_rows(format, &rows)?;
+        if let Some(last) = &listed.more_after {
+            // On stderr, so the output stays one JSON document or one CSV table.
+            eprintln!("more follow: add --after {last}");
+        }
+        db.close().await;
+        return Ok(());
+    }
     println!(
         "{:<14} {:<24} {:<13} {:>14} {:<10}  {:<14} {:<17} pause",
         "invoice", "customer", "status", "balance", "due on", "next step", "next at (UTC)"
@@ -434,4 +446,38 @@ pub async fn list_invoices(
     }
     db.close().await;
     Ok(())
+}
+
+/// One invoice as `relance invoices --format json|csv` writes it.
+#[derive(serde::Serialize)]
+struct InvoiceRow<'a> {
+    number: &'a str,
+    customer: &'a str,
+    status: &'static str,
+    /// Decimal string, rounded to the cent.
+    balance: String,
+    currency: &'a str,
+    due_on: chrono::NaiveDate,
+    next_step: Option<&'a str>,
+    next_at: Option<String>,
+    /// The pauses holding it, joined by `+` (`promise+dispute`).
+    pauses: String,
+    paused_until: Option<String>,
+}
+
+impl<'a> InvoiceRow<'a> {
+    fn of(i: &'a relance_storage::overview::InvoiceOverview) -> Self {
+        Self {
+            number: &i.number,
+            customer: &i.customer_name,
+            status: i.status.as_str(),
+            balance: i.balance.round_dp(2).to_string(),
+            currency: &i.currency,
+            due_on: i.due_on,
+            next_step: i.next_step.as_deref(),
+            next_at: i.next_at.map(|t| t.to_rfc3339()),
+            pauses: i.pauses.join("+"),
+            paused_until: i.paused_until.map(|t| t.to_rfc3339()),
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! Verify checks every chain and document hash; export writes one invoice's file for a
 //! creditor to show what was sent, when, and that the record is intact. Both only read.
 
+use crate::output::{self, Format};
 use anyhow::Context;
 use relance_domain::{Clock, SystemClock};
 use relance_sequence::journal::invoice_journal_v1;
@@ -17,7 +18,11 @@ use uuid::Uuid;
 pub enum JournalCommand {
     /// Check every invoice's chain and the documents it refers to. Exit status 2, naming the
     /// first broken entry, when anything was altered.
-    Verify,
+    Verify {
+        /// `json`: one object (counts and problems); `csv`: one line per broken chain.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Write one invoice's proof file into OUT/<invoice>/: invoice.json (the invoice, its
     /// steps, payments and journal entries with their hashes) and the messages sent.
     Export {
@@ -31,7 +36,12 @@ pub enum JournalCommand {
 pub async fn run(database_url: &str, command: JournalCommand) -> anyhow::Result<bool> {
     let db = relance_storage::connect(database_url, 2).await?;
     let intact = match command {
-        JournalCommand::Verify => {
+        JournalCommand::Verify { format } if format != Format::Table => {
+            let report = verify::verify_all(&db).await?;
+            write_verification(&report, format)?;
+            report.is_intact()
+        }
+        JournalCommand::Verify { .. } => {
             let report = verify::verify_all(&db).await?;
             let text = describe(&report);
             if report.is_intact() {
@@ -57,6 +67,45 @@ pub async fn run(database_url: &str, command: JournalCommand) -> anyhow::Result<
     };
     db.close().await;
     Ok(intact)
+}
+
+/// One broken chain as `journal verify --format json|csv` writes it.
+#[derive(serde::Serialize)]
+struct ProblemRow<'a> {
+    chain: &'a str,
+    entry_id: Option<i64>,
+    seq: Option<i64>,
+    action: Option<&'a str>,
+    at: Option<String>,
+    reason: &'a str,
+}
+
+fn write_verification(report: &Verification, format: Format) -> anyhow::Result<()> {
+    let problems: Vec<ProblemRow> = report
+        .problems
+        .iter()
+        .map(|p| ProblemRow {
+            chain: &p.chain,
+            entry_id: p.entry_id,
+            seq: p.seq,
+            action: p.action.as_deref(),
+            at: p.at.map(|t| t.to_rfc3339()),
+            reason: &p.reason,
+        })
+        .collect();
+    if format == Format::Csv {
+        return output::write_rows(format, &problems);
+    }
+    let value = json!({
+        "intact": report.is_intact(),
+        "chains": report.chains,
+        "entries": report.entries,
+        "documents": report.documents,
+        "first_broken_entry": report.first_problem().and_then(|p| p.entry_id),
+        "problems": problems,
+    });
+    println!("{}", serde_json::to_string_pretty(&value).context("writing JSON")?);
+    Ok(())
 }
 
 /// What verify prints: a summary, then the first broken entry and any others.

@@ -1,11 +1,14 @@
 //! The `relance` command: runs one service or all of them in one process, applies migrations,
 //! and plays the demo. The services themselves live in their own crates.
 
+pub mod dead_letters;
 pub mod demo;
 pub mod drive;
 pub mod health;
+pub mod import;
 pub mod invoice_commands;
 pub mod journal;
+pub mod output;
 pub mod tasks;
 
 use anyhow::Context;

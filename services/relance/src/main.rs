@@ -51,6 +51,8 @@ enum Command {
         /// Start after this invoice (as the previous page's last line says).
         #[arg(long)]
         after: Option<String>,
+        #[arg(long, value_enum, default_value_t = relance::output::Format::Table)]
+        format: relance::output::Format,
     },
     /// List the open call tasks (with --all, every task and its outcome), or record the
     /// outcome of a call (`relance tasks outcome F-2026-0042 reached --promised-on 2026-07-15`).
@@ -60,6 +62,20 @@ enum Command {
         /// Every task, with its outcome, not only the open ones.
         #[arg(long)]
         all: bool,
+        #[arg(long, value_enum, default_value_t = relance::output::Format::Table)]
+        format: relance::output::Format,
+    },
+    /// Dead-lettered messages: list them, show one, replay them to where they were
+    /// published, or discard them (their record stays).
+    DeadLetters {
+        #[command(subcommand)]
+        command: relance::dead_letters::DeadLettersCommand,
+    },
+    /// Load a ledger export (CSV): publishes each valid row as `invoice.issued` or
+    /// `payment.received`, reports each bad row with its line number (docs/import.md).
+    Import {
+        #[command(subcommand)]
+        command: relance::import::ImportCommand,
     },
     /// Play a small ledger through every service on a simulated clock and print the timeline.
     Demo {
@@ -82,7 +98,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Run { services } => format!("relance-{}", services.join("-")),
         Command::Migrate => "relance-migrate".to_string(),
         Command::Demo { .. } => "relance-demo".to_string(),
-        Command::Invoice { .. } | Command::Invoices { .. } | Command::Tasks { .. } => {
+        Command::Invoice { .. }
+        | Command::Invoices { .. }
+        | Command::Tasks { .. }
+        | Command::DeadLetters { .. }
+        | Command::Import { .. } => {
             "relance-cli".to_string()
         }
         Command::Journal { .. } => "relance-journal".to_string(),
@@ -134,13 +154,18 @@ async fn main() -> anyhow::Result<()> {
             let wait = wait.map(std::time::Duration::from_secs);
             relance::invoice_commands::run_invoice_command(settings, command, wait).await
         }
-        Command::Invoices { status, limit, after } => {
+        Command::Invoices {
+            status,
+            limit,
+            after,
+            format,
+        } => {
             let page = relance_storage::overview::Page {
                 only: status,
                 after: after.as_deref(),
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             };
-            relance::invoice_commands::list_invoices(settings, &page).await
+            relance::invoice_commands::list_invoices(settings, &page, format).await
         }
         Command::Journal { command } => {
             if !relance::journal::run(&settings.database_url, command).await? {
@@ -148,7 +173,13 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Tasks { command: None, all } => relance::tasks::list_tasks(settings, all).await,
+        Command::Tasks {
+            command: None,
+            all,
+            format,
+        } => relance::tasks::list_tasks(settings, all, format).await,
+        Command::DeadLetters { command } => relance::dead_letters::run(settings, command).await,
+        Command::Import { command } => relance::import::run(settings, command).await,
         Command::Tasks {
             command: Some(command),
             ..

@@ -3,6 +3,7 @@
 //! message another system would, checked first by the same validation.
 
 use crate::invoice_commands::publish_and_wait;
+use crate::output::{self, Format};
 use anyhow::{anyhow, Context};
 use chrono::NaiveDate;
 use clap::Subcommand;
@@ -52,9 +53,14 @@ pub enum OutcomeArg {
 }
 
 /// `relance tasks [--all]`: one block per task, the open ones by default.
-pub async fn list_tasks(settings: Settings, all: bool) -> anyhow::Result<()> {
+pub async fn list_tasks(settings: Settings, all: bool, format: Format) -> anyhow::Result<()> {
     let db = relance_storage::connect(&settings.database_url, 1).await?;
     let tasks = relance_storage::calls::list(&db, all).await?;
+    if format != Format::Table {
+        db.close().await;
+        let rows: Vec<TaskRow> = tasks.iter().map(TaskRow::of).collect();
+        return output::write_rows(format, &rows);
+    }
     println!(
         "{:<36}  {:<14} {:<24} {:<16} {:<10} {:>14}  {:<17} status",
         "step", "invoice", "customer", "phone", "due on", "balance", "open until (UTC)"
@@ -151,4 +157,53 @@ pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> any
         wait,
     )
     .await
+}
+
+/// One task as `relance tasks --format json|csv` writes it.
+#[derive(serde::Serialize)]
+struct TaskRow<'a> {
+    step_id: Uuid,
+    step: &'a str,
+    status: String,
+    invoice: &'a str,
+    customer: &'a str,
+    contact: &'a str,
+    phone: &'a str,
+    due_on: NaiveDate,
+    /// Decimal string, rounded to the cent.
+    balance: String,
+    currency: &'a str,
+    opened_at: String,
+    expires_at: String,
+    title: Option<&'a str>,
+    outcome: Option<&'a str>,
+    promised_on: Option<NaiveDate>,
+    reason: Option<&'a str>,
+    note: Option<&'a str>,
+    recorded_at: Option<String>,
+}
+
+impl<'a> TaskRow<'a> {
+    fn of(t: &'a relance_storage::calls::CallTask) -> Self {
+        Self {
+            step_id: t.step_id,
+            step: &t.step,
+            status: t.status.to_string(),
+            invoice: &t.invoice_number,
+            customer: &t.customer_name,
+            contact: &t.contact_name,
+            phone: &t.phone,
+            due_on: t.due_on,
+            balance: t.balance.round_dp(2).to_string(),
+            currency: &t.currency,
+            opened_at: t.opened_at.to_rfc3339(),
+            expires_at: t.expires_at.to_rfc3339(),
+            title: t.title.as_deref(),
+            outcome: t.outcome.as_deref(),
+            promised_on: t.promised_on,
+            reason: t.reason.as_deref(),
+            note: t.note.as_deref(),
+            recorded_at: t.recorded_at.map(|t| t.to_rfc3339()),
+        }
+    }
 }

@@ -217,8 +217,9 @@ pub fn rejected_detail(rejection: &Rejection, event_id: &str) -> InvoiceRejected
     }
 }
 
-/// The wire fields of an `invoice.issued`, validated (the PDF decoded first).
-fn validate_issued(event: &InvoiceIssuedV1) -> Result<NewInvoice, Rejection> {
+/// The wire fields of an `invoice.issued`, validated (the PDF decoded first). Also what
+/// `relance import invoices` checks each row with before publishing it.
+pub fn validate_issued(event: &InvoiceIssuedV1) -> Result<NewInvoice, Rejection> {
     let inv = &event.invoice;
     let (pdf, pdf_error) = match &inv.pdf_base64 {
         None => (None, None),

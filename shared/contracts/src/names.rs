@@ -80,6 +80,13 @@ pub const INVOICE_HANDED_OFF: &str = "invoice.handed_off";
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";
 /// AMQP header naming the queue a dead-lettered message came from.
 pub const HEADER_DEAD_LETTER_QUEUE: &str = "x-relance-queue";
+/// AMQP header: a unique id given to each dead-lettering, so that the record kept of it
+/// (`dead_letters`) is written once however often the broker redelivers it.
+pub const HEADER_DEAD_LETTER_ID: &str = "x-relance-dead-letter-id";
+/// AMQP header: when a message was dead-lettered (RFC 3339, UTC).
+pub const HEADER_DEAD_LETTERED_AT: &str = "x-relance-dead-lettered-at";
+/// AMQP header on a replayed dead letter: the id of the record it replays.
+pub const HEADER_REPLAY_OF: &str = "x-relance-replay-of";
 /// AMQP header counting the retries of a message.
 pub const HEADER_RETRY_COUNT: &str = "x-relance-retries";
 /// How many times a message waited out an outage of the database (not counted as retries).

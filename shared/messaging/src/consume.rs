@@ -308,6 +308,19 @@ async fn dead_letter(
                 names::HEADER_DEAD_LETTER_QUEUE,
                 AMQPValue::LongString(LongString::from(queue)),
             ),
+            // Recorded once by whoever drains the dead-letter queue (`dead_letters::drain`).
+            (
+                names::HEADER_DEAD_LETTER_ID,
+                AMQPValue::LongString(LongString::from(uuid::Uuid::new_v4().to_string())),
+            ),
+            (
+                names::HEADER_DEAD_LETTERED_AT,
+                AMQPValue::LongString(LongString::from(
+                    message
+                        .received_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                )),
+            ),
         ],
     );
     publisher

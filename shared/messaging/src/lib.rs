@@ -4,6 +4,7 @@
 //! carries.
 
 pub mod consume;
+pub mod dead_letters;
 pub mod publish;
 pub mod relay;
 pub mod supervise;
@@ -15,7 +16,7 @@ pub use consume::{retry_tier, NextAttempt, RetryDecision, RetryPolicy, OUTAGE_WA
 pub use publish::{properties, Publisher};
 pub use relay::{run_outbox_relay, run_outbox_relay_watched};
 pub use supervise::{supervise, Readiness};
-pub use topology::{declare_topology, delete_topology, TopologyOptions};
+pub use topology::{declare_topology, delete_topology, exchange_of_queue, TopologyOptions};
 pub use worker::run_queue_worker;
 
 use anyhow::Context;

@@ -55,6 +55,15 @@ pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
     queues
 }
 
+/// The exchange a work queue takes its messages from: where a message dead-lettered by its
+/// consumer was first published, and so where a replay sends it back.
+pub fn exchange_of_queue(names: &Names, queue: &str) -> Option<String> {
+    work_queues(names)
+        .into_iter()
+        .find(|(q, _, _)| q == queue)
+        .map(|(_, exchange, _)| exchange)
+}
+
 fn durable_queue() -> QueueDeclareOptions {
     // Durable: queued reminders survive a broker restart (messages are published persistent).
     QueueDeclareOptions {

@@ -26,6 +26,28 @@ pub async fn append(
     action: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
+    append_to_chain(tx, at, Some(invoice_number), step_id, action, detail).await
+}
+
+/// Appends an entry about no invoice (an operator's action on the transport, such as a
+/// dead letter replayed), in the caller's transaction: it goes to the chain `''`.
+pub async fn append_unattached(
+    tx: &mut PgConnection,
+    at: DateTime<Utc>,
+    action: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    append_to_chain(tx, at, None, None, action, detail).await
+}
+
+async fn append_to_chain(
+    tx: &mut PgConnection,
+    at: DateTime<Utc>,
+    invoice_number: Option<&str>,
+    step_id: Option<Uuid>,
+    action: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
     let at = canonical::to_stored_precision(at);
     let document_sha256 = match step_id {
         Some(id) => document::for_step(&mut *tx, id).await?.map(|d| d.sha256()),
@@ -33,7 +55,7 @@ pub async fn append(
     };
     let content_sha256 = EntryContent {
         at,
-        invoice_number: Some(invoice_number),
+        invoice_number,
         step_id,
         action,
         detail: &detail,

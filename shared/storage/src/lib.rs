@@ -6,6 +6,7 @@ pub mod adjustments;
 pub mod calls;
 pub mod clock;
 pub mod customers;
+pub mod dead_letters;
 pub mod deliveries;
 pub mod gauges;
 pub mod groups;
