@@ -95,25 +95,22 @@ pub fn record_of(names: &Names, delivery: &Delivery, now: DateTime<Utc>) -> NewD
         .message_id()
         .as_ref()
         .map(|m| m.as_str().to_string());
-    let delivery_key = text(names::HEADER_DEAD_LETTER_ID).unwrap_or_else(|| {
-        // No id given by a consumer: the message's own content identifies it, so a
-        // redelivery is still recorded once (a replay carries `x-relance-replay-of`, so it
-        // differs from what it replays).
-        let mut hash = Sha256::new();
-        for part in [
-            exchange.as_bytes(),
-            routing_key.as_bytes(),
-            message_id.as_deref().unwrap_or_default().as_bytes(),
-            headers.to_string().as_bytes(),
-            &delivery.data,
-        ] {
-            hash.update((part.len() as u64).to_be_bytes());
-            hash.update(part);
+    // Dead-lettered by a consumer: the id it gave. Otherwise (unroutable) the content's hash
+    // and a fresh id: two identical messages are two records; one redelivered (the drainer
+    // stopped between commit and ack) is not recorded again if its content already was.
+    let (delivery_key, recorded_under) = match text(names::HEADER_DEAD_LETTER_ID) {
+        Some(id) => (id, None),
+        None => {
+            let prefix = format!("sha256:{}:", content_hash(&exchange, &routing_key, &message_id, &headers, &delivery.data));
+            (
+                format!("{prefix}{}", uuid::Uuid::new_v4()),
+                delivery.redelivered.then_some(prefix),
+            )
         }
-        format!("sha256:{}", hex::encode(hash.finalize()))
-    });
+    };
     NewDeadLetter {
         delivery_key,
+        recorded_under,
         queue,
         exchange,
         routing_key,
@@ -128,6 +125,27 @@ pub fn record_of(names: &Names, delivery: &Delivery, now: DateTime<Utc>) -> NewD
             .unwrap_or(now),
         replay_of: text(names::HEADER_REPLAY_OF).and_then(|id| id.parse().ok()),
     }
+}
+
+fn content_hash(
+    exchange: &str,
+    routing_key: &str,
+    message_id: &Option<String>,
+    headers: &Value,
+    body: &[u8],
+) -> String {
+    let mut hash = Sha256::new();
+    for part in [
+        exchange.as_bytes(),
+        routing_key.as_bytes(),
+        message_id.as_deref().unwrap_or_default().as_bytes(),
+        headers.to_string().as_bytes(),
+        body,
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hex::encode(hash.finalize())
 }
 
 /// What became of a replay.

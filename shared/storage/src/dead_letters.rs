@@ -58,6 +58,9 @@ impl std::fmt::Display for DeadLetterStatus {
 #[derive(Debug, Clone)]
 pub struct NewDeadLetter {
     pub delivery_key: String,
+    /// For a message redelivered without an id of its own: the prefix of the key it was
+    /// recorded under if it already was (its content's hash), so it is not recorded twice.
+    pub recorded_under: Option<String>,
     pub queue: Option<String>,
     pub exchange: String,
     pub routing_key: String,
@@ -147,6 +150,18 @@ pub async fn record(
     letter: &NewDeadLetter,
     recorded_at: DateTime<Utc>,
 ) -> anyhow::Result<Option<i64>> {
+    if let Some(prefix) = &letter.recorded_under {
+        let recorded: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE starts_with(delivery_key, $1))",
+        )
+        .bind(prefix)
+        .fetch_one(&mut *conn)
+        .await
+        .context("looking for a dead letter already recorded")?;
+        if recorded {
+            return Ok(None);
+        }
+    }
     sqlx::query_scalar(
         "INSERT INTO dead_letters (delivery_key, queue, exchange, routing_key, reason, message_id,
              properties, headers, body, dead_lettered_at, recorded_at, replay_of)

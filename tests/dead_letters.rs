@@ -1,0 +1,239 @@
+//! Dead letters as an operator meets them, through the `relance` binary: a refused message
+//! is listed with its queue and reason, shown in full, replayed once to where it was first
+//! published (and, refused again, dead-lettered as a new record), replayed once even by two
+//! operators at the same moment, and discarded while keeping its record.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use relance_contracts::names;
+use relance_tests::{date, payment_received, relance_binary, wait_for, TestEnv, DEADLINE};
+use serde_json::Value;
+
+struct Cli {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn relance(env: &TestEnv, args: &[&str]) -> Cli {
+    let out = tokio::process::Command::new(relance_binary())
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", &env.database_url)
+        .env("AMQP_URL", relance_tests::amqp_url())
+        .env("RELANCE_NAMESPACE", &env.names.namespace)
+        .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("running relance");
+    Cli {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `relance dead-letters list --status any --format json`, parsed.
+async fn listed(env: &TestEnv) -> Vec<Value> {
+    let cli = relance(env, &["dead-letters", "list", "--status", "any", "--format", "json"]).await;
+    assert!(cli.ok, "list failed: {}", cli.stderr);
+    serde_json::from_str::<Vec<Value>>(&cli.stdout).expect("list --format json is a JSON array")
+}
+
+/// Polls the list until `pick` finds a record.
+async fn wait_listed(env: &TestEnv, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(found) = listed(env).await.into_iter().find(|l| pick(l)) {
+            return found;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A queue of the test's own on the inbound exchange: counts what reaches `payment.received`.
+async fn watch_payments(env: &TestEnv) -> String {
+    let queue = format!("{}.test-watch-payments", env.names.namespace);
+    let channel = env.connection.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(600_000));
+    channel
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            env.names.inbound_exchange().as_str().into(),
+            names::PAYMENT_RECEIVED.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    queue
+}
+
+/// Takes every message off `queue`: (message id, `x-relance-replay-of` header).
+async fn take_all(env: &TestEnv, queue: &str) -> Vec<(String, Option<String>)> {
+    let channel = env.connection.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        let p = &m.delivery.properties;
+        let replay_of = p.headers().as_ref().and_then(|h| {
+            h.inner().get(names::HEADER_REPLAY_OF).and_then(|v| match v {
+                AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                _ => None,
+            })
+        });
+        let id = p.message_id().as_ref().map(|m| m.as_str().to_string()).unwrap_or_default();
+        out.push((id, replay_of));
+    }
+    out
+}
+
+async fn journal_count(env: &TestEnv, action: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM journal WHERE invoice_number IS NULL AND action = $1")
+        .bind(action)
+        .fetch_one(&env.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_listed_replayed_once_to_its_origin_and_discarded_with_a_record() {
+    let env = TestEnv::start(1).await;
+    let watch = watch_payments(&env).await;
+    // A payment no rule can accept: the payments listener dead-letters it at once.
+    let mut bad = payment_received("P-BAD", "F-NONE", "-5.00", date(2026, 3, 2));
+    bad["event_id"] = "evt-bad-payment".into();
+    env.publish(names::PAYMENT_RECEIVED, &bad).await;
+
+    let first = wait_listed(&env, "the refused payment", |l| l["message_id"] == "evt-bad-payment").await;
+    assert_eq!(first["status"], "pending");
+    assert_eq!(first["queue"], env.names.payments_queue());
+    assert_eq!(first["exchange"], env.names.inbound_exchange());
+    assert_eq!(first["routing_key"], names::PAYMENT_RECEIVED);
+    assert!(first["reason"].as_str().unwrap().contains("payment.amount"), "{first}");
+    let id = first["id"].as_i64().unwrap().to_string();
+
+    // Pending ones are what `list` shows by default, with the reason in the table.
+    let table = relance(&env, &["dead-letters", "list"]).await;
+    assert!(table.ok, "{}", table.stderr);
+    assert!(table.stdout.contains(&env.names.payments_queue()), "{}", table.stdout);
+    assert!(table.stdout.contains("payment.amount"), "{}", table.stdout);
+    let shown = relance(&env, &["dead-letters", "show", &id, "--format", "json"]).await;
+    assert!(shown.ok, "{}", shown.stderr);
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let body: Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["payment"]["id"], "P-BAD");
+
+    // Replayed: once to the original exchange and key, with its original id.
+    assert_eq!(take_all(&env, &watch).await.len(), 1, "the original publish");
+    let replay = relance(&env, &["dead-letters", "replay", &id]).await;
+    assert!(replay.ok, "{}", replay.stderr);
+    assert_eq!(
+        take_all(&env, &watch).await,
+        vec![("evt-bad-payment".to_string(), Some(id.clone()))]
+    );
+    // Refused again by the listener: a new record, naming the one it replays.
+    let again = wait_listed(&env, "the replay dead-lettered again", |l| {
+        l["replay_of"].as_i64() == first["id"].as_i64()
+    })
+    .await;
+    assert_eq!(again["status"], "pending");
+    let records = listed(&env).await;
+    let original = records.iter().find(|l| l["id"] == first["id"]).unwrap();
+    assert_eq!(original["status"], "replayed");
+    // A second replay of the same record publishes nothing.
+    let twice = relance(&env, &["dead-letters", "replay", &id]).await;
+    assert!(!twice.ok);
+    assert!(twice.stderr.contains("replayed"), "{}", twice.stderr);
+    assert!(take_all(&env, &watch).await.is_empty());
+
+    // Two operators replay the new record at the same moment: it is published once. Each
+    // command returns only after the broker confirmed what it published.
+    let again_id = again["id"].as_i64().unwrap().to_string();
+    let args = ["dead-letters", "replay", again_id.as_str()];
+    let (a, b) = tokio::join!(relance(&env, &args), relance(&env, &args));
+    assert!(a.ok ^ b.ok, "exactly one replays: {} / {}", a.stderr, b.stderr);
+    assert_eq!(
+        take_all(&env, &watch).await,
+        vec![("evt-bad-payment".to_string(), Some(again_id.clone()))]
+    );
+    let third = wait_listed(&env, "the second replay dead-lettered", |l| {
+        l["replay_of"].as_i64() == again["id"].as_i64()
+    })
+    .await;
+    assert_eq!(journal_count(&env, "dead_letter.replayed").await, 2);
+
+    // Discarded: gone from the pending list, kept as a record, journaled.
+    let third_id = third["id"].as_i64().unwrap().to_string();
+    let discard = relance(&env, &["dead-letters", "discard", &third_id]).await;
+    assert!(discard.ok, "{}", discard.stderr);
+    let pending = relance(&env, &["dead-letters", "list", "--format", "json"]).await;
+    let pending: Vec<Value> = serde_json::from_str(&pending.stdout).unwrap();
+    assert!(pending.iter().all(|l| l["id"] != third["id"]), "{pending:?}");
+    let kept = listed(&env).await;
+    let kept = kept.iter().find(|l| l["id"] == third["id"]).unwrap();
+    assert_eq!(kept["status"], "discarded");
+    assert!(kept["discarded_at"].is_string());
+    assert_eq!(journal_count(&env, "dead_letter.discarded").await, 1);
+    // A discarded one is not replayed.
+    let late = relance(&env, &["dead-letters", "replay", &third_id]).await;
+    assert!(!late.ok && late.stderr.contains("discarded"), "{}", late.stderr);
+
+    // The journal entries about no invoice keep the journal verifiable.
+    let verify = relance(&env, &["journal", "verify", "--format", "json"]).await;
+    assert!(verify.ok, "{}", verify.stderr);
+    let verify: Value = serde_json::from_str(&verify.stdout).unwrap();
+    assert_eq!(verify["intact"], true, "{verify}");
+
+    let channel = env.connection.create_channel().await.unwrap();
+    let _ = channel.queue_delete(watch.as_str().into(), QueueDeleteOptions::default()).await;
+    env.stop().await;
+}
+
+/// A message whose routing key no queue takes is dead-lettered by the inbound exchange
+/// itself: listed as unroutable, with the exchange it was published to; `replay --all
+/// --reason` replays every pending one matching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unroutable_messages_are_listed_and_replayed_all_at_once_by_reason() {
+    let env = TestEnv::start(1).await;
+    let body = br#"{"version":1,"event_id":"evt-unknown"}"#;
+    env.publish_raw(&env.names.inbound_exchange(), "invoice.unheard_of", body).await;
+    env.publish_raw(&env.names.inbound_exchange(), "invoice.unheard_of", body).await;
+    wait_for("two unroutable dead letters", DEADLINE, || async {
+        Ok(listed(&env).await.len() >= 2)
+    })
+    .await
+    .unwrap();
+    let letters = listed(&env).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for l in &letters {
+        assert!(l["queue"].is_null(), "{l}");
+        assert_eq!(l["exchange"], env.names.inbound_exchange());
+        assert_eq!(l["routing_key"], "invoice.unheard_of");
+        assert!(l["reason"].as_str().unwrap().starts_with("unroutable"), "{l}");
+    }
+    let all = relance(&env, &["dead-letters", "replay", "--all", "--reason", "UNROUTABLE*"]).await;
+    assert!(all.ok, "{}", all.stderr);
+    assert!(all.stdout.contains("2 dead letter(s) replayed"), "{}", all.stdout);
+    // Still unroutable: each comes back as a new record naming the one it replays.
+    wait_for("the replays dead-lettered again", DEADLINE, || async {
+        Ok(listed(&env).await.iter().filter(|l| l["replay_of"].is_i64()).count() == 2)
+    })
+    .await
+    .unwrap();
+    let csv = relance(&env, &["dead-letters", "list", "--status", "any", "--format", "csv"]).await;
+    assert!(csv.stdout.starts_with("id,dead_lettered_at,status,queue,exchange,routing_key"), "{}", csv.stdout);
+    assert_eq!(csv.stdout.lines().count(), 5, "{}", csv.stdout);
+    env.stop().await;
+}
