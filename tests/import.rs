@@ -5,7 +5,7 @@
 
 use relance_contracts::names;
 use relance_domain::collections::CollectionStatus;
-use relance_tests::{date, invoice_issued, relance_binary, wait_for, TestEnv, DEADLINE};
+use relance_tests::{relance_binary, wait_for, TestEnv, DEADLINE};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::str::FromStr;
@@ -85,22 +85,27 @@ async fn a_french_ledger_export_is_imported_once_with_its_bad_row_reported() {
         ]
     );
 
-    // Again: the same message ids, so the scheduler's inbox takes nothing new. An invoice
-    // published after them is registered once they were all consumed.
+    // Again: the same message ids, so the scheduler's inbox applies nothing; it notes each
+    // redelivery in the invoice's journal, and nothing else changes.
+    let steps_before: i64 = sqlx::query_scalar("SELECT count(*) FROM reminder_steps")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
     let second = relance(&env, &["import", "invoices", path]).await;
     assert!(second.stderr.contains("line 4:"), "{}", second.stderr);
-    env.publish(
-        names::INVOICE_ISSUED,
-        &invoice_issued("F-AFTER", "10.00", date(2026, 3, 2), date(2026, 4, 1)),
-    )
-    .await;
-    env.wait_journal("F-AFTER", names::INVOICE_REGISTERED, 1).await;
+    for number in ["F-IMP-1", "F-IMP-2", "F-IMP-4"] {
+        env.wait_journal(number, names::INVOICE_DUPLICATE, 1).await;
+        let notes = env.journal_details(number, names::INVOICE_DUPLICATE).await;
+        assert_eq!(notes[0]["event_id"], format!("import-invoice-{number}"), "{notes:?}");
+        assert_eq!(journal_count(&env, number, names::INVOICE_REGISTERED).await, 1);
+    }
     env.idle().await;
     assert_eq!(invoice_amounts(&env).await.len(), 3);
-    for number in ["F-IMP-1", "F-IMP-2", "F-IMP-4"] {
-        assert_eq!(journal_count(&env, number, names::INVOICE_REGISTERED).await, 1);
-        assert_eq!(journal_count(&env, number, names::INVOICE_DUPLICATE).await, 0);
-    }
+    let steps_after: i64 = sqlx::query_scalar("SELECT count(*) FROM reminder_steps")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(steps_after, steps_before);
 
     // A payment export settles one of them.
     let payments = dir.join("reglements.csv");
