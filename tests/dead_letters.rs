@@ -37,7 +37,11 @@ async fn relance(env: &TestEnv, args: &[&str]) -> Cli {
 
 /// `relance dead-letters list --status any --format json`, parsed.
 async fn listed(env: &TestEnv) -> Vec<Value> {
-    let cli = relance(env, &["dead-letters", "list", "--status", "any", "--format", "json"]).await;
+    let cli = relance(
+        env,
+        &["dead-letters", "list", "--status", "any", "--format", "json"],
+    )
+    .await;
     assert!(cli.ok, "list failed: {}", cli.stderr);
     serde_json::from_str::<Vec<Value>>(&cli.stdout).expect("list --format json is a JSON array")
 }
@@ -93,7 +97,11 @@ async fn take_all(env: &TestEnv, queue: &str) -> Vec<(String, Option<String>)> {
                 _ => None,
             })
         });
-        let id = p.message_id().as_ref().map(|m| m.as_str().to_string()).unwrap_or_default();
+        let id = p
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
         out.push((id, replay_of));
     }
     out
@@ -116,18 +124,28 @@ async fn a_dead_letter_is_listed_replayed_once_to_its_origin_and_discarded_with_
     bad["event_id"] = "evt-bad-payment".into();
     env.publish(names::PAYMENT_RECEIVED, &bad).await;
 
-    let first = wait_listed(&env, "the refused payment", |l| l["message_id"] == "evt-bad-payment").await;
+    let first = wait_listed(&env, "the refused payment", |l| {
+        l["message_id"] == "evt-bad-payment"
+    })
+    .await;
     assert_eq!(first["status"], "pending");
     assert_eq!(first["queue"], env.names.payments_queue());
     assert_eq!(first["exchange"], env.names.inbound_exchange());
     assert_eq!(first["routing_key"], names::PAYMENT_RECEIVED);
-    assert!(first["reason"].as_str().unwrap().contains("payment.amount"), "{first}");
+    assert!(
+        first["reason"].as_str().unwrap().contains("payment.amount"),
+        "{first}"
+    );
     let id = first["id"].as_i64().unwrap().to_string();
 
     // Pending ones are what `list` shows by default, with the reason in the table.
     let table = relance(&env, &["dead-letters", "list"]).await;
     assert!(table.ok, "{}", table.stderr);
-    assert!(table.stdout.contains(&env.names.payments_queue()), "{}", table.stdout);
+    assert!(
+        table.stdout.contains(&env.names.payments_queue()),
+        "{}",
+        table.stdout
+    );
     assert!(table.stdout.contains("payment.amount"), "{}", table.stdout);
     let shown = relance(&env, &["dead-letters", "show", &id, "--format", "json"]).await;
     assert!(shown.ok, "{}", shown.stderr);
@@ -197,7 +215,9 @@ async fn a_dead_letter_is_listed_replayed_once_to_its_origin_and_discarded_with_
     assert_eq!(verify["intact"], true, "{verify}");
 
     let channel = env.connection.create_channel().await.unwrap();
-    let _ = channel.queue_delete(watch.as_str().into(), QueueDeleteOptions::default()).await;
+    let _ = channel
+        .queue_delete(watch.as_str().into(), QueueDeleteOptions::default())
+        .await;
     env.stop().await;
 }
 
@@ -208,8 +228,10 @@ async fn a_dead_letter_is_listed_replayed_once_to_its_origin_and_discarded_with_
 async fn unroutable_messages_are_listed_and_replayed_all_at_once_by_reason() {
     let env = TestEnv::start(1).await;
     let body = br#"{"version":1,"event_id":"evt-unknown"}"#;
-    env.publish_raw(&env.names.inbound_exchange(), "invoice.unheard_of", body).await;
-    env.publish_raw(&env.names.inbound_exchange(), "invoice.unheard_of", body).await;
+    env.publish_raw(&env.names.inbound_exchange(), "invoice.unheard_of", body)
+        .await;
+    env.publish_raw(&env.names.inbound_exchange(), "invoice.unheard_of", body)
+        .await;
     wait_for("two unroutable dead letters", DEADLINE, || async {
         Ok(listed(&env).await.len() >= 2)
     })
@@ -223,17 +245,35 @@ async fn unroutable_messages_are_listed_and_replayed_all_at_once_by_reason() {
         assert_eq!(l["routing_key"], "invoice.unheard_of");
         assert!(l["reason"].as_str().unwrap().starts_with("unroutable"), "{l}");
     }
-    let all = relance(&env, &["dead-letters", "replay", "--all", "--reason", "UNROUTABLE*"]).await;
+    let all = relance(
+        &env,
+        &["dead-letters", "replay", "--all", "--reason", "UNROUTABLE*"],
+    )
+    .await;
     assert!(all.ok, "{}", all.stderr);
     assert!(all.stdout.contains("2 dead letter(s) replayed"), "{}", all.stdout);
     // Still unroutable: each comes back as a new record naming the one it replays.
     wait_for("the replays dead-lettered again", DEADLINE, || async {
-        Ok(listed(&env).await.iter().filter(|l| l["replay_of"].is_i64()).count() == 2)
+        Ok(listed(&env)
+            .await
+            .iter()
+            .filter(|l| l["replay_of"].is_i64())
+            .count()
+            == 2)
     })
     .await
     .unwrap();
-    let csv = relance(&env, &["dead-letters", "list", "--status", "any", "--format", "csv"]).await;
-    assert!(csv.stdout.starts_with("id,dead_lettered_at,status,queue,exchange,routing_key"), "{}", csv.stdout);
+    let csv = relance(
+        &env,
+        &["dead-letters", "list", "--status", "any", "--format", "csv"],
+    )
+    .await;
+    assert!(
+        csv.stdout
+            .starts_with("id,dead_lettered_at,status,queue,exchange,routing_key"),
+        "{}",
+        csv.stdout
+    );
     assert_eq!(csv.stdout.lines().count(), 5, "{}", csv.stdout);
     env.stop().await;
 }

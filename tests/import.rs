@@ -35,7 +35,8 @@ async fn relance(env: &TestEnv, args: &[&str]) -> Cli {
     }
 }
 
-const INVOICES: &str = "\u{feff}Numéro;Code client;Client;Contact;Courriel;Montant;Devise;Date facture;Échéance
+const INVOICES: &str =
+    "\u{feff}Numéro;Code client;Client;Contact;Courriel;Montant;Devise;Date facture;Échéance
 F-IMP-1;C-ACME;ACME Industrie SA;Jeanne Martin;compta@acme.test;1 234,56;EUR;02/03/2026;01/04/2026
 F-IMP-2;C-DURAND;Boulangerie Durand;Paul Durand;paul@durand.test;920,00;EUR;2026-03-02;31/03/2026
 F-IMP-3;C-NORTH;Northwind;Ann Lee;ann@northwind.test;12,50;EUR;02/03/2026;15/02/2026
@@ -70,7 +71,11 @@ async fn a_french_ledger_export_is_imported_once_with_its_bad_row_reported() {
         "{}",
         first.stderr
     );
-    assert!(first.stdout.contains("3 invoice.issued published"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("3 invoice.issued published"),
+        "{}",
+        first.stdout
+    );
     wait_for("the three good invoices", DEADLINE, || async {
         Ok(invoice_amounts(&env).await.len() == 3)
     })
@@ -96,7 +101,11 @@ async fn a_french_ledger_export_is_imported_once_with_its_bad_row_reported() {
     for number in ["F-IMP-1", "F-IMP-2", "F-IMP-4"] {
         env.wait_journal(number, names::INVOICE_DUPLICATE, 1).await;
         let notes = env.journal_details(number, names::INVOICE_DUPLICATE).await;
-        assert_eq!(notes[0]["event_id"], format!("import-invoice-{number}"), "{notes:?}");
+        assert_eq!(
+            notes[0]["event_id"],
+            format!("import-invoice-{number}"),
+            "{notes:?}"
+        );
         assert_eq!(journal_count(&env, number, names::INVOICE_REGISTERED).await, 1);
     }
     env.idle().await;
@@ -116,7 +125,11 @@ async fn a_french_ledger_export_is_imported_once_with_its_bad_row_reported() {
     .unwrap();
     let paid = relance(&env, &["import", "payments", payments.to_str().unwrap()]).await;
     assert!(paid.stderr.contains("line 3: payment.amount"), "{}", paid.stderr);
-    assert!(paid.stdout.contains("1 payment.received published"), "{}", paid.stdout);
+    assert!(
+        paid.stdout.contains("1 payment.received published"),
+        "{}",
+        paid.stdout
+    );
     env.wait_journal("F-IMP-2", names::INVOICE_SETTLED, 1).await;
     assert_eq!(env.collections_status("F-IMP-2").await, CollectionStatus::Settled);
 
@@ -129,11 +142,19 @@ async fn a_french_ledger_export_is_imported_once_with_its_bad_row_reported() {
     assert_eq!(one["currency"], "EUR");
     assert_eq!(one["customer"], "ACME Industrie SA");
     let csv = relance(&env, &["invoices", "--format", "csv"]).await;
-    assert!(csv.stdout.starts_with("number,customer,status,balance,currency,due_on"), "{}", csv.stdout);
+    assert!(
+        csv.stdout
+            .starts_with("number,customer,status,balance,currency,due_on"),
+        "{}",
+        csv.stdout
+    );
     assert_eq!(csv.stdout.lines().count(), 1 + listed.len());
     let tasks = relance(&env, &["tasks", "--all", "--format", "json"]).await;
     assert!(tasks.ok, "{}", tasks.stderr);
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&tasks.stdout).unwrap(), Vec::<Value>::new());
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&tasks.stdout).unwrap(),
+        Vec::<Value>::new()
+    );
 
     std::fs::remove_dir_all(&dir).unwrap();
     env.stop().await;

@@ -208,7 +208,10 @@ async fn list(db: &PgPool, filter: &Filter, format: Format) -> anyhow::Result<()
     }
     println!("{} dead letter(s)", letters.len());
     if let (Some(last), true) = (letters.last(), letters.len() as i64 == filter.limit) {
-        println!("more may follow: relance dead-letters list --limit {} --before {}", filter.limit, last.id);
+        println!(
+            "more may follow: relance dead-letters list --limit {} --before {}",
+            filter.limit, last.id
+        );
     }
     Ok(())
 }
@@ -217,7 +220,10 @@ async fn list(db: &PgPool, filter: &Filter, format: Format) -> anyhow::Result<()
 fn body_view(body: &[u8]) -> (&'static str, String) {
     match std::str::from_utf8(body) {
         Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(json) => ("json", serde_json::to_string_pretty(&json).unwrap_or_else(|_| text.to_string())),
+            Ok(json) => (
+                "json",
+                serde_json::to_string_pretty(&json).unwrap_or_else(|_| text.to_string()),
+            ),
             Err(_) => ("text", text.to_string()),
         },
         Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(body)),
@@ -241,14 +247,26 @@ async fn show(db: &PgPool, id: i64, format: Format) -> anyhow::Result<()> {
                 },
             );
         }
-        println!("{}", serde_json::to_string_pretty(&value).context("writing JSON")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).context("writing JSON")?
+        );
         return Ok(());
     }
     println!("dead letter {}  ({})", letter.id, letter.status);
     println!("reason:          {}", letter.reason);
     println!("dead-lettered:   {} UTC", output::minute(letter.dead_lettered_at));
-    println!("from queue:      {}", letter.queue.as_deref().unwrap_or("(none: no queue was bound for its key)"));
-    println!("published to:    {} with key {}", letter.exchange, letter.routing_key);
+    println!(
+        "from queue:      {}",
+        letter
+            .queue
+            .as_deref()
+            .unwrap_or("(none: no queue was bound for its key)")
+    );
+    println!(
+        "published to:    {} with key {}",
+        letter.exchange, letter.routing_key
+    );
     println!("message id:      {}", letter.message_id.as_deref().unwrap_or("-"));
     if let Some(of) = letter.replay_of {
         println!("a replay of:     dead letter {of}");
@@ -269,7 +287,9 @@ async fn replay(desk: &Desk, id: Option<i64>, all: bool, reason: Option<String>)
     let publisher = Publisher::open(&desk.connection).await?;
     let outcome = async {
         let replays = match (id, all, reason) {
-            (Some(id), _, _) => vec![dead_letters::replay(&desk.db, &publisher, id, desk.clock.as_ref()).await?],
+            (Some(id), _, _) => {
+                vec![dead_letters::replay(&desk.db, &publisher, id, desk.clock.as_ref()).await?]
+            }
             (None, true, Some(pattern)) => {
                 dead_letters::replay_matching(&desk.db, &publisher, &pattern, desk.clock.as_ref()).await?
             }

@@ -13,9 +13,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use relance_config::Settings;
 use relance_contracts::names::{self, Names};
-use relance_contracts::{
-    CustomerV1, InvoiceIssuedV1, InvoiceV1, PaymentReceivedV1, PaymentV1, VERSION_1,
-};
+use relance_contracts::{CustomerV1, InvoiceIssuedV1, InvoiceV1, PaymentReceivedV1, PaymentV1, VERSION_1};
 use relance_messaging::publish::check_confirmation;
 use relance_messaging::{declare_topology, properties, Publisher, TopologyOptions};
 use std::collections::{BTreeMap, HashMap};
@@ -279,8 +277,7 @@ impl<'a> Row<'a> {
     }
 
     fn required_date(&self, column: &str) -> Result<NaiveDate, String> {
-        self.date(column)?
-            .ok_or_else(|| format!("{column}: is required"))
+        self.date(column)?.ok_or_else(|| format!("{column}: is required"))
     }
 }
 
@@ -324,7 +321,11 @@ fn check_rows(kind: Kind, table: &Table, now: DateTime<Utc>) -> Checked {
 /// An `invoice.issued` from a row, checked by the scheduler's intake validation. The key is
 /// the invoice number; the event id derives from it.
 fn invoice_message(row: &Row<'_>, now: DateTime<Utc>) -> Result<(String, serde_json::Value), String> {
-    let number = row.get("number").or(row.get("invoice_number")).unwrap_or_default().to_string();
+    let number = row
+        .get("number")
+        .or(row.get("invoice_number"))
+        .unwrap_or_default()
+        .to_string();
     let event = InvoiceIssuedV1 {
         version: VERSION_1,
         event_id: format!("import-invoice-{}", number.trim()),
@@ -420,10 +421,7 @@ async fn publish(
         for batch in messages.chunks(CONFIRM_BATCH) {
             let mut confirms = Vec::with_capacity(batch.len());
             for (_, body) in batch {
-                let id = body
-                    .get("event_id")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
+                let id = body.get("event_id").and_then(|v| v.as_str()).unwrap_or_default();
                 let props = properties(id, id, kind.routing_key(), Utc::now(), &BTreeMap::new());
                 let payload = serde_json::to_vec(body).context("encoding a message")?;
                 confirms.push(
@@ -460,9 +458,7 @@ fn progress_bar(len: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}") {
         bar.set_style(style);
     }
     bar
@@ -497,7 +493,10 @@ mod tests {
     fn a_french_export_is_read_with_its_separator_and_column_names() {
         let csv = "\u{feff}Numéro;Client;Montant;Date facture;Échéance\nF-1;\"ACME; SA\";1 234,56;02/03/2026;2026-04-01\n\n";
         let table = parse_table(csv.as_bytes(), None).unwrap();
-        assert_eq!(table.columns, ["number", "customer_name", "amount", "issued_on", "due_on"]);
+        assert_eq!(
+            table.columns,
+            ["number", "customer_name", "amount", "issued_on", "due_on"]
+        );
         assert_eq!(table.rows.len(), 1);
         assert_eq!(table.rows[0].0, 2);
         assert_eq!(table.rows[0].1[1], "ACME; SA");
@@ -517,8 +516,20 @@ mod tests {
         assert_eq!(checked.messages[0].1["invoice"]["amount"], "1500.00");
         let lines: Vec<u64> = checked.refused.iter().map(|r| r.line).collect();
         assert_eq!(lines, [3, 4, 5], "{:?}", checked.refused);
-        assert!(checked.refused[0].reason.contains("invoice.amount"), "{:?}", checked.refused);
-        assert!(checked.refused[1].reason.contains("due_on"), "{:?}", checked.refused);
-        assert!(checked.refused[2].reason.contains("line 2"), "{:?}", checked.refused);
+        assert!(
+            checked.refused[0].reason.contains("invoice.amount"),
+            "{:?}",
+            checked.refused
+        );
+        assert!(
+            checked.refused[1].reason.contains("due_on"),
+            "{:?}",
+            checked.refused
+        );
+        assert!(
+            checked.refused[2].reason.contains("line 2"),
+            "{:?}",
+            checked.refused
+        );
     }
 }

@@ -104,7 +104,10 @@ fn write_verification(report: &Verification, format: Format) -> anyhow::Result<(
         "first_broken_entry": report.first_problem().and_then(|p| p.entry_id),
         "problems": problems,
     });
-    println!("{}", serde_json::to_string_pretty(&value).context("writing JSON")?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).context("writing JSON")?
+    );
     Ok(())
 }
 

@@ -102,9 +102,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Invoices { .. }
         | Command::Tasks { .. }
         | Command::DeadLetters { .. }
-        | Command::Import { .. } => {
-            "relance-cli".to_string()
-        }
+        | Command::Import { .. } => "relance-cli".to_string(),
         Command::Journal { .. } => "relance-journal".to_string(),
     };
     let _telemetry = relance_telemetry::init_with_log_format(

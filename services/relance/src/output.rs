@@ -64,4 +64,3 @@ pub async fn command_clock(
 pub fn minute(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M").to_string()
 }
-

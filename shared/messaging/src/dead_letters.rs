@@ -47,7 +47,10 @@ pub async fn drain(
             let delivery = message.delivery;
             let now = clock.now();
             let letter = record_of(names, &delivery, now);
-            let mut conn = db.acquire().await.context("a connection to record a dead letter")?;
+            let mut conn = db
+                .acquire()
+                .await
+                .context("a connection to record a dead letter")?;
             if store::record(&mut conn, &letter, now).await?.is_some() {
                 added += 1;
             }
@@ -85,9 +88,8 @@ pub fn record_of(names: &Names, delivery: &Delivery, now: DateTime<Utc>) -> NewD
         None if arrived_through != names.dead_letter_exchange() => arrived_through,
         None => String::new(),
     };
-    let reason = text(names::HEADER_DEAD_LETTER_REASON).unwrap_or_else(|| {
-        format!("unroutable: no queue is bound for {routing_key:?} on {exchange:?}")
-    });
+    let reason = text(names::HEADER_DEAD_LETTER_REASON)
+        .unwrap_or_else(|| format!("unroutable: no queue is bound for {routing_key:?} on {exchange:?}"));
     let headers = table_to_json(&table);
     let properties = properties_to_json(&delivery.properties);
     let message_id = delivery
@@ -101,7 +103,10 @@ pub fn record_of(names: &Names, delivery: &Delivery, now: DateTime<Utc>) -> NewD
     let (delivery_key, recorded_under) = match text(names::HEADER_DEAD_LETTER_ID) {
         Some(id) => (id, None),
         None => {
-            let prefix = format!("sha256:{}:", content_hash(&exchange, &routing_key, &message_id, &headers, &delivery.data));
+            let prefix = format!(
+                "sha256:{}:",
+                content_hash(&exchange, &routing_key, &message_id, &headers, &delivery.data)
+            );
             (
                 format!("{prefix}{}", uuid::Uuid::new_v4()),
                 delivery.redelivered.then_some(prefix),
@@ -186,7 +191,13 @@ pub async fn replay(
     }
     let properties = replay_properties(&letter.properties, &letter.headers, id);
     publisher
-        .publish(&letter.exchange, &letter.routing_key, &letter.body, properties, true)
+        .publish(
+            &letter.exchange,
+            &letter.routing_key,
+            &letter.body,
+            properties,
+            true,
+        )
         .await
         .with_context(|| format!("replaying dead letter {id}"))?;
     relance_storage::journal::append_unattached(
@@ -356,9 +367,9 @@ fn json_to_amqp(value: &Value) -> AMQPValue {
             (None, None) => AMQPValue::LongString(LongString::from(n.to_string())),
         },
         Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
-        Value::Array(items) => {
-            AMQPValue::FieldArray(FieldArray::from(items.iter().map(json_to_amqp).collect::<Vec<_>>()))
-        }
+        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(
+            items.iter().map(json_to_amqp).collect::<Vec<_>>(),
+        )),
         Value::Object(map) => {
             let mut table = FieldTable::default();
             for (k, v) in map {

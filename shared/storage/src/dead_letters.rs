@@ -245,13 +245,11 @@ pub async fn get(db: &PgPool, id: i64) -> anyhow::Result<Option<DeadLetter>> {
 /// Ids of the pending dead letters whose reason matches `pattern` (see [`reason_like`]),
 /// oldest first, so that a replay of them all keeps their order.
 pub async fn pending_matching(db: &PgPool, pattern: &str) -> anyhow::Result<Vec<i64>> {
-    sqlx::query_scalar(
-        "SELECT id FROM dead_letters WHERE status = 'pending' AND reason ILIKE $1 ORDER BY id",
-    )
-    .bind(reason_like(pattern))
-    .fetch_all(db)
-    .await
-    .context("finding the dead letters to replay")
+    sqlx::query_scalar("SELECT id FROM dead_letters WHERE status = 'pending' AND reason ILIKE $1 ORDER BY id")
+        .bind(reason_like(pattern))
+        .fetch_all(db)
+        .await
+        .context("finding the dead letters to replay")
 }
 
 /// Marks a pending dead letter replayed, in the caller's transaction (which publishes it and
