@@ -451,9 +451,7 @@ impl TestEnv {
         relance_messaging::declare_topology(
             &channel,
             &names,
-            &relance_messaging::TopologyOptions {
-                queue_expires: settings.queue_expires,
-            },
+            &relance_messaging::TopologyOptions::from_settings(&settings),
         )
         .await?;
         // A queue of our own on the events exchange, to follow what relance announces.

@@ -304,15 +304,12 @@ struct StepGate<'a> {
 
 impl courier::DeliveryGate for StepGate<'_> {
     fn reached(&self, stage: DeliveryStage) -> futures_util::future::BoxFuture<'_, ()> {
+        // Not written: a delivery interrupted once connected, or with its envelope accepted,
+        // is settled by the sweep as one interrupted right after its claim (nothing went out:
+        // delivered again). Writing them cost two transactions per email and changed
+        // nothing a recovery decides; `data_end_sent` (the last check) and `answered` stay.
         Box::pin(async move {
-            let recorded = tokio::time::timeout(
-                LAST_CHECK_TIMEOUT,
-                steps::record_stage(self.db, self.step.id, self.attempt, stage),
-            )
-            .await;
-            if !matches!(recorded, Ok(Ok(_))) {
-                tracing::warn!(stage = stage.as_str(), "recording the delivery stage failed");
-            }
+            tracing::debug!(stage = stage.as_str(), "delivery stage reached");
         })
     }
 
