@@ -616,6 +616,8 @@ impl TestEnv {
                 (
                     headers
                         .get(relance_contracts::names::HEADER_DEAD_LETTER_REASON)
+                        // Dead-lettered by the broker (a quorum queue's delivery limit).
+                        .or_else(|| headers.get("x-first-death-reason"))
                         .cloned()
                         .unwrap_or_default(),
                     body,

@@ -78,8 +78,19 @@ async fn migrate_queue(
     options: &TopologyOptions,
 ) -> anyhow::Result<QueueMigration> {
     let channel = connection.create_channel().await.context("opening a channel")?;
+    let holding = PlannedQueue {
+        name: format!("{}.migrating", queue.name),
+        arguments: queue_arguments(options),
+        bindings: queue.bindings.clone(),
+        returns_to: None,
+    };
     if !exists(connection, &queue.name).await? {
         declare_queue(&channel, queue, options).await?;
+        // A run stopped after the old queue was deleted left the messages in the holding queue.
+        if exists(connection, &holding.name).await? {
+            let moved = empty_holding(&channel, publisher, queue, &holding).await?;
+            return Ok(QueueMigration::Replaced { moved });
+        }
         return Ok(QueueMigration::Created);
     }
     // A declaration with the arguments asked for succeeds only if the queue has them; if
@@ -96,14 +107,12 @@ async fn migrate_queue(
     {
         let _ = probe.close(200, "probed".into()).await;
         declare_queue(&channel, queue, options).await?;
+        if exists(connection, &holding.name).await? {
+            let moved = empty_holding(&channel, publisher, queue, &holding).await?;
+            return Ok(QueueMigration::Replaced { moved });
+        }
         return Ok(QueueMigration::Unchanged);
     }
-    let holding = PlannedQueue {
-        name: format!("{}.migrating", queue.name),
-        arguments: queue_arguments(options),
-        bindings: queue.bindings.clone(),
-        returns_to: None,
-    };
     // Bound before the old queue is unbound: a message published meanwhile reaches one.
     declare_queue(&channel, &holding, options).await?;
     for (exchange, routing_key) in &queue.bindings {
@@ -123,7 +132,20 @@ async fn migrate_queue(
         .await
         .with_context(|| format!("deleting {}", queue.name))?;
     declare_queue(&channel, queue, options).await?;
-    for (exchange, routing_key) in &queue.bindings {
+    let moved = empty_holding(&channel, publisher, queue, &holding).await?;
+    let _ = channel.close(200, "migrated".into()).await;
+    Ok(QueueMigration::Replaced { moved })
+}
+
+/// Unbinds the holding queue, moves its messages (with those published while the queue was
+/// replaced) to the queue, and deletes it.
+async fn empty_holding(
+    channel: &lapin::Channel,
+    publisher: &Publisher,
+    queue: &PlannedQueue,
+    holding: &PlannedQueue,
+) -> anyhow::Result<u64> {
+    for (exchange, routing_key) in &holding.bindings {
         channel
             .queue_unbind(
                 holding.name.as_str().into(),
@@ -134,14 +156,12 @@ async fn migrate_queue(
             .await
             .with_context(|| format!("unbinding {}", holding.name))?;
     }
-    // With those published while the queue was replaced.
-    let moved = move_messages(&channel, publisher, &holding.name, &queue.name).await?;
+    let moved = move_messages(channel, publisher, &holding.name, &queue.name).await?;
     channel
         .queue_delete(holding.name.as_str().into(), QueueDeleteOptions::default())
         .await
         .with_context(|| format!("deleting {}", holding.name))?;
-    let _ = channel.close(200, "migrated".into()).await;
-    Ok(QueueMigration::Replaced { moved })
+    Ok(moved)
 }
 
 /// Whether `queue` exists (a passive declaration, on a channel of its own: the broker closes
