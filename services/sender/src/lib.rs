@@ -292,8 +292,8 @@ async fn renew_lease_while_delivering(
 /// is as good as unreadable.
 const LAST_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The delivery gate of one claimed step: records stages in short statements of their own,
-/// and makes the last check before the point of no return. No transaction stays open while
+/// The delivery gate of one claimed step: makes the last check before the point of no
+/// return, which records stage `data_end_sent`. No transaction stays open while
 /// the provider answers: a payment committed after the last check marks the step, and the
 /// delivery is journaled as sent with the payment's time beside it, never as cancelled.
 struct StepGate<'a> {
