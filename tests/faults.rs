@@ -268,6 +268,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
     let channel = outside.connection.create_channel().await.unwrap();
     let topology = relance_messaging::TopologyOptions {
         queue_expires: Some(StdDuration::from_secs(900)),
+        ..Default::default()
     };
     relance_messaging::declare_topology(&channel, &names, &topology)
         .await

@@ -451,9 +451,7 @@ impl TestEnv {
         relance_messaging::declare_topology(
             &channel,
             &names,
-            &relance_messaging::TopologyOptions {
-                queue_expires: settings.queue_expires,
-            },
+            &relance_messaging::TopologyOptions::from_settings(&settings),
         )
         .await?;
         // A queue of our own on the events exchange, to follow what relance announces.
@@ -618,6 +616,8 @@ impl TestEnv {
                 (
                     headers
                         .get(relance_contracts::names::HEADER_DEAD_LETTER_REASON)
+                        // Dead-lettered by the broker (a quorum queue's delivery limit).
+                        .or_else(|| headers.get("x-first-death-reason"))
                         .cloned()
                         .unwrap_or_default(),
                     body,

@@ -346,6 +346,26 @@ async fn a_late_invoice_gets_only_its_latest_due_step_and_one_reminder_a_day() {
     env.stop().await;
 }
 
+/// `RELANCE_QUEUE_TYPE=classic` (a deployment not yet migrated to quorum queues) still
+/// carries a reminder from the scheduler to SMTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_classic_queues_a_reminder_still_goes_out() {
+    let env = TestEnv::try_start(1, &[("RELANCE_QUEUE_TYPE", "classic")])
+        .await
+        .unwrap();
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-501", "700.00", date(2026, 1, 15), date(2026, 2, 14)),
+    )
+    .await;
+    env.wait_journal("F-501", names::INVOICE_REGISTERED, 1).await;
+    env.run_until(date(2026, 3, 6)).await;
+    let emails = env.mail.wait_for_emails(1).await;
+    assert!(emails[0].text.contains("F-501"));
+    env.wait_journal("F-501", names::REMINDER_SENT, 1).await;
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_for_an_unknown_invoice_is_retried_then_dead_lettered() {
     let env = TestEnv::start(1).await;

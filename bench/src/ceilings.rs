@@ -47,6 +47,11 @@ pub async fn broker(amqp_url: &str, messages: u64) -> anyhow::Result<f64> {
     let mut arguments = FieldTable::default();
     // Gone by itself should the bench die before deleting it.
     arguments.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
+    // The type of queue the services declare (RELANCE_QUEUE_TYPE passes through to them):
+    // a quorum queue writes every message to its Raft log, a classic one does not.
+    if std::env::var("RELANCE_QUEUE_TYPE").as_deref() != Ok("classic") {
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    }
     publishing
         .queue_declare(
             queue.as_str().into(),

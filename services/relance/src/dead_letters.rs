@@ -94,14 +94,7 @@ impl Desk {
         let connection = relance_messaging::connect(&settings.amqp_url, "cli").await?;
         let channel = connection.create_channel().await.context("opening a channel")?;
         // The dead-letter queue may not exist yet if no service ever ran.
-        declare_topology(
-            &channel,
-            &names,
-            &TopologyOptions {
-                queue_expires: settings.queue_expires,
-            },
-        )
-        .await?;
+        declare_topology(&channel, &names, &TopologyOptions::from_settings(settings)).await?;
         let _ = channel.close(200, "declared".into()).await;
         let desk = Self {
             db,

@@ -301,7 +301,12 @@ pub async fn run(settings: Settings, days: u32) -> anyhow::Result<()> {
     {
         let channel = connection.create_channel().await?;
         let _ = delete_topology(&channel, &names).await;
-        relance_messaging::declare_topology(&channel, &names, &Default::default()).await?;
+        relance_messaging::declare_topology(
+            &channel,
+            &names,
+            &relance_messaging::TopologyOptions::from_settings(&settings),
+        )
+        .await?;
     }
     let publisher = Publisher::open(&connection).await?;
     let simulated = SimulatedClock::starting_at(start);

@@ -405,14 +405,7 @@ async fn publish(
     let connection = relance_messaging::connect(&settings.amqp_url, "import").await?;
     let channel = connection.create_channel().await.context("opening a channel")?;
     // The exchange and queues may not exist yet if no service ever ran.
-    declare_topology(
-        &channel,
-        &names,
-        &TopologyOptions {
-            queue_expires: settings.queue_expires,
-        },
-    )
-    .await?;
+    declare_topology(&channel, &names, &TopologyOptions::from_settings(settings)).await?;
     let _ = channel.close(200, "declared".into()).await;
     let publisher = Publisher::open(&connection).await?;
     let bar = progress_bar(messages.len());

@@ -308,14 +308,7 @@ pub(crate) async fn publish_and_wait(
     let connection = relance_messaging::connect(&settings.amqp_url, "cli").await?;
     let channel = connection.create_channel().await.context("opening a channel")?;
     // The exchange and queues may not exist yet if no service ever ran.
-    declare_topology(
-        &channel,
-        &names,
-        &TopologyOptions {
-            queue_expires: settings.queue_expires,
-        },
-    )
-    .await?;
+    declare_topology(&channel, &names, &TopologyOptions::from_settings(settings)).await?;
     let publisher = Publisher::open(&connection).await?;
     publish_inbound(&publisher, &names, routing_key, body).await?;
     publisher.close().await;

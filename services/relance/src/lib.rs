@@ -154,3 +154,44 @@ pub fn shutdown_on_signals() -> CancellationToken {
     });
     token
 }
+
+/// `relance migrate-queues`: gives the namespace's queues the type `RELANCE_QUEUE_TYPE` asks
+/// for, and prints what became of each.
+pub async fn migrate_queues(settings: &relance_config::Settings) -> anyhow::Result<()> {
+    let names = relance_contracts::names::Names::new(&settings.namespace);
+    let options = relance_messaging::TopologyOptions::from_settings(settings);
+    let connection = relance_messaging::connect(&settings.amqp_url, "migrate-queues").await?;
+    let report = relance_messaging::migrate_queues(&connection, &names, &options)
+        .await
+        .context("relance migrate-queues")?;
+    let mut replaced = 0;
+    for (queue, fate) in &report {
+        use relance_messaging::QueueMigration as M;
+        let line = match fate {
+            M::Created => "created".to_string(),
+            M::Unchanged => continue,
+            M::Replaced { moved } => {
+                replaced += 1;
+                format!(
+                    "now a {} queue, {moved} messages moved",
+                    options.queue_type.as_str()
+                )
+            }
+            M::Drained { moved } => {
+                format!("former delay queue: {moved} messages back to its work queue, deleted")
+            }
+        };
+        println!("{queue}: {line}");
+    }
+    println!(
+        "{} queues of namespace {} are {} queues ({replaced} replaced).",
+        report
+            .iter()
+            .filter(|(_, f)| !matches!(f, relance_messaging::QueueMigration::Drained { .. }))
+            .count(),
+        settings.namespace,
+        options.queue_type.as_str()
+    );
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
+}

@@ -31,6 +31,9 @@ enum Command {
     },
     /// Create the database if needed and apply migrations.
     Migrate,
+    /// Give the namespace's queues the type RELANCE_QUEUE_TYPE asks for (classic to quorum),
+    /// moving their messages. Stop every relance service first (docs/scaling.md).
+    MigrateQueues,
     /// Pause, resume or end an invoice's sequence: publishes the same inbound message as
     /// another system would (promise, dispute, resolve, credit, write-off, lifecycle).
     Invoice {
@@ -96,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_vars(cli.settings.into_vars())?;
     let service_name = match &cli.command {
         Command::Run { services } => format!("relance-{}", services.join("-")),
-        Command::Migrate => "relance-migrate".to_string(),
+        Command::Migrate | Command::MigrateQueues => "relance-migrate".to_string(),
         Command::Demo { .. } => "relance-demo".to_string(),
         Command::Invoice { .. }
         | Command::Invoices { .. }
@@ -147,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => relance_storage::migrate(&settings.database_url)
             .await
             .context("relance migrate"),
+        Command::MigrateQueues => relance::migrate_queues(&settings).await,
         Command::Demo { days } => relance::demo::run(settings, days).await,
         Command::Invoice { command, wait } => {
             let wait = wait.map(std::time::Duration::from_secs);

@@ -292,8 +292,8 @@ async fn renew_lease_while_delivering(
 /// is as good as unreadable.
 const LAST_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The delivery gate of one claimed step: records stages in short statements of their own,
-/// and makes the last check before the point of no return. No transaction stays open while
+/// The delivery gate of one claimed step: makes the last check before the point of no
+/// return, which records stage `data_end_sent`. No transaction stays open while
 /// the provider answers: a payment committed after the last check marks the step, and the
 /// delivery is journaled as sent with the payment's time beside it, never as cancelled.
 struct StepGate<'a> {
@@ -304,15 +304,12 @@ struct StepGate<'a> {
 
 impl courier::DeliveryGate for StepGate<'_> {
     fn reached(&self, stage: DeliveryStage) -> futures_util::future::BoxFuture<'_, ()> {
+        // Not written: a delivery interrupted once connected, or with its envelope accepted,
+        // is settled by the sweep as one interrupted right after its claim (nothing went out:
+        // delivered again). Writing them cost two transactions per email and changed
+        // nothing a recovery decides; `data_end_sent` (the last check) and `answered` stay.
         Box::pin(async move {
-            let recorded = tokio::time::timeout(
-                LAST_CHECK_TIMEOUT,
-                steps::record_stage(self.db, self.step.id, self.attempt, stage),
-            )
-            .await;
-            if !matches!(recorded, Ok(Ok(_))) {
-                tracing::warn!(stage = stage.as_str(), "recording the delivery stage failed");
-            }
+            tracing::debug!(stage = stage.as_str(), "delivery stage reached");
         })
     }
 

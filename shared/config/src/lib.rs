@@ -146,6 +146,37 @@ impl std::str::FromStr for InterruptedDelivery {
     }
 }
 
+/// The type of relance's queues (`RELANCE_QUEUE_TYPE`). A queue's type is fixed when it is
+/// first declared: changing it needs `relance migrate-queues`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// Replicated by a RabbitMQ cluster (Raft), with a delivery limit (default).
+    #[default]
+    Quorum,
+    /// One node's queue, as relance declared them before quorum queues.
+    Classic,
+}
+
+impl QueueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quorum" => Ok(Self::Quorum),
+            "classic" => Ok(Self::Classic),
+            other => Err(format!("{other:?}: expected quorum or classic")),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     pub database_url: String,
@@ -211,6 +242,11 @@ pub struct Settings {
     pub call_task_days: u32,
     /// Queues unused for this long are deleted by the broker (tests set it; unset in production).
     pub queue_expires: Option<Duration>,
+    /// `RELANCE_QUEUE_TYPE`: quorum (default) or classic.
+    pub queue_type: QueueType,
+    /// `RELANCE_QUEUE_DELIVERY_LIMIT`: deliveries of a message never settled before a quorum
+    /// queue dead-letters it.
+    pub queue_delivery_limit: u32,
     /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
     /// `None`: not served.
     pub health_addr: Option<std::net::SocketAddr>,
@@ -535,6 +571,8 @@ impl Settings {
             lease: env.millis("RELANCE_LEASE_MS")?,
             retention: retention(&env)?,
             interrupted_delivery: env.parsed("RELANCE_INTERRUPTED_DELIVERY")?,
+            queue_type: env.parsed("RELANCE_QUEUE_TYPE")?,
+            queue_delivery_limit: env.parsed("RELANCE_QUEUE_DELIVERY_LIMIT")?,
             queue_expires: match env.get("RELANCE_QUEUE_EXPIRES_MS") {
                 None => None,
                 Some(_) => Some(env.millis("RELANCE_QUEUE_EXPIRES_MS")?),
@@ -597,6 +635,9 @@ impl Settings {
         }
         if settings.scheduler_batch <= 0 {
             return Err(anyhow!("RELANCE_SCHEDULER_BATCH must be positive"));
+        }
+        if settings.queue_delivery_limit == 0 {
+            return Err(anyhow!("RELANCE_QUEUE_DELIVERY_LIMIT must be positive"));
         }
         if settings.prefetch == 0 {
             return Err(anyhow!("RELANCE_PREFETCH must be positive"));

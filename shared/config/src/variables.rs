@@ -135,6 +135,8 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_RETENTION_INTERVAL_MS", Value("600000"), "pause between two retention passes"),
     setting("RELANCE_RETENTION_BATCH", Value("10000"), "rows deleted per statement"),
     setting("RELANCE_INTERRUPTED_DELIVERY", Value("report"), "a delivery interrupted after it was sent: report (alias fail) or resend"),
+    setting("RELANCE_QUEUE_TYPE", Value("quorum"), "quorum (replicated across a RabbitMQ cluster) or classic (the queues of relance before quorum queues; see docs/scaling.md to migrate)"),
+    setting("RELANCE_QUEUE_DELIVERY_LIMIT", Value("20"), "quorum queues: times a message may come back unsettled (its consumer died holding it) before the broker dead-letters it"),
     setting("RELANCE_QUEUE_EXPIRES_MS", Unset, "queues unused this long are deleted by the broker (tests only)"),
     setting("RELANCE_CREDITOR_NAME", Value("Exemple SAS"), "your company, printed on every message"),
     setting("RELANCE_CREDITOR_ADDRESS", Value("1 rue de l'Exemple\\n75001 Paris"), "postal address; \\n separates lines"),

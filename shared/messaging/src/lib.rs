@@ -5,6 +5,7 @@
 
 pub mod consume;
 pub mod dead_letters;
+pub mod migrate;
 pub mod publish;
 pub mod relay;
 pub mod supervise;
@@ -13,10 +14,14 @@ pub mod worker;
 
 pub use consume::{consume, consume_watched, HandlerError, Incoming};
 pub use consume::{retry_tier, NextAttempt, RetryDecision, RetryPolicy, OUTAGE_WAIT_CAP, RETRY_TIERS};
+pub use migrate::{migrate_queues, QueueMigration};
 pub use publish::{properties, Publisher};
 pub use relay::{run_outbox_relay, run_outbox_relay_watched};
 pub use supervise::{supervise, Readiness};
-pub use topology::{declare_topology, delete_topology, exchange_of_queue, TopologyOptions};
+pub use topology::{
+    declare_topology, delete_topology, exchange_of_queue, queue_plan, PlannedQueue, QueueType,
+    TopologyOptions, DEFAULT_DELIVERY_LIMIT,
+};
 pub use worker::run_queue_worker;
 
 use anyhow::Context;

@@ -64,9 +64,7 @@ where
 {
     let s = &config.settings;
     let names = Names::new(&s.namespace);
-    let topology = TopologyOptions {
-        queue_expires: s.queue_expires,
-    };
+    let topology = TopologyOptions::from_settings(s);
     let queue = queue(&names);
     let consumer_beat = readiness.loops().register(&format!(
         "consumer {}",

@@ -56,6 +56,7 @@ impl Broker {
         let channel = connection.create_channel().await.unwrap();
         let options = TopologyOptions {
             queue_expires: Some(Duration::from_secs(600)),
+            ..Default::default()
         };
         declare_topology(&channel, &names, &options).await.unwrap();
         let _ = channel.close(200, "declared".into()).await;
@@ -152,9 +153,10 @@ impl Broker {
         declared.message_count()
     }
 
-    /// Messages waiting in any delay queue of the work queue (the tiers and the former one).
+    /// Messages waiting in any delay queue of the work queue (the former one is not
+    /// declared with quorum queues, and nothing is sent to it).
     async fn waiting_for_retry(&self) -> u32 {
-        let mut total = self.message_count(&Names::retry_queue(&self.queue)).await;
+        let mut total = 0;
         for (tier, _) in RETRY_TIERS {
             total += self
                 .message_count(&Names::retry_tier_queue(&self.queue, tier))
