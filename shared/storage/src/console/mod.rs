@@ -1,0 +1,7 @@
+//! What the collections console reads: the tracking table, a customer's and an invoice's
+//! timeline, aging and DSO, the steps' effectiveness. Read-only queries, each over an index
+//! (migrations/20261205000000_console.sql), so the collections dashboard can reuse them.
+
+pub mod figures;
+pub mod invoices;
+pub mod timeline;
