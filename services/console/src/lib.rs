@@ -69,12 +69,13 @@ pub async fn connect_read_only(database_url: &str, pool_size: u32) -> anyhow::Re
         .max_connections(pool_size.max(1))
         .after_connect(|conn, _| {
             Box::pin(async move {
-                sqlx::query(&format!(
-                    "SET ROLE {READ_ROLE}; SET default_transaction_read_only = on"
-                ))
-                .execute(conn)
-                .await
-                .map(|_| ())
+                sqlx::query(&format!("SET ROLE {READ_ROLE}"))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("SET default_transaction_read_only = on")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
             })
         })
         .connect(database_url)

@@ -14,6 +14,7 @@ use relance_domain::collections::CollectionStatus;
 use relance_storage::console::figures::{self, AgingRow, AGING_BUCKETS};
 use relance_storage::console::invoices::{self, Cursor, Filter, Sort};
 use relance_storage::console::timeline;
+use relance_storage::console::cents;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -184,7 +185,7 @@ async fn customer_data(console: &Shared, id: &str) -> Result<Value, Failure> {
     let balance: BTreeMap<String, Decimal> = timeline::customer_balance(&console.db, id)
         .await?
         .into_iter()
-        .map(|(c, b)| (c, b.round_dp(2)))
+        .map(|(c, b)| (c, cents(b)))
         .collect();
     let entries = timeline::customer_timeline(&console.db, id, CUSTOMER_TIMELINE).await?;
     Ok(json!({
@@ -209,9 +210,9 @@ async fn invoice_data(console: &Shared, number: &str) -> Result<Value, Failure> 
     let mut invoice = timeline::invoice(&console.db, number)
         .await?
         .ok_or_else(|| Failure::not_found(format!("no invoice {number:?}")))?;
-    invoice.amount = invoice.amount.round_dp(2);
-    invoice.balance = invoice.balance.round_dp(2);
-    invoice.credited = invoice.credited.round_dp(2);
+    invoice.amount = cents(invoice.amount);
+    invoice.balance = cents(invoice.balance);
+    invoice.credited = cents(invoice.credited);
     // Its row of the tracking table gives the status, by the same rule as everywhere.
     let tracked = invoices::one(&console.db, now(console), number).await?;
     let status = tracked.as_ref().map(|t| t.status.clone());
@@ -289,7 +290,7 @@ async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Resul
     }
     let mut rows = figures::aging(&console.db, as_of, today).await?;
     for row in &mut rows {
-        row.outstanding = row.outstanding.round_dp(2);
+        row.outstanding = cents(row.outstanding);
     }
     let dso = figures::dso(&console.db, as_of, today, months).await?;
     Ok(Aging {

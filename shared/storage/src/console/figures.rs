@@ -184,9 +184,10 @@ pub async fn dso(db: &PgPool, as_of: NaiveDate, today: NaiveDate, months: u32) -
                     .filter(|(c, month, _)| *c == currency && *month == from)
                     .map(|(_, _, amount)| *amount)
                     .sum();
-                (from, to, s)
+                (from, to, super::cents(s))
             })
             .collect();
+        let owed = super::cents(owed);
         let (dso_days, periods) = countback(owed, &series);
         out.push(Dso {
             currency,

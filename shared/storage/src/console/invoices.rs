@@ -273,8 +273,8 @@ async fn track(db: &PgPool, rows: Vec<Row>, now: DateTime<Utc>) -> anyhow::Resul
             customer_id: row.customer_id,
             customer_name: row.customer_name,
             segment: row.segment,
-            amount: row.amount.round_dp(2),
-            balance: row.balance.round_dp(2),
+            amount: super::cents(row.amount),
+            balance: super::cents(row.balance),
             currency: row.currency,
             issued_on: row.issued_on,
             due_on: row.due_on,
@@ -379,7 +379,7 @@ pub async fn totals(
             _ => {
                 for total in totals.values_mut() {
                     for amount in total.balance.values_mut() {
-                        *amount = amount.round_dp(2);
+                        *amount = super::cents(*amount);
                     }
                 }
                 return Ok(totals);

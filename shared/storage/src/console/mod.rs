@@ -5,3 +5,12 @@
 pub mod figures;
 pub mod invoices;
 pub mod timeline;
+
+use rust_decimal::Decimal;
+
+/// An amount as the console shows it: two decimals, always (`0.00`, `1200.50`).
+pub fn cents(amount: Decimal) -> Decimal {
+    let mut rounded = amount.round_dp(2);
+    rounded.rescale(2);
+    rounded
+}
