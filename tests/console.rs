@@ -77,8 +77,20 @@ async fn start() -> Setup {
     Setup { env, scratch }
 }
 
-async fn issue(env: &TestEnv, number: &str, amount: &str, issued: (u32, u32), due: (u32, u32), customer: Value) {
-    let mut invoice = invoice_issued(number, amount, date(2026, issued.0, issued.1), date(2026, due.0, due.1));
+async fn issue(
+    env: &TestEnv,
+    number: &str,
+    amount: &str,
+    issued: (u32, u32),
+    due: (u32, u32),
+    customer: Value,
+) {
+    let mut invoice = invoice_issued(
+        number,
+        amount,
+        date(2026, issued.0, issued.1),
+        date(2026, due.0, due.1),
+    );
     if let Some(fields) = customer.as_object() {
         for (k, v) in fields {
             invoice["invoice"]["customer"][k] = v.clone();
@@ -90,9 +102,25 @@ async fn issue(env: &TestEnv, number: &str, amount: &str, issued: (u32, u32), du
 
 /// The ledger: one invoice per collections status on 13 March 10:00 UTC.
 async fn load_ledger(env: &TestEnv) {
-    issue(env, "F-WARN", "100.00", (3, 2), (3, 25), json!({ "name": XSS_NAME, "risk": "low" })).await;
+    issue(
+        env,
+        "F-WARN",
+        "100.00",
+        (3, 2),
+        (3, 25),
+        json!({ "name": XSS_NAME, "risk": "low" }),
+    )
+    .await;
     issue(env, "F-NOTDUE", "200.00", (3, 2), (3, 14), json!({})).await;
-    issue(env, "F-CALL", "300.00", (3, 2), (3, 9), json!({ "phone": "+33612345678", "risk": "high" })).await;
+    issue(
+        env,
+        "F-CALL",
+        "300.00",
+        (3, 2),
+        (3, 9),
+        json!({ "phone": "+33612345678", "risk": "high" }),
+    )
+    .await;
     issue(env, "F-FORMAL", "400.00", (2, 20), (3, 1), json!({})).await;
     issue(env, "F-PAID", "500.00", (3, 2), (3, 9), json!({})).await;
     issue(env, "F-CLOSED", "600.00", (3, 2), (3, 9), json!({})).await;
@@ -115,12 +143,17 @@ async fn load_ledger(env: &TestEnv) {
     env.wait_journal("F-CLOSED", names::INVOICE_CLOSED, 1).await;
     env.run_until(date(2026, 3, 11)).await;
     // Paid the day after its first reminder.
-    env.move_clock(Utc.with_ymd_and_hms(2026, 3, 12, 10, 0, 0).unwrap()).await;
-    env.publish(names::PAYMENT_RECEIVED, &payment_received("P-1", "F-PAID", "500.00", date(2026, 3, 12)))
+    env.move_clock(Utc.with_ymd_and_hms(2026, 3, 12, 10, 0, 0).unwrap())
         .await;
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("P-1", "F-PAID", "500.00", date(2026, 3, 12)),
+    )
+    .await;
     env.wait_journal("F-PAID", names::INVOICE_SETTLED, 1).await;
     env.run_until(date(2026, 3, 12)).await;
-    env.set_time(Utc.with_ymd_and_hms(2026, 3, 13, 10, 0, 0).unwrap()).await;
+    env.set_time(Utc.with_ymd_and_hms(2026, 3, 13, 10, 0, 0).unwrap())
+        .await;
     env.wait_journal("F-CALL", names::CALL_TASK_OPENED, 1).await;
 }
 
@@ -162,13 +195,20 @@ async fn all_pages(base: &str, query: &str) -> (Vec<String>, usize) {
     loop {
         let page = get_json(&url).await;
         pages += 1;
-        assert_eq!(page["totals"].is_null(), pages > 1, "totals on the first page only: {page}");
+        assert_eq!(
+            page["totals"].is_null(),
+            pages > 1,
+            "totals on the first page only: {page}"
+        );
         out.extend(numbers(&page));
         match page["next"].as_str() {
             Some(next) => {
-                url = reqwest::Url::parse_with_params(&format!("{base}/api/invoices?{query}"), &[("after", next)])
-                    .unwrap()
-                    .to_string()
+                url = reqwest::Url::parse_with_params(
+                    &format!("{base}/api/invoices?{query}"),
+                    &[("after", next)],
+                )
+                .unwrap()
+                .to_string()
             }
             None => return (out, pages),
         }
@@ -188,7 +228,12 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["number"].as_str().unwrap().into(), i["status"].as_str().unwrap().into()))
+        .map(|i| {
+            (
+                i["number"].as_str().unwrap().into(),
+                i["status"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     let expected: BTreeMap<String, String> = [
         ("F-WARN", "to_warn"),
@@ -211,7 +256,16 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
             "the console and `relance invoices` agree on {number}"
         );
     }
-    for status in ["to_warn", "not_due", "to_remind", "to_formalise", "paused", "settled", "closed", "handed_off"] {
+    for status in [
+        "to_warn",
+        "not_due",
+        "to_remind",
+        "to_formalise",
+        "paused",
+        "settled",
+        "closed",
+        "handed_off",
+    ] {
         assert_eq!(all["totals"][status]["count"], 1, "{status}: {}", all["totals"]);
     }
     assert_eq!(all["totals"]["to_remind"]["balance"]["EUR"], "300.00");
@@ -241,12 +295,19 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
     assert_eq!(only("segment=high").await, ["F-CALL"]);
     assert_eq!(only("customer=C-F-PAID").await, ["F-PAID"]);
     let overdue: BTreeSet<String> = only("overdue_min=1&overdue_max=10").await.into_iter().collect();
-    let want: BTreeSet<String> = ["F-CALL", "F-PAID", "F-CLOSED", "F-PAUSE"].map(String::from).into();
+    let want: BTreeSet<String> = ["F-CALL", "F-PAID", "F-CLOSED", "F-PAUSE"]
+        .map(String::from)
+        .into();
     assert_eq!(overdue, want, "due between 3 and 12 March");
     let filtered = get_json(&format!("{base}/api/invoices?segment=medium")).await;
-    assert_eq!(filtered["totals"]["to_remind"]["count"], 0, "totals follow the filter");
+    assert_eq!(
+        filtered["totals"]["to_remind"]["count"], 0,
+        "totals follow the filter"
+    );
     assert_eq!(filtered["totals"]["paused"]["count"], 1);
-    let bad = reqwest::get(format!("{base}/api/invoices?status=late")).await.unwrap();
+    let bad = reqwest::get(format!("{base}/api/invoices?status=late"))
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
 
     // Keyset pages: every invoice once, in order, whatever the page size and sort.
@@ -267,8 +328,11 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
         let mut out: BTreeMap<String, rust_decimal::Decimal> = BTreeMap::new();
         for r in aging["rows"].as_array().unwrap() {
             assert_eq!(r["currency"], "EUR");
-            *out.entry(r["bucket"].as_str().unwrap().into()).or_default() +=
-                r["outstanding"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap();
+            *out.entry(r["bucket"].as_str().unwrap().into()).or_default() += r["outstanding"]
+                .as_str()
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap();
         }
         out.into_iter().map(|(k, v)| (k, v.to_string())).collect()
     };
@@ -302,7 +366,9 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
     assert_eq!(reminder_1["sent"], 2, "{effect}");
     assert_eq!(reminder_1["paid_within_3_days"], 1);
     assert_eq!(reminder_1["paid_within_14_days"], 1);
-    assert!(get_text(&format!("{base}/effectiveness")).await.contains("reminder_1"));
+    assert!(get_text(&format!("{base}/effectiveness"))
+        .await
+        .contains("reminder_1"));
 
     // An invoice's timeline: the sends with their subject and stored message, the chain
     // verified.
@@ -311,10 +377,17 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
     assert_eq!(invoice["chain"]["intact"], true, "{}", invoice["chain"]);
     let timeline = invoice["timeline"].as_array().unwrap();
     let actions: Vec<&str> = timeline.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for action in [names::INVOICE_REGISTERED, names::REMINDER_SENT, names::CALL_TASK_OPENED] {
+    for action in [
+        names::INVOICE_REGISTERED,
+        names::REMINDER_SENT,
+        names::CALL_TASK_OPENED,
+    ] {
         assert!(actions.contains(&action), "{actions:?}");
     }
-    let sent = timeline.iter().find(|e| e["action"] == names::REMINDER_SENT).unwrap();
+    let sent = timeline
+        .iter()
+        .find(|e| e["action"] == names::REMINDER_SENT)
+        .unwrap();
     let subject = sent["subject"].as_str().unwrap();
     assert!(subject.contains("F-CALL"), "{subject}");
     assert_eq!(sent["has_proof"], true);
@@ -343,7 +416,10 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert!(actions.contains(&names::REMINDER_FALLBACK), "the call fell back to email: {actions:?}");
+    assert!(
+        actions.contains(&names::REMINDER_FALLBACK),
+        "the call fell back to email: {actions:?}"
+    );
     assert!(actions.contains(&names::CALL_TASK_OPENED) || actions.contains(&names::REMINDER_SENT));
 
     // The task form: refused without its CSRF token, then it publishes call.outcome and the
@@ -408,7 +484,9 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
         .find(|e| e["action"] == names::CALL_OUTCOME_RECORDED)
         .unwrap_or_else(|| panic!("{after}"));
     assert_eq!(outcome["detail"]["outcome"], "reached", "{outcome}");
-    assert!(get_text(&format!("{base}{location}")).await.contains(names::CALL_OUTCOME_RECORDED));
+    assert!(get_text(&format!("{base}{location}"))
+        .await
+        .contains(names::CALL_OUTCOME_RECORDED));
 
     setup.env.stop().await;
     let _ = std::fs::remove_dir_all(&setup.scratch);

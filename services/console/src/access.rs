@@ -146,7 +146,10 @@ mod tests {
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
         assert_eq!(presented(&h).as_deref(), Some("abc"));
         let basic = base64::engine::general_purpose::STANDARD.encode("anyone:abc");
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {basic}")).unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {basic}")).unwrap(),
+        );
         assert_eq!(presented(&h).as_deref(), Some("abc"));
     }
 

@@ -53,7 +53,10 @@ impl Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
         tracing::error!(error = format!("{e:#}"), "console request failed");
-        Self(StatusCode::INTERNAL_SERVER_ERROR, "internal error (see the console's log)".into())
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the console's log)".into(),
+        )
     }
 }
 
@@ -124,7 +127,8 @@ pub async fn serve(
         templates: views::templates()?,
         csrf: Csrf::new(),
     });
-    let app = pages::router(console).layer(axum::middleware::from_fn_with_state(token, access::require_token));
+    let app =
+        pages::router(console).layer(axum::middleware::from_fn_with_state(token, access::require_token));
     let server = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -11,10 +11,10 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use relance_domain::collections::CollectionStatus;
+use relance_storage::console::cents;
 use relance_storage::console::figures::{self, AgingRow, AGING_BUCKETS};
 use relance_storage::console::invoices::{self, Cursor, Filter, Sort};
 use relance_storage::console::timeline;
-use relance_storage::console::cents;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -129,7 +129,10 @@ async fn tracking_api(State(console): State<Shared>, Query(params): Params) -> R
     Ok(Json(table(&console, &q).await?))
 }
 
-async fn tracking_page(State(console): State<Shared>, Query(params): Params) -> Result<Html<String>, Failure> {
+async fn tracking_page(
+    State(console): State<Shared>,
+    Query(params): Params,
+) -> Result<Html<String>, Failure> {
     let q = table_query(&params)?;
     let data = table(&console, &q).await?;
     let next_href = data["next"].as_str().map(|next| {
@@ -201,7 +204,10 @@ async fn customer_api(State(console): State<Shared>, Path(id): Path<String>) -> 
     Ok(Json(customer_data(&console, &id).await?))
 }
 
-async fn customer_page(State(console): State<Shared>, Path(id): Path<String>) -> Result<Html<String>, Failure> {
+async fn customer_page(
+    State(console): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, Failure> {
     let data = customer_data(&console, &id).await?;
     render(&console, "customer.html", minijinja::Value::from_serialize(&data))
 }
@@ -228,11 +234,17 @@ async fn invoice_data(console: &Shared, number: &str) -> Result<Value, Failure> 
     }))
 }
 
-async fn invoice_api(State(console): State<Shared>, Path(number): Path<String>) -> Result<Json<Value>, Failure> {
+async fn invoice_api(
+    State(console): State<Shared>,
+    Path(number): Path<String>,
+) -> Result<Json<Value>, Failure> {
     Ok(Json(invoice_data(&console, &number).await?))
 }
 
-async fn invoice_page(State(console): State<Shared>, Path(number): Path<String>) -> Result<Html<String>, Failure> {
+async fn invoice_page(
+    State(console): State<Shared>,
+    Path(number): Path<String>,
+) -> Result<Html<String>, Failure> {
     let data = invoice_data(&console, &number).await?;
     render(&console, "invoice.html", minijinja::Value::from_serialize(&data))
 }
@@ -359,13 +371,23 @@ async fn effectiveness_data(console: &Shared, params: &HashMap<String, String>) 
     Ok(json!({ "from": from, "to": to, "rows": rows }))
 }
 
-async fn effectiveness_api(State(console): State<Shared>, Query(params): Params) -> Result<Json<Value>, Failure> {
+async fn effectiveness_api(
+    State(console): State<Shared>,
+    Query(params): Params,
+) -> Result<Json<Value>, Failure> {
     Ok(Json(effectiveness_data(&console, &params).await?))
 }
 
-async fn effectiveness_page(State(console): State<Shared>, Query(params): Params) -> Result<Html<String>, Failure> {
+async fn effectiveness_page(
+    State(console): State<Shared>,
+    Query(params): Params,
+) -> Result<Html<String>, Failure> {
     let data = effectiveness_data(&console, &params).await?;
-    render(&console, "effectiveness.html", minijinja::Value::from_serialize(&data))
+    render(
+        &console,
+        "effectiveness.html",
+        minijinja::Value::from_serialize(&data),
+    )
 }
 
 // ---- call tasks ----
@@ -426,13 +448,18 @@ async fn record_outcome(
             "the form's CSRF token is missing or does not match: reload the task page and try again".into(),
         ));
     }
-    let promised_on = match form.promised_on.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(day) => Some(
-            day.parse::<NaiveDate>()
-                .map_err(|_| Failure::bad_request(format!("promised_on={day:?} is not a date (YYYY-MM-DD)")))?,
-        ),
-    };
+    let promised_on =
+        match form
+            .promised_on
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(day) => Some(day.parse::<NaiveDate>().map_err(|_| {
+                Failure::bad_request(format!("promised_on={day:?} is not a date (YYYY-MM-DD)"))
+            })?),
+        };
     let event_id = format!("console-{}", Uuid::new_v4().simple());
     let call = relance_sequence::call_outcome::RecordedCall {
         invoice_number: form.invoice_number.clone(),
@@ -443,7 +470,12 @@ async fn record_outcome(
         note: form.note,
     };
     let message = relance_sequence::call_outcome::call_outcome_message(call, event_id.clone(), now(&console))
-        .map_err(|r| Failure(StatusCode::UNPROCESSABLE_ENTITY, format!("refused before publishing: {r}")))?;
+        .map_err(|r| {
+            Failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("refused before publishing: {r}"),
+            )
+        })?;
     let body = serde_json::to_value(&message).context("encoding call.outcome")?;
     publish(&console, relance_contracts::names::CALL_OUTCOME, &body).await?;
     let number = message.call.invoice_number;

@@ -11,7 +11,10 @@ const TEMPLATES: [(&str, &str); 8] = [
     ("customer.html", include_str!("../templates/customer.html")),
     ("invoice.html", include_str!("../templates/invoice.html")),
     ("aging.html", include_str!("../templates/aging.html")),
-    ("effectiveness.html", include_str!("../templates/effectiveness.html")),
+    (
+        "effectiveness.html",
+        include_str!("../templates/effectiveness.html"),
+    ),
     ("tasks.html", include_str!("../templates/tasks.html")),
 ];
 

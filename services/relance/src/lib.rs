@@ -108,7 +108,11 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
     }
     if names.contains(&relance_console::SERVICE) {
         let (config, shutdown) = (config.clone(), shutdown.clone());
-        tasks.spawn(async move { relance_console::run(config, shutdown).await.context("the console") });
+        tasks.spawn(async move {
+            relance_console::run(config, shutdown)
+                .await
+                .context("the console")
+        });
     }
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {

@@ -131,7 +131,13 @@ pub async fn publish_inbound(
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string();
-    let props = properties(&message_id, &message_id, routing_key, Utc::now(), &BTreeMap::new());
+    let props = properties(
+        &message_id,
+        &message_id,
+        routing_key,
+        Utc::now(),
+        &BTreeMap::new(),
+    );
     let payload = serde_json::to_vec(body).context("encoding the message")?;
     publisher
         .publish(&names.inbound_exchange(), routing_key, &payload, props, true)

@@ -75,7 +75,12 @@ pub async fn aging(db: &PgPool, as_of: NaiveDate, today: NaiveDate) -> anyhow::R
             outstanding,
         })
         .collect();
-    let rank = |b: &str| AGING_BUCKETS.iter().position(|x| *x == b).unwrap_or(AGING_BUCKETS.len());
+    let rank = |b: &str| {
+        AGING_BUCKETS
+            .iter()
+            .position(|x| *x == b)
+            .unwrap_or(AGING_BUCKETS.len())
+    };
     out.sort_by(|a, b| {
         (&a.currency, &a.segment, rank(&a.bucket)).cmp(&(&b.currency, &b.segment, rank(&b.bucket)))
     });
@@ -108,7 +113,10 @@ pub struct Dso {
 /// The countback: the receivables at the end are matched against the sales of the latest
 /// period, then the one before, and so on; each period whose sales they exceed counts in
 /// full, the last one in proportion. `periods` come newest first as (from, to, sales).
-pub fn countback(receivables: Decimal, periods: &[(NaiveDate, NaiveDate, Decimal)]) -> (Option<Decimal>, Vec<CountbackPeriod>) {
+pub fn countback(
+    receivables: Decimal,
+    periods: &[(NaiveDate, NaiveDate, Decimal)],
+) -> (Option<Decimal>, Vec<CountbackPeriod>) {
     let mut left = receivables;
     let mut total = Decimal::ZERO;
     let mut out = Vec::new();
@@ -117,11 +125,7 @@ pub fn countback(receivables: Decimal, periods: &[(NaiveDate, NaiveDate, Decimal
             break;
         }
         let days = Decimal::from((to - from).num_days() + 1);
-        let counted = if sales > left {
-            days * left / sales
-        } else {
-            days
-        };
+        let counted = if sales > left { days * left / sales } else { days };
         left -= sales.min(left);
         total += counted;
         out.push(CountbackPeriod {
@@ -153,13 +157,14 @@ fn periods_back(as_of: NaiveDate, months: u32) -> Vec<(NaiveDate, NaiveDate)> {
 
 /// DSO per currency on `as_of`, by countback over at most `months` months of sales.
 pub async fn dso(db: &PgPool, as_of: NaiveDate, today: NaiveDate, months: u32) -> anyhow::Result<Vec<Dso>> {
-    let receivables: BTreeMap<String, Decimal> = aging(db, as_of, today)
-        .await?
-        .into_iter()
-        .fold(BTreeMap::new(), |mut acc, row| {
-            *acc.entry(row.currency).or_default() += row.outstanding;
-            acc
-        });
+    let receivables: BTreeMap<String, Decimal> =
+        aging(db, as_of, today)
+            .await?
+            .into_iter()
+            .fold(BTreeMap::new(), |mut acc, row| {
+                *acc.entry(row.currency).or_default() += row.outstanding;
+                acc
+            });
     let periods = periods_back(as_of, months);
     let Some(&(oldest, _)) = periods.last() else {
         return Ok(Vec::new());
@@ -215,7 +220,11 @@ pub struct StepEffect {
 /// For each policy step, channel (the one it went out on, after any fallback) and segment:
 /// how many went out between `from` and `to`, and how many of those invoices were settled
 /// within 3, 7 and 14 days after.
-pub async fn effectiveness(db: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<Vec<StepEffect>> {
+pub async fn effectiveness(
+    db: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<Vec<StepEffect>> {
     sqlx::query_as(
         "SELECT s.name AS step, coalesce(r.channel, s.channel) AS channel, c.risk AS segment,
                 count(*) AS sent,
@@ -248,7 +257,10 @@ mod tests {
     fn countback_counts_whole_months_then_the_share_of_the_last() {
         // 15 days of March sold 1000, February 2800 over 28 days: receivables of 2400 are
         // March's 1000 (15 days) and half of February (14 days).
-        let periods = [(d(3, 1), d(3, 15), Decimal::from(1000)), (d(2, 1), d(2, 28), Decimal::from(2800))];
+        let periods = [
+            (d(3, 1), d(3, 15), Decimal::from(1000)),
+            (d(2, 1), d(2, 28), Decimal::from(2800)),
+        ];
         let (dso, used) = countback(Decimal::from(2400), &periods);
         assert_eq!(dso, Some(Decimal::from(29)));
         assert_eq!(used.len(), 2);

@@ -4,10 +4,10 @@
 //! reading: invoices are read in index order, in batches, until the page is full.
 
 use crate::overview::{derive, plans, InvoiceFacts};
-use crate::rows::parse_tz;
+use crate::rows::{parse, parse_tz};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use relance_domain::collections::CollectionStatus;
+use relance_domain::collections::{collection_status, CollectionStatus, InvoiceState};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -77,9 +77,7 @@ impl Cursor {
         let bad = || anyhow!("the page cursor {s:?} is not valid");
         match (kind, key, number) {
             (Some("d"), Some(key), Some(n)) => Ok(Cursor::Due(key.parse().map_err(|_| bad())?, n.into())),
-            (Some("a"), Some(key), Some(n)) => {
-                Ok(Cursor::Amount(key.parse().map_err(|_| bad())?, n.into()))
-            }
+            (Some("a"), Some(key), Some(n)) => Ok(Cursor::Amount(key.parse().map_err(|_| bad())?, n.into())),
             _ => Err(bad()),
         }
     }
@@ -137,7 +135,8 @@ struct Row {
     paused: bool,
 }
 
-const SELECT_ROW: &str = "SELECT i.id, i.number, c.id AS customer_id, c.name AS customer_name, c.risk AS segment,
+const SELECT_ROW: &str =
+    "SELECT i.id, i.number, c.id AS customer_id, c.name AS customer_name, c.risk AS segment,
         i.amount, i.balance, trim(i.currency) AS currency, i.issued_on, i.due_on, i.status, c.timezone,
         EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL) AS paused
     FROM invoices i JOIN customers c ON c.id = i.customer_id";
@@ -156,17 +155,22 @@ fn due_range(filter: &Filter, now: DateTime<Utc>) -> (Option<NaiveDate>, Option<
             .or_else(|| today.checked_add_days(Days::new(days.unsigned_abs())))
     };
     // At least N days overdue: due on or before today - N; at most M: due on or after today - M.
-    (filter.overdue_max.and_then(back), filter.overdue_min.and_then(back))
+    (
+        filter.overdue_max.and_then(back),
+        filter.overdue_min.and_then(back),
+    )
 }
 
 /// One batch of rows after `cursor`, in `sort` order, with the SQL filters applied.
+/// With `open_unpaused`, only the open invoices without an active pause: the ones whose
+/// status depends on their plan.
 async fn read_rows(
     db: &PgPool,
     filter: &Filter,
     sort: Sort,
     cursor: Option<&Cursor>,
     now: DateTime<Utc>,
-    limit: i64,
+    (limit, open_unpaused): (i64, bool),
 ) -> anyhow::Result<Vec<Row>> {
     let (due_from, due_to) = due_range(filter, now);
     let (order, keyset) = match sort {
@@ -186,6 +190,8 @@ async fn read_rows(
            AND ($3::date IS NULL OR i.due_on >= $3)
            AND ($4::date IS NULL OR i.due_on <= $4)
            AND ($5::text[] IS NULL OR i.status = ANY($5))
+           AND (NOT $10 OR (i.status = 'open' AND NOT EXISTS
+                (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
            AND {keyset}
          ORDER BY {order} LIMIT $9"
     );
@@ -204,6 +210,7 @@ async fn read_rows(
         .bind(cursor_amount)
         .bind(cursor_number)
         .bind(limit)
+        .bind(open_unpaused)
         .fetch_all(db)
         .await
         .context("reading the tracking table")
@@ -301,7 +308,7 @@ pub async fn page(
         Some(_) => BATCH,
     };
     loop {
-        let rows = read_rows(db, filter, sort, cursor.as_ref(), now, batch).await?;
+        let rows = read_rows(db, filter, sort, cursor.as_ref(), now, (batch, false)).await?;
         let full = i64::try_from(rows.len()).unwrap_or(0) == batch;
         let tracked = track(db, rows, now).await?;
         let Some(last) = tracked.last().map(|r| cursor_of(sort, r)) else {
@@ -341,7 +348,9 @@ pub async fn one(db: &PgPool, now: DateTime<Utc>, number: &str) -> anyhow::Resul
 }
 
 /// Count and balance per status of every invoice the filter selects (the status filter
-/// aside), read in batches so memory stays bounded.
+/// aside). The invoices settled, closed, handed off or paused are counted by the database
+/// (the domain's rule gives their status without their plan); only the open, unpaused ones
+/// are read, in batches, and their status derived from their plan.
 pub async fn totals(
     db: &PgPool,
     now: DateTime<Utc>,
@@ -355,9 +364,45 @@ pub async fn totals(
         status: None,
         ..filter.clone()
     };
+    let (due_from, due_to) = due_range(&unfiltered, now);
+    let settled_or_paused: Vec<(String, bool, String, i64, Decimal)> = sqlx::query_as(
+        "SELECT i.status, EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL) AS paused,
+                trim(i.currency), count(*), sum(i.balance)
+         FROM invoices i JOIN customers c ON c.id = i.customer_id
+         WHERE ($1::text IS NULL OR c.risk = $1)
+           AND ($2::text IS NULL OR i.customer_id = $2)
+           AND ($3::date IS NULL OR i.due_on >= $3)
+           AND ($4::date IS NULL OR i.due_on <= $4)
+           AND (i.status <> 'open' OR EXISTS
+                (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL))
+         GROUP BY 1, 2, 3",
+    )
+    .bind(unfiltered.segment.as_deref())
+    .bind(unfiltered.customer.as_deref())
+    .bind(due_from)
+    .bind(due_to)
+    .fetch_all(db)
+    .await
+    .context("counting the invoices settled, closed, handed off or paused")?;
+    for (state, paused, currency, count, balance) in settled_or_paused {
+        let state: InvoiceState = parse("invoices", "(totals)", "status", &state)?;
+        // No plan needed for these: the rule decides on the state and the pause first.
+        let status = collection_status(state, paused, now.date_naive(), chrono_tz::UTC, &[], now);
+        let total = totals.entry(status.as_str().to_string()).or_default();
+        total.count += u64::try_from(count).unwrap_or(0);
+        *total.balance.entry(currency).or_default() += balance;
+    }
     let mut cursor: Option<Cursor> = None;
     loop {
-        let rows = read_rows(db, &unfiltered, Sort::DueDate, cursor.as_ref(), now, BATCH * 4).await?;
+        let rows = read_rows(
+            db,
+            &unfiltered,
+            Sort::DueDate,
+            cursor.as_ref(),
+            now,
+            (BATCH * 4, true),
+        )
+        .await?;
         let full = i64::try_from(rows.len()).unwrap_or(0) == BATCH * 4;
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let mut plans = plans(db, &ids).await?;
@@ -376,16 +421,15 @@ pub async fn totals(
         }
         match rows.last() {
             Some(last) if full => cursor = Some(Cursor::Due(last.due_on, last.number.clone())),
-            _ => {
-                for total in totals.values_mut() {
-                    for amount in total.balance.values_mut() {
-                        *amount = super::cents(*amount);
-                    }
-                }
-                return Ok(totals);
-            }
+            _ => break,
         }
     }
+    for total in totals.values_mut() {
+        for amount in total.balance.values_mut() {
+            *amount = super::cents(*amount);
+        }
+    }
+    Ok(totals)
 }
 
 #[cfg(test)]
