@@ -402,6 +402,7 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
     assert_eq!(customer["customer"]["name"], XSS_NAME);
     assert_eq!(customer["balance"]["EUR"], "100.00");
     assert_eq!(numbers(&customer), ["F-WARN"]);
+    assert_eq!(customer["chains"]["F-WARN"]["intact"], true, "{customer}");
     for html in [
         get_text(&format!("{base}/customers/C-F-WARN")).await,
         get_text(&format!("{base}/?segment=low")).await,

@@ -191,10 +191,19 @@ async fn customer_data(console: &Shared, id: &str) -> Result<Value, Failure> {
         .map(|(c, b)| (c, cents(b)))
         .collect();
     let entries = timeline::customer_timeline(&console.db, id, CUSTOMER_TIMELINE).await?;
+    // Each invoice's journal chain, verified as `relance journal verify` does.
+    let mut chains = BTreeMap::new();
+    for invoice in &page.invoices {
+        chains.insert(
+            invoice.number.clone(),
+            timeline::verify(&console.db, &invoice.number).await?,
+        );
+    }
     Ok(json!({
         "customer": customer,
         "balance": balance,
         "invoices": page.invoices,
+        "chains": chains,
         "more_invoices": page.next.is_some(),
         "timeline": entries,
     }))
@@ -304,7 +313,7 @@ async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Resul
     for row in &mut rows {
         row.outstanding = cents(row.outstanding);
     }
-    let dso = figures::dso(&console.db, as_of, today, months).await?;
+    let dso = figures::dso(&console.db, as_of, &rows, months).await?;
     Ok(Aging {
         as_of,
         months,

@@ -46,12 +46,13 @@ pub async fn aging(db: &PgPool, as_of: NaiveDate, today: NaiveDate) -> anyhow::R
         format!(
             "SELECT trim(i.currency) AS currency, c.risk AS segment, {BUCKET_SQL} AS bucket,
                     count(*) AS invoices, sum(i.outstanding) AS outstanding
-             FROM (SELECT i.*, i.amount
-                     - coalesce((SELECT sum(p.amount) FROM payments p
-                                 WHERE p.invoice_id = i.id AND p.received_on <= $1), 0)
-                     - coalesce((SELECT sum(n.amount) FROM credit_notes n
-                                 WHERE n.invoice_id = i.id AND n.issued_on <= $1), 0) AS outstanding
+             FROM (SELECT i.id, i.customer_id, i.currency, i.due_on,
+                          i.amount - coalesce(p.paid, 0) - coalesce(n.credited, 0) AS outstanding
                    FROM invoices i
+                   LEFT JOIN (SELECT invoice_id, sum(amount) AS paid FROM payments
+                              WHERE received_on <= $1 GROUP BY 1) p ON p.invoice_id = i.id
+                   LEFT JOIN (SELECT invoice_id, sum(amount) AS credited FROM credit_notes
+                              WHERE issued_on <= $1 GROUP BY 1) n ON n.invoice_id = i.id
                    WHERE i.issued_on <= $1
                      AND NOT (i.status IN ('closed', 'handed_off')
                               AND coalesce(i.status_changed_at::date <= $1, false))) i
@@ -155,16 +156,13 @@ fn periods_back(as_of: NaiveDate, months: u32) -> Vec<(NaiveDate, NaiveDate)> {
     out
 }
 
-/// DSO per currency on `as_of`, by countback over at most `months` months of sales.
-pub async fn dso(db: &PgPool, as_of: NaiveDate, today: NaiveDate, months: u32) -> anyhow::Result<Vec<Dso>> {
-    let receivables: BTreeMap<String, Decimal> =
-        aging(db, as_of, today)
-            .await?
-            .into_iter()
-            .fold(BTreeMap::new(), |mut acc, row| {
-                *acc.entry(row.currency).or_default() += row.outstanding;
-                acc
-            });
+/// DSO per currency on `as_of`, by countback over at most `months` months of sales; `aging`
+/// is that day's aging (its receivables).
+pub async fn dso(db: &PgPool, as_of: NaiveDate, aging: &[AgingRow], months: u32) -> anyhow::Result<Vec<Dso>> {
+    let receivables: BTreeMap<String, Decimal> = aging.iter().fold(BTreeMap::new(), |mut acc, row| {
+        *acc.entry(row.currency.clone()).or_default() += row.outstanding;
+        acc
+    });
     let periods = periods_back(as_of, months);
     let Some(&(oldest, _)) = periods.last() else {
         return Ok(Vec::new());

@@ -192,9 +192,14 @@ async fn read_rows(
            AND ($5::text[] IS NULL OR i.status = ANY($5))
            AND (NOT $10 OR (i.status = 'open' AND NOT EXISTS
                 (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
+           AND ($11::bool IS NULL OR $11 = EXISTS
+                (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL))
+           AND ($12::date IS NULL OR i.due_on >= $12)
+           AND ($13::date IS NULL OR i.due_on <= $13)
            AND {keyset}
          ORDER BY {order} LIMIT $9"
     );
+    let narrowing = narrowing(filter.status, now);
     let (cursor_due, cursor_amount, cursor_number) = match cursor {
         None => (None, None, None),
         Some(Cursor::Due(d, n)) => (Some(*d), None, Some(n.as_str())),
@@ -211,6 +216,9 @@ async fn read_rows(
         .bind(cursor_number)
         .bind(limit)
         .bind(open_unpaused)
+        .bind(narrowing.paused)
+        .bind(narrowing.due_from)
+        .bind(narrowing.due_to)
         .fetch_all(db)
         .await
         .context("reading the tracking table")
@@ -226,6 +234,34 @@ fn stored_statuses(status: Option<CollectionStatus>) -> Option<Vec<String>> {
         _ => &["open"],
     };
     Some(stored.iter().map(|s| s.to_string()).collect())
+}
+
+/// What the SQL may assume of the invoices a status filter wants, so the scan skips the rest:
+/// the domain's rule is still what decides (these are supersets). Paused means an active
+/// pause; the others, none. Not due (`to_warn`, `not_due`) means due on or after today in the
+/// customer's time zone, overdue the opposite: a day's margin covers every time zone.
+struct Narrowing {
+    paused: Option<bool>,
+    due_from: Option<NaiveDate>,
+    due_to: Option<NaiveDate>,
+}
+
+fn narrowing(status: Option<CollectionStatus>, now: DateTime<Utc>) -> Narrowing {
+    let today = now.date_naive();
+    let (yesterday, tomorrow) = (today.pred_opt(), today.succ_opt());
+    let (paused, due_from, due_to) = match status {
+        None | Some(CollectionStatus::Settled | CollectionStatus::Closed | CollectionStatus::HandedOff) => {
+            (None, None, None)
+        }
+        Some(CollectionStatus::Paused) => (Some(true), None, None),
+        Some(CollectionStatus::ToWarn | CollectionStatus::NotDue) => (Some(false), yesterday, None),
+        Some(CollectionStatus::ToRemind | CollectionStatus::ToFormalise) => (Some(false), None, tomorrow),
+    };
+    Narrowing {
+        paused,
+        due_from,
+        due_to,
+    }
 }
 
 fn cursor_of(sort: Sort, row: &TrackedInvoice) -> Cursor {
