@@ -95,6 +95,21 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
     if !(1..=500).contains(&limit) {
         return Err(Failure::bad_request("limit must be between 1 and 500"));
     }
+    let sort: Sort = parsed(params, "sort")?.unwrap_or_default();
+    let after = param(params, "after")
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(|e| Failure::bad_request(e.to_string()))?;
+    let fits = match (&after, sort) {
+        (None, _) | (Some(Cursor::Amount(..)), Sort::Amount) => true,
+        (Some(Cursor::Due(..)), Sort::DueDate | Sort::DaysOverdue) => true,
+        _ => false,
+    };
+    if !fits {
+        return Err(Failure::bad_request(
+            "after= comes from a page of another sort order: start from the first page",
+        ));
+    }
     Ok(TableQuery {
         filter: Filter {
             status: parsed::<CollectionStatus>(params, "status")?,
@@ -103,11 +118,8 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
             overdue_min: parsed(params, "overdue_min")?,
             overdue_max: parsed(params, "overdue_max")?,
         },
-        sort: parsed(params, "sort")?.unwrap_or_default(),
-        after: param(params, "after")
-            .map(Cursor::decode)
-            .transpose()
-            .map_err(|e| Failure::bad_request(e.to_string()))?,
+        sort,
+        after,
         limit,
     })
 }

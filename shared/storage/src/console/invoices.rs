@@ -10,7 +10,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use relance_domain::collections::{collection_status, CollectionStatus, InvoiceState};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -172,53 +172,60 @@ async fn read_rows(
     now: DateTime<Utc>,
     (limit, open_unpaused): (i64, bool),
 ) -> anyhow::Result<Vec<Row>> {
+    // Only the conditions that apply are written: a generic `$1 IS NULL OR ...` would keep
+    // the planner from reading the keyset off the index, and each page would rescan the
+    // ones before it.
+    const ACTIVE_PAUSE: &str =
+        "EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)";
     let (due_from, due_to) = due_range(filter, now);
-    let (order, keyset) = match sort {
-        Sort::DueDate | Sort::DaysOverdue => (
-            "i.due_on, i.number",
-            "($6::date IS NULL OR (i.due_on, i.number) > ($6, $8))",
-        ),
-        Sort::Amount => (
-            "i.amount DESC, i.number DESC",
-            "($7::numeric IS NULL OR (i.amount, i.number) < ($7, $8))",
-        ),
-    };
-    let sql = format!(
-        "{SELECT_ROW}
-         WHERE ($1::text IS NULL OR c.risk = $1)
-           AND ($2::text IS NULL OR i.customer_id = $2)
-           AND ($3::date IS NULL OR i.due_on >= $3)
-           AND ($4::date IS NULL OR i.due_on <= $4)
-           AND ($5::text[] IS NULL OR i.status = ANY($5))
-           AND (NOT $10 OR (i.status = 'open' AND NOT EXISTS
-                (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
-           AND ($11::bool IS NULL OR $11 = EXISTS
-                (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL))
-           AND ($12::date IS NULL OR i.due_on >= $12)
-           AND ($13::date IS NULL OR i.due_on <= $13)
-           AND {keyset}
-         ORDER BY {order} LIMIT $9"
-    );
     let narrowing = narrowing(filter.status, now);
-    let (cursor_due, cursor_amount, cursor_number) = match cursor {
-        None => (None, None, None),
-        Some(Cursor::Due(d, n)) => (Some(*d), None, Some(n.as_str())),
-        Some(Cursor::Amount(a, n)) => (None, Some(*a), Some(n.as_str())),
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(SELECT_ROW);
+    q.push(" WHERE true");
+    if let Some(segment) = &filter.segment {
+        q.push(" AND c.risk = ").push_bind(segment.clone());
+    }
+    if let Some(customer) = &filter.customer {
+        q.push(" AND i.customer_id = ").push_bind(customer.clone());
+    }
+    for from in [due_from, narrowing.due_from].into_iter().flatten() {
+        q.push(" AND i.due_on >= ").push_bind(from);
+    }
+    for to in [due_to, narrowing.due_to].into_iter().flatten() {
+        q.push(" AND i.due_on <= ").push_bind(to);
+    }
+    if let Some(statuses) = stored_statuses(filter.status) {
+        q.push(" AND i.status = ANY(").push_bind(statuses).push(")");
+    }
+    if open_unpaused {
+        q.push(format!(" AND i.status = 'open' AND NOT {ACTIVE_PAUSE}"));
+    }
+    match narrowing.paused {
+        Some(true) => q.push(format!(" AND {ACTIVE_PAUSE}")),
+        Some(false) => q.push(format!(" AND NOT {ACTIVE_PAUSE}")),
+        None => &mut q,
     };
-    sqlx::query_as(&sql)
-        .bind(filter.segment.as_deref())
-        .bind(filter.customer.as_deref())
-        .bind(due_from)
-        .bind(due_to)
-        .bind(stored_statuses(filter.status))
-        .bind(cursor_due)
-        .bind(cursor_amount)
-        .bind(cursor_number)
-        .bind(limit)
-        .bind(open_unpaused)
-        .bind(narrowing.paused)
-        .bind(narrowing.due_from)
-        .bind(narrowing.due_to)
+    match (sort, cursor) {
+        (_, None) => &mut q,
+        (Sort::DueDate | Sort::DaysOverdue, Some(Cursor::Due(due_on, number))) => q
+            .push(" AND (i.due_on, i.number) > (")
+            .push_bind(*due_on)
+            .push(", ")
+            .push_bind(number.clone())
+            .push(")"),
+        (Sort::Amount, Some(Cursor::Amount(amount, number))) => q
+            .push(" AND (i.amount, i.number) < (")
+            .push_bind(*amount)
+            .push(", ")
+            .push_bind(number.clone())
+            .push(")"),
+        _ => anyhow::bail!("the page cursor does not fit the sort order: start from the first page"),
+    };
+    q.push(match sort {
+        Sort::DueDate | Sort::DaysOverdue => " ORDER BY i.due_on, i.number",
+        Sort::Amount => " ORDER BY i.amount DESC, i.number DESC",
+    });
+    q.push(" LIMIT ").push_bind(limit);
+    q.build_query_as()
         .fetch_all(db)
         .await
         .context("reading the tracking table")
