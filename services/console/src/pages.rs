@@ -100,11 +100,12 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
         .map(Cursor::decode)
         .transpose()
         .map_err(|e| Failure::bad_request(e.to_string()))?;
-    let fits = match (&after, sort) {
-        (None, _) | (Some(Cursor::Amount(..)), Sort::Amount) => true,
-        (Some(Cursor::Due(..)), Sort::DueDate | Sort::DaysOverdue) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (&after, sort),
+        (None, _)
+            | (Some(Cursor::Amount(..)), Sort::Amount)
+            | (Some(Cursor::Due(..)), Sort::DueDate | Sort::DaysOverdue)
+    );
     if !fits {
         return Err(Failure::bad_request(
             "after= comes from a page of another sort order: start from the first page",
