@@ -501,6 +501,18 @@ impl TestEnv {
         })
     }
 
+    /// Starts the collections console in-process on a free loopback port, with the services'
+    /// configuration (and so their clock), requiring `token` when given; returns its base URL.
+    /// It stops with the services.
+    pub async fn start_console(&self, token: Option<&str>) -> anyhow::Result<String> {
+        let mut config = self.config.clone();
+        config.settings.console_token = token.map(str::to_string);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let (addr, server) = relance_console::serve(listener, config, self.shutdown.clone()).await?;
+        tokio::spawn(server);
+        Ok(format!("http://{addr}"))
+    }
+
     /// Publishes on the inbound exchange, as an invoicing or banking system would.
     pub async fn publish(&self, routing_key: &str, body: &Value) {
         relance::drive::publish_inbound(&self.publisher, &self.names, routing_key, body)

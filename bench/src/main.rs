@@ -15,6 +15,7 @@
 //! ceilings measured in the same run; see [`pipeline`] and bench/README.md.
 
 mod ceilings;
+mod console;
 mod ledger;
 mod pass;
 mod pipeline;
@@ -63,6 +64,15 @@ enum Bench {
     /// The whole pipeline, the scheduler pass, payment-to-cancel and intake, each beside the
     /// machine's ceilings measured in the same run (see bench/README.md).
     Pipeline(PipelineArgs),
+    /// Each page and API of the collections console on a ledger loaded in bulk.
+    Console {
+        /// Invoices in the ledger.
+        #[arg(long, default_value_t = 1_000_000)]
+        invoices: i64,
+        /// Timed fetches of each page (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -168,6 +178,9 @@ async fn main() -> anyhow::Result<()> {
             with_bench_database(&cli.database_url, |db| retention(db, ledger, batch)).await
         }
         Bench::Pipeline(args) => pipeline::run(args.options(cli.database_url)).await,
+        Bench::Console { invoices, runs } => {
+            with_bench_database_url(&cli.database_url, |db, url| console::run(db, url, invoices, runs)).await
+        }
     }
 }
 
@@ -177,6 +190,15 @@ where
     F: FnOnce(PgPool) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    with_bench_database_url(server_url, |db, _| bench(db)).await
+}
+
+/// As [`with_bench_database`], giving the database's URL too.
+async fn with_bench_database_url<F, Fut>(server_url: &str, bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(PgPool, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let base = server_url
         .rsplit_once('/')
         .map(|(server, _)| server)
@@ -184,7 +206,7 @@ where
     let url = format!("{base}/relance_bench_{}", uuid::Uuid::new_v4().simple());
     relance_storage::migrate(&url).await?;
     let db = relance_storage::connect(&url, 4).await?;
-    let outcome = bench(db.clone()).await;
+    let outcome = bench(db.clone(), url.clone()).await;
     db.close().await;
     relance_storage::drop_database(&url).await?;
     outcome

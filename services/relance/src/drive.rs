@@ -1,40 +1,13 @@
 //! Driving relance from outside, as another system would: publishing inbound messages and
 //! waiting until every due step has reached a final state. Used by the demo and the tests.
 
-use anyhow::Context;
-use chrono::Utc;
-use relance_contracts::names::Names;
 use relance_domain::SharedClock;
-use relance_messaging::{properties, Publisher};
 use sqlx::PgPool;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// Publishes a JSON body on `<ns>.inbound`, with confirms, as an invoicing system would.
-pub async fn publish_inbound(
-    publisher: &Publisher,
-    names: &Names,
-    routing_key: &str,
-    body: &serde_json::Value,
-) -> anyhow::Result<()> {
-    let message_id = body
-        .get("event_id")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let props = properties(
-        &message_id,
-        &message_id,
-        routing_key,
-        Utc::now(),
-        &BTreeMap::new(),
-    );
-    let payload = serde_json::to_vec(body).context("encoding the message")?;
-    publisher
-        .publish(&names.inbound_exchange(), routing_key, &payload, props, true)
-        .await
-}
+/// Publishing on `<ns>.inbound` lives in the transport crate (the console sends this way too).
+pub use relance_messaging::publish_inbound;
 
 /// Polls `check` until it returns true, or fails after `deadline`.
 pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut check: F) -> anyhow::Result<()>

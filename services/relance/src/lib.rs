@@ -17,7 +17,8 @@ use relance_messaging::Readiness;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// The services `relance run` knows.
+/// The services `relance run` knows (and the console, `relance run console`, which `run all`
+/// adds when `RELANCE_CONSOLE_ADDR` is set).
 pub const SERVICES: [&str; 6] = [
     relance_scheduler::SERVICE,
     relance_renderer::SERVICE,
@@ -47,9 +48,11 @@ pub async fn run_service(
         relance_sender::LETTER_SERVICE => {
             relance_sender::run_letter_with_readiness(config, readiness, shutdown).await
         }
+        relance_console::SERVICE => relance_console::run(config, shutdown).await,
         other => anyhow::bail!(
-            "unknown service {other:?} (expected one of {} or all)",
-            SERVICES.join(", ")
+            "unknown service {other:?} (expected one of {}, {} or all)",
+            SERVICES.join(", "),
+            relance_console::SERVICE
         ),
     }
 }
@@ -58,15 +61,18 @@ pub async fn run_service(
 /// their health at `RELANCE_HEALTH_ADDR` when set. The first to fail stops the others.
 pub async fn run_services(names: &[&str], config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     for name in names {
-        if !SERVICES.contains(name) {
+        if !SERVICES.contains(name) && *name != relance_console::SERVICE {
             anyhow::bail!(
-                "unknown service {name:?} (expected one of {} or all)",
-                SERVICES.join(", ")
+                "unknown service {name:?} (expected one of {}, {} or all)",
+                SERVICES.join(", "),
+                relance_console::SERVICE
             );
         }
     }
+    // The console holds no broker session: it is not part of the broker readiness.
     let readiness: Vec<(String, Readiness)> = names
         .iter()
+        .filter(|name| **name != relance_console::SERVICE)
         .map(|name| (name.to_string(), Readiness::default()))
         .collect();
     let mut tasks = tokio::task::JoinSet::new();
@@ -101,6 +107,14 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
             run_service(&name, config, ready, shutdown)
                 .await
                 .with_context(|| format!("service {name}"))
+        });
+    }
+    if names.contains(&relance_console::SERVICE) {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            relance_console::run(config, shutdown)
+                .await
+                .context("the console")
         });
     }
     let mut result = Ok(());

@@ -20,8 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one service (scheduler, renderer, sender, sender-sms, sender-letter, payments),
-    /// several, or `all`.
+    /// Run one service (scheduler, renderer, sender, sender-sms, sender-letter, payments,
+    /// console), several, or `all` (with the console when RELANCE_CONSOLE_ADDR is set).
     #[command(
         after_help = "Settings come from environment variables, or flags given before `run`: `relance --help` lists them with their defaults."
     )]
@@ -116,7 +116,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { services } => {
             let names: Vec<&str> = if services.iter().any(|s| s == "all") {
-                relance::SERVICES.to_vec()
+                let mut all = relance::SERVICES.to_vec();
+                if settings.console_addr_set {
+                    all.push(relance_console::SERVICE);
+                }
+                all
             } else {
                 services.iter().map(String::as_str).collect()
             };

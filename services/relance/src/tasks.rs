@@ -4,13 +4,13 @@
 
 use crate::invoice_commands::publish_and_wait;
 use crate::output::{self, Format};
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use chrono::NaiveDate;
 use clap::Subcommand;
 use relance_config::Settings;
 use relance_contracts::names;
-use relance_contracts::{CallOutcomeV1, CallV1, VERSION_1};
 use relance_domain::{Clock, SystemClock};
+use relance_sequence::call_outcome::{call_outcome_message, RecordedCall};
 use relance_storage::steps::StepStatus;
 use std::time::Duration;
 use uuid::Uuid;
@@ -112,13 +112,7 @@ pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> any
     let (invoice_number, step_id) = match Uuid::parse_str(target.trim()) {
         Ok(step_id) => {
             let db = relance_storage::connect(&settings.database_url, 1).await?;
-            let number: Option<String> = sqlx::query_scalar(
-                "SELECT i.number FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id WHERE s.id = $1",
-            )
-            .bind(step_id)
-            .fetch_optional(&db)
-            .await
-            .context("finding the step's invoice")?;
+            let number = relance_storage::calls::invoice_of_step(&db, step_id).await?;
             db.close().await;
             let number = number.ok_or_else(|| anyhow!("no step {step_id}: see `relance tasks --all`"))?;
             (number, Some(step_id.to_string()))
@@ -131,20 +125,15 @@ pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> any
         OutcomeArg::NoAnswer => ("no_answer", None, None),
     };
     let event_id = format!("cli-{}", Uuid::new_v4().simple());
-    let message = CallOutcomeV1 {
-        version: VERSION_1,
-        event_id: event_id.clone(),
-        occurred_at: SystemClock.now(),
-        call: CallV1 {
-            invoice_number: invoice_number.clone(),
-            step_id,
-            outcome: outcome.to_string(),
-            promised_on,
-            reason,
-            note,
-        },
+    let call = RecordedCall {
+        invoice_number: invoice_number.clone(),
+        step_id,
+        outcome: outcome.to_string(),
+        promised_on,
+        reason,
+        note,
     };
-    relance_payments::call_outcomes::outcome(&message)
+    let message = call_outcome_message(call, event_id.clone(), SystemClock.now())
         .map_err(|r| anyhow!("refused before publishing: {r}"))?;
     let body = serde_json::to_value(&message)?;
     let wait = wait.map(Duration::from_secs);

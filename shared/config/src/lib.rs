@@ -250,6 +250,12 @@ pub struct Settings {
     /// Where `relance run` serves `/health/live` and `/health/ready` (`RELANCE_HEALTH_ADDR`);
     /// `None`: not served.
     pub health_addr: Option<std::net::SocketAddr>,
+    /// Where the collections console listens (`RELANCE_CONSOLE_ADDR`).
+    pub console_addr: std::net::SocketAddr,
+    /// Whether `RELANCE_CONSOLE_ADDR` was given: `run all` then runs the console too.
+    pub console_addr_set: bool,
+    /// The console's bearer token or basic-auth password (`RELANCE_CONSOLE_TOKEN` or `_FILE`).
+    pub console_token: Option<String>,
     /// A loop not completed for this long is reported by `/health/ready` (`RELANCE_LOOP_STALL_MS`).
     pub loop_stall: Duration,
     /// How often one scheduler copy computes the collections gauges (`RELANCE_METRICS_INTERVAL_MS`).
@@ -286,6 +292,8 @@ impl fmt::Debug for Settings {
             .field("scheduler_interval", &self.scheduler_interval)
             .field("handoff_interval", &self.handoff_interval)
             .field("health_addr", &self.health_addr)
+            .field("console_addr", &self.console_addr)
+            .field("console_token", &self.console_token.as_ref().map(|_| "<hidden>"))
             .finish_non_exhaustive()
     }
 }
@@ -408,6 +416,11 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 struct Env(HashMap<String, String>);
 
 impl Env {
+    /// Whether the variable was given a non-empty value (not just defaulted).
+    fn is_set(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|v| !v.trim().is_empty())
+    }
+
     /// The value set, else the declared default; `None` when neither is (a feature off).
     fn get(&self, key: &str) -> Option<String> {
         self.0
@@ -583,6 +596,14 @@ impl Settings {
                     anyhow!("RELANCE_HEALTH_ADDR={v:?} is not a socket address (e.g. 0.0.0.0:8080): {e}")
                 })?),
             },
+            console_addr: {
+                let v = env.text("RELANCE_CONSOLE_ADDR");
+                v.parse().map_err(|e| {
+                    anyhow!("RELANCE_CONSOLE_ADDR={v:?} is not a socket address (e.g. 127.0.0.1:8080): {e}")
+                })?
+            },
+            console_addr_set: env.is_set("RELANCE_CONSOLE_ADDR"),
+            console_token: env.get("RELANCE_CONSOLE_TOKEN"),
             loop_stall: match env.millis("RELANCE_LOOP_STALL_MS")? {
                 // An idle consumer beats every second: a shorter threshold would blame it.
                 stall if stall < Duration::from_secs(2) => {

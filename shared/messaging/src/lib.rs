@@ -15,7 +15,7 @@ pub mod worker;
 pub use consume::{consume, consume_watched, HandlerError, Incoming};
 pub use consume::{retry_tier, NextAttempt, RetryDecision, RetryPolicy, OUTAGE_WAIT_CAP, RETRY_TIERS};
 pub use migrate::{migrate_queues, QueueMigration};
-pub use publish::{properties, Publisher};
+pub use publish::{properties, publish_inbound, Publisher};
 pub use relay::{run_outbox_relay, run_outbox_relay_watched};
 pub use supervise::{supervise, Readiness};
 pub use topology::{

@@ -117,3 +117,29 @@ pub fn check_confirmation(confirmation: Confirmation, routing_key: &str) -> anyh
         Confirmation::Nack(_) => Err(anyhow!("the broker refused {routing_key} (nack)")),
     }
 }
+
+/// Publishes a JSON body on `<ns>.inbound`, with confirms, as an invoicing system would (the
+/// CLI, the console and the tests all send the accounts team's messages this way).
+pub async fn publish_inbound(
+    publisher: &Publisher,
+    names: &relance_contracts::names::Names,
+    routing_key: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let message_id = body
+        .get("event_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let props = properties(
+        &message_id,
+        &message_id,
+        routing_key,
+        Utc::now(),
+        &BTreeMap::new(),
+    );
+    let payload = serde_json::to_vec(body).context("encoding the message")?;
+    publisher
+        .publish(&names.inbound_exchange(), routing_key, &payload, props, true)
+        .await
+}

@@ -246,3 +246,14 @@ pub async fn expired(
     .await
     .context("finding expired call tasks")
 }
+
+/// The number of the invoice a step belongs to (`relance tasks outcome <step id>`).
+pub async fn invoice_of_step(db: &PgPool, step_id: Uuid) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT i.number FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id WHERE s.id = $1",
+    )
+    .bind(step_id)
+    .fetch_optional(db)
+    .await
+    .context("finding the step's invoice")
+}

@@ -5,6 +5,7 @@
 pub mod adjustments;
 pub mod calls;
 pub mod clock;
+pub mod console;
 pub mod customers;
 pub mod dead_letters;
 pub mod deliveries;

@@ -49,15 +49,98 @@ struct PlannedRow {
     tone: Tone,
     status: StepStatus,
     due_at: DateTime<Utc>,
+    channel: String,
 }
 
+/// A reminder step as stored (see [`plans`]).
 #[derive(sqlx::FromRow)]
-struct StepRow {
+pub(crate) struct StepRow {
     invoice_id: Uuid,
     name: String,
     tone: String,
     status: String,
     due_at: DateTime<Utc>,
+    channel: String,
+}
+
+/// The next reminder of an open invoice, not gone out yet.
+#[derive(Debug, Clone)]
+pub(crate) struct NextStep {
+    pub name: String,
+    pub due_at: DateTime<Utc>,
+    pub channel: String,
+}
+
+/// The reminder steps of these invoices, in plan order.
+pub(crate) async fn plans(db: &PgPool, ids: &[Uuid]) -> anyhow::Result<HashMap<Uuid, Vec<StepRow>>> {
+    let steps: Vec<StepRow> = sqlx::query_as(
+        "SELECT invoice_id, name, tone, status, due_at, channel FROM reminder_steps
+         WHERE kind = 'reminder' AND invoice_id = ANY($1)
+         ORDER BY invoice_id, position",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+    .context("reading reminder steps")?;
+    let mut plans: HashMap<Uuid, Vec<StepRow>> = HashMap::new();
+    for step in steps {
+        plans.entry(step.invoice_id).or_default().push(step);
+    }
+    Ok(plans)
+}
+
+/// What the overview shows of an invoice's state: its collections status (the domain's
+/// rule, [`collection_status`]) and its next step; the one derivation the CLI, the gauges
+/// and the console share.
+pub(crate) struct InvoiceFacts<'a> {
+    pub number: &'a str,
+    pub status: &'a str,
+    pub timezone: &'a str,
+    pub due_on: NaiveDate,
+    pub paused: bool,
+}
+
+pub(crate) fn derive(
+    invoice: InvoiceFacts<'_>,
+    plan: Vec<StepRow>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(CollectionStatus, Option<NextStep>)> {
+    let named = format!("invoice {}", invoice.number);
+    let plan = plan
+        .into_iter()
+        .map(|s| {
+            let step = format!("{:?} of invoice {}", s.name, invoice.number);
+            Ok(PlannedRow {
+                tone: parse::<Tone>("reminder_steps", &step, "tone", &s.tone)?,
+                status: parse::<StepStatus>("reminder_steps", &step, "status", &s.status)?,
+                name: s.name,
+                due_at: s.due_at,
+                channel: s.channel,
+            })
+        })
+        .collect::<anyhow::Result<Vec<PlannedRow>>>()?;
+    let is_pending = |s: &PlannedRow| s.status.is_unsent();
+    let snapshots: Vec<StepSnapshot> = plan
+        .iter()
+        .map(|s| StepSnapshot {
+            due_at: s.due_at,
+            tone: s.tone,
+            pending: is_pending(s),
+        })
+        .collect();
+    let state: InvoiceState = parse("invoices", &named, "status", invoice.status)?;
+    let tz = parse_tz("customers", format!("of {named}"), invoice.timezone)?;
+    let status = collection_status(state, invoice.paused, invoice.due_on, tz, &snapshots, now);
+    let next = plan
+        .into_iter()
+        .find(|s| is_pending(s))
+        .filter(|_| state == InvoiceState::Open)
+        .map(|s| NextStep {
+            name: s.name,
+            due_at: s.due_at,
+            channel: s.channel,
+        });
+    Ok((status, next))
 }
 
 /// Which invoices to list: those in `only` status (all if `None`), by due date then number,
@@ -170,58 +253,18 @@ async fn read_batch(
     .await
     .context("reading invoices")?;
     let ids: Vec<Uuid> = invoices.iter().map(|i| i.id).collect();
-    let steps: Vec<StepRow> = sqlx::query_as(
-        "SELECT invoice_id, name, tone, status, due_at FROM reminder_steps
-         WHERE kind = 'reminder' AND invoice_id = ANY($1)
-         ORDER BY invoice_id, position",
-    )
-    .bind(&ids)
-    .fetch_all(db)
-    .await
-    .context("reading reminder steps")?;
-    let mut plans: HashMap<Uuid, Vec<StepRow>> = HashMap::new();
-    for step in steps {
-        plans.entry(step.invoice_id).or_default().push(step);
-    }
+    let mut plans = plans(db, &ids).await?;
     let mut out = Vec::with_capacity(invoices.len());
     for invoice in invoices {
         let plan = plans.remove(&invoice.id).unwrap_or_default();
-        let named = format!("invoice {}", invoice.number);
-        let plan = plan
-            .into_iter()
-            .map(|s| {
-                let step = format!("{:?} of invoice {}", s.name, invoice.number);
-                Ok(PlannedRow {
-                    tone: parse::<Tone>("reminder_steps", &step, "tone", &s.tone)?,
-                    status: parse::<StepStatus>("reminder_steps", &step, "status", &s.status)?,
-                    name: s.name,
-                    due_at: s.due_at,
-                })
-            })
-            .collect::<anyhow::Result<Vec<PlannedRow>>>()?;
-        let is_pending = |s: &PlannedRow| s.status.is_unsent();
-        let snapshots: Vec<StepSnapshot> = plan
-            .iter()
-            .map(|s| StepSnapshot {
-                due_at: s.due_at,
-                tone: s.tone,
-                pending: is_pending(s),
-            })
-            .collect();
-        let state: InvoiceState = parse("invoices", &named, "status", &invoice.status)?;
-        let tz = parse_tz("customers", format!("of {named}"), &invoice.timezone)?;
-        let status = collection_status(
-            state,
-            !invoice.pauses.is_empty(),
-            invoice.due_on,
-            tz,
-            &snapshots,
-            now,
-        );
-        let next = plan
-            .iter()
-            .find(|s| is_pending(s))
-            .filter(|_| state == InvoiceState::Open);
+        let facts = InvoiceFacts {
+            number: &invoice.number,
+            status: &invoice.status,
+            timezone: &invoice.timezone,
+            due_on: invoice.due_on,
+            paused: !invoice.pauses.is_empty(),
+        };
+        let (status, next) = derive(facts, plan, now)?;
         let due_on = invoice.due_on;
         out.push((
             due_on,
@@ -232,7 +275,7 @@ async fn read_batch(
                 balance: invoice.balance,
                 currency: invoice.currency,
                 due_on: invoice.due_on,
-                next_step: next.map(|s| s.name.clone()),
+                next_step: next.as_ref().map(|s| s.name.clone()),
                 next_at: next.map(|s| s.due_at),
                 pauses: invoice.pauses,
                 paused_until: invoice.paused_until,

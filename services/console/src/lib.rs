@@ -1,0 +1,139 @@
+//! The collections console (`relance run console`): server-rendered pages and a JSON API
+//! over the same read-only queries (`relance_storage::console`): the tracking table, a
+//! customer's and an invoice's timeline, aging and DSO, step effectiveness, call tasks.
+//! It reads PostgreSQL as the `relance_console` role (SELECT only); its one action, a call
+//! outcome, is published as `call.outcome` on the inbound exchange, as `relance tasks
+//! outcome` does, and applied by the payments listener. It owns no business rule.
+
+pub mod access;
+mod pages;
+mod views;
+
+use access::Csrf;
+use anyhow::Context;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use relance_config::Config;
+use relance_contracts::names::Names;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub const SERVICE: &str = "console";
+
+/// The read-only role the console takes on each connection.
+pub const READ_ROLE: &str = "relance_console";
+
+/// What every handler shares.
+pub(crate) struct Console {
+    pub db: PgPool,
+    pub config: Config,
+    pub names: Names,
+    pub templates: minijinja::Environment<'static>,
+    pub csrf: Csrf,
+}
+
+pub(crate) type Shared = Arc<Console>;
+
+/// An error as a page or API answer: a status and a message for the user.
+#[derive(Debug)]
+pub(crate) struct Failure(pub StatusCode, pub String);
+
+impl Failure {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, message.into())
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self(StatusCode::NOT_FOUND, message.into())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        tracing::error!(error = format!("{e:#}"), "console request failed");
+        Self(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (see the console's log)".into(),
+        )
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+/// Connects as the read-only role: every session takes it and is read-only besides.
+pub async fn connect_read_only(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(pool_size.max(1))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query(&format!("SET ROLE {READ_ROLE}"))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("SET default_transaction_read_only = on")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting the console to the database as the read-only role {READ_ROLE} \
+                 (created by `relance migrate`; the database user must be allowed to SET ROLE {READ_ROLE})"
+            )
+        })
+}
+
+/// Binds `RELANCE_CONSOLE_ADDR` (refusing a non-loopback address without a token) and serves
+/// until shutdown.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = config.settings.console_addr;
+    access::check_bind(addr, config.settings.console_token.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the console to RELANCE_CONSOLE_ADDR={addr}"))?;
+    let (bound, server) = serve(listener, config, shutdown).await?;
+    tracing::info!(%bound, "the console listens");
+    server.await
+}
+
+/// Serves the console on `listener` (tests pass one on a free port); returns the address
+/// and the server's future.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = anyhow::Result<()>>)> {
+    let bound = listener.local_addr().context("reading the console's address")?;
+    access::check_bind(bound, config.settings.console_token.as_deref())?;
+    let db = connect_read_only(&config.settings.database_url, config.settings.db_pool_size).await?;
+    let token: Option<Arc<str>> = config
+        .settings
+        .console_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(Arc::from);
+    let console = Arc::new(Console {
+        db,
+        names: Names::new(&config.settings.namespace),
+        config,
+        templates: views::templates()?,
+        csrf: Csrf::new(),
+    });
+    let app =
+        pages::router(console).layer(axum::middleware::from_fn_with_state(token, access::require_token));
+    let server = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("the console server stopped")
+    };
+    Ok((bound, server))
+}
