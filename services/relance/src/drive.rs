@@ -7,9 +7,9 @@ use relance_contracts::names::Names;
 use relance_domain::SharedClock;
 use relance_messaging::{properties, Publisher};
 use sqlx::PgPool;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Publishes a JSON body on `<ns>.inbound`, with confirms, as an invoicing system would.
 pub async fn publish_inbound(
@@ -23,17 +23,26 @@ pub async fn publish_inbound(
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string();
+    let exchange = names.inbound_exchange();
+    // A trace starts here (or goes on, under a caller's span): what the message causes in
+    // relance is its continuation.
+    let span = relance_messaging::spans::publish_span(&exchange, routing_key, &message_id);
     let props = properties(
         &message_id,
         &message_id,
         routing_key,
         Utc::now(),
-        &BTreeMap::new(),
+        &relance_telemetry::trace_headers_of(&span),
     );
     let payload = serde_json::to_vec(body).context("encoding the message")?;
-    publisher
-        .publish(&names.inbound_exchange(), routing_key, &payload, props, true)
-        .await
+    let published = publisher
+        .publish(&exchange, routing_key, &payload, props, true)
+        .instrument(span.clone())
+        .await;
+    if published.is_err() {
+        relance_messaging::spans::record_error(&span, "publish_failed");
+    }
+    published
 }
 
 /// Polls `check` until it returns true, or fails after `deadline`.

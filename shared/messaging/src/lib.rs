@@ -6,6 +6,7 @@
 pub mod consume;
 pub mod publish;
 pub mod relay;
+pub mod spans;
 pub mod supervise;
 pub mod topology;
 pub mod worker;
