@@ -40,8 +40,8 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: logs to stderr (`RUST_LOG`, default `info`), plus OTLP
-/// export when `otlp_endpoint` is set. Spans always get trace ids, so that trace context is
+/// Installs the global subscriber: logs to stderr (`RUST_LOG`, default `info`, filters the logs only), plus OTLP
+/// export when `otlp_endpoint` is set (spans of level info and above). Spans always get trace ids, so that trace context is
 /// propagated through the broker even when nothing is exported. Logs are JSON lines unless
 /// stderr is a terminal (see [`init_with_log_format`]).
 pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
@@ -85,10 +85,15 @@ pub fn init_with_log_format(
             .with_ansi(terminal)
             .boxed()
     };
+    // `RUST_LOG` filters the logs only: a quieter log (`warn`) must not silence the spans,
+    // which the trace context in messages and the exported traces need (info and above).
     let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer));
+        .with(logs.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        );
     // A second init in one process (tests, `relance run all`) keeps the first subscriber.
     let _ = registry.try_init();
     Ok(TelemetryGuard {

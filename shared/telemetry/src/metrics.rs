@@ -8,8 +8,8 @@
 //! are named without their namespace, outcomes and reason classes are fixed words. Never an
 //! invoice number, an address, a phone number or a customer id.
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use anyhow::Context as _;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::layers::{FanoutBuilder, Layer as _};
 use std::sync::OnceLock;
@@ -131,7 +131,10 @@ pub fn install_with(exporters: Exporters, service_name: &str) -> bool {
         .get_or_init(|| match build(exporters, service_name) {
             Ok(exporter) => Some(exporter),
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "metrics: cannot be exported; metrics are off");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "metrics: cannot be exported; metrics are off"
+                );
                 None
             }
         })
@@ -212,10 +215,8 @@ fn otlp_recorder(
         .build();
     let (provider, recorder) = metrics_exporter_opentelemetry::Recorder::builder("relance")
         .with_meter_provider(|builder| {
-            builder
-                .with_resource(resource)
-                .with_reader(reader)
-                .with_view(|instrument: &opentelemetry_sdk::metrics::Instrument| {
+            builder.with_resource(resource).with_reader(reader).with_view(
+                |instrument: &opentelemetry_sdk::metrics::Instrument| {
                     let (_, buckets) = BUCKETS.iter().find(|(name, _)| instrument.name() == *name)?;
                     opentelemetry_sdk::metrics::Stream::builder()
                         .with_aggregation(opentelemetry_sdk::metrics::Aggregation::ExplicitBucketHistogram {
@@ -224,7 +225,8 @@ fn otlp_recorder(
                         })
                         .build()
                         .ok()
-                })
+                },
+            )
         })
         .build();
     Ok((provider, recorder))
@@ -234,7 +236,31 @@ fn otlp_recorder(
 /// value, which the OpenTelemetry recorder (a fresh handle at each registration) would add
 /// again at each collection.
 fn otlp_filtered(recorder: metrics_exporter_opentelemetry::Recorder) -> impl metrics::Recorder + Sync + Send {
-    metrics_util::layers::FilterLayer::from_patterns(["process_cpu_seconds_total"]).layer(recorder)
+    metrics_util::layers::FilterLayer::from_patterns(["process_cpu_seconds_total"])
+        .layer(Undescribed(recorder))
+}
+
+/// The OpenTelemetry recorder without descriptions. metrics-exporter-opentelemetry 0.2 gives
+/// a metric's description and unit to its first registration only (it takes them out of its
+/// table), and every `counter!` registers anew: the SDK then holds two instruments of one
+/// name (with and without a description), each counting part of the increments, and the
+/// collector receives two series that disagree. Without descriptions every registration is
+/// the same instrument. The units stay in the names (`_seconds`, `_bytes`).
+struct Undescribed(metrics_exporter_opentelemetry::Recorder);
+
+impl metrics::Recorder for Undescribed {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, metadata: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.0.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &metrics::Key, metadata: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &metrics::Key, metadata: &metrics::Metadata<'_>) -> metrics::Histogram {
+        self.0.register_histogram(key, metadata)
+    }
 }
 
 /// The Prometheus exposition of every metric recorded in this process (the process's CPU and
