@@ -314,10 +314,11 @@ async fn each_reminder_is_one_trace_across_the_processes_and_metrics_go_over_otl
         }
     })
     .await;
-    let c = collected
+    let spans = collected
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let spans = c.spans.clone();
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .spans
+        .clone();
     let summary = || {
         spans
             .iter()
@@ -433,7 +434,6 @@ async fn each_reminder_is_one_trace_across_the_processes_and_metrics_go_over_otl
         "the passes link to {} of the 3 emissions",
         emissions.intersection(&linked).count()
     );
-    drop(c);
 
     // Metrics over OTLP: the steps emitted, rendered and sent, the sender's deliveries and
     // their latency (the sender exports both ways).
@@ -462,16 +462,17 @@ async fn each_reminder_is_one_trace_across_the_processes_and_metrics_go_over_otl
         }
     })
     .await;
-    let c = collected
+    let metrics = collected
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let names_received: BTreeSet<(&str, &str)> = c
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .metrics
+        .clone();
+    let names_received: BTreeSet<(&str, &str)> = metrics
         .iter()
         .map(|(s, n, _, _)| (s.as_str(), n.as_str()))
         .collect();
     let mut relance_points: BTreeMap<String, f64> = BTreeMap::new();
-    for (s, n, v, l) in &c.metrics {
+    for (s, n, v, l) in &metrics {
         if n.starts_with("relance_steps_emitted")
             || n.starts_with("relance_steps_sent")
             || n.starts_with("relance_steps_rendered")
@@ -485,13 +486,12 @@ async fn each_reminder_is_one_trace_across_the_processes_and_metrics_go_over_otl
         got_metrics.is_ok(),
         "metrics received: {names_received:?}\npoints: {relance_points:#?}"
     );
-    for (_, _, _, labels) in &c.metrics {
+    for (_, _, _, labels) in &metrics {
         assert!(
             !labels.values().any(|v| v.contains("F-T") || v.contains('@')),
             "{labels:?}"
         );
     }
-    drop(c);
 
     drop(processes);
     let _ = relance_messaging::delete_topology(&channel, &names).await;
