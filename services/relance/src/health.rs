@@ -90,39 +90,72 @@ impl Probes {
 
     /// Each service's loops with their age, and those stalled; also set as gauges.
     fn loops(&self) -> (BTreeMap<String, BTreeMap<String, f64>>, Vec<String>) {
-        let mut loops = BTreeMap::new();
-        let mut stalled = Vec::new();
-        for (service, readiness) in self.services.iter() {
-            let mut ages = BTreeMap::new();
-            for (name, age) in readiness.loops().ages() {
-                let late = age > self.loop_stall;
-                relance_telemetry::metrics::set_loop(service, &name, age, late);
-                if late {
-                    stalled.push(format!("{service}: {name}"));
-                }
-                ages.insert(name, (age.as_secs_f64() * 10.0).round() / 10.0);
-            }
-            loops.insert(service.clone(), ages);
-        }
-        (loops, stalled)
+        loops(&self.services, self.loop_stall)
     }
 
     /// The Prometheus exposition of the process's metrics, with what the health server
     /// knows (settings warnings, loop heartbeats) set now.
     fn metrics(&self) -> String {
-        let check = (self.warnings)();
-        relance_telemetry::metrics::set_gauge(
-            "relance_legal_rates_current_half_year_missing",
-            "1 when the legal rate table lacks the current half-year: late interest is then an estimate at the last known rates (fix: RELANCE_LEGAL_RATES_FILE)",
-            if check.legal_rates_current { 0.0 } else { 1.0 },
-        );
-        relance_telemetry::metrics::set_gauge(
-            "relance_settings_warnings",
-            "settings an operator should fix (listed by /health/ready)",
-            check.warnings.len() as f64,
-        );
-        self.loops();
+        set_gauges(&self.services, &self.warnings, self.loop_stall);
         relance_telemetry::metrics::render()
+    }
+}
+
+/// Each service's loops with their age, and those stalled; also set as gauges.
+fn loops(
+    services: &[(String, Readiness)],
+    loop_stall: Duration,
+) -> (BTreeMap<String, BTreeMap<String, f64>>, Vec<String>) {
+    let mut loops = BTreeMap::new();
+    let mut stalled = Vec::new();
+    for (service, readiness) in services {
+        let mut ages = BTreeMap::new();
+        for (name, age) in readiness.loops().ages() {
+            let late = age > loop_stall;
+            relance_telemetry::metrics::set_loop(service, &name, age, late);
+            if late {
+                stalled.push(format!("{service}: {name}"));
+            }
+            ages.insert(name, (age.as_secs_f64() * 10.0).round() / 10.0);
+        }
+        loops.insert(service.clone(), ages);
+    }
+    (loops, stalled)
+}
+
+/// Sets the gauges only the health server knows (settings warnings, loop heartbeats).
+fn set_gauges(services: &[(String, Readiness)], warnings: &Warnings, loop_stall: Duration) {
+    let check = warnings();
+    relance_telemetry::metrics::set_gauge(
+        "relance_legal_rates_current_half_year_missing",
+        "1 when the legal rate table lacks the current half-year: late interest is then an estimate at the last known rates (fix: RELANCE_LEGAL_RATES_FILE)",
+        if check.legal_rates_current { 0.0 } else { 1.0 },
+    );
+    relance_telemetry::metrics::set_gauge(
+        "relance_settings_warnings",
+        "settings an operator should fix (listed by /health/ready)",
+        check.warnings.len() as f64,
+    );
+    loops(services, loop_stall);
+}
+
+/// When metrics go over OTLP, nobody scrapes: sets what a scrape would (the gauges above,
+/// the process's CPU and memory) every `interval` until `shutdown`, for the OTLP exporter's
+/// next push.
+pub async fn refresh_gauges_for_otlp(
+    services: Vec<(String, Readiness)>,
+    warnings: Warnings,
+    loop_stall: Duration,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        set_gauges(&services, &warnings, loop_stall);
+        relance_telemetry::metrics::collect_process();
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
     }
 }
 

@@ -94,12 +94,21 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
             addr,
             &config.settings.database_url,
             readiness.clone(),
-            warnings,
+            warnings.clone(),
             config.settings.loop_stall,
             shutdown.clone(),
         )
         .await?;
         tasks.spawn(async move { server.await.context("the health endpoint panicked")? });
+    }
+    if relance_telemetry::metrics::exported_over_otlp() {
+        tasks.spawn(health::refresh_gauges_for_otlp(
+            readiness.clone(),
+            warnings.clone(),
+            config.settings.loop_stall,
+            OTLP_GAUGES_INTERVAL,
+            shutdown.clone(),
+        ));
     }
     for (name, ready) in readiness {
         let (config, shutdown) = (config.clone(), shutdown.clone());
@@ -129,6 +138,10 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
     }
     result
 }
+
+/// How often the gauges a scrape would set are refreshed when metrics go over OTLP (its
+/// exporter pushes every `OTEL_METRIC_EXPORT_INTERVAL`, 60 s by default).
+const OTLP_GAUGES_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// As [`run_services`], owning its list (for spawning).
 pub async fn run_services_owned(

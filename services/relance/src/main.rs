@@ -113,6 +113,16 @@ async fn main() -> anyhow::Result<()> {
         settings.otlp_endpoint.as_deref(),
         settings.log_json,
     )?;
+    if matches!(cli.command, Command::Run { .. }) && settings.metrics_exporter.otlp() {
+        // Before the health server's own (Prometheus-only) install, which then keeps this one.
+        relance_telemetry::metrics::install_with(
+            relance_telemetry::metrics::Exporters {
+                prometheus: settings.metrics_exporter.prometheus(),
+                otlp: true,
+            },
+            &service_name,
+        );
+    }
     match cli.command {
         Command::Run { services } => {
             let names: Vec<&str> = if services.iter().any(|s| s == "all") {

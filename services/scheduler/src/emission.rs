@@ -16,6 +16,7 @@ use relance_sequence::{outgoing, queue_step};
 use relance_storage::steps::{self, DueInvoice, StepRecord, StepStatus};
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Emits every step that is due now, batch after batch. Returns how many invoices it handled.
@@ -82,7 +83,8 @@ async fn load_due_batch(
     })
 }
 
-#[tracing::instrument(skip_all, err)]
+/// Runs in the scheduler pass's span (no span of its own): the pass links to the reminders
+/// it emits.
 async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the scheduling transaction")?;
@@ -226,29 +228,55 @@ async fn apply(
             Ok(None)
         }
         StepAction::Queue { step } => {
-            let today = local_day(invoice, now);
-            if !steps::mark_queued(tx, step.id, now, today).await? {
-                return Ok(None);
-            }
-            let lead = grouping::LeadStep {
-                step,
-                customer_id: &invoice.customer_id,
-                due_on: invoice.due_on,
-                currency: &invoice.currency,
-            };
-            let joined = grouping::gather(tx, config, &lead, invoice.timezone, today, now).await?;
-            queue_step(
-                tx,
-                step.id,
-                &step.invoice_number,
-                &step.name,
-                step.channel.as_str(),
-                now,
-            )
-            .await?;
-            Ok(Some(joined))
+            // One trace per reminder: its emission is a root span, continued by its render,
+            // its delivery and the events after them; the pass links to it, and it to the pass.
+            let emission = tracing::info_span!(
+                parent: None,
+                "emit",
+                otel.name = "emit reminder",
+                step = %step.name,
+                channel = step.channel.as_str(),
+            );
+            let pass = tracing::Span::current();
+            relance_telemetry::add_link(&pass, &emission);
+            relance_telemetry::add_link(&emission, &pass);
+            queue_due_step(tx, config, invoice, step, now)
+                .instrument(emission)
+                .await
         }
     }
+}
+
+/// Queues a due step (and what joins its message).
+async fn queue_due_step(
+    tx: &mut PgConnection,
+    config: &Config,
+    invoice: &DueInvoice,
+    step: &StepRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<(HashSet<Uuid>, HashSet<Uuid>)>> {
+    let today = local_day(invoice, now);
+    if !steps::mark_queued(tx, step.id, now, today).await? {
+        return Ok(None);
+    }
+    steps::set_trace_context(tx, step.id, &relance_telemetry::current_trace_headers()).await?;
+    let lead = grouping::LeadStep {
+        step,
+        customer_id: &invoice.customer_id,
+        due_on: invoice.due_on,
+        currency: &invoice.currency,
+    };
+    let joined = grouping::gather(tx, config, &lead, invoice.timezone, today, now).await?;
+    queue_step(
+        tx,
+        step.id,
+        &step.invoice_number,
+        &step.name,
+        step.channel.as_str(),
+        now,
+    )
+    .await?;
+    Ok(Some(joined))
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use relance_sequence::resume;
 use relance_telemetry::liveness::Heartbeat;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub const SERVICE: &str = "scheduler";
 
@@ -91,41 +92,9 @@ async fn tick_loop(
     // not at every pass (the first pass does it).
     let mut last_handoff: Option<tokio::time::Instant> = None;
     loop {
-        let started = std::time::Instant::now();
-        let mut completed = true;
-        // Before emitting: a broken promise's steps are re-dated first, never caught up.
-        if let Err(e) = resume::end_broken_promises(db, config).await {
-            completed = false;
-            tracing::error!(error = format!("{e:#}"), "ending broken promises failed");
-        }
-        let claimed = match emission::emit_due_steps(db, config).await {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                completed = false;
-                tracing::error!(error = format!("{e:#}"), "emitting due steps failed");
-                0
-            }
-        };
-        if let Err(e) = sweep::recover_expired_leases(db, config).await {
-            tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
-        }
-        let (now, s) = (config.clock.now(), &config.settings);
-        if last_handoff.is_none_or(|at| at.elapsed() >= s.handoff_interval) {
-            last_handoff = Some(tokio::time::Instant::now());
-            let terms = s.channels.interest_terms();
-            if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await
-            {
-                tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
-            }
-        }
-        if let Err(e) = grouping::settle_groups(db, config).await {
-            tracing::error!(error = format!("{e:#}"), "settling grouped steps failed");
-        }
-        if let Err(e) = calls::expire_call_tasks(db, config).await {
-            tracing::error!(error = format!("{e:#}"), "expiring call tasks failed");
-        }
-        relance_telemetry::metrics::record_scheduler_pass(started.elapsed(), claimed);
-        if completed {
+        // The pass is a trace of its own; each reminder it emits starts another, linked to it.
+        let span = tracing::info_span!("scheduler pass", steps_claimed = tracing::field::Empty);
+        if pass(db, config, &mut last_handoff).instrument(span).await {
             heartbeat.beat();
         }
         tokio::select! {
@@ -133,6 +102,45 @@ async fn tick_loop(
             _ = tokio::time::sleep(config.settings.scheduler_interval) => {}
         }
     }
+}
+
+/// One scheduler pass; returns whether it completed (emission without error).
+async fn pass(db: &PgPool, config: &Config, last_handoff: &mut Option<tokio::time::Instant>) -> bool {
+    let started = std::time::Instant::now();
+    let mut completed = true;
+    // Before emitting: a broken promise's steps are re-dated first, never caught up.
+    if let Err(e) = resume::end_broken_promises(db, config).await {
+        completed = false;
+        tracing::error!(error = format!("{e:#}"), "ending broken promises failed");
+    }
+    let claimed = match emission::emit_due_steps(db, config).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            completed = false;
+            tracing::error!(error = format!("{e:#}"), "emitting due steps failed");
+            0
+        }
+    };
+    if let Err(e) = sweep::recover_expired_leases(db, config).await {
+        tracing::error!(error = format!("{e:#}"), "recovering expired leases failed");
+    }
+    let (now, s) = (config.clock.now(), &config.settings);
+    if last_handoff.is_none_or(|at| at.elapsed() >= s.handoff_interval) {
+        *last_handoff = Some(tokio::time::Instant::now());
+        let terms = s.channels.interest_terms();
+        if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await {
+            tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
+        }
+    }
+    if let Err(e) = grouping::settle_groups(db, config).await {
+        tracing::error!(error = format!("{e:#}"), "settling grouped steps failed");
+    }
+    if let Err(e) = calls::expire_call_tasks(db, config).await {
+        tracing::error!(error = format!("{e:#}"), "expiring call tasks failed");
+    }
+    relance_telemetry::metrics::record_scheduler_pass(started.elapsed(), claimed);
+    tracing::Span::current().record("steps_claimed", claimed);
+    completed
 }
 
 /// The hand-off delay the settings give.

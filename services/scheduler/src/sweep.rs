@@ -19,6 +19,7 @@ use relance_storage::steps::{self, DeliveryStage, StepRecord, StepStatus};
 use relance_storage::{invoices, journal, outbox};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Hands out again, or settles, the steps whose lease ran out. Returns how many.
@@ -28,29 +29,51 @@ pub async fn recover_expired_leases(db: &PgPool, config: &Config) -> anyhow::Res
     let mut tx = db.begin().await.context("starting the sweep transaction")?;
     let expired = steps::claim_expired_leases(&mut tx, config.settings.lease, 100).await?;
     for step in &expired {
-        match (step.status, config.settings.interrupted_delivery) {
-            (StepStatus::Queued, _) => {
-                steps::renew_lease(&mut tx, step.id).await?;
-                queue_step(
-                    &mut tx,
-                    step.id,
-                    &step.invoice_number,
-                    &step.name,
-                    step.channel.as_str(),
-                    now,
-                )
-                .await?;
-            }
-            // A deferred step here lost its retry message: its retry is long overdue.
-            (StepStatus::Rendered | StepStatus::Deferred, _) => {
-                steps::renew_lease(&mut tx, step.id).await?;
-                queue_delivery(&mut tx, step, now).await?;
-            }
-            (_, policy) => settle_interrupted(&mut tx, step, policy, now).await?,
-        }
+        // The step goes on in its reminder's trace (kept at its emission), not the pass's;
+        // the sweep's span links to it.
+        let recovery = tracing::info_span!(
+            parent: None,
+            "recover",
+            otel.name = "recover reminder",
+            step = %step.name,
+            status = %step.status,
+        );
+        relance_telemetry::link_to_parent(&recovery, &steps::trace_context(&mut tx, step.id).await?);
+        relance_telemetry::add_link(&tracing::Span::current(), &recovery);
+        recover(&mut tx, config, step, now).instrument(recovery).await?;
     }
     tx.commit().await.context("committing the sweep")?;
     Ok(expired.len())
+}
+
+/// Hands out again, or settles, one step whose lease ran out.
+async fn recover(
+    tx: &mut PgConnection,
+    config: &Config,
+    step: &StepRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    match (step.status, config.settings.interrupted_delivery) {
+        (StepStatus::Queued, _) => {
+            steps::renew_lease(tx, step.id).await?;
+            queue_step(
+                tx,
+                step.id,
+                &step.invoice_number,
+                &step.name,
+                step.channel.as_str(),
+                now,
+            )
+            .await?;
+        }
+        // A deferred step here lost its retry message: its retry is long overdue.
+        (StepStatus::Rendered | StepStatus::Deferred, _) => {
+            steps::renew_lease(tx, step.id).await?;
+            queue_delivery(tx, step, now).await?;
+        }
+        (_, policy) => settle_interrupted(tx, step, policy, now).await?,
+    }
+    Ok(())
 }
 
 /// A delivery whose sender stopped (its lease ran out while the step was `sending`), settled

@@ -30,6 +30,18 @@ pub enum DeliveryError {
     Unanswered(String),
 }
 
+impl DeliveryError {
+    /// Its kind as one word (a span's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Transient(_) => "transient",
+            Self::Permanent(_) => "permanent",
+            Self::Aborted(_) => "aborted",
+            Self::Unanswered(_) => "unanswered",
+        }
+    }
+}
+
 /// Where a delivery reports its progress, and asks, last thing, whether it may go on.
 pub trait DeliveryGate: Send + Sync {
     /// Records that the delivery reached `stage` (best effort: a stage not recorded only

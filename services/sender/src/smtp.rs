@@ -173,8 +173,44 @@ impl SmtpEndpoint {
 
     /// Delivers `message` (the formatted email) to the envelope's recipients. Before the end
     /// of DATA, asks `gate`; on refusal closes the connection without it
-    /// ([`DeliveryError::Aborted`]). Returns the server's answer to the end of DATA.
+    /// ([`DeliveryError::Aborted`]). Returns the server's answer to the end of DATA. Its
+    /// span is the SMTP call in the reminder's trace (a client span; no address in it).
+    #[tracing::instrument(
+        name = "smtp",
+        skip_all,
+        fields(
+            otel.name = "smtp send",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            server.address = %self.host,
+            server.port = self.port,
+            smtp.reply_class = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    )]
     pub async fn deliver(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        gate: &dyn DeliveryGate,
+    ) -> Result<String, DeliveryError> {
+        let answer = self.converse(envelope, message, gate).await;
+        let span = tracing::Span::current();
+        match &answer {
+            Ok(reply) => {
+                let code = relance_telemetry::metrics::reply_code(reply);
+                span.record("smtp.reply_class", relance_telemetry::metrics::reply_class(code));
+            }
+            Err(e) => {
+                span.record("error.type", e.kind());
+                span.record("otel.status_code", "error");
+            }
+        }
+        answer
+    }
+
+    /// The SMTP conversation of [`SmtpEndpoint::deliver`].
+    async fn converse(
         &self,
         envelope: &Envelope,
         message: &[u8],

@@ -119,6 +119,26 @@ impl ChannelSettings {
     }
 }
 
+/// Where a process's metrics go (`RELANCE_METRICS_EXPORTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsExporter {
+    /// The Prometheus exposition on the health server's `GET /metrics` (default).
+    Prometheus,
+    /// Pushed over OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT` (a collector).
+    Otlp,
+    /// Both.
+    Both,
+}
+
+impl MetricsExporter {
+    pub fn prometheus(self) -> bool {
+        matches!(self, Self::Prometheus | Self::Both)
+    }
+    pub fn otlp(self) -> bool {
+        matches!(self, Self::Otlp | Self::Both)
+    }
+}
+
 /// The policy for a step found in `sending` whose sender died *after* the end of DATA (or the
 /// provider's request) was sent: the message may or may not have reached the customer. A
 /// delivery interrupted before that point is always delivered again (nothing went out), and
@@ -263,6 +283,8 @@ pub struct Settings {
     /// `RELANCE_LOG_FORMAT`: `Some(true)` JSON lines, `Some(false)` text, `None`: JSON unless
     /// stderr is a terminal.
     pub log_json: Option<bool>,
+    /// Where metrics go (`RELANCE_METRICS_EXPORTER`).
+    pub metrics_exporter: MetricsExporter,
     pub creditor: Creditor,
     pub channels: ChannelSettings,
 }
@@ -615,6 +637,16 @@ impl Settings {
                 stall => stall,
             },
             metrics_interval: env.millis("RELANCE_METRICS_INTERVAL_MS")?,
+            metrics_exporter: match env.text("RELANCE_METRICS_EXPORTER").as_str() {
+                "prometheus" => MetricsExporter::Prometheus,
+                "otlp" => MetricsExporter::Otlp,
+                "both" => MetricsExporter::Both,
+                other => {
+                    return Err(anyhow!(
+                        "RELANCE_METRICS_EXPORTER={other:?} is not valid: prometheus, otlp or both"
+                    ))
+                }
+            },
             log_json: match env.get("RELANCE_LOG_FORMAT").as_deref() {
                 None => None,
                 Some("json") => Some(true),
@@ -653,6 +685,12 @@ impl Settings {
                     return Err(anyhow!("{key}={:?} is not an http(s) URL", redact(url)));
                 }
             }
+        }
+        if settings.metrics_exporter.otlp() && settings.otlp_endpoint.is_none() {
+            return Err(anyhow!(
+                "RELANCE_METRICS_EXPORTER={} needs OTEL_EXPORTER_OTLP_ENDPOINT (where to send them)",
+                env.text("RELANCE_METRICS_EXPORTER")
+            ));
         }
         if settings.scheduler_batch <= 0 {
             return Err(anyhow!("RELANCE_SCHEDULER_BATCH must be positive"));
@@ -1007,6 +1045,22 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let missing = Settings::from_vars(vars(&[("DATABASE_URL_FILE", "/nonexistent/relance-db-url")]));
         assert!(format!("{:?}", missing.err()).contains("DATABASE_URL_FILE"));
+    }
+
+    #[test]
+    fn the_metrics_exporter_is_one_of_three_and_otlp_needs_an_endpoint() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.metrics_exporter, MetricsExporter::Prometheus);
+        let s = Settings::from_vars(vars(&[
+            ("RELANCE_METRICS_EXPORTER", "both"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        ]))
+        .unwrap();
+        assert!(s.metrics_exporter.otlp() && s.metrics_exporter.prometheus());
+        let e = Settings::from_vars(vars(&[("RELANCE_METRICS_EXPORTER", "otlp")]));
+        assert!(format!("{:?}", e.err()).contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let e = Settings::from_vars(vars(&[("RELANCE_METRICS_EXPORTER", "statsd")]));
+        assert!(format!("{:?}", e.err()).contains("RELANCE_METRICS_EXPORTER"));
     }
 
     #[test]

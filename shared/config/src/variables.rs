@@ -171,7 +171,8 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_ECB_RATES_FILE", Unset, "ECB rate changes replacing the table's ECB column"),
     setting("RELANCE_INTEREST_FLOOR_PERCENT", Unset, "deprecated: one floor for every half-year"),
     setting("RELANCE_INTEREST_CONSUMER_PERCENT", Unset, "deprecated: one rate for consumers' debts"),
-    telemetry("OTEL_EXPORTER_OTLP_ENDPOINT", Unset, "export traces over OTLP/HTTP"),
+    telemetry("OTEL_EXPORTER_OTLP_ENDPOINT", Unset, "export traces (and metrics, see RELANCE_METRICS_EXPORTER) over OTLP/HTTP"),
+    telemetry("RELANCE_METRICS_EXPORTER", Value("prometheus"), "prometheus (/metrics on RELANCE_HEALTH_ADDR), otlp (pushed to OTEL_EXPORTER_OTLP_ENDPOINT) or both"),
     telemetry("RUST_LOG", Value("info"), "log filter (logs go to stderr)"),
     telemetry("RELANCE_LOG_FORMAT", Described("`json` when stderr is not a terminal, else `text`"), "json (one JSON object a line, with trace_id and span_id) or text (colours only on a terminal)"),
 ];

@@ -463,6 +463,15 @@ where
     })
 }
 
+/// A handler's failure as the `error.type` of its consumer span.
+fn error_class(error: &HandlerError) -> &'static str {
+    match error {
+        HandlerError::Permanent(reason) if reason.starts_with(PANIC_REASON) => "panic",
+        HandlerError::Permanent(_) => "permanent",
+        HandlerError::Transient(_) => "transient",
+    }
+}
+
 /// The dead-letter reason of a message whose handler panicked starts with this.
 const PANIC_REASON: &str = "handler panicked";
 
@@ -565,8 +574,9 @@ where
             Err(_) => break Ok(()),
         };
         let message = incoming(queue, &delivery);
-        let span = tracing::info_span!("consume", queue = %queue, routing_key = %message.routing_key, message_id = ?message.message_id);
+        let span = crate::spans::process_span(queue, &message.routing_key, message.message_id.as_deref());
         relance_telemetry::link_to_parent(&span, &message.headers);
+        let process = span.clone();
         let (handler, publisher, names, retry, heartbeat) = (
             handler.clone(),
             publisher.clone(),
@@ -578,6 +588,9 @@ where
             async move {
                 let started = std::time::Instant::now();
                 let outcome = run_handler(handler.as_ref(), message.clone()).await;
+                if let Err(e) = &outcome {
+                    crate::spans::record_error(&process, error_class(e));
+                }
                 metric::record_consumed(queue_label(&names, &message.queue), started.elapsed());
                 if let Err(e) = settle(outcome, &delivery, &message, &publisher, &names, &retry).await {
                     // Unacked, the broker redelivers it; handlers are idempotent.

@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod migrate;
 pub mod publish;
 pub mod relay;
+pub mod spans;
 pub mod supervise;
 pub mod topology;
 pub mod worker;

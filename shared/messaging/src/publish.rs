@@ -8,6 +8,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
 use std::collections::BTreeMap;
+use tracing::Instrument;
 
 /// The AMQP properties of every relance message: ids, time, type and trace headers.
 pub fn properties(
@@ -131,15 +132,24 @@ pub async fn publish_inbound(
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string();
+    let exchange = names.inbound_exchange();
+    // A trace starts here (or goes on, under a caller's span): what the message causes in
+    // relance is its continuation.
+    let span = crate::spans::publish_span(&exchange, routing_key, &message_id);
     let props = properties(
         &message_id,
         &message_id,
         routing_key,
         Utc::now(),
-        &BTreeMap::new(),
+        &relance_telemetry::trace_headers_of(&span),
     );
     let payload = serde_json::to_vec(body).context("encoding the message")?;
-    publisher
-        .publish(&names.inbound_exchange(), routing_key, &payload, props, true)
-        .await
+    let published = publisher
+        .publish(&exchange, routing_key, &payload, props, true)
+        .instrument(span.clone())
+        .await;
+    if published.is_err() {
+        crate::spans::record_error(&span, "publish_failed");
+    }
+    published
 }

@@ -3,6 +3,7 @@
 //! `SKIP LOCKED`. A crash between publish and mark republishes; consumers are idempotent.
 
 use crate::publish::{check_confirmation, properties, Publisher};
+use crate::spans;
 use anyhow::Context;
 use relance_contracts::names::Names;
 use relance_domain::SharedClock;
@@ -11,6 +12,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 const BATCH: i64 = 500;
 
@@ -33,24 +35,38 @@ pub async fn relay_once(
             "jobs" => (names.jobs_exchange(), true),
             _ => (names.events_exchange(), false),
         };
+        let message_id = row.message_id.to_string();
+        // The producer span continues the trace the row was written in (its headers), and
+        // the message carries the span's own context: its consumer is the span's child.
+        let span = spans::publish_span(&exchange, &row.routing_key, &message_id);
+        relance_telemetry::link_to_parent(&span, &row.headers.0);
+        let mut headers = row.headers.0.clone();
+        headers.extend(relance_telemetry::trace_headers_of(&span));
         let props = properties(
-            &row.message_id.to_string(),
+            &message_id,
             &row.correlation_id,
             &row.routing_key,
             row.created_at,
-            &row.headers.0,
+            &headers,
         );
         let payload = serde_json::to_vec(&row.payload).context("encoding an outbox message")?;
         let confirm = publisher
             .publish_unconfirmed(&exchange, &row.routing_key, &payload, props, mandatory)
-            .await?;
-        confirms.push((confirm, row.routing_key.clone()));
+            .instrument(span.clone())
+            .await
+            .inspect_err(|_| spans::record_error(&span, "publish_failed"))?;
+        confirms.push((confirm, row.routing_key.clone(), span));
     }
-    for (confirm, routing_key) in confirms {
-        check_confirmation(
-            confirm.await.context("waiting for the broker's confirm")?,
-            &routing_key,
-        )?;
+    for (confirm, routing_key, span) in confirms {
+        // The span ends (is dropped) once the broker has confirmed, or refused, its message.
+        let confirmed = match confirm.await.context("waiting for the broker's confirm") {
+            Ok(confirmation) => check_confirmation(confirmation, &routing_key),
+            Err(e) => Err(e),
+        };
+        if confirmed.is_err() {
+            spans::record_error(&span, "broker_refused");
+        }
+        confirmed?;
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     relance_storage::outbox::mark_published(&mut tx, &ids, clock.now()).await?;

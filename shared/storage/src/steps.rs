@@ -306,6 +306,36 @@ pub async fn mark_queued(
     Ok(updated.rows_affected() == 1)
 }
 
+/// Keeps the trace context of a step's emission (W3C headers), for whoever hands it out again.
+pub async fn set_trace_context(
+    tx: &mut PgConnection,
+    id: Uuid,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE reminder_steps SET trace_context = $2 WHERE id = $1")
+        .bind(id)
+        .bind(sqlx::types::Json(headers))
+        .execute(tx)
+        .await
+        .context("keeping the step's trace context")?;
+    Ok(())
+}
+
+/// The trace context of a step's emission; empty when none was kept.
+pub async fn trace_context(
+    tx: &mut PgConnection,
+    id: Uuid,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let kept: Option<sqlx::types::Json<std::collections::BTreeMap<String, String>>> =
+        sqlx::query_scalar("SELECT trace_context FROM reminder_steps WHERE id = $1")
+            .bind(id)
+            .fetch_optional(tx)
+            .await
+            .context("reading the step's trace context")?
+            .flatten();
+    Ok(kept.map(|json| json.0).unwrap_or_default())
+}
+
 pub async fn postpone(
     tx: &mut PgConnection,
     id: Uuid,

@@ -12,7 +12,7 @@ mod redact;
 pub use redact::redact;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
@@ -24,13 +24,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
 
-/// Keeps the tracer provider alive; flushes pending spans when dropped.
+/// Keeps the tracer provider alive; flushes pending spans (and OTLP metrics) when dropped.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
+        metrics::shutdown();
         if let Some(provider) = self.provider.take() {
             if let Err(e) = provider.shutdown() {
                 eprintln!("telemetry: flushing spans failed: {e}");
@@ -39,8 +40,8 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: logs to stderr (`RUST_LOG`, default `info`), plus OTLP
-/// export when `otlp_endpoint` is set. Spans always get trace ids, so that trace context is
+/// Installs the global subscriber: logs to stderr (`RUST_LOG`, default `info`, filters the logs only), plus OTLP
+/// export when `otlp_endpoint` is set (spans of level info and above). Spans always get trace ids, so that trace context is
 /// propagated through the broker even when nothing is exported. Logs are JSON lines unless
 /// stderr is a terminal (see [`init_with_log_format`]).
 pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
@@ -84,10 +85,15 @@ pub fn init_with_log_format(
             .with_ansi(terminal)
             .boxed()
     };
+    // `RUST_LOG` filters the logs only: a quieter log (`warn`) must not silence the spans,
+    // which the trace context in messages and the exported traces need (info and above).
     let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer));
+        .with(logs.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        );
     // A second init in one process (tests, `relance run all`) keeps the first subscriber.
     let _ = registry.try_init();
     Ok(TelemetryGuard {
@@ -127,4 +133,19 @@ pub fn current_trace_headers() -> BTreeMap<String, String> {
 pub fn link_to_parent(span: &tracing::Span, headers: &BTreeMap<String, String>) {
     let parent = TraceContextPropagator::new().extract(&MapExtractor(headers));
     let _ = span.set_parent(parent);
+}
+
+/// Adds to `span` a link to `target` (a span of another trace, or one it does not descend
+/// from): a scheduler pass links to each reminder it emitted, each of which starts a trace of
+/// its own.
+pub fn add_link(span: &tracing::Span, target: &tracing::Span) {
+    let context = target.context();
+    span.add_link(context.span().span_context().clone());
+}
+
+/// The W3C trace context of `span`, as [`current_trace_headers`] gives it for the current one.
+pub fn trace_headers_of(span: &tracing::Span) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut MapInjector(&mut headers));
+    headers
 }

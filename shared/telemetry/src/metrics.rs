@@ -1,5 +1,6 @@
 //! Metrics: one process-wide recorder (the `metrics` crate) rendered in the Prometheus
-//! exposition format by the health server's `GET /metrics`. Every metric relance exports is
+//! exposition format by the health server's `GET /metrics`, pushed over OTLP to a collector,
+//! or both (`RELANCE_METRICS_EXPORTER`). Every metric relance exports is
 //! named and described here, and recorded through the functions of this module, so that
 //! names and labels stay the same everywhere (see `docs/operations.md`).
 //!
@@ -7,8 +8,10 @@
 //! are named without their namespace, outcomes and reason classes are fixed words. Never an
 //! invoice number, an address, a phone number or a customer id.
 
+use anyhow::Context as _;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_util::layers::{FanoutBuilder, Layer as _};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -85,64 +88,223 @@ const DURATION_BUCKETS: [f64; 14] = [
 const COUNT_BUCKETS: [f64; 10] = [0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 
 struct Exporter {
-    handle: PrometheusHandle,
+    /// The Prometheus exposition (`RELANCE_METRICS_EXPORTER=prometheus|both`).
+    handle: Option<PrometheusHandle>,
+    /// The OTLP pipeline (`otlp|both`): its periodic reader pushes every
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (60 s by default); shut down (flushed) at exit.
+    otlp: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     process: metrics_process::Collector,
 }
 
 static EXPORTER: OnceLock<Option<Exporter>> = OnceLock::new();
 
-/// Installs the process-wide recorder (once; later calls do nothing). Until it is installed,
+/// Where the metrics of this process go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exporters {
+    /// Rendered by [`render`] (the health server's `/metrics`).
+    pub prometheus: bool,
+    /// Pushed over OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/metrics`).
+    pub otlp: bool,
+}
+
+impl Default for Exporters {
+    fn default() -> Self {
+        Self {
+            prometheus: true,
+            otlp: false,
+        }
+    }
+}
+
+/// Installs the process-wide recorder with the Prometheus exposition only, unless
+/// [`install_with`] came first (once; later calls do nothing). Until it is installed,
 /// recording costs nothing and is lost. Returns whether relance's recorder is the one in
 /// place (another recorder installed first by an embedding program keeps its place).
 pub fn install() -> bool {
+    install_with(Exporters::default(), "relance")
+}
+
+/// Installs the process-wide recorder for `exporters` (once; see [`install`]); the OTLP
+/// metrics carry `service_name` as their resource's `service.name`.
+pub fn install_with(exporters: Exporters, service_name: &str) -> bool {
     EXPORTER
-        .get_or_init(|| {
-            let built = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(DUE_TO_SENT.into()), &LATENCY_BUCKETS)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(PAYMENT_TO_CANCEL.into()), &LATENCY_BUCKETS)
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(HANDLER_DURATION.into()), &DURATION_BUCKETS)
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(SCHEDULER_PASS_DURATION.into()), &DURATION_BUCKETS)
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(SCHEDULER_PASS_STEPS.into()), &COUNT_BUCKETS)
-                });
-            let builder = match built {
-                Ok(builder) => builder,
-                Err(e) => {
-                    tracing::error!(error = %e, "metrics: bad histogram buckets; metrics are off");
-                    return None;
-                }
-            };
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("metrics: another recorder is installed; /metrics shows none of relance's");
-                return None;
+        .get_or_init(|| match build(exporters, service_name) {
+            Ok(exporter) => Some(exporter),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "metrics: cannot be exported; metrics are off"
+                );
+                None
             }
-            describe();
-            let process = metrics_process::Collector::default();
-            process.describe();
-            Some(Exporter { handle, process })
         })
         .is_some()
 }
 
+fn build(exporters: Exporters, service_name: &str) -> anyhow::Result<Exporter> {
+    let prometheus = if exporters.prometheus {
+        Some(prometheus_recorder()?)
+    } else {
+        None
+    };
+    let handle = prometheus.as_ref().map(PrometheusRecorder::handle);
+    let otlp = if exporters.otlp {
+        Some(otlp_recorder(service_name)?)
+    } else {
+        None
+    };
+    let installed = match (prometheus, otlp.as_ref()) {
+        (Some(prometheus), Some((_, otlp))) => metrics::set_global_recorder(
+            FanoutBuilder::default()
+                .add_recorder(prometheus)
+                .add_recorder(otlp_filtered(otlp.clone()))
+                .build(),
+        )
+        .is_ok(),
+        (Some(prometheus), None) => metrics::set_global_recorder(prometheus).is_ok(),
+        (None, Some((_, otlp))) => metrics::set_global_recorder(otlp_filtered(otlp.clone())).is_ok(),
+        (None, None) => return Err(anyhow::anyhow!("no metrics exporter chosen")),
+    };
+    if !installed {
+        anyhow::bail!("another recorder is installed; relance's metrics go nowhere");
+    }
+    describe();
+    let process = metrics_process::Collector::default();
+    process.describe();
+    Ok(Exporter {
+        handle,
+        otlp: otlp.map(|(provider, _)| provider),
+        process,
+    })
+}
+
+fn prometheus_recorder() -> anyhow::Result<PrometheusRecorder> {
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in BUCKETS {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.into()), buckets)
+            .context("metrics: bad histogram buckets")?;
+    }
+    Ok(builder.build_recorder())
+}
+
+/// Histograms and their buckets, the same for both exporters.
+const BUCKETS: [(&str, &[f64]); 5] = [
+    (DUE_TO_SENT, &LATENCY_BUCKETS),
+    (PAYMENT_TO_CANCEL, &LATENCY_BUCKETS),
+    (HANDLER_DURATION, &DURATION_BUCKETS),
+    (SCHEDULER_PASS_DURATION, &DURATION_BUCKETS),
+    (SCHEDULER_PASS_STEPS, &COUNT_BUCKETS),
+];
+
+/// A `metrics` recorder on the OpenTelemetry metrics SDK, pushing over OTLP/HTTP (the
+/// exporter reads `OTEL_EXPORTER_OTLP_ENDPOINT` and appends `/v1/metrics`).
+fn otlp_recorder(
+    service_name: &str,
+) -> anyhow::Result<(
+    opentelemetry_sdk::metrics::SdkMeterProvider,
+    metrics_exporter_opentelemetry::Recorder,
+)> {
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .build()
+        .context("metrics: building the OTLP exporter")?;
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name.to_string())
+        .build();
+    let (provider, recorder) = metrics_exporter_opentelemetry::Recorder::builder("relance")
+        .with_meter_provider(|builder| {
+            builder.with_resource(resource).with_reader(reader).with_view(
+                |instrument: &opentelemetry_sdk::metrics::Instrument| {
+                    let (_, buckets) = BUCKETS.iter().find(|(name, _)| instrument.name() == *name)?;
+                    opentelemetry_sdk::metrics::Stream::builder()
+                        .with_aggregation(opentelemetry_sdk::metrics::Aggregation::ExplicitBucketHistogram {
+                            boundaries: buckets.to_vec(),
+                            record_min_max: true,
+                        })
+                        .build()
+                        .ok()
+                },
+            )
+        })
+        .build();
+    Ok((provider, recorder))
+}
+
+/// The OTLP side leaves out the CPU time counter: `metrics-process` sets it as an absolute
+/// value, which the OpenTelemetry recorder (a fresh handle at each registration) would add
+/// again at each collection.
+fn otlp_filtered(recorder: metrics_exporter_opentelemetry::Recorder) -> impl metrics::Recorder + Sync + Send {
+    metrics_util::layers::FilterLayer::from_patterns(["process_cpu_seconds_total"])
+        .layer(Undescribed(recorder))
+}
+
+/// The OpenTelemetry recorder without descriptions. metrics-exporter-opentelemetry 0.2 gives
+/// a metric's description and unit to its first registration only (it takes them out of its
+/// table), and every `counter!` registers anew: the SDK then holds two instruments of one
+/// name (with and without a description), each counting part of the increments, and the
+/// collector receives two series that disagree. Without descriptions every registration is
+/// the same instrument. The units stay in the names (`_seconds`, `_bytes`).
+struct Undescribed(metrics_exporter_opentelemetry::Recorder);
+
+impl metrics::Recorder for Undescribed {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, metadata: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.0.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &metrics::Key, metadata: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &metrics::Key, metadata: &metrics::Metadata<'_>) -> metrics::Histogram {
+        self.0.register_histogram(key, metadata)
+    }
+}
+
 /// The Prometheus exposition of every metric recorded in this process (the process's CPU and
-/// memory read now). Empty when the recorder could not be installed.
+/// memory read now). Empty when the recorder could not be installed, or when metrics go
+/// over OTLP only.
 pub fn render() -> String {
     install();
     match EXPORTER.get() {
         Some(Some(exporter)) => {
             exporter.process.collect();
-            exporter.handle.run_upkeep();
-            exporter.handle.render()
+            match &exporter.handle {
+                Some(handle) => {
+                    handle.run_upkeep();
+                    handle.render()
+                }
+                None => String::new(),
+            }
         }
         _ => String::new(),
+    }
+}
+
+/// Reads the process's CPU and memory into their metrics (done by [`render`] for a scrape;
+/// the OTLP exporter needs it done on an interval).
+pub fn collect_process() {
+    if let Some(Some(exporter)) = EXPORTER.get() {
+        exporter.process.collect();
+    }
+}
+
+/// Whether the metrics go over OTLP (then someone must refresh the gauges a scrape would).
+pub fn exported_over_otlp() -> bool {
+    matches!(EXPORTER.get(), Some(Some(Exporter { otlp: Some(_), .. })))
+}
+
+/// Pushes what the OTLP exporter has not sent yet and stops it (at exit).
+pub fn shutdown() {
+    if let Some(Some(Exporter {
+        otlp: Some(provider), ..
+    })) = EXPORTER.get()
+    {
+        if let Err(e) = provider.shutdown() {
+            eprintln!("telemetry: flushing metrics failed: {e}");
+        }
     }
 }
 
