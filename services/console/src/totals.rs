@@ -1,0 +1,70 @@
+//! The tracking table's totals per status, kept as a snapshot in memory and refreshed every
+//! `RELANCE_CONSOLE_TOTALS_INTERVAL_MS`: deriving the status of every open invoice takes
+//! seconds on a large ledger, too long for each first page. The snapshot is computed by the
+//! storage's one derivation (`TotalsSnapshot::compute`); a page only sums it. It must not
+//! answer a customer filter (not in its groups): that is counted live, being small.
+
+use crate::Shared;
+use chrono::{DateTime, Utc};
+use relance_storage::console::invoices::{Filter, StatusTotal, TotalsSnapshot};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The latest snapshot of the whole ledger, absent until the first is computed.
+#[derive(Default)]
+pub(crate) struct Latest(RwLock<Option<Arc<TotalsSnapshot>>>);
+
+impl Latest {
+    fn get(&self) -> Option<Arc<TotalsSnapshot>> {
+        // A poisoned lock only means a writer panicked mid-swap of an Arc: the value is whole.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, snapshot: TotalsSnapshot) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+    }
+}
+
+/// A zero interval would recompute without pause.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Recomputes the whole ledger's snapshot at once, then every interval, until `stop`.
+/// A failed pass is logged and the previous snapshot kept.
+pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
+    let interval = console.config.settings.console_totals_interval.max(MIN_INTERVAL);
+    let whole_ledger = Filter::default();
+    loop {
+        let at = console.config.clock.now();
+        let started = std::time::Instant::now();
+        tokio::select! {
+            computed = TotalsSnapshot::compute(&console.db, at, &whole_ledger) => match computed {
+                Ok(snapshot) => {
+                    console.totals.set(snapshot);
+                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "totals snapshot refreshed");
+                }
+                Err(e) => tracing::error!(error = format!("{e:#}"), "refreshing the totals snapshot failed; the previous one is kept"),
+            },
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The totals for `filter` and the time they were derived at: summed from the snapshot, or
+/// counted live for a customer filter or before the first snapshot.
+pub(crate) async fn for_filter(
+    console: &Shared,
+    now: DateTime<Utc>,
+    filter: &Filter,
+) -> anyhow::Result<(BTreeMap<String, StatusTotal>, DateTime<Utc>)> {
+    if let Some(snapshot) = console.totals.get().filter(|s| s.covers(filter)) {
+        return Ok((snapshot.sum(filter), snapshot.as_of));
+    }
+    let live = TotalsSnapshot::compute(&console.db, now, filter).await?;
+    Ok((live.sum(filter), live.as_of))
+}
