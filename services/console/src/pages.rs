@@ -131,14 +131,17 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
 async fn table(console: &Shared, q: &TableQuery) -> Result<Value, Failure> {
     let at = now(console);
     let page = invoices::page(&console.db, at, &q.filter, q.sort, q.after.as_ref(), q.limit).await?;
-    let (totals, totals_as_of) = match q.after {
-        None => {
-            let (totals, as_of) = crate::totals::for_filter(console, at, &q.filter).await?;
-            (Some(totals), Some(as_of))
-        }
-        Some(_) => (None, None),
+    let totals = match q.after {
+        None => Some(crate::totals::for_filter(console, at, &q.filter).await?),
+        Some(_) => None,
     };
-    Ok(json!({ "invoices": page.invoices, "next": page.next, "totals": totals, "totals_as_of": totals_as_of }))
+    Ok(json!({
+        "invoices": page.invoices,
+        "next": page.next,
+        "totals": totals.as_ref().map(|t| &t.per_status),
+        "totals_as_of": totals.as_ref().map(|t| t.as_of),
+        "totals_source": totals.as_ref().map(|t| t.source),
+    }))
 }
 
 async fn tracking_api(State(console): State<Shared>, Query(params): Params) -> Result<Json<Value>, Failure> {

@@ -55,16 +55,32 @@ pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
     }
 }
 
-/// The totals for `filter` and the time they were derived at: summed from the snapshot, or
-/// counted live for a customer filter or before the first snapshot.
+/// The totals of a filter, the time they were derived at and where they come from.
+pub(crate) struct Totals {
+    pub per_status: BTreeMap<String, StatusTotal>,
+    pub as_of: DateTime<Utc>,
+    /// `snapshot` or `live`.
+    pub source: &'static str,
+}
+
+/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter
+/// or before the first snapshot.
 pub(crate) async fn for_filter(
     console: &Shared,
     now: DateTime<Utc>,
     filter: &Filter,
-) -> anyhow::Result<(BTreeMap<String, StatusTotal>, DateTime<Utc>)> {
+) -> anyhow::Result<Totals> {
     if let Some(snapshot) = console.totals.get().filter(|s| s.covers(filter)) {
-        return Ok((snapshot.sum(filter), snapshot.as_of));
+        return Ok(Totals {
+            per_status: snapshot.sum(filter),
+            as_of: snapshot.as_of,
+            source: "snapshot",
+        });
     }
     let live = TotalsSnapshot::compute(&console.db, now, filter).await?;
-    Ok((live.sum(filter), live.as_of))
+    Ok(Totals {
+        per_status: live.sum(filter),
+        as_of: live.as_of,
+        source: "live",
+    })
 }
