@@ -5,25 +5,38 @@
 //! answer a customer filter (not in its groups): that is counted live, being small.
 
 use crate::Shared;
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use relance_storage::console::invoices::{Filter, StatusTotal, TotalsSnapshot};
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The latest snapshot of the whole ledger, absent until the first is computed.
-#[derive(Default)]
-pub(crate) struct Latest(RwLock<Option<Arc<TotalsSnapshot>>>);
+pub(crate) struct Latest(watch::Sender<Option<Arc<TotalsSnapshot>>>);
+
+impl Default for Latest {
+    fn default() -> Self {
+        Self(watch::Sender::new(None))
+    }
+}
 
 impl Latest {
-    fn get(&self) -> Option<Arc<TotalsSnapshot>> {
-        // A poisoned lock only means a writer panicked mid-swap of an Arc: the value is whole.
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The latest snapshot, once there is one: a request before the first waits for it
+    /// rather than derive the whole ledger itself (several would, at start, each for seconds).
+    async fn get(&self) -> anyhow::Result<Arc<TotalsSnapshot>> {
+        let mut latest = self.0.subscribe();
+        let ready = latest
+            .wait_for(Option::is_some)
+            .await
+            .context("waiting for the first totals snapshot")?;
+        ready.clone().context("the totals snapshot is absent")
     }
 
     fn set(&self, snapshot: TotalsSnapshot) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snapshot));
+        self.0.send_replace(Some(Arc::new(snapshot)));
     }
 }
 
@@ -63,19 +76,21 @@ pub(crate) struct Totals {
     pub source: &'static str,
 }
 
-/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter
-/// or before the first snapshot.
+/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter.
 pub(crate) async fn for_filter(
     console: &Shared,
     now: DateTime<Utc>,
     filter: &Filter,
 ) -> anyhow::Result<Totals> {
-    if let Some(snapshot) = console.totals.get().filter(|s| s.covers(filter)) {
-        return Ok(Totals {
-            per_status: snapshot.sum(filter),
-            as_of: snapshot.as_of,
-            source: "snapshot",
-        });
+    if filter.customer.is_none() {
+        let snapshot = console.totals.get().await?;
+        if snapshot.covers(filter) {
+            return Ok(Totals {
+                per_status: snapshot.sum(filter),
+                as_of: snapshot.as_of,
+                source: "snapshot",
+            });
+        }
     }
     let live = TotalsSnapshot::compute(&console.db, now, filter).await?;
     Ok(Totals {
