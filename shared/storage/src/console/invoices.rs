@@ -544,6 +544,7 @@ impl TotalsSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_refused() {
@@ -553,5 +554,56 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("x~1~F").is_err());
         assert!(Cursor::decode("d~notadate~F").is_err());
+    }
+
+    #[test]
+    fn a_snapshot_sums_the_groups_a_segment_and_overdue_range_select() {
+        let as_of = Utc.with_ymd_and_hms(2026, 3, 13, 10, 0, 0).unwrap();
+        let due = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let mut snapshot = TotalsSnapshot {
+            as_of,
+            customer: None,
+            groups: BTreeMap::new(),
+        };
+        let key = |status, segment: &str, d| TotalsKey {
+            status,
+            segment: segment.into(),
+            currency: "EUR".into(),
+            due_on: due(d),
+        };
+        snapshot.add(
+            key(CollectionStatus::ToRemind, "high", 9),
+            2,
+            "300.004".parse().unwrap(),
+        );
+        snapshot.add(
+            key(CollectionStatus::ToRemind, "medium", 9),
+            1,
+            "50".parse().unwrap(),
+        );
+        snapshot.add(
+            key(CollectionStatus::ToWarn, "high", 25),
+            1,
+            "100".parse().unwrap(),
+        );
+        let all = snapshot.sum(&Filter::default());
+        assert_eq!(all["to_remind"].count, 3);
+        assert_eq!(
+            all["to_remind"].balance["EUR"],
+            "350.00".parse::<Decimal>().unwrap()
+        );
+        assert_eq!(all["settled"].count, 0, "every status is present");
+        let high_overdue = Filter {
+            segment: Some("high".into()),
+            overdue_min: Some(1),
+            ..Filter::default()
+        };
+        let some = snapshot.sum(&high_overdue);
+        assert_eq!((some["to_remind"].count, some["to_warn"].count), (2, 0));
+        assert!(snapshot.covers(&Filter::default()));
+        assert!(!snapshot.covers(&Filter {
+            customer: Some("C-1".into()),
+            ..Filter::default()
+        }));
     }
 }
