@@ -9,10 +9,12 @@
 
 use base64::Engine;
 use chrono::{TimeZone, Utc};
+use relance::drive::wait_for;
 use relance_contracts::names;
 use relance_tests::{date, invoice_issued, payment_received, relance_binary, TestEnv};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 const STEPS: &str = r#"
 [[segments.SEGMENT.steps]]
@@ -270,6 +272,8 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
     }
     assert_eq!(all["totals"]["to_remind"]["balance"]["EUR"], "300.00");
     assert_eq!(all["totals"]["settled"]["balance"]["EUR"], "0.00");
+    // Live or from the snapshot, the ledger has not changed since the clock's time.
+    assert_eq!(all["totals_as_of"], "2026-03-13T10:00:00Z");
 
     let call = row(&all, "F-CALL");
     assert_eq!(call["customer_id"], "C-F-CALL");
@@ -491,6 +495,84 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
 
     setup.env.stop().await;
     let _ = std::fs::remove_dir_all(&setup.scratch);
+}
+
+/// Totals as the console serves them at `url`.
+async fn totals_at(url: &str) -> Value {
+    let page = get_json(url).await;
+    json!({ "as_of": page["totals_as_of"], "source": page["totals_source"], "totals": page["totals"] })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_totals_come_from_a_snapshot_refreshed_in_the_background() {
+    let setup = start().await;
+    let env = &setup.env;
+    issue(env, "F-SOON", "100.00", (3, 2), (3, 25), json!({})).await;
+    issue(env, "F-LATE", "300.00", (3, 2), (3, 9), json!({ "risk": "high" })).await;
+    env.run_until(date(2026, 3, 12)).await;
+    env.set_time(Utc.with_ymd_and_hms(2026, 3, 13, 10, 0, 0).unwrap())
+        .await;
+    // One console that keeps its first snapshot for an hour, one that refreshes it often.
+    let slow = env
+        .start_console_with(|s| s.console_totals_interval = Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let fast = env
+        .start_console_with(|s| s.console_totals_interval = Duration::from_millis(100))
+        .await
+        .unwrap();
+    for base in [&slow, &fast] {
+        let url = format!("{base}/api/invoices");
+        wait_for("the first totals snapshot", Duration::from_secs(20), || async {
+            Ok(totals_at(&url).await["source"] == "snapshot")
+        })
+        .await
+        .unwrap();
+        let first = totals_at(&url).await;
+        assert_eq!(first["as_of"], "2026-03-13T10:00:00Z");
+        assert_eq!(first["totals"]["to_warn"]["count"], 1, "{first}");
+        assert_eq!(first["totals"]["to_remind"]["count"], 1, "{first}");
+    }
+
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("P-1", "F-LATE", "300.00", date(2026, 3, 13)),
+    )
+    .await;
+    env.wait_journal("F-LATE", names::INVOICE_SETTLED, 1).await;
+    // A customer's totals are counted live, at once.
+    let customer = totals_at(&format!("{slow}/api/invoices?customer=C-F-LATE")).await;
+    assert_eq!(customer["source"], "live");
+    assert_eq!(customer["totals"]["settled"]["count"], 1, "{customer}");
+    // The whole ledger's come from the snapshot: the slow console's still shows it due.
+    let stale = totals_at(&format!("{slow}/api/invoices")).await;
+    assert_eq!(stale["source"], "snapshot");
+    assert_eq!(stale["as_of"], "2026-03-13T10:00:00Z");
+    assert_eq!(stale["totals"]["to_remind"]["count"], 1, "{stale}");
+    assert_eq!(stale["totals"]["settled"]["count"], 0, "{stale}");
+
+    // Five minutes later the fast console's next snapshot has it settled, under any filter.
+    env.move_clock(Utc.with_ymd_and_hms(2026, 3, 13, 10, 5, 0).unwrap())
+        .await;
+    let url = format!("{fast}/api/invoices?segment=high&overdue_min=1&overdue_max=30");
+    wait_for(
+        "a snapshot after the payment",
+        Duration::from_secs(20),
+        || async { Ok(totals_at(&url).await["as_of"] == "2026-03-13T10:05:00Z") },
+    )
+    .await
+    .unwrap();
+    let after = totals_at(&url).await;
+    assert_eq!(after["source"], "snapshot");
+    assert_eq!(after["totals"]["settled"]["count"], 1, "{after}");
+    assert_eq!(after["totals"]["settled"]["balance"]["EUR"], "0.00", "{after}");
+    assert_eq!(after["totals"]["to_remind"]["count"], 0, "{after}");
+    assert_eq!(
+        after["totals"]["to_warn"]["count"], 0,
+        "segment and overdue range apply: {after}"
+    );
+    let page = get_text(&format!("{fast}/")).await;
+    assert!(page.contains("totals as of 2026-03-13 10:05"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

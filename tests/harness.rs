@@ -505,8 +505,15 @@ impl TestEnv {
     /// configuration (and so their clock), requiring `token` when given; returns its base URL.
     /// It stops with the services.
     pub async fn start_console(&self, token: Option<&str>) -> anyhow::Result<String> {
+        let token = token.map(str::to_string);
+        self.start_console_with(|settings| settings.console_token = token)
+            .await
+    }
+
+    /// Starts a console with its settings changed by `change` (e.g. its totals interval).
+    pub async fn start_console_with(&self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<String> {
         let mut config = self.config.clone();
-        config.settings.console_token = token.map(str::to_string);
+        change(&mut config.settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let (addr, server) = relance_console::serve(listener, config, self.shutdown.clone()).await?;
         tokio::spawn(server);

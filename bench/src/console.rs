@@ -67,12 +67,25 @@ pub async fn run(db: PgPool, database_url: String, invoices: i64, runs: usize) -
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()?;
-    let first: serde_json::Value = client
-        .get(format!("{base}/api/invoices?limit=50"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    // The totals come from a snapshot the console computes in the background: time it, and
+    // time the pages once it is there (before, the first page counts live).
+    let started = Instant::now();
+    let first: serde_json::Value = loop {
+        let page: serde_json::Value = client
+            .get(format!("{base}/api/invoices?limit=50"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if page["totals_source"] == "snapshot" {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "first totals snapshot ready {:.1} s after the console started",
+        started.elapsed().as_secs_f64()
+    );
     let next = first["next"].as_str().unwrap_or_default().to_string();
     let paused = "B-000000093";
     let customer = "C-000000093";
@@ -80,6 +93,10 @@ pub async fn run(db: PgPool, database_url: String, invoices: i64, runs: usize) -
     let urls: Vec<(&str, String)> = vec![
         ("tracking table, first page (with totals)", format!("{base}/")),
         ("API first page (with totals)", format!("{base}/api/invoices")),
+        (
+            "API first page, segment and overdue range",
+            format!("{base}/api/invoices?segment=high&overdue_min=1&overdue_max=30"),
+        ),
         (
             "API next page",
             format!("{base}/api/invoices?after={}", next.replace('~', "%7E")),

@@ -7,6 +7,7 @@
 
 pub mod access;
 mod pages;
+mod totals;
 mod views;
 
 use access::Csrf;
@@ -33,6 +34,8 @@ pub(crate) struct Console {
     pub names: Names,
     pub templates: minijinja::Environment<'static>,
     pub csrf: Csrf,
+    /// The whole ledger's totals, refreshed by [`totals::refresh`].
+    pub totals: totals::Latest,
 }
 
 pub(crate) type Shared = Arc<Console>;
@@ -126,14 +129,23 @@ pub async fn serve(
         config,
         templates: views::templates()?,
         csrf: Csrf::new(),
+        totals: totals::Latest::default(),
     });
+    // The refresher stops with the server, whichever stops first.
+    let stop = shutdown.child_token();
+    let refresher = tokio::spawn(totals::refresh(console.clone(), stop.clone()));
     let app =
         pages::router(console).layer(axum::middleware::from_fn_with_state(token, access::require_token));
     let server = async move {
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
-            .context("the console server stopped")
+            .context("the console server stopped");
+        stop.cancel();
+        if let Err(e) = refresher.await {
+            tracing::error!(error = %e, "the totals refresher ended abnormally");
+        }
+        served
     };
     Ok((bound, server))
 }

@@ -126,15 +126,22 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
 }
 
 /// The page and, on the first page only, the totals per status of the whole filter (later
-/// pages do not count the ledger again).
+/// pages do not sum them again) and the time they were derived at (`totals_as_of`: the
+/// background snapshot's, see `crate::totals`).
 async fn table(console: &Shared, q: &TableQuery) -> Result<Value, Failure> {
     let at = now(console);
     let page = invoices::page(&console.db, at, &q.filter, q.sort, q.after.as_ref(), q.limit).await?;
     let totals = match q.after {
-        None => Some(invoices::totals(&console.db, at, &q.filter).await?),
+        None => Some(crate::totals::for_filter(console, at, &q.filter).await?),
         Some(_) => None,
     };
-    Ok(json!({ "invoices": page.invoices, "next": page.next, "totals": totals }))
+    Ok(json!({
+        "invoices": page.invoices,
+        "next": page.next,
+        "totals": totals.as_ref().map(|t| &t.per_status),
+        "totals_as_of": totals.as_ref().map(|t| t.as_of),
+        "totals_source": totals.as_ref().map(|t| t.source),
+    }))
 }
 
 async fn tracking_api(State(console): State<Shared>, Query(params): Params) -> Result<Json<Value>, Failure> {

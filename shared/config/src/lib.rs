@@ -276,6 +276,8 @@ pub struct Settings {
     pub console_addr_set: bool,
     /// The console's bearer token or basic-auth password (`RELANCE_CONSOLE_TOKEN` or `_FILE`).
     pub console_token: Option<String>,
+    /// How often the console recomputes its totals snapshot (`RELANCE_CONSOLE_TOTALS_INTERVAL_MS`).
+    pub console_totals_interval: Duration,
     /// A loop not completed for this long is reported by `/health/ready` (`RELANCE_LOOP_STALL_MS`).
     pub loop_stall: Duration,
     /// How often one scheduler copy computes the collections gauges (`RELANCE_METRICS_INTERVAL_MS`).
@@ -626,6 +628,7 @@ impl Settings {
             },
             console_addr_set: env.is_set("RELANCE_CONSOLE_ADDR"),
             console_token: env.get("RELANCE_CONSOLE_TOKEN"),
+            console_totals_interval: env.millis("RELANCE_CONSOLE_TOTALS_INTERVAL_MS")?,
             loop_stall: match env.millis("RELANCE_LOOP_STALL_MS")? {
                 // An idle consumer beats every second: a shorter threshold would blame it.
                 stall if stall < Duration::from_secs(2) => {

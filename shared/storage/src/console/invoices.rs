@@ -391,100 +391,160 @@ pub async fn one(db: &PgPool, now: DateTime<Utc>, number: &str) -> anyhow::Resul
 }
 
 /// Count and balance per status of every invoice the filter selects (the status filter
-/// aside). The invoices settled, closed, handed off or paused are counted by the database
-/// (the domain's rule gives their status without their plan); only the open, unpaused ones
-/// are read, in batches, and their status derived from their plan.
+/// aside), derived now from the ledger: [`TotalsSnapshot::compute`] for this filter, summed.
 pub async fn totals(
     db: &PgPool,
     now: DateTime<Utc>,
     filter: &Filter,
 ) -> anyhow::Result<BTreeMap<String, StatusTotal>> {
-    let mut totals: BTreeMap<String, StatusTotal> = CollectionStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_string(), StatusTotal::default()))
-        .collect();
-    let unfiltered = Filter {
-        status: None,
-        ..filter.clone()
-    };
-    let (due_from, due_to) = due_range(&unfiltered, now);
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT i.status, EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL) AS paused,
-                trim(i.currency), count(*), sum(i.balance)
-         FROM invoices i JOIN customers c ON c.id = i.customer_id
-         WHERE (i.status <> 'open' OR EXISTS
-                (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL))",
-    );
-    // Only the conditions that apply, so each can use its index (see `read_rows`).
-    if let Some(segment) = &unfiltered.segment {
-        q.push(" AND c.risk = ").push_bind(segment.clone());
-    }
-    if let Some(customer) = &unfiltered.customer {
-        q.push(" AND i.customer_id = ").push_bind(customer.clone());
-    }
-    if let Some(from) = due_from {
-        q.push(" AND i.due_on >= ").push_bind(from);
-    }
-    if let Some(to) = due_to {
-        q.push(" AND i.due_on <= ").push_bind(to);
-    }
-    q.push(" GROUP BY 1, 2, 3");
-    let settled_or_paused: Vec<(String, bool, String, i64, Decimal)> = q
-        .build_query_as()
-        .fetch_all(db)
-        .await
-        .context("counting the invoices settled, closed, handed off or paused")?;
-    for (state, paused, currency, count, balance) in settled_or_paused {
-        let state: InvoiceState = parse("invoices", "(totals)", "status", &state)?;
-        // No plan needed for these: the rule decides on the state and the pause first.
-        let status = collection_status(state, paused, now.date_naive(), chrono_tz::UTC, &[], now);
-        let total = totals.entry(status.as_str().to_string()).or_default();
-        total.count += u64::try_from(count).unwrap_or(0);
-        *total.balance.entry(currency).or_default() += balance;
-    }
-    let mut cursor: Option<Cursor> = None;
-    loop {
-        let rows = read_rows(
-            db,
-            &unfiltered,
-            Sort::DueDate,
-            cursor.as_ref(),
-            now,
-            (BATCH * 4, true),
-        )
-        .await?;
-        let full = i64::try_from(rows.len()).unwrap_or(0) == BATCH * 4;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let mut plans = plans(db, &ids).await?;
-        for row in &rows {
-            let facts = InvoiceFacts {
-                number: &row.number,
-                status: &row.status,
-                timezone: &row.timezone,
-                due_on: row.due_on,
-                paused: row.paused,
+    Ok(TotalsSnapshot::compute(db, now, filter).await?.sum(filter))
+}
+
+/// What the totals are summed from: one group per (status, segment, currency, due date).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TotalsKey {
+    status: CollectionStatus,
+    segment: String,
+    currency: String,
+    due_on: NaiveDate,
+}
+
+/// The totals per status of a set of invoices at one time, grouped finely enough that any
+/// status, segment or overdue-range filter is a sum over the groups, without the ledger
+/// (the console keeps the whole ledger's, refreshed in the background). A customer filter
+/// is not in the groups: [`TotalsSnapshot::covers`] says so, and the console counts it live.
+#[derive(Debug, Clone)]
+pub struct TotalsSnapshot {
+    /// The time the statuses were derived at.
+    pub as_of: DateTime<Utc>,
+    customer: Option<String>,
+    groups: BTreeMap<TotalsKey, (u64, Decimal)>,
+}
+
+impl TotalsSnapshot {
+    /// Derives the status of every invoice the filter selects (the status and overdue-range
+    /// filters aside: they are applied by [`TotalsSnapshot::sum`]). The invoices settled,
+    /// closed, handed off or paused are counted by the database (the domain's rule gives
+    /// their status without their plan); only the open, unpaused ones are read, in batches,
+    /// and their status derived from their plan.
+    pub async fn compute(db: &PgPool, now: DateTime<Utc>, filter: &Filter) -> anyhow::Result<Self> {
+        let scope = Filter {
+            segment: filter.segment.clone(),
+            customer: filter.customer.clone(),
+            ..Filter::default()
+        };
+        let mut snapshot = Self {
+            as_of: now,
+            customer: scope.customer.clone(),
+            groups: BTreeMap::new(),
+        };
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT i.status, EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL) AS paused,
+                    c.risk, trim(i.currency), i.due_on, count(*), sum(i.balance)
+             FROM invoices i JOIN customers c ON c.id = i.customer_id
+             WHERE (i.status <> 'open' OR EXISTS
+                    (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL))",
+        );
+        // Only the conditions that apply, so each can use its index (see `read_rows`).
+        if let Some(segment) = &scope.segment {
+            q.push(" AND c.risk = ").push_bind(segment.clone());
+        }
+        if let Some(customer) = &scope.customer {
+            q.push(" AND i.customer_id = ").push_bind(customer.clone());
+        }
+        q.push(" GROUP BY 1, 2, 3, 4, 5");
+        let settled_or_paused: Vec<(String, bool, String, String, NaiveDate, i64, Decimal)> = q
+            .build_query_as()
+            .fetch_all(db)
+            .await
+            .context("counting the invoices settled, closed, handed off or paused")?;
+        for (state, paused, segment, currency, due_on, count, balance) in settled_or_paused {
+            let state: InvoiceState = parse("invoices", "(totals)", "status", &state)?;
+            // No plan needed for these: the rule decides on the state and the pause first.
+            let status = collection_status(state, paused, now.date_naive(), chrono_tz::UTC, &[], now);
+            let key = TotalsKey {
+                status,
+                segment,
+                currency,
+                due_on,
             };
-            let (status, _) = derive(facts, plans.remove(&row.id).unwrap_or_default(), now)?;
-            let total = totals.entry(status.as_str().to_string()).or_default();
-            total.count += 1;
-            *total.balance.entry(row.currency.clone()).or_default() += row.balance;
+            snapshot.add(key, u64::try_from(count).unwrap_or(0), balance);
         }
-        match rows.last() {
-            Some(last) if full => cursor = Some(Cursor::Due(last.due_on, last.number.clone())),
-            _ => break,
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let rows = read_rows(db, &scope, Sort::DueDate, cursor.as_ref(), now, (BATCH * 4, true)).await?;
+            let full = i64::try_from(rows.len()).unwrap_or(0) == BATCH * 4;
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+            let mut plans = plans(db, &ids).await?;
+            for row in &rows {
+                let facts = InvoiceFacts {
+                    number: &row.number,
+                    status: &row.status,
+                    timezone: &row.timezone,
+                    due_on: row.due_on,
+                    paused: row.paused,
+                };
+                let (status, _) = derive(facts, plans.remove(&row.id).unwrap_or_default(), now)?;
+                let key = TotalsKey {
+                    status,
+                    segment: row.segment.clone(),
+                    currency: row.currency.clone(),
+                    due_on: row.due_on,
+                };
+                snapshot.add(key, 1, row.balance);
+            }
+            match rows.last() {
+                Some(last) if full => cursor = Some(Cursor::Due(last.due_on, last.number.clone())),
+                _ => break,
+            }
         }
+        Ok(snapshot)
     }
-    for total in totals.values_mut() {
-        for amount in total.balance.values_mut() {
-            *amount = super::cents(*amount);
-        }
+
+    fn add(&mut self, key: TotalsKey, count: u64, balance: Decimal) {
+        let group = self.groups.entry(key).or_default();
+        group.0 += count;
+        group.1 += balance;
     }
-    Ok(totals)
+
+    /// Whether [`TotalsSnapshot::sum`] can answer this filter: its customer is the one the
+    /// snapshot was computed for (none: the whole ledger, which serves no customer filter).
+    pub fn covers(&self, filter: &Filter) -> bool {
+        filter.customer == self.customer
+    }
+
+    /// Count and balance per status (every status present, zero when none) of the groups
+    /// the filter selects, the status filter aside; days overdue are counted at `as_of`,
+    /// as the live query would have.
+    pub fn sum(&self, filter: &Filter) -> BTreeMap<String, StatusTotal> {
+        let mut totals: BTreeMap<String, StatusTotal> = CollectionStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), StatusTotal::default()))
+            .collect();
+        let (due_from, due_to) = due_range(filter, self.as_of);
+        let selected = self.groups.iter().filter(|(key, _)| {
+            filter.segment.as_ref().is_none_or(|s| *s == key.segment)
+                && due_from.is_none_or(|from| key.due_on >= from)
+                && due_to.is_none_or(|to| key.due_on <= to)
+        });
+        for (key, (count, balance)) in selected {
+            let total = totals.entry(key.status.as_str().to_string()).or_default();
+            total.count += count;
+            *total.balance.entry(key.currency.clone()).or_default() += *balance;
+        }
+        for total in totals.values_mut() {
+            for amount in total.balance.values_mut() {
+                *amount = super::cents(*amount);
+            }
+        }
+        totals
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_refused() {
@@ -494,5 +554,56 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("x~1~F").is_err());
         assert!(Cursor::decode("d~notadate~F").is_err());
+    }
+
+    #[test]
+    fn a_snapshot_sums_the_groups_a_segment_and_overdue_range_select() {
+        let as_of = Utc.with_ymd_and_hms(2026, 3, 13, 10, 0, 0).unwrap();
+        let due = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let mut snapshot = TotalsSnapshot {
+            as_of,
+            customer: None,
+            groups: BTreeMap::new(),
+        };
+        let key = |status, segment: &str, d| TotalsKey {
+            status,
+            segment: segment.into(),
+            currency: "EUR".into(),
+            due_on: due(d),
+        };
+        snapshot.add(
+            key(CollectionStatus::ToRemind, "high", 9),
+            2,
+            "300.004".parse().unwrap(),
+        );
+        snapshot.add(
+            key(CollectionStatus::ToRemind, "medium", 9),
+            1,
+            "50".parse().unwrap(),
+        );
+        snapshot.add(
+            key(CollectionStatus::ToWarn, "high", 25),
+            1,
+            "100".parse().unwrap(),
+        );
+        let all = snapshot.sum(&Filter::default());
+        assert_eq!(all["to_remind"].count, 3);
+        assert_eq!(
+            all["to_remind"].balance["EUR"],
+            "350.00".parse::<Decimal>().unwrap()
+        );
+        assert_eq!(all["settled"].count, 0, "every status is present");
+        let high_overdue = Filter {
+            segment: Some("high".into()),
+            overdue_min: Some(1),
+            ..Filter::default()
+        };
+        let some = snapshot.sum(&high_overdue);
+        assert_eq!((some["to_remind"].count, some["to_warn"].count), (2, 0));
+        assert!(snapshot.covers(&Filter::default()));
+        assert!(!snapshot.covers(&Filter {
+            customer: Some("C-1".into()),
+            ..Filter::default()
+        }));
     }
 }

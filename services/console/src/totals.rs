@@ -1,0 +1,101 @@
+//! The tracking table's totals per status, kept as a snapshot in memory and refreshed every
+//! `RELANCE_CONSOLE_TOTALS_INTERVAL_MS`: deriving the status of every open invoice takes
+//! seconds on a large ledger, too long for each first page. The snapshot is computed by the
+//! storage's one derivation (`TotalsSnapshot::compute`); a page only sums it. It must not
+//! answer a customer filter (not in its groups): that is counted live, being small.
+
+use crate::Shared;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use relance_storage::console::invoices::{Filter, StatusTotal, TotalsSnapshot};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The latest snapshot of the whole ledger, absent until the first is computed.
+pub(crate) struct Latest(watch::Sender<Option<Arc<TotalsSnapshot>>>);
+
+impl Default for Latest {
+    fn default() -> Self {
+        Self(watch::Sender::new(None))
+    }
+}
+
+impl Latest {
+    /// The latest snapshot, once there is one: a request before the first waits for it
+    /// rather than derive the whole ledger itself (several would, at start, each for seconds).
+    async fn get(&self) -> anyhow::Result<Arc<TotalsSnapshot>> {
+        let mut latest = self.0.subscribe();
+        let ready = latest
+            .wait_for(Option::is_some)
+            .await
+            .context("waiting for the first totals snapshot")?;
+        ready.clone().context("the totals snapshot is absent")
+    }
+
+    fn set(&self, snapshot: TotalsSnapshot) {
+        self.0.send_replace(Some(Arc::new(snapshot)));
+    }
+}
+
+/// A zero interval would recompute without pause.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Recomputes the whole ledger's snapshot at once, then every interval, until `stop`.
+/// A failed pass is logged and the previous snapshot kept.
+pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
+    let interval = console.config.settings.console_totals_interval.max(MIN_INTERVAL);
+    let whole_ledger = Filter::default();
+    loop {
+        let at = console.config.clock.now();
+        let started = std::time::Instant::now();
+        tokio::select! {
+            computed = TotalsSnapshot::compute(&console.db, at, &whole_ledger) => match computed {
+                Ok(snapshot) => {
+                    console.totals.set(snapshot);
+                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "totals snapshot refreshed");
+                }
+                Err(e) => tracing::error!(error = format!("{e:#}"), "refreshing the totals snapshot failed; the previous one is kept"),
+            },
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The totals of a filter, the time they were derived at and where they come from.
+pub(crate) struct Totals {
+    pub per_status: BTreeMap<String, StatusTotal>,
+    pub as_of: DateTime<Utc>,
+    /// `snapshot` or `live`.
+    pub source: &'static str,
+}
+
+/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter.
+pub(crate) async fn for_filter(
+    console: &Shared,
+    now: DateTime<Utc>,
+    filter: &Filter,
+) -> anyhow::Result<Totals> {
+    if filter.customer.is_none() {
+        let snapshot = console.totals.get().await?;
+        if snapshot.covers(filter) {
+            return Ok(Totals {
+                per_status: snapshot.sum(filter),
+                as_of: snapshot.as_of,
+                source: "snapshot",
+            });
+        }
+    }
+    let live = TotalsSnapshot::compute(&console.db, now, filter).await?;
+    Ok(Totals {
+        per_status: live.sum(filter),
+        as_of: live.as_of,
+        source: "live",
+    })
+}
