@@ -35,6 +35,10 @@ pub mod sms_gateway;
 #[path = "smtp_proxy.rs"]
 pub mod smtp_proxy;
 
+/// The queue type the harness declares (see `TestEnv::try_start_on`); a suite that runs
+/// the `relance` CLI against a harness's namespace passes it on as `RELANCE_QUEUE_TYPE`.
+pub const TEST_QUEUE_TYPE: &str = "classic";
+
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 
 /// How long [`TestEnv::stop`] waits for the services to finish their in-flight work.
@@ -412,6 +416,12 @@ impl TestEnv {
             ("RELANCE_MAX_RETRIES", "3".into()),
             ("RELANCE_DB_POOL_SIZE", "4".into()),
             ("RELANCE_QUEUE_EXPIRES_MS", "600000".into()),
+            // Classic queues here, quorum (the default) in the suites that ask for it
+            // (shared/messaging/tests/queue_types.rs, pipeline.rs, traces.rs): every test
+            // declares some 80 queues and drops them minutes later, and on the machine's one
+            // shared RabbitMQ 3.10 node that churn of short-lived quorum queues (one Raft
+            // cluster each) stalled the whole broker for ~10 minutes, twice, on 2026-12-04.
+            ("RELANCE_QUEUE_TYPE", TEST_QUEUE_TYPE.into()),
             ("RELANCE_CREDITOR_NAME", "Exemple SAS".into()),
             ("RELANCE_POLICY_FILE", POLICY_EMAIL_ONLY.into()),
             (

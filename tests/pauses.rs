@@ -627,6 +627,7 @@ async fn relance_cli(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .env("DATABASE_URL", &env.database_url)
         .env("AMQP_URL", relance_tests::amqp_url())
         .env("RELANCE_NAMESPACE", &env.names.namespace)
+        .env("RELANCE_QUEUE_TYPE", relance_tests::TEST_QUEUE_TYPE)
         .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
         .env("RUST_LOG", "warn")
         .output()

@@ -346,11 +346,12 @@ async fn a_late_invoice_gets_only_its_latest_due_step_and_one_reminder_a_day() {
     env.stop().await;
 }
 
-/// `RELANCE_QUEUE_TYPE=classic` (a deployment not yet migrated to quorum queues) still
-/// carries a reminder from the scheduler to SMTP.
+/// With quorum queues (what a deployment declares by default; the harness runs the other
+/// suites on classic queues, see `tests/harness.rs`) a reminder goes from the scheduler to
+/// SMTP, and `RELANCE_QUEUE_TYPE=classic` (a deployment not yet migrated) carries one too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_classic_queues_a_reminder_still_goes_out() {
-    let env = TestEnv::try_start(1, &[("RELANCE_QUEUE_TYPE", "classic")])
+async fn with_quorum_queues_a_reminder_goes_out() {
+    let env = TestEnv::try_start(1, &[("RELANCE_QUEUE_TYPE", "quorum")])
         .await
         .unwrap();
     env.publish(
