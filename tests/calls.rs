@@ -7,7 +7,6 @@
 use relance_config::{Config, Settings};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
-use relance_tests::relance_binary;
 use relance_tests::{date, invoice_issued, payment_received, TestEnv};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -144,23 +143,8 @@ fn find<'a>(events: &'a [EventV1], invoice: &str, event_type: &str) -> Vec<&'a E
 }
 
 async fn relance_cli(env: &TestEnv, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(relance_binary())
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", &env.database_url)
-        .env("AMQP_URL", relance_tests::amqp_url())
-        .env("RELANCE_NAMESPACE", &env.names.namespace)
-        .env("RELANCE_QUEUE_TYPE", relance_tests::TEST_QUEUE_TYPE)
-        .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("running relance");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = env.cli(args).await;
+    (run.ok, run.stdout, run.stderr)
 }
 
 /// A call step opens a task with its script, listed by `relance tasks`; the lease sweep

@@ -39,6 +39,13 @@ pub mod smtp_proxy;
 /// the `relance` CLI against a harness's namespace passes it on as `RELANCE_QUEUE_TYPE`.
 pub const TEST_QUEUE_TYPE: &str = "classic";
 
+/// What a run of the `relance` command printed, and whether it succeeded.
+pub struct CliRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 pub const DEADLINE: StdDuration = StdDuration::from_secs(60);
 
 /// How long [`TestEnv::stop`] waits for the services to finish their in-flight work.
@@ -653,6 +660,33 @@ impl TestEnv {
                 )
             })
             .collect()
+    }
+
+    /// Runs the `relance` command against this environment (its database, broker namespace
+    /// and queue type), as the accounts team would from a shell.
+    pub async fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(relance_binary())
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &self.database_url)
+            .env("AMQP_URL", amqp_url())
+            .env("RELANCE_NAMESPACE", &self.names.namespace)
+            .env("RELANCE_QUEUE_TYPE", TEST_QUEUE_TYPE)
+            .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .expect("running relance")
+    }
+
+    /// [`TestEnv::cli_output`], its output as text.
+    pub async fn cli(&self, args: &[&str]) -> CliRun {
+        let out = self.cli_output(args).await;
+        CliRun {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     /// Polls the dead-letter queue until `n` messages were taken from it; returns their reasons.

@@ -5,35 +5,13 @@
 
 use relance_contracts::names;
 use relance_domain::collections::CollectionStatus;
-use relance_tests::{relance_binary, wait_for, TestEnv, DEADLINE};
+use relance_tests::{wait_for, CliRun, TestEnv, DEADLINE};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use std::str::FromStr;
 
-struct Cli {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn relance(env: &TestEnv, args: &[&str]) -> Cli {
-    let out = tokio::process::Command::new(relance_binary())
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", &env.database_url)
-        .env("AMQP_URL", relance_tests::amqp_url())
-        .env("RELANCE_NAMESPACE", &env.names.namespace)
-        .env("RELANCE_QUEUE_TYPE", relance_tests::TEST_QUEUE_TYPE)
-        .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("running relance");
-    Cli {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+async fn relance(env: &TestEnv, args: &[&str]) -> CliRun {
+    env.cli(args).await
 }
 
 const INVOICES: &str =

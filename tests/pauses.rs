@@ -10,7 +10,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use relance_contracts::{names, EventV1};
 use relance_domain::collections::CollectionStatus;
-use relance_tests::{date, invoice_issued, payment_received, relance_binary, TestEnv};
+use relance_tests::{date, invoice_issued, payment_received, TestEnv};
 use serde_json::{json, Value};
 
 fn utc(m: u32, d: u32, h: u32) -> DateTime<Utc> {
@@ -621,18 +621,7 @@ async fn malformed_or_refused_messages_are_dead_lettered_with_a_reason() {
 }
 
 async fn relance_cli(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(relance_binary())
-        .args(args)
-        .env_clear()
-        .env("DATABASE_URL", &env.database_url)
-        .env("AMQP_URL", relance_tests::amqp_url())
-        .env("RELANCE_NAMESPACE", &env.names.namespace)
-        .env("RELANCE_QUEUE_TYPE", relance_tests::TEST_QUEUE_TYPE)
-        .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .expect("running relance")
+    env.cli_output(args).await
 }
 
 /// The accounts team's commands publish the same messages, checked first by the same rules,
