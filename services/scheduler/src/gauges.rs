@@ -106,3 +106,45 @@ fn as_gauges(
         at_unix_seconds: now.timestamp_millis() as f64 / 1000.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relance_storage::gauges::{Dso, StepSends};
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn a_step_without_sends_has_no_share_and_a_currency_no_longer_owed_a_dso_of_zero() {
+        let mut figures = Figures::default();
+        figures.dso.insert(
+            "EUR".to_string(),
+            Dso {
+                days: Decimal::new(425, 1),
+                at_least: false,
+            },
+        );
+        let step = |name: &str| (name.to_string(), "email".to_string());
+        figures.steps_paid_within_7_days.insert(
+            step("J+5"),
+            StepSends {
+                sent: 4,
+                paid_within_7_days: 1,
+            },
+        );
+        let currencies = BTreeSet::from(["EUR".to_string(), "USD".to_string()]);
+        let steps = BTreeSet::from([step("J+5"), step("J+30")]);
+        let g = as_gauges(&figures, &currencies, &steps, chrono::Utc::now());
+        assert_eq!(
+            g.dso_days,
+            vec![("EUR".to_string(), 42.5), ("USD".to_string(), 0.0)]
+        );
+        let share = |name: &str| {
+            g.step_paid_within_7_days
+                .iter()
+                .find(|(s, _, _)| s == name)
+                .map(|(_, _, r)| *r)
+        };
+        assert_eq!(share("J+5"), Some(0.25));
+        assert!(share("J+30").is_some_and(f64::is_nan));
+    }
+}
