@@ -712,6 +712,15 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         failures.join("\n")
     );
     assert!(checked >= 30, "only {checked} queries checked");
+    // Two invoices still owed in EUR: a DSO of some days; F-D1 was paid the day after its
+    // pre-due note: some step has a share paid within 7 days above 0.
+    for expr in [
+        "relance_dso_days{currency=\"EUR\"} > 0",
+        "relance_step_paid_within_days_ratio{within=\"7\"} > 0",
+    ] {
+        let seen = prometheus.data(&http, expr, Duration::from_secs(20)).await;
+        assert!(seen.is_ok(), "{expr}: {seen:?}");
+    }
     drop(prometheus);
     env.stop().await;
     mail.stop().await;

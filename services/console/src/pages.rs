@@ -325,7 +325,7 @@ struct Aging {
 async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Result<Aging, Failure> {
     let today = now(console).date_naive();
     let as_of: NaiveDate = parsed(params, "as_of")?.unwrap_or(today);
-    let months: u32 = parsed(params, "months")?.unwrap_or(12);
+    let months: u32 = parsed(params, "months")?.unwrap_or(figures::DSO_MONTHS);
     if !(1..=60).contains(&months) {
         return Err(Failure::bad_request("months must be between 1 and 60"));
     }
@@ -392,9 +392,14 @@ async fn aging_page(State(console): State<Shared>, Query(params): Params) -> Res
 
 async fn effectiveness_data(console: &Shared, params: &HashMap<String, String>) -> Result<Value, Failure> {
     let today = now(console).date_naive();
-    let to: NaiveDate = parsed(params, "to")?.unwrap_or_else(|| today.succ_opt().unwrap_or(today));
-    let from: NaiveDate =
-        parsed(params, "from")?.unwrap_or_else(|| to.checked_sub_days(Days::new(90)).unwrap_or(to));
+    let (default_from, default_to) = figures::effectiveness_window(today);
+    let to: NaiveDate = parsed(params, "to")?.unwrap_or(default_to);
+    let from: NaiveDate = match parsed(params, "from")? {
+        Some(from) => from,
+        None => to
+            .checked_sub_days(Days::new(figures::EFFECTIVENESS_DAYS))
+            .unwrap_or(default_from),
+    };
     let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN));
     let rows = figures::effectiveness(&console.db, midnight(from), midnight(to)).await?;
     Ok(json!({ "from": from, "to": to, "rows": rows }))

@@ -20,6 +20,8 @@ pub(crate) async fn gauges_loop(
     let mut lead: Option<PgConnection> = None;
     // Every currency shown once stays shown (at zero when nothing is owed in it any more).
     let mut currencies: BTreeSet<String> = BTreeSet::new();
+    // Likewise every step that sent once (NaN while it sent nothing in the window).
+    let mut steps: BTreeSet<(String, String)> = BTreeSet::new();
     loop {
         if lead.is_none() {
             match gauges::try_lead(&config.settings.database_url).await {
@@ -32,7 +34,9 @@ pub(crate) async fn gauges_loop(
             match gauges::figures(conn, db, now).await {
                 Ok(figures) => {
                     currencies.extend(figures.outstanding.keys().map(|(currency, _)| currency.clone()));
-                    set_collections_gauges(&as_gauges(&figures, &currencies, now));
+                    currencies.extend(figures.dso.keys().cloned());
+                    steps.extend(figures.steps_paid_within_7_days.keys().cloned());
+                    set_collections_gauges(&as_gauges(&figures, &currencies, &steps, now));
                 }
                 Err(e) => {
                     // The connection (and so the lock) may be lost: lead again from scratch.
@@ -54,6 +58,7 @@ pub(crate) async fn gauges_loop(
 fn as_gauges(
     f: &Figures,
     currencies: &BTreeSet<String>,
+    steps: &BTreeSet<(String, String)>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> CollectionsGauges {
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
@@ -80,6 +85,66 @@ fn as_gauges(
                 })
             })
             .collect(),
+        // Nothing owed in a currency any more: 0 days of sales outstanding.
+        dso_days: currencies
+            .iter()
+            .map(|currency| {
+                let days = f.dso.get(currency).and_then(|d| d.days.to_f64()).unwrap_or(0.0);
+                (currency.clone(), days)
+            })
+            .collect(),
+        step_paid_within_7_days: steps
+            .iter()
+            .map(|key| {
+                let ratio = match f.steps_paid_within_7_days.get(key) {
+                    Some(s) if s.sent > 0 => s.paid_within_7_days as f64 / s.sent as f64,
+                    _ => f64::NAN,
+                };
+                (key.0.clone(), key.1.clone(), ratio)
+            })
+            .collect(),
         at_unix_seconds: now.timestamp_millis() as f64 / 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relance_storage::gauges::{Dso, StepSends};
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn a_step_without_sends_has_no_share_and_a_currency_no_longer_owed_a_dso_of_zero() {
+        let mut figures = Figures::default();
+        figures.dso.insert(
+            "EUR".to_string(),
+            Dso {
+                days: Decimal::new(425, 1),
+                at_least: false,
+            },
+        );
+        let step = |name: &str| (name.to_string(), "email".to_string());
+        figures.steps_paid_within_7_days.insert(
+            step("J+5"),
+            StepSends {
+                sent: 4,
+                paid_within_7_days: 1,
+            },
+        );
+        let currencies = BTreeSet::from(["EUR".to_string(), "USD".to_string()]);
+        let steps = BTreeSet::from([step("J+5"), step("J+30")]);
+        let g = as_gauges(&figures, &currencies, &steps, chrono::Utc::now());
+        assert_eq!(
+            g.dso_days,
+            vec![("EUR".to_string(), 42.5), ("USD".to_string(), 0.0)]
+        );
+        let share = |name: &str| {
+            g.step_paid_within_7_days
+                .iter()
+                .find(|(s, _, _)| s == name)
+                .map(|(_, _, r)| *r)
+        };
+        assert_eq!(share("J+5"), Some(0.25));
+        assert!(share("J+30").is_some_and(f64::is_nan));
     }
 }

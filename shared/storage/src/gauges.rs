@@ -1,10 +1,13 @@
 //! The figures behind the collections gauges of `/metrics`: the outbox backlog, open call
-//! tasks, paused invoices, invoices per collections status and the amounts outstanding by
-//! age. Read-only; one process computes them at a time (see [`try_lead`]).
+//! tasks, paused invoices, invoices per collections status, the amounts outstanding by
+//! age, the DSO and the share of each step's sends paid within 7 days (these two by the
+//! console's own queries, [`crate::console::figures`]). Read-only; one process computes them
+//! at a time (see [`try_lead`]).
 
+use crate::console::figures as console_figures;
 use crate::overview::{self, Page};
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use relance_domain::collections::CollectionStatus;
 use rust_decimal::Decimal;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -39,6 +42,28 @@ pub struct Figures {
     /// Balance of invoices still owed (not settled, closed or handed off), per currency and
     /// aging bucket.
     pub outstanding: BTreeMap<(String, &'static str), Decimal>,
+    /// DSO by countback per currency owed today, over the console's default months of sales.
+    pub dso: BTreeMap<String, Dso>,
+    /// Per (step, channel) of the policy, over the console's default window of sends: the
+    /// reminders sent and how many of their invoices were settled within 7 days after.
+    pub steps_paid_within_7_days: BTreeMap<(String, String), StepSends>,
+}
+
+/// One currency's DSO.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dso {
+    /// Days of sales the receivables amount to, or the days counted (a floor) when the
+    /// months looked at do not cover them.
+    pub days: Decimal,
+    /// Whether `days` is a floor.
+    pub at_least: bool,
+}
+
+/// One step's sends over the window, all segments together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepSends {
+    pub sent: i64,
+    pub paid_within_7_days: i64,
 }
 
 /// Opens a connection of its own and takes the gauges lock on it: `Some(connection)` while
@@ -81,9 +106,12 @@ pub async fn figures(conn: &mut PgConnection, db: &PgPool, now: DateTime<Utc>) -
         invoices_paused,
         invoices: CollectionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
         outstanding: BTreeMap::new(),
+        dso: BTreeMap::new(),
+        steps_paid_within_7_days: BTreeMap::new(),
     };
-    // The overview, page by page: memory stays bounded at any ledger size.
     let today = now.date_naive();
+    (figures.dso, figures.steps_paid_within_7_days) = dso_and_steps(db, today).await?;
+    // The overview, page by page: memory stays bounded at any ledger size.
     let mut after: Option<String> = None;
     loop {
         let page = Page {
@@ -113,6 +141,40 @@ pub async fn figures(conn: &mut PgConnection, db: &PgPool, now: DateTime<Utc>) -
     }
 }
 
+/// The DSO and the steps' sends as the console shows them by default today.
+async fn dso_and_steps(
+    db: &PgPool,
+    today: chrono::NaiveDate,
+) -> anyhow::Result<(BTreeMap<String, Dso>, BTreeMap<(String, String), StepSends>)> {
+    let aging = console_figures::aging(db, today, today).await?;
+    let dso = console_figures::dso(db, today, &aging, console_figures::DSO_MONTHS)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let figure = Dso {
+                days: d.dso_days.unwrap_or(d.days_counted),
+                at_least: d.dso_days.is_none(),
+            };
+            (d.currency, figure)
+        })
+        .collect();
+    let (from, to) = console_figures::effectiveness_window(today);
+    let midnight = |d: chrono::NaiveDate| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
+    let effects = console_figures::effectiveness(db, midnight(from), midnight(to)).await?;
+    Ok((dso, sends_per_step(&effects)))
+}
+
+/// The console's rows (per step, channel and segment) summed over the segments: a label per
+/// segment would multiply the series for little.
+fn sends_per_step(effects: &[console_figures::StepEffect]) -> BTreeMap<(String, String), StepSends> {
+    effects.iter().fold(BTreeMap::new(), |mut acc, e| {
+        let sends: &mut StepSends = acc.entry((e.step.clone(), e.channel.clone())).or_default();
+        sends.sent += e.sent;
+        sends.paid_within_7_days += e.paid_within_7_days;
+        acc
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +188,27 @@ mod tests {
         assert_eq!(aging_bucket(31), "31_60_days");
         assert_eq!(aging_bucket(90), "61_90_days");
         assert_eq!(aging_bucket(91), "over_90_days");
+    }
+
+    #[test]
+    fn a_steps_sends_add_up_over_the_segments() {
+        let effect = |segment: &str, sent, paid| console_figures::StepEffect {
+            step: "J+5".into(),
+            channel: "email".into(),
+            segment: segment.into(),
+            sent,
+            paid_within_3_days: 0,
+            paid_within_7_days: paid,
+            paid_within_14_days: paid,
+        };
+        let sends = sends_per_step(&[effect("low", 4, 3), effect("high", 6, 1)]);
+        assert_eq!(
+            sends.get(&("J+5".to_string(), "email".to_string())),
+            Some(&StepSends {
+                sent: 10,
+                paid_within_7_days: 4
+            })
+        );
+        assert_eq!(sends.len(), 1);
     }
 }

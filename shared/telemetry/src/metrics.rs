@@ -38,13 +38,15 @@ pub const CALL_TASKS_OPEN: &str = "relance_call_tasks_open";
 pub const INVOICES_PAUSED: &str = "relance_invoices_paused";
 pub const INVOICES: &str = "relance_invoices";
 pub const OUTSTANDING: &str = "relance_outstanding_amount";
+pub const DSO: &str = "relance_dso_days";
+pub const STEP_PAID_WITHIN: &str = "relance_step_paid_within_days_ratio";
 pub const GAUGES_REFRESHED: &str = "relance_collections_gauges_refreshed_timestamp_seconds";
 pub const LOOP_LAST_SUCCESS: &str = "relance_loop_last_success_seconds";
 pub const LOOP_STALLED: &str = "relance_loop_stalled";
 
 /// Every metric relance names (besides the settings' gauges of the health server and the
 /// `process_*` metrics), each documented in `docs/operations.md`.
-pub const ALL: [&str; 27] = [
+pub const ALL: [&str; 29] = [
     STEPS_PLANNED,
     STEPS_EMITTED,
     STEPS_RENDERED,
@@ -68,6 +70,8 @@ pub const ALL: [&str; 27] = [
     INVOICES_PAUSED,
     INVOICES,
     OUTSTANDING,
+    DSO,
+    STEP_PAID_WITHIN,
     GAUGES_REFRESHED,
     LOOP_LAST_SUCCESS,
     LOOP_STALLED,
@@ -394,6 +398,14 @@ fn describe() {
         "amounts outstanding on invoices still chased, by currency and aging bucket (days past due)"
     );
     describe_gauge!(
+        DSO,
+        "days sales outstanding by the countback method, per currency, over the last 12 months of sales"
+    );
+    describe_gauge!(
+        STEP_PAID_WITHIN,
+        "share (0 to 1) of the reminders a step sent in the last 90 days whose invoice was settled within `within` days"
+    );
+    describe_gauge!(
         GAUGES_REFRESHED,
         Unit::Seconds,
         "when this process last computed the collections gauges (Unix time); only one process computes them"
@@ -594,6 +606,11 @@ pub struct CollectionsGauges {
     pub invoices: Vec<(&'static str, u64)>,
     /// Amount outstanding per (currency, aging bucket), in the currency's units.
     pub outstanding: Vec<(String, &'static str, f64)>,
+    /// DSO in days per currency.
+    pub dso_days: Vec<(String, f64)>,
+    /// Share (0 to 1) of each (step, channel)'s sends paid within 7 days; NaN when the step
+    /// sent nothing in the window (no share to give, and not 0).
+    pub step_paid_within_7_days: Vec<(String, String, f64)>,
     /// When they were computed, Unix seconds.
     pub at_unix_seconds: f64,
 }
@@ -608,6 +625,13 @@ pub fn set_collections_gauges(g: &CollectionsGauges) {
     }
     for (currency, bucket, amount) in &g.outstanding {
         gauge!(OUTSTANDING, "currency" => bounded(currency), "aging_bucket" => *bucket).set(*amount);
+    }
+    for (currency, days) in &g.dso_days {
+        gauge!(DSO, "currency" => bounded(currency)).set(*days);
+    }
+    for (step, channel, ratio) in &g.step_paid_within_7_days {
+        gauge!(STEP_PAID_WITHIN, "step" => bounded(step), "channel" => bounded(channel), "within" => "7")
+            .set(*ratio);
     }
     gauge!(GAUGES_REFRESHED).set(g.at_unix_seconds);
 }

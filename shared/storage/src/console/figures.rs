@@ -10,6 +10,22 @@ use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 
+/// The months of sales the DSO's countback looks back over unless told otherwise (the
+/// console's default and the `relance_dso_days` gauge's).
+pub const DSO_MONTHS: u32 = 12;
+
+/// The days of sends the steps' effectiveness looks at unless told otherwise, up to the end
+/// of today (the console's default and the `relance_step_paid_within_days_ratio` gauge's).
+pub const EFFECTIVENESS_DAYS: u64 = 90;
+
+/// The default window of [`effectiveness`] at `today`: from midnight [`EFFECTIVENESS_DAYS`]
+/// before tomorrow to midnight tomorrow (UTC).
+pub fn effectiveness_window(today: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let to = today.succ_opt().unwrap_or(today);
+    let from = to.checked_sub_days(Days::new(EFFECTIVENESS_DAYS)).unwrap_or(to);
+    (from, to)
+}
+
 /// The aging buckets, by whole days past the due date at the chosen day.
 pub const AGING_BUCKETS: [&str; 6] = ["not_due", "1_15", "16_30", "31_60", "61_90", "over_90"];
 
