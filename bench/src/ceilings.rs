@@ -118,6 +118,12 @@ pub async fn broker(amqp_url: &str, messages: u64) -> anyhow::Result<f64> {
         anyhow::ensure!(confirm.await.context("confirm")?.is_ack(), "the broker nacked");
     }
     let finished = acking.await.context("the consumer task")??;
+    // The consumer goes first: a queue deleted under it has the broker cancel it, and lapin
+    // takes that cancellation on a quorum queue for a protocol error on the connection.
+    consuming
+        .close(200, "measured".into())
+        .await
+        .context("closing the consuming channel")?;
     publishing
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await
