@@ -765,3 +765,56 @@ async fn every_invoice_command_of_the_cli_applies_its_message() {
     env.wait_journal("F-CLI-L", names::THANKS_SENT, 1).await;
     env.stop().await;
 }
+
+/// A message the accounts team sends with the CLI carries W3C trace context (`traceparent`),
+/// so that what it causes in relance continues the CLI's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_message_carries_its_trace_context() {
+    use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable, ShortString};
+
+    let env = TestEnv::start(1).await;
+    register(&env, "F-TRACE", "120.00").await;
+    // A queue of the test's own beside the payments listener's, on the dispute's key.
+    let queue = format!("{}.test-watch-disputes", env.names.namespace);
+    let channel = env.connection.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(600_000));
+    channel
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            env.names.inbound_exchange().as_str().into(),
+            names::DISPUTE_OPENED.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let out = relance_cli(
+        &env,
+        &["invoice", "dispute", "F-TRACE", "--reason", "wrong quantity"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let message = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the CLI's dispute on the inbound exchange");
+    let headers = message.delivery.properties.headers().clone().unwrap_or_default();
+    let traceparent = match headers.inner().get("traceparent") {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => panic!("no traceparent header: {other:?}"),
+    };
+    // version-traceid-spanid-flags, with a real (non-zero) trace id.
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(fields.len(), 4, "{traceparent}");
+    assert_eq!((fields[1].len(), fields[2].len()), (32, 16), "{traceparent}");
+    assert!(fields[1].chars().any(|c| c != '0'), "{traceparent}");
+    env.stop().await;
+}
