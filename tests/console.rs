@@ -582,6 +582,7 @@ async fn a_console_beyond_localhost_requires_its_token() {
         .args(["run", "console"])
         .env_clear()
         .env("RELANCE_CONSOLE_ADDR", "0.0.0.0:0")
+        .env("RELANCE_EXAMPLE_CREDITOR", "allow")
         .env("RUST_LOG", "warn")
         .output()
         .await

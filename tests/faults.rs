@@ -291,6 +291,7 @@ async fn nothing_lost_nothing_twice_nothing_after_payment_under_faults() {
         ("RELANCE_DB_POOL_SIZE", "3".into()),
         ("RELANCE_QUEUE_EXPIRES_MS", "900000".into()),
         ("RELANCE_POLICY_FILE", relance_tests::POLICY_EMAIL_ONLY.into()),
+        ("RELANCE_EXAMPLE_CREDITOR", "allow".into()),
         ("RUST_LOG", "warn".into()),
     ]
     .into_iter()

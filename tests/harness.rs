@@ -430,6 +430,7 @@ impl TestEnv {
             // cluster each) stalled the whole broker for ~10 minutes, twice, on 2026-12-04.
             ("RELANCE_QUEUE_TYPE", TEST_QUEUE_TYPE.into()),
             ("RELANCE_CREDITOR_NAME", "Exemple SAS".into()),
+            ("RELANCE_EXAMPLE_CREDITOR", "allow".into()),
             ("RELANCE_POLICY_FILE", POLICY_EMAIL_ONLY.into()),
             (
                 "RELANCE_CREDITOR_IBAN",

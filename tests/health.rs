@@ -116,6 +116,7 @@ async fn unavailable_database_line(format: Option<&str>) -> String {
     command
         .args(["run", "scheduler"])
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/relance_nowhere")
+        .env("RELANCE_EXAMPLE_CREDITOR", "allow")
         .env("RUST_LOG", "info")
         .env_remove("RELANCE_LOG_FORMAT")
         .stdout(std::process::Stdio::null())

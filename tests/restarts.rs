@@ -211,6 +211,7 @@ async fn services_started_before_postgresql_wait_for_it_not_ready_then_work() {
         .env("RELANCE_NAMESPACE", &env.names.namespace)
         .env("RELANCE_QUEUE_TYPE", relance_tests::TEST_QUEUE_TYPE)
         .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
+        .env("RELANCE_EXAMPLE_CREDITOR", "allow")
         .env("RELANCE_HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
         .env("RELANCE_DB_ACQUIRE_TIMEOUT_MS", "500")
         .env("RELANCE_CLOCK", "simulated")

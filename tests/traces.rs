@@ -251,6 +251,7 @@ async fn each_reminder_is_one_trace_across_the_processes_and_metrics_go_over_otl
         ("RELANCE_DB_POOL_SIZE", "3".into()),
         ("RELANCE_QUEUE_EXPIRES_MS", "600000".into()),
         ("RELANCE_POLICY_FILE", relance_tests::POLICY_EMAIL_ONLY.into()),
+        ("RELANCE_EXAMPLE_CREDITOR", "allow".into()),
         ("RUST_LOG", "warn".into()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
         // Spans and metrics leave within a fraction of a second, not at exit.

@@ -247,6 +247,8 @@ impl Environment {
             ("SMTP_URL", sink.url()),
             ("RELANCE_NAMESPACE", namespace.to_string()),
             ("RELANCE_POLICY_FILE", self.policy.display().to_string()),
+            // The benchmark's ledger is billed by the example creditor.
+            ("RELANCE_EXAMPLE_CREDITOR", "allow".to_string()),
             ("RELANCE_HEALTH_ADDR", format!("127.0.0.1:{health_port}")),
             ("RELANCE_QUEUE_EXPIRES_MS", "600000".to_string()),
             ("RELANCE_MAIL_DIR", out("mail")),

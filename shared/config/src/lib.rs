@@ -288,6 +288,9 @@ pub struct Settings {
     /// Where metrics go (`RELANCE_METRICS_EXPORTER`).
     pub metrics_exporter: MetricsExporter,
     pub creditor: Creditor,
+    /// `RELANCE_EXAMPLE_CREDITOR=allow`: services may start with the example creditor (demos,
+    /// tests); by default `relance run` refuses to (see [`Creditor::example_parts`]).
+    pub allow_example_creditor: bool,
     pub channels: ChannelSettings,
 }
 
@@ -366,6 +369,22 @@ fn retention(env: &Env) -> anyhow::Result<Retention> {
 }
 
 impl Settings {
+    /// Refuses to run services for a creditor that is still the example one, naming the
+    /// variables to set, unless `RELANCE_EXAMPLE_CREDITOR=allow` (demos, tests).
+    pub fn check_creditor_for_service(&self) -> anyhow::Result<()> {
+        let parts = self.creditor.example_parts();
+        if parts.is_empty() || self.allow_example_creditor {
+            return Ok(());
+        }
+        bail!(
+            "the creditor is still relance's example ({} as shipped): reminders would ask your customers to pay \
+             the example's account. Set your own identity ({}, and the other RELANCE_CREDITOR_* variables), \
+             or RELANCE_EXAMPLE_CREDITOR=allow for a demo or a test",
+            parts.join(", "),
+            parts.join(", ")
+        )
+    }
+
     /// The longest a message may be redelivered after it was first applied through relance's
     /// own retries: the retry budget, plus the last wait at its largest (the maximum delay and
     /// 25 % jitter); shorter when `RELANCE_MAX_RETRIES` caps the count (every retry delay at
@@ -661,7 +680,7 @@ impl Settings {
             creditor: Creditor {
                 name: env.text("RELANCE_CREDITOR_NAME"),
                 address: env.text("RELANCE_CREDITOR_ADDRESS").replace("\\n", "\n"),
-                iban: env.text("RELANCE_CREDITOR_IBAN"),
+                iban: iban(&env)?,
                 bic: env.text("RELANCE_CREDITOR_BIC"),
                 email: env.text("RELANCE_CREDITOR_EMAIL"),
                 phone: env.text("RELANCE_CREDITOR_PHONE"),
@@ -676,6 +695,15 @@ impl Settings {
                 rcs_city: env.text("RELANCE_CREDITOR_RCS_CITY"),
                 reply_to: env.text("RELANCE_CREDITOR_REPLY_TO"),
                 mail_from: env.text("RELANCE_MAIL_FROM"),
+            },
+            allow_example_creditor: match env.text("RELANCE_EXAMPLE_CREDITOR").as_str() {
+                "refuse" => false,
+                "allow" => true,
+                other => {
+                    return Err(anyhow!(
+                        "RELANCE_EXAMPLE_CREDITOR={other:?} is not valid: refuse or allow"
+                    ))
+                }
             },
             channels: channel_settings(&env)?,
         };
@@ -769,6 +797,19 @@ fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
     })
 }
 
+/// `RELANCE_CREDITOR_IBAN`: an IBAN whose country format and checksum hold (ISO 13616),
+/// kept as written; refused at start otherwise, since every message asks to pay into it.
+fn iban(env: &Env) -> anyhow::Result<String> {
+    let raw = env.text("RELANCE_CREDITOR_IBAN");
+    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+    match compact.parse::<iban::Iban>() {
+        Ok(_) => Ok(raw.trim().to_string()),
+        Err(e) => bail!(
+            "RELANCE_CREDITOR_IBAN={raw:?} is not a valid IBAN ({e}): check it against your bank's details"
+        ),
+    }
+}
+
 /// `RELANCE_CREDITOR_SIREN`: nine digits (spaces allowed) whose Luhn checksum holds, or
 /// empty; refused at start otherwise, since it is printed on every letter.
 fn siren(env: &Env) -> anyhow::Result<String> {
@@ -788,7 +829,30 @@ fn siren(env: &Env) -> anyhow::Result<String> {
     }
 }
 
+/// The example creditor relance ships with: what a deployment must replace with its own.
+const EXAMPLE_CREDITOR_NAME: &str = "Exemple SAS";
+const EXAMPLE_CREDITOR_IBAN: &str = "FR7630006000011234567890189";
+const EXAMPLE_CREDITOR_SIREN: &str = "123456782";
+
 impl Creditor {
+    /// The variables that still hold the example creditor's identity (empty: none). A
+    /// service started with any of them would send reminders asking customers to pay the
+    /// example's account, so `relance run` refuses unless `RELANCE_EXAMPLE_CREDITOR=allow`.
+    pub fn example_parts(&self) -> Vec<&'static str> {
+        let compact = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        let mut parts = Vec::new();
+        if self.name.trim() == EXAMPLE_CREDITOR_NAME {
+            parts.push("RELANCE_CREDITOR_NAME");
+        }
+        if compact(&self.iban).eq_ignore_ascii_case(EXAMPLE_CREDITOR_IBAN) {
+            parts.push("RELANCE_CREDITOR_IBAN");
+        }
+        if self.siren == EXAMPLE_CREDITOR_SIREN {
+            parts.push("RELANCE_CREDITOR_SIREN");
+        }
+        parts
+    }
+
     /// Who signs a message in `language` ("fr" or "en"): the signatory and their title, or
     /// the department.
     pub fn signature_in(&self, language: &str) -> String {
