@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Form, Json};
-use base64::Engine;
 use lapin::Connection;
 use relance_messaging::dead_letters::{self, Discard, Filter, Replay};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
@@ -139,23 +138,9 @@ fn row(l: &DeadLetter) -> Value {
     })
 }
 
-/// The body as text (pretty-printed when it is JSON), else base64, and which it is.
-pub(crate) fn body_view(body: &[u8]) -> (&'static str, String) {
-    match std::str::from_utf8(body) {
-        Ok(text) => match serde_json::from_str::<Value>(text) {
-            Ok(json) => (
-                "json",
-                serde_json::to_string_pretty(&json).unwrap_or_else(|_| text.to_string()),
-            ),
-            Err(_) => ("text", text.to_string()),
-        },
-        Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(body)),
-    }
-}
-
 /// A dead letter in full: its row, properties, headers and body.
 fn detail(l: &DeadLetter) -> Value {
-    let (encoding, body) = body_view(&l.body);
+    let (encoding, body) = dead_letters::body_view(&l.body);
     let mut value = row(l);
     if let Some(map) = value.as_object_mut() {
         map.insert("recorded_at".into(), json!(l.recorded_at));
@@ -426,14 +411,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use axum::http::HeaderValue;
-
-    #[test]
-    fn a_json_body_is_pretty_printed_and_bytes_are_base64() {
-        let (kind, text) = body_view(br#"{"a":1}"#);
-        assert_eq!((kind, text.as_str()), ("json", "{\n  \"a\": 1\n}"));
-        assert_eq!(body_view(b"not json").0, "text");
-        assert_eq!(body_view(&[0xff, 0xfe]), ("base64", "//4=".to_string()));
-    }
 
     #[test]
     fn the_status_filter_defaults_to_pending_and_takes_all() {
