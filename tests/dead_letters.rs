@@ -259,8 +259,8 @@ async fn unroutable_messages_are_listed_and_replayed_all_at_once_by_reason() {
 
 /// The console's dead-letters page and API: the same records as the command (the console
 /// drains the queue before listing), the message in full, Replay and Discard through the
-/// same functions (once; the form needs its CSRF token, the API refuses another site's
-/// page), seen by `relance dead-letters list` afterwards.
+/// same functions (once; the form needs its CSRF token, the API the console's token when it
+/// has one and refuses another site's page), seen by `relance dead-letters list` afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_lists_shows_replays_and_discards_dead_letters_like_the_command() {
     let env = TestEnv::start(1).await;
@@ -343,8 +343,17 @@ async fn the_console_lists_shows_replays_and_discards_dead_letters_like_the_comm
         .unwrap();
     assert_eq!(cross.status(), 403, "another site's page may not replay");
     assert_eq!(take_all(&env, &watch).await.len(), 2, "the original publishes");
+    // A console that requires a token (beyond localhost) takes it as for the rest of the API.
+    let guarded = env.start_console(Some("s3cret")).await.unwrap();
+    let anonymous = client
+        .post(format!("{guarded}/api/dead-letters/{id1}/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     let replayed = client
-        .post(format!("{base}/api/dead-letters/{id1}/replay"))
+        .post(format!("{guarded}/api/dead-letters/{id1}/replay"))
+        .bearer_auth("s3cret")
         .send()
         .await
         .unwrap();
