@@ -2,7 +2,9 @@
 # Runs relance's whole test suite: unit tests, and end-to-end tests against the local
 # PostgreSQL (127.0.0.1:5432, user postgres) and RabbitMQ (127.0.0.1:5672, guest/guest),
 # delivering to a MailDev SMTP server that this script installs from tests/package-lock.json,
-# and a Prometheus (Debian's package, installed here when missing) for tests/dashboards.rs.
+# a Prometheus (Debian's package, installed here when missing) for tests/dashboards.rs, and
+# Chromium with chromedriver (Debian's chromium and chromium-driver, likewise) for
+# tests/console_browser.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,18 @@ if [ -z "${RELANCE_TEST_PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null; 
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
     else
         echo "Prometheus is needed by tests/dashboards.rs: install Debian's prometheus package (apt-get install prometheus) or set RELANCE_TEST_PROMETHEUS" >&2
+        exit 1
+    fi
+fi
+
+# tests/console_browser.rs drives the console in headless Chromium through chromedriver.
+if { [ -z "${RELANCE_TEST_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; } ||
+   { [ -z "${RELANCE_TEST_CHROMEDRIVER:-}" ] && ! command -v chromedriver >/dev/null; }; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+    else
+        echo "Chromium and chromedriver are needed by tests/console_browser.rs: install Debian's chromium and chromium-driver packages or set RELANCE_TEST_CHROMIUM and RELANCE_TEST_CHROMEDRIVER" >&2
         exit 1
     fi
 fi

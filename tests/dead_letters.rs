@@ -256,3 +256,182 @@ async fn unroutable_messages_are_listed_and_replayed_all_at_once_by_reason() {
     assert_eq!(csv.stdout.lines().count(), 5, "{}", csv.stdout);
     env.stop().await;
 }
+
+/// The console's dead-letters page and API: the same records as the command (the console
+/// drains the queue before listing), the message in full, Replay and Discard through the
+/// same functions (once; the form needs its CSRF token, the API the console's token when it
+/// has one and refuses another site's page), seen by `relance dead-letters list` afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_shows_replays_and_discards_dead_letters_like_the_command() {
+    let env = TestEnv::start(1).await;
+    let watch = watch_payments(&env).await;
+    for event in ["evt-bad-1", "evt-bad-2"] {
+        let mut bad = payment_received("P-BAD", "F-NONE", "-5.00", date(2026, 3, 2));
+        bad["event_id"] = event.into();
+        env.publish(names::PAYMENT_RECEIVED, &bad).await;
+    }
+    let base = env.start_console(None).await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let api = |path: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(&path).send().await.unwrap();
+            assert_eq!(response.status(), 200, "GET {path}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    // Nothing drains the queue but the console (and the command): it lists both.
+    let url = format!("{base}/api/dead-letters");
+    wait_for("both refused payments in the console", DEADLINE, || async {
+        Ok(api(url.clone()).await["dead_letters"].as_array().unwrap().len() == 2)
+    })
+    .await
+    .unwrap();
+    let listed_now = api(url.clone()).await;
+    let letters = listed_now["dead_letters"].as_array().unwrap();
+    assert!(listed_now["drain_error"].is_null(), "{listed_now}");
+    let by_message = |m: &str| letters.iter().find(|l| l["message_id"] == m).unwrap().clone();
+    let (first, second) = (by_message("evt-bad-1"), by_message("evt-bad-2"));
+    assert_eq!(first["status"], "pending");
+    assert_eq!(first["queue"], env.names.payments_queue());
+    assert_eq!(first["routing_key"], names::PAYMENT_RECEIVED);
+    assert!(
+        first["reason"].as_str().unwrap().contains("payment.amount"),
+        "{first}"
+    );
+    let (id1, id2) = (first["id"].as_i64().unwrap(), second["id"].as_i64().unwrap());
+
+    // The message in full: the body pretty-printed, its headers.
+    let shown = api(format!("{base}/api/dead-letters/{id1}")).await;
+    assert_eq!(shown["body_encoding"], "json");
+    let body: Value = serde_json::from_str(shown["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["payment"]["id"], "P-BAD");
+    assert!(
+        shown["body"].as_str().unwrap().contains("\n  "),
+        "pretty: {shown}"
+    );
+    assert!(
+        shown["headers"][names::HEADER_DEAD_LETTER_REASON].is_string(),
+        "{shown}"
+    );
+    let page = client
+        .get(format!("{base}/dead-letters/{id1}"))
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("payment.amount") && html.contains("&quot;P-BAD&quot;"),
+        "{html}"
+    );
+    let missing = client
+        .get(format!("{base}/api/dead-letters/999999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Replay through the API: once, to its origin; a second time is refused (409).
+    let cross = client
+        .post(format!("{base}/api/dead-letters/{id1}/replay"))
+        .header("origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403, "another site's page may not replay");
+    assert_eq!(take_all(&env, &watch).await.len(), 2, "the original publishes");
+    // A console that requires a token (beyond localhost) takes it as for the rest of the API.
+    let guarded = env.start_console(Some("s3cret")).await.unwrap();
+    let anonymous = client
+        .post(format!("{guarded}/api/dead-letters/{id1}/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let replayed = client
+        .post(format!("{guarded}/api/dead-letters/{id1}/replay"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    let replayed: Value = replayed.json().await.unwrap();
+    assert_eq!(replayed["status"], "replayed");
+    assert_eq!(
+        take_all(&env, &watch).await,
+        vec![("evt-bad-1".to_string(), Some(id1.to_string()))]
+    );
+    let twice = client
+        .post(format!("{base}/api/dead-letters/{id1}/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 409);
+    assert!(take_all(&env, &watch).await.is_empty());
+    assert_eq!(journal_count(&env, "dead_letter.replayed").await, 1);
+
+    // Discard from the page: refused without the form's token, then done and kept.
+    let list_page = client.get(format!("{base}/dead-letters")).send().await.unwrap();
+    let cookie = list_page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = list_page.text().await.unwrap();
+    assert!(html.contains(&format!("dead-letter-{id2}")), "{html}");
+    assert!(
+        !html.contains(&format!("id=\"dead-letter-{id1}\"")),
+        "replayed: not pending"
+    );
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let discard = |csrf: String| {
+        client
+            .post(format!("{base}/dead-letters/{id2}/discard"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie.clone())
+            .body(format!("csrf={csrf}"))
+            .send()
+    };
+    assert_eq!(discard("0".repeat(64)).await.unwrap().status(), 403);
+    let done = discard(token).await.unwrap();
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        done.headers()["location"],
+        format!("/dead-letters/{id2}?done=discarded").as_str()
+    );
+    let after = api(format!("{base}/api/dead-letters/{id2}")).await;
+    assert_eq!(after["status"], "discarded");
+    assert_eq!(journal_count(&env, "dead_letter.discarded").await, 1);
+
+    // The command sees what the console did (one table, one implementation); the replay,
+    // refused again, came back as a new record naming the one it replays.
+    let again = wait_listed(&env, "the replay dead-lettered again", |l| {
+        l["replay_of"].as_i64() == Some(id1)
+    })
+    .await;
+    let records = listed(&env).await;
+    let status_of = |id: i64| records.iter().find(|l| l["id"] == id).unwrap()["status"].clone();
+    assert_eq!(status_of(id1), "replayed");
+    assert_eq!(status_of(id2), "discarded");
+    assert_eq!(again["status"], "pending");
+    let all = api(format!("{base}/api/dead-letters?status=all")).await;
+    assert_eq!(all["dead_letters"].as_array().unwrap().len(), 3, "{all}");
+    let replayed_only = api(format!("{base}/api/dead-letters?status=replayed")).await;
+    assert_eq!(replayed_only["dead_letters"][0]["id"], id1);
+
+    let channel = env.connection.create_channel().await.unwrap();
+    let _ = channel
+        .queue_delete(watch.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    env.stop().await;
+}

@@ -1,11 +1,14 @@
 //! The collections console (`relance run console`): server-rendered pages and a JSON API
 //! over the same read-only queries (`relance_storage::console`): the tracking table, a
-//! customer's and an invoice's timeline, aging and DSO, step effectiveness, call tasks.
-//! It reads PostgreSQL as the `relance_console` role (SELECT only); its one action, a call
-//! outcome, is published as `call.outcome` on the inbound exchange, as `relance tasks
-//! outcome` does, and applied by the payments listener. It owns no business rule.
+//! customer's and an invoice's timeline, aging and DSO, step effectiveness, call tasks,
+//! dead letters. It reads PostgreSQL as the `relance_console` role (SELECT only); a call
+//! outcome is published as `call.outcome` on the inbound exchange, as `relance tasks
+//! outcome` does, and applied by the payments listener. The dead-letters page drains,
+//! replays and discards with the same functions as `relance dead-letters`, through a second
+//! small pool kept for that alone (`Console::dead_letter_db`). It owns no business rule.
 
 pub mod access;
+mod dead_letters;
 mod pages;
 mod totals;
 mod views;
@@ -27,9 +30,18 @@ pub const SERVICE: &str = "console";
 /// The read-only role the console takes on each connection.
 pub const READ_ROLE: &str = "relance_console";
 
+/// Connections of the dead-letters pool: an operator's rare actions, one at a time.
+const DEAD_LETTER_POOL: u32 = 2;
+
 /// What every handler shares.
 pub(crate) struct Console {
     pub db: PgPool,
+    /// The service's own database user (no `SET ROLE`), used ONLY by the dead-letters
+    /// actions (`crate::dead_letters`): draining the dead-letter queue into `dead_letters`,
+    /// and a replay's or a discard's status change and journal entry. Dead letters are the
+    /// record of the broker's own messages, not the ledger: the ledger still changes only
+    /// through the queue contract, and every page reads through the read-only `db`.
+    pub dead_letter_db: PgPool,
     pub config: Config,
     pub names: Names,
     pub templates: minijinja::Environment<'static>,
@@ -117,6 +129,9 @@ pub async fn serve(
     let bound = listener.local_addr().context("reading the console's address")?;
     access::check_bind(bound, config.settings.console_token.as_deref())?;
     let db = connect_read_only(&config.settings.database_url, config.settings.db_pool_size).await?;
+    let dead_letter_db = relance_storage::connect(&config.settings.database_url, DEAD_LETTER_POOL)
+        .await
+        .context("connecting the console's dead-letters pool (the service's own database user)")?;
     let token: Option<Arc<str>> = config
         .settings
         .console_token
@@ -125,6 +140,7 @@ pub async fn serve(
         .map(Arc::from);
     let console = Arc::new(Console {
         db,
+        dead_letter_db,
         names: Names::new(&config.settings.namespace),
         config,
         templates: views::templates()?,

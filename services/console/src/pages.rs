@@ -40,6 +40,26 @@ pub fn router(console: Shared) -> Router {
         .route("/tasks", get(tasks_page))
         .route("/api/tasks", get(tasks_api))
         .route("/tasks/outcome", post(record_outcome))
+        .route("/dead-letters", get(crate::dead_letters::list_page))
+        .route("/api/dead-letters", get(crate::dead_letters::list_api))
+        .route("/dead-letters/{id}", get(crate::dead_letters::show_page))
+        .route("/api/dead-letters/{id}", get(crate::dead_letters::show_api))
+        .route(
+            "/dead-letters/{id}/replay",
+            post(crate::dead_letters::replay_page),
+        )
+        .route(
+            "/dead-letters/{id}/discard",
+            post(crate::dead_letters::discard_page),
+        )
+        .route(
+            "/api/dead-letters/{id}/replay",
+            post(crate::dead_letters::replay_api),
+        )
+        .route(
+            "/api/dead-letters/{id}/discard",
+            post(crate::dead_letters::discard_api),
+        )
         .with_state(console)
 }
 

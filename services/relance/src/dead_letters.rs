@@ -5,7 +5,6 @@
 
 use crate::output::{self, Format};
 use anyhow::{bail, Context};
-use base64::Engine;
 use clap::Subcommand;
 use lapin::Connection;
 use relance_config::Settings;
@@ -209,25 +208,11 @@ async fn list(db: &PgPool, filter: &Filter, format: Format) -> anyhow::Result<()
     Ok(())
 }
 
-/// The body as text when it is (pretty JSON when it is JSON), else base64.
-fn body_view(body: &[u8]) -> (&'static str, String) {
-    match std::str::from_utf8(body) {
-        Ok(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(json) => (
-                "json",
-                serde_json::to_string_pretty(&json).unwrap_or_else(|_| text.to_string()),
-            ),
-            Err(_) => ("text", text.to_string()),
-        },
-        Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(body)),
-    }
-}
-
 async fn show(db: &PgPool, id: i64, format: Format) -> anyhow::Result<()> {
     let Some(letter) = dead_letters::get(db, id).await? else {
         bail!("no dead letter {id}: see `relance dead-letters list --status any`");
     };
-    let (kind, body) = body_view(&letter.body);
+    let (kind, body) = dead_letters::body_view(&letter.body);
     if format != Format::Table {
         let mut value = serde_json::to_value(&letter).context("writing the dead letter")?;
         if let Some(map) = value.as_object_mut() {

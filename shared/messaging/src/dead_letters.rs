@@ -246,6 +246,22 @@ pub async fn discard(db: &PgPool, id: i64, clock: &dyn Clock) -> anyhow::Result<
     })
 }
 
+/// A dead letter's body for a reader (`relance dead-letters show`, the console): its
+/// encoding, `json` (pretty-printed), `text` or `base64`, and the text.
+pub fn body_view(body: &[u8]) -> (&'static str, String) {
+    use base64::Engine;
+    match std::str::from_utf8(body) {
+        Ok(text) => match serde_json::from_str::<Value>(text) {
+            Ok(json) => (
+                "json",
+                serde_json::to_string_pretty(&json).unwrap_or_else(|_| text.to_string()),
+            ),
+            Err(_) => ("text", text.to_string()),
+        },
+        Err(_) => ("base64", base64::engine::general_purpose::STANDARD.encode(body)),
+    }
+}
+
 /// Headers a replay leaves out: what the broker and relance's consumers added about the
 /// message's failures. What remains (trace context, the sender's own headers) goes along.
 pub fn is_death_bookkeeping(header: &str) -> bool {
@@ -384,6 +400,14 @@ fn json_to_amqp(value: &Value) -> AMQPValue {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_json_body_is_pretty_printed_and_bytes_are_base64() {
+        let (kind, text) = body_view(br#"{"a":1}"#);
+        assert_eq!((kind, text.as_str()), ("json", "{\n  \"a\": 1\n}"));
+        assert_eq!(body_view(b"not json").0, "text");
+        assert_eq!(body_view(&[0xff, 0xfe]), ("base64", "//4=".to_string()));
+    }
 
     #[test]
     fn a_replay_keeps_the_senders_headers_and_ids_and_drops_the_death_bookkeeping() {
