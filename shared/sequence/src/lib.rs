@@ -5,6 +5,7 @@
 //! never on one another; it carries nothing itself (the outbox relay in `relance-messaging`
 //! publishes what it adds to the outbox).
 
+pub mod actions;
 pub mod call_outcome;
 pub mod journal;
 pub mod outgoing;
