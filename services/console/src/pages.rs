@@ -30,7 +30,9 @@ pub fn router(console: Shared) -> Router {
         .route("/api/invoices", get(tracking_api))
         .route("/customers/{id}", get(customer_page))
         .route("/api/customers/{id}", get(customer_api))
-        .route("/invoices/{number}", get(invoice_page))
+        .route("/invoices/{number}", get(crate::actions::invoice_page))
+        .route("/invoices/{number}/actions", post(crate::actions::action_form))
+        .route("/api/invoices/{number}/actions", post(crate::actions::action_api))
         .route("/api/invoices/{number}", get(invoice_api))
         .route("/messages/{step_id}", get(proof_page))
         .route("/aging", get(aging_page))
@@ -43,7 +45,11 @@ pub fn router(console: Shared) -> Router {
         .with_state(console)
 }
 
-fn render(console: &Shared, name: &str, context: minijinja::Value) -> Result<Html<String>, Failure> {
+pub(crate) fn render(
+    console: &Shared,
+    name: &str,
+    context: minijinja::Value,
+) -> Result<Html<String>, Failure> {
     let page = console
         .templates
         .get_template(name)
@@ -52,7 +58,7 @@ fn render(console: &Shared, name: &str, context: minijinja::Value) -> Result<Htm
     Ok(Html(page))
 }
 
-fn now(console: &Shared) -> DateTime<Utc> {
+pub(crate) fn now(console: &Shared) -> DateTime<Utc> {
     console.config.clock.now()
 }
 
@@ -241,7 +247,7 @@ async fn customer_page(
     render(&console, "customer.html", minijinja::Value::from_serialize(&data))
 }
 
-async fn invoice_data(console: &Shared, number: &str) -> Result<Value, Failure> {
+pub(crate) async fn invoice_data(console: &Shared, number: &str) -> Result<Value, Failure> {
     let mut invoice = timeline::invoice(&console.db, number)
         .await?
         .ok_or_else(|| Failure::not_found(format!("no invoice {number:?}")))?;
@@ -268,14 +274,6 @@ async fn invoice_api(
     Path(number): Path<String>,
 ) -> Result<Json<Value>, Failure> {
     Ok(Json(invoice_data(&console, &number).await?))
-}
-
-async fn invoice_page(
-    State(console): State<Shared>,
-    Path(number): Path<String>,
-) -> Result<Html<String>, Failure> {
-    let data = invoice_data(&console, &number).await?;
-    render(&console, "invoice.html", minijinja::Value::from_serialize(&data))
 }
 
 /// The exact message stored as proof, as plain text (nothing in it is interpreted).
@@ -523,7 +521,7 @@ async fn record_outcome(
 }
 
 /// Publishes on the inbound exchange with confirms, on a connection of its own (a rare action).
-async fn publish(console: &Shared, routing_key: &str, body: &Value) -> anyhow::Result<()> {
+pub(crate) async fn publish(console: &Shared, routing_key: &str, body: &Value) -> anyhow::Result<()> {
     let settings = &console.config.settings;
     let connection = relance_messaging::connect(&settings.amqp_url, "console").await?;
     let outcome = async {

@@ -11,9 +11,9 @@ use relance_contracts::{
     names, CreditNoteIssuedV1, CreditNoteRecordedV1, InvoiceClosedV1, InvoiceWrittenOffV1,
 };
 use relance_domain::collections::{NewCreditNote, NewWriteOff};
-use relance_sequence::actions::check;
 use relance_domain::Rejection;
 use relance_messaging::HandlerError;
+use relance_sequence::actions::check;
 use relance_sequence::outgoing;
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::{adjustments, journal, PgConnection};

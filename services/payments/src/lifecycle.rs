@@ -12,8 +12,7 @@ use relance_config::Config;
 use relance_contracts::{names, InvoiceClosedV1, InvoiceLifecycleStatusV1, LifecycleClosureV1};
 use relance_domain::collections::InvoiceState;
 use relance_domain::collections::{
-    promise_pause_end, LifecycleEffect, LifecycleStatus, NewLifecycleStatus,
-    PauseKind,
+    promise_pause_end, LifecycleEffect, LifecycleStatus, NewLifecycleStatus, PauseKind,
 };
 use relance_domain::{NewPayment, Rejection};
 use relance_messaging::HandlerError;

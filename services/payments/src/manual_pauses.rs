@@ -43,7 +43,10 @@ impl InvoiceMessage for PauseRequestedV1 {
             return Err(refused(
                 Self::WHAT,
                 &invoice.number,
-                format!("it is already paused by hand since {} ({})", open.started_at, open.reason),
+                format!(
+                    "it is already paused by hand since {} ({})",
+                    open.started_at, open.reason
+                ),
             ));
         }
         let new = NewPause {

@@ -9,9 +9,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use relance_contracts::names;
 use relance_contracts::{
-    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1, InvoiceLifecycleStatusV1,
-    InvoiceWrittenOffV1, LifecycleStatusV1, ManualPauseV1, ManualResumeV1, PauseRequestedV1, PromiseRecordedV1,
-    PromiseV1, ResolutionCreditNoteV1, ResolutionV1, ResumeRequestedV1, WriteOffV1, VERSION_1,
+    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
+    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, ManualPauseV1, ManualResumeV1,
+    PauseRequestedV1, PromiseRecordedV1, PromiseV1, ResolutionCreditNoteV1, ResolutionV1, ResumeRequestedV1,
+    WriteOffV1, VERSION_1,
 };
 use relance_domain::Rejection;
 use serde::Deserialize;
@@ -285,7 +286,13 @@ fn closing_instruction(
                 event_id,
                 occurred_at: now,
             };
-            checked(names::CREDIT_NOTE_ISSUED, &m, check::credit_note(&m), &number, &id)
+            checked(
+                names::CREDIT_NOTE_ISSUED,
+                &m,
+                check::credit_note(&m),
+                &number,
+                &id,
+            )
         }
         InvoiceAction::WriteOff { reason } => {
             let m = InvoiceWrittenOffV1 {
@@ -319,7 +326,13 @@ fn closing_instruction(
                     currency,
                 },
             };
-            checked(names::INVOICE_LIFECYCLE_STATUS, &m, check::lifecycle(&m), &number, &id)
+            checked(
+                names::INVOICE_LIFECYCLE_STATUS,
+                &m,
+                check::lifecycle(&m),
+                &number,
+                &id,
+            )
         }
         // The others are built by `instruction`.
         other => instruction(&number, other, event_id, now),
@@ -338,8 +351,8 @@ fn credit_note_id(event_id: &str) -> String {
 /// receives with these, and [`instruction`] each one before it is published.
 pub mod check {
     use relance_contracts::{
-        CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1, InvoiceWrittenOffV1,
-        PauseRequestedV1, PromiseRecordedV1, ResolutionCreditNoteV1, ResumeRequestedV1,
+        CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1,
+        InvoiceWrittenOffV1, PauseRequestedV1, PromiseRecordedV1, ResolutionCreditNoteV1, ResumeRequestedV1,
     };
     use relance_domain::collections::validate::CreditNoteFields;
     use relance_domain::collections::{
@@ -430,10 +443,8 @@ mod tests {
 
     #[test]
     fn an_action_reads_from_json_tagged_by_its_name() {
-        let action: InvoiceAction =
-            serde_json::from_str(r#"{"action": "write_off", "reason": "bankrupt"}"#).unwrap_or(
-                InvoiceAction::Resume { note: None },
-            );
+        let action: InvoiceAction = serde_json::from_str(r#"{"action": "write_off", "reason": "bankrupt"}"#)
+            .unwrap_or(InvoiceAction::Resume { note: None });
         assert_eq!(
             action,
             InvoiceAction::WriteOff {
@@ -450,7 +461,12 @@ mod tests {
             currency: None,
             reason: None,
         };
-        let refused = instruction("F-1", credit("-3").with_default_currency("EUR"), "console-abc".into(), now());
+        let refused = instruction(
+            "F-1",
+            credit("-3").with_default_currency("EUR"),
+            "console-abc".into(),
+            now(),
+        );
         assert!(
             matches!(&refused, Err(r) if r.field == "credit_note.amount"),
             "{refused:?}"
@@ -486,8 +502,16 @@ mod tests {
 
     #[test]
     fn a_pause_by_hand_needs_a_reason() {
-        let refused = instruction("F-1", InvoiceAction::Pause { reason: " ".into() }, "e".into(), now());
-        assert!(matches!(&refused, Err(r) if r.field == "pause.reason"), "{refused:?}");
+        let refused = instruction(
+            "F-1",
+            InvoiceAction::Pause { reason: " ".into() },
+            "e".into(),
+            now(),
+        );
+        assert!(
+            matches!(&refused, Err(r) if r.field == "pause.reason"),
+            "{refused:?}"
+        );
         let ok = instruction(
             "F-1",
             InvoiceAction::Pause {
