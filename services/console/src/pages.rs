@@ -532,6 +532,9 @@ pub(crate) async fn publish(console: &Shared, routing_key: &str, body: &Value) -
             &relance_messaging::TopologyOptions::from_settings(settings),
         )
         .await?;
+        // Closed now: a channel only dropped closes in the background, racing with the
+        // connection's close (lapin then logs a connection error).
+        let _ = channel.close(200, "declared".into()).await;
         let publisher = relance_messaging::Publisher::open(&connection).await?;
         relance_messaging::publish_inbound(&publisher, &console.names, routing_key, body).await?;
         publisher.close().await;

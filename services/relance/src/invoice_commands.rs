@@ -206,6 +206,7 @@ pub(crate) async fn publish_and_wait(
     let channel = connection.create_channel().await.context("opening a channel")?;
     // The exchange and queues may not exist yet if no service ever ran.
     declare_topology(&channel, &names, &TopologyOptions::from_settings(settings)).await?;
+    let _ = channel.close(200, "declared".into()).await;
     let publisher = Publisher::open(&connection).await?;
     publish_inbound(&publisher, &names, routing_key, body).await?;
     publisher.close().await;
