@@ -256,6 +256,9 @@ async fn the_invoice_page_promises_credits_writes_off_and_refuses_forged_or_inva
         !page.contains("name=\"action\""),
         "a closed invoice has no actions"
     );
+    let (status, text) = post_api(&base, "F-WOFF", json!({ "action": "pause", "reason": "x" })).await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("the invoice is closed"), "{text}");
     env.stop().await;
 }
 
@@ -328,10 +331,21 @@ async fn a_pause_by_hand_holds_the_reminders_until_it_is_released_through_the_ap
     .unwrap();
     assert!(at > resumed_at, "sent at {at}");
 
-    // Nothing left to release: the listener refuses it, so the answer says it is published
-    // but not applied (202), rather than failing.
+    // Nothing left to release: the invoice's state says so at once (422), nothing published.
     let (status, text) = post_api(&base, "F-HOLD", json!({ "action": "resume" })).await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("resume: it is not paused by hand"), "{text}");
+
+    // A promise for a day already past: only the listener knows the customer's today, and it
+    // refuses it; the answer says it is published but not applied (202), rather than failing.
+    let (status, text) = post_api(
+        &base,
+        "F-HOLD",
+        json!({ "action": "promise", "date": "2026-03-01" }),
+    )
+    .await;
     assert_eq!(status, 202, "{text}");
     assert!(text.contains("published, not applied yet"), "{text}");
+    assert_eq!(env.journal_count("F-HOLD", names::INVOICE_PAUSED).await, 1);
     env.stop().await;
 }

@@ -14,6 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
+use relance_domain::collections::{InvoiceState, PauseKind};
 use relance_sequence::actions::{self, Instruction, InvoiceAction};
 use relance_storage::console::timeline::{self, TimelineEntry};
 use serde_json::{json, Map, Value};
@@ -59,6 +60,19 @@ async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Resul
         .await?
         .ok_or_else(|| Failure::not_found(format!("no invoice {number:?}")))?;
     let action = action.with_default_currency(&invoice.currency);
+    let state: InvoiceState = invoice
+        .status
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("invoice {}: {e}", invoice.number))?;
+    let pauses = timeline::active_pause_kinds(&console.db, &invoice.number)
+        .await?
+        .iter()
+        .map(|kind| kind.parse::<PauseKind>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("invoice {}: {e}", invoice.number))?;
+    if let Some(reason) = actions::refused_by_state(&action, state, &pauses) {
+        return Err(refused(reason));
+    }
     let event_id = format!("console-{}", Uuid::new_v4().simple());
     let instruction =
         actions::instruction(&invoice.number, action, event_id, now(console)).map_err(refused)?;

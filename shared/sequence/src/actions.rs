@@ -14,6 +14,7 @@ use relance_contracts::{
     PauseRequestedV1, PromiseRecordedV1, PromiseV1, ResolutionCreditNoteV1, ResolutionV1, ResumeRequestedV1,
     WriteOffV1, VERSION_1,
 };
+use relance_domain::collections::{InvoiceState, PauseKind};
 use relance_domain::Rejection;
 use serde::Deserialize;
 
@@ -339,6 +340,37 @@ fn closing_instruction(
     }
 }
 
+/// What the invoice's state already says of an action, before it is published: the payments
+/// listener refuses the same under the invoice lock (a sequence that is over, a dispute
+/// already open or none to resolve, a pause by hand already there or none to release), so a
+/// caller that can read the invoice (the console) says so at once rather than after its wait.
+/// The listener stays the judge: the state may change between this look and the message.
+pub fn refused_by_state(
+    action: &InvoiceAction,
+    state: InvoiceState,
+    pauses: &[PauseKind],
+) -> Option<Rejection> {
+    let field = match action {
+        InvoiceAction::Lifecycle { .. } => return None,
+        other => other.name(),
+    };
+    if state != InvoiceState::Open {
+        return Some(Rejection::new(
+            "invoice",
+            format!("the invoice is {state}: its sequence is over"),
+        ));
+    }
+    let has = |kind: PauseKind| pauses.contains(&kind);
+    let reason = match action {
+        InvoiceAction::Dispute { .. } if has(PauseKind::Dispute) => "a dispute is already open",
+        InvoiceAction::Resolve { .. } if !has(PauseKind::Dispute) => "no dispute is open on it",
+        InvoiceAction::Pause { .. } if has(PauseKind::Manual) => "it is already paused by hand",
+        InvoiceAction::Resume { .. } if !has(PauseKind::Manual) => "it is not paused by hand",
+        _ => return None,
+    };
+    Some(Rejection::new(field, reason))
+}
+
 /// A credit note's id when the action gives none: `AV-` and the start of the event id's last
 /// part (`cli-3f2a...` gives `AV-3f2a...`).
 fn credit_note_id(event_id: &str) -> String {
@@ -498,6 +530,26 @@ mod tests {
         assert!(matches!(&upheld, Ok(i) if i.body["resolution"]["outcome"] == "upheld"));
         let credited = instruction("F-1", resolve(Some("AV-1"), Some("10")), "e".into(), now());
         assert!(matches!(&credited, Ok(i) if i.body["resolution"]["outcome"] == "credited"));
+    }
+
+    #[test]
+    fn the_invoices_state_refuses_what_the_listener_would() {
+        let resume = InvoiceAction::Resume { note: None };
+        let pause = InvoiceAction::Pause { reason: "po".into() };
+        let open = InvoiceState::Open;
+        assert!(refused_by_state(&resume, open, &[PauseKind::Dispute]).is_some());
+        assert!(refused_by_state(&resume, open, &[PauseKind::Manual]).is_none());
+        assert!(refused_by_state(&pause, open, &[PauseKind::Manual]).is_some());
+        assert!(refused_by_state(&pause, open, &[PauseKind::Promise]).is_none());
+        let closed = refused_by_state(&pause, InvoiceState::Closed, &[]);
+        assert!(matches!(closed, Some(r) if r.reason.contains("closed")));
+        let lifecycle = InvoiceAction::Lifecycle {
+            status: "cashed".into(),
+            reason: None,
+            amount: None,
+            currency: None,
+        };
+        assert!(refused_by_state(&lifecycle, InvoiceState::Settled, &[]).is_none());
     }
 
     #[test]

@@ -161,6 +161,18 @@ pub async fn invoice_timeline_since(
     .context("reading the invoice's latest journal entries")
 }
 
+/// The kinds of the pauses holding the invoice now (`promise`, `dispute`, ...).
+pub async fn active_pause_kinds(db: &PgPool, number: &str) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT p.kind FROM invoice_pauses p JOIN invoices i ON i.id = p.invoice_id
+         WHERE i.number = $1 AND p.ended_at IS NULL ORDER BY p.started_at",
+    )
+    .bind(number)
+    .fetch_all(db)
+    .await
+    .context("reading the invoice's pauses")
+}
+
 /// Whether `consumer` (e.g. `payments.promise.recorded`) has applied the inbound message
 /// `message_id`: its inbox has it.
 pub async fn applied(db: &PgPool, consumer: &str, message_id: &str) -> anyhow::Result<bool> {
