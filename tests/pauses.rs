@@ -766,6 +766,56 @@ async fn every_invoice_command_of_the_cli_applies_its_message() {
     env.stop().await;
 }
 
+/// `relance invoice pause` holds the reminders by hand and `resume` releases them, but only
+/// that pause: a dispute still open keeps the sequence paused until it is resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pauses_by_hand_and_a_resume_does_not_lift_an_open_dispute() {
+    let env = TestEnv::start(1).await;
+    register(&env, "F-HAND", "250.00").await;
+    let refused = relance_cli(&env, &["invoice", "pause", "F-HAND", "--reason", " "]).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refused before publishing: pause.reason"),
+        "{stderr}"
+    );
+
+    let out = applied(
+        &env,
+        &[
+            "invoice",
+            "pause",
+            "F-HAND",
+            "--reason",
+            "waiting for the purchase order",
+        ],
+    )
+    .await;
+    assert!(out.contains("published pause.requested for F-HAND"), "{out}");
+    assert!(out.contains("invoice.paused"), "{out}");
+    let paused = env.journal_details("F-HAND", names::INVOICE_PAUSED).await;
+    assert_eq!(paused[0]["kind"], "manual");
+    assert_eq!(env.collections_status("F-HAND").await, CollectionStatus::Paused);
+
+    // A dispute meanwhile: releasing the pause by hand leaves the sequence paused.
+    applied(
+        &env,
+        &["invoice", "dispute", "F-HAND", "--reason", "wrong quantity"],
+    )
+    .await;
+    let out = applied(&env, &["invoice", "resume", "F-HAND", "--note", "order received"]).await;
+    assert!(out.contains("published resume.requested for F-HAND"), "{out}");
+    assert!(
+        !out.contains("invoice.resumed"),
+        "the dispute still holds it: {out}"
+    );
+    assert_eq!(env.collections_status("F-HAND").await, CollectionStatus::Paused);
+    let out = applied(&env, &["invoice", "resolve", "F-HAND"]).await;
+    assert!(out.contains("invoice.resumed"), "{out}");
+    assert_ne!(env.collections_status("F-HAND").await, CollectionStatus::Paused);
+    env.stop().await;
+}
+
 /// A message the accounts team sends with the CLI carries W3C trace context (`traceparent`),
 /// so that what it causes in relance continues the CLI's trace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,16 @@
 //! The collections console (`relance run console`): server-rendered pages and a JSON API
 //! over the same read-only queries (`relance_storage::console`): the tracking table, a
 //! customer's and an invoice's timeline, aging and DSO, step effectiveness, call tasks,
-//! dead letters. It reads PostgreSQL as the `relance_console` role (SELECT only); a call
-//! outcome is published as `call.outcome` on the inbound exchange, as `relance tasks
-//! outcome` does, and applied by the payments listener. The dead-letters page drains,
-//! replays and discards with the same functions as `relance dead-letters`, through a second
-//! small pool kept for that alone (`Console::dead_letter_db`). It owns no business rule.
+//! dead letters. It reads PostgreSQL as the `relance_console` role (SELECT only); its actions
+//! (a call outcome; on an invoice, a promise, a dispute, its resolution, a credit note, a
+//! write-off, a pause or resume by hand) are published as the inbound messages `relance tasks
+//! outcome` and `relance invoice ...` publish, and applied by the payments listener. The
+//! dead-letters page drains, replays and discards with the same functions as `relance
+//! dead-letters`, through a second small pool kept for that alone (`Console::dead_letter_db`).
+//! It owns no business rule.
 
 pub mod access;
+mod actions;
 mod dead_letters;
 mod pages;
 mod totals;

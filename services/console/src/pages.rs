@@ -30,7 +30,9 @@ pub fn router(console: Shared) -> Router {
         .route("/api/invoices", get(tracking_api))
         .route("/customers/{id}", get(customer_page))
         .route("/api/customers/{id}", get(customer_api))
-        .route("/invoices/{number}", get(invoice_page))
+        .route("/invoices/{number}", get(crate::actions::invoice_page))
+        .route("/invoices/{number}/actions", post(crate::actions::action_form))
+        .route("/api/invoices/{number}/actions", post(crate::actions::action_api))
         .route("/api/invoices/{number}", get(invoice_api))
         .route("/messages/{step_id}", get(proof_page))
         .route("/aging", get(aging_page))
@@ -63,7 +65,11 @@ pub fn router(console: Shared) -> Router {
         .with_state(console)
 }
 
-fn render(console: &Shared, name: &str, context: minijinja::Value) -> Result<Html<String>, Failure> {
+pub(crate) fn render(
+    console: &Shared,
+    name: &str,
+    context: minijinja::Value,
+) -> Result<Html<String>, Failure> {
     let page = console
         .templates
         .get_template(name)
@@ -72,7 +78,7 @@ fn render(console: &Shared, name: &str, context: minijinja::Value) -> Result<Htm
     Ok(Html(page))
 }
 
-fn now(console: &Shared) -> DateTime<Utc> {
+pub(crate) fn now(console: &Shared) -> DateTime<Utc> {
     console.config.clock.now()
 }
 
@@ -261,7 +267,7 @@ async fn customer_page(
     render(&console, "customer.html", minijinja::Value::from_serialize(&data))
 }
 
-async fn invoice_data(console: &Shared, number: &str) -> Result<Value, Failure> {
+pub(crate) async fn invoice_data(console: &Shared, number: &str) -> Result<Value, Failure> {
     let mut invoice = timeline::invoice(&console.db, number)
         .await?
         .ok_or_else(|| Failure::not_found(format!("no invoice {number:?}")))?;
@@ -288,14 +294,6 @@ async fn invoice_api(
     Path(number): Path<String>,
 ) -> Result<Json<Value>, Failure> {
     Ok(Json(invoice_data(&console, &number).await?))
-}
-
-async fn invoice_page(
-    State(console): State<Shared>,
-    Path(number): Path<String>,
-) -> Result<Html<String>, Failure> {
-    let data = invoice_data(&console, &number).await?;
-    render(&console, "invoice.html", minijinja::Value::from_serialize(&data))
 }
 
 /// The exact message stored as proof, as plain text (nothing in it is interpreted).
@@ -543,7 +541,7 @@ async fn record_outcome(
 }
 
 /// Publishes on the inbound exchange with confirms, on a connection of its own (a rare action).
-async fn publish(console: &Shared, routing_key: &str, body: &Value) -> anyhow::Result<()> {
+pub(crate) async fn publish(console: &Shared, routing_key: &str, body: &Value) -> anyhow::Result<()> {
     let settings = &console.config.settings;
     let connection = relance_messaging::connect(&settings.amqp_url, "console").await?;
     let outcome = async {
@@ -554,6 +552,9 @@ async fn publish(console: &Shared, routing_key: &str, body: &Value) -> anyhow::R
             &relance_messaging::TopologyOptions::from_settings(settings),
         )
         .await?;
+        // Closed now: a channel only dropped closes in the background, racing with the
+        // connection's close (lapin then logs a connection error).
+        let _ = channel.close(200, "declared".into()).await;
         let publisher = relance_messaging::Publisher::open(&connection).await?;
         relance_messaging::publish_inbound(&publisher, &console.names, routing_key, body).await?;
         publisher.close().await;

@@ -10,10 +10,10 @@ use relance_config::Config;
 use relance_contracts::{
     names, CreditNoteIssuedV1, CreditNoteRecordedV1, InvoiceClosedV1, InvoiceWrittenOffV1,
 };
-use relance_domain::collections::validate::CreditNoteFields;
-use relance_domain::collections::{validate_credit_note, validate_write_off, NewCreditNote, NewWriteOff};
+use relance_domain::collections::{NewCreditNote, NewWriteOff};
 use relance_domain::Rejection;
 use relance_messaging::HandlerError;
+use relance_sequence::actions::check;
 use relance_sequence::outgoing;
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::{adjustments, journal, PgConnection};
@@ -21,29 +21,6 @@ use serde_json::json;
 
 /// What a credit note is called in refusals.
 const WHAT_CREDIT_NOTE: &str = "credit note";
-
-// The messages validated, without I/O: the CLI calls these too, to refuse a bad command
-// before publishing.
-
-pub fn credit_note(m: &CreditNoteIssuedV1) -> Result<NewCreditNote, Rejection> {
-    let c = &m.credit_note;
-    validate_credit_note(
-        "credit_note",
-        &c.invoice_number,
-        CreditNoteFields {
-            id: &c.id,
-            amount: &c.amount,
-            currency: &c.currency,
-            issued_on: c.issued_on,
-            reason: c.reason.as_deref(),
-        },
-        m.occurred_at.date_naive(),
-    )
-}
-
-pub fn write_off(m: &InvoiceWrittenOffV1) -> Result<NewWriteOff, Rejection> {
-    validate_write_off(&m.write_off.invoice_number, &m.write_off.reason)
-}
 
 /// What a credit note left of the debt.
 #[derive(Debug, PartialEq, Eq)]
@@ -173,7 +150,7 @@ impl InvoiceMessage for CreditNoteIssuedV1 {
         NewCreditNote,
         names::CREDIT_NOTE_ISSUED,
         "credit note",
-        credit_note
+        check::credit_note
     );
 
     async fn apply(
@@ -197,7 +174,7 @@ impl InvoiceMessage for InvoiceWrittenOffV1 {
         NewWriteOff,
         names::INVOICE_WRITTEN_OFF,
         "write-off",
-        write_off
+        check::write_off
     );
 
     async fn apply(

@@ -9,44 +9,14 @@ use crate::sequence_effects::{end_pauses, pause};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use relance_config::Config;
-use relance_contracts::{names, DisputeOpenedV1, DisputeResolvedV1, ResolutionCreditNoteV1};
-use relance_domain::collections::validate::CreditNoteFields;
-use relance_domain::collections::{
-    validate_dispute, validate_resolution, NewDispute, NewResolution, Outcome, PauseKind,
-};
+use relance_contracts::{names, DisputeOpenedV1, DisputeResolvedV1};
+use relance_domain::collections::{NewDispute, NewResolution, Outcome, PauseKind};
 use relance_domain::Rejection;
 use relance_messaging::HandlerError;
+use relance_sequence::actions::check;
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::PgConnection;
-
-// The messages validated, without I/O: the CLI calls these too, to refuse a bad command
-// before publishing.
-
-pub fn dispute(m: &DisputeOpenedV1) -> Result<NewDispute, Rejection> {
-    validate_dispute(&m.dispute.invoice_number, &m.dispute.reason)
-}
-
-fn credit_fields(c: &ResolutionCreditNoteV1) -> CreditNoteFields<'_> {
-    CreditNoteFields {
-        id: &c.id,
-        amount: &c.amount,
-        currency: &c.currency,
-        issued_on: c.issued_on,
-        reason: None,
-    }
-}
-
-pub fn resolution(m: &DisputeResolvedV1) -> Result<NewResolution, Rejection> {
-    let r = &m.resolution;
-    validate_resolution(
-        &r.invoice_number,
-        &r.outcome,
-        r.note.as_deref(),
-        r.credit_note.as_ref().map(credit_fields),
-        m.occurred_at.date_naive(),
-    )
-}
 
 impl InvoiceMessage for DisputeOpenedV1 {
     invoice_message!(
@@ -55,7 +25,7 @@ impl InvoiceMessage for DisputeOpenedV1 {
         NewDispute,
         names::DISPUTE_OPENED,
         "dispute",
-        dispute
+        check::dispute
     );
 
     async fn apply(
@@ -115,7 +85,7 @@ impl InvoiceMessage for DisputeResolvedV1 {
         NewResolution,
         names::DISPUTE_RESOLVED,
         "dispute resolution",
-        resolution
+        check::resolution
     );
 
     async fn apply(

@@ -11,7 +11,7 @@ use relance_config::Config;
 use relance_contracts::names;
 use relance_contracts::{
     CallOutcomeV1, CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1,
-    InvoiceWrittenOffV1, PromiseRecordedV1,
+    InvoiceWrittenOffV1, PauseRequestedV1, PromiseRecordedV1, ResumeRequestedV1,
 };
 use relance_domain::collections::InvoiceState;
 use relance_domain::Rejection;
@@ -49,6 +49,8 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::INVOICE_WRITTEN_OFF => apply_once::<InvoiceWrittenOffV1>(db, config, &message).await,
         names::INVOICE_LIFECYCLE_STATUS => apply_once::<InvoiceLifecycleStatusV1>(db, config, &message).await,
         names::CALL_OUTCOME => apply_once::<CallOutcomeV1>(db, config, &message).await,
+        names::PAUSE_REQUESTED => apply_once::<PauseRequestedV1>(db, config, &message).await,
+        names::RESUME_REQUESTED => apply_once::<ResumeRequestedV1>(db, config, &message).await,
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue

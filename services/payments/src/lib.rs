@@ -7,7 +7,8 @@
 //! - `dispute.opened`, `dispute.resolved`: [`disputes`];
 //! - `credit_note.issued`, `invoice.written_off`: [`credit_notes`];
 //! - `invoice.lifecycle_status`: [`lifecycle`];
-//! - `call.outcome`: [`call_outcomes`].
+//! - `call.outcome`: [`call_outcomes`];
+//! - `pause.requested`, `resume.requested` (pauses by hand): [`manual_pauses`].
 //!
 //! [`inbound`] is what they share (dispatch, validate, apply once under the lock), and
 //! [`sequence_effects`] what they do to the sequence (pause, close, end pauses).
@@ -17,6 +18,7 @@ pub mod credit_notes;
 pub mod disputes;
 pub mod inbound;
 pub mod lifecycle;
+pub mod manual_pauses;
 pub mod payments;
 pub mod promises;
 pub mod sequence_effects;

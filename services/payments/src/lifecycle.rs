@@ -12,28 +12,15 @@ use relance_config::Config;
 use relance_contracts::{names, InvoiceClosedV1, InvoiceLifecycleStatusV1, LifecycleClosureV1};
 use relance_domain::collections::InvoiceState;
 use relance_domain::collections::{
-    promise_pause_end, validate_lifecycle_status, LifecycleEffect, LifecycleStatus, NewLifecycleStatus,
-    PauseKind,
+    promise_pause_end, LifecycleEffect, LifecycleStatus, NewLifecycleStatus, PauseKind,
 };
 use relance_domain::{NewPayment, Rejection};
 use relance_messaging::HandlerError;
+use relance_sequence::actions::check;
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::{journal, PgConnection};
 use serde_json::json;
-
-/// The message validated, without I/O: the CLI calls it too, to refuse a bad command before
-/// publishing.
-pub fn lifecycle(m: &InvoiceLifecycleStatusV1) -> Result<NewLifecycleStatus, Rejection> {
-    let l = &m.lifecycle;
-    validate_lifecycle_status(
-        &l.invoice_number,
-        &l.status,
-        l.reason.as_deref(),
-        l.amount.as_deref(),
-        l.currency.as_deref(),
-    )
-}
 
 impl InvoiceMessage for InvoiceLifecycleStatusV1 {
     invoice_message!(
@@ -42,7 +29,7 @@ impl InvoiceMessage for InvoiceLifecycleStatusV1 {
         NewLifecycleStatus,
         names::INVOICE_LIFECYCLE_STATUS,
         "lifecycle status",
-        lifecycle
+        check::lifecycle
     );
 
     async fn apply(

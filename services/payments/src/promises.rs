@@ -7,20 +7,14 @@ use crate::sequence_effects::pause;
 use chrono::{DateTime, Utc};
 use relance_config::Config;
 use relance_contracts::{names, PromiseRecordedV1};
-use relance_domain::collections::{promise_pause_end, validate_promise, NewPromise, PauseKind};
+use relance_domain::collections::{promise_pause_end, NewPromise, PauseKind};
 use relance_domain::Rejection;
 use relance_messaging::HandlerError;
+use relance_sequence::actions::check;
 use relance_sequence::resume;
 use relance_storage::invoices::InvoiceRecord;
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::PgConnection;
-
-/// The message validated, without I/O: the CLI calls it too, to refuse a bad command before
-/// publishing.
-pub fn promise(m: &PromiseRecordedV1) -> Result<NewPromise, Rejection> {
-    let p = &m.promise;
-    validate_promise(&p.invoice_number, p.promised_on, p.note.as_deref())
-}
 
 impl InvoiceMessage for PromiseRecordedV1 {
     invoice_message!(
@@ -29,7 +23,7 @@ impl InvoiceMessage for PromiseRecordedV1 {
         NewPromise,
         names::PROMISE_RECORDED,
         "promise",
-        promise
+        check::promise
     );
 
     async fn apply(

@@ -9,15 +9,10 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Subcommand;
 use relance_config::Settings;
-use relance_contracts::names::{self, Names};
-use relance_contracts::{
-    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
-    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,
-    ResolutionCreditNoteV1, ResolutionV1, WriteOffV1, VERSION_1,
-};
-use relance_domain::{Clock, Rejection, SystemClock};
+use relance_contracts::names::Names;
+use relance_domain::{Clock, SystemClock};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
-use relance_payments::{credit_notes, disputes, lifecycle, promises};
+use relance_sequence::actions::{self, InvoiceAction};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -72,6 +67,20 @@ pub enum InvoiceCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Pause the reminders by hand until `relance invoice resume` (a pause of kind `manual`).
+    Pause {
+        number: String,
+        /// Why (journaled).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release the pause by hand: the sequence resumes unless a promise, a dispute or a
+    /// suspension still holds it.
+    Resume {
+        number: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Record an e-invoicing lifecycle status, by name (`disputed`) or code (`207`).
     Lifecycle {
         number: String,
@@ -86,183 +95,69 @@ pub enum InvoiceCommand {
     },
 }
 
-/// The message a command publishes: routing key, body, and the invoice it is about.
-struct Instruction {
-    routing_key: &'static str,
-    body: serde_json::Value,
-    invoice: String,
-}
-
-fn checked<T>(result: Result<T, Rejection>) -> anyhow::Result<T> {
-    result.map_err(|r| anyhow!("refused before publishing: {r}"))
-}
-
-impl Instruction {
-    /// The message `m` to publish under `routing_key`, once `check` (the listener's own
-    /// validation) accepted it.
-    fn checked<M: serde::Serialize, T>(
-        routing_key: &'static str,
-        m: &M,
-        check: Result<T, Rejection>,
-        invoice: String,
-    ) -> anyhow::Result<Self> {
-        checked(check)?;
-        Ok(Self {
-            routing_key,
-            body: serde_json::to_value(m).context("writing the message")?,
-            invoice,
-        })
-    }
-}
-
-fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) -> anyhow::Result<Instruction> {
-    match command {
-        InvoiceCommand::Promise { number, date, note } => {
-            let m = PromiseRecordedV1 {
-                version: VERSION_1,
-                event_id,
-                occurred_at: now,
-                promise: PromiseV1 {
-                    invoice_number: number.clone(),
-                    promised_on: Some(date),
+impl InvoiceCommand {
+    /// The invoice and the action, as `relance_sequence::actions` builds and checks them
+    /// (the console's invoice page goes through the same).
+    fn action(self) -> (String, InvoiceAction) {
+        match self {
+            InvoiceCommand::Promise { number, date, note } => (
+                number,
+                InvoiceAction::Promise {
+                    date: Some(date),
                     note,
                 },
-            };
-            Instruction::checked(names::PROMISE_RECORDED, &m, promises::promise(&m), number)
-        }
-        InvoiceCommand::Dispute { number, reason } => {
-            let m = DisputeOpenedV1 {
-                version: VERSION_1,
-                event_id,
-                occurred_at: now,
-                dispute: DisputeV1 {
-                    invoice_number: number.clone(),
-                    reason,
+            ),
+            InvoiceCommand::Dispute { number, reason } => (number, InvoiceAction::Dispute { reason }),
+            InvoiceCommand::Resolve {
+                number,
+                note,
+                credit_note,
+                credit_amount,
+                currency,
+            } => (
+                number,
+                InvoiceAction::Resolve {
+                    note,
+                    credit_note,
+                    credit_amount,
+                    currency: Some(currency),
                 },
-            };
-            Instruction::checked(names::DISPUTE_OPENED, &m, disputes::dispute(&m), number)
-        }
-        InvoiceCommand::Resolve {
-            number,
-            note,
-            credit_note,
-            credit_amount,
-            currency,
-        } => {
-            let credit = match (credit_note, credit_amount) {
-                (Some(id), Some(amount)) => Some(ResolutionCreditNoteV1 {
+            ),
+            InvoiceCommand::Credit {
+                number,
+                amount,
+                id,
+                currency,
+                reason,
+            } => (
+                number,
+                InvoiceAction::Credit {
+                    amount,
                     id,
-                    amount,
-                    currency,
-                    issued_on: None,
-                }),
-                _ => None,
-            };
-            let m = DisputeResolvedV1 {
-                version: VERSION_1,
-                event_id,
-                occurred_at: now,
-                resolution: ResolutionV1 {
-                    invoice_number: number.clone(),
-                    outcome: if credit.is_some() { "credited" } else { "upheld" }.to_string(),
-                    note,
-                    credit_note: credit,
-                },
-            };
-            Instruction::checked(names::DISPUTE_RESOLVED, &m, disputes::resolution(&m), number)
-        }
-        command => closing_instruction(command, event_id, now),
-    }
-}
-
-/// The commands that end a sequence or lower what is owed: credit notes, write-offs,
-/// lifecycle statuses.
-fn closing_instruction(
-    command: InvoiceCommand,
-    event_id: String,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Instruction> {
-    match command {
-        InvoiceCommand::Credit {
-            number,
-            amount,
-            id,
-            currency,
-            reason,
-        } => {
-            let m = CreditNoteIssuedV1 {
-                version: VERSION_1,
-                credit_note: CreditNoteV1 {
-                    id: id.unwrap_or_else(|| credit_note_id(&event_id)),
-                    invoice_number: number.clone(),
-                    amount,
-                    currency,
-                    issued_on: None,
+                    currency: Some(currency),
                     reason,
                 },
-                event_id,
-                occurred_at: now,
-            };
-            Instruction::checked(
-                names::CREDIT_NOTE_ISSUED,
-                &m,
-                credit_notes::credit_note(&m),
+            ),
+            InvoiceCommand::WriteOff { number, reason } => (number, InvoiceAction::WriteOff { reason }),
+            InvoiceCommand::Lifecycle {
                 number,
-            )
-        }
-        InvoiceCommand::WriteOff { number, reason } => {
-            let m = InvoiceWrittenOffV1 {
-                version: VERSION_1,
-                event_id,
-                occurred_at: now,
-                write_off: WriteOffV1 {
-                    invoice_number: number.clone(),
-                    reason,
-                },
-            };
-            Instruction::checked(
-                names::INVOICE_WRITTEN_OFF,
-                &m,
-                credit_notes::write_off(&m),
+                status,
+                reason,
+                amount,
+                currency,
+            } => (
                 number,
-            )
-        }
-        InvoiceCommand::Lifecycle {
-            number,
-            status,
-            reason,
-            amount,
-            currency,
-        } => {
-            let currency = amount.as_ref().map(|_| currency);
-            let m = InvoiceLifecycleStatusV1 {
-                version: VERSION_1,
-                event_id,
-                occurred_at: now,
-                lifecycle: LifecycleStatusV1 {
-                    invoice_number: number.clone(),
+                InvoiceAction::Lifecycle {
                     status,
                     reason,
                     amount,
-                    currency,
+                    currency: Some(currency),
                 },
-            };
-            Instruction::checked(
-                names::INVOICE_LIFECYCLE_STATUS,
-                &m,
-                lifecycle::lifecycle(&m),
-                number,
-            )
+            ),
+            InvoiceCommand::Pause { number, reason } => (number, InvoiceAction::Pause { reason }),
+            InvoiceCommand::Resume { number, note } => (number, InvoiceAction::Resume { note }),
         }
-        // The others are not closing: built by `instruction`.
-        other => instruction(other, event_id, now),
     }
-}
-
-/// A credit note's id when the command gives none: `AV-` and part of the event id.
-fn credit_note_id(event_id: &str) -> String {
-    let short: String = event_id.chars().skip(4).take(12).collect();
-    format!("AV-{short}")
 }
 
 /// Checks and publishes the command's message on `<ns>.inbound` (with confirms). With
@@ -274,12 +169,14 @@ pub async fn run_invoice_command(
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
     let event_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
-    let instruction = instruction(command, event_id.clone(), SystemClock.now())?;
+    let (number, action) = command.action();
+    let instruction = actions::instruction(&number, action, event_id.clone(), SystemClock.now())
+        .map_err(|r| anyhow!("refused before publishing: {r}"))?;
     publish_and_wait(
         &settings,
         instruction.routing_key,
         &instruction.body,
-        &instruction.invoice,
+        &instruction.invoice_number,
         &event_id,
         wait,
     )
@@ -309,6 +206,7 @@ pub(crate) async fn publish_and_wait(
     let channel = connection.create_channel().await.context("opening a channel")?;
     // The exchange and queues may not exist yet if no service ever ran.
     declare_topology(&channel, &names, &TopologyOptions::from_settings(settings)).await?;
+    let _ = channel.close(200, "declared".into()).await;
     let publisher = Publisher::open(&connection).await?;
     publish_inbound(&publisher, &names, routing_key, body).await?;
     publisher.close().await;

@@ -363,10 +363,11 @@ pub struct InvoiceSettledV1 {
     pub currency: String,
 }
 
-/// `invoice.paused`: a promise, a dispute or an e-invoicing status paused the sequence.
+/// `invoice.paused`: a promise, a dispute, an e-invoicing status or the accounts team (by
+/// hand) paused the sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoicePausedV1 {
-    /// `promise`, `dispute` or `suspension`.
+    /// `promise`, `dispute`, `suspension` or `manual`.
     pub kind: String,
     pub reason: String,
     /// Promises: the date promised.

@@ -31,8 +31,9 @@ pub use inbound::{CustomerUpdatedV1, CustomerV1, InvoiceIssuedV1, InvoiceV1, Pay
 pub use jobs::{ReminderDueV1, ReminderRenderedV1};
 pub use pauses_and_ends::{
     CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
-    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,
-    ResolutionCreditNoteV1, ResolutionV1, WriteOffV1,
+    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, ManualPauseV1, ManualResumeV1,
+    PauseRequestedV1, PromiseRecordedV1, PromiseV1, ResolutionCreditNoteV1, ResolutionV1, ResumeRequestedV1,
+    WriteOffV1,
 };
 
 /// The only version of the message bodies defined so far.

@@ -16,10 +16,13 @@ pub const DISPUTE_RESOLVED: &str = "dispute.resolved";
 pub const CREDIT_NOTE_ISSUED: &str = "credit_note.issued";
 pub const INVOICE_WRITTEN_OFF: &str = "invoice.written_off";
 pub const INVOICE_LIFECYCLE_STATUS: &str = "invoice.lifecycle_status";
+/// A pause by hand (kind `manual`) and its release, from the accounts team.
+pub const PAUSE_REQUESTED: &str = "pause.requested";
+pub const RESUME_REQUESTED: &str = "resume.requested";
 /// The outcome of a phone call a policy step asked for (see `calls.rs`).
 pub const CALL_OUTCOME: &str = "call.outcome";
 /// Every routing key the payments listener's queue is bound to.
-pub const PAYMENTS_QUEUE_KEYS: [&str; 8] = [
+pub const PAYMENTS_QUEUE_KEYS: [&str; 10] = [
     PAYMENT_RECEIVED,
     PROMISE_RECORDED,
     DISPUTE_OPENED,
@@ -28,6 +31,8 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 8] = [
     INVOICE_WRITTEN_OFF,
     INVOICE_LIFECYCLE_STATUS,
     CALL_OUTCOME,
+    PAUSE_REQUESTED,
+    RESUME_REQUESTED,
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";

@@ -137,3 +137,37 @@ pub struct LifecycleStatusV1 {
     #[serde(default)]
     pub currency: Option<String>,
 }
+
+/// Routing key `pause.requested`: the accounts team holds the invoice's reminders by hand
+/// (a pause of kind `manual`) until it releases them with `resume.requested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PauseRequestedV1 {
+    pub version: u32,
+    pub event_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub pause: ManualPauseV1,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ManualPauseV1 {
+    pub invoice_number: String,
+    /// Why the reminders are held (journaled).
+    pub reason: String,
+}
+
+/// Routing key `resume.requested`: ends the invoice's manual pause; the sequence resumes
+/// unless another pause (a promise, a dispute, a suspension) still holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResumeRequestedV1 {
+    pub version: u32,
+    pub event_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub resume: ManualResumeV1,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ManualResumeV1 {
+    pub invoice_number: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}

@@ -59,6 +59,8 @@ pub fn visit_contract(visitor: &mut impl ContractVisitor) {
     visitor.message::<pauses_and_ends::InvoiceWrittenOffV1>(Inbound, names::INVOICE_WRITTEN_OFF);
     visitor.message::<pauses_and_ends::InvoiceLifecycleStatusV1>(Inbound, names::INVOICE_LIFECYCLE_STATUS);
     visitor.message::<calls::CallOutcomeV1>(Inbound, names::CALL_OUTCOME);
+    visitor.message::<pauses_and_ends::PauseRequestedV1>(Inbound, names::PAUSE_REQUESTED);
+    visitor.message::<pauses_and_ends::ResumeRequestedV1>(Inbound, names::RESUME_REQUESTED);
     visitor.message::<jobs::ReminderDueV1>(Jobs, names::REMINDER_DUE);
     visitor.message::<jobs::ReminderRenderedV1>(Jobs, names::REMINDER_RENDERED_PREFIX);
     visit_event_details(visitor);

@@ -33,6 +33,9 @@ pub enum PauseKind {
     Dispute,
     /// The e-invoicing platform's "suspended": ends when the supplier completes the invoice.
     Suspension,
+    /// Held by hand by the accounts team (`pause.requested`): ends when it is released
+    /// (`resume.requested`), and only then.
+    Manual,
 }
 
 impl PauseKind {
@@ -41,6 +44,7 @@ impl PauseKind {
             PauseKind::Promise => "promise",
             PauseKind::Dispute => "dispute",
             PauseKind::Suspension => "suspension",
+            PauseKind::Manual => "manual",
         }
     }
 }
@@ -58,6 +62,7 @@ impl FromStr for PauseKind {
             "promise" => Ok(PauseKind::Promise),
             "dispute" => Ok(PauseKind::Dispute),
             "suspension" => Ok(PauseKind::Suspension),
+            "manual" => Ok(PauseKind::Manual),
             other => Err(format!("unknown pause kind {other:?}")),
         }
     }

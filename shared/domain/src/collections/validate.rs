@@ -224,6 +224,34 @@ pub fn validate_lifecycle_status(
     })
 }
 
+/// A pause by hand (`pause.requested`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewManualPause {
+    pub invoice_number: String,
+    pub reason: String,
+}
+
+/// The release of a pause by hand (`resume.requested`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewManualResume {
+    pub invoice_number: String,
+    pub note: Option<String>,
+}
+
+pub fn validate_manual_pause(number: &str, reason: &str) -> Result<NewManualPause, Rejection> {
+    Ok(NewManualPause {
+        invoice_number: invoice_number("pause", number)?,
+        reason: required_reason("pause.reason", reason)?,
+    })
+}
+
+pub fn validate_manual_resume(number: &str, note: Option<&str>) -> Result<NewManualResume, Rejection> {
+    Ok(NewManualResume {
+        invoice_number: invoice_number("resume", number)?,
+        note: free_text("resume.note", note, MAX_REASON_CHARS)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +411,19 @@ mod tests {
         );
         assert!(
             validate_lifecycle_status("F-1", "cashed", None, None, None).is_ok_and(|s| s.amount.is_none())
+        );
+    }
+
+    #[test]
+    fn a_pause_by_hand_needs_its_reason_and_a_resume_may_have_a_note() {
+        assert_eq!(field(validate_manual_pause("F-1", "  ")), "pause.reason");
+        assert_eq!(field(validate_manual_pause("", "why")), "pause.invoice_number");
+        assert_eq!(
+            validate_manual_resume(" F-1 ", Some(" ")),
+            Ok(NewManualResume {
+                invoice_number: "F-1".into(),
+                note: None
+            })
         );
     }
 }

@@ -135,6 +135,57 @@ pub async fn invoice_timeline(db: &PgPool, number: &str) -> anyhow::Result<Vec<T
         .context("reading the invoice's timeline")
 }
 
+/// The id of the invoice's latest journal entry (0 when it has none): what an action's
+/// entries come after.
+pub async fn last_entry_id(db: &PgPool, number: &str) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM journal WHERE invoice_number = $1")
+        .bind(number)
+        .fetch_one(db)
+        .await
+        .context("reading the invoice's latest journal entry")
+}
+
+/// The invoice's journal entries after entry `after`, in order.
+pub async fn invoice_timeline_since(
+    db: &PgPool,
+    number: &str,
+    after: i64,
+) -> anyhow::Result<Vec<TimelineEntry>> {
+    sqlx::query_as(&format!(
+        "{ENTRY} WHERE j.invoice_number = $1 AND j.id > $2 ORDER BY j.id"
+    ))
+    .bind(number)
+    .bind(after)
+    .fetch_all(db)
+    .await
+    .context("reading the invoice's latest journal entries")
+}
+
+/// The kinds of the pauses holding the invoice now (`promise`, `dispute`, ...).
+pub async fn active_pause_kinds(db: &PgPool, number: &str) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT p.kind FROM invoice_pauses p JOIN invoices i ON i.id = p.invoice_id
+         WHERE i.number = $1 AND p.ended_at IS NULL ORDER BY p.started_at",
+    )
+    .bind(number)
+    .fetch_all(db)
+    .await
+    .context("reading the invoice's pauses")
+}
+
+/// Whether `consumer` (e.g. `payments.promise.recorded`) has applied the inbound message
+/// `message_id`: its inbox has it.
+pub async fn applied(db: &PgPool, consumer: &str, message_id: &str) -> anyhow::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2)",
+    )
+    .bind(consumer)
+    .bind(message_id)
+    .fetch_one(db)
+    .await
+    .context("looking up the message in the inbox")
+}
+
 pub async fn proof(db: &PgPool, step_id: Uuid) -> anyhow::Result<Option<Proof>> {
     sqlx::query_as(
         "SELECT r.step_id, i.number AS invoice_number, r.channel, r.message_id, r.recipients, r.subject,
