@@ -12,7 +12,8 @@
 use crate::Shared;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use relance_storage::console::cents;
-use relance_storage::console::figures::{self, AgingRow, Dso, StepEffect};
+use relance_storage::console::figures::{self, AgingRow, StepEffect};
+use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
@@ -23,22 +24,19 @@ const KEPT: usize = 16;
 /// What a figure is computed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
-    /// The aging on `as_of` and the DSO over `months` months; `current` when `as_of` is
-    /// today or later (from today's balances, rather than from the payments by then).
-    Aging {
-        as_of: NaiveDate,
-        months: u32,
-        current: bool,
-    },
+    /// The aging on `as_of` and the sales per month of the longest DSO countback
+    /// ([`figures::DSO_MAX_MONTHS`]), so the DSO over any number of months is summed from it;
+    /// `current` when `as_of` is today or later (from today's balances, rather than from the
+    /// payments by then).
+    Aging { as_of: NaiveDate, current: bool },
     /// The steps sent from midnight `from` to midnight `to` (UTC).
     Effectiveness { from: NaiveDate, to: NaiveDate },
 }
 
 impl Key {
-    pub fn aging(as_of: NaiveDate, months: u32, today: NaiveDate) -> Self {
+    pub fn aging(as_of: NaiveDate, today: NaiveDate) -> Self {
         Key::Aging {
             as_of,
-            months,
             current: as_of >= today,
         }
     }
@@ -46,10 +44,7 @@ impl Key {
     /// The figures every page shows unless told otherwise, at `today`.
     fn defaults(today: NaiveDate) -> [Key; 2] {
         let (from, to) = figures::effectiveness_window(today);
-        [
-            Key::aging(today, figures::DSO_MONTHS, today),
-            Key::Effectiveness { from, to },
-        ]
+        [Key::aging(today, today), Key::Effectiveness { from, to }]
     }
 
     /// Whether the key still means what it did when asked: a "current" aging is today's.
@@ -63,7 +58,11 @@ impl Key {
 
 #[derive(Debug)]
 pub(crate) enum Figure {
-    Aging { rows: Vec<AgingRow>, dso: Vec<Dso> },
+    Aging {
+        rows: Vec<AgingRow>,
+        /// Per currency and month, over [`figures::DSO_MAX_MONTHS`] months.
+        sales: Vec<(String, NaiveDate, Decimal)>,
+    },
     Effectiveness(Vec<StepEffect>),
 }
 
@@ -139,13 +138,13 @@ async fn compute(console: &Shared, key: Key) -> anyhow::Result<Computed> {
     let at = console.config.clock.now();
     let today = at.date_naive();
     let figure = match key {
-        Key::Aging { as_of, months, .. } => {
+        Key::Aging { as_of, .. } => {
             let mut rows = figures::aging(&console.db, as_of, today).await?;
             for row in &mut rows {
                 row.outstanding = cents(row.outstanding);
             }
-            let dso = figures::dso(&console.db, as_of, &rows, months).await?;
-            Figure::Aging { rows, dso }
+            let sales = figures::monthly_sales(&console.db, as_of, figures::DSO_MAX_MONTHS).await?;
+            Figure::Aging { rows, sales }
         }
         Key::Effectiveness { from, to } => {
             let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));

@@ -328,18 +328,21 @@ async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Resul
     let today = now(console).date_naive();
     let as_of: NaiveDate = parsed(params, "as_of")?.unwrap_or(today);
     let months: u32 = parsed(params, "months")?.unwrap_or(figures::DSO_MONTHS);
-    if !(1..=60).contains(&months) {
-        return Err(Failure::bad_request("months must be between 1 and 60"));
+    if !(1..=figures::DSO_MAX_MONTHS).contains(&months) {
+        return Err(Failure::bad_request(format!(
+            "months must be between 1 and {}",
+            figures::DSO_MAX_MONTHS
+        )));
     }
-    let kept = crate::figures::get(console, crate::figures::Key::aging(as_of, months, today)).await?;
-    let crate::figures::Figure::Aging { rows, dso } = &kept.figure else {
+    let kept = crate::figures::get(console, crate::figures::Key::aging(as_of, today)).await?;
+    let crate::figures::Figure::Aging { rows, sales } = &kept.figure else {
         return Err(anyhow::anyhow!("the aging's kept figure is of another kind").into());
     };
     Ok(Aging {
         as_of,
         months,
         rows: rows.clone(),
-        dso: dso.clone(),
+        dso: figures::dso_of_sales(as_of, rows, sales, months),
         computed_at: kept.at,
     })
 }
