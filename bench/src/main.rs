@@ -72,6 +72,9 @@ enum Bench {
         /// Timed fetches of each page (after one warm-up).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Keep the bench's database afterwards (its URL is printed), to look at its plans.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -178,8 +181,9 @@ async fn main() -> anyhow::Result<()> {
             with_bench_database(&cli.database_url, |db| retention(db, ledger, batch)).await
         }
         Bench::Pipeline(args) => pipeline::run(args.options(cli.database_url)).await,
-        Bench::Console { invoices, runs } => {
-            with_bench_database_url(&cli.database_url, |db, url| console::run(db, url, invoices, runs)).await
+        Bench::Console { invoices, runs, keep } => {
+            let bench = |db, url| console::run(db, url, invoices, runs);
+            with_bench_database_url(&cli.database_url, keep, bench).await
         }
     }
 }
@@ -190,11 +194,12 @@ where
     F: FnOnce(PgPool) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    with_bench_database_url(server_url, |db, _| bench(db)).await
+    with_bench_database_url(server_url, false, |db, _| bench(db)).await
 }
 
-/// As [`with_bench_database`], giving the database's URL too.
-async fn with_bench_database_url<F, Fut>(server_url: &str, bench: F) -> anyhow::Result<()>
+/// As [`with_bench_database`], giving the database's URL too; with `keep`, the database is
+/// left in place (and its URL printed).
+async fn with_bench_database_url<F, Fut>(server_url: &str, keep: bool, bench: F) -> anyhow::Result<()>
 where
     F: FnOnce(PgPool, String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -208,7 +213,11 @@ where
     let db = relance_storage::connect(&url, 4).await?;
     let outcome = bench(db.clone(), url.clone()).await;
     db.close().await;
-    relance_storage::drop_database(&url).await?;
+    if keep {
+        println!("the bench's database is kept: {url}");
+    } else {
+        relance_storage::drop_database(&url).await?;
+    }
     outcome
 }
 

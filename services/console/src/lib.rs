@@ -12,6 +12,7 @@
 pub mod access;
 mod actions;
 mod dead_letters;
+mod figures;
 mod pages;
 mod totals;
 mod views;
@@ -51,6 +52,8 @@ pub(crate) struct Console {
     pub csrf: Csrf,
     /// The whole ledger's totals, refreshed by [`totals::refresh`].
     pub totals: totals::Latest,
+    /// The whole-ledger figures kept per parameters, refreshed with the totals.
+    pub figures: figures::Figures,
 }
 
 pub(crate) type Shared = Arc<Console>;
@@ -149,6 +152,7 @@ pub async fn serve(
         templates: views::templates()?,
         csrf: Csrf::new(),
         totals: totals::Latest::default(),
+        figures: figures::Figures::default(),
     });
     // The refresher stops with the server, whichever stops first.
     let stop = shutdown.child_token();

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use relance_domain::collections::CollectionStatus;
 use relance_storage::console::cents;
 use relance_storage::console::figures::{self, AgingRow, AGING_BUCKETS};
@@ -156,7 +156,7 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
 /// background snapshot's, see `crate::totals`).
 async fn table(console: &Shared, q: &TableQuery) -> Result<Value, Failure> {
     let at = now(console);
-    let page = invoices::page(&console.db, at, &q.filter, q.sort, q.after.as_ref(), q.limit).await?;
+    let page = crate::totals::page(console, at, &q.filter, q.sort, q.after.as_ref(), q.limit).await?;
     let totals = match q.after {
         None => Some(crate::totals::for_filter(console, at, &q.filter).await?),
         Some(_) => None,
@@ -338,25 +338,30 @@ struct Aging {
     months: u32,
     rows: Vec<AgingRow>,
     dso: Vec<figures::Dso>,
+    /// When the figures were computed (kept and refreshed in the background: `crate::figures`).
+    computed_at: DateTime<Utc>,
 }
 
 async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Result<Aging, Failure> {
     let today = now(console).date_naive();
     let as_of: NaiveDate = parsed(params, "as_of")?.unwrap_or(today);
     let months: u32 = parsed(params, "months")?.unwrap_or(figures::DSO_MONTHS);
-    if !(1..=60).contains(&months) {
-        return Err(Failure::bad_request("months must be between 1 and 60"));
+    if !(1..=figures::DSO_MAX_MONTHS).contains(&months) {
+        return Err(Failure::bad_request(format!(
+            "months must be between 1 and {}",
+            figures::DSO_MAX_MONTHS
+        )));
     }
-    let mut rows = figures::aging(&console.db, as_of, today).await?;
-    for row in &mut rows {
-        row.outstanding = cents(row.outstanding);
-    }
-    let dso = figures::dso(&console.db, as_of, &rows, months).await?;
+    let kept = crate::figures::get(console, crate::figures::Key::aging(as_of, today)).await?;
+    let crate::figures::Figure::Aging { rows, sales } = &kept.figure else {
+        return Err(anyhow::anyhow!("the aging's kept figure is of another kind").into());
+    };
     Ok(Aging {
         as_of,
         months,
-        rows,
-        dso,
+        rows: rows.clone(),
+        dso: figures::dso_of_sales(as_of, rows, sales, months),
+        computed_at: kept.at,
     })
 }
 
@@ -388,6 +393,7 @@ async fn aging_api(State(console): State<Shared>, Query(params): Params) -> Resu
         "buckets": AGING_BUCKETS,
         "rows": a.rows,
         "dso": a.dso,
+        "computed_at": a.computed_at,
     })))
 }
 
@@ -402,6 +408,7 @@ async fn aging_page(State(console): State<Shared>, Query(params): Params) -> Res
             buckets => AGING_BUCKETS,
             grid => aging_grid(&a.rows),
             dso => a.dso,
+            computed_at => a.computed_at.to_rfc3339(),
         },
     )
 }
@@ -418,9 +425,11 @@ async fn effectiveness_data(console: &Shared, params: &HashMap<String, String>) 
             .checked_sub_days(Days::new(figures::EFFECTIVENESS_DAYS))
             .unwrap_or(default_from),
     };
-    let midnight = |d: NaiveDate| Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN));
-    let rows = figures::effectiveness(&console.db, midnight(from), midnight(to)).await?;
-    Ok(json!({ "from": from, "to": to, "rows": rows }))
+    let kept = crate::figures::get(console, crate::figures::Key::Effectiveness { from, to }).await?;
+    let crate::figures::Figure::Effectiveness(rows) = &kept.figure else {
+        return Err(anyhow::anyhow!("the effectiveness's kept figure is of another kind").into());
+    };
+    Ok(json!({ "from": from, "to": to, "rows": rows, "computed_at": kept.at }))
 }
 
 async fn effectiveness_api(

@@ -3,11 +3,16 @@
 //! seconds on a large ledger, too long for each first page. The snapshot is computed by the
 //! storage's one derivation (`TotalsSnapshot::compute`); a page only sums it. It must not
 //! answer a customer filter (not in its groups): that is counted live, being small.
+//! The same snapshot chooses the invoices of a page filtered on what no index serves (a
+//! derived status, a segment: see [`page`]), and the same refresher, after each snapshot,
+//! recomputes the whole-ledger figures the console keeps (`crate::figures`).
 
 use crate::Shared;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use relance_storage::console::invoices::{Filter, StatusTotal, TotalsSnapshot};
+use relance_storage::console::invoices::{
+    self, Cursor, Filter, InvoicePage, Sort, StatusTotal, TotalsSnapshot,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +48,8 @@ impl Latest {
 /// A zero interval would recompute without pause.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Recomputes the whole ledger's snapshot at once, then every interval, until `stop`.
-/// A failed pass is logged and the previous snapshot kept.
+/// Recomputes the whole ledger's snapshot and the kept figures at once, then every interval,
+/// until `stop`. A failed pass is logged and the previous snapshot kept.
 pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
     let interval = console.config.settings.console_totals_interval.max(MIN_INTERVAL);
     let whole_ledger = Filter::default();
@@ -59,6 +64,13 @@ pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
                 }
                 Err(e) => tracing::error!(error = format!("{e:#}"), "refreshing the totals snapshot failed; the previous one is kept"),
             },
+            () = stop.cancelled() => return,
+        }
+        let started = std::time::Instant::now();
+        tokio::select! {
+            () = crate::figures::refresh(&console) => {
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "console figures refreshed");
+            }
             () = stop.cancelled() => return,
         }
         tokio::select! {
@@ -98,4 +110,23 @@ pub(crate) async fn for_filter(
         as_of: live.as_of,
         source: "live",
     })
+}
+
+/// One page of the tracking table: read by its index, or, for a filter no index serves
+/// ([`TotalsSnapshot::serves_page`]), chosen from the latest snapshot and each row read and
+/// derived again now (so a row shown is exact; one that entered the filter since the
+/// snapshot shows after the next). Before the first snapshot such a page waits for it.
+pub(crate) async fn page(
+    console: &Shared,
+    now: DateTime<Utc>,
+    filter: &Filter,
+    sort: Sort,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> anyhow::Result<InvoicePage> {
+    if TotalsSnapshot::serves_page(filter, sort) {
+        let snapshot = console.totals.get().await?;
+        return invoices::page_over_snapshot(&console.db, now, &snapshot, filter, sort, after, limit).await;
+    }
+    invoices::page(&console.db, now, filter, sort, after, limit).await
 }

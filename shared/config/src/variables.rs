@@ -117,7 +117,7 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_HEALTH_ADDR", Unset, "where `relance run` serves /health/live, /health/ready and /metrics, e.g. 0.0.0.0:8080"),
     setting("RELANCE_CONSOLE_ADDR", Value("127.0.0.1:8080"), "where `relance run console` serves the collections console; `run all` includes the console only when this is set"),
     secret("RELANCE_CONSOLE_TOKEN", Unset, "bearer token (or basic-auth password) the console requires; required when it listens on a non-loopback address"),
-    setting("RELANCE_CONSOLE_TOTALS_INTERVAL_MS", Value("60000"), "how often the console recomputes the totals per status of its tracking table (a snapshot in memory; a customer filter is still counted live)"),
+    setting("RELANCE_CONSOLE_TOTALS_INTERVAL_MS", Value("60000"), "how often the console recomputes its tracking table's snapshot (totals, derived statuses) and then its kept figures (aging, DSO, effectiveness)"),
     setting("RELANCE_LOOP_STALL_MS", Value("300000"), "a loop (scheduler pass, outbox relay, a consumer) not completed for this long makes /health/ready answer 503, naming it"),
     setting("RELANCE_METRICS_INTERVAL_MS", Value("30000"), "how often one scheduler copy computes the collections gauges of /metrics"),
     setting("RELANCE_OUTBOX_INTERVAL_MS", Value("200"), "polling interval of the outbox relay, a fallback: each commit to the outbox wakes it (LISTEN/NOTIFY)"),

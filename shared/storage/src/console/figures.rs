@@ -172,19 +172,21 @@ fn periods_back(as_of: NaiveDate, months: u32) -> Vec<(NaiveDate, NaiveDate)> {
     out
 }
 
-/// DSO per currency on `as_of`, by countback over at most `months` months of sales; `aging`
-/// is that day's aging (its receivables).
-pub async fn dso(db: &PgPool, as_of: NaiveDate, aging: &[AgingRow], months: u32) -> anyhow::Result<Vec<Dso>> {
-    let receivables: BTreeMap<String, Decimal> = aging.iter().fold(BTreeMap::new(), |mut acc, row| {
-        *acc.entry(row.currency.clone()).or_default() += row.outstanding;
-        acc
-    });
-    let periods = periods_back(as_of, months);
-    let Some(&(oldest, _)) = periods.last() else {
+/// The most months a DSO's countback may look back over.
+pub const DSO_MAX_MONTHS: u32 = 60;
+
+/// Sales (invoices issued) per currency and month (its first day), over the
+/// `months` months of the countback ending on `as_of` (see [`periods_back`]).
+pub async fn monthly_sales(
+    db: &PgPool,
+    as_of: NaiveDate,
+    months: u32,
+) -> anyhow::Result<Vec<(String, NaiveDate, Decimal)>> {
+    let Some(&(oldest, _)) = periods_back(as_of, months).last() else {
         return Ok(Vec::new());
     };
     // Sales per currency and month, through the (issued_on) index.
-    let sales: Vec<(String, NaiveDate, Decimal)> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT trim(currency), date_trunc('month', issued_on)::date, sum(amount) FROM invoices
          WHERE issued_on BETWEEN $1 AND $2 GROUP BY 1, 2",
     )
@@ -192,7 +194,32 @@ pub async fn dso(db: &PgPool, as_of: NaiveDate, aging: &[AgingRow], months: u32)
     .bind(as_of)
     .fetch_all(db)
     .await
-    .context("reading the sales per month")?;
+    .context("reading the sales per month")
+}
+
+/// DSO per currency on `as_of`, by countback over at most `months` months of sales; `aging`
+/// is that day's aging (its receivables).
+pub async fn dso(db: &PgPool, as_of: NaiveDate, aging: &[AgingRow], months: u32) -> anyhow::Result<Vec<Dso>> {
+    let sales = monthly_sales(db, as_of, months).await?;
+    Ok(dso_of_sales(as_of, aging, &sales, months))
+}
+
+/// [`dso`] from the sales per month ([`monthly_sales`] over `months` months or more: the
+/// older ones are not counted).
+pub fn dso_of_sales(
+    as_of: NaiveDate,
+    aging: &[AgingRow],
+    sales: &[(String, NaiveDate, Decimal)],
+    months: u32,
+) -> Vec<Dso> {
+    let receivables: BTreeMap<String, Decimal> = aging.iter().fold(BTreeMap::new(), |mut acc, row| {
+        *acc.entry(row.currency.clone()).or_default() += row.outstanding;
+        acc
+    });
+    let periods = periods_back(as_of, months);
+    if periods.is_empty() {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for (currency, owed) in receivables {
         let series: Vec<(NaiveDate, NaiveDate, Decimal)> = periods
@@ -217,7 +244,7 @@ pub async fn dso(db: &PgPool, as_of: NaiveDate, aging: &[AgingRow], months: u32)
             periods,
         });
     }
-    Ok(out)
+    out
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
@@ -289,5 +316,25 @@ mod tests {
             periods_back(d(3, 15), 3),
             vec![(d(3, 1), d(3, 15)), (d(2, 1), d(2, 28)), (d(1, 1), d(1, 31))]
         );
+    }
+
+    #[test]
+    fn a_dso_over_fewer_months_counts_only_those_of_the_sales_read() {
+        let aging = [AgingRow {
+            currency: "EUR".into(),
+            segment: "medium".into(),
+            bucket: "not_due".into(),
+            invoices: 1,
+            outstanding: Decimal::from(2400),
+        }];
+        let sales = [
+            ("EUR".to_string(), d(3, 1), Decimal::from(1000)),
+            ("EUR".to_string(), d(2, 1), Decimal::from(2800)),
+        ];
+        let two = dso_of_sales(d(3, 15), &aging, &sales, 2);
+        assert_eq!(two[0].dso_days, Some(Decimal::from(29)));
+        // One month only: March's sales do not cover the receivables.
+        let one = dso_of_sales(d(3, 15), &aging, &sales, 1);
+        assert_eq!((one[0].dso_days, one[0].periods.len()), (None, 1));
     }
 }
