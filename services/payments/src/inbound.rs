@@ -49,6 +49,7 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::INVOICE_WRITTEN_OFF => apply_once::<InvoiceWrittenOffV1>(db, config, &message).await,
         names::INVOICE_LIFECYCLE_STATUS => apply_once::<InvoiceLifecycleStatusV1>(db, config, &message).await,
         names::CALL_OUTCOME => apply_once::<CallOutcomeV1>(db, config, &message).await,
+        names::PAYMENT_PLAN_AGREED => crate::plans::agree(db, config, &message).await,
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue

@@ -7,7 +7,9 @@
 //! - `dispute.opened`, `dispute.resolved`: [`disputes`];
 //! - `credit_note.issued`, `invoice.written_off`: [`credit_notes`];
 //! - `invoice.lifecycle_status`: [`lifecycle`];
-//! - `call.outcome`: [`call_outcomes`].
+//! - `call.outcome`: [`call_outcomes`];
+//! - `payment_plan.agreed`: [`plans`] (payments are allocated to its instalments in
+//!   [`payments`]).
 //!
 //! [`inbound`] is what they share (dispatch, validate, apply once under the lock), and
 //! [`sequence_effects`] what they do to the sequence (pause, close, end pauses).
@@ -18,6 +20,7 @@ pub mod disputes;
 pub mod inbound;
 pub mod lifecycle;
 pub mod payments;
+pub mod plans;
 pub mod promises;
 pub mod sequence_effects;
 

@@ -11,13 +11,14 @@ use clap::Subcommand;
 use relance_config::Settings;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{
-    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
-    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,
-    ResolutionCreditNoteV1, ResolutionV1, WriteOffV1, VERSION_1,
+    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1, InstalmentV1,
+    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PaymentPlanAgreedV1, PaymentPlanV1,
+    PromiseRecordedV1, PromiseV1, ResolutionCreditNoteV1, ResolutionV1, WriteOffV1, VERSION_1,
 };
+use relance_domain::collections::payment_plan::check_plan_dates;
 use relance_domain::{Clock, Rejection, SystemClock};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
-use relance_payments::{credit_notes, disputes, lifecycle, promises};
+use relance_payments::{credit_notes, disputes, lifecycle, plans, promises};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -71,6 +72,30 @@ pub enum InvoiceCommand {
         number: String,
         #[arg(long)]
         reason: String,
+    },
+    /// Record a payment plan (échéancier) for the invoice (and others of the same customer
+    /// with --invoice): its own sequence is held and the plan's notes go out instead, a note
+    /// before each instalment and reminders after a missed one; an instalment unpaid beyond
+    /// the policy's grace (`[payment_plans] grace_days`) breaks it.
+    Plan {
+        number: String,
+        /// One instalment, `YYYY-MM-DD:AMOUNT` (e.g. `2026-07-15:500.00`); at least two, in
+        /// date order, summing to the balance of the invoices.
+        #[arg(long = "instalment", required = true)]
+        instalments: Vec<String>,
+        /// Another invoice of the same customer the plan covers (repeatable).
+        #[arg(long = "invoice")]
+        invoices: Vec<String>,
+        /// The plan's id in your systems (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// The customer's id (default: the invoice's customer, read from the database).
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Record an e-invoicing lifecycle status, by name (`disputed`) or code (`207`).
     Lifecycle {
@@ -171,8 +196,78 @@ fn instruction(command: InvoiceCommand, event_id: String, now: DateTime<Utc>) ->
             };
             Instruction::checked(names::DISPUTE_RESOLVED, &m, disputes::resolution(&m), number)
         }
+        InvoiceCommand::Plan { .. } => Err(anyhow!("a payment plan is built by plan_instruction")),
         command => closing_instruction(command, event_id, now),
     }
+}
+
+/// One `--instalment YYYY-MM-DD:AMOUNT`.
+fn parse_instalment(text: &str) -> anyhow::Result<InstalmentV1> {
+    let (date, amount) = text
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--instalment {text:?}: expected YYYY-MM-DD:AMOUNT"))?;
+    let due_on = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+        .map_err(|_| anyhow!("--instalment {text:?}: {date:?} is not a date as YYYY-MM-DD"))?;
+    Ok(InstalmentV1 {
+        due_on: Some(due_on),
+        amount: amount.trim().to_string(),
+    })
+}
+
+/// The `payment_plan.agreed` of `relance invoice plan`, checked as the listener checks it
+/// (its own fields, and its dates against `today`); `customer` is the invoice's customer.
+fn plan_instruction(
+    command: InvoiceCommand,
+    customer: String,
+    event_id: String,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+) -> anyhow::Result<Instruction> {
+    let InvoiceCommand::Plan {
+        number,
+        instalments,
+        invoices,
+        id,
+        currency,
+        note,
+        ..
+    } = command
+    else {
+        return Err(anyhow!("not a payment plan"));
+    };
+    let instalments = instalments
+        .iter()
+        .map(|i| parse_instalment(i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let short: String = event_id.chars().skip(4).take(12).collect();
+    let m = PaymentPlanAgreedV1 {
+        version: VERSION_1,
+        event_id,
+        occurred_at: now,
+        plan: PaymentPlanV1 {
+            id: id.unwrap_or_else(|| format!("PLAN-{short}")),
+            customer_id: customer,
+            invoice_numbers: std::iter::once(number.clone()).chain(invoices).collect(),
+            instalments,
+            currency,
+            note,
+        },
+    };
+    let valid = checked(plans::payment_plan(&m))?;
+    checked(check_plan_dates(&valid, today))?;
+    Instruction::checked(names::PAYMENT_PLAN_AGREED, &m, Ok::<(), Rejection>(()), number)
+}
+
+/// The customer of an invoice, from the database.
+async fn customer_of(settings: &Settings, number: &str) -> anyhow::Result<String> {
+    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let customer: Option<String> = sqlx::query_scalar("SELECT customer_id FROM invoices WHERE number = $1")
+        .bind(number)
+        .fetch_optional(&db)
+        .await
+        .context("reading the invoice's customer")?;
+    db.close().await;
+    customer.ok_or_else(|| anyhow!("invoice {number} is not known: give --customer, or register it first"))
 }
 
 /// The commands that end a sequence or lower what is owed: credit notes, write-offs,
@@ -274,7 +369,21 @@ pub async fn run_invoice_command(
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
     let event_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
-    let instruction = instruction(command, event_id.clone(), SystemClock.now())?;
+    let now = SystemClock.now();
+    let instruction = match command {
+        InvoiceCommand::Plan {
+            ref number,
+            ref customer,
+            ..
+        } => {
+            let customer = match customer {
+                Some(c) => c.clone(),
+                None => customer_of(&settings, number).await?,
+            };
+            plan_instruction(command, customer, event_id.clone(), now, now.date_naive())?
+        }
+        command => instruction(command, event_id.clone(), now)?,
+    };
     publish_and_wait(
         &settings,
         instruction.routing_key,

@@ -31,7 +31,7 @@ use relance_sequence::outgoing::{self, StepOutcome};
 use relance_storage::deliveries::{self, ClaimHistory, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
-use relance_storage::{calls, groups, journal, outbox};
+use relance_storage::{calls, groups, journal, outbox, payment_plans};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
@@ -186,10 +186,10 @@ async fn load_inputs(
     }
     // Every channel states the same claim, from the same payments and notice.
     let history = deliveries::claim_history(&mut *conn, invoice.id, Some(step.id)).await?;
-    let extra = if step.kind == StepKind::Recap {
-        recap_context(conn, step, invoice).await?
-    } else {
-        minijinja::context! {}
+    let extra = match step.kind {
+        StepKind::Recap => recap_context(conn, step, invoice).await?,
+        StepKind::Plan => plan_context(conn, step, invoice).await?,
+        _ => minijinja::context! {},
     };
     Ok(RenderInputs {
         members,
@@ -299,6 +299,66 @@ async fn recap_context(
     Ok(minijinja::context! {
         promised_on => format_date(promised_on, language),
         call_date => format_date(recorded_at.with_timezone(&tz).date_naive(), language),
+    })
+}
+
+/// What a payment plan's note states: every instalment (its date, amount, what is paid),
+/// the one the note is about, what is paid in all and what is next.
+async fn plan_context(
+    conn: &mut sqlx::PgConnection,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+) -> Result<minijinja::Value, HandlerError> {
+    let Some((plan_id, position)) = payment_plans::note_of(conn, step.id).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "plan note {} names no plan",
+            step.id
+        )));
+    };
+    let Some(plan) = payment_plans::load(conn, plan_id).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "plan note {} names an unknown plan",
+            step.id
+        )));
+    };
+    let language = invoice.language;
+    let currency =
+        Money::parse_currency(plan.currency.trim()).map_err(|m| HandlerError::Permanent(m.to_string()))?;
+    let money = |amount: Decimal| Money::new(amount, currency).format(language);
+    let view = |i: &payment_plans::InstalmentRecord| {
+        minijinja::context! {
+            position => i.position,
+            due_on => format_date(i.due_on, language),
+            amount => money(i.amount),
+            paid => money(i.paid),
+            left => money(i.amount - i.paid),
+            is_paid => i.is_paid(),
+            partly_paid => !i.is_paid() && !i.paid.is_zero(),
+        }
+    };
+    let instalments: Vec<minijinja::Value> = plan.instalments.iter().map(view).collect();
+    let this = plan.instalments.iter().find(|i| i.position == position).map(view);
+    let next = plan
+        .instalments
+        .iter()
+        .find(|i| !i.is_paid() && i.position != position)
+        .map(view);
+    let total: Decimal = plan.instalments.iter().map(|i| i.amount).sum();
+    let paid: Decimal = plan.instalments.iter().map(|i| i.paid).sum();
+    let invoice_numbers: Vec<&str> = plan.invoices.iter().map(|(_, n)| n.as_str()).collect();
+    Ok(minijinja::context! {
+        plan => minijinja::context! {
+            id => plan.plan_ref,
+            instalments => instalments,
+            count => plan.instalments.len(),
+            total => money(total),
+            paid => money(paid),
+            left => money(total - paid),
+            invoice_numbers => invoice_numbers,
+            grace_days => plan.grace_days,
+        },
+        instalment => this,
+        next_instalment => next,
     })
 }
 

@@ -501,4 +501,8 @@ event_details! {
     InvoiceClosedV1 => names::INVOICE_CLOSED,
     CreditNoteRecordedV1 => names::CREDIT_NOTE_RECORDED,
     HandOffDetailV1 => names::INVOICE_HANDED_OFF,
+    crate::payment_plans::PaymentPlanAgreedDetailV1 => names::PAYMENT_PLAN_AGREED_EVENT,
+    crate::payment_plans::PaymentPlanInstalmentPaidV1 => names::PAYMENT_PLAN_INSTALMENT_PAID,
+    crate::payment_plans::PaymentPlanCompletedV1 => names::PAYMENT_PLAN_COMPLETED,
+    crate::payment_plans::PaymentPlanBrokenV1 => names::PAYMENT_PLAN_BROKEN,
 }

@@ -13,6 +13,7 @@ pub mod inbound;
 pub mod jobs;
 pub mod names;
 pub mod pauses_and_ends;
+pub mod payment_plans;
 pub mod schema;
 
 pub use calls::{CallOutcomeV1, CallV1};
@@ -33,6 +34,10 @@ pub use pauses_and_ends::{
     CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
     InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PromiseRecordedV1, PromiseV1,
     ResolutionCreditNoteV1, ResolutionV1, WriteOffV1,
+};
+pub use payment_plans::{
+    InstalmentV1, PaymentPlanAgreedDetailV1, PaymentPlanAgreedV1, PaymentPlanBrokenV1,
+    PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PaymentPlanV1, PlanInstalmentV1,
 };
 
 /// The only version of the message bodies defined so far.

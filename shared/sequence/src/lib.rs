@@ -8,6 +8,7 @@
 pub mod call_outcome;
 pub mod journal;
 pub mod outgoing;
+pub mod payment_plan;
 pub mod queue;
 pub mod resume;
 

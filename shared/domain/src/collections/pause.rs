@@ -33,6 +33,9 @@ pub enum PauseKind {
     Dispute,
     /// The e-invoicing platform's "suspended": ends when the supplier completes the invoice.
     Suspension,
+    /// A payment plan holds the invoice's own sequence (its own notes go out instead): ends
+    /// when the plan is completed or broken.
+    Plan,
 }
 
 impl PauseKind {
@@ -41,6 +44,7 @@ impl PauseKind {
             PauseKind::Promise => "promise",
             PauseKind::Dispute => "dispute",
             PauseKind::Suspension => "suspension",
+            PauseKind::Plan => "plan",
         }
     }
 }
@@ -58,6 +62,7 @@ impl FromStr for PauseKind {
             "promise" => Ok(PauseKind::Promise),
             "dispute" => Ok(PauseKind::Dispute),
             "suspension" => Ok(PauseKind::Suspension),
+            "plan" => Ok(PauseKind::Plan),
             other => Err(format!("unknown pause kind {other:?}")),
         }
     }
