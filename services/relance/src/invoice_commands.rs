@@ -15,7 +15,6 @@ use relance_contracts::{
     InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, PaymentPlanAgreedV1, PaymentPlanV1,
     PromiseRecordedV1, PromiseV1, ResolutionCreditNoteV1, ResolutionV1, WriteOffV1, VERSION_1,
 };
-use relance_domain::collections::payment_plan::check_plan_dates;
 use relance_domain::{Clock, Rejection, SystemClock};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
 use relance_payments::{credit_notes, disputes, lifecycle, plans, promises};
@@ -215,13 +214,12 @@ fn parse_instalment(text: &str) -> anyhow::Result<InstalmentV1> {
 }
 
 /// The `payment_plan.agreed` of `relance invoice plan`, checked as the listener checks it
-/// (its own fields, and its dates against `today`); `customer` is the invoice's customer.
+/// (its own fields); `customer` is the invoice's customer.
 fn plan_instruction(
     command: InvoiceCommand,
     customer: String,
     event_id: String,
     now: DateTime<Utc>,
-    today: NaiveDate,
 ) -> anyhow::Result<Instruction> {
     let InvoiceCommand::Plan {
         number,
@@ -253,9 +251,9 @@ fn plan_instruction(
             note,
         },
     };
-    let valid = checked(plans::payment_plan(&m))?;
-    checked(check_plan_dates(&valid, today))?;
-    Instruction::checked(names::PAYMENT_PLAN_AGREED, &m, Ok::<(), Rejection>(()), number)
+    // The dates against the customer's day, the invoices and their balance: the listener
+    // checks them, in the invoices' transaction.
+    Instruction::checked(names::PAYMENT_PLAN_AGREED, &m, plans::payment_plan(&m), number)
 }
 
 /// The customer of an invoice, from the database.
@@ -380,7 +378,7 @@ pub async fn run_invoice_command(
                 Some(c) => c.clone(),
                 None => customer_of(&settings, number).await?,
             };
-            plan_instruction(command, customer, event_id.clone(), now, now.date_naive())?
+            plan_instruction(command, customer, event_id.clone(), now)?
         }
         command => instruction(command, event_id.clone(), now)?,
     };
