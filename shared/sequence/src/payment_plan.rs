@@ -15,7 +15,7 @@ use relance_contracts::{
     ReminderCancelledV1,
 };
 use relance_domain::collections::payment_plan::{allocate, InstalmentState, PlanStatus};
-use relance_domain::collections::PauseKind;
+use relance_domain::collections::{InvoiceState, PauseKind};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::pauses;
 use relance_storage::payment_plans::{self, InstalmentRecord, PlanRecord};
@@ -226,8 +226,21 @@ pub async fn break_missed_plans(db: &PgPool, config: &Config) -> anyhow::Result<
         else {
             continue;
         };
-        if plan.status == PlanStatus::Active {
-            break_plan(&mut tx, config, &plan, missed, &locked, now).await?;
+        let open: Vec<InvoiceRecord> = locked
+            .into_iter()
+            .filter(|i| i.status == InvoiceState::Open)
+            .collect();
+        if plan.status == PlanStatus::Active && open.is_empty() {
+            // Its invoices were settled or closed otherwise (a credit note, a write-off):
+            // nothing is left to chase, nor to break.
+            let reason = format!(
+                "payment plan {} ended: its invoices are no longer chased",
+                plan.plan_ref
+            );
+            payment_plans::end(&mut tx, plan.id, PlanStatus::Completed, &reason, now).await?;
+            cancel_notes(&mut tx, plan.id, None, &reason, now).await?;
+        } else if plan.status == PlanStatus::Active {
+            break_plan(&mut tx, config, &plan, missed, &open, now).await?;
             broken += 1;
         }
         tx.commit()
