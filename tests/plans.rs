@@ -393,3 +393,70 @@ async fn a_plan_is_applied_once_and_the_command_publishes_the_same_message() {
     assert_eq!(env.collections_status("F-PL5").await, CollectionStatus::Paused);
     env.stop().await;
 }
+
+/// A plan over two invoices of one customer: payments go to the plan's instalments in
+/// order whatever invoice they pay; when the invoice carrying the plan's notes is settled
+/// first (its thank-you goes out), the notes still to come go on with the other invoice; the
+/// last payment completes the plan on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_over_two_invoices_allocates_payments_in_order_across_them() {
+    let env = TestEnv::start(1).await;
+    register(&env, "F-PM1", "500.00").await;
+    let mut second = invoice_issued("F-PM2", "300.00", date(2026, 3, 2), date(2026, 3, 16));
+    second["invoice"]["customer"]["id"] = json!("C-F-PM1");
+    env.publish(names::INVOICE_ISSUED, &second).await;
+    env.wait_journal("F-PM2", names::INVOICE_REGISTERED, 1).await;
+    env.run_until(date(2026, 3, 17)).await;
+    let mut body = plan(
+        "evt-plan-pm",
+        "PLAN-PM",
+        "F-PM1",
+        &[("2026-04-01", "400.00"), ("2026-05-04", "400.00")],
+    );
+    body["plan"]["invoice_numbers"] = json!(["F-PM1", "F-PM2"]);
+    env.publish(names::PAYMENT_PLAN_AGREED, &body).await;
+    env.wait_journal("F-PM1", names::PAYMENT_PLAN_AGREED_EVENT, 1)
+        .await;
+    env.wait_journal("F-PM2", names::PAYMENT_PLAN_AGREED_EVENT, 1)
+        .await;
+    assert_eq!(env.collections_status("F-PM2").await, CollectionStatus::Paused);
+
+    // 500 paid on the first invoice: the first instalment (400) and 100 of the second.
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("PAY-PM-1", "F-PM1", "500.00", date(2026, 3, 31)),
+    )
+    .await;
+    env.wait_journal("F-PM1", names::PAYMENT_PLAN_INSTALMENT_PAID, 1)
+        .await;
+    env.wait_journal("F-PM1", names::THANKS_SENT, 1).await;
+    env.wait_journal("F-PM2", "payment_plan.notes_moved", 1).await;
+    let allocated = env
+        .journal_details("F-PM1", "payment_plan.payment_allocated")
+        .await;
+    assert_eq!(allocated[0]["instalments"][0]["paid"], "400");
+    assert_eq!(allocated[0]["instalments"][1]["paid"], "100");
+    assert_eq!(status_of(&env, "F-PM2", "plan_2_pre_due").await, "pending");
+
+    // The note before the second instalment, from the invoice still open: 300 left of it.
+    env.run_until(date(2026, 5, 1)).await;
+    assert_eq!(status_of(&env, "F-PM2", "plan_2_pre_due").await, "sent");
+    let emails = env.mail.emails().await;
+    let note = emails
+        .iter()
+        .find(|e| e.subject.contains("échéance n° 2"))
+        .expect("the note before the second instalment");
+    assert!(note.subject.contains("300,00"), "{}", note.subject);
+    assert!(note.text.contains("F-PM1, F-PM2"), "{}", note.text);
+
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("PAY-PM-2", "F-PM2", "300.00", date(2026, 5, 4)),
+    )
+    .await;
+    env.wait_journal("F-PM1", names::PAYMENT_PLAN_COMPLETED, 1).await;
+    env.wait_journal("F-PM2", names::PAYMENT_PLAN_COMPLETED, 1).await;
+    env.wait_journal("F-PM2", names::THANKS_SENT, 1).await;
+    assert_eq!(env.collections_status("F-PM2").await, CollectionStatus::Settled);
+    env.stop().await;
+}

@@ -116,6 +116,23 @@ pub async fn allocate_payment(
         let fully = allocation.newly_paid.contains(index).then_some(now);
         payment_plans::set_paid(tx, plan.id, instalment.position, *paid, fully).await?;
     }
+    let allocated: Vec<serde_json::Value> = allocation
+        .changed
+        .iter()
+        .filter_map(|(index, paid)| {
+            let i = instalments.get(*index)?;
+            Some(serde_json::json!({ "position": i.position, "paid": amount_text(*paid), "amount": amount_text(i.amount) }))
+        })
+        .collect();
+    relance_storage::journal::append(
+        tx,
+        now,
+        &invoice.number,
+        None,
+        "payment_plan.payment_allocated",
+        serde_json::json!({ "plan_id": plan.plan_ref, "payment_id": payment_id, "instalments": allocated }),
+    )
+    .await?;
     let remaining = u32::try_from(instalments.iter().filter(|i| !i.is_paid()).count()).unwrap_or(0);
     for index in &allocation.newly_paid {
         let Some(instalment) = instalments.get(*index) else {
@@ -135,10 +152,46 @@ pub async fn allocate_payment(
         outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     }
     if !allocation.completed {
+        if settled {
+            hand_notes_over(tx, &plan, invoice, now).await?;
+        }
         return Ok(PlanAllocation::Allocated);
     }
     complete(tx, config, &plan, invoice, settled, now).await?;
     Ok(PlanAllocation::Completed)
+}
+
+/// The invoice carrying the plan's notes is settled while instalments remain: its notes
+/// still pending go to the plan's next invoice still open (the settlement cancels what is
+/// left on the settled one).
+async fn hand_notes_over(
+    tx: &mut PgConnection,
+    plan: &PlanRecord,
+    settled: &InvoiceRecord,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for (id, number) in plan.invoices.iter().filter(|(id, _)| *id != settled.id) {
+        let Some(other) = invoices::lock_for_payment(tx, number).await? else {
+            continue;
+        };
+        if other.status != InvoiceState::Open || other.balance.is_zero() {
+            continue;
+        }
+        let moved = payment_plans::move_pending_notes(tx, plan.id, settled.id, *id, now).await?;
+        if moved > 0 {
+            relance_storage::journal::append(
+                tx,
+                now,
+                number,
+                None,
+                "payment_plan.notes_moved",
+                serde_json::json!({ "plan_id": plan.plan_ref, "from": settled.number, "notes": moved }),
+            )
+            .await?;
+        }
+        return Ok(());
+    }
+    Ok(())
 }
 
 /// Every instalment paid: the plan ends `completed`, announced on each of its invoices, and

@@ -346,3 +346,26 @@ pub async fn open_notes(
     .await
     .context("reading a payment plan's open notes")
 }
+
+/// Moves the plan's notes still pending from one invoice to another of the plan (the first
+/// one was settled while instalments remain); returns how many moved.
+pub async fn move_pending_notes(
+    tx: &mut PgConnection,
+    plan_id: Uuid,
+    from_invoice: Uuid,
+    to_invoice: Uuid,
+    at: DateTime<Utc>,
+) -> anyhow::Result<u64> {
+    let moved = sqlx::query(
+        "UPDATE reminder_steps SET invoice_id = $3, updated_at = $4
+         WHERE plan_id = $1 AND invoice_id = $2 AND status = 'pending'",
+    )
+    .bind(plan_id)
+    .bind(from_invoice)
+    .bind(to_invoice)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("moving a payment plan's notes to another of its invoices")?;
+    Ok(moved.rows_affected())
+}
