@@ -366,7 +366,7 @@ pub struct InvoiceSettledV1 {
 /// `invoice.paused`: a promise, a dispute or an e-invoicing status paused the sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoicePausedV1 {
-    /// `promise`, `dispute` or `suspension`.
+    /// `promise`, `dispute`, `suspension` or `plan` (a payment plan holds the sequence).
     pub kind: String,
     pub reason: String,
     /// Promises: the date promised.
