@@ -460,3 +460,45 @@ async fn a_plan_over_two_invoices_allocates_payments_in_order_across_them() {
     assert_eq!(env.collections_status("F-PM2").await, CollectionStatus::Settled);
     env.stop().await;
 }
+
+/// A dispute opened while a plan holds stops the plan's notes too: the note before the next
+/// instalment is skipped, nobody is asked to pay an invoice under dispute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_during_a_plan_holds_its_notes_too() {
+    let env = TestEnv::start(1).await;
+    register(&env, "F-PL6", "1000.00").await;
+    env.run_until(date(2026, 3, 17)).await;
+    assert_eq!(env.mail.wait_for_emails(1).await.len(), 1, "the pre-due note");
+    env.publish(
+        names::PAYMENT_PLAN_AGREED,
+        &plan(
+            "evt-plan-pl6",
+            "PLAN-6",
+            "F-PL6",
+            &[("2026-04-01", "500.00"), ("2026-05-04", "500.00")],
+        ),
+    )
+    .await;
+    env.wait_journal("F-PL6", names::PAYMENT_PLAN_AGREED_EVENT, 1)
+        .await;
+    env.publish(
+        names::DISPUTE_OPENED,
+        &json!({
+            "version": 1, "event_id": "evt-dispute-pl6", "occurred_at": "2026-03-18T10:00:00Z",
+            "dispute": { "invoice_number": "F-PL6", "reason": "two pallets damaged" }
+        }),
+    )
+    .await;
+    env.wait_journal("F-PL6", names::INVOICE_PAUSED, 2).await;
+    env.run_until(date(2026, 3, 28)).await;
+    assert_eq!(status_of(&env, "F-PL6", "plan_1_pre_due").await, "skipped");
+    assert_eq!(env.mail.emails().await.len(), 1, "no note during the dispute");
+    let skipped = env.journal_details("F-PL6", names::REMINDER_SKIPPED).await;
+    assert!(
+        skipped
+            .iter()
+            .any(|d| d["reason"] == "the invoice is paused (dispute)"),
+        "{skipped:?}"
+    );
+    env.stop().await;
+}

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use relance_config::Config;
 use relance_contracts::{
     PaymentPlanBrokenV1, PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PlanInstalmentV1,
-    ReminderCancelledV1,
+    ReminderCancelledV1, ReminderSkippedV1,
 };
 use relance_domain::collections::payment_plan::{allocate, InstalmentState, PlanStatus};
 use relance_domain::collections::{InvoiceState, PauseKind};
@@ -360,6 +360,28 @@ pub async fn emit_due_notes(db: &PgPool, config: &Config) -> anyhow::Result<usiz
         let Some(invoice) = invoices::lock_for_payment(&mut tx, &note.invoice_number).await? else {
             continue;
         };
+        // A dispute (or a suspension) holds the plan's notes too: nobody is asked to pay an
+        // instalment of an invoice under dispute. The note is skipped, not held.
+        let held_by = pauses::active(&mut tx, invoice.id)
+            .await?
+            .into_iter()
+            .find(|p| p.kind != PauseKind::Plan);
+        if let Some(pause) = held_by {
+            let skipped = ReminderSkippedV1 {
+                reason: format!("the invoice is paused ({})", pause.kind),
+            };
+            outgoing::transition_and_announce(
+                &mut tx,
+                now,
+                note,
+                &[StepStatus::Pending],
+                StepStatus::Skipped,
+                &skipped,
+            )
+            .await?;
+            tx.commit().await.context("committing a skipped plan note")?;
+            continue;
+        }
         let local_day = now.with_timezone(&invoice.timezone).date_naive();
         if steps::mark_queued(&mut tx, note.id, now, local_day).await? {
             crate::queue_step(
