@@ -321,9 +321,18 @@ async fn plan_context(
             step.id
         )));
     };
-    let language = invoice.language;
-    let currency =
-        Money::parse_currency(plan.currency.trim()).map_err(|m| HandlerError::Permanent(m.to_string()))?;
+    plan_template_context(&plan, position, invoice.language)
+        .map_err(|e| HandlerError::Permanent(format!("plan note {}: {e:#}", step.id)))
+}
+
+/// What a plan's note templates see (`plan`, `instalment`, `next_instalment`), for the note
+/// about instalment `position`, in `language`.
+pub fn plan_template_context(
+    plan: &payment_plans::PlanRecord,
+    position: i32,
+    language: relance_domain::Language,
+) -> anyhow::Result<minijinja::Value> {
+    let currency = Money::parse_currency(plan.currency.trim()).map_err(anyhow::Error::msg)?;
     let money = |amount: Decimal| Money::new(amount, currency).format(language);
     let view = |i: &payment_plans::InstalmentRecord| {
         minijinja::context! {
@@ -1046,5 +1055,75 @@ mod tests {
                 assert!(!alone.body_text.contains("F-2"), "{}", alone.body_text);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod plan_note_tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::test_fixtures;
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use relance_config::{Config, Settings};
+    use relance_domain::{DunningPolicy, SimulatedClock};
+    use relance_storage::payment_plans::{InstalmentRecord, PlanRecord};
+    use rust_decimal::Decimal;
+    use std::sync::Arc;
+
+    fn instalment(position: i32, day: u32, amount: i64, paid: i64) -> InstalmentRecord {
+        let due_on = NaiveDate::from_ymd_opt(2026, 4, day).unwrap();
+        InstalmentRecord {
+            position,
+            due_on,
+            amount: Decimal::new(amount * 100, 2),
+            paid: Decimal::new(paid * 100, 2),
+            paid_at: None,
+            breaks_at: Utc.from_utc_datetime(&due_on.and_hms_opt(0, 0, 0).unwrap()),
+        }
+    }
+
+    /// F-9's plan: 400 on 1 April (paid), 600 on 20 April (100 paid).
+    fn plan() -> PlanRecord {
+        PlanRecord {
+            id: uuid::Uuid::nil(),
+            plan_ref: "PLAN-9".into(),
+            customer_id: "C-9".into(),
+            currency: "EUR".into(),
+            status: relance_domain::collections::payment_plan::PlanStatus::Active,
+            note: None,
+            grace_days: 10,
+            event_id: "evt-plan-9".into(),
+            invoices: vec![(uuid::Uuid::nil(), "F-9".into())],
+            instalments: vec![instalment(1, 1, 400, 400), instalment(2, 20, 600, 100)],
+        }
+    }
+
+    /// The reminder after a missed instalment, in English: its own date and what is left of
+    /// it, the whole plan with what is paid, the grace and what a break means.
+    #[test]
+    fn a_plan_reminder_states_the_instalment_missed_and_the_whole_plan() {
+        let settings = Settings::from_vars(Vec::<(String, String)>::new()).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 4, 23, 7, 0, 0).unwrap();
+        let config = Config::with_clock(settings, Arc::new(SimulatedClock::starting_at(now))).unwrap();
+        let env = crate::templates::environment(None, &DunningPolicy::default_policy().unwrap()).unwrap();
+        let step = test_fixtures::step("plan_2_reminder_1", "plan", "email", "plan_reminder", "courteous");
+        let invoice = test_fixtures::invoice("business", "en");
+        let extra = crate::plan_template_context(&plan(), 2, invoice.language).unwrap();
+        let m = crate::render_with(&env, &config, &step, &invoice, &extra, now).unwrap();
+        assert_eq!(
+            m.subject,
+            "Payment plan PLAN-9: instalment 2 of 20 April 2026 unpaid"
+        );
+        for line in [
+            "remains unpaid: €500.00.",
+            "Payment plan PLAN-9 (2 instalments, €1,000.00):",
+            "1. 1 April 2026: €400.00 (paid)",
+            "2. 20 April 2026: €600.00 (€100.00 paid, €500.00 left)",
+            "Paid so far: €500.00. Left to pay: €500.00.",
+            "unpaid 10 days after its due date ends the payment plan",
+        ] {
+            assert!(m.body_text.contains(line), "{line:?} not in {}", m.body_text);
+        }
+        let html = m.body_html.unwrap_or_default();
+        assert!(html.contains("€100.00 paid, €500.00 left"), "{html}");
     }
 }
