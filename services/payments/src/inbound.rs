@@ -51,6 +51,7 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::CALL_OUTCOME => apply_once::<CallOutcomeV1>(db, config, &message).await,
         names::PAUSE_REQUESTED => apply_once::<PauseRequestedV1>(db, config, &message).await,
         names::RESUME_REQUESTED => apply_once::<ResumeRequestedV1>(db, config, &message).await,
+        names::PAYMENT_PLAN_AGREED => crate::plans::agree(db, config, &message).await,
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue

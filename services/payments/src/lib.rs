@@ -9,6 +9,8 @@
 //! - `invoice.lifecycle_status`: [`lifecycle`];
 //! - `call.outcome`: [`call_outcomes`];
 //! - `pause.requested`, `resume.requested` (pauses by hand): [`manual_pauses`].
+//! - `payment_plan.agreed`: [`plans`] (payments are allocated to its instalments in
+//!   [`payments`]).
 //!
 //! [`inbound`] is what they share (dispatch, validate, apply once under the lock), and
 //! [`sequence_effects`] what they do to the sequence (pause, close, end pauses).
@@ -20,6 +22,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod manual_pauses;
 pub mod payments;
+pub mod plans;
 pub mod promises;
 pub mod sequence_effects;
 

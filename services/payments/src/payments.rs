@@ -178,6 +178,17 @@ pub(crate) async fn record_checked_payment(
         source: source.map(ToString::to_string),
     };
     outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
+    // A payment plan's instalments are paid in order, before the settlement's thank-you.
+    relance_sequence::payment_plan::allocate_payment(
+        tx,
+        config,
+        invoice,
+        &payment.id,
+        payment.amount.amount,
+        balance.is_zero(),
+        now,
+    )
+    .await?;
     if balance.is_zero() {
         settle(tx, config, invoice, now).await?;
     }

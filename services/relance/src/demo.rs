@@ -159,6 +159,27 @@ fn payment(id: &str, invoice_number: &str, amount: &str, received_on: NaiveDate)
     })
 }
 
+/// A payment plan agreed with the customer of `invoice_number`: (due day of March, amount).
+fn payment_plan(
+    id: &str,
+    customer: &Customer,
+    invoice_number: &str,
+    instalments: &[(u32, &str)],
+    note: &str,
+) -> Value {
+    let instalments: Vec<Value> = instalments
+        .iter()
+        .map(|(d, amount)| json!({ "due_on": day(*d), "amount": amount }))
+        .collect();
+    json!({
+        "version": 1, "event_id": format!("evt-{id}"), "occurred_at": Utc::now(),
+        "plan": {
+            "id": id, "customer_id": customer.id, "invoice_numbers": [invoice_number],
+            "instalments": instalments, "currency": "EUR", "note": note,
+        }
+    })
+}
+
 /// A ledger line: (day of March it arrives, routing key, body).
 type LedgerLine = (u32, &'static str, Value);
 
@@ -166,6 +187,7 @@ type LedgerLine = (u32, &'static str, Value);
 fn ledger() -> Vec<LedgerLine> {
     let mut ledger = invoices_issued();
     ledger.extend(payments_and_calls());
+    ledger.extend(payment_plans());
     ledger
 }
 
@@ -267,6 +289,64 @@ fn payments_and_calls() -> Vec<LedgerLine> {
             27,
             names::PAYMENT_RECEIVED,
             payment("PAY-3005", "F-2026-0102", "480.00", day(27)),
+        ),
+    ]
+}
+
+/// Two payment plans: the bakery pays a second invoice in three weekly instalments and keeps
+/// them (each announced by its own note, then the thank-you); Northwind misses its first
+/// instalment (a reminder three days after it), the plan breaks after the grace days and the
+/// invoice's own sequence resumes where it stood.
+fn payment_plans() -> Vec<LedgerLine> {
+    let [_, boul, north, _, _] = &CUSTOMERS;
+    let feb = |d| NaiveDate::from_ymd_opt(2026, 2, d).unwrap_or_default();
+    vec![
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0108", boul, "900.00", feb(20), day(5), false),
+        ),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            invoice("F-2026-0109", north, "1200.00", feb(15), day(3), true),
+        ),
+        (
+            9,
+            names::PAYMENT_PLAN_AGREED,
+            payment_plan(
+                "PLAN-2026-0002",
+                north,
+                "F-2026-0109",
+                &[(13, "600.00"), (31, "600.00")],
+                "E. Clarke: two instalments",
+            ),
+        ),
+        (
+            10,
+            names::PAYMENT_PLAN_AGREED,
+            payment_plan(
+                "PLAN-2026-0001",
+                boul,
+                "F-2026-0108",
+                &[(16, "300.00"), (23, "300.00"), (30, "300.00")],
+                "P. Durand: three weekly transfers",
+            ),
+        ),
+        (
+            16,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3006", "F-2026-0108", "300.00", day(16)),
+        ),
+        (
+            23,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3007", "F-2026-0108", "300.00", day(23)),
+        ),
+        (
+            30,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3008", "F-2026-0108", "300.00", day(30)),
         ),
     ]
 }
@@ -450,7 +530,8 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
          WHERE j.action IN ('invoice.registered', 'invoice.rejected', 'reminder.sent', 'reminder.skipped', 'reminder.cancelled',
                             'reminder.failed', 'payment.recorded', 'invoice.settled', 'thanks.sent', 'reminder.postponed',
                             'invoice.handed_off', 'reminder.fallback', 'call.task_opened', 'call.outcome_recorded',
-                            'call.task_expired', 'invoice.paused', 'invoice.resumed')
+                            'call.task_expired', 'invoice.paused', 'invoice.resumed', 'payment_plan.agreed',
+                            'payment_plan.instalment_paid', 'payment_plan.completed', 'payment_plan.broken')
          ORDER BY j.at, j.id",
     )
     .fetch_all(db)
@@ -512,6 +593,31 @@ fn timeline_details(row: &TimelineRow) -> String {
         "call.task_expired" => text("reason"),
         "invoice.paused" => format!("{}: {} {}", text("kind"), text("reason"), text("promised_on")),
         "invoice.resumed" => text("reason"),
+        "payment_plan.agreed" => {
+            let instalments: Vec<String> = d["instalments"]
+                .as_array()
+                .map(|all| {
+                    all.iter()
+                        .map(|i| {
+                            format!(
+                                "{} {}",
+                                i["due_on"].as_str().unwrap_or(""),
+                                i["amount"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("{}: {}", text("plan_id"), instalments.join(", "))
+        }
+        "payment_plan.instalment_paid" => format!(
+            "{} instalment {} paid, {} left",
+            text("plan_id"),
+            d["instalment"]["position"],
+            d["remaining"]
+        ),
+        "payment_plan.completed" => format!("{}: {} EUR paid", text("plan_id"), text("total")),
+        "payment_plan.broken" => text("reason"),
         "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
         "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
         "invoice.handed_off" => format!(

@@ -9,10 +9,12 @@ use anyhow::{anyhow, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Subcommand;
 use relance_config::Settings;
-use relance_contracts::names::Names;
+use relance_contracts::names::{self, Names};
+use relance_contracts::{InstalmentV1, PaymentPlanAgreedV1, PaymentPlanV1, VERSION_1};
 use relance_domain::{Clock, SystemClock};
 use relance_messaging::{declare_topology, Publisher, TopologyOptions};
-use relance_sequence::actions::{self, InvoiceAction};
+use relance_payments::plans;
+use relance_sequence::actions::{self, Instruction, InvoiceAction};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -81,6 +83,30 @@ pub enum InvoiceCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Record a payment plan (échéancier) for the invoice (and others of the same customer
+    /// with --invoice): its own sequence is held and the plan's notes go out instead, a note
+    /// before each instalment and reminders after a missed one; an instalment unpaid beyond
+    /// the policy's grace (`[payment_plans] grace_days`) breaks it.
+    Plan {
+        number: String,
+        /// One instalment, `YYYY-MM-DD:AMOUNT` (e.g. `2026-07-15:500.00`); at least two, in
+        /// date order, summing to the balance of the invoices.
+        #[arg(long = "instalment", required = true)]
+        instalments: Vec<String>,
+        /// Another invoice of the same customer the plan covers (repeatable).
+        #[arg(long = "invoice")]
+        invoices: Vec<String>,
+        /// The plan's id in your systems (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// The customer's id (default: the invoice's customer, read from the database).
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Record an e-invoicing lifecycle status, by name (`disputed`) or code (`207`).
     Lifecycle {
         number: String,
@@ -98,8 +124,10 @@ pub enum InvoiceCommand {
 impl InvoiceCommand {
     /// The invoice and the action, as `relance_sequence::actions` builds and checks them
     /// (the console's invoice page goes through the same).
-    fn action(self) -> (String, InvoiceAction) {
-        match self {
+    /// `None` for a payment plan, built by [`plan_instruction`].
+    fn action(self) -> Option<(String, InvoiceAction)> {
+        Some(match self {
+            InvoiceCommand::Plan { .. } => return None,
             InvoiceCommand::Promise { number, date, note } => (
                 number,
                 InvoiceAction::Promise {
@@ -156,7 +184,7 @@ impl InvoiceCommand {
             ),
             InvoiceCommand::Pause { number, reason } => (number, InvoiceAction::Pause { reason }),
             InvoiceCommand::Resume { number, note } => (number, InvoiceAction::Resume { note }),
-        }
+        })
     }
 }
 
@@ -169,9 +197,27 @@ pub async fn run_invoice_command(
     wait: Option<Duration>,
 ) -> anyhow::Result<()> {
     let event_id = format!("cli-{}", uuid::Uuid::new_v4().simple());
-    let (number, action) = command.action();
-    let instruction = actions::instruction(&number, action, event_id.clone(), SystemClock.now())
-        .map_err(|r| anyhow!("refused before publishing: {r}"))?;
+    let now = SystemClock.now();
+    let instruction = match command {
+        InvoiceCommand::Plan {
+            ref number,
+            ref customer,
+            ..
+        } => {
+            let customer = match customer {
+                Some(c) => c.clone(),
+                None => customer_of(&settings, number).await?,
+            };
+            plan_instruction(command, customer, event_id.clone(), now)?
+        }
+        command => {
+            let Some((number, action)) = command.action() else {
+                return Err(anyhow!("a payment plan is built by plan_instruction"));
+            };
+            actions::instruction(&number, action, event_id.clone(), now)
+                .map_err(|r| anyhow!("refused before publishing: {r}"))?
+        }
+    };
     publish_and_wait(
         &settings,
         instruction.routing_key,
@@ -181,6 +227,80 @@ pub async fn run_invoice_command(
         wait,
     )
     .await
+}
+
+/// One `--instalment YYYY-MM-DD:AMOUNT`.
+fn parse_instalment(text: &str) -> anyhow::Result<InstalmentV1> {
+    let (date, amount) = text
+        .split_once(':')
+        .ok_or_else(|| anyhow!("--instalment {text:?}: expected YYYY-MM-DD:AMOUNT"))?;
+    let due_on = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+        .map_err(|_| anyhow!("--instalment {text:?}: {date:?} is not a date as YYYY-MM-DD"))?;
+    Ok(InstalmentV1 {
+        due_on: Some(due_on),
+        amount: amount.trim().to_string(),
+    })
+}
+
+/// The `payment_plan.agreed` of `relance invoice plan`, checked as the listener checks it
+/// (its own fields); `customer` is the invoice's customer.
+fn plan_instruction(
+    command: InvoiceCommand,
+    customer: String,
+    event_id: String,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Instruction> {
+    let InvoiceCommand::Plan {
+        number,
+        instalments,
+        invoices,
+        id,
+        currency,
+        note,
+        ..
+    } = command
+    else {
+        return Err(anyhow!("not a payment plan"));
+    };
+    let instalments = instalments
+        .iter()
+        .map(|i| parse_instalment(i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let short: String = event_id.chars().skip(4).take(12).collect();
+    let m = PaymentPlanAgreedV1 {
+        version: VERSION_1,
+        event_id: event_id.clone(),
+        occurred_at: now,
+        plan: PaymentPlanV1 {
+            id: id.unwrap_or_else(|| format!("PLAN-{short}")),
+            customer_id: customer,
+            invoice_numbers: std::iter::once(number.clone()).chain(invoices).collect(),
+            instalments,
+            currency,
+            note,
+        },
+    };
+    // The dates against the customer's day, the invoices and their balance: the listener
+    // checks them, in the invoices' transaction.
+    plans::payment_plan(&m).map_err(|r| anyhow!("refused before publishing: {r}"))?;
+    Ok(Instruction {
+        routing_key: names::PAYMENT_PLAN_AGREED,
+        body: serde_json::to_value(&m).context("writing the message")?,
+        invoice_number: number,
+        event_id,
+    })
+}
+
+/// The customer of an invoice, from the database.
+async fn customer_of(settings: &Settings, number: &str) -> anyhow::Result<String> {
+    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let customer: Option<String> = sqlx::query_scalar("SELECT customer_id FROM invoices WHERE number = $1")
+        .bind(number)
+        .fetch_optional(&db)
+        .await
+        .context("reading the invoice's customer")?;
+    db.close().await;
+    customer.ok_or_else(|| anyhow!("invoice {number} is not known: give --customer, or register it first"))
 }
 
 /// Publishes an inbound message for the payments listener (with confirms) and, with `wait`,

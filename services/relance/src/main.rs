@@ -35,7 +35,7 @@ enum Command {
     /// moving their messages. Stop every relance service first (docs/scaling.md).
     MigrateQueues,
     /// Pause, resume or end an invoice's sequence: publishes the same inbound message as
-    /// another system would (promise, dispute, resolve, credit, write-off, lifecycle).
+    /// another system would (promise, dispute, resolve, credit, write-off, lifecycle, plan).
     Invoice {
         #[command(subcommand)]
         command: relance::invoice_commands::InvoiceCommand,

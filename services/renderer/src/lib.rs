@@ -31,7 +31,7 @@ use relance_sequence::outgoing::{self, StepOutcome};
 use relance_storage::deliveries::{self, ClaimHistory, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
-use relance_storage::{calls, groups, journal, outbox};
+use relance_storage::{calls, groups, journal, outbox, payment_plans};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
@@ -186,10 +186,10 @@ async fn load_inputs(
     }
     // Every channel states the same claim, from the same payments and notice.
     let history = deliveries::claim_history(&mut *conn, invoice.id, Some(step.id)).await?;
-    let extra = if step.kind == StepKind::Recap {
-        recap_context(conn, step, invoice).await?
-    } else {
-        minijinja::context! {}
+    let extra = match step.kind {
+        StepKind::Recap => recap_context(conn, step, invoice).await?,
+        StepKind::Plan => plan_context(conn, step, invoice).await?,
+        _ => minijinja::context! {},
     };
     Ok(RenderInputs {
         members,
@@ -299,6 +299,75 @@ async fn recap_context(
     Ok(minijinja::context! {
         promised_on => format_date(promised_on, language),
         call_date => format_date(recorded_at.with_timezone(&tz).date_naive(), language),
+    })
+}
+
+/// What a payment plan's note states: every instalment (its date, amount, what is paid),
+/// the one the note is about, what is paid in all and what is next.
+async fn plan_context(
+    conn: &mut sqlx::PgConnection,
+    step: &StepRecord,
+    invoice: &InvoiceRecord,
+) -> Result<minijinja::Value, HandlerError> {
+    let Some((plan_id, position)) = payment_plans::note_of(conn, step.id).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "plan note {} names no plan",
+            step.id
+        )));
+    };
+    let Some(plan) = payment_plans::load(conn, plan_id).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "plan note {} names an unknown plan",
+            step.id
+        )));
+    };
+    plan_template_context(&plan, position, invoice.language)
+        .map_err(|e| HandlerError::Permanent(format!("plan note {}: {e:#}", step.id)))
+}
+
+/// What a plan's note templates see (`plan`, `instalment`, `next_instalment`), for the note
+/// about instalment `position`, in `language`.
+pub fn plan_template_context(
+    plan: &payment_plans::PlanRecord,
+    position: i32,
+    language: relance_domain::Language,
+) -> anyhow::Result<minijinja::Value> {
+    let currency = Money::parse_currency(plan.currency.trim()).map_err(anyhow::Error::msg)?;
+    let money = |amount: Decimal| Money::new(amount, currency).format(language);
+    let view = |i: &payment_plans::InstalmentRecord| {
+        minijinja::context! {
+            position => i.position,
+            due_on => format_date(i.due_on, language),
+            amount => money(i.amount),
+            paid => money(i.paid),
+            left => money(i.amount - i.paid),
+            is_paid => i.is_paid(),
+            partly_paid => !i.is_paid() && !i.paid.is_zero(),
+        }
+    };
+    let instalments: Vec<minijinja::Value> = plan.instalments.iter().map(view).collect();
+    let this = plan.instalments.iter().find(|i| i.position == position).map(view);
+    let next = plan
+        .instalments
+        .iter()
+        .find(|i| !i.is_paid() && i.position != position)
+        .map(view);
+    let total: Decimal = plan.instalments.iter().map(|i| i.amount).sum();
+    let paid: Decimal = plan.instalments.iter().map(|i| i.paid).sum();
+    let invoice_numbers: Vec<&str> = plan.invoices.iter().map(|(_, n)| n.as_str()).collect();
+    Ok(minijinja::context! {
+        plan => minijinja::context! {
+            id => plan.plan_ref,
+            instalments => instalments,
+            count => plan.instalments.len(),
+            total => money(total),
+            paid => money(paid),
+            left => money(total - paid),
+            invoice_numbers => invoice_numbers,
+            grace_days => plan.grace_days,
+        },
+        instalment => this,
+        next_instalment => next,
     })
 }
 
@@ -986,5 +1055,75 @@ mod tests {
                 assert!(!alone.body_text.contains("F-2"), "{}", alone.body_text);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod plan_note_tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::test_fixtures;
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use relance_config::{Config, Settings};
+    use relance_domain::{DunningPolicy, SimulatedClock};
+    use relance_storage::payment_plans::{InstalmentRecord, PlanRecord};
+    use rust_decimal::Decimal;
+    use std::sync::Arc;
+
+    fn instalment(position: i32, day: u32, amount: i64, paid: i64) -> InstalmentRecord {
+        let due_on = NaiveDate::from_ymd_opt(2026, 4, day).unwrap();
+        InstalmentRecord {
+            position,
+            due_on,
+            amount: Decimal::new(amount * 100, 2),
+            paid: Decimal::new(paid * 100, 2),
+            paid_at: None,
+            breaks_at: Utc.from_utc_datetime(&due_on.and_hms_opt(0, 0, 0).unwrap()),
+        }
+    }
+
+    /// F-9's plan: 400 on 1 April (paid), 600 on 20 April (100 paid).
+    fn plan() -> PlanRecord {
+        PlanRecord {
+            id: uuid::Uuid::nil(),
+            plan_ref: "PLAN-9".into(),
+            customer_id: "C-9".into(),
+            currency: "EUR".into(),
+            status: relance_domain::collections::payment_plan::PlanStatus::Active,
+            note: None,
+            grace_days: 10,
+            event_id: "evt-plan-9".into(),
+            invoices: vec![(uuid::Uuid::nil(), "F-9".into())],
+            instalments: vec![instalment(1, 1, 400, 400), instalment(2, 20, 600, 100)],
+        }
+    }
+
+    /// The reminder after a missed instalment, in English: its own date and what is left of
+    /// it, the whole plan with what is paid, the grace and what a break means.
+    #[test]
+    fn a_plan_reminder_states_the_instalment_missed_and_the_whole_plan() {
+        let settings = Settings::from_vars(Vec::<(String, String)>::new()).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 4, 23, 7, 0, 0).unwrap();
+        let config = Config::with_clock(settings, Arc::new(SimulatedClock::starting_at(now))).unwrap();
+        let env = crate::templates::environment(None, &DunningPolicy::default_policy().unwrap()).unwrap();
+        let step = test_fixtures::step("plan_2_reminder_1", "plan", "email", "plan_reminder", "courteous");
+        let invoice = test_fixtures::invoice("business", "en");
+        let extra = crate::plan_template_context(&plan(), 2, invoice.language).unwrap();
+        let m = crate::render_with(&env, &config, &step, &invoice, &extra, now).unwrap();
+        assert_eq!(
+            m.subject,
+            "Payment plan PLAN-9: instalment 2 of 20 April 2026 unpaid"
+        );
+        for line in [
+            "remains unpaid: €500.00.",
+            "Payment plan PLAN-9 (2 instalments, €1,000.00):",
+            "1. 1 April 2026: €400.00 (paid)",
+            "2. 20 April 2026: €600.00 (€100.00 paid, €500.00 left)",
+            "Paid so far: €500.00. Left to pay: €500.00.",
+            "unpaid 10 days after its due date ends the payment plan",
+        ] {
+            assert!(m.body_text.contains(line), "{line:?} not in {}", m.body_text);
+        }
+        let html = m.body_html.unwrap_or_default();
+        assert!(html.contains("€100.00 paid, €500.00 left"), "{html}");
     }
 }

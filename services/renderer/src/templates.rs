@@ -79,6 +79,18 @@ const BUILTIN: &[(&str, &str)] = builtin!(
     "fr/call_recap.html",
     "en/call_recap.txt",
     "en/call_recap.html",
+    "fr/plan_pre_due.txt",
+    "fr/plan_pre_due.html",
+    "en/plan_pre_due.txt",
+    "en/plan_pre_due.html",
+    "fr/plan_reminder.txt",
+    "fr/plan_reminder.html",
+    "en/plan_reminder.txt",
+    "en/plan_reminder.html",
+    "fr/plan_schedule.txt",
+    "fr/plan_schedule.html",
+    "en/plan_schedule.txt",
+    "en/plan_schedule.html",
 );
 
 /// The files templates include or extend, not named by a policy: with `RELANCE_TEMPLATE_DIR`
@@ -98,6 +110,14 @@ const SHARED_PARTS: &[&str] = &[
     "claim.txt",
     "claim.html",
     "rate_basis.txt",
+    // A payment plan's notes: not named by a policy, taken from the built-in ones when the
+    // folder has none.
+    "plan_pre_due.txt",
+    "plan_pre_due.html",
+    "plan_reminder.txt",
+    "plan_reminder.html",
+    "plan_schedule.txt",
+    "plan_schedule.html",
 ];
 
 /// The built-in source of `name` (`fr/payment_details.html`) when it is a shared part.

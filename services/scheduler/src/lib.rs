@@ -113,6 +113,16 @@ async fn pass(db: &PgPool, config: &Config, last_handoff: &mut Option<tokio::tim
         completed = false;
         tracing::error!(error = format!("{e:#}"), "ending broken promises failed");
     }
+    // A payment plan missed beyond its grace is broken before emitting, so that the
+    // invoice's own sequence resumes re-dated, never caught up; then the plans' own notes.
+    if let Err(e) = relance_sequence::payment_plan::break_missed_plans(db, config).await {
+        completed = false;
+        tracing::error!(error = format!("{e:#}"), "breaking missed payment plans failed");
+    }
+    if let Err(e) = relance_sequence::payment_plan::emit_due_notes(db, config).await {
+        completed = false;
+        tracing::error!(error = format!("{e:#}"), "emitting payment plan notes failed");
+    }
     let claimed = match emission::emit_due_steps(db, config).await {
         Ok(claimed) => claimed,
         Err(e) => {

@@ -367,7 +367,8 @@ pub struct InvoiceSettledV1 {
 /// hand) paused the sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoicePausedV1 {
-    /// `promise`, `dispute`, `suspension` or `manual`.
+    /// `promise`, `dispute`, `suspension`, `manual` (a pause by hand) or `plan` (a payment
+    /// plan holds the sequence).
     pub kind: String,
     pub reason: String,
     /// Promises: the date promised.
@@ -502,4 +503,8 @@ event_details! {
     InvoiceClosedV1 => names::INVOICE_CLOSED,
     CreditNoteRecordedV1 => names::CREDIT_NOTE_RECORDED,
     HandOffDetailV1 => names::INVOICE_HANDED_OFF,
+    crate::payment_plans::PaymentPlanAgreedDetailV1 => names::PAYMENT_PLAN_AGREED_EVENT,
+    crate::payment_plans::PaymentPlanInstalmentPaidV1 => names::PAYMENT_PLAN_INSTALMENT_PAID,
+    crate::payment_plans::PaymentPlanCompletedV1 => names::PAYMENT_PLAN_COMPLETED,
+    crate::payment_plans::PaymentPlanBrokenV1 => names::PAYMENT_PLAN_BROKEN,
 }

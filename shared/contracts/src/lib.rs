@@ -13,6 +13,7 @@ pub mod inbound;
 pub mod jobs;
 pub mod names;
 pub mod pauses_and_ends;
+pub mod payment_plans;
 pub mod schema;
 
 pub use calls::{CallOutcomeV1, CallV1};
@@ -34,6 +35,10 @@ pub use pauses_and_ends::{
     InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, ManualPauseV1, ManualResumeV1,
     PauseRequestedV1, PromiseRecordedV1, PromiseV1, ResolutionCreditNoteV1, ResolutionV1, ResumeRequestedV1,
     WriteOffV1,
+};
+pub use payment_plans::{
+    InstalmentV1, PaymentPlanAgreedDetailV1, PaymentPlanAgreedV1, PaymentPlanBrokenV1,
+    PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PaymentPlanV1, PlanInstalmentV1,
 };
 
 /// The only version of the message bodies defined so far.

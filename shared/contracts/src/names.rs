@@ -21,8 +21,10 @@ pub const PAUSE_REQUESTED: &str = "pause.requested";
 pub const RESUME_REQUESTED: &str = "resume.requested";
 /// The outcome of a phone call a policy step asked for (see `calls.rs`).
 pub const CALL_OUTCOME: &str = "call.outcome";
+/// A payment plan agreed for one or several invoices of a customer (see `payment_plans.rs`).
+pub const PAYMENT_PLAN_AGREED: &str = "payment_plan.agreed";
 /// Every routing key the payments listener's queue is bound to.
-pub const PAYMENTS_QUEUE_KEYS: [&str; 10] = [
+pub const PAYMENTS_QUEUE_KEYS: [&str; 11] = [
     PAYMENT_RECEIVED,
     PROMISE_RECORDED,
     DISPUTE_OPENED,
@@ -33,6 +35,7 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 10] = [
     CALL_OUTCOME,
     PAUSE_REQUESTED,
     RESUME_REQUESTED,
+    PAYMENT_PLAN_AGREED,
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";
@@ -80,6 +83,13 @@ pub const INVOICE_LIFECYCLE_RECORDED: &str = "invoice.lifecycle_recorded";
 /// The sequence ended unpaid and the debt leaves relance (collection agency, lawyer); the
 /// event carries the invoice's journal with its hashes (`HandOffDetailV1`).
 pub const INVOICE_HANDED_OFF: &str = "invoice.handed_off";
+
+/// Payment plans: agreed (the same name as the inbound message, on the events exchange), an
+/// instalment paid, every instalment paid, an instalment missed beyond the grace.
+pub const PAYMENT_PLAN_AGREED_EVENT: &str = "payment_plan.agreed";
+pub const PAYMENT_PLAN_INSTALMENT_PAID: &str = "payment_plan.instalment_paid";
+pub const PAYMENT_PLAN_COMPLETED: &str = "payment_plan.completed";
+pub const PAYMENT_PLAN_BROKEN: &str = "payment_plan.broken";
 
 /// AMQP header carrying the reason a message was dead-lettered.
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";

@@ -71,6 +71,8 @@ pub enum StepKind {
     Thanks,
     /// The email that confirms what a customer said on a call (a promised date).
     Recap,
+    /// A note of a payment plan's own schedule (before an instalment, after a missed one).
+    Plan,
 }
 
 impl StepKind {
@@ -79,6 +81,7 @@ impl StepKind {
             StepKind::Reminder => "reminder",
             StepKind::Thanks => "thanks",
             StepKind::Recap => "recap",
+            StepKind::Plan => "plan",
         }
     }
 }
@@ -96,8 +99,9 @@ impl FromStr for StepKind {
             "reminder" => Ok(StepKind::Reminder),
             "thanks" => Ok(StepKind::Thanks),
             "recap" => Ok(StepKind::Recap),
+            "plan" => Ok(StepKind::Plan),
             other => Err(format!(
-                "unknown step kind {other:?} (expected reminder, thanks or recap)"
+                "unknown step kind {other:?} (expected reminder, thanks, recap or plan)"
             )),
         }
     }
@@ -197,6 +201,8 @@ pub struct DunningPolicy {
     /// Currencies in which messages state the 40 EUR indemnity's equivalent, beside the
     /// euros, at the rate and date given (`[indemnity_equivalent]`).
     pub indemnity_equivalents: BTreeMap<String, ExchangeRate>,
+    /// Payment plans' own schedule and grace (`[payment_plans]`).
+    pub payment_plans: crate::collections::payment_plan::PaymentPlanRules,
 }
 
 /// A euro exchange rate the policy gives, stated with its date in the messages.
@@ -272,6 +278,8 @@ struct RawPolicy {
     segments: SpannedMap<RawSegment>,
     #[serde(default)]
     indemnity_equivalent: Option<SpannedMap<Spanned<RawExchangeRate>>>,
+    #[serde(default)]
+    payment_plans: Option<RawPaymentPlans>,
     // Validated by `fallbacks::parse`.
     #[serde(default, rename = "fallback")]
     _fallback: Option<serde::de::IgnoredAny>,
@@ -284,6 +292,17 @@ struct RawPolicy {
 struct RawExchangeRate {
     per_euro: Spanned<RawAmount>,
     on: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaymentPlans {
+    #[serde(default)]
+    grace_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    notice_days_before: Option<Spanned<i64>>,
+    #[serde(default)]
+    reminder_days_after: Option<Spanned<Vec<i64>>>,
 }
 
 #[derive(Deserialize)]
@@ -523,6 +542,71 @@ fn amount_in(code: &str, value: &str) -> Result<Decimal, String> {
 }
 
 /// Builds errors that point into one source file.
+/// The longest grace of a payment plan's missed instalment.
+pub const MAX_PLAN_GRACE_DAYS: i64 = 60;
+
+/// `[payment_plans]`: each number within its range; reminders within the grace.
+fn payment_plan_rules(
+    p: &RawPaymentPlans,
+    at: &Locator<'_>,
+) -> Result<crate::collections::payment_plan::PaymentPlanRules, PolicyError> {
+    let defaults = crate::collections::payment_plan::PaymentPlanRules::default();
+    let days = |value: &Option<Spanned<i64>>, field: &str, default: u32| -> Result<u32, PolicyError> {
+        match value {
+            None => Ok(default),
+            Some(v) => u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|d| i64::from(*d) <= MAX_PLAN_GRACE_DAYS)
+                .ok_or_else(|| {
+                    at.err(
+                        v.span(),
+                        field,
+                        format!(
+                            "{} is out of range (0 to {MAX_PLAN_GRACE_DAYS} days)",
+                            v.get_ref()
+                        ),
+                    )
+                }),
+        }
+    };
+    let grace_days = days(&p.grace_days, "payment_plans.grace_days", defaults.grace_days)?;
+    let notice_days_before = days(
+        &p.notice_days_before,
+        "payment_plans.notice_days_before",
+        defaults.notice_days_before,
+    )?;
+    let reminder_days_after = match &p.reminder_days_after {
+        None => defaults
+            .reminder_days_after
+            .into_iter()
+            .filter(|d| *d <= grace_days)
+            .collect(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for d in list.get_ref() {
+                match u32::try_from(*d).ok().filter(|d| *d >= 1 && *d <= grace_days) {
+                    Some(d) if out.last().is_none_or(|last| d > *last) => out.push(d),
+                    _ => {
+                        return Err(at.err(
+                            list.span(),
+                            "payment_plans.reminder_days_after",
+                            format!(
+                                "{d} is not a day after the instalment within the grace (1 to {grace_days}), in increasing order"
+                            ),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+    };
+    Ok(crate::collections::payment_plan::PaymentPlanRules {
+        grace_days,
+        notice_days_before,
+        reminder_days_after,
+    })
+}
+
 struct Locator<'a> {
     source: &'a str,
     file: &'a str,
@@ -699,6 +783,11 @@ impl DunningPolicy {
             }
         };
 
+        let payment_plans = match &raw.payment_plans {
+            None => Default::default(),
+            Some(p) => payment_plan_rules(p, &at)?,
+        };
+
         let mut segments = BTreeMap::new();
         for (segment_name, segment) in raw.segments.get_ref() {
             let risk = Risk::from_str(segment_name.get_ref())
@@ -818,6 +907,7 @@ impl DunningPolicy {
             grouping,
             fallbacks: fallbacks::parse(source, file)?,
             indemnity_equivalents,
+            payment_plans,
         })
     }
 

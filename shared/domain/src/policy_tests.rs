@@ -291,7 +291,7 @@ fn every_refusal_names_the_file_the_line_and_the_field() {
             "unknown top-level key",
             policy_with(&format!("send_day = 3 {HERE}"), "", ""),
             "send_day",
-            "unknown field \"send_day\" (expected one of: send_time, thanks_template, default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, fallback, fallback_templates)",
+            "unknown field \"send_day\" (expected one of: send_time, thanks_template, default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, payment_plans, fallback, fallback_templates)",
         ),
         (
             "step offset as a string",
@@ -328,6 +328,18 @@ fn every_refusal_names_the_file_the_line_and_the_field() {
             policy_with(&format!("[windows.office]\ndays = [\"mon\"]\nopens = \"09:00\"\ncloses = \"12:00\"\nbusiness_days_only = \"yes\" {HERE}\n"), "", ""),
             "windows.office.business_days_only",
             "expected a boolean, found the string \"yes\"",
+        ),
+        (
+            "payment plan grace out of range",
+            policy_with(&format!("[payment_plans]\ngrace_days = 90 {HERE}\n"), "", ""),
+            "payment_plans.grace_days",
+            "90 is out of range (0 to 60 days)",
+        ),
+        (
+            "payment plan reminder beyond the grace",
+            policy_with(&format!("[payment_plans]\ngrace_days = 5\nreminder_days_after = [3, 8] {HERE}\n"), "", ""),
+            "payment_plans.reminder_days_after",
+            "8 is not a day after the instalment within the grace (1 to 5), in increasing order",
         ),
         (
             "broken TOML",

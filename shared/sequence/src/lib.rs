@@ -11,6 +11,7 @@ pub mod actions;
 pub mod call_outcome;
 pub mod journal;
 pub mod outgoing;
+pub mod payment_plan;
 pub mod queue;
 pub mod resume;
 

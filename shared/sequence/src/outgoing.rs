@@ -144,6 +144,12 @@ impl StepOutcome for ReminderSkippedV1 {
     }
 }
 
+impl StepOutcome for relance_contracts::ReminderCancelledV1 {
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 impl StepOutcome for ReminderFailedV1 {
     fn reason(&self) -> &str {
         &self.reason

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod outbox;
 pub mod overview;
 pub mod pauses;
+pub mod payment_plans;
 pub mod retention;
 mod rows;
 pub mod steps;

@@ -527,8 +527,8 @@ pub async fn emission_days(
         .context("reading emission days")
 }
 
-/// Cancels every step of the invoice that has not gone out yet (open call tasks and call
-/// recaps included); returns them, each with the status it had until now. A step in
+/// Cancels every step of the invoice that has not gone out yet (open call tasks, call
+/// recaps and payment plan notes included); returns them, each with the status it had until now. A step in
 /// `sending` is not cancelled: its sender may already have sent the end of DATA. It is
 /// marked instead (`stop_requested_at`, `stop_reason`), and its sender, which re-checks the
 /// invoice and the mark right before the end of DATA, decides: aborted and cancelled, or
@@ -542,7 +542,7 @@ pub async fn cancel_open(
     sqlx::query(
         "UPDATE reminder_steps SET stop_requested_at = COALESCE(stop_requested_at, clock_timestamp()),
              stop_reason = COALESCE(stop_reason, $2)
-         WHERE invoice_id = $1 AND kind IN ('reminder', 'recap') AND status = 'sending'",
+         WHERE invoice_id = $1 AND kind IN ('reminder', 'recap', 'plan') AND status = 'sending'",
     )
     .bind(invoice_id)
     .bind(reason)
@@ -555,7 +555,7 @@ pub async fn cancel_open(
         "UPDATE reminder_steps s SET status = 'cancelled', status_reason = $3, updated_at = $4,
              status_changed_at = clock_timestamp()
          FROM (SELECT id, status FROM reminder_steps
-               WHERE invoice_id = $1 AND kind IN ('reminder', 'recap') AND status = ANY($2)
+               WHERE invoice_id = $1 AND kind IN ('reminder', 'recap', 'plan') AND status = ANY($2)
                ORDER BY id FOR UPDATE) old
          WHERE s.id = old.id AND s.status = old.status
          RETURNING s.id, old.status",
@@ -712,7 +712,9 @@ pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resu
 }
 
 /// Steps not yet in a final state whose time has come (tests and the demo wait for zero).
-/// The pending steps of a paused invoice are not due while the pause lasts; a promise whose
+/// The pending steps of a paused invoice are not due while the pause lasts (but for a payment
+/// plan's own notes, which go out while it holds); a plan whose instalment is unpaid past its
+/// grace, not broken yet, counts as unfinished work; a promise whose
 /// time is up but that the scheduler has not ended yet counts as unfinished work, and so does
 /// a call task whose time is up. An open call task waits for a person: it is not unfinished.
 pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyhow::Result<i64> {
@@ -720,9 +722,11 @@ pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyh
         "SELECT (SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
                  WHERE s.due_at <= $1 AND s.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending')
                    AND (i.status = 'open' OR s.kind = 'thanks')
-                   AND NOT (s.status = 'pending'
+                   AND NOT (s.status = 'pending' AND s.kind <> 'plan'
                             AND EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
               + (SELECT count(*) FROM invoice_pauses WHERE ended_at IS NULL AND until <= $1)
+              + (SELECT count(*) FROM payment_plan_instalments pi JOIN payment_plans pp ON pp.id = pi.plan_id
+                 WHERE pp.status = 'active' AND pi.paid < pi.amount AND pi.breaks_at <= $1)
               + (SELECT count(*) FROM call_tasks t JOIN reminder_steps s ON s.id = t.step_id
                  WHERE s.status = 'awaiting_outcome' AND t.expires_at <= $1)",
     )

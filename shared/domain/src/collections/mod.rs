@@ -5,6 +5,7 @@
 
 pub mod lifecycle;
 pub mod pause;
+pub mod payment_plan;
 pub mod status;
 pub mod validate;
 

@@ -36,6 +36,9 @@ pub enum PauseKind {
     /// Held by hand by the accounts team (`pause.requested`): ends when it is released
     /// (`resume.requested`), and only then.
     Manual,
+    /// A payment plan holds the invoice's own sequence (its own notes go out instead): ends
+    /// when the plan is completed or broken.
+    Plan,
 }
 
 impl PauseKind {
@@ -45,6 +48,7 @@ impl PauseKind {
             PauseKind::Dispute => "dispute",
             PauseKind::Suspension => "suspension",
             PauseKind::Manual => "manual",
+            PauseKind::Plan => "plan",
         }
     }
 }
@@ -63,6 +67,7 @@ impl FromStr for PauseKind {
             "dispute" => Ok(PauseKind::Dispute),
             "suspension" => Ok(PauseKind::Suspension),
             "manual" => Ok(PauseKind::Manual),
+            "plan" => Ok(PauseKind::Plan),
             other => Err(format!("unknown pause kind {other:?}")),
         }
     }
