@@ -20,7 +20,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 /// The town of the creditor's address: its last line without the postal code.
-fn place(address: &str) -> String {
+pub(crate) fn place(address: &str) -> String {
     let last = address
         .lines()
         .map(str::trim)
@@ -157,6 +157,7 @@ pub fn render(env: &Environment<'static>, config: &Config, target: &Target<'_>) 
         place_and_date: place_and_date.clone(),
         subject: format!("{}{}", l.subject, subject),
         references: references.clone(),
+        tables: Vec::new(),
         paragraphs: paragraphs.clone(),
         // The mentions business papers must carry (R123-237), on every page.
         footer: format!(
@@ -295,7 +296,7 @@ fn references(
 }
 
 /// The creditor's name, address lines, and email and phone on one line.
-fn letterhead(config: &Config) -> Vec<String> {
+pub(crate) fn letterhead(config: &Config) -> Vec<String> {
     let creditor = &config.settings.creditor;
     let mut letterhead = vec![creditor.name.clone()];
     letterhead.extend(creditor.address.lines().map(str::to_string));

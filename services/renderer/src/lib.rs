@@ -10,6 +10,7 @@ pub mod decision;
 pub mod letter;
 pub mod pdf;
 pub mod sms;
+pub mod statement;
 pub mod templates;
 #[cfg(test)]
 mod test_fixtures;
@@ -152,7 +153,12 @@ pub async fn render_job(
     } else {
         &[]
     };
-    let settlement = decision::settle(&step, rendering);
+    let mut settlement = decision::settle(&step, rendering);
+    if let Settlement::Store(stored) = &mut settlement {
+        if decision::attaches_statement(&config.policy, &step, invoice.risk) {
+            stored.attach(statement_of(&mut tx, config, &invoice, now).await?);
+        }
+    }
     apply_settlement(tx, config, &step, &invoice, listed, settlement, now).await
 }
 
@@ -199,6 +205,25 @@ async fn load_inputs(
     })
 }
 
+/// The statement of account of the invoice's customer on the customer's date of `now`.
+async fn statement_of(
+    conn: &mut sqlx::PgConnection,
+    config: &Config,
+    invoice: &InvoiceRecord,
+    now: DateTime<Utc>,
+) -> Result<statement::StatementDocument, HandlerError> {
+    let Some(source) = relance_storage::statements::load(conn, &invoice.customer_id).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "invoice {} has no customer for its statement",
+            invoice.number
+        )));
+    };
+    let today = now.with_timezone(&source.customer.timezone).date_naive();
+    statement::figures(config, &source, today, None)
+        .and_then(|figures| statement::document(config, &figures))
+        .map_err(|e| HandlerError::Permanent(format!("the statement of account failed: {e:#}")))
+}
+
 /// Moves the step to the channel it falls back to, announces it and releases its group.
 /// Returns whether the step was still queued.
 async fn apply_fallback(
@@ -240,6 +265,7 @@ async fn apply_settlement(
         next_status,
         journal_detail,
         handoff,
+        statement,
     } = match settlement {
         Settlement::Store(stored) => *stored,
         Settlement::Skip(skipped) => {
@@ -260,6 +286,16 @@ async fn apply_settlement(
     }
     if let Some(document) = &document {
         deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
+    }
+    if let Some(statement) = &statement {
+        relance_storage::statements::save_attached(
+            &mut tx,
+            step.id,
+            &statement.name,
+            &statement.pdf,
+            &statement.sha256,
+        )
+        .await?;
     }
     let invoice_number = &step.invoice_number;
     journal::append(
@@ -470,19 +506,7 @@ pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Co
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
     let pay_by = pay_by(config, step, today);
-    let notice_on = history.formal_notice_effective_on(tz, config.settings.postal_delivery_days);
-    let claim = claim_on(
-        &config
-            .settings
-            .channels
-            .interest_terms()
-            .for_customer(invoice.late_interest_percent),
-        invoice.kind,
-        &debt_of(invoice, currency),
-        &history.payments,
-        notice_on,
-        today,
-    );
+    let claim = claim_of(config, invoice, history, currency, today);
     let claim_context = claim
         .as_ref()
         .filter(|c| c.adds_anything())
@@ -517,6 +541,32 @@ pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Co
         claim,
         claim_context,
     })
+}
+
+/// What is owed on top of the balance of `invoice` on `today` (the customer's local date),
+/// `None` until its due date has passed: the one computation every channel and the statement
+/// of account state, from the same payments and formal notice.
+pub fn claim_of(
+    config: &Config,
+    invoice: &InvoiceRecord,
+    history: &ClaimHistory,
+    currency: relance_domain::money::Currency,
+    today: NaiveDate,
+) -> Option<Claim> {
+    let notice_on =
+        history.formal_notice_effective_on(invoice.timezone, config.settings.postal_delivery_days);
+    claim_on(
+        &config
+            .settings
+            .channels
+            .interest_terms()
+            .for_customer(invoice.late_interest_percent),
+        invoice.kind,
+        &debt_of(invoice, currency),
+        &history.payments,
+        notice_on,
+        today,
+    )
 }
 
 /// The day to pay by: a formal notice gives its own deadline (RELANCE_FORMAL_NOTICE_DAYS),

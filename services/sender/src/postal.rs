@@ -252,6 +252,10 @@ impl Courier for LetterCourier {
                     invoice,
                 ));
             }
+            // The statement of account goes in the same envelope, after the invoice.
+            if let Some((name, statement)) = parcel.statement.clone() {
+                documents.push(PostedDocument::new(name, statement));
+            }
             if documents
                 .first()
                 .is_some_and(|d| hex::encode(Sha256::digest(&d.pdf)) != d.sha256)

@@ -19,6 +19,7 @@ pub mod overview;
 pub mod pauses;
 pub mod retention;
 mod rows;
+pub mod statements;
 pub mod steps;
 
 use anyhow::Context;
