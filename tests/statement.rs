@@ -5,22 +5,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use relance_contracts::names;
-use relance_tests::{date, invoice_issued, payment_received, squeeze, TestEnv};
+use relance_tests::{date, invoice_issued, manifest_lines, payment_received, squeeze, TestEnv};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-/// One step in every segment: a formal notice by email eight days after the due date, with
-/// the statement of account attached. Due Monday 9 March 2026: Tuesday 17 March.
-fn policy() -> String {
+/// One step in every segment: a formal notice on `channel` eight days after the due date,
+/// with the statement of account attached. Due Monday 9 March 2026: Tuesday 17 March.
+fn policy(channel: &str) -> String {
     let step = r#"
 [[segments.SEGMENT.steps]]
 name = "formal_notice"
 offset_days = 8
-channel = "email"
+channel = "CHANNEL"
 template = "formal_notice"
 tone = "formal"
 attach_statement = true
-"#;
+"#
+    .replace("CHANNEL", channel);
     let mut policy = "send_time = \"09:00\"\n".to_string();
     for segment in ["low", "medium", "high"] {
         policy.push_str(&step.replace("SEGMENT", segment));
@@ -31,17 +32,29 @@ attach_statement = true
 struct Setup {
     env: TestEnv,
     scratch: PathBuf,
+    letters: PathBuf,
 }
 
-async fn start() -> Setup {
+async fn start(channel: &str) -> Setup {
     let scratch = std::env::temp_dir().join(format!("relance-statement-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch).unwrap();
     let policy_file = scratch.join("policy.toml");
-    std::fs::write(&policy_file, policy()).unwrap();
-    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", policy_file.to_str().unwrap())])
-        .await
-        .expect("starting the test environment");
-    Setup { env, scratch }
+    std::fs::write(&policy_file, policy(channel)).unwrap();
+    let letters = scratch.join("letters");
+    let env = TestEnv::try_start(
+        1,
+        &[
+            ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
+            ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
+        ],
+    )
+    .await
+    .expect("starting the test environment");
+    Setup {
+        env,
+        scratch,
+        letters,
+    }
 }
 
 /// An invoice of customer C-ACME, with its postal address.
@@ -116,7 +129,7 @@ fn assert_lists_acmes_debts(text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_formal_notice_carries_the_statement_of_account_when_its_step_says_so() {
-    let s = start().await;
+    let s = start("email").await;
     acme_ledger(&s.env).await;
     s.env.run_until(date(2026, 3, 17)).await;
     let emails = s.env.mail.wait_for_emails(1).await;
@@ -152,7 +165,7 @@ async fn a_formal_notice_carries_the_statement_of_account_when_its_step_says_so(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relance_statement_writes_the_customers_statement_as_pdf() {
-    let s = start().await;
+    let s = start("email").await;
     acme_ledger(&s.env).await;
     let out = s.scratch.join("acme.pdf");
     let run = s
@@ -182,6 +195,35 @@ async fn relance_statement_writes_the_customers_statement_as_pdf() {
         "{}",
         unknown.stderr
     );
+
+    s.env.stop().await;
+    let _ = std::fs::remove_dir_all(&s.scratch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_formal_notice_encloses_the_statement_after_the_letter() {
+    let s = start("registered_letter").await;
+    acme_ledger(&s.env).await;
+    s.env.run_until(date(2026, 3, 17)).await;
+    s.env.wait_journal("F-S1", names::REMINDER_SENT, 1).await;
+    let lines = manifest_lines(&s.letters);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (folder, line) = &lines[0];
+    let name = "releve-de-compte-C-ACME-2026-03-17.pdf";
+    let enclosures = line["enclosures"].as_array().unwrap();
+    assert_eq!(enclosures.len(), 1, "{line}");
+    assert_eq!(
+        enclosures[0]["file"].as_str().map(|f| f.ends_with(name)),
+        Some(true),
+        "{line}"
+    );
+    // The letter stays the letter: the statement is a document of its own.
+    let letter = std::fs::read(folder.join(line["file"].as_str().unwrap())).unwrap();
+    let letter_text = pdf_extract::extract_text_from_mem(&letter).unwrap();
+    assert!(letter_text.contains("Mise en demeure"), "{letter_text}");
+    assert!(!letter_text.contains("Relevé de compte"), "{letter_text}");
+    let statement = std::fs::read(folder.join(enclosures[0]["file"].as_str().unwrap())).unwrap();
+    assert_lists_acmes_debts(&pdf_extract::extract_text_from_mem(&statement).unwrap());
 
     s.env.stop().await;
     let _ = std::fs::remove_dir_all(&s.scratch);
