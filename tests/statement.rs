@@ -228,3 +228,52 @@ async fn a_registered_formal_notice_encloses_the_statement_after_the_letter() {
     s.env.stop().await;
     let _ = std::fs::remove_dir_all(&s.scratch);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_page_offers_the_statement_as_a_pdf_download() {
+    let s = start("email").await;
+    acme_ledger(&s.env).await;
+    let ten_in_paris = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 17, 9, 0, 0).unwrap();
+    s.env.set_time(ten_in_paris).await;
+    let console = s.env.start_console(None).await.unwrap();
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{console}/customers/C-ACME"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<a href="/customers/C-ACME/statement.pdf">Statement (PDF)</a>"#),
+        "{page}"
+    );
+    let response = http
+        .get(format!("{console}/customers/C-ACME/statement.pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    let disposition = response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        disposition.contains("releve-de-compte-C-ACME-2026-03-17.pdf"),
+        "{disposition}"
+    );
+    let pdf = response.bytes().await.unwrap();
+    assert_lists_acmes_debts(&pdf_extract::extract_text_from_mem(&pdf).unwrap());
+
+    let unknown = http
+        .get(format!("{console}/customers/C-NOBODY/statement.pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    s.env.stop().await;
+    let _ = std::fs::remove_dir_all(&s.scratch);
+}

@@ -13,6 +13,7 @@ pub mod access;
 mod actions;
 mod dead_letters;
 mod pages;
+mod statement;
 mod totals;
 mod views;
 

@@ -1,6 +1,6 @@
 //! `relance statement CUSTOMER --out FILE [--as-of DATE] [--since DATE]`: writes a customer's
 //! statement of account as PDF, the one the renderer attaches to messages
-//! (`relance_renderer::statement`). Reads the database; publishes and changes nothing.
+//! (`relance_documents::statement`). Reads the database; publishes and changes nothing.
 
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -31,8 +31,8 @@ pub async fn write_statement(
             .with_timezone(&source.customer.timezone)
             .date_naive()
     });
-    let figures = relance_renderer::statement::figures(&config, &source, as_of, since)?;
-    let document = relance_renderer::statement::document(&config, &figures)?;
+    let figures = relance_documents::statement::figures(&config, &source, as_of, since)?;
+    let document = relance_documents::statement::document(&config, &figures)?;
     std::fs::write(out, &document.pdf).with_context(|| format!("writing {}", out.display()))?;
     println!(
         "{}: statement of account of {customer_id} on {as_of}, {} open invoice(s), {} page(s), sha256 {}",

@@ -8,9 +8,7 @@
 pub mod call;
 pub mod decision;
 pub mod letter;
-pub mod pdf;
 pub mod sms;
-pub mod statement;
 pub mod templates;
 #[cfg(test)]
 mod test_fixtures;
@@ -23,7 +21,7 @@ use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{CallTaskOpenedV1, ReminderDueV1, ReminderFallbackV1, ReminderSkippedV1, VERSION_1};
 use relance_domain::calls::task_expiry;
-use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
+use relance_domain::claim::{Claim, INDEMNITY_CURRENCY};
 use relance_domain::interest::RateSource;
 use relance_domain::locale::format_date;
 use relance_domain::{Channel, CustomerKind, Language, Money, StepKind, Tone};
@@ -39,6 +37,8 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+pub use relance_documents::{claim_of, debt_of, pdf, statement};
 
 pub const SERVICE: &str = "renderer";
 
@@ -543,32 +543,6 @@ pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Co
     })
 }
 
-/// What is owed on top of the balance of `invoice` on `today` (the customer's local date),
-/// `None` until its due date has passed: the one computation every channel and the statement
-/// of account state, from the same payments and formal notice.
-pub fn claim_of(
-    config: &Config,
-    invoice: &InvoiceRecord,
-    history: &ClaimHistory,
-    currency: relance_domain::money::Currency,
-    today: NaiveDate,
-) -> Option<Claim> {
-    let notice_on =
-        history.formal_notice_effective_on(invoice.timezone, config.settings.postal_delivery_days);
-    claim_on(
-        &config
-            .settings
-            .channels
-            .interest_terms()
-            .for_customer(invoice.late_interest_percent),
-        invoice.kind,
-        &debt_of(invoice, currency),
-        &history.payments,
-        notice_on,
-        today,
-    )
-}
-
 /// The day to pay by: a formal notice gives its own deadline (RELANCE_FORMAL_NOTICE_DAYS),
 /// on every channel; other messages the usual one.
 fn pay_by(config: &Config, step: &StepRecord, today: NaiveDate) -> NaiveDate {
@@ -653,17 +627,6 @@ fn mail_domain(mail_from: &str) -> &str {
         .map(|d| d.trim_end_matches('>').trim())
         .filter(|d| !d.is_empty())
         .unwrap_or("relance.invalid")
-}
-
-/// The amounts of an invoice a claim is computed from.
-pub fn debt_of(invoice: &InvoiceRecord, currency: relance_domain::money::Currency) -> Debt {
-    Debt {
-        amount: invoice.amount,
-        credited: invoice.credited,
-        balance: invoice.balance,
-        due_on: invoice.due_on,
-        currency,
-    }
 }
 
 /// Renders one email step for its invoice at `now`.
@@ -802,6 +765,7 @@ pub fn render_email_with(
 mod tests {
     use super::*;
     use relance_config::Settings;
+    use relance_domain::claim::claim_on;
     use relance_domain::{CustomerKind, DunningPolicy, SimulatedClock};
     use std::str::FromStr;
 

@@ -5,10 +5,10 @@
 //! Owns the figures and their wording; the interest and indemnity come from the one claim
 //! computation of the reminders ([`crate::claim_of`]). Reads nothing itself: the caller
 //! loads a [`StatementSource`] (the renderer when a policy step attaches it, the `relance
-//! statement` command).
+//! statement` command, the console's download).
 
 use crate::claim_of;
-use crate::letter::{letterhead, percent, place};
+use crate::letterhead::{letterhead, percent, place};
 use crate::pdf::{self, Letter, Table};
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -464,12 +464,46 @@ fn paragraphs(config: &Config, statement: &Statement, l: &Labels) -> Vec<String>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::test_fixtures::invoice;
     use relance_config::Settings;
     use relance_domain::SimulatedClock;
     use relance_storage::deliveries::ClaimHistory;
+    use relance_storage::invoices::InvoiceRecord;
     use relance_storage::statements::{CreditNoteLine, StatementInvoice};
     use std::sync::Arc;
+
+    /// Invoice F-9 of ACME Industrie SA: 1 500.00 EUR issued 7 February 2026, due 9 March,
+    /// 1 000.00 left to pay (the renderer's letter tests use the same).
+    fn invoice(kind: &str, language: &str) -> InvoiceRecord {
+        InvoiceRecord {
+            id: uuid_nil(),
+            number: "F-9".into(),
+            amount: Decimal::new(150000, 2),
+            currency: "EUR".into(),
+            balance: Decimal::new(100000, 2),
+            credited: Decimal::ZERO,
+            issued_on: date(2026, 2, 7),
+            due_on: date(2026, 3, 9),
+            payment_link: None,
+            has_pdf: false,
+            status: "open".parse().unwrap(),
+            customer_id: "C-9".into(),
+            customer_name: "ACME Industrie SA".into(),
+            contact_name: "Jeanne Martin".into(),
+            email: "compta@acme.test".into(),
+            cc: vec![],
+            language: language.parse().unwrap(),
+            timezone: "Europe/Paris".parse().unwrap(),
+            risk: "medium".parse().unwrap(),
+            kind: kind.parse().unwrap(),
+            country: "FR".into(),
+            region: None,
+            late_interest_percent: None,
+        }
+    }
+
+    fn uuid_nil() -> uuid::Uuid {
+        uuid::Uuid::nil()
+    }
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
