@@ -119,6 +119,8 @@ pub struct MailDev {
 /// An email as the SMTP server received it.
 #[derive(Debug, Clone)]
 pub struct Email {
+    /// MailDev's id of the message (to fetch its attachments).
+    pub id: String,
     pub subject: String,
     pub to: Vec<String>,
     pub cc: Vec<String>,
@@ -149,6 +151,7 @@ fn addresses(v: &Value, key: &str) -> Vec<String> {
 impl Email {
     fn from_maildev(v: &Value, mail_dir: &std::path::Path) -> Self {
         Self {
+            id: text_of(v, "id"),
             subject: text_of(v, "subject"),
             to: addresses(v, "to"),
             cc: addresses(v, "cc"),
@@ -292,6 +295,43 @@ impl MailDev {
             .iter()
             .map(|v| Email::from_maildev(v, &self.mail_dir))
             .collect())
+    }
+
+    /// The content of an attachment of a received email.
+    pub async fn attachment(&self, email: &Email, file_name: &str) -> Vec<u8> {
+        let base = format!("http://127.0.0.1:{}/email/{}", self.web_port, email.id);
+        let details: Value = self
+            .http
+            .get(&base)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("asking MailDev for the email")
+            .json()
+            .await
+            .expect("MailDev's email as JSON");
+        // MailDev serves an attachment under the name it stored it as.
+        let stored = details["attachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["fileName"] == file_name)
+            .and_then(|a| a["generatedFileName"].as_str())
+            .unwrap_or(file_name)
+            .to_string();
+        let response = self
+            .http
+            .get(format!("{base}/attachment/{stored}"))
+            .send()
+            .await
+            .expect("asking MailDev for the attachment");
+        response
+            .error_for_status()
+            .expect("MailDev has the attachment")
+            .bytes()
+            .await
+            .expect("reading the attachment")
+            .to_vec()
     }
 
     /// Every email received so far.

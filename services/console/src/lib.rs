@@ -14,6 +14,7 @@ mod actions;
 mod dead_letters;
 mod figures;
 mod pages;
+mod statement;
 mod totals;
 mod views;
 

@@ -30,6 +30,10 @@ pub fn router(console: Shared) -> Router {
         .route("/api/invoices", get(tracking_api))
         .route("/customers/{id}", get(customer_page))
         .route("/api/customers/{id}", get(customer_api))
+        .route(
+            "/customers/{id}/statement.pdf",
+            get(crate::statement::statement_pdf),
+        )
         .route("/invoices/{number}", get(crate::actions::invoice_page))
         .route("/invoices/{number}/actions", post(crate::actions::action_form))
         .route("/api/invoices/{number}/actions", post(crate::actions::action_api))

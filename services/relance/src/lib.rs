@@ -9,6 +9,7 @@ pub mod import;
 pub mod invoice_commands;
 pub mod journal;
 pub mod output;
+pub mod statement;
 pub mod tasks;
 
 use anyhow::Context;

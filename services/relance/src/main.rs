@@ -86,6 +86,22 @@ enum Command {
         #[arg(long, default_value_t = 40)]
         days: u32,
     },
+    /// Write a customer's statement of account as PDF: its open invoices, payments and
+    /// credit notes, balance, late interest to date and recovery indemnities.
+    Statement {
+        /// The customer's id (as in `invoice.issued`).
+        customer: String,
+        /// The PDF file to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// The statement's date (YYYY-MM-DD); by default today in the customer's time zone.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// List payments and credit notes from this date on (YYYY-MM-DD); by default all of
+        /// those on the open invoices.
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+    },
     /// Verify the tamper-evident journal, or export one invoice's proof file.
     Journal {
         #[command(subcommand)]
@@ -105,7 +121,8 @@ async fn main() -> anyhow::Result<()> {
         | Command::Invoices { .. }
         | Command::Tasks { .. }
         | Command::DeadLetters { .. }
-        | Command::Import { .. } => "relance-cli".to_string(),
+        | Command::Import { .. }
+        | Command::Statement { .. } => "relance-cli".to_string(),
         Command::Journal { .. } => "relance-journal".to_string(),
     };
     let _telemetry = relance_telemetry::init_with_log_format(
@@ -197,6 +214,12 @@ async fn main() -> anyhow::Result<()> {
         } => relance::tasks::list_tasks(settings, all, format).await,
         Command::DeadLetters { command } => relance::dead_letters::run(settings, command).await,
         Command::Import { command } => relance::import::run(settings, command).await,
+        Command::Statement {
+            customer,
+            out,
+            as_of,
+            since,
+        } => relance::statement::write_statement(settings, &customer, &out, as_of, since).await,
         Command::Tasks {
             command: Some(command),
             ..

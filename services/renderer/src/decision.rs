@@ -102,6 +102,36 @@ pub struct Stored {
     pub next_status: StepStatus,
     pub journal_detail: serde_json::Value,
     pub handoff: Option<Handoff>,
+    /// The customer's statement of account going with the message, when its policy step
+    /// says so (see [`attaches_statement`]).
+    pub statement: Option<crate::statement::StatementDocument>,
+}
+
+/// Whether the message of `step` carries the customer's statement of account: its policy
+/// step has `attach_statement = true` and it goes out by email or letter (an SMS or a call
+/// task has nothing to attach it to).
+pub fn attaches_statement(policy: &DunningPolicy, step: &StepRecord, risk: Risk) -> bool {
+    let attachable = matches!(
+        step.channel,
+        Channel::Email | Channel::Letter | Channel::RegisteredLetter
+    );
+    attachable
+        && policy
+            .step_named(risk, &step.name)
+            .is_some_and(|template| template.attach_statement)
+}
+
+impl Stored {
+    /// Attaches the statement, and names it and its SHA-256 in the journal entry.
+    pub fn attach(&mut self, statement: crate::statement::StatementDocument) {
+        if let Some(detail) = self.journal_detail.as_object_mut() {
+            detail.insert(
+                "statement".to_string(),
+                json!({ "file": statement.name, "sha256": statement.sha256, "pages": statement.pages }),
+            );
+        }
+        self.statement = Some(statement);
+    }
 }
 
 /// The job a rendered message leaves for its channel's sender.
@@ -139,6 +169,7 @@ pub fn settle(step: &StepRecord, rendering: Rendering) -> Settlement {
         document,
         next_status,
         handoff,
+        statement: None,
     }))
 }
 

@@ -10,6 +10,7 @@ use crate::{common_context, Common, Document, Rendering, Target};
 use anyhow::anyhow;
 use minijinja::Environment;
 use relance_config::Config;
+pub(crate) use relance_documents::letterhead::{letterhead, percent, place};
 use relance_domain::claim::{Claim, INDEMNITY_CURRENCY};
 use relance_domain::locale::format_date;
 use relance_domain::{Channel, Language, Money};
@@ -18,25 +19,6 @@ use relance_storage::steps::{RenderedMessage, StepRecord};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-
-/// The town of the creditor's address: its last line without the postal code.
-fn place(address: &str) -> String {
-    let last = address
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("");
-    let town = last.trim_start_matches(|c: char| c.is_ascii_digit() || c.is_whitespace());
-    if town.is_empty() { last } else { town }.to_string()
-}
-
-pub(crate) fn percent(rate: Decimal, language: Language) -> String {
-    let plain = rate.normalize().to_string();
-    match language {
-        Language::Fr => format!("{}\u{a0}%", plain.replace('.', ",")),
-        Language::En => format!("{plain}%"),
-    }
-}
 
 struct Labels {
     registered: &'static str,
@@ -157,6 +139,7 @@ pub fn render(env: &Environment<'static>, config: &Config, target: &Target<'_>) 
         place_and_date: place_and_date.clone(),
         subject: format!("{}{}", l.subject, subject),
         references: references.clone(),
+        tables: Vec::new(),
         paragraphs: paragraphs.clone(),
         // The mentions business papers must carry (R123-237), on every page.
         footer: format!(
@@ -292,22 +275,6 @@ fn references(
         references.push((total_label, money(claimed.total)));
     }
     references
-}
-
-/// The creditor's name, address lines, and email and phone on one line.
-fn letterhead(config: &Config) -> Vec<String> {
-    let creditor = &config.settings.creditor;
-    let mut letterhead = vec![creditor.name.clone()];
-    letterhead.extend(creditor.address.lines().map(str::to_string));
-    letterhead.push(
-        [creditor.email.as_str(), creditor.phone.as_str()]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join(" · "),
-    );
-    letterhead
 }
 
 /// The customer's name, the contact it is for, then the address lines.

@@ -8,7 +8,6 @@
 pub mod call;
 pub mod decision;
 pub mod letter;
-pub mod pdf;
 pub mod sms;
 pub mod templates;
 #[cfg(test)]
@@ -22,7 +21,7 @@ use relance_config::Config;
 use relance_contracts::names::{self, Names};
 use relance_contracts::{CallTaskOpenedV1, ReminderDueV1, ReminderFallbackV1, ReminderSkippedV1, VERSION_1};
 use relance_domain::calls::task_expiry;
-use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
+use relance_domain::claim::{Claim, INDEMNITY_CURRENCY};
 use relance_domain::interest::RateSource;
 use relance_domain::locale::format_date;
 use relance_domain::{Channel, CustomerKind, Language, Money, StepKind, Tone};
@@ -38,6 +37,8 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+pub use relance_documents::{claim_of, debt_of, pdf, statement};
 
 pub const SERVICE: &str = "renderer";
 
@@ -152,7 +153,12 @@ pub async fn render_job(
     } else {
         &[]
     };
-    let settlement = decision::settle(&step, rendering);
+    let mut settlement = decision::settle(&step, rendering);
+    if let Settlement::Store(stored) = &mut settlement {
+        if decision::attaches_statement(&config.policy, &step, invoice.risk) {
+            stored.attach(statement_of(&mut tx, config, &invoice, now).await?);
+        }
+    }
     apply_settlement(tx, config, &step, &invoice, listed, settlement, now).await
 }
 
@@ -199,6 +205,25 @@ async fn load_inputs(
     })
 }
 
+/// The statement of account of the invoice's customer on the customer's date of `now`.
+async fn statement_of(
+    conn: &mut sqlx::PgConnection,
+    config: &Config,
+    invoice: &InvoiceRecord,
+    now: DateTime<Utc>,
+) -> Result<statement::StatementDocument, HandlerError> {
+    let Some(source) = relance_storage::statements::load(conn, &invoice.customer_id).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "invoice {} has no customer for its statement",
+            invoice.number
+        )));
+    };
+    let today = now.with_timezone(&source.customer.timezone).date_naive();
+    statement::figures(config, &source, today, None)
+        .and_then(|figures| statement::document(config, &figures))
+        .map_err(|e| HandlerError::Permanent(format!("the statement of account failed: {e:#}")))
+}
+
 /// Moves the step to the channel it falls back to, announces it and releases its group.
 /// Returns whether the step was still queued.
 async fn apply_fallback(
@@ -240,6 +265,7 @@ async fn apply_settlement(
         next_status,
         journal_detail,
         handoff,
+        statement,
     } = match settlement {
         Settlement::Store(stored) => *stored,
         Settlement::Skip(skipped) => {
@@ -260,6 +286,16 @@ async fn apply_settlement(
     }
     if let Some(document) = &document {
         deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
+    }
+    if let Some(statement) = &statement {
+        relance_storage::statements::save_attached(
+            &mut tx,
+            step.id,
+            &statement.name,
+            &statement.pdf,
+            &statement.sha256,
+        )
+        .await?;
     }
     let invoice_number = &step.invoice_number;
     journal::append(
@@ -539,19 +575,7 @@ pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Co
     let days_overdue = (today - invoice.due_on).num_days().max(0);
     let days_until_due = (invoice.due_on - today).num_days().max(0);
     let pay_by = pay_by(config, step, today);
-    let notice_on = history.formal_notice_effective_on(tz, config.settings.postal_delivery_days);
-    let claim = claim_on(
-        &config
-            .settings
-            .channels
-            .interest_terms()
-            .for_customer(invoice.late_interest_percent),
-        invoice.kind,
-        &debt_of(invoice, currency),
-        &history.payments,
-        notice_on,
-        today,
-    );
+    let claim = claim_of(config, invoice, history, currency, today);
     let claim_context = claim
         .as_ref()
         .filter(|c| c.adds_anything())
@@ -672,17 +696,6 @@ fn mail_domain(mail_from: &str) -> &str {
         .map(|d| d.trim_end_matches('>').trim())
         .filter(|d| !d.is_empty())
         .unwrap_or("relance.invalid")
-}
-
-/// The amounts of an invoice a claim is computed from.
-pub fn debt_of(invoice: &InvoiceRecord, currency: relance_domain::money::Currency) -> Debt {
-    Debt {
-        amount: invoice.amount,
-        credited: invoice.credited,
-        balance: invoice.balance,
-        due_on: invoice.due_on,
-        currency,
-    }
 }
 
 /// Renders one email step for its invoice at `now`.
@@ -821,6 +834,7 @@ pub fn render_email_with(
 mod tests {
     use super::*;
     use relance_config::Settings;
+    use relance_domain::claim::claim_on;
     use relance_domain::{CustomerKind, DunningPolicy, SimulatedClock};
     use std::str::FromStr;
 

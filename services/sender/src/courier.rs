@@ -74,6 +74,8 @@ pub struct Parcel {
     pub invoice_pdf: Option<Vec<u8>>,
     /// The rendered document (a letter's PDF) and its SHA-256.
     pub document: Option<(Vec<u8>, String)>,
+    /// The statement of account going with the message: its file name and PDF.
+    pub statement: Option<(String, Vec<u8>)>,
     pub at: DateTime<Utc>,
 }
 

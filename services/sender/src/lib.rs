@@ -155,6 +155,7 @@ pub async fn deliver_job(
         None
     };
     let document = deliveries::document_of(&mut conn, step.id).await?;
+    let statement = relance_storage::statements::attached_to(&mut conn, step.id).await?;
 
     let attempt = uuid::Uuid::new_v4();
     if !claim(conn, config, &step, attempt).await? {
@@ -165,6 +166,7 @@ pub async fn deliver_job(
         rendered: rendered.clone(),
         invoice_pdf: pdf,
         document,
+        statement,
         at: config.clock.now(),
     };
     let gate = StepGate {

@@ -85,13 +85,15 @@ impl Mailer {
     }
 }
 
-/// Builds the MIME message: text and HTML alternatives, the invoice PDF attached.
+/// Builds the MIME message: text and HTML alternatives, the invoice PDF attached, then the
+/// statement of account (its file name, its PDF) when the message carries one.
 pub fn build_message(
     rendered: &RenderedMessage,
     mail_from: &str,
     reply_to: &str,
     invoice_number: &str,
     pdf: Option<Vec<u8>>,
+    statement: Option<(String, Vec<u8>)>,
     at: DateTime<Utc>,
 ) -> Result<Message, DeliveryError> {
     let mailbox = |address: &str| -> Result<Mailbox, DeliveryError> {
@@ -115,19 +117,26 @@ pub fn build_message(
         Some(html) => MultiPart::alternative_plain_html(rendered.body_text.clone(), html.clone()),
         None => MultiPart::alternative().singlepart(SinglePart::plain(rendered.body_text.clone())),
     };
-    let body = match pdf {
-        Some(pdf) => {
-            let pdf_type =
-                ContentType::parse("application/pdf").map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-            let file_name = format!(
-                "{}.pdf",
-                invoice_number.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_")
-            );
-            MultiPart::mixed()
-                .multipart(alternatives)
-                .singlepart(Attachment::new(file_name).body(pdf, pdf_type))
-        }
-        None => alternatives,
+    let mut attachments = Vec::new();
+    if let Some(pdf) = pdf {
+        let file_name = format!(
+            "{}.pdf",
+            invoice_number.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_")
+        );
+        attachments.push((file_name, pdf));
+    }
+    attachments.extend(statement);
+    let body = if attachments.is_empty() {
+        alternatives
+    } else {
+        let pdf_type =
+            ContentType::parse("application/pdf").map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        attachments.into_iter().fold(
+            MultiPart::mixed().multipart(alternatives),
+            |mixed, (file_name, pdf)| {
+                mixed.singlepart(Attachment::new(file_name).body(pdf, pdf_type.clone()))
+            },
+        )
     };
     builder
         .multipart(body)
@@ -159,6 +168,7 @@ impl Courier for EmailCourier {
                 &self.reply_to,
                 &parcel.step.invoice_number,
                 parcel.invoice_pdf.clone(),
+                parcel.statement.clone(),
                 parcel.at,
             )?;
             let started = std::time::Instant::now();

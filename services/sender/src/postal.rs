@@ -110,10 +110,15 @@ impl PostalOutbox {
                 file_safe(&letter.invoice_number),
                 file_safe(&letter.step)
             );
-            let name = match i {
-                0 => format!("{stem}.pdf"),
-                1 => format!("{stem}-invoice.pdf"),
-                n => format!("{stem}-enclosure-{n}.pdf"),
+            // The letter, the invoice, then other enclosures (the statement of account) under
+            // their own names.
+            let name = if i == 0 {
+                format!("{stem}.pdf")
+            } else if document.name == format!("{}.pdf", letter.invoice_number) {
+                format!("{stem}-invoice.pdf")
+            } else {
+                let own = document.name.strip_suffix(".pdf").unwrap_or(&document.name);
+                format!("{stem}-{}.pdf", file_safe(own))
             };
             let path = folder.join(&name);
             tokio::fs::write(&path, &document.pdf)
@@ -251,6 +256,10 @@ impl Courier for LetterCourier {
                     format!("{}.pdf", parcel.step.invoice_number),
                     invoice,
                 ));
+            }
+            // The statement of account goes in the same envelope, after the invoice.
+            if let Some((name, statement)) = parcel.statement.clone() {
+                documents.push(PostedDocument::new(name, statement));
             }
             if documents
                 .first()

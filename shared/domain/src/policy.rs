@@ -126,6 +126,10 @@ pub struct StepTemplate {
     pub window: String,
     /// When the step applies at all; a step whose conditions fail is left out of the plan.
     pub conditions: StepConditions,
+    /// Whether the customer's statement of account goes with the message (`attach_statement`
+    /// in the file, false by default): a second attachment of an email, an enclosure of a
+    /// letter.
+    pub attach_statement: bool,
 }
 
 /// Conditions on a step (`when = { ... }` in the file). Every condition given must hold.
@@ -339,6 +343,8 @@ struct RawStep {
     window: Option<Spanned<String>>,
     #[serde(default)]
     when: Option<Spanned<RawConditions>>,
+    #[serde(default)]
+    attach_statement: bool,
     // Validated by `fallbacks::parse`.
     #[serde(default, rename = "fallback")]
     _fallback: Option<serde::de::IgnoredAny>,
@@ -881,6 +887,7 @@ impl DunningPolicy {
                     path: path.clone(),
                     window,
                     conditions,
+                    attach_statement: s.attach_statement,
                 });
             }
             segments.insert(RiskKey::from(risk), steps);

@@ -33,6 +33,7 @@ pub(crate) fn set_segment(policy: &mut DunningPolicy, risk: Risk, steps: &[(i64,
             template_line: 1,
             window: window.to_string(),
             conditions: StepConditions::default(),
+            attach_statement: false,
         })
         .collect();
     policy.segments.insert(risk.into(), segment);

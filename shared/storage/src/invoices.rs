@@ -198,6 +198,21 @@ pub async fn find_by_id(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Optio
         .context("reading the invoice")
 }
 
+/// The customer's invoices still owed (open or handed off, a balance left), oldest due first.
+pub async fn open_of_customer(
+    db: &mut PgConnection,
+    customer_id: &str,
+) -> anyhow::Result<Vec<InvoiceRecord>> {
+    sqlx::query_as(&format!(
+        "{INVOICE_RECORD} WHERE i.customer_id = $1 AND i.status IN ('open', 'handed_off') AND i.balance > 0
+         ORDER BY i.due_on, i.number"
+    ))
+    .bind(customer_id)
+    .fetch_all(db)
+    .await
+    .context("reading the customer's open invoices")
+}
+
 pub async fn find_by_number(db: &mut PgConnection, number: &str) -> anyhow::Result<Option<InvoiceRecord>> {
     sqlx::query_as(&format!("{INVOICE_RECORD} WHERE i.number = $1"))
         .bind(number)

@@ -20,6 +20,7 @@ pub mod pauses;
 pub mod payment_plans;
 pub mod retention;
 mod rows;
+pub mod statements;
 pub mod steps;
 
 use anyhow::Context;

@@ -686,9 +686,10 @@ pub async fn supersede_renderings(
     sqlx::query(
         "WITH gone AS (DELETE FROM rendered_messages WHERE step_id = ANY($1) RETURNING *)
          INSERT INTO superseded_renderings (step_id, channel, message_id, recipients, cc, subject, body_text,
-             body_html, attach_invoice, rendered_at, document, document_sha256, grouped_steps, superseded_at, reason)
+             body_html, attach_invoice, rendered_at, document, document_sha256, grouped_steps, superseded_at, reason,
+             statement, statement_name, statement_sha256)
          SELECT step_id, channel, message_id, recipients, cc, subject, body_text, body_html, attach_invoice,
-             rendered_at, document, document_sha256, grouped_steps, $3, $2
+             rendered_at, document, document_sha256, grouped_steps, $3, $2, statement, statement_name, statement_sha256
          FROM gone",
     )
     .bind(step_ids)

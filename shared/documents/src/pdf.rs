@@ -1,7 +1,8 @@
 //! Lays out a letter on A4 pages and writes it as PDF with krilla, in the DejaVu fonts
 //! shipped in `fonts/` (embedded in the binary, subset in each PDF: nothing is read or
 //! downloaded at run time). Owns page geometry and line breaking; the words come from the
-//! letter templates, the facts from the renderer.
+//! letter templates, the facts from the renderer. A document may also carry tables (the
+//! statement of account's invoices, payments and totals).
 
 use anyhow::{anyhow, Context};
 use krilla::geom::{PathBuilder, Point};
@@ -43,11 +44,30 @@ pub struct Letter {
     pub subject: String,
     /// (label, value) rows: invoice number, dates, amounts.
     pub references: Vec<(String, String)>,
+    /// Tables, after the references and before the paragraphs.
+    pub tables: Vec<Table>,
     /// Paragraphs; a single newline inside one is kept as a line break.
     pub paragraphs: Vec<String>,
     /// Footer text, left of the page number.
     pub footer: String,
 }
+
+/// A table: a bold heading, a header row, rows, and the last `bold_rows` rows in bold
+/// (totals). The first `left_columns` columns (at least one) are aligned left, the others
+/// right (amounts).
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub heading: String,
+    pub columns: Vec<String>,
+    /// Each column's share of the text width; they should add up to 1 at most.
+    pub widths: Vec<f32>,
+    pub rows: Vec<Vec<String>>,
+    pub bold_rows: usize,
+    pub left_columns: usize,
+}
+
+const TABLE_SIZE: f32 = 7.5;
+const TABLE_LINE: f32 = 11.0;
 
 #[derive(Clone, Copy)]
 enum Weight {
@@ -209,6 +229,9 @@ fn lay_out(letter: &Letter, measure: &Measure<'_>) -> (Vec<Placed>, usize) {
             text: value.clone(),
         });
     }
+    for table in &letter.tables {
+        lay_out_table(&mut c, table, measure);
+    }
     for paragraph in &letter.paragraphs {
         c.y += LINE * 0.5;
         let lines = measure.wrap(paragraph, BODY_SIZE, Weight::Regular, text_width);
@@ -223,6 +246,55 @@ fn lay_out(letter: &Letter, measure: &Measure<'_>) -> (Vec<Placed>, usize) {
     }
     let pages = c.page + 1;
     (c.placed, pages)
+}
+
+/// One row of a table: the first cell through the cursor (which turns the page when full),
+/// the others beside it, right-aligned in their columns.
+fn table_row(c: &mut Cursor, table: &Table, cells: &[String], weight: Weight, measure: &Measure<'_>) {
+    let text_width = PAGE_WIDTH - 2.0 * MARGIN;
+    let mut x = MARGIN;
+    for (i, cell) in cells.iter().enumerate() {
+        let width = table.widths.get(i).copied().unwrap_or(0.1) * text_width;
+        if i == 0 {
+            c.line(x, cell.clone(), TABLE_SIZE, weight, TABLE_LINE);
+        } else {
+            let left = if i < table.left_columns {
+                x
+            } else {
+                (x + width - measure.width(cell, TABLE_SIZE, weight)).max(x)
+            };
+            c.placed.push(Placed {
+                page: c.page,
+                x: left,
+                y: c.y,
+                size: TABLE_SIZE,
+                weight,
+                text: cell.clone(),
+            });
+        }
+        x += width;
+    }
+}
+
+fn lay_out_table(c: &mut Cursor, table: &Table, measure: &Measure<'_>) {
+    c.y += LINE;
+    // A heading is not left alone at the foot of a page.
+    if c.y + LINE + 3.0 * TABLE_LINE > BOTTOM {
+        c.page += 1;
+        c.y = MARGIN + 10.0;
+    }
+    c.line(MARGIN, table.heading.clone(), BODY_SIZE, Weight::Bold, LINE);
+    c.y += 2.0;
+    table_row(c, table, &table.columns, Weight::Bold, measure);
+    let first_bold = table.rows.len().saturating_sub(table.bold_rows);
+    for (i, row) in table.rows.iter().enumerate() {
+        let weight = if i >= first_bold {
+            Weight::Bold
+        } else {
+            Weight::Regular
+        };
+        table_row(c, table, row, weight, measure);
+    }
 }
 
 /// The letter as a PDF document, and its number of pages.
