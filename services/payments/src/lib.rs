@@ -8,11 +8,13 @@
 //! - `credit_note.issued`, `invoice.written_off`: [`credit_notes`];
 //! - `invoice.lifecycle_status`: [`lifecycle`];
 //! - `call.outcome`: [`call_outcomes`];
-//! - `pause.requested`, `resume.requested` (pauses by hand): [`manual_pauses`].
+//! - `pause.requested`, `resume.requested` (pauses by hand): [`manual_pauses`];
+//! - `approval.granted`, `approval.rejected` (steps waiting for approval): [`approvals`].
 //!
 //! [`inbound`] is what they share (dispatch, validate, apply once under the lock), and
 //! [`sequence_effects`] what they do to the sequence (pause, close, end pauses).
 
+pub mod approvals;
 pub mod call_outcomes;
 pub mod credit_notes;
 pub mod disputes;

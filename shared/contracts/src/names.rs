@@ -21,8 +21,11 @@ pub const PAUSE_REQUESTED: &str = "pause.requested";
 pub const RESUME_REQUESTED: &str = "resume.requested";
 /// The outcome of a phone call a policy step asked for (see `calls.rs`).
 pub const CALL_OUTCOME: &str = "call.outcome";
+/// A step waiting for approval approved or rejected by the accounts team (see `approvals.rs`).
+pub const APPROVAL_GRANTED: &str = "approval.granted";
+pub const APPROVAL_REJECTED: &str = "approval.rejected";
 /// Every routing key the payments listener's queue is bound to.
-pub const PAYMENTS_QUEUE_KEYS: [&str; 10] = [
+pub const PAYMENTS_QUEUE_KEYS: [&str; 12] = [
     PAYMENT_RECEIVED,
     PROMISE_RECORDED,
     DISPUTE_OPENED,
@@ -33,6 +36,8 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 10] = [
     CALL_OUTCOME,
     PAUSE_REQUESTED,
     RESUME_REQUESTED,
+    APPROVAL_GRANTED,
+    APPROVAL_REJECTED,
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";

@@ -3,7 +3,10 @@
 //! too small to chase. Data, not code: a TOML file validated at start, whose errors name the
 //! file, the line and the field. Dating the steps is `plan`'s job, not this module's.
 
+mod approvals;
 mod fallbacks;
+
+pub use approvals::{ApprovalMode, ApprovalRules};
 
 pub use crate::customer::RiskKey;
 use crate::customer::{Channel, CustomerKind, Risk};
@@ -197,6 +200,9 @@ pub struct DunningPolicy {
     /// Currencies in which messages state the 40 EUR indemnity's equivalent, beside the
     /// euros, at the rate and date given (`[indemnity_equivalent]`).
     pub indemnity_equivalents: BTreeMap<String, ExchangeRate>,
+    /// Which due steps wait for a person's approval, and for how long (`[approvals]`,
+    /// `approval` per step; see `approvals.rs`).
+    pub approvals: ApprovalRules,
 }
 
 /// A euro exchange rate the policy gives, stated with its date in the messages.
@@ -277,6 +283,9 @@ struct RawPolicy {
     _fallback: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "fallback_templates")]
     _fallback_templates: Option<serde::de::IgnoredAny>,
+    // Validated by `approvals::parse`.
+    #[serde(default, rename = "approvals")]
+    _approvals: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +334,9 @@ struct RawStep {
     _fallback: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "fallback_templates")]
     _fallback_templates: Option<serde::de::IgnoredAny>,
+    // Validated by `approvals::parse`.
+    #[serde(default, rename = "approval")]
+    _approval: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -818,6 +830,7 @@ impl DunningPolicy {
             grouping,
             fallbacks: fallbacks::parse(source, file)?,
             indemnity_equivalents,
+            approvals: approvals::parse(source, file)?,
         })
     }
 
