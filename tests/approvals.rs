@@ -208,15 +208,6 @@ async fn a_rejected_formal_notice_is_never_sent() {
         ])
         .await;
     assert!(reject.ok, "{}", reject.stderr);
-    env.run_until(date(2026, 3, 25)).await;
-    let (_, status, reason) = step_of(env, "F-A2", "formal_notice").await;
-    assert_eq!(status, "skipped");
-    assert!(reason.unwrap_or_default().contains("call first"));
-    assert_eq!(formal_notices_sent(env).await, 0);
-    let rejected = env.journal_details("F-A2", names::APPROVAL_REJECTED).await;
-    assert_eq!(rejected.len(), 1);
-    assert_eq!(rejected[0]["decided_by"], "Paul Martin");
-    assert_eq!(rejected[0]["reason"], "customer is a key account, call first");
     // A second decision on the same step is refused: it is no longer waiting.
     let again = env
         .cli(&[
@@ -228,7 +219,17 @@ async fn a_rejected_formal_notice_is_never_sent() {
         ])
         .await;
     assert!(again.ok, "published: {}", again.stderr);
-    env.wait_for_dead_letters(1).await;
+    let reasons = env.wait_for_dead_letters(1).await;
+    assert!(reasons[0].contains("not waiting for approval"), "{reasons:?}");
+    env.run_until(date(2026, 3, 25)).await;
+    let (_, status, reason) = step_of(env, "F-A2", "formal_notice").await;
+    assert_eq!(status, "skipped");
+    assert!(reason.unwrap_or_default().contains("call first"));
+    assert_eq!(formal_notices_sent(env).await, 0);
+    let rejected = env.journal_details("F-A2", names::APPROVAL_REJECTED).await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["decided_by"], "Paul Martin");
+    assert_eq!(rejected[0]["reason"], "customer is a key account, call first");
     assert_eq!(formal_notices_sent(env).await, 0);
     s.stop().await;
 }
@@ -304,5 +305,85 @@ async fn a_manual_customer_waits_for_approval_on_its_first_reminder() {
     env.idle().await;
     assert_eq!(env.mail.wait_for_emails(1).await.len(), 1);
     assert_eq!(step_of(env, "F-A5", "reminder_1").await.1, "sent");
+    s.stop().await;
+}
+
+/// The console's approvals page shows the waiting formal notice with its preview; its
+/// Approve form (with the CSRF cookie and token) sends it; without the token it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_approve_form_sends_the_waiting_step() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A6", false).await;
+    env.run_until(date(2026, 3, 15)).await;
+    let (step_id, status, _) = step_of(env, "F-A6", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    let base = env.start_console(None).await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(format!("{base}/approvals")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    for expected in [
+        "F-A6",
+        "formal_notice",
+        "1500.00 EUR",
+        "40.00 EUR",
+        &step_id.to_string(),
+    ] {
+        assert!(html.contains(expected), "{expected:?} in the approvals page");
+    }
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let form = |csrf: &str| format!("csrf={csrf}&step_id={step_id}&decision=approve&decided_by=Marie+Dupont");
+    let forged = client
+        .post(format!("{base}/approvals/decide"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .body(form("forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(step_of(env, "F-A6", "formal_notice").await.1, "awaiting_approval");
+    let answer = client
+        .post(format!("{base}/approvals/decide"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .body(form(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let location = answer.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("outcome=applied"), "{location}");
+    let after = client
+        .get(format!("{base}{location}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(after.contains("approval.granted for F-A6: applied"), "{after}");
+    assert!(!after.contains(&step_id.to_string()), "no longer waiting");
+    env.idle().await;
+    assert_eq!(formal_notices_sent(env).await, 1);
+    let granted = env.journal_details("F-A6", names::APPROVAL_GRANTED).await;
+    assert_eq!(granted[0]["decided_by"], "Marie Dupont");
     s.stop().await;
 }
