@@ -279,7 +279,7 @@ approval = "auto"
     fn a_bad_approval_is_refused_with_its_field() {
         let bad = STEPS.replace("approval = \"manual\"", "approval = \"sometimes\"");
         let e = DunningPolicy::parse(&bad, "test.toml").unwrap_err();
-        assert_eq!(e.field, "segments.medium.steps[1].approval");
+        assert_eq!(e.field, "segments.medium.steps[0].approval");
         let e = DunningPolicy::parse(
             &format!(
                 "send_time = \"09:00\"\n[approvals]\nexpires_after_days = 0\n{}",
