@@ -11,6 +11,7 @@
 
 pub mod access;
 mod actions;
+mod approvals;
 mod dead_letters;
 mod figures;
 mod pages;

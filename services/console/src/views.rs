@@ -22,7 +22,11 @@ pub fn templates() -> anyhow::Result<Environment<'static>> {
     let mut env = Environment::new();
     // HTML escaping for every template, whatever its name.
     env.set_auto_escape_callback(|_| AutoEscape::Html);
-    for (name, source) in TEMPLATES.into_iter().chain(crate::dead_letters::TEMPLATES) {
+    for (name, source) in TEMPLATES
+        .into_iter()
+        .chain(crate::dead_letters::TEMPLATES)
+        .chain(crate::approvals::TEMPLATES)
+    {
         env.add_template(name, source)
             .with_context(|| format!("loading the console template {name}"))?;
     }

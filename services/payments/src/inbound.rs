@@ -10,8 +10,9 @@ use chrono_tz::Tz;
 use relance_config::Config;
 use relance_contracts::names;
 use relance_contracts::{
-    CallOutcomeV1, CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1,
-    InvoiceWrittenOffV1, PauseRequestedV1, PromiseRecordedV1, ResumeRequestedV1,
+    ApprovalGrantedV1, ApprovalRejectedV1, CallOutcomeV1, CreditNoteIssuedV1, DisputeOpenedV1,
+    DisputeResolvedV1, InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, PauseRequestedV1, PromiseRecordedV1,
+    ResumeRequestedV1,
 };
 use relance_domain::collections::InvoiceState;
 use relance_domain::Rejection;
@@ -52,6 +53,8 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::PAUSE_REQUESTED => apply_once::<PauseRequestedV1>(db, config, &message).await,
         names::RESUME_REQUESTED => apply_once::<ResumeRequestedV1>(db, config, &message).await,
         names::PAYMENT_PLAN_AGREED => crate::plans::agree(db, config, &message).await,
+        names::APPROVAL_GRANTED => apply_once::<ApprovalGrantedV1>(db, config, &message).await,
+        names::APPROVAL_REJECTED => apply_once::<ApprovalRejectedV1>(db, config, &message).await,
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue

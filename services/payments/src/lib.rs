@@ -11,10 +11,12 @@
 //! - `pause.requested`, `resume.requested` (pauses by hand): [`manual_pauses`].
 //! - `payment_plan.agreed`: [`plans`] (payments are allocated to its instalments in
 //!   [`payments`]).
+//! - `approval.granted`, `approval.rejected` (steps waiting for approval): [`approvals`].
 //!
 //! [`inbound`] is what they share (dispatch, validate, apply once under the lock), and
 //! [`sequence_effects`] what they do to the sequence (pause, close, end pauses).
 
+pub mod approvals;
 pub mod call_outcomes;
 pub mod credit_notes;
 pub mod disputes;

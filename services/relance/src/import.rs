@@ -355,6 +355,7 @@ fn invoice_message(row: &Row<'_>, now: DateTime<Utc>) -> Result<(String, serde_j
                 country: row.opt("country"),
                 region: row.opt("region"),
                 late_interest_percent: row.get("late_interest_percent").map(wire_amount),
+                approval: row.opt("approval"),
             },
             amount: wire_amount(row.get("amount").unwrap_or_default()),
             currency: row.get("currency").unwrap_or("EUR").to_string(),

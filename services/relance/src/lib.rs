@@ -1,6 +1,7 @@
 //! The `relance` command: runs one service or all of them in one process, applies migrations,
 //! and plays the demo. The services themselves live in their own crates.
 
+pub mod approvals;
 pub mod dead_letters;
 pub mod demo;
 pub mod drive;

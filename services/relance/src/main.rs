@@ -68,6 +68,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = relance::output::Format::Table)]
         format: relance::output::Format,
     },
+    /// List the steps waiting for approval, with a preview of what each will say, or approve
+    /// or reject one (`relance approvals approve STEP_ID --by NAME`).
+    Approvals {
+        #[command(subcommand)]
+        command: Option<relance::approvals::ApprovalsCommand>,
+        #[arg(long, value_enum, default_value_t = relance::output::Format::Table)]
+        format: relance::output::Format,
+    },
     /// Dead-lettered messages: list them, show one, replay them to where they were
     /// published, or discard them (their record stays).
     DeadLetters {
@@ -120,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Invoice { .. }
         | Command::Invoices { .. }
         | Command::Tasks { .. }
+        | Command::Approvals { .. }
         | Command::DeadLetters { .. }
         | Command::Import { .. }
         | Command::Statement { .. } => "relance-cli".to_string(),
@@ -224,6 +233,14 @@ async fn main() -> anyhow::Result<()> {
             command: Some(command),
             ..
         } => relance::tasks::run_tasks_command(settings, command).await,
+        Command::Approvals {
+            command: None,
+            format,
+        } => relance::approvals::list_approvals(settings, format).await,
+        Command::Approvals {
+            command: Some(command),
+            ..
+        } => relance::approvals::run_approvals_command(settings, command).await,
     }
 }
 

@@ -14,6 +14,7 @@
 //!
 //! This file holds only the wiring: the queue worker and the tick loop that runs the jobs.
 
+pub mod approvals;
 pub mod calls;
 pub mod emission;
 mod gauges;
@@ -147,6 +148,9 @@ async fn pass(db: &PgPool, config: &Config, last_handoff: &mut Option<tokio::tim
     }
     if let Err(e) = calls::expire_call_tasks(db, config).await {
         tracing::error!(error = format!("{e:#}"), "expiring call tasks failed");
+    }
+    if let Err(e) = approvals::expire_approvals(db, config).await {
+        tracing::error!(error = format!("{e:#}"), "expiring approval requests failed");
     }
     relance_telemetry::metrics::record_scheduler_pass(started.elapsed(), claimed);
     tracing::Span::current().record("steps_claimed", claimed);

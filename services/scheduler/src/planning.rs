@@ -325,5 +325,6 @@ pub(crate) fn customer_fields(c: &relance_contracts::CustomerV1) -> CustomerFiel
         country: c.country.as_deref(),
         region: c.region.as_deref(),
         late_interest_percent: c.late_interest_percent.as_deref(),
+        approval: c.approval.as_deref(),
     }
 }

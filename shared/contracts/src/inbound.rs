@@ -71,6 +71,11 @@ pub struct CustomerV1 {
     /// the statutory rate. Never applied below the floor of L441-10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_interest_percent: Option<String>,
+    /// `"manual"`: every reminder of this customer waits for the accounts team's approval
+    /// (`relance approvals`); `"auto"`: the policy decides. Absent: unchanged (the policy
+    /// decides for a new customer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 /// Routing key `customer.updated`: a customer's details changed in your system (its risk

@@ -23,8 +23,11 @@ pub const RESUME_REQUESTED: &str = "resume.requested";
 pub const CALL_OUTCOME: &str = "call.outcome";
 /// A payment plan agreed for one or several invoices of a customer (see `payment_plans.rs`).
 pub const PAYMENT_PLAN_AGREED: &str = "payment_plan.agreed";
+/// A step waiting for approval approved or rejected by the accounts team (see `approvals.rs`).
+pub const APPROVAL_GRANTED: &str = "approval.granted";
+pub const APPROVAL_REJECTED: &str = "approval.rejected";
 /// Every routing key the payments listener's queue is bound to.
-pub const PAYMENTS_QUEUE_KEYS: [&str; 11] = [
+pub const PAYMENTS_QUEUE_KEYS: [&str; 13] = [
     PAYMENT_RECEIVED,
     PROMISE_RECORDED,
     DISPUTE_OPENED,
@@ -36,6 +39,8 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 11] = [
     PAUSE_REQUESTED,
     RESUME_REQUESTED,
     PAYMENT_PLAN_AGREED,
+    APPROVAL_GRANTED,
+    APPROVAL_REJECTED,
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";

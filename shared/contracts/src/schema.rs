@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::details::visit_event_details;
 use crate::events::EventDetail;
-use crate::{calls, inbound, jobs, names, pauses_and_ends, payment_plans};
+use crate::{approvals, calls, inbound, jobs, names, pauses_and_ends, payment_plans};
 
 /// Where a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,8 @@ pub fn visit_contract(visitor: &mut impl ContractVisitor) {
     visitor.message::<pauses_and_ends::PauseRequestedV1>(Inbound, names::PAUSE_REQUESTED);
     visitor.message::<pauses_and_ends::ResumeRequestedV1>(Inbound, names::RESUME_REQUESTED);
     visitor.message::<payment_plans::PaymentPlanAgreedV1>(Inbound, names::PAYMENT_PLAN_AGREED);
+    visitor.message::<approvals::ApprovalGrantedV1>(Inbound, names::APPROVAL_GRANTED);
+    visitor.message::<approvals::ApprovalRejectedV1>(Inbound, names::APPROVAL_REJECTED);
     visitor.message::<jobs::ReminderDueV1>(Jobs, names::REMINDER_DUE);
     visitor.message::<jobs::ReminderRenderedV1>(Jobs, names::REMINDER_RENDERED_PREFIX);
     visit_event_details(visitor);

@@ -3,7 +3,10 @@
 //! too small to chase. Data, not code: a TOML file validated at start, whose errors name the
 //! file, the line and the field. Dating the steps is `plan`'s job, not this module's.
 
+mod approvals;
 mod fallbacks;
+
+pub use approvals::{ApprovalMode, ApprovalRules};
 
 pub use crate::customer::RiskKey;
 use crate::customer::{Channel, CustomerKind, Risk};
@@ -207,6 +210,9 @@ pub struct DunningPolicy {
     pub indemnity_equivalents: BTreeMap<String, ExchangeRate>,
     /// Payment plans' own schedule and grace (`[payment_plans]`).
     pub payment_plans: crate::collections::payment_plan::PaymentPlanRules,
+    /// Which due steps wait for a person's approval, and for how long (`[approvals]`,
+    /// `approval` per step; see `approvals.rs`).
+    pub approvals: ApprovalRules,
 }
 
 /// A euro exchange rate the policy gives, stated with its date in the messages.
@@ -289,6 +295,9 @@ struct RawPolicy {
     _fallback: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "fallback_templates")]
     _fallback_templates: Option<serde::de::IgnoredAny>,
+    // Validated by `approvals::parse`.
+    #[serde(default, rename = "approvals")]
+    _approvals: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -350,6 +359,9 @@ struct RawStep {
     _fallback: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "fallback_templates")]
     _fallback_templates: Option<serde::de::IgnoredAny>,
+    // Validated by `approvals::parse`.
+    #[serde(default, rename = "approval")]
+    _approval: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -915,6 +927,7 @@ impl DunningPolicy {
             fallbacks: fallbacks::parse(source, file)?,
             indemnity_equivalents,
             payment_plans,
+            approvals: approvals::parse(source, file)?,
         })
     }
 

@@ -140,6 +140,7 @@ mod tests {
                 country: None,
                 region: None,
                 late_interest_percent: None,
+                approval: None,
             },
         })
         .unwrap()

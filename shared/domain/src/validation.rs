@@ -57,6 +57,9 @@ pub struct NewCustomer {
     pub region: Option<String>,
     /// The late-payment rate agreed with this customer, in percent a year.
     pub late_interest_percent: Option<Decimal>,
+    /// Whether every reminder waits for approval (`manual`) or the policy decides (`auto`);
+    /// `None`: as stored (the policy decides for a new customer).
+    pub approval: Option<crate::policy::ApprovalMode>,
     /// Fields of the message left out because unusable (a bad phone number).
     pub dropped: Vec<DroppedField>,
 }
@@ -111,6 +114,7 @@ pub mod input {
         pub country: Option<&'a str>,
         pub region: Option<&'a str>,
         pub late_interest_percent: Option<&'a str>,
+        pub approval: Option<&'a str>,
     }
 
     pub struct PaymentFields<'a> {
@@ -251,6 +255,15 @@ pub fn validate_invoice(f: InvoiceFields<'_>) -> Result<NewInvoice, Rejection> {
             "invoice.customer.late_interest_percent",
             c.late_interest_percent,
         )?,
+        approval: c
+            .approval
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse()
+                    .map_err(|m| Rejection::new("invoice.customer.approval", m))
+            })
+            .transpose()?,
         dropped,
     };
     Ok(NewInvoice {
@@ -451,6 +464,7 @@ mod tests {
                 country: None,
                 region: None,
                 late_interest_percent: None,
+                approval: None,
             },
         }
     }

@@ -9,10 +9,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use relance_contracts::names;
 use relance_contracts::{
-    CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,
-    InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, LifecycleStatusV1, ManualPauseV1, ManualResumeV1,
-    PauseRequestedV1, PromiseRecordedV1, PromiseV1, ResolutionCreditNoteV1, ResolutionV1, ResumeRequestedV1,
-    WriteOffV1, VERSION_1,
+    ApprovalDecisionV1, ApprovalGrantedV1, ApprovalRejectedV1, CreditNoteIssuedV1, CreditNoteV1,
+    DisputeOpenedV1, DisputeResolvedV1, DisputeV1, InvoiceLifecycleStatusV1, InvoiceWrittenOffV1,
+    LifecycleStatusV1, ManualPauseV1, ManualResumeV1, PauseRequestedV1, PromiseRecordedV1, PromiseV1,
+    ResolutionCreditNoteV1, ResolutionV1, ResumeRequestedV1, WriteOffV1, VERSION_1,
 };
 use relance_domain::collections::{InvoiceState, PauseKind};
 use relance_domain::Rejection;
@@ -371,6 +371,68 @@ pub fn refused_by_state(
     Some(Rejection::new(field, reason))
 }
 
+/// A decision on a step waiting for approval (`relance approvals approve|reject`, the
+/// console's approvals page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalVerdict {
+    /// `approval.granted`: the step goes out.
+    Grant,
+    /// `approval.rejected`: the step is skipped (a reason is required).
+    Reject,
+}
+
+/// The inbound message deciding the approval of step `step_id` of invoice `number`,
+/// validated as the payments listener validates it.
+pub fn approval_instruction(
+    number: &str,
+    step_id: &str,
+    verdict: ApprovalVerdict,
+    decided_by: &str,
+    reason: Option<String>,
+    event_id: String,
+    now: DateTime<Utc>,
+) -> Result<Instruction, Rejection> {
+    let id = event_id.clone();
+    let approval = ApprovalDecisionV1 {
+        invoice_number: number.trim().to_string(),
+        step_id: step_id.trim().to_string(),
+        decided_by: decided_by.trim().to_string(),
+        reason: blank_to_none(reason),
+    };
+    match verdict {
+        ApprovalVerdict::Grant => {
+            let m = ApprovalGrantedV1 {
+                version: VERSION_1,
+                event_id,
+                occurred_at: now,
+                approval,
+            };
+            checked(
+                names::APPROVAL_GRANTED,
+                &m,
+                check::approval_granted(&m),
+                number,
+                &id,
+            )
+        }
+        ApprovalVerdict::Reject => {
+            let m = ApprovalRejectedV1 {
+                version: VERSION_1,
+                event_id,
+                occurred_at: now,
+                approval,
+            };
+            checked(
+                names::APPROVAL_REJECTED,
+                &m,
+                check::approval_rejected(&m),
+                number,
+                &id,
+            )
+        }
+    }
+}
+
 /// A credit note's id when the action gives none: `AV-` and the start of the event id's last
 /// part (`cli-3f2a...` gives `AV-3f2a...`).
 fn credit_note_id(event_id: &str) -> String {
@@ -383,15 +445,16 @@ fn credit_note_id(event_id: &str) -> String {
 /// receives with these, and [`instruction`] each one before it is published.
 pub mod check {
     use relance_contracts::{
-        CreditNoteIssuedV1, DisputeOpenedV1, DisputeResolvedV1, InvoiceLifecycleStatusV1,
-        InvoiceWrittenOffV1, PauseRequestedV1, PromiseRecordedV1, ResolutionCreditNoteV1, ResumeRequestedV1,
+        ApprovalDecisionV1, ApprovalGrantedV1, ApprovalRejectedV1, CreditNoteIssuedV1, DisputeOpenedV1,
+        DisputeResolvedV1, InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, PauseRequestedV1,
+        PromiseRecordedV1, ResolutionCreditNoteV1, ResumeRequestedV1,
     };
     use relance_domain::collections::validate::CreditNoteFields;
     use relance_domain::collections::{
-        validate_credit_note, validate_dispute, validate_lifecycle_status, validate_manual_pause,
-        validate_manual_resume, validate_promise, validate_resolution, validate_write_off, NewCreditNote,
-        NewDispute, NewLifecycleStatus, NewManualPause, NewManualResume, NewPromise, NewResolution,
-        NewWriteOff,
+        validate_approval_decision, validate_credit_note, validate_dispute, validate_lifecycle_status,
+        validate_manual_pause, validate_manual_resume, validate_promise, validate_resolution,
+        validate_write_off, NewApprovalDecision, NewCreditNote, NewDispute, NewLifecycleStatus,
+        NewManualPause, NewManualResume, NewPromise, NewResolution, NewWriteOff,
     };
     use relance_domain::Rejection;
 
@@ -462,6 +525,24 @@ pub mod check {
 
     pub fn resume(m: &ResumeRequestedV1) -> Result<NewManualResume, Rejection> {
         validate_manual_resume(&m.resume.invoice_number, m.resume.note.as_deref())
+    }
+
+    fn approval(a: &ApprovalDecisionV1, reject: bool) -> Result<NewApprovalDecision, Rejection> {
+        validate_approval_decision(
+            &a.invoice_number,
+            &a.step_id,
+            &a.decided_by,
+            a.reason.as_deref(),
+            reject,
+        )
+    }
+
+    pub fn approval_granted(m: &ApprovalGrantedV1) -> Result<NewApprovalDecision, Rejection> {
+        approval(&m.approval, false)
+    }
+
+    pub fn approval_rejected(m: &ApprovalRejectedV1) -> Result<NewApprovalDecision, Rejection> {
+        approval(&m.approval, true)
     }
 }
 

@@ -66,11 +66,12 @@ pub async fn save(
 ) -> anyhow::Result<bool> {
     let written = sqlx::query(
         "INSERT INTO customers (id, name, contact_name, email, phone, postal_address, language, timezone, risk, kind, cc,
-             country, region, details_as_of, updated_at, late_interest_percent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             country, region, details_as_of, updated_at, late_interest_percent, approval)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
          ON CONFLICT (id) DO UPDATE SET name = $2, contact_name = $3, email = $4, phone = $5, postal_address = $6,
              language = $7, timezone = $8, risk = $9, kind = $10, cc = $11, country = $12, region = $13,
-             details_as_of = $14, updated_at = $15, late_interest_percent = $16
+             details_as_of = $14, updated_at = $15, late_interest_percent = $16,
+             approval = COALESCE($17, customers.approval)
          WHERE customers.details_as_of IS NULL OR customers.details_as_of <= $14",
     )
     .bind(&c.id)
@@ -89,6 +90,7 @@ pub async fn save(
     .bind(as_of)
     .bind(at)
     .bind(c.late_interest_percent)
+    .bind(c.approval.map(|a| a.as_str()))
     .execute(tx)
     .await
     .context("saving the customer")?;

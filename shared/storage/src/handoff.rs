@@ -114,7 +114,7 @@ pub async fn note_ended_sequences(tx: &mut PgConnection, limit: i64) -> anyhow::
                  SELECT CASE WHEN last.status IN ('sent', 'skipped', 'cancelled', 'failed', 'completed', 'expired')
                               AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                                               WHERE o.invoice_id = i.id AND o.kind = 'reminder'
-                                                AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome'))
+                                                AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome', 'awaiting_approval'))
                              THEN last.updated_at END
                  FROM (SELECT s.status, s.updated_at FROM reminder_steps s
                        WHERE s.invoice_id = i.id AND s.kind = 'reminder'
@@ -174,7 +174,7 @@ pub async fn claim_due(
            AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)
            AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                            WHERE o.invoice_id = i.id AND o.kind = 'reminder'
-                             AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome'))
+                             AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome', 'awaiting_approval'))
          ORDER BY i.sequence_ended_at, i.id
          LIMIT $3
          FOR UPDATE OF i SKIP LOCKED",

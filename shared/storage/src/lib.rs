@@ -3,6 +3,7 @@
 //! outbox table is how a change asks for a message).
 
 pub mod adjustments;
+pub mod approvals;
 pub mod calls;
 pub mod clock;
 pub mod console;

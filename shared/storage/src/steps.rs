@@ -41,6 +41,8 @@ pub enum StepStatus {
     /// The sender died after the end of DATA (or the provider's request) was sent and before
     /// the answer was recorded: it may or may not have reached the customer (reported).
     Ambiguous,
+    /// Due, but held until a person approves it (`approvals.rs`); not yet rendered.
+    AwaitingApproval,
 }
 
 impl StepStatus {
@@ -59,12 +61,13 @@ impl StepStatus {
             StepStatus::Completed => "completed",
             StepStatus::Expired => "expired",
             StepStatus::Ambiguous => "ambiguous",
+            StepStatus::AwaitingApproval => "awaiting_approval",
         }
     }
 
     /// Statuses from which a payment cancels the step (an open call task included). A step
     /// in `sending` is not cancelled but marked (see [`cancel_open`]): its sender decides.
-    pub const ALL: [StepStatus; 13] = [
+    pub const ALL: [StepStatus; 14] = [
         StepStatus::Pending,
         StepStatus::Queued,
         StepStatus::Rendered,
@@ -78,6 +81,7 @@ impl StepStatus {
         StepStatus::Completed,
         StepStatus::Expired,
         StepStatus::Ambiguous,
+        StepStatus::AwaitingApproval,
     ];
 
     /// Not gone out yet: pending, or in flight (queued, rendered, deferred, sending).
@@ -92,12 +96,13 @@ impl StepStatus {
         )
     }
 
-    pub const OPEN: [StepStatus; 5] = [
+    pub const OPEN: [StepStatus; 6] = [
         StepStatus::Pending,
         StepStatus::Queued,
         StepStatus::Rendered,
         StepStatus::Deferred,
         StepStatus::AwaitingOutcome,
+        StepStatus::AwaitingApproval,
     ];
 }
 
@@ -717,7 +722,8 @@ pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resu
 /// plan's own notes, which go out while it holds); a plan whose instalment is unpaid past its
 /// grace, not broken yet, counts as unfinished work; a promise whose
 /// time is up but that the scheduler has not ended yet counts as unfinished work, and so does
-/// a call task whose time is up. An open call task waits for a person: it is not unfinished.
+/// a call task whose time is up. An open call task waits for a person: it is not unfinished;
+/// nor is a step waiting for approval, until its request expires.
 pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyhow::Result<i64> {
     sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
@@ -729,7 +735,9 @@ pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyh
               + (SELECT count(*) FROM payment_plan_instalments pi JOIN payment_plans pp ON pp.id = pi.plan_id
                  WHERE pp.status = 'active' AND pi.paid < pi.amount AND pi.breaks_at <= $1)
               + (SELECT count(*) FROM call_tasks t JOIN reminder_steps s ON s.id = t.step_id
-                 WHERE s.status = 'awaiting_outcome' AND t.expires_at <= $1)",
+                 WHERE s.status = 'awaiting_outcome' AND t.expires_at <= $1)
+              + (SELECT count(*) FROM approval_requests r JOIN reminder_steps s ON s.id = r.step_id
+                 WHERE s.status = 'awaiting_approval' AND r.decision IS NULL AND r.expires_at <= $1)",
     )
     .bind(now)
     .fetch_one(db)

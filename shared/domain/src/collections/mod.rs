@@ -15,8 +15,8 @@ pub use pause::{
 };
 pub use status::{collection_status, CollectionStatus, InvoiceState, StepSnapshot};
 pub use validate::{
-    validate_credit_note, validate_dispute, validate_lifecycle_status, validate_manual_pause,
-    validate_manual_resume, validate_promise, validate_resolution, validate_write_off, NewCreditNote,
-    NewDispute, NewLifecycleStatus, NewManualPause, NewManualResume, NewPromise, NewResolution, NewWriteOff,
-    Outcome,
+    validate_approval_decision, validate_credit_note, validate_dispute, validate_lifecycle_status,
+    validate_manual_pause, validate_manual_resume, validate_promise, validate_resolution, validate_write_off,
+    NewApprovalDecision, NewCreditNote, NewDispute, NewLifecycleStatus, NewManualPause, NewManualResume,
+    NewPromise, NewResolution, NewWriteOff, Outcome,
 };

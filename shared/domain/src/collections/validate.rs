@@ -252,6 +252,43 @@ pub fn validate_manual_resume(number: &str, note: Option<&str>) -> Result<NewMan
     })
 }
 
+/// An approval decision (`approval.granted`, `approval.rejected`) on a step waiting for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApprovalDecision {
+    pub invoice_number: String,
+    pub step_id: uuid::Uuid,
+    pub decided_by: String,
+    /// Required to reject.
+    pub reason: Option<String>,
+}
+
+/// Validates an approval decision; `reject` requires a reason.
+pub fn validate_approval_decision(
+    number: &str,
+    step_id: &str,
+    decided_by: &str,
+    reason: Option<&str>,
+    reject: bool,
+) -> Result<NewApprovalDecision, Rejection> {
+    let step_id = uuid::Uuid::parse_str(step_id.trim()).map_err(|_| {
+        Rejection::new(
+            "approval.step_id",
+            format!("{:?} is not a step id (a UUID)", step_id),
+        )
+    })?;
+    let reason = if reject {
+        Some(required_reason("approval.reason", reason.unwrap_or(""))?)
+    } else {
+        free_text("approval.reason", reason, MAX_REASON_CHARS)?
+    };
+    Ok(NewApprovalDecision {
+        invoice_number: invoice_number("approval", number)?,
+        step_id,
+        decided_by: required_text("approval.decided_by", decided_by, 200)?,
+        reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,389 @@
+//! Approval before formal steps, end to end through the real services on the simulated
+//! clock. A policy of the test's own: a reminder email two days after the due date, then the
+//! formal notice by email four days later, which waits for approval (`[approvals]`, whose
+//! default holds the `formal_notice` template) at most three days. Due Monday 9 March 2026:
+//! the reminder on Wednesday 11 March, the formal notice falls due on Sunday 15 March, 09:00
+//! Paris (any time window).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use relance_contracts::names;
+use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use serde_json::json;
+use std::path::PathBuf;
+
+const STEPS: &str = r#"
+[[segments.SEGMENT.steps]]
+name = "reminder_1"
+offset_days = 2
+channel = "email"
+template = "reminder"
+tone = "courteous"
+
+[[segments.SEGMENT.steps]]
+name = "formal_notice"
+offset_days = 6
+channel = "email"
+template = "formal_notice"
+tone = "formal"
+"#;
+
+fn policy() -> String {
+    let mut policy = "send_time = \"09:00\"\n\n[approvals]\nexpires_after_days = 3\n".to_string();
+    for segment in ["low", "medium", "high"] {
+        policy.push_str(&STEPS.replace("SEGMENT", segment));
+    }
+    policy
+}
+
+struct Setup {
+    env: TestEnv,
+    scratch: PathBuf,
+}
+
+async fn start() -> Setup {
+    let scratch = std::env::temp_dir().join(format!("relance-approvals-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let policy_file = scratch.join("policy.toml");
+    std::fs::write(&policy_file, policy()).unwrap();
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", policy_file.to_str().unwrap())])
+        .await
+        .expect("starting the test environment");
+    Setup { env, scratch }
+}
+
+impl Setup {
+    async fn stop(self) {
+        self.env.stop().await;
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// An invoice of 1,500.00 EUR due Monday 9 March 2026; `manual`: its customer's every
+/// reminder waits for approval.
+async fn register(env: &TestEnv, number: &str, manual: bool) {
+    let mut invoice = invoice_issued(number, "1500.00", date(2026, 3, 2), date(2026, 3, 9));
+    if manual {
+        invoice["invoice"]["customer"]["approval"] = json!("manual");
+    }
+    env.publish(names::INVOICE_ISSUED, &invoice).await;
+    env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+}
+
+async fn step_of(env: &TestEnv, invoice: &str, step: &str) -> (uuid::Uuid, String, Option<String>) {
+    sqlx::query_as(
+        "SELECT s.id, s.status, s.status_reason FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+         WHERE i.number = $1 AND s.name = $2",
+    )
+    .bind(invoice)
+    .bind(step)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
+async fn formal_notices_sent(env: &TestEnv) -> usize {
+    env.mail
+        .emails()
+        .await
+        .iter()
+        .filter(|e| e.subject.contains("Mise en demeure"))
+        .count()
+}
+
+/// The formal notice falls due and waits (nothing is sent), listed by `relance approvals`
+/// with what it will say; approved through the CLI it goes out, and the journal names who
+/// approved it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_formal_notice_waits_for_approval_and_goes_out_once_approved() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A1", false).await;
+    env.run_until(date(2026, 3, 15)).await;
+    assert_eq!(env.mail.wait_for_emails(1).await.len(), 1, "the first reminder");
+    let (step_id, status, _) = step_of(env, "F-A1", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    assert_eq!(formal_notices_sent(env).await, 0, "nothing sent before approval");
+    let requested = env.journal_details("F-A1", "approval.requested").await;
+    assert_eq!(requested.len(), 1, "{requested:?}");
+    let preview = &requested[0]["preview"];
+    assert_eq!(preview["template"], "formal_notice");
+    assert_eq!(preview["channel"], "email");
+    assert_eq!(preview["balance"], "1500.00");
+    assert_eq!(preview["indemnity"], "40.00", "{preview}");
+    assert_ne!(
+        preview["interest"], "0.00",
+        "a business owes late interest: {preview}"
+    );
+
+    let list = env.cli(&["approvals"]).await;
+    assert!(list.ok, "{}", list.stderr);
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&step_id.to_string()))
+        .unwrap_or_else(|| panic!("{}", list.stdout));
+    for expected in ["F-A1", "ACME Industrie SA", "formal_notice", "email", "EUR"] {
+        assert!(line.contains(expected), "{expected:?} in {line:?}");
+    }
+    assert!(list.stdout.contains("balance 1500.00"), "{}", list.stdout);
+    let json_list = env.cli(&["approvals", "--format", "json"]).await;
+    assert!(
+        json_list.stdout.contains("\"invoice\":\"F-A1\"")
+            || json_list.stdout.contains("\"invoice\": \"F-A1\""),
+        "{}",
+        json_list.stdout
+    );
+
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    env.idle().await;
+    let emails = env.mail.wait_for_emails(2).await;
+    let notice = emails
+        .iter()
+        .find(|e| e.subject.contains("Mise en demeure"))
+        .unwrap_or_else(|| panic!("the formal notice in {emails:?}"));
+    assert!(notice.subject.contains("F-A1"), "{}", notice.subject);
+    assert!(
+        notice.to.iter().any(|t| t.contains("compta+f-a1@acme.test")),
+        "{:?}",
+        notice.to
+    );
+    assert!(notice.text.contains("500,00"), "{}", notice.text);
+    assert_eq!(step_of(env, "F-A1", "formal_notice").await.1, "sent");
+    let granted = env.journal_details("F-A1", names::APPROVAL_GRANTED).await;
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["decided_by"], "Marie Dupont");
+    let after = env.cli(&["approvals"]).await;
+    assert!(!after.stdout.contains(&step_id.to_string()), "{}", after.stdout);
+    s.stop().await;
+}
+
+/// A rejected formal notice never goes out: the step is skipped with the reason and the
+/// journal names who rejected it. A reason is required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_formal_notice_is_never_sent() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A2", false).await;
+    env.run_until(date(2026, 3, 15)).await;
+    let (step_id, status, _) = step_of(env, "F-A2", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    let blank = env
+        .cli(&[
+            "approvals",
+            "reject",
+            &step_id.to_string(),
+            "--by",
+            "Paul",
+            "--reason",
+            " ",
+        ])
+        .await;
+    assert!(
+        !blank.ok && blank.stderr.contains("approval.reason"),
+        "{}",
+        blank.stderr
+    );
+    let reject = env
+        .cli(&[
+            "approvals",
+            "reject",
+            &step_id.to_string(),
+            "--by",
+            "Paul Martin",
+            "--reason",
+            "customer is a key account, call first",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(reject.ok, "{}", reject.stderr);
+    // A second decision on the same step is refused: it is no longer waiting.
+    let again = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Paul Martin",
+        ])
+        .await;
+    assert!(again.ok, "published: {}", again.stderr);
+    let reasons = env.wait_for_dead_letters(1).await;
+    assert!(reasons[0].contains("not waiting for approval"), "{reasons:?}");
+    env.run_until(date(2026, 3, 25)).await;
+    let (_, status, reason) = step_of(env, "F-A2", "formal_notice").await;
+    assert_eq!(status, "skipped");
+    assert!(reason.unwrap_or_default().contains("call first"));
+    assert_eq!(formal_notices_sent(env).await, 0);
+    let rejected = env.journal_details("F-A2", names::APPROVAL_REJECTED).await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["decided_by"], "Paul Martin");
+    assert_eq!(rejected[0]["reason"], "customer is a key account, call first");
+    assert_eq!(formal_notices_sent(env).await, 0);
+    s.stop().await;
+}
+
+/// A payment while the formal notice waits cancels it like any pending step: nothing goes
+/// out after the payment but the thank-you, and the approval is no longer listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_while_waiting_cancels_the_approval() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A3", false).await;
+    env.run_until(date(2026, 3, 15)).await;
+    let (step_id, status, _) = step_of(env, "F-A3", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("P-A3", "F-A3", "1500.00", date(2026, 3, 15)),
+    )
+    .await;
+    env.wait_journal("F-A3", names::PAYMENT_RECORDED, 1).await;
+    env.run_until(date(2026, 3, 25)).await;
+    assert_eq!(step_of(env, "F-A3", "formal_notice").await.1, "cancelled");
+    assert_eq!(formal_notices_sent(env).await, 0);
+    let list = env.cli(&["approvals"]).await;
+    assert!(!list.stdout.contains(&step_id.to_string()), "{}", list.stdout);
+    s.stop().await;
+}
+
+/// Nobody decides within the policy's three days: the request expires and the step is
+/// skipped (`approval expired`), journaled; nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecided_approval_expires_after_the_policys_days() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A4", false).await;
+    env.run_until(date(2026, 3, 17)).await;
+    assert_eq!(step_of(env, "F-A4", "formal_notice").await.1, "awaiting_approval");
+    env.run_until(date(2026, 3, 18)).await;
+    let (_, status, reason) = step_of(env, "F-A4", "formal_notice").await;
+    assert_eq!(status, "skipped");
+    assert_eq!(reason.as_deref(), Some("approval expired"));
+    let expired = env.journal_details("F-A4", "approval.expired").await;
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["after_days"], 3);
+    assert_eq!(formal_notices_sent(env).await, 0);
+    s.stop().await;
+}
+
+/// A customer set to manual waits on its first reminder already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_customer_waits_for_approval_on_its_first_reminder() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A5", true).await;
+    env.run_until(date(2026, 3, 12)).await;
+    let (step_id, status, _) = step_of(env, "F-A5", "reminder_1").await;
+    assert_eq!(status, "awaiting_approval");
+    assert!(env.mail.emails().await.is_empty(), "nothing sent");
+    let requested = env.journal_details("F-A5", "approval.requested").await;
+    assert_eq!(requested[0]["by"], "customer");
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    env.idle().await;
+    assert_eq!(env.mail.wait_for_emails(1).await.len(), 1);
+    assert_eq!(step_of(env, "F-A5", "reminder_1").await.1, "sent");
+    s.stop().await;
+}
+
+/// The console's approvals page shows the waiting formal notice with its preview; its
+/// Approve form (with the CSRF cookie and token) sends it; without the token it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_approve_form_sends_the_waiting_step() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A6", false).await;
+    env.run_until(date(2026, 3, 15)).await;
+    let (step_id, status, _) = step_of(env, "F-A6", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    let base = env.start_console(None).await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(format!("{base}/approvals")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    for expected in [
+        "F-A6",
+        "formal_notice",
+        "1500.00 EUR",
+        "40.00 EUR",
+        &step_id.to_string(),
+    ] {
+        assert!(html.contains(expected), "{expected:?} in the approvals page");
+    }
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let form = |csrf: &str| format!("csrf={csrf}&step_id={step_id}&decision=approve&decided_by=Marie+Dupont");
+    let forged = client
+        .post(format!("{base}/approvals/decide"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .body(form("forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(step_of(env, "F-A6", "formal_notice").await.1, "awaiting_approval");
+    let answer = client
+        .post(format!("{base}/approvals/decide"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &cookie)
+        .body(form(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let location = answer.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("outcome=applied"), "{location}");
+    let after = client
+        .get(format!("{base}{location}"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(after.contains("approval.granted for F-A6: applied"), "{after}");
+    assert!(!after.contains(&step_id.to_string()), "no longer waiting");
+    env.idle().await;
+    assert_eq!(formal_notices_sent(env).await, 1);
+    let granted = env.journal_details("F-A6", names::APPROVAL_GRANTED).await;
+    assert_eq!(granted[0]["decided_by"], "Marie Dupont");
+    s.stop().await;
+}
