@@ -153,12 +153,13 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
 
 /// The page and, on the first page only, the totals per status of the whole filter (later
 /// pages do not sum them again) and the time they were derived at (`totals_as_of`: the
-/// background snapshot's, see `crate::totals`).
+/// background snapshot's, see `crate::totals`; before the first snapshot, none and
+/// `totals_computing`).
 async fn table(console: &Shared, q: &TableQuery) -> Result<Value, Failure> {
     let at = now(console);
     let page = crate::totals::page(console, at, &q.filter, q.sort, q.after.as_ref(), q.limit).await?;
     let totals = match q.after {
-        None => Some(crate::totals::for_filter(console, at, &q.filter).await?),
+        None => crate::totals::for_filter(console, at, &q.filter).await?,
         Some(_) => None,
     };
     Ok(json!({
@@ -167,6 +168,8 @@ async fn table(console: &Shared, q: &TableQuery) -> Result<Value, Failure> {
         "totals": totals.as_ref().map(|t| &t.per_status),
         "totals_as_of": totals.as_ref().map(|t| t.as_of),
         "totals_source": totals.as_ref().map(|t| t.source),
+        // A first page before the console's first snapshot: its totals are still computing.
+        "totals_computing": q.after.is_none() && totals.is_none(),
     }))
 }
 

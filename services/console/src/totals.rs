@@ -6,6 +6,11 @@
 //! The same snapshot chooses the invoices of a page filtered on what no index serves (a
 //! derived status, a segment: see [`page`]), and the same refresher, after each snapshot,
 //! recomputes the whole-ledger figures the console keeps (`crate::figures`).
+//! Until the first snapshot (a minute or more on a ledger of a million) nothing waits for
+//! it: a first page comes without totals ("computing"), and a page filtered on a status or
+//! a segment is read in index order until it is full, as without a snapshot. Consoles on one
+//! database compute their snapshots one at a time ([`SNAPSHOT_TURN_LOCK`]), so several
+//! restarted together do not all read the whole ledger at once.
 
 use crate::Shared;
 use anyhow::Context;
@@ -13,6 +18,7 @@ use chrono::{DateTime, Utc};
 use relance_storage::console::invoices::{
     self, Cursor, Filter, InvoicePage, Sort, StatusTotal, TotalsSnapshot,
 };
+use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,20 +35,42 @@ impl Default for Latest {
 }
 
 impl Latest {
-    /// The latest snapshot, once there is one: a request before the first waits for it
+    /// The latest snapshot, once there is one. A request before the first does without it
     /// rather than derive the whole ledger itself (several would, at start, each for seconds).
-    async fn get(&self) -> anyhow::Result<Arc<TotalsSnapshot>> {
-        let mut latest = self.0.subscribe();
-        let ready = latest
-            .wait_for(Option::is_some)
-            .await
-            .context("waiting for the first totals snapshot")?;
-        ready.clone().context("the totals snapshot is absent")
+    fn get(&self) -> Option<Arc<TotalsSnapshot>> {
+        self.0.borrow().clone()
     }
 
     fn set(&self, snapshot: TotalsSnapshot) {
         self.0.send_replace(Some(Arc::new(snapshot)));
     }
+}
+
+/// The PostgreSQL advisory lock (session level) a console holds while it computes its
+/// snapshot: consoles on one database take turns.
+pub const SNAPSHOT_TURN_LOCK: i64 = 0x7265_6c61_6e63_6501;
+
+/// Computes the whole ledger's snapshot in its turn: on a connection of its own (not the
+/// pool's, which the computation uses), holding [`SNAPSHOT_TURN_LOCK`] until it is done;
+/// closing that connection, or dropping it when cancelled, releases the lock.
+async fn compute_in_turn(
+    console: &Shared,
+    at: DateTime<Utc>,
+    filter: &Filter,
+) -> anyhow::Result<TotalsSnapshot> {
+    let mut turn = sqlx::PgConnection::connect(&console.config.settings.database_url)
+        .await
+        .context("connecting to wait for the console's turn to compute its totals snapshot")?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(SNAPSHOT_TURN_LOCK)
+        .execute(&mut turn)
+        .await
+        .context("waiting for the console's turn to compute its totals snapshot")?;
+    let computed = TotalsSnapshot::compute(&console.db, at, filter).await;
+    if let Err(e) = turn.close().await {
+        tracing::warn!(error = %e, "closing the totals snapshot's turn connection failed (the lock goes with it)");
+    }
+    computed
 }
 
 /// A zero interval would recompute without pause.
@@ -57,7 +85,7 @@ pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
         let at = console.config.clock.now();
         let started = std::time::Instant::now();
         tokio::select! {
-            computed = TotalsSnapshot::compute(&console.db, at, &whole_ledger) => match computed {
+            computed = compute_in_turn(&console, at, &whole_ledger) => match computed {
                 Ok(snapshot) => {
                     console.totals.set(snapshot);
                     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "totals snapshot refreshed");
@@ -88,34 +116,39 @@ pub(crate) struct Totals {
     pub source: &'static str,
 }
 
-/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter.
+/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter;
+/// `None` before the first snapshot (other than for a customer: they are still computing).
 pub(crate) async fn for_filter(
     console: &Shared,
     now: DateTime<Utc>,
     filter: &Filter,
-) -> anyhow::Result<Totals> {
+) -> anyhow::Result<Option<Totals>> {
     if filter.customer.is_none() {
-        let snapshot = console.totals.get().await?;
+        let Some(snapshot) = console.totals.get() else {
+            return Ok(None);
+        };
         if snapshot.covers(filter) {
-            return Ok(Totals {
+            return Ok(Some(Totals {
                 per_status: snapshot.sum(filter),
                 as_of: snapshot.as_of,
                 source: "snapshot",
-            });
+            }));
         }
     }
     let live = TotalsSnapshot::compute(&console.db, now, filter).await?;
-    Ok(Totals {
+    Ok(Some(Totals {
         per_status: live.sum(filter),
         as_of: live.as_of,
         source: "live",
-    })
+    }))
 }
 
 /// One page of the tracking table: read by its index, or, for a filter no index serves
 /// ([`TotalsSnapshot::serves_page`]), chosen from the latest snapshot and each row read and
 /// derived again now (so a row shown is exact; one that entered the filter since the
-/// snapshot shows after the next). Before the first snapshot such a page waits for it.
+/// snapshot shows after the next). Before the first snapshot such a page is read in index
+/// order until it is full ([`invoices::page`]: bounded by the page, not by the ledger, when
+/// the filter is common).
 pub(crate) async fn page(
     console: &Shared,
     now: DateTime<Utc>,
@@ -125,8 +158,10 @@ pub(crate) async fn page(
     limit: usize,
 ) -> anyhow::Result<InvoicePage> {
     if TotalsSnapshot::serves_page(filter, sort) {
-        let snapshot = console.totals.get().await?;
-        return invoices::page_over_snapshot(&console.db, now, &snapshot, filter, sort, after, limit).await;
+        if let Some(snapshot) = console.totals.get() {
+            return invoices::page_over_snapshot(&console.db, now, &snapshot, filter, sort, after, limit)
+                .await;
+        }
     }
     invoices::page(&console.db, now, filter, sort, after, limit).await
 }
