@@ -636,6 +636,34 @@ async fn a_console_just_started_serves_its_pages_before_its_first_snapshot() {
     assert_eq!(after["totals_computing"], false, "{after}");
     assert_eq!(after["totals"]["to_remind"]["count"], 1, "{after}");
     assert_eq!(after["totals"]["to_warn"]["count"], 1, "{after}");
+
+    // Then the ledger by day is read: a past day's aging is summed from it, as exact.
+    let aging_url = format!("{base}/api/aging?as_of=2026-03-10");
+    wait_for("the ledger by day", Duration::from_secs(20), || async {
+        Ok(get_json(&aging_url).await["source"] == "ledger_by_day")
+    })
+    .await
+    .unwrap();
+    let aging = get_json(&aging_url).await;
+    let rows: Vec<(&str, &str, i64, &str)> = aging["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["segment"].as_str().unwrap(),
+                r["bucket"].as_str().unwrap(),
+                r["invoices"].as_i64().unwrap(),
+                r["outstanding"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // On 10 March F-LATE (high) was a day past due, F-SOON not due yet.
+    assert_eq!(
+        rows,
+        [("high", "1_15", 1, "300.00"), ("medium", "not_due", 1, "100.00")],
+        "{aging}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -75,6 +75,8 @@ pub(crate) enum Figure {
 pub(crate) struct Computed {
     pub figure: Figure,
     pub at: DateTime<Utc>,
+    /// `ledger_by_day` (summed from it) or `query` (computed by the storage's query).
+    pub source: &'static str,
 }
 
 struct Slot {
@@ -171,7 +173,11 @@ async fn compute(console: &Shared, key: Key) -> anyhow::Result<Computed> {
             Figure::Effectiveness(figures::effectiveness(&console.db, midnight(from), midnight(to)).await?)
         }
     };
-    Ok(Computed { figure, at })
+    Ok(Computed {
+        figure,
+        at,
+        source: "query",
+    })
 }
 
 /// Whether the ledger by day answers `key`: all but today's aging.
@@ -199,6 +205,7 @@ fn summed(by_day: &FiguresByDay, key: Key) -> Option<Computed> {
     Some(Computed {
         figure,
         at: by_day.at,
+        source: "ledger_by_day",
     })
 }
 

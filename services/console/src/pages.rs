@@ -343,6 +343,8 @@ struct Aging {
     dso: Vec<figures::Dso>,
     /// When the figures were computed (kept and refreshed in the background: `crate::figures`).
     computed_at: DateTime<Utc>,
+    /// How (`crate::figures::Computed::source`).
+    source: &'static str,
 }
 
 async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Result<Aging, Failure> {
@@ -365,6 +367,7 @@ async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Resul
         rows: rows.clone(),
         dso: figures::dso_of_sales(as_of, rows, sales, months),
         computed_at: kept.at,
+        source: kept.source,
     })
 }
 
@@ -397,6 +400,7 @@ async fn aging_api(State(console): State<Shared>, Query(params): Params) -> Resu
         "rows": a.rows,
         "dso": a.dso,
         "computed_at": a.computed_at,
+        "source": a.source,
     })))
 }
 
@@ -432,7 +436,7 @@ async fn effectiveness_data(console: &Shared, params: &HashMap<String, String>) 
     let crate::figures::Figure::Effectiveness(rows) = &kept.figure else {
         return Err(anyhow::anyhow!("the effectiveness's kept figure is of another kind").into());
     };
-    Ok(json!({ "from": from, "to": to, "rows": rows, "computed_at": kept.at }))
+    Ok(json!({ "from": from, "to": to, "rows": rows, "computed_at": kept.at, "source": kept.source }))
 }
 
 async fn effectiveness_api(

@@ -50,27 +50,63 @@ impl Latest {
 /// snapshot: consoles on one database take turns.
 pub const SNAPSHOT_TURN_LOCK: i64 = 0x7265_6c61_6e63_6501;
 
-/// Computes the whole ledger's snapshot in its turn: on a connection of its own (not the
-/// pool's, which the computation uses), holding [`SNAPSHOT_TURN_LOCK`] until it is done;
-/// closing that connection, or dropping it when cancelled, releases the lock.
-async fn compute_in_turn(
-    console: &Shared,
-    at: DateTime<Utc>,
-    filter: &Filter,
-) -> anyhow::Result<TotalsSnapshot> {
-    let mut turn = sqlx::PgConnection::connect(&console.config.settings.database_url)
-        .await
-        .context("connecting to wait for the console's turn to compute its totals snapshot")?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(SNAPSHOT_TURN_LOCK)
-        .execute(&mut turn)
-        .await
-        .context("waiting for the console's turn to compute its totals snapshot")?;
-    let computed = TotalsSnapshot::compute(&console.db, at, filter).await;
-    if let Err(e) = turn.close().await {
-        tracing::warn!(error = %e, "closing the totals snapshot's turn connection failed (the lock goes with it)");
+/// The connection on which a console takes its turn: its own (not the pool's, which the
+/// computation uses), kept from one pass to the next; when it is dropped (a failed pass,
+/// the refresher stopped mid-way) the session ends and the lock with it.
+struct Turn(Option<sqlx::PgConnection>);
+
+impl Turn {
+    async fn connection(&mut self, console: &Shared) -> anyhow::Result<&mut sqlx::PgConnection> {
+        if self.0.is_none() {
+            let mut connection = sqlx::PgConnection::connect(&console.config.settings.database_url)
+                .await
+                .context("connecting to wait for the console's turn to compute its totals snapshot")?;
+            sqlx::query(&format!("SET ROLE {}", crate::READ_ROLE))
+                .execute(&mut connection)
+                .await
+                .context("taking the read-only role on the totals snapshot's turn connection")?;
+            self.0 = Some(connection);
+        }
+        self.0.as_mut().context("the turn connection is absent")
     }
-    computed
+
+    /// Computes the whole ledger's snapshot holding [`SNAPSHOT_TURN_LOCK`]. On any error the
+    /// connection is dropped (and the lock with it), to be opened again next pass.
+    async fn compute(
+        &mut self,
+        console: &Shared,
+        at: DateTime<Utc>,
+        filter: &Filter,
+    ) -> anyhow::Result<TotalsSnapshot> {
+        let taken = async {
+            let turn = self.connection(console).await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(SNAPSHOT_TURN_LOCK)
+                .execute(&mut *turn)
+                .await
+                .context("waiting for the console's turn to compute its totals snapshot")?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = taken {
+            self.0 = None;
+            return Err(e);
+        }
+        let computed = TotalsSnapshot::compute(&console.db, at, filter).await;
+        let released = match self.0.as_mut() {
+            Some(turn) => sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(SNAPSHOT_TURN_LOCK)
+                .execute(&mut *turn)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing the totals snapshot's turn failed; its connection is closed (the lock goes with it)");
+            self.0 = None;
+        }
+        computed
+    }
 }
 
 /// A zero interval would recompute without pause.
@@ -81,11 +117,12 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
     let interval = console.config.settings.console_totals_interval.max(MIN_INTERVAL);
     let whole_ledger = Filter::default();
+    let mut turn = Turn(None);
     loop {
         let at = console.config.clock.now();
         let started = std::time::Instant::now();
         tokio::select! {
-            computed = compute_in_turn(&console, at, &whole_ledger) => match computed {
+            computed = turn.compute(&console, at, &whole_ledger) => match computed {
                 Ok(snapshot) => {
                     console.totals.set(snapshot);
                     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "totals snapshot refreshed");
