@@ -576,6 +576,97 @@ async fn the_console_totals_come_from_a_snapshot_refreshed_in_the_background() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_console_just_started_serves_its_pages_before_its_first_snapshot() {
+    let setup = start().await;
+    let env = &setup.env;
+    issue(env, "F-SOON", "100.00", (3, 2), (3, 25), json!({})).await;
+    issue(env, "F-LATE", "300.00", (3, 2), (3, 9), json!({ "risk": "high" })).await;
+    env.run_until(date(2026, 3, 12)).await;
+    env.set_time(Utc.with_ymd_and_hms(2026, 3, 13, 10, 0, 0).unwrap())
+        .await;
+    // Another console is computing its snapshot (it holds the turn): this one's waits.
+    let mut other = env.db.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(relance_console::SNAPSHOT_TURN_LOCK)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let base = env
+        .start_console_unready(|s| s.console_totals_interval = Duration::from_secs(3600))
+        .await
+        .unwrap();
+
+    // The first page comes at once, without totals.
+    let first = get_json(&format!("{base}/api/invoices")).await;
+    assert_eq!(numbers(&first), ["F-LATE", "F-SOON"]);
+    assert!(first["totals"].is_null(), "{first}");
+    assert!(first["totals_as_of"].is_null(), "{first}");
+    assert_eq!(first["totals_computing"], true, "{first}");
+    let html = get_text(&format!("{base}/")).await;
+    assert!(html.contains("totals: computing"), "{html}");
+    assert!(html.contains("F-LATE"), "{html}");
+    // Pages filtered on a status or a segment are read in order, without the snapshot.
+    let only = |q: &str| {
+        let url = format!("{base}/api/invoices?{q}");
+        async move { numbers(&get_json(&url).await) }
+    };
+    assert_eq!(only("status=to_remind").await, ["F-LATE"]);
+    assert_eq!(only("status=to_warn").await, ["F-SOON"]);
+    assert_eq!(only("status=settled").await, Vec::<String>::new());
+    assert_eq!(only("segment=high").await, ["F-LATE"]);
+    assert_eq!(only("segment=medium&sort=amount").await, ["F-SOON"]);
+    // A customer's totals are counted live, snapshot or not.
+    let customer = get_json(&format!("{base}/api/invoices?customer=C-F-LATE")).await;
+    assert_eq!(customer["totals_source"], "live", "{customer}");
+
+    // Its turn comes: the totals follow.
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(relance_console::SNAPSHOT_TURN_LOCK)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let url = format!("{base}/api/invoices");
+    wait_for("the first totals snapshot", Duration::from_secs(20), || async {
+        Ok(!get_json(&url).await["totals_as_of"].is_null())
+    })
+    .await
+    .unwrap();
+    let after = get_json(&url).await;
+    assert_eq!(after["totals_source"], "snapshot", "{after}");
+    assert_eq!(after["totals_computing"], false, "{after}");
+    assert_eq!(after["totals"]["to_remind"]["count"], 1, "{after}");
+    assert_eq!(after["totals"]["to_warn"]["count"], 1, "{after}");
+
+    // Then the ledger by day is read: a past day's aging is summed from it, as exact.
+    let aging_url = format!("{base}/api/aging?as_of=2026-03-10");
+    wait_for("the ledger by day", Duration::from_secs(20), || async {
+        Ok(get_json(&aging_url).await["source"] == "ledger_by_day")
+    })
+    .await
+    .unwrap();
+    let aging = get_json(&aging_url).await;
+    let rows: Vec<(&str, &str, i64, &str)> = aging["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["segment"].as_str().unwrap(),
+                r["bucket"].as_str().unwrap(),
+                r["invoices"].as_i64().unwrap(),
+                r["outstanding"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // On 10 March F-LATE (high) was a day past due, F-SOON not due yet.
+    assert_eq!(
+        rows,
+        [("high", "1_15", 1, "300.00"), ("medium", "not_due", 1, "100.00")],
+        "{aging}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_console_beyond_localhost_requires_its_token() {
     // Without a token, `relance run console` on a public address refuses to start.
     let out = tokio::process::Command::new(relance_binary())

@@ -568,14 +568,33 @@ impl TestEnv {
             .await
     }
 
-    /// Starts a console with its settings changed by `change` (e.g. its totals interval).
+    /// Starts a console with its settings changed by `change` (e.g. its totals interval),
+    /// and waits for its first totals snapshot (until then its first pages have no totals).
     pub async fn start_console_with(&self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<String> {
         let mut config = self.config.clone();
         change(&mut config.settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let (addr, server) = relance_console::serve(listener, config, self.shutdown.clone()).await?;
-        tokio::spawn(server);
-        Ok(format!("http://{addr}"))
+        let token = config.settings.console_token.clone().filter(|t| !t.is_empty());
+        let base = serve_console(config, &self.shutdown).await?;
+        let url = format!("{base}/api/invoices?limit=1");
+        let http = reqwest::Client::new();
+        wait_for("the console's first totals snapshot", DEADLINE, || async {
+            let mut request = http.get(&url);
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            let page: Value = request.send().await?.error_for_status()?.json().await?;
+            Ok(!page["totals_as_of"].is_null())
+        })
+        .await?;
+        Ok(base)
+    }
+
+    /// Starts a console with its settings changed by `change` and returns at once, without
+    /// waiting for its first snapshot.
+    pub async fn start_console_unready(&self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<String> {
+        let mut config = self.config.clone();
+        change(&mut config.settings);
+        serve_console(config, &self.shutdown).await
     }
 
     /// Publishes on the inbound exchange, as an invoicing or banking system would.
@@ -964,4 +983,12 @@ pub fn manifest_lines(letters: &std::path::Path) -> Vec<(PathBuf, Value)> {
 /// Text extraction may print spaces of any kind, or none, inside amounts.
 pub fn squeeze(text: &str) -> String {
     text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Serves a console on a free port until `shutdown`; its base URL.
+async fn serve_console(config: Config, shutdown: &CancellationToken) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (addr, server) = relance_console::serve(listener, config, shutdown.clone()).await?;
+    tokio::spawn(server);
+    Ok(format!("http://{addr}"))
 }

@@ -1,16 +1,20 @@
-//! The console's whole-ledger figures, aging with DSO and the steps' effectiveness, kept in
-//! memory per set of parameters: each aggregates the whole ledger (about a second at
-//! 1,000,000 invoices), too long for a page. They are computed by the storage's one
-//! implementation (`relance_storage::console::figures`, which the scheduler's collections
-//! gauges call too); this module only keeps them. Parameters not asked before (a past day,
-//! another period) are computed once, by the first request (concurrent ones wait for that
-//! computation); the background refresher (`crate::totals::refresh`) recomputes the
-//! default ones and every set kept, each pass, so a page shows figures at most one interval
-//! old, with the time they were computed. It keeps at most [`KEPT`] sets, forgetting the
-//! least recently asked.
+//! The console's whole-ledger figures, aging with DSO and the steps' effectiveness: each
+//! aggregates the whole ledger (about a second at 1,000,000 invoices), too long for a page.
+//! A past day's aging (with its sales per month) and the effectiveness over any period of
+//! whole days are summed in memory from the ledger aggregated by day
+//! (`relance_storage::console::by_day`, exact: tested equal to the SQL), which the
+//! background refresher (`crate::totals::refresh`) reads again each pass; today's aging,
+//! which reads today's balances, is kept here, computed by the storage's one implementation
+//! (`relance_storage::console::figures`, which the scheduler's collections gauges call too)
+//! and recomputed each pass. Before the first aggregation, any figure is computed that way
+//! once, by the first request (concurrent ones wait for that computation), and kept. A page
+//! shows figures at most one interval old, with the time they were computed. At most
+//! [`KEPT`] sets of parameters are kept, forgetting the least recently asked. This module
+//! only keeps and sums figures: it decides no inclusion rule.
 
 use crate::Shared;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use relance_storage::console::by_day::FiguresByDay;
 use relance_storage::console::cents;
 use relance_storage::console::figures::{self, AgingRow, StepEffect};
 use rust_decimal::Decimal;
@@ -71,6 +75,8 @@ pub(crate) enum Figure {
 pub(crate) struct Computed {
     pub figure: Figure,
     pub at: DateTime<Utc>,
+    /// `ledger_by_day` (summed from it) or `query` (computed by the storage's query).
+    pub source: &'static str,
 }
 
 struct Slot {
@@ -82,9 +88,25 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Figures {
     slots: Mutex<(u64, HashMap<Key, Slot>)>,
+    /// The ledger aggregated by day, once the refresher has read it.
+    by_day: Mutex<Option<Arc<FiguresByDay>>>,
 }
 
 impl Figures {
+    fn by_day(&self) -> Option<Arc<FiguresByDay>> {
+        self.by_day
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn set_by_day(&self, by_day: FiguresByDay) {
+        *self
+            .by_day
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(by_day));
+    }
+
     /// The slot of `key`, created when absent (forgetting the least recently asked beyond
     /// [`KEPT`]).
     fn slot(&self, key: Key) -> Arc<OnceCell<Arc<Computed>>> {
@@ -151,11 +173,48 @@ async fn compute(console: &Shared, key: Key) -> anyhow::Result<Computed> {
             Figure::Effectiveness(figures::effectiveness(&console.db, midnight(from), midnight(to)).await?)
         }
     };
-    Ok(Computed { figure, at })
+    Ok(Computed {
+        figure,
+        at,
+        source: "query",
+    })
 }
 
-/// The figure of `key`: kept, or computed now (once, whoever asks meanwhile).
+/// Whether the ledger by day answers `key`: all but today's aging.
+fn answered_by_day(key: Key) -> bool {
+    !matches!(key, Key::Aging { current: true, .. })
+}
+
+/// The figure of `key` summed from the ledger by day, when it is one of those it answers.
+fn summed(by_day: &FiguresByDay, key: Key) -> Option<Computed> {
+    let figure = match key {
+        Key::Aging { current: true, .. } => return None,
+        Key::Aging {
+            as_of,
+            current: false,
+        } => {
+            let mut rows = by_day.aging.aging(as_of);
+            for row in &mut rows {
+                row.outstanding = cents(row.outstanding);
+            }
+            let sales = by_day.aging.monthly_sales(as_of, figures::DSO_MAX_MONTHS);
+            Figure::Aging { rows, sales }
+        }
+        Key::Effectiveness { from, to } => Figure::Effectiveness(by_day.effectiveness.between(from, to)),
+    };
+    Some(Computed {
+        figure,
+        at: by_day.at,
+        source: "ledger_by_day",
+    })
+}
+
+/// The figure of `key`: summed from the ledger by day, or kept, or computed now (once,
+/// whoever asks meanwhile).
 pub(crate) async fn get(console: &Shared, key: Key) -> anyhow::Result<Arc<Computed>> {
+    if let Some(computed) = console.figures.by_day().and_then(|by_day| summed(&by_day, key)) {
+        return Ok(Arc::new(computed));
+    }
     let cell = console.figures.slot(key);
     let computed = cell
         .get_or_try_init(|| async { compute(console, key).await.map(Arc::new) })
@@ -163,10 +222,27 @@ pub(crate) async fn get(console: &Shared, key: Key) -> anyhow::Result<Arc<Comput
     Ok(computed.clone())
 }
 
-/// Recomputes the default figures and every one kept (one pass of the refresher). A failed
-/// figure is logged and the previous one kept.
+/// Reads the ledger by day again, then recomputes the default figures and every one kept
+/// that it does not answer (one pass of the refresher). A failure is logged and the previous
+/// figure kept.
 pub(crate) async fn refresh(console: &Shared) {
-    let today = console.config.clock.now().date_naive();
+    let at = console.config.clock.now();
+    let today = at.date_naive();
+    let started = std::time::Instant::now();
+    match FiguresByDay::compute(&console.db, at).await {
+        Ok(by_day) => {
+            console.figures.set_by_day(by_day);
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "the ledger by day was read again"
+            );
+        }
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "reading the ledger by day failed; the previous one is kept"
+        ),
+    }
+    let by_day = console.figures.by_day();
     let mut keys = console.figures.keys();
     for key in Key::defaults(today) {
         if !keys.contains(&key) {
@@ -174,7 +250,8 @@ pub(crate) async fn refresh(console: &Shared) {
         }
     }
     for key in keys {
-        if !key.holds(today) {
+        let answered = by_day.is_some() && answered_by_day(key);
+        if answered || !key.holds(today) {
             console.figures.forget(&key);
             continue;
         }

@@ -60,6 +60,8 @@ pub(crate) struct Console {
 
 pub(crate) type Shared = Arc<Console>;
 
+pub use totals::SNAPSHOT_TURN_LOCK;
+
 /// An error as a page or API answer: a status and a message for the user.
 #[derive(Debug)]
 pub(crate) struct Failure(pub StatusCode, pub String);

@@ -160,12 +160,13 @@ fn table_query(params: &HashMap<String, String>) -> Result<TableQuery, Failure> 
 
 /// The page and, on the first page only, the totals per status of the whole filter (later
 /// pages do not sum them again) and the time they were derived at (`totals_as_of`: the
-/// background snapshot's, see `crate::totals`).
+/// background snapshot's, see `crate::totals`; before the first snapshot, none and
+/// `totals_computing`).
 async fn table(console: &Shared, q: &TableQuery) -> Result<Value, Failure> {
     let at = now(console);
     let page = crate::totals::page(console, at, &q.filter, q.sort, q.after.as_ref(), q.limit).await?;
     let totals = match q.after {
-        None => Some(crate::totals::for_filter(console, at, &q.filter).await?),
+        None => crate::totals::for_filter(console, at, &q.filter).await?,
         Some(_) => None,
     };
     Ok(json!({
@@ -174,6 +175,8 @@ async fn table(console: &Shared, q: &TableQuery) -> Result<Value, Failure> {
         "totals": totals.as_ref().map(|t| &t.per_status),
         "totals_as_of": totals.as_ref().map(|t| t.as_of),
         "totals_source": totals.as_ref().map(|t| t.source),
+        // A first page before the console's first snapshot: its totals are still computing.
+        "totals_computing": q.after.is_none() && totals.is_none(),
     }))
 }
 
@@ -347,6 +350,8 @@ struct Aging {
     dso: Vec<figures::Dso>,
     /// When the figures were computed (kept and refreshed in the background: `crate::figures`).
     computed_at: DateTime<Utc>,
+    /// How (`crate::figures::Computed::source`).
+    source: &'static str,
 }
 
 async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Result<Aging, Failure> {
@@ -369,6 +374,7 @@ async fn aging_data(console: &Shared, params: &HashMap<String, String>) -> Resul
         rows: rows.clone(),
         dso: figures::dso_of_sales(as_of, rows, sales, months),
         computed_at: kept.at,
+        source: kept.source,
     })
 }
 
@@ -401,6 +407,7 @@ async fn aging_api(State(console): State<Shared>, Query(params): Params) -> Resu
         "rows": a.rows,
         "dso": a.dso,
         "computed_at": a.computed_at,
+        "source": a.source,
     })))
 }
 
@@ -436,7 +443,7 @@ async fn effectiveness_data(console: &Shared, params: &HashMap<String, String>) 
     let crate::figures::Figure::Effectiveness(rows) = &kept.figure else {
         return Err(anyhow::anyhow!("the effectiveness's kept figure is of another kind").into());
     };
-    Ok(json!({ "from": from, "to": to, "rows": rows, "computed_at": kept.at }))
+    Ok(json!({ "from": from, "to": to, "rows": rows, "computed_at": kept.at, "source": kept.source }))
 }
 
 async fn effectiveness_api(

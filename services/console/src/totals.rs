@@ -6,6 +6,11 @@
 //! The same snapshot chooses the invoices of a page filtered on what no index serves (a
 //! derived status, a segment: see [`page`]), and the same refresher, after each snapshot,
 //! recomputes the whole-ledger figures the console keeps (`crate::figures`).
+//! Until the first snapshot (a minute or more on a ledger of a million) nothing waits for
+//! it: a first page comes without totals ("computing"), and a page filtered on a status or
+//! a segment is read in index order until it is full, as without a snapshot. Consoles on one
+//! database compute their snapshots one at a time ([`SNAPSHOT_TURN_LOCK`]), so several
+//! restarted together do not all read the whole ledger at once.
 
 use crate::Shared;
 use anyhow::Context;
@@ -13,6 +18,7 @@ use chrono::{DateTime, Utc};
 use relance_storage::console::invoices::{
     self, Cursor, Filter, InvoicePage, Sort, StatusTotal, TotalsSnapshot,
 };
+use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,19 +35,77 @@ impl Default for Latest {
 }
 
 impl Latest {
-    /// The latest snapshot, once there is one: a request before the first waits for it
+    /// The latest snapshot, once there is one. A request before the first does without it
     /// rather than derive the whole ledger itself (several would, at start, each for seconds).
-    async fn get(&self) -> anyhow::Result<Arc<TotalsSnapshot>> {
-        let mut latest = self.0.subscribe();
-        let ready = latest
-            .wait_for(Option::is_some)
-            .await
-            .context("waiting for the first totals snapshot")?;
-        ready.clone().context("the totals snapshot is absent")
+    fn get(&self) -> Option<Arc<TotalsSnapshot>> {
+        self.0.borrow().clone()
     }
 
     fn set(&self, snapshot: TotalsSnapshot) {
         self.0.send_replace(Some(Arc::new(snapshot)));
+    }
+}
+
+/// The PostgreSQL advisory lock (session level) a console holds while it computes its
+/// snapshot: consoles on one database take turns.
+pub const SNAPSHOT_TURN_LOCK: i64 = 0x7265_6c61_6e63_6501;
+
+/// The connection on which a console takes its turn: its own (not the pool's, which the
+/// computation uses), kept from one pass to the next; when it is dropped (a failed pass,
+/// the refresher stopped mid-way) the session ends and the lock with it.
+struct Turn(Option<sqlx::PgConnection>);
+
+impl Turn {
+    async fn connection(&mut self, console: &Shared) -> anyhow::Result<&mut sqlx::PgConnection> {
+        if self.0.is_none() {
+            let mut connection = sqlx::PgConnection::connect(&console.config.settings.database_url)
+                .await
+                .context("connecting to wait for the console's turn to compute its totals snapshot")?;
+            sqlx::query(&format!("SET ROLE {}", crate::READ_ROLE))
+                .execute(&mut connection)
+                .await
+                .context("taking the read-only role on the totals snapshot's turn connection")?;
+            self.0 = Some(connection);
+        }
+        self.0.as_mut().context("the turn connection is absent")
+    }
+
+    /// Computes the whole ledger's snapshot holding [`SNAPSHOT_TURN_LOCK`]. On any error the
+    /// connection is dropped (and the lock with it), to be opened again next pass.
+    async fn compute(
+        &mut self,
+        console: &Shared,
+        at: DateTime<Utc>,
+        filter: &Filter,
+    ) -> anyhow::Result<TotalsSnapshot> {
+        let taken = async {
+            let turn = self.connection(console).await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(SNAPSHOT_TURN_LOCK)
+                .execute(&mut *turn)
+                .await
+                .context("waiting for the console's turn to compute its totals snapshot")?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = taken {
+            self.0 = None;
+            return Err(e);
+        }
+        let computed = TotalsSnapshot::compute(&console.db, at, filter).await;
+        let released = match self.0.as_mut() {
+            Some(turn) => sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(SNAPSHOT_TURN_LOCK)
+                .execute(&mut *turn)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "releasing the totals snapshot's turn failed; its connection is closed (the lock goes with it)");
+            self.0 = None;
+        }
+        computed
     }
 }
 
@@ -53,11 +117,12 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
     let interval = console.config.settings.console_totals_interval.max(MIN_INTERVAL);
     let whole_ledger = Filter::default();
+    let mut turn = Turn(None);
     loop {
         let at = console.config.clock.now();
         let started = std::time::Instant::now();
         tokio::select! {
-            computed = TotalsSnapshot::compute(&console.db, at, &whole_ledger) => match computed {
+            computed = turn.compute(&console, at, &whole_ledger) => match computed {
                 Ok(snapshot) => {
                     console.totals.set(snapshot);
                     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "totals snapshot refreshed");
@@ -88,34 +153,39 @@ pub(crate) struct Totals {
     pub source: &'static str,
 }
 
-/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter.
+/// The totals for `filter`: summed from the snapshot, or counted live for a customer filter;
+/// `None` before the first snapshot (other than for a customer: they are still computing).
 pub(crate) async fn for_filter(
     console: &Shared,
     now: DateTime<Utc>,
     filter: &Filter,
-) -> anyhow::Result<Totals> {
+) -> anyhow::Result<Option<Totals>> {
     if filter.customer.is_none() {
-        let snapshot = console.totals.get().await?;
+        let Some(snapshot) = console.totals.get() else {
+            return Ok(None);
+        };
         if snapshot.covers(filter) {
-            return Ok(Totals {
+            return Ok(Some(Totals {
                 per_status: snapshot.sum(filter),
                 as_of: snapshot.as_of,
                 source: "snapshot",
-            });
+            }));
         }
     }
     let live = TotalsSnapshot::compute(&console.db, now, filter).await?;
-    Ok(Totals {
+    Ok(Some(Totals {
         per_status: live.sum(filter),
         as_of: live.as_of,
         source: "live",
-    })
+    }))
 }
 
 /// One page of the tracking table: read by its index, or, for a filter no index serves
 /// ([`TotalsSnapshot::serves_page`]), chosen from the latest snapshot and each row read and
 /// derived again now (so a row shown is exact; one that entered the filter since the
-/// snapshot shows after the next). Before the first snapshot such a page waits for it.
+/// snapshot shows after the next). Before the first snapshot such a page is read in index
+/// order until it is full ([`invoices::page`]: bounded by the page, not by the ledger, when
+/// the filter is common).
 pub(crate) async fn page(
     console: &Shared,
     now: DateTime<Utc>,
@@ -125,8 +195,10 @@ pub(crate) async fn page(
     limit: usize,
 ) -> anyhow::Result<InvoicePage> {
     if TotalsSnapshot::serves_page(filter, sort) {
-        let snapshot = console.totals.get().await?;
-        return invoices::page_over_snapshot(&console.db, now, &snapshot, filter, sort, after, limit).await;
+        if let Some(snapshot) = console.totals.get() {
+            return invoices::page_over_snapshot(&console.db, now, &snapshot, filter, sort, after, limit)
+                .await;
+        }
     }
     invoices::page(&console.db, now, filter, sort, after, limit).await
 }

@@ -172,6 +172,11 @@ fn periods_back(as_of: NaiveDate, months: u32) -> Vec<(NaiveDate, NaiveDate)> {
     out
 }
 
+/// The first day of the countback of `months` months ending on `as_of` (the sales read).
+pub fn oldest_countback_day(as_of: NaiveDate, months: u32) -> Option<NaiveDate> {
+    periods_back(as_of, months).last().map(|&(oldest, _)| oldest)
+}
+
 /// The most months a DSO's countback may look back over.
 pub const DSO_MAX_MONTHS: u32 = 60;
 
@@ -182,7 +187,7 @@ pub async fn monthly_sales(
     as_of: NaiveDate,
     months: u32,
 ) -> anyhow::Result<Vec<(String, NaiveDate, Decimal)>> {
-    let Some(&(oldest, _)) = periods_back(as_of, months).last() else {
+    let Some(oldest) = oldest_countback_day(as_of, months) else {
         return Ok(Vec::new());
     };
     // Sales per currency and month, through the (issued_on) index.

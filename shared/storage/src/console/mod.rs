@@ -2,6 +2,7 @@
 //! timeline, aging and DSO, the steps' effectiveness. Read-only queries, each over an index
 //! (migrations/20261205000000_console.sql), so the collections dashboard can reuse them.
 
+pub mod by_day;
 pub mod figures;
 pub mod invoices;
 pub mod timeline;
