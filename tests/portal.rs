@@ -261,3 +261,31 @@ async fn a_link_asking_too_often_gets_429() {
     assert_eq!(status, 429);
     assert!(!html.contains("F-R1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_page_published_a_message_links_to_it_and_the_link_opens_the_invoice() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    let env = TestEnv::try_start(
+        1,
+        &[("RELANCE_PORTAL_URL", &public), ("RELANCE_PORTAL_SECRET", SECRET)],
+    )
+    .await
+    .unwrap();
+    let base = env.start_portal_on(listener, |_| {}).await.unwrap();
+    assert_eq!(base, public);
+    register(&env, "F-MAIL", "C-MAIL", "450.00").await;
+    // The pre-due note, on Wednesday 11 March.
+    env.run_until(date(2026, 3, 11)).await;
+    let emails = env.mail.wait_for_emails(1).await;
+    let text = &emails[0].text;
+    let url = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{public}/p/")))
+        .unwrap_or_else(|| panic!("the portal's link in the message: {text}"))
+        .to_string();
+    let page = browser().get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("F-MAIL") && html.contains("450.00"), "{html}");
+}

@@ -87,6 +87,16 @@ pub fn link(config: &Config, invoice_number: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/p/{token}"))
 }
 
+/// The payment link a message carries when the customer page is published
+/// (`RELANCE_PORTAL_URL` and `RELANCE_PORTAL_SECRET` set): the invoice's page, made at `now`
+/// (the page shows the invoice's own payment link). `None` otherwise.
+pub fn message_link(settings: &Settings, invoice_number: &str, now: DateTime<Utc>) -> Option<String> {
+    let base = settings.portal_url.as_deref()?;
+    let secret = settings.portal_secret.as_deref()?;
+    let token = token::sign(secret, invoice_number, now, settings.portal_token_days).ok()?;
+    Some(format!("{base}/p/{token}"))
+}
+
 /// Revokes every link of `invoice_number` made until now (`relance portal revoke`).
 pub async fn revoke(db: &PgPool, invoice_number: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     sqlx::query(

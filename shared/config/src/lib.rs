@@ -784,6 +784,14 @@ impl Settings {
                 "RELANCE_PROMISE_GRACE_DAYS must be at most {MAX_PROMISE_GRACE_DAYS}"
             ));
         }
+        if settings.portal_url.is_some() && settings.portal_secret.is_none() {
+            return Err(anyhow!(
+                "RELANCE_PORTAL_URL is set but RELANCE_PORTAL_SECRET is not: the customer page's links are signed with it"
+            ));
+        }
+        if settings.portal_token_days == 0 {
+            return Err(anyhow!("RELANCE_PORTAL_TOKEN_DAYS must be at least 1"));
+        }
         // The hand-off must not come before the deadline the formal notice gives.
         if settings.handoff_after_days < settings.channels.formal_notice_days {
             return Err(anyhow!(
