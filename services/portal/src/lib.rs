@@ -9,7 +9,8 @@
 //! `RELANCE_PORTAL_RATE_PER_MINUTE` per link and per client address.
 
 pub mod limit;
-pub mod token;
+
+pub use relance_sequence::portal_link as token;
 
 use anyhow::Context;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -87,16 +88,6 @@ pub fn link(config: &Config, invoice_number: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/p/{token}"))
 }
 
-/// The payment link a message carries when the customer page is published
-/// (`RELANCE_PORTAL_URL` and `RELANCE_PORTAL_SECRET` set): the invoice's page, made at `now`
-/// (the page shows the invoice's own payment link). `None` otherwise.
-pub fn message_link(settings: &Settings, invoice_number: &str, now: DateTime<Utc>) -> Option<String> {
-    let base = settings.portal_url.as_deref()?;
-    let secret = settings.portal_secret.as_deref()?;
-    let token = token::sign(secret, invoice_number, now, settings.portal_token_days).ok()?;
-    Some(format!("{base}/p/{token}"))
-}
-
 /// Revokes every link of `invoice_number` made until now (`relance portal revoke`).
 pub async fn revoke(db: &PgPool, invoice_number: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     sqlx::query(
@@ -109,6 +100,30 @@ pub async fn revoke(db: &PgPool, invoice_number: &str, now: DateTime<Utc>) -> an
     .await
     .context("recording the revocation")?;
     Ok(())
+}
+
+/// Connects as the console's read-only role (`relance_console`, created by `relance
+/// migrate`): every session takes it and is read-only besides.
+async fn connect_read_only(database_url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(pool_size.max(1))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET ROLE relance_console")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("SET default_transaction_read_only = on")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(database_url)
+        .await
+        .context(
+            "connecting the customer page to the database as the read-only role relance_console \
+             (created by `relance migrate`; the database user must be allowed to SET ROLE relance_console)",
+        )
 }
 
 /// Binds `RELANCE_PORTAL_ADDR` and serves until shutdown.
@@ -132,8 +147,7 @@ pub async fn serve(
         .local_addr()
         .context("reading the customer page's address")?;
     let secret = secret_of(&config.settings)?;
-    let db = relance_console::connect_read_only(&config.settings.database_url, config.settings.db_pool_size)
-        .await?;
+    let db = connect_read_only(&config.settings.database_url, config.settings.db_pool_size).await?;
     let mut templates = minijinja::Environment::new();
     templates.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     templates

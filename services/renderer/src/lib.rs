@@ -595,7 +595,7 @@ pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Co
         days_until_due => days_until_due,
         pay_by => format_date(pay_by, language),
         // The customer page when it is published (docs/portal.md), else the invoice's own link.
-        payment_link => relance_portal::message_link(&config.settings, &invoice.number, now)
+        payment_link => relance_sequence::portal_link::message_link(&config.settings, &invoice.number, now)
             .or_else(|| invoice.payment_link.clone()),
         invoice_attached => attach_invoice,
         is_business => invoice.kind == CustomerKind::Business,

@@ -1,4 +1,4 @@
-//! The customer page's links: per invoice, `base64url(payload).base64url(HMAC-SHA256)` where
+//! The customer page's links (`relance run portal`, docs/portal.md): per invoice, `base64url(payload).base64url(HMAC-SHA256)` where
 //! the payload is `v1|<invoice number>|<made at, ms>|<expires at, ms>`, signed under
 //! `RELANCE_PORTAL_SECRET`. Nobody without the key can make or alter one; it expires; a
 //! revocation (`portal_revocations`) refuses every link of the invoice made until then.
@@ -83,6 +83,20 @@ pub fn verify(secret: &str, token: &str, now: DateTime<Utc>) -> Result<Claims, R
         return Err(Refusal::Gone);
     }
     Ok(claims)
+}
+
+/// The payment link a message carries when the customer page is published
+/// (`RELANCE_PORTAL_URL` and `RELANCE_PORTAL_SECRET` set): the invoice's page, made at `now`
+/// (the page shows the invoice's own payment link). `None` otherwise.
+pub fn message_link(
+    settings: &relance_config::Settings,
+    invoice_number: &str,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let base = settings.portal_url.as_deref()?;
+    let secret = settings.portal_secret.as_deref()?;
+    let token = sign(secret, invoice_number, now, settings.portal_token_days).ok()?;
+    Some(format!("{base}/p/{token}"))
 }
 
 /// Whether a revocation made at `revoked_at` covers a link made at `made_at`.
