@@ -597,6 +597,27 @@ impl TestEnv {
         serve_console(config, &self.shutdown).await
     }
 
+    /// Starts the customer page (`relance run portal`) on a free port with the services'
+    /// configuration changed by `change` (its secret, rate limit); returns its base URL.
+    pub async fn start_portal_with(&self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.start_portal_on(listener, change).await
+    }
+
+    /// As [`Self::start_portal_with`], on `listener` (bound before the services started, so
+    /// that their `RELANCE_PORTAL_URL` can name it).
+    pub async fn start_portal_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        change: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<String> {
+        let mut config = self.config.clone();
+        change(&mut config.settings);
+        let (addr, server) = relance_portal::serve(listener, config, self.shutdown.clone()).await?;
+        tokio::spawn(server);
+        Ok(format!("http://{addr}"))
+    }
+
     /// Publishes on the inbound exchange, as an invoicing or banking system would.
     pub async fn publish(&self, routing_key: &str, body: &Value) {
         relance::drive::publish_inbound(&self.publisher, &self.names, routing_key, body)

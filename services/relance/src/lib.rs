@@ -10,6 +10,7 @@ pub mod import;
 pub mod invoice_commands;
 pub mod journal;
 pub mod output;
+pub mod portal;
 pub mod statement;
 pub mod tasks;
 
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The services `relance run` knows (and the console, `relance run console`, which `run all`
-/// adds when `RELANCE_CONSOLE_ADDR` is set).
+/// adds when `RELANCE_CONSOLE_ADDR` is set, and the customer page, `relance run portal`, when
+/// `RELANCE_PORTAL_ADDR` is set).
 pub const SERVICES: [&str; 6] = [
     relance_scheduler::SERVICE,
     relance_renderer::SERVICE,
@@ -51,10 +53,12 @@ pub async fn run_service(
             relance_sender::run_letter_with_readiness(config, readiness, shutdown).await
         }
         relance_console::SERVICE => relance_console::run(config, shutdown).await,
+        relance_portal::SERVICE => relance_portal::run(config, shutdown).await,
         other => anyhow::bail!(
-            "unknown service {other:?} (expected one of {}, {} or all)",
+            "unknown service {other:?} (expected one of {}, {}, {} or all)",
             SERVICES.join(", "),
-            relance_console::SERVICE
+            relance_console::SERVICE,
+            relance_portal::SERVICE
         ),
     }
 }
@@ -63,18 +67,20 @@ pub async fn run_service(
 /// their health at `RELANCE_HEALTH_ADDR` when set. The first to fail stops the others.
 pub async fn run_services(names: &[&str], config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     for name in names {
-        if !SERVICES.contains(name) && *name != relance_console::SERVICE {
+        if !SERVICES.contains(name) && *name != relance_console::SERVICE && *name != relance_portal::SERVICE {
             anyhow::bail!(
-                "unknown service {name:?} (expected one of {}, {} or all)",
+                "unknown service {name:?} (expected one of {}, {}, {} or all)",
                 SERVICES.join(", "),
-                relance_console::SERVICE
+                relance_console::SERVICE,
+                relance_portal::SERVICE
             );
         }
     }
-    // The console holds no broker session: it is not part of the broker readiness.
+    // The console and the customer page hold no broker session: they are not part of the
+    // broker readiness.
     let readiness: Vec<(String, Readiness)> = names
         .iter()
-        .filter(|name| **name != relance_console::SERVICE)
+        .filter(|name| **name != relance_console::SERVICE && **name != relance_portal::SERVICE)
         .map(|name| (name.to_string(), Readiness::default()))
         .collect();
     let mut tasks = tokio::task::JoinSet::new();
@@ -126,6 +132,14 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
             relance_console::run(config, shutdown)
                 .await
                 .context("the console")
+        });
+    }
+    if names.contains(&relance_portal::SERVICE) {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            relance_portal::run(config, shutdown)
+                .await
+                .context("the customer page")
         });
     }
     let mut result = Ok(());

@@ -21,7 +21,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one service (scheduler, renderer, sender, sender-sms, sender-letter, payments,
-    /// console), several, or `all` (with the console when RELANCE_CONSOLE_ADDR is set).
+    /// console, portal), several, or `all` (with the console when RELANCE_CONSOLE_ADDR is set,
+    /// the customer page when RELANCE_PORTAL_ADDR is set).
     #[command(
         after_help = "Settings come from environment variables, or flags given before `run`: `relance --help` lists them with their defaults."
     )]
@@ -110,6 +111,12 @@ enum Command {
         #[arg(long)]
         since: Option<chrono::NaiveDate>,
     },
+    /// The customer page's links: print an invoice's link, or revoke every link of an
+    /// invoice given out so far (docs/portal.md).
+    Portal {
+        #[command(subcommand)]
+        command: relance::portal::PortalCommand,
+    },
     /// Verify the tamper-evident journal, or export one invoice's proof file.
     Journal {
         #[command(subcommand)]
@@ -131,7 +138,8 @@ async fn main() -> anyhow::Result<()> {
         | Command::Approvals { .. }
         | Command::DeadLetters { .. }
         | Command::Import { .. }
-        | Command::Statement { .. } => "relance-cli".to_string(),
+        | Command::Statement { .. }
+        | Command::Portal { .. } => "relance-cli".to_string(),
         Command::Journal { .. } => "relance-journal".to_string(),
     };
     let _telemetry = relance_telemetry::init_with_log_format(
@@ -156,6 +164,9 @@ async fn main() -> anyhow::Result<()> {
                 let mut all = relance::SERVICES.to_vec();
                 if settings.console_addr_set {
                     all.push(relance_console::SERVICE);
+                }
+                if settings.portal_addr_set {
+                    all.push(relance_portal::SERVICE);
                 }
                 all
             } else {
@@ -223,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         } => relance::tasks::list_tasks(settings, all, format).await,
         Command::DeadLetters { command } => relance::dead_letters::run(settings, command).await,
         Command::Import { command } => relance::import::run(settings, command).await,
+        Command::Portal { command } => relance::portal::run(settings, command).await,
         Command::Statement {
             customer,
             out,

@@ -594,7 +594,9 @@ pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Co
         days_overdue => days_overdue,
         days_until_due => days_until_due,
         pay_by => format_date(pay_by, language),
-        payment_link => invoice.payment_link,
+        // The customer page when it is published (docs/portal.md), else the invoice's own link.
+        payment_link => relance_sequence::portal_link::message_link(&config.settings, &invoice.number, now)
+            .or_else(|| invoice.payment_link.clone()),
         invoice_attached => attach_invoice,
         is_business => invoice.kind == CustomerKind::Business,
         tone => step.tone,

@@ -278,6 +278,22 @@ pub struct Settings {
     pub console_token: Option<String>,
     /// How often the console recomputes its totals snapshot (`RELANCE_CONSOLE_TOTALS_INTERVAL_MS`).
     pub console_totals_interval: Duration,
+    /// Where the customer page listens (`RELANCE_PORTAL_ADDR`).
+    pub portal_addr: std::net::SocketAddr,
+    /// Whether `RELANCE_PORTAL_ADDR` was given: `run all` then runs the customer page too.
+    pub portal_addr_set: bool,
+    /// The key signing the customer page's links (`RELANCE_PORTAL_SECRET` or `_FILE`).
+    pub portal_secret: Option<String>,
+    /// The customer page's public base URL (`RELANCE_PORTAL_URL`): when set, messages'
+    /// payment links point to the invoice's page.
+    pub portal_url: Option<String>,
+    /// Days a customer-page link stays valid (`RELANCE_PORTAL_TOKEN_DAYS`).
+    pub portal_token_days: u32,
+    /// The latest date a customer may promise on the page, in days from today
+    /// (`RELANCE_PORTAL_MAX_PROMISE_DAYS`).
+    pub portal_max_promise_days: u32,
+    /// Requests a minute one link or one address may make (`RELANCE_PORTAL_RATE_PER_MINUTE`).
+    pub portal_rate_per_minute: u32,
     /// A loop not completed for this long is reported by `/health/ready` (`RELANCE_LOOP_STALL_MS`).
     pub loop_stall: Duration,
     /// How often one scheduler copy computes the collections gauges (`RELANCE_METRICS_INTERVAL_MS`).
@@ -321,6 +337,9 @@ impl fmt::Debug for Settings {
             .field("health_addr", &self.health_addr)
             .field("console_addr", &self.console_addr)
             .field("console_token", &self.console_token.as_ref().map(|_| "<hidden>"))
+            .field("portal_addr", &self.portal_addr)
+            .field("portal_secret", &self.portal_secret.as_ref().map(|_| "<hidden>"))
+            .field("portal_url", &self.portal_url)
             .finish_non_exhaustive()
     }
 }
@@ -648,6 +667,21 @@ impl Settings {
             console_addr_set: env.is_set("RELANCE_CONSOLE_ADDR"),
             console_token: env.get("RELANCE_CONSOLE_TOKEN"),
             console_totals_interval: env.millis("RELANCE_CONSOLE_TOTALS_INTERVAL_MS")?,
+            portal_addr: {
+                let v = env.text("RELANCE_PORTAL_ADDR");
+                v.parse().map_err(|e| {
+                    anyhow!("RELANCE_PORTAL_ADDR={v:?} is not a socket address (e.g. 127.0.0.1:8090): {e}")
+                })?
+            },
+            portal_addr_set: env.is_set("RELANCE_PORTAL_ADDR"),
+            portal_secret: env.get("RELANCE_PORTAL_SECRET").filter(|s| !s.trim().is_empty()),
+            portal_url: env
+                .get("RELANCE_PORTAL_URL")
+                .map(|u| u.trim().trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty()),
+            portal_token_days: env.parsed("RELANCE_PORTAL_TOKEN_DAYS")?,
+            portal_max_promise_days: env.parsed("RELANCE_PORTAL_MAX_PROMISE_DAYS")?,
+            portal_rate_per_minute: env.parsed("RELANCE_PORTAL_RATE_PER_MINUTE")?,
             loop_stall: match env.millis("RELANCE_LOOP_STALL_MS")? {
                 // An idle consumer beats every second: a shorter threshold would blame it.
                 stall if stall < Duration::from_secs(2) => {
@@ -749,6 +783,14 @@ impl Settings {
             return Err(anyhow!(
                 "RELANCE_PROMISE_GRACE_DAYS must be at most {MAX_PROMISE_GRACE_DAYS}"
             ));
+        }
+        if settings.portal_url.is_some() && settings.portal_secret.is_none() {
+            return Err(anyhow!(
+                "RELANCE_PORTAL_URL is set but RELANCE_PORTAL_SECRET is not: the customer page's links are signed with it"
+            ));
+        }
+        if settings.portal_token_days == 0 {
+            return Err(anyhow!("RELANCE_PORTAL_TOKEN_DAYS must be at least 1"));
         }
         // The hand-off must not come before the deadline the formal notice gives.
         if settings.handoff_after_days < settings.channels.formal_notice_days {

@@ -12,6 +12,7 @@ pub mod call_outcome;
 pub mod journal;
 pub mod outgoing;
 pub mod payment_plan;
+pub mod portal_link;
 pub mod queue;
 pub mod resume;
 
