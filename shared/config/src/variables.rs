@@ -276,6 +276,12 @@ impl clap::FromArgMatches for SettingsArgs {
         for variable in VARIABLES.iter().filter(|v| v.read_by == ReadBy::Settings) {
             let names = std::iter::once(variable.name.to_string()).chain(secret_file_variable(variable));
             for name in names {
+                // Only what was given: clap also reports each declared default, and a default
+                // is not "set" (`run all` runs the console or the customer page only when
+                // their address is given); `Settings::from_vars` fills in the defaults.
+                if matches.value_source(&name) == Some(clap::parser::ValueSource::DefaultValue) {
+                    continue;
+                }
                 if let Some(value) = matches.get_one::<String>(&name) {
                     vars.push((name, value.clone()));
                 }
@@ -424,7 +430,14 @@ mod tests {
             vars.get("SMTP_URL_FILE").map(String::as_str),
             Some("/run/secrets/smtp")
         );
-        // A value the process environment may hold is not asserted; a default-only one is.
-        assert!(vars.contains_key("RELANCE_CREDITOR_IBAN"));
+        // A default is left to `Settings::from_vars`, not passed as if it had been given
+        // (a value the process environment may hold is not asserted).
+        if std::env::var_os("RELANCE_CONSOLE_ADDR").is_none() {
+            assert!(!vars.contains_key("RELANCE_CONSOLE_ADDR"), "{vars:?}");
+            let given = vars.iter().filter(|(k, _)| k.as_str() != "SMTP_URL_FILE");
+            let settings = crate::Settings::from_vars(given.map(|(k, v)| (k.clone(), v.clone()))).unwrap();
+            assert!(!settings.console_addr_set && !settings.portal_addr_set);
+            assert_eq!(settings.console_addr.to_string(), "127.0.0.1:8080");
+        }
     }
 }
