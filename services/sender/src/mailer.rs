@@ -85,6 +85,25 @@ impl Mailer {
     }
 }
 
+/// `Disposition-Notification-To` (RFC 8098): where the customer's mail program sends a read
+/// notification, when the policy's step asks for an acknowledgement of receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispositionNotificationTo(String);
+
+impl lettre::message::header::Header for DispositionNotificationTo {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Disposition-Notification-To")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim().to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
 /// Builds the MIME message: text and HTML alternatives, the invoice PDF attached, then the
 /// statement of account (its file name, its PDF) when the message carries one.
 pub fn build_message(
@@ -95,6 +114,7 @@ pub fn build_message(
     pdf: Option<Vec<u8>>,
     statement: Option<(String, Vec<u8>)>,
     at: DateTime<Utc>,
+    request_receipt: bool,
 ) -> Result<Message, DeliveryError> {
     let mailbox = |address: &str| -> Result<Mailbox, DeliveryError> {
         address
@@ -112,6 +132,10 @@ pub fn build_message(
     }
     for cc in &rendered.cc {
         builder = builder.cc(mailbox(cc)?);
+    }
+    if request_receipt {
+        // A read notification (RFC 8098) goes to the reply-to mailbox the replies reader reads.
+        builder = builder.header(DispositionNotificationTo(mailbox(reply_to)?.to_string()));
     }
     let alternatives = match &rendered.body_html {
         Some(html) => MultiPart::alternative_plain_html(rendered.body_text.clone(), html.clone()),
@@ -170,6 +194,7 @@ impl Courier for EmailCourier {
                 parcel.invoice_pdf.clone(),
                 parcel.statement.clone(),
                 parcel.at,
+                parcel.request_receipt,
             )?;
             let started = std::time::Instant::now();
             let answer = self.mailer.deliver(email, gate).await?;
