@@ -127,7 +127,7 @@ pub async fn read_mailbox(db: &PgPool, config: &Config, server: &imap::Server) -
                 uid_validity,
                 uid,
             };
-            let outcome = take_mail(db, config, &at, &raw).await?;
+            let (outcome, flag) = take_mail(db, config, &at, &raw).await?;
             match outcome {
                 Outcome::Reply => reading.replies += 1,
                 Outcome::Bounce => reading.bounces += 1,
@@ -135,7 +135,7 @@ pub async fn read_mailbox(db: &PgPool, config: &Config, server: &imap::Server) -
                 Outcome::Unmatched => reading.unmatched += 1,
                 Outcome::Ignored => reading.ignored += 1,
             }
-            if outcome.flagged() {
+            if flag {
                 imap::mark_seen(&mut session, uid).await?;
             }
         }
@@ -181,12 +181,18 @@ impl Outcome {
 }
 
 /// Takes one mail: records it, and what it means for its invoices, in one transaction.
-async fn take_mail(db: &PgPool, config: &Config, at: &MailAt<'_>, raw: &[u8]) -> anyhow::Result<Outcome> {
+/// Returns what it was, and whether to flag it `\Seen`.
+async fn take_mail(
+    db: &PgPool,
+    config: &Config,
+    at: &MailAt<'_>,
+    raw: &[u8],
+) -> anyhow::Result<(Outcome, bool)> {
     let Some(mail) = mail::read(raw) else {
         tracing::info!(uid = at.uid, "a mail that cannot be parsed: left alone");
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw));
         record_only(db, config, at, &format!("sha256:{sha256}"), &sha256, Outcome::Unmatched).await?;
-        return Ok(Outcome::Unmatched);
+        return Ok((Outcome::Unmatched, false));
     };
     let matched = if mail.refers_to.is_empty() {
         Vec::new()
@@ -224,7 +230,8 @@ async fn take_mail(db: &PgPool, config: &Config, at: &MailAt<'_>, raw: &[u8]) ->
         let key = format!("{}#{}:{}", mail.key, at.uid_validity, at.uid);
         record_only(db, config, at, &key, &mail.sha256, Outcome::Ignored).await?;
         tracing::info!(uid = at.uid, key = %mail.key, "a mail already taken: nothing more recorded");
-        return Ok(Outcome::Ignored);
+        // Flagged as the copy taken is (a mail about no invoice stays as it was).
+        return Ok((Outcome::Ignored, outcome.flagged()));
     }
     if matches!(outcome, Outcome::Reply | Outcome::Bounce | Outcome::Acknowledgement) {
         // One invoice after the other, in number order (as `sent_messages` returns them).
@@ -237,7 +244,7 @@ async fn take_mail(db: &PgPool, config: &Config, at: &MailAt<'_>, raw: &[u8]) ->
         }
     }
     tx.commit().await.context("committing the mail")?;
-    Ok(outcome)
+    Ok((outcome, outcome.flagged()))
 }
 
 /// Whether a read notification's `Disposition` acknowledges receipt: displayed or processed,
