@@ -197,7 +197,9 @@ impl Session {
     async fn command(&mut self, command: &str) -> anyhow::Result<Vec<String>> {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
-        self.writer.write_all(format!("{tag} {command}\r\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await?;
         self.read_until_tagged(&tag).await
     }
 
@@ -205,7 +207,9 @@ impl Session {
     async fn literal_command(&mut self, command: &str, literal: &[u8]) -> anyhow::Result<Vec<String>> {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
-        self.writer.write_all(format!("{tag} {command}\r\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await?;
         let mut line = String::new();
         self.reader.read_line(&mut line).await?;
         if !line.starts_with('+') {

@@ -35,7 +35,8 @@ tone = "firm"
 
 fn policy() -> String {
     let mut policy =
-        "send_time = \"09:00\"\n\n[replies]\npause_on_reply = true\n\n[fallback]\nemail = [\"letter\"]\n".to_string();
+        "send_time = \"09:00\"\n\n[replies]\npause_on_reply = true\n\n[fallback]\nemail = [\"letter\"]\n"
+            .to_string();
     for segment in ["low", "medium", "high"] {
         policy.push_str(&STEPS.replace("SEGMENT", segment));
     }
@@ -126,8 +127,15 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
     let emails = env.mail.wait_for_emails(3).await;
     let id_of = |number: &str| {
         let to = format!("compta+{}@acme.test", number.to_lowercase());
-        let email = emails.iter().find(|e| e.to.contains(&to)).expect("the invoice's email");
-        (format!("<{}>", email.message_id.trim_matches(['<', '>'])), to, email.clone())
+        let email = emails
+            .iter()
+            .find(|e| e.to.contains(&to))
+            .expect("the invoice's email");
+        (
+            format!("<{}>", email.message_id.trim_matches(['<', '>'])),
+            to,
+            email.clone(),
+        )
     };
     let (r1, r1_to, r1_email) = id_of("F-R1");
     let (r2, r2_to, _) = id_of("F-R2");
@@ -140,8 +148,12 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
 
     // The mailbox: a reply to F-R1 and a second copy of it, a bounce of F-R2's message, a
     // read notification of F-R3's, and a mail about nothing relance sent.
-    imap.deliver(&reply("<reply-1@acme.test>", &r1, &r1_to)).await.unwrap();
-    imap.deliver(&reply("<reply-1@acme.test>", &r1, &r1_to)).await.unwrap();
+    imap.deliver(&reply("<reply-1@acme.test>", &r1, &r1_to))
+        .await
+        .unwrap();
+    imap.deliver(&reply("<reply-1@acme.test>", &r1, &r1_to))
+        .await
+        .unwrap();
     imap.deliver(&dsn(&r2, &r2_to)).await.unwrap();
     imap.deliver(&mdn(&r3, &r3_to)).await.unwrap();
     imap.deliver(&reply("<other@acme.test>", "<unknown@elsewhere.test>", &r1_to))
@@ -179,17 +191,24 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
     env.wait_journal("F-R2", "customer.email_bounced", 1).await;
     let bounced = env.journal_details("F-R2", "customer.email_bounced").await;
     assert!(
-        bounced[0]["reason"].as_str().unwrap().starts_with("5.1.1 (delivery status notification"),
+        bounced[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("5.1.1 (delivery status notification"),
         "{bounced:?}"
     );
 
     // The read notification: an acknowledgement of receipt, announced.
-    env.wait_journal("F-R3", names::INVOICE_RECEIPT_ACKNOWLEDGED, 1).await;
-    let ack = env.journal_details("F-R3", names::INVOICE_RECEIPT_ACKNOWLEDGED).await;
+    env.wait_journal("F-R3", names::INVOICE_RECEIPT_ACKNOWLEDGED, 1)
+        .await;
+    let ack = env
+        .journal_details("F-R3", names::INVOICE_RECEIPT_ACKNOWLEDGED)
+        .await;
     assert_eq!(ack[0]["source"], json!("read notification"));
     assert_eq!(ack[0]["source_id"], json!("<mdn-1@acme.test>"));
     assert_eq!(ack[0]["acknowledged_at"], json!("2026-03-11T10:30:00Z"));
-    env.events_until_count(names::INVOICE_RECEIPT_ACKNOWLEDGED, 1).await;
+    env.events_until_count(names::INVOICE_RECEIPT_ACKNOWLEDGED, 1)
+        .await;
 
     // Matched mail is flagged \Seen once recorded; the unmatched one is left alone, and
     // recorded nowhere in the journal.
@@ -197,7 +216,12 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         Ok(imap.seen_and_total().await? == (4, 5))
     })
     .await;
-    assert!(flagged.is_ok(), "{:?}: {}", imap.seen_and_total().await, imap.log());
+    assert!(
+        flagged.is_ok(),
+        "{:?}: {}",
+        imap.seen_and_total().await,
+        imap.log()
+    );
     let unmatched: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM mailbox_messages WHERE outcome = 'unmatched' AND invoice_id IS NULL",
     )
@@ -218,7 +242,11 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
     assert_eq!(env.journal_count("F-R1", "reply.received").await, 1);
     assert_eq!(env.journal_count("F-R1", names::INVOICE_PAUSED).await, 1);
     assert_eq!(env.journal_count("F-R2", "customer.email_bounced").await, 1);
-    assert_eq!(env.journal_count("F-R3", names::INVOICE_RECEIPT_ACKNOWLEDGED).await, 1);
+    assert_eq!(
+        env.journal_count("F-R3", names::INVOICE_RECEIPT_ACKNOWLEDGED)
+            .await,
+        1
+    );
 
     // `relance tasks` lists the reply to handle.
     let tasks = env.cli(&["tasks"]).await;
@@ -244,10 +272,22 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         .unwrap();
     let token = relance_portal::token::sign(SECRET, "F-R1", env.clock.now(), 60).unwrap();
     let page = client.get(format!("{base}/p/{token}")).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let html = page.text().await.unwrap();
     assert!(html.contains("id=\"receipt\""), "{html}");
-    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     let answer = client
         .post(format!("{base}/p/{token}/receipt"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -257,8 +297,11 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 303);
-    env.wait_journal("F-R1", names::INVOICE_RECEIPT_ACKNOWLEDGED, 1).await;
-    let ack = env.journal_details("F-R1", names::INVOICE_RECEIPT_ACKNOWLEDGED).await;
+    env.wait_journal("F-R1", names::INVOICE_RECEIPT_ACKNOWLEDGED, 1)
+        .await;
+    let ack = env
+        .journal_details("F-R1", names::INVOICE_RECEIPT_ACKNOWLEDGED)
+        .await;
     assert_eq!(ack[0]["source"], json!("customer page"));
     let html = client
         .get(format!("{base}/p/{token}"))
@@ -271,31 +314,55 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         .unwrap();
     assert!(html.contains("id=\"receipt-acknowledged\""), "{html}");
     // A GET on the action changes nothing.
-    let get = client.get(format!("{base}/p/{token}/receipt")).send().await.unwrap();
+    let get = client
+        .get(format!("{base}/p/{token}/receipt"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.status(), 405);
 
     // Friday: F-R1 is held by the reply; F-R2's firm reminder goes by letter (its address
     // bounced); F-R3's goes by email.
     env.run_until(date(2026, 3, 13)).await;
     assert_eq!(step(&env, "F-R1", "reminder_2").await.0, "pending");
-    assert_eq!(step(&env, "F-R2", "reminder_2").await, ("sent".into(), "letter".into()));
+    assert_eq!(
+        step(&env, "F-R2", "reminder_2").await,
+        ("sent".into(), "letter".into())
+    );
     let fallback = env.journal_details("F-R2", names::REMINDER_FALLBACK).await;
     assert!(
-        fallback[0]["reason"].as_str().unwrap().starts_with("the customer's email address bounced (5.1.1"),
+        fallback[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the customer's email address bounced (5.1.1"),
         "{fallback:?}"
     );
-    assert_eq!(step(&env, "F-R3", "reminder_2").await, ("sent".into(), "email".into()));
+    assert_eq!(
+        step(&env, "F-R3", "reminder_2").await,
+        ("sent".into(), "email".into())
+    );
 
     // The reply handled: the pause ends and the sequence resumes.
     let handled = env
-        .cli(&["tasks", "handled", &reply_id, "--note", "called back: paid", "--wait", "30"])
+        .cli(&[
+            "tasks",
+            "handled",
+            &reply_id,
+            "--note",
+            "called back: paid",
+            "--wait",
+            "30",
+        ])
         .await;
     assert!(handled.ok, "{}\n{}", handled.stdout, handled.stderr);
     env.wait_journal("F-R1", names::INVOICE_RESUMED, 1).await;
     let tasks = env.cli(&["tasks"]).await;
     assert!(!tasks.stdout.contains(&reply_id), "{}", tasks.stdout);
     env.run_until(date(2026, 3, 17)).await;
-    assert_eq!(step(&env, "F-R1", "reminder_2").await, ("sent".into(), "email".into()));
+    assert_eq!(
+        step(&env, "F-R1", "reminder_2").await,
+        ("sent".into(), "email".into())
+    );
 
     env.stop().await;
     drop(imap);

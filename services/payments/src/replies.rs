@@ -50,9 +50,17 @@ impl InvoiceMessage for ReplyHandledV1 {
     fn validate(&self) -> Result<HandledReply, Rejection> {
         let reply_id = Uuid::parse_str(self.reply.reply_id.trim())
             .map_err(|_| Rejection::new("reply.reply_id", "is not a reply id (see `relance tasks`)"))?;
-        let note = self.reply.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+        let note = self
+            .reply
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
         if note.is_some_and(|n| n.chars().count() > MAX_TEXT) {
-            return Err(Rejection::new("reply.note", format!("is longer than {MAX_TEXT} characters")));
+            return Err(Rejection::new(
+                "reply.note",
+                format!("is longer than {MAX_TEXT} characters"),
+            ));
         }
         Ok(HandledReply {
             invoice_number: invoice_number(&self.reply.invoice_number, "reply.invoice_number")?,
@@ -119,7 +127,10 @@ impl InvoiceMessage for ReceiptAcknowledgedV1 {
     fn validate(&self) -> Result<Acknowledgement, Rejection> {
         let source = self.receipt.source.trim();
         if source.is_empty() || source.chars().count() > MAX_TEXT {
-            return Err(Rejection::new("receipt.source", "must say where it came from (e.g. customer page)"));
+            return Err(Rejection::new(
+                "receipt.source",
+                "must say where it came from (e.g. customer page)",
+            ));
         }
         Ok(Acknowledgement {
             invoice_number: invoice_number(&self.receipt.invoice_number, "receipt.invoice_number")?,

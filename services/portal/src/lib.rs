@@ -683,7 +683,12 @@ async fn acknowledge(portal: &Shared, invoice_number: &str) -> Result<bool, Acti
     let body = serde_json::to_value(&message).context("encoding the acknowledgement")?;
     let routing_key = relance_contracts::names::RECEIPT_ACKNOWLEDGED;
     publish(portal, routing_key, &body).await?;
-    tracing::info!(routing_key, event_id, invoice = invoice_number, "customer page action published");
+    tracing::info!(
+        routing_key,
+        event_id,
+        invoice = invoice_number,
+        "customer page action published"
+    );
     wait_applied(portal, &format!("payments.{routing_key}"), &event_id).await
 }
 

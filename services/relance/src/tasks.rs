@@ -143,7 +143,10 @@ async fn list_replies(db: &sqlx::PgPool, all: bool) -> anyhow::Result<()> {
             r.received_at.format("%Y-%m-%d %H:%M"),
         );
         let subject: String = r.subject.chars().take(100).collect();
-        println!("    {subject}: {}", r.excerpt.chars().take(150).collect::<String>());
+        println!(
+            "    {subject}: {}",
+            r.excerpt.chars().take(150).collect::<String>()
+        );
     }
     let open = replies.iter().filter(|r| r.handled_at.is_none()).count();
     println!("{} reply(ies), {open} to handle", replies.len());
@@ -151,7 +154,12 @@ async fn list_replies(db: &sqlx::PgPool, all: bool) -> anyhow::Result<()> {
 }
 
 /// `relance tasks handled REPLY_ID`: publishes `reply.handled`.
-async fn reply_handled(settings: Settings, reply: Uuid, note: Option<String>, wait: Option<u64>) -> anyhow::Result<()> {
+async fn reply_handled(
+    settings: Settings,
+    reply: Uuid,
+    note: Option<String>,
+    wait: Option<u64>,
+) -> anyhow::Result<()> {
     let db = relance_storage::connect(&settings.database_url, 1).await?;
     let number = relance_storage::replies::invoice_of_reply(&db, reply).await?;
     db.close().await;
@@ -188,7 +196,9 @@ pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> any
             note,
             wait,
         } => (target, outcome, note, wait),
-        TasksCommand::Handled { reply, note, wait } => return reply_handled(settings, reply, note, wait).await,
+        TasksCommand::Handled { reply, note, wait } => {
+            return reply_handled(settings, reply, note, wait).await
+        }
     };
     // A step id names its invoice in the database; anything else is an invoice number.
     let (invoice_number, step_id) = match Uuid::parse_str(target.trim()) {

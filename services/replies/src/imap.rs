@@ -112,7 +112,11 @@ mod tests {
     fn urls() {
         assert_eq!(
             parse_url("imap://127.0.0.1:1143").unwrap(),
-            Server { host: "127.0.0.1".into(), port: 1143, tls: false }
+            Server {
+                host: "127.0.0.1".into(),
+                port: 1143,
+                tls: false
+            }
         );
         assert_eq!(parse_url("imaps://mail.exemple.fr").unwrap().port, 993);
         assert!(parse_url("http://x").is_err());

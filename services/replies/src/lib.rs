@@ -27,9 +27,9 @@ use relance_config::Config;
 use relance_contracts::InvoiceReceiptAcknowledgedV1;
 use relance_domain::collections::{InvoiceState, PauseKind};
 use relance_storage::invoices::{self, InvoiceRecord};
+use relance_storage::journal;
 use relance_storage::pauses::{self, NewPause};
 use relance_storage::replies::{self, NewReply, SentMessage, TakenMail};
-use relance_storage::journal;
 use serde_json::json;
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -191,7 +191,15 @@ async fn take_mail(
     let Some(mail) = mail::read(raw) else {
         tracing::info!(uid = at.uid, "a mail that cannot be parsed: left alone");
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw));
-        record_only(db, config, at, &format!("sha256:{sha256}"), &sha256, Outcome::Unmatched).await?;
+        record_only(
+            db,
+            config,
+            at,
+            &format!("sha256:{sha256}"),
+            &sha256,
+            Outcome::Unmatched,
+        )
+        .await?;
         return Ok((Outcome::Unmatched, false));
     };
     let matched = if mail.refers_to.is_empty() {
@@ -233,7 +241,10 @@ async fn take_mail(
         // Flagged as the copy taken is (a mail about no invoice stays as it was).
         return Ok((Outcome::Ignored, outcome.flagged()));
     }
-    if matches!(outcome, Outcome::Reply | Outcome::Bounce | Outcome::Acknowledgement) {
+    if matches!(
+        outcome,
+        Outcome::Reply | Outcome::Bounce | Outcome::Acknowledgement
+    ) {
         // One invoice after the other, in number order (as `sent_messages` returns them).
         let mut seen = HashSet::new();
         for sent in matched.iter().filter(|m| seen.insert(m.invoice_id)) {

@@ -81,7 +81,11 @@ fn report_fields(raw: &str) -> Vec<(String, String)> {
 /// The address of a `Final-Recipient: rfc822; someone@example.fr` field.
 fn recipient_address(value: &str) -> String {
     let address = value.split_once(';').map_or(value, |(_, a)| a);
-    address.trim().trim_start_matches('<').trim_end_matches('>').to_string()
+    address
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string()
 }
 
 /// Reads a mail; `None` when it cannot be parsed at all.
@@ -97,8 +101,9 @@ pub fn read(raw: &[u8]) -> Option<Mail> {
         }
     }
     let (report_type, is_report) = match message.content_type() {
-        Some(ct) if ct.ctype().eq_ignore_ascii_case("multipart")
-            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")) =>
+        Some(ct)
+            if ct.ctype().eq_ignore_ascii_case("multipart")
+                && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")) =>
         {
             (ct.attribute("report-type").map(str::to_ascii_lowercase), true)
         }

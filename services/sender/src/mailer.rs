@@ -114,7 +114,6 @@ pub fn build_message(
     pdf: Option<Vec<u8>>,
     statement: Option<(String, Vec<u8>)>,
     at: DateTime<Utc>,
-    request_receipt: bool,
 ) -> Result<Message, DeliveryError> {
     let mailbox = |address: &str| -> Result<Mailbox, DeliveryError> {
         address
@@ -132,10 +131,6 @@ pub fn build_message(
     }
     for cc in &rendered.cc {
         builder = builder.cc(mailbox(cc)?);
-    }
-    if request_receipt {
-        // A read notification (RFC 8098) goes to the reply-to mailbox the replies reader reads.
-        builder = builder.header(DispositionNotificationTo(mailbox(reply_to)?.to_string()));
     }
     let alternatives = match &rendered.body_html {
         Some(html) => MultiPart::alternative_plain_html(rendered.body_text.clone(), html.clone()),
@@ -186,7 +181,7 @@ impl Courier for EmailCourier {
     ) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
         async move {
             let rendered = &parcel.rendered;
-            let email = build_message(
+            let mut email = build_message(
                 rendered,
                 &self.mail_from,
                 &self.reply_to,
@@ -194,8 +189,15 @@ impl Courier for EmailCourier {
                 parcel.invoice_pdf.clone(),
                 parcel.statement.clone(),
                 parcel.at,
-                parcel.request_receipt,
             )?;
+            if parcel.request_receipt {
+                // A read notification (RFC 8098) goes to the reply-to mailbox, which the
+                // replies reader reads.
+                let to = self.reply_to.parse::<Mailbox>().map_err(|e| {
+                    DeliveryError::Permanent(format!("invalid address {:?}: {e}", self.reply_to))
+                })?;
+                email.headers_mut().set(DispositionNotificationTo(to.to_string()));
+            }
             let started = std::time::Instant::now();
             let answer = self.mailer.deliver(email, gate).await?;
             Ok(Receipt {

@@ -1390,7 +1390,7 @@ mod tests {
                 default.replace("send_time = \"09:00\"", "send_time = \"09:00\"\nsend_day = \"tue\""),
                 "send_day",
                 "send_day: unknown field \"send_day\" (expected one of: send_time, thanks_template, \
-                 default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, payment_plans, fallback, fallback_templates, approvals)",
+                 default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, payment_plans, fallback, fallback_templates, approvals, replies)",
             ),
         ];
         for (source, at, error) in cases {

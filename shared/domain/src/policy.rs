@@ -4,8 +4,8 @@
 //! file, the line and the field. Dating the steps is `plan`'s job, not this module's.
 
 mod approvals;
-mod replies;
 mod fallbacks;
+mod replies;
 
 pub use approvals::{ApprovalMode, ApprovalRules};
 pub use replies::ReplyRules;

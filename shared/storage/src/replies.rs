@@ -44,14 +44,13 @@ pub async fn take(tx: &mut PgConnection, mail: &TakenMail<'_>, at: DateTime<Utc>
 
 /// The UIDs of the mailbox already taken (under this UIDVALIDITY).
 pub async fn taken_uids(db: &PgPool, mailbox: &str, uid_validity: u32) -> anyhow::Result<Vec<u32>> {
-    let uids: Vec<i64> = sqlx::query_scalar(
-        "SELECT uid FROM mailbox_messages WHERE mailbox = $1 AND uid_validity = $2",
-    )
-    .bind(mailbox)
-    .bind(i64::from(uid_validity))
-    .fetch_all(db)
-    .await
-    .context("reading the mails already taken")?;
+    let uids: Vec<i64> =
+        sqlx::query_scalar("SELECT uid FROM mailbox_messages WHERE mailbox = $1 AND uid_validity = $2")
+            .bind(mailbox)
+            .bind(i64::from(uid_validity))
+            .fetch_all(db)
+            .await
+            .context("reading the mails already taken")?;
     Ok(uids.into_iter().filter_map(|u| u32::try_from(u).ok()).collect())
 }
 
@@ -111,7 +110,11 @@ pub struct NewReply<'a> {
     pub pauses: bool,
 }
 
-pub async fn insert_reply(tx: &mut PgConnection, reply: &NewReply<'_>, at: DateTime<Utc>) -> anyhow::Result<Uuid> {
+pub async fn insert_reply(
+    tx: &mut PgConnection,
+    reply: &NewReply<'_>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Uuid> {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO mail_replies (id, invoice_id, step_id, mail_key, from_address, subject, sent_at, excerpt, sha256, received_at, pauses)
@@ -167,11 +170,13 @@ pub async fn list(db: &PgPool, all: bool) -> anyhow::Result<Vec<ReplyTask>> {
 
 /// The invoice number of a reply, to address `reply.handled`.
 pub async fn invoice_of_reply(db: &PgPool, id: Uuid) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar("SELECT i.number FROM mail_replies r JOIN invoices i ON i.id = r.invoice_id WHERE r.id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
-        .context("finding the reply")
+    sqlx::query_scalar(
+        "SELECT i.number FROM mail_replies r JOIN invoices i ON i.id = r.invoice_id WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+    .context("finding the reply")
 }
 
 /// Marks the invoice's reply handled; false when it is not a reply of that invoice or was
@@ -199,11 +204,13 @@ pub async fn mark_handled(
 
 /// How many of the invoice's replies that paused it are still to handle.
 pub async fn open_pausing(tx: &mut PgConnection, invoice_id: Uuid) -> anyhow::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM mail_replies WHERE invoice_id = $1 AND pauses AND handled_at IS NULL")
-        .bind(invoice_id)
-        .fetch_one(tx)
-        .await
-        .context("counting the replies to handle")
+    sqlx::query_scalar(
+        "SELECT count(*) FROM mail_replies WHERE invoice_id = $1 AND pauses AND handled_at IS NULL",
+    )
+    .bind(invoice_id)
+    .fetch_one(tx)
+    .await
+    .context("counting the replies to handle")
 }
 
 /// Records an acknowledgement of receipt; false when the same one (same source message) was

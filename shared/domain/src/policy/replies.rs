@@ -116,7 +116,12 @@ mod tests {
                 "[[segments.{segment}.steps]]\nname = \"reminder_1\"\noffset_days = 5\nchannel = \"email\"\ntemplate = \"reminder\"\ntone = \"courteous\"\n{extra}\n"
             )
         };
-        format!("{}{}{}", step("low", ""), step("medium", option), step("high", ""))
+        format!(
+            "{}{}{}",
+            step("low", ""),
+            step("medium", option),
+            step("high", "")
+        )
     }
 
     #[test]
