@@ -10,7 +10,6 @@
 
 use relance::drive::wait_for;
 use relance_contracts::names;
-use relance_domain::Clock;
 use relance_tests::dovecot::Dovecot;
 use relance_tests::{date, invoice_issued, TestEnv, DEADLINE};
 use serde_json::json;
@@ -45,7 +44,7 @@ fn policy() -> String {
 
 const SECRET: &str = "replies-test-secret";
 
-async fn start(scratch: &std::path::Path) -> TestEnv {
+async fn start(scratch: &std::path::Path, portal_url: &str) -> TestEnv {
     std::fs::create_dir_all(scratch).unwrap();
     let policy_file = scratch.join("policy.toml");
     std::fs::write(&policy_file, policy()).unwrap();
@@ -55,6 +54,8 @@ async fn start(scratch: &std::path::Path) -> TestEnv {
         &[
             ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
             ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
+            ("RELANCE_PORTAL_URL", portal_url),
+            ("RELANCE_PORTAL_SECRET", SECRET),
         ],
     )
     .await
@@ -113,7 +114,10 @@ Disposition: manual-action/MDN-sent-manually; displayed\n\n--B2--\n"
 async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
     let scratch: PathBuf =
         std::env::temp_dir().join(format!("relance-replies-{}", uuid::Uuid::new_v4().simple()));
-    let env = start(&scratch).await;
+    // The customer page's address, known before the services start (messages link to it).
+    let portal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let portal_url = format!("http://{}", portal.local_addr().unwrap());
+    let env = start(&scratch, &portal_url).await;
     let imap = Dovecot::start().await.expect("a Dovecot of the test's own");
     for number in ["F-R1", "F-R2", "F-R3"] {
         let mut invoice = invoice_issued(number, "1500.00", date(2026, 3, 2), date(2026, 3, 9));
@@ -145,6 +149,13 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         raw.contains("Disposition-Notification-To: compta@exemple.test"),
         "{raw}"
     );
+    // ... and the one-click acknowledgement on the customer page.
+    let receipt_link = r1_email
+        .text
+        .split_whitespace()
+        .find(|w| w.starts_with(&portal_url) && w.ends_with("#receipt"))
+        .unwrap_or_else(|| panic!("a receipt link in {}", r1_email.text))
+        .to_string();
 
     // The mailbox: a reply to F-R1 and a second copy of it, a bounce of F-R2's message, a
     // read notification of F-R3's, and a mail about nothing relance sent.
@@ -260,18 +271,18 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
 
     // The customer page's one-click acknowledgement (a POST with the page's CSRF token).
     let base = env
-        .start_portal_with(|s| {
-            s.portal_secret = Some(SECRET.into());
-            s.portal_rate_per_minute = 1000;
-        })
+        .start_portal_on(portal, |s| s.portal_rate_per_minute = 1000)
         .await
         .unwrap();
+    assert_eq!(base, portal_url);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let token = relance_portal::token::sign(SECRET, "F-R1", env.clock.now(), 60).unwrap();
-    let page = client.get(format!("{base}/p/{token}")).send().await.unwrap();
+    // The link of the received email opens the page.
+    let page_url = receipt_link.trim_end_matches("#receipt").to_string();
+    let token = page_url.rsplit('/').next().unwrap().to_string();
+    let page = client.get(&page_url).send().await.unwrap();
     let cookie = page.headers()["set-cookie"]
         .to_str()
         .unwrap()
