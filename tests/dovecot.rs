@@ -140,6 +140,16 @@ service lmtp {{\n  unix_listener lmtp {{\n    mode = 0600\n  }}\n}}\n{unprivileg
         Ok(())
     }
 
+    /// Takes `\Seen` off every mail of the INBOX (as if the reader had stopped between its
+    /// commit and the flag).
+    pub async fn unflag_all(&self) -> anyhow::Result<()> {
+        let mut session = Session::login(self.port).await?;
+        session.command("SELECT INBOX").await?;
+        session.command("STORE 1:* -FLAGS.SILENT (\\Seen)").await?;
+        session.logout().await;
+        Ok(())
+    }
+
     /// How many mails of the INBOX are flagged `\Seen`, and how many there are.
     pub async fn seen_and_total(&self) -> anyhow::Result<(usize, usize)> {
         let mut session = Session::login(self.port).await?;

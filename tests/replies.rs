@@ -259,6 +259,16 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         1
     );
 
+    // A mail taken but left unflagged (a reader stopped between its commit and the flag) is
+    // flagged at the next reading; the unmatched one still is not.
+    imap.unflag_all().await.unwrap();
+    let reflagged = wait_for("four mails flagged again", DEADLINE, || async {
+        Ok(imap.seen_and_total().await? == (4, 5))
+    })
+    .await;
+    assert!(reflagged.is_ok(), "{:?}", imap.seen_and_total().await);
+    assert_eq!(env.journal_count("F-R1", "reply.received").await, 1);
+
     // `relance tasks` lists the reply to handle.
     let tasks = env.cli(&["tasks"]).await;
     assert!(tasks.ok, "{}", tasks.stderr);

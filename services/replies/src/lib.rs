@@ -104,6 +104,16 @@ pub async fn read_mailbox(db: &PgPool, config: &Config, server: &imap::Server) -
         .collect();
     let mut new: Vec<u32> = all.into_iter().filter(|uid| !taken.contains(uid)).collect();
     new.sort_unstable();
+    // A reader that stopped between its commit and the flag left a mail taken but unflagged.
+    let unseen = session
+        .uid_search("UNSEEN")
+        .await
+        .context("listing the unseen mails")?;
+    for uid in replies::uids_to_flag(db, folder, uid_validity).await? {
+        if unseen.contains(&uid) {
+            imap::mark_seen(&mut session, uid).await?;
+        }
+    }
     let mut reading = Reading::default();
     for batch in new.chunks(FETCH_BATCH) {
         let set = batch.iter().map(u32::to_string).collect::<Vec<_>>().join(",");

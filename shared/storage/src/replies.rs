@@ -54,6 +54,20 @@ pub async fn taken_uids(db: &PgPool, mailbox: &str, uid_validity: u32) -> anyhow
     Ok(uids.into_iter().filter_map(|u| u32::try_from(u).ok()).collect())
 }
 
+/// The UIDs of the mails taken that concern an invoice (every outcome but `unmatched`): they
+/// are to be flagged `\Seen` (again, if a reader stopped between its commit and the flag).
+pub async fn uids_to_flag(db: &PgPool, mailbox: &str, uid_validity: u32) -> anyhow::Result<Vec<u32>> {
+    let uids: Vec<i64> = sqlx::query_scalar(
+        "SELECT uid FROM mailbox_messages WHERE mailbox = $1 AND uid_validity = $2 AND outcome <> 'unmatched'",
+    )
+    .bind(mailbox)
+    .bind(i64::from(uid_validity))
+    .fetch_all(db)
+    .await
+    .context("reading the mails to flag")?;
+    Ok(uids.into_iter().filter_map(|u| u32::try_from(u).ok()).collect())
+}
+
 /// Whether a mail of that key was taken already.
 pub async fn is_taken(db: &PgPool, key: &str) -> anyhow::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE mail_key = $1)")
