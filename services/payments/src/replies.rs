@@ -156,3 +156,58 @@ impl InvoiceMessage for ReceiptAcknowledgedV1 {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use relance_contracts::{HandledReplyV1, ReceiptV1};
+
+    fn handled(reply_id: &str, note: Option<&str>) -> ReplyHandledV1 {
+        ReplyHandledV1 {
+            version: 1,
+            event_id: "e-1".into(),
+            occurred_at: chrono::Utc::now(),
+            reply: HandledReplyV1 {
+                invoice_number: " F-1 ".into(),
+                reply_id: reply_id.into(),
+                note: note.map(str::to_string),
+            },
+        }
+    }
+
+    #[test]
+    fn a_reply_handled_names_a_reply_id_and_a_blank_note_is_none() {
+        let id = Uuid::new_v4();
+        let valid = handled(&id.to_string(), Some("  ")).validate().unwrap();
+        assert_eq!(
+            (valid.invoice_number.as_str(), valid.reply_id, valid.note),
+            ("F-1", id, None)
+        );
+        let refused = handled("F-1", None).validate().map(|_| ()).unwrap_err();
+        assert_eq!(refused.field, "reply.reply_id");
+    }
+
+    #[test]
+    fn an_acknowledgement_says_where_it_came_from() {
+        let mut m = ReceiptAcknowledgedV1 {
+            version: 1,
+            event_id: "e-2".into(),
+            occurred_at: chrono::Utc::now(),
+            receipt: ReceiptV1 {
+                invoice_number: "F-1".into(),
+                source: "customer page".into(),
+            },
+        };
+        assert_eq!(m.validate().unwrap().source, "customer page");
+        m.receipt.source = " ".into();
+        assert_eq!(m.validate().map(|_| ()).unwrap_err().field, "receipt.source");
+        m.receipt.source = "x".into();
+        m.receipt.invoice_number = "".into();
+        assert_eq!(
+            m.validate().map(|_| ()).unwrap_err().field,
+            "receipt.invoice_number"
+        );
+    }
+}
