@@ -4,7 +4,7 @@
 # delivering to a MailDev SMTP server that this script installs from tests/package-lock.json,
 # a Prometheus (Debian's package, installed here when missing) for tests/dashboards.rs, and
 # Chromium with chromedriver (Debian's chromium and chromium-driver, likewise) for
-# tests/console_browser.rs.
+# tests/console_browser.rs, and Dovecot (Debian's dovecot-imapd, likewise) for tests/replies.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +36,17 @@ if { [ -z "${RELANCE_TEST_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; } 
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
     else
         echo "Chromium and chromedriver are needed by tests/console_browser.rs: install Debian's chromium and chromium-driver packages or set RELANCE_TEST_CHROMIUM and RELANCE_TEST_CHROMEDRIVER" >&2
+        exit 1
+    fi
+fi
+
+# tests/replies.rs reads the reply-to mailbox from a Dovecot of its own (Debian's dovecot-imapd).
+if [ -z "${RELANCE_TEST_DOVECOT:-}" ] && [ ! -x /usr/sbin/dovecot ] && ! command -v dovecot >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd
+    else
+        echo "Dovecot is needed by tests/replies.rs: install Debian's dovecot-imapd package or set RELANCE_TEST_DOVECOT" >&2
         exit 1
     fi
 fi

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use relance::drive::wait_for;
 
+#[path = "dovecot.rs"]
+pub mod dovecot;
 #[path = "private_postgres.rs"]
 pub mod private_postgres;
 #[path = "private_rabbitmq.rs"]
@@ -349,6 +351,11 @@ impl MailDev {
         self.emails().await
     }
 
+    /// The message as the server received it (its `.eml` file): headers and all.
+    pub fn raw(&self, email: &Email) -> String {
+        std::fs::read_to_string(self.mail_dir.join(format!("{}.eml", email.id))).unwrap_or_default()
+    }
+
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
         let _ = std::fs::remove_dir_all(&self.mail_dir);
@@ -616,6 +623,18 @@ impl TestEnv {
         let (addr, server) = relance_portal::serve(listener, config, self.shutdown.clone()).await?;
         tokio::spawn(server);
         Ok(format!("http://{addr}"))
+    }
+
+    /// Starts a replies reader (`relance run replies`) in-process on the mailbox at `imap_url`
+    /// (user `relance`, see `dovecot.rs`), reading it every 100 ms, with the services'
+    /// configuration (and so their clock and policy). It stops with the services.
+    pub fn start_replies(&self, imap_url: &str) {
+        let mut config = self.config.clone();
+        config.settings.imap_url = Some(imap_url.to_string());
+        config.settings.imap_user = dovecot::USER.to_string();
+        config.settings.imap_password = Some(dovecot::PASSWORD.to_string());
+        config.settings.imap_interval = StdDuration::from_millis(100);
+        tokio::spawn(relance_replies::run(config, self.shutdown.clone()));
     }
 
     /// Publishes on the inbound exchange, as an invoicing or banking system would.

@@ -12,7 +12,7 @@ use relance_contracts::names;
 use relance_contracts::{
     ApprovalGrantedV1, ApprovalRejectedV1, CallOutcomeV1, CreditNoteIssuedV1, DisputeOpenedV1,
     DisputeResolvedV1, InvoiceLifecycleStatusV1, InvoiceWrittenOffV1, PauseRequestedV1, PromiseRecordedV1,
-    ResumeRequestedV1,
+    ReceiptAcknowledgedV1, ReplyHandledV1, ResumeRequestedV1,
 };
 use relance_domain::collections::InvoiceState;
 use relance_domain::Rejection;
@@ -55,6 +55,8 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::PAYMENT_PLAN_AGREED => crate::plans::agree(db, config, &message).await,
         names::APPROVAL_GRANTED => apply_once::<ApprovalGrantedV1>(db, config, &message).await,
         names::APPROVAL_REJECTED => apply_once::<ApprovalRejectedV1>(db, config, &message).await,
+        names::REPLY_HANDLED => apply_once::<ReplyHandledV1>(db, config, &message).await,
+        names::RECEIPT_ACKNOWLEDGED => apply_once::<ReceiptAcknowledgedV1>(db, config, &message).await,
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue

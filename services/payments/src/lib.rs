@@ -26,6 +26,7 @@ pub mod manual_pauses;
 pub mod payments;
 pub mod plans;
 pub mod promises;
+pub mod replies;
 pub mod sequence_effects;
 
 pub use payments::record_payment;

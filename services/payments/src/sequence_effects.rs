@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use relance_config::Config;
-use relance_contracts::{InvoiceClosedV1, InvoicePausedV1, ReminderCancelledV1, ReminderPostponedV1};
+use relance_contracts::{InvoiceClosedV1, ReminderCancelledV1};
 use relance_domain::collections::PauseKind;
 use relance_sequence::{outgoing, resume};
 use relance_storage::invoices::InvoiceRecord;
@@ -20,35 +20,7 @@ pub(crate) async fn pause(
     new: &NewPause<'_>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    pauses::open(tx, invoice.id, new, now).await?;
-    let reason = format!("invoice paused ({})", new.kind);
-    for step in pauses::pull_back_in_flight(tx, invoice.id, &reason, now).await? {
-        outgoing::announce_step_detail(
-            tx,
-            now,
-            &step,
-            &ReminderPostponedV1 {
-                reason: reason.clone(),
-                until: Some(new.until),
-                calendar: None,
-            },
-        )
-        .await?;
-    }
-    outgoing::announce_detail(
-        tx,
-        now,
-        &invoice.number,
-        None,
-        &InvoicePausedV1 {
-            kind: new.kind.to_string(),
-            reason: new.reason.to_string(),
-            promised_on: new.promised_on,
-            until: new.until,
-            event_id: new.event_id.to_string(),
-        },
-    )
-    .await
+    relance_sequence::replies::pause(tx, invoice, new, now).await
 }
 
 /// Closes the invoice: cancels every reminder not sent yet and ends its pauses. No thank-you.
@@ -86,6 +58,7 @@ pub(crate) async fn end_all_pauses(
         PauseKind::Suspension.as_str(),
         PauseKind::Manual.as_str(),
         PauseKind::Plan.as_str(),
+        PauseKind::Reply.as_str(),
     ];
     let ended = pauses::end_kinds(tx, invoice.id, &all, reason, now).await?;
     resume::journal_ended(tx, &invoice.number, &ended, reason, now).await

@@ -168,6 +168,7 @@ pub async fn serve(
         .route("/p/{token}/invoices/{file}", get(invoice_pdf))
         .route("/p/{token}/promise", post(promise))
         .route("/p/{token}/dispute", post(dispute))
+        .route("/p/{token}/receipt", post(receipt))
         .fallback(|| async { refusal_page(token::Refusal::Invalid) })
         .layer(axum::middleware::from_fn_with_state(portal.clone(), guard))
         .with_state(portal);
@@ -380,12 +381,20 @@ async fn render_page(
             }
             ("dispute", true, true) => "Votre litige est enregistré : notre service comptable vous répondra.",
             ("dispute", false, true) => "Your dispute is recorded: our accounts team will answer you.",
+            ("receipt", true, _) => "Merci : votre accusé de réception est enregistré.",
+            ("receipt", false, _) => "Thank you: your acknowledgement of receipt is recorded.",
             (_, true, _) => "Votre demande est reçue : elle sera traitée sous peu.",
             (_, false, _) => "Your request is received: it will be handled shortly.",
         }
     });
+    let receipt_acknowledged =
+        match relance_storage::replies::acknowledged_at(&portal.db, &opened.invoice_number).await {
+            Ok(at) => at.is_some(),
+            Err(e) => return internal(e),
+        };
     let creditor = &portal.config.settings.creditor;
     let context = json!({
+        "receipt_acknowledged": receipt_acknowledged,
         "lang": if fr { "fr" } else { "en" },
         "fr": fr,
         "customer": source.customer.name,
@@ -518,6 +527,18 @@ async fn dispute(
     act(&portal, &raw, &headers, &form, "dispute").await
 }
 
+/// The one-click acknowledgement of receipt ("I have received this invoice"): a POST, as
+/// every action of the page (a link that changes something by GET would be followed by mail
+/// scanners and previews).
+async fn receipt(
+    State(portal): State<Shared>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    act(&portal, &raw, &headers, &form, "receipt").await
+}
+
 /// One form: checks the link, the CSRF token, that the invoice is one of the customer's
 /// open invoices and the action itself; publishes it, waits a bounded time for the payments
 /// listener, and sends the browser back to the page with a notice (post, redirect, get).
@@ -582,6 +603,9 @@ async fn perform(
     .map(|s| s.customer.timezone)
     .unwrap_or(chrono_tz::UTC);
     let today = today_of(portal, &tz);
+    if what == "receipt" {
+        return acknowledge(portal, &invoice.number).await;
+    }
     let action = match what {
         "promise" => {
             let date: NaiveDate = field("date")
@@ -634,6 +658,44 @@ async fn perform(
     let deadline = Instant::now() + APPLY_WAIT;
     loop {
         if timeline::applied(&portal.db, &inbox, &instruction.event_id).await? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(APPLY_POLL).await;
+    }
+}
+
+/// Publishes `receipt.acknowledged` (source "customer page") and waits a bounded time for the
+/// payments listener.
+async fn acknowledge(portal: &Shared, invoice_number: &str) -> Result<bool, Action> {
+    let event_id = format!("portal-{}", Uuid::new_v4().simple());
+    let message = relance_contracts::ReceiptAcknowledgedV1 {
+        version: relance_contracts::VERSION_1,
+        event_id: event_id.clone(),
+        occurred_at: portal.config.clock.now(),
+        receipt: relance_contracts::ReceiptV1 {
+            invoice_number: invoice_number.to_string(),
+            source: SOURCE.to_string(),
+        },
+    };
+    let body = serde_json::to_value(&message).context("encoding the acknowledgement")?;
+    let routing_key = relance_contracts::names::RECEIPT_ACKNOWLEDGED;
+    publish(portal, routing_key, &body).await?;
+    tracing::info!(
+        routing_key,
+        event_id,
+        invoice = invoice_number,
+        "customer page action published"
+    );
+    wait_applied(portal, &format!("payments.{routing_key}"), &event_id).await
+}
+
+async fn wait_applied(portal: &Shared, inbox: &str, event_id: &str) -> Result<bool, Action> {
+    let deadline = Instant::now() + APPLY_WAIT;
+    loop {
+        if timeline::applied(&portal.db, inbox, event_id).await? {
             return Ok(true);
         }
         if Instant::now() >= deadline {

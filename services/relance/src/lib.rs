@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The services `relance run` knows (and the console, `relance run console`, which `run all`
 /// adds when `RELANCE_CONSOLE_ADDR` is set, and the customer page, `relance run portal`, when
-/// `RELANCE_PORTAL_ADDR` is set).
+/// `RELANCE_PORTAL_ADDR` is set, and the replies reader, `relance run replies`, when
+/// `RELANCE_IMAP_URL` is set).
 pub const SERVICES: [&str; 6] = [
     relance_scheduler::SERVICE,
     relance_renderer::SERVICE,
@@ -54,6 +55,7 @@ pub async fn run_service(
         }
         relance_console::SERVICE => relance_console::run(config, shutdown).await,
         relance_portal::SERVICE => relance_portal::run(config, shutdown).await,
+        relance_replies::SERVICE => relance_replies::run(config, shutdown).await,
         other => anyhow::bail!(
             "unknown service {other:?} (expected one of {}, {}, {} or all)",
             SERVICES.join(", "),
@@ -67,7 +69,11 @@ pub async fn run_service(
 /// their health at `RELANCE_HEALTH_ADDR` when set. The first to fail stops the others.
 pub async fn run_services(names: &[&str], config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     for name in names {
-        if !SERVICES.contains(name) && *name != relance_console::SERVICE && *name != relance_portal::SERVICE {
+        if !SERVICES.contains(name)
+            && *name != relance_console::SERVICE
+            && *name != relance_portal::SERVICE
+            && *name != relance_replies::SERVICE
+        {
             anyhow::bail!(
                 "unknown service {name:?} (expected one of {}, {}, {} or all)",
                 SERVICES.join(", "),
@@ -80,7 +86,11 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
     // broker readiness.
     let readiness: Vec<(String, Readiness)> = names
         .iter()
-        .filter(|name| **name != relance_console::SERVICE && **name != relance_portal::SERVICE)
+        .filter(|name| {
+            **name != relance_console::SERVICE
+                && **name != relance_portal::SERVICE
+                && **name != relance_replies::SERVICE
+        })
         .map(|name| (name.to_string(), Readiness::default()))
         .collect();
     let mut tasks = tokio::task::JoinSet::new();
@@ -140,6 +150,14 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
             relance_portal::run(config, shutdown)
                 .await
                 .context("the customer page")
+        });
+    }
+    if names.contains(&relance_replies::SERVICE) {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            relance_replies::run(config, shutdown)
+                .await
+                .context("the replies reader")
         });
     }
     let mut result = Ok(());

@@ -21,8 +21,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one service (scheduler, renderer, sender, sender-sms, sender-letter, payments,
-    /// console, portal), several, or `all` (with the console when RELANCE_CONSOLE_ADDR is set,
-    /// the customer page when RELANCE_PORTAL_ADDR is set).
+    /// console, portal, replies), several, or `all` (with the console when RELANCE_CONSOLE_ADDR
+    /// is set, the customer page when RELANCE_PORTAL_ADDR is set, the replies reader when
+    /// RELANCE_IMAP_URL is set).
     #[command(
         after_help = "Settings come from environment variables, or flags given before `run`: `relance --help` lists them with their defaults."
     )]
@@ -58,8 +59,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = relance::output::Format::Table)]
         format: relance::output::Format,
     },
-    /// List the open call tasks (with --all, every task and its outcome), or record the
-    /// outcome of a call (`relance tasks outcome F-2026-0042 reached --promised-on 2026-07-15`).
+    /// List the open call tasks and the customers' replies to handle (with --all, every task
+    /// and its outcome), or record the outcome of a call (`relance tasks outcome F-2026-0042
+    /// reached --promised-on 2026-07-15`) or that a reply was handled (`relance tasks handled
+    /// REPLY_ID`).
     Tasks {
         #[command(subcommand)]
         command: Option<relance::tasks::TasksCommand>,
@@ -167,6 +170,9 @@ async fn main() -> anyhow::Result<()> {
                 }
                 if settings.portal_addr_set {
                     all.push(relance_portal::SERVICE);
+                }
+                if settings.imap_url.is_some() {
+                    all.push(relance_replies::SERVICE);
                 }
                 all
             } else {

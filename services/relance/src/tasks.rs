@@ -31,6 +31,19 @@ pub enum TasksCommand {
         #[arg(long, global = true)]
         wait: Option<u64>,
     },
+    /// Mark a customer's reply handled (as `relance tasks` lists it): publishes
+    /// `reply.handled`; the pause the reply opened ends, and the sequence resumes if nothing
+    /// else holds it.
+    Handled {
+        /// The reply's id.
+        reply: Uuid,
+        /// What was done about it (journaled).
+        #[arg(long)]
+        note: Option<String>,
+        /// Wait up to this many seconds for the payments service to apply it.
+        #[arg(long)]
+        wait: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,18 +109,97 @@ pub async fn list_tasks(settings: Settings, all: bool, format: Format) -> anyhow
         .filter(|t| t.status == StepStatus::AwaitingOutcome)
         .count();
     println!("{} task(s), {open} open", tasks.len());
+    list_replies(&db, all).await?;
     db.close().await;
     Ok(())
 }
 
+/// The customers' replies to handle (with `all`, every one), after the call tasks.
+async fn list_replies(db: &sqlx::PgPool, all: bool) -> anyhow::Result<()> {
+    let replies = relance_storage::replies::list(db, all).await?;
+    if replies.is_empty() {
+        return Ok(());
+    }
+    println!();
+    println!(
+        "{:<36}  {:<14} {:<24} {:<28} {:<17} status",
+        "reply", "invoice", "customer", "from", "received (UTC)"
+    );
+    for r in &replies {
+        let customer: String = r.customer_name.chars().take(24).collect();
+        let from: String = r.from_address.chars().take(28).collect();
+        let status = match (&r.handled_at, &r.handled_note, r.pauses) {
+            (Some(at), Some(note), _) => format!("handled {}: {note}", at.format("%Y-%m-%d")),
+            (Some(at), None, _) => format!("handled {}", at.format("%Y-%m-%d")),
+            (None, _, true) => "to handle (sequence paused)".to_string(),
+            (None, _, false) => "to handle".to_string(),
+        };
+        println!(
+            "{:<36}  {:<14} {:<24} {:<28} {:<17} {status}",
+            r.id,
+            r.invoice_number,
+            customer,
+            from,
+            r.received_at.format("%Y-%m-%d %H:%M"),
+        );
+        let subject: String = r.subject.chars().take(100).collect();
+        println!(
+            "    {subject}: {}",
+            r.excerpt.chars().take(150).collect::<String>()
+        );
+    }
+    let open = replies.iter().filter(|r| r.handled_at.is_none()).count();
+    println!("{} reply(ies), {open} to handle", replies.len());
+    Ok(())
+}
+
+/// `relance tasks handled REPLY_ID`: publishes `reply.handled`.
+async fn reply_handled(
+    settings: Settings,
+    reply: Uuid,
+    note: Option<String>,
+    wait: Option<u64>,
+) -> anyhow::Result<()> {
+    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let number = relance_storage::replies::invoice_of_reply(&db, reply).await?;
+    db.close().await;
+    let invoice_number = number.ok_or_else(|| anyhow!("no reply {reply}: see `relance tasks --all`"))?;
+    let event_id = format!("cli-{}", Uuid::new_v4().simple());
+    let message = relance_contracts::ReplyHandledV1 {
+        version: relance_contracts::VERSION_1,
+        event_id: event_id.clone(),
+        occurred_at: SystemClock.now(),
+        reply: relance_contracts::HandledReplyV1 {
+            invoice_number: invoice_number.clone(),
+            reply_id: reply.to_string(),
+            note: note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
+        },
+    };
+    let body = serde_json::to_value(&message)?;
+    publish_and_wait(
+        &settings,
+        names::REPLY_HANDLED,
+        &body,
+        &invoice_number,
+        &event_id,
+        wait.map(Duration::from_secs),
+    )
+    .await
+}
+
 /// `relance tasks outcome ...`: checks and publishes `call.outcome`.
 pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> anyhow::Result<()> {
-    let TasksCommand::Outcome {
-        target,
-        outcome,
-        note,
-        wait,
-    } = command;
+    let (target, outcome, note, wait) = match command {
+        TasksCommand::Outcome {
+            target,
+            outcome,
+            note,
+            wait,
+        } => (target, outcome, note, wait),
+        TasksCommand::Handled { reply, note, wait } => {
+            return reply_handled(settings, reply, note, wait).await
+        }
+    };
     // A step id names its invoice in the database; anything else is an invoice number.
     let (invoice_number, step_id) = match Uuid::parse_str(target.trim()) {
         Ok(step_id) => {

@@ -597,6 +597,13 @@ pub fn common_context(config: &Config, target: &Target<'_>) -> anyhow::Result<Co
         // The customer page when it is published (docs/portal.md), else the invoice's own link.
         payment_link => relance_sequence::portal_link::message_link(&config.settings, &invoice.number, now)
             .or_else(|| invoice.payment_link.clone()),
+        // The step asks for an acknowledgement of receipt (`request_receipt`) and the customer
+        // page is published: its one-click "I have received this invoice" button.
+        receipt_link => (step.kind == StepKind::Reminder
+            && config.policy.requests_receipt(invoice.risk, &step.name))
+        .then(|| relance_sequence::portal_link::message_link(&config.settings, &invoice.number, now))
+        .flatten()
+        .map(|link| format!("{link}#receipt")),
         invoice_attached => attach_invoice,
         is_business => invoice.kind == CustomerKind::Business,
         tone => step.tone,

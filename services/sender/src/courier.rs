@@ -77,6 +77,9 @@ pub struct Parcel {
     /// The statement of account going with the message: its file name and PDF.
     pub statement: Option<(String, Vec<u8>)>,
     pub at: DateTime<Utc>,
+    /// The policy's step asks for an acknowledgement of receipt (`request_receipt`): the
+    /// email carries `Disposition-Notification-To`.
+    pub request_receipt: bool,
 }
 
 impl Parcel {

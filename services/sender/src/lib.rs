@@ -156,6 +156,10 @@ pub async fn deliver_job(
     };
     let document = deliveries::document_of(&mut conn, step.id).await?;
     let statement = relance_storage::statements::attached_to(&mut conn, step.id).await?;
+    let request_receipt = step.kind == StepKind::Reminder
+        && invoices::find_by_id(&mut conn, step.invoice_id)
+            .await?
+            .is_some_and(|invoice| config.policy.requests_receipt(invoice.risk, &step.name));
 
     let attempt = uuid::Uuid::new_v4();
     if !claim(conn, config, &step, attempt).await? {
@@ -168,6 +172,7 @@ pub async fn deliver_job(
         document,
         statement,
         at: config.clock.now(),
+        request_receipt,
     };
     let gate = StepGate {
         db,
@@ -598,7 +603,8 @@ async fn settle_aborted(
     )))
 }
 
-/// Records the customer's bounced address (see `deliveries::record_email_bounce`).
+/// Records the customer's bounced address (see `relance_sequence::replies::record_bounce`,
+/// the path asynchronous bounces read from the mailbox take too).
 async fn record_bounce(
     tx: &mut sqlx::PgConnection,
     step: &steps::StepRecord,
@@ -606,19 +612,16 @@ async fn record_bounce(
     reason: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
-    for address in &rendered.recipients {
-        if deliveries::record_email_bounce(tx, step.invoice_id, address, reason, now).await? {
-            journal::append(
-                tx,
-                now,
-                &step.invoice_number,
-                Some(step.id),
-                "customer.email_bounced",
-                json!({ "reason": reason }),
-            )
-            .await?;
-        }
-    }
+    relance_sequence::replies::record_bounce(
+        tx,
+        step.invoice_id,
+        &step.invoice_number,
+        Some(step.id),
+        &rendered.recipients,
+        reason,
+        now,
+    )
+    .await?;
     Ok(())
 }
 

@@ -85,6 +85,25 @@ impl Mailer {
     }
 }
 
+/// `Disposition-Notification-To` (RFC 8098): where the customer's mail program sends a read
+/// notification, when the policy's step asks for an acknowledgement of receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispositionNotificationTo(String);
+
+impl lettre::message::header::Header for DispositionNotificationTo {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Disposition-Notification-To")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim().to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
 /// Builds the MIME message: text and HTML alternatives, the invoice PDF attached, then the
 /// statement of account (its file name, its PDF) when the message carries one.
 pub fn build_message(
@@ -162,7 +181,7 @@ impl Courier for EmailCourier {
     ) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
         async move {
             let rendered = &parcel.rendered;
-            let email = build_message(
+            let mut email = build_message(
                 rendered,
                 &self.mail_from,
                 &self.reply_to,
@@ -171,6 +190,14 @@ impl Courier for EmailCourier {
                 parcel.statement.clone(),
                 parcel.at,
             )?;
+            if parcel.request_receipt {
+                // A read notification (RFC 8098) goes to the reply-to mailbox, which the
+                // replies reader reads.
+                let to = self.reply_to.parse::<Mailbox>().map_err(|e| {
+                    DeliveryError::Permanent(format!("invalid address {:?}: {e}", self.reply_to))
+                })?;
+                email.headers_mut().set(DispositionNotificationTo(to.to_string()));
+            }
             let started = std::time::Instant::now();
             let answer = self.mailer.deliver(email, gate).await?;
             Ok(Receipt {

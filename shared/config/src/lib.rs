@@ -294,6 +294,17 @@ pub struct Settings {
     pub portal_max_promise_days: u32,
     /// Requests a minute one link or one address may make (`RELANCE_PORTAL_RATE_PER_MINUTE`).
     pub portal_rate_per_minute: u32,
+    /// The reply-to mailbox the replies reader reads (`RELANCE_IMAP_URL` or `_FILE`); `None`:
+    /// no reader, and `run all` runs none.
+    pub imap_url: Option<String>,
+    /// The mailbox's login (`RELANCE_IMAP_USER`).
+    pub imap_user: String,
+    /// The mailbox's password (`RELANCE_IMAP_PASSWORD` or `_FILE`).
+    pub imap_password: Option<String>,
+    /// The folder read (`RELANCE_IMAP_MAILBOX`).
+    pub imap_mailbox: String,
+    /// Pause between two readings (`RELANCE_IMAP_INTERVAL_MS`).
+    pub imap_interval: Duration,
     /// A loop not completed for this long is reported by `/health/ready` (`RELANCE_LOOP_STALL_MS`).
     pub loop_stall: Duration,
     /// How often one scheduler copy computes the collections gauges (`RELANCE_METRICS_INTERVAL_MS`).
@@ -339,6 +350,9 @@ impl fmt::Debug for Settings {
             .field("console_token", &self.console_token.as_ref().map(|_| "<hidden>"))
             .field("portal_addr", &self.portal_addr)
             .field("portal_secret", &self.portal_secret.as_ref().map(|_| "<hidden>"))
+            .field("imap_url", &self.imap_url.as_ref().map(|_| "<hidden>"))
+            .field("imap_user", &self.imap_user)
+            .field("imap_mailbox", &self.imap_mailbox)
             .field("portal_url", &self.portal_url)
             .finish_non_exhaustive()
     }
@@ -682,6 +696,14 @@ impl Settings {
             portal_token_days: env.parsed("RELANCE_PORTAL_TOKEN_DAYS")?,
             portal_max_promise_days: env.parsed("RELANCE_PORTAL_MAX_PROMISE_DAYS")?,
             portal_rate_per_minute: env.parsed("RELANCE_PORTAL_RATE_PER_MINUTE")?,
+            imap_url: env
+                .get("RELANCE_IMAP_URL")
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty()),
+            imap_user: env.text("RELANCE_IMAP_USER"),
+            imap_password: env.get("RELANCE_IMAP_PASSWORD"),
+            imap_mailbox: env.text("RELANCE_IMAP_MAILBOX"),
+            imap_interval: env.millis("RELANCE_IMAP_INTERVAL_MS")?,
             loop_stall: match env.millis("RELANCE_LOOP_STALL_MS")? {
                 // An idle consumer beats every second: a shorter threshold would blame it.
                 stall if stall < Duration::from_secs(2) => {
@@ -1368,7 +1390,7 @@ mod tests {
                 default.replace("send_time = \"09:00\"", "send_time = \"09:00\"\nsend_day = \"tue\""),
                 "send_day",
                 "send_day: unknown field \"send_day\" (expected one of: send_time, thanks_template, \
-                 default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, payment_plans, fallback, fallback_templates, approvals)",
+                 default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, payment_plans, fallback, fallback_templates, approvals, replies)",
             ),
         ];
         for (source, at, error) in cases {

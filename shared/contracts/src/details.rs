@@ -367,8 +367,8 @@ pub struct InvoiceSettledV1 {
 /// hand) paused the sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InvoicePausedV1 {
-    /// `promise`, `dispute`, `suspension`, `manual` (a pause by hand) or `plan` (a payment
-    /// plan holds the sequence).
+    /// `promise`, `dispute`, `suspension`, `manual` (a pause by hand), `plan` (a payment
+    /// plan holds the sequence) or `reply` (a customer's reply waits to be handled).
     pub kind: String,
     pub reason: String,
     /// Promises: the date promised.
@@ -507,4 +507,5 @@ event_details! {
     crate::payment_plans::PaymentPlanInstalmentPaidV1 => names::PAYMENT_PLAN_INSTALMENT_PAID,
     crate::payment_plans::PaymentPlanCompletedV1 => names::PAYMENT_PLAN_COMPLETED,
     crate::payment_plans::PaymentPlanBrokenV1 => names::PAYMENT_PLAN_BROKEN,
+    crate::replies::InvoiceReceiptAcknowledgedV1 => names::INVOICE_RECEIPT_ACKNOWLEDGED,
 }

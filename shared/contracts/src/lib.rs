@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod names;
 pub mod pauses_and_ends;
 pub mod payment_plans;
+pub mod replies;
 pub mod schema;
 
 pub use approvals::{ApprovalDecisionV1, ApprovalGrantedV1, ApprovalRejectedV1};
@@ -41,6 +42,9 @@ pub use pauses_and_ends::{
 pub use payment_plans::{
     InstalmentV1, PaymentPlanAgreedDetailV1, PaymentPlanAgreedV1, PaymentPlanBrokenV1,
     PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PaymentPlanV1, PlanInstalmentV1,
+};
+pub use replies::{
+    HandledReplyV1, InvoiceReceiptAcknowledgedV1, ReceiptAcknowledgedV1, ReceiptV1, ReplyHandledV1,
 };
 
 /// The only version of the message bodies defined so far.

@@ -26,8 +26,12 @@ pub const PAYMENT_PLAN_AGREED: &str = "payment_plan.agreed";
 /// A step waiting for approval approved or rejected by the accounts team (see `approvals.rs`).
 pub const APPROVAL_GRANTED: &str = "approval.granted";
 pub const APPROVAL_REJECTED: &str = "approval.rejected";
+/// A customer's reply handled by the accounts team, and a receipt acknowledged by the
+/// customer (see `replies.rs`).
+pub const REPLY_HANDLED: &str = "reply.handled";
+pub const RECEIPT_ACKNOWLEDGED: &str = "receipt.acknowledged";
 /// Every routing key the payments listener's queue is bound to.
-pub const PAYMENTS_QUEUE_KEYS: [&str; 13] = [
+pub const PAYMENTS_QUEUE_KEYS: [&str; 15] = [
     PAYMENT_RECEIVED,
     PROMISE_RECORDED,
     DISPUTE_OPENED,
@@ -41,6 +45,8 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 13] = [
     PAYMENT_PLAN_AGREED,
     APPROVAL_GRANTED,
     APPROVAL_REJECTED,
+    REPLY_HANDLED,
+    RECEIPT_ACKNOWLEDGED,
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";
@@ -95,6 +101,8 @@ pub const PAYMENT_PLAN_AGREED_EVENT: &str = "payment_plan.agreed";
 pub const PAYMENT_PLAN_INSTALMENT_PAID: &str = "payment_plan.instalment_paid";
 pub const PAYMENT_PLAN_COMPLETED: &str = "payment_plan.completed";
 pub const PAYMENT_PLAN_BROKEN: &str = "payment_plan.broken";
+/// The customer acknowledged receiving the invoice (customer page, read notification).
+pub const INVOICE_RECEIPT_ACKNOWLEDGED: &str = "invoice.receipt_acknowledged";
 
 /// AMQP header carrying the reason a message was dead-lettered.
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";

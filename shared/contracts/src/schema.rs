@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::details::visit_event_details;
 use crate::events::EventDetail;
-use crate::{approvals, calls, inbound, jobs, names, pauses_and_ends, payment_plans};
+use crate::{approvals, calls, inbound, jobs, names, pauses_and_ends, payment_plans, replies};
 
 /// Where a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub fn visit_contract(visitor: &mut impl ContractVisitor) {
     visitor.message::<payment_plans::PaymentPlanAgreedV1>(Inbound, names::PAYMENT_PLAN_AGREED);
     visitor.message::<approvals::ApprovalGrantedV1>(Inbound, names::APPROVAL_GRANTED);
     visitor.message::<approvals::ApprovalRejectedV1>(Inbound, names::APPROVAL_REJECTED);
+    visitor.message::<replies::ReplyHandledV1>(Inbound, names::REPLY_HANDLED);
+    visitor.message::<replies::ReceiptAcknowledgedV1>(Inbound, names::RECEIPT_ACKNOWLEDGED);
     visitor.message::<jobs::ReminderDueV1>(Jobs, names::REMINDER_DUE);
     visitor.message::<jobs::ReminderRenderedV1>(Jobs, names::REMINDER_RENDERED_PREFIX);
     visit_event_details(visitor);

@@ -5,8 +5,10 @@
 
 mod approvals;
 mod fallbacks;
+mod replies;
 
 pub use approvals::{ApprovalMode, ApprovalRules};
+pub use replies::ReplyRules;
 
 pub use crate::customer::RiskKey;
 use crate::customer::{Channel, CustomerKind, Risk};
@@ -213,6 +215,9 @@ pub struct DunningPolicy {
     /// Which due steps wait for a person's approval, and for how long (`[approvals]`,
     /// `approval` per step; see `approvals.rs`).
     pub approvals: ApprovalRules,
+    /// Whether a reply pauses the sequence, and which steps ask for an acknowledgement of
+    /// receipt (`[replies]`, `request_receipt` per step; see `replies.rs`).
+    pub replies: ReplyRules,
 }
 
 /// A euro exchange rate the policy gives, stated with its date in the messages.
@@ -298,6 +303,9 @@ struct RawPolicy {
     // Validated by `approvals::parse`.
     #[serde(default, rename = "approvals")]
     _approvals: Option<serde::de::IgnoredAny>,
+    // Validated by `replies::parse`.
+    #[serde(default, rename = "replies")]
+    _replies: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -362,6 +370,9 @@ struct RawStep {
     // Validated by `approvals::parse`.
     #[serde(default, rename = "approval")]
     _approval: Option<serde::de::IgnoredAny>,
+    // Validated by `replies::parse`.
+    #[serde(default, rename = "request_receipt")]
+    _request_receipt: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -928,6 +939,7 @@ impl DunningPolicy {
             indemnity_equivalents,
             payment_plans,
             approvals: approvals::parse(source, file)?,
+            replies: replies::parse(source, file)?,
         })
     }
 

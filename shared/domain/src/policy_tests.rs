@@ -291,7 +291,7 @@ fn every_refusal_names_the_file_the_line_and_the_field() {
             "unknown top-level key",
             policy_with(&format!("send_day = 3 {HERE}"), "", ""),
             "send_day",
-            "unknown field \"send_day\" (expected one of: send_time, thanks_template, default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, payment_plans, fallback, fallback_templates, approvals)",
+            "unknown field \"send_day\" (expected one of: send_time, thanks_template, default_window, windows, minimum_amount, grouping, segments, indemnity_equivalent, payment_plans, fallback, fallback_templates, approvals, replies)",
         ),
         (
             "step offset as a string",

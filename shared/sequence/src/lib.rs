@@ -14,6 +14,7 @@ pub mod outgoing;
 pub mod payment_plan;
 pub mod portal_link;
 pub mod queue;
+pub mod replies;
 pub mod resume;
 
 pub use queue::queue_step;

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod overview;
 pub mod pauses;
 pub mod payment_plans;
+pub mod replies;
 pub mod retention;
 mod rows;
 pub mod statements;

@@ -39,6 +39,9 @@ pub enum PauseKind {
     /// A payment plan holds the invoice's own sequence (its own notes go out instead): ends
     /// when the plan is completed or broken.
     Plan,
+    /// The customer replied to a message and the policy holds the sequence until someone
+    /// handles the reply (`[replies] pause_on_reply`; `reply.handled` ends it).
+    Reply,
 }
 
 impl PauseKind {
@@ -49,6 +52,7 @@ impl PauseKind {
             PauseKind::Suspension => "suspension",
             PauseKind::Manual => "manual",
             PauseKind::Plan => "plan",
+            PauseKind::Reply => "reply",
         }
     }
 }
@@ -68,6 +72,7 @@ impl FromStr for PauseKind {
             "suspension" => Ok(PauseKind::Suspension),
             "manual" => Ok(PauseKind::Manual),
             "plan" => Ok(PauseKind::Plan),
+            "reply" => Ok(PauseKind::Reply),
             other => Err(format!("unknown pause kind {other:?}")),
         }
     }
