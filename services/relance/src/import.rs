@@ -363,6 +363,7 @@ fn invoice_message(row: &Row<'_>, now: DateTime<Utc>) -> Result<(String, serde_j
             due_on: row.date("due_on")?,
             payment_link: row.opt("payment_link"),
             pdf_base64: None,
+            creditor: row.opt("creditor"),
         },
     };
     relance_scheduler::intake::validate_issued(&event).map_err(|r| r.to_string())?;

@@ -156,6 +156,9 @@ pub async fn deliver_job(
     };
     let document = deliveries::document_of(&mut conn, step.id).await?;
     let statement = relance_storage::statements::attached_to(&mut conn, step.id).await?;
+    let creditor =
+        relance_storage::creditors::for_invoice(&mut conn, &config.settings.creditor, step.invoice_id)
+            .await?;
 
     let attempt = uuid::Uuid::new_v4();
     if !claim(conn, config, &step, attempt).await? {
@@ -167,6 +170,7 @@ pub async fn deliver_job(
         invoice_pdf: pdf,
         document,
         statement,
+        creditor,
         at: config.clock.now(),
     };
     let gate = StepGate {
