@@ -405,7 +405,7 @@ async fn print_creditors(db: &sqlx::PgPool, settings: &Settings) -> anyhow::Resu
                 .with_context(|| format!("creditor {id} vanished"))?,
         };
         println!(
-            "Creditor {:<8} {} ({} invoices, {} messages from {}, IBAN {})",
+            "Creditor {:<8} {} ({} invoice(s), {} message(s) from {}, IBAN {})",
             creditor.id, creditor.name, invoices, sent, creditor.mail_from, creditor.iban
         );
     }

@@ -207,6 +207,7 @@ fn canonical_column(raw: &str) -> String {
         "pays" => "country",
         "risque" => "risk",
         "lien_paiement" => "payment_link",
+        "creancier" => "creditor",
         "reference" | "reference_paiement" | "payment_id" => "id",
         "date_reglement" | "date_paiement" | "date_reception" => "received_on",
         other => other,
