@@ -449,3 +449,72 @@ async fn relance_creditor_set_publishes_the_creditor_and_keeps_the_fields_not_gi
     s.env.stop().await;
     let _ = std::fs::remove_dir_all(&s.scratch);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_page_and_the_console_show_the_invoices_own_creditor() {
+    const SECRET: &str = "creditors-portal-secret";
+    let s = start("email").await;
+    let env = &s.env;
+    env.publish(
+        names::CREDITOR_UPDATED,
+        &durand("evt-durand-1", "2026-03-01T08:00:00Z", |_| {}),
+    )
+    .await;
+    wait_applied(env, "evt-durand-1").await;
+    env.publish(names::INVOICE_ISSUED, &invoice("F-A", None)).await;
+    env.publish(names::INVOICE_ISSUED, &invoice("F-B", Some("durand")))
+        .await;
+    env.wait_journal("F-A", names::INVOICE_REGISTERED, 1).await;
+    env.wait_journal("F-B", names::INVOICE_REGISTERED, 1).await;
+
+    // The customer page of a link speaks for its invoice's creditor, and lists that
+    // creditor's invoices only.
+    let portal = env
+        .start_portal_with(|settings| settings.portal_secret = Some(SECRET.into()))
+        .await
+        .unwrap();
+    let page = |number: &str| {
+        let token =
+            relance_portal::token::sign(SECRET, number, relance_domain::Clock::now(&env.clock), 60).unwrap();
+        let url = format!("{portal}/p/{token}");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let b = page("F-B").await;
+    assert!(
+        b.contains("Menuiserie Durand SARL") && b.contains(DURAND_IBAN),
+        "{b}"
+    );
+    assert!(
+        b.contains("F-B") && !b.contains("F-A") && !b.contains("Exemple SAS"),
+        "{b}"
+    );
+    let a = page("F-A").await;
+    assert!(a.contains("Exemple SAS") && a.contains(DEFAULT_IBAN), "{a}");
+    assert!(
+        a.contains("F-A") && !a.contains("F-B") && !a.contains("Durand"),
+        "{a}"
+    );
+
+    // The console's invoice page says whom the invoice is owed to.
+    let console = env.start_console(None).await.unwrap();
+    let page = reqwest::get(format!("{console}/invoices/F-B"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Owed to <strong>Menuiserie Durand SARL</strong>"),
+        "{page}"
+    );
+    let page = reqwest::get(format!("{console}/invoices/F-A"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Owed to <strong>Exemple SAS</strong>"), "{page}");
+
+    s.env.stop().await;
+    let _ = std::fs::remove_dir_all(&s.scratch);
+}
