@@ -157,6 +157,11 @@ async fn each_invoice_is_reminded_in_the_name_of_its_own_creditor() {
         .await;
     env.wait_journal("F-A", names::INVOICE_REGISTERED, 1).await;
     env.wait_journal("F-B", names::INVOICE_REGISTERED, 1).await;
+    // The journal and the event name the creditor of an invoice that names one.
+    let registered = env.journal_details("F-B", names::INVOICE_REGISTERED).await;
+    assert_eq!(registered[0]["creditor"], json!("durand"), "{registered:?}");
+    let registered = env.journal_details("F-A", names::INVOICE_REGISTERED).await;
+    assert!(registered[0].get("creditor").is_none(), "{registered:?}");
 
     // An unknown creditor and a bad IBAN are dead-lettered with the reason.
     env.publish(names::INVOICE_ISSUED, &invoice("F-X", Some("nobody")))

@@ -140,13 +140,14 @@ async fn register(
         invoice.due_on,
     )?;
     store_plan(tx, invoice_id, &invoice.number, &plan, now).await?;
-    let detail = registered_detail(
+    let mut detail = registered_detail(
         &event.event_id,
         current.risk,
         customer.calendar.name(),
         &plan,
         &invoice.customer.dropped,
     );
+    detail.creditor = (creditor != DEFAULT_CREDITOR_ID).then(|| creditor.to_string());
     outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     if let Some(previous) = previous {
         let change = planning::DetailsChange {
@@ -221,6 +222,7 @@ pub fn registered_detail(
         excluded: (!excluded.is_empty()).then_some(excluded),
         not_chased: plan.not_chased.clone(),
         warnings: (!dropped.is_empty()).then(|| dropped_fields(dropped)),
+        creditor: None,
     }
 }
 
