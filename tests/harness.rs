@@ -124,6 +124,9 @@ pub struct Email {
     /// MailDev's id of the message (to fetch its attachments).
     pub id: String,
     pub subject: String,
+    /// The `From` address(es) and the `Reply-To` header, as received.
+    pub from: Vec<String>,
+    pub reply_to: String,
     pub to: Vec<String>,
     pub cc: Vec<String>,
     pub text: String,
@@ -155,6 +158,11 @@ impl Email {
         Self {
             id: text_of(v, "id"),
             subject: text_of(v, "subject"),
+            from: addresses(v, "from"),
+            reply_to: v
+                .get("headers")
+                .map(|h| text_of(h, "reply-to"))
+                .unwrap_or_default(),
             to: addresses(v, "to"),
             cc: addresses(v, "cc"),
             text: text_of(v, "text"),

@@ -289,8 +289,19 @@ pub(crate) async fn invoice_data(console: &Shared, number: &str) -> Result<Value
     let status = tracked.as_ref().map(|t| t.status.clone());
     let chain = timeline::verify(&console.db, number).await?;
     let entries = timeline::invoice_timeline(&console.db, number).await?;
+    // Whom the invoice is owed to (the default creditor when it names none).
+    let mut conn = console
+        .db
+        .acquire()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("acquiring a connection"))?;
+    let creditor =
+        relance_storage::creditors::for_invoice_number(&mut conn, &console.config.settings.creditor, number)
+            .await?;
+    drop(conn);
     Ok(json!({
         "invoice": invoice,
+        "creditor": { "id": creditor.id, "name": creditor.name, "iban": creditor.iban },
         "status": status,
         "tracking": tracked,
         "credited_any": !invoice.credited.is_zero(),

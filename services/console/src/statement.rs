@@ -18,15 +18,24 @@ pub(crate) async fn statement_pdf(
         .acquire()
         .await
         .map_err(|e| anyhow::Error::new(e).context("acquiring a connection"))?;
-    let source = relance_storage::statements::load(&mut conn, &id)
+    let mut source = relance_storage::statements::load(&mut conn, &id)
         .await?
         .ok_or_else(|| Failure::not_found(format!("no customer {id:?}")))?;
+    // One creditor's invoices: that of the customer's latest invoice still owed.
+    let creditor = relance_storage::creditors::statement_creditor(
+        &mut conn,
+        &console.config.settings.creditor,
+        &mut source,
+        None,
+    )
+    .await?;
     drop(conn);
+    let config = console.config.for_creditor(creditor);
     let today = crate::pages::now(&console)
         .with_timezone(&source.customer.timezone)
         .date_naive();
-    let figures = statement::figures(&console.config, &source, today, None)?;
-    let document = statement::document(&console.config, &figures)?;
+    let figures = statement::figures(&config, &source, today, None)?;
+    let document = statement::document(&config, &figures)?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/pdf".to_string()),

@@ -337,8 +337,8 @@ async fn render_page(
     params: &HashMap<String, String>,
     error: Option<String>,
 ) -> Response {
-    let source = match load(portal, &opened.customer_id).await {
-        Ok(Some(s)) => s,
+    let (source, creditor) = match load(portal, opened).await {
+        Ok(Some(loaded)) => loaded,
         Ok(None) => return refusal_page(token::Refusal::Invalid),
         Err(e) => return internal(e),
     };
@@ -392,7 +392,6 @@ async fn render_page(
             Ok(at) => at.is_some(),
             Err(e) => return internal(e),
         };
-    let creditor = &portal.config.settings.creditor;
     let context = json!({
         "receipt_acknowledged": receipt_acknowledged,
         "lang": if fr { "fr" } else { "en" },
@@ -435,12 +434,30 @@ fn today_of(portal: &Shared, tz: &chrono_tz::Tz) -> NaiveDate {
     portal.config.clock.now().with_timezone(tz).date_naive()
 }
 
+/// The link's customer's invoices of the link's invoice's creditor, and that creditor: the
+/// page and the statement speak for one creditor (`relance_storage::creditors`).
 async fn load(
     portal: &Shared,
-    customer_id: &str,
-) -> anyhow::Result<Option<relance_storage::statements::StatementSource>> {
+    opened: &Opened,
+) -> anyhow::Result<
+    Option<(
+        relance_storage::statements::StatementSource,
+        relance_config::Creditor,
+    )>,
+> {
     let mut conn = portal.db.acquire().await.context("acquiring a connection")?;
-    relance_storage::statements::load(&mut conn, customer_id).await
+    let Some(mut source) = relance_storage::statements::load(&mut conn, &opened.customer_id).await? else {
+        return Ok(None);
+    };
+    let default = &portal.config.settings.creditor;
+    let creditor = relance_storage::creditors::statement_creditor(
+        &mut conn,
+        default,
+        &mut source,
+        Some(&opened.invoice_number),
+    )
+    .await?;
+    Ok(Some((source, creditor)))
 }
 
 async fn statement_pdf(State(portal): State<Shared>, Path(raw): Path<String>) -> Response {
@@ -449,12 +466,13 @@ async fn statement_pdf(State(portal): State<Shared>, Path(raw): Path<String>) ->
         Err(r) => return r,
     };
     let made = async {
-        let source = load(&portal, &opened.customer_id)
+        let (source, creditor) = load(&portal, &opened)
             .await?
             .context("the link's customer is gone")?;
         let today = today_of(&portal, &source.customer.timezone);
-        let figures = relance_documents::statement::figures(&portal.config, &source, today, None)?;
-        relance_documents::statement::document(&portal.config, &figures)
+        let config = portal.config.for_creditor(creditor);
+        let figures = relance_documents::statement::figures(&config, &source, today, None)?;
+        relance_documents::statement::document(&config, &figures)
     }
     .await;
     match made {

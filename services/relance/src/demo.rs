@@ -188,6 +188,7 @@ fn ledger() -> Vec<LedgerLine> {
     let mut ledger = invoices_issued();
     ledger.extend(payments_and_calls());
     ledger.extend(payment_plans());
+    ledger.extend(second_creditor());
     ledger
 }
 
@@ -351,6 +352,67 @@ fn payment_plans() -> Vec<LedgerLine> {
     ]
 }
 
+// ---- Two creditors (issue #17) -------------------------------------------------------------
+// A sister company shares the deployment: `creditor.updated` gives its identity, and one
+// invoice names it. Its messages go out in its name (From, IBAN, legal mentions, letterhead);
+// the other invoices stay the default creditor's (RELANCE_CREDITOR_*, the example company).
+
+/// The second creditor's id.
+const SECOND_CREDITOR: &str = "lumiere";
+
+/// The second creditor on the first day, its invoice the next.
+fn second_creditor() -> Vec<LedgerLine> {
+    let [acme, ..] = &CUSTOMERS;
+    let feb = |d| NaiveDate::from_ymd_opt(2026, 2, d).unwrap_or_default();
+    let mut invoice = invoice("F-LUM-0001", acme, "2100.00", feb(9), day(11), true);
+    invoice["invoice"]["creditor"] = json!(SECOND_CREDITOR);
+    invoice["invoice"]["payment_link"] = json!("https://pay.lumiere.test/F-LUM-0001");
+    let creditor = json!({
+        "version": 1, "event_id": "evt-creditor-lumiere-1", "occurred_at": Utc::now(),
+        "creditor": {
+            "id": SECOND_CREDITOR, "name": "Studio Lumière SAS", "legal_form": "SAS", "share_capital": "20 000 €",
+            "siret": "732 829 320 00074", "rcs_city": "Lyon", "vat_number": "FR44732829320",
+            "address": "22 quai Saint-Vincent\n69001 Lyon", "iban": "FR14 2004 1010 0505 0001 3M02 606",
+            "bic": "PSSTFRPPLYO", "email": "compta@lumiere.test", "letterhead": ["Groupe Exemple"],
+            "signature_fr": "La comptabilité clients", "signature_en": "Customer accounts",
+            "mail_from": "Studio Lumière <relances@lumiere.test>", "reply_to": "compta@lumiere.test",
+        }
+    });
+    vec![
+        (2, names::CREDITOR_UPDATED, creditor),
+        (3, names::INVOICE_ISSUED, invoice),
+    ]
+}
+
+/// Each creditor and what went out in its name.
+async fn print_creditors(db: &sqlx::PgPool, settings: &Settings) -> anyhow::Result<()> {
+    let rows: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT i.creditor_id, count(DISTINCT i.id),
+             count(s.id) FILTER (WHERE s.status IN ('sent', 'completed', 'expired', 'awaiting_outcome'))
+         FROM invoices i LEFT JOIN reminder_steps s ON s.invoice_id = i.id
+         GROUP BY i.creditor_id ORDER BY i.creditor_id NULLS FIRST",
+    )
+    .fetch_all(db)
+    .await
+    .context("counting each creditor's messages")?;
+    let mut conn = db.acquire().await.context("acquiring a connection")?;
+    for (id, invoices, sent) in rows {
+        let creditor = match &id {
+            None => settings.creditor.clone(),
+            Some(id) => relance_storage::creditors::find(&mut conn, &settings.creditor, id)
+                .await?
+                .map(|stored| stored.creditor)
+                .with_context(|| format!("creditor {id} vanished"))?,
+        };
+        println!(
+            "Creditor {:<8} {} ({} invoice(s), {} message(s) from {}, IBAN {})",
+            creditor.id, creditor.name, invoices, sent, creditor.mail_from, creditor.iban
+        );
+    }
+    Ok(())
+}
+// ---- end of two creditors ---------------------------------------------------------------------
+
 /// The demo's database: the server of `DATABASE_URL`, database `relance_demo`.
 fn demo_database_url(database_url: &str) -> String {
     let (base, query) = match database_url.split_once('?') {
@@ -409,6 +471,7 @@ pub async fn run(settings: Settings, days: u32) -> anyhow::Result<()> {
     shutdown.cancel();
     services.await.context("joining the services")??;
     print_timeline(&db).await?;
+    print_creditors(&db, &settings).await?;
     Ok(())
 }
 

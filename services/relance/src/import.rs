@@ -207,6 +207,7 @@ fn canonical_column(raw: &str) -> String {
         "pays" => "country",
         "risque" => "risk",
         "lien_paiement" => "payment_link",
+        "creancier" => "creditor",
         "reference" | "reference_paiement" | "payment_id" => "id",
         "date_reglement" | "date_paiement" | "date_reception" => "received_on",
         other => other,
@@ -363,6 +364,7 @@ fn invoice_message(row: &Row<'_>, now: DateTime<Utc>) -> Result<(String, serde_j
             due_on: row.date("due_on")?,
             payment_link: row.opt("payment_link"),
             pdf_base64: None,
+            creditor: row.opt("creditor"),
         },
     };
     relance_scheduler::intake::validate_issued(&event).map_err(|r| r.to_string())?;

@@ -2,6 +2,7 @@
 //! and plays the demo. The services themselves live in their own crates.
 
 pub mod approvals;
+pub mod creditors;
 pub mod dead_letters;
 pub mod demo;
 pub mod drive;

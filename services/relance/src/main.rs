@@ -120,6 +120,12 @@ enum Command {
         #[command(subcommand)]
         command: relance::portal::PortalCommand,
     },
+    /// The creditors of the deployment (several companies dunned by one relance): list them,
+    /// show one, or create or change one (publishes `creditor.updated`).
+    Creditor {
+        #[command(subcommand)]
+        command: relance::creditors::CreditorCommand,
+    },
     /// Verify the tamper-evident journal, or export one invoice's proof file.
     Journal {
         #[command(subcommand)]
@@ -142,7 +148,8 @@ async fn main() -> anyhow::Result<()> {
         | Command::DeadLetters { .. }
         | Command::Import { .. }
         | Command::Statement { .. }
-        | Command::Portal { .. } => "relance-cli".to_string(),
+        | Command::Portal { .. }
+        | Command::Creditor { .. } => "relance-cli".to_string(),
         Command::Journal { .. } => "relance-journal".to_string(),
     };
     let _telemetry = relance_telemetry::init_with_log_format(
@@ -241,6 +248,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DeadLetters { command } => relance::dead_letters::run(settings, command).await,
         Command::Import { command } => relance::import::run(settings, command).await,
         Command::Portal { command } => relance::portal::run(settings, command).await,
+        Command::Creditor { command } => relance::creditors::run(settings, command).await,
         Command::Statement {
             customer,
             out,

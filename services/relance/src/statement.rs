@@ -19,9 +19,18 @@ pub async fn write_statement(
     let config = Config::from_settings(settings)?;
     let db = relance_storage::connect(&config.settings.database_url, 1).await?;
     let mut conn = db.acquire().await.context("acquiring a connection")?;
-    let Some(source) = relance_storage::statements::load(&mut conn, customer_id).await? else {
+    let Some(mut source) = relance_storage::statements::load(&mut conn, customer_id).await? else {
         anyhow::bail!("no customer {customer_id:?}");
     };
+    // One creditor's invoices: that of the customer's latest invoice still owed.
+    let creditor = relance_storage::creditors::statement_creditor(
+        &mut conn,
+        &config.settings.creditor,
+        &mut source,
+        None,
+    )
+    .await?;
+    let config = config.for_creditor(creditor);
     drop(conn);
     db.close().await;
     let as_of = as_of.unwrap_or_else(|| {

@@ -30,7 +30,7 @@ use relance_sequence::outgoing::{self, StepOutcome};
 use relance_storage::deliveries::{self, ClaimHistory, Contact};
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
-use relance_storage::{calls, groups, journal, outbox, payment_plans};
+use relance_storage::{calls, creditors, groups, journal, outbox, payment_plans};
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
@@ -116,6 +116,9 @@ pub async fn render_job(
             step.id
         )));
     };
+    // The invoice's creditor: every document of this rendering speaks for it.
+    let creditor = creditors::for_invoice(&mut conn, &config.settings.creditor, invoice.id).await?;
+    let config = &config.for_creditor(creditor);
     let contact = deliveries::contact_of(&mut conn, &invoice.customer_id).await?;
     let route = decision::route(&config.policy, &step, invoice.risk, &contact);
     let lists_group = route.lists_group();
@@ -212,12 +215,20 @@ async fn statement_of(
     invoice: &InvoiceRecord,
     now: DateTime<Utc>,
 ) -> Result<statement::StatementDocument, HandlerError> {
-    let Some(source) = relance_storage::statements::load(conn, &invoice.customer_id).await? else {
+    let Some(mut source) = relance_storage::statements::load(conn, &invoice.customer_id).await? else {
         return Err(HandlerError::Permanent(format!(
             "invoice {} has no customer for its statement",
             invoice.number
         )));
     };
+    // The invoice's creditor's invoices only (`config` is already that creditor's).
+    creditors::statement_creditor(
+        conn,
+        &config.settings.creditor,
+        &mut source,
+        Some(&invoice.number),
+    )
+    .await?;
     let today = now.with_timezone(&source.customer.timezone).date_naive();
     statement::figures(config, &source, today, None)
         .and_then(|figures| statement::document(config, &figures))

@@ -14,13 +14,14 @@ use relance_contracts::{
     ExcludedStepV1, FieldWarningV1, InvoiceDuplicateV1, InvoiceIssuedV1, InvoiceRegisteredV1,
     InvoiceRejectedV1, PlannedStepV1, RegisteredDifferenceV1,
 };
+use relance_domain::creditor::DEFAULT_CREDITOR_ID;
 use relance_domain::repeats;
 use relance_domain::validation::input::InvoiceFields;
 use relance_domain::{validate_invoice, DroppedField, NewInvoice, Plan, Rejection, Risk, StepKind};
 use relance_messaging::{HandlerError, Incoming};
 use relance_sequence::outgoing;
 use relance_storage::steps::{self, StepStatus};
-use relance_storage::{customers, invoices, journal, mark_processed};
+use relance_storage::{creditors, customers, invoices, journal, mark_processed};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -104,6 +105,20 @@ async fn register(
     facts: &repeats::Facts,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
+    // The creditor the invoice names must be known: dead-lettered otherwise (nothing is
+    // stored), to be replayed once its `creditor.updated` is applied.
+    let creditor = event
+        .invoice
+        .creditor
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or(DEFAULT_CREDITOR_ID);
+    if !creditors::exists(tx, creditor).await? {
+        return Err(HandlerError::Permanent(format!(
+            "invoice {} names creditor {creditor:?}, which is unknown: publish its creditor.updated, then replay this message",
+            invoice.number
+        )));
+    }
     let previous = customers::lock(tx, &invoice.customer.id).await?;
     customers::save(tx, &invoice.customer, event.occurred_at, now).await?;
     let Some(invoice_id) = invoices::insert_invoice(tx, invoice, facts, now).await? else {
@@ -114,6 +129,7 @@ async fn register(
             invoice.number
         )));
     };
+    creditors::assign(tx, invoice_id, creditor).await?;
     // The stored details: those of this message, or of a newer one already applied.
     let current = planning::stored(tx, &invoice.customer.id).await?;
     let customer = planning::Planning::of(&current)?;
@@ -124,13 +140,14 @@ async fn register(
         invoice.due_on,
     )?;
     store_plan(tx, invoice_id, &invoice.number, &plan, now).await?;
-    let detail = registered_detail(
+    let mut detail = registered_detail(
         &event.event_id,
         current.risk,
         customer.calendar.name(),
         &plan,
         &invoice.customer.dropped,
     );
+    detail.creditor = (creditor != DEFAULT_CREDITOR_ID).then(|| creditor.to_string());
     outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     if let Some(previous) = previous {
         let change = planning::DetailsChange {
@@ -205,6 +222,7 @@ pub fn registered_detail(
         excluded: (!excluded.is_empty()).then_some(excluded),
         not_chased: plan.not_chased.clone(),
         warnings: (!dropped.is_empty()).then(|| dropped_fields(dropped)),
+        creditor: None,
     }
 }
 

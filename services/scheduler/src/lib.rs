@@ -4,6 +4,7 @@
 //! Its jobs, one module each:
 //! - intake of `invoice.issued` (validate, store, plan): [`intake`];
 //! - planning, and re-planning on `customer.updated`: [`planning`];
+//! - creditors given as data, `creditor.updated`: [`creditors`];
 //! - resuming the steps held back by a broken promise: `relance_sequence::resume`;
 //! - emission of due steps as `reminder.due` jobs: [`emission`];
 //! - grouping a customer's reminders into one message, and settling the members: [`grouping`];
@@ -16,6 +17,7 @@
 
 pub mod approvals;
 pub mod calls;
+pub mod creditors;
 pub mod emission;
 mod gauges;
 pub mod grouping;
@@ -65,6 +67,7 @@ pub async fn run_with_readiness(
         relance_messaging::worker::with_db_and_config(&db, &config, |db, config, message| async move {
             match message.routing_key.as_str() {
                 names::CUSTOMER_UPDATED => planning::take_in_customer(&db, &config, message).await,
+                names::CREDITOR_UPDATED => creditors::take_in_creditor(&db, &config, message).await,
                 _ => intake::take_in_invoice(&db, &config, message).await,
             }
         }),

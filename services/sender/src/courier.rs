@@ -76,6 +76,8 @@ pub struct Parcel {
     pub document: Option<(Vec<u8>, String)>,
     /// The statement of account going with the message: its file name and PDF.
     pub statement: Option<(String, Vec<u8>)>,
+    /// The invoice's creditor: its sender addresses (email `From`/`Reply-To`, SMS sender).
+    pub creditor: relance_config::Creditor,
     pub at: DateTime<Utc>,
     /// The policy's step asks for an acknowledgement of receipt (`request_receipt`): the
     /// email carries `Disposition-Notification-To`.

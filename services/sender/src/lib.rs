@@ -160,6 +160,9 @@ pub async fn deliver_job(
         && invoices::find_by_id(&mut conn, step.invoice_id)
             .await?
             .is_some_and(|invoice| config.policy.requests_receipt(invoice.risk, &step.name));
+    let creditor =
+        relance_storage::creditors::for_invoice(&mut conn, &config.settings.creditor, step.invoice_id)
+            .await?;
 
     let attempt = uuid::Uuid::new_v4();
     if !claim(conn, config, &step, attempt).await? {
@@ -171,6 +174,7 @@ pub async fn deliver_job(
         invoice_pdf: pdf,
         document,
         statement,
+        creditor,
         at: config.clock.now(),
         request_receipt,
     };

@@ -162,7 +162,8 @@ pub fn build_message(
         .map_err(|e| DeliveryError::Permanent(format!("building the email failed: {e}")))
 }
 
-/// The email channel's courier: the mailer and the creditor's addresses.
+/// The email channel's courier: the mailer and the default creditor's addresses (an
+/// invoice's creditor's own, on its parcel, come first).
 pub struct EmailCourier {
     pub mailer: Mailer,
     pub mail_from: String,
@@ -181,10 +182,18 @@ impl Courier for EmailCourier {
     ) -> BoxFuture<'a, Result<Receipt, DeliveryError>> {
         async move {
             let rendered = &parcel.rendered;
+            // The invoice's creditor's addresses; the deployment's when it has none.
+            let own = |address: &'a str, default: &'a str| {
+                if address.trim().is_empty() {
+                    default
+                } else {
+                    address
+                }
+            };
             let mut email = build_message(
                 rendered,
-                &self.mail_from,
-                &self.reply_to,
+                own(&parcel.creditor.mail_from, &self.mail_from),
+                own(&parcel.creditor.reply_to, &self.reply_to),
                 &parcel.step.invoice_number,
                 parcel.invoice_pdf.clone(),
                 parcel.statement.clone(),

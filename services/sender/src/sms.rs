@@ -174,7 +174,11 @@ impl Courier for SmsCourier {
                 .ok_or_else(|| DeliveryError::Permanent("the text message has no recipient".into()))?;
             let sms = OutgoingSms {
                 to,
-                from: self.sender.clone(),
+                // The invoice's creditor's sender id; the deployment's when it has none.
+                from: match parcel.creditor.sms_sender.trim() {
+                    "" => self.sender.clone(),
+                    own => own.to_string(),
+                },
                 text: parcel.rendered.body_text.clone(),
                 reference: parcel.key().to_string(),
                 invoice_number: parcel.step.invoice_number.clone(),

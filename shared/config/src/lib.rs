@@ -18,35 +18,9 @@ use std::time::Duration;
 pub mod variables;
 pub use variables::{SettingsArgs, VARIABLES};
 
-/// The creditor: who is owed, and where to pay. Printed on every message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Creditor {
-    pub name: String,
-    pub address: String,
-    pub iban: String,
-    pub bic: String,
-    pub email: String,
-    pub phone: String,
-    /// The signature of French messages when no signatory is named (a department).
-    pub signature: String,
-    /// The same, for English messages.
-    pub signature_en: String,
-    /// The person who signs, and their title in each language: "Jeanne Dupont, Responsable
-    /// du recouvrement". Empty: the department signature.
-    pub signatory: String,
-    pub signatory_title_fr: String,
-    pub signatory_title_en: String,
-    /// The mentions business papers must carry (Code de commerce R123-237): legal form,
-    /// share capital, SIREN and the city of the trade register (RCS).
-    pub legal_form: String,
-    pub share_capital: String,
-    pub siren: String,
-    pub rcs_city: String,
-    /// Address replies go to (`Reply-To`), e.g. the accounts-receivable mailbox.
-    pub reply_to: String,
-    /// Sender address (`From`) of every email.
-    pub mail_from: String,
-}
+/// The creditor: who is owed, and where to pay (see [`relance_domain::creditor`]). The
+/// environment's is the default creditor; others are data (`creditor.updated`).
+pub use relance_domain::creditor::{Creditor, DEFAULT_CREDITOR_ID};
 
 /// Text messages and letters: their providers, and the terms a formal notice states.
 #[derive(Clone, PartialEq, Eq)]
@@ -734,6 +708,7 @@ impl Settings {
                 }
             },
             creditor: Creditor {
+                id: DEFAULT_CREDITOR_ID.to_string(),
                 name: env.text("RELANCE_CREDITOR_NAME"),
                 address: env.text("RELANCE_CREDITOR_ADDRESS").replace("\\n", "\n"),
                 iban: iban(&env)?,
@@ -751,6 +726,7 @@ impl Settings {
                 rcs_city: env.text("RELANCE_CREDITOR_RCS_CITY"),
                 reply_to: env.text("RELANCE_CREDITOR_REPLY_TO"),
                 mail_from: env.text("RELANCE_MAIL_FROM"),
+                ..Creditor::default()
             },
             allow_example_creditor: match env.text("RELANCE_EXAMPLE_CREDITOR").as_str() {
                 "refuse" => false,
@@ -865,9 +841,8 @@ fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
 /// kept as written; refused at start otherwise, since every message asks to pay into it.
 fn iban(env: &Env) -> anyhow::Result<String> {
     let raw = env.text("RELANCE_CREDITOR_IBAN");
-    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
-    match compact.parse::<iban::Iban>() {
-        Ok(_) => Ok(raw.trim().to_string()),
+    match relance_domain::creditor::check_iban(&raw) {
+        Ok(iban) => Ok(iban),
         Err(e) => bail!(
             "RELANCE_CREDITOR_IBAN={raw:?} is not a valid IBAN ({e}): check it against your bank's details"
         ),
@@ -878,94 +853,9 @@ fn iban(env: &Env) -> anyhow::Result<String> {
 /// empty; refused at start otherwise, since it is printed on every letter.
 fn siren(env: &Env) -> anyhow::Result<String> {
     let raw = env.text("RELANCE_CREDITOR_SIREN");
-    let digits: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
-    if digits.is_empty() {
-        return Ok(digits);
-    }
-    let luhn = digits.chars().rev().enumerate().try_fold(0u32, |sum, (i, c)| {
-        let d = c.to_digit(10)?;
-        let d = if i % 2 == 1 { d * 2 } else { d };
-        Some(sum + if d > 9 { d - 9 } else { d })
-    });
-    match luhn {
-        Some(sum) if digits.len() == 9 && sum % 10 == 0 => Ok(digits),
-        _ => bail!("RELANCE_CREDITOR_SIREN={raw:?} is not a SIREN: nine digits with a valid checksum, such as \"123 456 782\""),
-    }
-}
-
-/// The example creditor relance ships with: what a deployment must replace with its own.
-const EXAMPLE_CREDITOR_NAME: &str = "Exemple SAS";
-const EXAMPLE_CREDITOR_IBAN: &str = "FR7630006000011234567890189";
-const EXAMPLE_CREDITOR_SIREN: &str = "123456782";
-
-impl Creditor {
-    /// The variables that still hold the example creditor's identity (empty: none). A
-    /// service started with any of them would send reminders asking customers to pay the
-    /// example's account, so `relance run` refuses unless `RELANCE_EXAMPLE_CREDITOR=allow`.
-    pub fn example_parts(&self) -> Vec<&'static str> {
-        let compact = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
-        let mut parts = Vec::new();
-        if self.name.trim() == EXAMPLE_CREDITOR_NAME {
-            parts.push("RELANCE_CREDITOR_NAME");
-        }
-        if compact(&self.iban).eq_ignore_ascii_case(EXAMPLE_CREDITOR_IBAN) {
-            parts.push("RELANCE_CREDITOR_IBAN");
-        }
-        if self.siren == EXAMPLE_CREDITOR_SIREN {
-            parts.push("RELANCE_CREDITOR_SIREN");
-        }
-        parts
-    }
-
-    /// Who signs a message in `language` ("fr" or "en"): the signatory and their title, or
-    /// the department.
-    pub fn signature_in(&self, language: &str) -> String {
-        let (title, department) = match language {
-            "en" => (&self.signatory_title_en, &self.signature_en),
-            _ => (&self.signatory_title_fr, &self.signature),
-        };
-        match (self.signatory.trim(), title.trim()) {
-            ("", _) => department.clone(),
-            (name, "") => name.to_string(),
-            (name, title) => format!("{name}, {title}"),
-        }
-    }
-
-    /// The line of legal mentions of the creditor's letters and emails, in `language`:
-    /// "Exemple SAS, SAS au capital de 10 000 € – RCS Paris 123 456 782". Parts not set are
-    /// left out.
-    pub fn legal_mentions_in(&self, language: &str) -> String {
-        let mut parts = vec![self.name.clone()];
-        let form = self.legal_form.trim();
-        let capital = self.share_capital.trim();
-        match (form, capital, language) {
-            ("", "", _) => {}
-            (form, "", _) => parts.push(form.to_string()),
-            ("", capital, "en") => parts.push(format!("share capital {capital}")),
-            ("", capital, _) => parts.push(format!("capital de {capital}")),
-            (form, capital, "en") => parts.push(format!("{form} with a share capital of {capital}")),
-            (form, capital, _) => parts.push(format!("{form} au capital de {capital}")),
-        }
-        let siren = match self.siren.len() {
-            9 => format!(
-                "{} {} {}",
-                &self.siren[0..3],
-                &self.siren[3..6],
-                &self.siren[6..9]
-            ),
-            _ => self.siren.clone(),
-        };
-        match (self.rcs_city.trim(), siren.as_str()) {
-            ("", "") => {}
-            ("", siren) => parts.push(format!("SIREN {siren}")),
-            (city, siren) => parts.push(format!("RCS {city} {siren}").trim().to_string()),
-        }
-        let head = parts.remove(0);
-        if parts.is_empty() {
-            head
-        } else {
-            format!("{head}, {}", parts.join(" – "))
-        }
+    match relance_domain::creditor::check_company_number(&raw, 9) {
+        Some(digits) => Ok(digits),
+        None => bail!("RELANCE_CREDITOR_SIREN={raw:?} is not a SIREN: nine digits with a valid checksum, such as \"123 456 782\""),
     }
 }
 
@@ -1000,6 +890,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// This configuration with `creditor` in place of the default one: what renders the
+    /// documents of an invoice of that creditor (the clock and policy are shared).
+    pub fn for_creditor(&self, creditor: Creditor) -> Config {
+        let mut config = self.clone();
+        config.settings.creditor = creditor;
+        config
+    }
+
     /// Builds the clock and loads the policy named by the settings (or the built-in one).
     /// A bad policy file stops here, with the file, line and field at fault.
     pub fn from_settings(settings: Settings) -> anyhow::Result<Self> {

@@ -37,6 +37,9 @@ pub struct InvoiceRegisteredV1 {
     /// Fields dropped because relance could not use them (an invalid phone number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<FieldWarningV1>>,
+    /// The invoice's creditor, when it names one (absent: the default creditor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creditor: Option<String>,
 }
 
 /// One step of an invoice's reminder plan.

@@ -33,6 +33,11 @@ pub struct InvoiceV1 {
     /// The invoice PDF, base64-encoded, attached to reminders.
     #[serde(default)]
     pub pdf_base64: Option<String>,
+    /// The id of the invoice's creditor, as given by `creditor.updated`; absent (or
+    /// `"default"`): the deployment's default creditor (`RELANCE_CREDITOR_*`). An unknown id
+    /// is dead-lettered with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creditor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -105,4 +110,76 @@ pub struct PaymentV1 {
     pub amount: String,
     pub currency: String,
     pub received_on: NaiveDate,
+}
+
+/// Routing key `creditor.updated`: a creditor's identity, created or replaced whole (several
+/// companies dunned by one deployment: an accounting firm, a group). Invoices name it by `id`
+/// (`invoice.issued`'s `creditor`). Applied once per `event_id`; one older (`occurred_at`)
+/// than the details stored changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CreditorUpdatedV1 {
+    pub version: u32,
+    pub event_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub creditor: CreditorV1,
+}
+
+/// A creditor's identity. Text fields left out are empty (not printed); the sender addresses
+/// and signatures left out are the default creditor's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CreditorV1 {
+    /// A short stable key chosen by you: letters, digits, `-`, `_`, `.` (`default` is taken).
+    pub id: String,
+    /// Legal name, printed on every message.
+    pub name: String,
+    /// Postal address, lines separated by `\n`.
+    pub address: String,
+    /// The account to pay to; its checksum is checked (a bad IBAN is dead-lettered).
+    pub iban: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bic: Option<String>,
+    /// Legal form (`SAS`, `SARL`...), share capital as printed (`10 000 €`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_form: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_capital: Option<String>,
+    /// SIREN (nine digits) and SIRET (fourteen), checksums checked; the SIREN is taken from
+    /// the SIRET when only that is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub siren: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub siret: Option<String>,
+    /// City of the trade and companies register (RCS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcs_city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_number: Option<String>,
+    /// Contact shown in messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Further letterhead lines, under the address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub letterhead: Vec<String>,
+    /// Signature per language when no signatory is named (`fr`, `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_fr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_en: Option<String>,
+    /// The person who signs, and their title per language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatory_title_fr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatory_title_en: Option<String>,
+    /// `From` and `Reply-To` of its emails (`Name <address>` or an address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Sender name or number of its text messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_sender: Option<String>,
 }

@@ -31,7 +31,10 @@ pub use details::{
 };
 pub use events::{EventDetail, EventV1, StepRef};
 pub use handoff::{AmountDueV1, HandOffDetailV1, InvoiceJournalV1, JournalEntryV1};
-pub use inbound::{CustomerUpdatedV1, CustomerV1, InvoiceIssuedV1, InvoiceV1, PaymentReceivedV1, PaymentV1};
+pub use inbound::{
+    CreditorUpdatedV1, CreditorV1, CustomerUpdatedV1, CustomerV1, InvoiceIssuedV1, InvoiceV1,
+    PaymentReceivedV1, PaymentV1,
+};
 pub use jobs::{ReminderDueV1, ReminderRenderedV1};
 pub use pauses_and_ends::{
     CreditNoteIssuedV1, CreditNoteV1, DisputeOpenedV1, DisputeResolvedV1, DisputeV1,

@@ -50,6 +50,9 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 15] = [
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";
+/// A creditor's identity created or replaced: consumed by the scheduler from its invoices
+/// queue, so that it is applied before the invoices published after it.
+pub const CREDITOR_UPDATED: &str = "creditor.updated";
 
 /// Internal job routing keys (on the `<ns>.jobs` direct exchange).
 pub const REMINDER_DUE: &str = "reminder.due";

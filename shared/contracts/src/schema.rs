@@ -52,6 +52,7 @@ pub fn visit_contract(visitor: &mut impl ContractVisitor) {
     visitor.message::<inbound::InvoiceIssuedV1>(Inbound, names::INVOICE_ISSUED);
     visitor.message::<inbound::PaymentReceivedV1>(Inbound, names::PAYMENT_RECEIVED);
     visitor.message::<inbound::CustomerUpdatedV1>(Inbound, names::CUSTOMER_UPDATED);
+    visitor.message::<inbound::CreditorUpdatedV1>(Inbound, names::CREDITOR_UPDATED);
     visitor.message::<pauses_and_ends::PromiseRecordedV1>(Inbound, names::PROMISE_RECORDED);
     visitor.message::<pauses_and_ends::DisputeOpenedV1>(Inbound, names::DISPUTE_OPENED);
     visitor.message::<pauses_and_ends::DisputeResolvedV1>(Inbound, names::DISPUTE_RESOLVED);

@@ -24,11 +24,13 @@ pub fn percent(rate: Decimal, language: Language) -> String {
     }
 }
 
-/// The creditor's name, address lines, and email and phone on one line.
+/// The creditor's name, address lines, its further letterhead lines, and email and phone
+/// on one line.
 pub fn letterhead(config: &Config) -> Vec<String> {
     let creditor = &config.settings.creditor;
     let mut letterhead = vec![creditor.name.clone()];
     letterhead.extend(creditor.address.lines().map(str::to_string));
+    letterhead.extend(creditor.letterhead.iter().cloned());
     letterhead.push(
         [creditor.email.as_str(), creditor.phone.as_str()]
             .iter()

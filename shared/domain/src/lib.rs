@@ -6,6 +6,7 @@ pub mod calls;
 pub mod claim;
 pub mod clock;
 pub mod collections;
+pub mod creditor;
 pub mod customer;
 pub mod fallback;
 pub mod grouping;

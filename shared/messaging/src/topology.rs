@@ -63,6 +63,12 @@ pub fn work_queues(names: &Names) -> Vec<(String, String, String)> {
             names.inbound_exchange(),
             names::CUSTOMER_UPDATED.to_string(),
         ),
+        // Creditors too: an invoice naming a creditor comes after the creditor's message.
+        (
+            names.invoices_queue(),
+            names.inbound_exchange(),
+            names::CREDITOR_UPDATED.to_string(),
+        ),
         (
             names.renderer_queue(),
             names.jobs_exchange(),

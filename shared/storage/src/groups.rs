@@ -65,8 +65,9 @@ impl<'r> FromRow<'r, PgRow> for OtherPending {
     }
 }
 
-/// The pending reminder steps of the customer's other open invoices, whose invoices are
-/// locked for this transaction (those another scheduler holds are left out). A paused
+/// The pending reminder steps of the customer's other open invoices of the lead's creditor,
+/// whose invoices are locked for this transaction (those another scheduler holds are left
+/// out). A paused
 /// invoice's steps never join: no reminder of it goes out while the pause lasts (a promise
 /// whose time is up counts until the scheduler ends it and re-dates its steps).
 pub async fn other_pending(
@@ -79,6 +80,8 @@ pub async fn other_pending(
         "WITH others AS (
              SELECT id, due_on, trim(currency) AS currency FROM invoices
              WHERE customer_id = $1 AND id <> $2 AND status = 'open'
+               -- One message speaks for one creditor: invoices of another do not join.
+               AND creditor_id IS NOT DISTINCT FROM (SELECT l.creditor_id FROM invoices l WHERE l.id = $2)
                AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = invoices.id AND p.ended_at IS NULL)
              FOR UPDATE SKIP LOCKED)
          SELECT s.id AS step_id, s.invoice_id, o.due_on AS invoice_due_on, o.currency,

@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod calls;
 pub mod clock;
 pub mod console;
+pub mod creditors;
 pub mod customers;
 pub mod dead_letters;
 pub mod deliveries;
