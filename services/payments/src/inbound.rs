@@ -55,6 +55,9 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::PAYMENT_PLAN_AGREED => crate::plans::agree(db, config, &message).await,
         names::APPROVAL_GRANTED => apply_once::<ApprovalGrantedV1>(db, config, &message).await,
         names::APPROVAL_REJECTED => apply_once::<ApprovalRejectedV1>(db, config, &message).await,
+        names::PAYMENT_PLAN_REQUESTED => {
+            apply_once::<relance_contracts::PaymentPlanRequestedV1>(db, config, &message).await
+        }
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue

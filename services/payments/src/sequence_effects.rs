@@ -86,6 +86,7 @@ pub(crate) async fn end_all_pauses(
         PauseKind::Suspension.as_str(),
         PauseKind::Manual.as_str(),
         PauseKind::Plan.as_str(),
+        PauseKind::PlanRequest.as_str(),
     ];
     let ended = pauses::end_kinds(tx, invoice.id, &all, reason, now).await?;
     resume::journal_ended(tx, &invoice.number, &ended, reason, now).await

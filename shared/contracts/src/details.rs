@@ -507,4 +507,8 @@ event_details! {
     crate::payment_plans::PaymentPlanInstalmentPaidV1 => names::PAYMENT_PLAN_INSTALMENT_PAID,
     crate::payment_plans::PaymentPlanCompletedV1 => names::PAYMENT_PLAN_COMPLETED,
     crate::payment_plans::PaymentPlanBrokenV1 => names::PAYMENT_PLAN_BROKEN,
+    crate::approvals::ApprovalRequestedV1 => names::APPROVAL_REQUESTED_EVENT,
+    crate::approvals::ApprovalGrantedEventV1 => names::APPROVAL_GRANTED_EVENT,
+    crate::approvals::ApprovalRejectedEventV1 => names::APPROVAL_REJECTED_EVENT,
+    crate::approvals::ApprovalExpiredV1 => names::APPROVAL_EXPIRED_EVENT,
 }

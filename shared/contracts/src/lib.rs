@@ -17,7 +17,10 @@ pub mod pauses_and_ends;
 pub mod payment_plans;
 pub mod schema;
 
-pub use approvals::{ApprovalDecisionV1, ApprovalGrantedV1, ApprovalRejectedV1};
+pub use approvals::{
+    ApprovalDecisionV1, ApprovalExpiredV1, ApprovalGrantedEventV1, ApprovalGrantedV1, ApprovalRejectedEventV1,
+    ApprovalRejectedV1, ApprovalRequestedV1, APPROVAL_SUBJECT_HAND_OFF, APPROVAL_SUBJECT_STEP,
+};
 pub use calls::{CallOutcomeV1, CallV1};
 pub use details::{
     CallOutcomeRecordedV1, CallTaskExpiredV1, CallTaskOpenedV1, CreditNoteRecordedV1, EmailSentV1,
@@ -40,7 +43,8 @@ pub use pauses_and_ends::{
 };
 pub use payment_plans::{
     InstalmentV1, PaymentPlanAgreedDetailV1, PaymentPlanAgreedV1, PaymentPlanBrokenV1,
-    PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PaymentPlanV1, PlanInstalmentV1,
+    PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PaymentPlanRequestV1, PaymentPlanRequestedV1,
+    PaymentPlanV1, PlanInstalmentV1,
 };
 
 /// The only version of the message bodies defined so far.

@@ -64,6 +64,7 @@ pub fn visit_contract(visitor: &mut impl ContractVisitor) {
     visitor.message::<payment_plans::PaymentPlanAgreedV1>(Inbound, names::PAYMENT_PLAN_AGREED);
     visitor.message::<approvals::ApprovalGrantedV1>(Inbound, names::APPROVAL_GRANTED);
     visitor.message::<approvals::ApprovalRejectedV1>(Inbound, names::APPROVAL_REJECTED);
+    visitor.message::<payment_plans::PaymentPlanRequestedV1>(Inbound, names::PAYMENT_PLAN_REQUESTED);
     visitor.message::<jobs::ReminderDueV1>(Jobs, names::REMINDER_DUE);
     visitor.message::<jobs::ReminderRenderedV1>(Jobs, names::REMINDER_RENDERED_PREFIX);
     visit_event_details(visitor);

@@ -737,7 +737,9 @@ pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyh
               + (SELECT count(*) FROM call_tasks t JOIN reminder_steps s ON s.id = t.step_id
                  WHERE s.status = 'awaiting_outcome' AND t.expires_at <= $1)
               + (SELECT count(*) FROM approval_requests r JOIN reminder_steps s ON s.id = r.step_id
-                 WHERE s.status = 'awaiting_approval' AND r.decision IS NULL AND r.expires_at <= $1)",
+                 WHERE s.status = 'awaiting_approval' AND r.decision IS NULL AND r.expires_at <= $1)
+              + (SELECT count(*) FROM approval_requests r JOIN invoices i ON i.id = r.invoice_id
+                 WHERE r.subject = 'hand_off' AND i.status = 'open' AND r.decision IS NULL AND r.expires_at <= $1)",
     )
     .bind(now)
     .fetch_one(db)

@@ -39,6 +39,10 @@ pub enum PauseKind {
     /// A payment plan holds the invoice's own sequence (its own notes go out instead): ends
     /// when the plan is completed or broken.
     Plan,
+    /// The customer asked for a payment plan (`payment_plan.requested`, from the customer
+    /// page): held while the accounts team decides; ends when a plan is agreed
+    /// (`payment_plan.agreed`) or the request is declined (`resume.requested`).
+    PlanRequest,
 }
 
 impl PauseKind {
@@ -49,6 +53,7 @@ impl PauseKind {
             PauseKind::Suspension => "suspension",
             PauseKind::Manual => "manual",
             PauseKind::Plan => "plan",
+            PauseKind::PlanRequest => "plan_request",
         }
     }
 }
@@ -67,6 +72,7 @@ impl FromStr for PauseKind {
             "dispute" => Ok(PauseKind::Dispute),
             "suspension" => Ok(PauseKind::Suspension),
             "manual" => Ok(PauseKind::Manual),
+            "plan_request" => Ok(PauseKind::PlanRequest),
             "plan" => Ok(PauseKind::Plan),
             other => Err(format!("unknown pause kind {other:?}")),
         }
