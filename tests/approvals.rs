@@ -390,11 +390,13 @@ async fn the_consoles_approve_form_sends_the_waiting_step() {
 
 /// The rendered message of a step, as stored for its sender: subject, text, HTML.
 async fn rendering_of(env: &TestEnv, step_id: uuid::Uuid) -> (String, String, Option<String>, String) {
-    sqlx::query_as("SELECT subject, body_text, body_html, message_id FROM rendered_messages WHERE step_id = $1")
-        .bind(step_id)
-        .fetch_one(&env.db)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT subject, body_text, body_html, message_id FROM rendered_messages WHERE step_id = $1",
+    )
+    .bind(step_id)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
 }
 
 /// The held formal notice is rendered before it waits: `approval.requested` (journal and
@@ -418,11 +420,15 @@ async fn the_approved_message_is_exactly_the_preview() {
     let message = requested[0]["preview"]["message"].clone();
     let subject = message["subject"].as_str().unwrap().to_string();
     let text = message["text"].as_str().unwrap().to_string();
-    assert!(subject.contains("Mise en demeure") && subject.contains("F-A7"), "{subject}");
-    assert!(text.contains("1 500,00") || text.contains("1\u{202f}500,00") || squeeze(&text).contains("1500,00"), "{text}");
-    let events = env
-        .events_until_count(names::APPROVAL_REQUESTED_EVENT, 1)
-        .await;
+    assert!(
+        subject.contains("Mise en demeure") && subject.contains("F-A7"),
+        "{subject}"
+    );
+    assert!(
+        text.contains("1 500,00") || text.contains("1\u{202f}500,00") || squeeze(&text).contains("1500,00"),
+        "{text}"
+    );
+    let events = env.events_until_count(names::APPROVAL_REQUESTED_EVENT, 1).await;
     let event = events
         .iter()
         .find(|e| e.event_type == names::APPROVAL_REQUESTED_EVENT)
@@ -434,14 +440,31 @@ async fn the_approved_message_is_exactly_the_preview() {
     let show = env.cli(&["approvals", "show", &step_id.to_string()]).await;
     assert!(show.ok, "{}", show.stderr);
     assert!(show.stdout.contains(&subject), "{}", show.stdout);
-    assert!(show.stdout.contains(text.lines().next().unwrap()), "{}", show.stdout);
+    assert!(
+        show.stdout.contains(text.lines().next().unwrap()),
+        "{}",
+        show.stdout
+    );
     let base = env.start_console(None).await.unwrap();
-    let page = reqwest::get(format!("{base}/approvals")).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(format!("{base}/approvals"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("Exactly what approval sends"), "{page}");
     assert!(page.contains("preview-subject"), "{page}");
 
     let approve = env
-        .cli(&["approvals", "approve", &step_id.to_string(), "--by", "Marie Dupont", "--wait", "30"])
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
         .await;
     assert!(approve.ok, "{}", approve.stderr);
     env.idle().await;
@@ -454,17 +477,27 @@ async fn the_approved_message_is_exactly_the_preview() {
     // What the sender delivered is the rendering the preview showed, unchanged.
     let (sent_subject, sent_text, sent_html, message_id) = rendering_of(env, step_id).await;
     assert_eq!(sent_subject, subject);
-    assert_eq!(sent_text, text, "the stored rendering is the preview's, byte for byte");
+    assert_eq!(
+        sent_text, text,
+        "the stored rendering is the preview's, byte for byte"
+    );
     assert_eq!(sent_html.as_deref(), message["html"].as_str());
     assert_eq!(message["message_id"].as_str(), Some(message_id.as_str()));
-    assert!(notice.message_id.contains(message_id.trim_matches(['<', '>'])), "{} / {message_id}", notice.message_id);
+    assert!(
+        notice.message_id.contains(message_id.trim_matches(['<', '>'])),
+        "{} / {message_id}",
+        notice.message_id
+    );
     assert_eq!(notice.subject, subject);
     assert_eq!(squeeze(&notice.text), squeeze(&text));
     let granted = env.journal_details("F-A7", names::APPROVAL_GRANTED).await;
     assert_eq!(granted[0]["decided_by"], "Marie Dupont");
     assert!(granted[0].get("rerendered").is_none(), "{}", granted[0]);
     let events = env.events_until_count(names::APPROVAL_GRANTED_EVENT, 1).await;
-    let granted = events.iter().find(|e| e.event_type == names::APPROVAL_GRANTED_EVENT).unwrap();
+    let granted = events
+        .iter()
+        .find(|e| e.event_type == names::APPROVAL_GRANTED_EVENT)
+        .unwrap();
     assert_eq!(granted.detail["decided_by"], "Marie Dupont");
     assert_eq!(granted.detail["approval_id"], event.detail["approval_id"]);
     s.stop().await;
@@ -488,7 +521,15 @@ async fn approval_after_the_figures_changed_renders_the_notice_again() {
     .await;
     env.wait_journal("F-A8", names::PAYMENT_RECORDED, 1).await;
     let approve = env
-        .cli(&["approvals", "approve", &step_id.to_string(), "--by", "Marie Dupont", "--wait", "30"])
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
         .await;
     assert!(approve.ok, "{}", approve.stderr);
     let granted = env.journal_details("F-A8", names::APPROVAL_GRANTED).await;
@@ -522,7 +563,17 @@ async fn a_hand_off_waits_for_approval() {
     for number in ["F-A9", "F-A10"] {
         let (step_id, _, _) = step_of(env, number, "formal_notice").await;
         let reject = env
-            .cli(&["approvals", "reject", &step_id.to_string(), "--by", "Paul", "--reason", "call first", "--wait", "30"])
+            .cli(&[
+                "approvals",
+                "reject",
+                &step_id.to_string(),
+                "--by",
+                "Paul",
+                "--reason",
+                "call first",
+                "--wait",
+                "30",
+            ])
             .await;
         assert!(reject.ok, "{}", reject.stderr);
     }
@@ -537,7 +588,10 @@ async fn a_hand_off_waits_for_approval() {
                 .unwrap();
         assert_eq!(status, "open", "{number} waits for approval, not handed off");
         let requested = env.journal_details(number, "approval.requested").await;
-        let hand_off = requested.iter().find(|r| r["subject"] == "hand_off").unwrap_or_else(|| panic!("{requested:?}"));
+        let hand_off = requested
+            .iter()
+            .find(|r| r["subject"] == "hand_off")
+            .unwrap_or_else(|| panic!("{requested:?}"));
         assert_eq!(hand_off["preview"]["amount_due"]["principal"], "1500.00");
     }
     let id_of = |number: &'static str| async move {
@@ -560,15 +614,37 @@ async fn a_hand_off_waits_for_approval() {
         .unwrap_or_else(|| panic!("{}", list.stdout));
     assert!(line.contains("F-A9") && line.contains("hand_off"), "{line}");
     let show = env.cli(&["approvals", "show", &a9.to_string()]).await;
-    assert!(show.stdout.contains("hands the invoice off") && show.stdout.contains("1500.00"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("hands the invoice off") && show.stdout.contains("1500.00"),
+        "{}",
+        show.stdout
+    );
 
     let approve = env
-        .cli(&["approvals", "approve", &a9.to_string(), "--by", "Marie Dupont", "--wait", "30"])
+        .cli(&[
+            "approvals",
+            "approve",
+            &a9.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
         .await;
     assert!(approve.ok, "{}", approve.stderr);
     env.wait_journal("F-A9", names::INVOICE_HANDED_OFF, 1).await;
     let reject = env
-        .cli(&["approvals", "reject", &a10.to_string(), "--by", "Paul Martin", "--reason", "settlement talks", "--wait", "30"])
+        .cli(&[
+            "approvals",
+            "reject",
+            &a10.to_string(),
+            "--by",
+            "Paul Martin",
+            "--reason",
+            "settlement talks",
+            "--wait",
+            "30",
+        ])
         .await;
     assert!(reject.ok, "{}", reject.stderr);
     env.run_until(date(2026, 3, 31)).await;
@@ -582,10 +658,16 @@ async fn a_hand_off_waits_for_approval() {
     assert_eq!(granted[0]["subject"], "hand_off");
     let events = env
         .events_until("the hand-off decisions", |events| {
-            events.iter().any(|e| e.event_type == names::APPROVAL_GRANTED_EVENT && e.detail["subject"] == "hand_off")
-                && events.iter().any(|e| e.event_type == names::APPROVAL_REJECTED_EVENT && e.detail["subject"] == "hand_off")
+            events
+                .iter()
+                .any(|e| e.event_type == names::APPROVAL_GRANTED_EVENT && e.detail["subject"] == "hand_off")
+                && events.iter().any(|e| {
+                    e.event_type == names::APPROVAL_REJECTED_EVENT && e.detail["subject"] == "hand_off"
+                })
         })
         .await;
-    assert!(events.iter().any(|e| e.event_type == names::INVOICE_HANDED_OFF && e.invoice_number == "F-A9"));
+    assert!(events
+        .iter()
+        .any(|e| e.event_type == names::INVOICE_HANDED_OFF && e.invoice_number == "F-A9"));
     s.stop().await;
 }

@@ -515,17 +515,32 @@ async fn a_manual_customers_plan_notes_wait_for_approval() {
     env.wait_journal("F-PL9", names::INVOICE_REGISTERED, 1).await;
     env.publish(
         names::PAYMENT_PLAN_AGREED,
-        &plan("evt-plan-pl9", "PLAN-9", "F-PL9", &[("2026-04-01", "600.00"), ("2026-05-04", "400.00")]),
+        &plan(
+            "evt-plan-pl9",
+            "PLAN-9",
+            "F-PL9",
+            &[("2026-04-01", "600.00"), ("2026-05-04", "400.00")],
+        ),
     )
     .await;
-    env.wait_journal("F-PL9", names::PAYMENT_PLAN_AGREED_EVENT, 1).await;
+    env.wait_journal("F-PL9", names::PAYMENT_PLAN_AGREED_EVENT, 1)
+        .await;
     env.run_until(date(2026, 3, 27)).await;
-    assert_eq!(status_of(&env, "F-PL9", "plan_1_pre_due").await, "awaiting_approval");
+    assert_eq!(
+        status_of(&env, "F-PL9", "plan_1_pre_due").await,
+        "awaiting_approval"
+    );
     assert!(env.mail.emails().await.is_empty(), "nothing sent before approval");
     let requested = env.journal_details("F-PL9", "approval.requested").await;
-    let held = requested.iter().find(|r| r["step"] == "plan_1_pre_due").unwrap_or_else(|| panic!("{requested:?}"));
+    let held = requested
+        .iter()
+        .find(|r| r["step"] == "plan_1_pre_due")
+        .unwrap_or_else(|| panic!("{requested:?}"));
     assert_eq!(held["by"], "customer");
-    let subject = held["preview"]["message"]["subject"].as_str().unwrap().to_string();
+    let subject = held["preview"]["message"]["subject"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(subject.contains("échéance n° 1"), "{subject}");
     let step_id: uuid::Uuid = sqlx::query_scalar(
         "SELECT s.id FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
@@ -535,7 +550,15 @@ async fn a_manual_customers_plan_notes_wait_for_approval() {
     .await
     .unwrap();
     let approve = env
-        .cli(&["approvals", "approve", &step_id.to_string(), "--by", "Marie Dupont", "--wait", "30"])
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
         .await;
     assert!(approve.ok, "{}", approve.stderr);
     env.idle().await;

@@ -323,7 +323,10 @@ async fn a_customer_asks_for_a_payment_plan_and_the_team_agrees_or_declines() {
     let t7 = link(&env, "F-P7");
     let (status, cookie, csrf, html) = open(&client, &base, &t7).await;
     assert_eq!(status, 200, "{html}");
-    assert!(html.contains("/plan\"") && html.contains("name=\"months\""), "the plan form: {html}");
+    assert!(
+        html.contains("/plan\"") && html.contains("name=\"months\""),
+        "the plan form: {html}"
+    );
     for number in ["F-P7", "F-P8"] {
         let answer = post(
             &client,
@@ -331,7 +334,12 @@ async fn a_customer_asks_for_a_payment_plan_and_the_team_agrees_or_declines() {
             &t7,
             "plan",
             &cookie,
-            &[("csrf", &csrf), ("invoice", number), ("months", "3"), ("note", "tight quarter")],
+            &[
+                ("csrf", &csrf),
+                ("invoice", number),
+                ("months", "3"),
+                ("note", "tight quarter"),
+            ],
         )
         .await;
         assert_eq!(answer.status(), 303);
@@ -346,7 +354,13 @@ async fn a_customer_asks_for_a_payment_plan_and_the_team_agrees_or_declines() {
     assert_eq!(active_pauses(&env, "F-P7").await, ["plan_request"]);
     let paused = env.journal_details("F-P7", names::INVOICE_PAUSED).await;
     assert_eq!(paused[0]["kind"], "plan_request");
-    assert!(paused[0]["reason"].as_str().unwrap().contains("3 monthly instalments"), "{paused:?}");
+    assert!(
+        paused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 monthly instalments"),
+        "{paused:?}"
+    );
     // A second request while one waits is refused: nothing more is journaled.
     let again = post(
         &client,
@@ -361,24 +375,47 @@ async fn a_customer_asks_for_a_payment_plan_and_the_team_agrees_or_declines() {
     let tasks = env.cli(&["tasks"]).await;
     assert!(tasks.ok, "{}", tasks.stderr);
     assert!(tasks.stdout.contains("payment plan requests"), "{}", tasks.stdout);
-    assert!(tasks.stdout.contains("F-P7") && tasks.stdout.contains("F-P8"), "{}", tasks.stdout);
+    assert!(
+        tasks.stdout.contains("F-P7") && tasks.stdout.contains("F-P8"),
+        "{}",
+        tasks.stdout
+    );
 
     // Agreed for F-P7: the plan holds it; declined for F-P8: the sequence resumes.
     let agree = env
         .cli(&[
-            "invoice", "plan", "F-P7", "--instalment", "2026-04-15:600.00", "--instalment", "2026-05-15:600.00",
-            "--wait", "30",
+            "invoice",
+            "plan",
+            "F-P7",
+            "--instalment",
+            "2026-04-15:600.00",
+            "--instalment",
+            "2026-05-15:600.00",
+            "--wait",
+            "30",
         ])
         .await;
     assert!(agree.ok, "{}", agree.stderr);
     assert_eq!(active_pauses(&env, "F-P7").await, ["plan"]);
     let decline = env
-        .cli(&["invoice", "resume", "F-P8", "--note", "plan declined: pay by the due date", "--wait", "30"])
+        .cli(&[
+            "invoice",
+            "resume",
+            "F-P8",
+            "--note",
+            "plan declined: pay by the due date",
+            "--wait",
+            "30",
+        ])
         .await;
     assert!(decline.ok, "{}", decline.stderr);
     assert!(active_pauses(&env, "F-P8").await.is_empty());
     assert_eq!(env.journal_count("F-P8", names::INVOICE_RESUMED).await, 1);
     let tasks = env.cli(&["tasks"]).await;
-    assert!(!tasks.stdout.contains("payment plan requests"), "{}", tasks.stdout);
+    assert!(
+        !tasks.stdout.contains("payment plan requests"),
+        "{}",
+        tasks.stdout
+    );
     env.stop().await;
 }

@@ -47,7 +47,19 @@ impl InvoiceMessage for ApprovalGrantedV1 {
         invoice: &InvoiceRecord,
         now: DateTime<Utc>,
     ) -> Result<(), HandlerError> {
-        if decide_hand_off(Self::WHAT, tx, invoice, &decision, ApprovalDecision::Granted, &self.event_id, now).await? {
+        let origin = self.approval.source.as_deref();
+        if decide_hand_off(
+            Self::WHAT,
+            tx,
+            invoice,
+            &decision,
+            ApprovalDecision::Granted,
+            &self.event_id,
+            origin,
+            now,
+        )
+        .await?
+        {
             return Ok(());
         }
         let step = waiting_step(Self::WHAT, tx, invoice, &decision).await?;
@@ -59,7 +71,15 @@ impl InvoiceMessage for ApprovalGrantedV1 {
         };
         let held = preview.get("message").is_some_and(|m| !m.is_null());
         let changed = changed_figures(&preview, &figures(tx, config, invoice, &step, now).await?);
-        decide(tx, &step, &decision, ApprovalDecision::Granted, &self.event_id, now).await?;
+        decide(
+            tx,
+            &step,
+            &decision,
+            ApprovalDecision::Granted,
+            &self.event_id,
+            now,
+        )
+        .await?;
         let rerendered = if held && changed.is_empty() && !step.channel.is_task() {
             // The held rendering goes out as previewed.
             steps::transition(
@@ -92,7 +112,13 @@ impl InvoiceMessage for ApprovalGrantedV1 {
                 format!("the figures changed since the preview: {}", changed.join(", "))
             };
             if held {
-                steps::supersede_renderings(tx, &[step.id], &format!("rendered again on approval: {why}"), now).await?;
+                steps::supersede_renderings(
+                    tx,
+                    &[step.id],
+                    &format!("rendered again on approval: {why}"),
+                    now,
+                )
+                .await?;
             }
             steps::transition(
                 tx,
@@ -113,6 +139,7 @@ impl InvoiceMessage for ApprovalGrantedV1 {
             reason: decision.reason.clone(),
             event_id: self.event_id.clone(),
             rerendered,
+            source: origin.map(str::to_string),
         };
         outgoing::announce_detail(tx, now, &invoice.number, Some(&step), &detail).await?;
         Ok(())
@@ -137,11 +164,31 @@ impl InvoiceMessage for ApprovalRejectedV1 {
         invoice: &InvoiceRecord,
         now: DateTime<Utc>,
     ) -> Result<(), HandlerError> {
-        if decide_hand_off(Self::WHAT, tx, invoice, &decision, ApprovalDecision::Rejected, &self.event_id, now).await? {
+        let origin = self.approval.source.as_deref();
+        if decide_hand_off(
+            Self::WHAT,
+            tx,
+            invoice,
+            &decision,
+            ApprovalDecision::Rejected,
+            &self.event_id,
+            origin,
+            now,
+        )
+        .await?
+        {
             return Ok(());
         }
         let step = waiting_step(Self::WHAT, tx, invoice, &decision).await?;
-        let request_id = decide(tx, &step, &decision, ApprovalDecision::Rejected, &self.event_id, now).await?;
+        let request_id = decide(
+            tx,
+            &step,
+            &decision,
+            ApprovalDecision::Rejected,
+            &self.event_id,
+            now,
+        )
+        .await?;
         let reason = decision.reason.clone().unwrap_or_default();
         let detail = ApprovalRejectedEventV1 {
             approval_id: request_id.to_string(),
@@ -150,6 +197,7 @@ impl InvoiceMessage for ApprovalRejectedV1 {
             decided_by: decision.decided_by.clone(),
             reason: reason.clone(),
             event_id: self.event_id.clone(),
+            source: origin.map(str::to_string),
         };
         outgoing::announce_detail(tx, now, &invoice.number, Some(&step), &detail).await?;
         outgoing::transition_and_announce(
@@ -176,6 +224,7 @@ async fn decide_hand_off(
     decision: &NewApprovalDecision,
     verdict: ApprovalDecision,
     event_id: &str,
+    origin: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, HandlerError> {
     if !approvals::is_open_hand_off(tx, invoice.id, decision.step_id)
@@ -207,6 +256,7 @@ async fn decide_hand_off(
             reason: decision.reason.clone(),
             event_id: event_id.to_string(),
             rerendered: None,
+            source: origin.map(str::to_string),
         };
         outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     } else {
@@ -217,6 +267,7 @@ async fn decide_hand_off(
             decided_by: decision.decided_by.clone(),
             reason: decision.reason.clone().unwrap_or_default(),
             event_id: event_id.to_string(),
+            source: origin.map(str::to_string),
         };
         outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     }
@@ -238,7 +289,10 @@ async fn waiting_step(
             refused(
                 what,
                 &invoice.number,
-                format!("it has no step {} nor hand-off waiting with that id", decision.step_id),
+                format!(
+                    "it has no step {} nor hand-off waiting with that id",
+                    decision.step_id
+                ),
             )
         })?;
     if step.status != StepStatus::AwaitingApproval {

@@ -56,6 +56,7 @@ impl InvoiceMessage for PauseRequestedV1 {
             until: None,
             source: Self::ROUTING_KEY,
             event_id: &self.event_id,
+            origin: self.pause.source.as_deref(),
         };
         pause(tx, invoice, &new, now).await?;
         Ok(())

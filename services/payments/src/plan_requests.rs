@@ -40,7 +40,11 @@ impl InvoiceMessage for PaymentPlanRequestedV1 {
         require_open(Self::WHAT, invoice)?;
         let active = pauses::active(tx, invoice.id).await?;
         if active.iter().any(|p| p.kind == PauseKind::Plan) {
-            return Err(refused(Self::WHAT, &invoice.number, "a payment plan already holds it"));
+            return Err(refused(
+                Self::WHAT,
+                &invoice.number,
+                "a payment plan already holds it",
+            ));
         }
         if active.iter().any(|p| p.kind == PauseKind::PlanRequest) {
             return Err(refused(
@@ -79,6 +83,7 @@ impl InvoiceMessage for PaymentPlanRequestedV1 {
             until: None,
             source: Self::ROUTING_KEY,
             event_id: &self.event_id,
+            origin: request.source.as_deref(),
         };
         pause(tx, invoice, &new, now).await?;
         Ok(())

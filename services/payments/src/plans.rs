@@ -218,6 +218,7 @@ async fn apply(
             until: None,
             source: names::PAYMENT_PLAN_AGREED,
             event_id: &event.event_id,
+            origin: event.plan.source.as_deref(),
         };
         pause(tx, invoice, &new, now).await?;
         // The customer's request for a plan, if any, is answered by this one.

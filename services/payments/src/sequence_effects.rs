@@ -46,6 +46,7 @@ pub(crate) async fn pause(
             promised_on: new.promised_on,
             until: new.until,
             event_id: new.event_id.to_string(),
+            source: new.origin.map(str::to_string),
         },
     )
     .await

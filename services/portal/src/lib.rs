@@ -662,7 +662,8 @@ async fn perform(
     }
     let event_id = format!("portal-{}", Uuid::new_v4().simple());
     let instruction = actions::instruction(&invoice.number, action, event_id, portal.config.clock.now())
-        .map_err(|r| Action::Refused(r.to_string()))?;
+        .map_err(|r| Action::Refused(r.to_string()))?
+        .with_source(actions::SOURCE_CUSTOMER_PAGE);
     publish_and_wait(portal, &instruction).await
 }
 

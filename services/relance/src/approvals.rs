@@ -100,7 +100,8 @@ async fn show_approval(settings: &Settings, step_id: Uuid) -> anyhow::Result<()>
         relance_storage::approvals::find_pending(&mut conn, step_id).await?
     };
     db.close().await;
-    let a = found.ok_or_else(|| anyhow!("nothing waits for approval with id {step_id}: see `relance approvals`"))?;
+    let a = found
+        .ok_or_else(|| anyhow!("nothing waits for approval with id {step_id}: see `relance approvals`"))?;
     let p = Preview(&a.preview);
     println!("invoice:   {} ({})", a.invoice_number, a.customer_name);
     println!("expires:   {} UTC", a.expires_at.format("%Y-%m-%d %H:%M"));
@@ -112,7 +113,13 @@ async fn show_approval(settings: &Settings, step_id: Uuid) -> anyhow::Result<()>
         }
         return Ok(());
     }
-    println!("step:      {} ({}, template {}, {})", a.step, a.channel, a.template, p.text("tone"));
+    println!(
+        "step:      {} ({}, template {}, {})",
+        a.step,
+        a.channel,
+        a.template,
+        p.text("tone")
+    );
     println!(
         "figures:   balance {} + interest {} + indemnity {} = {} {} (as of {})",
         p.text("balance"),
@@ -181,7 +188,8 @@ pub async fn run_approvals_command(settings: Settings, command: ApprovalsCommand
         event_id.clone(),
         SystemClock.now(),
     )
-    .map_err(|r| anyhow!("refused before publishing: {r}"))?;
+    .map_err(|r| anyhow!("refused before publishing: {r}"))?
+    .with_source(relance_sequence::actions::SOURCE_CLI);
     publish_and_wait(
         &settings,
         instruction.routing_key,

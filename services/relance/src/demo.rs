@@ -422,7 +422,13 @@ impl Demo<'_> {
                 self.clock.now(),
             )
             .map_err(|r| anyhow::anyhow!("the demo's approval refused: {r}"))?;
-            publish_inbound(self.publisher, self.names, instruction.routing_key, &instruction.body).await?;
+            publish_inbound(
+                self.publisher,
+                self.names,
+                instruction.routing_key,
+                &instruction.body,
+            )
+            .await?;
             published.push(event_id);
         }
         Ok(published)
@@ -440,7 +446,11 @@ impl Demo<'_> {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("an HTTP client for the customer page")?;
-        let page = client.get(&url).send().await.context("opening the customer page")?;
+        let page = client
+            .get(&url)
+            .send()
+            .await
+            .context("opening the customer page")?;
         let cookie = page
             .headers()
             .get("set-cookie")
@@ -480,10 +490,7 @@ impl Demo<'_> {
 
 /// Serves the customer page on a free local port for the demo (its links then point there):
 /// returns its configuration, with the page's address as `RELANCE_PORTAL_URL`.
-async fn start_customer_page(
-    mut config: Config,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Config> {
+async fn start_customer_page(mut config: Config, shutdown: &CancellationToken) -> anyhow::Result<Config> {
     if config.settings.portal_secret.is_none() {
         config.settings.portal_secret = Some("relance-demo-portal-secret".to_string());
     }
@@ -545,7 +552,11 @@ pub async fn run(settings: Settings, days: u32) -> anyhow::Result<()> {
     // gaps: the customer page, for the promise made on it (its links in the messages).
     let config = start_customer_page(config, &shutdown).await?;
     let portal = Some(&config);
-    let services = tokio::spawn(crate::run_services(&crate::SERVICES, config.clone(), shutdown.clone()));
+    let services = tokio::spawn(crate::run_services(
+        &crate::SERVICES,
+        config.clone(),
+        shutdown.clone(),
+    ));
 
     let demo = Demo {
         publisher: &publisher,
@@ -787,6 +798,11 @@ fn timeline_details(row: &TimelineRow) -> String {
         "payment_plan.completed" => format!("{}: {} EUR paid", text("plan_id"), text("total")),
         "payment_plan.broken" => text("reason"),
         // gaps: approvals.
+        "approval.requested" if text("subject") == "hand_off" => format!(
+            "hand-off waits ({}): {} EUR claimed",
+            text("by"),
+            d["preview"]["amount_due"]["total"].as_str().unwrap_or("")
+        ),
         "approval.requested" => format!(
             "{} waits ({}): \"{}\", total {} EUR",
             text("step"),
@@ -794,6 +810,9 @@ fn timeline_details(row: &TimelineRow) -> String {
             d["preview"]["message"]["subject"].as_str().unwrap_or(""),
             d["preview"]["total"].as_str().unwrap_or("")
         ),
+        "approval.granted" if text("subject") == "hand_off" => {
+            format!("hand-off approved by {}", text("decided_by"))
+        }
         "approval.granted" => format!(
             "{} approved by {}{}",
             text("step"),
@@ -803,7 +822,12 @@ fn timeline_details(row: &TimelineRow) -> String {
                 r => format!(", rendered again: {r}"),
             }
         ),
-        "approval.rejected" => format!("{} rejected by {}: {}", text("step"), text("decided_by"), text("reason")),
+        "approval.rejected" => format!(
+            "{} rejected by {}: {}",
+            text("step"),
+            text("decided_by"),
+            text("reason")
+        ),
         "approval.expired" => format!("{} expired after {} days", text("step"), d["after_days"]),
         "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
         "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),

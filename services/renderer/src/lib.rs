@@ -326,7 +326,9 @@ async fn apply_settlement(
             "statement_sha256": statement.as_ref().map(|d| &d.sha256),
         });
         relance_sequence::approvals::request(&mut tx, config, invoice, step, by, message, now).await?;
-        tx.commit().await.context("committing the rendering held for approval")?;
+        tx.commit()
+            .await
+            .context("committing the rendering held for approval")?;
         return Ok(());
     }
     match handoff {

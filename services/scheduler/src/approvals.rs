@@ -8,7 +8,9 @@
 
 use anyhow::Context;
 use relance_config::Config;
-use relance_contracts::{ApprovalExpiredV1, ReminderSkippedV1, APPROVAL_SUBJECT_HAND_OFF, APPROVAL_SUBJECT_STEP};
+use relance_contracts::{
+    ApprovalExpiredV1, ReminderSkippedV1, APPROVAL_SUBJECT_HAND_OFF, APPROVAL_SUBJECT_STEP,
+};
 use relance_sequence::outgoing;
 use relance_storage::approvals::{self, ApprovalDecision};
 use relance_storage::invoices;
@@ -39,8 +41,16 @@ pub async fn expire_approvals(db: &PgPool, config: &Config) -> anyhow::Result<us
         }
         let Some(step_id) = request.step_id else {
             // A hand-off nobody approved: the invoice stays, not handed off.
-            if approvals::decide_hand_off(&mut tx, request.id, ApprovalDecision::Expired, None, None, None, now)
-                .await?
+            if approvals::decide_hand_off(
+                &mut tx,
+                request.id,
+                ApprovalDecision::Expired,
+                None,
+                None,
+                None,
+                now,
+            )
+            .await?
             {
                 let detail = ApprovalExpiredV1 {
                     approval_id: request.id.to_string(),

@@ -14,13 +14,13 @@
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use relance_contracts::{names, ApprovalRequestedV1, APPROVAL_SUBJECT_HAND_OFF};
-use relance_domain::policy::{ApprovalMode, ApprovalRules};
-use relance_storage::approvals;
 use relance_contracts::{AmountDueV1, HandOffDetailV1};
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::InterestTerms;
+use relance_domain::policy::{ApprovalMode, ApprovalRules};
 use relance_domain::Money;
 use relance_sequence::{journal::invoice_journal_v1, outgoing};
+use relance_storage::approvals;
 use relance_storage::handoff::{self, HandOffCandidate, HandOffDelay};
 use relance_storage::steps::StepStatus;
 use relance_storage::{deliveries, journal, outbox};
@@ -120,7 +120,12 @@ async fn hold_hand_off(
         approval_id: id.to_string(),
         subject: APPROVAL_SUBJECT_HAND_OFF.to_string(),
         step: None,
-        by: if customer == Some(ApprovalMode::Manual) { "customer" } else { "policy" }.to_string(),
+        by: if customer == Some(ApprovalMode::Manual) {
+            "customer"
+        } else {
+            "policy"
+        }
+        .to_string(),
         expires_at,
         preview,
     };
@@ -148,7 +153,14 @@ async fn claim_of(
     };
     let notice_on = history.formal_notice_effective_on(invoice.timezone, postal_delivery_days);
     let terms = terms.for_customer(invoice.late_interest_percent);
-    Ok(claim_on(&terms, invoice.customer_kind, &debt, &history.payments, notice_on, today))
+    Ok(claim_on(
+        &terms,
+        invoice.customer_kind,
+        &debt,
+        &history.payments,
+        notice_on,
+        today,
+    ))
 }
 
 async fn hand_off(

@@ -38,6 +38,10 @@ pub struct ApprovalDecisionV1 {
     /// Why: required to reject, optional to approve (journaled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Where the action was taken: `customer_page`, `console`, `cli`; absent from another
+    /// system (`api`). Optional; journaled as the entry's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// What an approval request is about: one step of the invoice's sequence (`step`), or the
@@ -86,6 +90,9 @@ pub struct ApprovalGrantedEventV1 {
     /// (the figures changed since the preview: a payment, a day's interest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerendered: Option<String>,
+    /// Where the decision was taken (`console`, `cli`), when its message says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Event `approval.rejected` (on `<ns>.events`): the step is skipped, or the invoice is not
@@ -99,6 +106,9 @@ pub struct ApprovalRejectedEventV1 {
     pub decided_by: String,
     pub reason: String,
     pub event_id: String,
+    /// Where the decision was taken (`console`, `cli`), when its message says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Event `approval.expired` (on `<ns>.events`): nobody decided within the policy's

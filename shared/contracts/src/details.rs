@@ -377,6 +377,10 @@ pub struct InvoicePausedV1 {
     pub until: Option<DateTime<Utc>>,
     /// The `event_id` of the message that opened the pause.
     pub event_id: String,
+    /// Where the action that opened it was taken (`customer_page`, `console`, `cli`), when
+    /// its message says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// `invoice.resumed`: the last pause ended.

@@ -18,8 +18,9 @@ pub mod payment_plans;
 pub mod schema;
 
 pub use approvals::{
-    ApprovalDecisionV1, ApprovalExpiredV1, ApprovalGrantedEventV1, ApprovalGrantedV1, ApprovalRejectedEventV1,
-    ApprovalRejectedV1, ApprovalRequestedV1, APPROVAL_SUBJECT_HAND_OFF, APPROVAL_SUBJECT_STEP,
+    ApprovalDecisionV1, ApprovalExpiredV1, ApprovalGrantedEventV1, ApprovalGrantedV1,
+    ApprovalRejectedEventV1, ApprovalRejectedV1, ApprovalRequestedV1, APPROVAL_SUBJECT_HAND_OFF,
+    APPROVAL_SUBJECT_STEP,
 };
 pub use calls::{CallOutcomeV1, CallV1};
 pub use details::{

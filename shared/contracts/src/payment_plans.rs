@@ -34,6 +34,10 @@ pub struct PaymentPlanV1 {
     /// Free text: who agreed, how.
     #[serde(default)]
     pub note: Option<String>,
+    /// Where the action was taken: `customer_page`, `console`, `cli`; absent from another
+    /// system (`api`). Optional; journaled as the entry's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -165,7 +165,13 @@ pub fn plan_request_instruction(
             source: source.map(str::to_string),
         },
     };
-    checked(names::PAYMENT_PLAN_REQUESTED, &m, check::plan_request(&m), number, &id)
+    checked(
+        names::PAYMENT_PLAN_REQUESTED,
+        &m,
+        check::plan_request(&m),
+        number,
+        &id,
+    )
 }
 
 /// The message an action publishes: its routing key, its body, the invoice it is about.
@@ -175,6 +181,36 @@ pub struct Instruction {
     pub body: serde_json::Value,
     pub invoice_number: String,
     pub event_id: String,
+}
+
+/// Where an action is taken, as the messages' optional `source` says it.
+pub const SOURCE_CUSTOMER_PAGE: &str = "customer_page";
+pub const SOURCE_CONSOLE: &str = "console";
+pub const SOURCE_CLI: &str = "cli";
+
+impl Instruction {
+    /// The same message saying where it was taken (`source` of the promise, dispute, pause,
+    /// resume, approval decision or plan it carries; other messages have none and are left
+    /// as they are).
+    pub fn with_source(mut self, source: &str) -> Self {
+        let part = match self.routing_key {
+            names::PROMISE_RECORDED => "promise",
+            names::DISPUTE_OPENED => "dispute",
+            names::PAUSE_REQUESTED => "pause",
+            names::RESUME_REQUESTED => "resume",
+            names::APPROVAL_GRANTED | names::APPROVAL_REJECTED => "approval",
+            names::PAYMENT_PLAN_AGREED => "plan",
+            names::PAYMENT_PLAN_REQUESTED => "request",
+            _ => return self,
+        };
+        if let Some(object) = self.body.get_mut(part).and_then(|p| p.as_object_mut()) {
+            object.insert(
+                "source".to_string(),
+                serde_json::Value::String(source.to_string()),
+            );
+        }
+        self
+    }
 }
 
 fn blank_to_none(v: Option<String>) -> Option<String> {
@@ -221,6 +257,7 @@ pub fn instruction(
                     invoice_number,
                     promised_on: date,
                     note: blank_to_none(note),
+                    source: None,
                 },
             };
             checked(names::PROMISE_RECORDED, &m, check::promise(&m), number, &id)
@@ -233,6 +270,7 @@ pub fn instruction(
                 dispute: DisputeV1 {
                     invoice_number,
                     reason,
+                    source: None,
                 },
             };
             checked(names::DISPUTE_OPENED, &m, check::dispute(&m), number, &id)
@@ -259,6 +297,7 @@ pub fn instruction(
                 pause: ManualPauseV1 {
                     invoice_number,
                     reason,
+                    source: None,
                 },
             };
             checked(names::PAUSE_REQUESTED, &m, check::pause(&m), number, &id)
@@ -271,6 +310,7 @@ pub fn instruction(
                 resume: ManualResumeV1 {
                     invoice_number,
                     note: blank_to_none(note),
+                    source: None,
                 },
             };
             checked(names::RESUME_REQUESTED, &m, check::resume(&m), number, &id)
@@ -453,6 +493,7 @@ pub fn approval_instruction(
         step_id: step_id.trim().to_string(),
         decided_by: decided_by.trim().to_string(),
         reason: blank_to_none(reason),
+        source: None,
     };
     match verdict {
         ApprovalVerdict::Grant => {
@@ -590,18 +631,24 @@ pub mod check {
         }
         if let Some(months) = r.months {
             if !(2..=36).contains(&months) {
-                return Err(Rejection::new("request.months", format!("{months} is out of range (2 to 36)")));
+                return Err(Rejection::new(
+                    "request.months",
+                    format!("{months} is out of range (2 to 36)"),
+                ));
             }
         }
         let mut instalments = Vec::new();
         for (n, i) in r.instalments.iter().enumerate() {
             let field = format!("request.instalments[{n}]");
-            let due_on = i.due_on.ok_or_else(|| Rejection::new(&format!("{field}.due_on"), "is required"))?;
-            let amount: rust_decimal::Decimal = i
-                .amount
-                .trim()
-                .parse()
-                .map_err(|_| Rejection::new(&format!("{field}.amount"), format!("{:?} is not an amount", i.amount)))?;
+            let due_on = i
+                .due_on
+                .ok_or_else(|| Rejection::new(&format!("{field}.due_on"), "is required"))?;
+            let amount: rust_decimal::Decimal = i.amount.trim().parse().map_err(|_| {
+                Rejection::new(
+                    &format!("{field}.amount"),
+                    format!("{:?} is not an amount", i.amount),
+                )
+            })?;
             if amount <= rust_decimal::Decimal::ZERO {
                 return Err(Rejection::new(&format!("{field}.amount"), "must be positive"));
             }
@@ -613,7 +660,12 @@ pub mod check {
                 "give a number of months, or at least two instalments",
             ));
         }
-        let note = r.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+        let note = r
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
         if note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
             return Err(Rejection::new("request.note", "is longer than 1000 characters"));
         }
@@ -622,7 +674,12 @@ pub mod check {
             months: r.months,
             instalments,
             note,
-            source: r.source.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string),
+            source: r
+                .source
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
         })
     }
 

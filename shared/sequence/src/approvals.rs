@@ -21,7 +21,15 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 /// The figures of a preview that, changed, make approval render the step again.
-pub const FIGURES: [&str; 7] = ["recipient", "currency", "balance", "interest", "indemnity", "total", "as_of"];
+pub const FIGURES: [&str; 7] = [
+    "recipient",
+    "currency",
+    "balance",
+    "interest",
+    "indemnity",
+    "total",
+    "as_of",
+];
 
 /// Who holds a due step for approval, if anyone: `customer` (set to manual: every reminder
 /// and payment plan note) or `policy` (`[approvals]`, the step's `approval`). A step already
@@ -151,4 +159,3 @@ pub async fn figures(
         "as_of": today,
     }))
 }
-

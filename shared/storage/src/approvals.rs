@@ -105,7 +105,10 @@ pub async fn decide(
 }
 
 /// The open request of a step: its id and preview (what the step was rendered with).
-pub async fn open_request(tx: &mut PgConnection, step_id: Uuid) -> anyhow::Result<Option<(Uuid, serde_json::Value)>> {
+pub async fn open_request(
+    tx: &mut PgConnection,
+    step_id: Uuid,
+) -> anyhow::Result<Option<(Uuid, serde_json::Value)>> {
     sqlx::query_as("SELECT id, preview FROM approval_requests WHERE step_id = $1 AND decision IS NULL")
         .bind(step_id)
         .fetch_optional(tx)
@@ -152,7 +155,11 @@ pub async fn hand_off_granted(tx: &mut PgConnection, invoice_id: Uuid) -> anyhow
 }
 
 /// Whether `request_id` is the open hand-off request of the invoice.
-pub async fn is_open_hand_off(tx: &mut PgConnection, invoice_id: Uuid, request_id: Uuid) -> anyhow::Result<bool> {
+pub async fn is_open_hand_off(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    request_id: Uuid,
+) -> anyhow::Result<bool> {
     let found: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM approval_requests
          WHERE id = $1 AND invoice_id = $2 AND subject = 'hand_off' AND decision IS NULL",
@@ -306,7 +313,11 @@ pub struct ExpiredRequest {
 }
 
 /// Open requests whose time is up, the oldest first.
-pub async fn expired(db: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> anyhow::Result<Vec<ExpiredRequest>> {
+pub async fn expired(
+    db: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> anyhow::Result<Vec<ExpiredRequest>> {
     sqlx::query_as(
         "SELECT r.id, r.step_id, r.invoice_id, i.number AS invoice_number FROM approval_requests r
          LEFT JOIN reminder_steps s ON s.id = r.step_id
@@ -333,7 +344,10 @@ pub async fn customer_setting(tx: &mut PgConnection, customer_id: &str) -> anyho
 }
 
 /// The approval setting of the invoice's customer (`manual`, `auto`), if any.
-pub async fn invoice_customer_setting(tx: &mut PgConnection, invoice_id: Uuid) -> anyhow::Result<Option<String>> {
+pub async fn invoice_customer_setting(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+) -> anyhow::Result<Option<String>> {
     let setting: Option<Option<String>> = sqlx::query_scalar(
         "SELECT c.approval FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE i.id = $1",
     )

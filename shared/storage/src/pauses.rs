@@ -75,6 +75,8 @@ pub struct NewPause<'a> {
     /// The routing key of the message that opened it.
     pub source: &'a str,
     pub event_id: &'a str,
+    /// Where the action was taken (`customer_page`, `console`, `cli`), if its message says.
+    pub origin: Option<&'a str>,
 }
 
 pub async fn open(

@@ -287,15 +287,24 @@ approval = "auto"
         assert!(p.needs_approval(Risk::Medium, "formal_notice", "formal_notice", None));
         assert!(!p.needs_approval(Risk::High, "formal_notice", "formal_notice", None));
         assert_eq!(p.approvals.expires_after_days, 5);
-        assert!(p.approvals.hand_off_needs_approval(None), "the hand-off waits by default");
+        assert!(
+            p.approvals.hand_off_needs_approval(None),
+            "the hand-off waits by default"
+        );
         let auto = DunningPolicy::parse(
-            &format!("send_time = \"09:00\"\n[approvals]\nhand_off = \"auto\"\n{}", &STEPS[20..]),
+            &format!(
+                "send_time = \"09:00\"\n[approvals]\nhand_off = \"auto\"\n{}",
+                &STEPS[20..]
+            ),
             "test.toml",
         )
         .unwrap();
         assert!(!auto.approvals.hand_off_needs_approval(None));
         assert!(auto.approvals.hand_off_needs_approval(Some(ApprovalMode::Manual)));
-        assert!(!policy("").unwrap().approvals.hand_off_needs_approval(None), "no [approvals]: auto");
+        assert!(
+            !policy("").unwrap().approvals.hand_off_needs_approval(None),
+            "no [approvals]: auto"
+        );
     }
 
     #[test]
