@@ -385,6 +385,7 @@ async fn the_consoles_approve_form_sends_the_waiting_step() {
     assert_eq!(formal_notices_sent(env).await, 1);
     let granted = env.journal_details("F-A6", names::APPROVAL_GRANTED).await;
     assert_eq!(granted[0]["decided_by"], "Marie Dupont");
+    assert_eq!(granted[0]["source"], "console");
     s.stop().await;
 }
 
@@ -493,6 +494,7 @@ async fn the_approved_message_is_exactly_the_preview() {
     let granted = env.journal_details("F-A7", names::APPROVAL_GRANTED).await;
     assert_eq!(granted[0]["decided_by"], "Marie Dupont");
     assert!(granted[0].get("rerendered").is_none(), "{}", granted[0]);
+    assert_eq!(granted[0]["source"], "cli");
     let events = env.events_until_count(names::APPROVAL_GRANTED_EVENT, 1).await;
     let granted = events
         .iter()

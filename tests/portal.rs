@@ -190,6 +190,7 @@ async fn a_customer_sees_its_own_invoices_promises_and_disputes_and_bad_links_ar
     assert_eq!(paused[0]["kind"], "promise");
     assert_eq!(paused[0]["promised_on"], "2026-03-20");
     assert!(paused[0].to_string().contains("customer page"), "{paused:?}");
+    assert_eq!(paused[0]["source"], "customer_page", "the entry's source, not only its text");
     let page = client
         .get(format!("{base}{location}"))
         .header("cookie", &cookie)
@@ -354,6 +355,7 @@ async fn a_customer_asks_for_a_payment_plan_and_the_team_agrees_or_declines() {
     assert_eq!(active_pauses(&env, "F-P7").await, ["plan_request"]);
     let paused = env.journal_details("F-P7", names::INVOICE_PAUSED).await;
     assert_eq!(paused[0]["kind"], "plan_request");
+    assert_eq!(paused[0]["source"], "customer_page");
     assert!(
         paused[0]["reason"]
             .as_str()

@@ -54,8 +54,7 @@ impl InvoiceMessage for ApprovalGrantedV1 {
             invoice,
             &decision,
             ApprovalDecision::Granted,
-            &self.event_id,
-            origin,
+            (&self.event_id, origin),
             now,
         )
         .await?
@@ -171,8 +170,7 @@ impl InvoiceMessage for ApprovalRejectedV1 {
             invoice,
             &decision,
             ApprovalDecision::Rejected,
-            &self.event_id,
-            origin,
+            (&self.event_id, origin),
             now,
         )
         .await?
@@ -223,8 +221,7 @@ async fn decide_hand_off(
     invoice: &InvoiceRecord,
     decision: &NewApprovalDecision,
     verdict: ApprovalDecision,
-    event_id: &str,
-    origin: Option<&str>,
+    (event_id, origin): (&str, Option<&str>),
     now: DateTime<Utc>,
 ) -> Result<bool, HandlerError> {
     if !approvals::is_open_hand_off(tx, invoice.id, decision.step_id)
