@@ -673,3 +673,56 @@ async fn a_hand_off_waits_for_approval() {
         .any(|e| e.event_type == names::INVOICE_HANDED_OFF && e.invoice_number == "F-A9"));
     s.stop().await;
 }
+
+/// With grouping, the held formal notice's message lists the customer's other formal notice
+/// due within the days: that step waits in the group (the pipeline still goes idle), and
+/// approving the lead sends one message for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grouped_formal_notice_waits_with_its_lead_and_goes_with_it() {
+    let scratch = std::env::temp_dir().join(format!("relance-approvals-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let policy_file = scratch.join("policy.toml");
+    std::fs::write(
+        &policy_file,
+        policy().replace("[approvals]", "[grouping]\nwithin_days = 3\n\n[approvals]"),
+    )
+    .unwrap();
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", policy_file.to_str().unwrap())])
+        .await
+        .unwrap();
+    for (number, due) in [("F-A11", 9), ("F-A12", 10)] {
+        let mut invoice = invoice_issued(number, "700.00", date(2026, 3, 2), date(2026, 3, due));
+        invoice["invoice"]["customer"]["id"] = json!("C-GROUP");
+        invoice["invoice"]["customer"]["email"] = json!("compta@group.test");
+        env.publish(names::INVOICE_ISSUED, &invoice).await;
+        env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    }
+    env.run_until(date(2026, 3, 14)).await;
+    env.set_time(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 15, 12, 0, 0).unwrap())
+        .await;
+    let (lead, status, _) = step_of(&env, "F-A11", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    assert_eq!(
+        step_of(&env, "F-A12", "formal_notice").await.1,
+        "queued",
+        "grouped into the lead"
+    );
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &lead.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    env.idle().await;
+    assert_eq!(step_of(&env, "F-A11", "formal_notice").await.1, "sent");
+    assert_eq!(step_of(&env, "F-A12", "formal_notice").await.1, "sent");
+    assert_eq!(formal_notices_sent(&env).await, 1, "one message for both");
+    env.stop().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+}

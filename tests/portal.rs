@@ -190,7 +190,10 @@ async fn a_customer_sees_its_own_invoices_promises_and_disputes_and_bad_links_ar
     assert_eq!(paused[0]["kind"], "promise");
     assert_eq!(paused[0]["promised_on"], "2026-03-20");
     assert!(paused[0].to_string().contains("customer page"), "{paused:?}");
-    assert_eq!(paused[0]["source"], "customer_page", "the entry's source, not only its text");
+    assert_eq!(
+        paused[0]["source"], "customer_page",
+        "the entry's source, not only its text"
+    );
     let page = client
         .get(format!("{base}{location}"))
         .header("cookie", &cookie)
