@@ -560,9 +560,10 @@ async fn a_hand_off_waits_for_approval() {
     let env = &s.env;
     register(env, "F-A9", false).await;
     register(env, "F-A10", false).await;
+    register(env, "F-A13", false).await;
     env.run_until(date(2026, 3, 15)).await;
     // The formal notices are rejected: the sequences end on 15 March.
-    for number in ["F-A9", "F-A10"] {
+    for number in ["F-A9", "F-A10", "F-A13"] {
         let (step_id, _, _) = step_of(env, number, "formal_notice").await;
         let reject = env
             .cli(&[
@@ -651,6 +652,12 @@ async fn a_hand_off_waits_for_approval() {
     assert!(reject.ok, "{}", reject.stderr);
     env.run_until(date(2026, 3, 31)).await;
     assert_eq!(env.journal_count("F-A10", names::INVOICE_HANDED_OFF).await, 0);
+    // Nobody decided F-A13's hand-off within the policy's three days: expired, not handed off.
+    assert_eq!(env.journal_count("F-A13", names::INVOICE_HANDED_OFF).await, 0);
+    let expired = env.journal_details("F-A13", "approval.expired").await;
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(expired[0]["subject"], "hand_off");
+    assert_eq!(expired[0]["after_days"], 3);
     let rejected = env.journal_details("F-A10", names::APPROVAL_REJECTED).await;
     let last = rejected.last().unwrap();
     assert_eq!(last["subject"], "hand_off");
