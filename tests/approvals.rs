@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use relance_contracts::names;
-use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use relance_tests::{date, invoice_issued, payment_received, squeeze, TestEnv};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -385,5 +385,351 @@ async fn the_consoles_approve_form_sends_the_waiting_step() {
     assert_eq!(formal_notices_sent(env).await, 1);
     let granted = env.journal_details("F-A6", names::APPROVAL_GRANTED).await;
     assert_eq!(granted[0]["decided_by"], "Marie Dupont");
+    assert_eq!(granted[0]["source"], "console");
     s.stop().await;
+}
+
+/// The rendered message of a step, as stored for its sender: subject, text, HTML.
+async fn rendering_of(env: &TestEnv, step_id: uuid::Uuid) -> (String, String, Option<String>, String) {
+    sqlx::query_as(
+        "SELECT subject, body_text, body_html, message_id FROM rendered_messages WHERE step_id = $1",
+    )
+    .bind(step_id)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
+/// The held formal notice is rendered before it waits: `approval.requested` (journal and
+/// event) carries its exact subject, text and HTML, `relance approvals show` and the console
+/// print them, and approved the same day, the message that goes out is byte for byte that
+/// rendering (the same stored row, the same Message-ID), announced `approval.granted`
+/// without `rerendered`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approved_message_is_exactly_the_preview() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A7", false).await;
+    // Noon UTC on Sunday 15 March: the notice fell due at 09:00 Paris; approved the same day,
+    // its figures are those of the preview.
+    env.run_until(date(2026, 3, 14)).await;
+    env.set_time(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 15, 12, 0, 0).unwrap())
+        .await;
+    let (step_id, status, _) = step_of(env, "F-A7", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    let requested = env.journal_details("F-A7", "approval.requested").await;
+    let message = requested[0]["preview"]["message"].clone();
+    let subject = message["subject"].as_str().unwrap().to_string();
+    let text = message["text"].as_str().unwrap().to_string();
+    assert!(
+        subject.contains("Mise en demeure") && subject.contains("F-A7"),
+        "{subject}"
+    );
+    assert!(
+        text.contains("1 500,00") || text.contains("1\u{202f}500,00") || squeeze(&text).contains("1500,00"),
+        "{text}"
+    );
+    let events = env.events_until_count(names::APPROVAL_REQUESTED_EVENT, 1).await;
+    let event = events
+        .iter()
+        .find(|e| e.event_type == names::APPROVAL_REQUESTED_EVENT)
+        .unwrap();
+    assert_eq!(event.step.as_deref(), Some("formal_notice"));
+    assert_eq!(event.detail["subject"], "step");
+    assert_eq!(event.detail["preview"]["message"]["subject"], subject.as_str());
+
+    let show = env.cli(&["approvals", "show", &step_id.to_string()]).await;
+    assert!(show.ok, "{}", show.stderr);
+    assert!(show.stdout.contains(&subject), "{}", show.stdout);
+    assert!(
+        show.stdout.contains(text.lines().next().unwrap()),
+        "{}",
+        show.stdout
+    );
+    let base = env.start_console(None).await.unwrap();
+    let page = reqwest::get(format!("{base}/approvals"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Exactly what approval sends"), "{page}");
+    assert!(page.contains("preview-subject"), "{page}");
+
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    env.idle().await;
+    let emails = env.mail.wait_for_emails(2).await;
+    let notice = emails
+        .iter()
+        .find(|e| e.subject.contains("Mise en demeure"))
+        .unwrap_or_else(|| panic!("the formal notice in {emails:?}"));
+    assert_eq!(step_of(env, "F-A7", "formal_notice").await.1, "sent");
+    // What the sender delivered is the rendering the preview showed, unchanged.
+    let (sent_subject, sent_text, sent_html, message_id) = rendering_of(env, step_id).await;
+    assert_eq!(sent_subject, subject);
+    assert_eq!(
+        sent_text, text,
+        "the stored rendering is the preview's, byte for byte"
+    );
+    assert_eq!(sent_html.as_deref(), message["html"].as_str());
+    assert_eq!(message["message_id"].as_str(), Some(message_id.as_str()));
+    assert!(
+        notice.message_id.contains(message_id.trim_matches(['<', '>'])),
+        "{} / {message_id}",
+        notice.message_id
+    );
+    assert_eq!(notice.subject, subject);
+    assert_eq!(squeeze(&notice.text), squeeze(&text));
+    let granted = env.journal_details("F-A7", names::APPROVAL_GRANTED).await;
+    assert_eq!(granted[0]["decided_by"], "Marie Dupont");
+    assert!(granted[0].get("rerendered").is_none(), "{}", granted[0]);
+    assert_eq!(granted[0]["source"], "cli");
+    let events = env.events_until_count(names::APPROVAL_GRANTED_EVENT, 1).await;
+    let granted = events
+        .iter()
+        .find(|e| e.event_type == names::APPROVAL_GRANTED_EVENT)
+        .unwrap();
+    assert_eq!(granted.detail["decided_by"], "Marie Dupont");
+    assert_eq!(granted.detail["approval_id"], event.detail["approval_id"]);
+    s.stop().await;
+}
+
+/// A payment after the preview changes the figures the held notice states: approval does
+/// not send the stale rendering; it is superseded (kept as proof), the notice rendered again
+/// with the new balance, and `approval.granted` says why (`rerendered`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_after_the_figures_changed_renders_the_notice_again() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A8", false).await;
+    env.run_until(date(2026, 3, 15)).await;
+    let (step_id, status, _) = step_of(env, "F-A8", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    env.publish(
+        names::PAYMENT_RECEIVED,
+        &payment_received("P-A8", "F-A8", "500.00", date(2026, 3, 15)),
+    )
+    .await;
+    env.wait_journal("F-A8", names::PAYMENT_RECORDED, 1).await;
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    let granted = env.journal_details("F-A8", names::APPROVAL_GRANTED).await;
+    let why = granted[0]["rerendered"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("balance"), "{}", granted[0]);
+    let superseded: i64 = sqlx::query_scalar("SELECT count(*) FROM superseded_renderings WHERE step_id = $1")
+        .bind(step_id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(superseded, 1, "the stale rendering is kept as proof");
+    env.run_until(date(2026, 3, 17)).await;
+    assert_eq!(step_of(env, "F-A8", "formal_notice").await.1, "sent");
+    let (_, text, _, _) = rendering_of(env, step_id).await;
+    assert!(squeeze(&text).contains("1000,00"), "the new balance: {text}");
+    assert_eq!(formal_notices_sent(env).await, 1);
+    s.stop().await;
+}
+
+/// The hand-off waits for approval too (`[approvals]` without `hand_off`: manual): listed
+/// by `relance approvals` with the amount it will claim, approved it is handed off, rejected
+/// it is not (the invoice stays open), both journaled and announced with who decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_waits_for_approval() {
+    let s = start().await;
+    let env = &s.env;
+    register(env, "F-A9", false).await;
+    register(env, "F-A10", false).await;
+    register(env, "F-A13", false).await;
+    env.run_until(date(2026, 3, 15)).await;
+    // The formal notices are rejected: the sequences end on 15 March.
+    for number in ["F-A9", "F-A10", "F-A13"] {
+        let (step_id, _, _) = step_of(env, number, "formal_notice").await;
+        let reject = env
+            .cli(&[
+                "approvals",
+                "reject",
+                &step_id.to_string(),
+                "--by",
+                "Paul",
+                "--reason",
+                "call first",
+                "--wait",
+                "30",
+            ])
+            .await;
+        assert!(reject.ok, "{}", reject.stderr);
+    }
+    // Rejected on 16 March, Paris time (the clock is at 23:00 UTC): handed off from 25 March.
+    env.run_until(date(2026, 3, 25)).await;
+    for number in ["F-A9", "F-A10"] {
+        let (status, _): (String, Option<String>) =
+            sqlx::query_as("SELECT status, status_reason FROM invoices WHERE number = $1")
+                .bind(number)
+                .fetch_one(&env.db)
+                .await
+                .unwrap();
+        assert_eq!(status, "open", "{number} waits for approval, not handed off");
+        let requested = env.journal_details(number, "approval.requested").await;
+        let hand_off = requested
+            .iter()
+            .find(|r| r["subject"] == "hand_off")
+            .unwrap_or_else(|| panic!("{requested:?}"));
+        assert_eq!(hand_off["preview"]["amount_due"]["principal"], "1500.00");
+    }
+    let id_of = |number: &'static str| async move {
+        let id: uuid::Uuid = sqlx::query_scalar(
+            "SELECT r.id FROM approval_requests r JOIN invoices i ON i.id = r.invoice_id
+             WHERE i.number = $1 AND r.subject = 'hand_off'",
+        )
+        .bind(number)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        id
+    };
+    let (a9, a10) = (id_of("F-A9").await, id_of("F-A10").await);
+    let list = env.cli(&["approvals"]).await;
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&a9.to_string()))
+        .unwrap_or_else(|| panic!("{}", list.stdout));
+    assert!(line.contains("F-A9") && line.contains("hand_off"), "{line}");
+    let show = env.cli(&["approvals", "show", &a9.to_string()]).await;
+    assert!(
+        show.stdout.contains("hands the invoice off") && show.stdout.contains("1500.00"),
+        "{}",
+        show.stdout
+    );
+
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &a9.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    env.wait_journal("F-A9", names::INVOICE_HANDED_OFF, 1).await;
+    let reject = env
+        .cli(&[
+            "approvals",
+            "reject",
+            &a10.to_string(),
+            "--by",
+            "Paul Martin",
+            "--reason",
+            "settlement talks",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(reject.ok, "{}", reject.stderr);
+    env.run_until(date(2026, 3, 31)).await;
+    assert_eq!(env.journal_count("F-A10", names::INVOICE_HANDED_OFF).await, 0);
+    // Nobody decided F-A13's hand-off within the policy's three days: expired, not handed off.
+    assert_eq!(env.journal_count("F-A13", names::INVOICE_HANDED_OFF).await, 0);
+    let expired = env.journal_details("F-A13", "approval.expired").await;
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(expired[0]["subject"], "hand_off");
+    assert_eq!(expired[0]["after_days"], 3);
+    let rejected = env.journal_details("F-A10", names::APPROVAL_REJECTED).await;
+    let last = rejected.last().unwrap();
+    assert_eq!(last["subject"], "hand_off");
+    assert_eq!(last["decided_by"], "Paul Martin");
+    assert_eq!(last["reason"], "settlement talks");
+    let granted = env.journal_details("F-A9", names::APPROVAL_GRANTED).await;
+    assert_eq!(granted[0]["subject"], "hand_off");
+    let events = env
+        .events_until("the hand-off decisions", |events| {
+            events
+                .iter()
+                .any(|e| e.event_type == names::APPROVAL_GRANTED_EVENT && e.detail["subject"] == "hand_off")
+                && events.iter().any(|e| {
+                    e.event_type == names::APPROVAL_REJECTED_EVENT && e.detail["subject"] == "hand_off"
+                })
+        })
+        .await;
+    assert!(events
+        .iter()
+        .any(|e| e.event_type == names::INVOICE_HANDED_OFF && e.invoice_number == "F-A9"));
+    s.stop().await;
+}
+
+/// With grouping, the held formal notice's message lists the customer's other formal notice
+/// due within the days: that step waits in the group (the pipeline still goes idle), and
+/// approving the lead sends one message for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grouped_formal_notice_waits_with_its_lead_and_goes_with_it() {
+    let scratch = std::env::temp_dir().join(format!("relance-approvals-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let policy_file = scratch.join("policy.toml");
+    std::fs::write(
+        &policy_file,
+        policy().replace("[approvals]", "[grouping]\nwithin_days = 3\n\n[approvals]"),
+    )
+    .unwrap();
+    let env = TestEnv::try_start(1, &[("RELANCE_POLICY_FILE", policy_file.to_str().unwrap())])
+        .await
+        .unwrap();
+    for (number, due) in [("F-A11", 9), ("F-A12", 10)] {
+        let mut invoice = invoice_issued(number, "700.00", date(2026, 3, 2), date(2026, 3, due));
+        invoice["invoice"]["customer"]["id"] = json!("C-GROUP");
+        invoice["invoice"]["customer"]["email"] = json!("compta@group.test");
+        env.publish(names::INVOICE_ISSUED, &invoice).await;
+        env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    }
+    env.run_until(date(2026, 3, 14)).await;
+    env.set_time(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 3, 15, 12, 0, 0).unwrap())
+        .await;
+    let (lead, status, _) = step_of(&env, "F-A11", "formal_notice").await;
+    assert_eq!(status, "awaiting_approval");
+    assert_eq!(
+        step_of(&env, "F-A12", "formal_notice").await.1,
+        "queued",
+        "grouped into the lead"
+    );
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &lead.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    env.idle().await;
+    assert_eq!(step_of(&env, "F-A11", "formal_notice").await.1, "sent");
+    assert_eq!(step_of(&env, "F-A12", "formal_notice").await.1, "sent");
+    assert_eq!(formal_notices_sent(&env).await, 1, "one message for both");
+    env.stop().await;
+    let _ = std::fs::remove_dir_all(&scratch);
 }

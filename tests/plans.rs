@@ -502,3 +502,68 @@ async fn a_dispute_during_a_plan_holds_its_notes_too() {
     );
     env.stop().await;
 }
+
+/// A customer set to manual approval: its plan's notes wait for approval like its reminders
+/// (held with their exact rendering, `approval.requested` by `customer`), and go out once
+/// approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_customers_plan_notes_wait_for_approval() {
+    let env = TestEnv::start(1).await;
+    let mut issued = invoice_issued("F-PL9", "1000.00", date(2026, 3, 2), date(2026, 3, 16));
+    issued["invoice"]["customer"]["approval"] = json!("manual");
+    env.publish(names::INVOICE_ISSUED, &issued).await;
+    env.wait_journal("F-PL9", names::INVOICE_REGISTERED, 1).await;
+    env.publish(
+        names::PAYMENT_PLAN_AGREED,
+        &plan(
+            "evt-plan-pl9",
+            "PLAN-9",
+            "F-PL9",
+            &[("2026-04-01", "600.00"), ("2026-05-04", "400.00")],
+        ),
+    )
+    .await;
+    env.wait_journal("F-PL9", names::PAYMENT_PLAN_AGREED_EVENT, 1)
+        .await;
+    env.run_until(date(2026, 3, 27)).await;
+    assert_eq!(
+        status_of(&env, "F-PL9", "plan_1_pre_due").await,
+        "awaiting_approval"
+    );
+    assert!(env.mail.emails().await.is_empty(), "nothing sent before approval");
+    let requested = env.journal_details("F-PL9", "approval.requested").await;
+    let held = requested
+        .iter()
+        .find(|r| r["step"] == "plan_1_pre_due")
+        .unwrap_or_else(|| panic!("{requested:?}"));
+    assert_eq!(held["by"], "customer");
+    let subject = held["preview"]["message"]["subject"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(subject.contains("échéance n° 1"), "{subject}");
+    let step_id: uuid::Uuid = sqlx::query_scalar(
+        "SELECT s.id FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
+         WHERE i.number = 'F-PL9' AND s.name = 'plan_1_pre_due'",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    let approve = env
+        .cli(&[
+            "approvals",
+            "approve",
+            &step_id.to_string(),
+            "--by",
+            "Marie Dupont",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(approve.ok, "{}", approve.stderr);
+    env.idle().await;
+    let emails = env.mail.wait_for_emails(1).await;
+    assert_eq!(emails[0].subject, subject);
+    assert_eq!(status_of(&env, "F-PL9", "plan_1_pre_due").await, "sent");
+    env.stop().await;
+}

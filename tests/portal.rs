@@ -190,6 +190,10 @@ async fn a_customer_sees_its_own_invoices_promises_and_disputes_and_bad_links_ar
     assert_eq!(paused[0]["kind"], "promise");
     assert_eq!(paused[0]["promised_on"], "2026-03-20");
     assert!(paused[0].to_string().contains("customer page"), "{paused:?}");
+    assert_eq!(
+        paused[0]["source"], "customer_page",
+        "the entry's source, not only its text"
+    );
     let page = client
         .get(format!("{base}{location}"))
         .header("cookie", &cookie)
@@ -288,4 +292,135 @@ async fn with_the_page_published_a_message_links_to_it_and_the_link_opens_the_in
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("F-MAIL") && html.contains("450.00"), "{html}");
+}
+
+async fn active_pauses(env: &TestEnv, number: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT p.kind FROM invoice_pauses p JOIN invoices i ON i.id = p.invoice_id
+         WHERE i.number = $1 AND p.ended_at IS NULL ORDER BY p.kind",
+    )
+    .bind(number)
+    .fetch_all(&env.db)
+    .await
+    .unwrap()
+}
+
+/// The customer asks for a payment plan on the page (three months, with a note): the
+/// request goes through the payments listener as `payment_plan.requested` (source
+/// `customer_page`), journaled, the sequence paused (kind `plan_request`), listed by
+/// `relance tasks`. The team agrees a plan for one invoice (the plan holds it, the request's
+/// pause ends) and declines the other's request (`relance invoice resume`: the sequence
+/// resumes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_asks_for_a_payment_plan_and_the_team_agrees_or_declines() {
+    let env = TestEnv::start(1).await;
+    register(&env, "F-P7", "C-SEVEN", "1200.00").await;
+    register(&env, "F-P8", "C-SEVEN", "300.00").await;
+    let base = env
+        .start_portal_with(|s| {
+            s.portal_secret = Some(SECRET.into());
+            s.portal_rate_per_minute = 1000;
+        })
+        .await
+        .unwrap();
+    let client = browser();
+    let t7 = link(&env, "F-P7");
+    let (status, cookie, csrf, html) = open(&client, &base, &t7).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("/plan\"") && html.contains("name=\"months\""),
+        "the plan form: {html}"
+    );
+    for number in ["F-P7", "F-P8"] {
+        let answer = post(
+            &client,
+            &base,
+            &t7,
+            "plan",
+            &cookie,
+            &[
+                ("csrf", &csrf),
+                ("invoice", number),
+                ("months", "3"),
+                ("note", "tight quarter"),
+            ],
+        )
+        .await;
+        assert_eq!(answer.status(), 303);
+        let location = answer.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.contains("done=plan&outcome=applied"), "{location}");
+    }
+    let requested = env.journal_details("F-P7", names::PAYMENT_PLAN_REQUESTED).await;
+    assert_eq!(requested.len(), 1, "{requested:?}");
+    assert_eq!(requested[0]["source"], "customer_page");
+    assert_eq!(requested[0]["months"], 3);
+    assert_eq!(requested[0]["note"], "tight quarter");
+    assert_eq!(active_pauses(&env, "F-P7").await, ["plan_request"]);
+    let paused = env.journal_details("F-P7", names::INVOICE_PAUSED).await;
+    assert_eq!(paused[0]["kind"], "plan_request");
+    assert_eq!(paused[0]["source"], "customer_page");
+    assert!(
+        paused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 monthly instalments"),
+        "{paused:?}"
+    );
+    // A second request while one waits is refused: nothing more is journaled.
+    let again = post(
+        &client,
+        &base,
+        &t7,
+        "plan",
+        &cookie,
+        &[("csrf", &csrf), ("invoice", "F-P7"), ("months", "4")],
+    )
+    .await;
+    assert_eq!(again.status(), 303);
+    let tasks = env.cli(&["tasks"]).await;
+    assert!(tasks.ok, "{}", tasks.stderr);
+    assert!(tasks.stdout.contains("payment plan requests"), "{}", tasks.stdout);
+    assert!(
+        tasks.stdout.contains("F-P7") && tasks.stdout.contains("F-P8"),
+        "{}",
+        tasks.stdout
+    );
+
+    // Agreed for F-P7: the plan holds it; declined for F-P8: the sequence resumes.
+    let agree = env
+        .cli(&[
+            "invoice",
+            "plan",
+            "F-P7",
+            "--instalment",
+            "2026-04-15:600.00",
+            "--instalment",
+            "2026-05-15:600.00",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(agree.ok, "{}", agree.stderr);
+    assert_eq!(active_pauses(&env, "F-P7").await, ["plan"]);
+    let decline = env
+        .cli(&[
+            "invoice",
+            "resume",
+            "F-P8",
+            "--note",
+            "plan declined: pay by the due date",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(decline.ok, "{}", decline.stderr);
+    assert!(active_pauses(&env, "F-P8").await.is_empty());
+    assert_eq!(env.journal_count("F-P8", names::INVOICE_RESUMED).await, 1);
+    let tasks = env.cli(&["tasks"]).await;
+    assert!(
+        !tasks.stdout.contains("payment plan requests"),
+        "{}",
+        tasks.stdout
+    );
+    env.stop().await;
 }

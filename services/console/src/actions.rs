@@ -74,8 +74,9 @@ async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Resul
         return Err(refused(reason));
     }
     let event_id = format!("console-{}", Uuid::new_v4().simple());
-    let instruction =
-        actions::instruction(&invoice.number, action, event_id, now(console)).map_err(refused)?;
+    let instruction = actions::instruction(&invoice.number, action, event_id, now(console))
+        .map_err(refused)?
+        .with_source(actions::SOURCE_CONSOLE);
     let since = timeline::last_entry_id(&console.db, &invoice.number).await?;
     publish(console, instruction.routing_key, &instruction.body).await?;
     tracing::info!(

@@ -116,7 +116,8 @@ pub(crate) async fn decide_form(
         event_id,
         now(&console),
     )
-    .map_err(|r| refused(format!("refused before publishing: {r}")))?;
+    .map_err(|r| refused(format!("refused before publishing: {r}")))?
+    .with_source(relance_sequence::actions::SOURCE_CONSOLE);
     publish(&console, instruction.routing_key, &instruction.body).await?;
     tracing::info!(
         routing_key = instruction.routing_key,

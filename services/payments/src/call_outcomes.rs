@@ -65,7 +65,7 @@ impl InvoiceMessage for CallOutcomeV1 {
         // A promise in the past (or too far away) is refused before anything changes.
         let promise = promise_of(config, invoice, &call)?;
         record(tx, invoice, &task, &call, &self.event_id, now).await?;
-        let source = (names::CALL_OUTCOME, self.event_id.as_str());
+        let source = (names::CALL_OUTCOME, self.event_id.as_str(), None);
         match &call.outcome {
             CallOutcome::Reached { .. } => {
                 if let Some((day, until)) = promise {

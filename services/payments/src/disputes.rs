@@ -37,7 +37,11 @@ impl InvoiceMessage for DisputeOpenedV1 {
         now: DateTime<Utc>,
     ) -> Result<(), HandlerError> {
         require_open(Self::WHAT, invoice)?;
-        let source = (Self::ROUTING_KEY, self.event_id.as_str());
+        let source = (
+            Self::ROUTING_KEY,
+            self.event_id.as_str(),
+            self.dispute.source.as_deref(),
+        );
         dispute_pause(tx, invoice, Self::WHAT, &dispute.reason, source, now).await
     }
 }
@@ -49,7 +53,7 @@ pub(crate) async fn dispute_pause(
     invoice: &InvoiceRecord,
     what: &str,
     reason: &str,
-    (source, event_id): (&str, &str),
+    (source, event_id, origin): (&str, &str, Option<&str>),
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
     if let Some(open) = pauses::active(tx, invoice.id)
@@ -73,6 +77,7 @@ pub(crate) async fn dispute_pause(
         until: None,
         source,
         event_id,
+        origin,
     };
     pause(tx, invoice, &new, now).await?;
     Ok(())

@@ -57,6 +57,9 @@ pub async fn handle(db: &PgPool, config: &Config, message: Incoming) -> Result<(
         names::APPROVAL_REJECTED => apply_once::<ApprovalRejectedV1>(db, config, &message).await,
         names::REPLY_HANDLED => apply_once::<ReplyHandledV1>(db, config, &message).await,
         names::RECEIPT_ACKNOWLEDGED => apply_once::<ReceiptAcknowledgedV1>(db, config, &message).await,
+        names::PAYMENT_PLAN_REQUESTED => {
+            apply_once::<relance_contracts::PaymentPlanRequestedV1>(db, config, &message).await
+        }
         other => Err(HandlerError::Permanent(format!(
             "routing key {other:?} is not handled on {}",
             message.queue

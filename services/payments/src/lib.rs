@@ -24,6 +24,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod manual_pauses;
 pub mod payments;
+pub mod plan_requests;
 pub mod plans;
 pub mod promises;
 pub mod replies;

@@ -140,6 +140,7 @@ async fn pause_unless_paused(
         until: None,
         source,
         event_id,
+        origin: None,
     };
     pause(tx, invoice, &new, now).await
 }
@@ -174,6 +175,7 @@ async fn promise_today(
         until: Some(until),
         source,
         event_id,
+        origin: None,
     };
     pause(tx, invoice, &new, now).await?;
     Ok(())

@@ -56,6 +56,7 @@ impl InvoiceMessage for PauseRequestedV1 {
             until: None,
             source: Self::ROUTING_KEY,
             event_id: &self.event_id,
+            origin: self.pause.source.as_deref(),
         };
         pause(tx, invoice, &new, now).await?;
         Ok(())
@@ -82,14 +83,26 @@ impl InvoiceMessage for ResumeRequestedV1 {
     ) -> Result<(), HandlerError> {
         require_open(Self::WHAT, invoice)?;
         let open = pauses::active(tx, invoice.id).await?;
-        if !open.iter().any(|p| p.kind == PauseKind::Manual) {
+        // Releases a pause by hand, and declines a customer's request for a payment plan.
+        if !open
+            .iter()
+            .any(|p| matches!(p.kind, PauseKind::Manual | PauseKind::PlanRequest))
+        {
             return Err(refused(Self::WHAT, &invoice.number, "it is not paused by hand"));
         }
         let reason = match &request.note {
             Some(note) => format!("released by hand ({note})"),
             None => "released by hand".to_string(),
         };
-        end_pauses(tx, config, invoice, &[PauseKind::Manual], &reason, now).await?;
+        end_pauses(
+            tx,
+            config,
+            invoice,
+            &[PauseKind::Manual, PauseKind::PlanRequest],
+            &reason,
+            now,
+        )
+        .await?;
         Ok(())
     }
 }

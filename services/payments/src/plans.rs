@@ -218,8 +218,14 @@ async fn apply(
             until: None,
             source: names::PAYMENT_PLAN_AGREED,
             event_id: &event.event_id,
+            origin: event.plan.source.as_deref(),
         };
         pause(tx, invoice, &new, now).await?;
+        // The customer's request for a plan, if any, is answered by this one.
+        let answered = format!("answered by payment plan {}", plan.id);
+        let requests =
+            pauses::end_kinds(tx, invoice.id, &[PauseKind::PlanRequest.as_str()], &answered, now).await?;
+        resume::journal_ended(tx, &invoice.number, &requests, &answered, now).await?;
         relance_sequence::outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     }
     let prefix = if earlier_plans > 0 {

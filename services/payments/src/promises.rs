@@ -46,7 +46,11 @@ impl InvoiceMessage for PromiseRecordedV1 {
             .note
             .clone()
             .unwrap_or_else(|| format!("promise to pay by {}", promise.promised_on));
-        let source = (Self::ROUTING_KEY, self.event_id.as_str());
+        let source = (
+            Self::ROUTING_KEY,
+            self.event_id.as_str(),
+            self.promise.source.as_deref(),
+        );
         promise_pause(tx, invoice, promise.promised_on, until, &reason, source, now).await?;
         Ok(())
     }
@@ -61,7 +65,7 @@ pub(crate) async fn promise_pause(
     promised_on: chrono::NaiveDate,
     until: DateTime<Utc>,
     reason: &str,
-    (source, event_id): (&str, &str),
+    (source, event_id, origin): (&str, &str, Option<&str>),
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let replaced = format!("replaced by the promise to pay by {promised_on}");
@@ -74,6 +78,7 @@ pub(crate) async fn promise_pause(
         until: Some(until),
         source,
         event_id,
+        origin,
     };
     pause(tx, invoice, &new, now).await
 }

@@ -59,6 +59,7 @@ pub(crate) async fn end_all_pauses(
         PauseKind::Manual.as_str(),
         PauseKind::Plan.as_str(),
         PauseKind::Reply.as_str(),
+        PauseKind::PlanRequest.as_str(),
     ];
     let ended = pauses::end_kinds(tx, invoice.id, &all, reason, now).await?;
     resume::journal_ended(tx, &invoice.number, &ended, reason, now).await

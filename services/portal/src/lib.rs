@@ -41,6 +41,8 @@ pub const SERVICE: &str = "portal";
 
 /// What the journal says an action came from (the start of its note or reason).
 pub const SOURCE: &str = "customer page";
+/// The `source` the page's messages carry (`payment_plan.requested`'s `source`).
+pub const SOURCE_NAME: &str = "customer_page";
 
 /// How long an action waits for the payments listener before answering "received".
 const APPLY_WAIT: Duration = Duration::from_secs(5);
@@ -169,6 +171,7 @@ pub async fn serve(
         .route("/p/{token}/promise", post(promise))
         .route("/p/{token}/dispute", post(dispute))
         .route("/p/{token}/receipt", post(receipt))
+        .route("/p/{token}/plan", post(plan_request))
         .fallback(|| async { refusal_page(token::Refusal::Invalid) })
         .layer(axum::middleware::from_fn_with_state(portal.clone(), guard))
         .with_state(portal);
@@ -383,6 +386,12 @@ async fn render_page(
             ("dispute", false, true) => "Your dispute is recorded: our accounts team will answer you.",
             ("receipt", true, _) => "Merci : votre accusé de réception est enregistré.",
             ("receipt", false, _) => "Thank you: your acknowledgement of receipt is recorded.",
+            ("plan", true, true) => {
+                "Votre demande d'échéancier est transmise : les relances sont suspendues, notre service comptable vous répondra."
+            }
+            ("plan", false, true) => {
+                "Your request for a payment plan is sent: reminders are paused until our accounts team answers you."
+            }
             (_, true, _) => "Votre demande est reçue : elle sera traitée sous peu.",
             (_, false, _) => "Your request is received: it will be handled shortly.",
         }
@@ -557,6 +566,17 @@ async fn receipt(
     act(&portal, &raw, &headers, &form, "receipt").await
 }
 
+/// The customer asks for a payment plan: a number of months and a note
+/// (`payment_plan.requested`).
+async fn plan_request(
+    State(portal): State<Shared>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    act(&portal, &raw, &headers, &form, "plan").await
+}
+
 /// One form: checks the link, the CSRF token, that the invoice is one of the customer's
 /// open invoices and the action itself; publishes it, waits a bounded time for the payments
 /// listener, and sends the browser back to the page with a notice (post, redirect, get).
@@ -624,6 +644,26 @@ async fn perform(
     if what == "receipt" {
         return acknowledge(portal, &invoice.number).await;
     }
+    if what == "plan" {
+        let months: u32 = field("months")
+            .and_then(|m| m.parse().ok())
+            .ok_or_else(|| Action::Refused("say over how many months you propose to pay".into()))?;
+        let note = field("note").map(|n| n.chars().take(MAX_REASON).collect::<String>());
+        if invoice.status != "open" {
+            return Err(Action::Refused("this invoice is no longer open".into()));
+        }
+        let event_id = format!("portal-{}", Uuid::new_v4().simple());
+        let instruction = actions::plan_request_instruction(
+            &invoice.number,
+            Some(months),
+            note,
+            Some(SOURCE_NAME),
+            event_id,
+            portal.config.clock.now(),
+        )
+        .map_err(|r| Action::Refused(r.to_string()))?;
+        return publish_and_wait(portal, &instruction).await;
+    }
     let action = match what {
         "promise" => {
             let date: NaiveDate = field("date")
@@ -664,7 +704,13 @@ async fn perform(
     }
     let event_id = format!("portal-{}", Uuid::new_v4().simple());
     let instruction = actions::instruction(&invoice.number, action, event_id, portal.config.clock.now())
-        .map_err(|r| Action::Refused(r.to_string()))?;
+        .map_err(|r| Action::Refused(r.to_string()))?
+        .with_source(actions::SOURCE_CUSTOMER_PAGE);
+    publish_and_wait(portal, &instruction).await
+}
+
+/// Publishes the action and waits a bounded time for the payments listener to apply it.
+async fn publish_and_wait(portal: &Shared, instruction: &actions::Instruction) -> Result<bool, Action> {
     publish(portal, instruction.routing_key, &instruction.body).await?;
     tracing::info!(
         routing_key = instruction.routing_key,

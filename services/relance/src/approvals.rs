@@ -32,6 +32,12 @@ pub enum ApprovalsCommand {
         #[arg(long)]
         wait: Option<u64>,
     },
+    /// Show what approving a step will send: the exact rendering held (subject, text, HTML, a
+    /// letter's PDF hash) and the figures it states; for a hand-off, the amount claimed.
+    Show {
+        /// The id `relance approvals` lists.
+        step_id: Uuid,
+    },
     /// Reject a step: publishes `approval.rejected`; the step is skipped with the reason.
     Reject {
         step_id: Uuid,
@@ -86,9 +92,71 @@ pub async fn list_approvals(settings: Settings, format: Format) -> anyhow::Resul
     Ok(())
 }
 
-/// `relance approvals approve|reject ...`: checks and publishes the decision.
+/// `relance approvals show ID`: the held rendering, as approval will send it.
+async fn show_approval(settings: &Settings, step_id: Uuid) -> anyhow::Result<()> {
+    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let found = {
+        let mut conn = db.acquire().await?;
+        relance_storage::approvals::find_pending(&mut conn, step_id).await?
+    };
+    db.close().await;
+    let a = found
+        .ok_or_else(|| anyhow!("nothing waits for approval with id {step_id}: see `relance approvals`"))?;
+    let p = Preview(&a.preview);
+    println!("invoice:   {} ({})", a.invoice_number, a.customer_name);
+    println!("expires:   {} UTC", a.expires_at.format("%Y-%m-%d %H:%M"));
+    if a.subject == "hand_off" {
+        println!("approving hands the invoice off to collection, claiming:");
+        let due = Preview(a.preview.get("amount_due").unwrap_or(&serde_json::Value::Null));
+        for field in ["principal", "interest", "indemnity", "total"] {
+            println!("  {field:<10} {} {}", due.text(field), due.text("currency"));
+        }
+        return Ok(());
+    }
+    println!(
+        "step:      {} ({}, template {}, {})",
+        a.step,
+        a.channel,
+        a.template,
+        p.text("tone")
+    );
+    println!(
+        "figures:   balance {} + interest {} + indemnity {} = {} {} (as of {})",
+        p.text("balance"),
+        p.text("interest"),
+        p.text("indemnity"),
+        p.text("total"),
+        p.text("currency"),
+        p.text("as_of"),
+    );
+    let Some(message) = a.preview.get("message").filter(|m| !m.is_null()) else {
+        println!("(held before it was rendered: approval renders it)");
+        return Ok(());
+    };
+    let m = Preview(message);
+    let recipients: Vec<String> = message
+        .get("recipients")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    println!("to:        {}", recipients.join(", "));
+    println!("subject:   {}", m.text("subject"));
+    if let Some(sha) = message.get("pdf_sha256").and_then(|v| v.as_str()) {
+        println!("letter:    PDF sha256 {sha}");
+    }
+    println!("----- text -----");
+    println!("{}", m.text("text"));
+    if let Some(html) = message.get("html").and_then(|v| v.as_str()) {
+        println!("----- html -----");
+        println!("{html}");
+    }
+    Ok(())
+}
+
+/// `relance approvals approve|reject|show ...`: checks and publishes the decision.
 pub async fn run_approvals_command(settings: Settings, command: ApprovalsCommand) -> anyhow::Result<()> {
     let (step_id, verdict, by, reason, wait) = match command {
+        ApprovalsCommand::Show { step_id } => return show_approval(&settings, step_id).await,
         ApprovalsCommand::Approve {
             step_id,
             by,
@@ -103,7 +171,11 @@ pub async fn run_approvals_command(settings: Settings, command: ApprovalsCommand
         } => (step_id, ApprovalVerdict::Reject, by, Some(reason), wait),
     };
     let db = relance_storage::connect(&settings.database_url, 1).await?;
-    let number = relance_storage::calls::invoice_of_step(&db, step_id).await?;
+    let mut number = relance_storage::calls::invoice_of_step(&db, step_id).await?;
+    if number.is_none() {
+        // A hand-off's approval is named by its request's id.
+        number = relance_storage::approvals::invoice_of_request(&db, step_id).await?;
+    }
     db.close().await;
     let number = number.ok_or_else(|| anyhow!("no step {step_id}: see `relance approvals`"))?;
     let event_id = format!("cli-{}", Uuid::new_v4().simple());
@@ -116,7 +188,8 @@ pub async fn run_approvals_command(settings: Settings, command: ApprovalsCommand
         event_id.clone(),
         SystemClock.now(),
     )
-    .map_err(|r| anyhow!("refused before publishing: {r}"))?;
+    .map_err(|r| anyhow!("refused before publishing: {r}"))?
+    .with_source(relance_sequence::actions::SOURCE_CLI);
     publish_and_wait(
         &settings,
         instruction.routing_key,

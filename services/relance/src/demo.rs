@@ -189,6 +189,7 @@ fn ledger() -> Vec<LedgerLine> {
     ledger.extend(payments_and_calls());
     ledger.extend(payment_plans());
     ledger.extend(second_creditor());
+    ledger.extend(approvals_and_customer_page());
     ledger
 }
 
@@ -412,6 +413,159 @@ async fn print_creditors(db: &sqlx::PgPool, settings: &Settings) -> anyhow::Resu
     Ok(())
 }
 // ---- end of two creditors ---------------------------------------------------------------------
+// --- gaps (issue #17): an approval and a promise made on the customer page -----------------
+
+/// A customer set to manual approval (Odoo's manual follow-up): every reminder it gets waits,
+/// rendered, for the accounts team, which the demo plays (see `Demo::approve_waiting`).
+const MANUAL_CUSTOMER: Customer = Customer {
+    id: "C-MERLE",
+    name: "Atelier Merle SARL",
+    contact: "Louis Merle",
+    email: "compta@atelier-merle.test",
+    language: "fr",
+    timezone: "Europe/Paris",
+    risk: "medium",
+    kind: "business",
+    phone: None,
+    postal_address: Some("22 quai des Tanneurs\n67000 Strasbourg"),
+};
+
+/// The demo's accounts team, who approves what waits for approval.
+const APPROVER: &str = "Claire Petit (comptabilité)";
+/// The invoice its customer promises to pay on the customer page, the day it does, and the
+/// date it promises.
+const PAGE_PROMISE: (&str, u32, u32) = ("F-2026-0121", 18, 27);
+
+/// Atelier Merle's invoices: one long overdue, whose formal notice (a registered letter)
+/// waits for approval with its exact rendering, is approved and posted; one the customer
+/// promises to pay on the customer page (the sequence pauses), then pays.
+fn approvals_and_customer_page() -> Vec<LedgerLine> {
+    let merle = &MANUAL_CUSTOMER;
+    let manual = |mut body: Value| {
+        body["invoice"]["customer"]["approval"] = json!("manual");
+        body
+    };
+    let jan = |d| NaiveDate::from_ymd_opt(2026, 1, d).unwrap_or_default();
+    let feb = |d| NaiveDate::from_ymd_opt(2026, 2, d).unwrap_or_default();
+    vec![
+        (
+            2,
+            names::INVOICE_ISSUED,
+            manual(invoice("F-2026-0120", merle, "2200.00", jan(20), feb(4), true)),
+        ),
+        (
+            2,
+            names::INVOICE_ISSUED,
+            manual(invoice("F-2026-0121", merle, "450.00", feb(27), day(16), false)),
+        ),
+        (
+            PAGE_PROMISE.2,
+            names::PAYMENT_RECEIVED,
+            payment("PAY-3020", "F-2026-0121", "450.00", day(PAGE_PROMISE.2)),
+        ),
+    ]
+}
+
+impl Demo<'_> {
+    /// Approves every step waiting for approval, as the accounts team would after reading its
+    /// preview (`relance approvals show`): publishes `approval.granted`. Returns the event ids.
+    async fn approve_waiting(&self) -> anyhow::Result<Vec<String>> {
+        let mut published = Vec::new();
+        for waiting in relance_storage::approvals::pending(self.db).await? {
+            let event_id = format!("demo-approval-{}", waiting.step_id.simple());
+            let instruction = relance_sequence::actions::approval_instruction(
+                &waiting.invoice_number,
+                &waiting.step_id.to_string(),
+                relance_sequence::actions::ApprovalVerdict::Grant,
+                APPROVER,
+                Some("preview read: figures and wording checked".to_string()),
+                event_id.clone(),
+                self.clock.now(),
+            )
+            .map_err(|r| anyhow::anyhow!("the demo's approval refused: {r}"))?;
+            publish_inbound(
+                self.publisher,
+                self.names,
+                instruction.routing_key,
+                &instruction.body,
+            )
+            .await?;
+            published.push(event_id);
+        }
+        Ok(published)
+    }
+
+    /// The customer opens its page (the link its emails carry), and promises there, through
+    /// the page's own HTTP form, to pay `PAGE_PROMISE`'s invoice by the promised day.
+    async fn promise_on_the_page(&self) -> anyhow::Result<()> {
+        let Some(config) = self.portal else {
+            return Ok(());
+        };
+        let (number, _, by) = PAGE_PROMISE;
+        let url = relance_portal::link(config, number)?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("an HTTP client for the customer page")?;
+        let page = client
+            .get(&url)
+            .send()
+            .await
+            .context("opening the customer page")?;
+        let cookie = page
+            .headers()
+            .get("set-cookie")
+            .and_then(|c| c.to_str().ok())
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_default()
+            .to_string();
+        let html = page.text().await.context("reading the customer page")?;
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let answer = client
+            .post(format!("{url}/promise"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .body(format!("csrf={csrf}&invoice={number}&date={}", day(by)))
+            .send()
+            .await
+            .context("promising on the customer page")?;
+        let applied = answer
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .is_some_and(|l| l.contains("outcome=applied"));
+        println!(
+            "  {}: Atelier Merle promised on its page to pay {number} by {} ({})",
+            self.clock.now().date_naive(),
+            day(by),
+            if applied { "applied" } else { "not applied" }
+        );
+        Ok(())
+    }
+}
+
+/// Serves the customer page on a free local port for the demo (its links then point there):
+/// returns its configuration, with the page's address as `RELANCE_PORTAL_URL`.
+async fn start_customer_page(mut config: Config, shutdown: &CancellationToken) -> anyhow::Result<Config> {
+    if config.settings.portal_secret.is_none() {
+        config.settings.portal_secret = Some("relance-demo-portal-secret".to_string());
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the demo's customer page")?;
+    let (addr, server) = relance_portal::serve(listener, config.clone(), shutdown.clone()).await?;
+    tokio::spawn(server);
+    config.settings.portal_url = Some(format!("http://{addr}"));
+    println!("  customer page on http://{addr}/p/...");
+    Ok(config)
+}
+
+// --- end of gaps -------------------------------------------------------------------------
 
 /// The demo's database: the server of `DATABASE_URL`, database `relance_demo`.
 fn demo_database_url(database_url: &str) -> String {
@@ -456,7 +610,14 @@ pub async fn run(settings: Settings, days: u32) -> anyhow::Result<()> {
     let config = Config::with_clock(settings.clone(), clock.clone())?;
     let db = relance_storage::connect(&settings.database_url, 4).await?;
     let shutdown = CancellationToken::new();
-    let services = tokio::spawn(crate::run_services(&crate::SERVICES, config, shutdown.clone()));
+    // gaps: the customer page, for the promise made on it (its links in the messages).
+    let config = start_customer_page(config, &shutdown).await?;
+    let portal = Some(&config);
+    let services = tokio::spawn(crate::run_services(
+        &crate::SERVICES,
+        config.clone(),
+        shutdown.clone(),
+    ));
 
     let demo = Demo {
         publisher: &publisher,
@@ -464,6 +625,7 @@ pub async fn run(settings: Settings, days: u32) -> anyhow::Result<()> {
         db: &db,
         simulated: &simulated,
         clock: &clock,
+        portal,
     };
     demo.play(start, days).await?;
     publisher.close().await;
@@ -528,6 +690,8 @@ struct Demo<'a> {
     db: &'a sqlx::PgPool,
     simulated: &'a SimulatedClock,
     clock: &'a SharedClock,
+    /// gaps: the customer page's configuration, when it runs.
+    portal: Option<&'a Config>,
 }
 
 impl Demo<'_> {
@@ -553,9 +717,22 @@ impl Demo<'_> {
                 let expected = i64::try_from(seen_events.len()).unwrap_or(i64::MAX);
                 self.wait_for_applied(expected, deadline).await?;
             }
+            // gaps: the customer promises on its page.
+            if today.date_naive() == day(PAGE_PROMISE.1) {
+                self.promise_on_the_page().await?;
+                seen_events.insert(format!("page-promise-{}", PAGE_PROMISE.0));
+            }
             for hour in 1..=24 {
                 self.simulated.set(today + Duration::hours(hour));
                 wait_until_idle(self.db, self.clock, deadline).await?;
+                // gaps: the accounts team approves what waits, after reading its preview.
+                let approved = self.approve_waiting().await?;
+                if !approved.is_empty() {
+                    seen_events.extend(approved);
+                    let expected = i64::try_from(seen_events.len()).unwrap_or(i64::MAX);
+                    self.wait_for_applied(expected, deadline).await?;
+                    wait_until_idle(self.db, self.clock, deadline).await?;
+                }
             }
         }
         Ok(())
@@ -594,7 +771,8 @@ async fn print_timeline(db: &sqlx::PgPool) -> anyhow::Result<()> {
                             'reminder.failed', 'payment.recorded', 'invoice.settled', 'thanks.sent', 'reminder.postponed',
                             'invoice.handed_off', 'reminder.fallback', 'call.task_opened', 'call.outcome_recorded',
                             'call.task_expired', 'invoice.paused', 'invoice.resumed', 'payment_plan.agreed',
-                            'payment_plan.instalment_paid', 'payment_plan.completed', 'payment_plan.broken')
+                            'payment_plan.instalment_paid', 'payment_plan.completed', 'payment_plan.broken',
+                            'approval.requested', 'approval.granted', 'approval.rejected', 'approval.expired')
          ORDER BY j.at, j.id",
     )
     .fetch_all(db)
@@ -681,6 +859,38 @@ fn timeline_details(row: &TimelineRow) -> String {
         ),
         "payment_plan.completed" => format!("{}: {} EUR paid", text("plan_id"), text("total")),
         "payment_plan.broken" => text("reason"),
+        // gaps: approvals.
+        "approval.requested" if text("subject") == "hand_off" => format!(
+            "hand-off waits ({}): {} EUR claimed",
+            text("by"),
+            d["preview"]["amount_due"]["total"].as_str().unwrap_or("")
+        ),
+        "approval.requested" => format!(
+            "{} waits ({}): \"{}\", total {} EUR",
+            text("step"),
+            text("by"),
+            d["preview"]["message"]["subject"].as_str().unwrap_or(""),
+            d["preview"]["total"].as_str().unwrap_or("")
+        ),
+        "approval.granted" if text("subject") == "hand_off" => {
+            format!("hand-off approved by {}", text("decided_by"))
+        }
+        "approval.granted" => format!(
+            "{} approved by {}{}",
+            text("step"),
+            text("decided_by"),
+            match text("rerendered") {
+                r if r.is_empty() => ", sent as previewed".to_string(),
+                r => format!(", rendered again: {r}"),
+            }
+        ),
+        "approval.rejected" => format!(
+            "{} rejected by {}: {}",
+            text("step"),
+            text("decided_by"),
+            text("reason")
+        ),
+        "approval.expired" => format!("{} expired after {} days", text("step"), d["after_days"]),
         "payment.recorded" => format!("{} EUR received, balance {}", text("amount"), text("balance")),
         "invoice.settled" => format!("paid in full ({} EUR)", text("amount_paid")),
         "invoice.handed_off" => format!(

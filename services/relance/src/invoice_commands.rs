@@ -216,6 +216,7 @@ pub async fn run_invoice_command(
             };
             actions::instruction(&number, action, event_id.clone(), now)
                 .map_err(|r| anyhow!("refused before publishing: {r}"))?
+                .with_source(actions::SOURCE_CLI)
         }
     };
     publish_and_wait(
@@ -278,6 +279,7 @@ fn plan_instruction(
             instalments,
             currency,
             note,
+            source: Some(relance_sequence::actions::SOURCE_CLI.to_string()),
         },
     };
     // The dates against the customer's day, the invoices and their balance: the listener

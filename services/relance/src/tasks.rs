@@ -110,6 +110,22 @@ pub async fn list_tasks(settings: Settings, all: bool, format: Format) -> anyhow
         .count();
     println!("{} task(s), {open} open", tasks.len());
     list_replies(&db, all).await?;
+    // The customers' requests for a payment plan, waiting for the team's answer: agree a plan
+    // (`relance invoice plan`) or decline (`relance invoice resume`).
+    let requests = relance_storage::pauses::plan_requests(&db).await?;
+    if !requests.is_empty() {
+        println!();
+        println!("payment plan requests (agree: relance invoice plan; decline: relance invoice resume)");
+        for r in &requests {
+            println!(
+                "{:<14} {:<24} since {}  {}",
+                r.invoice_number,
+                r.customer_name.chars().take(24).collect::<String>(),
+                r.started_at.format("%Y-%m-%d %H:%M"),
+                r.reason
+            );
+        }
+    }
     db.close().await;
     Ok(())
 }

@@ -286,7 +286,13 @@ async fn apply_settlement(
             return settle_unrenderable(tx, step, StepStatus::Failed, &failed, now).await;
         }
     };
-    if !steps::transition(&mut tx, step.id, &[StepStatus::Queued], next_status, None, now).await? {
+    // A step held for approval keeps its rendering, awaiting approval: what approval sends.
+    let held = relance_sequence::approvals::holder(&mut tx, config, invoice, step).await?;
+    let (to, why) = match held {
+        Some(_) => (StepStatus::AwaitingApproval, Some("waiting for approval")),
+        None => (next_status, None),
+    };
+    if !steps::transition(&mut tx, step.id, &[StepStatus::Queued], to, why, now).await? {
         return Ok(()); // Cancelled or taken meanwhile.
     }
     steps::save_rendered(&mut tx, &rendered).await?;
@@ -318,6 +324,24 @@ async fn apply_settlement(
         journal_detail,
     )
     .await?;
+    if let Some(by) = held {
+        let message = json!({
+            "message_id": rendered.message_id,
+            "recipients": rendered.recipients,
+            "cc": rendered.cc,
+            "subject": rendered.subject,
+            "text": rendered.body_text,
+            "html": rendered.body_html,
+            "attach_invoice": rendered.attach_invoice,
+            "pdf_sha256": document.as_ref().map(|d| &d.sha256),
+            "statement_sha256": statement.as_ref().map(|d| &d.sha256),
+        });
+        relance_sequence::approvals::request(&mut tx, config, invoice, step, by, message, now).await?;
+        tx.commit()
+            .await
+            .context("committing the rendering held for approval")?;
+        return Ok(());
+    }
     match handoff {
         None => open_call_task(&mut tx, config, step, invoice, &rendered, now).await?,
         Some(Handoff { routing_key, job }) => {

@@ -358,6 +358,7 @@ async fn apply(
                     until: None,
                     source: "reply",
                     event_id: &mail.key,
+                    origin: None,
                 };
                 relance_sequence::replies::pause(tx, invoice, &pause, now).await?;
             }

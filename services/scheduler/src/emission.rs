@@ -228,9 +228,6 @@ async fn apply(
             Ok(None)
         }
         StepAction::Queue { step } => {
-            if crate::approvals::hold_for_approval(tx, config, invoice, step, now).await? {
-                return Ok(None);
-            }
             // One trace per reminder: its emission is a root span, continued by its render,
             // its delivery and the events after them; the pass links to it, and it to the pass.
             let emission = tracing::info_span!(

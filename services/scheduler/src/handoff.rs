@@ -13,12 +13,14 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use relance_contracts::names;
+use relance_contracts::{names, ApprovalRequestedV1, APPROVAL_SUBJECT_HAND_OFF};
 use relance_contracts::{AmountDueV1, HandOffDetailV1};
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::InterestTerms;
+use relance_domain::policy::{ApprovalMode, ApprovalRules};
 use relance_domain::Money;
 use relance_sequence::{journal::invoice_journal_v1, outgoing};
+use relance_storage::approvals;
 use relance_storage::handoff::{self, HandOffCandidate, HandOffDelay};
 use relance_storage::steps::StepStatus;
 use relance_storage::{deliveries, journal, outbox};
@@ -26,14 +28,31 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
 
-/// Hands off every invoice due for it at `now`, batch after batch. Returns how many.
-#[tracing::instrument(skip_all, err)]
+/// Hands off every invoice due for it at `now`, batch after batch, with no approval asked.
+/// Returns how many.
 pub async fn hand_off_due(
     db: &PgPool,
     now: DateTime<Utc>,
     delay: HandOffDelay,
     batch: i64,
     terms: &InterestTerms,
+) -> anyhow::Result<usize> {
+    hand_off_due_with(db, now, delay, batch, terms, None).await
+}
+
+/// Hands off every invoice due for it at `now`, batch after batch; when `approvals` (the
+/// policy's) says the hand-off waits for approval, an invoice not yet approved gets an
+/// approval request instead (`approval.requested`, previewing the amount due), and is
+/// handed off by the first pass after it is granted; a rejected or expired request leaves it
+/// open, not handed off. Returns how many invoices it handed off or held.
+#[tracing::instrument(skip_all, err)]
+pub async fn hand_off_due_with(
+    db: &PgPool,
+    now: DateTime<Utc>,
+    delay: HandOffDelay,
+    batch: i64,
+    terms: &InterestTerms,
+    approvals: Option<&ApprovalRules>,
 ) -> anyhow::Result<usize> {
     // First the sequences that ended since the last pass: they enter the index the claim reads.
     loop {
@@ -52,6 +71,11 @@ pub async fn hand_off_due(
             let by_post =
                 invoice.last_step_status == StepStatus::Sent && invoice.last_step_channel.is_postal();
             let after_days = delay.after_days + if by_post { delay.postal_days } else { 0 };
+            if let Some(rules) = approvals {
+                if hold_hand_off(&mut tx, rules, invoice, now, delay.postal_days, terms).await? {
+                    continue;
+                }
+            }
             hand_off(&mut tx, invoice, now, after_days, delay.postal_days, terms).await?;
         }
         tx.commit().await.context("committing the hand-off")?;
@@ -60,6 +84,83 @@ pub async fn hand_off_due(
             return Ok(total);
         }
     }
+}
+
+/// Opens the approval request of an invoice's hand-off when it needs one and has not been
+/// granted. Returns whether it holds the hand-off.
+async fn hold_hand_off(
+    tx: &mut sqlx::PgConnection,
+    rules: &ApprovalRules,
+    invoice: &HandOffCandidate,
+    now: DateTime<Utc>,
+    postal_delivery_days: u32,
+    terms: &InterestTerms,
+) -> anyhow::Result<bool> {
+    let customer = approvals::invoice_customer_setting(tx, invoice.id)
+        .await?
+        .map(|s| s.parse::<ApprovalMode>())
+        .transpose()
+        .map_err(|m| anyhow::anyhow!("the customer of invoice {}: approval: {m}", invoice.number))?;
+    if !rules.hand_off_needs_approval(customer) || approvals::hand_off_granted(tx, invoice.id).await? {
+        return Ok(false);
+    }
+    let today = now.with_timezone(&invoice.timezone).date_naive();
+    let claim = claim_of(tx, invoice, today, postal_delivery_days, terms).await?;
+    let amount_due = amount_due(invoice, claim.as_ref(), today)?;
+    let preview = json!({
+        "hand_off": true,
+        "invoice": invoice.number,
+        "last_step": invoice.last_step,
+        "last_step_status": invoice.last_step_status.to_string(),
+        "amount_due": amount_due,
+    });
+    let expires_at = now + chrono::Duration::days(i64::from(rules.expires_after_days));
+    let id = approvals::open_hand_off(tx, invoice.id, &preview, now, expires_at).await?;
+    let detail = ApprovalRequestedV1 {
+        approval_id: id.to_string(),
+        subject: APPROVAL_SUBJECT_HAND_OFF.to_string(),
+        step: None,
+        by: if customer == Some(ApprovalMode::Manual) {
+            "customer"
+        } else {
+            "policy"
+        }
+        .to_string(),
+        expires_at,
+        preview,
+    };
+    outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
+    Ok(true)
+}
+
+/// The claim on the invoice on the customer's day `today`: the same claim the letters and
+/// emails state, from the same payments and notice.
+async fn claim_of(
+    tx: &mut sqlx::PgConnection,
+    invoice: &HandOffCandidate,
+    today: NaiveDate,
+    postal_delivery_days: u32,
+    terms: &InterestTerms,
+) -> anyhow::Result<Option<Claim>> {
+    let history = deliveries::claim_history(tx, invoice.id, None).await?;
+    let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
+    let debt = Debt {
+        amount: invoice.amount,
+        credited: invoice.credited,
+        balance: invoice.balance,
+        due_on: invoice.due_on,
+        currency,
+    };
+    let notice_on = history.formal_notice_effective_on(invoice.timezone, postal_delivery_days);
+    let terms = terms.for_customer(invoice.late_interest_percent);
+    Ok(claim_on(
+        &terms,
+        invoice.customer_kind,
+        &debt,
+        &history.payments,
+        notice_on,
+        today,
+    ))
 }
 
 async fn hand_off(
@@ -79,22 +180,8 @@ async fn hand_off(
     }
     // Interest runs through the customer's local day of the hand-off, less each payment
     // from the day it was received.
-    let tz = invoice.timezone;
-    let today = now.with_timezone(&tz).date_naive();
-    let kind = invoice.customer_kind;
-    // The same claim the letters and emails state, from the same payments and notice.
-    let history = deliveries::claim_history(tx, invoice.id, None).await?;
-    let currency = Money::parse_currency(invoice.currency.trim()).map_err(anyhow::Error::msg)?;
-    let debt = Debt {
-        amount: invoice.amount,
-        credited: invoice.credited,
-        balance: invoice.balance,
-        due_on: invoice.due_on,
-        currency,
-    };
-    let notice_on = history.formal_notice_effective_on(tz, postal_delivery_days);
-    let terms = terms.for_customer(invoice.late_interest_percent);
-    let claim = claim_on(&terms, kind, &debt, &history.payments, notice_on, today);
+    let today = now.with_timezone(&invoice.timezone).date_naive();
+    let claim = claim_of(tx, invoice, today, postal_delivery_days, terms).await?;
     let amount_due = amount_due(invoice, claim.as_ref(), today)?;
     // The journal as committed before this hand-off; its head is also journaled, so that the
     // entry recording the hand-off pins the chain that was handed over.

@@ -142,7 +142,10 @@ async fn pass(db: &PgPool, config: &Config, last_handoff: &mut Option<tokio::tim
     if last_handoff.is_none_or(|at| at.elapsed() >= s.handoff_interval) {
         *last_handoff = Some(tokio::time::Instant::now());
         let terms = s.channels.interest_terms();
-        if let Err(e) = handoff::hand_off_due(db, now, handoff_delay(s), s.scheduler_batch, &terms).await {
+        let approvals = Some(&config.policy.approvals);
+        if let Err(e) =
+            handoff::hand_off_due_with(db, now, handoff_delay(s), s.scheduler_batch, &terms, approvals).await
+        {
             tracing::error!(error = format!("{e:#}"), "handing off invoices failed");
         }
     }

@@ -380,6 +380,10 @@ pub struct InvoicePausedV1 {
     pub until: Option<DateTime<Utc>>,
     /// The `event_id` of the message that opened the pause.
     pub event_id: String,
+    /// Where the action that opened it was taken (`customer_page`, `console`, `cli`), when
+    /// its message says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// `invoice.resumed`: the last pause ended.
@@ -511,4 +515,8 @@ event_details! {
     crate::payment_plans::PaymentPlanCompletedV1 => names::PAYMENT_PLAN_COMPLETED,
     crate::payment_plans::PaymentPlanBrokenV1 => names::PAYMENT_PLAN_BROKEN,
     crate::replies::InvoiceReceiptAcknowledgedV1 => names::INVOICE_RECEIPT_ACKNOWLEDGED,
+    crate::approvals::ApprovalRequestedV1 => names::APPROVAL_REQUESTED_EVENT,
+    crate::approvals::ApprovalGrantedEventV1 => names::APPROVAL_GRANTED_EVENT,
+    crate::approvals::ApprovalRejectedEventV1 => names::APPROVAL_REJECTED_EVENT,
+    crate::approvals::ApprovalExpiredV1 => names::APPROVAL_EXPIRED_EVENT,
 }

@@ -18,7 +18,11 @@ pub mod payment_plans;
 pub mod replies;
 pub mod schema;
 
-pub use approvals::{ApprovalDecisionV1, ApprovalGrantedV1, ApprovalRejectedV1};
+pub use approvals::{
+    ApprovalDecisionV1, ApprovalExpiredV1, ApprovalGrantedEventV1, ApprovalGrantedV1,
+    ApprovalRejectedEventV1, ApprovalRejectedV1, ApprovalRequestedV1, APPROVAL_SUBJECT_HAND_OFF,
+    APPROVAL_SUBJECT_STEP,
+};
 pub use calls::{CallOutcomeV1, CallV1};
 pub use details::{
     CallOutcomeRecordedV1, CallTaskExpiredV1, CallTaskOpenedV1, CreditNoteRecordedV1, EmailSentV1,
@@ -44,7 +48,8 @@ pub use pauses_and_ends::{
 };
 pub use payment_plans::{
     InstalmentV1, PaymentPlanAgreedDetailV1, PaymentPlanAgreedV1, PaymentPlanBrokenV1,
-    PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PaymentPlanV1, PlanInstalmentV1,
+    PaymentPlanCompletedV1, PaymentPlanInstalmentPaidV1, PaymentPlanRequestV1, PaymentPlanRequestedV1,
+    PaymentPlanV1, PlanInstalmentV1,
 };
 pub use replies::{
     HandledReplyV1, InvoiceReceiptAcknowledgedV1, ReceiptAcknowledgedV1, ReceiptV1, ReplyHandledV1,

@@ -23,6 +23,8 @@ pub const RESUME_REQUESTED: &str = "resume.requested";
 pub const CALL_OUTCOME: &str = "call.outcome";
 /// A payment plan agreed for one or several invoices of a customer (see `payment_plans.rs`).
 pub const PAYMENT_PLAN_AGREED: &str = "payment_plan.agreed";
+/// A customer asks for a payment plan (the customer page).
+pub const PAYMENT_PLAN_REQUESTED: &str = "payment_plan.requested";
 /// A step waiting for approval approved or rejected by the accounts team (see `approvals.rs`).
 pub const APPROVAL_GRANTED: &str = "approval.granted";
 pub const APPROVAL_REJECTED: &str = "approval.rejected";
@@ -31,7 +33,7 @@ pub const APPROVAL_REJECTED: &str = "approval.rejected";
 pub const REPLY_HANDLED: &str = "reply.handled";
 pub const RECEIPT_ACKNOWLEDGED: &str = "receipt.acknowledged";
 /// Every routing key the payments listener's queue is bound to.
-pub const PAYMENTS_QUEUE_KEYS: [&str; 15] = [
+pub const PAYMENTS_QUEUE_KEYS: [&str; 16] = [
     PAYMENT_RECEIVED,
     PROMISE_RECORDED,
     DISPUTE_OPENED,
@@ -47,6 +49,7 @@ pub const PAYMENTS_QUEUE_KEYS: [&str; 15] = [
     APPROVAL_REJECTED,
     REPLY_HANDLED,
     RECEIPT_ACKNOWLEDGED,
+    PAYMENT_PLAN_REQUESTED,
 ];
 /// A customer's details changed: consumed by the scheduler from its invoices queue.
 pub const CUSTOMER_UPDATED: &str = "customer.updated";
@@ -106,6 +109,13 @@ pub const PAYMENT_PLAN_COMPLETED: &str = "payment_plan.completed";
 pub const PAYMENT_PLAN_BROKEN: &str = "payment_plan.broken";
 /// The customer acknowledged receiving the invoice (customer page, read notification).
 pub const INVOICE_RECEIPT_ACKNOWLEDGED: &str = "invoice.receipt_acknowledged";
+
+/// Approvals: a step or a hand-off waits for approval, and how its request ended (the same
+/// names as the inbound decisions, on the events exchange).
+pub const APPROVAL_REQUESTED_EVENT: &str = "approval.requested";
+pub const APPROVAL_GRANTED_EVENT: &str = "approval.granted";
+pub const APPROVAL_REJECTED_EVENT: &str = "approval.rejected";
+pub const APPROVAL_EXPIRED_EVENT: &str = "approval.expired";
 
 /// AMQP header carrying the reason a message was dead-lettered.
 pub const HEADER_DEAD_LETTER_REASON: &str = "x-relance-reason";

@@ -27,6 +27,10 @@ pub struct PromiseV1 {
     /// Free text: who promised, how it was obtained.
     #[serde(default)]
     pub note: Option<String>,
+    /// Where the action was taken: `customer_page`, `console`, `cli`; absent from another
+    /// system (`api`). Optional; journaled as the entry's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Routing key `dispute.opened`: the customer contests the invoice.
@@ -42,6 +46,10 @@ pub struct DisputeOpenedV1 {
 pub struct DisputeV1 {
     pub invoice_number: String,
     pub reason: String,
+    /// Where the action was taken: `customer_page`, `console`, `cli`; absent from another
+    /// system (`api`). Optional; journaled as the entry's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Routing key `dispute.resolved`.
@@ -153,6 +161,10 @@ pub struct ManualPauseV1 {
     pub invoice_number: String,
     /// Why the reminders are held (journaled).
     pub reason: String,
+    /// Where the action was taken: `customer_page`, `console`, `cli`; absent from another
+    /// system (`api`). Optional; journaled as the entry's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Routing key `resume.requested`: ends the invoice's manual pause; the sequence resumes
@@ -170,4 +182,8 @@ pub struct ManualResumeV1 {
     pub invoice_number: String,
     #[serde(default)]
     pub note: Option<String>,
+    /// Where the action was taken: `customer_page`, `console`, `cli`; absent from another
+    /// system (`api`). Optional; journaled as the entry's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }

@@ -34,6 +34,10 @@ pub struct PaymentPlanV1 {
     /// Free text: who agreed, how.
     #[serde(default)]
     pub note: Option<String>,
+    /// Where the action was taken: `customer_page`, `console`, `cli`; absent from another
+    /// system (`api`). Optional; journaled as the entry's `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -107,4 +111,34 @@ pub struct PaymentPlanBrokenV1 {
     pub balance: String,
     pub currency: String,
     pub reason: String,
+}
+
+/// Routing key `payment_plan.requested` (inbound): the customer asks to pay an invoice in
+/// instalments (from the customer page). The sequence pauses (kind `plan_request`) while the
+/// accounts team decides: it agrees a plan (`payment_plan.agreed`, which lifts the pause) or
+/// declines the request (`resume.requested`, which resumes the sequence).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentPlanRequestedV1 {
+    pub version: u32,
+    pub event_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub request: PaymentPlanRequestV1,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentPlanRequestV1 {
+    pub invoice_number: String,
+    /// Over how many months the customer proposes to pay (2 to 36), or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub months: Option<u32>,
+    /// the instalments it proposes (at least two); one of the two is required.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instalments: Vec<InstalmentV1>,
+    /// The customer's note (journaled, shown to the team).
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Where the request was made: `customer_page`, `console`, `cli`; absent from another
+    /// system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }

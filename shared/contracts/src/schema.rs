@@ -67,6 +67,7 @@ pub fn visit_contract(visitor: &mut impl ContractVisitor) {
     visitor.message::<approvals::ApprovalRejectedV1>(Inbound, names::APPROVAL_REJECTED);
     visitor.message::<replies::ReplyHandledV1>(Inbound, names::REPLY_HANDLED);
     visitor.message::<replies::ReceiptAcknowledgedV1>(Inbound, names::RECEIPT_ACKNOWLEDGED);
+    visitor.message::<payment_plans::PaymentPlanRequestedV1>(Inbound, names::PAYMENT_PLAN_REQUESTED);
     visitor.message::<jobs::ReminderDueV1>(Jobs, names::REMINDER_DUE);
     visitor.message::<jobs::ReminderRenderedV1>(Jobs, names::REMINDER_RENDERED_PREFIX);
     visit_event_details(visitor);

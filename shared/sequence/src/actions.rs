@@ -115,6 +115,65 @@ impl InvoiceAction {
     }
 }
 
+/// A customer's request for a payment plan, validated (`payment_plan.requested`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPlanRequest {
+    pub invoice_number: String,
+    pub months: Option<u32>,
+    /// Proposed instalments: due date and amount.
+    pub instalments: Vec<(NaiveDate, rust_decimal::Decimal)>,
+    pub note: Option<String>,
+    /// `customer_page`, `console`, `cli`...
+    pub source: Option<String>,
+}
+
+impl NewPlanRequest {
+    /// What it proposes, in words: "6 monthly instalments" or the instalments listed.
+    pub fn proposal(&self) -> String {
+        match self.months {
+            Some(months) if self.instalments.is_empty() => format!("{months} monthly instalments"),
+            _ => self
+                .instalments
+                .iter()
+                .map(|(on, amount)| format!("{amount} on {on}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// The inbound message of a customer's request for a payment plan (the customer page),
+/// validated as the payments listener validates it.
+pub fn plan_request_instruction(
+    number: &str,
+    months: Option<u32>,
+    note: Option<String>,
+    source: Option<&str>,
+    event_id: String,
+    now: DateTime<Utc>,
+) -> Result<Instruction, Rejection> {
+    let id = event_id.clone();
+    let m = relance_contracts::PaymentPlanRequestedV1 {
+        version: VERSION_1,
+        event_id,
+        occurred_at: now,
+        request: relance_contracts::PaymentPlanRequestV1 {
+            invoice_number: number.trim().to_string(),
+            months,
+            instalments: Vec::new(),
+            note: blank_to_none(note),
+            source: source.map(str::to_string),
+        },
+    };
+    checked(
+        names::PAYMENT_PLAN_REQUESTED,
+        &m,
+        check::plan_request(&m),
+        number,
+        &id,
+    )
+}
+
 /// The message an action publishes: its routing key, its body, the invoice it is about.
 #[derive(Debug, Clone)]
 pub struct Instruction {
@@ -122,6 +181,36 @@ pub struct Instruction {
     pub body: serde_json::Value,
     pub invoice_number: String,
     pub event_id: String,
+}
+
+/// Where an action is taken, as the messages' optional `source` says it.
+pub const SOURCE_CUSTOMER_PAGE: &str = "customer_page";
+pub const SOURCE_CONSOLE: &str = "console";
+pub const SOURCE_CLI: &str = "cli";
+
+impl Instruction {
+    /// The same message saying where it was taken (`source` of the promise, dispute, pause,
+    /// resume, approval decision or plan it carries; other messages have none and are left
+    /// as they are).
+    pub fn with_source(mut self, source: &str) -> Self {
+        let part = match self.routing_key {
+            names::PROMISE_RECORDED => "promise",
+            names::DISPUTE_OPENED => "dispute",
+            names::PAUSE_REQUESTED => "pause",
+            names::RESUME_REQUESTED => "resume",
+            names::APPROVAL_GRANTED | names::APPROVAL_REJECTED => "approval",
+            names::PAYMENT_PLAN_AGREED => "plan",
+            names::PAYMENT_PLAN_REQUESTED => "request",
+            _ => return self,
+        };
+        if let Some(object) = self.body.get_mut(part).and_then(|p| p.as_object_mut()) {
+            object.insert(
+                "source".to_string(),
+                serde_json::Value::String(source.to_string()),
+            );
+        }
+        self
+    }
 }
 
 fn blank_to_none(v: Option<String>) -> Option<String> {
@@ -168,6 +257,7 @@ pub fn instruction(
                     invoice_number,
                     promised_on: date,
                     note: blank_to_none(note),
+                    source: None,
                 },
             };
             checked(names::PROMISE_RECORDED, &m, check::promise(&m), number, &id)
@@ -180,6 +270,7 @@ pub fn instruction(
                 dispute: DisputeV1 {
                     invoice_number,
                     reason,
+                    source: None,
                 },
             };
             checked(names::DISPUTE_OPENED, &m, check::dispute(&m), number, &id)
@@ -206,6 +297,7 @@ pub fn instruction(
                 pause: ManualPauseV1 {
                     invoice_number,
                     reason,
+                    source: None,
                 },
             };
             checked(names::PAUSE_REQUESTED, &m, check::pause(&m), number, &id)
@@ -218,6 +310,7 @@ pub fn instruction(
                 resume: ManualResumeV1 {
                     invoice_number,
                     note: blank_to_none(note),
+                    source: None,
                 },
             };
             checked(names::RESUME_REQUESTED, &m, check::resume(&m), number, &id)
@@ -365,7 +458,9 @@ pub fn refused_by_state(
         InvoiceAction::Dispute { .. } if has(PauseKind::Dispute) => "a dispute is already open",
         InvoiceAction::Resolve { .. } if !has(PauseKind::Dispute) => "no dispute is open on it",
         InvoiceAction::Pause { .. } if has(PauseKind::Manual) => "it is already paused by hand",
-        InvoiceAction::Resume { .. } if !has(PauseKind::Manual) => "it is not paused by hand",
+        InvoiceAction::Resume { .. } if !has(PauseKind::Manual) && !has(PauseKind::PlanRequest) => {
+            "it is not paused by hand"
+        }
         _ => return None,
     };
     Some(Rejection::new(field, reason))
@@ -398,6 +493,7 @@ pub fn approval_instruction(
         step_id: step_id.trim().to_string(),
         decided_by: decided_by.trim().to_string(),
         reason: blank_to_none(reason),
+        source: None,
     };
     match verdict {
         ApprovalVerdict::Grant => {
@@ -521,6 +617,70 @@ pub mod check {
 
     pub fn pause(m: &PauseRequestedV1) -> Result<NewManualPause, Rejection> {
         validate_manual_pause(&m.pause.invoice_number, &m.pause.reason)
+    }
+
+    /// A customer's request for a payment plan: a number of months (2 to 36) or at least two
+    /// proposed instalments (dated, amounts positive), a note of at most 1000 characters.
+    pub fn plan_request(
+        m: &relance_contracts::PaymentPlanRequestedV1,
+    ) -> Result<super::NewPlanRequest, Rejection> {
+        let r = &m.request;
+        let number = r.invoice_number.trim();
+        if number.is_empty() {
+            return Err(Rejection::new("request.invoice_number", "is required"));
+        }
+        if let Some(months) = r.months {
+            if !(2..=36).contains(&months) {
+                return Err(Rejection::new(
+                    "request.months",
+                    format!("{months} is out of range (2 to 36)"),
+                ));
+            }
+        }
+        let mut instalments = Vec::new();
+        for (n, i) in r.instalments.iter().enumerate() {
+            let field = format!("request.instalments[{n}]");
+            let due_on = i
+                .due_on
+                .ok_or_else(|| Rejection::new(&format!("{field}.due_on"), "is required"))?;
+            let amount: rust_decimal::Decimal = i.amount.trim().parse().map_err(|_| {
+                Rejection::new(
+                    &format!("{field}.amount"),
+                    format!("{:?} is not an amount", i.amount),
+                )
+            })?;
+            if amount <= rust_decimal::Decimal::ZERO {
+                return Err(Rejection::new(&format!("{field}.amount"), "must be positive"));
+            }
+            instalments.push((due_on, amount));
+        }
+        if r.months.is_none() && instalments.len() < 2 {
+            return Err(Rejection::new(
+                "request.months",
+                "give a number of months, or at least two instalments",
+            ));
+        }
+        let note = r
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        if note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
+            return Err(Rejection::new("request.note", "is longer than 1000 characters"));
+        }
+        Ok(super::NewPlanRequest {
+            invoice_number: number.to_string(),
+            months: r.months,
+            instalments,
+            note,
+            source: r
+                .source
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        })
     }
 
     pub fn resume(m: &ResumeRequestedV1) -> Result<NewManualResume, Rejection> {

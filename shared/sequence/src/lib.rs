@@ -8,6 +8,7 @@
 //! publishes what it adds to the outbox).
 
 pub mod actions;
+pub mod approvals;
 pub mod call_outcome;
 pub mod journal;
 pub mod outgoing;

@@ -49,6 +49,7 @@ pub async fn pause(
             promised_on: new.promised_on,
             until: new.until,
             event_id: new.event_id.to_string(),
+            source: new.origin.map(str::to_string),
         },
     )
     .await

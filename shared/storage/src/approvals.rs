@@ -78,7 +78,8 @@ pub async fn is_granted(tx: &mut PgConnection, step_id: Uuid) -> anyhow::Result<
     Ok(decision.flatten().as_deref() == Some("granted"))
 }
 
-/// Records the decision of the step's open request. Returns whether there was one to decide.
+/// Records the decision of the step's open request. Returns the request decided, if there
+/// was one to decide.
 pub async fn decide(
     tx: &mut PgConnection,
     step_id: Uuid,
@@ -87,10 +88,10 @@ pub async fn decide(
     reason: Option<&str>,
     event_id: Option<&str>,
     at: DateTime<Utc>,
-) -> anyhow::Result<bool> {
-    let updated = sqlx::query(
+) -> anyhow::Result<Option<Uuid>> {
+    sqlx::query_scalar(
         "UPDATE approval_requests SET decision = $2, decided_by = $3, reason = $4, event_id = $5, decided_at = $6
-         WHERE step_id = $1 AND decision IS NULL",
+         WHERE step_id = $1 AND decision IS NULL RETURNING id",
     )
     .bind(step_id)
     .bind(decision.as_str())
@@ -98,17 +99,126 @@ pub async fn decide(
     .bind(reason)
     .bind(event_id)
     .bind(at)
+    .fetch_optional(tx)
+    .await
+    .context("recording the approval decision")
+}
+
+/// The open request of a step: its id and preview (what the step was rendered with).
+pub async fn open_request(
+    tx: &mut PgConnection,
+    step_id: Uuid,
+) -> anyhow::Result<Option<(Uuid, serde_json::Value)>> {
+    sqlx::query_as("SELECT id, preview FROM approval_requests WHERE step_id = $1 AND decision IS NULL")
+        .bind(step_id)
+        .fetch_optional(tx)
+        .await
+        .context("reading the step's open approval request")
+}
+
+/// Opens the approval request of an invoice's hand-off (none may be open already).
+pub async fn open_hand_off(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    preview: &serde_json::Value,
+    requested_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO approval_requests (id, step_id, invoice_id, requested_at, expires_at, preview, subject)
+         VALUES ($1, NULL, $2, $3, $4, $5, 'hand_off')",
+    )
+    .bind(id)
+    .bind(invoice_id)
+    .bind(requested_at)
+    .bind(expires_at)
+    .bind(preview)
     .execute(tx)
     .await
-    .context("recording the approval decision")?;
+    .context("opening the hand-off's approval request")?;
+    Ok(id)
+}
+
+/// Whether the invoice's latest hand-off request was granted: the hand-off sweep then hands
+/// it off.
+pub async fn hand_off_granted(tx: &mut PgConnection, invoice_id: Uuid) -> anyhow::Result<bool> {
+    let decision: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT decision FROM approval_requests WHERE invoice_id = $1 AND subject = 'hand_off'
+         ORDER BY requested_at DESC, id LIMIT 1",
+    )
+    .bind(invoice_id)
+    .fetch_optional(tx)
+    .await
+    .context("reading the hand-off's approval")?;
+    Ok(decision.flatten().as_deref() == Some("granted"))
+}
+
+/// Whether `request_id` is the open hand-off request of the invoice.
+pub async fn is_open_hand_off(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    request_id: Uuid,
+) -> anyhow::Result<bool> {
+    let found: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM approval_requests
+         WHERE id = $1 AND invoice_id = $2 AND subject = 'hand_off' AND decision IS NULL",
+    )
+    .bind(request_id)
+    .bind(invoice_id)
+    .fetch_optional(tx)
+    .await
+    .context("reading the hand-off's approval request")?;
+    Ok(found.is_some())
+}
+
+/// Records the decision of an open hand-off request. Returns whether it was open.
+pub async fn decide_hand_off(
+    tx: &mut PgConnection,
+    request_id: Uuid,
+    decision: ApprovalDecision,
+    decided_by: Option<&str>,
+    reason: Option<&str>,
+    event_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE approval_requests SET decision = $2, decided_by = $3, reason = $4, event_id = $5, decided_at = $6
+         WHERE id = $1 AND subject = 'hand_off' AND decision IS NULL",
+    )
+    .bind(request_id)
+    .bind(decision.as_str())
+    .bind(decided_by)
+    .bind(reason)
+    .bind(event_id)
+    .bind(at)
+    .execute(tx)
+    .await
+    .context("recording the hand-off's approval decision")?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// The invoice number of an approval request (a hand-off's, as `relance approvals` lists it).
+pub async fn invoice_of_request(db: &PgPool, request_id: Uuid) -> anyhow::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT i.number FROM approval_requests r JOIN invoices i ON i.id = r.invoice_id WHERE r.id = $1",
+    )
+    .bind(request_id)
+    .fetch_optional(db)
+    .await
+    .context("reading the approval request's invoice")
 }
 
 /// A step waiting for approval, with its preview, as `relance approvals` and the console
 /// show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PendingApproval {
+    /// The id a decision names: the step's, or for a hand-off the request's.
     pub step_id: Uuid,
+    /// The request's own id.
+    pub approval_id: Uuid,
+    /// `step` or `hand_off` (then `step`, `template` and `channel` read `hand_off`, `-`).
+    pub subject: String,
     pub step: String,
     pub status: StepStatus,
     pub template: String,
@@ -126,6 +236,8 @@ pub struct PendingApproval {
 #[derive(sqlx::FromRow)]
 struct PendingRow {
     step_id: Uuid,
+    approval_id: Uuid,
+    subject: String,
     step: String,
     status: String,
     template: String,
@@ -141,18 +253,22 @@ struct PendingRow {
 }
 
 const PENDING: &str =
-    "SELECT r.step_id, s.name AS step, s.status, s.template, s.channel, i.number AS invoice_number,
+    "SELECT COALESCE(r.step_id, r.id) AS step_id, r.id AS approval_id, r.subject,
+        COALESCE(s.name, 'hand_off') AS step, COALESCE(s.status, 'awaiting_approval') AS status,
+        COALESCE(s.template, 'hand_off') AS template, COALESCE(s.channel, '-') AS channel, i.number AS invoice_number,
         c.name AS customer_name, i.due_on, i.balance, i.currency, r.requested_at, r.expires_at, r.preview
     FROM approval_requests r
-    JOIN reminder_steps s ON s.id = r.step_id
+    LEFT JOIN reminder_steps s ON s.id = r.step_id
     JOIN invoices i ON i.id = r.invoice_id
     JOIN customers c ON c.id = i.customer_id
-    WHERE r.decision IS NULL AND s.status = 'awaiting_approval'";
+    WHERE r.decision IS NULL AND (s.status = 'awaiting_approval' OR (r.subject = 'hand_off' AND i.status = 'open'))";
 
 fn checked(row: PendingRow) -> anyhow::Result<PendingApproval> {
     Ok(PendingApproval {
         status: parse("reminder_steps", row.step_id, "status", &row.status)?,
         step_id: row.step_id,
+        approval_id: row.approval_id,
+        subject: row.subject,
         step: row.step,
         template: row.template,
         channel: row.channel,
@@ -178,7 +294,7 @@ pub async fn pending(db: &PgPool) -> anyhow::Result<Vec<PendingApproval>> {
 
 /// One step waiting for approval, if it is.
 pub async fn find_pending(db: &mut PgConnection, step_id: Uuid) -> anyhow::Result<Option<PendingApproval>> {
-    let row: Option<PendingRow> = sqlx::query_as(&format!("{PENDING} AND r.step_id = $1"))
+    let row: Option<PendingRow> = sqlx::query_as(&format!("{PENDING} AND COALESCE(r.step_id, r.id) = $1"))
         .bind(step_id)
         .fetch_optional(db)
         .await
@@ -186,17 +302,28 @@ pub async fn find_pending(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resul
     row.map(checked).transpose()
 }
 
-/// Open requests whose time is up (step id, invoice number), the oldest first.
+/// An open request whose time is up.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExpiredRequest {
+    pub id: Uuid,
+    /// The step waiting (none for a hand-off).
+    pub step_id: Option<Uuid>,
+    pub invoice_id: Uuid,
+    pub invoice_number: String,
+}
+
+/// Open requests whose time is up, the oldest first.
 pub async fn expired(
     db: &mut PgConnection,
     now: DateTime<Utc>,
     limit: i64,
-) -> anyhow::Result<Vec<(Uuid, String)>> {
+) -> anyhow::Result<Vec<ExpiredRequest>> {
     sqlx::query_as(
-        "SELECT r.step_id, i.number FROM approval_requests r
-         JOIN reminder_steps s ON s.id = r.step_id
+        "SELECT r.id, r.step_id, r.invoice_id, i.number AS invoice_number FROM approval_requests r
+         LEFT JOIN reminder_steps s ON s.id = r.step_id
          JOIN invoices i ON i.id = r.invoice_id
-         WHERE r.decision IS NULL AND s.status = 'awaiting_approval' AND r.expires_at <= $1
+         WHERE r.decision IS NULL AND r.expires_at <= $1
+           AND (s.status = 'awaiting_approval' OR (r.subject = 'hand_off' AND i.status = 'open'))
          ORDER BY r.expires_at LIMIT $2",
     )
     .bind(now)
@@ -213,5 +340,20 @@ pub async fn customer_setting(tx: &mut PgConnection, customer_id: &str) -> anyho
         .fetch_optional(tx)
         .await
         .context("reading the customer's approval setting")?;
+    Ok(setting.flatten())
+}
+
+/// The approval setting of the invoice's customer (`manual`, `auto`), if any.
+pub async fn invoice_customer_setting(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+) -> anyhow::Result<Option<String>> {
+    let setting: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT c.approval FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE i.id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_optional(tx)
+    .await
+    .context("reading the customer's approval setting")?;
     Ok(setting.flatten())
 }

@@ -175,6 +175,10 @@ pub async fn claim_due(
            AND NOT EXISTS (SELECT 1 FROM reminder_steps o
                            WHERE o.invoice_id = i.id AND o.kind = 'reminder'
                              AND o.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending', 'awaiting_outcome', 'awaiting_approval'))
+           -- A hand-off waiting for approval, or whose approval was refused or expired, stays.
+           AND NOT EXISTS (SELECT 1 FROM approval_requests r
+                           WHERE r.invoice_id = i.id AND r.subject = 'hand_off'
+                             AND (r.decision IS NULL OR r.decision IN ('rejected', 'expired')))
          ORDER BY i.sequence_ended_at, i.id
          LIMIT $3
          FOR UPDATE OF i SKIP LOCKED",

@@ -75,6 +75,8 @@ pub struct NewPause<'a> {
     /// The routing key of the message that opened it.
     pub source: &'a str,
     pub event_id: &'a str,
+    /// Where the action was taken (`customer_page`, `console`, `cli`), if its message says.
+    pub origin: Option<&'a str>,
 }
 
 pub async fn open(
@@ -254,4 +256,27 @@ pub async fn pending_reminders(tx: &mut PgConnection, invoice_id: Uuid) -> anyho
     .fetch_all(tx)
     .await
     .context("reading pending reminders")
+}
+
+/// A customer's request for a payment plan waiting for the accounts team (an open pause of
+/// kind `plan_request`).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct PlanRequest {
+    pub invoice_number: String,
+    pub customer_name: String,
+    pub reason: String,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The requests for a payment plan waiting for an answer, the oldest first.
+pub async fn plan_requests(db: &sqlx::PgPool) -> anyhow::Result<Vec<PlanRequest>> {
+    sqlx::query_as(
+        "SELECT i.number AS invoice_number, c.name AS customer_name, p.reason, p.started_at
+         FROM invoice_pauses p JOIN invoices i ON i.id = p.invoice_id JOIN customers c ON c.id = i.customer_id
+         WHERE p.kind = 'plan_request' AND p.ended_at IS NULL
+         ORDER BY p.started_at, i.number",
+    )
+    .fetch_all(db)
+    .await
+    .context("listing the payment plan requests")
 }

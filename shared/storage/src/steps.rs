@@ -723,21 +723,28 @@ pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resu
 /// grace, not broken yet, counts as unfinished work; a promise whose
 /// time is up but that the scheduler has not ended yet counts as unfinished work, and so does
 /// a call task whose time is up. An open call task waits for a person: it is not unfinished;
-/// nor is a step waiting for approval, until its request expires.
+/// nor is a step waiting for approval (nor the steps grouped into its message), until its
+/// request expires.
 pub async fn unfinished_due_count(db: &sqlx::PgPool, now: DateTime<Utc>) -> anyhow::Result<i64> {
     sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
                  WHERE s.due_at <= $1 AND s.status IN ('pending', 'queued', 'rendered', 'deferred', 'sending')
                    AND (i.status = 'open' OR s.kind = 'thanks')
                    AND NOT (s.status = 'pending' AND s.kind <> 'plan'
-                            AND EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)))
+                            AND EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL))
+                   -- Grouped into a message waiting for approval: it waits with it.
+                   AND NOT (s.grouped_into IS NOT NULL
+                            AND EXISTS (SELECT 1 FROM reminder_steps l
+                                        WHERE l.id = s.grouped_into AND l.status = 'awaiting_approval')))
               + (SELECT count(*) FROM invoice_pauses WHERE ended_at IS NULL AND until <= $1)
               + (SELECT count(*) FROM payment_plan_instalments pi JOIN payment_plans pp ON pp.id = pi.plan_id
                  WHERE pp.status = 'active' AND pi.paid < pi.amount AND pi.breaks_at <= $1)
               + (SELECT count(*) FROM call_tasks t JOIN reminder_steps s ON s.id = t.step_id
                  WHERE s.status = 'awaiting_outcome' AND t.expires_at <= $1)
               + (SELECT count(*) FROM approval_requests r JOIN reminder_steps s ON s.id = r.step_id
-                 WHERE s.status = 'awaiting_approval' AND r.decision IS NULL AND r.expires_at <= $1)",
+                 WHERE s.status = 'awaiting_approval' AND r.decision IS NULL AND r.expires_at <= $1)
+              + (SELECT count(*) FROM approval_requests r JOIN invoices i ON i.id = r.invoice_id
+                 WHERE r.subject = 'hand_off' AND i.status = 'open' AND r.decision IS NULL AND r.expires_at <= $1)",
     )
     .bind(now)
     .fetch_one(db)

@@ -42,6 +42,10 @@ pub enum PauseKind {
     /// The customer replied to a message and the policy holds the sequence until someone
     /// handles the reply (`[replies] pause_on_reply`; `reply.handled` ends it).
     Reply,
+    /// The customer asked for a payment plan (`payment_plan.requested`, from the customer
+    /// page): held while the accounts team decides; ends when a plan is agreed
+    /// (`payment_plan.agreed`) or the request is declined (`resume.requested`).
+    PlanRequest,
 }
 
 impl PauseKind {
@@ -53,6 +57,7 @@ impl PauseKind {
             PauseKind::Manual => "manual",
             PauseKind::Plan => "plan",
             PauseKind::Reply => "reply",
+            PauseKind::PlanRequest => "plan_request",
         }
     }
 }
@@ -71,6 +76,7 @@ impl FromStr for PauseKind {
             "dispute" => Ok(PauseKind::Dispute),
             "suspension" => Ok(PauseKind::Suspension),
             "manual" => Ok(PauseKind::Manual),
+            "plan_request" => Ok(PauseKind::PlanRequest),
             "plan" => Ok(PauseKind::Plan),
             "reply" => Ok(PauseKind::Reply),
             other => Err(format!("unknown pause kind {other:?}")),

@@ -7,7 +7,9 @@
 //! their behaviour). With `[approvals]`, the steps whose template is in `manual_templates`
 //! (by default the formal notice, `["formal_notice"]`) wait for approval; a step's own
 //! `approval = "manual"` or `"auto"` overrides that. A customer set to `manual` waits on every
-//! reminder step, whatever the policy says.
+//! reminder step, whatever the policy says. `[approvals] hand_off = "manual" | "auto"` says
+//! whether an invoice due for hand-off waits for approval (manual by default with
+//! `[approvals]`; a manual customer's hand-off always waits).
 
 use super::{step_path, toml_refusal, DunningPolicy, PolicyError};
 use crate::customer::{Risk, RiskKey};
@@ -69,6 +71,9 @@ pub struct ApprovalRules {
     pub expires_after_days: u32,
     /// Steps with their own `approval`, by segment and name.
     pub steps: Vec<(RiskKey, String, ApprovalMode)>,
+    /// Whether an invoice due for hand-off waits for approval (`[approvals] hand_off`; manual
+    /// by default with `[approvals]`, auto without it).
+    pub hand_off: ApprovalMode,
 }
 
 impl Default for ApprovalRules {
@@ -77,7 +82,16 @@ impl Default for ApprovalRules {
             manual_templates: Vec::new(),
             expires_after_days: DEFAULT_EXPIRES_AFTER_DAYS,
             steps: Vec::new(),
+            hand_off: ApprovalMode::Auto,
         }
+    }
+}
+
+impl ApprovalRules {
+    /// Whether an invoice due for hand-off waits for approval: the policy's `hand_off`, or
+    /// always for a customer set to manual.
+    pub fn hand_off_needs_approval(&self, customer: Option<ApprovalMode>) -> bool {
+        customer == Some(ApprovalMode::Manual) || self.hand_off == ApprovalMode::Manual
     }
 }
 
@@ -124,6 +138,8 @@ struct RawApprovals {
     manual_templates: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     expires_after_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    hand_off: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +197,11 @@ pub(crate) fn parse(source: &str, file: &str) -> Result<ApprovalRules, PolicyErr
             }
             rules.expires_after_days = u32::try_from(value).unwrap_or(DEFAULT_EXPIRES_AFTER_DAYS);
         }
+        rules.hand_off = match &raw.hand_off {
+            None => ApprovalMode::Manual,
+            Some(mode) => ApprovalMode::from_str(mode.get_ref())
+                .map_err(|m| err(mode.span(), "approvals.hand_off", m))?,
+        };
     }
     for (segment, steps) in &view.segments {
         let Ok(risk) = Risk::from_str(segment) else {
@@ -266,6 +287,24 @@ approval = "auto"
         assert!(p.needs_approval(Risk::Medium, "formal_notice", "formal_notice", None));
         assert!(!p.needs_approval(Risk::High, "formal_notice", "formal_notice", None));
         assert_eq!(p.approvals.expires_after_days, 5);
+        assert!(
+            p.approvals.hand_off_needs_approval(None),
+            "the hand-off waits by default"
+        );
+        let auto = DunningPolicy::parse(
+            &format!(
+                "send_time = \"09:00\"\n[approvals]\nhand_off = \"auto\"\n{}",
+                &STEPS[20..]
+            ),
+            "test.toml",
+        )
+        .unwrap();
+        assert!(!auto.approvals.hand_off_needs_approval(None));
+        assert!(auto.approvals.hand_off_needs_approval(Some(ApprovalMode::Manual)));
+        assert!(
+            !policy("").unwrap().approvals.hand_off_needs_approval(None),
+            "no [approvals]: auto"
+        );
     }
 
     #[test]
