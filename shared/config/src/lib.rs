@@ -203,6 +203,8 @@ pub struct Settings {
     /// then waits the outage out, without spending its retries).
     pub db_acquire_timeout: Duration,
     pub outbox_interval: Duration,
+    /// How long the relay lets commits gather after a notification (`RELANCE_OUTBOX_COALESCE_MS`).
+    pub outbox_coalesce: Duration,
     pub prefetch: u16,
     /// An additional cap on the retries of a transient failure (`RELANCE_MAX_RETRIES`);
     /// [`NO_RETRY_CAP`] when unset: the retry budget alone decides.
@@ -619,6 +621,7 @@ impl Settings {
             smtp_pool_size: env.parsed("RELANCE_SMTP_POOL_SIZE")?,
             db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS")?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS")?,
+            outbox_coalesce: env.millis("RELANCE_OUTBOX_COALESCE_MS")?,
             prefetch: env.parsed("RELANCE_PREFETCH")?,
             max_retries: env
                 .optional_parsed("RELANCE_MAX_RETRIES")?

@@ -17,7 +17,7 @@ pub use consume::{consume, consume_watched, HandlerError, Incoming};
 pub use consume::{retry_tier, NextAttempt, RetryDecision, RetryPolicy, OUTAGE_WAIT_CAP, RETRY_TIERS};
 pub use migrate::{migrate_queues, QueueMigration};
 pub use publish::{properties, publish_inbound, Publisher};
-pub use relay::{run_outbox_relay, run_outbox_relay_watched};
+pub use relay::{run_outbox_relay, run_outbox_relay_watched, RelayTiming};
 pub use supervise::{supervise, Readiness};
 pub use topology::{
     declare_topology, delete_topology, exchange_of_queue, queue_plan, PlannedQueue, QueueType,

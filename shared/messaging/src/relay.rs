@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 const BATCH: i64 = 500;
+/// [`BATCH`] as a count of rows.
+const BATCH_ROWS: usize = BATCH as usize;
 
 /// Publishes one batch; returns how many messages went out.
 pub async fn relay_once(
@@ -101,41 +103,60 @@ async fn listen(db: &PgPool) -> Option<PgListener> {
     }
 }
 
-/// Waits for a commit's notification, `pause` at most (the poll that remains as a fallback).
-/// A listener whose connection failed is dropped (reopened at the next wait).
-async fn wait_for_commit(listener: &mut Option<PgListener>, db: &PgPool, pause: Duration) {
+/// When the relay looks at the outbox: every `interval` at the latest (the poll that remains
+/// as a fallback), and `coalesce` after a commit's notification.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayTiming {
+    pub interval: Duration,
+    /// Every relay (one per service copy) is notified of every commit. Looking at once, a busy
+    /// pipeline made each relay query the outbox about twenty times per reminder, nearly always
+    /// to find its rows already taken by another; waiting this long gathers the commits of a
+    /// moment into one batch, for a few milliseconds of event latency.
+    pub coalesce: Duration,
+}
+
+/// Waits for a commit's notification, `timing.interval` at most, then lets the commits of the
+/// next `timing.coalesce` arrive and takes their notifications with it (one batch for them
+/// all). A listener whose connection failed is dropped (reopened at the next wait).
+async fn wait_for_commit(listener: &mut Option<PgListener>, db: &PgPool, timing: RelayTiming) {
     if listener.is_none() {
         *listener = listen(db).await;
     }
     let Some(active) = listener.as_mut() else {
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(timing.interval).await;
         return;
     };
-    match tokio::time::timeout(pause, active.try_recv()).await {
-        // Woken by a commit, or the poll's time is up.
-        Ok(Ok(Some(_))) | Err(_) => {}
+    match tokio::time::timeout(timing.interval, active.try_recv()).await {
+        Ok(Ok(Some(_))) => {
+            tokio::time::sleep(timing.coalesce).await;
+            // Notifications already received or waiting on the socket: covered by the look
+            // that follows. `timeout(ZERO)` polls once and does not wait.
+            while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::ZERO, active.try_recv()).await {}
+        }
+        // The poll's time is up.
+        Err(_) => {}
         // The connection was lost: notifications may have been missed, so look at once.
         Ok(Ok(None)) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "lost the outbox listener; the relay polls");
             *listener = None;
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(timing.interval).await;
         }
     }
 }
 
 /// Runs until shutdown, draining the outbox when a commit adds to it (LISTEN/NOTIFY), and
-/// every `interval` in any case (at once again while busy).
+/// every `timing.interval` in any case (at once again after a full batch).
 pub async fn run_outbox_relay(
     db: PgPool,
     publisher: Publisher,
     names: Names,
     clock: SharedClock,
-    interval: Duration,
+    timing: RelayTiming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let heartbeat = Heartbeat::unwatched("outbox relay");
-    run_outbox_relay_watched(db, publisher, names, clock, interval, shutdown, heartbeat).await
+    run_outbox_relay_watched(db, publisher, names, clock, timing, shutdown, heartbeat).await
 }
 
 /// [`run_outbox_relay`], reporting each completed batch (or empty poll) on `heartbeat`.
@@ -144,7 +165,7 @@ pub async fn run_outbox_relay_watched(
     publisher: Publisher,
     names: Names,
     clock: SharedClock,
-    interval: Duration,
+    timing: RelayTiming,
     shutdown: CancellationToken,
     heartbeat: Heartbeat,
 ) -> anyhow::Result<()> {
@@ -157,20 +178,26 @@ pub async fn run_outbox_relay_watched(
             heartbeat.beat();
         }
         let pause = match relayed {
-            Ok(0) => {
+            // A full batch: more are waiting, look again at once.
+            Ok(published) if published >= BATCH_ROWS => {
                 outage_waits = 0;
+                tracing::debug!(published, "outbox relayed");
+                continue;
+            }
+            // Drained (by this relay or another): wait for the next commit. One made while
+            // this batch was out has notified already, and the wait ends at once.
+            Ok(published) => {
+                outage_waits = 0;
+                if published > 0 {
+                    tracing::debug!(published, "outbox relayed");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         publisher.close().await;
                         return Ok(());
                     }
-                    _ = wait_for_commit(&mut listener, &db, interval) => {}
+                    _ = wait_for_commit(&mut listener, &db, timing) => {}
                 }
-                continue;
-            }
-            Ok(published) => {
-                outage_waits = 0;
-                tracing::debug!(published, "outbox relayed");
                 continue;
             }
             // The database restarting is waited out here; a broker failure ends the session
@@ -178,7 +205,8 @@ pub async fn run_outbox_relay_watched(
             Err(e) if relance_storage::is_unavailable(&e) => {
                 outage_waits = outage_waits.saturating_add(1);
                 tracing::warn!(error = format!("{e:#}"), "database unavailable; the outbox waits");
-                interval
+                timing
+                    .interval
                     .saturating_mul(2u32.saturating_pow(outage_waits.min(10)))
                     .min(Duration::from_secs(5))
             }

@@ -98,7 +98,11 @@ where
             let (db, names, queue, handler) = (db.clone(), names.clone(), queue.clone(), handler.clone());
             let (consumer_beat, relay_beat) = (consumer_beat.clone(), relay_beat.clone());
             let retry = RetryPolicy::from_settings(s);
-            let (prefetch, clock, outbox_interval) = (s.prefetch, config.clock.clone(), s.outbox_interval);
+            let (prefetch, clock) = (s.prefetch, config.clock.clone());
+            let timing = crate::RelayTiming {
+                interval: s.outbox_interval,
+                coalesce: s.outbox_coalesce,
+            };
             async move {
                 let publisher = Publisher::open(&connection).await?;
                 let worker = crate::consume_watched(
@@ -116,7 +120,7 @@ where
                     publisher,
                     names.clone(),
                     clock,
-                    outbox_interval,
+                    timing,
                     shutdown,
                     relay_beat,
                 );
