@@ -58,10 +58,11 @@ pub async fn run_service(
         relance_portal::SERVICE => relance_portal::run(config, shutdown).await,
         relance_replies::SERVICE => relance_replies::run(config, shutdown).await,
         other => anyhow::bail!(
-            "unknown service {other:?} (expected one of {}, {}, {} or all)",
+            "unknown service {other:?} (expected one of {}, {}, {}, {} or all)",
             SERVICES.join(", "),
             relance_console::SERVICE,
-            relance_portal::SERVICE
+            relance_portal::SERVICE,
+            relance_replies::SERVICE
         ),
     }
 }
@@ -76,10 +77,11 @@ pub async fn run_services(names: &[&str], config: Config, shutdown: Cancellation
             && *name != relance_replies::SERVICE
         {
             anyhow::bail!(
-                "unknown service {name:?} (expected one of {}, {}, {} or all)",
+                "unknown service {name:?} (expected one of {}, {}, {}, {} or all)",
                 SERVICES.join(", "),
                 relance_console::SERVICE,
-                relance_portal::SERVICE
+                relance_portal::SERVICE,
+                relance_replies::SERVICE
             );
         }
     }

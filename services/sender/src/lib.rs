@@ -143,7 +143,12 @@ pub async fn deliver_job(
     let Some(step) = steps::find(&mut conn, job.step_id).await? else {
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
     };
-    let Some(rendered) = steps::find_rendered(&mut conn, step.id).await? else {
+    let Some(steps::RenderedParcel {
+        message: rendered,
+        document,
+        statement,
+    }) = steps::find_rendered_parcel(&mut conn, step.id).await?
+    else {
         return Err(HandlerError::Permanent(format!(
             "step {} has no rendered message",
             step.id
@@ -154,8 +159,6 @@ pub async fn deliver_job(
     } else {
         None
     };
-    let document = deliveries::document_of(&mut conn, step.id).await?;
-    let statement = relance_storage::statements::attached_to(&mut conn, step.id).await?;
     let request_receipt = step.kind == StepKind::Reminder
         && invoices::find_by_id(&mut conn, step.invoice_id)
             .await?
@@ -240,7 +243,7 @@ async fn claim(
         tx.commit().await.context("committing the step's settlement")?;
         return Ok(false);
     }
-    steps::record_stage(&mut *tx, step.id, attempt, DeliveryStage::Claimed).await?;
+    // Stage `claimed` was written by the claim itself.
     tx.commit().await.context("committing the claim")?;
     Ok(true)
 }

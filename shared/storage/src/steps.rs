@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use relance_domain::{Channel, PlannedStep, Risk, StepKind, Tone};
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgConnection};
+use sqlx::{FromRow, PgConnection, Row};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -715,6 +715,49 @@ pub async fn find_rendered(db: &mut PgConnection, step_id: Uuid) -> anyhow::Resu
     .fetch_optional(db)
     .await
     .context("reading the rendered message")
+}
+
+/// What a sender delivers for a step, read in one statement: the rendered message, the
+/// document it carries (a letter's PDF, with its SHA-256) and the statement of account
+/// attached (file name, PDF). `None` when the step has no rendered message.
+pub struct RenderedParcel {
+    pub message: RenderedMessage,
+    pub document: Option<(Vec<u8>, String)>,
+    pub statement: Option<(String, Vec<u8>)>,
+}
+
+pub async fn find_rendered_parcel(
+    db: &mut PgConnection,
+    step_id: Uuid,
+) -> anyhow::Result<Option<RenderedParcel>> {
+    let Some(row) = sqlx::query(
+        "SELECT step_id, channel, message_id, recipients, cc, subject, body_text, body_html, attach_invoice, rendered_at,
+                document, document_sha256, statement_name, statement
+         FROM rendered_messages WHERE step_id = $1",
+    )
+    .bind(step_id)
+    .fetch_optional(db)
+    .await
+    .context("reading the rendered message")?
+    else {
+        return Ok(None);
+    };
+    let message = RenderedMessage::from_row(&row).context("reading the rendered message")?;
+    let document: Option<Vec<u8>> = row.try_get("document").context("reading the rendered document")?;
+    let sha: Option<String> = row
+        .try_get("document_sha256")
+        .context("reading the rendered document")?;
+    let statement_name: Option<String> = row
+        .try_get("statement_name")
+        .context("reading the attached statement")?;
+    let statement: Option<Vec<u8>> = row
+        .try_get("statement")
+        .context("reading the attached statement")?;
+    Ok(Some(RenderedParcel {
+        message,
+        document: document.zip(sha),
+        statement: statement_name.zip(statement),
+    }))
 }
 
 /// Steps not yet in a final state whose time has come (tests and the demo wait for zero).
