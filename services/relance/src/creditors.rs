@@ -91,6 +91,14 @@ pub struct CreditorFields {
     /// Sender name or number of its text messages.
     #[arg(long)]
     sms_sender: Option<String>,
+    /// The named policy its invoices follow (a `<name>.toml` of `RELANCE_POLICY_DIR`); an
+    /// empty value goes back to the default policy.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Its own template folder (a `<name>/` of `RELANCE_CREDITOR_TEMPLATE_DIR`); an empty
+    /// value goes back to the deployment's templates.
+    #[arg(long)]
+    templates: Option<String>,
 }
 
 pub async fn run(settings: Settings, command: CreditorCommand) -> anyhow::Result<()> {
@@ -180,6 +188,22 @@ async fn show(settings: &Settings, id: &str) -> anyhow::Result<()> {
         ("From", &c.mail_from),
         ("Reply-To", &c.reply_to),
         ("SMS sender", &c.sms_sender),
+        (
+            "policy",
+            if c.policy.is_empty() {
+                "(default)"
+            } else {
+                &c.policy
+            },
+        ),
+        (
+            "templates",
+            if c.templates.is_empty() {
+                "(default)"
+            } else {
+                &c.templates
+            },
+        ),
         ("signature (fr)", &c.signature_in("fr")),
         ("signature (en)", &c.signature_in("en")),
     ] {
@@ -236,6 +260,8 @@ pub fn creditor_message(
             mail_from: pick(fields.mail_from, &base.mail_from),
             reply_to: pick(fields.reply_to, &base.reply_to),
             sms_sender: pick(fields.sms_sender, &base.sms_sender),
+            policy: pick(fields.policy, &base.policy),
+            templates: pick(fields.templates, &base.templates),
         },
     };
     // The scheduler's own check: refused here rather than dead-lettered there.

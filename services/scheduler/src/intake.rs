@@ -133,8 +133,9 @@ async fn register(
     // The stored details: those of this message, or of a newer one already applied.
     let current = planning::stored(tx, &invoice.customer.id).await?;
     let customer = planning::Planning::of(&current)?;
+    let policy_name = creditors::policy_of_invoice(tx, invoice_id).await?;
     let plan = customer.plan(
-        config,
+        config.policy_for(policy_name.as_deref()),
         invoice.amount.amount,
         invoice.amount.currency.code(),
         invoice.due_on,
