@@ -149,6 +149,7 @@ async fn register(
         &invoice.customer.dropped,
     );
     detail.creditor = (creditor != DEFAULT_CREDITOR_ID).then(|| creditor.to_string());
+    detail.policy = policy_name;
     outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     if let Some(previous) = previous {
         let change = planning::DetailsChange {
@@ -224,6 +225,7 @@ pub fn registered_detail(
         not_chased: plan.not_chased.clone(),
         warnings: (!dropped.is_empty()).then(|| dropped_fields(dropped)),
         creditor: None,
+        policy: None,
     }
 }
 
