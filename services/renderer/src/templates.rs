@@ -528,4 +528,54 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_creditors_folder_overrides_the_files_it_has_and_leaves_the_others() {
+        use crate::test_fixtures::{invoice, step};
+        use relance_config::{Config, Settings};
+        use relance_domain::SimulatedClock;
+
+        let root = std::env::temp_dir().join(format!("relance-creditor-templates-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("durand/fr")).unwrap();
+        std::fs::write(
+            root.join("durand/fr/signature.txt"),
+            "\n\nL'atelier Durand, à votre écoute.",
+        )
+        .unwrap();
+        // Not a folder: ignored.
+        std::fs::write(root.join("notes.txt"), "").unwrap();
+        let now = chrono::Utc::now();
+        let settings = Settings::from_vars(vec![(
+            "RELANCE_CREDITOR_TEMPLATE_DIR".to_string(),
+            root.display().to_string(),
+        )])
+        .unwrap();
+        let config =
+            Config::with_clock(settings, std::sync::Arc::new(SimulatedClock::starting_at(now))).unwrap();
+        let templates = Templates::load(&config).unwrap();
+        assert_eq!(templates.folders().collect::<Vec<_>>(), ["durand"]);
+        let reminder = step("reminder", "reminder", "email", "reminder", "firm");
+        let render = |folder: Option<&str>, language: &str| {
+            crate::render(
+                templates.for_folder(folder),
+                &config,
+                &reminder,
+                &invoice("business", language),
+                now,
+            )
+            .unwrap()
+            .body_text
+        };
+        let own = render(Some("durand"), "fr");
+        assert!(own.contains("Cordialement,\n\nL'atelier Durand, à votre écoute."), "{own}");
+        assert!(own.contains("Sauf erreur de notre part"), "{own}");
+        for (folder, language) in [(None, "fr"), (Some("durand"), "en"), (Some("unknown"), "fr")] {
+            let text = render(folder, language);
+            assert!(
+                !text.contains("L'atelier Durand"),
+                "{folder:?} {language}: {text}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

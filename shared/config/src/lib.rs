@@ -1365,6 +1365,38 @@ mod tests {
     }
 
     #[test]
+    fn named_policies_come_from_relance_policy_dir_and_a_creditor_follows_its_own() {
+        let dir = std::env::temp_dir().join(format!("relance-policy-dir-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let default = relance_domain::policy::DEFAULT_POLICY_TOML;
+        let _ = std::fs::write(
+            dir.join("early.toml"),
+            default.replace("send_time = \"09:00\"", "send_time = \"07:30\""),
+        );
+        let _ = std::fs::write(dir.join("README.md"), "not a policy");
+        let s = Settings::from_vars(vars(&[("RELANCE_POLICY_DIR", &dir.display().to_string())]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        let config = Config::from_settings(s);
+        let Ok(config) = config else { panic!("{config:?}") };
+        assert_eq!(config.policies.keys().collect::<Vec<_>>(), ["early"]);
+        assert!(config.has_policy("early") && !config.has_policy("README"));
+        let time = |p: &DunningPolicy| p.send_time.format("%H:%M").to_string();
+        assert_eq!(time(config.policy_for(None)), "09:00");
+        assert_eq!(time(config.policy_for(Some("early"))), "07:30");
+        // A name the deployment lost: the default policy.
+        assert_eq!(time(config.policy_for(Some("gone"))), "09:00");
+        let creditor = Creditor {
+            id: "durand".into(),
+            policy: "early".into(),
+            ..Creditor::default()
+        };
+        assert_eq!(time(&config.for_creditor(creditor).policy), "07:30");
+        assert_eq!(time(&config.for_creditor(Creditor::default()).policy), "09:00");
+        assert_eq!(config.every_policy().count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_bad_policy_file_is_refused_at_start_with_its_file_line_and_field() {
         let dir = std::env::temp_dir().join(format!("relance-policy-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
