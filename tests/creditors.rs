@@ -284,6 +284,31 @@ async fn each_invoice_is_reminded_in_the_name_of_its_own_creditor() {
         );
     }
 
+    // Still unpaid after the formal notice's eight days: handed off, the event naming the
+    // creditor of Durand's invoice (the default creditor's names none).
+    env.run_until(date(2026, 3, 27)).await;
+    let handed_off = env
+        .events_until("both invoices handed off", |events| {
+            events
+                .iter()
+                .filter(|e| e.event_type == names::INVOICE_HANDED_OFF)
+                .count()
+                == 2
+        })
+        .await;
+    let detail_of = |number: &str| {
+        handed_off
+            .iter()
+            .find(|e| e.event_type == names::INVOICE_HANDED_OFF && e.invoice_number == number)
+            .map(|e| e.detail.clone())
+            .unwrap_or_else(|| panic!("no hand-off of {number}"))
+    };
+    assert_eq!(
+        detail_of("F-B")["creditor"],
+        json!({ "id": "durand", "name": "Menuiserie Durand & Fils SARL" })
+    );
+    assert!(detail_of("F-A").get("creditor").is_none());
+
     s.env.stop().await;
     let _ = std::fs::remove_dir_all(&s.scratch);
 }

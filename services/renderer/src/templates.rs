@@ -567,7 +567,10 @@ mod tests {
             .body_text
         };
         let own = render(Some("durand"), "fr");
-        assert!(own.contains("Cordialement,\n\nL'atelier Durand, à votre écoute."), "{own}");
+        assert!(
+            own.contains("Cordialement,\n\nL'atelier Durand, à votre écoute."),
+            "{own}"
+        );
         assert!(own.contains("Sauf erreur de notre part"), "{own}");
         for (folder, language) in [(None, "fr"), (Some("durand"), "en"), (Some("unknown"), "fr")] {
             let text = render(folder, language);
