@@ -637,6 +637,27 @@ async fn a_creditor_with_its_own_policy_and_templates_is_reminded_on_its_schedul
         "{}",
         show.stdout
     );
+    // `relance creditor set` run where RELANCE_POLICY_DIR is set refuses such a name before
+    // publishing anything.
+    let refused = tokio::process::Command::new(relance_tests::relance_binary())
+        .args(["creditor", "set", "durand", "--policy", "slow"])
+        .env_clear()
+        .env("DATABASE_URL", &env.database_url)
+        .env("AMQP_URL", relance_tests::amqp_url())
+        .env("RELANCE_NAMESPACE", &env.names.namespace)
+        .env("RELANCE_QUEUE_TYPE", relance_tests::TEST_QUEUE_TYPE)
+        .env("RELANCE_POLICY_DIR", &policies)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains(
+                "refused before publishing: creditor.policy \"slow\" is not a policy of this deployment"
+            ),
+        "{stderr}"
+    );
 
     // F-A is the default creditor's (the default policy), F-B Durand's (`quick`).
     env.publish(names::INVOICE_ISSUED, &invoice("F-A", None)).await;

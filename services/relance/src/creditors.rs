@@ -117,6 +117,9 @@ struct CreditorLine {
     name: String,
     iban: String,
     mail_from: String,
+    /// Its named policy and template folder; empty: the deployment's.
+    policy: String,
+    templates: String,
     revision: Option<i32>,
     updated_at: Option<String>,
 }
@@ -132,6 +135,8 @@ async fn list(settings: &Settings, format: Format) -> anyhow::Result<()> {
         name: c.name.clone(),
         iban: c.iban.clone(),
         mail_from: c.mail_from.clone(),
+        policy: c.policy.clone(),
+        templates: c.templates.clone(),
         revision: s.map(|s| s.revision),
         updated_at: s.map(|s| s.updated_at.format("%Y-%m-%d %H:%M").to_string()),
     };
@@ -270,6 +275,30 @@ pub fn creditor_message(
     Ok(message)
 }
 
+/// The policy and template folder the creditor names, checked against this shell's
+/// `RELANCE_POLICY_DIR` and `RELANCE_CREDITOR_TEMPLATE_DIR` when they are set (the scheduler
+/// checks them against its own in any case): a name they lack is refused before publishing.
+fn check_names_here(settings: &Settings, creditor: &CreditorV1) -> anyhow::Result<()> {
+    if let (Some(policy), Some(dir)) = (creditor.policy.as_deref(), &settings.policy_dir) {
+        if !dir.join(format!("{}.toml", policy.trim())).is_file() {
+            return Err(anyhow!(
+                "refused before publishing: creditor.policy {policy:?} is not a policy of this deployment (no {}.toml in RELANCE_POLICY_DIR {})",
+                policy.trim(),
+                dir.display()
+            ));
+        }
+    }
+    if let (Some(folder), Some(root)) = (creditor.templates.as_deref(), &settings.creditor_template_dir) {
+        if !root.join(folder.trim()).is_dir() {
+            return Err(anyhow!(
+                "refused before publishing: creditor.templates {folder:?} is not a template folder of this deployment (none in RELANCE_CREDITOR_TEMPLATE_DIR {})",
+                root.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn set(
     settings: &Settings,
     id: &str,
@@ -290,6 +319,7 @@ async fn set(
         event_id.clone(),
         SystemClock.now(),
     )?;
+    check_names_here(settings, &message.creditor)?;
     let names = Names::new(&settings.namespace);
     let connection = relance_messaging::connect(&settings.amqp_url, "cli").await?;
     let channel = connection.create_channel().await.context("opening a channel")?;
