@@ -44,22 +44,29 @@ struct Setup {
     letters: PathBuf,
 }
 
-async fn start(channel: &str) -> Setup {
+fn scratch() -> PathBuf {
     let scratch = std::env::temp_dir().join(format!("relance-creditors-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch).unwrap();
+    scratch
+}
+
+async fn start(channel: &str) -> Setup {
+    start_with(channel, scratch(), &[]).await
+}
+
+async fn start_with(channel: &str, scratch: PathBuf, extra: &[(&str, &str)]) -> Setup {
     let policy_file = scratch.join("policy.toml");
     std::fs::write(&policy_file, policy(channel)).unwrap();
     let letters = scratch.join("letters");
-    let env = TestEnv::try_start(
-        1,
-        &[
-            ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
-            ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
-            ("RELANCE_MAIL_FROM", "Exemple SAS <relances@exemple.test>"),
-        ],
-    )
-    .await
-    .expect("starting the test environment");
+    let mut vars = vec![
+        ("RELANCE_POLICY_FILE", policy_file.to_str().unwrap()),
+        ("RELANCE_LETTER_DIR", letters.to_str().unwrap()),
+        ("RELANCE_MAIL_FROM", "Exemple SAS <relances@exemple.test>"),
+    ];
+    vars.extend_from_slice(extra);
+    let env = TestEnv::try_start(1, &vars)
+        .await
+        .expect("starting the test environment");
     Setup {
         env,
         scratch,
@@ -276,6 +283,31 @@ async fn each_invoice_is_reminded_in_the_name_of_its_own_creditor() {
             mail.text
         );
     }
+
+    // Still unpaid after the formal notice's eight days: handed off, the event naming the
+    // creditor of Durand's invoice (the default creditor's names none).
+    env.run_until(date(2026, 3, 27)).await;
+    let handed_off = env
+        .events_until("both invoices handed off", |events| {
+            events
+                .iter()
+                .filter(|e| e.event_type == names::INVOICE_HANDED_OFF)
+                .count()
+                == 2
+        })
+        .await;
+    let detail_of = |number: &str| {
+        handed_off
+            .iter()
+            .find(|e| e.event_type == names::INVOICE_HANDED_OFF && e.invoice_number == number)
+            .map(|e| e.detail.clone())
+            .unwrap_or_else(|| panic!("no hand-off of {number}"))
+    };
+    assert_eq!(
+        detail_of("F-B")["creditor"],
+        json!({ "id": "durand", "name": "Menuiserie Durand & Fils SARL" })
+    );
+    assert!(detail_of("F-A").get("creditor").is_none());
 
     s.env.stop().await;
     let _ = std::fs::remove_dir_all(&s.scratch);
@@ -522,4 +554,248 @@ async fn the_customer_page_and_the_console_show_the_invoices_own_creditor() {
 
     s.env.stop().await;
     let _ = std::fs::remove_dir_all(&s.scratch);
+}
+
+/// The built-in French reminder, as the renderer ships it.
+fn builtin_template(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../services/renderer/templates")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creditor_with_its_own_policy_and_templates_is_reminded_on_its_schedule_in_its_words() {
+    let scratch = scratch();
+    // The deployment's named policy `quick`: the first reminder one day after the due date
+    // instead of two (Tuesday 10 March instead of Wednesday 11).
+    let policies = scratch.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let quick = policy("email").replace("offset_days = 2", "offset_days = 1");
+    assert_ne!(quick, policy("email"));
+    std::fs::write(policies.join("quick.toml"), quick).unwrap();
+    // Durand's own wording of the French reminder; its other templates are the deployment's.
+    let templates = scratch.join("creditor-templates");
+    std::fs::create_dir_all(templates.join("durand/fr")).unwrap();
+    let builtin = builtin_template("fr/reminder.txt");
+    assert!(builtin.contains("Sauf erreur de notre part"));
+    std::fs::write(
+        templates.join("durand/fr/reminder.txt"),
+        builtin.replace(
+            "Sauf erreur de notre part,",
+            "La Menuiserie Durand vous rappelle amicalement que",
+        ),
+    )
+    .unwrap();
+    let s = start_with(
+        "email",
+        scratch.clone(),
+        &[
+            ("RELANCE_POLICY_DIR", policies.to_str().unwrap()),
+            ("RELANCE_CREDITOR_TEMPLATE_DIR", templates.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let env = &s.env;
+    env.publish(
+        names::CREDITOR_UPDATED,
+        &durand("evt-durand-1", "2026-03-01T08:00:00Z", |c| {
+            c["policy"] = json!("quick");
+            c["templates"] = json!("durand");
+        }),
+    )
+    .await;
+    wait_applied(env, "evt-durand-1").await;
+
+    // A creditor naming a policy or a template folder the deployment does not have is
+    // dead-lettered with the reason; the stored one is unchanged.
+    let unknown_policy = durand("evt-durand-2", "2026-03-02T08:00:00Z", |c| {
+        c["policy"] = json!("slow");
+    });
+    let unknown_templates = durand("evt-durand-3", "2026-03-02T09:00:00Z", |c| {
+        c["templates"] = json!("elsewhere");
+    });
+    env.publish(names::CREDITOR_UPDATED, &unknown_policy).await;
+    env.publish(names::CREDITOR_UPDATED, &unknown_templates).await;
+    let reasons = env.wait_for_dead_letters(2).await;
+    assert!(
+        reasons.iter().any(|r| r.contains(
+            "creditor \"durand\" refused: creditor.policy \"slow\" is not a policy of this deployment (RELANCE_POLICY_DIR: quick)"
+        )),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains(
+            "creditor \"durand\" refused: creditor.templates \"elsewhere\" is not a template folder of this deployment"
+        )),
+        "{reasons:?}"
+    );
+    let show = env.cli(&["creditor", "show", "durand"]).await;
+    assert!(show.ok, "{}", show.stderr);
+    assert!(
+        show.stdout.contains("revision 1") && show.stdout.contains("quick"),
+        "{}",
+        show.stdout
+    );
+    // `relance creditor set` run where RELANCE_POLICY_DIR is set refuses such a name before
+    // publishing anything.
+    let refused = tokio::process::Command::new(relance_tests::relance_binary())
+        .args(["creditor", "set", "durand", "--policy", "slow"])
+        .env_clear()
+        .env("DATABASE_URL", &env.database_url)
+        .env("AMQP_URL", relance_tests::amqp_url())
+        .env("RELANCE_NAMESPACE", &env.names.namespace)
+        .env("RELANCE_QUEUE_TYPE", relance_tests::TEST_QUEUE_TYPE)
+        .env("RELANCE_POLICY_DIR", &policies)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains(
+                "refused before publishing: creditor.policy \"slow\" is not a policy of this deployment"
+            ),
+        "{stderr}"
+    );
+
+    // F-A is the default creditor's (the default policy), F-B Durand's (`quick`).
+    env.publish(names::INVOICE_ISSUED, &invoice("F-A", None)).await;
+    env.publish(names::INVOICE_ISSUED, &invoice("F-B", Some("durand")))
+        .await;
+    env.wait_journal("F-A", names::INVOICE_REGISTERED, 1).await;
+    env.wait_journal("F-B", names::INVOICE_REGISTERED, 1).await;
+    let first_step = |detail: &Value| {
+        (
+            detail["plan"][0]["step"].clone(),
+            detail["plan"][0]["due_at"].clone(),
+        )
+    };
+    let a = env.journal_details("F-A", names::INVOICE_REGISTERED).await;
+    let b = env.journal_details("F-B", names::INVOICE_REGISTERED).await;
+    assert_eq!(
+        first_step(&a[0]),
+        (json!("reminder_1"), json!("2026-03-11T08:00:00Z")),
+        "{a:?}"
+    );
+    assert!(a[0].get("policy").is_none(), "{a:?}");
+    assert_eq!(
+        first_step(&b[0]),
+        (json!("reminder_1"), json!("2026-03-10T08:00:00Z")),
+        "{b:?}"
+    );
+    assert_eq!(b[0]["policy"], json!("quick"), "{b:?}");
+
+    // Tuesday: only Durand's invoice is reminded, in Durand's words.
+    env.run_until(date(2026, 3, 10)).await;
+    let emails = env.mail.wait_for_emails(1).await;
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    let b_mail = email_about(&emails, "F-B", "IBAN");
+    assert!(
+        b_mail
+            .text
+            .contains("La Menuiserie Durand vous rappelle amicalement que la facture F-B"),
+        "{}",
+        b_mail.text
+    );
+    assert!(
+        !b_mail.text.contains("Sauf erreur de notre part"),
+        "{}",
+        b_mail.text
+    );
+    // Its other parts are the deployment's, with its own identity.
+    assert!(
+        b_mail.text.contains(DURAND_IBAN) && b_mail.text.contains("Le service clients Durand"),
+        "{}",
+        b_mail.text
+    );
+    assert_eq!(env.journal_count("F-A", names::REMINDER_SENT).await, 0);
+
+    // Wednesday: the default creditor's invoice, on the default policy, in the built-in words.
+    env.run_until(date(2026, 3, 11)).await;
+    let emails = env.mail.wait_for_emails(2).await;
+    assert_eq!(emails.len(), 2, "{emails:#?}");
+    let a_mail = email_about(&emails, "F-A", "IBAN");
+    assert!(
+        a_mail.text.contains("Sauf erreur de notre part, la facture F-A"),
+        "{}",
+        a_mail.text
+    );
+    assert!(!a_mail.text.contains("Durand"), "{}", a_mail.text);
+
+    s.env.stop().await;
+    let _ = std::fs::remove_dir_all(&s.scratch);
+}
+
+/// `relance run <service>` with `vars`, stopped after a minute if it does not stop itself:
+/// its exit status and standard error.
+async fn run_service(service: &str, vars: &[(&str, &str)]) -> (bool, String) {
+    let mut command = tokio::process::Command::new(relance_tests::relance_binary());
+    command
+        .args(["run", service])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("RELANCE_EXAMPLE_CREDITOR", "allow")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .kill_on_drop(true);
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("relance run {service} did not stop"))
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_in_relance_policy_dir_or_a_bad_creditor_template_stops_the_start() {
+    let scratch = scratch();
+    let policies = scratch.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let bad = policy("email").replacen("offset_days = 8", "offset_days = \"eight\"", 1);
+    let line = bad
+        .lines()
+        .position(|l| l.contains("\"eight\""))
+        .map(|i| i + 1)
+        .unwrap();
+    let file = policies.join("quick.toml");
+    std::fs::write(&file, &bad).unwrap();
+    // Files other than `.toml` are not policies.
+    std::fs::write(policies.join("README.txt"), "not a policy").unwrap();
+    let dir = policies.to_str().unwrap();
+    let (ok, stderr) = run_service("scheduler", &[("RELANCE_POLICY_DIR", dir)]).await;
+    assert!(!ok, "{stderr}");
+    let at = format!(
+        "invalid policy: {}:{line}: segments.low.steps[1].offset_days",
+        file.display()
+    );
+    assert!(stderr.contains(&at), "{at:?} missing from {stderr}");
+
+    // A creditor's template that does not parse stops the renderer at start, naming it.
+    std::fs::write(&file, policy("email")).unwrap();
+    let templates = scratch.join("creditor-templates");
+    std::fs::create_dir_all(templates.join("durand/fr")).unwrap();
+    let broken = templates.join("durand/fr/reminder.txt");
+    std::fs::write(
+        &broken,
+        "{% block subject %}Facture {{ invoice_number }{% endblock %}",
+    )
+    .unwrap();
+    let (ok, stderr) = run_service(
+        "renderer",
+        &[
+            ("RELANCE_POLICY_DIR", dir),
+            ("RELANCE_CREDITOR_TEMPLATE_DIR", templates.to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert!(!ok, "{stderr}");
+    let named = format!("creditor template {} does not parse", broken.display());
+    assert!(stderr.contains(&named), "{named:?} missing from {stderr}");
+    let _ = std::fs::remove_dir_all(&scratch);
 }

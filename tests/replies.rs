@@ -278,6 +278,18 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         "{}",
         tasks.stdout
     );
+    // And so does its JSON, after the call tasks (none here).
+    let json = env.cli(&["tasks", "--format", "json"]).await;
+    assert!(json.ok, "{}", json.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
+    let reply = rows
+        .iter()
+        .find(|r| r["kind"] == "reply")
+        .unwrap_or_else(|| panic!("no reply in {rows:?}"));
+    assert_eq!(reply["reply_id"], serde_json::json!(reply_id), "{reply}");
+    assert_eq!(reply["invoice"], "F-R1", "{reply}");
+    assert_eq!(reply["status"], "to_handle", "{reply}");
+    assert_eq!(reply["pauses"], true, "{reply}");
 
     // The customer page's one-click acknowledgement (a POST with the page's CSRF token).
     let base = env

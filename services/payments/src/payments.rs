@@ -222,7 +222,10 @@ pub(crate) async fn settle(
         name: "thanks".to_string(),
         position: 1000,
         channel: Channel::Email,
-        template: config.policy.thanks_template.clone(),
+        template: config
+            .policy_for(invoice.policy.as_deref())
+            .thanks_template
+            .clone(),
         tone: Tone::Courteous,
         due_at: now,
     };

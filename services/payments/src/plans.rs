@@ -153,7 +153,9 @@ async fn apply(
     let Some(first) = invoices.first() else {
         return Ok(());
     };
-    let rules = &config.policy.payment_plans;
+    // A plan covers invoices of one customer; the first invoice's creditor's policy rules it.
+    let policy = config.policy_for(first.policy.as_deref());
+    let rules = &policy.payment_plans;
     let tz = first.timezone;
     let balances: Vec<(uuid::Uuid, rust_decimal::Decimal)> =
         invoices.iter().map(|i| (i.id, i.balance)).collect();
@@ -233,7 +235,7 @@ async fn apply(
     } else {
         "plan".to_string()
     };
-    for (n, note) in plan_notes(&plan.instalments, rules, tz, config.policy.send_time, now)
+    for (n, note) in plan_notes(&plan.instalments, rules, tz, policy.send_time, now)
         .into_iter()
         .enumerate()
     {

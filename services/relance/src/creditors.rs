@@ -91,6 +91,14 @@ pub struct CreditorFields {
     /// Sender name or number of its text messages.
     #[arg(long)]
     sms_sender: Option<String>,
+    /// The named policy its invoices follow (a `<name>.toml` of `RELANCE_POLICY_DIR`); an
+    /// empty value goes back to the default policy.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Its own template folder (a `<name>/` of `RELANCE_CREDITOR_TEMPLATE_DIR`); an empty
+    /// value goes back to the deployment's templates.
+    #[arg(long)]
+    templates: Option<String>,
 }
 
 pub async fn run(settings: Settings, command: CreditorCommand) -> anyhow::Result<()> {
@@ -109,6 +117,9 @@ struct CreditorLine {
     name: String,
     iban: String,
     mail_from: String,
+    /// Its named policy and template folder; empty: the deployment's.
+    policy: String,
+    templates: String,
     revision: Option<i32>,
     updated_at: Option<String>,
 }
@@ -124,6 +135,8 @@ async fn list(settings: &Settings, format: Format) -> anyhow::Result<()> {
         name: c.name.clone(),
         iban: c.iban.clone(),
         mail_from: c.mail_from.clone(),
+        policy: c.policy.clone(),
+        templates: c.templates.clone(),
         revision: s.map(|s| s.revision),
         updated_at: s.map(|s| s.updated_at.format("%Y-%m-%d %H:%M").to_string()),
     };
@@ -180,6 +193,22 @@ async fn show(settings: &Settings, id: &str) -> anyhow::Result<()> {
         ("From", &c.mail_from),
         ("Reply-To", &c.reply_to),
         ("SMS sender", &c.sms_sender),
+        (
+            "policy",
+            if c.policy.is_empty() {
+                "(default)"
+            } else {
+                &c.policy
+            },
+        ),
+        (
+            "templates",
+            if c.templates.is_empty() {
+                "(default)"
+            } else {
+                &c.templates
+            },
+        ),
         ("signature (fr)", &c.signature_in("fr")),
         ("signature (en)", &c.signature_in("en")),
     ] {
@@ -236,12 +265,38 @@ pub fn creditor_message(
             mail_from: pick(fields.mail_from, &base.mail_from),
             reply_to: pick(fields.reply_to, &base.reply_to),
             sms_sender: pick(fields.sms_sender, &base.sms_sender),
+            policy: pick(fields.policy, &base.policy),
+            templates: pick(fields.templates, &base.templates),
         },
     };
     // The scheduler's own check: refused here rather than dead-lettered there.
     validate_creditor(relance_scheduler::creditors::creditor_of(&message.creditor))
         .map_err(|r| anyhow!("refused before publishing: {r}"))?;
     Ok(message)
+}
+
+/// The policy and template folder the creditor names, checked against this shell's
+/// `RELANCE_POLICY_DIR` and `RELANCE_CREDITOR_TEMPLATE_DIR` when they are set (the scheduler
+/// checks them against its own in any case): a name they lack is refused before publishing.
+fn check_names_here(settings: &Settings, creditor: &CreditorV1) -> anyhow::Result<()> {
+    if let (Some(policy), Some(dir)) = (creditor.policy.as_deref(), &settings.policy_dir) {
+        if !dir.join(format!("{}.toml", policy.trim())).is_file() {
+            return Err(anyhow!(
+                "refused before publishing: creditor.policy {policy:?} is not a policy of this deployment (no {}.toml in RELANCE_POLICY_DIR {})",
+                policy.trim(),
+                dir.display()
+            ));
+        }
+    }
+    if let (Some(folder), Some(root)) = (creditor.templates.as_deref(), &settings.creditor_template_dir) {
+        if !root.join(folder.trim()).is_dir() {
+            return Err(anyhow!(
+                "refused before publishing: creditor.templates {folder:?} is not a template folder of this deployment (none in RELANCE_CREDITOR_TEMPLATE_DIR {})",
+                root.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn set(
@@ -264,6 +319,7 @@ async fn set(
         event_id.clone(),
         SystemClock.now(),
     )?;
+    check_names_here(settings, &message.creditor)?;
     let names = Names::new(&settings.namespace);
     let connection = relance_messaging::connect(&settings.amqp_url, "cli").await?;
     let channel = connection.create_channel().await.context("opening a channel")?;

@@ -69,10 +69,27 @@ pub enum OutcomeArg {
 pub async fn list_tasks(settings: Settings, all: bool, format: Format) -> anyhow::Result<()> {
     let db = relance_storage::connect(&settings.database_url, 1).await?;
     let tasks = relance_storage::calls::list(&db, all).await?;
-    if format != Format::Table {
-        db.close().await;
-        let rows: Vec<TaskRow> = tasks.iter().map(TaskRow::of).collect();
-        return output::write_rows(format, &rows);
+    match format {
+        Format::Table => {}
+        Format::Csv => {
+            db.close().await;
+            let rows: Vec<TaskRow> = tasks.iter().map(TaskRow::of).collect();
+            return output::write_rows(format, &rows);
+        }
+        Format::Json => {
+            // The call tasks (`"kind": "call"`), then the replies to handle (`"kind": "reply"`),
+            // as the table lists them.
+            let replies = relance_storage::replies::list(&db, all).await?;
+            db.close().await;
+            let mut rows = Vec::with_capacity(tasks.len() + replies.len());
+            for t in &tasks {
+                rows.push(tagged("call", &TaskRow::of(t))?);
+            }
+            for r in &replies {
+                rows.push(tagged("reply", &ReplyRow::of(r))?);
+            }
+            return output::write_rows(format, &rows);
+        }
     }
     println!(
         "{:<36}  {:<14} {:<24} {:<16} {:<10} {:>14}  {:<17} status",
@@ -256,7 +273,58 @@ pub async fn run_tasks_command(settings: Settings, command: TasksCommand) -> any
     .await
 }
 
-/// One task as `relance tasks --format json|csv` writes it.
+/// `row` as a JSON object with `"kind": kind` first.
+fn tagged(kind: &str, row: &impl serde::Serialize) -> anyhow::Result<serde_json::Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("kind".to_string(), serde_json::Value::from(kind));
+    match serde_json::to_value(row)? {
+        serde_json::Value::Object(fields) => object.extend(fields),
+        other => return Err(anyhow!("a task row is not an object: {other}")),
+    }
+    Ok(serde_json::Value::Object(object))
+}
+
+/// One customer's reply as `relance tasks --format json` writes it (`"kind": "reply"`).
+#[derive(serde::Serialize)]
+struct ReplyRow<'a> {
+    reply_id: Uuid,
+    invoice: &'a str,
+    customer: &'a str,
+    from: &'a str,
+    subject: &'a str,
+    excerpt: &'a str,
+    received_at: String,
+    /// `to_handle` or `handled`.
+    status: &'static str,
+    /// Whether the reply paused the sequence (until it is handled).
+    pauses: bool,
+    handled_at: Option<String>,
+    note: Option<&'a str>,
+}
+
+impl<'a> ReplyRow<'a> {
+    fn of(r: &'a relance_storage::replies::ReplyTask) -> Self {
+        Self {
+            reply_id: r.id,
+            invoice: &r.invoice_number,
+            customer: &r.customer_name,
+            from: &r.from_address,
+            subject: &r.subject,
+            excerpt: &r.excerpt,
+            received_at: r.received_at.to_rfc3339(),
+            status: if r.handled_at.is_some() {
+                "handled"
+            } else {
+                "to_handle"
+            },
+            pauses: r.pauses,
+            handled_at: r.handled_at.map(|at| at.to_rfc3339()),
+            note: r.handled_note.as_deref(),
+        }
+    }
+}
+
+/// One task as `relance tasks --format json|csv` writes it (with `"kind": "call"` in JSON).
 #[derive(serde::Serialize)]
 struct TaskRow<'a> {
     step_id: Uuid,

@@ -51,10 +51,7 @@ pub async fn run_with_readiness(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let env = Arc::new(templates::environment(
-        config.settings.template_dir.as_deref(),
-        &config.policy,
-    )?);
+    let env = Arc::new(templates::Templates::load(&config)?);
     // A database not yet up (or full) at start is waited out, as the broker is.
     let Some(db) = relance_messaging::worker::connect_database(SERVICE, &config, &shutdown).await? else {
         return Ok(());
@@ -83,7 +80,7 @@ pub async fn run_with_readiness(
 pub async fn render_job(
     db: &PgPool,
     config: &Config,
-    env: &Environment<'static>,
+    templates: &templates::Templates,
     message: Incoming,
 ) -> Result<(), HandlerError> {
     let job: ReminderDueV1 = message.json()?;
@@ -118,7 +115,9 @@ pub async fn render_job(
     };
     // The invoice's creditor: every document of this rendering speaks for it.
     let creditor = creditors::for_invoice(&mut conn, &config.settings.creditor, invoice.id).await?;
+    // Its policy and templates too, when it names its own.
     let config = &config.for_creditor(creditor);
+    let env = templates.for_folder(invoice.templates.as_deref());
     let contact = deliveries::contact_of(&mut conn, &invoice.customer_id).await?;
     let route = decision::route(&config.policy, &step, invoice.risk, &contact);
     let lists_group = route.lists_group();
@@ -907,6 +906,8 @@ mod tests {
             country: "FR".into(),
             region: None,
             late_interest_percent: None,
+            policy: None,
+            templates: None,
         }
     }
 

@@ -9,7 +9,9 @@
 
 use anyhow::{anyhow, Context};
 use minijinja::Environment;
+use relance_config::Config;
 use relance_domain::{Channel, DunningPolicy, Language, PolicyError};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 macro_rules! builtin {
@@ -158,9 +160,15 @@ pub fn environment(
     override_dir: Option<&Path>,
     policy: &DunningPolicy,
 ) -> anyhow::Result<Environment<'static>> {
-    let mut env = Environment::new();
-    // Undefined variables are errors: a typo in a template must not send a blank amount.
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let env = base_environment(override_dir)?;
+    check_policy(&env, override_dir, policy)?;
+    Ok(env)
+}
+
+/// The deployment's templates: the built-in ones, or `override_dir`'s (with the built-in
+/// shared parts it lacks).
+fn base_environment(override_dir: Option<&Path>) -> anyhow::Result<Environment<'static>> {
+    let mut env = strict_environment();
     match override_dir {
         Some(dir) => {
             let from_dir = minijinja::path_loader(dir);
@@ -176,6 +184,46 @@ pub fn environment(
             }
         }
     }
+    Ok(env)
+}
+
+fn strict_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Undefined variables are errors: a typo in a template must not send a blank amount.
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env
+}
+
+/// A creditor's templates: the files of `folder`, else the deployment's (`override_dir`'s,
+/// with the built-in shared parts it lacks; or the built-in ones).
+fn creditor_environment(folder: &Path, override_dir: Option<&Path>) -> Environment<'static> {
+    let mut env = strict_environment();
+    let own = minijinja::path_loader(folder);
+    let deployment = override_dir.map(minijinja::path_loader);
+    env.set_loader(move |name| {
+        if let Some(source) = own(name)? {
+            return Ok(Some(source));
+        }
+        match &deployment {
+            Some(from_dir) => match from_dir(name)? {
+                Some(source) => Ok(Some(source)),
+                None => Ok(builtin_shared_part(name).map(str::to_owned)),
+            },
+            None => Ok(BUILTIN
+                .iter()
+                .find(|(builtin, _)| *builtin == name)
+                .map(|(_, source)| (*source).to_owned())),
+        }
+    });
+    env
+}
+
+/// Checks that every template `policy` names exists in `env` in every language and parses.
+fn check_policy(
+    env: &Environment<'static>,
+    override_dir: Option<&Path>,
+    policy: &DunningPolicy,
+) -> anyhow::Result<()> {
     for needed in policy.template_uses() {
         let refusal = |problem: String| {
             let why = needed
@@ -215,7 +263,109 @@ pub fn environment(
             )));
         }
     }
-    Ok(env)
+    Ok(())
+}
+
+/// Every template environment of the deployment: its own (built-in or
+/// `RELANCE_TEMPLATE_DIR`) and one per creditor folder of `RELANCE_CREDITOR_TEMPLATE_DIR`.
+pub struct Templates {
+    base: Environment<'static>,
+    creditors: BTreeMap<String, Environment<'static>>,
+}
+
+impl Templates {
+    /// The deployment's templates and its creditors' folders, checked at start: every
+    /// template of every policy (the default and `RELANCE_POLICY_DIR`'s) exists in each, and
+    /// every file of a creditor's folder parses. A problem stops the renderer here, naming
+    /// the file.
+    pub fn load(config: &Config) -> anyhow::Result<Self> {
+        let override_dir = config.settings.template_dir.as_deref();
+        let base = base_environment(override_dir)?;
+        for (_, policy) in config.every_policy() {
+            check_policy(&base, override_dir, policy)?;
+        }
+        let mut creditors = BTreeMap::new();
+        if let Some(root) = &config.settings.creditor_template_dir {
+            let entries = std::fs::read_dir(root)
+                .with_context(|| format!("reading RELANCE_CREDITOR_TEMPLATE_DIR {}", root.display()))?;
+            for entry in entries {
+                let folder = entry
+                    .with_context(|| format!("reading RELANCE_CREDITOR_TEMPLATE_DIR {}", root.display()))?
+                    .path();
+                let Some(name) = folder.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                    continue;
+                };
+                if !folder.is_dir() || !relance_config::is_policy_name(&name) {
+                    continue;
+                }
+                let env = creditor_environment(&folder, override_dir);
+                check_folder(&env, &folder)?;
+                for (_, policy) in config.every_policy() {
+                    check_policy(&env, override_dir, policy)
+                        .with_context(|| format!("creditor templates {}", folder.display()))?;
+                }
+                creditors.insert(name, env);
+            }
+        }
+        Ok(Self { base, creditors })
+    }
+
+    /// The deployment's templates alone (tests).
+    pub fn only(base: Environment<'static>) -> Self {
+        Self {
+            base,
+            creditors: BTreeMap::new(),
+        }
+    }
+
+    /// The templates of an invoice whose creditor names the folder `folder` (`None`: the
+    /// deployment's). A folder that was not there when the renderer started is logged, and
+    /// the deployment's templates are used.
+    pub fn for_folder(&self, folder: Option<&str>) -> &Environment<'static> {
+        let Some(name) = folder else {
+            return &self.base;
+        };
+        match self.creditors.get(name) {
+            Some(env) => env,
+            None => {
+                tracing::error!(
+                    templates = name,
+                    "a creditor names a template folder the renderer did not load at start; the deployment's templates apply"
+                );
+                &self.base
+            }
+        }
+    }
+
+    /// The creditor folders loaded, by name.
+    pub fn folders(&self) -> impl Iterator<Item = &str> {
+        self.creditors.keys().map(String::as_str)
+    }
+}
+
+/// Every template file of a creditor's folder (`fr/…`, `en/…`) parses.
+fn check_folder(env: &Environment<'static>, folder: &Path) -> anyhow::Result<()> {
+    for language in Language::ALL {
+        let dir = folder.join(language.as_str());
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("reading {}", dir.display()))?
+                .path();
+            let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !path.is_file() || file.starts_with('.') {
+                continue;
+            }
+            let name = format!("{}/{file}", language.as_str());
+            env.get_template(&name)
+                .map_err(|e| anyhow!("creditor template {} does not parse: {e}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -377,5 +527,58 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_creditors_folder_overrides_the_files_it_has_and_leaves_the_others() {
+        use crate::test_fixtures::{invoice, step};
+        use relance_config::{Config, Settings};
+        use relance_domain::SimulatedClock;
+
+        let root = std::env::temp_dir().join(format!("relance-creditor-templates-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("durand/fr")).unwrap();
+        std::fs::write(
+            root.join("durand/fr/signature.txt"),
+            "\n\nL'atelier Durand, à votre écoute.",
+        )
+        .unwrap();
+        // Not a folder: ignored.
+        std::fs::write(root.join("notes.txt"), "").unwrap();
+        let now = chrono::Utc::now();
+        let settings = Settings::from_vars(vec![(
+            "RELANCE_CREDITOR_TEMPLATE_DIR".to_string(),
+            root.display().to_string(),
+        )])
+        .unwrap();
+        let config =
+            Config::with_clock(settings, std::sync::Arc::new(SimulatedClock::starting_at(now))).unwrap();
+        let templates = Templates::load(&config).unwrap();
+        assert_eq!(templates.folders().collect::<Vec<_>>(), ["durand"]);
+        let reminder = step("reminder", "reminder", "email", "reminder", "firm");
+        let render = |folder: Option<&str>, language: &str| {
+            crate::render(
+                templates.for_folder(folder),
+                &config,
+                &reminder,
+                &invoice("business", language),
+                now,
+            )
+            .unwrap()
+            .body_text
+        };
+        let own = render(Some("durand"), "fr");
+        assert!(
+            own.contains("Cordialement,\n\nL'atelier Durand, à votre écoute."),
+            "{own}"
+        );
+        assert!(own.contains("Sauf erreur de notre part"), "{own}");
+        for (folder, language) in [(None, "fr"), (Some("durand"), "en"), (Some("unknown"), "fr")] {
+            let text = render(folder, language);
+            assert!(
+                !text.contains("L'atelier Durand"),
+                "{folder:?} {language}: {text}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

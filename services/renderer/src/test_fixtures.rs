@@ -33,6 +33,8 @@ pub(crate) fn invoice(kind: &str, language: &str) -> InvoiceRecord {
         country: "FR".into(),
         region: None,
         late_interest_percent: None,
+        policy: None,
+        templates: None,
     }
 }
 

@@ -313,7 +313,11 @@ async fn apply(
     match &mail.kind {
         Kind::Reply => {
             let open = invoice.status == InvoiceState::Open;
-            let pauses_it = config.policy.replies.pause_on_reply && open;
+            let pauses_it = config
+                .policy_for(invoice.policy.as_deref())
+                .replies
+                .pause_on_reply
+                && open;
             let reply = NewReply {
                 invoice_id: invoice.id,
                 step_id: Some(sent.step_id),

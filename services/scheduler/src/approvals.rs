@@ -29,16 +29,19 @@ pub async fn expire_approvals(db: &PgPool, config: &Config) -> anyhow::Result<us
         let mut conn = db.acquire().await.context("acquiring a connection")?;
         approvals::expired(&mut conn, now, 100).await?
     };
-    let days = config.policy.approvals.expires_after_days;
     for request in &expired {
         let number = &request.invoice_number;
         let mut tx = db
             .begin()
             .await
             .context("starting the approval expiry transaction")?;
-        if invoices::lock_for_payment(&mut tx, number).await?.is_none() {
+        let Some(invoice) = invoices::lock_for_payment(&mut tx, number).await? else {
             continue;
-        }
+        };
+        let days = config
+            .policy_for(invoice.policy.as_deref())
+            .approvals
+            .expires_after_days;
         let Some(step_id) = request.step_id else {
             // A hand-off nobody approved: the invoice stays, not handed off.
             if approvals::decide_hand_off(

@@ -44,7 +44,45 @@ pub fn creditor_of(c: &CreditorV1) -> Creditor {
         reply_to: text(&c.reply_to),
         mail_from: text(&c.mail_from),
         sms_sender: text(&c.sms_sender),
+        policy: text(&c.policy),
+        templates: text(&c.templates),
     }
+}
+
+/// Why a creditor naming a policy or a template folder this deployment does not have is
+/// refused (`None`: it names none, or known ones).
+pub fn unknown_policy_or_templates(config: &Config, creditor: &Creditor) -> Option<String> {
+    let policy = creditor.policy.as_str();
+    if !policy.is_empty() && !config.has_policy(policy) {
+        let known: Vec<&str> = config.policies.keys().map(String::as_str).collect();
+        return Some(format!(
+            "creditor.policy {policy:?} is not a policy of this deployment (RELANCE_POLICY_DIR: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    let templates = creditor.templates.as_str();
+    if !templates.is_empty() {
+        let found = config
+            .settings
+            .creditor_template_dir
+            .as_ref()
+            .is_some_and(|root| root.join(templates).is_dir());
+        if !found {
+            return Some(format!(
+                "creditor.templates {templates:?} is not a template folder of this deployment (RELANCE_CREDITOR_TEMPLATE_DIR: {})",
+                config
+                    .settings
+                    .creditor_template_dir
+                    .as_ref()
+                    .map_or("unset".to_string(), |d| d.display().to_string())
+            ));
+        }
+    }
+    None
 }
 
 /// Handles `creditor.updated`: validates and stores the creditor. Applied once per
@@ -55,6 +93,12 @@ pub async fn take_in_creditor(db: &PgPool, config: &Config, message: Incoming) -
     let now = config.clock.now();
     let creditor = validate_creditor(creditor_of(&event.creditor))
         .map_err(|r| HandlerError::Permanent(format!("creditor {:?} refused: {r}", event.creditor.id)))?;
+    if let Some(refusal) = unknown_policy_or_templates(config, &creditor) {
+        return Err(HandlerError::Permanent(format!(
+            "creditor {:?} refused: {refusal}",
+            creditor.id
+        )));
+    }
     let mut tx = db.begin().await.context("starting the creditor transaction")?;
     if !mark_processed(&mut tx, INBOX, &event.event_id, now).await? {
         tracing::info!("duplicate creditor.updated ignored");

@@ -106,7 +106,13 @@ async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
                 .emitted_days
                 .iter()
                 .any(|(id, day)| *id == invoice.id && *day == today);
-        for action in decide(&config.policy, invoice, &mine, emitted_today, now) {
+        for action in decide(
+            config.policy_for(invoice.policy.as_deref()),
+            invoice,
+            &mine,
+            emitted_today,
+            now,
+        ) {
             if let Some((joined_steps, joined_invoices)) =
                 apply(&mut tx, config, invoice, &action, now).await?
             {
@@ -265,6 +271,7 @@ async fn queue_due_step(
         customer_id: &invoice.customer_id,
         due_on: invoice.due_on,
         currency: &invoice.currency,
+        policy: invoice.policy.as_deref(),
     };
     let joined = grouping::gather(tx, config, &lead, invoice.timezone, today, now).await?;
     queue_step(
@@ -298,6 +305,7 @@ mod tests {
             customer_id: "C-1".to_string(),
             due_on: NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(),
             currency: "EUR".to_string(),
+            policy: None,
         }
     }
 

@@ -27,6 +27,9 @@ pub struct LeadStep<'a> {
     pub customer_id: &'a str,
     pub due_on: NaiveDate,
     pub currency: &'a str,
+    /// The named policy of its creditor (`None`: the default one): grouping joins only
+    /// invoices of the same creditor, so the lead's policy decides.
+    pub policy: Option<&'a str>,
 }
 
 /// Folds the customer's other overdue invoices' steps into `lead`'s message, when the policy
@@ -40,7 +43,7 @@ pub async fn gather(
     now: DateTime<Utc>,
 ) -> anyhow::Result<(HashSet<Uuid>, HashSet<Uuid>)> {
     let (mut steps_joined, mut invoices_joined) = (HashSet::new(), HashSet::new());
-    let Some(grouping) = config.policy.grouping else {
+    let Some(grouping) = config.policy_for(lead.policy).grouping else {
         return Ok((steps_joined, invoices_joined));
     };
     if lead.step.kind != StepKind::Reminder || lead.due_on >= today {

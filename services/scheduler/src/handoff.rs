@@ -13,8 +13,9 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
+use relance_config::Config;
 use relance_contracts::{names, ApprovalRequestedV1, APPROVAL_SUBJECT_HAND_OFF};
-use relance_contracts::{AmountDueV1, HandOffDetailV1};
+use relance_contracts::{AmountDueV1, HandOffCreditorV1, HandOffDetailV1};
 use relance_domain::claim::{claim_on, Claim, Debt, INDEMNITY_CURRENCY};
 use relance_domain::interest::InterestTerms;
 use relance_domain::policy::{ApprovalMode, ApprovalRules};
@@ -40,9 +41,9 @@ pub async fn hand_off_due(
     hand_off_due_with(db, now, delay, batch, terms, None).await
 }
 
-/// Hands off every invoice due for it at `now`, batch after batch; when `approvals` (the
-/// policy's) says the hand-off waits for approval, an invoice not yet approved gets an
-/// approval request instead (`approval.requested`, previewing the amount due), and is
+/// Hands off every invoice due for it at `now`, batch after batch; when the policy of the
+/// invoice's creditor (in `approvals`, the configuration) says the hand-off waits for
+/// approval, an invoice not yet approved gets an approval request instead (`approval.requested`, previewing the amount due), and is
 /// handed off by the first pass after it is granted; a rejected or expired request leaves it
 /// open, not handed off. Returns how many invoices it handed off or held.
 #[tracing::instrument(skip_all, err)]
@@ -52,7 +53,7 @@ pub async fn hand_off_due_with(
     delay: HandOffDelay,
     batch: i64,
     terms: &InterestTerms,
-    approvals: Option<&ApprovalRules>,
+    approvals: Option<&Config>,
 ) -> anyhow::Result<usize> {
     // First the sequences that ended since the last pass: they enter the index the claim reads.
     loop {
@@ -71,7 +72,8 @@ pub async fn hand_off_due_with(
             let by_post =
                 invoice.last_step_status == StepStatus::Sent && invoice.last_step_channel.is_postal();
             let after_days = delay.after_days + if by_post { delay.postal_days } else { 0 };
-            if let Some(rules) = approvals {
+            if let Some(config) = approvals {
+                let rules = &config.policy_for(invoice.policy.as_deref()).approvals;
                 if hold_hand_off(&mut tx, rules, invoice, now, delay.postal_days, terms).await? {
                     continue;
                 }
@@ -207,6 +209,10 @@ async fn hand_off(
         last_step_at: invoice.last_step_at,
         amount_due,
         journal: chain,
+        creditor: invoice.creditor.as_ref().map(|(id, name)| HandOffCreditorV1 {
+            id: id.clone(),
+            name: name.clone(),
+        }),
     };
     outbox::enqueue(
         tx,

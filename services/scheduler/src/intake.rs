@@ -133,8 +133,9 @@ async fn register(
     // The stored details: those of this message, or of a newer one already applied.
     let current = planning::stored(tx, &invoice.customer.id).await?;
     let customer = planning::Planning::of(&current)?;
+    let policy_name = creditors::policy_of_invoice(tx, invoice_id).await?;
     let plan = customer.plan(
-        config,
+        config.policy_for(policy_name.as_deref()),
         invoice.amount.amount,
         invoice.amount.currency.code(),
         invoice.due_on,
@@ -148,6 +149,7 @@ async fn register(
         &invoice.customer.dropped,
     );
     detail.creditor = (creditor != DEFAULT_CREDITOR_ID).then(|| creditor.to_string());
+    detail.policy = policy_name;
     outgoing::announce_detail(tx, now, &invoice.number, None, &detail).await?;
     if let Some(previous) = previous {
         let change = planning::DetailsChange {
@@ -223,6 +225,7 @@ pub fn registered_detail(
         not_chased: plan.not_chased.clone(),
         warnings: (!dropped.is_empty()).then(|| dropped_fields(dropped)),
         creditor: None,
+        policy: None,
     }
 }
 

@@ -142,7 +142,7 @@ async fn pass(db: &PgPool, config: &Config, last_handoff: &mut Option<tokio::tim
     if last_handoff.is_none_or(|at| at.elapsed() >= s.handoff_interval) {
         *last_handoff = Some(tokio::time::Instant::now());
         let terms = s.channels.interest_terms();
-        let approvals = Some(&config.policy.approvals);
+        let approvals = Some(config);
         if let Err(e) =
             handoff::hand_off_due_with(db, now, handoff_delay(s), s.scheduler_batch, &terms, approvals).await
         {

@@ -10,8 +10,8 @@ use relance_contracts::names;
 use relance_contracts::CustomerUpdatedV1;
 use relance_domain::validation::input::CustomerFields;
 use relance_domain::{
-    calendar_for_customer, plan_invoice, replan, validate_customer, CustomerKind, ExistingStep,
-    HolidayCalendar, Money, Plan, PlanInput, PlannedStep, Replan, Risk, StepKind,
+    calendar_for_customer, plan_invoice, replan, validate_customer, CustomerKind, DunningPolicy,
+    ExistingStep, HolidayCalendar, Money, Plan, PlanInput, PlannedStep, Replan, Risk, StepKind,
 };
 use relance_messaging::{HandlerError, Incoming};
 use relance_storage::customers::{self, PlanningDetails};
@@ -42,16 +42,17 @@ impl Planning {
         })
     }
 
+    /// The plan of an invoice under `policy` (its creditor's: `config.policy_for`).
     pub fn plan(
         &self,
-        config: &Config,
+        policy: &DunningPolicy,
         amount: Decimal,
         currency: &str,
         due_on: NaiveDate,
     ) -> anyhow::Result<Plan> {
         let currency = Money::parse_currency(currency.trim()).map_err(|e| anyhow!(e))?;
         Ok(plan_invoice(
-            &config.policy,
+            policy,
             &PlanInput {
                 risk: self.risk,
                 kind: self.kind,
@@ -197,7 +198,8 @@ pub async fn replan_customer(
             .filter(|s| s.kind == StepKind::Reminder)
             .collect();
         let existing = existing_steps(&records)?;
-        let plan = planning.plan(config, invoice.amount, &invoice.currency, invoice.due_on)?;
+        let policy = config.policy_for(invoice.policy.as_deref());
+        let plan = planning.plan(policy, invoice.amount, &invoice.currency, invoice.due_on)?;
         let moves = replan(&plan, &existing);
         if moves.is_empty() {
             continue;

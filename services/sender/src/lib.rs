@@ -162,7 +162,11 @@ pub async fn deliver_job(
     let request_receipt = step.kind == StepKind::Reminder
         && invoices::find_by_id(&mut conn, step.invoice_id)
             .await?
-            .is_some_and(|invoice| config.policy.requests_receipt(invoice.risk, &step.name));
+            .is_some_and(|invoice| {
+                config
+                    .policy_for(invoice.policy.as_deref())
+                    .requests_receipt(invoice.risk, &step.name)
+            });
     let creditor =
         relance_storage::creditors::for_invoice(&mut conn, &config.settings.creditor, step.invoice_id)
             .await?;

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use relance_domain::interest::{InterestTerms, RateTable};
 use relance_domain::legal_rates::LegalRates;
 use relance_domain::{DunningPolicy, SharedClock, SimulatedClock, SystemClock};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,8 +185,15 @@ pub struct Settings {
     /// Prefix of every exchange and queue name (`relance` gives `relance.inbound`).
     pub namespace: String,
     pub policy_file: Option<PathBuf>,
+    /// A folder of further named policies, `<name>.toml` each, which creditors name
+    /// (`RELANCE_POLICY_DIR`).
+    pub policy_dir: Option<PathBuf>,
     /// A folder of templates replacing the built-in ones (`RELANCE_TEMPLATE_DIR`).
     pub template_dir: Option<PathBuf>,
+    /// A folder of creditors' own template folders, `<name>/` each, same layout, whose
+    /// files override the others for the invoices of a creditor naming it
+    /// (`RELANCE_CREDITOR_TEMPLATE_DIR`).
+    pub creditor_template_dir: Option<PathBuf>,
     /// `None` for the system clock, or the start of a simulated clock.
     pub simulated_clock_start: Option<DateTime<Utc>>,
     /// The simulated clock is shared through the database (`RELANCE_CLOCK=database`).
@@ -317,7 +324,9 @@ impl fmt::Debug for Settings {
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("namespace", &self.namespace)
             .field("policy_file", &self.policy_file)
+            .field("policy_dir", &self.policy_dir)
             .field("template_dir", &self.template_dir)
+            .field("creditor_template_dir", &self.creditor_template_dir)
             .field("simulated_clock_start", &self.simulated_clock_start)
             .field("scheduler_interval", &self.scheduler_interval)
             .field("handoff_interval", &self.handoff_interval)
@@ -611,7 +620,9 @@ impl Settings {
             otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             namespace,
             policy_file: env.get("RELANCE_POLICY_FILE").map(PathBuf::from),
+            policy_dir: env.get("RELANCE_POLICY_DIR").map(PathBuf::from),
             template_dir: env.get("RELANCE_TEMPLATE_DIR").map(PathBuf::from),
+            creditor_template_dir: env.get("RELANCE_CREDITOR_TEMPLATE_DIR").map(PathBuf::from),
             simulated_clock_start,
             shared_clock: clock == "database",
             scheduler_interval: env.millis("RELANCE_SCHEDULER_INTERVAL_MS")?,
@@ -884,19 +895,108 @@ fn legal_rates(env: &Env) -> anyhow::Result<LegalRates> {
     })
 }
 
-/// What a service needs to run: settings, the one clock, the validated policy.
+/// What a service needs to run: settings, the one clock, the validated policies.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub settings: Settings,
     pub clock: SharedClock,
+    /// The default policy (`RELANCE_POLICY_FILE`, else the built-in one): that of the default
+    /// creditor and of every creditor naming no policy. Read it through
+    /// [`Config::policy_for`] for an invoice.
     pub policy: Arc<DunningPolicy>,
+    /// The named policies of `RELANCE_POLICY_DIR`, by name (the file's stem).
+    pub policies: Arc<BTreeMap<String, Arc<DunningPolicy>>>,
+}
+
+/// The named policies of a folder: every `<name>.toml` in it, each validated as
+/// `RELANCE_POLICY_FILE` is. A bad one stops here with its file, line and field.
+pub fn load_policy_dir(dir: &Path) -> anyhow::Result<BTreeMap<String, Arc<DunningPolicy>>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading RELANCE_POLICY_DIR {}", dir.display()))?;
+    let mut policies = BTreeMap::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading RELANCE_POLICY_DIR {}", dir.display()))?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+            continue;
+        };
+        if !is_policy_name(&name) {
+            bail!(
+                "invalid policy file name {}: a policy's name is 1 to 64 letters, digits, '-', '_' or '.'",
+                path.display()
+            );
+        }
+        let source = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading policy file {}", path.display()))?;
+        let policy = DunningPolicy::parse(&source, &path.display().to_string())
+            .map_err(|e| anyhow!("invalid policy: {e}"))?;
+        policies.insert(name, Arc::new(policy));
+    }
+    Ok(policies)
+}
+
+/// Whether `name` can name a policy (and a creditor's template folder): 1 to 64 letters,
+/// digits, `-`, `_` or `.`, not starting with a dot.
+pub fn is_policy_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl Config {
-    /// This configuration with `creditor` in place of the default one: what renders the
-    /// documents of an invoice of that creditor (the clock and policy are shared).
+    /// The policy of an invoice whose creditor names `policy` (`None`: the default policy).
+    /// A name the deployment does not have (a file removed after the creditor named it)
+    /// falls back to the default policy, with an error in the log.
+    pub fn policy_for(&self, policy: Option<&str>) -> &DunningPolicy {
+        match policy {
+            None => &self.policy,
+            Some(name) => match self.policies.get(name) {
+                Some(policy) => policy,
+                None => {
+                    tracing::error!(
+                        policy = name,
+                        "a creditor names a policy this deployment does not have; the default policy applies"
+                    );
+                    &self.policy
+                }
+            },
+        }
+    }
+
+    /// Whether the deployment has the named policy (`RELANCE_POLICY_DIR`).
+    pub fn has_policy(&self, name: &str) -> bool {
+        self.policies.contains_key(name)
+    }
+
+    /// Every policy: the default one, then the named ones with their names.
+    pub fn every_policy(&self) -> impl Iterator<Item = (Option<&str>, &DunningPolicy)> {
+        std::iter::once((None, self.policy.as_ref())).chain(
+            self.policies
+                .iter()
+                .map(|(name, p)| (Some(name.as_str()), p.as_ref())),
+        )
+    }
+
+    /// This configuration with `creditor` in place of the default one, and the policy it
+    /// names in place of the default policy: what renders the documents of an invoice of
+    /// that creditor (the clock is shared).
     pub fn for_creditor(&self, creditor: Creditor) -> Config {
         let mut config = self.clone();
+        if !creditor.policy.is_empty() {
+            if let Some(policy) = self.policies.get(&creditor.policy) {
+                config.policy = policy.clone();
+            } else {
+                // Logged, and the default policy kept.
+                let _ = self.policy_for(Some(&creditor.policy));
+            }
+        }
         config.settings.creditor = creditor;
         config
     }
@@ -923,10 +1023,15 @@ impl Config {
                     .map_err(|e| anyhow!("invalid policy: {e}"))?
             }
         };
+        let policies = match &settings.policy_dir {
+            None => BTreeMap::new(),
+            Some(dir) => load_policy_dir(dir)?,
+        };
         Ok(Self {
             settings,
             clock,
             policy: Arc::new(policy),
+            policies: Arc::new(policies),
         })
     }
 }
@@ -1259,6 +1364,38 @@ mod tests {
             e.contains("RELANCE_INTEREST_CONTRACT_PERCENT=\"1e1\" is not valid"),
             "{e}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn named_policies_come_from_relance_policy_dir_and_a_creditor_follows_its_own() {
+        let dir = std::env::temp_dir().join(format!("relance-policy-dir-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let default = relance_domain::policy::DEFAULT_POLICY_TOML;
+        let _ = std::fs::write(
+            dir.join("early.toml"),
+            default.replace("send_time = \"09:00\"", "send_time = \"07:30\""),
+        );
+        let _ = std::fs::write(dir.join("README.md"), "not a policy");
+        let s = Settings::from_vars(vars(&[("RELANCE_POLICY_DIR", &dir.display().to_string())]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        let config = Config::from_settings(s);
+        let Ok(config) = config else { panic!("{config:?}") };
+        assert_eq!(config.policies.keys().collect::<Vec<_>>(), ["early"]);
+        assert!(config.has_policy("early") && !config.has_policy("README"));
+        let time = |p: &DunningPolicy| p.send_time.format("%H:%M").to_string();
+        assert_eq!(time(config.policy_for(None)), "09:00");
+        assert_eq!(time(config.policy_for(Some("early"))), "07:30");
+        // A name the deployment lost: the default policy.
+        assert_eq!(time(config.policy_for(Some("gone"))), "09:00");
+        let creditor = Creditor {
+            id: "durand".into(),
+            policy: "early".into(),
+            ..Creditor::default()
+        };
+        assert_eq!(time(&config.for_creditor(creditor).policy), "07:30");
+        assert_eq!(time(&config.for_creditor(Creditor::default()).policy), "09:00");
+        assert_eq!(config.every_policy().count(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -40,6 +40,10 @@ pub struct InvoiceRegisteredV1 {
     /// The invoice's creditor, when it names one (absent: the default creditor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creditor: Option<String>,
+    /// The named policy the plan follows, when the invoice's creditor names one (absent: the
+    /// deployment's default policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// One step of an invoice's reminder plan.

@@ -19,6 +19,19 @@ pub struct HandOffDetailV1 {
     pub last_step_at: DateTime<Utc>,
     pub amount_due: AmountDueV1,
     pub journal: InvoiceJournalV1,
+    /// The creditor the invoice is owed to, when it names one (`creditor.updated`); absent
+    /// for the deployment's default creditor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creditor: Option<HandOffCreditorV1>,
+}
+
+/// Whom a handed-off invoice is owed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HandOffCreditorV1 {
+    /// Its id, as `creditor.updated` gave it.
+    pub id: String,
+    /// Its legal name as stored at the hand-off.
+    pub name: String,
 }
 
 /// Amounts as decimal strings in the currency's minor unit (`"1500.00"`).

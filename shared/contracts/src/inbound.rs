@@ -182,4 +182,14 @@ pub struct CreditorV1 {
     /// Sender name or number of its text messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms_sender: Option<String>,
+    /// The named policy its invoices follow: a `<name>.toml` of the deployment's
+    /// `RELANCE_POLICY_DIR` (one the deployment does not have is dead-lettered). Absent: the
+    /// deployment's default policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Its own templates: a folder `<name>/` of the deployment's
+    /// `RELANCE_CREDITOR_TEMPLATE_DIR`, whose files override the deployment's templates for
+    /// its invoices (an unknown one is dead-lettered). Absent: the deployment's templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<String>,
 }

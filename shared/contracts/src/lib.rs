@@ -34,7 +34,7 @@ pub use details::{
     ReminderSentV1, ReminderSkippedV1, SmsSentV1, StopRequestedV1, ThanksSentV1,
 };
 pub use events::{EventDetail, EventV1, StepRef};
-pub use handoff::{AmountDueV1, HandOffDetailV1, InvoiceJournalV1, JournalEntryV1};
+pub use handoff::{AmountDueV1, HandOffCreditorV1, HandOffDetailV1, InvoiceJournalV1, JournalEntryV1};
 pub use inbound::{
     CreditorUpdatedV1, CreditorV1, CustomerUpdatedV1, CustomerV1, InvoiceIssuedV1, InvoiceV1,
     PaymentReceivedV1, PaymentV1,

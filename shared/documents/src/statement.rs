@@ -498,6 +498,8 @@ mod tests {
             country: "FR".into(),
             region: None,
             late_interest_percent: None,
+            policy: None,
+            templates: None,
         }
     }
 

@@ -48,6 +48,12 @@ pub struct Creditor {
     /// Sender name or number of text messages; empty: the gateway's default
     /// (`RELANCE_SMS_SENDER` for the default creditor).
     pub sms_sender: String,
+    /// The named policy its invoices follow (a file of `RELANCE_POLICY_DIR`); empty: the
+    /// deployment's default policy.
+    pub policy: String,
+    /// Its own template folder (under `RELANCE_CREDITOR_TEMPLATE_DIR`); empty: the
+    /// deployment's templates.
+    pub templates: String,
 }
 
 /// What is wrong with a creditor's identity: the field and why.
@@ -155,6 +161,24 @@ pub fn validate_creditor(mut c: Creditor) -> Result<Creditor, CreditorRefusal> {
         }
         _ => siren,
     };
+    for (field, name) in [
+        ("creditor.policy", &mut c.policy),
+        ("creditor.templates", &mut c.templates),
+    ] {
+        *name = name.trim().to_string();
+        if !name.is_empty()
+            && (name.len() > 64
+                || name.starts_with('.')
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)))
+        {
+            return refuse(
+                field,
+                format!("{name:?} is not a name: 1 to 64 letters, digits, '-', '_' or '.'"),
+            );
+        }
+    }
     for (field, address) in [
         ("creditor.email", &c.email),
         ("creditor.mail_from", &c.mail_from),

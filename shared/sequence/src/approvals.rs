@@ -51,9 +51,12 @@ pub async fn holder(
     let by = if customer == Some(ApprovalMode::Manual) {
         "customer"
     } else if step.kind == StepKind::Reminder
-        && config
-            .policy
-            .needs_approval(invoice.risk, &step.name, &step.template, customer)
+        && config.policy_for(invoice.policy.as_deref()).needs_approval(
+            invoice.risk,
+            &step.name,
+            &step.template,
+            customer,
+        )
     {
         "policy"
     } else {
@@ -81,7 +84,13 @@ pub async fn request(
     if let Some(object) = preview.as_object_mut() {
         object.insert("message".to_string(), message);
     }
-    let expires_at = now + Duration::days(i64::from(config.policy.approvals.expires_after_days));
+    let expires_at = now
+        + Duration::days(i64::from(
+            config
+                .policy_for(invoice.policy.as_deref())
+                .approvals
+                .expires_after_days,
+        ));
     let id = approvals::open(tx, step.id, invoice.id, &preview, now, expires_at).await?;
     let detail = ApprovalRequestedV1 {
         approval_id: id.to_string(),

@@ -61,6 +61,7 @@ pub async fn after_pauses_ended(
     let tz = invoice.timezone;
     let calendar = calendar_for_customer(&invoice.country, invoice.region.as_deref());
     let risk = invoice.risk;
+    let policy = config.policy_for(invoice.policy.as_deref());
     let pending = pauses::pending_reminders(tx, invoice.id).await?;
     // Each step goes back into its own send window, as when it was planned and as the
     // scheduler checks when it sends it.
@@ -70,7 +71,7 @@ pub async fn after_pauses_ended(
             id: s.id,
             position: s.position,
             due_at: s.due_at,
-            window: config.policy.step_window(risk, &s.name),
+            window: policy.step_window(risk, &s.name),
         })
         .collect();
     let resumption = Resumption {
@@ -78,7 +79,7 @@ pub async fn after_pauses_ended(
         resume_at,
         tz,
         calendar: calendar.as_ref(),
-        send_time: config.policy.send_time,
+        send_time: policy.send_time,
     };
     let plan = redate_after_pause(&held, &resumption);
     let mut next: Option<(String, DateTime<Utc>)> = None;

@@ -42,6 +42,8 @@ struct CreditorRow {
     mail_from: String,
     reply_to: String,
     sms_sender: String,
+    policy: Option<String>,
+    templates: Option<String>,
     details_as_of: DateTime<Utc>,
     revision: i32,
     updated_at: DateTime<Utc>,
@@ -81,6 +83,8 @@ impl CreditorRow {
                 reply_to: or_default(self.reply_to, &default.reply_to),
                 mail_from: or_default(self.mail_from, &default.mail_from),
                 sms_sender: self.sms_sender,
+                policy: self.policy.unwrap_or_default(),
+                templates: self.templates.unwrap_or_default(),
             },
             details_as_of: self.details_as_of,
             revision: self.revision,
@@ -92,7 +96,7 @@ impl CreditorRow {
 const CREDITOR_COLUMNS: &str =
     "c.id, c.name, c.legal_form, c.siren, c.siret, c.rcs_city, c.share_capital, c.address,
     c.vat_number, c.iban, c.bic, c.email, c.phone, c.letterhead, c.signature_fr, c.signature_en, c.signatory,
-    c.signatory_title_fr, c.signatory_title_en, c.mail_from, c.reply_to, c.sms_sender, c.details_as_of,
+    c.signatory_title_fr, c.signatory_title_en, c.mail_from, c.reply_to, c.sms_sender, c.policy, c.templates, c.details_as_of,
     c.revision, c.updated_at";
 
 /// Creates the creditor or replaces its details, unless the stored details come from a
@@ -107,14 +111,15 @@ pub async fn save(
     let written = sqlx::query(
         "INSERT INTO creditors AS c (id, name, legal_form, siren, siret, rcs_city, share_capital, address, vat_number,
              iban, bic, email, phone, letterhead, signature_fr, signature_en, signatory, signatory_title_fr,
-             signatory_title_en, mail_from, reply_to, sms_sender, details_as_of, created_at, updated_at)
+             signatory_title_en, mail_from, reply_to, sms_sender, details_as_of, created_at, updated_at, policy,
+             templates)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-             $22, $23, $24, $24)
+             $22, $23, $24, $24, NULLIF($25, ''), NULLIF($26, ''))
          ON CONFLICT (id) DO UPDATE SET name = $2, legal_form = $3, siren = $4, siret = $5, rcs_city = $6,
              share_capital = $7, address = $8, vat_number = $9, iban = $10, bic = $11, email = $12, phone = $13,
              letterhead = $14, signature_fr = $15, signature_en = $16, signatory = $17, signatory_title_fr = $18,
              signatory_title_en = $19, mail_from = $20, reply_to = $21, sms_sender = $22, details_as_of = $23,
-             updated_at = $24, revision = c.revision + 1
+             updated_at = $24, revision = c.revision + 1, policy = NULLIF($25, ''), templates = NULLIF($26, '')
          WHERE c.details_as_of <= $23",
     )
     .bind(&c.id)
@@ -141,6 +146,8 @@ pub async fn save(
     .bind(&c.sms_sender)
     .bind(as_of)
     .bind(at)
+    .bind(&c.policy)
+    .bind(&c.templates)
     .execute(tx)
     .await
     .with_context(|| format!("saving creditor {}", c.id))?;
@@ -202,6 +209,19 @@ pub async fn for_invoice(
     .await
     .context("reading the invoice's creditor")?;
     Ok(row.map_or_else(|| default.clone(), |row| row.stored(default).creditor))
+}
+
+/// The named policy of the invoice's creditor (`None`: the default policy). For the places
+/// that do not hold the invoice's record (whose `policy` says the same).
+pub async fn policy_of_invoice(db: &mut PgConnection, invoice_id: Uuid) -> anyhow::Result<Option<String>> {
+    let policy: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT c.policy FROM invoices i JOIN creditors c ON c.id = i.creditor_id WHERE i.id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_optional(db)
+    .await
+    .context("reading the policy of the invoice's creditor")?;
+    Ok(policy.flatten())
 }
 
 /// [`for_invoice`] by invoice number.

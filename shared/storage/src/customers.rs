@@ -105,6 +105,8 @@ pub struct OpenInvoice {
     pub amount: Decimal,
     pub currency: String,
     pub due_on: NaiveDate,
+    /// The named policy of its creditor (`None`: the default policy).
+    pub policy: Option<String>,
 }
 
 /// The customer's open invoices, locked: a scheduler emitting one of their steps finishes
@@ -114,8 +116,9 @@ pub async fn lock_open_invoices(
     customer_id: &str,
 ) -> anyhow::Result<Vec<OpenInvoice>> {
     sqlx::query_as(
-        "SELECT id, number, amount, currency, due_on FROM invoices
-         WHERE customer_id = $1 AND status = 'open' ORDER BY number FOR UPDATE",
+        "SELECT i.id, i.number, i.amount, i.currency, i.due_on, cr.policy
+         FROM invoices i LEFT JOIN creditors cr ON cr.id = i.creditor_id
+         WHERE i.customer_id = $1 AND i.status = 'open' ORDER BY i.number FOR UPDATE OF i",
     )
     .bind(customer_id)
     .fetch_all(tx)

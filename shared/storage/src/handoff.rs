@@ -36,6 +36,10 @@ pub struct HandOffCandidate {
     pub last_step_at: DateTime<Utc>,
     /// Its channel: a letter's deadline runs from its receipt, some days after it was posted.
     pub last_step_channel: Channel,
+    /// The creditor it names (id, name), `None` for the default creditor, and that
+    /// creditor's named policy (`None`: the default policy).
+    pub creditor: Option<(String, String)>,
+    pub policy: Option<String>,
 }
 
 /// A hand-off candidate as stored, before its customer's kind and time zone and its last
@@ -56,6 +60,9 @@ struct HandOffRow {
     last_step_status: String,
     last_step_at: DateTime<Utc>,
     last_step_channel: String,
+    creditor_id: Option<String>,
+    creditor_name: Option<String>,
+    policy: Option<String>,
 }
 
 impl TryFrom<HandOffRow> for HandOffCandidate {
@@ -78,6 +85,8 @@ impl TryFrom<HandOffRow> for HandOffCandidate {
             late_interest_percent: row.late_interest_percent,
             last_step: row.last_step,
             last_step_at: row.last_step_at,
+            creditor: row.creditor_id.zip(row.creditor_name),
+            policy: row.policy,
         })
     }
 }
@@ -155,9 +164,10 @@ pub async fn claim_due(
         "SELECT i.id, i.number, i.amount, i.credited, i.balance, i.currency, i.due_on,
                 c.kind AS customer_kind, c.timezone, c.late_interest_percent,
                 last.name AS last_step, last.status AS last_step_status, last.updated_at AS last_step_at,
-                last.channel AS last_step_channel
+                last.channel AS last_step_channel, cr.id AS creditor_id, cr.name AS creditor_name, cr.policy
          FROM invoices i
          JOIN customers c ON c.id = i.customer_id
+         LEFT JOIN creditors cr ON cr.id = i.creditor_id
          JOIN LATERAL (SELECT s.name, s.status, s.updated_at, s.channel FROM reminder_steps s
                        WHERE s.invoice_id = i.id AND s.kind = 'reminder'
                        ORDER BY s.position DESC LIMIT 1) last ON true

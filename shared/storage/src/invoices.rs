@@ -115,6 +115,11 @@ pub struct InvoiceRecord {
     pub region: Option<String>,
     /// The late-payment rate agreed with the customer, if any (percent a year).
     pub late_interest_percent: Option<Decimal>,
+    /// The named policy of the invoice's creditor (`None`: the default policy):
+    /// `config.policy_for(invoice.policy.as_deref())`.
+    pub policy: Option<String>,
+    /// The template folder of the invoice's creditor (`None`: the deployment's templates).
+    pub templates: Option<String>,
 }
 
 /// An invoice as stored, before its status and its customer's language, time zone, risk and
@@ -144,6 +149,8 @@ struct InvoiceRow {
     country: String,
     region: Option<String>,
     late_interest_percent: Option<Decimal>,
+    policy: Option<String>,
+    templates: Option<String>,
 }
 
 impl TryFrom<InvoiceRow> for InvoiceRecord {
@@ -175,6 +182,8 @@ impl TryFrom<InvoiceRow> for InvoiceRecord {
             country: row.country,
             region: row.region,
             late_interest_percent: row.late_interest_percent,
+            policy: row.policy,
+            templates: row.templates,
         })
     }
 }
@@ -187,8 +196,9 @@ impl<'r> FromRow<'r, PgRow> for InvoiceRecord {
 
 const INVOICE_RECORD: &str = "SELECT i.id, i.number, i.amount, i.currency, i.balance, i.credited, i.issued_on, i.due_on, i.payment_link,
         i.pdf IS NOT NULL AS has_pdf, i.status, c.id AS customer_id, c.name AS customer_name, c.contact_name, c.email, c.cc,
-        c.language, c.timezone, c.risk, c.kind, c.country, c.region, c.late_interest_percent
-    FROM invoices i JOIN customers c ON c.id = i.customer_id";
+        c.language, c.timezone, c.risk, c.kind, c.country, c.region, c.late_interest_percent,
+        cr.policy, cr.templates
+    FROM invoices i JOIN customers c ON c.id = i.customer_id LEFT JOIN creditors cr ON cr.id = i.creditor_id";
 
 pub async fn find_by_id(db: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<InvoiceRecord>> {
     sqlx::query_as(&format!("{INVOICE_RECORD} WHERE i.id = $1"))

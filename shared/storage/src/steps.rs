@@ -383,6 +383,8 @@ pub struct DueInvoice {
     pub customer_id: String,
     pub due_on: NaiveDate,
     pub currency: String,
+    /// The named policy of its creditor (`None`: the default policy).
+    pub policy: Option<String>,
 }
 
 /// A due invoice as stored, before its time zone and risk are checked.
@@ -397,6 +399,7 @@ struct DueInvoiceRow {
     customer_id: String,
     due_on: NaiveDate,
     currency: String,
+    policy: Option<String>,
 }
 
 impl TryFrom<DueInvoiceRow> for DueInvoice {
@@ -413,6 +416,7 @@ impl TryFrom<DueInvoiceRow> for DueInvoice {
             customer_id: row.customer_id,
             due_on: row.due_on,
             currency: row.currency,
+            policy: row.policy,
         })
     }
 }
@@ -433,7 +437,8 @@ pub async fn claim_due_invoices(
 ) -> anyhow::Result<Vec<DueInvoice>> {
     sqlx::query_as(
         "SELECT i.id, i.number, c.timezone, c.risk, c.country, c.region, i.customer_id, i.due_on,
-             trim(i.currency) AS currency
+             trim(i.currency) AS currency,
+             (SELECT cr.policy FROM creditors cr WHERE cr.id = i.creditor_id) AS policy
          FROM invoices i JOIN customers c ON c.id = i.customer_id
          WHERE i.id IN (SELECT s.invoice_id FROM reminder_steps s
                         WHERE s.status = 'pending' AND s.due_at <= $1
