@@ -444,6 +444,9 @@ pub async fn claim_due_invoices(
                         WHERE s.status = 'pending' AND s.due_at <= $1
                           -- Paused invoices keep their old due times: skipped here, or
                           -- enough of them would fill this window and hold everyone back.
+                          -- `held` (kept by triggers, migration ...20261207000500) leaves
+                          -- them out of the index read; the pauses are still checked.
+                          AND NOT s.held
                           AND NOT EXISTS (SELECT 1 FROM invoice_pauses p
                                           WHERE p.invoice_id = s.invoice_id AND p.ended_at IS NULL)
                         ORDER BY s.due_at LIMIT $2 * 4)

@@ -89,3 +89,95 @@ async fn an_invoice_with_a_due_step_is_claimed_past_any_number_of_paused_ones() 
     db.close().await;
     relance_storage::drop_database(&url).await.unwrap();
 }
+
+/// Which of the invoice's steps are marked held (the claim's index leaves them out).
+async fn held(db: &PgPool, invoice: Uuid) -> Vec<bool> {
+    sqlx::query_scalar("SELECT held FROM reminder_steps WHERE invoice_id = $1 ORDER BY position")
+        .bind(invoice)
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+async fn claimable(db: &PgPool) -> Vec<String> {
+    let mut tx = db.begin().await.unwrap();
+    let claimed = claim_due_invoices(&mut tx, Utc::now(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.number)
+        .collect();
+    tx.rollback().await.unwrap();
+    claimed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_are_held_exactly_while_a_pause_is_active_and_claimed_once_it_ends() {
+    let url = format!(
+        "{}/relance_test_{}_{}",
+        server_url(),
+        Utc::now().timestamp(),
+        Uuid::new_v4().simple()
+    );
+    relance_storage::migrate(&url).await.unwrap();
+    let db = relance_storage::connect(&url, 4).await.unwrap();
+    sqlx::query(
+        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
+         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let id = invoice(&db, "F-1", 2).await;
+    assert_eq!(held(&db, id).await, [false, false]);
+    assert_eq!(claimable(&db).await, ["F-1"]);
+
+    // Two pauses: the steps stay held until both have ended.
+    let (promise, dispute) = (Uuid::new_v4(), Uuid::new_v4());
+    for (pause, kind) in [(promise, "manual"), (dispute, "dispute")] {
+        sqlx::query(
+            "INSERT INTO invoice_pauses (id, invoice_id, kind, reason, source, event_id, started_at)
+             VALUES ($1, $2, $3, 'held', 'pause.requested', $4, now())",
+        )
+        .bind(pause)
+        .bind(id)
+        .bind(kind)
+        .bind(pause.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(held(&db, id).await, [true, true]);
+    assert!(claimable(&db).await.is_empty());
+
+    // A step planned while the invoice is paused is held from the start.
+    sqlx::query(
+        "INSERT INTO reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, updated_at)
+         VALUES ($1, $2, 'reminder_2', 'reminder', 2, 'email', 'reminder', 'firm', now(), 'pending', now())",
+    )
+    .bind(Uuid::new_v4())
+    .bind(id)
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(held(&db, id).await, [true, true, true]);
+
+    let end = |pause: Uuid| {
+        let db = db.clone();
+        async move {
+            sqlx::query("UPDATE invoice_pauses SET ended_at = now(), end_reason = 'done' WHERE id = $1")
+                .bind(pause)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+    };
+    end(promise).await;
+    assert_eq!(held(&db, id).await, [true, true, true], "one pause still holds");
+    assert!(claimable(&db).await.is_empty());
+    end(dispute).await;
+    assert_eq!(held(&db, id).await, [false, false, false]);
+    assert_eq!(claimable(&db).await, ["F-1"]);
+    db.close().await;
+    relance_storage::drop_database(&url).await.unwrap();
+}
