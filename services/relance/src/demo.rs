@@ -832,7 +832,15 @@ fn timeline_details(row: &TimelineRow) -> String {
         "call.task_opened" => text("title"),
         "call.outcome_recorded" => format!("{} {}", text("outcome"), text("promised_on")),
         "call.task_expired" => text("reason"),
-        "invoice.paused" => format!("{}: {} {}", text("kind"), text("reason"), text("promised_on")),
+        "invoice.paused" => {
+            // A promise made on the customer page says its date in its reason already.
+            let (reason, promised_on) = (text("reason"), text("promised_on"));
+            if promised_on.is_empty() || reason.contains(&promised_on) {
+                format!("{}: {reason}", text("kind"))
+            } else {
+                format!("{}: {reason} (pays by {promised_on})", text("kind"))
+            }
+        }
         "invoice.resumed" => text("reason"),
         "payment_plan.agreed" => {
             let instalments: Vec<String> = d["instalments"]

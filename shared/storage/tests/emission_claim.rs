@@ -14,6 +14,26 @@ fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// A fresh migrated database (its URL, to drop it) with customer C-1.
+async fn database_with_a_customer() -> (String, PgPool) {
+    let url = format!(
+        "{}/relance_test_{}_{}",
+        server_url(),
+        Utc::now().timestamp(),
+        Uuid::new_v4().simple()
+    );
+    relance_storage::migrate(&url).await.unwrap();
+    let db = relance_storage::connect(&url, 4).await.unwrap();
+    sqlx::query(
+        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
+         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    (url, db)
+}
+
 /// An open invoice with two reminder steps, pending and due `days_ago` days ago.
 async fn invoice(db: &PgPool, number: &str, days_ago: i64) -> Uuid {
     let id = Uuid::new_v4();
@@ -45,21 +65,7 @@ async fn invoice(db: &PgPool, number: &str, days_ago: i64) -> Uuid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invoice_with_a_due_step_is_claimed_past_any_number_of_paused_ones() {
-    let url = format!(
-        "{}/relance_test_{}_{}",
-        server_url(),
-        Utc::now().timestamp(),
-        Uuid::new_v4().simple()
-    );
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 4).await.unwrap();
-    sqlx::query(
-        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
-         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    let (url, db) = database_with_a_customer().await;
     // Twenty disputed invoices whose steps fell due long ago (40 steps, more than the claim
     // looks at for a batch of two), and one invoice due yesterday.
     for i in 0..20 {
@@ -113,21 +119,7 @@ async fn claimable(db: &PgPool) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_are_held_exactly_while_a_pause_is_active_and_claimed_once_it_ends() {
-    let url = format!(
-        "{}/relance_test_{}_{}",
-        server_url(),
-        Utc::now().timestamp(),
-        Uuid::new_v4().simple()
-    );
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 4).await.unwrap();
-    sqlx::query(
-        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
-         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    let (url, db) = database_with_a_customer().await;
     let id = invoice(&db, "F-1", 2).await;
     assert_eq!(held(&db, id).await, [false, false]);
     assert_eq!(claimable(&db).await, ["F-1"]);
