@@ -134,18 +134,7 @@ async fn a_formal_notice_waits_for_approval_and_goes_out_once_approved() {
         json_list.stdout
     );
 
-    let approve = env
-        .cli(&[
-            "approvals",
-            "approve",
-            &step_id.to_string(),
-            "--by",
-            "Marie Dupont",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(approve.ok, "{}", approve.stderr);
+    env.approve_with_cli(step_id, "Marie Dupont").await;
     env.idle().await;
     let emails = env.mail.wait_for_emails(2).await;
     let notice = emails
@@ -290,18 +279,7 @@ async fn a_manual_customer_waits_for_approval_on_its_first_reminder() {
     assert!(env.mail.emails().await.is_empty(), "nothing sent");
     let requested = env.journal_details("F-A5", "approval.requested").await;
     assert_eq!(requested[0]["by"], "customer");
-    let approve = env
-        .cli(&[
-            "approvals",
-            "approve",
-            &step_id.to_string(),
-            "--by",
-            "Marie Dupont",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(approve.ok, "{}", approve.stderr);
+    env.approve_with_cli(step_id, "Marie Dupont").await;
     env.idle().await;
     assert_eq!(env.mail.wait_for_emails(1).await.len(), 1);
     assert_eq!(step_of(env, "F-A5", "reminder_1").await.1, "sent");
@@ -456,18 +434,7 @@ async fn the_approved_message_is_exactly_the_preview() {
     assert!(page.contains("Exactly what approval sends"), "{page}");
     assert!(page.contains("preview-subject"), "{page}");
 
-    let approve = env
-        .cli(&[
-            "approvals",
-            "approve",
-            &step_id.to_string(),
-            "--by",
-            "Marie Dupont",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(approve.ok, "{}", approve.stderr);
+    env.approve_with_cli(step_id, "Marie Dupont").await;
     env.idle().await;
     let emails = env.mail.wait_for_emails(2).await;
     let notice = emails
@@ -522,18 +489,7 @@ async fn approval_after_the_figures_changed_renders_the_notice_again() {
     )
     .await;
     env.wait_journal("F-A8", names::PAYMENT_RECORDED, 1).await;
-    let approve = env
-        .cli(&[
-            "approvals",
-            "approve",
-            &step_id.to_string(),
-            "--by",
-            "Marie Dupont",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(approve.ok, "{}", approve.stderr);
+    env.approve_with_cli(step_id, "Marie Dupont").await;
     let granted = env.journal_details("F-A8", names::APPROVAL_GRANTED).await;
     let why = granted[0]["rerendered"].as_str().unwrap_or_default().to_string();
     assert!(why.contains("balance"), "{}", granted[0]);
@@ -623,18 +579,7 @@ async fn a_hand_off_waits_for_approval() {
         show.stdout
     );
 
-    let approve = env
-        .cli(&[
-            "approvals",
-            "approve",
-            &a9.to_string(),
-            "--by",
-            "Marie Dupont",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(approve.ok, "{}", approve.stderr);
+    env.approve_with_cli(a9, "Marie Dupont").await;
     env.wait_journal("F-A9", names::INVOICE_HANDED_OFF, 1).await;
     let reject = env
         .cli(&[
@@ -714,18 +659,7 @@ async fn a_grouped_formal_notice_waits_with_its_lead_and_goes_with_it() {
         "queued",
         "grouped into the lead"
     );
-    let approve = env
-        .cli(&[
-            "approvals",
-            "approve",
-            &lead.to_string(),
-            "--by",
-            "Marie Dupont",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(approve.ok, "{}", approve.stderr);
+    env.approve_with_cli(lead, "Marie Dupont").await;
     env.idle().await;
     assert_eq!(step_of(&env, "F-A11", "formal_notice").await.1, "sent");
     assert_eq!(step_of(&env, "F-A12", "formal_notice").await.1, "sent");

@@ -797,6 +797,23 @@ impl TestEnv {
         }
     }
 
+    /// Approves the waiting step as `by` would with `relance approvals approve ID --by BY`,
+    /// waiting (30 s at most) for the payments listener to apply it.
+    pub async fn approve_with_cli(&self, step_id: impl std::fmt::Display, by: &str) {
+        let approve = self
+            .cli(&[
+                "approvals",
+                "approve",
+                &step_id.to_string(),
+                "--by",
+                by,
+                "--wait",
+                "30",
+            ])
+            .await;
+        assert!(approve.ok, "{}", approve.stderr);
+    }
+
     /// Polls the dead-letter queue until `n` messages were taken from it; returns their reasons.
     pub async fn wait_for_dead_letters(&self, n: usize) -> Vec<String> {
         let start = std::time::Instant::now();

@@ -549,18 +549,7 @@ async fn a_manual_customers_plan_notes_wait_for_approval() {
     .fetch_one(&env.db)
     .await
     .unwrap();
-    let approve = env
-        .cli(&[
-            "approvals",
-            "approve",
-            &step_id.to_string(),
-            "--by",
-            "Marie Dupont",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(approve.ok, "{}", approve.stderr);
+    env.approve_with_cli(step_id, "Marie Dupont").await;
     env.idle().await;
     let emails = env.mail.wait_for_emails(1).await;
     assert_eq!(emails[0].subject, subject);
