@@ -37,6 +37,26 @@ pub enum Shape {
     Overdue,
 }
 
+impl Shape {
+    /// The shapes the scheduler pass is timed on, by name.
+    pub fn parse_pass(name: &str) -> anyhow::Result<Self> {
+        match name {
+            "overdue" => Ok(Shape::Overdue),
+            "future" => Ok(Shape::Future),
+            other => anyhow::bail!("unknown ledger shape {other:?}: expected overdue or future"),
+        }
+    }
+
+    /// What the shape holds, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Shape::Future => "all in the future",
+            Shape::Overdue => "mostly overdue, waiting (later steps, pauses, hand-offs)",
+            Shape::Pipeline => "pipeline mix",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Situation {
     NotDue,
@@ -130,7 +150,7 @@ pub async fn load(db: &PgPool, invoices: i64, shape: Shape, now: DateTime<Utc>) 
             write_invoice(&mut t, rank, situation, due_on, plan, now, &mut loaded)?;
         }
         copy(db, "customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at, country, details_as_of)", &t.customers).await?;
-        copy(db, "invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, status, created_at)", &t.invoices).await?;
+        copy(db, "invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, status, created_at, sequence_ended_at)", &t.invoices).await?;
         copy(db, "reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, emitted_at, emitted_on, updated_at, status_changed_at)", &t.steps).await?;
         copy(
             db,
@@ -189,9 +209,15 @@ fn write_invoice(
         "{customer}\tClient {rank} SAS\tContact {rank}\tc{rank}@bench.test\t{language}\tEurope/Paris\tmedium\tbusiness\t{known}\tBE\t{known}"
     )?;
     let amount = format!("{}.00", 100 + rank % 5000);
+    // A finished sequence is in the hand-off's index from when its last step went out, as
+    // the scheduler's sweep of `sequence_endings` would have noted it.
+    let sequence_ended_at = match situation {
+        Situation::HandOffPending => ts(now - Duration::days(2)),
+        _ => "\\N".to_string(),
+    };
     writeln!(
         t.invoices,
-        "{id}\t{number}\t{customer}\t{amount}\tEUR\t{amount}\t{}\t{due_on}\thttps://pay.example.test/i/{number}\topen\t{known}",
+        "{id}\t{number}\t{customer}\t{amount}\tEUR\t{amount}\t{}\t{due_on}\thttps://pay.example.test/i/{number}\topen\t{known}\t{sequence_ended_at}",
         due_on - Duration::days(30)
     )?;
     // The position up to which steps are done, and what becomes of the next.

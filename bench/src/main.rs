@@ -64,6 +64,27 @@ enum Bench {
     /// The whole pipeline, the scheduler pass, payment-to-cancel and intake, each beside the
     /// machine's ceilings measured in the same run (see bench/README.md).
     Pipeline(PipelineArgs),
+    /// The scheduler pass with nothing due on one ledger loaded in bulk, job by job (the
+    /// figure `pipeline` gives per size, alone: for a ledger too large to load twice, or to
+    /// keep the ledger and look at the plans).
+    Pass {
+        /// Invoices in the ledger.
+        #[arg(long, default_value_t = 1_000_000)]
+        invoices: i64,
+        /// `overdue` (mostly overdue, waiting on later steps, pauses and hand-offs) or
+        /// `future` (every invoice due in the future).
+        #[arg(long, default_value = "overdue")]
+        shape: String,
+        /// Timed passes (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        /// Keep the bench's database afterwards (its URL is printed), to look at its plans.
+        #[arg(long)]
+        keep: bool,
+        /// Folder of the JSON result (default: bench/results).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Each page and API of the collections console on a ledger loaded in bulk.
     Console {
         /// Invoices in the ledger.
@@ -181,6 +202,18 @@ async fn main() -> anyhow::Result<()> {
             with_bench_database(&cli.database_url, |db| retention(db, ledger, batch)).await
         }
         Bench::Pipeline(args) => pipeline::run(args.options(cli.database_url)).await,
+        Bench::Pass {
+            invoices,
+            shape,
+            passes,
+            keep,
+            out,
+        } => {
+            let shape = ledger::Shape::parse_pass(&shape)?;
+            let out = out.unwrap_or_else(pipeline::default_out);
+            let bench = |db, url| pass::run(db, url, invoices, shape, passes, out);
+            with_bench_database_url(&cli.database_url, keep, bench).await
+        }
         Bench::Console { invoices, runs, keep } => {
             let bench = |db, url| console::run(db, url, invoices, runs);
             with_bench_database_url(&cli.database_url, keep, bench).await

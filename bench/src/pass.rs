@@ -80,3 +80,59 @@ async fn one_pass(db: &PgPool, config: &Config) -> anyhow::Result<Vec<(&'static 
     times.push(("expire_call_tasks", started.elapsed()));
     Ok(times)
 }
+
+/// `relance-bench pass`: one ledger of `invoices` in `shape`, its pass timed job by job,
+/// printed and written as `pass-<shape>-<invoices>-<UTC time>.json` under `out`.
+pub async fn run(
+    db: PgPool,
+    url: String,
+    invoices: i64,
+    shape: crate::ledger::Shape,
+    passes: usize,
+    out: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    let at = chrono::Utc::now();
+    println!("loading {invoices} invoices, {} (COPY)", shape.describe());
+    let loaded = crate::ledger::load(&db, invoices, shape, at).await?;
+    println!(
+        "  loaded in {:.0} s: {} steps, {} waiting, {} paused, {} hand-off pending",
+        loaded.seconds, loaded.steps, loaded.waiting, loaded.paused, loaded.hand_off_pending
+    );
+    let size: String = sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        .fetch_one(&db)
+        .await
+        .context("reading the database's size")?;
+    let timing = time_passes(&db, &url, passes).await?;
+    println!(
+        "scheduler pass with nothing due, {invoices} invoices {} (database {size}): median {:.1} ms, max {:.1} ms over {passes} passes",
+        shape.describe(),
+        timing.median_ms,
+        timing.max_ms
+    );
+    for (job, ms) in &timing.jobs {
+        println!("  {job:<24} {ms:>8.2} ms (median)");
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let shape_name = match shape {
+        crate::ledger::Shape::Future => "future",
+        _ => "overdue",
+    };
+    let path = out.join(format!(
+        "pass-{shape_name}-{invoices}-{}.json",
+        at.format("%Y%m%dT%H%M")
+    ));
+    let report = serde_json::json!({
+        "at": at,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "invoices": invoices,
+        "shape": shape.describe(),
+        "database_size": size,
+        "load_seconds": loaded.seconds,
+        "loaded": loaded,
+        "timing": timing,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}

@@ -106,7 +106,7 @@ pub async fn connect_read_only(database_url: &str, pool_size: u32) -> anyhow::Re
                     .map(|_| ())
             })
         })
-        .connect(database_url)
+        .connect_with(relance_storage::connect_options(database_url)?)
         .await
         .with_context(|| {
             format!(

@@ -58,7 +58,8 @@ struct Turn(Option<sqlx::PgConnection>);
 impl Turn {
     async fn connection(&mut self, console: &Shared) -> anyhow::Result<&mut sqlx::PgConnection> {
         if self.0.is_none() {
-            let mut connection = sqlx::PgConnection::connect(&console.config.settings.database_url)
+            let options = relance_storage::connect_options(&console.config.settings.database_url)?;
+            let mut connection = sqlx::PgConnection::connect_with(&options)
                 .await
                 .context("connecting to wait for the console's turn to compute its totals snapshot")?;
             sqlx::query(&format!("SET ROLE {}", crate::READ_ROLE))

@@ -120,7 +120,7 @@ async fn connect_read_only(database_url: &str, pool_size: u32) -> anyhow::Result
                     .map(|_| ())
             })
         })
-        .connect(database_url)
+        .connect_with(relance_storage::connect_options(database_url)?)
         .await
         .context(
             "connecting the customer page to the database as the read-only role relance_console \

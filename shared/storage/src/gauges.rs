@@ -70,7 +70,7 @@ pub struct StepSends {
 /// this process leads (the lock lasts as long as the connection), `None` when another holds
 /// it.
 pub async fn try_lead(database_url: &str) -> anyhow::Result<Option<PgConnection>> {
-    let mut conn = PgConnection::connect(database_url)
+    let mut conn = PgConnection::connect_with(&crate::connect_options(database_url)?)
         .await
         .context("connecting to compute the gauges")?;
     let led: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")

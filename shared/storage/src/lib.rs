@@ -39,6 +39,19 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 
 pub type Tx<'a> = Transaction<'a, Postgres>;
 
+/// How relance connects to `database_url`: as the URL says, with JIT compilation off.
+///
+/// Every statement relance runs reads a few rows by an index, but on a large ledger the
+/// planner's cost estimates cross `jit_above_cost` and PostgreSQL then compiles the plan
+/// before running it: measured at 1M invoices, the hand-off sweep's noting of ended
+/// sequences ran in 0.3 ms and was compiled for 20-25 ms first, on every scheduler pass
+/// (bench/README.md, `relance-bench pass`). An operator who wants JIT for reports runs them
+/// on a connection of their own.
+pub fn connect_options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(database_url).context("DATABASE_URL is not a PostgreSQL URL")?;
+    Ok(options.options([("jit", "off")]))
+}
+
 /// A pool for a tool or a test. Fails with the database named (never with its password).
 pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     connect_with_timeout(database_url, max_connections, Duration::from_secs(10)).await
@@ -51,7 +64,7 @@ pub async fn connect_with_timeout(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(database_url).context("DATABASE_URL is not a PostgreSQL URL")?;
+    let options = connect_options(database_url)?;
     let database = options.get_database().unwrap_or("postgres").to_string();
     PgPoolOptions::new()
         .max_connections(max_connections)

@@ -1,0 +1,47 @@
+//! relance's connections run without JIT compilation: on a large ledger the planner's
+//! estimates of its short indexed statements cross `jit_above_cost`, and compiling them
+//! cost 20-25 ms a statement that runs in 0.3 ms (the scheduler's hand-off sweep at 1M
+//! invoices, found by `relance-bench pass`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use sqlx::Connection;
+
+fn server_url() -> String {
+    std::env::var("RELANCE_TEST_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+#[tokio::test]
+async fn pools_and_single_connections_run_without_jit() {
+    let url = format!("{}/postgres", server_url());
+    // What a connection made without relance's options gets: the server's default.
+    let mut plain = sqlx::PgConnection::connect(&url).await.unwrap();
+    let server_default: String = sqlx::query_scalar("SELECT current_setting('jit')")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    plain.close().await.unwrap();
+
+    let pool = relance_storage::connect(&url, 2).await.unwrap();
+    let in_pool: String = sqlx::query_scalar("SELECT current_setting('jit')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let options = relance_storage::connect_options(&url).unwrap();
+    let mut single = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let on_single: String = sqlx::query_scalar("SELECT current_setting('jit')")
+        .fetch_one(&mut single)
+        .await
+        .unwrap();
+    single.close().await.unwrap();
+
+    assert_eq!(
+        in_pool, "off",
+        "a service pool (server default: {server_default})"
+    );
+    assert_eq!(
+        on_single, "off",
+        "a connection of its own (server default: {server_default})"
+    );
+}
