@@ -112,6 +112,8 @@ pub async fn run(
     for (job, ms) in &timing.jobs {
         println!("  {job:<24} {ms:>8.2} ms (median)");
     }
+    let gauges_ms = time_gauges(&db, &url).await?;
+    println!("collections gauges (one scheduler copy, every RELANCE_METRICS_INTERVAL_MS): {gauges_ms:.0} ms (second of two computations)");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let shape_name = match shape {
         crate::ledger::Shape::Future => "future",
@@ -130,9 +132,23 @@ pub async fn run(
         "load_seconds": loaded.seconds,
         "loaded": loaded,
         "timing": timing,
+        "gauges_ms": gauges_ms,
     });
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// How long the collections gauges take to compute on this ledger, as the leading scheduler
+/// copy computes them: the second of two computations (the first warms the cache).
+async fn time_gauges(db: &PgPool, url: &str) -> anyhow::Result<f64> {
+    let mut lead = relance_storage::gauges::try_lead(url)
+        .await?
+        .context("the gauges' lock of the bench's database is taken")?;
+    let now = chrono::Utc::now();
+    relance_storage::gauges::figures(&mut lead, db, now).await?;
+    let started = Instant::now();
+    relance_storage::gauges::figures(&mut lead, db, now).await?;
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
 }

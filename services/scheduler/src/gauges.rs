@@ -1,4 +1,5 @@
-//! The collections gauges of `/metrics`, computed every `RELANCE_METRICS_INTERVAL_MS` by one
+//! The collections gauges of `/metrics`, computed every `RELANCE_METRICS_INTERVAL_MS` (or five
+//! times as long as they took, when that is longer) by one
 //! scheduler copy at a time: the one holding the gauges' advisory lock on a connection of its
 //! own (see [`relance_storage::gauges`]). The others try again at each interval, so another
 //! copy takes over when the leader stops.
@@ -10,6 +11,9 @@ use rust_decimal::prelude::ToPrimitive;
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeSet;
 use tokio_util::sync::CancellationToken;
+
+/// The gauges wait at least this many times as long as they took to compute.
+const SPACING: u32 = 5;
 
 /// Computes the gauges until `shutdown`, while this copy leads.
 pub(crate) async fn gauges_loop(
@@ -29,9 +33,16 @@ pub(crate) async fn gauges_loop(
                 Err(e) => tracing::warn!(error = format!("{e:#}"), "the collections gauges wait"),
             }
         }
+        let mut wait = config.settings.metrics_interval;
         if let Some(conn) = lead.as_mut() {
             let now = config.clock.now();
-            match gauges::figures(conn, db, now).await {
+            let started = std::time::Instant::now();
+            let computed = gauges::figures(conn, db, now).await;
+            // On a ledger so large that the figures take more than a fifth of the interval
+            // (seconds at millions of invoices), they are computed less often instead of
+            // keeping the database busy with them.
+            wait = wait.max(started.elapsed() * SPACING);
+            match computed {
                 Ok(figures) => {
                     currencies.extend(figures.outstanding.keys().map(|(currency, _)| currency.clone()));
                     currencies.extend(figures.dso.keys().cloned());
@@ -50,7 +61,7 @@ pub(crate) async fn gauges_loop(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(config.settings.metrics_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -236,16 +236,24 @@ async fn read_batch(
     now: DateTime<Utc>,
     cursor: Option<&(NaiveDate, String)>,
 ) -> anyhow::Result<Vec<(NaiveDate, InvoiceOverview)>> {
-    let invoices: Vec<InvoiceRow> = sqlx::query_as(
+    // The batch is chosen by the index on (due date, number) first, then joined: a condition
+    // that may be true for every row (`$1 IS NULL OR ...`), or a grouping before the limit,
+    // would make each batch sort the whole ledger (1.9 s a batch at 1M invoices).
+    let after = if cursor.is_some() {
+        "WHERE (due_on, number) > ($1, $2)"
+    } else {
+        "WHERE $1::date IS NULL AND $2::text IS NULL"
+    };
+    let invoices: Vec<InvoiceRow> = sqlx::query_as(&format!(
         "SELECT i.id, i.number, c.name AS customer_name, i.status, i.balance, trim(i.currency) AS currency, i.due_on,
                 c.timezone,
-                coalesce(array_agg(p.kind ORDER BY p.started_at) FILTER (WHERE p.id IS NOT NULL), '{}') AS pauses,
-                max(p.until) AS paused_until
-         FROM invoices i JOIN customers c ON c.id = i.customer_id
-         LEFT JOIN invoice_pauses p ON p.invoice_id = i.id AND p.ended_at IS NULL
-         WHERE $1::date IS NULL OR (i.due_on, i.number) > ($1, $2)
-         GROUP BY i.id, c.id ORDER BY i.due_on, i.number LIMIT $3",
-    )
+                coalesce((SELECT array_agg(p.kind ORDER BY p.started_at) FROM invoice_pauses p
+                          WHERE p.invoice_id = i.id AND p.ended_at IS NULL), '{{}}') AS pauses,
+                (SELECT max(p.until) FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL) AS paused_until
+         FROM (SELECT * FROM invoices {after} ORDER BY due_on, number LIMIT $3) i
+         JOIN customers c ON c.id = i.customer_id
+         ORDER BY i.due_on, i.number"
+    ))
     .bind(cursor.map(|(due_on, _)| *due_on))
     .bind(cursor.map(|(_, number)| number.as_str()))
     .bind(BATCH)

@@ -13,7 +13,9 @@ pub use lifecycle::{LifecycleEffect, LifecycleStatus};
 pub use pause::{
     promise_pause_end, redate_after_pause, resume_slot, PauseKind, PausedStep, Redate, Resumption,
 };
-pub use status::{collection_status, CollectionStatus, InvoiceState, StepSnapshot};
+pub use status::{
+    collection_status, collection_status_at, CollectionStatus, InvoiceState, PlanAt, StepSnapshot,
+};
 pub use validate::{
     validate_approval_decision, validate_credit_note, validate_dispute, validate_lifecycle_status,
     validate_manual_pause, validate_manual_resume, validate_promise, validate_resolution, validate_write_off,

@@ -123,6 +123,31 @@ pub struct StepSnapshot {
     pub pending: bool,
 }
 
+/// What the collections status needs to know of an invoice's plan at one time: what
+/// [`PlanAt::of`] reads from its steps, or what a query over a whole ledger computes for
+/// each invoice with the same definitions (the collections gauges do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanAt {
+    /// A formal step (formal notice) is due or past, sent or not.
+    pub formal_due: bool,
+    /// A step not gone out yet is planned on a local day before the due date (the note
+    /// before the due date).
+    pub warning_pending: bool,
+    /// An amicable step (courteous or firm) has not gone out yet.
+    pub amicable_pending: bool,
+}
+
+impl PlanAt {
+    pub fn of(steps: &[StepSnapshot], due_on: NaiveDate, tz: Tz, now: DateTime<Utc>) -> Self {
+        let local_day = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
+        PlanAt {
+            formal_due: steps.iter().any(|s| s.tone == Tone::Formal && s.due_at <= now),
+            warning_pending: steps.iter().any(|s| s.pending && local_day(s.due_at) < due_on),
+            amicable_pending: steps.iter().any(|s| s.pending && s.tone != Tone::Formal),
+        }
+    }
+}
+
 /// The collections status at `now`. An invoice is overdue from the day after its due date,
 /// in the customer's time zone.
 pub fn collection_status(
@@ -131,6 +156,18 @@ pub fn collection_status(
     due_on: NaiveDate,
     tz: Tz,
     steps: &[StepSnapshot],
+    now: DateTime<Utc>,
+) -> CollectionStatus {
+    collection_status_at(state, paused, due_on, tz, PlanAt::of(steps, due_on, tz, now), now)
+}
+
+/// [`collection_status`] from what it needs of the plan.
+pub fn collection_status_at(
+    state: InvoiceState,
+    paused: bool,
+    due_on: NaiveDate,
+    tz: Tz,
+    plan: PlanAt,
     now: DateTime<Utc>,
 ) -> CollectionStatus {
     match state {
@@ -142,20 +179,18 @@ pub fn collection_status(
     if paused {
         return CollectionStatus::Paused;
     }
-    if steps.iter().any(|s| s.tone == Tone::Formal && s.due_at <= now) {
+    if plan.formal_due {
         return CollectionStatus::ToFormalise;
     }
-    let local_day = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
-    let today = local_day(now);
+    let today = now.with_timezone(&tz).date_naive();
     if today <= due_on {
-        let warning_pending = steps.iter().any(|s| s.pending && local_day(s.due_at) < due_on);
-        return if warning_pending {
+        return if plan.warning_pending {
             CollectionStatus::ToWarn
         } else {
             CollectionStatus::NotDue
         };
     }
-    if steps.iter().any(|s| s.pending && s.tone != Tone::Formal) {
+    if plan.amicable_pending {
         CollectionStatus::ToRemind
     } else {
         CollectionStatus::ToFormalise
