@@ -84,6 +84,10 @@ enum Bench {
         /// Folder of the JSON result (default: bench/results).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Time the pass on a ledger an earlier `--keep` left (its URL) instead of loading
+        /// one: to time a large ledger again on a quiet machine. The database is left as is.
+        #[arg(long)]
+        ledger_url: Option<String>,
     },
     /// Each page and API of the collections console on a ledger loaded in bulk.
     Console {
@@ -208,11 +212,22 @@ async fn main() -> anyhow::Result<()> {
             passes,
             keep,
             out,
+            ledger_url,
         } => {
             let shape = ledger::Shape::parse_pass(&shape)?;
             let out = out.unwrap_or_else(pipeline::default_out);
-            let bench = |db, url| pass::run(db, url, invoices, shape, passes, out);
-            with_bench_database_url(&cli.database_url, keep, bench).await
+            match ledger_url {
+                Some(url) => {
+                    let db = relance_storage::connect(&url, 4).await?;
+                    let timed = pass::run(db.clone(), url, invoices, shape, passes, out, false).await;
+                    db.close().await;
+                    timed
+                }
+                None => {
+                    let bench = |db, url| pass::run(db, url, invoices, shape, passes, out, true);
+                    with_bench_database_url(&cli.database_url, keep, bench).await
+                }
+            }
         }
         Bench::Console { invoices, runs, keep } => {
             let bench = |db, url| console::run(db, url, invoices, runs);

@@ -81,7 +81,8 @@ async fn one_pass(db: &PgPool, config: &Config) -> anyhow::Result<Vec<(&'static 
     Ok(times)
 }
 
-/// `relance-bench pass`: one ledger of `invoices` in `shape`, its pass timed job by job,
+/// `relance-bench pass`: one ledger of `invoices` in `shape` (loaded first when `load`, else
+/// already in `db`, as an earlier run with `--keep` left it), its pass timed job by job,
 /// printed and written as `pass-<shape>-<invoices>-<UTC time>.json` under `out`.
 pub async fn run(
     db: PgPool,
@@ -90,14 +91,32 @@ pub async fn run(
     shape: crate::ledger::Shape,
     passes: usize,
     out: std::path::PathBuf,
+    load: bool,
 ) -> anyhow::Result<()> {
     let at = chrono::Utc::now();
-    println!("loading {invoices} invoices, {} (COPY)", shape.describe());
-    let loaded = crate::ledger::load(&db, invoices, shape, at).await?;
-    println!(
-        "  loaded in {:.0} s: {} steps, {} waiting, {} paused, {} hand-off pending",
-        loaded.seconds, loaded.steps, loaded.waiting, loaded.paused, loaded.hand_off_pending
-    );
+    let loaded = if load {
+        println!("loading {invoices} invoices, {} (COPY)", shape.describe());
+        let loaded = crate::ledger::load(&db, invoices, shape, at).await?;
+        println!(
+            "  loaded in {:.0} s: {} steps, {} waiting, {} paused, {} hand-off pending",
+            loaded.seconds, loaded.steps, loaded.waiting, loaded.paused, loaded.hand_off_pending
+        );
+        Some(loaded)
+    } else {
+        let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices")
+            .fetch_one(&db)
+            .await
+            .context("counting the kept ledger's invoices")?;
+        anyhow::ensure!(
+            counted == invoices,
+            "the kept ledger has {counted} invoices, not the {invoices} of --invoices"
+        );
+        println!(
+            "timing the kept ledger of {invoices} invoices, {}",
+            shape.describe()
+        );
+        None
+    };
     let size: String = sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
         .fetch_one(&db)
         .await
@@ -129,7 +148,7 @@ pub async fn run(
         "invoices": invoices,
         "shape": shape.describe(),
         "database_size": size,
-        "load_seconds": loaded.seconds,
+        "load_seconds": loaded.as_ref().map(|l| l.seconds),
         "loaded": loaded,
         "timing": timing,
         "gauges_ms": gauges_ms,
