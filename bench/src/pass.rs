@@ -161,7 +161,7 @@ pub async fn run(
 
 /// How long the collections gauges take to compute on this ledger, as the leading scheduler
 /// copy computes them: the second of two computations (the first warms the cache).
-async fn time_gauges(db: &PgPool, url: &str) -> anyhow::Result<f64> {
+pub async fn time_gauges(db: &PgPool, url: &str) -> anyhow::Result<f64> {
     let mut lead = relance_storage::gauges::try_lead(url)
         .await?
         .context("the gauges' lock of the bench's database is taken")?;

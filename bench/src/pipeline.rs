@@ -641,15 +641,18 @@ pub struct PassRun {
     pub shape: String,
     pub load_seconds: f64,
     pub timing: pass::PassTiming,
+    /// One computation of the collections gauges on the same ledger (the second of two).
+    pub gauges_ms: f64,
 }
 
 async fn pass_run(opts: &Options, invoices: i64, shape: Shape) -> anyhow::Result<PassRun> {
     let db = BenchDb::create(&opts.server_url).await?;
     let loaded = ledger::load(&db.pool, invoices, shape, Utc::now()).await?;
     let timing = pass::time_passes(&db.pool, &db.url, if opts.smoke { 3 } else { 5 }).await?;
+    let gauges_ms = pass::time_gauges(&db.pool, &db.url).await?;
     let shape_name = shape.describe();
     println!(
-        "  scheduler pass, {invoices} invoices {shape_name}: median {:.1} ms, max {:.1} ms (loaded in {:.0} s)",
+        "  scheduler pass, {invoices} invoices {shape_name}: median {:.1} ms, max {:.1} ms (loaded in {:.0} s); gauges {gauges_ms:.0} ms",
         timing.median_ms, timing.max_ms, loaded.seconds
     );
     db.drop().await?;
@@ -658,6 +661,7 @@ async fn pass_run(opts: &Options, invoices: i64, shape: Shape) -> anyhow::Result
         shape: shape_name.to_string(),
         load_seconds: loaded.seconds,
         timing,
+        gauges_ms,
     })
 }
 
