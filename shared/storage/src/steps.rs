@@ -445,10 +445,12 @@ pub async fn claim_due_invoices(
                           -- Paused invoices keep their old due times: skipped here, or
                           -- enough of them would fill this window and hold everyone back.
                           -- `held` (kept by triggers, migration ...20261207000500) leaves
-                          -- them out of the index read; the pauses are still checked.
+                          -- them out of the index read; the pauses are checked below. Not
+                          -- here as well: the planner cannot know that held steps are those
+                          -- of paused invoices, takes the anti-join for one that leaves
+                          -- nothing, and reads the whole table instead of the index's first
+                          -- rows (7.8 s a pass at 10M invoices).
                           AND NOT s.held
-                          AND NOT EXISTS (SELECT 1 FROM invoice_pauses p
-                                          WHERE p.invoice_id = s.invoice_id AND p.ended_at IS NULL)
                         ORDER BY s.due_at LIMIT $2 * 4)
            AND i.status = 'open'
            AND NOT EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)
