@@ -4,16 +4,13 @@
 //! invoices, found by `relance-bench pass`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use sqlx::Connection;
+mod common;
 
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
+use sqlx::Connection;
 
 #[tokio::test]
 async fn pools_and_single_connections_run_without_jit() {
-    let url = format!("{}/postgres", server_url());
+    let url = format!("{}/postgres", common::server_url());
     // What a connection made without relance's options gets: the server's default.
     let mut plain = sqlx::PgConnection::connect(&url).await.unwrap();
     let server_default: String = sqlx::query_scalar("SELECT current_setting('jit')")

@@ -4,26 +4,16 @@
 //! reminder of a 10,000-invoice ledger back).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{Duration, Utc};
 use relance_storage::steps::claim_due_invoices;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
 /// A fresh migrated database (its URL, to drop it) with customer C-1.
 async fn database_with_a_customer() -> (String, PgPool) {
-    let url = format!(
-        "{}/relance_test_{}_{}",
-        server_url(),
-        Utc::now().timestamp(),
-        Uuid::new_v4().simple()
-    );
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 4).await.unwrap();
+    let (url, db) = common::fresh_database(4).await;
     sqlx::query(
         "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
          VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",

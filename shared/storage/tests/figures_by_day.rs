@@ -5,22 +5,15 @@
 //! without its date), three segments and two currencies.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{Days, NaiveDate, NaiveTime, TimeZone, Utc};
 use relance_storage::console::by_day::FiguresByDay;
 use relance_storage::console::figures;
-use uuid::Uuid;
-
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 async fn ledger() -> sqlx::PgPool {
     // A fresh database named like the harness's, so a crashed run's leftover is removed.
-    let id = format!("{}_{}", Utc::now().timestamp(), Uuid::new_v4().simple());
-    let url = format!("{}/relance_test_{id}", server_url());
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 2).await.unwrap();
+    let (_, db) = common::fresh_database(2).await;
     let statements = [
         "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
          SELECT 'C-' || r, 'Customer ' || r, 'J. Martin', r || '@example.test', 'fr', 'Europe/Paris', r, 'business', now()

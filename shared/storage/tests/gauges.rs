@@ -5,28 +5,17 @@
 //! ledger where every status, several time zones and the edges of the rule occur.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{TimeZone, Utc};
 use relance_domain::collections::CollectionStatus;
 use relance_storage::{gauges, overview};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use uuid::Uuid;
-
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 #[tokio::test]
 async fn the_gauges_count_each_status_as_the_overview_derives_it() {
-    let url = format!(
-        "{}/relance_test_{}_{}",
-        server_url(),
-        Utc::now().timestamp(),
-        Uuid::new_v4().simple()
-    );
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 2).await.unwrap();
+    let (url, db) = common::fresh_database(2).await;
     // Customers in three time zones: a step planned at 23:30 UTC falls on the next local day
     // in Paris (summer time) and Auckland, the same one in Los Angeles.
     sqlx::query(

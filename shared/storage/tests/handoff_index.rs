@@ -4,15 +4,12 @@
 //! an invoice another transaction holds waits for a later pass instead of blocking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use relance_storage::handoff::{claim_due, note_ended_sequences, HandOffDelay};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 fn t(month: u32, day: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, month, day, 8, 0, 0).single().unwrap()
@@ -85,14 +82,7 @@ async fn claimed(db: &PgPool, now: DateTime<Utc>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_sequence_is_indexed_when_its_last_step_is_final_and_claimed_after_the_delay() {
-    let url = format!(
-        "{}/relance_test_{}_{}",
-        server_url(),
-        Utc::now().timestamp(),
-        Uuid::new_v4().simple()
-    );
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 4).await.unwrap();
+    let (url, db) = common::fresh_database(4).await;
     sqlx::query(
         "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
          VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",

@@ -3,16 +3,13 @@
 //! verification, with the entry named.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{DateTime, TimeZone, Utc};
 use relance_storage::journal::{self, verify};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
-
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 /// A fresh, migrated database, dropped at the end (named like the end-to-end harness's, so
 /// that a crashed run's leftovers are removed by it).
@@ -24,7 +21,7 @@ struct FreshDb {
 impl FreshDb {
     async fn create() -> Self {
         let id = format!("{}_{}", Utc::now().timestamp(), Uuid::new_v4().simple());
-        let url = format!("{}/relance_test_{id}", server_url());
+        let url = format!("{}/relance_test_{id}", common::server_url());
         relance_storage::migrate(&url).await.expect("migrating");
         let owner = relance_storage::connect(&url, 20).await.expect("connecting");
         Self { url, owner }

@@ -2,15 +2,11 @@
 //! listed once, in (due date, number) order, page after page, with or without a status filter.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{TimeZone, Utc};
 use relance_domain::collections::CollectionStatus;
 use relance_storage::overview::{list_page, Page};
-use uuid::Uuid;
-
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 /// Every page of the overview, following `more_after`, as invoice numbers.
 async fn all_pages(db: &sqlx::PgPool, only: Option<CollectionStatus>, limit: usize) -> Vec<Vec<String>> {
@@ -38,10 +34,7 @@ async fn all_pages(db: &sqlx::PgPool, only: Option<CollectionStatus>, limit: usi
 #[tokio::test]
 async fn pages_list_every_invoice_once_in_due_date_order() {
     // A fresh database named like the harness's, so a crashed run's leftover is removed.
-    let id = format!("{}_{}", Utc::now().timestamp(), Uuid::new_v4().simple());
-    let url = format!("{}/relance_test_{id}", server_url());
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 2).await.unwrap();
+    let (url, db) = common::fresh_database(2).await;
     sqlx::query(
         "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
          VALUES ('C-1', 'ACME', 'J. Martin', 'compta@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",

@@ -3,18 +3,15 @@
 //! not to be held as if it were down.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use relance_storage::{connect_with_timeout, is_pool_busy, is_unavailable, mark_pool_busy};
 use std::time::Duration;
-
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 #[tokio::test]
 async fn a_busy_pool_is_told_from_an_unreachable_database() {
     let pool = connect_with_timeout(
-        &format!("{}/postgres", server_url()),
+        &format!("{}/postgres", common::server_url()),
         1,
         Duration::from_millis(200),
     )

@@ -2,22 +2,16 @@
 //! code that writes rows) is an error naming the row and the value, never a silent default.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use chrono::{TimeZone, Utc};
 use relance_storage::{invoices, overview, steps};
 use uuid::Uuid;
 
-fn server_url() -> String {
-    std::env::var("RELANCE_TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
 #[tokio::test]
 async fn an_impossible_time_zone_or_channel_is_an_error_naming_the_row() {
     // A fresh database named like the harness's, so a crashed run's leftover is removed.
-    let id = format!("{}_{}", Utc::now().timestamp(), Uuid::new_v4().simple());
-    let url = format!("{}/relance_test_{id}", server_url());
-    relance_storage::migrate(&url).await.unwrap();
-    let db = relance_storage::connect(&url, 2).await.unwrap();
+    let (url, db) = common::fresh_database(2).await;
     sqlx::query(
         "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
          VALUES ('C-1', 'ACME', 'J. Martin', 'compta@acme.test', 'fr', 'Mars/Olympus', 'medium', 'business', now()),
