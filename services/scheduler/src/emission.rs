@@ -262,10 +262,10 @@ async fn queue_due_step(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<(HashSet<Uuid>, HashSet<Uuid>)>> {
     let today = local_day(invoice, now);
-    if !steps::mark_queued(tx, step.id, now, today).await? {
+    let trace = relance_telemetry::current_trace_headers();
+    if !steps::mark_queued_traced(tx, step.id, now, today, &trace).await? {
         return Ok(None);
     }
-    steps::set_trace_context(tx, step.id, &relance_telemetry::current_trace_headers()).await?;
     let lead = grouping::LeadStep {
         step,
         customer_id: &invoice.customer_id,

@@ -549,8 +549,8 @@ async fn record_sent(
         tracing::warn!("the step left `sending` while it was delivered; nothing recorded");
         return Ok(());
     };
-    steps::end_delivery(&mut tx, step.id, attempt, StepStatus::Sent, None, now).await?;
-    steps::set_delivery_proof(&mut tx, step.id, &receipt.proof).await?;
+    let proof = Some(receipt.proof.as_str());
+    steps::end_delivery_with_proof(&mut tx, step.id, attempt, StepStatus::Sent, None, proof, now).await?;
     if let Some(reference) = &receipt.reference {
         deliveries::set_delivery_reference(&mut tx, step.id, reference).await?;
     }

@@ -297,33 +297,41 @@ pub async fn mark_queued(
     at: DateTime<Utc>,
     local_day: NaiveDate,
 ) -> anyhow::Result<bool> {
+    queue(tx, id, at, local_day, None).await
+}
+
+/// [`mark_queued`], keeping the trace context of the emission (W3C headers) for whoever
+/// hands the step out again, in the same update (one row version per emission, not two).
+pub async fn mark_queued_traced(
+    tx: &mut PgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+    local_day: NaiveDate,
+    trace: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<bool> {
+    queue(tx, id, at, local_day, Some(trace)).await
+}
+
+async fn queue(
+    tx: &mut PgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+    local_day: NaiveDate,
+    trace: Option<&std::collections::BTreeMap<String, String>>,
+) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE reminder_steps SET status = 'queued', emitted_at = $2, emitted_on = CASE WHEN kind = 'reminder' THEN $3 END,
-             updated_at = $2, status_changed_at = clock_timestamp()
+             updated_at = $2, status_changed_at = clock_timestamp(), trace_context = COALESCE($4, trace_context)
          WHERE id = $1 AND status = 'pending'",
     )
     .bind(id)
     .bind(at)
     .bind(local_day)
+    .bind(trace.map(sqlx::types::Json))
     .execute(tx)
     .await
     .context("marking the step queued")?;
     Ok(updated.rows_affected() == 1)
-}
-
-/// Keeps the trace context of a step's emission (W3C headers), for whoever hands it out again.
-pub async fn set_trace_context(
-    tx: &mut PgConnection,
-    id: Uuid,
-    headers: &std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE reminder_steps SET trace_context = $2 WHERE id = $1")
-        .bind(id)
-        .bind(sqlx::types::Json(headers))
-        .execute(tx)
-        .await
-        .context("keeping the step's trace context")?;
-    Ok(())
 }
 
 /// The trace context of a step's emission; empty when none was kept.
@@ -356,16 +364,6 @@ pub async fn postpone(
     .execute(tx)
     .await
     .context("postponing the step")?;
-    Ok(())
-}
-
-pub async fn set_delivery_proof(tx: &mut PgConnection, id: Uuid, proof: &str) -> anyhow::Result<()> {
-    sqlx::query("UPDATE reminder_steps SET delivery_proof = $2 WHERE id = $1")
-        .bind(id)
-        .bind(proof)
-        .execute(tx)
-        .await
-        .context("saving the delivery proof")?;
     Ok(())
 }
 
@@ -1054,9 +1052,22 @@ pub async fn end_delivery(
     reason: Option<&str>,
     at: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
+    end_delivery_with_proof(tx, id, attempt, to, reason, None, at).await
+}
+
+/// [`end_delivery`], saving the delivery's proof (the provider's answer) in the same update.
+pub async fn end_delivery_with_proof(
+    tx: &mut PgConnection,
+    id: Uuid,
+    attempt: Uuid,
+    to: StepStatus,
+    reason: Option<&str>,
+    proof: Option<&str>,
+    at: DateTime<Utc>,
+) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE reminder_steps SET status = $3, status_reason = COALESCE($4, status_reason), updated_at = $5,
-             status_changed_at = clock_timestamp()
+             status_changed_at = clock_timestamp(), delivery_proof = COALESCE($6, delivery_proof)
          WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
     )
     .bind(id)
@@ -1064,6 +1075,7 @@ pub async fn end_delivery(
     .bind(to.as_str())
     .bind(reason)
     .bind(at)
+    .bind(proof)
     .execute(tx)
     .await
     .with_context(|| format!("moving step {id} from sending to {}", to.as_str()))?;
