@@ -35,6 +35,10 @@ pub enum Shape {
     Future,
     /// 10% not due, 65% overdue waiting on a later step, 13% paused, 12% hand-off pending.
     Overdue,
+    /// A large ledger with few steps due: one invoice in `n` has a reminder email due (the
+    /// pre-due note, the first or the second reminder), the others as in `Overdue`. For a
+    /// delivery run over a million invoices that lasts minutes, not hours.
+    Sparse(u32),
 }
 
 impl Shape {
@@ -48,11 +52,12 @@ impl Shape {
     }
 
     /// What the shape holds, in words.
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> String {
         match self {
-            Shape::Future => "all in the future",
-            Shape::Overdue => "mostly overdue, waiting (later steps, pauses, hand-offs)",
-            Shape::Pipeline => "pipeline mix",
+            Shape::Future => "all in the future".into(),
+            Shape::Overdue => "mostly overdue, waiting (later steps, pauses, hand-offs)".into(),
+            Shape::Pipeline => "pipeline mix".into(),
+            Shape::Sparse(n) => format!("one invoice in {n} due, the others mostly overdue and waiting"),
         }
     }
 }
@@ -79,7 +84,11 @@ fn situation(shape: Shape, rank: i64) -> Situation {
             93..=96 => Situation::Paused,
             _ => Situation::HandOffPending,
         },
-        Shape::Overdue => match slot {
+        Shape::Sparse(n) if rank % i64::from(n.max(1)) == 0 => {
+            let choices = [0, 1, 3];
+            Situation::Due(choices[usize::try_from(rank / i64::from(n.max(1))).unwrap_or(0) % choices.len()])
+        }
+        Shape::Overdue | Shape::Sparse(_) => match slot {
             0..=9 => Situation::NotDue,
             10..=74 => Situation::Waiting(pick(&[0, 1, 3, 4])),
             75..=87 => Situation::Paused,
@@ -91,6 +100,8 @@ fn situation(shape: Shape, rank: i64) -> Situation {
 /// What was loaded.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Loaded {
+    /// [`Shape::describe`].
+    pub shape: String,
     pub invoices: i64,
     pub steps: i64,
     pub due_steps: i64,
@@ -122,6 +133,7 @@ pub async fn load(db: &PgPool, invoices: i64, shape: Shape, now: DateTime<Utc>) 
     let today = now.with_timezone(&tz).date_naive();
     let mut plans: HashMap<NaiveDate, Vec<PlannedStep>> = HashMap::new();
     let mut loaded = Loaded {
+        shape: shape.describe(),
         invoices,
         ..Loaded::default()
     };

@@ -113,6 +113,12 @@ struct PipelineArgs {
     /// `--invoices`, at most 40,000.
     #[arg(long)]
     pipeline_invoices: Option<i64>,
+    /// Only one invoice in N of each delivery run's ledger has a step due (the others not
+    /// due, waiting, paused or with a hand-off pending): a run over a large ledger
+    /// (`--pipeline-invoices 1000000 --due-every 50`) that lasts minutes, to see the
+    /// services' memory and the scheduler at that size.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    due_every: Option<u32>,
     /// Scheduler pass sizes instead of those `--invoices` gives (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pass_sizes: Option<Vec<i64>>,
@@ -170,6 +176,7 @@ impl PipelineArgs {
             server_url,
             amqp_url: self.amqp_url,
             pipeline_invoices,
+            due_every: self.due_every,
             copies: self
                 .copies
                 .unwrap_or(if smoke { vec![1, 2] } else { vec![1, 2, 4] }),

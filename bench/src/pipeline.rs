@@ -34,6 +34,9 @@ pub struct Options {
     pub server_url: String,
     pub amqp_url: String,
     pub pipeline_invoices: i64,
+    /// One invoice in this many has a step due in the delivery runs ([`Shape::Sparse`]);
+    /// `None`: the pipeline mix (a quarter).
+    pub due_every: Option<u32>,
     pub copies: Vec<usize>,
     pub pass_sizes: Vec<i64>,
     pub ceiling_messages: u64,
@@ -401,7 +404,8 @@ async fn delivery_run(
 ) -> anyhow::Result<(DeliveryRun, Option<(BenchDb, String, Sink, Loaded)>)> {
     let mut db = BenchDb::create(&opts.server_url).await?;
     let loaded_at = Utc::now();
-    let loaded = ledger::load(&db.pool, opts.pipeline_invoices, Shape::Pipeline, loaded_at).await?;
+    let shape = opts.due_every.map_or(Shape::Pipeline, Shape::Sparse);
+    let loaded = ledger::load(&db.pool, opts.pipeline_invoices, shape, loaded_at).await?;
     db.reconnect().await?;
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let sink = Sink::start().await?;

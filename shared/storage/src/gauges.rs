@@ -5,14 +5,13 @@
 //! at a time (see [`try_lead`]).
 
 use crate::console::figures as console_figures;
+use crate::plan_at::{self, PlanAtColumns};
 use crate::rows::{parse, parse_tz};
-use crate::steps::StepStatus;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use relance_domain::collections::{collection_status_at, CollectionStatus, InvoiceState, PlanAt};
-use relance_domain::Tone;
 use rust_decimal::Decimal;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use std::collections::BTreeMap;
 
 /// The session advisory lock the process computing the gauges holds ("relance gauges").
@@ -124,9 +123,8 @@ struct OpenGroup {
     timezone: String,
     currency: String,
     paused: bool,
-    formal_due: bool,
-    warning_pending: bool,
-    amicable_pending: bool,
+    #[sqlx(flatten)]
+    plan: PlanAtColumns,
     invoices: i64,
     owed: Decimal,
 }
@@ -134,7 +132,7 @@ struct OpenGroup {
 /// Invoices per collections status and the amounts owed by age, in two aggregate queries
 /// over the ledger (one transaction, so both see the same ledger). The open invoices are
 /// grouped by what their status depends on ([`PlanAt`]: computed per invoice from its
-/// reminder steps, by the definitions of [`PlanAt::of`]), and the domain's rule
+/// reminder steps, by the definitions of [`PlanAt::of`]: [`plan_at`]), and the domain's rule
 /// ([`collection_status_at`]) decides each group: the same status the overview shows, without
 /// reading each plan into memory. About 5 s of database at 1M invoices
 /// (`relance-bench pass`); the scheduler spaces its computations accordingly.
@@ -173,27 +171,12 @@ async fn ledger_by_status(
         );
         *figures.invoices.entry(status.as_str()).or_default() += u64::try_from(count).unwrap_or(0);
     }
-    let unsent: Vec<&str> = StepStatus::ALL
-        .iter()
-        .filter(|s| s.is_unsent())
-        .map(|s| s.as_str())
-        .collect();
-    let groups: Vec<OpenGroup> = sqlx::query_as(
-        "WITH plan_at AS (
-             SELECT s.invoice_id,
-                    bool_or(s.tone = $2 AND s.due_at <= $1) AS formal_due,
-                    bool_or(s.status = ANY($3) AND s.tone <> $2) AS amicable_pending,
-                    min(s.due_at) FILTER (WHERE s.status = ANY($3)) AS first_unsent
-             FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id AND i.status = 'open'
-             WHERE s.kind = 'reminder'
-             GROUP BY s.invoice_id
-         ), paused AS (
-             SELECT DISTINCT invoice_id FROM invoice_pauses WHERE ended_at IS NULL
-         )
+    let mut q = QueryBuilder::new("");
+    plan_at::push_cte(&mut q, now, |_| {});
+    q.push(format!(
+        ", paused AS (SELECT DISTINCT invoice_id FROM invoice_pauses WHERE ended_at IS NULL)
          SELECT i.due_on, c.timezone, trim(i.currency) AS currency, p.invoice_id IS NOT NULL AS paused,
-                coalesce(f.formal_due, false) AS formal_due,
-                coalesce((f.first_unsent AT TIME ZONE c.timezone)::date < i.due_on, false) AS warning_pending,
-                coalesce(f.amicable_pending, false) AS amicable_pending,
+                {columns},
                 count(*) AS invoices,
                 coalesce(sum(i.balance) FILTER (WHERE i.balance > 0), 0) AS owed
          FROM invoices i
@@ -202,23 +185,25 @@ async fn ledger_by_status(
          LEFT JOIN paused p ON p.invoice_id = i.id
          WHERE i.status = 'open'
          GROUP BY 1, 2, 3, 4, 5, 6, 7",
-    )
-    .bind(now)
-    .bind(Tone::Formal.as_str())
-    .bind(&unsent)
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading the open invoices by what their collections status depends on")?;
+        columns = plan_at::COLUMNS
+    ));
+    let groups: Vec<OpenGroup> = q
+        .build_query_as()
+        .fetch_all(&mut *tx)
+        .await
+        .context("reading the open invoices by what their collections status depends on")?;
     tx.commit().await.context("ending the gauges' reads")?;
     let today = now.date_naive();
     for group in groups {
         let tz = parse_tz("customers", "of open invoices", &group.timezone)?;
-        let plan = PlanAt {
-            formal_due: group.formal_due,
-            warning_pending: group.warning_pending,
-            amicable_pending: group.amicable_pending,
-        };
-        let status = collection_status_at(InvoiceState::Open, group.paused, group.due_on, tz, plan, now);
+        let status = collection_status_at(
+            InvoiceState::Open,
+            group.paused,
+            group.due_on,
+            tz,
+            group.plan.into(),
+            now,
+        );
         *figures.invoices.entry(status.as_str()).or_default() += u64::try_from(group.invoices).unwrap_or(0);
         if group.owed > Decimal::ZERO {
             let bucket = aging_bucket((today - group.due_on).num_days());

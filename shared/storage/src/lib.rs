@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod overview;
 pub mod pauses;
 pub mod payment_plans;
+mod plan_at;
 pub mod replies;
 pub mod retention;
 mod rows;

@@ -7,14 +7,17 @@
 //! index order, in batches, until the page is full), for a customer's few invoices.
 
 use crate::overview::{derive, plans, InvoiceFacts};
-use crate::rows::parse_tz;
+use crate::plan_at::{self, PlanAtColumns};
+use crate::rows::{parse, parse_tz};
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use relance_domain::collections::CollectionStatus;
+use chrono_tz::Tz;
+use futures_util::TryStreamExt;
+use relance_domain::collections::{collection_status_at, CollectionStatus, InvoiceState};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::{PgPool, Postgres, QueryBuilder};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// The order of the table. Each is a keyset over an index: (due_on, number) or
@@ -443,10 +446,9 @@ pub struct TotalsSnapshot {
     segments: Vec<String>,
 }
 
-/// An invoice as the snapshot reads it.
+/// An invoice as the snapshot reads it, with what its status depends on in its plan.
 #[derive(sqlx::FromRow)]
 struct LedgerRow {
-    id: Uuid,
     number: String,
     status: String,
     paused: bool,
@@ -456,17 +458,17 @@ struct LedgerRow {
     due_on: NaiveDate,
     amount: Decimal,
     balance: Decimal,
+    #[sqlx(flatten)]
+    plan: PlanAtColumns,
 }
-
-/// Invoices the snapshot reads per query (with their plans).
-const SNAPSHOT_BATCH: i64 = 5_000;
 
 impl TotalsSnapshot {
     /// Derives the status of every invoice the filter selects (the status and overdue-range
     /// filters aside: they are applied by [`TotalsSnapshot::sum`] and
-    /// [`page_over_snapshot`]), by the overview's one rule. The ledger is read once, in
-    /// batches by id; only the open, unpaused invoices' plans are read (the rule decides the
-    /// others on their state and pause).
+    /// [`page_over_snapshot`]), by the overview's one rule ([`collection_status_at`], on what
+    /// each invoice's plan says computed in SQL: [`crate::plan_at`]). One query, its rows
+    /// read as they come: a few seconds of the database at 1,000,000 invoices, where reading
+    /// the plans in batches took 80-96 s.
     pub async fn compute(db: &PgPool, now: DateTime<Utc>, filter: &Filter) -> anyhow::Result<Self> {
         let mut snapshot = Self {
             as_of: now,
@@ -476,54 +478,62 @@ impl TotalsSnapshot {
             by_amount: Vec::new(),
             segments: Vec::new(),
         };
-        let mut after: Option<Uuid> = None;
-        loop {
-            let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-                "SELECT i.id, i.number, i.status,
-                        EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL) AS paused,
-                        c.risk AS segment, c.timezone, trim(i.currency) AS currency, i.due_on, i.amount, i.balance
-                 FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE true",
-            );
-            // Only the conditions that apply, so each can use its index (see `read_rows`).
-            if let Some(segment) = &filter.segment {
-                q.push(" AND c.risk = ").push_bind(segment.clone());
-            }
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("");
+        plan_at::push_cte(&mut q, now, |q| {
             if let Some(customer) = &filter.customer {
                 q.push(" AND i.customer_id = ").push_bind(customer.clone());
             }
-            if let Some(id) = after {
-                q.push(" AND i.id > ").push_bind(id);
-            }
-            q.push(" ORDER BY i.id LIMIT ").push_bind(SNAPSHOT_BATCH);
-            let rows: Vec<LedgerRow> = q
-                .build_query_as()
-                .fetch_all(db)
-                .await
-                .context("reading the ledger for the totals snapshot")?;
-            let planned: Vec<Uuid> = rows
-                .iter()
-                .filter(|r| r.status == "open" && !r.paused)
-                .map(|r| r.id)
-                .collect();
-            let mut plans = plans(db, &planned).await?;
-            for row in &rows {
-                let facts = InvoiceFacts {
-                    number: &row.number,
-                    status: &row.status,
-                    timezone: &row.timezone,
-                    due_on: row.due_on,
-                    paused: row.paused,
-                };
-                let (status, _) = derive(facts, plans.remove(&row.id).unwrap_or_default(), now)?;
-                snapshot.list(row, status)?;
-            }
-            match rows.last() {
-                Some(last) if i64::try_from(rows.len()).unwrap_or(0) == SNAPSHOT_BATCH => {
-                    after = Some(last.id)
-                }
-                _ => break,
-            }
+        });
+        // A customer's few invoices probe their pauses one by one; the whole ledger's are
+        // joined to the open pauses hashed once.
+        let (paused, pauses_join) = if filter.customer.is_some() {
+            (
+                "EXISTS (SELECT 1 FROM invoice_pauses p WHERE p.invoice_id = i.id AND p.ended_at IS NULL)",
+                "",
+            )
+        } else {
+            (
+                "p.invoice_id IS NOT NULL",
+                " LEFT JOIN (SELECT DISTINCT invoice_id FROM invoice_pauses WHERE ended_at IS NULL) p
+                   ON p.invoice_id = i.id",
+            )
+        };
+        q.push(format!(
+            "SELECT i.number, i.status, {paused} AS paused, c.risk AS segment, c.timezone,
+                    trim(i.currency) AS currency, i.due_on, i.amount, i.balance, {columns}
+             FROM invoices i JOIN customers c ON c.id = i.customer_id
+             LEFT JOIN plan_at f ON f.invoice_id = i.id{pauses_join}
+             WHERE true",
+            columns = plan_at::COLUMNS
+        ));
+        // Only the conditions that apply, so each can use its index (see `read_rows`).
+        if let Some(segment) = &filter.segment {
+            q.push(" AND c.risk = ").push_bind(segment.clone());
         }
+        if let Some(customer) = &filter.customer {
+            q.push(" AND i.customer_id = ").push_bind(customer.clone());
+        }
+        let mut zones: HashMap<String, Tz> = HashMap::new();
+        let mut rows = q.build_query_as::<LedgerRow>().fetch(db);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .context("reading the ledger for the totals snapshot")?
+        {
+            let named = || format!("invoice {}", row.number);
+            let state: InvoiceState = parse("invoices", named(), "status", &row.status)?;
+            let tz = match zones.get(&row.timezone) {
+                Some(tz) => *tz,
+                None => {
+                    let tz = parse_tz("customers", format!("of {}", named()), &row.timezone)?;
+                    zones.insert(row.timezone.clone(), tz);
+                    tz
+                }
+            };
+            let status = collection_status_at(state, row.paused, row.due_on, tz, row.plan.into(), now);
+            snapshot.list(&row, status)?;
+        }
+        drop(rows);
         snapshot.order();
         Ok(snapshot)
     }
@@ -817,7 +827,6 @@ mod tests {
         ];
         for (number, day, amount, status, segment) in invoices {
             let row = LedgerRow {
-                id: Uuid::new_v4(),
                 number: number.into(),
                 status: "open".into(),
                 paused: false,
@@ -827,6 +836,11 @@ mod tests {
                 due_on: NaiveDate::from_ymd_opt(2026, 3, day).unwrap(),
                 amount: amount.parse().unwrap(),
                 balance: amount.parse().unwrap(),
+                plan: PlanAtColumns {
+                    formal_due: false,
+                    warning_pending: false,
+                    amicable_pending: false,
+                },
             };
             snapshot.list(&row, status).unwrap();
         }
