@@ -29,6 +29,8 @@ pub struct Ceilings {
     pub smtp_msgs_per_s: f64,
     pub smtp_pool: u32,
     pub smtp_sessions: u64,
+    /// The sink's latency before it accepts a message (0: it answers at once).
+    pub smtp_latency_ms: u64,
 }
 
 /// Publishes `messages` persistent 1 KiB messages with publisher confirms to a queue of its
@@ -215,11 +217,12 @@ pub async fn database(db: &PgPool, url: &str, rows: i64, batch: i64) -> anyhow::
 }
 
 /// lettre's pooled async transport hands `messages` 1 KiB mails to the sink, `pool` at once;
-/// messages per second, and the sessions the sink saw.
-pub async fn smtp(messages: u64, pool: u32) -> anyhow::Result<(f64, u64)> {
+/// messages per second, and the sessions the sink saw. The sink answers each message after
+/// `latency` (see [`Sink::start`]).
+pub async fn smtp(messages: u64, pool: u32, latency: std::time::Duration) -> anyhow::Result<(f64, u64)> {
     use lettre::transport::smtp::PoolConfig;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let sink = Sink::start().await?;
+    let sink = Sink::start(latency).await?;
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(sink.addr.ip().to_string())
         .port(sink.addr.port())
         .pool_config(PoolConfig::new().max_size(pool))

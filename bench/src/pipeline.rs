@@ -41,6 +41,8 @@ pub struct Options {
     pub pass_sizes: Vec<i64>,
     pub ceiling_messages: u64,
     pub smtp_pool: u32,
+    /// How long the SMTP sink takes to accept each message.
+    pub smtp_latency: Duration,
     pub payments: usize,
     pub intake: i64,
     pub deadline: Duration,
@@ -408,7 +410,7 @@ async fn delivery_run(
     let loaded = ledger::load(&db.pool, opts.pipeline_invoices, shape, loaded_at).await?;
     db.reconnect().await?;
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let sink = Sink::start().await?;
+    let sink = Sink::start(opts.smtp_latency).await?;
     let polls = Arc::new(AtomicU64::new(0));
     let (commits_before, pg_before, rabbit_before) = (
         db.commits().await?,
@@ -695,7 +697,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let claim_rows = if opts.smoke { 5_000 } else { 100_000 };
     let (claim, commits) = ceilings::database(&scratch.pool, &scratch.url, claim_rows, batch).await?;
     scratch.drop().await?;
-    let (smtp, smtp_sessions) = ceilings::smtp(opts.ceiling_messages / 4, opts.smtp_pool).await?;
+    let (smtp, smtp_sessions) =
+        ceilings::smtp(opts.ceiling_messages / 4, opts.smtp_pool, opts.smtp_latency).await?;
     let ceilings = ceilings::Ceilings {
         broker_msgs_per_s: broker,
         broker_messages: opts.ceiling_messages,
@@ -705,10 +708,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         smtp_msgs_per_s: smtp,
         smtp_pool: opts.smtp_pool,
         smtp_sessions,
+        smtp_latency_ms: u64::try_from(opts.smtp_latency.as_millis()).unwrap_or(u64::MAX),
     };
     println!(
-        "  broker {broker:.0} msg/s, claim {claim:.0} rows/s, commits {commits:.0}/s, lettre pool {} {smtp:.0} mails/s; autovacuum {autovacuum}",
-        opts.smtp_pool
+        "  broker {broker:.0} msg/s, claim {claim:.0} rows/s, commits {commits:.0}/s, lettre pool {} {smtp:.0} mails/s (sink latency {} ms); autovacuum {autovacuum}",
+        opts.smtp_pool,
+        opts.smtp_latency.as_millis()
     );
 
     println!(

@@ -103,8 +103,8 @@ impl Report {
                 format!("SMTP, {}", r.layout),
                 format!("{} mails in {} sessions", r.smtp_accepted, r.smtp_sessions),
                 format!(
-                    "lettre, pool {}: {:.0} mails/s ({} sessions)",
-                    c.smtp_pool, c.smtp_msgs_per_s, c.smtp_sessions
+                    "lettre, pool {}, sink latency {} ms: {:.0} mails/s ({} sessions)",
+                    c.smtp_pool, c.smtp_latency_ms, c.smtp_msgs_per_s, c.smtp_sessions
                 ),
                 Some(r.reminders_per_s / c.smtp_msgs_per_s.max(1e-9)),
             ));

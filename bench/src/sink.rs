@@ -1,12 +1,17 @@
 //! A counting SMTP sink: a fake mail server at the world's edge, fast enough not to be the
 //! limit. It speaks plain SMTP (no TLS, no AUTH, no PIPELINING advertised), answers
 //! 220/250/354/250/221 and counts the sessions opened and the messages accepted (each final
-//! dot answered 250). It keeps nothing of the messages.
+//! dot answered 250). It keeps nothing of the messages. It can answer each final dot after
+//! a latency, as a real mail server does (queueing to disk, filtering: tens to hundreds of
+//! milliseconds): a sender copy then waits on the network, not on the machine's cores,
+//! which is how the benchmark shows what a second copy adds where the machine is not the
+//! limit (`relance-bench pipeline --smtp-latency-ms`).
 
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -24,8 +29,9 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Listens on a free port of 127.0.0.1.
-    pub async fn start() -> anyhow::Result<Self> {
+    /// Listens on a free port of 127.0.0.1, answering each message's final dot `latency`
+    /// after it arrives.
+    pub async fn start(latency: Duration) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the SMTP sink")?;
@@ -38,7 +44,7 @@ impl Sink {
                 tokio::spawn(async move {
                     counters.sessions.fetch_add(1, Ordering::Relaxed);
                     // A client that goes away mid-session is the client's business.
-                    let _ = session(stream, &counters).await;
+                    let _ = session(stream, &counters, latency).await;
                 });
             }
         });
@@ -65,7 +71,7 @@ impl Drop for Sink {
     }
 }
 
-async fn session(stream: TcpStream, counters: &Counters) -> std::io::Result<()> {
+async fn session(stream: TcpStream, counters: &Counters, latency: Duration) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -96,6 +102,9 @@ async fn session(stream: TcpStream, counters: &Counters) -> std::io::Result<()> 
                         break;
                     }
                 }
+                if !latency.is_zero() {
+                    tokio::time::sleep(latency).await;
+                }
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
                 b"250 OK queued as bench\r\n"
             }
@@ -116,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_the_mails_lettre_delivers_and_not_those_cut_before_the_final_dot() {
-        let sink = Sink::start().await.unwrap();
+        let sink = Sink::start(Duration::ZERO).await.unwrap();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())
             .unwrap()
             .build();
@@ -150,5 +159,30 @@ mod tests {
         transport.send(mail).await.unwrap();
         assert_eq!(sink.accepted(), 4);
         assert!(sink.sessions() > sessions_before);
+    }
+
+    #[tokio::test]
+    async fn a_sink_with_a_latency_accepts_each_mail_only_after_it() {
+        let latency = std::time::Duration::from_millis(300);
+        let sink = Sink::start(latency).await.unwrap();
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())
+            .unwrap()
+            .build();
+        for n in 0..2 {
+            let mail = Message::builder()
+                .from("bench@relance.test".parse().unwrap())
+                .to(format!("c{n}@bench.test").parse().unwrap())
+                .subject("slow")
+                .body("slow".to_string())
+                .unwrap();
+            let started = std::time::Instant::now();
+            transport.send(mail).await.unwrap();
+            assert!(
+                started.elapsed() >= latency,
+                "answered after {:?}",
+                started.elapsed()
+            );
+        }
+        assert_eq!(sink.accepted(), 2);
     }
 }
