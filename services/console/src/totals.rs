@@ -6,7 +6,7 @@
 //! The same snapshot chooses the invoices of a page filtered on what no index serves (a
 //! derived status, a segment: see [`page`]), and the same refresher, after each snapshot,
 //! recomputes the whole-ledger figures the console keeps (`crate::figures`).
-//! Until the first snapshot (a minute or more on a ledger of a million) nothing waits for
+//! Until the first snapshot (seconds on a ledger of a million) nothing waits for
 //! it: a first page comes without totals ("computing"), and a page filtered on a status or
 //! a segment is read in index order until it is full, as without a snapshot. Consoles on one
 //! database compute their snapshots one at a time ([`SNAPSHOT_TURN_LOCK`]), so several
