@@ -98,6 +98,17 @@ impl BenchDb {
         let _ = conn.close().await;
         Ok(commits)
     }
+
+    /// Rows of `reminder_steps` updated so far, and how many of those updates were HOT (the
+    /// new version on the same page, no index entry written).
+    async fn step_updates(&self) -> anyhow::Result<(i64, i64)> {
+        sqlx::query_as(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'reminder_steps'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("reading the updates of reminder_steps")
+    }
 }
 
 /// The inbound exchange of a namespace, published to with confirms, as another system would.
@@ -201,6 +212,10 @@ pub struct DeliveryRun {
     pub reminders_per_s: f64,
     pub due_to_sent: Latency,
     pub transactions_per_reminder: f64,
+    /// Row updates of `reminder_steps` per reminder, and the share of them PostgreSQL made
+    /// HOT (no index entries written).
+    pub step_updates_per_reminder: f64,
+    pub step_updates_hot_share: f64,
     /// CPU milliseconds per reminder, per service (copies summed), then PostgreSQL and RabbitMQ.
     pub cpu_ms_per_reminder: Vec<(String, f64)>,
     pub relance_cpu_ms_per_reminder: f64,
@@ -412,6 +427,7 @@ async fn delivery_run(
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let sink = Sink::start(opts.smtp_latency).await?;
     let polls = Arc::new(AtomicU64::new(0));
+    let updates_before = db.step_updates().await?;
     let (commits_before, pg_before, rabbit_before) = (
         db.commits().await?,
         procs::cpu_ticks_of("postgres"),
@@ -515,6 +531,11 @@ async fn delivery_run(
     db.reconnect().await?;
     let commits =
         db.commits().await? - commits_before - i64::try_from(polls.load(Ordering::Relaxed))? - probes - 1;
+    let updates_after = db.step_updates().await?;
+    let (updates, hot) = (
+        updates_after.0 - updates_before.0,
+        updates_after.1 - updates_before.1,
+    );
     let pg_cpu = (procs::cpu_ticks_of("postgres").saturating_sub(pg_before)) as f64 / ticks;
     let rabbit_cpu = (procs::cpu_ticks_of("beam.smp").saturating_sub(rabbit_before)) as f64 / ticks;
     let per = |cpu_s: f64| cpu_s * 1000.0 / (sent.max(1) as f64);
@@ -540,6 +561,8 @@ async fn delivery_run(
             p99_ms: p99.unwrap_or(0.0),
         },
         transactions_per_reminder: commits as f64 / sent.max(1) as f64,
+        step_updates_per_reminder: updates as f64 / sent.max(1) as f64,
+        step_updates_hot_share: hot as f64 / updates.max(1) as f64,
         cpu_ms_per_reminder: by_service.into_iter().map(|(s, c)| (s, per(c))).collect(),
         relance_cpu_ms_per_reminder: per(relance_cpu),
         postgres_cpu_ms_per_reminder: per(pg_cpu),
@@ -554,8 +577,12 @@ async fn delivery_run(
         ledger: loaded.clone(),
     };
     println!(
-        "  {label}: {sent} of {} due reminders sent in {seconds:.1} s: {:.1}/s, {:.1} transactions each",
-        loaded.due_steps, run.reminders_per_s, run.transactions_per_reminder
+        "  {label}: {sent} of {} due reminders sent in {seconds:.1} s: {:.1}/s, {:.1} transactions each, {:.1} step updates each ({:.0}% HOT)",
+        loaded.due_steps,
+        run.reminders_per_s,
+        run.transactions_per_reminder,
+        run.step_updates_per_reminder,
+        run.step_updates_hot_share * 100.0
     );
     if keep_for_idle {
         return Ok((run, Some((db, namespace, sink, loaded))));

@@ -78,6 +78,16 @@ impl Report {
                 ),
                 Some(r.reminders_per_s / commit_bound.max(1e-9)),
             ));
+            rows.push(row(
+                format!("reminder_steps row updates per reminder, {}", r.layout),
+                format!(
+                    "{:.1}, {:.0}% HOT (no index entry written)",
+                    r.step_updates_per_reminder,
+                    r.step_updates_hot_share * 100.0
+                ),
+                String::new(),
+                None,
+            ));
             let total_cpu = r.relance_cpu_ms_per_reminder
                 + r.postgres_cpu_ms_per_reminder
                 + r.rabbitmq_cpu_ms_per_reminder;

@@ -818,7 +818,8 @@ pub async fn lock_for_delivery(tx: &mut PgConnection, id: Uuid) -> anyhow::Resul
 }
 
 /// Steps left in flight (queued, rendered or sending) for longer than `lease`, by wall
-/// clock, and deferred ones whose retry is overdue by more than `lease` (the retry message
+/// clock (since their status changed and since their delivery last renewed its lease), and
+/// deferred ones whose retry is overdue by more than `lease` (the retry message
 /// was lost), not locked by a live sender. Locked for the caller.
 pub async fn claim_expired_leases(
     tx: &mut PgConnection,
@@ -829,7 +830,8 @@ pub async fn claim_expired_leases(
         "SELECT id FROM reminder_steps
          WHERE grouped_into IS NULL
            AND ((status IN ('queued', 'rendered', 'sending')
-                 AND status_changed_at < clock_timestamp() - make_interval(secs => $1))
+                 AND status_changed_at < clock_timestamp() - make_interval(secs => $1)
+                 AND (delivery_renewed_at IS NULL OR delivery_renewed_at < clock_timestamp() - make_interval(secs => $1)))
              OR (status = 'deferred' AND retry_wall_at < clock_timestamp() - make_interval(secs => $1)))
          ORDER BY status_changed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
@@ -912,7 +914,7 @@ pub async fn claim_delivery(
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE reminder_steps SET status = 'sending', delivery_attempt = $2, delivery_stage = 'claimed',
-             stop_requested_at = NULL, stop_reason = NULL, next_attempt_at = NULL, retry_wall_at = NULL,
+             delivery_renewed_at = NULL, stop_requested_at = NULL, stop_reason = NULL, next_attempt_at = NULL, retry_wall_at = NULL,
              updated_at = $3, status_changed_at = clock_timestamp()
          WHERE id = $1 AND status IN ('rendered', 'deferred')",
     )
@@ -926,7 +928,8 @@ pub async fn claim_delivery(
 }
 
 /// Records the stage a delivery reached (and renews its lease), if the step is still in
-/// `sending` under this attempt. One short statement, outside any transaction.
+/// `sending` under this attempt. One short statement, outside any transaction; it changes
+/// no indexed column, so PostgreSQL can update the row in place (HOT).
 pub async fn record_stage<'e>(
     db: impl sqlx::PgExecutor<'e>,
     id: Uuid,
@@ -934,7 +937,7 @@ pub async fn record_stage<'e>(
     stage: DeliveryStage,
 ) -> anyhow::Result<bool> {
     let updated = sqlx::query(
-        "UPDATE reminder_steps SET delivery_stage = $3, status_changed_at = clock_timestamp()
+        "UPDATE reminder_steps SET delivery_stage = $3, delivery_renewed_at = clock_timestamp()
          WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
     )
     .bind(id)
@@ -952,7 +955,7 @@ pub async fn record_stage<'e>(
 pub async fn record_answer(db: &sqlx::PgPool, id: Uuid, attempt: Uuid, proof: &str) -> anyhow::Result<bool> {
     let updated = sqlx::query(
         "UPDATE reminder_steps SET delivery_stage = 'answered', delivery_proof = $3,
-             status_changed_at = clock_timestamp()
+             delivery_renewed_at = clock_timestamp()
          WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
     )
     .bind(id)
@@ -967,7 +970,7 @@ pub async fn record_answer(db: &sqlx::PgPool, id: Uuid, attempt: Uuid, proof: &s
 /// Renews the lease of a delivery in progress (its sender is alive), under this attempt.
 pub async fn renew_delivery_lease(db: &sqlx::PgPool, id: Uuid, attempt: Uuid) -> anyhow::Result<bool> {
     let updated = sqlx::query(
-        "UPDATE reminder_steps SET status_changed_at = clock_timestamp()
+        "UPDATE reminder_steps SET delivery_renewed_at = clock_timestamp()
          WHERE id = $1 AND status = 'sending' AND delivery_attempt = $2",
     )
     .bind(id)
