@@ -14,13 +14,7 @@ use uuid::Uuid;
 /// A fresh migrated database (its URL, to drop it) with customer C-1.
 async fn database_with_a_customer() -> (String, PgPool) {
     let (url, db) = common::fresh_database(4).await;
-    sqlx::query(
-        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
-         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    common::insert_customer_c1(&db).await;
     (url, db)
 }
 

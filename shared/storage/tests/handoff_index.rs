@@ -83,13 +83,7 @@ async fn claimed(db: &PgPool, now: DateTime<Utc>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_sequence_is_indexed_when_its_last_step_is_final_and_claimed_after_the_delay() {
     let (url, db) = common::fresh_database(4).await;
-    sqlx::query(
-        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
-         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    common::insert_customer_c1(&db).await;
     let (a, [a1, a2]) = invoice(&db, "F-A").await;
     let (b, [b1, b2]) = invoice(&db, "F-B").await;
 

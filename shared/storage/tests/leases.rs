@@ -13,13 +13,7 @@ use uuid::Uuid;
 #[tokio::test]
 async fn the_sweep_takes_back_a_silent_delivery_and_leaves_one_that_renews_its_lease() {
     let (url, db) = common::fresh_database(2).await;
-    sqlx::query(
-        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
-         VALUES ('C-1', 'Client', 'Contact', 'c1@example.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    common::insert_customer_c1(&db).await;
     sqlx::query(
         "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, status, created_at)
          VALUES (gen_random_uuid(), 'F-1', 'C-1', 100, 'EUR', 100, date '2026-05-01', date '2026-06-01', 'open', now())",

@@ -35,13 +35,7 @@ async fn all_pages(db: &sqlx::PgPool, only: Option<CollectionStatus>, limit: usi
 async fn pages_list_every_invoice_once_in_due_date_order() {
     // A fresh database named like the harness's, so a crashed run's leftover is removed.
     let (url, db) = common::fresh_database(2).await;
-    sqlx::query(
-        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
-         VALUES ('C-1', 'ACME', 'J. Martin', 'compta@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    common::insert_customer_c1(&db).await;
     // 1 203 invoices over 40 due dates (several a day, so the number breaks ties); every
     // third one settled.
     sqlx::query(

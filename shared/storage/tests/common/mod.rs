@@ -25,3 +25,14 @@ pub async fn fresh_database(pool_size: u32) -> (String, PgPool) {
     let db = relance_storage::connect(&url, pool_size).await.unwrap();
     (url, db)
 }
+
+/// Customer C-1 (ACME, Europe/Paris, medium risk), whom most storage tests bill.
+pub async fn insert_customer_c1(db: &PgPool) {
+    sqlx::query(
+        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
+         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+}
