@@ -50,7 +50,11 @@ pub async fn insert_invoice(
     facts: &Facts,
     at: DateTime<Utc>,
 ) -> anyhow::Result<Option<Uuid>> {
-    let id = Uuid::new_v4();
+    // Time-ordered (UUIDv7), as the steps' ids: on a ledger of millions, random ids sent each
+    // insert to a random page of the primary key and of every index on `invoice_id` (the
+    // steps' among them), pages that no longer fit in memory; time-ordered ones fill the same
+    // few pages. The id says when the row was written, nothing more.
+    let id = Uuid::now_v7();
     let inserted = sqlx::query(
         "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, pdf, status, created_at,
              registered_facts)

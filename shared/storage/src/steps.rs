@@ -134,7 +134,9 @@ pub async fn insert_planned(
     status: StepStatus,
     at: DateTime<Utc>,
 ) -> anyhow::Result<Uuid> {
-    let id = Uuid::new_v4();
+    // Time-ordered (UUIDv7): a new step's index entries go where the last ones went, not to
+    // a random page of indexes that hold millions (see `invoices::insert_invoice`).
+    let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
