@@ -79,13 +79,7 @@ async fn append(
 /// and F-2, written by the worker role as the services do. Returns the step id.
 async fn ledger(db: &FreshDb) -> Uuid {
     let owner = &db.owner;
-    sqlx::query(
-        "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
-         VALUES ('C-1', 'ACME', 'Jeanne', 'jeanne@acme.test', 'fr', 'Europe/Paris', 'medium', 'business', now())",
-    )
-    .execute(owner)
-    .await
-    .unwrap();
+    common::insert_customer_c1(owner).await;
     let invoice_id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, pdf, status, created_at)
