@@ -133,21 +133,20 @@ pub(crate) async fn refresh(console: Shared, stop: CancellationToken) {
     loop {
         let at = console.config.clock.now();
         let refresh_started = std::time::Instant::now();
-        let started = std::time::Instant::now();
         tokio::select! {
             computed = turn.compute(&console, at, &whole_ledger) => match computed {
                 Ok(snapshot) => {
                     console.totals.set(snapshot);
-                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "totals snapshot refreshed");
+                    tracing::debug!(elapsed_ms = refresh_started.elapsed().as_millis() as u64, "totals snapshot refreshed");
                 }
                 Err(e) => tracing::error!(error = format!("{e:#}"), "refreshing the totals snapshot failed; the previous one is kept"),
             },
             () = stop.cancelled() => return,
         }
-        let started = std::time::Instant::now();
+        let figures_started = std::time::Instant::now();
         tokio::select! {
             () = crate::figures::refresh(&console) => {
-                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "console figures refreshed");
+                tracing::debug!(elapsed_ms = figures_started.elapsed().as_millis() as u64, "console figures refreshed");
             }
             () = stop.cancelled() => return,
         }
