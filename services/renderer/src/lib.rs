@@ -13,7 +13,6 @@ pub mod templates;
 #[cfg(test)]
 mod test_fixtures;
 
-use anyhow::Context;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use decision::{Handoff, Route, Settlement, Stored};
 use minijinja::Environment;
@@ -28,12 +27,12 @@ use relance_domain::{Channel, CustomerKind, Language, Money, StepKind, Tone};
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing::{self, StepOutcome};
 use relance_storage::deliveries::{self, ClaimHistory, Contact};
+use relance_storage::group_commit::GroupCommit;
 use relance_storage::invoices::{self, InvoiceRecord};
 use relance_storage::steps::{self, RenderedMessage, StepRecord, StepStatus};
 use relance_storage::{calls, creditors, groups, journal, outbox, payment_plans};
 use rust_decimal::Decimal;
 use serde_json::json;
-use sqlx::PgPool;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -56,7 +55,10 @@ pub async fn run_with_readiness(
     let Some(db) = relance_messaging::worker::connect_database(SERVICE, &config, &shutdown).await? else {
         return Ok(());
     };
-    let (handler_db, handler_config) = (db.clone(), config.clone());
+    // Renderings that end together commit together (RELANCE_COMMIT_BATCH).
+    let s = &config.settings;
+    let commits = GroupCommit::start(&db, s.commit_lanes, s.commit_batch);
+    let handler_config = config.clone();
     relance_messaging::run_queue_worker(
         SERVICE,
         &config,
@@ -65,8 +67,8 @@ pub async fn run_with_readiness(
         readiness,
         shutdown,
         move |message| {
-            let (db, config, env) = (handler_db.clone(), handler_config.clone(), env.clone());
-            async move { render_job(&db, &config, &env, message).await }
+            let (commits, config, env) = (commits.clone(), handler_config.clone(), env.clone());
+            async move { render_job(&commits, &config, &env, message).await }
         },
     )
     .await
@@ -76,19 +78,32 @@ pub async fn run_with_readiness(
 /// lets [`decision`] say where it goes and what its rendering settles, and applies that. A
 /// job whose step has moved on (already rendered, or cancelled by a payment) is
 /// acknowledged without effect.
+///
+/// The reads and what the rendering settles run in one savepoint of a group commit (no
+/// network call in it: rendering is local work); the job is acknowledged once it committed.
 #[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step), err)]
 pub async fn render_job(
-    db: &PgPool,
+    commits: &GroupCommit,
     config: &Config,
-    templates: &templates::Templates,
+    templates: &Arc<templates::Templates>,
     message: Incoming,
 ) -> Result<(), HandlerError> {
     let job: ReminderDueV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
-    // One transaction for the reads and what the rendering settles (no network call in it:
-    // rendering is local work).
-    let mut conn = db.begin().await.context("starting the render transaction")?;
-    let Some(step) = steps::find(&mut conn, job.step_id).await? else {
+    let (config, templates) = (config.clone(), templates.clone());
+    commits
+        .run(move |conn| Box::pin(async move { render_in(conn, &config, &templates, &job).await }))
+        .await
+}
+
+/// [`render_job`]'s work, on the connection of its savepoint: an `Err` undoes its writes.
+async fn render_in(
+    conn: &mut sqlx::PgConnection,
+    config: &Config,
+    templates: &templates::Templates,
+    job: &ReminderDueV1,
+) -> Result<(), HandlerError> {
+    let Some(step) = steps::find(&mut *conn, job.step_id).await? else {
         return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
     };
     if !decision::awaits_rendering(&step) {
@@ -96,7 +111,7 @@ pub async fn render_job(
         let detail = json!({ "stage": "render", "status": step.status });
         let now = config.clock.now();
         journal::append(
-            &mut conn,
+            &mut *conn,
             now,
             &step.invoice_number,
             Some(step.id),
@@ -104,21 +119,20 @@ pub async fn render_job(
             detail,
         )
         .await?;
-        conn.commit().await.context("committing the note")?;
         return Ok(());
     }
-    let Some(invoice) = invoices::find_by_id(&mut conn, step.invoice_id).await? else {
+    let Some(invoice) = invoices::find_by_id(&mut *conn, step.invoice_id).await? else {
         return Err(HandlerError::Permanent(format!(
             "step {} has no invoice",
             step.id
         )));
     };
     // The invoice's creditor: every document of this rendering speaks for it.
-    let creditor = creditors::for_invoice(&mut conn, &config.settings.creditor, invoice.id).await?;
+    let creditor = creditors::for_invoice(&mut *conn, &config.settings.creditor, invoice.id).await?;
     // Its policy and templates too, when it names its own.
     let config = &config.for_creditor(creditor);
     let env = templates.for_folder(invoice.templates.as_deref());
-    let contact = deliveries::contact_of(&mut conn, &invoice.customer_id).await?;
+    let contact = deliveries::contact_of(&mut *conn, &invoice.customer_id).await?;
     let route = decision::route(&config.policy, &step, invoice.risk, &contact);
     let lists_group = route.lists_group();
     let (planned, step, fallback) = match route {
@@ -133,7 +147,7 @@ pub async fn render_job(
             return settle_unrenderable(conn, &step, StepStatus::Skipped, &skipped, now).await;
         }
     };
-    let inputs = load_inputs(&mut conn, &step, &invoice, lists_group).await?;
+    let inputs = load_inputs(&mut *conn, &step, &invoice, lists_group).await?;
     let now = config.clock.now();
     let target = Target {
         step: &step,
@@ -144,9 +158,9 @@ pub async fn render_job(
     };
     let rendering = render_step(env, config, &target, &inputs.others, &inputs.extra)
         .map_err(|e| HandlerError::Permanent(format!("rendering step {} failed: {e:#}", step.id)))?;
-    let mut tx = conn;
+    let tx = conn;
     if let Some(reason) = &fallback {
-        if !apply_fallback(&mut tx, planned, &step, reason, &inputs.members, now).await? {
+        if !apply_fallback(&mut *tx, planned, &step, reason, &inputs.members, now).await? {
             return Ok(()); // Cancelled or taken meanwhile.
         }
     }
@@ -158,7 +172,7 @@ pub async fn render_job(
     let mut settlement = decision::settle(&step, rendering);
     if let Settlement::Store(stored) = &mut settlement {
         if decision::attaches_statement(&config.policy, &step, invoice.risk) {
-            stored.attach(statement_of(&mut tx, config, &invoice, now).await?);
+            stored.attach(statement_of(&mut *tx, config, &invoice, now).await?);
         }
     }
     apply_settlement(tx, config, &step, &invoice, listed, settlement, now).await
@@ -261,7 +275,7 @@ async fn apply_fallback(
 /// Applies what the rendering settles, in the render transaction: the message stored and
 /// handed on (with the grouped invoices it `listed`), or the step skipped or failed.
 async fn apply_settlement(
-    mut tx: relance_storage::Tx<'_>,
+    tx: &mut sqlx::PgConnection,
     config: &Config,
     step: &StepRecord,
     invoice: &InvoiceRecord,
@@ -286,26 +300,26 @@ async fn apply_settlement(
         }
     };
     // A step held for approval keeps its rendering, awaiting approval: what approval sends.
-    let held = relance_sequence::approvals::holder(&mut tx, config, invoice, step).await?;
+    let held = relance_sequence::approvals::holder(&mut *tx, config, invoice, step).await?;
     let (to, why) = match held {
         Some(_) => (StepStatus::AwaitingApproval, Some("waiting for approval")),
         None => (next_status, None),
     };
-    if !steps::transition(&mut tx, step.id, &[StepStatus::Queued], to, why, now).await? {
-        return Ok(()); // Cancelled or taken meanwhile.
+    if !steps::transition(&mut *tx, step.id, &[StepStatus::Queued], to, why, now).await? {
+        return Ok(()); // Cancelled or taken meanwhile (a fallback, which keeps it queued, not).
     }
-    steps::save_rendered(&mut tx, &rendered).await?;
+    steps::save_rendered(&mut *tx, &rendered).await?;
     if !listed.is_empty() {
         // Which invoices the message lists: the sender checks them again before delivering.
         let listed: Vec<Uuid> = listed.iter().map(|m| m.id).collect();
-        groups::record_listed(&mut tx, step.id, &listed).await?;
+        groups::record_listed(&mut *tx, step.id, &listed).await?;
     }
     if let Some(document) = &document {
-        deliveries::save_document(&mut tx, step.id, &document.pdf, &document.sha256).await?;
+        deliveries::save_document(&mut *tx, step.id, &document.pdf, &document.sha256).await?;
     }
     if let Some(statement) = &statement {
         relance_storage::statements::save_attached(
-            &mut tx,
+            &mut *tx,
             step.id,
             &statement.name,
             &statement.pdf,
@@ -315,7 +329,7 @@ async fn apply_settlement(
     }
     let invoice_number = &step.invoice_number;
     journal::append(
-        &mut tx,
+        &mut *tx,
         now,
         invoice_number,
         Some(step.id),
@@ -335,20 +349,16 @@ async fn apply_settlement(
             "pdf_sha256": document.as_ref().map(|d| &d.sha256),
             "statement_sha256": statement.as_ref().map(|d| &d.sha256),
         });
-        relance_sequence::approvals::request(&mut tx, config, invoice, step, by, message, now).await?;
-        tx.commit()
-            .await
-            .context("committing the rendering held for approval")?;
+        relance_sequence::approvals::request(&mut *tx, config, invoice, step, by, message, now).await?;
         return Ok(());
     }
     match handoff {
-        None => open_call_task(&mut tx, config, step, invoice, &rendered, now).await?,
+        None => open_call_task(&mut *tx, config, step, invoice, &rendered, now).await?,
         Some(Handoff { routing_key, job }) => {
             let queued = outgoing::job(&routing_key, job.job_id, invoice_number, &job)?;
-            outbox::enqueue(&mut tx, &queued, now).await?;
+            outbox::enqueue(&mut *tx, &queued, now).await?;
         }
     }
-    tx.commit().await.context("committing the rendered message")?;
     Ok(())
 }
 
@@ -509,14 +519,13 @@ async fn release_members(
 /// A step that cannot go out on its channel: skipped (nothing to send it to) or failed
 /// (its text cannot be made to fit), with the reason announced.
 async fn settle_unrenderable<D: StepOutcome>(
-    mut tx: relance_storage::Tx<'_>,
+    tx: &mut sqlx::PgConnection,
     step: &StepRecord,
     to: StepStatus,
     outcome: &D,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    outgoing::transition_and_announce(&mut tx, now, step, &[StepStatus::Queued], to, outcome).await?;
-    tx.commit().await.context("committing the step's outcome")?;
+    outgoing::transition_and_announce(tx, now, step, &[StepStatus::Queued], to, outcome).await?;
     Ok(())
 }
 

@@ -35,6 +35,7 @@ use relance_domain::collections::InvoiceState;
 use relance_domain::StepKind;
 use relance_messaging::{HandlerError, Incoming, Readiness};
 use relance_sequence::outgoing;
+use relance_storage::group_commit::GroupCommit;
 use relance_storage::invoices;
 use relance_storage::pauses;
 use relance_storage::steps::{self, DeliveryStage, StepStatus};
@@ -109,6 +110,10 @@ pub async fn run_courier(
     let Some(db) = relance_messaging::worker::connect_database(service, &config, &shutdown).await? else {
         return Ok(());
     };
+    // The claims, last checks and results of deliveries that end together commit together
+    // (RELANCE_COMMIT_BATCH); each caller goes on only once its work committed.
+    let s = &config.settings;
+    let commits = GroupCommit::start(&db, s.commit_lanes, s.commit_batch);
     let (handler_db, handler_config) = (db.clone(), config.clone());
     let kind = courier.kind();
     let queue = move |names: &Names| names.sender_queue(kind);
@@ -121,7 +126,8 @@ pub async fn run_courier(
         shutdown,
         move |message| {
             let (db, config, courier) = (handler_db.clone(), handler_config.clone(), courier.clone());
-            async move { deliver_job(&db, &config, courier.as_ref(), message).await }
+            let commits = commits.clone();
+            async move { deliver_job(&commits, &db, &config, courier.as_ref(), message).await }
         },
     )
     .await
@@ -130,6 +136,7 @@ pub async fn run_courier(
 /// Handles `reminder.rendered.<kind>` with the courier of that kind.
 #[tracing::instrument(skip_all, fields(message_id = ?message.message_id, step, channel = courier.kind()), err)]
 pub async fn deliver_job(
+    commits: &GroupCommit,
     db: &PgPool,
     config: &Config,
     courier: &dyn Courier,
@@ -137,56 +144,20 @@ pub async fn deliver_job(
 ) -> Result<(), HandlerError> {
     let job: ReminderRenderedV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
-    // Read in the claim's transaction: an error here rolls it back, the step stays
-    // `rendered`, and the job retries.
-    let mut conn = db.begin().await.context("starting the claim transaction")?;
-    let Some(step) = steps::find(&mut conn, job.step_id).await? else {
-        return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
-    };
-    let Some(steps::RenderedParcel {
-        message: rendered,
-        document,
-        statement,
-    }) = steps::find_rendered_parcel(&mut conn, step.id).await?
-    else {
-        return Err(HandlerError::Permanent(format!(
-            "step {} has no rendered message",
-            step.id
-        )));
-    };
-    let pdf = if rendered.attach_invoice {
-        invoices::invoice_pdf(&mut conn, step.invoice_id).await?
-    } else {
-        None
-    };
-    let request_receipt = step.kind == StepKind::Reminder
-        && invoices::find_by_id(&mut conn, step.invoice_id)
-            .await?
-            .is_some_and(|invoice| {
-                config
-                    .policy_for(invoice.policy.as_deref())
-                    .requests_receipt(invoice.risk, &step.name)
-            });
-    let creditor =
-        relance_storage::creditors::for_invoice(&mut conn, &config.settings.creditor, step.invoice_id)
-            .await?;
-
     let attempt = uuid::Uuid::new_v4();
-    if !claim(conn, config, &step, attempt).await? {
-        return Ok(());
-    }
-    let parcel = Parcel {
-        step: step.clone(),
-        rendered: rendered.clone(),
-        invoice_pdf: pdf,
-        document,
-        statement,
-        creditor,
-        at: config.clock.now(),
-        request_receipt,
+    let claimed = {
+        let config = config.clone();
+        commits
+            .run(move |conn| Box::pin(async move { claim_parcel(conn, &config, &job, attempt).await }))
+            .await?
     };
+    let Some(parcel) = claimed else {
+        return Ok(());
+    };
+    let step = parcel.step.clone();
+    let rendered = parcel.rendered.clone();
     let gate = StepGate {
-        db,
+        commits,
         step: &step,
         attempt,
     };
@@ -212,27 +183,89 @@ pub async fn deliver_job(
     let bounces = courier.kind() == CHANNEL;
     let decided = outcome_action(outcome, retry_in, bounces);
     count_delivery(courier.kind(), &decided);
-    record_outcome(db, config, &delivery, decided, message.retries).await
+    let sinks = Sinks { commits, db };
+    record_outcome(&sinks, config, &delivery, decided, message.retries).await
+}
+
+/// Where a delivery's records go: the group commit, and the pool for the provider's answer
+/// (recorded at once, in a statement of its own).
+struct Sinks<'a> {
+    commits: &'a GroupCommit,
+    db: &'a PgPool,
+}
+
+/// Reads what the delivery needs and claims the step, in one savepoint of a group commit: an
+/// error rolls it back, the step stays `rendered`, and the job retries. `None`: the step is
+/// not this sender's to deliver (settled, or stopped by the claim's checks).
+async fn claim_parcel(
+    conn: &mut sqlx::PgConnection,
+    config: &Config,
+    job: &ReminderRenderedV1,
+    attempt: uuid::Uuid,
+) -> Result<Option<Parcel>, HandlerError> {
+    let Some(step) = steps::find(&mut *conn, job.step_id).await? else {
+        return Err(HandlerError::Permanent(format!("unknown step {}", job.step_id)));
+    };
+    let Some(steps::RenderedParcel {
+        message: rendered,
+        document,
+        statement,
+    }) = steps::find_rendered_parcel(&mut *conn, step.id).await?
+    else {
+        return Err(HandlerError::Permanent(format!(
+            "step {} has no rendered message",
+            step.id
+        )));
+    };
+    let pdf = if rendered.attach_invoice {
+        invoices::invoice_pdf(&mut *conn, step.invoice_id).await?
+    } else {
+        None
+    };
+    let request_receipt = step.kind == StepKind::Reminder
+        && invoices::find_by_id(&mut *conn, step.invoice_id)
+            .await?
+            .is_some_and(|invoice| {
+                config
+                    .policy_for(invoice.policy.as_deref())
+                    .requests_receipt(invoice.risk, &step.name)
+            });
+    let creditor =
+        relance_storage::creditors::for_invoice(&mut *conn, &config.settings.creditor, step.invoice_id)
+            .await?;
+    if !claim(conn, config, &step, attempt).await? {
+        return Ok(None);
+    }
+    Ok(Some(Parcel {
+        step,
+        rendered,
+        invoice_pdf: pdf,
+        document,
+        statement,
+        creditor,
+        at: config.clock.now(),
+        request_receipt,
+    }))
 }
 
 /// The claim: `rendered | deferred -> sending` under a new attempt id, and the checks that make a
 /// delivery pointless (invoice paid or closed, paused, group changed), in one short
-/// transaction. An error rolls it all back: the step stays `rendered` and the job retries.
+/// savepoint. An error rolls it all back: the step stays `rendered` and the job retries.
 /// Returns whether the step is now this sender's to deliver.
 async fn claim(
-    mut tx: relance_storage::Tx<'_>,
+    tx: &mut sqlx::PgConnection,
     config: &Config,
     step: &steps::StepRecord,
     attempt: uuid::Uuid,
 ) -> anyhow::Result<bool> {
     let now = config.clock.now();
-    if !steps::claim_delivery(&mut tx, step.id, attempt, now).await? {
+    if !steps::claim_delivery(&mut *tx, step.id, attempt, now).await? {
         // In `sending`, it belongs to a live sender, or to a dead one whose lease the
         // scheduler's sweep will settle; otherwise it is settled already: not ours.
-        let status = steps::lock_for_delivery(&mut tx, step.id).await?;
+        let status = steps::lock_for_delivery(&mut *tx, step.id).await?;
         tracing::info!(?status, "step is not waiting for delivery; job ignored");
         journal::append(
-            &mut tx,
+            &mut *tx,
             now,
             &step.invoice_number,
             Some(step.id),
@@ -240,16 +273,10 @@ async fn claim(
             json!({ "stage": "send", "status": status }),
         )
         .await?;
-        tx.commit().await.context("committing the note")?;
-        return Ok(false);
-    }
-    if stop_before_delivery(&mut tx, step, now).await? {
-        tx.commit().await.context("committing the step's settlement")?;
         return Ok(false);
     }
     // Stage `claimed` was written by the claim itself.
-    tx.commit().await.context("committing the claim")?;
-    Ok(true)
+    Ok(!stop_before_delivery(tx, step, now).await?)
 }
 
 /// What makes a claimed delivery pointless, settled in the caller's transaction: a reminder
@@ -315,7 +342,7 @@ const LAST_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// the provider answers: a payment committed after the last check marks the step, and the
 /// delivery is journaled as sent with the payment's time beside it, never as cancelled.
 struct StepGate<'a> {
-    db: &'a PgPool,
+    commits: &'a GroupCommit,
     step: &'a steps::StepRecord,
     attempt: uuid::Uuid,
 }
@@ -348,64 +375,72 @@ impl courier::DeliveryGate for StepGate<'_> {
 impl StepGate<'_> {
     /// Re-reads the invoice (held in share mode for this short transaction only: a payment
     /// being committed is waited for and seen), the step's stop mark, pauses and the group;
-    /// if nothing stops the delivery, commits stage `data_end_sent`. `Some(reason)` stops it.
+    /// if nothing stops the delivery, commits stage `data_end_sent` (in a group commit: the
+    /// delivery goes on only once it committed). `Some(reason)` stops it.
     async fn last_check(&self) -> anyhow::Result<Option<String>> {
-        let mut tx = self.db.begin().await.context("starting the last check")?;
-        if let Some(reason) = self.stop_reason(&mut tx).await? {
-            return Ok(Some(reason));
-        }
-        let (id, attempt) = (self.step.id, self.attempt);
-        if !steps::record_stage(&mut *tx, id, attempt, DeliveryStage::DataEndSent).await? {
-            return Ok(Some("the step is no longer this sender's".into()));
-        }
-        tx.commit().await.context("committing the last check")?;
-        Ok(None)
+        let (step, attempt) = (self.step.clone(), self.attempt);
+        self.commits
+            .run(move |tx| {
+                Box::pin(async move {
+                    if let Some(reason) = stop_reason(&mut *tx, &step, attempt).await? {
+                        return Ok(Some(reason));
+                    }
+                    if !steps::record_stage(&mut *tx, step.id, attempt, DeliveryStage::DataEndSent).await? {
+                        return Ok(Some("the step is no longer this sender's".into()));
+                    }
+                    Ok(None)
+                })
+            })
+            .await
     }
+}
 
-    /// Holds the invoice (and a grouped message's invoices) in share mode and says what, if
-    /// anything, stops the delivery: the step no longer this sender's, a stop mark, the
-    /// invoice settled or closed, a pause, or a change in the group.
-    async fn stop_reason(&self, tx: &mut sqlx::PgConnection) -> anyhow::Result<Option<String>> {
-        let step = self.step;
-        let invoice_status = invoices::hold_for_delivery(tx, step.invoice_id).await?;
-        let Some(state) = steps::lock_delivery(tx, step.id).await? else {
-            return Ok(Some("the step is gone".into()));
-        };
-        if state.status != StepStatus::Sending || state.delivery_attempt != Some(self.attempt) {
-            return Ok(Some(format!(
-                "the step is no longer this sender's (now {})",
-                state.status
-            )));
-        }
-        if step.kind != StepKind::Thanks {
-            if let Some(reason) = &state.stop_reason {
-                return Ok(Some(format!("{reason} while it was being sent")));
-            }
-            if invoice_status != Some(InvoiceState::Open) {
-                return Ok(Some("invoice settled before sending".into()));
-            }
-        }
-        if step.kind == StepKind::Reminder {
-            if !pauses::active(&mut *tx, step.invoice_id).await?.is_empty() {
-                return Ok(Some("invoice paused before sending".into()));
-            }
-            let listed = groups::listed(&mut *tx, step.id).await?;
-            if !listed.is_empty() {
-                let mut held: Vec<uuid::Uuid> = listed.iter().map(|l| l.invoice_id).collect();
-                held.sort();
-                held.dedup();
-                invoices::hold_all_for_delivery(&mut *tx, &held).await?;
-                if groups::listed(&mut *tx, step.id)
-                    .await?
-                    .iter()
-                    .any(|l| !l.still_grouped)
-                {
-                    return Ok(Some("an invoice the grouped message listed left it".into()));
-                }
-            }
-        }
-        Ok(None)
+/// Holds the invoice (and a grouped message's invoices) in share mode and says what, if
+/// anything, stops the delivery of `step` under `attempt`: the step no longer this sender's,
+/// a stop mark, the invoice settled or closed, a pause, or a change in the group.
+async fn stop_reason(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    attempt: uuid::Uuid,
+) -> anyhow::Result<Option<String>> {
+    let invoice_status = invoices::hold_for_delivery(tx, step.invoice_id).await?;
+    let Some(state) = steps::lock_delivery(tx, step.id).await? else {
+        return Ok(Some("the step is gone".into()));
+    };
+    if state.status != StepStatus::Sending || state.delivery_attempt != Some(attempt) {
+        return Ok(Some(format!(
+            "the step is no longer this sender's (now {})",
+            state.status
+        )));
     }
+    if step.kind != StepKind::Thanks {
+        if let Some(reason) = &state.stop_reason {
+            return Ok(Some(format!("{reason} while it was being sent")));
+        }
+        if invoice_status != Some(InvoiceState::Open) {
+            return Ok(Some("invoice settled before sending".into()));
+        }
+    }
+    if step.kind == StepKind::Reminder {
+        if !pauses::active(&mut *tx, step.invoice_id).await?.is_empty() {
+            return Ok(Some("invoice paused before sending".into()));
+        }
+        let listed = groups::listed(&mut *tx, step.id).await?;
+        if !listed.is_empty() {
+            let mut held: Vec<uuid::Uuid> = listed.iter().map(|l| l.invoice_id).collect();
+            held.sort();
+            held.dedup();
+            invoices::hold_all_for_delivery(&mut *tx, &held).await?;
+            if groups::listed(&mut *tx, step.id)
+                .await?
+                .iter()
+                .any(|l| !l.still_grouped)
+            {
+                return Ok(Some("an invoice the grouped message listed left it".into()));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// One claimed delivery: the step, its rendered message, and the attempt that holds it.
@@ -462,10 +497,10 @@ fn outcome_action(
     }
 }
 
-/// Records what the courier's delivery came to, in a transaction of its own; `retries`
-/// is how many times the job was tried before.
+/// Records what the courier's delivery came to, in a group commit; `retries` is how many
+/// times the job was tried before.
 async fn record_outcome(
-    db: &PgPool,
+    sinks: &Sinks<'_>,
     config: &Config,
     delivery: &Delivery<'_>,
     action: OutcomeAction,
@@ -477,9 +512,10 @@ async fn record_outcome(
         rendered,
         attempt,
     } = *delivery;
+    let step = step.clone();
     match action {
-        OutcomeAction::Sent(receipt) => record_sent(db, step, attempt, receipt, now).await,
-        OutcomeAction::Aborted(reason) => settle_aborted(db, step, attempt, &reason, now).await,
+        OutcomeAction::Sent(receipt) => record_sent(sinks, step, attempt, receipt, now).await,
+        OutcomeAction::Aborted(reason) => settle_aborted(sinks.commits, step, attempt, reason, now).await,
         OutcomeAction::Ambiguous(reason) => {
             // The server may have the message: left at stage `data_end_sent`, for the sweep to
             // settle by the interrupted-delivery policy once the lease runs out.
@@ -490,35 +526,62 @@ async fn record_outcome(
             Ok(())
         }
         OutcomeAction::Retry { reason, wait } => {
-            let mut tx = db.begin().await.context("starting the release transaction")?;
             let next_attempt_at = chrono::Duration::from_std(wait).ok().map(|d| now + d);
-            if steps::defer_delivery(&mut tx, step.id, attempt, &reason, next_attempt_at, wait, now).await? {
-                journal::append(
-                    &mut tx,
-                    now,
-                    &step.invoice_number,
-                    Some(step.id),
-                    "reminder.delivery_deferred",
-                    json!({ "reason": reason, "attempt": retries + 1, "next_attempt_at": next_attempt_at }),
-                )
-                .await?;
-            }
-            tx.commit().await.context("releasing the step for a retry")?;
+            let why = reason.clone();
+            sinks
+                .commits
+                .run(move |tx| {
+                    Box::pin(async move {
+                        if steps::defer_delivery(&mut *tx, step.id, attempt, &why, next_attempt_at, wait, now)
+                            .await?
+                        {
+                            journal::append(
+                                &mut *tx,
+                                now,
+                                &step.invoice_number,
+                                Some(step.id),
+                                "reminder.delivery_deferred",
+                                json!({ "reason": why, "attempt": retries + 1, "next_attempt_at": next_attempt_at }),
+                            )
+                            .await?;
+                        }
+                        anyhow::Ok(())
+                    })
+                })
+                .await
+                .context("releasing the step for a retry")?;
             Err(HandlerError::Transient(anyhow::anyhow!(reason)))
         }
         OutcomeAction::Fail { reason, bounce } => {
-            let mut tx = db.begin().await.context("starting the failure transaction")?;
-            if steps::end_delivery(&mut tx, step.id, attempt, StepStatus::Failed, Some(&reason), now).await? {
-                let failed = ReminderFailedV1 {
-                    reason: reason.clone(),
-                    attempts: Some(retries + 1),
-                };
-                outgoing::announce_step_detail(&mut tx, now, step, &failed).await?;
-                if bounce {
-                    record_bounce(&mut tx, step, rendered, &reason, now).await?;
-                }
-            }
-            tx.commit().await.context("recording the failure")?;
+            let rendered = rendered.clone();
+            sinks
+                .commits
+                .run(move |tx| {
+                    Box::pin(async move {
+                        if steps::end_delivery(
+                            &mut *tx,
+                            step.id,
+                            attempt,
+                            StepStatus::Failed,
+                            Some(&reason),
+                            now,
+                        )
+                        .await?
+                        {
+                            let failed = ReminderFailedV1 {
+                                reason: reason.clone(),
+                                attempts: Some(retries + 1),
+                            };
+                            outgoing::announce_step_detail(&mut *tx, now, &step, &failed).await?;
+                            if bounce {
+                                record_bounce(&mut *tx, &step, &rendered, &reason, now).await?;
+                            }
+                        }
+                        anyhow::Ok(())
+                    })
+                })
+                .await
+                .context("recording the failure")?;
             Ok(())
         }
     }
@@ -529,40 +592,57 @@ async fn record_outcome(
 /// the step becomes `sent` and `reminder.sent` (or `thanks.sent`) is announced, with the
 /// payment's time beside it if one was recorded while it was going out.
 async fn record_sent(
-    db: &PgPool,
-    step: &steps::StepRecord,
+    sinks: &Sinks<'_>,
+    step: steps::StepRecord,
     attempt: uuid::Uuid,
     receipt: courier::Receipt,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), HandlerError> {
-    if let Err(e) = steps::record_answer(db, step.id, attempt, &receipt.proof).await {
+    if let Err(e) = steps::record_answer(sinks.db, step.id, attempt, &receipt.proof).await {
         tracing::warn!(error = format!("{e:#}"), "recording the provider's answer failed");
     }
-    let mut tx = db.begin().await.context("starting the delivery record")?;
+    let (due_at, channel) = (step.due_at, step.channel);
+    let recorded = sinks
+        .commits
+        .run(move |tx| Box::pin(async move { record_sent_in(tx, &step, attempt, receipt, now).await }))
+        .await
+        .context("recording the delivery")?;
+    if recorded {
+        relance_telemetry::metrics::observe_due_to_sent(channel.as_str(), now - due_at);
+    }
+    Ok(())
+}
+
+/// [`record_sent`]'s work in its savepoint; whether the step was still this delivery's.
+async fn record_sent_in(
+    tx: &mut sqlx::PgConnection,
+    step: &steps::StepRecord,
+    attempt: uuid::Uuid,
+    receipt: courier::Receipt,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<bool> {
     // The invoice before the step, in the order a payment takes them: a payment being
     // recorded now is waited for (and its stop mark seen), never deadlocked with.
-    invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
-    let state = steps::lock_delivery(&mut tx, step.id).await?;
+    invoices::hold_for_delivery(&mut *tx, step.invoice_id).await?;
+    let state = steps::lock_delivery(&mut *tx, step.id).await?;
     let Some(state) =
         state.filter(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending)
     else {
         tracing::warn!("the step left `sending` while it was delivered; nothing recorded");
-        return Ok(());
+        return Ok(false);
     };
     let proof = Some(receipt.proof.as_str());
-    steps::end_delivery_with_proof(&mut tx, step.id, attempt, StepStatus::Sent, None, proof, now).await?;
+    steps::end_delivery_with_proof(&mut *tx, step.id, attempt, StepStatus::Sent, None, proof, now).await?;
     if let Some(reference) = &receipt.reference {
-        deliveries::set_delivery_reference(&mut tx, step.id, reference).await?;
+        deliveries::set_delivery_reference(&mut *tx, step.id, reference).await?;
     }
     let mut sent = receipt.detail;
     if let Some(stop) = outgoing::stop_requested(&state) {
         courier::note_stop_requested(&mut sent, stop);
     }
     let thanks = step.kind == StepKind::Thanks;
-    outgoing::announce_sent(&mut tx, now, step, thanks, sent).await?;
-    tx.commit().await.context("recording the delivery")?;
-    relance_telemetry::metrics::observe_due_to_sent(step.channel.as_str(), now - step.due_at);
-    Ok(())
+    outgoing::announce_sent(&mut *tx, now, step, thanks, sent).await?;
+    Ok(true)
 }
 
 /// The courier aborted before the point of no return: nothing went out. What stopped it
@@ -571,26 +651,46 @@ async fn record_sent(
 /// even that cannot be written, the step stays `sending` before the end of DATA, and the
 /// sweep delivers it again once the lease runs out.
 async fn settle_aborted(
-    db: &PgPool,
+    commits: &GroupCommit,
+    step: steps::StepRecord,
+    attempt: uuid::Uuid,
+    reason: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), HandlerError> {
+    tracing::info!(reason, "delivery aborted before the end of DATA");
+    let why = reason.clone();
+    let deferred = commits
+        .run(move |tx| Box::pin(async move { settle_aborted_in(tx, &step, attempt, &why, now).await }))
+        .await
+        .context("settling the aborted delivery")?;
+    if !deferred {
+        return Ok(());
+    }
+    Err(HandlerError::Transient(anyhow::anyhow!(
+        "delivery aborted before the end of DATA: {reason}"
+    )))
+}
+
+/// [`settle_aborted`]'s work in its savepoint; whether the step was deferred for a retry
+/// (rather than settled by what stopped it, or by someone else meanwhile).
+async fn settle_aborted_in(
+    tx: &mut sqlx::PgConnection,
     step: &steps::StepRecord,
     attempt: uuid::Uuid,
     reason: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), HandlerError> {
-    tracing::info!(reason, "delivery aborted before the end of DATA");
-    let mut tx = db.begin().await.context("starting the abort transaction")?;
+) -> anyhow::Result<bool> {
     // The invoice before the step, in the order a payment takes them.
-    invoices::hold_for_delivery(&mut tx, step.invoice_id).await?;
-    let state = steps::lock_delivery(&mut tx, step.id).await?;
+    invoices::hold_for_delivery(&mut *tx, step.invoice_id).await?;
+    let state = steps::lock_delivery(&mut *tx, step.id).await?;
     if !state.is_some_and(|s| s.delivery_attempt == Some(attempt) && s.status == StepStatus::Sending) {
-        return Ok(()); // Settled by someone else meanwhile.
+        return Ok(false); // Settled by someone else meanwhile.
     }
-    if stop_before_delivery(&mut tx, step, now).await? {
-        tx.commit().await.context("committing the step's settlement")?;
-        return Ok(());
+    if stop_before_delivery(&mut *tx, step, now).await? {
+        return Ok(false);
     }
     steps::defer_delivery(
-        &mut tx,
+        &mut *tx,
         step.id,
         attempt,
         reason,
@@ -600,7 +700,7 @@ async fn settle_aborted(
     )
     .await?;
     journal::append(
-        &mut tx,
+        &mut *tx,
         now,
         &step.invoice_number,
         Some(step.id),
@@ -608,10 +708,7 @@ async fn settle_aborted(
         json!({ "reason": reason }),
     )
     .await?;
-    tx.commit().await.context("releasing the aborted delivery")?;
-    Err(HandlerError::Transient(anyhow::anyhow!(
-        "delivery aborted before the end of DATA: {reason}"
-    )))
+    Ok(true)
 }
 
 /// Records the customer's bounced address (see `relance_sequence::replies::record_bounce`,

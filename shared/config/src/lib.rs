@@ -206,6 +206,10 @@ pub struct Settings {
     /// SMTP connections kept open between messages (`RELANCE_SMTP_POOL_SIZE`).
     pub smtp_pool_size: usize,
     pub db_pool_size: u32,
+    /// Most handlers' work one group commit holds (`RELANCE_COMMIT_BATCH`).
+    pub commit_batch: usize,
+    /// Group commits run at once per service (`RELANCE_COMMIT_LANES`).
+    pub commit_lanes: usize,
     /// How long a handler waits for a database connection before giving up (the message
     /// then waits the outage out, without spending its retries).
     pub db_acquire_timeout: Duration,
@@ -629,6 +633,8 @@ impl Settings {
             handoff_interval: env.millis("RELANCE_HANDOFF_INTERVAL_MS")?,
             scheduler_batch: env.parsed("RELANCE_SCHEDULER_BATCH")?,
             db_pool_size: env.parsed("RELANCE_DB_POOL_SIZE")?,
+            commit_batch: env.parsed("RELANCE_COMMIT_BATCH")?,
+            commit_lanes: env.parsed("RELANCE_COMMIT_LANES")?,
             smtp_pool_size: env.parsed("RELANCE_SMTP_POOL_SIZE")?,
             db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS")?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS")?,
@@ -777,6 +783,21 @@ impl Settings {
         }
         if settings.prefetch == 0 {
             return Err(anyhow!("RELANCE_PREFETCH must be positive"));
+        }
+        if settings.commit_batch == 0 {
+            return Err(anyhow!(
+                "RELANCE_COMMIT_BATCH must be positive (1: each handler commits alone)"
+            ));
+        }
+        if settings.commit_lanes == 0 {
+            return Err(anyhow!("RELANCE_COMMIT_LANES must be positive"));
+        }
+        if settings.commit_lanes as u64 >= u64::from(settings.db_pool_size) {
+            return Err(anyhow!(
+                "RELANCE_COMMIT_LANES ({}) must be less than RELANCE_DB_POOL_SIZE ({}): each lane holds a connection while it commits",
+                settings.commit_lanes,
+                settings.db_pool_size
+            ));
         }
         if settings.retry_base.is_zero() {
             return Err(anyhow!("RELANCE_RETRY_BASE_MS must be positive"));

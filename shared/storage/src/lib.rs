@@ -12,6 +12,7 @@ pub mod customers;
 pub mod dead_letters;
 pub mod deliveries;
 pub mod gauges;
+pub mod group_commit;
 pub mod groups;
 pub mod handoff;
 pub mod invoices;
