@@ -255,6 +255,16 @@ struct Environment {
     amqp_url: String,
 }
 
+/// The caller's `RELANCE_*` variables, which the services are given ([`Environment::vars`]).
+fn passed_settings() -> Vec<String> {
+    let mut passed: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("RELANCE_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    passed.sort();
+    passed
+}
+
 impl Environment {
     fn vars(&self, db: &BenchDb, namespace: &str, sink: &Sink, health_port: u16) -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = std::env::vars()
@@ -774,6 +784,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let report = Report {
         at: Utc::now(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        settings: passed_settings(),
         smoke: opts.smoke,
         autovacuum,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),

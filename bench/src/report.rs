@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 pub struct Report {
     pub at: DateTime<Utc>,
     pub command: String,
+    /// The caller's `RELANCE_*` settings the services were given (the rest are defaults):
+    /// how a run comparing a setting's before and after tells which is which.
+    pub settings: Vec<String>,
     pub smoke: bool,
     /// PostgreSQL's `autovacuum` setting during the run (as shipped: on).
     pub autovacuum: String,
@@ -231,6 +234,9 @@ pub fn print(report: &Report, rows: &[Row]) {
             ""
         }
     );
+    if !report.settings.is_empty() {
+        println!("settings given to the services: {}", report.settings.join(" "));
+    }
     println!("| figure | relance | ceiling (same run) or target | ratio |");
     println!("|---|---|---|---|");
     for r in rows {
