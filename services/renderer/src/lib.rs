@@ -90,9 +90,16 @@ pub async fn render_job(
 ) -> Result<(), HandlerError> {
     let job: ReminderDueV1 = message.json()?;
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
-    let (config, templates) = (config.clone(), templates.clone());
+    // Shared by the piece's runs (a failed batch runs it again alone).
+    let inputs = Arc::new((config.clone(), templates.clone(), job));
     commits
-        .run(move |conn| Box::pin(async move { render_in(conn, &config, &templates, &job).await }))
+        .run(move |conn| {
+            let inputs = inputs.clone();
+            Box::pin(async move {
+                let (config, templates, job) = &*inputs;
+                render_in(conn, config, templates, job).await
+            })
+        })
         .await
 }
 

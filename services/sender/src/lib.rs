@@ -146,9 +146,16 @@ pub async fn deliver_job(
     tracing::Span::current().record("step", tracing::field::display(job.step_id));
     let attempt = uuid::Uuid::new_v4();
     let claimed = {
-        let config = config.clone();
+        // Shared by the piece's runs (a failed batch runs it again alone).
+        let inputs = Arc::new((config.clone(), job));
         commits
-            .run(move |conn| Box::pin(async move { claim_parcel(conn, &config, &job, attempt).await }))
+            .run(move |conn| {
+                let inputs = inputs.clone();
+                Box::pin(async move {
+                    let (config, job) = &*inputs;
+                    claim_parcel(conn, config, job, attempt).await
+                })
+            })
             .await?
     };
     let Some(parcel) = claimed else {
@@ -378,9 +385,10 @@ impl StepGate<'_> {
     /// if nothing stops the delivery, commits stage `data_end_sent` (in a group commit: the
     /// delivery goes on only once it committed). `Some(reason)` stops it.
     async fn last_check(&self) -> anyhow::Result<Option<String>> {
-        let (step, attempt) = (self.step.clone(), self.attempt);
+        let (step, attempt) = (Arc::new(self.step.clone()), self.attempt);
         self.commits
             .run(move |tx| {
+                let step = step.clone();
                 Box::pin(async move {
                     if let Some(reason) = stop_reason(&mut *tx, &step, attempt).await? {
                         return Ok(Some(reason));
@@ -512,10 +520,12 @@ async fn record_outcome(
         rendered,
         attempt,
     } = *delivery;
-    let step = step.clone();
+    let step = Arc::new(step.clone());
     match action {
-        OutcomeAction::Sent(receipt) => record_sent(sinks, step, attempt, receipt, now).await,
-        OutcomeAction::Aborted(reason) => settle_aborted(sinks.commits, step, attempt, reason, now).await,
+        OutcomeAction::Sent(receipt) => record_sent(sinks, step, attempt, Arc::new(receipt), now).await,
+        OutcomeAction::Aborted(reason) => {
+            settle_aborted(sinks.commits, step, attempt, Arc::new(reason), now).await
+        }
         OutcomeAction::Ambiguous(reason) => {
             // The server may have the message: left at stage `data_end_sent`, for the sweep to
             // settle by the interrupted-delivery policy once the lease runs out.
@@ -527,10 +537,11 @@ async fn record_outcome(
         }
         OutcomeAction::Retry { reason, wait } => {
             let next_attempt_at = chrono::Duration::from_std(wait).ok().map(|d| now + d);
-            let why = reason.clone();
+            let why = Arc::new(reason.clone());
             sinks
                 .commits
                 .run(move |tx| {
+                    let (step, why) = (step.clone(), why.clone());
                     Box::pin(async move {
                         if steps::defer_delivery(&mut *tx, step.id, attempt, &why, next_attempt_at, wait, now)
                             .await?
@@ -553,17 +564,19 @@ async fn record_outcome(
             Err(HandlerError::Transient(anyhow::anyhow!(reason)))
         }
         OutcomeAction::Fail { reason, bounce } => {
-            let rendered = rendered.clone();
+            let failure = Arc::new((rendered.clone(), reason));
             sinks
                 .commits
                 .run(move |tx| {
+                    let (step, failure) = (step.clone(), failure.clone());
                     Box::pin(async move {
+                        let (rendered, reason) = &*failure;
                         if steps::end_delivery(
                             &mut *tx,
                             step.id,
                             attempt,
                             StepStatus::Failed,
-                            Some(&reason),
+                            Some(reason),
                             now,
                         )
                         .await?
@@ -574,7 +587,7 @@ async fn record_outcome(
                             };
                             outgoing::announce_step_detail(&mut *tx, now, &step, &failed).await?;
                             if bounce {
-                                record_bounce(&mut *tx, &step, &rendered, &reason, now).await?;
+                                record_bounce(&mut *tx, &step, rendered, reason, now).await?;
                             }
                         }
                         anyhow::Ok(())
@@ -593,9 +606,9 @@ async fn record_outcome(
 /// payment's time beside it if one was recorded while it was going out.
 async fn record_sent(
     sinks: &Sinks<'_>,
-    step: steps::StepRecord,
+    step: Arc<steps::StepRecord>,
     attempt: uuid::Uuid,
-    receipt: courier::Receipt,
+    receipt: Arc<courier::Receipt>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), HandlerError> {
     if let Err(e) = steps::record_answer(sinks.db, step.id, attempt, &receipt.proof).await {
@@ -604,7 +617,10 @@ async fn record_sent(
     let (due_at, channel) = (step.due_at, step.channel);
     let recorded = sinks
         .commits
-        .run(move |tx| Box::pin(async move { record_sent_in(tx, &step, attempt, receipt, now).await }))
+        .run(move |tx| {
+            let (step, receipt) = (step.clone(), receipt.clone());
+            Box::pin(async move { record_sent_in(tx, &step, attempt, &receipt, now).await })
+        })
         .await
         .context("recording the delivery")?;
     if recorded {
@@ -618,7 +634,7 @@ async fn record_sent_in(
     tx: &mut sqlx::PgConnection,
     step: &steps::StepRecord,
     attempt: uuid::Uuid,
-    receipt: courier::Receipt,
+    receipt: &courier::Receipt,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<bool> {
     // The invoice before the step, in the order a payment takes them: a payment being
@@ -636,7 +652,7 @@ async fn record_sent_in(
     if let Some(reference) = &receipt.reference {
         deliveries::set_delivery_reference(&mut *tx, step.id, reference).await?;
     }
-    let mut sent = receipt.detail;
+    let mut sent = receipt.detail.clone();
     if let Some(stop) = outgoing::stop_requested(&state) {
         courier::note_stop_requested(&mut sent, stop);
     }
@@ -652,15 +668,21 @@ async fn record_sent_in(
 /// sweep delivers it again once the lease runs out.
 async fn settle_aborted(
     commits: &GroupCommit,
-    step: steps::StepRecord,
+    step: Arc<steps::StepRecord>,
     attempt: uuid::Uuid,
-    reason: String,
+    reason: Arc<String>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), HandlerError> {
-    tracing::info!(reason, "delivery aborted before the end of DATA");
+    tracing::info!(
+        reason = reason.as_str(),
+        "delivery aborted before the end of DATA"
+    );
     let why = reason.clone();
     let deferred = commits
-        .run(move |tx| Box::pin(async move { settle_aborted_in(tx, &step, attempt, &why, now).await }))
+        .run(move |tx| {
+            let (step, why) = (step.clone(), why.clone());
+            Box::pin(async move { settle_aborted_in(tx, &step, attempt, &why, now).await })
+        })
         .await
         .context("settling the aborted delivery")?;
     if !deferred {
