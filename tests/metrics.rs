@@ -220,6 +220,35 @@ async fn metrics_count_what_went_out_and_name_no_one() {
         4.0,
         "{last}"
     );
+    // Group commit: the four renderings, and each delivery's claim, last check and result,
+    // committed (in batches of any size); no batch undone.
+    assert_eq!(
+        sum(
+            &samples,
+            "relance_commit_batch_pieces_sum",
+            &[("service", "renderer")]
+        ),
+        4.0,
+        "{last}"
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "relance_commit_batch_pieces_sum",
+            &[("service", "sender")]
+        ),
+        12.0,
+        "{last}"
+    );
+    assert!(
+        sum(&samples, "relance_commit_batch_pieces_count", &[]) > 0.0,
+        "{last}"
+    );
+    assert_eq!(
+        sum(&samples, "relance_commit_batches_undone_total", &[]),
+        0.0,
+        "{last}"
+    );
     assert!(sum(&samples, "relance_scheduler_pass_duration_seconds_count", &[]) > 0.0);
     // The three pre-due notes were claimed by passes (and any postponed before their window).
     assert!(

@@ -57,7 +57,7 @@ pub async fn run_with_readiness(
     };
     // Renderings that end together commit together (RELANCE_COMMIT_BATCH).
     let s = &config.settings;
-    let commits = GroupCommit::start(&db, s.commit_lanes, s.commit_batch);
+    let commits = GroupCommit::start(&db, SERVICE, s.commit_lanes, s.commit_batch);
     let handler_config = config.clone();
     relance_messaging::run_queue_worker(
         SERVICE,

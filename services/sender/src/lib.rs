@@ -113,7 +113,7 @@ pub async fn run_courier(
     // The claims, last checks and results of deliveries that end together commit together
     // (RELANCE_COMMIT_BATCH); each caller goes on only once its work committed.
     let s = &config.settings;
-    let commits = GroupCommit::start(&db, s.commit_lanes, s.commit_batch);
+    let commits = GroupCommit::start(&db, service, s.commit_lanes, s.commit_batch);
     let (handler_db, handler_config) = (db.clone(), config.clone());
     let kind = courier.kind();
     let queue = move |names: &Names| names.sender_queue(kind);

@@ -23,6 +23,7 @@
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use relance_telemetry::metrics;
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -71,14 +72,15 @@ impl std::error::Error for BatchFailed {
 }
 
 impl GroupCommit {
-    /// Starts `lanes` committers on `pool` (each holds a connection while a batch runs),
-    /// each committing up to `max_batch` pieces of work at once. They stop when every
-    /// handle is dropped.
-    pub fn start(pool: &PgPool, lanes: usize, max_batch: usize) -> Self {
+    /// Starts `lanes` committers of `service` on `pool` (each holds a connection while a
+    /// batch runs), each committing up to `max_batch` pieces of work at once. They stop
+    /// when every handle is dropped. Batch sizes and undone batches are metrics labelled
+    /// with `service`.
+    pub fn start(pool: &PgPool, service: &'static str, lanes: usize, max_batch: usize) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         let waiting = Arc::new(Mutex::new(waiting));
         for _ in 0..lanes.max(1) {
-            tokio::spawn(lane(pool.clone(), waiting.clone(), max_batch.max(1)));
+            tokio::spawn(lane(pool.clone(), service, waiting.clone(), max_batch.max(1)));
         }
         Self { queue }
     }
@@ -145,7 +147,12 @@ impl GroupCommit {
 
 /// One committer: takes whatever work is waiting (up to `max_batch`), runs it in one
 /// transaction, commits, tells each caller; again.
-async fn lane(pool: PgPool, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, max_batch: usize) {
+async fn lane(
+    pool: PgPool,
+    service: &'static str,
+    waiting: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    max_batch: usize,
+) {
     loop {
         let mut batch = Vec::with_capacity(max_batch);
         {
@@ -161,7 +168,7 @@ async fn lane(pool: PgPool, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, m
                 }
             }
         }
-        run_batch(&pool, batch).await;
+        run_batch(&pool, service, batch).await;
     }
 }
 
@@ -175,10 +182,11 @@ enum Together {
     Undone,
 }
 
-async fn run_batch(pool: &PgPool, batch: Vec<Job>) {
+async fn run_batch(pool: &PgPool, service: &'static str, batch: Vec<Job>) {
     if batch.len() > 1 {
         match run_together(pool, &batch).await {
             Together::Committed(finishes) => {
+                metrics::observe_commit_batch(service, finishes.len());
                 for finish in finishes {
                     finish(Ok(()));
                 }
@@ -192,13 +200,17 @@ async fn run_batch(pool: &PgPool, batch: Vec<Job>) {
                 }
                 return;
             }
-            Together::Undone => {}
+            Together::Undone => metrics::record_commit_batch_undone(service),
         }
     }
     // Alone, each in a transaction of its own (a batch of one, or one that failed together).
     let mut jobs = batch.into_iter();
     while let Some(job) = jobs.next() {
-        if let Err(e) = run_alone(pool, job).await {
+        let alone = run_alone(pool, job).await;
+        if let Ok(true) = alone {
+            metrics::observe_commit_batch(service, 1);
+        }
+        if let Err(e) = alone {
             // No connection: the rest would wait as long for theirs.
             tracing::warn!(error = format!("{e:#}"), "a transaction could not start");
             let cause = Arc::new(e);
@@ -247,8 +259,9 @@ async fn run_together(pool: &PgPool, batch: &[Job]) -> Together {
 }
 
 /// Runs one piece in a transaction of its own: committed if it succeeded, rolled back if
-/// not, and its caller told. `Err`: it could not start (its caller is told so too).
-async fn run_alone(pool: &PgPool, job: Job) -> anyhow::Result<()> {
+/// not, and its caller told; whether it committed. `Err`: it could not start (its caller is
+/// told so too).
+async fn run_alone(pool: &PgPool, job: Job) -> anyhow::Result<bool> {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -273,8 +286,9 @@ async fn run_alone(pool: &PgPool, job: Job) -> anyhow::Result<()> {
     } else {
         tx.rollback().await.context("rolling back")
     };
+    let committed = kept && ended.is_ok();
     finish(ended.map_err(Arc::new));
-    Ok(())
+    Ok(committed)
 }
 
 /// Tells the caller of a piece that could not start why; the same cause for the caller's

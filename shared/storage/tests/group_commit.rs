@@ -50,7 +50,7 @@ async fn table(db: &PgPool) {
 async fn concurrent_work_shares_commits_up_to_the_batch_size_and_each_caller_hears_its_own() {
     let (url, db) = common::fresh_database(3).await;
     table(&db).await;
-    let commits = GroupCommit::start(&db, 1, 16);
+    let commits = GroupCommit::start(&db, "test", 1, 16);
     // 50 handlers at once (all queued before the committer runs: one thread): batches of
     // 16, 16, 16 and 2.
     let xacts: Vec<i64> = join_all((0..50).map(|key| insert(&commits, key)))
@@ -69,7 +69,7 @@ async fn concurrent_work_shares_commits_up_to_the_batch_size_and_each_caller_hea
     assert_eq!(keys(&db).await.len(), 51);
 
     // A batch size of 1: each its own transaction.
-    let single = GroupCommit::start(&db, 2, 1);
+    let single = GroupCommit::start(&db, "test", 2, 1);
     let xacts: BTreeSet<i64> = join_all((100..110).map(|key| insert(&single, key)))
         .await
         .into_iter()
@@ -85,7 +85,7 @@ async fn concurrent_work_shares_commits_up_to_the_batch_size_and_each_caller_hea
 async fn a_failing_piece_undoes_its_own_writes_only_and_a_panic_reaches_its_caller() {
     let (url, db) = common::fresh_database(3).await;
     table(&db).await;
-    let commits = GroupCommit::start(&db, 1, 16);
+    let commits = GroupCommit::start(&db, "test", 1, 16);
     let failing = commits.run::<i64, anyhow::Error, _>(|conn| {
         Box::pin(async move {
             sqlx::query("INSERT INTO work (key) VALUES (2)")
@@ -142,7 +142,7 @@ async fn a_failing_piece_undoes_its_own_writes_only_and_a_panic_reaches_its_call
 async fn a_batch_that_fails_to_commit_runs_its_pieces_again_alone_and_the_guilty_one_fails_with_its_cause() {
     let (url, db) = common::fresh_database(3).await;
     table(&db).await;
-    let commits = GroupCommit::start(&db, 1, 16);
+    let commits = GroupCommit::start(&db, "test", 1, 16);
     // The unique key is checked at commit: the batch's commit fails; run alone, the first
     // two commit and the third fails at its own commit, told why (the database's own error,
     // so that an outage is still told from a bad query).
@@ -171,7 +171,7 @@ async fn a_batch_that_fails_to_commit_runs_its_pieces_again_alone_and_the_guilty
 async fn without_a_database_every_caller_is_told_the_outage() {
     let (url, db) = common::fresh_database(1).await;
     table(&db).await;
-    let commits = GroupCommit::start(&db, 1, 16);
+    let commits = GroupCommit::start(&db, "test", 1, 16);
     db.close().await;
     let results = join_all((0..3).map(|key| insert(&commits, key))).await;
     for result in results {

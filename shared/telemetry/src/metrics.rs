@@ -30,6 +30,8 @@ pub const MESSAGES_CONSUMED: &str = "relance_messages_consumed_total";
 pub const MESSAGES_RETRIED: &str = "relance_messages_retried_total";
 pub const MESSAGES_DEAD_LETTERED: &str = "relance_messages_dead_lettered_total";
 pub const HANDLER_DURATION: &str = "relance_handler_duration_seconds";
+pub const COMMIT_BATCH_SIZE: &str = "relance_commit_batch_pieces";
+pub const COMMIT_BATCHES_UNDONE: &str = "relance_commit_batches_undone_total";
 pub const OUTBOX_BACKLOG: &str = "relance_outbox_backlog_messages";
 pub const OUTBOX_OLDEST_AGE: &str = "relance_outbox_oldest_age_seconds";
 pub const SCHEDULER_PASS_DURATION: &str = "relance_scheduler_pass_duration_seconds";
@@ -46,7 +48,7 @@ pub const LOOP_STALLED: &str = "relance_loop_stalled";
 
 /// Every metric relance names (besides the settings' gauges of the health server and the
 /// `process_*` metrics), each documented in `docs/operations.md`.
-pub const ALL: [&str; 29] = [
+pub const ALL: [&str; 31] = [
     STEPS_PLANNED,
     STEPS_EMITTED,
     STEPS_RENDERED,
@@ -62,6 +64,8 @@ pub const ALL: [&str; 29] = [
     MESSAGES_RETRIED,
     MESSAGES_DEAD_LETTERED,
     HANDLER_DURATION,
+    COMMIT_BATCH_SIZE,
+    COMMIT_BATCHES_UNDONE,
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
     SCHEDULER_PASS_DURATION,
@@ -193,13 +197,17 @@ fn prometheus_recorder() -> anyhow::Result<PrometheusRecorder> {
 }
 
 /// Histograms and their buckets, the same for both exporters.
-const BUCKETS: [(&str, &[f64]); 5] = [
+const BUCKETS: [(&str, &[f64]); 6] = [
     (DUE_TO_SENT, &LATENCY_BUCKETS),
     (PAYMENT_TO_CANCEL, &LATENCY_BUCKETS),
     (HANDLER_DURATION, &DURATION_BUCKETS),
     (SCHEDULER_PASS_DURATION, &DURATION_BUCKETS),
     (SCHEDULER_PASS_STEPS, &COUNT_BUCKETS),
+    (COMMIT_BATCH_SIZE, &BATCH_BUCKETS),
 ];
+
+/// Pieces of work per group commit (at most `RELANCE_COMMIT_BATCH`, 32 by default).
+const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// A `metrics` recorder on the OpenTelemetry metrics SDK, pushing over OTLP/HTTP (the
 /// exporter reads `OTEL_EXPORTER_OTLP_ENDPOINT` and appends `/v1/metrics`).
@@ -365,6 +373,16 @@ fn describe() {
         HANDLER_DURATION,
         Unit::Seconds,
         "time a handler took on one message, by queue"
+    );
+    describe_histogram!(
+        COMMIT_BATCH_SIZE,
+        Unit::Count,
+        "handlers' pieces of work committed in one transaction (group commit), by service"
+    );
+    describe_counter!(
+        COMMIT_BATCHES_UNDONE,
+        Unit::Count,
+        "group commits rolled back because one piece (or the commit) failed, their pieces then run alone, by service"
     );
     describe_gauge!(OUTBOX_BACKLOG, Unit::Count, "outbox rows not yet published");
     describe_gauge!(
@@ -578,6 +596,16 @@ impl ReasonClass {
 pub fn record_consumed(queue: &str, took: Duration) {
     counter!(MESSAGES_CONSUMED, "queue" => queue.to_string()).increment(1);
     histogram!(HANDLER_DURATION, "queue" => queue.to_string()).record(took.as_secs_f64());
+}
+
+/// A group commit of `service` committed `pieces` handlers' work in one transaction.
+pub fn observe_commit_batch(service: &'static str, pieces: usize) {
+    histogram!(COMMIT_BATCH_SIZE, "service" => service).record(pieces as f64);
+}
+
+/// A group commit of `service` was rolled back for one piece's failure (or its commit's).
+pub fn record_commit_batch_undone(service: &'static str) {
+    counter!(COMMIT_BATCHES_UNDONE, "service" => service).increment(1);
 }
 
 pub fn record_retried(queue: &str, class: ReasonClass) {
