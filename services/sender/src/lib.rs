@@ -341,7 +341,11 @@ async fn renew_lease_while_delivering(
 }
 
 /// How long the last check may take before the delivery is aborted: past it, the database
-/// is as good as unreadable.
+/// is as good as unreadable. A check given up so may still commit `data_end_sent` later (its
+/// group commit runs on; so could a commit whose acknowledgement was lost, before group
+/// commit): the abort that follows settles the step (deferred or stopped) in the same order
+/// of commits, and if even that fails the sweep treats the step as ambiguous, by
+/// `RELANCE_INTERRUPTED_DELIVERY`, rather than delivering it again.
 const LAST_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The delivery gate of one claimed step: makes the last check before the point of no
