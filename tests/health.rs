@@ -61,6 +61,13 @@ async fn readiness_names_a_loop_that_stopped_completing() {
             "{service}: {name} in {body}"
         );
     }
+    // One outbox relay for the process, the first service's.
+    for service in ["renderer", "sender", "payments"] {
+        assert!(
+            body["loops"][service]["outbox relay"].is_null(),
+            "{service} runs a relay of its own: {body}"
+        );
+    }
 
     // Freeze the scheduler's pass: it waits on the invoices table.
     let mut lock = env.db.begin().await.unwrap();

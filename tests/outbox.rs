@@ -104,8 +104,25 @@ async fn old_outbox_rows_and_inbox_records_are_removed_and_a_recent_redelivery_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_events_of_one_invoice_are_numbered_in_the_order_they_happened_whichever_relay_publishes_them() {
-    // Two copies of every service: twelve outbox relays claim batches concurrently.
+    // Two copies of every service (one relay for the process) and four more relays of the
+    // test's own: five relays claim batches concurrently.
     let env = TestEnv::try_start(2, &[]).await.unwrap();
+    let relays_stop = tokio_util::sync::CancellationToken::new();
+    let mut relays = Vec::new();
+    for _ in 0..4 {
+        let publisher = relance_messaging::Publisher::open(&env.connection).await.unwrap();
+        relays.push(tokio::spawn(relance_messaging::run_outbox_relay(
+            env.db.clone(),
+            publisher,
+            env.names.clone(),
+            env.shared_clock.clone(),
+            relance_messaging::RelayTiming {
+                interval: std::time::Duration::from_millis(10),
+                coalesce: std::time::Duration::ZERO,
+            },
+            relays_stop.clone(),
+        )));
+    }
     let number = "SEQ-1";
     env.publish(
         names::INVOICE_ISSUED,
@@ -172,6 +189,10 @@ async fn the_events_of_one_invoice_are_numbered_in_the_order_they_happened_which
         .map(|e| e.event_type.clone())
         .collect();
     assert_eq!(announced, journaled);
+    relays_stop.cancel();
+    for relay in relays {
+        relay.await.unwrap().unwrap();
+    }
     env.stop().await;
 }
 

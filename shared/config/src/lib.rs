@@ -216,6 +216,9 @@ pub struct Settings {
     pub outbox_interval: Duration,
     /// How long the relay lets commits gather after a notification (`RELANCE_OUTBOX_COALESCE_MS`).
     pub outbox_coalesce: Duration,
+    /// Whether this process relays the outbox (`RELANCE_OUTBOX_RELAY`). A process running
+    /// several services (`run all`) turns it off for all but one of them.
+    pub outbox_relay: bool,
     pub prefetch: u16,
     /// An additional cap on the retries of a transient failure (`RELANCE_MAX_RETRIES`);
     /// [`NO_RETRY_CAP`] when unset: the retry budget alone decides.
@@ -639,6 +642,11 @@ impl Settings {
             db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS")?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS")?,
             outbox_coalesce: env.millis("RELANCE_OUTBOX_COALESCE_MS")?,
+            outbox_relay: match env.text("RELANCE_OUTBOX_RELAY").as_str() {
+                "on" => true,
+                "off" => false,
+                other => return Err(anyhow!("RELANCE_OUTBOX_RELAY={other:?} is not valid: on or off")),
+            },
             prefetch: env.parsed("RELANCE_PREFETCH")?,
             max_retries: env
                 .optional_parsed("RELANCE_MAX_RETRIES")?
@@ -1116,6 +1124,18 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
         assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
+    }
+
+    #[test]
+    fn the_outbox_relay_is_on_unless_turned_off_and_another_word_is_refused() {
+        let on = Settings::from_vars(vars(&[]));
+        assert!(matches!(on, Ok(ref s) if s.outbox_relay), "{on:?}");
+        let off = Settings::from_vars(vars(&[("RELANCE_OUTBOX_RELAY", "off")]));
+        assert!(matches!(off, Ok(ref s) if !s.outbox_relay), "{off:?}");
+        let Err(e) = Settings::from_vars(vars(&[("RELANCE_OUTBOX_RELAY", "no")])) else {
+            panic!("RELANCE_OUTBOX_RELAY=no accepted")
+        };
+        assert!(e.to_string().contains("RELANCE_OUTBOX_RELAY"), "{e}");
     }
 
     #[test]

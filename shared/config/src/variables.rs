@@ -137,6 +137,7 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_METRICS_INTERVAL_MS", Value("30000"), "how often one scheduler copy computes the collections gauges of /metrics"),
     setting("RELANCE_OUTBOX_INTERVAL_MS", Value("200"), "polling interval of the outbox relay, a fallback: each commit to the outbox wakes it (LISTEN/NOTIFY)"),
     setting("RELANCE_OUTBOX_COALESCE_MS", Value("10"), "after a commit's notification, the relay waits this long for the commits that follow and publishes them in one batch (every relay is notified of every commit)"),
+    setting("RELANCE_OUTBOX_RELAY", Value("on"), "on: this process relays the outbox to the broker (one relay per process: `run all` runs one for all its services); off: this copy relays nothing, another must"),
     setting("RELANCE_PREFETCH", Value("16"), "messages each consumer handles at once"),
     setting("RELANCE_RETRY_BUDGET", Value("1d"), "how long a transiently failing message keeps being retried (seconds, or a number with ms, s, m, h or d)"),
     setting("RELANCE_RETRY_MAX_DELAY", Value("1h"), "longest wait between two attempts (same format; at least RELANCE_RETRY_BASE_MS)"),

@@ -46,8 +46,9 @@ where
     move |message| handler(db.clone(), config.clone(), message)
 }
 
-/// Runs until `shutdown`: consumes `queue(names)` with `handler` and relays the outbox,
-/// reconnecting to the broker whenever the session is lost.
+/// Runs until `shutdown`: consumes `queue(names)` with `handler` and, unless
+/// `RELANCE_OUTBOX_RELAY` is off, relays the outbox, reconnecting to the broker whenever the
+/// session is lost.
 pub async fn run_queue_worker<Q, H, F>(
     service: &'static str,
     config: &Config,
@@ -70,7 +71,9 @@ where
         "consumer {}",
         crate::consume::queue_label(&names, &queue)
     ));
-    let relay_beat = readiness.loops().register("outbox relay");
+    // One relay per process (`RELANCE_OUTBOX_RELAY`): every relay is woken by every commit,
+    // so the relays of a process's other services would only find the outbox drained.
+    let relay_beat = s.outbox_relay.then(|| readiness.loops().register("outbox relay"));
     // A pool timeout while every connection was open is marked PoolBusy: the message is
     // tried again soon, not held as if the database were down.
     let handler = {
@@ -104,7 +107,6 @@ where
                 coalesce: s.outbox_coalesce,
             };
             async move {
-                let publisher = Publisher::open(&connection).await?;
                 let worker = crate::consume_watched(
                     &connection,
                     &names,
@@ -115,16 +117,22 @@ where
                     shutdown.clone(),
                     consumer_beat,
                 );
-                let relay = crate::run_outbox_relay_watched(
-                    db,
-                    publisher,
-                    names.clone(),
-                    clock,
-                    timing,
-                    shutdown,
-                    relay_beat,
-                );
-                tokio::try_join!(worker, relay)?;
+                match relay_beat {
+                    Some(relay_beat) => {
+                        let publisher = Publisher::open(&connection).await?;
+                        let relay = crate::run_outbox_relay_watched(
+                            db,
+                            publisher,
+                            names.clone(),
+                            clock,
+                            timing,
+                            shutdown,
+                            relay_beat,
+                        );
+                        tokio::try_join!(worker, relay)?;
+                    }
+                    None => worker.await?,
+                }
                 Ok(())
             }
         },
