@@ -25,10 +25,16 @@ pub struct Ceilings {
     /// One-row transactions committed per second by 16 connections at once (the services'
     /// pools together: commits are flushed in groups).
     pub pg_commits_per_s: f64,
-    /// Messages per second lettre hands the sink, with a pool of `smtp_pool` connections.
+    /// Messages per second lettre's own pooled transport hands the sink, with a pool of
+    /// `smtp_pool` connections (no TCP_NODELAY on its sockets: the client relance had before
+    /// issue #14).
     pub smtp_msgs_per_s: f64,
     pub smtp_pool: u32,
     pub smtp_sessions: u64,
+    /// The same through the sender's own SMTP client (`relance_sender::smtp`, TCP_NODELAY,
+    /// `smtp_pool` sessions kept open): the ceiling the sender's deliveries are held to.
+    pub smtp_sender_msgs_per_s: f64,
+    pub smtp_sender_sessions: u64,
     /// The sink's latency before it accepts a message (0: it answers at once).
     pub smtp_latency_ms: u64,
 }
@@ -244,6 +250,56 @@ pub async fn smtp(messages: u64, pool: u32, latency: std::time::Duration) -> any
             }
         })
         .buffer_unordered(usize::try_from(pool).unwrap_or(1).max(1))
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    for outcome in sent {
+        outcome?;
+    }
+    anyhow::ensure!(
+        sink.accepted() == messages,
+        "the sink accepted {} of {messages}",
+        sink.accepted()
+    );
+    Ok((messages as f64 / elapsed.as_secs_f64().max(1e-9), sink.sessions()))
+}
+
+/// As [`smtp`], through the sender's own SMTP client (the one `relance run sender` delivers
+/// with): `messages` 1 KiB mails, `pool` at once on as many kept sessions; messages per
+/// second, and the sessions the sink saw.
+pub async fn smtp_sender(
+    messages: u64,
+    pool: u32,
+    latency: std::time::Duration,
+) -> anyhow::Result<(f64, u64)> {
+    use lettre::address::Envelope;
+    use relance_sender::courier::OpenGate;
+    use relance_sender::smtp::SmtpEndpoint;
+    let sink = Sink::start(latency).await?;
+    let at_once = usize::try_from(pool).unwrap_or(1).max(1);
+    let endpoint = SmtpEndpoint::from_url(&sink.url(), std::time::Duration::from_secs(30))?.pooled(at_once);
+    let body = "x".repeat(1024);
+    let started = Instant::now();
+    let sent: Vec<anyhow::Result<()>> = futures_util::stream::iter(0..messages)
+        .map(|n| {
+            let (endpoint, body) = (endpoint.clone(), body.clone());
+            async move {
+                let envelope = Envelope::new(
+                    Some("bench@relance.test".parse().context("from")?),
+                    vec![format!("c{n}@bench.test").parse().context("to")?],
+                )
+                .context("an envelope")?;
+                let mail = format!(
+                    "From: Bench <bench@relance.test>\r\nTo: c{n}@bench.test\r\nSubject: ceiling {n}\r\n\r\n{body}\r\n"
+                );
+                endpoint
+                    .deliver(&envelope, mail.as_bytes(), &OpenGate)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("sending to the sink: {e}"))?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(at_once)
         .collect()
         .await;
     let elapsed = started.elapsed();

@@ -739,6 +739,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     scratch.drop().await?;
     let (smtp, smtp_sessions) =
         ceilings::smtp(opts.ceiling_messages / 4, opts.smtp_pool, opts.smtp_latency).await?;
+    let (smtp_sender, smtp_sender_sessions) =
+        ceilings::smtp_sender(opts.ceiling_messages / 4, opts.smtp_pool, opts.smtp_latency).await?;
     let ceilings = ceilings::Ceilings {
         broker_msgs_per_s: broker,
         broker_messages: opts.ceiling_messages,
@@ -748,10 +750,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         smtp_msgs_per_s: smtp,
         smtp_pool: opts.smtp_pool,
         smtp_sessions,
+        smtp_sender_msgs_per_s: smtp_sender,
+        smtp_sender_sessions,
         smtp_latency_ms: u64::try_from(opts.smtp_latency.as_millis()).unwrap_or(u64::MAX),
     };
     println!(
-        "  broker {broker:.0} msg/s, claim {claim:.0} rows/s, commits {commits:.0}/s, lettre pool {} {smtp:.0} mails/s (sink latency {} ms); autovacuum {autovacuum}",
+        "  broker {broker:.0} msg/s, claim {claim:.0} rows/s, commits {commits:.0}/s, SMTP pool {}: the sender's client {smtp_sender:.0} mails/s, lettre's own pool {smtp:.0} mails/s (sink latency {} ms); autovacuum {autovacuum}",
         opts.smtp_pool,
         opts.smtp_latency.as_millis()
     );

@@ -116,10 +116,15 @@ impl Report {
                 format!("SMTP, {}", r.layout),
                 format!("{} mails in {} sessions", r.smtp_accepted, r.smtp_sessions),
                 format!(
-                    "lettre, pool {}, sink latency {} ms: {:.0} mails/s ({} sessions)",
-                    c.smtp_pool, c.smtp_latency_ms, c.smtp_msgs_per_s, c.smtp_sessions
+                    "the sender's SMTP client, pool {}, sink latency {} ms: {:.0} mails/s ({} sessions; lettre's own pool: {:.0} mails/s in {} sessions)",
+                    c.smtp_pool,
+                    c.smtp_latency_ms,
+                    c.smtp_sender_msgs_per_s,
+                    c.smtp_sender_sessions,
+                    c.smtp_msgs_per_s,
+                    c.smtp_sessions
                 ),
-                Some(r.reminders_per_s / c.smtp_msgs_per_s.max(1e-9)),
+                Some(r.reminders_per_s / c.smtp_sender_msgs_per_s.max(1e-9)),
             ));
             if let Some(p) = &r.payment_to_cancel_at_load {
                 rows.push(row(
