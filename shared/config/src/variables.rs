@@ -114,7 +114,7 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_CLOCK_START", Described("now"), "start of the simulated clock, RFC 3339"),
     setting("RELANCE_SCHEDULER_INTERVAL_MS", Value("1000"), "pause between scheduler passes over due steps"),
     setting("RELANCE_SCHEDULER_BATCH", Value("200"), "invoices claimed per scheduler pass"),
-    setting("RELANCE_DB_POOL_SIZE", Value("8"), "database connections per service"),
+    setting("RELANCE_DB_POOL_SIZE", Value("8"), "database connections per service: the group commit's lanes (RELANCE_COMMIT_LANES), the handlers' reads, the outbox relay and the scheduler's jobs share them; handlers hold none across a delivery, so it need not match RELANCE_PREFETCH"),
     setting("RELANCE_COMMIT_BATCH", Value("32"), "the renderer's and sender's handlers commit their database work together (group commit): at most this many handlers' work in one transaction; 1: each its own"),
     setting("RELANCE_COMMIT_LANES", Value("2"), "group-commit transactions the renderer and sender each run at once (one database connection each while it runs)"),
     setting("RELANCE_DB_ACQUIRE_TIMEOUT_MS", Value("10000"), "how long a handler waits for a database connection"),
