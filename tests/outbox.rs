@@ -228,3 +228,58 @@ async fn the_relay_is_woken_by_a_commit_well_before_its_poll_interval() {
     }
     env.stop().await;
 }
+
+/// One relay drains the outbox at a time: while the draining lock is held elsewhere, a relay
+/// publishes nothing (it leaves the work to the holder, which was woken by the same commit);
+/// once the holder is done, the waiting message goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_leaves_the_outbox_to_the_relay_draining_it() {
+    let env = TestEnv::try_start(1, &[]).await.unwrap();
+    let number = "DRAIN-1";
+    // Another relay drains: this transaction holds the lock it would hold.
+    let mut holder = env.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(relance_storage::locks::OUTBOX_DRAINING)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued(number, "100.00", date(2026, 3, 1), date(2026, 7, 31)),
+    )
+    .await;
+    env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    let unpublished = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND correlation_id = $1",
+        )
+        .bind(number)
+        .fetch_one(&env.db)
+        .await
+        .unwrap()
+    };
+    assert!(
+        unpublished().await > 0,
+        "the registration's event is in the outbox"
+    );
+    let published =
+        relance_messaging::relay::relay_once(&env.db, &env.publisher, &env.names, &env.shared_clock)
+            .await
+            .unwrap();
+    assert_eq!(
+        published, 0,
+        "a relay published while another held the draining lock"
+    );
+    assert!(unpublished().await > 0, "nothing was marked published");
+
+    // The holder is done: the services' relay publishes the event.
+    holder.rollback().await.unwrap();
+    env.events_until(&format!("{number} registered"), |events| {
+        events
+            .iter()
+            .any(|e| e.event_type == names::INVOICE_REGISTERED && e.invoice_number == number)
+    })
+    .await;
+    assert_eq!(unpublished().await, 0);
+    env.stop().await;
+}

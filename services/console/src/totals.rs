@@ -47,8 +47,9 @@ impl Latest {
 }
 
 /// The PostgreSQL advisory lock (session level) a console holds while it computes its
-/// snapshot: consoles on one database take turns.
-pub const SNAPSHOT_TURN_LOCK: i64 = 0x7265_6c61_6e63_6501;
+/// snapshot: consoles on one database take turns. (It shared the retention purge's key
+/// before 2026-12-06: a purge and a snapshot waited on each other.)
+pub const SNAPSHOT_TURN_LOCK: i64 = relance_storage::locks::CONSOLE_SNAPSHOT_TURN;
 
 /// The connection on which a console takes its turn: its own (not the pool's, which the
 /// computation uses), kept from one pass to the next; when it is dropped (a failed pass,

@@ -14,8 +14,8 @@ use rust_decimal::Decimal;
 use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use std::collections::BTreeMap;
 
-/// The session advisory lock the process computing the gauges holds ("relance gauges").
-const GAUGES_LOCK: i64 = 0x7265_6c61_6e63_6502;
+/// The session advisory lock the process computing the gauges holds.
+const GAUGES_LOCK: i64 = crate::locks::GAUGES;
 
 /// Aging buckets of an amount outstanding, by whole days past its due date.
 pub const AGING_BUCKETS: [&str; 5] = ["not_due", "1_30_days", "31_60_days", "61_90_days", "over_90_days"];

@@ -17,6 +17,7 @@ pub mod groups;
 pub mod handoff;
 pub mod invoices;
 pub mod journal;
+pub mod locks;
 pub mod outbox;
 pub mod overview;
 pub mod pauses;

@@ -9,8 +9,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-/// The advisory lock of the purge (an arbitrary constant: "relance retention").
-const PURGE_LOCK: i64 = 0x7265_6c61_6e63_6501;
+/// The advisory lock of the purge.
+const PURGE_LOCK: i64 = crate::locks::RETENTION_PURGE;
 
 /// What one pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
