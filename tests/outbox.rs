@@ -105,7 +105,7 @@ async fn old_outbox_rows_and_inbox_records_are_removed_and_a_recent_redelivery_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_events_of_one_invoice_are_numbered_in_the_order_they_happened_whichever_relay_publishes_them() {
     // Two copies of every service (one relay for the process) and four more relays of the
-    // test's own: five relays claim batches concurrently.
+    // test's own: five relays, one leading at a time, any of them taking over.
     let env = TestEnv::try_start(2, &[]).await.unwrap();
     let relays_stop = tokio_util::sync::CancellationToken::new();
     let mut relays = Vec::new();
@@ -281,5 +281,86 @@ async fn a_relay_leaves_the_outbox_to_the_relay_draining_it() {
     })
     .await;
     assert_eq!(unpublished().await, 0);
+    env.stop().await;
+}
+
+/// Sessions holding the outbox relays' leader lock (a bigint key: high and low halves).
+async fn relay_leaders(env: &TestEnv) -> i64 {
+    let key = relance_storage::locks::OUTBOX_LEADER;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND classid::bigint = ($1 >> 32) AND objid::bigint = ($1 & 4294967295) AND objsubid = 1",
+    )
+    .bind(key)
+    .fetch_one(&env.db)
+    .await
+    .unwrap()
+}
+
+/// A relay of the test's own on the environment's database and broker, until `stop`.
+async fn start_relay(
+    env: &TestEnv,
+    stop: &tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let publisher = relance_messaging::Publisher::open(&env.connection).await.unwrap();
+    tokio::spawn(relance_messaging::run_outbox_relay(
+        env.db.clone(),
+        publisher,
+        env.names.clone(),
+        env.shared_clock.clone(),
+        relance_messaging::RelayTiming {
+            interval: std::time::Duration::from_millis(50),
+            coalesce: std::time::Duration::ZERO,
+        },
+        stop.clone(),
+    ))
+}
+
+/// Publishes an invoice and waits for its `invoice.registered` on the events exchange.
+async fn registered(env: &TestEnv, number: &str) {
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued(number, "100.00", date(2026, 3, 1), date(2026, 7, 31)),
+    )
+    .await;
+    env.events_until(&format!("{number} registered"), |events| {
+        events
+            .iter()
+            .any(|e| e.event_type == names::INVOICE_REGISTERED && e.invoice_number == number)
+    })
+    .await;
+}
+
+/// One relay leads (listens and drains), the others stand by: when the leader stops, one of
+/// them takes over and the outbox keeps flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_leads_and_another_takes_over_when_it_stops() {
+    // The services relay nothing: the test's own relays do.
+    let env = TestEnv::try_start(1, &[("RELANCE_OUTBOX_RELAY", "off")])
+        .await
+        .unwrap();
+    let (first_stop, second_stop) = (
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let first = start_relay(&env, &first_stop).await;
+    registered(&env, "LEAD-1").await;
+    assert_eq!(relay_leaders(&env).await, 1);
+    let second = start_relay(&env, &second_stop).await;
+    registered(&env, "LEAD-2").await;
+    assert_eq!(relay_leaders(&env).await, 1, "two relays, one leader");
+
+    // The leader stops (its session, and the lock, end): the other takes over.
+    first_stop.cancel();
+    first.await.unwrap().unwrap();
+    registered(&env, "LEAD-3").await;
+    wait_for("the second relay leading", DEADLINE, || async {
+        Ok(relay_leaders(&env).await == 1)
+    })
+    .await
+    .unwrap();
+    second_stop.cancel();
+    second.await.unwrap().unwrap();
     env.stop().await;
 }

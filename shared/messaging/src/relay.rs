@@ -1,7 +1,8 @@
 //! The outbox relay: publishes committed outbox rows with confirms, then marks them
-//! published. Several relays may run (one per process): one drains the outbox at a time
-//! (a transaction-scoped advisory lock), the others find it taken and wait for the next
-//! commit; rows are still claimed with `SKIP LOCKED`. A crash between publish and mark
+//! published. Several relays may run (one per process): one leads (see [`Standing`]) and
+//! drains the outbox, holding a transaction-scoped lock while it does, so that a relay
+//! draining at the same moment (one without a connection of its own, or taking over) leaves
+//! the work to it; rows are still claimed with `SKIP LOCKED`. A crash between publish and mark
 //! republishes; consumers are idempotent.
 
 use crate::publish::{check_confirmation, properties, Publisher};
@@ -21,11 +22,10 @@ const BATCH: i64 = 500;
 const BATCH_ROWS: usize = BATCH as usize;
 
 /// The advisory lock a relay holds while it drains the outbox (`pg_try_advisory_xact_lock`).
-/// Every relay is woken by every commit: without it, the relays of every process claimed
-/// the same moment's rows between them, in batches of one or two, each batch a transaction
-/// (measured: about three transactions per reminder with one process per service). The
-/// relay that holds it was woken by the same commits, so it looks again once its batch is
-/// out; one that dies releases it with its connection.
+/// Normally only the leader drains; relays without a connection of their own poll, and a
+/// new leader may look while the old one finishes its batch: rather than split the moment's
+/// rows between them in small batches (a transaction each), the one that finds the lock
+/// taken leaves the work to its holder. It ends with the holder's transaction (or session).
 const DRAINING_LOCK: i64 = relance_storage::locks::OUTBOX_DRAINING;
 
 /// Publishes one batch; returns how many messages went out (0 also when another relay is
@@ -101,23 +101,81 @@ pub async fn relay_once(
 /// The channel every commit that adds outbox rows notifies (migration ...20261204100002).
 pub const OUTBOX_CHANNEL: &str = "relance_outbox";
 
-/// A connection of its own (not one of the service's pool) listening on [`OUTBOX_CHANNEL`].
-/// `None` when it cannot be opened now: the relay polls meanwhile and tries again later.
-async fn listen(db: &PgPool) -> Option<PgListener> {
-    let own = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with((*db.connect_options()).clone());
-    let attempt = async {
-        let mut listener = PgListener::connect_with(&own).await?;
-        listener.listen(OUTBOX_CHANNEL).await?;
-        Ok::<_, sqlx::Error>(listener)
-    };
-    match attempt.await {
-        Ok(listener) => Some(listener),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for outbox commits; the relay polls");
-            None
+/// Where a relay stands. Every listener costs the database a transaction for each commit
+/// that notifies (the listening backend reads the notification queue in one, counted in
+/// `pg_stat_database` though it runs no statement): with a relay listening in each of N
+/// processes, every commit cost N more (measured: about three transactions per reminder
+/// with one process per service). So one relay leads: it holds the leader lock on a
+/// connection of its own, listens there and drains the outbox; the others stand by and try
+/// for the lock every `RELANCE_OUTBOX_INTERVAL_MS`, so one takes over within that time when
+/// the leader's process stops or loses its connection (its session, and the lock, end).
+enum Standing {
+    /// This relay holds the leader lock on its connection, which listens on [`OUTBOX_CHANNEL`].
+    Leading(PgListener),
+    /// Another relay leads; this connection tries for the lock at each interval.
+    OnStandby(PgListener),
+    /// No connection of its own now (the database away, or full): this relay drains the
+    /// outbox at each interval, as every relay did before leaders, and tries again.
+    Unsure,
+}
+
+impl Standing {
+    /// Takes the leader lock if it is free (listening from then on: a commit after it is
+    /// either seen by the first look or notified), opening the connection if there is none.
+    async fn update(self, db: &PgPool) -> Standing {
+        let mut connection = match self {
+            Standing::Leading(listener) => return Standing::Leading(listener),
+            Standing::OnStandby(listener) => listener,
+            Standing::Unsure => {
+                let own = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy_with((*db.connect_options()).clone());
+                match PgListener::connect_with(&own).await {
+                    Ok(mut listener) => {
+                        // A leader whose host vanished (no FIN) would keep its session, and
+                        // the lock, until the server's TCP keepalive gave up: two hours by
+                        // default. On this connection the server gives up in about 11 s.
+                        let keepalive = sqlx::query(
+                            "SELECT set_config('tcp_keepalives_idle', '5', false),
+                                    set_config('tcp_keepalives_interval', '2', false),
+                                    set_config('tcp_keepalives_count', '3', false)",
+                        )
+                        .execute(&mut listener)
+                        .await;
+                        if let Err(e) = keepalive {
+                            tracing::warn!(error = %e, "cannot set up the outbox relay's connection; it polls");
+                            return Standing::Unsure;
+                        }
+                        listener
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the outbox relay's connection; it polls");
+                        return Standing::Unsure;
+                    }
+                }
+            }
+        };
+        let attempt = async {
+            let leading: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(relance_storage::locks::OUTBOX_LEADER)
+                .fetch_one(&mut connection)
+                .await?;
+            if leading {
+                connection.listen(OUTBOX_CHANNEL).await?;
+            }
+            Ok::<_, sqlx::Error>(leading)
+        };
+        match attempt.await {
+            Ok(true) => {
+                tracing::debug!("this outbox relay leads");
+                Standing::Leading(connection)
+            }
+            Ok(false) => Standing::OnStandby(connection),
+            Err(e) => {
+                tracing::warn!(error = %e, "lost the outbox relay's connection; it polls");
+                Standing::Unsure
+            }
         }
     }
 }
@@ -127,38 +185,37 @@ async fn listen(db: &PgPool) -> Option<PgListener> {
 #[derive(Debug, Clone, Copy)]
 pub struct RelayTiming {
     pub interval: Duration,
-    /// Every relay (one per service copy) is notified of every commit. Looking at once, a busy
-    /// pipeline made each relay query the outbox about twenty times per reminder, nearly always
-    /// to find its rows already taken by another; waiting this long gathers the commits of a
-    /// moment into one batch, for a few milliseconds of event latency.
+    /// Looking at once after each notification, a busy pipeline queried the outbox many times
+    /// per reminder; waiting this long gathers the commits of a moment into one batch, for a
+    /// few milliseconds of event latency.
     pub coalesce: Duration,
 }
 
 /// Waits for a commit's notification, `timing.interval` at most, then lets the commits of the
 /// next `timing.coalesce` arrive and takes their notifications with it (one batch for them
-/// all). A listener whose connection failed is dropped (reopened at the next wait).
-async fn wait_for_commit(listener: &mut Option<PgListener>, db: &PgPool, timing: RelayTiming) {
-    if listener.is_none() {
-        *listener = listen(db).await;
-    }
-    let Some(active) = listener.as_mut() else {
+/// all). A leader whose connection failed no longer leads (its lock went with its session).
+async fn wait_for_commit(standing: &mut Standing, timing: RelayTiming) {
+    let Standing::Leading(listener) = standing else {
         tokio::time::sleep(timing.interval).await;
         return;
     };
-    match tokio::time::timeout(timing.interval, active.try_recv()).await {
+    match tokio::time::timeout(timing.interval, listener.try_recv()).await {
         Ok(Ok(Some(_))) => {
             tokio::time::sleep(timing.coalesce).await;
             // Notifications already received or waiting on the socket: covered by the look
             // that follows. `timeout(ZERO)` polls once and does not wait.
-            while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::ZERO, active.try_recv()).await {}
+            while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::ZERO, listener.try_recv()).await {}
         }
         // The poll's time is up.
         Err(_) => {}
         // The connection was lost: notifications may have been missed, so look at once.
-        Ok(Ok(None)) => {}
+        Ok(Ok(None)) => {
+            tracing::warn!("lost the outbox relay's connection; it polls");
+            *standing = Standing::Unsure;
+        }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "lost the outbox listener; the relay polls");
-            *listener = None;
+            tracing::warn!(error = %e, "lost the outbox relay's connection; it polls");
+            *standing = Standing::Unsure;
             tokio::time::sleep(timing.interval).await;
         }
     }
@@ -189,9 +246,21 @@ pub async fn run_outbox_relay_watched(
     heartbeat: Heartbeat,
 ) -> anyhow::Result<()> {
     let mut outage_waits: u32 = 0;
-    // Listening before the first look: a commit after it is either seen or notified.
-    let mut listener = listen(&db).await;
+    let mut standing = Standing::Unsure.update(&db).await;
     loop {
+        if matches!(standing, Standing::OnStandby(_)) {
+            // Another relay drains the outbox: stand by, and take over when it goes.
+            heartbeat.beat();
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    publisher.close().await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(timing.interval) => {}
+            }
+            standing = standing.update(&db).await;
+            continue;
+        }
         let relayed = relay_once(&db, &publisher, &names, &clock).await;
         if relayed.is_ok() {
             heartbeat.beat();
@@ -215,7 +284,10 @@ pub async fn run_outbox_relay_watched(
                         publisher.close().await;
                         return Ok(());
                     }
-                    _ = wait_for_commit(&mut listener, &db, timing) => {}
+                    _ = wait_for_commit(&mut standing, timing) => {}
+                }
+                if matches!(standing, Standing::Unsure) {
+                    standing = standing.update(&db).await;
                 }
                 continue;
             }

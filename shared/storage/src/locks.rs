@@ -10,6 +10,8 @@ pub const GAUGES: i64 = 0x7265_6c61_6e63_6502;
 pub const CONSOLE_SNAPSHOT_TURN: i64 = 0x7265_6c61_6e63_6503;
 /// The outbox relay: one relay drains the outbox at a time (transaction level).
 pub const OUTBOX_DRAINING: i64 = 0x7265_6c61_6e63_6504;
+/// The outbox relays: one leads, listening for commits; the others stand by (session level).
+pub const OUTBOX_LEADER: i64 = 0x7265_6c61_6e63_6505;
 
 #[cfg(test)]
 mod tests {
@@ -17,7 +19,13 @@ mod tests {
 
     #[test]
     fn no_two_locks_share_a_key() {
-        let keys = [RETENTION_PURGE, GAUGES, CONSOLE_SNAPSHOT_TURN, OUTBOX_DRAINING];
+        let keys = [
+            RETENTION_PURGE,
+            GAUGES,
+            CONSOLE_SNAPSHOT_TURN,
+            OUTBOX_DRAINING,
+            OUTBOX_LEADER,
+        ];
         let distinct: std::collections::BTreeSet<i64> = keys.iter().copied().collect();
         assert_eq!(distinct.len(), keys.len(), "{keys:x?}");
     }
