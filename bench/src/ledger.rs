@@ -12,7 +12,8 @@
 //! Every customer is its own (no grouping), outside France (`BE`: weekends are the only
 //! days off, and the bench's policy opens every window every day, so a run does not depend
 //! on the date) and has neither a phone nor a postal address: every step due in the run is
-//! an email.
+//! an email. The exception is [`Shape::Channels`]: its customers have both, and each has a
+//! text message or a registered letter due.
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -39,6 +40,10 @@ pub enum Shape {
     /// pre-due note, the first or the second reminder), the others as in `Overdue`. For a
     /// delivery run over a million invoices that lasts minutes, not hours.
     Sparse(u32),
+    /// The other channels: every invoice has its text message (the third reminder) or its
+    /// registered formal notice due, one in two each; its customer has a mobile number and a
+    /// postal address.
+    Channels,
 }
 
 impl Shape {
@@ -58,6 +63,7 @@ impl Shape {
             Shape::Overdue => "mostly overdue, waiting (later steps, pauses, hand-offs)".into(),
             Shape::Pipeline => "pipeline mix".into(),
             Shape::Sparse(n) => format!("one invoice in {n} due, the others mostly overdue and waiting"),
+            Shape::Channels => "a text message or a registered letter due on each".into(),
         }
     }
 }
@@ -88,6 +94,7 @@ fn situation(shape: Shape, rank: i64) -> Situation {
             let choices = [0, 1, 3];
             Situation::Due(choices[usize::try_from(rank / i64::from(n.max(1))).unwrap_or(0) % choices.len()])
         }
+        Shape::Channels => Situation::Due(if rank % 2 == 0 { SMS_STEP } else { LETTER_STEP }),
         Shape::Overdue | Shape::Sparse(_) => match slot {
             0..=9 => Situation::NotDue,
             10..=74 => Situation::Waiting(pick(&[0, 1, 3, 4])),
@@ -117,6 +124,9 @@ pub struct Loaded {
 
 /// Offsets of the medium segment's steps, in days from the due date, by position.
 const OFFSETS: [i64; 6] = [-5, 5, 12, 13, 17, 30];
+/// Positions of the medium segment's text message and registered formal notice.
+const SMS_STEP: usize = 4;
+const LETTER_STEP: usize = 5;
 
 struct Tables {
     customers: String,
@@ -161,7 +171,7 @@ pub async fn load(db: &PgPool, invoices: i64, shape: Shape, now: DateTime<Utc>) 
                 .or_insert_with(|| plan_steps(&policy, Risk::Medium, due_on, tz));
             write_invoice(&mut t, rank, situation, due_on, plan, now, &mut loaded)?;
         }
-        copy(db, "customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at, country, details_as_of)", &t.customers).await?;
+        copy(db, "customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at, country, details_as_of, phone, postal_address)", &t.customers).await?;
         copy(db, "invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, payment_link, status, created_at, sequence_ended_at)", &t.invoices).await?;
         copy(db, "reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, emitted_at, emitted_on, updated_at, status_changed_at)", &t.steps).await?;
         copy(
@@ -199,6 +209,12 @@ async fn copy(db: &PgPool, table: &str, rows: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether an invoice's customer has a mobile number and a postal address: those whose text
+/// message or registered letter is due.
+fn shape_has_contacts(situation: Situation) -> bool {
+    matches!(situation, Situation::Due(stage) if stage == SMS_STEP || stage == LETTER_STEP)
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339()
 }
@@ -216,9 +232,19 @@ fn write_invoice(
     let (number, customer) = (format!("B-{rank:09}"), format!("C-{rank:09}"));
     let known = ts(now - Duration::days(60));
     let language = if rank % 3 == 0 { "en" } else { "fr" };
+    // Only the other channels' customers can be reached by phone or post: the others' due
+    // steps are all emails (and a call step is skipped).
+    let (phone, address) = if shape_has_contacts(situation) {
+        (
+            format!("+3247{:07}", rank % 10_000_000),
+            format!("Rue de la Loi {}\\n1000 Bruxelles", 1 + rank % 200),
+        )
+    } else {
+        ("\\N".to_string(), "\\N".to_string())
+    };
     writeln!(
         t.customers,
-        "{customer}\tClient {rank} SAS\tContact {rank}\tc{rank}@bench.test\t{language}\tEurope/Paris\tmedium\tbusiness\t{known}\tBE\t{known}"
+        "{customer}\tClient {rank} SAS\tContact {rank}\tc{rank}@bench.test\t{language}\tEurope/Paris\tmedium\tbusiness\t{known}\tBE\t{known}\t{phone}\t{address}"
     )?;
     let amount = format!("{}.00", 100 + rank % 5000);
     // A finished sequence is in the hand-off's index from when its last step went out, as

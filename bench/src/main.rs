@@ -20,6 +20,7 @@ mod ledger;
 mod pass;
 mod pipeline;
 mod procs;
+mod providers;
 mod report;
 mod sink;
 
@@ -143,6 +144,11 @@ struct PipelineArgs {
     /// `invoice.issued` messages of the intake figure: default `--pipeline-invoices`, at most 5,000.
     #[arg(long)]
     intake: Option<i64>,
+    /// Invoices of the other channels' run (`run all`, each with a text message or a
+    /// registered letter due, through the SMS gateway's and postal API's fakes); 0: none.
+    /// Default 1,000 (20 with `--smoke`).
+    #[arg(long)]
+    channel_invoices: Option<i64>,
     /// Longest wait for a run to deliver every due step, in seconds.
     #[arg(long, default_value_t = 1800)]
     deadline_secs: u64,
@@ -194,6 +200,7 @@ impl PipelineArgs {
             smtp_latency: std::time::Duration::from_millis(self.smtp_latency_ms),
             payments: self.payments.unwrap_or(if smoke { 5 } else { 30 }),
             intake: self.intake.unwrap_or(pipeline_invoices.min(5_000)),
+            channel_invoices: self.channel_invoices.unwrap_or(if smoke { 20 } else { 1_000 }),
             deadline: std::time::Duration::from_secs(self.deadline_secs),
             relance_bin: self.relance_bin,
             out: self.out.unwrap_or_else(pipeline::default_out),

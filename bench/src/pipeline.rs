@@ -10,6 +10,7 @@
 
 use crate::ledger::{self, Loaded, Shape};
 use crate::procs::{self, Service, Usage};
+use crate::providers::Providers;
 use crate::report::{Report, Row};
 use crate::sink::Sink;
 use crate::{ceilings, pass};
@@ -45,6 +46,8 @@ pub struct Options {
     pub smtp_latency: Duration,
     pub payments: usize,
     pub intake: i64,
+    /// Invoices of the other channels' run ([`Shape::Channels`]); 0: none.
+    pub channel_invoices: i64,
     pub deadline: Duration,
     pub relance_bin: Option<PathBuf>,
     pub out: PathBuf,
@@ -253,6 +256,9 @@ struct Environment {
     work: PathBuf,
     policy: PathBuf,
     amqp_url: String,
+    /// The SMS gateway's and postal API's fakes, for every run (the email runs send them
+    /// nothing).
+    providers: Providers,
 }
 
 /// The caller's `RELANCE_*` variables, which the services are given ([`Environment::vars`]).
@@ -284,6 +290,8 @@ impl Environment {
             ("RELANCE_MAIL_DIR", out("mail")),
             ("RELANCE_SMS_DIR", out("sms")),
             ("RELANCE_LETTER_DIR", out("letters")),
+            ("RELANCE_SMS_GATEWAY_URL", self.providers.sms_url()),
+            ("RELANCE_POSTAL_API_URL", self.providers.letters_url()),
         ];
         vars.retain(|(k, _)| !ours.iter().any(|(o, _)| o == k));
         if !vars.iter().any(|(k, _)| k == "RUST_LOG") {
@@ -420,19 +428,21 @@ async fn payment_to_cancel(
     Ok(started.elapsed().as_secs_f64() * 1000.0)
 }
 
-/// Runs a layout on a fresh ledger until every due step is delivered.
+/// Runs a layout on a fresh ledger of `invoices` invoices of `shape` until every due step
+/// is delivered.
+#[allow(clippy::too_many_arguments)]
 async fn delivery_run(
     opts: &Options,
     env: &Environment,
     label: &str,
     layout: &Layout,
+    (invoices, shape): (i64, Shape),
     ticks: f64,
     keep_for_idle: bool,
 ) -> anyhow::Result<(DeliveryRun, Option<(BenchDb, String, Sink, Loaded)>)> {
     let mut db = BenchDb::create(&opts.server_url).await?;
     let loaded_at = Utc::now();
-    let shape = opts.due_every.map_or(Shape::Pipeline, Shape::Sparse);
-    let loaded = ledger::load(&db.pool, opts.pipeline_invoices, shape, loaded_at).await?;
+    let loaded = ledger::load(&db.pool, invoices, shape, loaded_at).await?;
     db.reconnect().await?;
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let sink = Sink::start(opts.smtp_latency).await?;
@@ -681,6 +691,17 @@ async fn idle_run(
     })
 }
 
+/// The other channels' run: text messages and registered letters through the providers'
+/// fakes, and what those received.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelsRun {
+    pub run: DeliveryRun,
+    pub sms_due: i64,
+    pub letters_due: i64,
+    pub sms: crate::providers::Seen,
+    pub letters: crate::providers::Seen,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PassRun {
     pub invoices: i64,
@@ -722,6 +743,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         work: work.clone(),
         policy,
         amqp_url: opts.amqp_url.clone(),
+        providers: Providers::start().await?,
     };
     let ticks = procs::clock_ticks();
     println!("relance-bench pipeline: logs and outboxes in {}", work.display());
@@ -766,8 +788,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     let mut runs = Vec::new();
     let mut idle_input = None;
+    let email_ledger = (
+        opts.pipeline_invoices,
+        opts.due_every.map_or(Shape::Pipeline, Shape::Sparse),
+    );
     for (i, (label, layout)) in layouts(&opts.copies).iter().enumerate() {
-        let (run, kept) = delivery_run(&opts, &env, label, layout, ticks, i == 0).await?;
+        let (run, kept) = delivery_run(&opts, &env, label, layout, email_ledger, ticks, i == 0).await?;
         runs.push(run);
         if kept.is_some() {
             idle_input = kept;
@@ -777,6 +803,35 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let idle = match idle_input {
         Some(input) => idle_run(&opts, &env, input).await?,
         None => anyhow::bail!("the run-all ledger was not kept"),
+    };
+    let channels = if opts.channel_invoices > 0 {
+        println!(
+            "6. other channels: {} invoices, each with a text message or a registered letter due, run all, through the SMS gateway's and postal API's fakes",
+            opts.channel_invoices
+        );
+        anyhow::ensure!(
+            env.providers.seen("sms").requests == 0 && env.providers.seen("letters").requests == 0,
+            "the email runs reached the SMS gateway or the postal API"
+        );
+        let layout: Layout = vec![("all".to_string(), vec!["all"])];
+        let ledger = (opts.channel_invoices, Shape::Channels);
+        let label = "run all, text messages and letters";
+        let (run, _) = delivery_run(&opts, &env, label, &layout, ledger, ticks, false).await?;
+        let letters_due = opts.channel_invoices / 2;
+        let (sms, letters) = (env.providers.seen("sms"), env.providers.seen("letters"));
+        println!(
+            "  the SMS gateway received {} requests ({} keys), the postal API {} ({} keys)",
+            sms.requests, sms.distinct_keys, letters.requests, letters.distinct_keys
+        );
+        Some(ChannelsRun {
+            run,
+            sms_due: opts.channel_invoices - letters_due,
+            letters_due,
+            sms,
+            letters,
+        })
+    } else {
+        None
     };
     println!("4. scheduler pass with nothing due");
     let mut passes = Vec::new();
@@ -796,6 +851,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ceilings,
         runs,
         idle,
+        channels,
         passes,
     };
     let rows: Vec<Row> = report.rows();

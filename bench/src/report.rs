@@ -2,7 +2,7 @@
 //! printed as a Markdown table, written as JSON and as a small SVG bar chart of the ratios.
 
 use crate::ceilings::Ceilings;
-use crate::pipeline::{DeliveryRun, Idle, PassRun};
+use crate::pipeline::{ChannelsRun, DeliveryRun, Idle, PassRun};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -24,6 +24,8 @@ pub struct Report {
     pub ceilings: Ceilings,
     pub runs: Vec<DeliveryRun>,
     pub idle: Idle,
+    /// The other channels' run (text messages and registered letters), when asked for.
+    pub channels: Option<ChannelsRun>,
     pub passes: Vec<PassRun>,
 }
 
@@ -194,6 +196,29 @@ impl Report {
             ),
             Some(self.idle.intake_per_s / intake_ceiling.max(1e-9)),
         ));
+        if let Some(ch) = &self.channels {
+            rows.push(row(
+                "text messages and registered letters/s, run all".to_string(),
+                format!(
+                    "{:.1} ({} sent in {:.1} s: {} SMS, {} letters)",
+                    ch.run.reminders_per_s, ch.run.sent, ch.run.seconds, ch.sms_due, ch.letters_due
+                ),
+                format!(
+                    "broker {:.0} msg/s / {} hops = {per_reminder_ceiling:.0}",
+                    c.broker_msgs_per_s, self.hops_per_reminder
+                ),
+                Some(ch.run.reminders_per_s / per_reminder_ceiling.max(1e-9)),
+            ));
+            rows.push(row(
+                "handed to the providers' fakes, run all".to_string(),
+                format!(
+                    "SMS gateway {} requests ({} keys), postal API {} requests ({} keys)",
+                    ch.sms.requests, ch.sms.distinct_keys, ch.letters.requests, ch.letters.distinct_keys
+                ),
+                format!("{} SMS and {} letters due: each once", ch.sms_due, ch.letters_due),
+                None,
+            ));
+        }
         for pass in &self.passes {
             let slowest = pass
                 .timing
