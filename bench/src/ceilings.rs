@@ -222,34 +222,17 @@ pub async fn database(db: &PgPool, url: &str, rows: i64, batch: i64) -> anyhow::
     Ok((claim_rate, commit_rate))
 }
 
-/// lettre's pooled async transport hands `messages` 1 KiB mails to the sink, `pool` at once;
-/// messages per second, and the sessions the sink saw. The sink answers each message after
-/// `latency` (see [`Sink::start`]).
-pub async fn smtp(messages: u64, pool: u32, latency: std::time::Duration) -> anyhow::Result<(f64, u64)> {
-    use lettre::transport::smtp::PoolConfig;
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let sink = Sink::start(latency).await?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(sink.addr.ip().to_string())
-        .port(sink.addr.port())
-        .pool_config(PoolConfig::new().max_size(pool))
-        .build();
-    let body = "x".repeat(1024);
+/// Sends mails `0..messages` with `send`, `at_once` at a time, into `sink`; messages per
+/// second, and the sessions the sink saw. Every mail must have been accepted.
+async fn drive_sink<F, Fut>(sink: &Sink, messages: u64, at_once: usize, send: F) -> anyhow::Result<(f64, u64)>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let started = Instant::now();
     let sent: Vec<anyhow::Result<()>> = futures_util::stream::iter(0..messages)
-        .map(|n| {
-            let (transport, body) = (transport.clone(), body.clone());
-            async move {
-                let message = Message::builder()
-                    .from("Bench <bench@relance.test>".parse().context("from")?)
-                    .to(format!("c{n}@bench.test").parse().context("to")?)
-                    .subject(format!("ceiling {n}"))
-                    .body(body)
-                    .context("building a mail")?;
-                transport.send(message).await.context("sending to the sink")?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(usize::try_from(pool).unwrap_or(1).max(1))
+        .map(send)
+        .buffer_unordered(at_once.max(1))
         .collect()
         .await;
     let elapsed = started.elapsed();
@@ -262,6 +245,35 @@ pub async fn smtp(messages: u64, pool: u32, latency: std::time::Duration) -> any
         sink.accepted()
     );
     Ok((messages as f64 / elapsed.as_secs_f64().max(1e-9), sink.sessions()))
+}
+
+/// lettre's pooled async transport hands `messages` 1 KiB mails to the sink, `pool` at once;
+/// messages per second, and the sessions the sink saw. The sink answers each message after
+/// `latency` (see [`Sink::start`]).
+pub async fn smtp(messages: u64, pool: u32, latency: std::time::Duration) -> anyhow::Result<(f64, u64)> {
+    use lettre::transport::smtp::PoolConfig;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let sink = Sink::start(latency).await?;
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(sink.addr.ip().to_string())
+        .port(sink.addr.port())
+        .pool_config(PoolConfig::new().max_size(pool))
+        .build();
+    let body = "x".repeat(1024);
+    let at_once = usize::try_from(pool).unwrap_or(1);
+    drive_sink(&sink, messages, at_once, |n| {
+        let (transport, body) = (transport.clone(), body.clone());
+        async move {
+            let message = Message::builder()
+                .from("Bench <bench@relance.test>".parse().context("from")?)
+                .to(format!("c{n}@bench.test").parse().context("to")?)
+                .subject(format!("ceiling {n}"))
+                .body(body)
+                .context("building a mail")?;
+            transport.send(message).await.context("sending to the sink")?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// As [`smtp`], through the sender's own SMTP client (the one `relance run sender` delivers
@@ -279,37 +291,23 @@ pub async fn smtp_sender(
     let at_once = usize::try_from(pool).unwrap_or(1).max(1);
     let endpoint = SmtpEndpoint::from_url(&sink.url(), std::time::Duration::from_secs(30))?.pooled(at_once);
     let body = "x".repeat(1024);
-    let started = Instant::now();
-    let sent: Vec<anyhow::Result<()>> = futures_util::stream::iter(0..messages)
-        .map(|n| {
-            let (endpoint, body) = (endpoint.clone(), body.clone());
-            async move {
-                let envelope = Envelope::new(
-                    Some("bench@relance.test".parse().context("from")?),
-                    vec![format!("c{n}@bench.test").parse().context("to")?],
-                )
-                .context("an envelope")?;
-                let mail = format!(
-                    "From: Bench <bench@relance.test>\r\nTo: c{n}@bench.test\r\nSubject: ceiling {n}\r\n\r\n{body}\r\n"
-                );
-                endpoint
-                    .deliver(&envelope, mail.as_bytes(), &OpenGate)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("sending to the sink: {e}"))?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(at_once)
-        .collect()
-        .await;
-    let elapsed = started.elapsed();
-    for outcome in sent {
-        outcome?;
-    }
-    anyhow::ensure!(
-        sink.accepted() == messages,
-        "the sink accepted {} of {messages}",
-        sink.accepted()
-    );
-    Ok((messages as f64 / elapsed.as_secs_f64().max(1e-9), sink.sessions()))
+    drive_sink(&sink, messages, at_once, |n| {
+        let (endpoint, body) = (endpoint.clone(), body.clone());
+        async move {
+            let envelope = Envelope::new(
+                Some("bench@relance.test".parse().context("from")?),
+                vec![format!("c{n}@bench.test").parse().context("to")?],
+            )
+            .context("an envelope")?;
+            let mail = format!(
+                "From: Bench <bench@relance.test>\r\nTo: c{n}@bench.test\r\nSubject: ceiling {n}\r\n\r\n{body}\r\n"
+            );
+            endpoint
+                .deliver(&envelope, mail.as_bytes(), &OpenGate)
+                .await
+                .map_err(|e| anyhow::anyhow!("sending to the sink: {e}"))?;
+            Ok(())
+        }
+    })
+    .await
 }
