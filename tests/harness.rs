@@ -997,12 +997,31 @@ impl Drop for TestEnv {
         let url = self.database_url.clone();
         let _ = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                runtime.block_on(async {
-                    let _ = relance_storage::drop_database(&url).await;
-                });
+                runtime.block_on(drop_test_database(&url));
             }
         })
         .join();
+    }
+}
+
+/// Drops a test's database. The services of a test that ended without `stop()` are still
+/// shutting down, and their pools may reconnect between the forced drop's termination of
+/// the sessions and the drop itself ("being accessed by other users"): tried again for a
+/// few seconds, then left to the sweep of a later run with a line on stderr.
+async fn drop_test_database(url: &str) {
+    let mut last = None;
+    for _ in 0..30 {
+        match relance_storage::drop_database(url).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    if let Some(e) = last {
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("test database left behind ({url}): {e:#}\n"),
+        );
     }
 }
 
