@@ -272,6 +272,11 @@ async fn metrics_count_what_went_out_and_name_no_one() {
         0.0,
         "{last}"
     );
+    assert_eq!(
+        sum(&samples, "relance_outbox_relay_leading", &[]),
+        1.0,
+        "the process's one relay leads: {last}"
+    );
     assert_eq!(sum(&samples, "relance_call_tasks_open", &[]), 0.0, "{last}");
     assert_eq!(sum(&samples, "relance_invoices_paused", &[]), 0.0, "{last}");
     // The process and its loops.

@@ -248,6 +248,7 @@ pub async fn run_outbox_relay_watched(
     let mut outage_waits: u32 = 0;
     let mut standing = Standing::Unsure.update(&db).await;
     loop {
+        relance_telemetry::metrics::set_outbox_relay_leading(matches!(standing, Standing::Leading(_)));
         if matches!(standing, Standing::OnStandby(_)) {
             // Another relay drains the outbox: stand by, and take over when it goes.
             heartbeat.beat();

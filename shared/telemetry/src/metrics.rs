@@ -34,6 +34,7 @@ pub const COMMIT_BATCH_SIZE: &str = "relance_commit_batch_pieces";
 pub const COMMIT_BATCHES_UNDONE: &str = "relance_commit_batches_undone_total";
 pub const OUTBOX_BACKLOG: &str = "relance_outbox_backlog_messages";
 pub const OUTBOX_OLDEST_AGE: &str = "relance_outbox_oldest_age_seconds";
+pub const OUTBOX_RELAY_LEADING: &str = "relance_outbox_relay_leading";
 pub const SCHEDULER_PASS_DURATION: &str = "relance_scheduler_pass_duration_seconds";
 pub const SCHEDULER_PASS_STEPS: &str = "relance_scheduler_pass_steps_claimed";
 pub const CALL_TASKS_OPEN: &str = "relance_call_tasks_open";
@@ -48,7 +49,7 @@ pub const LOOP_STALLED: &str = "relance_loop_stalled";
 
 /// Every metric relance names (besides the settings' gauges of the health server and the
 /// `process_*` metrics), each documented in `docs/operations.md`.
-pub const ALL: [&str; 31] = [
+pub const ALL: [&str; 32] = [
     STEPS_PLANNED,
     STEPS_EMITTED,
     STEPS_RENDERED,
@@ -68,6 +69,7 @@ pub const ALL: [&str; 31] = [
     COMMIT_BATCHES_UNDONE,
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
+    OUTBOX_RELAY_LEADING,
     SCHEDULER_PASS_DURATION,
     SCHEDULER_PASS_STEPS,
     CALL_TASKS_OPEN,
@@ -386,6 +388,10 @@ fn describe() {
     );
     describe_gauge!(OUTBOX_BACKLOG, Unit::Count, "outbox rows not yet published");
     describe_gauge!(
+        OUTBOX_RELAY_LEADING,
+        "1 when this process's outbox relay leads (listens and drains the outbox), 0 when it stands by"
+    );
+    describe_gauge!(
         OUTBOX_OLDEST_AGE,
         Unit::Seconds,
         "age of the oldest outbox row not yet published (0 when none)"
@@ -641,6 +647,11 @@ pub struct CollectionsGauges {
     pub step_paid_within_7_days: Vec<(String, String, f64)>,
     /// When they were computed, Unix seconds.
     pub at_unix_seconds: f64,
+}
+
+/// Whether this process's outbox relay leads (one process at a time does).
+pub fn set_outbox_relay_leading(leading: bool) {
+    gauge!(OUTBOX_RELAY_LEADING).set(if leading { 1.0 } else { 0.0 });
 }
 
 pub fn set_collections_gauges(g: &CollectionsGauges) {
