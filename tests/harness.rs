@@ -934,7 +934,7 @@ impl TestEnv {
         let _ = relance_messaging::delete_topology(&channel, &self.names).await;
         let _ = self.connection.close(200, "done".into()).await;
         self.db.close().await;
-        let _ = relance_storage::drop_database(&self.database_url).await;
+        drop_test_database(&self.database_url).await;
         self.mail.stop().await;
         outcome.expect("services task").expect("services stopped cleanly");
         for outcome in late_outcomes {
@@ -1004,10 +1004,11 @@ impl Drop for TestEnv {
     }
 }
 
-/// Drops a test's database. The services of a test that ended without `stop()` are still
-/// shutting down, and their pools may reconnect between the forced drop's termination of
-/// the sessions and the drop itself ("being accessed by other users"): tried again for a
-/// few seconds, then left to the sweep of a later run with a line on stderr.
+/// Drops a test's database. Pools still open on it (the services of a test that ended
+/// without `stop()`, a console or a process the test started) may reconnect between the
+/// forced drop's termination of the sessions and the drop itself ("being accessed by other
+/// users"): tried again for a few seconds, then left to the sweep of a later run with a
+/// line on stderr.
 async fn drop_test_database(url: &str) {
     let mut last = None;
     for _ in 0..30 {
