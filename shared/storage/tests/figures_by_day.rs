@@ -11,9 +11,10 @@ use chrono::{Days, NaiveDate, NaiveTime, TimeZone, Utc};
 use relance_storage::console::by_day::FiguresByDay;
 use relance_storage::console::figures;
 
-async fn ledger() -> sqlx::PgPool {
+/// The ledger's database (its URL, to drop it at the end) and a pool on it.
+async fn ledger() -> (String, sqlx::PgPool) {
     // A fresh database named like the harness's, so a crashed run's leftover is removed.
-    let (_, db) = common::fresh_database(2).await;
+    let (url, db) = common::fresh_database(2).await;
     let statements = [
         "INSERT INTO customers (id, name, contact_name, email, language, timezone, risk, kind, updated_at)
          SELECT 'C-' || r, 'Customer ' || r, 'J. Martin', r || '@example.test', 'fr', 'Europe/Paris', r, 'business', now()
@@ -81,7 +82,7 @@ async fn ledger() -> sqlx::PgPool {
     for statement in statements {
         sqlx::query(statement).execute(&db).await.unwrap();
     }
-    db
+    (url, db)
 }
 
 fn days(from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
@@ -90,7 +91,7 @@ fn days(from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
 
 #[tokio::test]
 async fn figures_summed_by_day_equal_the_sql_ones_on_every_day_and_period() {
-    let db = ledger().await;
+    let (url, db) = ledger().await;
     let today = NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
     let by_day = FiguresByDay::compute(&db, Utc::now()).await.unwrap();
     let start = NaiveDate::from_ymd_opt(2025, 12, 20).unwrap();
@@ -133,4 +134,6 @@ async fn figures_summed_by_day_equal_the_sql_ones_on_every_day_and_period() {
         }
     }
     assert!(sent_seen > 1000, "the ledger exercises many sends ({sent_seen})");
+    db.close().await;
+    relance_storage::drop_database(&url).await.unwrap();
 }
