@@ -110,18 +110,7 @@ async fn the_events_of_one_invoice_are_numbered_in_the_order_they_happened_which
     let relays_stop = tokio_util::sync::CancellationToken::new();
     let mut relays = Vec::new();
     for _ in 0..4 {
-        let publisher = relance_messaging::Publisher::open(&env.connection).await.unwrap();
-        relays.push(tokio::spawn(relance_messaging::run_outbox_relay(
-            env.db.clone(),
-            publisher,
-            env.names.clone(),
-            env.shared_clock.clone(),
-            relance_messaging::RelayTiming {
-                interval: std::time::Duration::from_millis(10),
-                coalesce: std::time::Duration::ZERO,
-            },
-            relays_stop.clone(),
-        )));
+        relays.push(start_relay(&env, &relays_stop).await);
     }
     let number = "SEQ-1";
     env.publish(
