@@ -1,7 +1,7 @@
 //! The machine's own ceilings, measured in the same run as relance: what the broker, the
 //! database and an SMTP sink can carry with nothing of relance in the way.
 
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkOptions};
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::options::{
@@ -37,6 +37,13 @@ pub struct Ceilings {
     pub smtp_sender_sessions: u64,
     /// The sink's latency before it accepts a message (0: it answers at once).
     pub smtp_latency_ms: u64,
+    /// The sender's client, same pool, to a sink whose every batch of answers leaves
+    /// `smtp_round_trip_ms` after its commands (a distant server), first announcing no
+    /// PIPELINING (each command waits for its answer: RSET, MAIL, RCPT, DATA, the end of
+    /// DATA) then announcing it (one round trip for the envelope, one for the end of DATA).
+    pub smtp_round_trip_ms: u64,
+    pub smtp_unpipelined_msgs_per_s: f64,
+    pub smtp_pipelined_msgs_per_s: f64,
 }
 
 /// Publishes `messages` persistent 1 KiB messages with publisher confirms to a queue of its
@@ -277,17 +284,13 @@ pub async fn smtp(messages: u64, pool: u32, latency: std::time::Duration) -> any
 }
 
 /// As [`smtp`], through the sender's own SMTP client (the one `relance run sender` delivers
-/// with): `messages` 1 KiB mails, `pool` at once on as many kept sessions; messages per
-/// second, and the sessions the sink saw.
-pub async fn smtp_sender(
-    messages: u64,
-    pool: u32,
-    latency: std::time::Duration,
-) -> anyhow::Result<(f64, u64)> {
+/// with): `messages` 1 KiB mails, `pool` at once on as many kept sessions, into a sink that
+/// answers as `sink` says; messages per second, and the sessions the sink saw.
+pub async fn smtp_sender(messages: u64, pool: u32, sink: SinkOptions) -> anyhow::Result<(f64, u64)> {
     use lettre::address::Envelope;
     use relance_sender::courier::OpenGate;
     use relance_sender::smtp::SmtpEndpoint;
-    let sink = Sink::start(latency).await?;
+    let sink = Sink::start_with(sink).await?;
     let at_once = usize::try_from(pool).unwrap_or(1).max(1);
     let endpoint = SmtpEndpoint::from_url(&sink.url(), std::time::Duration::from_secs(30))?.pooled(at_once);
     let body = "x".repeat(1024);

@@ -138,6 +138,10 @@ struct PipelineArgs {
     /// is not the limit.
     #[arg(long, default_value_t = 0)]
     smtp_latency_ms: u64,
+    /// Milliseconds of round trip to the distant SMTP sink of the pipelining ceiling (the
+    /// sender's client without and with PIPELINING announced).
+    #[arg(long, default_value_t = 10)]
+    smtp_round_trip_ms: u64,
     /// Payments timed at load, and as many idle.
     #[arg(long)]
     payments: Option<usize>,
@@ -198,6 +202,7 @@ impl PipelineArgs {
                 .unwrap_or(if smoke { 2_000 } else { 20_000 }),
             smtp_pool: self.smtp_pool,
             smtp_latency: std::time::Duration::from_millis(self.smtp_latency_ms),
+            smtp_round_trip: std::time::Duration::from_millis(self.smtp_round_trip_ms),
             payments: self.payments.unwrap_or(if smoke { 5 } else { 30 }),
             intake: self.intake.unwrap_or(pipeline_invoices.min(5_000)),
             channel_invoices: self.channel_invoices.unwrap_or(if smoke { 20 } else { 1_000 }),

@@ -12,7 +12,7 @@ use crate::ledger::{self, Loaded, Shape};
 use crate::procs::{self, Service, Usage};
 use crate::providers::Providers;
 use crate::report::{Report, Row};
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkOptions};
 use crate::{ceilings, pass};
 use anyhow::Context;
 use chrono::{DateTime, Duration as Days, Utc};
@@ -44,6 +44,8 @@ pub struct Options {
     pub smtp_pool: u32,
     /// How long the SMTP sink takes to accept each message.
     pub smtp_latency: Duration,
+    /// The round trip to the distant sink of the pipelining ceiling.
+    pub smtp_round_trip: Duration,
     pub payments: usize,
     pub intake: i64,
     /// Invoices of the other channels' run ([`Shape::Channels`]); 0: none.
@@ -761,8 +763,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     scratch.drop().await?;
     let (smtp, smtp_sessions) =
         ceilings::smtp(opts.ceiling_messages / 4, opts.smtp_pool, opts.smtp_latency).await?;
-    let (smtp_sender, smtp_sender_sessions) =
-        ceilings::smtp_sender(opts.ceiling_messages / 4, opts.smtp_pool, opts.smtp_latency).await?;
+    let (smtp_sender, smtp_sender_sessions) = ceilings::smtp_sender(
+        opts.ceiling_messages / 4,
+        opts.smtp_pool,
+        SinkOptions {
+            latency: opts.smtp_latency,
+            ..SinkOptions::default()
+        },
+    )
+    .await?;
+    // Pipelining saves round trips: it shows with a distant server.
+    let distant = |no_pipelining| SinkOptions {
+        round_trip: opts.smtp_round_trip,
+        no_pipelining,
+        ..SinkOptions::default()
+    };
+    let distant_messages = (opts.ceiling_messages / 40).max(opts.smtp_pool.into());
+    let (unpipelined, _) = ceilings::smtp_sender(distant_messages, opts.smtp_pool, distant(true)).await?;
+    let (pipelined, _) = ceilings::smtp_sender(distant_messages, opts.smtp_pool, distant(false)).await?;
     let ceilings = ceilings::Ceilings {
         broker_msgs_per_s: broker,
         broker_messages: opts.ceiling_messages,
@@ -775,11 +793,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         smtp_sender_msgs_per_s: smtp_sender,
         smtp_sender_sessions,
         smtp_latency_ms: u64::try_from(opts.smtp_latency.as_millis()).unwrap_or(u64::MAX),
+        smtp_round_trip_ms: u64::try_from(opts.smtp_round_trip.as_millis()).unwrap_or(u64::MAX),
+        smtp_unpipelined_msgs_per_s: unpipelined,
+        smtp_pipelined_msgs_per_s: pipelined,
     };
     println!(
         "  broker {broker:.0} msg/s, claim {claim:.0} rows/s, commits {commits:.0}/s, SMTP pool {}: the sender's client {smtp_sender:.0} mails/s, lettre's own pool {smtp:.0} mails/s (sink latency {} ms); autovacuum {autovacuum}",
         opts.smtp_pool,
         opts.smtp_latency.as_millis()
+    );
+    println!(
+        "  the sender's client to a server {} ms away: {unpipelined:.0} mails/s without PIPELINING, {pipelined:.0} with it",
+        opts.smtp_round_trip.as_millis()
     );
 
     println!(

@@ -173,6 +173,18 @@ impl Report {
                 ));
             }
         }
+        rows.push(row(
+            format!(
+                "SMTP to a server {} ms away, the sender's client, pool {}",
+                c.smtp_round_trip_ms, c.smtp_pool
+            ),
+            format!("{:.0} mails/s with PIPELINING", c.smtp_pipelined_msgs_per_s),
+            format!(
+                "{:.0} mails/s one command at a time",
+                c.smtp_unpipelined_msgs_per_s
+            ),
+            Some(c.smtp_pipelined_msgs_per_s / c.smtp_unpipelined_msgs_per_s.max(1e-9)),
+        ));
         let p = &self.idle.payment_to_cancel;
         rows.push(row(
             "payment-to-cancel idle, run all".to_string(),

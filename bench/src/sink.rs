@@ -1,11 +1,16 @@
 //! A counting SMTP sink: a fake mail server at the world's edge, fast enough not to be the
-//! limit. It speaks plain SMTP (no TLS, no AUTH, no PIPELINING advertised), answers
-//! 220/250/354/250/221 and counts the sessions opened and the messages accepted (each final
-//! dot answered 250). It keeps nothing of the messages. It can answer each final dot after
-//! a latency, as a real mail server does (queueing to disk, filtering: tens to hundreds of
-//! milliseconds): a sender copy then waits on the network, not on the machine's cores,
-//! which is how the benchmark shows what a second copy adds where the machine is not the
-//! limit (`relance-bench pipeline --smtp-latency-ms`).
+//! limit. It speaks plain SMTP (no TLS, no AUTH), answers 220/250/354/250/221 and counts the
+//! sessions opened and the messages accepted (each final dot answered 250). It keeps
+//! nothing of the messages.
+//!
+//! As real mail servers do, it announces PIPELINING (RFC 2920) unless told not to, and
+//! writes its answers when it has read all the commands that arrived together. It can
+//! stand for a distant server: each batch of answers leaves a `round_trip` after its
+//! commands arrived (the network's round trip), and each final dot is answered a `latency`
+//! after it (queueing to disk, filtering: tens to hundreds of milliseconds). A sender copy
+//! then waits on the network, not on the machine's cores, which is how the benchmark shows
+//! what a second copy adds where the machine is not the limit
+//! (`relance-bench pipeline --smtp-latency-ms`) and what pipelining saves per message.
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -22,6 +27,17 @@ struct Counters {
     accepted: AtomicU64,
 }
 
+/// How the sink answers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SinkOptions {
+    /// Before each final dot's answer.
+    pub latency: Duration,
+    /// Before each batch of answers.
+    pub round_trip: Duration,
+    /// Leaves PIPELINING out of the EHLO answer.
+    pub no_pipelining: bool,
+}
+
 pub struct Sink {
     pub addr: SocketAddr,
     counters: Arc<Counters>,
@@ -32,6 +48,15 @@ impl Sink {
     /// Listens on a free port of 127.0.0.1, answering each message's final dot `latency`
     /// after it arrives.
     pub async fn start(latency: Duration) -> anyhow::Result<Self> {
+        Self::start_with(SinkOptions {
+            latency,
+            ..SinkOptions::default()
+        })
+        .await
+    }
+
+    /// Listens on a free port of 127.0.0.1, answering as `options` say.
+    pub async fn start_with(options: SinkOptions) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the SMTP sink")?;
@@ -44,7 +69,7 @@ impl Sink {
                 tokio::spawn(async move {
                     counters.sessions.fetch_add(1, Ordering::Relaxed);
                     // A client that goes away mid-session is the client's business.
-                    let _ = session(stream, &counters, latency).await;
+                    let _ = session(stream, &counters, options).await;
                 });
             }
         });
@@ -71,11 +96,14 @@ impl Drop for Sink {
     }
 }
 
-async fn session(stream: TcpStream, counters: &Counters, latency: Duration) -> std::io::Result<()> {
+async fn session(stream: TcpStream, counters: &Counters, options: SinkOptions) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    write.write_all(b"220 relance-bench sink ESMTP\r\n").await?;
+    let mut answers: Vec<u8> = Vec::with_capacity(256);
+    let round_trip = options.round_trip;
+    answers.extend_from_slice(b"220 relance-bench sink ESMTP\r\n");
+    flush(&mut answers, &mut write, round_trip).await?;
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
@@ -87,11 +115,17 @@ async fn session(stream: TcpStream, counters: &Counters, latency: Duration) -> s
             .take(4)
             .map(|b| char::from(*b).to_ascii_uppercase())
             .collect();
-        let answer: &[u8] = match verb.as_str() {
-            "EHLO" => b"250-relance-bench sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
-            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => b"250 OK\r\n",
+        match verb.as_str() {
+            "EHLO" if options.no_pipelining => {
+                answers.extend_from_slice(b"250-relance-bench sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+            }
+            "EHLO" => answers.extend_from_slice(
+                b"250-relance-bench sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            ),
+            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => answers.extend_from_slice(b"250 OK\r\n"),
             "DATA" => {
-                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                answers.extend_from_slice(b"354 end with <CRLF>.<CRLF>\r\n");
+                flush(&mut answers, &mut write, round_trip).await?;
                 loop {
                     line.clear();
                     if read.read_until(b'\n', &mut line).await? == 0 {
@@ -102,20 +136,37 @@ async fn session(stream: TcpStream, counters: &Counters, latency: Duration) -> s
                         break;
                     }
                 }
-                if !latency.is_zero() {
-                    tokio::time::sleep(latency).await;
+                if !options.latency.is_zero() {
+                    tokio::time::sleep(options.latency).await;
                 }
                 counters.accepted.fetch_add(1, Ordering::Relaxed);
-                b"250 OK queued as bench\r\n"
+                answers.extend_from_slice(b"250 OK queued as bench\r\n");
             }
             "QUIT" => {
-                write.write_all(b"221 bye\r\n").await?;
-                return Ok(());
+                answers.extend_from_slice(b"221 bye\r\n");
+                return flush(&mut answers, &mut write, round_trip).await;
             }
-            _ => b"502 command not implemented\r\n",
-        };
-        write.write_all(answer).await?;
+            _ => answers.extend_from_slice(b"502 command not implemented\r\n"),
+        }
+        if read.buffer().is_empty() {
+            flush(&mut answers, &mut write, round_trip).await?;
+        }
     }
+}
+
+/// Writes the answers gathered so far, a round trip after the commands that asked for them
+/// arrived.
+async fn flush(
+    answers: &mut Vec<u8>,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    round_trip: Duration,
+) -> std::io::Result<()> {
+    if !round_trip.is_zero() {
+        tokio::time::sleep(round_trip).await;
+    }
+    write.write_all(answers).await?;
+    answers.clear();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,5 +235,64 @@ mod tests {
             );
         }
         assert_eq!(sink.accepted(), 2);
+    }
+
+    /// Reads from `stream` until what it read ends with `end`.
+    async fn read_until_end(stream: &mut TcpStream, end: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut text = Vec::new();
+        let mut buf = [0u8; 512];
+        while !String::from_utf8_lossy(&text).ends_with(end) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&text));
+            text.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_distant_sink_answers_a_pipelined_group_a_round_trip_later() {
+        let round_trip = Duration::from_millis(150);
+        let sink = Sink::start_with(SinkOptions {
+            round_trip,
+            ..SinkOptions::default()
+        })
+        .await
+        .unwrap();
+        let mut client = TcpStream::connect(sink.addr).await.unwrap();
+        let started = std::time::Instant::now();
+        read_until_end(&mut client, "ESMTP\r\n").await;
+        assert!(
+            started.elapsed() >= round_trip,
+            "greeting after {:?}",
+            started.elapsed()
+        );
+        client.write_all(b"EHLO x\r\n").await.unwrap();
+        let features = read_until_end(&mut client, "SMTPUTF8\r\n").await;
+        assert!(features.contains("250-PIPELINING\r\n"), "{features}");
+        let started = std::time::Instant::now();
+        client
+            .write_all(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n")
+            .await
+            .unwrap();
+        let answers = read_until_end(&mut client, "<CRLF>.<CRLF>\r\n").await;
+        assert!(started.elapsed() >= round_trip);
+        assert_eq!(answers, "250 OK\r\n250 OK\r\n354 end with <CRLF>.<CRLF>\r\n");
+        client.write_all(b"Subject: x\r\n\r\nx\r\n.\r\n").await.unwrap();
+        read_until_end(&mut client, "queued as bench\r\n").await;
+        assert_eq!(sink.accepted(), 1);
+
+        // Told not to, it does not announce PIPELINING.
+        let sink = Sink::start_with(SinkOptions {
+            no_pipelining: true,
+            ..SinkOptions::default()
+        })
+        .await
+        .unwrap();
+        let mut client = TcpStream::connect(sink.addr).await.unwrap();
+        read_until_end(&mut client, "ESMTP\r\n").await;
+        client.write_all(b"EHLO x\r\n").await.unwrap();
+        let features = read_until_end(&mut client, "SMTPUTF8\r\n").await;
+        assert!(!features.contains("PIPELINING"), "{features}");
     }
 }

@@ -216,12 +216,7 @@ impl SmtpEndpoint {
         message: &[u8],
         gate: &dyn DeliveryGate,
     ) -> Result<String, DeliveryError> {
-        let mut session = match self.reuse().await {
-            Some(session) => session,
-            None => self.open().await?,
-        };
-        gate.reached(DeliveryStage::Connected).await;
-        session.envelope(envelope, message).await?;
+        let mut session = self.accepting_session(envelope, message, gate).await?;
         gate.reached(DeliveryStage::EnvelopeAccepted).await;
         session.body(message).await?;
         if let Err(reason) = gate.confirm().await {
@@ -242,15 +237,43 @@ impl SmtpEndpoint {
         answer
     }
 
-    /// An idle connection that still answers (RSET), if there is one.
-    async fn reuse(&self) -> Option<Session> {
+    /// A session whose server took the envelope (MAIL, RCPT, DATA answered 354): a kept one
+    /// that still answers (RSET, in the same round trip as the envelope where the server
+    /// pipelines), or a new one.
+    async fn accepting_session(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        gate: &dyn DeliveryGate,
+    ) -> Result<Session, DeliveryError> {
+        let mut connected = false;
         while let Some(mut session) = self.idle.take() {
-            if session.command(Rset).await.is_ok() {
-                return Some(session);
+            if !connected {
+                gate.reached(DeliveryStage::Connected).await;
+                connected = true;
             }
-            session.close().await;
+            match session.envelope(envelope, message, Reset::First).await {
+                Ok(()) => return Ok(session),
+                // Closed by the server while idle, or no longer in a state to take mail:
+                // nothing was begun on it; the next one, or a new one.
+                Err(EnvelopeRefusal::Stale) => session.close().await,
+                Err(EnvelopeRefusal::Refused(e)) => {
+                    session.close().await;
+                    return Err(e);
+                }
+            }
         }
-        None
+        let mut session = self.open().await?;
+        if !connected {
+            gate.reached(DeliveryStage::Connected).await;
+        }
+        match session.envelope(envelope, message, Reset::No).await {
+            Ok(()) => Ok(session),
+            Err(refusal) => {
+                session.close().await;
+                Err(refusal.into_error())
+            }
+        }
     }
 
     /// A TCP connection with TCP_NODELAY: SMTP is a conversation of small writes, each
@@ -289,6 +312,7 @@ impl SmtpEndpoint {
             stream: BufReader::new(stream),
             timeout: self.timeout,
             info: None,
+            pipelining: false,
         };
         let greeting = session.read().await?;
         session.expect(greeting)?;
@@ -323,6 +347,39 @@ struct Session {
     stream: BufReader<AsyncNetworkStream>,
     timeout: Duration,
     info: Option<ServerInfo>,
+    /// The server announced PIPELINING (RFC 2920) in its last EHLO answer.
+    pipelining: bool,
+}
+
+/// Whether an envelope on a kept session starts with RSET (which also proves the session
+/// still answers).
+#[derive(Clone, Copy, PartialEq)]
+enum Reset {
+    First,
+    No,
+}
+
+/// Why an envelope was not accepted.
+enum EnvelopeRefusal {
+    /// A kept session that no longer answers its RSET: nothing was begun on it.
+    Stale,
+    /// The server refused MAIL, a RCPT or DATA, or the conversation broke during them.
+    Refused(DeliveryError),
+}
+
+impl EnvelopeRefusal {
+    fn into_error(self) -> DeliveryError {
+        match self {
+            Self::Stale => transient("the server does not answer RSET".into()),
+            Self::Refused(e) => e,
+        }
+    }
+}
+
+impl From<DeliveryError> for EnvelopeRefusal {
+    fn from(e: DeliveryError) -> Self {
+        Self::Refused(e)
+    }
 }
 
 impl Session {
@@ -393,6 +450,12 @@ impl Session {
 
     async fn ehlo(&mut self, hello: &ClientId) -> Result<(), DeliveryError> {
         let response = self.command(Ehlo::new(hello.clone())).await?;
+        // lettre's ServerInfo does not read PIPELINING: a keyword line of its own.
+        self.pipelining = response.message().skip(1).any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+        });
         self.info = Some(
             ServerInfo::from_response(&response)
                 .map_err(|e| transient(format!("unreadable EHLO answer: {e}")))?,
@@ -421,8 +484,17 @@ impl Session {
         Ok(())
     }
 
-    /// MAIL, RCPT for each recipient, and DATA (answered 354).
-    async fn envelope(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), DeliveryError> {
+    /// MAIL, RCPT for each recipient, and DATA (answered 354), after RSET on a kept session.
+    /// Where the server pipelines (RFC 2920), they go in one write and their answers are read
+    /// in order: one round trip instead of one per command (DATA may end a group; the message
+    /// itself waits for the 354). Every answer is read, so that a refusal is the first
+    /// refused command's own (later ones only answer "bad sequence").
+    async fn envelope(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        reset: Reset,
+    ) -> Result<(), EnvelopeRefusal> {
         let mut options = Vec::new();
         if !message.is_ascii() && self.supports(Extension::EightBitMime) {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
@@ -436,16 +508,54 @@ impl Session {
             if !self.supports(Extension::SmtpUtfEight) {
                 return Err(DeliveryError::Permanent(
                     "the SMTP server does not accept non-ASCII addresses (no SMTPUTF8)".into(),
-                ));
+                )
+                .into());
             }
             options.push(MailParameter::SmtpUtfEight);
         }
-        self.command(Mail::new(envelope.from().cloned(), options)).await?;
-        for to in envelope.to() {
-            self.command(Rcpt::new(to.clone(), vec![])).await?;
+        let mut commands = Vec::with_capacity(envelope.to().len() + 3);
+        if reset == Reset::First {
+            commands.push(Rset.to_string());
         }
-        self.command(Data).await?;
-        Ok(())
+        commands.push(Mail::new(envelope.from().cloned(), options).to_string());
+        for to in envelope.to() {
+            commands.push(Rcpt::new(to.clone(), vec![]).to_string());
+        }
+        commands.push(Data.to_string());
+        // The RSET's failure, if it fails, means a stale session rather than a refusal.
+        let stale = |n: usize, e: DeliveryError| {
+            if n == 0 && reset == Reset::First {
+                EnvelopeRefusal::Stale
+            } else {
+                EnvelopeRefusal::Refused(e)
+            }
+        };
+        if !self.pipelining {
+            for (n, command) in commands.iter().enumerate() {
+                self.write(command.as_bytes()).await.map_err(|e| stale(n, e))?;
+                let response = self.read().await.map_err(|e| stale(n, e))?;
+                self.expect(response).map_err(|e| stale(n, e))?;
+            }
+            return Ok(());
+        }
+        self.write(commands.concat().as_bytes())
+            .await
+            .map_err(|e| stale(0, e))?;
+        let mut refused = None;
+        for n in 0..commands.len() {
+            let response = match self.read().await {
+                Ok(response) => response,
+                // A broken conversation: no further answer will come.
+                Err(e) => return Err(refused.unwrap_or_else(|| stale(n, e))),
+            };
+            if let Err(e) = self.expect(response) {
+                refused.get_or_insert(stale(n, e));
+            }
+        }
+        match refused {
+            None => Ok(()),
+            Some(refusal) => Err(refusal),
+        }
     }
 
     /// The message, dot-stuffed, without the end of DATA.
@@ -513,102 +623,233 @@ mod tests {
         assert_eq!(dot_stuff(b".a\r\nb.\r\n.\r\nc"), b"..a\r\nb.\r\n..\r\nc".to_vec());
     }
 
-    /// A minimal SMTP server on a local port that accepts every message and counts the
-    /// connections it was opened and the messages it took.
-    async fn counting_server() -> (
-        u16,
-        Arc<std::sync::atomic::AtomicUsize>,
-        Arc<std::sync::atomic::AtomicUsize>,
-    ) {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+    /// How the test server behaves.
+    #[derive(Clone, Copy, Default)]
+    struct Behaviour {
+        /// Announces PIPELINING, and answers a group of commands only once it ends (at
+        /// DATA): a client that waits for each answer before the next command gets none.
+        pipelining: bool,
+        /// Closes the connection after each message (as a server dropping idle clients).
+        close_after_message: bool,
+    }
+
+    /// What the test server saw.
+    #[derive(Default)]
+    struct Seen {
+        connections: std::sync::atomic::AtomicUsize,
+        messages: std::sync::atomic::AtomicUsize,
+        /// Commands that arrived before the previous one was answered, on a server that
+        /// does not pipeline.
+        unannounced_pipelining: std::sync::atomic::AtomicUsize,
+    }
+
+    /// A minimal SMTP server on a local port that accepts every message (but for recipients
+    /// at `refused.test`, answered 550) and counts what it saw.
+    async fn test_server(behaviour: Behaviour) -> (u16, Arc<Seen>) {
+        use std::sync::atomic::Ordering;
         use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader as TokioBufReader};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (connections, messages) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (c, m) = (connections.clone(), messages.clone());
+        let seen = Arc::new(Seen::default());
+        let shared = seen.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                c.fetch_add(1, Ordering::SeqCst);
-                let m = m.clone();
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let seen = shared.clone();
                 tokio::spawn(async move {
                     let (read, mut write) = socket.into_split();
                     let mut lines = TokioBufReader::new(read).lines();
                     write.write_all(b"220 test ESMTP\r\n").await.unwrap();
                     let mut in_data = false;
+                    let mut recipients = 0;
+                    let mut pending = String::new();
                     while let Ok(Some(line)) = lines.next_line().await {
-                        let answer: &[u8] = if in_data {
+                        if in_data {
                             if line != "." {
                                 continue;
                             }
                             in_data = false;
-                            m.fetch_add(1, Ordering::SeqCst);
-                            b"250 2.0.0 queued\r\n"
-                        } else if line.starts_with("EHLO") {
-                            b"250-test\r\n250 8BITMIME\r\n"
+                            seen.messages.fetch_add(1, Ordering::SeqCst);
+                            let _ = write.write_all(b"250 2.0.0 queued\r\n").await;
+                            if behaviour.close_after_message {
+                                return;
+                            }
+                            continue;
+                        }
+                        if !behaviour.pipelining && !lines.get_ref().buffer().is_empty() {
+                            seen.unannounced_pipelining.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let (answer, ends_group) = if line.starts_with("EHLO") {
+                            let features = if behaviour.pipelining {
+                                "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                            } else {
+                                "250-test\r\n250 8BITMIME\r\n"
+                            };
+                            (features, true)
+                        } else if line.starts_with("MAIL") || line.starts_with("RSET") {
+                            recipients = 0;
+                            ("250 ok\r\n", false)
+                        } else if line.starts_with("RCPT") {
+                            if line.contains("@refused.test") {
+                                ("550 5.1.1 no such user\r\n", false)
+                            } else {
+                                recipients += 1;
+                                ("250 ok\r\n", false)
+                            }
                         } else if line == "DATA" {
-                            in_data = true;
-                            b"354 go on\r\n"
+                            if recipients == 0 {
+                                ("554 5.5.1 no valid recipients\r\n", true)
+                            } else {
+                                in_data = true;
+                                ("354 go on\r\n", true)
+                            }
                         } else if line == "QUIT" {
-                            let _ = write.write_all(b"221 bye\r\n").await;
+                            pending.push_str("221 bye\r\n");
+                            let _ = write.write_all(pending.as_bytes()).await;
                             return;
                         } else {
-                            b"250 ok\r\n"
+                            ("250 ok\r\n", true)
                         };
-                        if write.write_all(answer).await.is_err() {
-                            return;
+                        pending.push_str(answer);
+                        if ends_group || !behaviour.pipelining {
+                            if write.write_all(pending.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            pending.clear();
                         }
                     }
                 });
             }
         });
-        (port, connections, messages)
+        (port, seen)
     }
 
-    fn envelope() -> Envelope {
-        Envelope::new(
+    fn endpoint(port: u16, pool: usize) -> SmtpEndpoint {
+        // A short timeout: a client waiting for an answer the server holds fails quickly.
+        SmtpEndpoint::from_url(&format!("smtp://127.0.0.1:{port}"), Duration::from_secs(2))
+            .unwrap()
+            .pooled(pool)
+    }
+
+    async fn send(endpoint: &SmtpEndpoint, to: &str, n: usize) -> Result<String, DeliveryError> {
+        let envelope = Envelope::new(
             Some("relance@exemple.test".parse().unwrap()),
-            vec!["compta@client.test".parse().unwrap()],
+            vec![to.parse().unwrap()],
         )
-        .unwrap()
+        .unwrap();
+        let body = format!("Subject: {n}\r\n\r\nBonjour\r\n");
+        endpoint
+            .deliver(&envelope, body.as_bytes(), &crate::courier::OpenGate)
+            .await
     }
 
     #[tokio::test]
     async fn a_pooled_endpoint_sends_one_message_after_another_on_one_connection() {
         use std::sync::atomic::Ordering;
-        let (port, connections, messages) = counting_server().await;
-        let url = format!("smtp://127.0.0.1:{port}");
-        let pooled = SmtpEndpoint::from_url(&url, Duration::from_secs(5))
-            .unwrap()
-            .pooled(4);
-        for n in 0..5 {
-            let body = format!("Subject: {n}\r\n\r\nBonjour\r\n");
-            let answer = pooled
-                .deliver(&envelope(), body.as_bytes(), &crate::courier::OpenGate)
-                .await
-                .unwrap();
-            assert!(answer.starts_with("250"), "{answer}");
+        for pipelining in [false, true] {
+            let (port, seen) = test_server(Behaviour {
+                pipelining,
+                ..Behaviour::default()
+            })
+            .await;
+            let pooled = endpoint(port, 4);
+            for n in 0..5 {
+                let answer = send(&pooled, "compta@client.test", n).await.unwrap();
+                assert!(answer.starts_with("250"), "{answer}");
+            }
+            assert_eq!(seen.messages.load(Ordering::SeqCst), 5);
+            assert_eq!(
+                seen.connections.load(Ordering::SeqCst),
+                1,
+                "one connection reused"
+            );
+            // Without a pool: one connection per message.
+            let unpooled = endpoint(port, 0);
+            for n in 0..2 {
+                send(&unpooled, "compta@client.test", n).await.unwrap();
+            }
+            assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
         }
-        assert_eq!(messages.load(Ordering::SeqCst), 5);
-        assert_eq!(connections.load(Ordering::SeqCst), 1, "one connection reused");
-        // Without a pool: one connection per message.
-        let unpooled = SmtpEndpoint::from_url(&url, Duration::from_secs(5))
-            .unwrap()
-            .pooled(0);
-        for _ in 0..2 {
-            unpooled
-                .deliver(&envelope(), b"Subject: x\r\n\r\nx\r\n", &crate::courier::OpenGate)
-                .await
-                .unwrap();
+    }
+
+    /// The server holds its answers until DATA ends the group: a client that waited for
+    /// MAIL's answer before sending RCPT would time out. With a server that does not
+    /// announce PIPELINING, no command leaves before the previous one's answer.
+    #[tokio::test]
+    async fn the_envelope_is_pipelined_only_where_the_server_announces_it() {
+        use std::sync::atomic::Ordering;
+        let (port, seen) = test_server(Behaviour {
+            pipelining: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let pooled = endpoint(port, 1);
+        for n in 0..3 {
+            // The first on a new session (MAIL, RCPT, DATA), the others on the kept one
+            // (RSET first).
+            send(&pooled, "compta@client.test", n).await.unwrap();
         }
-        assert_eq!(connections.load(Ordering::SeqCst), 3);
+        assert_eq!(seen.messages.load(Ordering::SeqCst), 3);
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+
+        let (port, seen) = test_server(Behaviour::default()).await;
+        let pooled = endpoint(port, 1);
+        for n in 0..3 {
+            send(&pooled, "compta@client.test", n).await.unwrap();
+        }
+        assert_eq!(seen.messages.load(Ordering::SeqCst), 3);
+        assert_eq!(seen.unannounced_pipelining.load(Ordering::SeqCst), 0);
+    }
+
+    /// A refused recipient in a pipelined group is the error told (not the DATA's "no valid
+    /// recipients" that follows it), nothing is delivered, and the next message goes.
+    #[tokio::test]
+    async fn a_refusal_within_a_pipelined_envelope_is_the_refused_commands_own() {
+        use std::sync::atomic::Ordering;
+        for pipelining in [true, false] {
+            let (port, seen) = test_server(Behaviour {
+                pipelining,
+                ..Behaviour::default()
+            })
+            .await;
+            let pooled = endpoint(port, 2);
+            send(&pooled, "compta@client.test", 0).await.unwrap();
+            let refused = send(&pooled, "nobody@refused.test", 1).await.unwrap_err();
+            match refused {
+                DeliveryError::Permanent(reason) => {
+                    assert!(reason.contains("550 5.1.1 no such user"), "{reason}")
+                }
+                other => panic!("expected a permanent refusal, got {other:?}"),
+            }
+            send(&pooled, "compta@client.test", 2).await.unwrap();
+            assert_eq!(seen.messages.load(Ordering::SeqCst), 2);
+        }
+    }
+
+    /// A kept session the server closed meanwhile fails its RSET: the message goes on a new
+    /// connection, as if none had been kept.
+    #[tokio::test]
+    async fn a_kept_session_the_server_closed_is_replaced_by_a_new_one() {
+        use std::sync::atomic::Ordering;
+        for pipelining in [true, false] {
+            let (port, seen) = test_server(Behaviour {
+                pipelining,
+                close_after_message: true,
+            })
+            .await;
+            let pooled = endpoint(port, 2);
+            for n in 0..3 {
+                send(&pooled, "compta@client.test", n).await.unwrap();
+            }
+            assert_eq!(seen.messages.load(Ordering::SeqCst), 3);
+            assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+        }
     }
 
     #[tokio::test]
     async fn the_smtp_socket_is_opened_with_tcp_nodelay() {
-        let (port, _, _) = counting_server().await;
-        let endpoint =
-            SmtpEndpoint::from_url(&format!("smtp://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
-        let stream = endpoint.connect().await.unwrap();
+        let (port, _) = test_server(Behaviour::default()).await;
+        let stream = endpoint(port, 0).connect().await.unwrap();
         assert!(stream.nodelay().unwrap());
     }
 
