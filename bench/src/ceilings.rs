@@ -35,8 +35,10 @@ pub struct Ceilings {
     /// `smtp_pool` sessions kept open): the ceiling the sender's deliveries are held to.
     pub smtp_sender_msgs_per_s: f64,
     pub smtp_sender_sessions: u64,
-    /// The sink's latency before it accepts a message (0: it answers at once).
+    /// The sink's latency before it accepts a message (0: it answers at once), and the round
+    /// trip before each batch of its answers (0: none), in these ceilings and in the runs.
     pub smtp_latency_ms: u64,
+    pub smtp_sink_round_trip_ms: u64,
     /// The sender's client, same pool, to a sink whose every batch of answers leaves
     /// `smtp_round_trip_ms` after its commands (a distant server), first announcing no
     /// PIPELINING (each command waits for its answer: RSET, MAIL, RCPT, DATA, the end of
@@ -255,12 +257,11 @@ where
 }
 
 /// lettre's pooled async transport hands `messages` 1 KiB mails to the sink, `pool` at once;
-/// messages per second, and the sessions the sink saw. The sink answers each message after
-/// `latency` (see [`Sink::start`]).
-pub async fn smtp(messages: u64, pool: u32, latency: std::time::Duration) -> anyhow::Result<(f64, u64)> {
+/// messages per second, and the sessions the sink saw. The sink answers as `sink` says.
+pub async fn smtp(messages: u64, pool: u32, sink: SinkOptions) -> anyhow::Result<(f64, u64)> {
     use lettre::transport::smtp::PoolConfig;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let sink = Sink::start(latency).await?;
+    let sink = Sink::start_with(sink).await?;
     let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(sink.addr.ip().to_string())
         .port(sink.addr.port())
         .pool_config(PoolConfig::new().max_size(pool))

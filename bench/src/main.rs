@@ -138,9 +138,11 @@ struct PipelineArgs {
     /// is not the limit.
     #[arg(long, default_value_t = 0)]
     smtp_latency_ms: u64,
-    /// Milliseconds of round trip to the distant SMTP sink of the pipelining ceiling (the
-    /// sender's client without and with PIPELINING announced).
-    #[arg(long, default_value_t = 10)]
+    /// Milliseconds of network round trip to the SMTP sink of the delivery runs (0: none),
+    /// as to a distant mail server: each batch of the sink's answers leaves that long after
+    /// the commands it answers. The pipelining ceiling (the sender's client without and with
+    /// PIPELINING announced) uses a sink this far (10 ms when 0).
+    #[arg(long, default_value_t = 0)]
     smtp_round_trip_ms: u64,
     /// Payments timed at load, and as many idle.
     #[arg(long)]

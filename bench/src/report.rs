@@ -118,9 +118,10 @@ impl Report {
                 format!("SMTP, {}", r.layout),
                 format!("{} mails in {} sessions", r.smtp_accepted, r.smtp_sessions),
                 format!(
-                    "the sender's SMTP client, pool {}, sink latency {} ms: {:.0} mails/s ({} sessions; lettre's own pool: {:.0} mails/s in {} sessions)",
+                    "the sender's SMTP client, pool {}, sink latency {} ms, round trip {} ms: {:.0} mails/s ({} sessions; lettre's own pool: {:.0} mails/s in {} sessions)",
                     c.smtp_pool,
                     c.smtp_latency_ms,
+                    c.smtp_sink_round_trip_ms,
                     c.smtp_sender_msgs_per_s,
                     c.smtp_sender_sessions,
                     c.smtp_msgs_per_s,

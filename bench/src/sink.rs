@@ -45,16 +45,6 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Listens on a free port of 127.0.0.1, answering each message's final dot `latency`
-    /// after it arrives.
-    pub async fn start(latency: Duration) -> anyhow::Result<Self> {
-        Self::start_with(SinkOptions {
-            latency,
-            ..SinkOptions::default()
-        })
-        .await
-    }
-
     /// Listens on a free port of 127.0.0.1, answering as `options` say.
     pub async fn start_with(options: SinkOptions) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -176,7 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn counts_the_mails_lettre_delivers_and_not_those_cut_before_the_final_dot() {
-        let sink = Sink::start(Duration::ZERO).await.unwrap();
+        let sink = Sink::start_with(SinkOptions::default()).await.unwrap();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())
             .unwrap()
             .build();
@@ -215,7 +205,12 @@ mod tests {
     #[tokio::test]
     async fn a_sink_with_a_latency_accepts_each_mail_only_after_it() {
         let latency = std::time::Duration::from_millis(300);
-        let sink = Sink::start(latency).await.unwrap();
+        let sink = Sink::start_with(SinkOptions {
+            latency,
+            ..SinkOptions::default()
+        })
+        .await
+        .unwrap();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())
             .unwrap()
             .build();
