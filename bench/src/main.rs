@@ -20,6 +20,7 @@ mod ledger;
 mod pass;
 mod pipeline;
 mod procs;
+mod profile;
 mod providers;
 mod report;
 mod sink;

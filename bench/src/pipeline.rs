@@ -10,6 +10,7 @@
 
 use crate::ledger::{self, Loaded, Shape};
 use crate::procs::{self, Service, Usage};
+use crate::profile::{self, Profile};
 use crate::providers::Providers;
 use crate::report::{Report, Row};
 use crate::sink::{Sink, SinkOptions};
@@ -242,6 +243,9 @@ pub struct DeliveryRun {
     pub smtp_sessions: u64,
     pub smtp_accepted: u64,
     pub payment_to_cancel_at_load: Option<Latency>,
+    /// Where the database spent its time, per statement (when the server loads
+    /// `pg_stat_statements`).
+    pub profile: Option<Profile>,
 }
 
 /// What runs: (process label, services), e.g. ("renderer-2", ["renderer"]).
@@ -460,6 +464,13 @@ async fn delivery_run(
     db.reconnect().await?;
     let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let sink = Sink::start_with(opts.sink()).await?;
+    let profiling = match profile::start(&db.pool).await {
+        Ok(()) => true,
+        Err(e) => {
+            println!("  {label}: no statement profile: {e:#}");
+            false
+        }
+    };
     let polls = Arc::new(AtomicU64::new(0));
     let updates_before = db.step_updates().await?;
     let (commits_before, pg_before, rabbit_before) = (
@@ -569,6 +580,11 @@ async fn delivery_run(
     let commits =
         db.commits().await? - commits_before - i64::try_from(polls.load(Ordering::Relaxed))? - probes - 1;
     let updates_after = db.step_updates().await?;
+    let profile = if profiling {
+        Some(profile::read(&db.pool, sent).await?)
+    } else {
+        None
+    };
     let (updates, hot) = (
         updates_after.0 - updates_before.0,
         updates_after.1 - updates_before.1,
@@ -612,6 +628,7 @@ async fn delivery_run(
         smtp_accepted: sink.accepted(),
         payment_to_cancel_at_load: Some(Latency::of(at_load)),
         ledger: loaded.clone(),
+        profile,
     };
     println!(
         "  {label}: {sent} of {} due reminders sent in {seconds:.1} s: {:.1}/s, {:.1} transactions each, {:.1} step updates each ({:.0}% HOT)",
@@ -621,6 +638,15 @@ async fn delivery_run(
         run.step_updates_per_reminder,
         run.step_updates_hot_share * 100.0
     );
+    if let Some(profile) = &run.profile {
+        println!(
+            "    database statement time {:.2} ms per reminder (pg_stat_statements, track {}; * inside a function); the costliest:",
+            profile.top_level_ms_per_reminder, profile.track
+        );
+        for line in profile.lines(8) {
+            println!("    {line}");
+        }
+    }
     if keep_for_idle {
         return Ok((run, Some((db, namespace, sink, loaded))));
     }
