@@ -581,7 +581,7 @@ async fn delivery_run(
         db.commits().await? - commits_before - i64::try_from(polls.load(Ordering::Relaxed))? - probes - 1;
     let updates_after = db.step_updates().await?;
     let profile = if profiling {
-        Some(profile::read(&db.pool, sent).await?)
+        Some(profile::read(&db.pool, sent, "reminder").await?)
     } else {
         None
     };
@@ -641,7 +641,7 @@ async fn delivery_run(
     if let Some(profile) = &run.profile {
         println!(
             "    database statement time {:.2} ms per reminder (pg_stat_statements, track {}; * inside a function); the costliest:",
-            profile.top_level_ms_per_reminder, profile.track
+            profile.top_level_ms_each, profile.track
         );
         for line in profile.lines(8) {
             println!("    {line}");
@@ -660,6 +660,8 @@ pub struct Idle {
     pub payment_to_cancel: Latency,
     pub intake_invoices: i64,
     pub intake_per_s: f64,
+    /// Where the database spent its time per invoice taken in (with `pg_stat_statements`).
+    pub intake_profile: Option<Profile>,
 }
 
 /// On the drained ledger of `run all`, restarted: payments one at a time with nothing else
@@ -679,6 +681,7 @@ async fn idle_run(
         ms.push(payment_to_cancel(&db.pool, &inbound, invoice, &polls, Duration::from_millis(2)).await?);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let profiling = profile::start(&db.pool).await.is_ok();
     let today = Utc::now().date_naive();
     let started = Instant::now();
     let mut confirms = Vec::new();
@@ -718,6 +721,20 @@ async fn idle_run(
     })
     .await?;
     let intake_seconds = started.elapsed().as_secs_f64();
+    let intake_profile = if profiling {
+        Some(profile::read(&db.pool, opts.intake, "invoice").await?)
+    } else {
+        None
+    };
+    if let Some(profile) = &intake_profile {
+        println!(
+            "  intake: database statement time {:.2} ms per invoice; the costliest:",
+            profile.top_level_ms_each
+        );
+        for line in profile.lines(8) {
+            println!("    {line}");
+        }
+    }
     for service in services {
         service.stop(Duration::from_secs(15)).await?;
     }
@@ -728,6 +745,7 @@ async fn idle_run(
         payment_to_cancel: Latency::of(ms),
         intake_invoices: opts.intake,
         intake_per_s: opts.intake as f64 / intake_seconds.max(1e-9),
+        intake_profile,
     })
 }
 

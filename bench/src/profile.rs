@@ -1,4 +1,5 @@
-//! Where the database spent its time in a delivery run, statement by statement, per reminder:
+//! Where the database spent its time in a delivery run (or the intake), statement by
+//! statement, per reminder sent (or invoice taken in):
 //! PostgreSQL's own `pg_stat_statements`, cleared when the run starts and read when it ends.
 //! It needs the server to load the module (`shared_preload_libraries = 'pg_stat_statements'`);
 //! without it a run simply has no profile (and says why). The statistics are the server's
@@ -14,13 +15,15 @@ const KEPT: i64 = 15;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
+    /// What the figures are per: "reminder" (a delivery run) or "invoice" (the intake).
+    pub per: String,
     /// `pg_stat_statements.track`: with `all`, the statements run inside functions (the
     /// journal's links, the outbox's sequence) are listed too, their time also counted in
     /// their caller's; `top` lists what clients sent.
     pub track: String,
-    /// Statement time per reminder, top-level statements only (it includes waiting for a
+    /// Statement time per reminder (or invoice), top-level statements only (it includes waiting for a
     /// core: on a saturated machine it exceeds the database's CPU time).
-    pub top_level_ms_per_reminder: f64,
+    pub top_level_ms_each: f64,
     pub statements: Vec<StatementCost>,
 }
 
@@ -30,11 +33,11 @@ pub struct StatementCost {
     pub statement: String,
     /// Sent by a client (false: run inside a function).
     pub top_level: bool,
-    pub calls_per_reminder: f64,
-    pub ms_per_reminder: f64,
+    pub calls_each: f64,
+    pub ms_each: f64,
     /// Shared buffers read from outside PostgreSQL's cache (the OS cache or the disk).
-    pub blocks_read_per_reminder: f64,
-    pub blocks_dirtied_per_reminder: f64,
+    pub blocks_read_each: f64,
+    pub blocks_dirtied_each: f64,
 }
 
 /// Clears the server's statement statistics for a run about to start, creating the extension
@@ -60,9 +63,10 @@ pub async fn start(db: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The run's profile: its database's statements since [`start`], per reminder `sent`.
-pub async fn read(db: &PgPool, sent: i64) -> anyhow::Result<Profile> {
-    let per = |x: f64| x / sent.max(1) as f64;
+/// The run's profile: its database's statements since [`start`], per each of `count` `what`
+/// (reminders sent, invoices taken in).
+pub async fn read(db: &PgPool, count: i64, what: &str) -> anyhow::Result<Profile> {
+    let per = |x: f64| x / count.max(1) as f64;
     let track: String = sqlx::query_scalar("SELECT current_setting('pg_stat_statements.track')")
         .fetch_one(db)
         .await
@@ -85,17 +89,18 @@ pub async fn read(db: &PgPool, sent: i64) -> anyhow::Result<Profile> {
     .await
     .context("reading pg_stat_statements")?;
     Ok(Profile {
+        per: what.to_string(),
         track,
-        top_level_ms_per_reminder: per(top_level_ms),
+        top_level_ms_each: per(top_level_ms),
         statements: rows
             .into_iter()
             .map(|(query, top_level, calls, ms, read, dirtied)| StatementCost {
                 statement: one_line(&query, 160),
                 top_level,
-                calls_per_reminder: per(calls as f64),
-                ms_per_reminder: per(ms),
-                blocks_read_per_reminder: per(read as f64),
-                blocks_dirtied_per_reminder: per(dirtied as f64),
+                calls_each: per(calls as f64),
+                ms_each: per(ms),
+                blocks_read_each: per(read as f64),
+                blocks_dirtied_each: per(dirtied as f64),
             })
             .collect(),
     })
@@ -119,8 +124,8 @@ impl Profile {
             .map(|s| {
                 format!(
                     "{:>6.3} ms {:>5.2} calls{} {}",
-                    s.ms_per_reminder,
-                    s.calls_per_reminder,
+                    s.ms_each,
+                    s.calls_each,
                     if s.top_level { "  " } else { " *" },
                     s.statement
                 )
