@@ -173,9 +173,15 @@ async fn store_plan(
     plan: &Plan,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    for step in &plan.steps {
-        steps::insert_planned(tx, invoice_id, StepKind::Reminder, step, StepStatus::Pending, now).await?;
-    }
+    steps::insert_planned_all(
+        tx,
+        invoice_id,
+        StepKind::Reminder,
+        &plan.steps,
+        StepStatus::Pending,
+        now,
+    )
+    .await?;
     if let Some(reason) = &plan.not_chased {
         journal::append(
             tx,

@@ -249,9 +249,15 @@ async fn apply_replan(
     for (id, step) in &moves.update {
         steps::replan_pending(tx, *id, step, now).await?;
     }
-    for step in &moves.insert {
-        steps::insert_planned(tx, invoice_id, StepKind::Reminder, step, StepStatus::Pending, now).await?;
-    }
+    steps::insert_planned_all(
+        tx,
+        invoice_id,
+        StepKind::Reminder,
+        &moves.insert,
+        StepStatus::Pending,
+        now,
+    )
+    .await?;
     Ok(())
 }
 

@@ -158,6 +158,56 @@ pub async fn insert_planned(
     Ok(id)
 }
 
+/// Stores a plan's steps of one invoice in one statement (an invoice's six steps in one
+/// round trip and one executor run, rather than six): the intake's largest cost per invoice.
+/// Returns their ids, in the order of `planned`.
+pub async fn insert_planned_all(
+    tx: &mut PgConnection,
+    invoice_id: Uuid,
+    kind: StepKind,
+    planned: &[PlannedStep],
+    status: StepStatus,
+    at: DateTime<Utc>,
+) -> anyhow::Result<Vec<Uuid>> {
+    if planned.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Time-ordered (UUIDv7), as in `insert_planned`.
+    let ids: Vec<Uuid> = planned.iter().map(|_| Uuid::now_v7()).collect();
+    let names: Vec<&str> = planned.iter().map(|s| s.name.as_str()).collect();
+    let positions: Vec<i32> = planned.iter().map(|s| s.position).collect();
+    let channels: Vec<&str> = planned.iter().map(|s| s.channel.as_str()).collect();
+    let templates: Vec<&str> = planned.iter().map(|s| s.template.as_str()).collect();
+    let tones: Vec<&str> = planned.iter().map(|s| s.tone.as_str()).collect();
+    let due: Vec<DateTime<Utc>> = planned.iter().map(|s| s.due_at).collect();
+    sqlx::query(
+        "INSERT INTO reminder_steps (id, invoice_id, name, kind, position, channel, template, tone, due_at, status, updated_at)
+         SELECT s.id, $2, s.name, $3, s.position, s.channel, s.template, s.tone, s.due_at, $4, $5
+         FROM UNNEST($1::uuid[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+              AS s (id, name, position, channel, template, tone, due_at)",
+    )
+    .bind(&ids)
+    .bind(invoice_id)
+    .bind(kind.as_str())
+    .bind(status.as_str())
+    .bind(at)
+    .bind(&names)
+    .bind(&positions)
+    .bind(&channels)
+    .bind(&templates)
+    .bind(&tones)
+    .bind(&due)
+    .execute(tx)
+    .await
+    .with_context(|| {
+        format!(
+            "planning steps {}",
+            names.join(", ")
+        )
+    })?;
+    Ok(ids)
+}
+
 #[derive(Debug, Clone)]
 pub struct StepRecord {
     pub id: Uuid,
