@@ -121,7 +121,7 @@ impl BenchDb {
     /// new version on the same page, no index entry written).
     async fn step_updates(&self) -> anyhow::Result<(i64, i64)> {
         sqlx::query_as(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'reminder_steps'",
+            "/* relance-bench */ SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'reminder_steps'",
         )
         .fetch_one(&self.pool)
         .await
@@ -432,7 +432,7 @@ async fn payment_to_cancel(
     poll("payment to cancel", every, Duration::from_secs(60), || async {
         polls.fetch_add(1, Ordering::Relaxed);
         let (pending, cancelled): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE s.status = 'pending'), count(*) FILTER (WHERE s.status = 'cancelled')
+            "/* relance-bench */ SELECT count(*) FILTER (WHERE s.status = 'pending'), count(*) FILTER (WHERE s.status = 'cancelled')
              FROM reminder_steps s JOIN invoices i ON i.id = s.invoice_id
              WHERE i.number = $1 AND s.kind = 'reminder'",
         )
@@ -461,9 +461,7 @@ async fn delivery_run(
     let mut db = BenchDb::create(&opts.server_url).await?;
     let loaded_at = Utc::now();
     let loaded = ledger::load(&db.pool, invoices, shape, loaded_at).await?;
-    db.reconnect().await?;
-    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let sink = Sink::start_with(opts.sink()).await?;
+    // Cleared before the pool closes, so that its own transactions are counted before the run.
     let profiling = match profile::start(&db.pool).await {
         Ok(()) => true,
         Err(e) => {
@@ -471,6 +469,9 @@ async fn delivery_run(
             false
         }
     };
+    db.reconnect().await?;
+    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let sink = Sink::start_with(opts.sink()).await?;
     let polls = Arc::new(AtomicU64::new(0));
     let updates_before = db.step_updates().await?;
     let (commits_before, pg_before, rabbit_before) = (
@@ -516,7 +517,7 @@ async fn delivery_run(
         || async {
             polls.fetch_add(1, Ordering::Relaxed);
             let open: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM reminder_steps
+                "/* relance-bench */ SELECT EXISTS (SELECT 1 FROM reminder_steps
                                 WHERE status = 'pending' AND kind = 'reminder' AND due_at > $1 AND due_at <= $2)
                      OR EXISTS (SELECT 1 FROM reminder_steps
                                 WHERE status IN ('queued', 'rendered', 'sending') AND grouped_into IS NULL)
@@ -533,7 +534,7 @@ async fn delivery_run(
     .await?;
     polls.fetch_add(1, Ordering::Relaxed);
     let sent: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM reminder_steps
+        "/* relance-bench */ SELECT count(*) FROM reminder_steps
          WHERE kind = 'reminder' AND status = 'sent' AND due_at > $1 AND due_at <= $2",
     )
     .bind(window.0)
@@ -553,7 +554,7 @@ async fn delivery_run(
     );
     let at_load = at_load.await.context("the payments at load")??;
     let (last_sent, p50, p99): (Option<DateTime<Utc>>, Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT max(status_changed_at),
+        "/* relance-bench */ SELECT max(status_changed_at),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM status_changed_at - greatest(due_at, $3)) * 1000),
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM status_changed_at - greatest(due_at, $3)) * 1000)
          FROM reminder_steps WHERE kind = 'reminder' AND status = 'sent' AND due_at > $1 AND due_at <= $2",
@@ -581,7 +582,7 @@ async fn delivery_run(
         db.commits().await? - commits_before - i64::try_from(polls.load(Ordering::Relaxed))? - probes - 1;
     let updates_after = db.step_updates().await?;
     let profile = if profiling {
-        Some(profile::read(&db.pool, sent, "reminder").await?)
+        profile::read(&db.pool, sent, "reminder").await
     } else {
         None
     };
@@ -640,8 +641,8 @@ async fn delivery_run(
     );
     if let Some(profile) = &run.profile {
         println!(
-            "    database statement time {:.2} ms per reminder (pg_stat_statements, track {}; * inside a function); the costliest:",
-            profile.top_level_ms_each, profile.track
+            "    database statement time {:.2} ms per reminder, the bench's polls {:.2} apart (pg_stat_statements, track {}; * inside a function); the costliest:",
+            profile.top_level_ms_each, profile.bench_ms_each, profile.track
         );
         for line in profile.lines(8) {
             println!("    {line}");
@@ -713,23 +714,24 @@ async fn idle_run(
         confirmed(c, "invoice.issued").await?;
     }
     poll("intake", Duration::from_millis(20), opts.deadline, || async {
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices WHERE number LIKE 'IN-%'")
-            .fetch_one(&db.pool)
-            .await
-            .context("counting the invoices taken in")?;
+        let stored: i64 =
+            sqlx::query_scalar("/* relance-bench */ SELECT count(*) FROM invoices WHERE number LIKE 'IN-%'")
+                .fetch_one(&db.pool)
+                .await
+                .context("counting the invoices taken in")?;
         Ok((stored >= opts.intake).then_some(()))
     })
     .await?;
     let intake_seconds = started.elapsed().as_secs_f64();
     let intake_profile = if profiling {
-        Some(profile::read(&db.pool, opts.intake, "invoice").await?)
+        profile::read(&db.pool, opts.intake, "invoice").await
     } else {
         None
     };
     if let Some(profile) = &intake_profile {
         println!(
-            "  intake: database statement time {:.2} ms per invoice; the costliest:",
-            profile.top_level_ms_each
+            "  intake: database statement time {:.2} ms per invoice, the bench's polls {:.2} apart; the costliest:",
+            profile.top_level_ms_each, profile.bench_ms_each
         );
         for line in profile.lines(8) {
             println!("    {line}");

@@ -4,11 +4,14 @@
 //! It needs the server to load the module (`shared_preload_libraries = 'pg_stat_statements'`);
 //! without it a run simply has no profile (and says why). The statistics are the server's
 //! (every database's); the rows read are the bench database's, so another database's work
-//! does not show, but the bench's own polls do (they read `reminder_steps` by status).
+//! does not show. The bench's own queries start with [`OWN`]: their time is kept apart.
 
 use anyhow::Context;
 use serde::Serialize;
 use sqlx::PgPool;
+
+/// How the bench's own queries (its polls, its counts) start, to tell them from relance's.
+pub const OWN: &str = "/* relance-bench */";
 
 /// Statements kept in a run's profile, the costliest first.
 const KEPT: i64 = 15;
@@ -24,6 +27,8 @@ pub struct Profile {
     /// Statement time per reminder (or invoice), top-level statements only (it includes waiting for a
     /// core: on a saturated machine it exceeds the database's CPU time).
     pub top_level_ms_each: f64,
+    /// The bench's own queries' time (its polls), left out of the above and of `statements`.
+    pub bench_ms_each: f64,
     pub statements: Vec<StatementCost>,
 }
 
@@ -64,17 +69,32 @@ pub async fn start(db: &PgPool) -> anyhow::Result<()> {
 }
 
 /// The run's profile: its database's statements since [`start`], per each of `count` `what`
-/// (reminders sent, invoices taken in).
-pub async fn read(db: &PgPool, count: i64, what: &str) -> anyhow::Result<Profile> {
+/// (reminders sent, invoices taken in). `None` (and why, printed) when it cannot be read:
+/// the run's other figures stand without it.
+pub async fn read(db: &PgPool, count: i64, what: &str) -> Option<Profile> {
+    match read_statements(db, count, what).await {
+        Ok(profile) => Some(profile),
+        Err(e) => {
+            println!("  no statement profile: {e:#}");
+            None
+        }
+    }
+}
+
+async fn read_statements(db: &PgPool, count: i64, what: &str) -> anyhow::Result<Profile> {
     let per = |x: f64| x / count.max(1) as f64;
     let track: String = sqlx::query_scalar("SELECT current_setting('pg_stat_statements.track')")
         .fetch_one(db)
         .await
         .context("reading pg_stat_statements.track")?;
-    let top_level_ms: f64 = sqlx::query_scalar(
-        "SELECT COALESCE(sum(total_exec_time), 0)::float8 FROM pg_stat_statements
+    let own = format!("{OWN}%");
+    let (top_level_ms, bench_ms): (f64, f64) = sqlx::query_as(
+        "SELECT COALESCE(sum(total_exec_time) FILTER (WHERE query NOT LIKE $1), 0)::float8,
+                COALESCE(sum(total_exec_time) FILTER (WHERE query LIKE $1), 0)::float8
+         FROM pg_stat_statements
          WHERE toplevel AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
+    .bind(&own)
     .fetch_one(db)
     .await
     .context("reading pg_stat_statements")?;
@@ -82,9 +102,11 @@ pub async fn read(db: &PgPool, count: i64, what: &str) -> anyhow::Result<Profile
         "SELECT query, toplevel, calls, total_exec_time, shared_blks_read, shared_blks_dirtied
          FROM pg_stat_statements
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT LIKE $2
          ORDER BY total_exec_time DESC LIMIT $1",
     )
     .bind(KEPT)
+    .bind(&own)
     .fetch_all(db)
     .await
     .context("reading pg_stat_statements")?;
@@ -92,6 +114,7 @@ pub async fn read(db: &PgPool, count: i64, what: &str) -> anyhow::Result<Profile
         per: what.to_string(),
         track,
         top_level_ms_each: per(top_level_ms),
+        bench_ms_each: per(bench_ms),
         statements: rows
             .into_iter()
             .map(|(query, top_level, calls, ms, read, dirtied)| StatementCost {

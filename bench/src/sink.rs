@@ -247,7 +247,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_distant_sink_answers_a_pipelined_group_a_round_trip_later() {
-        let round_trip = Duration::from_millis(150);
+        // Long enough that answering each command after a round trip of its own (three for
+        // the group below) could not pass for one.
+        let round_trip = Duration::from_millis(300);
         let sink = Sink::start_with(SinkOptions {
             round_trip,
             ..SinkOptions::default()
@@ -271,7 +273,11 @@ mod tests {
             .await
             .unwrap();
         let answers = read_until_end(&mut client, "<CRLF>.<CRLF>\r\n").await;
-        assert!(started.elapsed() >= round_trip);
+        let took = started.elapsed();
+        assert!(
+            took >= round_trip && took < round_trip * 5 / 2,
+            "group answered after {took:?}"
+        );
         assert_eq!(answers, "250 OK\r\n250 OK\r\n354 end with <CRLF>.<CRLF>\r\n");
         client.write_all(b"Subject: x\r\n\r\nx\r\n.\r\n").await.unwrap();
         read_until_end(&mut client, "queued as bench\r\n").await;

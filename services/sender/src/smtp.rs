@@ -631,6 +631,11 @@ mod tests {
         pipelining: bool,
         /// Closes the connection after each message (as a server dropping idle clients).
         close_after_message: bool,
+        /// Answers 354 to DATA even when no recipient was accepted (RFC 2920 lets a
+        /// pipelining server do so; the client must then send no message).
+        data_without_recipients: bool,
+        /// Answers RSET with 451 (the connection staying open).
+        refuse_rset: bool,
     }
 
     /// What the test server saw.
@@ -686,6 +691,9 @@ mod tests {
                                 "250-test\r\n250 8BITMIME\r\n"
                             };
                             (features, true)
+                        } else if line.starts_with("RSET") && behaviour.refuse_rset {
+                            recipients = 0;
+                            ("451 4.3.0 try again later\r\n", false)
                         } else if line.starts_with("MAIL") || line.starts_with("RSET") {
                             recipients = 0;
                             ("250 ok\r\n", false)
@@ -697,7 +705,7 @@ mod tests {
                                 ("250 ok\r\n", false)
                             }
                         } else if line == "DATA" {
-                            if recipients == 0 {
+                            if recipients == 0 && !behaviour.data_without_recipients {
                                 ("554 5.5.1 no valid recipients\r\n", true)
                             } else {
                                 in_data = true;
@@ -835,6 +843,7 @@ mod tests {
             let (port, seen) = test_server(Behaviour {
                 pipelining,
                 close_after_message: true,
+                ..Behaviour::default()
             })
             .await;
             let pooled = endpoint(port, 2);
@@ -842,6 +851,54 @@ mod tests {
                 send(&pooled, "compta@client.test", n).await.unwrap();
             }
             assert_eq!(seen.messages.load(Ordering::SeqCst), 3);
+            assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
+        }
+    }
+
+    /// A pipelining server may answer DATA with 354 although it refused every recipient: the
+    /// client sends no message (it closes the connection in DATA, which the server discards)
+    /// and tells the refusal.
+    #[tokio::test]
+    async fn a_354_after_a_refused_recipient_delivers_nothing() {
+        use std::sync::atomic::Ordering;
+        let (port, seen) = test_server(Behaviour {
+            pipelining: true,
+            data_without_recipients: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let pooled = endpoint(port, 2);
+        let refused = send(&pooled, "nobody@refused.test", 0).await.unwrap_err();
+        assert!(
+            matches!(&refused, DeliveryError::Permanent(r) if r.contains("550 5.1.1")),
+            "{refused:?}"
+        );
+        send(&pooled, "compta@client.test", 1).await.unwrap();
+        assert_eq!(seen.messages.load(Ordering::SeqCst), 1, "only the second message");
+        assert_eq!(
+            seen.connections.load(Ordering::SeqCst),
+            2,
+            "the first connection was not kept"
+        );
+    }
+
+    /// A kept session whose RSET is refused (4xx, the connection open) is not used: in a
+    /// pipelined group the envelope after it was accepted, and the client leaves in DATA.
+    #[tokio::test]
+    async fn a_kept_session_refusing_its_rset_is_replaced_and_nothing_goes_twice() {
+        use std::sync::atomic::Ordering;
+        for pipelining in [true, false] {
+            let (port, seen) = test_server(Behaviour {
+                pipelining,
+                refuse_rset: true,
+                ..Behaviour::default()
+            })
+            .await;
+            let pooled = endpoint(port, 2);
+            for n in 0..3 {
+                send(&pooled, "compta@client.test", n).await.unwrap();
+            }
+            assert_eq!(seen.messages.load(Ordering::SeqCst), 3, "each once");
             assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
         }
     }
