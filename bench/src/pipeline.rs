@@ -713,9 +713,14 @@ async fn idle_run(
     for c in confirms.drain(..) {
         confirmed(c, "invoice.issued").await?;
     }
+    // Counted by their numbers through the unique index: a `LIKE` over the ledger read every
+    // invoice at each poll, which on a million invoices was most of the database's work
+    // during the intake (8.8 ms per invoice taken in, `pipeline-1000000-20261206T1043`).
+    let numbers: Vec<String> = (0..opts.intake).map(|n| format!("IN-{n:09}")).collect();
     poll("intake", Duration::from_millis(20), opts.deadline, || async {
         let stored: i64 =
-            sqlx::query_scalar("/* relance-bench */ SELECT count(*) FROM invoices WHERE number LIKE 'IN-%'")
+            sqlx::query_scalar("/* relance-bench */ SELECT count(*) FROM invoices WHERE number = ANY($1)")
+                .bind(&numbers)
                 .fetch_one(&db.pool)
                 .await
                 .context("counting the invoices taken in")?;
