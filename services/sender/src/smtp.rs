@@ -838,21 +838,27 @@ mod tests {
     /// connection, as if none had been kept.
     #[tokio::test]
     async fn a_kept_session_the_server_closed_is_replaced_by_a_new_one() {
-        use std::sync::atomic::Ordering;
         for pipelining in [true, false] {
-            let (port, seen) = test_server(Behaviour {
+            each_of_three_messages_goes_once_on_a_new_connection(Behaviour {
                 pipelining,
                 close_after_message: true,
                 ..Behaviour::default()
             })
             .await;
-            let pooled = endpoint(port, 2);
-            for n in 0..3 {
-                send(&pooled, "compta@client.test", n).await.unwrap();
-            }
-            assert_eq!(seen.messages.load(Ordering::SeqCst), 3);
-            assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
         }
+    }
+
+    /// Three messages through a pool of two to a server behaving so: each is delivered once,
+    /// each on a connection of its own (no kept session could be used).
+    async fn each_of_three_messages_goes_once_on_a_new_connection(behaviour: Behaviour) {
+        use std::sync::atomic::Ordering;
+        let (port, seen) = test_server(behaviour).await;
+        let pooled = endpoint(port, 2);
+        for n in 0..3 {
+            send(&pooled, "compta@client.test", n).await.unwrap();
+        }
+        assert_eq!(seen.messages.load(Ordering::SeqCst), 3, "each once");
+        assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
     }
 
     /// A pipelining server may answer DATA with 354 although it refused every recipient: the
@@ -886,20 +892,13 @@ mod tests {
     /// pipelined group the envelope after it was accepted, and the client leaves in DATA.
     #[tokio::test]
     async fn a_kept_session_refusing_its_rset_is_replaced_and_nothing_goes_twice() {
-        use std::sync::atomic::Ordering;
         for pipelining in [true, false] {
-            let (port, seen) = test_server(Behaviour {
+            each_of_three_messages_goes_once_on_a_new_connection(Behaviour {
                 pipelining,
                 refuse_rset: true,
                 ..Behaviour::default()
             })
             .await;
-            let pooled = endpoint(port, 2);
-            for n in 0..3 {
-                send(&pooled, "compta@client.test", n).await.unwrap();
-            }
-            assert_eq!(seen.messages.load(Ordering::SeqCst), 3, "each once");
-            assert_eq!(seen.connections.load(Ordering::SeqCst), 3);
         }
     }
 
