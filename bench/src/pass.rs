@@ -131,7 +131,7 @@ pub async fn run(
     for (job, ms) in &timing.jobs {
         println!("  {job:<24} {ms:>8.2} ms (median)");
     }
-    let gauges_ms = time_gauges(&db, &url).await?;
+    let gauges_ms = time_gauges(&url).await?;
     println!("collections gauges (one scheduler copy, every RELANCE_METRICS_INTERVAL_MS): {gauges_ms:.0} ms (second of two computations)");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let shape_name = match shape {
@@ -161,13 +161,13 @@ pub async fn run(
 
 /// How long the collections gauges take to compute on this ledger, as the leading scheduler
 /// copy computes them: the second of two computations (the first warms the cache).
-pub async fn time_gauges(db: &PgPool, url: &str) -> anyhow::Result<f64> {
+pub async fn time_gauges(url: &str) -> anyhow::Result<f64> {
     let mut lead = relance_storage::gauges::try_lead(url)
         .await?
         .context("the gauges' lock of the bench's database is taken")?;
     let now = chrono::Utc::now();
-    relance_storage::gauges::figures(&mut lead, db, now).await?;
+    relance_storage::gauges::figures(&mut lead, now).await?;
     let started = Instant::now();
-    relance_storage::gauges::figures(&mut lead, db, now).await?;
+    relance_storage::gauges::figures(&mut lead, now).await?;
     Ok(started.elapsed().as_secs_f64() * 1000.0)
 }

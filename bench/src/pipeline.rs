@@ -781,7 +781,7 @@ async fn pass_run(opts: &Options, invoices: i64, shape: Shape) -> anyhow::Result
     let db = BenchDb::create(&opts.server_url).await?;
     let loaded = ledger::load(&db.pool, invoices, shape, Utc::now()).await?;
     let timing = pass::time_passes(&db.pool, &db.url, if opts.smoke { 3 } else { 5 }).await?;
-    let gauges_ms = pass::time_gauges(&db.pool, &db.url).await?;
+    let gauges_ms = pass::time_gauges(&db.url).await?;
     let shape_name = shape.describe();
     println!(
         "  scheduler pass, {invoices} invoices {shape_name}: median {:.1} ms, max {:.1} ms (loaded in {:.0} s); gauges {gauges_ms:.0} ms",

@@ -8,7 +8,7 @@ use relance_config::Config;
 use relance_storage::gauges::{self, Figures, AGING_BUCKETS};
 use relance_telemetry::metrics::{set_collections_gauges, CollectionsGauges};
 use rust_decimal::prelude::ToPrimitive;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use std::collections::BTreeSet;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,6 @@ const SPACING: u32 = 5;
 
 /// Computes the gauges until `shutdown`, while this copy leads.
 pub(crate) async fn gauges_loop(
-    db: &PgPool,
     config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -37,7 +36,7 @@ pub(crate) async fn gauges_loop(
         if let Some(conn) = lead.as_mut() {
             let now = config.clock.now();
             let started = std::time::Instant::now();
-            let computed = gauges::figures(conn, db, now).await;
+            let computed = gauges::figures(conn, now).await;
             // On a ledger so large that the figures take more than a fifth of the interval
             // (seconds at millions of invoices), they are computed less often instead of
             // keeping the database busy with them.

@@ -76,7 +76,7 @@ pub async fn run_with_readiness(
     tokio::try_join!(
         intake,
         tick_loop(&db, &config, pass_beat, shutdown.clone()),
-        gauges::gauges_loop(&db, &config, shutdown.clone()),
+        gauges::gauges_loop(&config, shutdown.clone()),
         retention::retention_loop(&db, &config, shutdown)
     )?;
     Ok(())

@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use relance_domain::collections::{collection_status_at, CollectionStatus, InvoiceState, PlanAt};
 use rust_decimal::Decimal;
-use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
+use sqlx::{Connection, PgConnection, QueryBuilder};
 use std::collections::BTreeMap;
 
 /// The session advisory lock the process computing the gauges holds.
@@ -70,8 +70,14 @@ pub struct StepSends {
 /// Opens a connection of its own and takes the gauges lock on it: `Some(connection)` while
 /// this process leads (the lock lasts as long as the connection), `None` when another holds
 /// it.
+///
+/// The connection runs its queries without parallel workers: the gauges are background
+/// figures, and over a large ledger (seconds of aggregates at a million invoices) a leader
+/// with two workers took every core of a small database server, so that payments and
+/// deliveries waited behind them. On one backend they take at most one core.
 pub async fn try_lead(database_url: &str) -> anyhow::Result<Option<PgConnection>> {
-    let mut conn = PgConnection::connect_with(&crate::connect_options(database_url)?)
+    let options = crate::connect_options(database_url)?.options([("max_parallel_workers_per_gather", "0")]);
+    let mut conn = PgConnection::connect_with(&options)
         .await
         .context("connecting to compute the gauges")?;
     let led: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -82,9 +88,9 @@ pub async fn try_lead(database_url: &str) -> anyhow::Result<Option<PgConnection>
     Ok(led.then_some(conn))
 }
 
-/// The figures at `now`, read on the leading connection (so that a lost connection, and
-/// with it the lock, shows as an error).
-pub async fn figures(conn: &mut PgConnection, db: &PgPool, now: DateTime<Utc>) -> anyhow::Result<Figures> {
+/// The figures at `now`, all read on the leading connection (so that a lost connection, and
+/// with it the lock, shows as an error, and so that they never run parallel workers).
+pub async fn figures(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Result<Figures> {
     let (outbox_backlog, outbox_oldest): (i64, Option<DateTime<Utc>>) =
         sqlx::query_as("SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL")
             .fetch_one(&mut *conn)
@@ -111,7 +117,7 @@ pub async fn figures(conn: &mut PgConnection, db: &PgPool, now: DateTime<Utc>) -
         steps_paid_within_7_days: BTreeMap::new(),
     };
     let today = now.date_naive();
-    (figures.dso, figures.steps_paid_within_7_days) = dso_and_steps(db, today).await?;
+    (figures.dso, figures.steps_paid_within_7_days) = dso_and_steps(conn, today).await?;
     ledger_by_status(conn, now, &mut figures).await?;
     Ok(figures)
 }
@@ -215,11 +221,11 @@ async fn ledger_by_status(
 
 /// The DSO and the steps' sends as the console shows them by default today.
 async fn dso_and_steps(
-    db: &PgPool,
+    conn: &mut PgConnection,
     today: chrono::NaiveDate,
 ) -> anyhow::Result<(BTreeMap<String, Dso>, BTreeMap<(String, String), StepSends>)> {
-    let aging = console_figures::aging(db, today, today).await?;
-    let dso = console_figures::dso(db, today, &aging, console_figures::DSO_MONTHS)
+    let aging = console_figures::aging(&mut *conn, today, today).await?;
+    let dso = console_figures::dso(&mut *conn, today, &aging, console_figures::DSO_MONTHS)
         .await?
         .into_iter()
         .map(|d| {
@@ -232,7 +238,7 @@ async fn dso_and_steps(
         .collect();
     let (from, to) = console_figures::effectiveness_window(today);
     let midnight = |d: chrono::NaiveDate| Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN));
-    let effects = console_figures::effectiveness(db, midnight(from), midnight(to)).await?;
+    let effects = console_figures::effectiveness(&mut *conn, midnight(from), midnight(to)).await?;
     Ok((dso, sends_per_step(&effects)))
 }
 

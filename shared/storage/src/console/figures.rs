@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 use std::collections::BTreeMap;
 
 /// The months of sales the DSO's countback looks back over unless told otherwise (the
@@ -49,7 +49,7 @@ const BUCKET_SQL: &str = "CASE WHEN $1::date - i.due_on <= 0 THEN 'not_due'
 /// Today's figures come from the open invoices' balances; a past day's from each invoice
 /// issued by then, less the payments received and credit notes issued by then, leaving out
 /// the invoices closed or handed off by then.
-pub async fn aging(db: &PgPool, as_of: NaiveDate, today: NaiveDate) -> anyhow::Result<Vec<AgingRow>> {
+pub async fn aging(db: impl PgExecutor<'_>, as_of: NaiveDate, today: NaiveDate) -> anyhow::Result<Vec<AgingRow>> {
     let sql = if as_of >= today {
         format!(
             "SELECT trim(i.currency) AS currency, c.risk AS segment, {BUCKET_SQL} AS bucket,
@@ -183,7 +183,7 @@ pub const DSO_MAX_MONTHS: u32 = 60;
 /// Sales (invoices issued) per currency and month (its first day), over the
 /// `months` months of the countback ending on `as_of` (see [`periods_back`]).
 pub async fn monthly_sales(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     as_of: NaiveDate,
     months: u32,
 ) -> anyhow::Result<Vec<(String, NaiveDate, Decimal)>> {
@@ -204,7 +204,7 @@ pub async fn monthly_sales(
 
 /// DSO per currency on `as_of`, by countback over at most `months` months of sales; `aging`
 /// is that day's aging (its receivables).
-pub async fn dso(db: &PgPool, as_of: NaiveDate, aging: &[AgingRow], months: u32) -> anyhow::Result<Vec<Dso>> {
+pub async fn dso(db: impl PgExecutor<'_>, as_of: NaiveDate, aging: &[AgingRow], months: u32) -> anyhow::Result<Vec<Dso>> {
     let sales = monthly_sales(db, as_of, months).await?;
     Ok(dso_of_sales(as_of, aging, &sales, months))
 }
@@ -267,7 +267,7 @@ pub struct StepEffect {
 /// how many went out between `from` and `to`, and how many of those invoices were settled
 /// within 3, 7 and 14 days after.
 pub async fn effectiveness(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<Vec<StepEffect>> {
