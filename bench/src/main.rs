@@ -124,7 +124,8 @@ struct PipelineArgs {
     /// Scheduler pass sizes instead of those `--invoices` gives (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pass_sizes: Option<Vec<i64>>,
-    /// Renderer and sender copies of the runs with one process per service.
+    /// Renderer and sender copies of the runs with one process per service (`0`: none, only
+    /// `run all`: a large ledger's run in half the time).
     #[arg(long, value_delimiter = ',')]
     copies: Option<Vec<usize>>,
     /// Messages of the broker ceiling (a quarter of them for the SMTP ceiling).

@@ -253,7 +253,7 @@ type Layout = Vec<(String, Vec<&'static str>)>;
 
 fn layouts(copies: &[usize]) -> Vec<(String, Layout)> {
     let mut all = vec![("run all".to_string(), vec![("all".to_string(), vec!["all"])])];
-    for &n in copies {
+    for &n in copies.iter().filter(|&&n| n > 0) {
         let mut layout: Layout = vec![
             ("scheduler".to_string(), vec!["scheduler"]),
             ("payments".to_string(), vec!["payments"]),
@@ -966,6 +966,34 @@ pub fn default_out() -> PathBuf {
 mod tests {
     use super::*;
     use relance_domain::policy::{DunningPolicy, DEFAULT_POLICY_TOML};
+
+    #[test]
+    fn zero_copies_leaves_only_run_all() {
+        let labels =
+            |copies: &[usize]| -> Vec<String> { layouts(copies).into_iter().map(|(l, _)| l).collect() };
+        assert_eq!(labels(&[0]), vec!["run all"]);
+        assert_eq!(
+            labels(&[1, 2]),
+            vec![
+                "run all",
+                "separate, 1 renderer + 1 sender",
+                "separate, 2 renderer + 2 sender"
+            ]
+        );
+        let (_, two) = &layouts(&[2])[1];
+        let processes: Vec<&str> = two.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            processes,
+            vec![
+                "scheduler",
+                "payments",
+                "renderer-1",
+                "sender-1",
+                "renderer-2",
+                "sender-2"
+            ]
+        );
+    }
 
     #[test]
     fn the_bench_policy_opens_every_window_all_day_every_day() {

@@ -16,10 +16,7 @@ use tokio_util::sync::CancellationToken;
 const SPACING: u32 = 5;
 
 /// Computes the gauges until `shutdown`, while this copy leads.
-pub(crate) async fn gauges_loop(
-    config: &Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut lead: Option<PgConnection> = None;
     // Every currency shown once stays shown (at zero when nothing is owed in it any more).
     let mut currencies: BTreeSet<String> = BTreeSet::new();

@@ -49,7 +49,11 @@ const BUCKET_SQL: &str = "CASE WHEN $1::date - i.due_on <= 0 THEN 'not_due'
 /// Today's figures come from the open invoices' balances; a past day's from each invoice
 /// issued by then, less the payments received and credit notes issued by then, leaving out
 /// the invoices closed or handed off by then.
-pub async fn aging(db: impl PgExecutor<'_>, as_of: NaiveDate, today: NaiveDate) -> anyhow::Result<Vec<AgingRow>> {
+pub async fn aging(
+    db: impl PgExecutor<'_>,
+    as_of: NaiveDate,
+    today: NaiveDate,
+) -> anyhow::Result<Vec<AgingRow>> {
     let sql = if as_of >= today {
         format!(
             "SELECT trim(i.currency) AS currency, c.risk AS segment, {BUCKET_SQL} AS bucket,
@@ -204,7 +208,12 @@ pub async fn monthly_sales(
 
 /// DSO per currency on `as_of`, by countback over at most `months` months of sales; `aging`
 /// is that day's aging (its receivables).
-pub async fn dso(db: impl PgExecutor<'_>, as_of: NaiveDate, aging: &[AgingRow], months: u32) -> anyhow::Result<Vec<Dso>> {
+pub async fn dso(
+    db: impl PgExecutor<'_>,
+    as_of: NaiveDate,
+    aging: &[AgingRow],
+    months: u32,
+) -> anyhow::Result<Vec<Dso>> {
     let sales = monthly_sales(db, as_of, months).await?;
     Ok(dso_of_sales(as_of, aging, &sales, months))
 }
