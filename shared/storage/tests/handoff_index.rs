@@ -1,7 +1,8 @@
 //! The index of ended sequences behind the hand-off sweep: a reminder step that becomes final
 //! is noted, the sweep folds the notes into `sequence_ended_at` (the time the last step became
-//! final, once every step is), the claim finds the invoice from that index, and a note about
-//! an invoice another transaction holds waits for a later pass instead of blocking.
+//! final, once every step is), the claim finds the invoice from that index, a note that
+//! changes an invoice another transaction holds waits for a later pass instead of blocking,
+//! and a note that changes nothing never locks its invoice.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -112,6 +113,33 @@ async fn an_ended_sequence_is_indexed_when_its_last_step_is_final_and_claimed_af
     payment.rollback().await.unwrap();
     assert_eq!(fold(&db).await, 2);
     assert_eq!(ended_at(&db, b).await, Some(t(4, 5)));
+
+    // F-C's first step goes out while the second is pending: its sequence is not over, the
+    // note changes nothing. It is consumed even while a payment holds the invoice, and the
+    // sweep's transaction never holds the invoice itself: a payment arriving during the
+    // sweep does not wait for it.
+    let (c, [c1, _]) = invoice(&db, "F-C").await;
+    finish(&db, c1, "sent", t(4, 6)).await;
+    let mut payment = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM invoices WHERE id = $1 FOR UPDATE")
+        .bind(c)
+        .execute(&mut *payment)
+        .await
+        .unwrap();
+    assert_eq!(fold(&db).await, 1);
+    payment.rollback().await.unwrap();
+    let mut sweep = db.begin().await.unwrap();
+    finish(&db, c1, "cancelled", t(4, 7)).await;
+    assert_eq!(note_ended_sequences(&mut sweep, 100).await.unwrap(), 1);
+    let mut payment = db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM invoices WHERE id = $1 FOR UPDATE NOWAIT")
+        .bind(c)
+        .execute(&mut *payment)
+        .await
+        .expect("the sweep holds no lock on an invoice whose sequence it leaves as it was");
+    payment.rollback().await.unwrap();
+    sweep.commit().await.unwrap();
+    assert_eq!(ended_at(&db, c).await, None);
 
     // 8 whole days in Paris after 1 April: F-A from 10 April, F-B from 14 April.
     assert!(claimed(&db, t(4, 9)).await.is_empty());
