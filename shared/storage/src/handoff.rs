@@ -135,9 +135,11 @@ pub async fn note_ended_sequences(tx: &mut PgConnection, limit: i64) -> anyhow::
                        ORDER BY s.position DESC LIMIT 1) last) AS ended
              FROM invoices i WHERE i.id IN (SELECT invoice_id FROM picked)
          ), locked AS (
-             SELECT i.id FROM invoices i
-             WHERE i.id IN (SELECT id FROM computed WHERE ended IS DISTINCT FROM was)
-             ORDER BY i.id FOR NO KEY UPDATE SKIP LOCKED
+             -- Re-checked on the row's latest version: one another sweep changed since this
+             -- statement's snapshot is left, its note kept for a later pass.
+             SELECT i.id FROM invoices i JOIN computed c ON c.id = i.id
+             WHERE c.ended IS DISTINCT FROM c.was AND i.sequence_ended_at IS NOT DISTINCT FROM c.was
+             ORDER BY i.id FOR NO KEY UPDATE OF i SKIP LOCKED
          ), updated AS (
              UPDATE invoices i SET sequence_ended_at = c.ended
              FROM locked JOIN computed c ON c.id = locked.id
