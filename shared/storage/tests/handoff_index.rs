@@ -63,6 +63,22 @@ async fn ended_at(db: &PgPool, id: Uuid) -> Option<DateTime<Utc>> {
         .unwrap()
 }
 
+/// A payment's transaction holding `invoice`'s row, as the payments listener does; with
+/// `nowait`, failing at once when another transaction holds it instead of waiting.
+async fn payment_holding(
+    db: &PgPool,
+    invoice: Uuid,
+    nowait: bool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut payment = db.begin().await?;
+    let lock = if nowait { "FOR UPDATE NOWAIT" } else { "FOR UPDATE" };
+    sqlx::query(&format!("SELECT 1 FROM invoices WHERE id = $1 {lock}"))
+        .bind(invoice)
+        .execute(&mut *payment)
+        .await?;
+    Ok(payment)
+}
+
 async fn fold(db: &PgPool) -> u64 {
     let mut tx = db.begin().await.unwrap();
     let consumed = note_ended_sequences(&mut tx, 100).await.unwrap();
@@ -102,12 +118,7 @@ async fn an_ended_sequence_is_indexed_when_its_last_step_is_final_and_claimed_af
     // sweep: its note waits for the next pass.
     finish(&db, b1, "sent", t(4, 3)).await;
     finish(&db, b2, "sent", t(4, 5)).await;
-    let mut payment = db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM invoices WHERE id = $1 FOR UPDATE")
-        .bind(b)
-        .execute(&mut *payment)
-        .await
-        .unwrap();
+    let payment = payment_holding(&db, b, false).await.unwrap();
     assert_eq!(fold(&db).await, 0);
     assert_eq!(ended_at(&db, b).await, None);
     payment.rollback().await.unwrap();
@@ -120,21 +131,13 @@ async fn an_ended_sequence_is_indexed_when_its_last_step_is_final_and_claimed_af
     // sweep does not wait for it.
     let (c, [c1, _]) = invoice(&db, "F-C").await;
     finish(&db, c1, "sent", t(4, 6)).await;
-    let mut payment = db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM invoices WHERE id = $1 FOR UPDATE")
-        .bind(c)
-        .execute(&mut *payment)
-        .await
-        .unwrap();
+    let payment = payment_holding(&db, c, false).await.unwrap();
     assert_eq!(fold(&db).await, 1);
     payment.rollback().await.unwrap();
     let mut sweep = db.begin().await.unwrap();
     finish(&db, c1, "cancelled", t(4, 7)).await;
     assert_eq!(note_ended_sequences(&mut sweep, 100).await.unwrap(), 1);
-    let mut payment = db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM invoices WHERE id = $1 FOR UPDATE NOWAIT")
-        .bind(c)
-        .execute(&mut *payment)
+    let payment = payment_holding(&db, c, true)
         .await
         .expect("the sweep holds no lock on an invoice whose sequence it leaves as it was");
     payment.rollback().await.unwrap();
