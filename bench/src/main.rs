@@ -131,8 +131,9 @@ struct PipelineArgs {
     /// Messages of the broker ceiling (a quarter of them for the SMTP ceiling).
     #[arg(long)]
     ceiling_messages: Option<u64>,
-    /// lettre's pool for the SMTP ceiling: the mails a sender delivers at once (`RELANCE_PREFETCH`).
-    #[arg(long, env = "RELANCE_PREFETCH", default_value_t = 16)]
+    /// lettre's pool for the SMTP ceiling: the mails a sender delivers at once, on as many
+    /// connections (`RELANCE_SMTP_MAX_CONNECTIONS`).
+    #[arg(long, env = "RELANCE_SMTP_MAX_CONNECTIONS", default_value_t = 16)]
     smtp_pool: u32,
     /// Milliseconds the SMTP sink takes to accept each message, as a real mail server does
     /// (0: at once). With a latency, a sender copy waits on the network rather than on the

@@ -39,7 +39,8 @@ impl Mailer {
             Some(url) => {
                 let endpoint = SmtpEndpoint::from_url(url, Duration::from_secs(30))
                     .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?
-                    .pooled(settings.smtp_pool_size);
+                    .pooled(settings.smtp_pool_size)
+                    .limited(settings.smtp_max_connections);
                 let endpoint = match &settings.smtp_ca_file {
                     Some(file) => {
                         let pem = std::fs::read(file)

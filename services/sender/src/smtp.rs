@@ -21,6 +21,7 @@ use relance_storage::steps::DeliveryStage;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 /// How a permanent refusal (5xx) by the SMTP server starts.
 pub const SMTP_REFUSAL: &str = "SMTP server refused the message";
@@ -50,6 +51,11 @@ pub struct SmtpEndpoint {
     timeout: Duration,
     /// Sessions kept open between messages, shared by the clones of the endpoint.
     idle: Arc<IdleSessions>,
+    /// Connections open at once at most, shared by the clones (`None`: no limit). A sender
+    /// handles more messages at once than it has sessions (their database work commits in
+    /// larger batches); without a limit, each message beyond the kept sessions would open a
+    /// connection of its own and close it after one message.
+    connections: Option<Arc<Semaphore>>,
 }
 
 /// Connections left open after a delivered message, for the next ones: a new connection
@@ -135,7 +141,15 @@ impl SmtpEndpoint {
                 max: 0,
                 sessions: Mutex::new(Vec::new()),
             }),
+            connections: None,
         })
+    }
+
+    /// Opens at most `max` connections at once (`RELANCE_SMTP_MAX_CONNECTIONS`; 0: no
+    /// limit): a message finding them all in use waits for one to finish its message.
+    pub fn limited(mut self, max: usize) -> Self {
+        self.connections = (max > 0).then(|| Arc::new(Semaphore::new(max)));
+        self
     }
 
     /// Keeps up to `size` connections open between messages (`RELANCE_SMTP_POOL_SIZE`; 0:
@@ -216,6 +230,17 @@ impl SmtpEndpoint {
         message: &[u8],
         gate: &dyn DeliveryGate,
     ) -> Result<String, DeliveryError> {
+        // Held until the connection is kept for the next message or closed.
+        let _connection = match &self.connections {
+            Some(limit) => Some(
+                limit
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| transient("the SMTP connection limit was closed".into()))?,
+            ),
+            None => None,
+        };
         let mut session = self.accepting_session(envelope, message, gate).await?;
         gate.reached(DeliveryStage::EnvelopeAccepted).await;
         session.body(message).await?;
@@ -636,6 +661,8 @@ mod tests {
         data_without_recipients: bool,
         /// Answers RSET with 451 (the connection staying open).
         refuse_rset: bool,
+        /// Takes this long to accept each message (a busy server): connections overlap.
+        accept_delay: Duration,
     }
 
     /// What the test server saw.
@@ -646,6 +673,27 @@ mod tests {
         /// Commands that arrived before the previous one was answered, on a server that
         /// does not pipeline.
         unannounced_pipelining: std::sync::atomic::AtomicUsize,
+        /// Connections open now, and the most open at once.
+        open: std::sync::atomic::AtomicUsize,
+        most_open: std::sync::atomic::AtomicUsize,
+    }
+
+    /// Counts a connection open until its handler ends (whichever way it returns).
+    struct OpenConnection(Arc<Seen>);
+
+    impl OpenConnection {
+        fn new(seen: Arc<Seen>) -> Self {
+            use std::sync::atomic::Ordering;
+            let now = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.most_open.fetch_max(now, Ordering::SeqCst);
+            Self(seen)
+        }
+    }
+
+    impl Drop for OpenConnection {
+        fn drop(&mut self) {
+            self.0.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// A minimal SMTP server on a local port that accepts every message (but for recipients
@@ -662,6 +710,7 @@ mod tests {
                 shared.connections.fetch_add(1, Ordering::SeqCst);
                 let seen = shared.clone();
                 tokio::spawn(async move {
+                    let _open = OpenConnection::new(seen.clone());
                     let (read, mut write) = socket.into_split();
                     let mut lines = TokioBufReader::new(read).lines();
                     write.write_all(b"220 test ESMTP\r\n").await.unwrap();
@@ -675,6 +724,7 @@ mod tests {
                             }
                             in_data = false;
                             seen.messages.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(behaviour.accept_delay).await;
                             let _ = write.write_all(b"250 2.0.0 queued\r\n").await;
                             if behaviour.close_after_message {
                                 return;
@@ -749,6 +799,50 @@ mod tests {
         endpoint
             .deliver(&envelope, body.as_bytes(), &crate::courier::OpenGate)
             .await
+    }
+
+    /// Eight messages at once through an endpoint limited to two connections, to a server
+    /// slow to accept each: never more than two connections open, every message delivered,
+    /// and the two connections carry them all (kept for the next). Without the limit, the
+    /// same eight open more than two at once.
+    #[tokio::test]
+    async fn a_limited_endpoint_never_has_more_connections_open_than_its_limit() {
+        use std::sync::atomic::Ordering;
+        let slow = Behaviour {
+            accept_delay: Duration::from_millis(50),
+            ..Behaviour::default()
+        };
+        let (port, seen) = test_server(slow).await;
+        let limited = endpoint(port, 2).limited(2);
+        let answers =
+            futures_util::future::join_all((0..8).map(|n| send(&limited, "compta@client.test", n))).await;
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().is_ok_and(|r| r.starts_with("250"))),
+            "{answers:?}"
+        );
+        assert_eq!(seen.messages.load(Ordering::SeqCst), 8);
+        assert_eq!(
+            seen.most_open.load(Ordering::SeqCst),
+            2,
+            "at most two open at once"
+        );
+        assert_eq!(
+            seen.connections.load(Ordering::SeqCst),
+            2,
+            "the two kept for the next messages"
+        );
+
+        let (port, seen) = test_server(slow).await;
+        let unlimited = endpoint(port, 2).limited(0);
+        let answers =
+            futures_util::future::join_all((0..8).map(|n| send(&unlimited, "compta@client.test", n))).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert!(
+            seen.most_open.load(Ordering::SeqCst) > 2,
+            "without a limit, more at once"
+        );
     }
 
     #[tokio::test]

@@ -205,6 +205,8 @@ pub struct Settings {
     /// Database connections per service.
     /// SMTP connections kept open between messages (`RELANCE_SMTP_POOL_SIZE`).
     pub smtp_pool_size: usize,
+    /// SMTP connections open at once at most (`RELANCE_SMTP_MAX_CONNECTIONS`; 0: no limit).
+    pub smtp_max_connections: usize,
     pub db_pool_size: u32,
     /// Most handlers' work one group commit holds (`RELANCE_COMMIT_BATCH`).
     pub commit_batch: usize,
@@ -639,6 +641,7 @@ impl Settings {
             commit_batch: env.parsed("RELANCE_COMMIT_BATCH")?,
             commit_lanes: env.parsed("RELANCE_COMMIT_LANES")?,
             smtp_pool_size: env.parsed("RELANCE_SMTP_POOL_SIZE")?,
+            smtp_max_connections: env.parsed("RELANCE_SMTP_MAX_CONNECTIONS")?,
             db_acquire_timeout: env.millis("RELANCE_DB_ACQUIRE_TIMEOUT_MS")?,
             outbox_interval: env.millis("RELANCE_OUTBOX_INTERVAL_MS")?,
             outbox_coalesce: env.millis("RELANCE_OUTBOX_COALESCE_MS")?,
