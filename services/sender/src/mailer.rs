@@ -65,18 +65,27 @@ impl Mailer {
     }
 
     /// Delivers the message, past `gate`'s last check; returns the proof (the SMTP server's
-    /// answer, or the file).
-    pub async fn deliver(&self, message: Message, gate: &dyn DeliveryGate) -> Result<String, DeliveryError> {
+    /// answer, or the file) and how long the exchange took (not counting a wait for a free
+    /// SMTP connection).
+    pub async fn deliver(
+        &self,
+        message: Message,
+        gate: &dyn DeliveryGate,
+    ) -> Result<(String, Duration), DeliveryError> {
         match self {
             Mailer::Smtp(endpoint) => {
                 endpoint
-                    .deliver(message.envelope(), &message.formatted(), gate)
+                    .deliver_timed(message.envelope(), &message.formatted(), gate)
                     .await
             }
             Mailer::Files(transport, dir) => {
+                let started = std::time::Instant::now();
                 gate.confirm().await.map_err(DeliveryError::Aborted)?;
                 match transport.send(message).await {
-                    Ok(id) => Ok(format!("written to {}", dir.join(format!("{id}.eml")).display())),
+                    Ok(id) => Ok((
+                        format!("written to {}", dir.join(format!("{id}.eml")).display()),
+                        started.elapsed(),
+                    )),
                     Err(e) => Err(DeliveryError::Transient(format!(
                         "writing the email file failed: {e}"
                     ))),
@@ -208,8 +217,7 @@ impl Courier for EmailCourier {
                 })?;
                 email.headers_mut().set(DispositionNotificationTo(to.to_string()));
             }
-            let started = std::time::Instant::now();
-            let answer = self.mailer.deliver(email, gate).await?;
+            let (answer, took) = self.mailer.deliver(email, gate).await?;
             Ok(Receipt {
                 proof: answer.clone(),
                 reference: None,
@@ -219,7 +227,7 @@ impl Courier for EmailCourier {
                     recipients: rendered.recipients.clone(),
                     cc: rendered.cc.clone(),
                     subject: rendered.subject.clone(),
-                    smtp_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    smtp_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
                     stop_requested: None,
                 }),
             })

@@ -187,8 +187,43 @@ impl SmtpEndpoint {
 
     /// Delivers `message` (the formatted email) to the envelope's recipients. Before the end
     /// of DATA, asks `gate`; on refusal closes the connection without it
-    /// ([`DeliveryError::Aborted`]). Returns the server's answer to the end of DATA. Its
-    /// span is the SMTP call in the reminder's trace (a client span; no address in it).
+    /// ([`DeliveryError::Aborted`]). Returns the server's answer to the end of DATA.
+    pub async fn deliver(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        gate: &dyn DeliveryGate,
+    ) -> Result<String, DeliveryError> {
+        Ok(self.deliver_timed(envelope, message, gate).await?.0)
+    }
+
+    /// [`SmtpEndpoint::deliver`], and how long the exchange with the mail server took: from
+    /// the moment one of the connections was free (with `limited`, a message may first wait
+    /// for one; that wait is neither counted nor part of the SMTP span).
+    pub async fn deliver_timed(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+        gate: &dyn DeliveryGate,
+    ) -> Result<(String, Duration), DeliveryError> {
+        // Held until the connection is kept for the next message or closed.
+        let _connection = match &self.connections {
+            Some(limit) => Some(
+                limit
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| transient("the SMTP connection limit was closed".into()))?,
+            ),
+            None => None,
+        };
+        let started = Instant::now();
+        let answer = self.exchange(envelope, message, gate).await?;
+        Ok((answer, started.elapsed()))
+    }
+
+    /// The SMTP exchange of one message. Its span is the SMTP call in the reminder's trace (a
+    /// client span; no address in it).
     #[tracing::instrument(
         name = "smtp",
         skip_all,
@@ -202,7 +237,7 @@ impl SmtpEndpoint {
             error.type = tracing::field::Empty,
         )
     )]
-    pub async fn deliver(
+    async fn exchange(
         &self,
         envelope: &Envelope,
         message: &[u8],
@@ -230,17 +265,6 @@ impl SmtpEndpoint {
         message: &[u8],
         gate: &dyn DeliveryGate,
     ) -> Result<String, DeliveryError> {
-        // Held until the connection is kept for the next message or closed.
-        let _connection = match &self.connections {
-            Some(limit) => Some(
-                limit
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| transient("the SMTP connection limit was closed".into()))?,
-            ),
-            None => None,
-        };
         let mut session = self.accepting_session(envelope, message, gate).await?;
         gate.reached(DeliveryStage::EnvelopeAccepted).await;
         session.body(message).await?;

@@ -440,6 +440,10 @@ impl Settings {
 /// A longer grace after a broken promise would let the promise stand in for a payment plan.
 pub const MAX_PROMISE_GRACE_DAYS: u32 = 60;
 
+/// Most SMTP connections a sender may be allowed at once (`RELANCE_SMTP_MAX_CONNECTIONS`):
+/// far beyond what a mail server accepts from one client, and within what a semaphore holds.
+pub const MAX_SMTP_CONNECTIONS: usize = 10_000;
+
 /// `max_retries` when `RELANCE_MAX_RETRIES` is unset: no cap on the count of retries.
 pub const NO_RETRY_CAP: u32 = u32::MAX;
 
@@ -794,6 +798,11 @@ impl Settings {
         }
         if settings.prefetch == 0 {
             return Err(anyhow!("RELANCE_PREFETCH must be positive"));
+        }
+        if settings.smtp_max_connections > MAX_SMTP_CONNECTIONS {
+            return Err(anyhow!(
+                "RELANCE_SMTP_MAX_CONNECTIONS must be at most {MAX_SMTP_CONNECTIONS} (0: no limit)"
+            ));
         }
         if settings.commit_batch == 0 {
             return Err(anyhow!(
@@ -1208,6 +1217,21 @@ mod tests {
             ("RELANCE_INBOX_RETENTION_DAYS", "3"),
         ]));
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn a_sender_has_sixteen_smtp_connections_for_sixty_four_messages_unless_told_otherwise() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!((s.smtp_max_connections, s.prefetch), (16, 64));
+        let none = Settings::from_vars(vars(&[("RELANCE_SMTP_MAX_CONNECTIONS", "0")])).unwrap();
+        assert_eq!(none.smtp_max_connections, 0, "0: no limit");
+        for bad in ["10001", "-1", "many"] {
+            let e = Settings::from_vars(vars(&[("RELANCE_SMTP_MAX_CONNECTIONS", bad)]));
+            assert!(
+                format!("{:?}", e.err()).contains("RELANCE_SMTP_MAX_CONNECTIONS"),
+                "RELANCE_SMTP_MAX_CONNECTIONS={bad}"
+            );
+        }
     }
 
     #[test]
