@@ -202,11 +202,11 @@ pub struct Settings {
     /// Pause between two hand-off sweeps (`RELANCE_HANDOFF_INTERVAL_MS`).
     pub handoff_interval: Duration,
     pub scheduler_batch: i64,
-    /// Database connections per service.
     /// SMTP connections kept open between messages (`RELANCE_SMTP_POOL_SIZE`).
     pub smtp_pool_size: usize,
     /// SMTP connections open at once at most (`RELANCE_SMTP_MAX_CONNECTIONS`; 0: no limit).
     pub smtp_max_connections: usize,
+    /// Database connections per service.
     pub db_pool_size: u32,
     /// Most handlers' work one group commit holds (`RELANCE_COMMIT_BATCH`).
     pub commit_batch: usize,
