@@ -585,6 +585,65 @@ async fn a_payment_arriving_while_the_gateway_takes_the_sms_is_recorded_beside_i
     s.stop().await;
 }
 
+/// `RELANCE_PROVIDER_MAX_REQUESTS=2`, four SMS due at once and a gateway slow to answer: the
+/// sender never has more than two requests at the gateway, the others wait their turn; a
+/// payment recorded for an invoice whose SMS is still waiting stops it (the wait comes
+/// before the last check), and every other SMS goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_keeps_to_its_requests_at_the_gateway_and_a_payment_stops_one_waiting_its_turn() {
+    let s = start_with(&[("RELANCE_PROVIDER_MAX_REQUESTS", "2")]).await;
+    let invoices = [
+        ("F-941", "+33641111111"),
+        ("F-942", "+33642222222"),
+        ("F-943", "+33643333333"),
+        ("F-944", "+33644444444"),
+    ];
+    for (number, phone) in invoices {
+        s.env
+            .publish(names::INVOICE_ISSUED, &invoice(number, Some(phone)))
+            .await;
+        s.env.wait_journal(number, names::INVOICE_REGISTERED, 1).await;
+    }
+    s.env.run_until(date(2026, 3, 12)).await;
+    s.gateway.hold();
+    s.env.move_clock(sms_day()).await;
+    relance_tests::wait_for(
+        "two SMS to reach the gateway",
+        relance_tests::DEADLINE,
+        || async { Ok(s.gateway.count() >= 2) },
+    )
+    .await
+    .unwrap();
+    // An invoice whose SMS is not at the gateway: it waits its turn (or is on its way).
+    let (waiting, waiting_phone) = invoices
+        .into_iter()
+        .find(|(_, phone)| s.gateway.requests_to(phone).is_empty())
+        .expect("two of the four SMS are not at the gateway");
+    pay_in_full(&s.env, "PAY-940", waiting, date(2026, 3, 13)).await;
+    s.gateway.release();
+
+    for (number, _) in invoices.iter().filter(|(number, _)| *number != waiting) {
+        s.env.wait_journal(number, names::REMINDER_SENT, 2).await;
+    }
+    s.env.wait_journal(waiting, names::THANKS_SENT, 1).await;
+    assert!(
+        s.gateway.requests_to(waiting_phone).is_empty(),
+        "no SMS for {waiting}, paid while its SMS waited"
+    );
+    assert_eq!(s.gateway.count(), 3, "the three others, once each");
+    assert_eq!(
+        s.gateway.most_in_flight(),
+        2,
+        "never more than RELANCE_PROVIDER_MAX_REQUESTS at the gateway"
+    );
+    let paid_steps = s.env.steps(waiting).await;
+    assert!(
+        paid_steps.contains(&("sms_1".to_string(), "cancelled".to_string())),
+        "{paid_steps:?}"
+    );
+    s.stop().await;
+}
+
 /// Copies the built-in templates to `dir`, for a test to change one of them.
 fn copy_templates(dir: &std::path::Path) {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/renderer/templates");

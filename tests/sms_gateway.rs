@@ -8,6 +8,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The SMS gateway: records each request, answers 200 with a message id, or the status
@@ -18,6 +19,18 @@ pub struct Gateway {
     pub received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
     pub failing: Arc<Mutex<BTreeMap<String, u16>>>,
     answering: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Requests received and not yet answered, and the most there ever were at once.
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request in flight until it is answered (or its connection dropped).
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Default for Gateway {
@@ -26,6 +39,8 @@ impl Default for Gateway {
             received: Arc::default(),
             failing: Arc::default(),
             answering: Arc::new(tokio::sync::watch::Sender::new(true)),
+            in_flight: Arc::default(),
+            most_in_flight: Arc::default(),
         }
     }
 }
@@ -36,6 +51,9 @@ async fn gateway_answer(
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
     let to = body["to"].as_str().unwrap_or_default().to_string();
+    let now = g.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _in_flight = InFlight(g.in_flight.clone());
+    g.most_in_flight.fetch_max(now, Ordering::SeqCst);
     let n = {
         let mut received = g.received.lock().unwrap();
         received.push((headers, body));
@@ -82,6 +100,11 @@ impl Gateway {
     /// Answers the requests held, and the next ones at once.
     pub fn release(&self) {
         self.answering.send_replace(true);
+    }
+
+    /// The most requests the gateway ever had at once, unanswered.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {

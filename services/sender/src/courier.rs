@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use relance_contracts::{ReminderSentV1, StopRequestedV1};
 use relance_storage::steps::{DeliveryStage, RenderedMessage, StepRecord};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,29 @@ impl DeliveryGate for OpenGate {
     }
     fn confirm(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// At most so many requests at once at a provider (`RELANCE_PROVIDER_MAX_REQUESTS`), shared
+/// by a sender's messages in flight: a gateway's rate limit is met by waiting here rather than
+/// by a 429 and a retry later. A courier takes its turn *before* the last check, so a payment
+/// recorded while a message waits still stops it.
+#[derive(Clone, Default)]
+pub struct RequestLimit(Option<Arc<Semaphore>>);
+
+impl RequestLimit {
+    /// At most `max` at once; 0: no limit.
+    pub fn new(max: usize) -> Self {
+        Self((max > 0).then(|| Arc::new(Semaphore::new(max))))
+    }
+
+    /// Waits for a turn, held until the returned permit is dropped; `None` without a limit.
+    pub async fn turn(&self) -> Option<OwnedSemaphorePermit> {
+        match &self.0 {
+            // The semaphore is never closed: acquiring fails only on a closed one.
+            Some(requests) => requests.clone().acquire_owned().await.ok(),
+            None => None,
+        }
     }
 }
 
@@ -125,4 +150,49 @@ pub trait Courier: Send + Sync {
         parcel: &'a Parcel,
         gate: &'a dyn DeliveryGate,
     ) -> BoxFuture<'a, Result<Receipt, DeliveryError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Eight requests through a limit of two: never more than two at once, and all of them
+    /// go; with no limit, all eight at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_limit_lets_so_many_through_at_once_and_no_more() {
+        for (max, expected) in [(2, 2), (0, 8)] {
+            let limit = RequestLimit::new(max);
+            let (now, most, done) = (
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+            );
+            // Every request waits until all eight have started or the limit holds them back.
+            let started = Arc::new(tokio::sync::Barrier::new(expected));
+            let requests: Vec<_> = (0..8)
+                .map(|_| {
+                    let (limit, now, most, done, started) = (
+                        limit.clone(),
+                        now.clone(),
+                        most.clone(),
+                        done.clone(),
+                        started.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let _turn = limit.turn().await;
+                        most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        started.wait().await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            for request in requests {
+                request.await.unwrap();
+            }
+            assert_eq!(done.load(Ordering::SeqCst), 8, "max {max}");
+            assert_eq!(most.load(Ordering::SeqCst), expected, "max {max}");
+        }
+    }
 }

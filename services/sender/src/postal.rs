@@ -3,7 +3,7 @@
 //! it) to a dated folder with a manifest of JSON lines, for creditors who print and post
 //! themselves; `HttpPostalService` uploads them to a print-and-post or registered-mail API.
 
-use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt};
+use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt, RequestLimit};
 use crate::http;
 use crate::outbox_file;
 use anyhow::Context;
@@ -210,11 +210,21 @@ impl PostalService for HttpPostalService {
 /// The letter channel's courier (letters and registered letters).
 pub struct LetterCourier {
     service: Arc<dyn PostalService>,
+    requests: RequestLimit,
 }
 
 impl LetterCourier {
     pub fn new(service: Arc<dyn PostalService>) -> Self {
-        Self { service }
+        Self {
+            service,
+            requests: RequestLimit::default(),
+        }
+    }
+
+    /// Has at most `max` letters at the postal service at once (0: no limit).
+    pub fn limited(mut self, max: usize) -> Self {
+        self.requests = RequestLimit::new(max);
+        self
     }
 
     /// The HTTP API of the settings, or the outbox folder when none is set.
@@ -227,7 +237,7 @@ impl LetterCourier {
             )?),
             None => Arc::new(PostalOutbox::new(channels.letter_dir.clone())),
         };
-        Ok(Self::new(service))
+        Ok(Self::new(service).limited(channels.provider_max_requests))
     }
 }
 
@@ -279,6 +289,8 @@ impl Courier for LetterCourier {
                 documents,
                 at: parcel.at,
             };
+            // A turn at the provider first: the last check comes after any wait for it.
+            let _turn = self.requests.turn().await;
             // One request: the last check right before it, no lock held across it. A request
             // that may have left makes an interrupted delivery ambiguous (stage
             // `data_end_sent`); it is resent with the same idempotency key only by policy.

@@ -3,7 +3,7 @@
 //! or basic credentials, a message id back); `SmsOutbox` writes JSON lines to a dated
 //! folder when no gateway is configured (demo, trials).
 
-use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt};
+use crate::courier::{Courier, DeliveryError, DeliveryGate, Parcel, Receipt, RequestLimit};
 use crate::http;
 use crate::outbox_file;
 use chrono::{DateTime, Utc};
@@ -134,11 +134,22 @@ pub enum SmsProvider {
 pub struct SmsCourier {
     provider: SmsProvider,
     sender: String,
+    requests: RequestLimit,
 }
 
 impl SmsCourier {
     pub fn new(provider: SmsProvider, sender: String) -> Self {
-        Self { provider, sender }
+        Self {
+            provider,
+            sender,
+            requests: RequestLimit::default(),
+        }
+    }
+
+    /// Has at most `max` messages at the provider at once (0: no limit).
+    pub fn limited(mut self, max: usize) -> Self {
+        self.requests = RequestLimit::new(max);
+        self
     }
 
     /// The HTTP gateway of the settings, or the outbox folder when none is set.
@@ -151,7 +162,7 @@ impl SmsCourier {
             )?)),
             None => SmsProvider::Outbox(SmsOutbox::new(channels.sms_dir.clone())),
         };
-        Ok(Self::new(provider, channels.sms_sender.clone()))
+        Ok(Self::new(provider, channels.sms_sender.clone()).limited(channels.provider_max_requests))
     }
 }
 
@@ -183,6 +194,8 @@ impl Courier for SmsCourier {
                 reference: parcel.key().to_string(),
                 invoice_number: parcel.step.invoice_number.clone(),
             };
+            // A turn at the provider first: the last check comes after any wait for it.
+            let _turn = self.requests.turn().await;
             // One request: the last check right before it, no lock held across it. A request
             // that may have left makes an interrupted delivery ambiguous (stage
             // `data_end_sent`); it is resent with the same idempotency key only by policy.

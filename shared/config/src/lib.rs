@@ -41,6 +41,10 @@ pub struct ChannelSettings {
     pub letter_dir: PathBuf,
     /// Longest wait for an answer from the SMS gateway or the postal API.
     pub provider_timeout: Duration,
+    /// Requests a sender has at its SMS gateway or postal service at once at most
+    /// (`RELANCE_PROVIDER_MAX_REQUESTS`; 0: no limit): a message finding them all taken waits
+    /// for one, before its last check.
+    pub provider_max_requests: usize,
     /// Days from receipt a formal notice gives to pay.
     pub formal_notice_days: u32,
     /// Deprecated (`RELANCE_INTEREST_FLOOR_PERCENT`): one floor for every half-year, in
@@ -444,6 +448,10 @@ pub const MAX_PROMISE_GRACE_DAYS: u32 = 60;
 /// far beyond what a mail server accepts from one client, and within what a semaphore holds.
 pub const MAX_SMTP_CONNECTIONS: usize = 10_000;
 
+/// Most requests a sender may be allowed at once at its SMS gateway or postal service
+/// (`RELANCE_PROVIDER_MAX_REQUESTS`), for the same reason.
+pub const MAX_PROVIDER_REQUESTS: usize = 10_000;
+
 /// `max_retries` when `RELANCE_MAX_RETRIES` is unset: no cap on the count of retries.
 pub const NO_RETRY_CAP: u32 = u32::MAX;
 
@@ -804,6 +812,11 @@ impl Settings {
                 "RELANCE_SMTP_MAX_CONNECTIONS must be at most {MAX_SMTP_CONNECTIONS} (0: no limit)"
             ));
         }
+        if settings.channels.provider_max_requests > MAX_PROVIDER_REQUESTS {
+            return Err(anyhow!(
+                "RELANCE_PROVIDER_MAX_REQUESTS must be at most {MAX_PROVIDER_REQUESTS} (0: no limit)"
+            ));
+        }
         if settings.commit_batch == 0 {
             return Err(anyhow!(
                 "RELANCE_COMMIT_BATCH must be positive (1: each handler commits alone)"
@@ -884,6 +897,7 @@ fn channel_settings(env: &Env) -> anyhow::Result<ChannelSettings> {
         postal_api_token: env.get("RELANCE_POSTAL_API_TOKEN"),
         letter_dir: PathBuf::from(env.text("RELANCE_LETTER_DIR")),
         provider_timeout: env.millis("RELANCE_PROVIDER_TIMEOUT_MS")?,
+        provider_max_requests: env.parsed("RELANCE_PROVIDER_MAX_REQUESTS")?,
         formal_notice_days: env.parsed("RELANCE_FORMAL_NOTICE_DAYS")?,
         interest_floor_percent: env.optional_decimal("RELANCE_INTEREST_FLOOR_PERCENT")?,
         interest_consumer_percent: env.optional_decimal("RELANCE_INTEREST_CONSUMER_PERCENT")?,
@@ -1230,6 +1244,23 @@ mod tests {
             assert!(
                 format!("{:?}", e.err()).contains("RELANCE_SMTP_MAX_CONNECTIONS"),
                 "RELANCE_SMTP_MAX_CONNECTIONS={bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sender_has_sixteen_requests_at_its_sms_gateway_or_postal_service_unless_told_otherwise() {
+        let s = Settings::from_vars(vars(&[])).unwrap();
+        assert_eq!(s.channels.provider_max_requests, 16);
+        let none = Settings::from_vars(vars(&[("RELANCE_PROVIDER_MAX_REQUESTS", "0")])).unwrap();
+        assert_eq!(none.channels.provider_max_requests, 0, "0: no limit");
+        let two = Settings::from_vars(vars(&[("RELANCE_PROVIDER_MAX_REQUESTS", "2")])).unwrap();
+        assert_eq!(two.channels.provider_max_requests, 2);
+        for bad in ["10001", "-1", "many"] {
+            let e = Settings::from_vars(vars(&[("RELANCE_PROVIDER_MAX_REQUESTS", bad)]));
+            assert!(
+                format!("{:?}", e.err()).contains("RELANCE_PROVIDER_MAX_REQUESTS"),
+                "RELANCE_PROVIDER_MAX_REQUESTS={bad}"
             );
         }
     }

@@ -185,6 +185,7 @@ pub const VARIABLES: &[Variable] = &[
     secret("RELANCE_POSTAL_API_TOKEN", Unset, "bearer token of the postal API"),
     setting("RELANCE_LETTER_DIR", Value("out/letters"), "folder of <date>/ letters to print and post yourself"),
     setting("RELANCE_PROVIDER_TIMEOUT_MS", Value("30000"), "longest wait for the SMS gateway or postal API"),
+    setting("RELANCE_PROVIDER_MAX_REQUESTS", Value("16"), "requests a sender has at the SMS gateway, and at the postal API, at once at most: a message finding them all taken waits for one (0: no limit)"),
     setting("RELANCE_FORMAL_NOTICE_DAYS", Value("8"), "days a formal notice gives to pay"),
     setting("RELANCE_INTEREST_CONTRACT_PERCENT", Unset, "late-payment rate of your terms of sale, percent a year; unset: ECB rate plus 10 points"),
     setting("RELANCE_LEGAL_RATES_FILE", Unset, "legal rates by half-year, one line each; unset: the built-in table"),
