@@ -13,19 +13,22 @@ use relance_domain::plan::{next_day_in_window, send_decision, SendDecision};
 use relance_domain::policy::DunningPolicy;
 use relance_domain::{calendar_for_customer, triage_pending, StepCandidate};
 use relance_sequence::{outgoing, queue_step};
-use relance_storage::steps::{self, DueInvoice, StepRecord, StepStatus};
+use relance_storage::steps::{self, ClaimCursor, DueInvoice, StepRecord, StepStatus};
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// Emits every step that is due now, batch after batch. Returns how many invoices it handled.
+/// Emits every step that is due now, batch after batch, each claim reading on from where
+/// the last one stopped ([`ClaimCursor`]). Returns how many invoices it handled.
 pub async fn emit_due_steps(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
     let mut total = 0;
+    let mut cursor = ClaimCursor::default();
     loop {
-        let handled = emit_batch(db, config).await?;
+        let handled = emit_batch(db, config, &mut cursor).await?;
         total += handled;
-        if handled < usize::try_from(config.settings.scheduler_batch).unwrap_or(usize::MAX) {
+        let full = handled >= usize::try_from(config.settings.scheduler_batch).unwrap_or(usize::MAX);
+        if !full && !cursor.more() {
             return Ok(total);
         }
     }
@@ -63,8 +66,9 @@ async fn load_due_batch(
     tx: &mut PgConnection,
     config: &Config,
     now: DateTime<Utc>,
+    cursor: &mut ClaimCursor,
 ) -> anyhow::Result<DueBatch> {
-    let mut invoices = steps::claim_due_invoices(tx, now, config.settings.scheduler_batch).await?;
+    let mut invoices = steps::claim_due_invoices(tx, now, config.settings.scheduler_batch, cursor).await?;
     invoices
         .sort_by(|a, b| (&a.customer_id, a.due_on, &a.number).cmp(&(&b.customer_id, b.due_on, &b.number)));
     let ids: Vec<Uuid> = invoices.iter().map(|i| i.id).collect();
@@ -85,10 +89,10 @@ async fn load_due_batch(
 
 /// Runs in the scheduler pass's span (no span of its own): the pass links to the reminders
 /// it emits.
-async fn emit_batch(db: &PgPool, config: &Config) -> anyhow::Result<usize> {
+async fn emit_batch(db: &PgPool, config: &Config, cursor: &mut ClaimCursor) -> anyhow::Result<usize> {
     let now = config.clock.now();
     let mut tx = db.begin().await.context("starting the scheduling transaction")?;
-    let batch = load_due_batch(&mut tx, config, now).await?;
+    let batch = load_due_batch(&mut tx, config, now, cursor).await?;
     if batch.invoices.is_empty() {
         return Ok(0);
     }

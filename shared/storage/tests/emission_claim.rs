@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use relance_storage::steps::claim_due_invoices;
+use relance_storage::steps::{claim_due_invoices, ClaimCursor};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -20,7 +20,16 @@ async fn database_with_a_customer() -> (String, PgPool) {
 
 /// An open invoice with two reminder steps, pending and due `days_ago` days ago.
 async fn invoice(db: &PgPool, number: &str, days_ago: i64) -> Uuid {
-    let id = Uuid::new_v4();
+    invoice_due_at(db, number, Utc::now() - Duration::days(days_ago)).await
+}
+
+/// An open invoice with two reminder steps, pending and due at `due`.
+async fn invoice_due_at(db: &PgPool, number: &str, due: chrono::DateTime<Utc>) -> Uuid {
+    invoice_with_id(db, Uuid::new_v4(), number, due).await
+}
+
+/// [`invoice_due_at`] with the invoice's id.
+async fn invoice_with_id(db: &PgPool, id: Uuid, number: &str, due: chrono::DateTime<Utc>) -> Uuid {
     sqlx::query(
         "INSERT INTO invoices (id, number, customer_id, amount, currency, balance, issued_on, due_on, status, created_at)
          VALUES ($1, $2, 'C-1', 100, 'EUR', 100, '2026-03-01', '2026-03-16', 'open', now())",
@@ -39,7 +48,7 @@ async fn invoice(db: &PgPool, number: &str, days_ago: i64) -> Uuid {
         .bind(id)
         .bind(format!("reminder_{position}"))
         .bind(position)
-        .bind(Utc::now() - Duration::days(days_ago))
+        .bind(due)
         .execute(db)
         .await
         .unwrap();
@@ -68,7 +77,7 @@ async fn an_invoice_with_a_due_step_is_claimed_past_any_number_of_paused_ones() 
     invoice(&db, "F-DUE", 1).await;
 
     let mut tx = db.begin().await.unwrap();
-    let claimed: Vec<String> = claim_due_invoices(&mut tx, Utc::now(), 2)
+    let claimed: Vec<String> = claim_due_invoices(&mut tx, Utc::now(), 2, &mut ClaimCursor::default())
         .await
         .unwrap()
         .into_iter()
@@ -91,7 +100,7 @@ async fn held(db: &PgPool, invoice: Uuid) -> Vec<bool> {
 
 async fn claimable(db: &PgPool) -> Vec<String> {
     let mut tx = db.begin().await.unwrap();
-    let claimed = claim_due_invoices(&mut tx, Utc::now(), 10)
+    let claimed = claim_due_invoices(&mut tx, Utc::now(), 10, &mut ClaimCursor::default())
         .await
         .unwrap()
         .into_iter()
@@ -154,6 +163,78 @@ async fn steps_are_held_exactly_while_a_pause_is_active_and_claimed_once_it_ends
     end(dispute).await;
     assert_eq!(held(&db, id).await, [false, false, false]);
     assert_eq!(claimable(&db).await, ["F-1"]);
+    db.close().await;
+    relance_storage::drop_database(&url).await.unwrap();
+}
+
+/// Claims with `cursor` and commits: the numbers claimed.
+async fn claim(db: &PgPool, limit: i64, cursor: &mut ClaimCursor) -> Vec<String> {
+    let mut tx = db.begin().await.unwrap();
+    let claimed = claim_due_invoices(&mut tx, Utc::now(), limit, cursor)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.number)
+        .collect();
+    tx.commit().await.unwrap();
+    claimed
+}
+
+/// A pass's claims read on from where the last one stopped: with steps left pending (as if
+/// each claim's emission had not moved them yet), the second claim takes the next invoice,
+/// not the first again; a new pass (a new cursor) starts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_claim_of_a_pass_reads_on_after_the_steps_the_last_one_took() {
+    let (url, db) = database_with_a_customer().await;
+    // Claims take invoices by id: here the ids are in the order the steps fall due.
+    for (n, number) in [(1u8, "F-A"), (2, "F-B"), (3, "F-C")] {
+        let due = Utc::now() - Duration::days(4 - i64::from(n));
+        invoice_with_id(&db, Uuid::from_u128(u128::from(n)), number, due).await;
+    }
+    let mut pass = ClaimCursor::default();
+    assert_eq!(claim(&db, 1, &mut pass).await, ["F-A"]);
+    assert!(pass.more(), "four steps read, as many as a claim of one looks at");
+    assert_eq!(claim(&db, 1, &mut pass).await, ["F-B"]);
+    assert_eq!(claim(&db, 1, &mut pass).await, ["F-C"]);
+    assert!(!pass.more(), "the last two steps");
+    assert!(claim(&db, 1, &mut pass).await.is_empty());
+    assert!(!pass.more());
+    // The next pass finds them all again (nothing was emitted).
+    assert_eq!(
+        claim(&db, 10, &mut ClaimCursor::default()).await,
+        ["F-A", "F-B", "F-C"]
+    );
+    db.close().await;
+    relance_storage::drop_database(&url).await.unwrap();
+}
+
+/// A claim that could take more invoices than it is allowed leaves the cursor before the
+/// first one it left out: nothing due is passed over within a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_cut_short_by_its_limit_leaves_the_rest_to_the_next_claim() {
+    let (url, db) = database_with_a_customer().await;
+    // Five invoices, two steps each, a second apart: a claim of two looks at eight steps
+    // (the first four invoices) and takes two of them, by id, which may be any two.
+    let due = Utc::now() - Duration::days(1);
+    for i in 0..5 {
+        invoice_due_at(&db, &format!("F-{i}"), due + Duration::seconds(i)).await;
+    }
+    let mut pass = ClaimCursor::default();
+    let mut claimed = Vec::new();
+    for _ in 0..5 {
+        let batch = claim(&db, 2, &mut pass).await;
+        // As the scheduler does: the claimed invoices' steps leave `pending`.
+        sqlx::query(
+            "UPDATE reminder_steps SET status = 'queued' WHERE invoice_id IN (SELECT id FROM invoices WHERE number = ANY($1))",
+        )
+        .bind(&batch)
+        .execute(&db)
+        .await
+        .unwrap();
+        claimed.extend(batch);
+    }
+    claimed.sort();
+    assert_eq!(claimed, ["F-0", "F-1", "F-2", "F-3", "F-4"]);
     db.close().await;
     relance_storage::drop_database(&url).await.unwrap();
 }
