@@ -646,7 +646,9 @@ pub async fn replan_pending(
 }
 
 /// Removes a pending step that a new plan no longer has. Nothing was sent for it, so
-/// nothing refers to it but the journal, which keeps its history.
+/// nothing refers to it but the journal, which keeps its history. The removal is noted for
+/// the hand-off sweep (a trigger, migration ...20261207001100): without its last pending
+/// step, the invoice's sequence may be over.
 pub async fn remove_pending(tx: &mut PgConnection, id: Uuid) -> anyhow::Result<bool> {
     let deleted = sqlx::query("DELETE FROM reminder_steps WHERE id = $1 AND status = 'pending'")
         .bind(id)

@@ -158,3 +158,28 @@ async fn an_ended_sequence_is_indexed_when_its_last_step_is_final_and_claimed_af
     db.close().await;
     relance_storage::drop_database(&url).await.unwrap();
 }
+
+/// A re-plan removes an invoice's last pending step (its customer's segment now has fewer):
+/// what is left is final, so its sequence is over as of the remaining last step, and the
+/// invoice is handed off after the delay like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_ended_by_removing_its_pending_steps_is_indexed_and_handed_off() {
+    let (url, db) = common::fresh_database(4).await;
+    common::insert_customer_c1(&db).await;
+    let (id, [first, last]) = invoice(&db, "F-R").await;
+    finish(&db, first, "sent", t(4, 1)).await;
+    assert_eq!(fold(&db).await, 1);
+    assert_eq!(ended_at(&db, id).await, None, "its second step is still pending");
+
+    let mut replan = db.begin().await.unwrap();
+    assert!(relance_storage::steps::remove_pending(&mut replan, last)
+        .await
+        .unwrap());
+    replan.commit().await.unwrap();
+    assert_eq!(fold(&db).await, 1, "the removal is noted");
+    assert_eq!(ended_at(&db, id).await, Some(t(4, 1)));
+    assert!(claimed(&db, t(4, 9)).await.is_empty());
+    assert_eq!(claimed(&db, t(4, 10)).await, ["F-R"]);
+    db.close().await;
+    relance_storage::drop_database(&url).await.unwrap();
+}
