@@ -76,15 +76,7 @@ async fn an_invoice_with_a_due_step_is_claimed_past_any_number_of_paused_ones() 
     }
     invoice(&db, "F-DUE", 1).await;
 
-    let mut tx = db.begin().await.unwrap();
-    let claimed: Vec<String> = claim_due_invoices(&mut tx, Utc::now(), 2, &mut ClaimCursor::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.number)
-        .collect();
-    tx.rollback().await.unwrap();
-    assert_eq!(claimed, ["F-DUE"]);
+    assert_eq!(claim(&db, 2, &mut ClaimCursor::default()).await, ["F-DUE"]);
     db.close().await;
     relance_storage::drop_database(&url).await.unwrap();
 }
@@ -99,15 +91,7 @@ async fn held(db: &PgPool, invoice: Uuid) -> Vec<bool> {
 }
 
 async fn claimable(db: &PgPool) -> Vec<String> {
-    let mut tx = db.begin().await.unwrap();
-    let claimed = claim_due_invoices(&mut tx, Utc::now(), 10, &mut ClaimCursor::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.number)
-        .collect();
-    tx.rollback().await.unwrap();
-    claimed
+    claim(db, 10, &mut ClaimCursor::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
