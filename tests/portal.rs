@@ -242,6 +242,7 @@ async fn a_customer_sees_its_own_invoices_promises_and_disputes_and_bad_links_ar
     env.move_clock(env.clock.now() + Duration::seconds(1)).await;
     let (status, _, _, _) = open(&client, &base, &link(&env, "F-P1")).await;
     assert_eq!(status, 200);
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,6 +265,7 @@ async fn a_link_asking_too_often_gets_429() {
     let (status, _, _, html) = open(&client, &base, &t).await;
     assert_eq!(status, 429);
     assert!(!html.contains("F-R1"));
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,6 +294,7 @@ async fn with_the_page_published_a_message_links_to_it_and_the_link_opens_the_in
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("F-MAIL") && html.contains("450.00"), "{html}");
+    env.stop().await;
 }
 
 async fn active_pauses(env: &TestEnv, number: &str) -> Vec<String> {

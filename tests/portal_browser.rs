@@ -167,4 +167,5 @@ async fn a_customer_opens_the_link_of_an_email_and_promises_a_date_in_chromium()
     assert_eq!(paused[0]["promised_on"], "2026-03-20");
     assert!(paused[0].to_string().contains("customer page"), "{paused:?}");
     browser.client.close().await.unwrap();
+    env.stop().await;
 }
