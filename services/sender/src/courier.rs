@@ -67,10 +67,11 @@ impl DeliveryGate for OpenGate {
     }
 }
 
-/// At most so many requests at once at a provider (`RELANCE_PROVIDER_MAX_REQUESTS`), shared
-/// by a sender's messages in flight: a gateway's rate limit is met by waiting here rather than
-/// by a 429 and a retry later. A courier takes its turn *before* the last check, so a payment
-/// recorded while a message waits still stops it.
+/// At most so many at once (0: no limit), shared by a sender's messages in flight: requests
+/// at a provider (`RELANCE_PROVIDER_MAX_REQUESTS`: a gateway's rate limit is met by waiting
+/// here rather than by a 429 and a retry later), SMTP connections
+/// (`RELANCE_SMTP_MAX_CONNECTIONS`). A courier takes its turn *before* the last check, so a
+/// payment recorded while a message waits still stops it.
 #[derive(Clone, Default)]
 pub struct RequestLimit(Option<Arc<Semaphore>>);
 

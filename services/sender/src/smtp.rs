@@ -8,7 +8,7 @@
 
 #![allow(deprecated)] // lettre's AsyncNetworkStream: the only public way to its TLS streams.
 
-use crate::courier::{DeliveryError, DeliveryGate};
+use crate::courier::{DeliveryError, DeliveryGate, RequestLimit};
 use anyhow::Context;
 use futures_util::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use lettre::address::Envelope;
@@ -21,7 +21,6 @@ use relance_storage::steps::DeliveryStage;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// How a permanent refusal (5xx) by the SMTP server starts.
 pub const SMTP_REFUSAL: &str = "SMTP server refused the message";
@@ -51,11 +50,11 @@ pub struct SmtpEndpoint {
     timeout: Duration,
     /// Sessions kept open between messages, shared by the clones of the endpoint.
     idle: Arc<IdleSessions>,
-    /// Connections open at once at most, shared by the clones (`None`: no limit). A sender
+    /// Connections open at once at most, shared by the clones (none: no limit). A sender
     /// handles more messages at once than it has sessions (their database work commits in
     /// larger batches); without a limit, each message beyond the kept sessions would open a
     /// connection of its own and close it after one message.
-    connections: Option<Arc<Semaphore>>,
+    connections: RequestLimit,
 }
 
 /// Connections left open after a delivered message, for the next ones: a new connection
@@ -141,14 +140,14 @@ impl SmtpEndpoint {
                 max: 0,
                 sessions: Mutex::new(Vec::new()),
             }),
-            connections: None,
+            connections: RequestLimit::default(),
         })
     }
 
     /// Opens at most `max` connections at once (`RELANCE_SMTP_MAX_CONNECTIONS`; 0: no
     /// limit): a message finding them all in use waits for one to finish its message.
     pub fn limited(mut self, max: usize) -> Self {
-        self.connections = (max > 0).then(|| Arc::new(Semaphore::new(max)));
+        self.connections = RequestLimit::new(max);
         self
     }
 
@@ -207,16 +206,7 @@ impl SmtpEndpoint {
         gate: &dyn DeliveryGate,
     ) -> Result<(String, Duration), DeliveryError> {
         // Held until the connection is kept for the next message or closed.
-        let _connection = match &self.connections {
-            Some(limit) => Some(
-                limit
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| transient("the SMTP connection limit was closed".into()))?,
-            ),
-            None => None,
-        };
+        let _connection = self.connections.turn().await;
         let started = Instant::now();
         let answer = self.exchange(envelope, message, gate).await?;
         Ok((answer, started.elapsed()))
