@@ -14,7 +14,7 @@ use sqlx::PgPool;
 pub const OWN: &str = "/* relance-bench */";
 
 /// Statements kept in a run's profile, the costliest first.
-const KEPT: i64 = 15;
+const KEPT: i64 = 40;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
@@ -27,6 +27,8 @@ pub struct Profile {
     /// Statement time per reminder (or invoice), top-level statements only (it includes waiting for a
     /// core: on a saturated machine it exceeds the database's CPU time).
     pub top_level_ms_each: f64,
+    /// Statements clients sent per reminder (or invoice): each a round trip to the server.
+    pub top_level_calls_each: f64,
     /// The bench's own queries' time (its polls), left out of the above and of `statements`.
     pub bench_ms_each: f64,
     pub statements: Vec<StatementCost>,
@@ -88,8 +90,9 @@ async fn read_statements(db: &PgPool, count: i64, what: &str) -> anyhow::Result<
         .await
         .context("reading pg_stat_statements.track")?;
     let own = format!("{OWN}%");
-    let (top_level_ms, bench_ms): (f64, f64) = sqlx::query_as(
+    let (top_level_ms, top_level_calls, bench_ms): (f64, f64, f64) = sqlx::query_as(
         "SELECT COALESCE(sum(total_exec_time) FILTER (WHERE query NOT LIKE $1), 0)::float8,
+                COALESCE(sum(calls) FILTER (WHERE query NOT LIKE $1), 0)::float8,
                 COALESCE(sum(total_exec_time) FILTER (WHERE query LIKE $1), 0)::float8
          FROM pg_stat_statements
          WHERE toplevel AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
@@ -114,6 +117,7 @@ async fn read_statements(db: &PgPool, count: i64, what: &str) -> anyhow::Result<
         per: what.to_string(),
         track,
         top_level_ms_each: per(top_level_ms),
+        top_level_calls_each: per(top_level_calls),
         bench_ms_each: per(bench_ms),
         statements: rows
             .into_iter()

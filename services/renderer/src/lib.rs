@@ -335,15 +335,39 @@ async fn apply_settlement(
         .await?;
     }
     let invoice_number = &step.invoice_number;
-    journal::append(
-        &mut *tx,
-        now,
-        invoice_number,
-        Some(step.id),
-        "reminder.rendered",
-        journal_detail,
-    )
-    .await?;
+    // Handed straight on to the sender: the entry and the sender's job in one statement.
+    let handed_on = match (&held, &handoff) {
+        (None, Some(Handoff { routing_key, job })) => {
+            Some(outgoing::job(routing_key, job.job_id, invoice_number, job)?)
+        }
+        _ => None,
+    };
+    let action = "reminder.rendered";
+    match &handed_on {
+        Some(job) => {
+            journal::append_with_message(
+                &mut *tx,
+                now,
+                invoice_number,
+                Some(step.id),
+                action,
+                journal_detail,
+                job,
+            )
+            .await?
+        }
+        None => {
+            journal::append(
+                &mut *tx,
+                now,
+                invoice_number,
+                Some(step.id),
+                action,
+                journal_detail,
+            )
+            .await?
+        }
+    }
     if let Some(by) = held {
         let message = json!({
             "message_id": rendered.message_id,
@@ -359,12 +383,9 @@ async fn apply_settlement(
         relance_sequence::approvals::request(&mut *tx, config, invoice, step, by, message, now).await?;
         return Ok(());
     }
-    match handoff {
-        None => open_call_task(&mut *tx, config, step, invoice, &rendered, now).await?,
-        Some(Handoff { routing_key, job }) => {
-            let queued = outgoing::job(&routing_key, job.job_id, invoice_number, &job)?;
-            outbox::enqueue(&mut *tx, &queued, now).await?;
-        }
+    if handoff.is_none() {
+        // A phone step: no sender, a call task for the team.
+        open_call_task(&mut *tx, config, step, invoice, &rendered, now).await?;
     }
     Ok(())
 }

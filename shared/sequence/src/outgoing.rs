@@ -9,7 +9,7 @@ use relance_contracts::{
     ThanksSentV1, VERSION_1,
 };
 use relance_storage::journal;
-use relance_storage::outbox::{self, Destination, OutgoingMessage};
+use relance_storage::outbox::{Destination, OutgoingMessage};
 use relance_storage::steps::{DeliveryState, StepRecord, StepStatus};
 use uuid::Uuid;
 
@@ -87,23 +87,19 @@ pub async fn announce_detail<D: EventDetail>(
     let value = detail
         .to_detail()
         .with_context(|| format!("encoding the detail of {}", D::EVENT_TYPE))?;
-    journal::append(
+    let step_ref = step.map(|s| StepRef {
+        name: &s.name,
+        channel: s.channel.as_str(),
+    });
+    let message = event_with_value(D::EVENT_TYPE, invoice_number, step_ref, value.clone(), now);
+    journal::append_with_message(
         tx,
         now,
         invoice_number,
         step.map(|s| s.id),
         D::EVENT_TYPE,
-        value.clone(),
-    )
-    .await?;
-    let step_ref = step.map(|s| StepRef {
-        name: &s.name,
-        channel: s.channel.as_str(),
-    });
-    outbox::enqueue(
-        tx,
-        &event_with_value(D::EVENT_TYPE, invoice_number, step_ref, value, now),
-        now,
+        value,
+        &message,
     )
     .await
 }

@@ -1,11 +1,12 @@
 //! Queueing a step: its `reminder.due` job into the outbox and `reminder.queued` into the
-//! journal, in the caller's transaction. Reminders and the thank-you go through it alike.
+//! journal, in the caller's transaction, in one statement. Reminders and the thank-you go
+//! through it alike.
 
 use crate::outgoing;
 use chrono::{DateTime, Utc};
 use relance_contracts::names;
 use relance_contracts::{ReminderDueV1, VERSION_1};
-use relance_storage::{journal, outbox};
+use relance_storage::journal;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -26,19 +27,14 @@ pub async fn queue_step(
         step: step_name.to_string(),
         channel: channel.to_string(),
     };
-    outbox::enqueue(
-        tx,
-        &outgoing::job(names::REMINDER_DUE, job.job_id, invoice_number, &job)?,
-        now,
-    )
-    .await?;
-    journal::append(
+    journal::append_with_message(
         tx,
         now,
         invoice_number,
         Some(step_id),
         "reminder.queued",
         json!({ "step": step_name, "channel": channel }),
+        &outgoing::job(names::REMINDER_DUE, job.job_id, invoice_number, &job)?,
     )
     .await
 }
