@@ -79,6 +79,15 @@ async fn start() -> Setup {
     Setup { env, scratch }
 }
 
+impl Setup {
+    /// Stops the services (their RabbitMQ exchanges go with them) and removes the scratch
+    /// folder.
+    async fn finish(self) {
+        self.env.stop().await;
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
 async fn issue(
     env: &TestEnv,
     number: &str,
@@ -493,8 +502,7 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
         .await
         .contains(names::CALL_OUTCOME_RECORDED));
 
-    setup.env.stop().await;
-    let _ = std::fs::remove_dir_all(&setup.scratch);
+    setup.finish().await;
 }
 
 /// Totals as the console serves them at `url`.
@@ -573,6 +581,7 @@ async fn the_console_totals_come_from_a_snapshot_refreshed_in_the_background() {
     );
     let page = get_text(&format!("{fast}/")).await;
     assert!(page.contains("totals as of 2026-03-13 10:05"), "{page}");
+    setup.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -664,6 +673,7 @@ async fn a_console_just_started_serves_its_pages_before_its_first_snapshot() {
         [("high", "1_15", 1, "300.00"), ("medium", "not_due", 1, "100.00")],
         "{aging}"
     );
+    setup.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
