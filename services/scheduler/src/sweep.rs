@@ -16,7 +16,7 @@ use relance_domain::collections::InvoiceState;
 use relance_domain::StepKind;
 use relance_sequence::{outgoing, queue_step};
 use relance_storage::steps::{self, DeliveryStage, StepRecord, StepStatus};
-use relance_storage::{invoices, journal, outbox};
+use relance_storage::{invoices, journal};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
@@ -257,19 +257,14 @@ async fn queue_delivery(tx: &mut PgConnection, step: &StepRecord, now: DateTime<
         channel: step.channel.to_string(),
     };
     let key = names::reminder_rendered(step.channel.sender_kind());
-    outbox::enqueue(
-        tx,
-        &outgoing::job(&key, job.job_id, &step.invoice_number, &job)?,
-        now,
-    )
-    .await?;
-    journal::append(
+    journal::append_with_message(
         tx,
         now,
         &step.invoice_number,
         Some(step.id),
         "reminder.requeued",
         json!({ "stage": "send" }),
+        &outgoing::job(&key, job.job_id, &step.invoice_number, &job)?,
     )
     .await
 }
