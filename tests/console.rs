@@ -634,6 +634,7 @@ async fn a_console_just_started_serves_its_pages_before_its_first_snapshot() {
         .execute(&mut *other)
         .await
         .unwrap();
+    drop(other);
     let url = format!("{base}/api/invoices");
     wait_for("the first totals snapshot", Duration::from_secs(20), || async {
         Ok(!get_json(&url).await["totals_as_of"].is_null())

@@ -641,7 +641,7 @@ async fn delivery_run(
     );
     if let Some(profile) = &run.profile {
         println!(
-            "    database statement time {:.2} ms per reminder in {:.1} statements sent, the bench's polls {:.2} apart (pg_stat_statements, track {}; * inside a function); the costliest:",
+            "    database statement time {:.2} ms per reminder in {:.1} top-level statements, the bench's polls {:.2} apart (pg_stat_statements, track {}; * inside a function); the costliest:",
             profile.top_level_ms_each, profile.top_level_calls_each, profile.bench_ms_each, profile.track
         );
         for line in profile.lines(8) {

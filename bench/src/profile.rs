@@ -27,7 +27,9 @@ pub struct Profile {
     /// Statement time per reminder (or invoice), top-level statements only (it includes waiting for a
     /// core: on a saturated machine it exceeds the database's CPU time).
     pub top_level_ms_each: f64,
-    /// Statements clients sent per reminder (or invoice): each a round trip to the server.
+    /// Top-level statements per reminder (or invoice): those clients sent, each a round trip
+    /// to the server, and the trigger functions run at commit (`journal_link_pending`,
+    /// `outbox_sequence_pending`), which `pg_stat_statements` counts as top-level too.
     pub top_level_calls_each: f64,
     /// The bench's own queries' time (its polls), left out of the above and of `statements`.
     pub bench_ms_each: f64,

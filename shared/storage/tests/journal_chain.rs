@@ -706,3 +706,59 @@ async fn concurrent_transactions_chain_in_commit_order_each_linking_its_own() {
     worker.close().await;
     db.drop_db().await;
 }
+
+/// An entry written with its outbox message in one statement (`append_with_message`, as the
+/// services announce events and queue jobs) is chained at commit like any other, and its
+/// event numbered in the invoice's sequence: two transactions, each a plain entry and an
+/// entry with its event, give one chain of four and events 1 and 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_written_with_its_event_in_one_statement_is_chained_and_the_event_numbered() {
+    use relance_storage::outbox::{Destination, OutgoingMessage};
+    let db = FreshDb::create().await;
+    let worker = db.worker(2).await;
+    for (day, action) in [(2, "reminder.sent"), (3, "reminder.failed")] {
+        let mut tx = worker.begin().await.unwrap();
+        journal::append(&mut tx, t(day, 8), "F-9", None, "note", json!({ "day": day }))
+            .await
+            .unwrap();
+        let event = OutgoingMessage {
+            destination: Destination::Events,
+            routing_key: action.to_string(),
+            message_id: Uuid::new_v4(),
+            correlation_id: "F-9".to_string(),
+            payload: json!({ "event_type": action, "sequence": null }),
+            headers: Default::default(),
+        };
+        journal::append_with_message(&mut tx, t(day, 9), "F-9", None, action, json!({}), &event)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let chain: Vec<(String, i64)> =
+        sqlx::query_as("SELECT action, seq FROM journal WHERE invoice_number = 'F-9' ORDER BY seq")
+            .fetch_all(&db.owner)
+            .await
+            .unwrap();
+    let expected: Vec<(String, i64)> = vec![
+        ("note".into(), 1),
+        ("reminder.sent".into(), 2),
+        ("note".into(), 3),
+        ("reminder.failed".into(), 4),
+    ];
+    assert_eq!(chain, expected);
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    let events: Vec<(String, Option<i64>, serde_json::Value)> = sqlx::query_as(
+        "SELECT routing_key, sequence, payload->'sequence' FROM outbox WHERE correlation_id = 'F-9' ORDER BY id",
+    )
+    .fetch_all(&db.owner)
+    .await
+    .unwrap();
+    let expected: Vec<(String, Option<i64>, serde_json::Value)> = vec![
+        ("reminder.sent".into(), Some(1), json!(1)),
+        ("reminder.failed".into(), Some(2), json!(2)),
+    ];
+    assert_eq!(events, expected);
+    worker.close().await;
+    db.drop_db().await;
+}
