@@ -342,32 +342,16 @@ async fn apply_settlement(
         }
         _ => None,
     };
-    let action = "reminder.rendered";
-    match &handed_on {
-        Some(job) => {
-            journal::append_with_message(
-                &mut *tx,
-                now,
-                invoice_number,
-                Some(step.id),
-                action,
-                journal_detail,
-                job,
-            )
-            .await?
-        }
-        None => {
-            journal::append(
-                &mut *tx,
-                now,
-                invoice_number,
-                Some(step.id),
-                action,
-                journal_detail,
-            )
-            .await?
-        }
-    }
+    journal::append_with_message(
+        &mut *tx,
+        now,
+        invoice_number,
+        Some(step.id),
+        "reminder.rendered",
+        journal_detail,
+        handed_on.as_ref(),
+    )
+    .await?;
     if let Some(by) = held {
         let message = json!({
             "message_id": rendered.message_id,

@@ -264,7 +264,7 @@ async fn queue_delivery(tx: &mut PgConnection, step: &StepRecord, now: DateTime<
         Some(step.id),
         "reminder.requeued",
         json!({ "stage": "send" }),
-        &outgoing::job(&key, job.job_id, &step.invoice_number, &job)?,
+        Some(&outgoing::job(&key, job.job_id, &step.invoice_number, &job)?),
     )
     .await
 }

@@ -99,7 +99,7 @@ pub async fn announce_detail<D: EventDetail>(
         step.map(|s| s.id),
         D::EVENT_TYPE,
         value,
-        &message,
+        Some(&message),
     )
     .await
 }

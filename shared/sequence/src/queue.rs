@@ -34,7 +34,12 @@ pub async fn queue_step(
         Some(step_id),
         "reminder.queued",
         json!({ "step": step_name, "channel": channel }),
-        &outgoing::job(names::REMINDER_DUE, job.job_id, invoice_number, &job)?,
+        Some(&outgoing::job(
+            names::REMINDER_DUE,
+            job.job_id,
+            invoice_number,
+            &job,
+        )?),
     )
     .await
 }

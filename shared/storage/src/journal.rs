@@ -11,7 +11,7 @@ pub mod canonical;
 pub mod document;
 pub mod verify;
 
-use crate::outbox::OutgoingMessage;
+use crate::outbox::{self, OutgoingMessage, PgQuery};
 use anyhow::Context;
 use canonical::EntryContent;
 use chrono::{DateTime, Utc};
@@ -42,10 +42,10 @@ pub async fn append_unattached(
     append_to_chain(tx, at, None, None, action, detail).await
 }
 
-/// Appends an entry about `invoice_number` and adds `message` to the outbox, both in the
-/// caller's transaction and in one statement: an event and its entry (or a job and the entry
-/// that says it was queued) are one fact, and one round trip to the database instead of two
-/// (on the hot path, three pairs per reminder).
+/// Appends an entry about `invoice_number` and, when given, adds `message` to the outbox,
+/// both in the caller's transaction and in one statement: an event and its entry (or a job
+/// and the entry that says it was queued) are one fact, and one round trip to the database
+/// instead of two (on the hot path, three pairs per reminder).
 pub async fn append_with_message(
     tx: &mut PgConnection,
     at: DateTime<Utc>,
@@ -53,53 +53,46 @@ pub async fn append_with_message(
     step_id: Option<Uuid>,
     action: &str,
     detail: serde_json::Value,
-    message: &OutgoingMessage,
+    message: Option<&OutgoingMessage>,
 ) -> anyhow::Result<()> {
+    let Some(message) = message else {
+        return append_to_chain(tx, at, Some(invoice_number), step_id, action, detail).await;
+    };
     let entry = Entry::new(&mut *tx, at, Some(invoice_number), step_id, action, detail).await?;
-    sqlx::query(
+    let query = sqlx::query(
         "WITH entry AS (
              INSERT INTO journal (at, invoice_number, step_id, action, detail, document_sha256, content_sha256)
              VALUES ($1, $2, $3, $4, $5, $6, $7))
          INSERT INTO outbox (destination, routing_key, message_id, correlation_id, payload, headers, created_at)
          VALUES ($8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(entry.at)
-    .bind(invoice_number)
-    .bind(step_id)
-    .bind(action)
-    .bind(entry.detail)
-    .bind(entry.document_sha256)
-    .bind(entry.content_sha256)
-    .bind(message.destination.as_str())
-    .bind(&message.routing_key)
-    .bind(message.message_id)
-    .bind(&message.correlation_id)
-    .bind(&message.payload)
-    .bind(sqlx::types::Json(&message.headers))
-    .bind(at)
-    .execute(tx)
-    .await
-    .with_context(|| format!("journaling {action} with its {} message", message.routing_key))?;
+    );
+    outbox::bind_message(entry.bind(query), message, at)
+        .execute(tx)
+        .await
+        .with_context(|| format!("journaling {action} with its {} message", message.routing_key))?;
     Ok(())
 }
 
 /// An entry ready to be inserted: its time at the stored precision, and its hashes.
-struct Entry {
+struct Entry<'a> {
     at: DateTime<Utc>,
+    invoice_number: Option<&'a str>,
+    step_id: Option<Uuid>,
+    action: &'a str,
     detail: serde_json::Value,
     document_sha256: Option<String>,
     content_sha256: String,
 }
 
-impl Entry {
+impl<'a> Entry<'a> {
     /// Hashes an entry's content; one about a step that has a rendered document carries that
     /// document's hash (read in the caller's transaction).
     async fn new(
         tx: &mut PgConnection,
         at: DateTime<Utc>,
-        invoice_number: Option<&str>,
+        invoice_number: Option<&'a str>,
         step_id: Option<Uuid>,
-        action: &str,
+        action: &'a str,
         detail: serde_json::Value,
     ) -> anyhow::Result<Self> {
         let at = canonical::to_stored_precision(at);
@@ -118,10 +111,29 @@ impl Entry {
         .sha256();
         Ok(Entry {
             at,
+            invoice_number,
+            step_id,
+            action,
             detail,
             document_sha256,
             content_sha256,
         })
+    }
+
+    /// Binds the entry's seven columns, in the order of the journal's inserts above, as a
+    /// query's first parameters.
+    fn bind<'q>(self, query: PgQuery<'q>) -> PgQuery<'q>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.at)
+            .bind(self.invoice_number)
+            .bind(self.step_id)
+            .bind(self.action)
+            .bind(self.detail)
+            .bind(self.document_sha256)
+            .bind(self.content_sha256)
     }
 }
 
@@ -134,20 +146,15 @@ async fn append_to_chain(
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
     let entry = Entry::new(&mut *tx, at, invoice_number, step_id, action, detail).await?;
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO journal (at, invoice_number, step_id, action, detail, document_sha256, content_sha256)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(entry.at)
-    .bind(invoice_number)
-    .bind(step_id)
-    .bind(action)
-    .bind(entry.detail)
-    .bind(entry.document_sha256)
-    .bind(entry.content_sha256)
-    .execute(tx)
-    .await
-    .with_context(|| format!("journaling {action}"))?;
+    );
+    entry
+        .bind(query)
+        .execute(tx)
+        .await
+        .with_context(|| format!("journaling {action}"))?;
     Ok(())
 }
 

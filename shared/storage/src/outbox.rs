@@ -36,26 +36,41 @@ pub struct OutgoingMessage {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A query with its parameters, to bind a message's columns onto.
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 pub async fn enqueue(
     tx: &mut PgConnection,
     message: &OutgoingMessage,
     at: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO outbox (destination, routing_key, message_id, correlation_id, payload, headers, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(message.destination.as_str())
-    .bind(&message.routing_key)
-    .bind(message.message_id)
-    .bind(&message.correlation_id)
-    .bind(&message.payload)
-    .bind(sqlx::types::Json(&message.headers))
-    .bind(at)
-    .execute(tx)
-    .await
-    .with_context(|| format!("adding a {} message to the outbox", message.routing_key))?;
+    );
+    bind_message(query, message, at)
+        .execute(tx)
+        .await
+        .with_context(|| format!("adding a {} message to the outbox", message.routing_key))?;
     Ok(())
+}
+
+/// Binds a message's seven columns, in the order of the outbox's inserts (`destination`,
+/// `routing_key`, `message_id`, `correlation_id`, `payload`, `headers`, `created_at`), as a
+/// query's next parameters.
+pub(crate) fn bind_message<'q>(
+    query: PgQuery<'q>,
+    message: &'q OutgoingMessage,
+    at: DateTime<Utc>,
+) -> PgQuery<'q> {
+    query
+        .bind(message.destination.as_str())
+        .bind(&message.routing_key)
+        .bind(message.message_id)
+        .bind(&message.correlation_id)
+        .bind(&message.payload)
+        .bind(sqlx::types::Json(&message.headers))
+        .bind(at)
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

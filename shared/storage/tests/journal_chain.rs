@@ -729,7 +729,7 @@ async fn an_entry_written_with_its_event_in_one_statement_is_chained_and_the_eve
             payload: json!({ "event_type": action, "sequence": null }),
             headers: Default::default(),
         };
-        journal::append_with_message(&mut tx, t(day, 9), "F-9", None, action, json!({}), &event)
+        journal::append_with_message(&mut tx, t(day, 9), "F-9", None, action, json!({}), Some(&event))
             .await
             .unwrap();
         tx.commit().await.unwrap();
