@@ -762,3 +762,106 @@ async fn an_entry_written_with_its_event_in_one_statement_is_chained_and_the_eve
     worker.close().await;
     db.drop_db().await;
 }
+
+/// One transaction journals and announces for several invoices at once, as a group commit
+/// or a scheduler batch does: some with one entry and event, some with several, some whose
+/// chains exist and some that start here. Every chain is linked in id order, each invoice's
+/// events numbered in id order, and a later transaction of the same shape chains on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_about_many_invoices_links_every_chain_and_numbers_every_invoice_in_order() {
+    use relance_storage::outbox::{Destination, OutgoingMessage};
+    let db = FreshDb::create().await;
+    let worker = db.worker(2).await;
+    append(&worker, "M-2", None, "before", json!({}), t(1, 9)).await;
+    // (invoice, entries in this transaction), interleaved as handlers of a batch write them.
+    let shapes = [("M-1", 1), ("M-2", 3), ("M-3", 2), ("M-4", 1)];
+    for day in [2, 3] {
+        let mut tx = worker.begin().await.unwrap();
+        for round in 0..3 {
+            for (invoice, entries) in shapes {
+                if round >= entries {
+                    continue;
+                }
+                let event = OutgoingMessage {
+                    destination: Destination::Events,
+                    routing_key: format!("test.{day}.{round}"),
+                    message_id: Uuid::new_v4(),
+                    correlation_id: invoice.to_string(),
+                    payload: json!({ "sequence": null }),
+                    headers: Default::default(),
+                };
+                let action = format!("test.{day}.{round}");
+                journal::append_with_message(
+                    &mut tx,
+                    t(day, 9),
+                    invoice,
+                    None,
+                    &action,
+                    json!({}),
+                    Some(&event),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        // An entry of the global chain too (no invoice).
+        journal::append_unattached(&mut tx, t(day, 9), "test.global", json!({ "day": day }))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    for (invoice, entries) in shapes {
+        let chain: Vec<(String, i64)> =
+            sqlx::query_as("SELECT action, seq FROM journal WHERE invoice_number = $1 ORDER BY id")
+                .bind(invoice)
+                .fetch_all(&db.owner)
+                .await
+                .unwrap();
+        let earlier = usize::from(invoice == "M-2");
+        let mut expected: Vec<String> = if earlier == 1 {
+            vec!["before".into()]
+        } else {
+            vec![]
+        };
+        for day in [2, 3] {
+            expected.extend((0..entries).map(|round| format!("test.{day}.{round}")));
+        }
+        let actions: Vec<String> = chain.iter().map(|(action, _)| action.clone()).collect();
+        assert_eq!(actions, expected, "{invoice}: entries in id order");
+        let positions: Vec<i64> = chain.iter().map(|(_, seq)| *seq).collect();
+        let counted: Vec<i64> = (1..=i64::try_from(chain.len()).unwrap()).collect();
+        assert_eq!(positions, counted, "{invoice}: linked in id order, from 1");
+        let events: Vec<(String, Option<i64>, serde_json::Value)> = sqlx::query_as(
+            "SELECT routing_key, sequence, payload->'sequence' FROM outbox WHERE correlation_id = $1 ORDER BY id",
+        )
+        .bind(invoice)
+        .fetch_all(&db.owner)
+        .await
+        .unwrap();
+        let numbered: Vec<(String, Option<i64>, serde_json::Value)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (key, _, _))| {
+                let n = i64::try_from(i + 1).unwrap();
+                (key.clone(), Some(n), json!(n))
+            })
+            .collect();
+        assert_eq!(events.len(), 2 * entries, "{invoice}: every event kept");
+        assert_eq!(events, numbered, "{invoice}: events numbered in id order, from 1");
+    }
+    let global: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM journal WHERE action = 'test.global' ORDER BY id")
+            .fetch_all(&db.owner)
+            .await
+            .unwrap();
+    assert_eq!(global.len(), 2);
+    assert_eq!(
+        global[1],
+        global[0] + 1,
+        "the global chain moves on by one per transaction"
+    );
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    worker.close().await;
+    db.drop_db().await;
+}
