@@ -12,13 +12,20 @@
 -- every other lock the transaction holds), entries of a chain in id order, events of an
 -- invoice in id order; the entries checked `hash IS NULL AND content_sha256 IS NOT NULL`.
 -- `ORDER BY ... FOR UPDATE` locks rows in that order (the lock is taken above the sort).
+--
+-- Both functions plan their statements once per session (`plan_cache_mode =
+-- force_generic_plan`): their parameters are arrays of ids, for which PostgreSQL's generic
+-- plan looked costlier than a plan made for the values at hand, so it planned every statement
+-- again at every commit. Measured with pgbench on a 50,000-invoice journal, a transaction of
+-- one entry and its event: 0.55-0.58 ms at commit before, 1.2-1.6 set-wise with a plan per
+-- call, 0.39-0.41 set-wise with plans kept; of four: 1.26-1.46, 1.40-1.56, 0.66-0.80.
 
 CREATE OR REPLACE FUNCTION journal_link_ids(ids bigint[]) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     chains     text[];
     entries    bigint;
-    locked     bigint;
+    found      text[];
     chain_name text;
     head_seq   bigint;
     head_hash  text;
@@ -35,14 +42,17 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Every head, locked in name order; a chain's first entry creates its head.
-    PERFORM 1 FROM journal_heads WHERE chain = ANY (chains) ORDER BY chain FOR UPDATE;
-    GET DIAGNOSTICS locked = ROW_COUNT;
-    IF locked < cardinality(chains) THEN
+    -- Every head, locked in name order; a chain's first entry creates its head. (The
+    -- missing ones are told from the locked ones here, not by the database: an anti-join
+    -- would read every head there is.)
+    SELECT array_agg(chain) INTO found FROM (
+        SELECT chain FROM journal_heads WHERE chain = ANY (chains) ORDER BY chain FOR UPDATE
+    ) AS heads;
+    IF cardinality(found) IS DISTINCT FROM cardinality(chains) THEN
         INSERT INTO journal_heads (chain, seq, hash, updated_at)
         SELECT c, 0, repeat('0', 64), clock_timestamp()
         FROM unnest(chains) AS c
-        WHERE NOT EXISTS (SELECT 1 FROM journal_heads h WHERE h.chain = c)
+        WHERE c <> ALL (COALESCE(found, '{}'))
         ORDER BY c
         ON CONFLICT (chain) DO NOTHING;
         PERFORM 1 FROM journal_heads WHERE chain = ANY (chains) ORDER BY chain FOR UPDATE;
@@ -109,13 +119,13 @@ REVOKE EXECUTE ON FUNCTION journal_link_ids(bigint[]) FROM PUBLIC;
 -- counters): the counters locked in one statement in name order, the first event of every
 -- invoice numbered at once, the later ones one by one.
 CREATE OR REPLACE FUNCTION outbox_sequence_pending() RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     noted    text := NULLIF(current_setting('relance.outbox_pending', true), '');
     ids      bigint[];
     keys     text[];
     events   bigint;
-    locked   bigint;
+    found    text[];
     key      text;
     last_seq bigint;
     event    record;
@@ -134,13 +144,15 @@ BEGIN
         RETURN;
     END IF;
 
-    PERFORM 1 FROM event_sequences WHERE correlation_id = ANY (keys) ORDER BY correlation_id FOR UPDATE;
-    GET DIAGNOSTICS locked = ROW_COUNT;
-    IF locked < cardinality(keys) THEN
+    SELECT array_agg(correlation_id) INTO found FROM (
+        SELECT correlation_id FROM event_sequences
+        WHERE correlation_id = ANY (keys) ORDER BY correlation_id FOR UPDATE
+    ) AS counters;
+    IF cardinality(found) IS DISTINCT FROM cardinality(keys) THEN
         INSERT INTO event_sequences (correlation_id, last_sequence)
         SELECT k, 0
         FROM unnest(keys) AS k
-        WHERE NOT EXISTS (SELECT 1 FROM event_sequences s WHERE s.correlation_id = k)
+        WHERE k <> ALL (COALESCE(found, '{}'))
         ORDER BY k
         ON CONFLICT (correlation_id) DO NOTHING;
         PERFORM 1 FROM event_sequences WHERE correlation_id = ANY (keys) ORDER BY correlation_id FOR UPDATE;
