@@ -865,3 +865,74 @@ async fn a_transaction_about_many_invoices_links_every_chain_and_numbers_every_i
     worker.close().await;
     db.drop_db().await;
 }
+
+/// While another transaction is creating a chain's head (its first entry, not yet
+/// committed), a commit that needs that head and one that exists waits for the creation
+/// holding no head at all: a third commit journaling about the existing chain goes through.
+/// (Were the existing head locked before the missing one was created, the third would wait
+/// for the second, and with the first needing the existing head too the three would
+/// deadlock.) Events' counters are taken the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_waiting_to_create_a_head_holds_no_other_head() {
+    use std::time::Duration;
+    let db = FreshDb::create().await;
+    let worker = db.worker(3).await;
+    // "D-2" has a head; "D-1" (sorted before it) has none yet.
+    append(&worker, "D-2", None, "first", json!({}), t(4, 8)).await;
+    // Another transaction creating D-1's head, not committed yet.
+    let mut creating = db.owner.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO journal_heads (chain, seq, hash, updated_at) VALUES ('D-1', 0, repeat('0', 64), now())",
+    )
+    .execute(&mut *creating)
+    .await
+    .unwrap();
+    let mut both = worker.begin().await.unwrap();
+    for invoice in ["D-1", "D-2"] {
+        journal::append(&mut both, t(4, 9), invoice, None, "both", json!({}))
+            .await
+            .unwrap();
+    }
+    let both = tokio::spawn(async move { both.commit().await });
+    // Its commit waits for the creation of D-1's head.
+    let start = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.owner)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the commit never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut existing = worker.begin().await.unwrap();
+    journal::append(&mut existing, t(4, 10), "D-2", None, "existing", json!({}))
+        .await
+        .unwrap();
+    let through = tokio::time::timeout(Duration::from_secs(10), existing.commit()).await;
+    // Whatever happened, the creation ends (rolled back: the waiting commit creates the head).
+    creating.rollback().await.unwrap();
+    assert!(
+        matches!(through, Ok(Ok(()))),
+        "a commit about the existing chain waited for one waiting to create another: {through:?}"
+    );
+    both.await.unwrap().expect("the commit that waited goes through");
+    let order: Vec<(String, i64)> =
+        sqlx::query_as("SELECT action, seq FROM journal WHERE invoice_number = 'D-2' ORDER BY seq")
+            .fetch_all(&db.owner)
+            .await
+            .unwrap();
+    let expected: Vec<(String, i64)> = vec![("first".into(), 1), ("existing".into(), 2), ("both".into(), 3)];
+    assert_eq!(order, expected, "D-2 chained in commit order");
+    let report = verify_all(&db.owner).await;
+    assert!(report.is_intact(), "{:?}", report.problems);
+    worker.close().await;
+    db.drop_db().await;
+}
