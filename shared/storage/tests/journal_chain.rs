@@ -177,6 +177,28 @@ async fn entry_id(db: &PgPool, invoice: &str, action: &str) -> i64 {
         .unwrap()
 }
 
+/// Polls (10 s at most) until a session of the test's database waits for a lock: `who`, the
+/// session the test made wait, is named if it never does.
+async fn until_a_session_waits_for_a_lock(db: &PgPool, who: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{who} never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn verify_all(db: &PgPool) -> verify::Verification {
     verify::verify_all(db).await.unwrap()
 }
@@ -488,23 +510,7 @@ async fn linking_at_commit_cannot_deadlock_with_row_locks() {
             .await?;
         payment.commit().await
     });
-    let start = std::time::Instant::now();
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&db.owner)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "the payment never waited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    until_a_session_waits_for_a_lock(&db.owner, "the payment").await;
     journal::append(
         &mut renderer,
         t(23, 9),
@@ -895,23 +901,7 @@ async fn a_commit_waiting_to_create_a_head_holds_no_other_head() {
     }
     let both = tokio::spawn(async move { both.commit().await });
     // Its commit waits for the creation of D-1's head.
-    let start = std::time::Instant::now();
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&db.owner)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the commit never waited"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_a_session_waits_for_a_lock(&db.owner, "the commit").await;
     let mut existing = worker.begin().await.unwrap();
     journal::append(&mut existing, t(4, 10), "D-2", None, "existing", json!({}))
         .await
