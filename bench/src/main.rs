@@ -24,6 +24,7 @@ mod profile;
 mod providers;
 mod report;
 mod sink;
+mod writes;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
@@ -102,6 +103,29 @@ enum Bench {
         /// Keep the bench's database afterwards (its URL is printed), to look at its plans.
         #[arg(long)]
         keep: bool,
+    },
+    /// A journal entry with the event it announces (the costliest write of a delivery run),
+    /// as relance writes it (a statement per entry) against set-wise (a statement per
+    /// transaction), in transactions of `--batch` entries, as a group commit makes them.
+    Writes {
+        /// Connections committing at once.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Seconds each mode runs, per round.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Entries per transaction (a group commit's reminders).
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Invoices the entries are about (their chains and event counters).
+        #[arg(long, default_value_t = 50_000)]
+        invoices: u64,
+        /// Times both modes run, one after the other.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Folder of the JSON result (default: bench/results).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -259,6 +283,25 @@ async fn main() -> anyhow::Result<()> {
                     with_bench_database_url(&cli.database_url, keep, bench).await
                 }
             }
+        }
+        Bench::Writes {
+            clients,
+            seconds,
+            batch,
+            invoices,
+            rounds,
+            out,
+        } => {
+            let opts = writes::Options {
+                clients: clients.max(1),
+                seconds,
+                batch: batch.max(1),
+                invoices,
+                rounds: rounds.max(1),
+            };
+            let out = out.unwrap_or_else(pipeline::default_out);
+            let bench = |db, url| async move { writes::run(db, url, opts, &out).await };
+            with_bench_database_url(&cli.database_url, false, bench).await
         }
         Bench::Console { invoices, runs, keep } => {
             let bench = |db, url| console::run(db, url, invoices, runs);
