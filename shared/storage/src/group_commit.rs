@@ -79,6 +79,7 @@ impl GroupCommit {
     pub fn start(pool: &PgPool, service: &'static str, lanes: usize, max_batch: usize) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         let waiting = Arc::new(Mutex::new(waiting));
+        metrics::start_commit_batches(service);
         for _ in 0..lanes.max(1) {
             tokio::spawn(lane(pool.clone(), service, waiting.clone(), max_batch.max(1)));
         }

@@ -609,6 +609,12 @@ pub fn observe_commit_batch(service: &'static str, pieces: usize) {
     histogram!(COMMIT_BATCH_SIZE, "service" => service).record(pieces as f64);
 }
 
+/// The group commits of `service` have started: their undone batches are counted from zero
+/// (a series that exists before the first one, so that a rate of none reads 0, not "no data").
+pub fn start_commit_batches(service: &'static str) {
+    counter!(COMMIT_BATCHES_UNDONE, "service" => service).increment(0);
+}
+
 /// A group commit of `service` was rolled back for one piece's failure (or its commit's).
 pub fn record_commit_batch_undone(service: &'static str) {
     counter!(COMMIT_BATCHES_UNDONE, "service" => service).increment(1);
