@@ -375,22 +375,82 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         ("sent".into(), "email".into())
     );
 
-    // The reply handled: the pause ends and the sequence resumes.
-    let handled = env
-        .cli(&[
-            "tasks",
-            "handled",
-            &reply_id,
-            "--note",
-            "called back: paid",
-            "--wait",
-            "30",
-        ])
-        .await;
-    assert!(handled.ok, "{}\n{}", handled.stdout, handled.stderr);
+    // The console's task page lists the reply too, with its form; its JSON twin as well.
+    let console = env.start_console(None).await.unwrap();
+    let listed: serde_json::Value = reqwest::get(format!("{console}/api/replies"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replies = listed["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), 1, "{listed}");
+    assert_eq!(replies[0]["id"], json!(reply_id), "{listed}");
+    assert_eq!(replies[0]["invoice_number"], "F-R1", "{listed}");
+    assert_eq!(replies[0]["pauses"], true, "{listed}");
+    let tasks_page = client.get(format!("{console}/tasks")).send().await.unwrap();
+    let console_cookie = tasks_page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = tasks_page.text().await.unwrap();
+    assert!(
+        html.contains(&format!("id=\"reply-{reply_id}\"")) && html.contains("/tasks/replies/handled"),
+        "{html}"
+    );
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let handle = |csrf: &str, cookie: Option<&str>| {
+        let mut request = client
+            .post(format!("{console}/tasks/replies/handled"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "csrf={csrf}&reply_id={reply_id}&note=called+back%3A+paid"
+            ));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie.to_string());
+        }
+        request.send()
+    };
+    // Another site's form (no cookie) is refused, and nothing is handled.
+    assert_eq!(handle(&csrf, None).await.unwrap().status(), 403);
+    assert_eq!(env.journal_count("F-R1", "reply.handled").await, 0);
+
+    // The reply handled from the console: the pause ends and the sequence resumes.
+    let handled = handle(&csrf, Some(&console_cookie)).await.unwrap();
+    assert_eq!(handled.status(), 303);
+    let location = handled.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("/invoices/F-R1?applied="), "{location}");
     env.wait_journal("F-R1", names::INVOICE_RESUMED, 1).await;
+    let note = env.journal_details("F-R1", "reply.handled").await;
+    assert_eq!(note[0]["note"], "called back: paid", "{note:?}");
     let tasks = env.cli(&["tasks"]).await;
     assert!(!tasks.stdout.contains(&reply_id), "{}", tasks.stdout);
+    let all = env.cli(&["tasks", "--all"]).await;
+    assert!(all.stdout.contains("called back: paid"), "{}", all.stdout);
+    let left: serde_json::Value = reqwest::get(format!("{console}/api/replies"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left["replies"], json!([]), "{left}");
+    // Handled twice (here from the command line): refused by the payments listener.
+    let again = env.cli(&["tasks", "handled", &reply_id, "--wait", "3"]).await;
+    assert!(
+        !again.ok && again.stderr.contains("refused"),
+        "{}\n{}",
+        again.stdout,
+        again.stderr
+    );
+    assert_eq!(env.journal_count("F-R1", "reply.handled").await, 1);
     env.run_until(date(2026, 3, 17)).await;
     assert_eq!(
         step(&env, "F-R1", "reminder_2").await,

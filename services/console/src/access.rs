@@ -97,6 +97,27 @@ impl Csrf {
             _ => false,
         }
     }
+
+    /// Refuses (403) a form whose token is missing or does not match the nonce cookie of the
+    /// request (another site's form, or a page served before a restart): the refusal asks to
+    /// reload `page` (e.g. "the task page").
+    pub(crate) fn check_form(
+        &self,
+        headers: &HeaderMap,
+        token: Option<&str>,
+        page: &str,
+    ) -> Result<(), crate::Failure> {
+        if nonce_of(headers)
+            .zip(token)
+            .is_some_and(|(nonce, token)| self.verify(&nonce, token))
+        {
+            return Ok(());
+        }
+        Err(crate::Failure(
+            StatusCode::FORBIDDEN,
+            format!("the form's CSRF token is missing or does not match: reload {page} and try again"),
+        ))
+    }
 }
 
 impl Default for Csrf {

@@ -180,16 +180,9 @@ pub(crate) async fn action_form(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, Failure> {
-    let genuine = nonce_of(&headers)
-        .zip(form.get("csrf"))
-        .is_some_and(|(nonce, token)| console.csrf.verify(&nonce, token));
-    if !genuine {
-        return Err(Failure(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or does not match: reload the invoice page and try again"
-                .into(),
-        ));
-    }
+    console
+        .csrf
+        .check_form(&headers, form.get("csrf").map(String::as_str), "the invoice page")?;
     let fields: Map<String, Value> = form.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     let done = match read_action(fields) {
         Ok(action) => perform(&console, &number, action).await,

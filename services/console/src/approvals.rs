@@ -81,14 +81,9 @@ pub(crate) async fn decide_form(
     headers: HeaderMap,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, Failure> {
-    let genuine = nonce_of(&headers).is_some_and(|nonce| console.csrf.verify(&nonce, &form.csrf));
-    if !genuine {
-        return Err(Failure(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or does not match: reload the approvals page and try again"
-                .into(),
-        ));
-    }
+    console
+        .csrf
+        .check_form(&headers, Some(&form.csrf), "the approvals page")?;
     let verdict = match form.decision.as_str() {
         "approve" => ApprovalVerdict::Grant,
         "reject" => ApprovalVerdict::Reject,

@@ -325,13 +325,7 @@ async fn act_from_page(
     form: ActionForm,
     action: Action,
 ) -> Result<Response, Failure> {
-    let genuine = nonce_of(&headers).is_some_and(|nonce| console.csrf.verify(&nonce, &form.csrf));
-    if !genuine {
-        return Err(Failure(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or does not match: reload the page and try again".into(),
-        ));
-    }
+    console.csrf.check_form(&headers, Some(&form.csrf), "the page")?;
     act(&console, id, action).await?;
     Ok(Redirect::to(&format!("/dead-letters/{id}?done={}", action.done())).into_response())
 }

@@ -1,5 +1,6 @@
 //! The routes: each page and its JSON twin read the same query of
-//! `relance_storage::console`; the task form publishes `call.outcome`.
+//! `relance_storage::console`; the task page's forms publish `call.outcome` and
+//! `reply.handled`.
 
 use crate::access::{new_nonce, nonce_of};
 use crate::{Failure, Shared};
@@ -46,6 +47,8 @@ pub fn router(console: Shared) -> Router {
         .route("/tasks", get(tasks_page))
         .route("/api/tasks", get(tasks_api))
         .route("/tasks/outcome", post(record_outcome))
+        .route("/api/replies", get(replies_api))
+        .route("/tasks/replies/handled", post(reply_handled))
         .route("/approvals", get(crate::approvals::approvals_page))
         .route("/api/approvals", get(crate::approvals::approvals_api))
         .route("/approvals/decide", post(crate::approvals::decide_form))
@@ -483,8 +486,21 @@ async fn tasks_api(State(console): State<Shared>) -> Result<Json<Value>, Failure
     Ok(Json(json!({ "tasks": tasks })))
 }
 
+/// The customers' replies to handle, oldest first (`?all=true`: every reply, handled ones
+/// with their note), as `relance tasks` lists them.
+async fn replies_api(State(console): State<Shared>, Query(params): Params) -> Result<Json<Value>, Failure> {
+    let all = match params.get("all").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(Failure::bad_request(format!("all={other:?}: true or false"))),
+    };
+    let replies = relance_storage::replies::list(&console.db, all).await?;
+    Ok(Json(json!({ "replies": replies })))
+}
+
 async fn tasks_page(State(console): State<Shared>, headers: HeaderMap) -> Result<Response, Failure> {
     let tasks = relance_storage::calls::list(&console.db, false).await?;
+    let replies = relance_storage::replies::list(&console.db, false).await?;
     // The form's token is tied to this browser's nonce cookie (set here when missing).
     let (nonce, cookie) = match nonce_of(&headers) {
         Some(nonce) => (nonce, None),
@@ -496,7 +512,7 @@ async fn tasks_page(State(console): State<Shared>, headers: HeaderMap) -> Result
     let page = render(
         &console,
         "tasks.html",
-        minijinja::context! { tasks, csrf => console.csrf.token(&nonce) },
+        minijinja::context! { tasks, replies, csrf => console.csrf.token(&nonce) },
     )?;
     let mut response = page.into_response();
     if let Some(cookie) = cookie {
@@ -527,13 +543,9 @@ async fn record_outcome(
     headers: HeaderMap,
     Form(form): Form<OutcomeForm>,
 ) -> Result<Response, Failure> {
-    let genuine = nonce_of(&headers).is_some_and(|nonce| console.csrf.verify(&nonce, &form.csrf));
-    if !genuine {
-        return Err(Failure(
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or does not match: reload the task page and try again".into(),
-        ));
-    }
+    console
+        .csrf
+        .check_form(&headers, Some(&form.csrf), "the task page")?;
     let promised_on =
         match form
             .promised_on
@@ -565,13 +577,74 @@ async fn record_outcome(
     let body = serde_json::to_value(&message).context("encoding call.outcome")?;
     publish(&console, relance_contracts::names::CALL_OUTCOME, &body).await?;
     let number = message.call.invoice_number;
-    let applied = wait_applied(&console, &event_id).await?;
+    show_when_applied(
+        &console,
+        relance_contracts::names::CALL_OUTCOME,
+        &number,
+        &event_id,
+    )
+    .await
+}
+
+/// Waits (up to [`APPLY_WAIT`]) for the payments listener to apply the message published,
+/// then shows the invoice, saying whether it was applied or only published.
+async fn show_when_applied(
+    console: &Shared,
+    routing_key: &str,
+    invoice_number: &str,
+    event_id: &str,
+) -> Result<Response, Failure> {
+    let applied = wait_applied(console, routing_key, event_id).await?;
     let target = format!(
         "/invoices/{}?{}={event_id}",
-        url_encode(&number),
+        url_encode(invoice_number),
         if applied { "applied" } else { "published" }
     );
     Ok(Redirect::to(&target).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct HandledForm {
+    csrf: String,
+    reply_id: String,
+    note: Option<String>,
+}
+
+/// The task page's reply form: publishes `reply.handled`, exactly as `relance tasks handled`
+/// does (the payments listener marks the reply handled and ends the pause it opened).
+async fn reply_handled(
+    State(console): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<HandledForm>,
+) -> Result<Response, Failure> {
+    console
+        .csrf
+        .check_form(&headers, Some(&form.csrf), "the task page")?;
+    let reply = Uuid::parse_str(form.reply_id.trim())
+        .map_err(|_| Failure::bad_request(format!("reply_id={:?} is not a reply id", form.reply_id)))?;
+    let Some(invoice_number) = relance_storage::replies::invoice_of_reply(&console.db, reply).await? else {
+        return Err(Failure(StatusCode::NOT_FOUND, format!("no reply {reply}")));
+    };
+    let event_id = format!("console-{}", Uuid::new_v4().simple());
+    let message = relance_contracts::ReplyHandledV1 {
+        version: relance_contracts::VERSION_1,
+        event_id: event_id.clone(),
+        occurred_at: now(&console),
+        reply: relance_contracts::HandledReplyV1 {
+            invoice_number: invoice_number.clone(),
+            reply_id: reply.to_string(),
+            note: form.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
+        },
+    };
+    let body = serde_json::to_value(&message).context("encoding reply.handled")?;
+    publish(&console, relance_contracts::names::REPLY_HANDLED, &body).await?;
+    show_when_applied(
+        &console,
+        relance_contracts::names::REPLY_HANDLED,
+        &invoice_number,
+        &event_id,
+    )
+    .await
 }
 
 /// Publishes on the inbound exchange with confirms, on a connection of its own (a rare action).
@@ -599,8 +672,10 @@ pub(crate) async fn publish(console: &Shared, routing_key: &str, body: &Value) -
     outcome.with_context(|| format!("publishing {routing_key}"))
 }
 
-async fn wait_applied(console: &Shared, event_id: &str) -> anyhow::Result<bool> {
-    let inbox = format!("payments.{}", relance_contracts::names::CALL_OUTCOME);
+/// Whether the payments listener applied the `routing_key` message `event_id` (its inbox
+/// has it), polled until [`APPLY_WAIT`].
+async fn wait_applied(console: &Shared, routing_key: &str, event_id: &str) -> anyhow::Result<bool> {
+    let inbox = format!("payments.{routing_key}");
     let start = std::time::Instant::now();
     loop {
         let done: bool = sqlx::query_scalar(

@@ -151,8 +151,8 @@ pub async fn insert_reply(
     Ok(id)
 }
 
-/// A reply as `relance tasks` lists it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A reply as `relance tasks` and the console's task page list it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct ReplyTask {
     pub id: Uuid,
     pub invoice_number: String,
