@@ -278,6 +278,11 @@ async fn metrics_count_what_went_out_and_name_no_one() {
         "the process's one relay leads: {last}"
     );
     assert_eq!(sum(&samples, "relance_call_tasks_open", &[]), 0.0, "{last}");
+    assert!(
+        samples.iter().any(|s| s.name == "relance_replies_to_handle"),
+        "{last}"
+    );
+    assert_eq!(sum(&samples, "relance_replies_to_handle", &[]), 0.0, "{last}");
     assert_eq!(sum(&samples, "relance_invoices_paused", &[]), 0.0, "{last}");
     // The process and its loops.
     assert!(

@@ -62,6 +62,15 @@ async fn start(scratch: &std::path::Path, portal_url: &str) -> TestEnv {
     .expect("starting the test environment")
 }
 
+/// The collections gauges' count of replies to handle, computed now.
+async fn replies_to_handle(env: &TestEnv) -> i64 {
+    let mut conn = env.db.acquire().await.unwrap();
+    let figures = relance_storage::gauges::figures(&mut conn, chrono::Utc::now())
+        .await
+        .unwrap();
+    figures.replies_to_handle
+}
+
 /// (status, channel) of an invoice's step.
 async fn step(env: &TestEnv, invoice: &str, name: &str) -> (String, String) {
     sqlx::query_as(
@@ -419,6 +428,8 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         }
         request.send()
     };
+    // The gauge the team's dashboard shows counts it.
+    assert_eq!(replies_to_handle(&env).await, 1);
     // Another site's form (no cookie) is refused, and nothing is handled.
     assert_eq!(handle(&csrf, None).await.unwrap().status(), 403);
     assert_eq!(env.journal_count("F-R1", "reply.handled").await, 0);
@@ -442,6 +453,7 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         .await
         .unwrap();
     assert_eq!(left["replies"], json!([]), "{left}");
+    assert_eq!(replies_to_handle(&env).await, 0);
     // Handled twice (here from the command line): refused by the payments listener.
     let again = env.cli(&["tasks", "handled", &reply_id, "--wait", "3"]).await;
     assert!(

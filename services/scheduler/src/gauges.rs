@@ -76,6 +76,7 @@ fn as_gauges(
             .and_then(|oldest| (now - oldest).to_std().ok())
             .unwrap_or_default(),
         call_tasks_open: count(f.call_tasks_open),
+        replies_to_handle: count(f.replies_to_handle),
         invoices_paused: count(f.invoices_paused),
         invoices: f.invoices.iter().map(|(status, n)| (*status, *n)).collect(),
         // Amounts are computed in decimals; a gauge is a float, for display only.

@@ -37,6 +37,8 @@ pub struct Figures {
     /// When the oldest unpublished outbox row was written.
     pub outbox_oldest: Option<DateTime<Utc>>,
     pub call_tasks_open: i64,
+    /// Customers' replies not yet marked handled.
+    pub replies_to_handle: i64,
     pub invoices_paused: i64,
     /// Invoices per collections status, every status present.
     pub invoices: BTreeMap<&'static str, u64>,
@@ -101,6 +103,11 @@ pub async fn figures(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Res
             .fetch_one(&mut *conn)
             .await
             .context("counting open call tasks")?;
+    let replies_to_handle: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mail_replies WHERE handled_at IS NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .context("counting the replies to handle")?;
     let invoices_paused: i64 =
         sqlx::query_scalar("SELECT count(DISTINCT invoice_id) FROM invoice_pauses WHERE ended_at IS NULL")
             .fetch_one(&mut *conn)
@@ -110,6 +117,7 @@ pub async fn figures(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Res
         outbox_backlog,
         outbox_oldest,
         call_tasks_open,
+        replies_to_handle,
         invoices_paused,
         invoices: CollectionStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
         outstanding: BTreeMap::new(),

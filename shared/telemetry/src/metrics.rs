@@ -38,6 +38,7 @@ pub const OUTBOX_RELAY_LEADING: &str = "relance_outbox_relay_leading";
 pub const SCHEDULER_PASS_DURATION: &str = "relance_scheduler_pass_duration_seconds";
 pub const SCHEDULER_PASS_STEPS: &str = "relance_scheduler_pass_steps_claimed";
 pub const CALL_TASKS_OPEN: &str = "relance_call_tasks_open";
+pub const REPLIES_TO_HANDLE: &str = "relance_replies_to_handle";
 pub const INVOICES_PAUSED: &str = "relance_invoices_paused";
 pub const INVOICES: &str = "relance_invoices";
 pub const OUTSTANDING: &str = "relance_outstanding_amount";
@@ -49,7 +50,7 @@ pub const LOOP_STALLED: &str = "relance_loop_stalled";
 
 /// Every metric relance names (besides the settings' gauges of the health server and the
 /// `process_*` metrics), each documented in `docs/operations.md`.
-pub const ALL: [&str; 32] = [
+pub const ALL: [&str; 33] = [
     STEPS_PLANNED,
     STEPS_EMITTED,
     STEPS_RENDERED,
@@ -73,6 +74,7 @@ pub const ALL: [&str; 32] = [
     SCHEDULER_PASS_DURATION,
     SCHEDULER_PASS_STEPS,
     CALL_TASKS_OPEN,
+    REPLIES_TO_HANDLE,
     INVOICES_PAUSED,
     INVOICES,
     OUTSTANDING,
@@ -412,6 +414,11 @@ fn describe() {
         "call tasks waiting for their outcome"
     );
     describe_gauge!(
+        REPLIES_TO_HANDLE,
+        Unit::Count,
+        "customers' replies read from the mailbox and not yet marked handled"
+    );
+    describe_gauge!(
         INVOICES_PAUSED,
         Unit::Count,
         "invoices held by a promise or a dispute"
@@ -641,6 +648,7 @@ pub struct CollectionsGauges {
     pub outbox_backlog: u64,
     pub outbox_oldest_age: Duration,
     pub call_tasks_open: u64,
+    pub replies_to_handle: u64,
     pub invoices_paused: u64,
     /// Invoices per collections status (every status, zeros included).
     pub invoices: Vec<(&'static str, u64)>,
@@ -664,6 +672,7 @@ pub fn set_collections_gauges(g: &CollectionsGauges) {
     gauge!(OUTBOX_BACKLOG).set(g.outbox_backlog as f64);
     gauge!(OUTBOX_OLDEST_AGE).set(g.outbox_oldest_age.as_secs_f64());
     gauge!(CALL_TASKS_OPEN).set(g.call_tasks_open as f64);
+    gauge!(REPLIES_TO_HANDLE).set(g.replies_to_handle as f64);
     gauge!(INVOICES_PAUSED).set(g.invoices_paused as f64);
     for (status, count) in &g.invoices {
         gauge!(INVOICES, "status" => *status).set(*count as f64);
