@@ -53,6 +53,10 @@ pub trait DeliveryGate: Send + Sync {
     /// `data_end_sent` is committed and the courier must now send the end of DATA (or the
     /// request); `Err(reason)` means abort: send nothing more.
     fn confirm(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// The time now on the service's clock: what a courier dates the message it hands over
+    /// with, once through its turn and the last check (a letter written to the outbox folder
+    /// after waiting past midnight belongs to the new day's folder, not to its claim's).
+    fn now(&self) -> DateTime<Utc>;
 }
 
 /// A gate that lets everything through and records nothing (tests of couriers alone).
@@ -64,6 +68,9 @@ impl DeliveryGate for OpenGate {
     }
     fn confirm(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
+    }
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
     }
 }
 

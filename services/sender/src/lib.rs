@@ -167,6 +167,7 @@ pub async fn deliver_job(
         commits,
         step: &step,
         attempt,
+        clock: &config.clock,
     };
     // No transaction is open while the courier talks to its provider: the lease is renewed
     // beside it, so that the sweep never takes a live delivery for an interrupted one.
@@ -356,6 +357,7 @@ struct StepGate<'a> {
     commits: &'a GroupCommit,
     step: &'a steps::StepRecord,
     attempt: uuid::Uuid,
+    clock: &'a relance_domain::SharedClock,
 }
 
 impl courier::DeliveryGate for StepGate<'_> {
@@ -380,6 +382,10 @@ impl courier::DeliveryGate for StepGate<'_> {
                 )),
             }
         })
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 }
 

@@ -279,7 +279,7 @@ impl Courier for LetterCourier {
                     "the stored letter does not match its SHA-256: not posted".into(),
                 ));
             }
-            let upload = LetterUpload {
+            let mut upload = LetterUpload {
                 reference: parcel.key().to_string(),
                 invoice_number: parcel.step.invoice_number.clone(),
                 step: parcel.step.name.clone(),
@@ -295,6 +295,8 @@ impl Courier for LetterCourier {
             // that may have left makes an interrupted delivery ambiguous (stage
             // `data_end_sent`); it is resent with the same idempotency key only by policy.
             gate.confirm().await.map_err(DeliveryError::Aborted)?;
+            // Dated when it goes, not when it was claimed: the turn may have taken a while.
+            upload.at = gate.now();
             let posted = self.service.post(&upload).await?;
             Ok(Receipt {
                 proof: posted.answer.clone(),

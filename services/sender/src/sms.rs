@@ -203,9 +203,10 @@ impl Courier for SmsCourier {
             let accepted = match &self.provider {
                 SmsProvider::Gateway(gateway) => gateway.send(&sms).await?,
                 SmsProvider::Outbox(outbox) => {
+                    // Dated when it goes, not when it was claimed: the turn may have taken a while.
                     DatedSmsOutbox {
                         outbox,
-                        at: parcel.at,
+                        at: gate.now(),
                     }
                     .send(&sms)
                     .await?

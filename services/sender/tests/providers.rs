@@ -8,9 +8,14 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
 use chrono::{TimeZone, Utc};
-use relance_sender::courier::DeliveryError;
-use relance_sender::postal::{HttpPostalService, LetterUpload, PostalOutbox, PostalService, PostedDocument};
-use relance_sender::sms::{HttpSmsGateway, OutgoingSms, SmsGateway};
+use futures_util::future::BoxFuture;
+use relance_domain::{Channel, Clock, SimulatedClock, StepKind, Tone};
+use relance_sender::courier::{Courier, DeliveryError, DeliveryGate, Parcel};
+use relance_sender::postal::{
+    HttpPostalService, LetterCourier, LetterUpload, PostalOutbox, PostalService, Posted, PostedDocument,
+};
+use relance_sender::sms::{HttpSmsGateway, OutgoingSms, SmsCourier, SmsGateway, SmsOutbox, SmsProvider};
+use relance_storage::steps::{DeliveryStage, RenderedMessage, StepRecord, StepStatus};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -248,5 +253,194 @@ async fn the_outbox_writes_each_letter_once_with_its_manifest_line() {
         std::fs::read(folder.join("F-2-formal_notice-invoice.pdf")).unwrap(),
         b"%PDF-1.4 invoice"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A gate that lets every delivery through, on a clock the test moves.
+struct ClockGate(SimulatedClock);
+
+impl DeliveryGate for ClockGate {
+    fn reached(&self, _stage: DeliveryStage) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn confirm(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.0.now()
+    }
+}
+
+/// The outbox folder, holding the letter of `held` until the test releases it.
+struct HeldOutbox {
+    outbox: PostalOutbox,
+    held: String,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+impl PostalService for HeldOutbox {
+    fn post<'a>(&'a self, letter: &'a LetterUpload) -> BoxFuture<'a, Result<Posted, DeliveryError>> {
+        Box::pin(async move {
+            if letter.invoice_number == self.held {
+                self.entered.notify_one();
+                let _released = self.release.acquire().await.unwrap();
+            }
+            self.outbox.post(letter).await
+        })
+    }
+}
+
+/// A claimed formal notice by letter for `invoice`, claimed at `at`.
+fn letter_parcel(invoice: &str, at: chrono::DateTime<Utc>) -> Parcel {
+    let pdf = format!("%PDF-1.7 formal notice {invoice}").into_bytes();
+    let sha256 = hex::encode(Sha256::digest(&pdf));
+    let step_id = uuid::Uuid::new_v4();
+    Parcel {
+        step: StepRecord {
+            id: step_id,
+            invoice_id: uuid::Uuid::new_v4(),
+            invoice_number: invoice.into(),
+            name: "formal_notice".into(),
+            kind: StepKind::Reminder,
+            position: 4,
+            channel: Channel::Letter,
+            template: "formal_notice".into(),
+            tone: Tone::Formal,
+            due_at: at,
+            status: StepStatus::Sending,
+            emitted_on: Some(at.date_naive()),
+        },
+        rendered: RenderedMessage {
+            step_id,
+            channel: Channel::Letter,
+            message_id: format!("relance-formal_notice-{invoice}"),
+            recipients: vec![
+                "ACME Industrie SA".into(),
+                "12 rue des Forges".into(),
+                "69002 Lyon".into(),
+            ],
+            cc: vec![],
+            subject: "Mise en demeure".into(),
+            body_text: "Mise en demeure de payer".into(),
+            body_html: None,
+            attach_invoice: false,
+            rendered_at: at,
+        },
+        invoice_pdf: None,
+        document: Some((pdf, sha256)),
+        statement: None,
+        creditor: Default::default(),
+        at,
+        request_receipt: false,
+    }
+}
+
+/// The invoices whose letters the outbox's manifest of `day` lists.
+fn manifest_invoices(dir: &std::path::Path, day: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(day).join("manifest.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["invoice"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_letter_that_waited_for_its_turn_past_midnight_goes_in_the_new_days_folder() {
+    let dir = std::env::temp_dir().join(format!("relance-postal-{}", uuid::Uuid::new_v4().simple()));
+    let evening = Utc.with_ymd_and_hms(2026, 3, 20, 23, 58, 0).unwrap();
+    let clock = SimulatedClock::starting_at(evening);
+    let service = Arc::new(HeldOutbox {
+        outbox: PostalOutbox::new(dir.clone()),
+        held: "F-A".into(),
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Semaphore::new(0),
+    });
+    // One letter at the postal service at a time.
+    let courier = Arc::new(LetterCourier::new(service.clone()).limited(1));
+    let gate = Arc::new(ClockGate(clock.clone()));
+    let deliver = |invoice: &str| {
+        let (courier, gate) = (courier.clone(), gate.clone());
+        let parcel = letter_parcel(invoice, evening);
+        tokio::spawn(async move { courier.deliver(&parcel, gate.as_ref()).await })
+    };
+    // F-A takes the one turn and is held at the postal service; F-B, claimed the same
+    // evening, waits for the turn until after midnight.
+    let first = deliver("F-A");
+    tokio::time::timeout(Duration::from_secs(10), service.entered.notified())
+        .await
+        .expect("F-A reaches the postal service");
+    let second = deliver("F-B");
+    clock.set(Utc.with_ymd_and_hms(2026, 3, 21, 0, 1, 0).unwrap());
+    service.release.add_permits(1);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+
+    assert_eq!(manifest_invoices(&dir, "2026-03-20"), ["F-A"]);
+    assert_eq!(manifest_invoices(&dir, "2026-03-21"), ["F-B"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A gate whose last check waits until the test releases it, on a clock the test moves.
+struct HeldGate {
+    clock: SimulatedClock,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+impl DeliveryGate for HeldGate {
+    fn reached(&self, _stage: DeliveryStage) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn confirm(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async {
+            self.entered.notify_one();
+            let _released = self.release.acquire().await.unwrap();
+            Ok(())
+        })
+    }
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+#[tokio::test]
+async fn a_text_message_whose_last_check_ended_past_midnight_goes_in_the_new_days_file() {
+    let dir = std::env::temp_dir().join(format!("relance-sms-{}", uuid::Uuid::new_v4().simple()));
+    let evening = Utc.with_ymd_and_hms(2026, 3, 20, 23, 59, 0).unwrap();
+    let clock = SimulatedClock::starting_at(evening);
+    let courier = SmsCourier::new(SmsProvider::Outbox(SmsOutbox::new(dir.clone())), "Exemple".into());
+    let mut parcel = letter_parcel("F-S", evening);
+    parcel.step.channel = Channel::Sms;
+    parcel.rendered.channel = Channel::Sms;
+    parcel.rendered.recipients = vec!["+33612345678".into()];
+    parcel.document = None;
+    let gate = HeldGate {
+        clock: clock.clone(),
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Semaphore::new(0),
+    };
+    // Claimed at 23:59; its last check is still waiting (for the database) at midnight.
+    let delivery = courier.deliver(&parcel, &gate);
+    let answered = async {
+        tokio::time::timeout(Duration::from_secs(10), gate.entered.notified())
+            .await
+            .expect("the text message reaches its last check");
+        clock.set(Utc.with_ymd_and_hms(2026, 3, 21, 0, 0, 30).unwrap());
+        gate.release.add_permits(1);
+    };
+    let (delivered, ()) = tokio::join!(delivery, answered);
+    delivered.unwrap();
+
+    assert!(!dir.join("2026-03-20").join("sms.jsonl").exists());
+    let file = std::fs::read_to_string(dir.join("2026-03-21").join("sms.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(file.lines().next().unwrap()).unwrap();
+    assert_eq!(line["invoice"], "F-S", "{file}");
+    assert_eq!(line["at"], "2026-03-21T00:00:30Z", "{file}");
     let _ = std::fs::remove_dir_all(&dir);
 }
