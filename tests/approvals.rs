@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use relance_contracts::names;
-use relance_tests::{date, invoice_issued, payment_received, squeeze, TestEnv};
+use relance_tests::{date, invoice_issued, open_form_page, payment_received, squeeze, FormPage, TestEnv};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -301,16 +301,14 @@ async fn the_consoles_approve_form_sends_the_waiting_step() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let page = client.get(format!("{base}/approvals")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = page.text().await.unwrap();
+    let FormPage {
+        status,
+        cookie,
+        token,
+        html,
+    } = open_form_page(&client, &format!("{base}/approvals")).await;
+    assert_eq!(status, 200);
+    assert!(!cookie.is_empty() && !token.is_empty(), "{html}");
     for expected in [
         "F-A6",
         "formal_notice",
@@ -320,12 +318,6 @@ async fn the_consoles_approve_form_sends_the_waiting_step() {
     ] {
         assert!(html.contains(expected), "{expected:?} in the approvals page");
     }
-    let token = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
     let form = |csrf: &str| format!("csrf={csrf}&step_id={step_id}&decision=approve&decided_by=Marie+Dupont");
     let forged = client
         .post(format!("{base}/approvals/decide"))

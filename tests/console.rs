@@ -11,7 +11,9 @@ use base64::Engine;
 use chrono::{TimeZone, Utc};
 use relance::drive::wait_for;
 use relance_contracts::names;
-use relance_tests::{date, invoice_issued, payment_received, relance_binary, TestEnv};
+use relance_tests::{
+    date, invoice_issued, open_form_page, payment_received, relance_binary, FormPage, TestEnv,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -442,26 +444,12 @@ async fn the_console_tracks_every_status_with_filters_pages_totals_aging_and_tim
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let tasks = client.get(format!("{base}/tasks")).send().await.unwrap();
-    let cookie = tasks
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let FormPage {
+        cookie, token, html, ..
+    } = open_form_page(&client, &format!("{base}/tasks")).await;
     assert!(cookie.starts_with("relance_csrf="), "{cookie}");
-    let html = tasks.text().await.unwrap();
     assert!(html.contains("F-CALL"), "{html}");
-    let token = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    assert!(!token.is_empty(), "{html}");
     let task = get_json(&format!("{base}/api/tasks")).await;
     assert_eq!(task["tasks"][0]["invoice_number"], "F-CALL");
     let step_id = task["tasks"][0]["step_id"].as_str().unwrap().to_string();

@@ -11,7 +11,7 @@
 use chrono::{TimeZone, Utc};
 use relance_contracts::names;
 use relance_domain::collections::CollectionStatus;
-use relance_tests::{date, invoice_issued, TestEnv};
+use relance_tests::{date, invoice_issued, open_form_page, TestEnv};
 use serde_json::{json, Value};
 
 async fn register(env: &TestEnv, number: &str, amount: &str) {
@@ -33,30 +33,11 @@ fn browser() -> reqwest::Client {
 
 /// Opens the invoice page as a browser does: its CSRF cookie and the forms' token.
 async fn open_page(client: &reqwest::Client, base: &str, number: &str) -> (String, String, String) {
-    let page = client
-        .get(format!("{base}/invoices/{number}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let cookie = page
-        .headers()
-        .get("set-cookie")
-        .expect("the page sets the CSRF cookie")
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = page.text().await.unwrap();
-    let token = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a form with its CSRF token")
-        .to_string();
-    (cookie, token, html)
+    let page = open_form_page(client, &format!("{base}/invoices/{number}")).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.cookie.is_empty(), "the page sets the CSRF cookie");
+    assert!(!page.token.is_empty(), "a form with its CSRF token");
+    (page.cookie, page.token, page.html)
 }
 
 /// Posts one form of the invoice page.

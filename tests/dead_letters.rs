@@ -7,7 +7,7 @@
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use relance_contracts::names;
-use relance_tests::{date, payment_received, wait_for, CliRun, TestEnv, DEADLINE};
+use relance_tests::{date, open_form_page, payment_received, wait_for, CliRun, FormPage, TestEnv, DEADLINE};
 use serde_json::Value;
 
 async fn relance(env: &TestEnv, args: &[&str]) -> CliRun {
@@ -374,26 +374,15 @@ async fn the_console_lists_shows_replays_and_discards_dead_letters_like_the_comm
     assert_eq!(journal_count(&env, "dead_letter.replayed").await, 1);
 
     // Discard from the page: refused without the form's token, then done and kept.
-    let list_page = client.get(format!("{base}/dead-letters")).send().await.unwrap();
-    let cookie = list_page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = list_page.text().await.unwrap();
+    let FormPage {
+        cookie, token, html, ..
+    } = open_form_page(&client, &format!("{base}/dead-letters")).await;
+    assert!(!cookie.is_empty() && !token.is_empty(), "{html}");
     assert!(html.contains(&format!("dead-letter-{id2}")), "{html}");
     assert!(
         !html.contains(&format!("id=\"dead-letter-{id1}\"")),
         "replayed: not pending"
     );
-    let token = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
     let discard = |csrf: String| {
         client
             .post(format!("{base}/dead-letters/{id2}/discard"))

@@ -1077,3 +1077,37 @@ async fn serve_console(config: Config, shutdown: &CancellationToken) -> anyhow::
     tokio::spawn(server);
     Ok(format!("http://{addr}"))
 }
+
+/// A page with forms as a browser gets it: its status, the CSRF cookie it sets (`name=value`,
+/// to send back; empty when it sets none), the token of its forms (empty when it has none)
+/// and its HTML.
+pub struct FormPage {
+    pub status: u16,
+    pub cookie: String,
+    pub token: String,
+    pub html: String,
+}
+
+/// Opens a page with forms (the console's, the customer page).
+pub async fn open_form_page(client: &reqwest::Client, url: &str) -> FormPage {
+    let page = client.get(url).send().await.unwrap();
+    let status = page.status().as_u16();
+    let cookie = page
+        .headers()
+        .get("set-cookie")
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
+        .unwrap_or_default();
+    let html = page.text().await.unwrap();
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    FormPage {
+        status,
+        cookie,
+        token,
+        html,
+    }
+}

@@ -11,7 +11,7 @@ use chrono::Duration;
 use relance_contracts::names;
 use relance_domain::Clock;
 use relance_portal::token;
-use relance_tests::{date, invoice_issued, TestEnv};
+use relance_tests::{date, invoice_issued, open_form_page, TestEnv};
 
 const SECRET: &str = "portal-test-secret";
 
@@ -38,21 +38,8 @@ fn link(env: &TestEnv, number: &str) -> String {
 
 /// Opens the page: (status, CSRF cookie, form token, HTML).
 async fn open(client: &reqwest::Client, base: &str, token: &str) -> (u16, String, String, String) {
-    let page = client.get(format!("{base}/p/{token}")).send().await.unwrap();
-    let status = page.status().as_u16();
-    let cookie = page
-        .headers()
-        .get("set-cookie")
-        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
-        .unwrap_or_default();
-    let html = page.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .to_string();
-    (status, cookie, csrf, html)
+    let page = open_form_page(client, &format!("{base}/p/{token}")).await;
+    (page.status, page.cookie, page.token, page.html)
 }
 
 async fn post(

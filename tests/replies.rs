@@ -11,7 +11,7 @@
 use relance::drive::wait_for;
 use relance_contracts::names;
 use relance_tests::dovecot::Dovecot;
-use relance_tests::{date, invoice_issued, TestEnv, DEADLINE};
+use relance_tests::{date, invoice_issued, open_form_page, FormPage, TestEnv, DEADLINE};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -313,23 +313,14 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
     // The link of the received email opens the page.
     let page_url = receipt_link.trim_end_matches("#receipt").to_string();
     let token = page_url.rsplit('/').next().unwrap().to_string();
-    let page = client.get(&page_url).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = page.text().await.unwrap();
+    let FormPage {
+        cookie,
+        token: csrf,
+        html,
+        ..
+    } = open_form_page(&client, &page_url).await;
     assert!(html.contains("id=\"receipt\""), "{html}");
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    assert!(!cookie.is_empty() && !csrf.is_empty(), "{html}");
     let answer = client
         .post(format!("{base}/p/{token}/receipt"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -397,25 +388,17 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
     assert_eq!(replies[0]["id"], json!(reply_id), "{listed}");
     assert_eq!(replies[0]["invoice_number"], "F-R1", "{listed}");
     assert_eq!(replies[0]["pauses"], true, "{listed}");
-    let tasks_page = client.get(format!("{console}/tasks")).send().await.unwrap();
-    let console_cookie = tasks_page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = tasks_page.text().await.unwrap();
+    let FormPage {
+        cookie: console_cookie,
+        token: csrf,
+        html,
+        ..
+    } = open_form_page(&client, &format!("{console}/tasks")).await;
     assert!(
         html.contains(&format!("id=\"reply-{reply_id}\"")) && html.contains("/tasks/replies/handled"),
         "{html}"
     );
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    assert!(!console_cookie.is_empty() && !csrf.is_empty(), "{html}");
     let handle = |csrf: &str, cookie: Option<&str>| {
         let mut request = client
             .post(format!("{console}/tasks/replies/handled"))
