@@ -244,6 +244,16 @@ async fn metrics_count_what_went_out_and_name_no_one() {
         sum(&samples, "relance_commit_batch_pieces_count", &[]) > 0.0,
         "{last}"
     );
+    // Counted from zero by the renderer's and the sender's group commits, none undone.
+    for service in ["renderer", "sender"] {
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "relance_commit_batches_undone_total"
+                    && s.labels.get("service").map(String::as_str) == Some(service)),
+            "{service}: {last}"
+        );
+    }
     assert_eq!(
         sum(&samples, "relance_commit_batches_undone_total", &[]),
         0.0,

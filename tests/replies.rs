@@ -437,15 +437,18 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
         .unwrap();
     assert_eq!(left["replies"], json!([]), "{left}");
     assert_eq!(replies_to_handle(&env).await, 0);
-    // Handled twice (here from the command line): refused by the payments listener.
-    let again = env.cli(&["tasks", "handled", &reply_id, "--wait", "3"]).await;
+    // Handled twice (a second tab, the command line): refused at once, nothing published.
+    let twice = handle(&csrf, Some(&console_cookie)).await.unwrap();
+    assert_eq!(twice.status(), 409);
+    assert!(twice.text().await.unwrap().contains("was handled on"));
+    let again = env.cli(&["tasks", "handled", &reply_id]).await;
     assert!(
-        !again.ok && again.stderr.contains("refused"),
+        !again.ok && again.stderr.contains("was handled on"),
         "{}\n{}",
         again.stdout,
         again.stderr
     );
-    assert_eq!(env.journal_count("F-R1", "reply.handled").await, 1);
+    assert!(!again.stdout.contains("published"), "{}", again.stdout);
     env.run_until(date(2026, 3, 17)).await;
     assert_eq!(
         step(&env, "F-R1", "reminder_2").await,
@@ -454,5 +457,91 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
 
     env.stop().await;
     drop(imap);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_is_handled_from_the_command_line_and_a_note_too_long_is_refused_before_publishing() {
+    let scratch = std::env::temp_dir().join(format!("relance-replies-{}", uuid::Uuid::new_v4().simple()));
+    let env = start(&scratch, "http://127.0.0.1:9/").await;
+    let invoice = invoice_issued("F-C1", "800.00", date(2026, 2, 27), date(2026, 3, 9));
+    env.publish(names::INVOICE_ISSUED, &invoice).await;
+    env.wait_journal("F-C1", names::INVOICE_REGISTERED, 1).await;
+    // A reply as the mailbox reader records it.
+    let invoice_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE number = 'F-C1'")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let mut tx = env.db.begin().await.unwrap();
+    relance_storage::replies::take(
+        &mut tx,
+        &relance_storage::replies::TakenMail {
+            key: "<reply-c1@acme.test>",
+            mailbox: "INBOX",
+            uid_validity: 1,
+            uid: 1,
+            sha256: "0".repeat(64).as_str(),
+            outcome: "reply",
+            invoice_id: Some(invoice_id),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let reply = relance_storage::replies::NewReply {
+        invoice_id,
+        step_id: None,
+        mail_key: "<reply-c1@acme.test>",
+        from: "compta@acme.test",
+        subject: "Re: Facture F-C1",
+        sent_at: None,
+        excerpt: "Nous réglons vendredi.",
+        sha256: &"0".repeat(64),
+        pauses: false,
+    };
+    let reply_id = relance_storage::replies::insert_reply(&mut tx, &reply, now)
+        .await
+        .unwrap()
+        .to_string();
+    tx.commit().await.unwrap();
+
+    // A note longer than the listener takes: refused before anything is published.
+    let long = "x".repeat(2001);
+    let refused = env.cli(&["tasks", "handled", &reply_id, "--note", &long]).await;
+    assert!(
+        !refused.ok
+            && refused
+                .stderr
+                .contains("reply.note is longer than 2000 characters"),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("published"), "{}", refused.stdout);
+
+    let handled = env
+        .cli(&[
+            "tasks",
+            "handled",
+            &reply_id,
+            "--note",
+            "called back",
+            "--wait",
+            "30",
+        ])
+        .await;
+    assert!(handled.ok, "{}\n{}", handled.stdout, handled.stderr);
+    let journaled = env.journal_details("F-C1", "reply.handled").await;
+    assert_eq!(journaled.len(), 1, "{journaled:?}");
+    assert_eq!(journaled[0]["note"], "called back", "{journaled:?}");
+    let all = env.cli(&["tasks", "--all"]).await;
+    assert!(
+        all.stdout.contains(&reply_id) && all.stdout.contains("called back"),
+        "{}",
+        all.stdout
+    );
+
+    env.stop().await;
     let _ = std::fs::remove_dir_all(&scratch);
 }

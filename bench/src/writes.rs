@@ -7,8 +7,8 @@
 //! Each transaction holds `batch` entries about as many invoices, as a group commit of
 //! `batch` reminders does, and commits: the journal's links and the events' numbers run at
 //! commit in both modes (the same functions). `clients` connections commit such transactions
-//! for `seconds`, mode after mode, `rounds` times (the machine's speed drifts: compare the
-//! modes within a round). Per entry: wall time, PostgreSQL's CPU (its processes on this
+//! for `seconds`, mode after mode, `rounds` times, each mode first every other round (the
+//! machine's speed drifts: compare the modes within a round). Per entry: wall time, PostgreSQL's CPU (its processes on this
 //! machine) and, where the server loads `pg_stat_statements`, the statements' time split
 //! into the inserts and the work at commit.
 
@@ -76,7 +76,13 @@ pub async fn run(db: PgPool, url: String, opts: Options, out: &Path) -> anyhow::
     let local_postgres = procs::cpu_ticks_of("postgres") > 0;
     let mut runs = Vec::new();
     for round in 1..=opts.rounds {
-        for mode in [Mode::OneByOne, Mode::SetWise] {
+        // Each mode goes first every other round: the machine's drift favours neither.
+        let order = if round % 2 == 1 {
+            [Mode::OneByOne, Mode::SetWise]
+        } else {
+            [Mode::SetWise, Mode::OneByOne]
+        };
+        for mode in order {
             let profiled = profile::start(&db).await.is_ok();
             let cpu_before = procs::cpu_ticks_of("postgres");
             let started = Instant::now();

@@ -622,20 +622,31 @@ async fn reply_handled(
         .check_form(&headers, Some(&form.csrf), "the task page")?;
     let reply = Uuid::parse_str(form.reply_id.trim())
         .map_err(|_| Failure::bad_request(format!("reply_id={:?} is not a reply id", form.reply_id)))?;
-    let Some(invoice_number) = relance_storage::replies::invoice_of_reply(&console.db, reply).await? else {
+    let Some(found) = relance_storage::replies::find_reply(&console.db, reply).await? else {
         return Err(Failure(StatusCode::NOT_FOUND, format!("no reply {reply}")));
     };
+    // Handled already (a second tab, a double submit): nothing to publish.
+    if let Some(at) = found.handled_at {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            format!("reply {reply} was handled on {}", at.format("%Y-%m-%d %H:%M UTC")),
+        ));
+    }
+    let invoice_number = found.invoice_number;
     let event_id = format!("console-{}", Uuid::new_v4().simple());
-    let message = relance_contracts::ReplyHandledV1 {
-        version: relance_contracts::VERSION_1,
-        event_id: event_id.clone(),
-        occurred_at: now(&console),
-        reply: relance_contracts::HandledReplyV1 {
-            invoice_number: invoice_number.clone(),
-            reply_id: reply.to_string(),
-            note: form.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
-        },
-    };
+    let message = relance_sequence::reply_handled::reply_handled_message(
+        &invoice_number,
+        reply,
+        form.note.as_deref(),
+        event_id.clone(),
+        now(&console),
+    )
+    .map_err(|r| {
+        Failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refused before publishing: {} {}", r.field, r.reason),
+        )
+    })?;
     let body = serde_json::to_value(&message).context("encoding reply.handled")?;
     publish(&console, relance_contracts::names::REPLY_HANDLED, &body).await?;
     show_when_applied(

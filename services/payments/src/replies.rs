@@ -15,7 +15,7 @@ use relance_storage::invoices::InvoiceRecord;
 use relance_storage::{replies, PgConnection};
 use uuid::Uuid;
 
-/// The longest note or source taken.
+/// The longest source of an acknowledgement taken.
 const MAX_TEXT: usize = 2000;
 
 fn invoice_number(number: &str, field: &str) -> Result<String, Rejection> {
@@ -50,22 +50,10 @@ impl InvoiceMessage for ReplyHandledV1 {
     fn validate(&self) -> Result<HandledReply, Rejection> {
         let reply_id = Uuid::parse_str(self.reply.reply_id.trim())
             .map_err(|_| Rejection::new("reply.reply_id", "is not a reply id (see `relance tasks`)"))?;
-        let note = self
-            .reply
-            .note
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty());
-        if note.is_some_and(|n| n.chars().count() > MAX_TEXT) {
-            return Err(Rejection::new(
-                "reply.note",
-                format!("is longer than {MAX_TEXT} characters"),
-            ));
-        }
         Ok(HandledReply {
             invoice_number: invoice_number(&self.reply.invoice_number, "reply.invoice_number")?,
             reply_id,
-            note: note.map(str::to_string),
+            note: relance_sequence::reply_handled::checked_note(self.reply.note.as_deref())?,
         })
     }
 

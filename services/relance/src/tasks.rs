@@ -4,7 +4,7 @@
 
 use crate::invoice_commands::publish_and_wait;
 use crate::output::{self, Format};
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use chrono::NaiveDate;
 use clap::Subcommand;
 use relance_config::Settings;
@@ -194,20 +194,25 @@ async fn reply_handled(
     wait: Option<u64>,
 ) -> anyhow::Result<()> {
     let db = relance_storage::connect(&settings.database_url, 1).await?;
-    let number = relance_storage::replies::invoice_of_reply(&db, reply).await?;
+    let found = relance_storage::replies::find_reply(&db, reply).await?;
     db.close().await;
-    let invoice_number = number.ok_or_else(|| anyhow!("no reply {reply}: see `relance tasks --all`"))?;
+    let found = found.ok_or_else(|| anyhow!("no reply {reply}: see `relance tasks --all`"))?;
+    if let Some(at) = found.handled_at {
+        bail!(
+            "reply {reply} was handled on {}: nothing to do",
+            at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    let invoice_number = found.invoice_number;
     let event_id = format!("cli-{}", Uuid::new_v4().simple());
-    let message = relance_contracts::ReplyHandledV1 {
-        version: relance_contracts::VERSION_1,
-        event_id: event_id.clone(),
-        occurred_at: SystemClock.now(),
-        reply: relance_contracts::HandledReplyV1 {
-            invoice_number: invoice_number.clone(),
-            reply_id: reply.to_string(),
-            note: note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
-        },
-    };
+    let message = relance_sequence::reply_handled::reply_handled_message(
+        &invoice_number,
+        reply,
+        note.as_deref(),
+        event_id.clone(),
+        SystemClock.now(),
+    )
+    .map_err(|r| anyhow!("refused before publishing: {} {}", r.field, r.reason))?;
     let body = serde_json::to_value(&message)?;
     publish_and_wait(
         &settings,

@@ -16,6 +16,7 @@ pub mod payment_plan;
 pub mod portal_link;
 pub mod queue;
 pub mod replies;
+pub mod reply_handled;
 pub mod resume;
 
 pub use queue::queue_step;

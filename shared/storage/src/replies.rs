@@ -182,10 +182,18 @@ pub async fn list(db: &PgPool, all: bool) -> anyhow::Result<Vec<ReplyTask>> {
     .context("listing the replies")
 }
 
-/// The invoice number of a reply, to address `reply.handled`.
-pub async fn invoice_of_reply(db: &PgPool, id: Uuid) -> anyhow::Result<Option<String>> {
-    sqlx::query_scalar(
-        "SELECT i.number FROM mail_replies r JOIN invoices i ON i.id = r.invoice_id WHERE r.id = $1",
+/// A reply as `reply.handled` addresses it: its invoice, and whether it was handled.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReplyRef {
+    pub invoice_number: String,
+    pub handled_at: Option<DateTime<Utc>>,
+}
+
+/// The reply `id`, to address `reply.handled` (and not to send one for a reply handled).
+pub async fn find_reply(db: &PgPool, id: Uuid) -> anyhow::Result<Option<ReplyRef>> {
+    sqlx::query_as(
+        "SELECT i.number AS invoice_number, r.handled_at
+         FROM mail_replies r JOIN invoices i ON i.id = r.invoice_id WHERE r.id = $1",
     )
     .bind(id)
     .fetch_optional(db)
