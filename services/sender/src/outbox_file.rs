@@ -1,6 +1,8 @@
 //! Outbox folders, for channels without a provider configured: JSON lines appended to a
-//! file of a dated folder (`<dir>/<YYYY-MM-DD>/<file>`), at most once per reference. Knows
-//! nothing of what a line describes (a text message, a letter's manifest entry).
+//! file of a dated folder (`<dir>/<YYYY-MM-DD>/<file>`), at most once per reference (looked
+//! for in the day's file and the day before's: a resend just after midnight of what went
+//! just before it is not written again). Knows nothing of what a line describes (a text
+//! message, a letter's manifest entry).
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -14,6 +16,18 @@ pub async fn dated_folder(dir: &Path, at: DateTime<Utc>) -> anyhow::Result<PathB
         .await
         .with_context(|| format!("creating {}", folder.display()))?;
     Ok(folder)
+}
+
+/// The file named `name` of `at`'s day, or of the day before, that already has a line of
+/// `reference`, if one has.
+pub async fn written(dir: &Path, at: DateTime<Utc>, name: &str, reference: &str) -> Option<PathBuf> {
+    for day in [at, at - chrono::Duration::days(1)] {
+        let file = dir.join(day.format("%Y-%m-%d").to_string()).join(name);
+        if has_reference(&file, reference).await {
+            return Some(file);
+        }
+    }
+    None
 }
 
 /// Whether `file` (JSON lines; absent: none) has a line of this `reference`.

@@ -98,11 +98,13 @@ impl PostalOutbox {
 
     async fn write(&self, letter: &LetterUpload) -> anyhow::Result<PathBuf> {
         let _guard = self.lock.lock().await;
-        let folder = outbox_file::dated_folder(&self.dir, letter.at).await?;
-        let manifest = folder.join("manifest.jsonl");
-        if outbox_file::has_reference(&manifest, &letter.reference).await {
+        if let Some(manifest) =
+            outbox_file::written(&self.dir, letter.at, "manifest.jsonl", &letter.reference).await
+        {
             return Ok(manifest);
         }
+        let folder = outbox_file::dated_folder(&self.dir, letter.at).await?;
+        let manifest = folder.join("manifest.jsonl");
         let mut files = Vec::new();
         for (i, document) in letter.documents.iter().enumerate() {
             let stem = format!(

@@ -90,14 +90,15 @@ impl SmsOutbox {
 
     async fn write(&self, sms: &OutgoingSms, at: DateTime<Utc>) -> anyhow::Result<PathBuf> {
         let _guard = self.lock.lock().await;
-        let file = outbox_file::dated_folder(&self.dir, at).await?.join("sms.jsonl");
-        if !outbox_file::has_reference(&file, &sms.reference).await {
-            let line = json!({
-                "reference": sms.reference, "invoice": sms.invoice_number, "to": sms.to,
-                "from": sms.from, "text": sms.text, "at": at,
-            });
-            outbox_file::append_line(&file, &line, "the SMS outbox").await?;
+        if let Some(file) = outbox_file::written(&self.dir, at, "sms.jsonl", &sms.reference).await {
+            return Ok(file);
         }
+        let file = outbox_file::dated_folder(&self.dir, at).await?.join("sms.jsonl");
+        let line = json!({
+            "reference": sms.reference, "invoice": sms.invoice_number, "to": sms.to,
+            "from": sms.from, "text": sms.text, "at": at,
+        });
+        outbox_file::append_line(&file, &line, "the SMS outbox").await?;
         Ok(file)
     }
 }

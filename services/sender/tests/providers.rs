@@ -444,3 +444,42 @@ async fn a_text_message_whose_last_check_ended_past_midnight_goes_in_the_new_day
     assert_eq!(line["at"], "2026-03-21T00:00:30Z", "{file}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_letter_resent_just_after_midnight_is_not_written_again() {
+    let dir = std::env::temp_dir().join(format!("relance-postal-{}", uuid::Uuid::new_v4().simple()));
+    let outbox = PostalOutbox::new(dir.clone());
+    let evening = letter(23);
+    let first = outbox.post(&evening).await.unwrap();
+    // The same letter (same reference) again at 01:00 the next day: an ambiguous delivery
+    // resent by policy.
+    let mut resent = evening.clone();
+    resent.at = Utc.with_ymd_and_hms(2026, 3, 21, 1, 0, 0).unwrap();
+    let again = outbox.post(&resent).await.unwrap();
+    assert_eq!(first.reference, again.reference);
+    assert_eq!(manifest_invoices(&dir, "2026-03-20"), ["F-2"]);
+    assert!(!dir.join("2026-03-21").join("manifest.jsonl").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_text_message_resent_just_after_midnight_is_not_written_again() {
+    let dir = std::env::temp_dir().join(format!("relance-sms-{}", uuid::Uuid::new_v4().simple()));
+    let courier = SmsCourier::new(SmsProvider::Outbox(SmsOutbox::new(dir.clone())), "Exemple".into());
+    let mut parcel = letter_parcel("F-T", Utc.with_ymd_and_hms(2026, 3, 20, 23, 59, 0).unwrap());
+    parcel.step.channel = Channel::Sms;
+    parcel.rendered.channel = Channel::Sms;
+    parcel.rendered.recipients = vec!["+33612345678".into()];
+    parcel.document = None;
+    let before = ClockGate(SimulatedClock::starting_at(parcel.at));
+    let first = courier.deliver(&parcel, &before).await.unwrap();
+    let after = ClockGate(SimulatedClock::starting_at(
+        Utc.with_ymd_and_hms(2026, 3, 21, 0, 30, 0).unwrap(),
+    ));
+    let again = courier.deliver(&parcel, &after).await.unwrap();
+    assert_eq!(first.reference, again.reference);
+    let lines = std::fs::read_to_string(dir.join("2026-03-20").join("sms.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(!dir.join("2026-03-21").join("sms.jsonl").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
