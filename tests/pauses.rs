@@ -866,5 +866,13 @@ async fn a_cli_message_carries_its_trace_context() {
     assert_eq!(fields.len(), 4, "{traceparent}");
     assert_eq!((fields[1].len(), fields[2].len()), (32, 16), "{traceparent}");
     assert!(fields[1].chars().any(|c| c != '0'), "{traceparent}");
+    // The test's own queue goes with it (it would expire by itself after ten minutes).
+    channel
+        .queue_delete(
+            queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
     env.stop().await;
 }
