@@ -62,6 +62,16 @@ async fn start(scratch: &std::path::Path, portal_url: &str) -> TestEnv {
     .expect("starting the test environment")
 }
 
+/// The replies to handle as the console's API lists them.
+async fn replies_listed(console: &str) -> serde_json::Value {
+    reqwest::get(format!("{console}/api/replies"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The collections gauges' count of replies to handle, computed now.
 async fn replies_to_handle(env: &TestEnv) -> i64 {
     let mut conn = env.db.acquire().await.unwrap();
@@ -377,12 +387,7 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
 
     // The console's task page lists the reply too, with its form; its JSON twin as well.
     let console = env.start_console(None).await.unwrap();
-    let listed: serde_json::Value = reqwest::get(format!("{console}/api/replies"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = replies_listed(&console).await;
     let replies = listed["replies"].as_array().unwrap();
     assert_eq!(replies.len(), 1, "{listed}");
     assert_eq!(replies[0]["id"], json!(reply_id), "{listed}");
@@ -429,12 +434,7 @@ async fn replies_bounces_and_acknowledgements_read_from_the_mailbox() {
     assert!(!tasks.stdout.contains(&reply_id), "{}", tasks.stdout);
     let all = env.cli(&["tasks", "--all"]).await;
     assert!(all.stdout.contains("called back: paid"), "{}", all.stdout);
-    let left: serde_json::Value = reqwest::get(format!("{console}/api/replies"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let left = replies_listed(&console).await;
     assert_eq!(left["replies"], json!([]), "{left}");
     assert_eq!(replies_to_handle(&env).await, 0);
     // Handled twice (a second tab, the command line): refused at once, nothing published.

@@ -9,9 +9,14 @@ use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
+/// The folder of `at`'s (UTC) date under `dir`.
+fn day_folder(dir: &Path, at: DateTime<Utc>) -> PathBuf {
+    dir.join(at.format("%Y-%m-%d").to_string())
+}
+
 /// Creates (if need be) the folder of `at`'s date under `dir`, and returns it.
 pub async fn dated_folder(dir: &Path, at: DateTime<Utc>) -> anyhow::Result<PathBuf> {
-    let folder = dir.join(at.format("%Y-%m-%d").to_string());
+    let folder = day_folder(dir, at);
     tokio::fs::create_dir_all(&folder)
         .await
         .with_context(|| format!("creating {}", folder.display()))?;
@@ -22,7 +27,7 @@ pub async fn dated_folder(dir: &Path, at: DateTime<Utc>) -> anyhow::Result<PathB
 /// `reference`, if one has.
 pub async fn written(dir: &Path, at: DateTime<Utc>, name: &str, reference: &str) -> Option<PathBuf> {
     for day in [at, at - chrono::Duration::days(1)] {
-        let file = dir.join(day.format("%Y-%m-%d").to_string()).join(name);
+        let file = day_folder(dir, day).join(name);
         if has_reference(&file, reference).await {
             return Some(file);
         }
@@ -31,7 +36,7 @@ pub async fn written(dir: &Path, at: DateTime<Utc>, name: &str, reference: &str)
 }
 
 /// Whether `file` (JSON lines; absent: none) has a line of this `reference`.
-pub async fn has_reference(file: &Path, reference: &str) -> bool {
+async fn has_reference(file: &Path, reference: &str) -> bool {
     let existing = tokio::fs::read_to_string(file).await.unwrap_or_default();
     existing
         .lines()
