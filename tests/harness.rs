@@ -451,8 +451,30 @@ impl TestEnv {
         Self::try_start_on_holding(server, copies, &[], extra_env).await
     }
 
+    /// As [`TestEnv::try_start_on`], the services reading what may lag from
+    /// `reads_server` (`RELANCE_READ_DATABASE_URL`: a streaming replica of `server`): starts
+    /// them once the test database and its migrations have reached it.
+    pub async fn try_start_with_reads_on(
+        server: &str,
+        reads_server: &str,
+        copies: usize,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::start_on(server, Some(reads_server), copies, &[], extra_env).await
+    }
+
     async fn try_start_on_holding(
         server: &str,
+        copies: usize,
+        held: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::start_on(server, None, copies, held, extra_env).await
+    }
+
+    async fn start_on(
+        server: &str,
+        reads_server: Option<&str>,
         copies: usize,
         held: &[&str],
         extra_env: &[(&str, &str)],
@@ -465,6 +487,14 @@ impl TestEnv {
         let id = format!("{}_{}", Utc::now().timestamp(), uuid::Uuid::new_v4().simple());
         let database_url = format!("{server}/relance_test_{id}");
         relance_storage::migrate(&database_url).await?;
+        let read_database_url = match reads_server {
+            Some(reads_server) => {
+                let url = format!("{reads_server}/relance_test_{id}");
+                wait_for_replica(&database_url, &url).await?;
+                Some(url)
+            }
+            None => None,
+        };
         let mail = MailDev::start().await?;
         let mut vars: BTreeMap<String, String> = [
             ("DATABASE_URL", database_url.clone()),
@@ -495,6 +525,9 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        if let Some(url) = read_database_url {
+            vars.insert("RELANCE_READ_DATABASE_URL".into(), url);
+        }
         for (k, v) in extra_env {
             vars.insert(k.to_string(), v.to_string());
         }
@@ -773,6 +806,11 @@ impl TestEnv {
     /// Runs the `relance` command against this environment (its database, broker namespace
     /// and queue type), as the accounts team would from a shell.
     pub async fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        self.cli_output_with(args, &[]).await
+    }
+
+    /// [`TestEnv::cli_output`] with these variables set besides.
+    pub async fn cli_output_with(&self, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
         tokio::process::Command::new(relance_binary())
             .args(args)
             .env_clear()
@@ -782,6 +820,7 @@ impl TestEnv {
             .env("RELANCE_QUEUE_TYPE", TEST_QUEUE_TYPE)
             .env("RELANCE_QUEUE_EXPIRES_MS", "600000")
             .env("RUST_LOG", "warn")
+            .envs(vars.iter().copied())
             .output()
             .await
             .expect("running relance")
@@ -1071,6 +1110,26 @@ pub fn squeeze(text: &str) -> String {
 }
 
 /// Serves a console on a free port until `shutdown`; its base URL.
+/// Waits until the replica at `replica_url` has the database at `primary_url` with all its
+/// migrations.
+async fn wait_for_replica(primary_url: &str, replica_url: &str) -> anyhow::Result<()> {
+    let migrations = |url: String| async move {
+        let db = relance_storage::connect(&url, 1).await?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(&db)
+            .await?;
+        db.close().await;
+        anyhow::Ok(count)
+    };
+    let applied = migrations(primary_url.to_string()).await?;
+    wait_for("the replica to have the test database", DEADLINE, || async {
+        Ok(migrations(replica_url.to_string())
+            .await
+            .is_ok_and(|n| n == applied))
+    })
+    .await
+}
+
 async fn serve_console(config: Config, shutdown: &CancellationToken) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (addr, server) = relance_console::serve(listener, config, shutdown.clone()).await?;

@@ -1,5 +1,6 @@
 //! A PostgreSQL server of the test's own (initdb in a temporary folder, a free port), so that
-//! a test can stop and restart it without disturbing anything else on the machine.
+//! a test can stop and restart it without disturbing anything else on the machine; and a
+//! streaming replica of it.
 
 use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
@@ -93,6 +94,51 @@ impl PrivatePostgres {
         )?;
         server.start_again()?;
         Ok(server)
+    }
+
+    /// Creates and starts a streaming replica of this server (a hot standby, read-only, on a
+    /// port of its own), from a base backup of it; stopped and removed on drop.
+    pub fn start_replica(&self) -> anyhow::Result<Self> {
+        let port = crate::free_port();
+        let dir = std::env::temp_dir().join(format!("relance-pg-{port}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).context("creating the replica's folder")?;
+        if self.as_postgres_user {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .context("chown")?;
+            if !status.success() {
+                bail!("could not give {} to the postgres user", dir.display());
+            }
+        }
+        let replica = Self {
+            port,
+            dir,
+            bin: self.bin.clone(),
+            as_postgres_user: self.as_postgres_user,
+        };
+        // -R writes the standby's settings (standby.signal, primary_conninfo); -X stream
+        // copies the WAL written meanwhile.
+        replica.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                &replica.data().to_string_lossy(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        )?;
+        replica.start_again()?;
+        Ok(replica)
     }
 
     /// `postgres://postgres@127.0.0.1:<port>`, without a database.

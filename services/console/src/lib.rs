@@ -7,6 +7,8 @@
 //! outcome` and `relance invoice ...` publish, and applied by the payments listener. The
 //! dead-letters page drains, replays and discards with the same functions as `relance
 //! dead-letters`, through a second small pool kept for that alone (`Console::dead_letter_db`).
+//! Its pages read `RELANCE_READ_DATABASE_URL` when it is set (a streaming replica: what they
+//! show may lag the primary a moment), `DATABASE_URL` otherwise.
 //! It owns no business rule.
 
 pub mod access;
@@ -138,7 +140,9 @@ pub async fn serve(
 ) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = anyhow::Result<()>>)> {
     let bound = listener.local_addr().context("reading the console's address")?;
     access::check_bind(bound, config.settings.console_token.as_deref())?;
-    let db = connect_read_only(&config.settings.database_url, config.settings.db_pool_size).await?;
+    // Pages read what may lag a moment (a replica, when one is set); the dead letters' own
+    // records are written, on the primary.
+    let db = connect_read_only(config.settings.reads_database_url(), config.settings.db_pool_size).await?;
     let dead_letter_db = relance_storage::connect(&config.settings.database_url, DEAD_LETTER_POOL)
         .await
         .context("connecting the console's dead-letters pool (the service's own database user)")?;

@@ -59,7 +59,9 @@ struct Turn(Option<sqlx::PgConnection>);
 impl Turn {
     async fn connection(&mut self, console: &Shared) -> anyhow::Result<&mut sqlx::PgConnection> {
         if self.0.is_none() {
-            let options = relance_storage::connect_options(&console.config.settings.database_url)?;
+            // On the server the snapshot reads (a replica, when one is set): the turns spread
+            // the load there.
+            let options = relance_storage::connect_options(console.config.settings.reads_database_url())?;
             let mut connection = sqlx::PgConnection::connect_with(&options)
                 .await
                 .context("connecting to wait for the console's turn to compute its totals snapshot")?;

@@ -53,7 +53,7 @@ pub enum ApprovalsCommand {
 
 /// `relance approvals`: the steps waiting for approval, the oldest request first.
 pub async fn list_approvals(settings: Settings, format: Format) -> anyhow::Result<()> {
-    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let db = relance_storage::connect(settings.reads_database_url(), 1).await?;
     let waiting = relance_storage::approvals::pending(&db).await?;
     db.close().await;
     if format != Format::Table {

@@ -397,7 +397,7 @@ pub async fn list_invoices(
     page: &relance_storage::overview::Page<'_>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let db = relance_storage::connect(&settings.database_url, 2).await?;
+    let db = relance_storage::connect(settings.reads_database_url(), 2).await?;
     let now = match (settings.shared_clock, settings.simulated_clock_start) {
         (true, Some(start)) => {
             let clock =

@@ -235,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
             relance::invoice_commands::list_invoices(settings, &page, format).await
         }
         Command::Journal { command } => {
-            if !relance::journal::run(&settings.database_url, command).await? {
+            if !relance::journal::run(settings.reads_database_url(), command).await? {
                 std::process::exit(2);
             }
             Ok(())

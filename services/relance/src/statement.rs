@@ -17,7 +17,7 @@ pub async fn write_statement(
     since: Option<NaiveDate>,
 ) -> anyhow::Result<()> {
     let config = Config::from_settings(settings)?;
-    let db = relance_storage::connect(&config.settings.database_url, 1).await?;
+    let db = relance_storage::connect(config.settings.reads_database_url(), 1).await?;
     let mut conn = db.acquire().await.context("acquiring a connection")?;
     let Some(mut source) = relance_storage::statements::load(&mut conn, customer_id).await? else {
         anyhow::bail!("no customer {customer_id:?}");

@@ -67,7 +67,7 @@ pub enum OutcomeArg {
 
 /// `relance tasks [--all]`: one block per task, the open ones by default.
 pub async fn list_tasks(settings: Settings, all: bool, format: Format) -> anyhow::Result<()> {
-    let db = relance_storage::connect(&settings.database_url, 1).await?;
+    let db = relance_storage::connect(settings.reads_database_url(), 1).await?;
     let tasks = relance_storage::calls::list(&db, all).await?;
     match format {
         Format::Table => {}

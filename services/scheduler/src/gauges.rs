@@ -2,8 +2,10 @@
 //! times as long as they took, when that is longer) by one
 //! scheduler copy at a time: the one holding the gauges' advisory lock on a connection of its
 //! own (see [`relance_storage::gauges`]). The others try again at each interval, so another
-//! copy takes over when the leader stops.
+//! copy takes over when the leader stops. With `RELANCE_READ_DATABASE_URL` set, the figures
+//! are read there (a replica) on a second connection; the lock stays on the primary's.
 
+use anyhow::Context;
 use relance_config::Config;
 use relance_storage::gauges::{self, Figures, AGING_BUCKETS};
 use relance_telemetry::metrics::{set_collections_gauges, CollectionsGauges};
@@ -18,6 +20,8 @@ const SPACING: u32 = 5;
 /// Computes the gauges until `shutdown`, while this copy leads.
 pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut lead: Option<PgConnection> = None;
+    // The connection to the read database, when one is set.
+    let mut reads: Option<PgConnection> = None;
     // Every currency shown once stays shown (at zero when nothing is owed in it any more).
     let mut currencies: BTreeSet<String> = BTreeSet::new();
     // Likewise every step that sent once (NaN while it sent nothing in the window).
@@ -33,7 +37,18 @@ pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) ->
         if let Some(conn) = lead.as_mut() {
             let now = config.clock.now();
             let started = std::time::Instant::now();
-            let computed = gauges::figures(conn, now).await;
+            // An error says which connection to open again: the leading one (and so the
+            // lock, which may be lost with it) or only the one to the read database.
+            let computed = match config.settings.read_database_url.as_deref() {
+                None => gauges::figures(conn, now).await.map_err(|e| (e, Lost::Lead)),
+                Some(_) if !gauges::still_leads(conn).await => Err((
+                    anyhow::anyhow!("the connection holding the gauges lock was lost"),
+                    Lost::Lead,
+                )),
+                Some(url) => figures_on_replica(&mut reads, url, now)
+                    .await
+                    .map_err(|e| (e, Lost::Reads)),
+            };
             // On a ledger so large that the figures take more than a fifth of the interval
             // (seconds at millions of invoices), they are computed less often instead of
             // keeping the database busy with them.
@@ -45,13 +60,15 @@ pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) ->
                     steps.extend(figures.steps_paid_within_7_days.keys().cloned());
                     set_collections_gauges(&as_gauges(&figures, &currencies, &steps, now));
                 }
-                Err(e) => {
-                    // The connection (and so the lock) may be lost: lead again from scratch.
+                Err((e, lost)) => {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "computing the collections gauges failed"
                     );
-                    lead = None;
+                    match lost {
+                        Lost::Lead => lead = None,
+                        Lost::Reads => reads = None,
+                    }
                 }
             }
         }
@@ -59,6 +76,31 @@ pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) ->
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Which connection a failed computation leaves to be opened again.
+enum Lost {
+    Lead,
+    Reads,
+}
+
+/// The figures read on the read database, its connection opened when there is none.
+async fn figures_on_replica(
+    reads: &mut Option<PgConnection>,
+    url: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Figures> {
+    if reads.is_none() {
+        *reads = Some(
+            gauges::connect_for_figures(url)
+                .await
+                .context("connecting to RELANCE_READ_DATABASE_URL for the gauges")?,
+        );
+    }
+    match reads.as_mut() {
+        Some(conn) => gauges::figures(conn, now).await,
+        None => anyhow::bail!("no connection to RELANCE_READ_DATABASE_URL"),
     }
 }
 

@@ -178,6 +178,9 @@ impl std::str::FromStr for QueueType {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     pub database_url: String,
+    /// Where reads that may lag a moment go (a streaming replica): see
+    /// [`Settings::reads_database_url`].
+    pub read_database_url: Option<String>,
     pub amqp_url: String,
     /// `smtp://host:port` (or `smtps://`, with optional `user:password@`); `None` writes
     /// `.eml` files to `mail_dir` instead.
@@ -331,6 +334,10 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("database_url", &redact(&self.database_url))
+            .field(
+                "read_database_url",
+                &self.read_database_url.as_deref().map(redact),
+            )
             .field("amqp_url", &redact(&self.amqp_url))
             .field("smtp_url", &self.smtp_url.as_deref().map(redact))
             .field("mail_dir", &self.mail_dir)
@@ -599,6 +606,16 @@ fn with_secret_files(mut vars: HashMap<String, String>) -> anyhow::Result<HashMa
 }
 
 impl Settings {
+    /// The database for reads that may lag a moment behind the primary: the console's pages
+    /// and totals, the collections gauges' figures, and the read-only commands (`relance
+    /// invoices`, `tasks`, `approvals`, `journal verify|export`, `statement`).
+    /// `RELANCE_READ_DATABASE_URL` (a streaming replica) when set, else `DATABASE_URL`. Every
+    /// write, and every read a decision depends on (claims, the last check before a delivery,
+    /// payments), stays on `DATABASE_URL`.
+    pub fn reads_database_url(&self) -> &str {
+        self.read_database_url.as_deref().unwrap_or(&self.database_url)
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
         Self::from_vars(std::env::vars())
@@ -634,6 +651,7 @@ impl Settings {
         }
         let settings = Settings {
             database_url: env.text("DATABASE_URL"),
+            read_database_url: env.get("RELANCE_READ_DATABASE_URL"),
             amqp_url: env.text("AMQP_URL"),
             smtp_url: env.get("SMTP_URL"),
             smtp_ca_file: env.get("RELANCE_SMTP_CA_FILE").map(PathBuf::from),
@@ -1100,6 +1118,32 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn reads_go_to_the_read_database_when_one_is_set_and_to_the_database_otherwise() {
+        let alone = Settings::from_vars(vars(&[("DATABASE_URL", "postgres://primary/relance")]));
+        let Ok(alone) = alone else { panic!("{alone:?}") };
+        assert_eq!(alone.reads_database_url(), "postgres://primary/relance");
+        let replica = Settings::from_vars(vars(&[
+            ("DATABASE_URL", "postgres://primary/relance"),
+            (
+                "RELANCE_READ_DATABASE_URL",
+                "postgres://reader:secret@replica/relance",
+            ),
+        ]));
+        let Ok(replica) = replica else {
+            panic!("{replica:?}")
+        };
+        assert_eq!(replica.database_url, "postgres://primary/relance");
+        assert_eq!(
+            replica.reads_database_url(),
+            "postgres://reader:secret@replica/relance"
+        );
+        assert!(
+            !format!("{replica:?}").contains("secret"),
+            "the read database's password is shown: {replica:?}"
+        );
     }
 
     #[test]

@@ -78,16 +78,29 @@ pub struct StepSends {
 /// with two workers took every core of a small database server, so that payments and
 /// deliveries waited behind them. On one backend they take at most one core.
 pub async fn try_lead(database_url: &str) -> anyhow::Result<Option<PgConnection>> {
-    let options = crate::connect_options(database_url)?.options([("max_parallel_workers_per_gather", "0")]);
-    let mut conn = PgConnection::connect_with(&options)
-        .await
-        .context("connecting to compute the gauges")?;
+    let mut conn = connect_for_figures(database_url).await?;
     let led: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(GAUGES_LOCK)
         .fetch_one(&mut conn)
         .await
         .context("taking the gauges lock")?;
     Ok(led.then_some(conn))
+}
+
+/// A connection for the figures, without parallel workers (see [`try_lead`]): the leading
+/// connection itself, or one to a replica (`RELANCE_READ_DATABASE_URL`) while the lock stays
+/// on the primary's.
+pub async fn connect_for_figures(database_url: &str) -> anyhow::Result<PgConnection> {
+    let options = crate::connect_options(database_url)?.options([("max_parallel_workers_per_gather", "0")]);
+    PgConnection::connect_with(&options)
+        .await
+        .context("connecting to compute the gauges")
+}
+
+/// Whether the leading connection is still there (and with it the lock), when the figures
+/// are read on another: a leader that lost it must not go on computing beside a new one.
+pub async fn still_leads(conn: &mut PgConnection) -> bool {
+    sqlx::query("SELECT 1").execute(conn).await.is_ok()
 }
 
 /// The figures at `now`, all read on the leading connection (so that a lost connection, and

@@ -1,0 +1,198 @@
+//! `RELANCE_READ_DATABASE_URL` on a real streaming replica (a private primary and its hot
+//! standby, so nothing else on the machine is touched): the console's pages, the collections
+//! gauges and `relance invoices` show what the replica has, while every write (the
+//! pipeline's, a console action's) still goes to the primary. Replay on the replica is paused
+//! to make the two differ, as a replica that lags would.
+//!
+//! Its own test binary: the metrics recorder is one per process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::Duration;
+use relance_contracts::names;
+use relance_tests::private_postgres::PrivatePostgres;
+use relance_tests::{date, free_port, invoice_issued, wait_for, TestEnv, DEADLINE};
+use serde_json::{json, Value};
+
+/// The sum of the samples of the metric `name` in a Prometheus exposition.
+fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.split(['{', ' ']).next() == Some(name))
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(_, value)| value.parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn scrape(http: &reqwest::Client, addr: &str) -> String {
+    http.get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The invoice numbers the console's tracking table lists.
+async fn console_numbers(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let page: Value = http
+        .get(format!("{base}/api/invoices"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut numbers: Vec<String> = page["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["number"].as_str().unwrap().to_string())
+        .collect();
+    numbers.sort();
+    numbers
+}
+
+/// The invoice numbers `relance invoices --format json` lists, with these variables set.
+async fn cli_numbers(env: &TestEnv, vars: &[(&str, &str)]) -> Vec<String> {
+    let out = env.cli_output_with(&["invoices", "--format", "json"], vars).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut numbers: Vec<String> = rows
+        .iter()
+        .map(|r| r["number"].as_str().unwrap().to_string())
+        .collect();
+    numbers.sort();
+    numbers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write_goes_to_the_primary() {
+    let primary = PrivatePostgres::start().expect("a private PostgreSQL server");
+    let replica = primary.start_replica().expect("a streaming replica of it");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let env = TestEnv::try_start_with_reads_on(
+        &primary.url(),
+        &replica.url(),
+        1,
+        &[
+            ("RELANCE_HEALTH_ADDR", &addr),
+            ("RELANCE_METRICS_INTERVAL_MS", "100"),
+        ],
+    )
+    .await
+    .expect("starting the test environment");
+    let database = env.database_url.rsplit('/').next().unwrap().to_string();
+    let read_url = format!("{}/{database}", replica.url());
+    let on_replica = [("RELANCE_READ_DATABASE_URL", read_url.as_str())];
+    let replica_db = relance_storage::connect(&read_url, 1).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = env.start_console(None).await.unwrap();
+
+    // F-R1 is registered on the primary and reaches the replica: everyone sees it.
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-R1", "1200.00", date(2026, 3, 2), date(2026, 4, 15)),
+    )
+    .await;
+    env.wait_journal("F-R1", names::INVOICE_REGISTERED, 1).await;
+    wait_for("the console and the gauges to show F-R1", DEADLINE, || async {
+        Ok(console_numbers(&http, &base).await == ["F-R1"]
+            && metric(&scrape(&http, &addr).await, "relance_invoices") == 1.0)
+    })
+    .await
+    .unwrap();
+
+    // The replica stops replaying: from now on it lags the primary.
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&replica_db)
+        .await
+        .unwrap();
+    wait_for("the replica's replay to pause", DEADLINE, || async {
+        let state: String = sqlx::query_scalar("SELECT pg_get_wal_replay_pause_state()")
+            .fetch_one(&replica_db)
+            .await?;
+        Ok(state == "paused")
+    })
+    .await
+    .unwrap();
+    env.publish(
+        names::INVOICE_ISSUED,
+        &invoice_issued("F-R2", "800.00", date(2026, 3, 2), date(2026, 4, 15)),
+    )
+    .await;
+    env.wait_journal("F-R2", names::INVOICE_REGISTERED, 1).await;
+
+    // An hour later (nothing falls due), the gauges are computed again: on the replica, they
+    // still count one invoice.
+    let later = relance_domain::Clock::now(&env.clock) + Duration::hours(1);
+    env.move_clock(later).await;
+    wait_for(
+        "the gauges computed after F-R2 was registered",
+        DEADLINE,
+        || async {
+            Ok(metric(
+                &scrape(&http, &addr).await,
+                "relance_collections_gauges_refreshed_timestamp_seconds",
+            ) >= later.timestamp() as f64)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(metric(&scrape(&http, &addr).await, "relance_invoices"), 1.0);
+    // The console and `relance invoices` on the replica do not know F-R2; on the primary
+    // the command does.
+    assert_eq!(console_numbers(&http, &base).await, ["F-R1"]);
+    let page = http
+        .get(format!("{base}/api/invoices/F-R2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 404);
+    assert_eq!(cli_numbers(&env, &on_replica).await, ["F-R1"]);
+    assert_eq!(cli_numbers(&env, &[]).await, ["F-R1", "F-R2"]);
+
+    // Replay resumes: the replica catches up, and everything shows F-R2.
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&replica_db)
+        .await
+        .unwrap();
+    wait_for("the console and the gauges to show F-R2", DEADLINE, || async {
+        Ok(console_numbers(&http, &base).await == ["F-R1", "F-R2"]
+            && metric(&scrape(&http, &addr).await, "relance_invoices") == 2.0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(cli_numbers(&env, &on_replica).await, ["F-R1", "F-R2"]);
+
+    // A console action is written on the primary (through the payments listener) and seen
+    // by the console on the replica.
+    let answer = http
+        .post(format!("{base}/api/invoices/F-R2/actions"))
+        .json(&json!({ "action": "pause", "reason": "the customer asked for a copy" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
+    let paused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM invoice_pauses p JOIN invoices i ON i.id = p.invoice_id
+         WHERE i.number = 'F-R2' AND p.ended_at IS NULL",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(paused, 1, "the pause is on the primary");
+    let invoice: Value = http
+        .get(format!("{base}/api/invoices/F-R2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(invoice["status"], "paused", "{invoice}");
+
+    replica_db.close().await;
+    env.stop().await;
+}
