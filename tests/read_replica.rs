@@ -1,6 +1,6 @@
 //! `RELANCE_READ_DATABASE_URL` on a real streaming replica (a private primary and its hot
 //! standby, so nothing else on the machine is touched): the console's pages, the collections
-//! gauges and `relance invoices` show what the replica has, while every write (the
+//! gauges, `relance invoices` and `relance journal verify` show what the replica has, while every write (the
 //! pipeline's, a console action's) still goes to the primary. Replay on the replica is paused
 //! to make the two differ, as a replica that lags would.
 //!
@@ -65,6 +65,18 @@ async fn cli_numbers(env: &TestEnv, vars: &[(&str, &str)]) -> Vec<String> {
         .collect();
     numbers.sort();
     numbers
+}
+
+/// How many journal entries `relance journal verify --format json` checked (and that it
+/// found them intact).
+async fn journal_entries(env: &TestEnv, vars: &[(&str, &str)]) -> u64 {
+    let out = env
+        .cli_output_with(&["journal", "verify", "--format", "json"], vars)
+        .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["intact"], true, "{report}");
+    report["entries"].as_u64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +164,15 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
     assert_eq!(page.status().as_u16(), 404);
     assert_eq!(cli_numbers(&env, &on_replica).await, ["F-R1"]);
     assert_eq!(cli_numbers(&env, &[]).await, ["F-R1", "F-R2"]);
+    // `relance journal verify` checks the replica's journal: intact, without F-R2's entries.
+    let (on_replica_entries, on_primary_entries) = (
+        journal_entries(&env, &on_replica).await,
+        journal_entries(&env, &[]).await,
+    );
+    assert!(
+        0 < on_replica_entries && on_replica_entries < on_primary_entries,
+        "{on_replica_entries} entries verified on the replica, {on_primary_entries} on the primary"
+    );
 
     // Replay resumes: the replica catches up, and everything shows F-R2.
     sqlx::query("SELECT pg_wal_replay_resume()")

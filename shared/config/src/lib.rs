@@ -1129,7 +1129,7 @@ mod tests {
             ("DATABASE_URL", "postgres://primary/relance"),
             (
                 "RELANCE_READ_DATABASE_URL",
-                "postgres://reader:secret@replica/relance",
+                "postgres://reader:pw-4711@replica/relance",
             ),
         ]));
         let Ok(replica) = replica else {
@@ -1138,10 +1138,10 @@ mod tests {
         assert_eq!(replica.database_url, "postgres://primary/relance");
         assert_eq!(
             replica.reads_database_url(),
-            "postgres://reader:secret@replica/relance"
+            "postgres://reader:pw-4711@replica/relance"
         );
         assert!(
-            !format!("{replica:?}").contains("secret"),
+            !format!("{replica:?}").contains("pw-4711"),
             "the read database's password is shown: {replica:?}"
         );
     }
