@@ -140,19 +140,50 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
     // still count one invoice.
     let later = relance_domain::Clock::now(&env.clock) + Duration::hours(1);
     env.move_clock(later).await;
+    // The replica has received F-R2's changes without replaying them: the gauges say it lags.
     wait_for(
-        "the gauges computed after F-R2 was registered",
+        "the gauges computed after F-R2, with the replica lagging",
         DEADLINE,
         || async {
-            Ok(metric(
-                &scrape(&http, &addr).await,
-                "relance_collections_gauges_refreshed_timestamp_seconds",
-            ) >= later.timestamp() as f64)
+            let metrics = scrape(&http, &addr).await;
+            Ok(
+                metric(&metrics, "relance_collections_gauges_refreshed_timestamp_seconds")
+                    >= later.timestamp() as f64
+                    && metric(&metrics, "relance_read_database_lag_seconds") > 0.0,
+            )
         },
     )
     .await
     .unwrap();
-    assert_eq!(metric(&scrape(&http, &addr).await, "relance_invoices"), 1.0);
+    let metrics = scrape(&http, &addr).await;
+    assert_eq!(metric(&metrics, "relance_invoices"), 1.0, "{metrics}");
+    // The outbox's backlog is the primary's, whatever the replica has: 0, all published.
+    assert_eq!(
+        metric(&metrics, "relance_outbox_backlog_messages"),
+        0.0,
+        "{metrics}"
+    );
+    // The gauges' leader holds its lock on the primary, not on the replica.
+    let lock_holders = |db: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+             AND classid::bigint = ($1 >> 32) AND objid::bigint = ($1 & 4294967295)",
+        )
+        .bind(relance_storage::locks::GAUGES)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        lock_holders(env.db.clone()).await,
+        1,
+        "the gauges lock on the primary"
+    );
+    assert_eq!(
+        lock_holders(replica_db.clone()).await,
+        0,
+        "the gauges lock on the replica"
+    );
     // The console and `relance invoices` on the replica do not know F-R2; on the primary
     // the command does.
     assert_eq!(console_numbers(&http, &base).await, ["F-R1"]);
@@ -174,36 +205,43 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
         "{on_replica_entries} entries verified on the replica, {on_primary_entries} on the primary"
     );
 
-    // Replay resumes: the replica catches up, and everything shows F-R2.
-    sqlx::query("SELECT pg_wal_replay_resume()")
-        .execute(&replica_db)
-        .await
-        .unwrap();
-    wait_for("the console and the gauges to show F-R2", DEADLINE, || async {
-        Ok(console_numbers(&http, &base).await == ["F-R1", "F-R2"]
-            && metric(&scrape(&http, &addr).await, "relance_invoices") == 2.0)
-    })
-    .await
-    .unwrap();
-    assert_eq!(cli_numbers(&env, &on_replica).await, ["F-R1", "F-R2"]);
-
-    // A console action is written on the primary (through the payments listener) and seen
-    // by the console on the replica.
+    // A console action on F-R2, which its pages do not show yet, is checked against the
+    // primary, published, applied by the payments listener and waited for on the primary.
     let answer = http
         .post(format!("{base}/api/invoices/F-R2/actions"))
         .json(&json!({ "action": "pause", "reason": "the customer asked for a copy" }))
         .send()
         .await
         .unwrap();
-    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text().await);
-    let paused: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM invoice_pauses p JOIN invoices i ON i.id = p.invoice_id
-         WHERE i.number = 'F-R2' AND p.ended_at IS NULL",
-    )
-    .fetch_one(&env.db)
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["applied"], true, "{answer}");
+    assert!(
+        answer["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == names::INVOICE_PAUSED),
+        "{answer}"
+    );
+
+    // Replay resumes: the replica catches up, and everything shows F-R2, paused.
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&replica_db)
+        .await
+        .unwrap();
+    wait_for("the console and the gauges to show F-R2", DEADLINE, || async {
+        let metrics = scrape(&http, &addr).await;
+        Ok(console_numbers(&http, &base).await == ["F-R1", "F-R2"]
+            && metric(&metrics, "relance_invoices") == 2.0
+            && metric(&metrics, "relance_read_database_lag_seconds") < 1.0)
+    })
     .await
     .unwrap();
-    assert_eq!(paused, 1, "the pause is on the primary");
+    assert_eq!(cli_numbers(&env, &on_replica).await, ["F-R1", "F-R2"]);
+
     let invoice: Value = http
         .get(format!("{base}/api/invoices/F-R2"))
         .send()

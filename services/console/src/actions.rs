@@ -56,7 +56,7 @@ fn read_action(fields: Map<String, Value>) -> Result<InvoiceAction, Failure> {
 
 /// Checks the action, publishes it and waits until it is applied (or [`APPLY_WAIT`] passed).
 async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Result<Done, Failure> {
-    let invoice = timeline::invoice(&console.db, number)
+    let invoice = timeline::invoice(&console.primary, number)
         .await?
         .ok_or_else(|| Failure::not_found(format!("no invoice {number:?}")))?;
     let action = action.with_default_currency(&invoice.currency);
@@ -64,7 +64,7 @@ async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Resul
         .status
         .parse()
         .map_err(|e: String| anyhow::anyhow!("invoice {}: {e}", invoice.number))?;
-    let pauses = timeline::active_pause_kinds(&console.db, &invoice.number)
+    let pauses = timeline::active_pause_kinds(&console.primary, &invoice.number)
         .await?
         .iter()
         .map(|kind| kind.parse::<PauseKind>())
@@ -77,7 +77,7 @@ async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Resul
     let instruction = actions::instruction(&invoice.number, action, event_id, now(console))
         .map_err(refused)?
         .with_source(actions::SOURCE_CONSOLE);
-    let since = timeline::last_entry_id(&console.db, &invoice.number).await?;
+    let since = timeline::last_entry_id(&console.primary, &invoice.number).await?;
     publish(console, instruction.routing_key, &instruction.body).await?;
     tracing::info!(
         routing_key = instruction.routing_key,
@@ -87,7 +87,7 @@ async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Resul
     let inbox = format!("payments.{}", instruction.routing_key);
     let deadline = Instant::now() + APPLY_WAIT;
     let applied = loop {
-        if timeline::applied(&console.db, &inbox, &instruction.event_id).await? {
+        if timeline::applied(&console.primary, &inbox, &instruction.event_id).await? {
             break true;
         }
         if Instant::now() >= deadline {
@@ -96,7 +96,7 @@ async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Resul
         tokio::time::sleep(APPLY_POLL).await;
     };
     let entries = match applied {
-        true => timeline::invoice_timeline_since(&console.db, &invoice.number, since).await?,
+        true => timeline::invoice_timeline_since(&console.primary, &invoice.number, since).await?,
         false => Vec::new(),
     };
     Ok(Done {

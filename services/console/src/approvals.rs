@@ -97,7 +97,7 @@ pub(crate) async fn decide_form(
     let step_id = Uuid::parse_str(form.step_id.trim())
         .map_err(|_| refused(format!("{:?} is not a step id", form.step_id)))?;
     let waiting = {
-        let mut conn = console.db.acquire().await.map_err(anyhow::Error::from)?;
+        let mut conn = console.primary.acquire().await.map_err(anyhow::Error::from)?;
         relance_storage::approvals::find_pending(&mut conn, step_id).await?
     }
     .ok_or_else(|| refused(format!("step {step_id} is not waiting for approval")))?;
@@ -122,7 +122,9 @@ pub(crate) async fn decide_form(
     let inbox = format!("payments.{}", instruction.routing_key);
     let deadline = Instant::now() + APPLY_WAIT;
     let applied = loop {
-        if relance_storage::console::timeline::applied(&console.db, &inbox, &instruction.event_id).await? {
+        if relance_storage::console::timeline::applied(&console.primary, &inbox, &instruction.event_id)
+            .await?
+        {
             break true;
         }
         if Instant::now() >= deadline {

@@ -155,7 +155,7 @@ fn detail(l: &DeadLetter) -> Value {
 async fn listed(console: &Shared, params: &HashMap<String, String>) -> Result<Value, Failure> {
     let filter = filter(params)?;
     let drain_error = drain(console).await;
-    let letters = dead_letters::list(&console.db, &filter).await?;
+    let letters = dead_letters::list(&console.dead_letter_db, &filter).await?;
     let before = match letters.last() {
         Some(last) if letters.len() as i64 == filter.limit => Some(last.id),
         _ => None,
@@ -169,7 +169,7 @@ async fn listed(console: &Shared, params: &HashMap<String, String>) -> Result<Va
 
 async fn one(console: &Shared, id: i64) -> Result<(Value, Option<String>), Failure> {
     let drain_error = drain(console).await;
-    let letter = dead_letters::get(&console.db, id)
+    let letter = dead_letters::get(&console.dead_letter_db, id)
         .await?
         .ok_or_else(|| Failure::not_found(format!("no dead letter {id}")))?;
     Ok((detail(&letter), drain_error))

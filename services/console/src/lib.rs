@@ -41,9 +41,17 @@ pub const READ_ROLE: &str = "relance_console";
 /// Connections of the dead-letters pool: an operator's rare actions, one at a time.
 const DEAD_LETTER_POOL: u32 = 2;
 
+/// Connections of the pool on the primary beside a read database: actions' checks and waits.
+const DECISIONS_POOL: u32 = 2;
+
 /// What every handler shares.
 pub(crate) struct Console {
+    /// What the pages read: `RELANCE_READ_DATABASE_URL` (a replica) when set.
     pub db: PgPool,
+    /// The same read-only role on `DATABASE_URL`, for what must see the primary's latest
+    /// state: what an action checks before publishing and waits for after. The same pool as
+    /// `db` without a read database.
+    pub primary: PgPool,
     /// The service's own database user (no `SET ROLE`), used ONLY by the dead-letters
     /// actions (`crate::dead_letters`): draining the dead-letter queue into `dead_letters`,
     /// and a replay's or a discard's status change and journal entry. Dead letters are the
@@ -143,6 +151,10 @@ pub async fn serve(
     // Pages read what may lag a moment (a replica, when one is set); the dead letters' own
     // records are written, on the primary.
     let db = connect_read_only(config.settings.reads_database_url(), config.settings.db_pool_size).await?;
+    let primary = match config.settings.read_database_url {
+        Some(_) => connect_read_only(&config.settings.database_url, DECISIONS_POOL).await?,
+        None => db.clone(),
+    };
     let dead_letter_db = relance_storage::connect(&config.settings.database_url, DEAD_LETTER_POOL)
         .await
         .context("connecting the console's dead-letters pool (the service's own database user)")?;
@@ -154,6 +166,7 @@ pub async fn serve(
         .map(Arc::from);
     let console = Arc::new(Console {
         db,
+        primary,
         dead_letter_db,
         names: Names::new(&config.settings.namespace),
         config,

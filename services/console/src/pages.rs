@@ -622,7 +622,7 @@ async fn reply_handled(
         .check_form(&headers, Some(&form.csrf), "the task page")?;
     let reply = Uuid::parse_str(form.reply_id.trim())
         .map_err(|_| Failure::bad_request(format!("reply_id={:?} is not a reply id", form.reply_id)))?;
-    let Some(found) = relance_storage::replies::find_reply(&console.db, reply).await? else {
+    let Some(found) = relance_storage::replies::find_reply(&console.primary, reply).await? else {
         return Err(Failure(StatusCode::NOT_FOUND, format!("no reply {reply}")));
     };
     // Handled already (a second tab, a double submit): nothing to publish.
@@ -694,7 +694,7 @@ async fn wait_applied(console: &Shared, routing_key: &str, event_id: &str) -> an
         )
         .bind(&inbox)
         .bind(event_id)
-        .fetch_one(&console.db)
+        .fetch_one(&console.primary)
         .await
         .context("looking up the message in the inbox")?;
         if done || start.elapsed() > APPLY_WAIT {

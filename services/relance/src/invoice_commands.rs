@@ -400,8 +400,11 @@ pub async fn list_invoices(
     let db = relance_storage::connect(settings.reads_database_url(), 2).await?;
     let now = match (settings.shared_clock, settings.simulated_clock_start) {
         (true, Some(start)) => {
+            // The services' shared time, on the primary (a replica's may lag, and reading it
+            // creates the row when there is none).
+            let clock_db = relance_storage::connect(&settings.database_url, 1).await?;
             let clock =
-                relance_storage::clock::follow_shared_time(db.clone(), start, Duration::from_secs(3600))
+                relance_storage::clock::follow_shared_time(clock_db, start, Duration::from_secs(3600))
                     .await?;
             clock.now()
         }

@@ -8,7 +8,7 @@
 use anyhow::Context;
 use relance_config::Config;
 use relance_storage::gauges::{self, Figures, AGING_BUCKETS};
-use relance_telemetry::metrics::{set_collections_gauges, CollectionsGauges};
+use relance_telemetry::metrics::{set_collections_gauges, set_read_database_lag, CollectionsGauges};
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::PgConnection;
 use std::collections::BTreeSet;
@@ -37,24 +37,16 @@ pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) ->
         if let Some(conn) = lead.as_mut() {
             let now = config.clock.now();
             let started = std::time::Instant::now();
-            // An error says which connection to open again: the leading one (and so the
-            // lock, which may be lost with it) or only the one to the read database.
-            let computed = match config.settings.read_database_url.as_deref() {
-                None => gauges::figures(conn, now).await.map_err(|e| (e, Lost::Lead)),
-                Some(_) if !gauges::still_leads(conn).await => Err((
-                    anyhow::anyhow!("the connection holding the gauges lock was lost"),
-                    Lost::Lead,
-                )),
-                Some(url) => figures_on_replica(&mut reads, url, now)
-                    .await
-                    .map_err(|e| (e, Lost::Reads)),
-            };
+            let computed = compute(config, conn, &mut reads, now).await;
             // On a ledger so large that the figures take more than a fifth of the interval
             // (seconds at millions of invoices), they are computed less often instead of
             // keeping the database busy with them.
             wait = wait.max(started.elapsed() * SPACING);
             match computed {
-                Ok(figures) => {
+                Ok((figures, lag)) => {
+                    if let Some(lag) = lag {
+                        set_read_database_lag(lag);
+                    }
                     currencies.extend(figures.outstanding.keys().map(|(currency, _)| currency.clone()));
                     currencies.extend(figures.dso.keys().cloned());
                     steps.extend(figures.steps_paid_within_7_days.keys().cloned());
@@ -66,7 +58,8 @@ pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) ->
                         "computing the collections gauges failed"
                     );
                     match lost {
-                        Lost::Lead => lead = None,
+                        // Both: the read connection is opened again by whichever copy leads.
+                        Lost::Lead => (lead, reads) = (None, None),
                         Lost::Reads => reads = None,
                     }
                 }
@@ -85,12 +78,49 @@ enum Lost {
     Reads,
 }
 
-/// The figures read on the read database, its connection opened when there is none.
+/// The figures at `now`, on the leading connection `lead`, or with `RELANCE_READ_DATABASE_URL`
+/// set on the read database (`reads`, opened when there is none; the replay lag besides),
+/// but for the outbox's backlog, which is the primary's now. An error says which connection
+/// to open again.
+async fn compute(
+    config: &Config,
+    lead: &mut PgConnection,
+    reads: &mut Option<PgConnection>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Figures, Option<f64>), (anyhow::Error, Lost)> {
+    let Some(url) = config.settings.read_database_url.as_deref() else {
+        let figures = gauges::figures(lead, now).await.map_err(|e| (e, Lost::Lead))?;
+        return Ok((figures, None));
+    };
+    let lost_lead = || {
+        (
+            anyhow::anyhow!("the connection holding the gauges lock lost it"),
+            Lost::Lead,
+        )
+    };
+    if !gauges::still_leads(lead).await {
+        return Err(lost_lead());
+    }
+    let (mut figures, lag) = figures_on_replica(reads, url, now)
+        .await
+        .map_err(|e| (e, Lost::Reads))?;
+    let (backlog, oldest) = gauges::outbox_figures(lead).await.map_err(|e| (e, Lost::Lead))?;
+    figures.outbox_backlog = backlog;
+    figures.outbox_oldest = oldest;
+    // Lost while the replica was read (seconds on a large ledger): another copy may lead now.
+    if !gauges::still_leads(lead).await {
+        return Err(lost_lead());
+    }
+    Ok((figures, Some(lag)))
+}
+
+/// The figures and the replay lag read on the read database, its connection opened when
+/// there is none.
 async fn figures_on_replica(
     reads: &mut Option<PgConnection>,
     url: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<(Figures, f64)> {
     if reads.is_none() {
         *reads = Some(
             gauges::connect_for_figures(url)
@@ -98,10 +128,11 @@ async fn figures_on_replica(
                 .context("connecting to RELANCE_READ_DATABASE_URL for the gauges")?,
         );
     }
-    match reads.as_mut() {
-        Some(conn) => gauges::figures(conn, now).await,
-        None => anyhow::bail!("no connection to RELANCE_READ_DATABASE_URL"),
-    }
+    let Some(conn) = reads.as_mut() else {
+        anyhow::bail!("no connection to RELANCE_READ_DATABASE_URL");
+    };
+    let lag = gauges::replay_lag_seconds(conn).await?;
+    Ok((gauges::figures(conn, now).await?, lag))
 }
 
 fn as_gauges(

@@ -97,20 +97,50 @@ pub async fn connect_for_figures(database_url: &str) -> anyhow::Result<PgConnect
         .context("connecting to compute the gauges")
 }
 
-/// Whether the leading connection is still there (and with it the lock), when the figures
-/// are read on another: a leader that lost it must not go on computing beside a new one.
+/// Whether the leading connection still holds the gauges lock, when the figures are read on
+/// another connection: asked before and after each computation there, so that a leader that
+/// lost its connection meanwhile (and another took the lock) publishes nothing.
 pub async fn still_leads(conn: &mut PgConnection) -> bool {
-    sqlx::query("SELECT 1").execute(conn).await.is_ok()
+    // A bigint advisory key shows in pg_locks as its high half (classid) and low half (objid).
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                        AND granted AND objsubid = 1
+                        AND classid::bigint = ($1 >> 32) AND objid::bigint = ($1 & 4294967295))",
+    )
+    .bind(GAUGES_LOCK)
+    .fetch_one(conn)
+    .await
+    .unwrap_or(false)
 }
 
-/// The figures at `now`, all read on the leading connection (so that a lost connection, and
-/// with it the lock, shows as an error, and so that they never run parallel workers).
+/// The outbox's backlog and its oldest unpublished row: read on the primary even when the
+/// other figures come from a replica, since they tell whether the relays publish now.
+pub async fn outbox_figures(conn: &mut PgConnection) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
+    sqlx::query_as("SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(conn)
+        .await
+        .context("counting the outbox backlog")
+}
+
+/// How far the read database's replay is behind, in seconds: 0 when it has replayed all it
+/// received (or is no replica), else the time since the last transaction it replayed.
+pub async fn replay_lag_seconds(conn: &mut PgConnection) -> anyhow::Result<f64> {
+    sqlx::query_scalar(
+        "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0
+                     WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
+                     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)
+                END::float8",
+    )
+    .fetch_one(conn)
+    .await
+    .context("reading the read database's replay lag")
+}
+
+/// The figures at `now`, all read on `conn`: the leading connection (so that a lost
+/// connection, and with it the lock, shows as an error), or one to the read database. It
+/// never runs parallel workers.
 pub async fn figures(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Result<Figures> {
-    let (outbox_backlog, outbox_oldest): (i64, Option<DateTime<Utc>>) =
-        sqlx::query_as("SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&mut *conn)
-            .await
-            .context("counting the outbox backlog")?;
+    let (outbox_backlog, outbox_oldest) = outbox_figures(&mut *conn).await?;
     let call_tasks_open: i64 =
         sqlx::query_scalar("SELECT count(*) FROM reminder_steps WHERE status = 'awaiting_outcome'")
             .fetch_one(&mut *conn)

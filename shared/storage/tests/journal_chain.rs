@@ -534,6 +534,47 @@ async fn linking_at_commit_cannot_deadlock_with_row_locks() {
     db.drop_db().await;
 }
 
+/// An entry committed while a chain is verified, between the verification's reads of its
+/// entries and of its head, is not taken for a cut chain: the verification reads one
+/// snapshot (the services run on while `relance journal verify` does, and a replica
+/// replays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_committed_while_a_chain_is_verified_is_not_taken_for_a_cut() {
+    let db = FreshDb::create().await;
+    ledger(&db).await;
+    let mut conn = db.owner.acquire().await.unwrap();
+    let before = verify::verify_chain(&mut conn, "F-2").await.unwrap();
+    assert!(before.is_intact(), "{:?}", before.problems);
+    // The writer holds the heads' table: the verification reads F-2's entries, then waits
+    // to read its head until the writer's entry (and the head it moves) is committed.
+    let mut writer = db.owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE journal_heads IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let owner = db.owner.clone();
+    let verification = tokio::spawn(async move {
+        let mut conn = owner.acquire().await?;
+        verify::verify_chain(&mut conn, "F-2").await
+    });
+    until_a_session_waits_for_a_lock(&db.owner, "the verification").await;
+    journal::append(&mut writer, t(24, 9), "F-2", None, "payment.recorded", json!({}))
+        .await
+        .unwrap();
+    writer.commit().await.unwrap();
+    let during = verification.await.unwrap().unwrap();
+    assert!(during.is_intact(), "{:?}", during.problems);
+    assert_eq!(
+        during.entries, before.entries,
+        "the chain as it was when the verification began"
+    );
+    let after = verify::verify_chain(&mut conn, "F-2").await.unwrap();
+    assert!(after.is_intact(), "{:?}", after.problems);
+    assert_eq!(after.entries, before.entries + 1);
+    drop(conn);
+    db.drop_db().await;
+}
+
 /// A letter's PDF, kept beside its rendered message, is part of the document hashed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_letter_pdf_changed_after_posting_is_found() {

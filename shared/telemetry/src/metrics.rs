@@ -45,12 +45,13 @@ pub const OUTSTANDING: &str = "relance_outstanding_amount";
 pub const DSO: &str = "relance_dso_days";
 pub const STEP_PAID_WITHIN: &str = "relance_step_paid_within_days_ratio";
 pub const GAUGES_REFRESHED: &str = "relance_collections_gauges_refreshed_timestamp_seconds";
+pub const READ_DATABASE_LAG: &str = "relance_read_database_lag_seconds";
 pub const LOOP_LAST_SUCCESS: &str = "relance_loop_last_success_seconds";
 pub const LOOP_STALLED: &str = "relance_loop_stalled";
 
 /// Every metric relance names (besides the settings' gauges of the health server and the
 /// `process_*` metrics), each documented in `docs/operations.md`.
-pub const ALL: [&str; 33] = [
+pub const ALL: [&str; 34] = [
     STEPS_PLANNED,
     STEPS_EMITTED,
     STEPS_RENDERED,
@@ -81,6 +82,7 @@ pub const ALL: [&str; 33] = [
     DSO,
     STEP_PAID_WITHIN,
     GAUGES_REFRESHED,
+    READ_DATABASE_LAG,
     LOOP_LAST_SUCCESS,
     LOOP_STALLED,
     "relance_settings_warnings",
@@ -442,6 +444,11 @@ fn describe() {
         "when this process last computed the collections gauges (Unix time); only one process computes them"
     );
     describe_gauge!(
+        READ_DATABASE_LAG,
+        Unit::Seconds,
+        "how far RELANCE_READ_DATABASE_URL (a replica) replays behind the primary, when the gauges were computed; absent without a read database"
+    );
+    describe_gauge!(
         LOOP_LAST_SUCCESS,
         Unit::Seconds,
         "seconds since each loop (scheduler pass, outbox relay, consumer) last completed"
@@ -688,6 +695,12 @@ pub fn set_collections_gauges(g: &CollectionsGauges) {
             .set(*ratio);
     }
     gauge!(GAUGES_REFRESHED).set(g.at_unix_seconds);
+}
+
+/// How far the read database (`RELANCE_READ_DATABASE_URL`) replays behind the primary, as
+/// the gauges' leader found it when it computed them.
+pub fn set_read_database_lag(seconds: f64) {
+    gauge!(READ_DATABASE_LAG).set(seconds);
 }
 
 /// A loop's heartbeat as gauges, set when `/metrics` is read.

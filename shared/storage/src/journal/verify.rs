@@ -70,24 +70,43 @@ impl Verification {
 /// Verifies every chain, one after the other.
 pub async fn verify_all(db: &PgPool) -> anyhow::Result<Verification> {
     let mut conn = db.acquire().await.context("acquiring a connection")?;
+    let mut tx = snapshot(&mut conn).await?;
     let chains: Vec<String> = sqlx::query_scalar(
         "SELECT chain FROM journal_heads UNION SELECT DISTINCT COALESCE(invoice_number, '') FROM journal ORDER BY 1",
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await
     .context("listing the journal's chains")?;
     let mut report = Verification::default();
     for name in chains {
-        verify_into(&mut conn, &name, &mut report).await?;
+        verify_into(&mut tx, &name, &mut report).await?;
     }
+    tx.commit().await.context("ending the journal's verification")?;
     Ok(report)
 }
 
-/// Verifies one chain (one invoice's journal).
+/// Verifies one chain (one invoice's journal). `conn` must not be in a transaction: the
+/// verification takes its own snapshot.
 pub async fn verify_chain(conn: &mut PgConnection, name: &str) -> anyhow::Result<Verification> {
+    let mut tx = snapshot(conn).await?;
     let mut report = Verification::default();
-    verify_into(conn, name, &mut report).await?;
+    verify_into(&mut tx, name, &mut report).await?;
+    tx.commit().await.context("ending the chain's verification")?;
     Ok(report)
+}
+
+/// A read-only transaction whose statements all see one snapshot: a chain's entries and its
+/// head are read by separate statements, and an entry committed between them (the services
+/// run on) would otherwise look like a chain cut short after its last entry read.
+async fn snapshot(conn: &mut PgConnection) -> anyhow::Result<sqlx::Transaction<'_, sqlx::Postgres>> {
+    let mut tx = sqlx::Connection::begin(conn)
+        .await
+        .context("starting the journal's verification")?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .context("making the verification's reads one snapshot")?;
+    Ok(tx)
 }
 
 async fn verify_into(conn: &mut PgConnection, name: &str, report: &mut Verification) -> anyhow::Result<()> {
