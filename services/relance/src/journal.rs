@@ -162,7 +162,10 @@ fn file_safe(name: &str) -> String {
 /// (`NN-step.document.json`, whose SHA-256 is the `document_sha256` of the journal entries
 /// about it), its text (`.txt`, with the headers) and HTML (`.html`); and the invoice PDF.
 pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Result<Export> {
-    let mut conn = db.acquire().await.context("acquiring a connection")?;
+    let mut pooled = db.acquire().await.context("acquiring a connection")?;
+    // One snapshot for every read: the entries, the head and the documents exported agree
+    // with each other while the services go on writing.
+    let mut conn = verify::snapshot(&mut pooled).await?;
     let invoice = read_invoice(&mut conn, invoice_number).await?;
     let entries = journal::chain(&mut conn, invoice_number).await?;
     if invoice.is_none() && entries.is_empty() {
@@ -170,7 +173,7 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
             "unknown invoice {invoice_number:?}: no invoice and no journal entry under this number"
         );
     }
-    let verification = verify::verify_chain(&mut conn, invoice_number).await?;
+    let verification = verify::verify_chain_in_snapshot(&mut conn, invoice_number).await?;
     let chain = invoice_journal_v1(&mut conn, invoice_number).await?;
     let head = journal::head(&mut conn, invoice_number).await?;
 
@@ -218,6 +221,7 @@ pub async fn export(db: &PgPool, invoice_number: &str, out: &Path) -> anyhow::Re
     });
     let pretty = serde_json::to_vec_pretty(&file).context("encoding invoice.json")?;
     write_file(dir.join("invoice.json"), &pretty)?;
+    conn.commit().await.context("ending the export's snapshot")?;
     Ok(Export {
         dir,
         entries: entries.len(),

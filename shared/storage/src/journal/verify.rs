@@ -89,16 +89,23 @@ pub async fn verify_all(db: &PgPool) -> anyhow::Result<Verification> {
 /// verification takes its own snapshot.
 pub async fn verify_chain(conn: &mut PgConnection, name: &str) -> anyhow::Result<Verification> {
     let mut tx = snapshot(conn).await?;
-    let mut report = Verification::default();
-    verify_into(&mut tx, name, &mut report).await?;
+    let report = verify_chain_in_snapshot(&mut tx, name).await?;
     tx.commit().await.context("ending the chain's verification")?;
+    Ok(report)
+}
+
+/// Verifies one chain in the caller's transaction, which must be a [`snapshot`] (as an
+/// export that reads the chain, its head and its documents besides is).
+pub async fn verify_chain_in_snapshot(conn: &mut PgConnection, name: &str) -> anyhow::Result<Verification> {
+    let mut report = Verification::default();
+    verify_into(conn, name, &mut report).await?;
     Ok(report)
 }
 
 /// A read-only transaction whose statements all see one snapshot: a chain's entries and its
 /// head are read by separate statements, and an entry committed between them (the services
 /// run on) would otherwise look like a chain cut short after its last entry read.
-async fn snapshot(conn: &mut PgConnection) -> anyhow::Result<sqlx::Transaction<'_, sqlx::Postgres>> {
+pub async fn snapshot(conn: &mut PgConnection) -> anyhow::Result<sqlx::Transaction<'_, sqlx::Postgres>> {
     let mut tx = sqlx::Connection::begin(conn)
         .await
         .context("starting the journal's verification")?;
