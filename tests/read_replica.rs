@@ -140,7 +140,8 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
     // still count one invoice.
     let later = relance_domain::Clock::now(&env.clock) + Duration::hours(1);
     env.move_clock(later).await;
-    // The replica has received F-R2's changes without replaying them: the gauges say it lags.
+    // The replica has not replayed F-R2's changes: the gauges say it lags (the time since the
+    // last transaction it replayed, F-R1's registration or later).
     wait_for(
         "the gauges computed after F-R2, with the replica lagging",
         DEADLINE,
@@ -167,7 +168,7 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
     let lock_holders = |db: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
-             AND classid::bigint = ($1 >> 32) AND objid::bigint = ($1 & 4294967295)",
+             AND classid::bigint = (($1 >> 32) & 4294967295) AND objid::bigint = ($1 & 4294967295)",
         )
         .bind(relance_storage::locks::GAUGES)
         .fetch_one(&db)

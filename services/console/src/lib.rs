@@ -52,11 +52,12 @@ pub(crate) struct Console {
     /// state: what an action checks before publishing and waits for after. The same pool as
     /// `db` without a read database.
     pub primary: PgPool,
-    /// The service's own database user (no `SET ROLE`), used ONLY by the dead-letters
-    /// actions (`crate::dead_letters`): draining the dead-letter queue into `dead_letters`,
-    /// and a replay's or a discard's status change and journal entry. Dead letters are the
+    /// The service's own database user (no `SET ROLE`), on `DATABASE_URL`, used ONLY by the
+    /// dead-letters pages and actions (`crate::dead_letters`): draining the dead-letter queue
+    /// into `dead_letters`, a replay's or a discard's status change and journal entry, and
+    /// the pages listing them (which must show what was just drained). Dead letters are the
     /// record of the broker's own messages, not the ledger: the ledger still changes only
-    /// through the queue contract, and every page reads through the read-only `db`.
+    /// through the queue contract, and every other page reads through the read-only `db`.
     pub dead_letter_db: PgPool,
     pub config: Config,
     pub names: Names,

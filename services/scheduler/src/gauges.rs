@@ -62,6 +62,10 @@ pub(crate) async fn gauges_loop(config: &Config, shutdown: CancellationToken) ->
                         Lost::Lead => (lead, reads) = (None, None),
                         Lost::Reads => reads = None,
                     }
+                    // Unknown now: not the last value seen, which may have been 0.
+                    if config.settings.read_database_url.is_some() {
+                        set_read_database_lag(f64::NAN);
+                    }
                 }
             }
         }
@@ -101,7 +105,10 @@ async fn compute(
     if !gauges::still_leads(lead).await {
         return Err(lost_lead());
     }
-    let (mut figures, lag) = figures_on_replica(reads, url, now)
+    let position = gauges::primary_wal_position(lead)
+        .await
+        .map_err(|e| (e, Lost::Lead))?;
+    let (mut figures, lag) = figures_on_replica(reads, url, &position, now)
         .await
         .map_err(|e| (e, Lost::Reads))?;
     let (backlog, oldest) = gauges::outbox_figures(lead).await.map_err(|e| (e, Lost::Lead))?;
@@ -119,6 +126,7 @@ async fn compute(
 async fn figures_on_replica(
     reads: &mut Option<PgConnection>,
     url: &str,
+    primary_position: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<(Figures, f64)> {
     if reads.is_none() {
@@ -131,8 +139,8 @@ async fn figures_on_replica(
     let Some(conn) = reads.as_mut() else {
         anyhow::bail!("no connection to RELANCE_READ_DATABASE_URL");
     };
-    let lag = gauges::replay_lag_seconds(conn).await?;
-    Ok((gauges::figures(conn, now).await?, lag))
+    let lag = gauges::replay_lag_seconds(conn, primary_position).await?;
+    Ok((gauges::ledger_figures(conn, now).await?, lag))
 }
 
 fn as_gauges(

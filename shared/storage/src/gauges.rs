@@ -101,16 +101,32 @@ pub async fn connect_for_figures(database_url: &str) -> anyhow::Result<PgConnect
 /// another connection: asked before and after each computation there, so that a leader that
 /// lost its connection meanwhile (and another took the lock) publishes nothing.
 pub async fn still_leads(conn: &mut PgConnection) -> bool {
-    // A bigint advisory key shows in pg_locks as its high half (classid) and low half (objid).
-    sqlx::query_scalar(
+    // A bigint advisory key shows in pg_locks as its high half (classid) and low half
+    // (objid), both unsigned.
+    let held = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
                         AND granted AND objsubid = 1
-                        AND classid::bigint = ($1 >> 32) AND objid::bigint = ($1 & 4294967295))",
+                        AND classid::bigint = (($1 >> 32) & 4294967295) AND objid::bigint = ($1 & 4294967295))",
     )
     .bind(GAUGES_LOCK)
     .fetch_one(conn)
-    .await
-    .unwrap_or(false)
+    .await;
+    match held {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "checking the gauges lock failed: this copy stops leading");
+            false
+        }
+    }
+}
+
+/// The primary's current write position, to tell whether the read database has replayed
+/// everything up to it ([`replay_lag_seconds`]).
+pub async fn primary_wal_position(conn: &mut PgConnection) -> anyhow::Result<String> {
+    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(conn)
+        .await
+        .context("reading the primary's write position")
 }
 
 /// The outbox's backlog and its oldest unpublished row: read on the primary even when the
@@ -122,15 +138,19 @@ pub async fn outbox_figures(conn: &mut PgConnection) -> anyhow::Result<(i64, Opt
         .context("counting the outbox backlog")
 }
 
-/// How far the read database's replay is behind, in seconds: 0 when it has replayed all it
-/// received (or is no replica), else the time since the last transaction it replayed.
-pub async fn replay_lag_seconds(conn: &mut PgConnection) -> anyhow::Result<f64> {
+/// How far the read database's replay is behind the primary, in seconds: 0 when it has
+/// replayed everything up to `primary_position` (the primary's write position read just
+/// before, see [`primary_wal_position`]; or it is no replica), else the time since the last
+/// transaction it replayed (NaN when it has replayed none since it started). A replica cut
+/// off from its primary so shows a lag that grows, not 0.
+pub async fn replay_lag_seconds(conn: &mut PgConnection, primary_position: &str) -> anyhow::Result<f64> {
     sqlx::query_scalar(
         "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0
-                     WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
-                     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)
+                     WHEN pg_last_wal_replay_lsn() >= $1::pg_lsn THEN 0
+                     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 'NaN')
                 END::float8",
     )
+    .bind(primary_position)
     .fetch_one(conn)
     .await
     .context("reading the read database's replay lag")
@@ -141,6 +161,16 @@ pub async fn replay_lag_seconds(conn: &mut PgConnection) -> anyhow::Result<f64> 
 /// never runs parallel workers.
 pub async fn figures(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Result<Figures> {
     let (outbox_backlog, outbox_oldest) = outbox_figures(&mut *conn).await?;
+    Ok(Figures {
+        outbox_backlog,
+        outbox_oldest,
+        ..ledger_figures(conn, now).await?
+    })
+}
+
+/// The figures at `now` but the outbox's (left at zero): what a read database gives.
+pub async fn ledger_figures(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Result<Figures> {
+    let (outbox_backlog, outbox_oldest) = (0, None);
     let call_tasks_open: i64 =
         sqlx::query_scalar("SELECT count(*) FROM reminder_steps WHERE status = 'awaiting_outcome'")
             .fetch_one(&mut *conn)
