@@ -79,7 +79,37 @@ impl PrivateRabbitMq {
         Self::start_node(true)
     }
 
+    /// Starts `size` nodes with one Erlang cookie and joins them into one cluster (the first
+    /// node's), as an operator's three-node cluster; each is stopped and removed on drop.
+    pub fn start_cluster(size: usize) -> anyhow::Result<Vec<Self>> {
+        let cookie = format!(
+            "RELANCETESTCLUSTER{}",
+            uuid::Uuid::new_v4().simple().to_string().to_uppercase()
+        );
+        let mut nodes: Vec<Self> = Vec::new();
+        for _ in 0..size {
+            let node = Self::start_node_with(false, Some(&cookie))?;
+            if let Some(first) = nodes.first() {
+                node.ctl(&["stop_app"])?;
+                node.ctl(&["join_cluster", &first.node])?;
+                node.start_app()?;
+            }
+            nodes.push(node);
+        }
+        Ok(nodes)
+    }
+
+    /// How many AMQP connections this node has open now.
+    pub fn connections(&self) -> anyhow::Result<usize> {
+        let out = self.ctl_output(&["list_connections", "--silent", "pid"])?;
+        Ok(out.lines().filter(|line| !line.trim().is_empty()).count())
+    }
+
     fn start_node(prometheus: bool) -> anyhow::Result<Self> {
+        Self::start_node_with(prometheus, None)
+    }
+
+    fn start_node_with(prometheus: bool, shared_cookie: Option<&str>) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let port = free_port();
         let mut dist_port = free_port();
@@ -120,7 +150,11 @@ impl PrivateRabbitMq {
         write("rabbitmq-env.conf", "")?;
         // The cookie rabbitmqctl and the node share (through HOME), not the shared node's.
         let cookie = dir.join(".erlang.cookie");
-        write(".erlang.cookie", &format!("RELANCETEST{}", id.to_uppercase()))?;
+        let cookie_value = match shared_cookie {
+            Some(shared) => shared.to_string(),
+            None => format!("RELANCETEST{}", id.to_uppercase()),
+        };
+        write(".erlang.cookie", &cookie_value)?;
         set_owner_only(&cookie)?;
         let mut server = Self {
             port,
@@ -221,6 +255,11 @@ impl PrivateRabbitMq {
 
     /// `rabbitmqctl -n <this node> <args>`, with this node's cookie.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<()> {
+        self.ctl_output(args).map(|_| ())
+    }
+
+    /// [`PrivateRabbitMq::ctl`], returning what it printed.
+    fn ctl_output(&self, args: &[&str]) -> anyhow::Result<String> {
         let program = self.bin.join("rabbitmqctl");
         let output = Command::new(&program)
             .args(["-n", &self.node])
@@ -237,7 +276,7 @@ impl PrivateRabbitMq {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Stops the broker application, as an administrator's restart does: every connection

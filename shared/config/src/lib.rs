@@ -330,6 +330,14 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// [`redact`] for each URL of a comma-separated list (`AMQP_URL` naming a cluster's nodes).
+fn redact_each(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| redact(url.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
@@ -338,7 +346,7 @@ impl fmt::Debug for Settings {
                 "read_database_url",
                 &self.read_database_url.as_deref().map(redact),
             )
-            .field("amqp_url", &redact(&self.amqp_url))
+            .field("amqp_url", &redact_each(&self.amqp_url))
             .field("smtp_url", &self.smtp_url.as_deref().map(redact))
             .field("mail_dir", &self.mail_dir)
             .field("otlp_endpoint", &self.otlp_endpoint)
@@ -1144,6 +1152,21 @@ mod tests {
             !format!("{replica:?}").contains("pw-4711"),
             "the read database's password is shown: {replica:?}"
         );
+    }
+
+    #[test]
+    fn a_clusters_nodes_are_shown_without_their_passwords() {
+        let s = Settings::from_vars(vars(&[(
+            "AMQP_URL",
+            "amqp://relance:pw-1@rabbit-1:5672/%2f, amqp://relance:pw-2@rabbit-2:5672/%2f",
+        )]));
+        let Ok(s) = s else { panic!("{s:?}") };
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("amqp://***@rabbit-1:5672/%2f,amqp://***@rabbit-2:5672/%2f"),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw-"), "{shown}");
     }
 
     #[test]

@@ -101,7 +101,7 @@ use VariableDefault::{Described, Empty, Unset, Value};
 pub const VARIABLES: &[Variable] = &[
     secret("DATABASE_URL", Value(crate::DEFAULT_DATABASE_URL), "PostgreSQL database"),
     secret("RELANCE_READ_DATABASE_URL", Unset, "PostgreSQL server for reads that may lag a moment (a streaming replica of DATABASE_URL): the console's pages, the collections gauges' figures and the read-only commands; unset: DATABASE_URL"),
-    secret("AMQP_URL", Value(crate::DEFAULT_AMQP_URL), "RabbitMQ broker"),
+    secret("AMQP_URL", Value(crate::DEFAULT_AMQP_URL), "RabbitMQ broker; several URLs separated by commas (a cluster's nodes) are tried in order at each connection"),
     secret("SMTP_URL", Unset, "SMTP server as a lettre URL; unset: emails are written as .eml files to RELANCE_MAIL_DIR"),
     setting("RELANCE_SMTP_CA_FILE", Unset, "PEM file of certificate authorities trusted for the SMTP server besides the public ones (a private relay)"),
     setting("RELANCE_SMTP_POOL_SIZE", Value("16"), "SMTP connections kept open between messages, for the next ones (0: one connection per message)"),

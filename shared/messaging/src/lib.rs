@@ -28,11 +28,56 @@ pub use worker::run_queue_worker;
 use anyhow::Context;
 use lapin::{Connection, ConnectionProperties};
 
-/// Opens a connection named after the service (shown in the RabbitMQ management UI).
+/// How long one node of `AMQP_URL` may take to accept a connection before the next is tried.
+const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The nodes `AMQP_URL` names: one URL, or several separated by commas (the nodes of a
+/// cluster), in the order they are tried.
+pub fn broker_nodes(amqp_url: &str) -> Vec<&str> {
+    amqp_url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
+/// Opens a connection named after the service (shown in the RabbitMQ management UI), to the
+/// first node of `AMQP_URL` that accepts it: with a cluster's nodes listed, a service whose
+/// node went away reconnects to the next (as libpq does with several hosts). Every queue
+/// relance declares is a quorum queue by default, replicated on the cluster's nodes, so
+/// that any node serves them.
 pub async fn connect(amqp_url: &str, service: &str) -> anyhow::Result<Connection> {
-    let properties =
-        ConnectionProperties::default().with_connection_name(format!("relance-{service}").into());
-    Connection::connect(amqp_url, properties)
-        .await
-        .context("connecting to RabbitMQ (AMQP_URL)")
+    let nodes = broker_nodes(amqp_url);
+    let mut failures = Vec::new();
+    for (n, url) in nodes.iter().enumerate() {
+        let properties =
+            ConnectionProperties::default().with_connection_name(format!("relance-{service}").into());
+        match tokio::time::timeout(NODE_CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(e)) => failures.push(format!("node {} of AMQP_URL: {e}", n + 1)),
+            Err(_) => failures.push(format!(
+                "node {} of AMQP_URL: no answer within {NODE_CONNECT_TIMEOUT:?}",
+                n + 1
+            )),
+        }
+    }
+    if nodes.is_empty() {
+        anyhow::bail!("connecting to RabbitMQ: AMQP_URL names no node");
+    }
+    Err(anyhow::anyhow!(failures.join("; "))).context("connecting to RabbitMQ (AMQP_URL)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broker_nodes;
+
+    #[test]
+    fn amqp_url_names_one_node_or_a_clusters_in_order() {
+        assert_eq!(broker_nodes("amqp://a:5672/%2f"), ["amqp://a:5672/%2f"]);
+        assert_eq!(
+            broker_nodes(" amqp://a:5672/%2f,amqp://b:5672/%2f , amqp://c:5672/%2f,"),
+            ["amqp://a:5672/%2f", "amqp://b:5672/%2f", "amqp://c:5672/%2f"]
+        );
+        assert!(broker_nodes(" , ").is_empty());
+    }
 }
