@@ -8,8 +8,11 @@
 use chrono::{TimeZone, Utc};
 use relance_contracts::names;
 use relance_tests::private_rabbitmq::PrivateRabbitMq;
-use relance_tests::{date, invoice_issued, payment_received, TestEnv};
+use relance_tests::{date, invoice_issued, payment_received, wait_for, TestEnv, DEADLINE};
 use std::collections::BTreeMap;
+
+/// Services running from the start (the sender is held back), as their connections are named.
+const SERVICES_RUNNING: [&str; 3] = ["scheduler", "renderer", "payments"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_the_services_use_goes_and_nothing_is_lost_nor_sent_twice() {
@@ -42,12 +45,25 @@ async fn the_node_the_services_use_goes_and_nothing_is_lost_nor_sent_twice() {
         env.wait_journal(number, "reminder.rendered", 1).await;
     }
 
-    // Every connection went to the first node AMQP_URL names; it goes away.
-    assert!(
-        cluster[0].connections().unwrap() > 0,
-        "the services are on the first node"
-    );
-    cluster[0].stop().unwrap();
+    // ... and their jobs are in the sender's queue: published, confirmed by the cluster.
+    wait_for("the outbox to be published", DEADLINE, || async {
+        let unpublished: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&env.db)
+            .await?;
+        Ok(unpublished == 0)
+    })
+    .await
+    .unwrap();
+
+    // Every service connected to the first node AMQP_URL names; it goes away.
+    let on_first = tokio::task::block_in_place(|| cluster[0].connections()).unwrap();
+    for service in SERVICES_RUNNING {
+        assert!(
+            on_first.contains(&format!("\"relance-{service}\"")),
+            "{service}: {on_first}"
+        );
+    }
+    tokio::task::block_in_place(|| cluster[0].stop()).unwrap();
 
     // The sender, started now, reaches the second node, where the quorum queue kept the
     // reminders: each goes out once.
@@ -85,8 +101,14 @@ async fn the_node_the_services_use_goes_and_nothing_is_lost_nor_sent_twice() {
     .unwrap();
     env.wait_journal("F-Q01", names::PAYMENT_RECORDED, 1).await;
     env.wait_journal("F-Q01", names::THANKS_SENT, 1).await;
-    let connected_elsewhere = cluster[1].connections().unwrap() + cluster[2].connections().unwrap();
-    assert!(connected_elsewhere > 0, "the services are on the nodes left");
+    // Each on the second node, the next AMQP_URL names.
+    let on_second = tokio::task::block_in_place(|| cluster[1].connections()).unwrap();
+    for service in SERVICES_RUNNING.iter().chain([&relance_sender::SERVICE]) {
+        assert!(
+            on_second.contains(&format!("\"relance-{service}\"")),
+            "{service}: {on_second}"
+        );
+    }
     publisher.close().await;
     let _ = connection.close(200, "done".into()).await;
     env.stop().await;

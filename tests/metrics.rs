@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use relance_contracts::names;
-use relance_tests::{date, invoice_issued, payment_received, wait_for, TestEnv, DEADLINE};
+use relance_tests::{date, invoice_issued, payment_received, scrape_metrics, wait_for, TestEnv, DEADLINE};
 use std::collections::BTreeMap;
 
 /// One sample of the exposition: its metric name, labels and value.
@@ -59,16 +59,6 @@ fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn scrape(http: &reqwest::Client, addr: &str) -> String {
-    http.get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_what_went_out_and_name_no_one() {
     let addr = format!("127.0.0.1:{}", relance_tests::free_port());
@@ -118,7 +108,7 @@ async fn metrics_count_what_went_out_and_name_no_one() {
     let settled = wait_for("the metrics to catch up", DEADLINE, || {
         let (http, addr, scraped) = (http.clone(), addr.clone(), scraped.clone());
         async move {
-            let text = scrape(&http, &addr).await;
+            let text = scrape_metrics(&http, &addr).await;
             let s = parse(&text);
             *scraped.lock().unwrap() = text;
             Ok(

@@ -57,27 +57,7 @@ fn is_root() -> bool {
 impl PrivatePostgres {
     /// Creates and starts the server; it is stopped and removed on drop.
     pub fn start() -> anyhow::Result<Self> {
-        let bin = bin_dir()?;
-        let port = crate::free_port();
-        let dir = std::env::temp_dir().join(format!("relance-pg-{port}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).context("creating the data folder")?;
-        let as_postgres_user = is_root();
-        if as_postgres_user {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .context("chown")?;
-            if !status.success() {
-                bail!("could not give {} to the postgres user", dir.display());
-            }
-        }
-        let server = Self {
-            port,
-            dir,
-            bin,
-            as_postgres_user,
-        };
+        let server = Self::new_folder(bin_dir()?)?;
         server.run(
             "initdb",
             &[
@@ -99,25 +79,7 @@ impl PrivatePostgres {
     /// Creates and starts a streaming replica of this server (a hot standby, read-only, on a
     /// port of its own), from a base backup of it; stopped and removed on drop.
     pub fn start_replica(&self) -> anyhow::Result<Self> {
-        let port = crate::free_port();
-        let dir = std::env::temp_dir().join(format!("relance-pg-{port}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).context("creating the replica's folder")?;
-        if self.as_postgres_user {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .context("chown")?;
-            if !status.success() {
-                bail!("could not give {} to the postgres user", dir.display());
-            }
-        }
-        let replica = Self {
-            port,
-            dir,
-            bin: self.bin.clone(),
-            as_postgres_user: self.as_postgres_user,
-        };
+        let replica = Self::new_folder(self.bin.clone())?;
         // -R writes the standby's settings (standby.signal, primary_conninfo); -X stream
         // copies the WAL written meanwhile.
         replica.run(
@@ -139,6 +101,31 @@ impl PrivatePostgres {
         )?;
         replica.start_again()?;
         Ok(replica)
+    }
+
+    /// A server not yet created: a free port and an empty folder of its own (given to the
+    /// `postgres` user when the tests run as root).
+    fn new_folder(bin: PathBuf) -> anyhow::Result<Self> {
+        let port = crate::free_port();
+        let dir = std::env::temp_dir().join(format!("relance-pg-{port}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).context("creating the server's folder")?;
+        let as_postgres_user = is_root();
+        if as_postgres_user {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .context("chown")?;
+            if !status.success() {
+                bail!("could not give {} to the postgres user", dir.display());
+            }
+        }
+        Ok(Self {
+            port,
+            dir,
+            bin,
+            as_postgres_user,
+        })
     }
 
     /// `postgres://postgres@127.0.0.1:<port>`, without a database.

@@ -99,10 +99,11 @@ impl PrivateRabbitMq {
         Ok(nodes)
     }
 
-    /// How many AMQP connections this node has open now.
-    pub fn connections(&self) -> anyhow::Result<usize> {
-        let out = self.ctl_output(&["list_connections", "--silent", "pid"])?;
-        Ok(out.lines().filter(|line| !line.trim().is_empty()).count())
+    /// The client properties of every AMQP connection this node has open now, as
+    /// `rabbitmqctl list_connections client_properties` prints them (one per line; each
+    /// names its `connection_name`, e.g. `relance-renderer`).
+    pub fn connections(&self) -> anyhow::Result<String> {
+        self.ctl_output(&["list_connections", "--silent", "client_properties"])
     }
 
     fn start_node(prometheus: bool) -> anyhow::Result<Self> {

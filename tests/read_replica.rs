@@ -10,7 +10,7 @@
 use chrono::Duration;
 use relance_contracts::names;
 use relance_tests::private_postgres::PrivatePostgres;
-use relance_tests::{date, free_port, invoice_issued, wait_for, TestEnv, DEADLINE};
+use relance_tests::{date, free_port, invoice_issued, scrape_metrics, wait_for, TestEnv, DEADLINE};
 use serde_json::{json, Value};
 
 /// The sum of the samples of the metric `name` in a Prometheus exposition.
@@ -24,26 +24,13 @@ fn metric(exposition: &str, name: &str) -> f64 {
         .sum()
 }
 
-async fn scrape(http: &reqwest::Client, addr: &str) -> String {
-    http.get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// The invoice numbers the console's tracking table lists.
 async fn console_numbers(http: &reqwest::Client, base: &str) -> Vec<String> {
-    let page: Value = http
-        .get(format!("{base}/api/invoices"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(http, &format!("{base}/api/invoices")).await;
     let mut numbers: Vec<String> = page["invoices"]
         .as_array()
         .unwrap()
@@ -111,7 +98,7 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
     env.wait_journal("F-R1", names::INVOICE_REGISTERED, 1).await;
     wait_for("the console and the gauges to show F-R1", DEADLINE, || async {
         Ok(console_numbers(&http, &base).await == ["F-R1"]
-            && metric(&scrape(&http, &addr).await, "relance_invoices") == 1.0)
+            && metric(&scrape_metrics(&http, &addr).await, "relance_invoices") == 1.0)
     })
     .await
     .unwrap();
@@ -146,7 +133,7 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
         "the gauges computed after F-R2, with the replica lagging",
         DEADLINE,
         || async {
-            let metrics = scrape(&http, &addr).await;
+            let metrics = scrape_metrics(&http, &addr).await;
             Ok(
                 metric(&metrics, "relance_collections_gauges_refreshed_timestamp_seconds")
                     >= later.timestamp() as f64
@@ -156,7 +143,7 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
     )
     .await
     .unwrap();
-    let metrics = scrape(&http, &addr).await;
+    let metrics = scrape_metrics(&http, &addr).await;
     assert_eq!(metric(&metrics, "relance_invoices"), 1.0, "{metrics}");
     // The outbox's backlog is the primary's, whatever the replica has: 0, all published.
     assert_eq!(
@@ -234,7 +221,7 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
         .await
         .unwrap();
     wait_for("the console and the gauges to show F-R2", DEADLINE, || async {
-        let metrics = scrape(&http, &addr).await;
+        let metrics = scrape_metrics(&http, &addr).await;
         Ok(console_numbers(&http, &base).await == ["F-R1", "F-R2"]
             && metric(&metrics, "relance_invoices") == 2.0
             && metric(&metrics, "relance_read_database_lag_seconds") < 1.0)
@@ -243,14 +230,7 @@ async fn the_console_the_gauges_and_the_reports_read_the_replica_and_every_write
     .unwrap();
     assert_eq!(cli_numbers(&env, &on_replica).await, ["F-R1", "F-R2"]);
 
-    let invoice: Value = http
-        .get(format!("{base}/api/invoices/F-R2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let invoice = get_json(&http, &format!("{base}/api/invoices/F-R2")).await;
     assert_eq!(invoice["status"], "paused", "{invoice}");
 
     replica_db.close().await;

@@ -18,7 +18,7 @@ use crate::{ceilings, pass};
 use anyhow::Context;
 use chrono::{DateTime, Duration as Days, Utc};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -138,9 +138,7 @@ struct Inbound {
 
 impl Inbound {
     async fn open(amqp_url: &str, namespace: &str) -> anyhow::Result<Self> {
-        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
-            .await
-            .context("connecting to RabbitMQ (AMQP_URL)")?;
+        let connection = relance_messaging::connect(amqp_url, "bench").await?;
         let channel = connection.create_channel().await.context("opening a channel")?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -48,28 +48,44 @@ pub fn broker_nodes(amqp_url: &str) -> Vec<&str> {
 /// that any node serves them.
 pub async fn connect(amqp_url: &str, service: &str) -> anyhow::Result<Connection> {
     let nodes = broker_nodes(amqp_url);
+    if nodes.is_empty() {
+        anyhow::bail!("connecting to RabbitMQ: AMQP_URL names no node");
+    }
     let mut failures = Vec::new();
-    for (n, url) in nodes.iter().enumerate() {
+    for url in nodes {
         let properties =
             ConnectionProperties::default().with_connection_name(format!("relance-{service}").into());
         match tokio::time::timeout(NODE_CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
             Ok(Ok(connection)) => return Ok(connection),
-            Ok(Err(e)) => failures.push(format!("node {} of AMQP_URL: {e}", n + 1)),
+            Ok(Err(e)) => failures.push(format!("{}: {e}", node_address(url))),
             Err(_) => failures.push(format!(
-                "node {} of AMQP_URL: no answer within {NODE_CONNECT_TIMEOUT:?}",
-                n + 1
+                "{}: no answer within {NODE_CONNECT_TIMEOUT:?}",
+                node_address(url)
             )),
         }
     }
-    if nodes.is_empty() {
-        anyhow::bail!("connecting to RabbitMQ: AMQP_URL names no node");
-    }
     Err(anyhow::anyhow!(failures.join("; "))).context("connecting to RabbitMQ (AMQP_URL)")
+}
+
+/// A node's URL as an error may show it: its host and port, without user nor password.
+fn node_address(url: &str) -> &str {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or(authority);
+    authority.rsplit_once('@').map_or(authority, |(_, host)| host)
 }
 
 #[cfg(test)]
 mod tests {
     use super::broker_nodes;
+
+    #[test]
+    fn a_node_is_named_in_errors_without_its_credentials() {
+        assert_eq!(
+            super::node_address("amqp://relance:pw@rabbit-2:5672/%2f"),
+            "rabbit-2:5672"
+        );
+        assert_eq!(super::node_address("amqp://rabbit-3"), "rabbit-3");
+    }
 
     #[test]
     fn amqp_url_names_one_node_or_a_clusters_in_order() {
