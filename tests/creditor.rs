@@ -1,6 +1,7 @@
 //! The creditor's identity at start: a service will not send reminders that ask customers to
 //! pay the example account, nor into an IBAN whose checksum is wrong. Both are refused before
-//! any connection is made, with the variables to set.
+//! any connection is made, with the variables to set; as is an `AMQP_URL` naming a node that
+//! is not an AMQP URL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use relance_tests::relance_binary;
@@ -100,4 +101,19 @@ async fn an_iban_with_a_wrong_checksum_is_refused_at_start() {
         stderr.contains("RELANCE_CREDITOR_IBAN=\"FR76 3000 6000 0112 3456 7890 198\" is not a valid IBAN"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_cluster_node_that_is_not_an_amqp_url_is_refused_at_start() {
+    let (failed, stderr) = run_scheduler(&[
+        ("RELANCE_EXAMPLE_CREDITOR", "allow"),
+        (
+            "AMQP_URL",
+            "amqp://relance:pw-7@rabbit-1:5672/%2f,amqp://relance:pw-7@rabbit-2:5672/%2f,amqps//rabbit-3",
+        ),
+    ])
+    .await;
+    assert!(failed, "{stderr}");
+    assert!(stderr.contains("AMQP_URL: node 3 of 3"), "{stderr}");
+    assert!(!stderr.contains("pw-7"), "{stderr}");
 }

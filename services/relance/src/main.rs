@@ -170,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { services } => {
             settings.check_creditor_for_service()?;
+            relance_messaging::check_broker_nodes(&settings.amqp_url)?;
             let names: Vec<&str> = if services.iter().any(|s| s == "all") {
                 let mut all = relance::SERVICES.to_vec();
                 if settings.console_addr_set {

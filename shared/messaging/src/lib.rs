@@ -67,6 +67,26 @@ pub async fn connect(amqp_url: &str, service: &str) -> anyhow::Result<Connection
     Err(anyhow::anyhow!(failures.join("; "))).context("connecting to RabbitMQ (AMQP_URL)")
 }
 
+/// Checks, at a service's start, that every node `AMQP_URL` names is an AMQP URL: a mistake
+/// in a cluster's third node would otherwise show only on the day the first two are lost.
+pub fn check_broker_nodes(amqp_url: &str) -> anyhow::Result<()> {
+    let nodes = broker_nodes(amqp_url);
+    if nodes.is_empty() {
+        anyhow::bail!("AMQP_URL names no RabbitMQ node");
+    }
+    for (n, url) in nodes.iter().enumerate() {
+        url.parse::<lapin::uri::AMQPUri>().map_err(|e| {
+            anyhow::anyhow!(
+                "AMQP_URL: node {} of {} ({}) is not an AMQP URL: {e}",
+                n + 1,
+                nodes.len(),
+                node_address(url)
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// A node's URL as an error may show it: its host and port, without user nor password.
 fn node_address(url: &str) -> &str {
     let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -77,6 +97,18 @@ fn node_address(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::broker_nodes;
+
+    #[test]
+    fn a_node_list_with_a_bad_node_is_refused_naming_it() {
+        assert!(super::check_broker_nodes("amqp://a:5672/%2f,amqp://b:5672/%2f").is_ok());
+        let refused =
+            super::check_broker_nodes("amqp://u:pw@a:5672/%2f,amqp://u:pw@b:5672/%2f,http://u:pw@c:80")
+                .map_err(|e| e.to_string());
+        let Err(reason) = refused else { panic!("accepted") };
+        assert!(reason.contains("node 3 of 3 (c:80)"), "{reason}");
+        assert!(!reason.contains("pw"), "{reason}");
+        assert!(super::check_broker_nodes(" , ").is_err());
+    }
 
     #[test]
     fn a_node_is_named_in_errors_without_its_credentials() {
