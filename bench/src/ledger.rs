@@ -228,7 +228,9 @@ fn write_invoice(
     now: DateTime<Utc>,
     loaded: &mut Loaded,
 ) -> anyhow::Result<()> {
-    let id = uuid::Uuid::new_v4();
+    // Time-ordered ids, as relance's intake gives invoices and steps (UUIDv7): random ones
+    // would spread a large ledger's index entries over every page.
+    let id = uuid::Uuid::now_v7();
     let (number, customer) = (format!("B-{rank:09}"), format!("C-{rank:09}"));
     let known = ts(now - Duration::days(60));
     let language = if rank % 3 == 0 { "en" } else { "fr" };
@@ -267,7 +269,7 @@ fn write_invoice(
         Situation::HandOffPending => Some(plan.len().saturating_sub(1)),
     };
     for (position, step) in plan.iter().enumerate() {
-        let step_id = uuid::Uuid::new_v4();
+        let step_id = uuid::Uuid::now_v7();
         let done = done_up_to.is_some_and(|d| position <= d);
         let mut due_at = step.due_at;
         let (status, emitted) = if done {
