@@ -1115,7 +1115,6 @@ pub fn squeeze(text: &str) -> String {
     text.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// Serves a console on a free port until `shutdown`; its base URL.
 /// Waits until the replica at `replica_url` has the database at `primary_url` with all its
 /// migrations.
 async fn wait_for_replica(primary_url: &str, replica_url: &str) -> anyhow::Result<()> {
@@ -1147,6 +1146,7 @@ pub async fn scrape_metrics(http: &reqwest::Client, addr: &str) -> String {
         .expect("reading /metrics")
 }
 
+/// Serves a console on a free port until `shutdown`; its base URL.
 async fn serve_console(config: Config, shutdown: &CancellationToken) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (addr, server) = relance_console::serve(listener, config, shutdown.clone()).await?;

@@ -99,11 +99,17 @@ impl PrivateRabbitMq {
         Ok(nodes)
     }
 
-    /// The client properties of every AMQP connection this node has open now, as
-    /// `rabbitmqctl list_connections client_properties` prints them (one per line; each
-    /// names its `connection_name`, e.g. `relance-renderer`).
+    /// The client properties of every AMQP connection made to this node (one per line; each
+    /// names its `connection_name`, e.g. `relance-renderer`). `list_connections` lists the
+    /// whole cluster's, whichever node is asked: those made to this node's port are kept.
     pub fn connections(&self) -> anyhow::Result<String> {
-        self.ctl_output(&["list_connections", "--silent", "client_properties"])
+        let all = self.ctl_output(&["list_connections", "--silent", "port", "client_properties"])?;
+        let port = self.port.to_string();
+        Ok(all
+            .lines()
+            .filter(|line| line.split_whitespace().next() == Some(port.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 
     fn start_node(prometheus: bool) -> anyhow::Result<Self> {

@@ -42,7 +42,7 @@ pub const READ_ROLE: &str = "relance_console";
 const DEAD_LETTER_POOL: u32 = 2;
 
 /// Connections of the pool on the primary beside a read database: actions' checks and waits.
-const DECISIONS_POOL: u32 = 2;
+const PRIMARY_POOL: u32 = 2;
 
 /// What every handler shares.
 pub(crate) struct Console {
@@ -153,7 +153,7 @@ pub async fn serve(
     // records are written, on the primary.
     let db = connect_read_only(config.settings.reads_database_url(), config.settings.db_pool_size).await?;
     let primary = match config.settings.read_database_url {
-        Some(_) => connect_read_only(&config.settings.database_url, DECISIONS_POOL).await?,
+        Some(_) => connect_read_only(&config.settings.database_url, PRIMARY_POOL).await?,
         None => db.clone(),
     };
     let dead_letter_db = relance_storage::connect(&config.settings.database_url, DEAD_LETTER_POOL)

@@ -89,9 +89,10 @@ pub fn check_broker_nodes(amqp_url: &str) -> anyhow::Result<()> {
 
 /// A node's URL as an error may show it: its host and port, without user nor password.
 fn node_address(url: &str) -> &str {
-    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = authority.split('/').next().unwrap_or(authority);
-    authority.rsplit_once('@').map_or(authority, |(_, host)| host)
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // Credentials first (a password may hold a '/'), then the path.
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 #[cfg(test)]
@@ -117,6 +118,10 @@ mod tests {
             "rabbit-2:5672"
         );
         assert_eq!(super::node_address("amqp://rabbit-3"), "rabbit-3");
+        assert_eq!(
+            super::node_address("amqp://relance:ab/cd@rabbit-4:5672/%2f"),
+            "rabbit-4:5672"
+        );
     }
 
     #[test]

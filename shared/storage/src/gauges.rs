@@ -123,7 +123,8 @@ pub async fn still_leads(conn: &mut PgConnection) -> bool {
 /// The primary's current write position, to tell whether the read database has replayed
 /// everything up to it ([`replay_lag_seconds`]).
 pub async fn primary_wal_position(conn: &mut PgConnection) -> anyhow::Result<String> {
-    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+    // Flushed: what a replica can have received (the insert position may be ahead of it).
+    sqlx::query_scalar("SELECT pg_current_wal_flush_lsn()::text")
         .fetch_one(conn)
         .await
         .context("reading the primary's write position")

@@ -110,7 +110,7 @@ pub async fn verify_chain_in_snapshot(conn: &mut PgConnection, name: &str) -> an
 pub async fn snapshot(conn: &mut PgConnection) -> anyhow::Result<sqlx::Transaction<'_, sqlx::Postgres>> {
     let mut tx = sqlx::Connection::begin(conn)
         .await
-        .context("starting the journal's verification")?;
+        .context("starting a read-only snapshot of the journal")?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await
