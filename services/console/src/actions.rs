@@ -19,14 +19,12 @@ use relance_sequence::actions::{self, Instruction, InvoiceAction};
 use relance_storage::console::timeline::{self, TimelineEntry};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// How long an action waits for the payments listener before answering "published, not
 /// applied yet", like `relance invoice ... --wait`.
 const APPLY_WAIT: Duration = Duration::from_secs(5);
-/// How often it looks at the listener's inbox meanwhile.
-const APPLY_POLL: Duration = Duration::from_millis(50);
 
 /// What became of a published action.
 struct Done {
@@ -84,17 +82,13 @@ async fn perform(console: &Shared, number: &str, action: InvoiceAction) -> Resul
         event_id = %instruction.event_id,
         "console action published"
     );
-    let inbox = format!("payments.{}", instruction.routing_key);
-    let deadline = Instant::now() + APPLY_WAIT;
-    let applied = loop {
-        if timeline::applied(&console.primary, &inbox, &instruction.event_id).await? {
-            break true;
-        }
-        if Instant::now() >= deadline {
-            break false;
-        }
-        tokio::time::sleep(APPLY_POLL).await;
-    };
+    let applied = crate::wait_applied(
+        console,
+        instruction.routing_key,
+        &instruction.event_id,
+        APPLY_WAIT,
+    )
+    .await?;
     let entries = match applied {
         true => timeline::invoice_timeline_since(&console.primary, &invoice.number, since).await?,
         false => Vec::new(),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use relance_sequence::actions::{approval_instruction, ApprovalVerdict};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The template of this page, registered with the others (`crate::views`).
@@ -119,19 +119,13 @@ pub(crate) async fn decide_form(
         event_id = %instruction.event_id,
         "console approval decision published"
     );
-    let inbox = format!("payments.{}", instruction.routing_key);
-    let deadline = Instant::now() + APPLY_WAIT;
-    let applied = loop {
-        if relance_storage::console::timeline::applied(&console.primary, &inbox, &instruction.event_id)
-            .await?
-        {
-            break true;
-        }
-        if Instant::now() >= deadline {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let applied = crate::wait_applied(
+        &console,
+        instruction.routing_key,
+        &instruction.event_id,
+        APPLY_WAIT,
+    )
+    .await?;
     let target = format!(
         "/approvals?done={}&outcome={}&invoice={}",
         url_encode(instruction.routing_key),

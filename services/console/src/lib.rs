@@ -73,6 +73,31 @@ pub(crate) type Shared = Arc<Console>;
 
 pub use totals::SNAPSHOT_TURN_LOCK;
 
+/// How often an action's wait looks for its effect.
+const APPLY_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waits up to `wait` for the payments listener to apply the `routing_key` message `event_id`
+/// published by an action (its inbox has it), reading the primary (`Console::primary`): a
+/// replica's lag must not turn an applied action into one reported as only published.
+pub(crate) async fn wait_applied(
+    console: &Console,
+    routing_key: &str,
+    event_id: &str,
+    wait: std::time::Duration,
+) -> anyhow::Result<bool> {
+    let inbox = format!("payments.{routing_key}");
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if relance_storage::console::timeline::applied(&console.primary, &inbox, event_id).await? {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(APPLY_POLL).await;
+    }
+}
+
 /// An error as a page or API answer: a status and a message for the user.
 #[derive(Debug)]
 pub(crate) struct Failure(pub StatusCode, pub String);

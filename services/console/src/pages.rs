@@ -594,7 +594,7 @@ async fn show_when_applied(
     invoice_number: &str,
     event_id: &str,
 ) -> Result<Response, Failure> {
-    let applied = wait_applied(console, routing_key, event_id).await?;
+    let applied = crate::wait_applied(console, routing_key, event_id, APPLY_WAIT).await?;
     let target = format!(
         "/invoices/{}?{}={event_id}",
         url_encode(invoice_number),
@@ -681,27 +681,6 @@ pub(crate) async fn publish(console: &Shared, routing_key: &str, body: &Value) -
     .await;
     let _ = connection.close(200, "published".into()).await;
     outcome.with_context(|| format!("publishing {routing_key}"))
-}
-
-/// Whether the payments listener applied the `routing_key` message `event_id` (its inbox
-/// has it), polled until [`APPLY_WAIT`].
-async fn wait_applied(console: &Shared, routing_key: &str, event_id: &str) -> anyhow::Result<bool> {
-    let inbox = format!("payments.{routing_key}");
-    let start = std::time::Instant::now();
-    loop {
-        let done: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM processed_messages WHERE consumer = $1 AND message_id = $2)",
-        )
-        .bind(&inbox)
-        .bind(event_id)
-        .fetch_one(&console.primary)
-        .await
-        .context("looking up the message in the inbox")?;
-        if done || start.elapsed() > APPLY_WAIT {
-            return Ok(done);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Percent-encodes a path segment or query value.
