@@ -229,14 +229,9 @@ async fn ledger_by_status(
     now: DateTime<Utc>,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let mut tx = conn
-        .begin()
+    let mut tx = crate::read_snapshot(conn)
         .await
-        .context("starting to read the ledger for the gauges")?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await
-        .context("making the gauges' reads one snapshot")?;
+        .context("reading the ledger for the gauges")?;
     // The per-invoice aggregate of the steps hashes a row per open invoice.
     sqlx::query("SET LOCAL work_mem = '64MB'")
         .execute(&mut *tx)

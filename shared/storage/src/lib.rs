@@ -55,6 +55,20 @@ pub fn connect_options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
     Ok(options.options([("jit", "off")]))
 }
 
+/// A read-only transaction whose statements all see one snapshot (repeatable read): for
+/// reads that must agree with each other while the services write on (the gauges' figures,
+/// a journal chain and its head). `conn` must not be in a transaction already.
+pub async fn read_snapshot(conn: &mut PgConnection) -> anyhow::Result<sqlx::Transaction<'_, sqlx::Postgres>> {
+    let mut tx = sqlx::Connection::begin(conn)
+        .await
+        .context("starting a read-only snapshot")?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .context("making the reads one snapshot")?;
+    Ok(tx)
+}
+
 /// A pool for a tool or a test. Fails with the database named (never with its password).
 pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     connect_with_timeout(database_url, max_connections, Duration::from_secs(10)).await

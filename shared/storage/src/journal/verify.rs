@@ -104,18 +104,13 @@ pub async fn verify_chain_in_snapshot(conn: &mut PgConnection, name: &str) -> an
     Ok(report)
 }
 
-/// A read-only transaction whose statements all see one snapshot: a chain's entries and its
-/// head are read by separate statements, and an entry committed between them (the services
-/// run on) would otherwise look like a chain cut short after its last entry read.
+/// A snapshot for a verification ([`crate::read_snapshot`]): a chain's entries and its head
+/// are read by separate statements, and an entry committed between them (the services run
+/// on) would otherwise look like a chain cut short after its last entry read.
 pub async fn snapshot(conn: &mut PgConnection) -> anyhow::Result<sqlx::Transaction<'_, sqlx::Postgres>> {
-    let mut tx = sqlx::Connection::begin(conn)
+    crate::read_snapshot(conn)
         .await
-        .context("starting a read-only snapshot of the journal")?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await
-        .context("making the verification's reads one snapshot")?;
-    Ok(tx)
+        .context("reading the journal in one snapshot")
 }
 
 async fn verify_into(conn: &mut PgConnection, name: &str, report: &mut Verification) -> anyhow::Result<()> {
