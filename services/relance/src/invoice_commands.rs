@@ -402,7 +402,10 @@ pub async fn list_invoices(
         (true, Some(start)) => {
             // The services' shared time, on the primary (a replica's may lag, and reading it
             // creates the row when there is none).
-            let clock_db = relance_storage::connect(&settings.database_url, 1).await?;
+            let clock_db = match settings.read_database_url {
+                Some(_) => relance_storage::connect(&settings.database_url, 1).await?,
+                None => db.clone(),
+            };
             let clock =
                 relance_storage::clock::follow_shared_time(clock_db, start, Duration::from_secs(3600))
                     .await?;
