@@ -191,6 +191,37 @@ pub struct RelayTiming {
     pub coalesce: Duration,
 }
 
+/// How long the relay pauses after a failed batch, or the error that ends its session.
+/// Every connection of the pool busy is not an outage (the database answers): the relay tries
+/// again after its usual interval, and says so. The database restarting is waited out, longer
+/// after each failure (5 s at most). A broker failure ends the session and the supervisor
+/// reconnects.
+fn after_failure(
+    error: anyhow::Error,
+    outage_waits: &mut u32,
+    timing: RelayTiming,
+) -> anyhow::Result<Duration> {
+    if relance_storage::is_pool_busy(&error) {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "no database connection free; the outbox relays again soon"
+        );
+        return Ok(timing.interval);
+    }
+    if relance_storage::is_unavailable(&error) {
+        *outage_waits = outage_waits.saturating_add(1);
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "database unavailable; the outbox waits"
+        );
+        return Ok(timing
+            .interval
+            .saturating_mul(2u32.saturating_pow((*outage_waits).min(10)))
+            .min(Duration::from_secs(5)));
+    }
+    Err(error)
+}
+
 /// Waits for a commit's notification, `timing.interval` at most, then lets the commits of the
 /// next `timing.coalesce` arrive and takes their notifications with it (one batch for them
 /// all). A leader whose connection failed no longer leads (its lock went with its session).
@@ -292,17 +323,11 @@ pub async fn run_outbox_relay_watched(
                 }
                 continue;
             }
-            // The database restarting is waited out here; a broker failure ends the session
-            // and the supervisor reconnects.
-            Err(e) if relance_storage::is_unavailable(&e) => {
-                outage_waits = outage_waits.saturating_add(1);
-                tracing::warn!(error = format!("{e:#}"), "database unavailable; the outbox waits");
-                timing
-                    .interval
-                    .saturating_mul(2u32.saturating_pow(outage_waits.min(10)))
-                    .min(Duration::from_secs(5))
-            }
-            Err(e) => return Err(e),
+            Err(e) => match after_failure(relance_storage::mark_pool_busy(e, &db), &mut outage_waits, timing)
+            {
+                Ok(pause) => pause,
+                Err(e) => return Err(e),
+            },
         };
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -311,5 +336,51 @@ pub async fn run_outbox_relay_watched(
             }
             _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const TIMING: RelayTiming = RelayTiming {
+        interval: Duration::from_millis(200),
+        coalesce: Duration::from_millis(2),
+    };
+
+    #[test]
+    fn a_busy_pool_is_tried_again_after_the_interval_and_not_waited_out_as_an_outage() {
+        let busy = anyhow::Error::new(sqlx::Error::PoolTimedOut)
+            .context("claiming outbox rows")
+            .context(relance_storage::PoolBusy { size: 8 });
+        let mut outage_waits = 3;
+        assert_eq!(
+            after_failure(busy, &mut outage_waits, TIMING).unwrap(),
+            TIMING.interval
+        );
+        assert_eq!(outage_waits, 3, "a busy pool is not counted as an outage");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_waited_out_longer_each_time_up_to_five_seconds() {
+        let mut outage_waits = 0;
+        let mut pauses = Vec::new();
+        for _ in 0..6 {
+            let down = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("claiming outbox rows");
+            pauses.push(after_failure(down, &mut outage_waits, TIMING).unwrap());
+        }
+        assert_eq!(outage_waits, 6);
+        assert_eq!(
+            pauses,
+            [400, 800, 1600, 3200, 5000, 5000].map(Duration::from_millis)
+        );
+    }
+
+    #[test]
+    fn any_other_failure_ends_the_session() {
+        let mut outage_waits = 0;
+        let broker = anyhow::anyhow!("publisher confirm refused");
+        assert!(after_failure(broker, &mut outage_waits, TIMING).is_err());
     }
 }
