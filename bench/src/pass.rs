@@ -156,7 +156,152 @@ pub async fn run(
     std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
+    let svg_path = path.with_extension("svg");
+    let latest = latest_passes(&out)?;
+    std::fs::write(&svg_path, chart(&latest, &timing, invoices, shape_name, at))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    println!("wrote {}", svg_path.display());
     Ok(())
+}
+
+/// The latest pass result of each shape and ledger size under `out` (this run's included).
+#[derive(Debug, Clone, PartialEq)]
+struct LatestPass {
+    shape: String,
+    invoices: i64,
+    median_ms: f64,
+    at: String,
+}
+
+fn latest_passes(out: &std::path::Path) -> anyhow::Result<Vec<LatestPass>> {
+    let mut latest: Vec<LatestPass> = Vec::new();
+    let entries = std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", out.display()))?
+            .path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(rest) = name.strip_prefix("pass-").and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        let Some(shape) = rest.split('-').next() else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let (Some(invoices), Some(median_ms), Some(at)) = (
+            value["invoices"].as_i64(),
+            value["timing"]["median_ms"].as_f64(),
+            value["at"].as_str(),
+        ) else {
+            continue;
+        };
+        let found = LatestPass {
+            shape: shape.to_string(),
+            invoices,
+            median_ms,
+            at: at.to_string(),
+        };
+        match latest
+            .iter_mut()
+            .find(|l| l.shape == found.shape && l.invoices == found.invoices)
+        {
+            Some(kept) if kept.at < found.at => *kept = found,
+            Some(_) => {}
+            None => latest.push(found),
+        }
+    }
+    latest.sort_by(|a, b| (a.invoices, &a.shape).cmp(&(b.invoices, &b.shape)));
+    Ok(latest)
+}
+
+/// The pass's target: under 50 ms, whatever the ledger's size.
+const TARGET_MS: f64 = 50.0;
+
+/// Left: the latest pass of each ledger size and shape found beside this run (is it flat?);
+/// right: this run's pass job by job. Both against the 50 ms target (dashed).
+fn chart(
+    latest: &[LatestPass],
+    timing: &PassTiming,
+    invoices: i64,
+    shape: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> String {
+    use std::fmt::Write;
+    let (plot_h, top, bar_w) = (220.0, 60.0, 26.0);
+    let highest = latest
+        .iter()
+        .map(|l| l.median_ms)
+        .chain(timing.jobs.iter().map(|(_, ms)| *ms))
+        .fold(TARGET_MS * 1.2, f64::max);
+    let y = |ms: f64| top + plot_h - ms / highest * plot_h;
+    let sizes_w = 60.0 + latest.len() as f64 * (bar_w + 10.0);
+    let jobs_x = sizes_w + 60.0;
+    let width = jobs_x + timing.jobs.len() as f64 * (bar_w + 44.0) + 40.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{:.0}" font-family="sans-serif" font-size="11">"#,
+        top + plot_h + 90.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="8" y="18" font-size="13" font-weight="bold">relance-bench pass {}: the scheduler pass with nothing due, median ms (target {TARGET_MS:.0} ms, dashed)</text>"#,
+        at.format("%Y-%m-%d %H:%M UTC")
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="8" y="36">left: latest pass of each ledger size under bench/results (blue: all in the future, orange: mostly overdue); right: this run, {invoices} invoices {shape}, job by job</text>"#
+    );
+    let _ = writeln!(
+        s,
+        r##"<line x1="40" y1="{t:.1}" x2="{:.0}" y2="{t:.1}" stroke="#c33" stroke-dasharray="5 3"/><text x="4" y="{:.1}" fill="#c33">{TARGET_MS:.0} ms</text>"##,
+        width - 10.0,
+        y(TARGET_MS) + 4.0,
+        t = y(TARGET_MS)
+    );
+    let bar = |s: &mut String, x: f64, ms: f64, colour: &str, label: &str| {
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x:.1}" y="{:.1}" width="{bar_w}" height="{:.1}" fill="{colour}"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{ms:.1}</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            y(ms),
+            (top + plot_h - y(ms)).max(1.0),
+            x + bar_w / 2.0,
+            y(ms) - 3.0,
+            x + bar_w / 2.0,
+            top + plot_h + 14.0,
+        );
+    };
+    for (i, pass) in latest.iter().enumerate() {
+        let colour = if pass.shape == "future" { "#58c" } else { "#e93" };
+        let label = match pass.invoices {
+            n if n >= 1_000_000 => format!("{}M", n / 1_000_000),
+            n if n >= 1_000 => format!("{}k", n / 1_000),
+            n => n.to_string(),
+        };
+        bar(
+            &mut s,
+            50.0 + i as f64 * (bar_w + 10.0),
+            pass.median_ms,
+            colour,
+            &label,
+        );
+    }
+    for (i, (job, ms)) in timing.jobs.iter().enumerate() {
+        let x = jobs_x + i as f64 * (bar_w + 44.0);
+        bar(&mut s, x, *ms, "#4a9", "");
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" transform="rotate(30 {:.1} {:.1})">{job}</text>"#,
+            x,
+            top + plot_h + 28.0,
+            x,
+            top + plot_h + 28.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
 }
 
 /// How long the collections gauges take to compute on this ledger, as the leading scheduler
@@ -170,4 +315,77 @@ pub async fn time_gauges(url: &str) -> anyhow::Result<f64> {
     let started = Instant::now();
     relance_storage::gauges::figures(&mut lead, now).await?;
     Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn result(dir: &std::path::Path, name: &str, invoices: i64, median_ms: f64, at: &str) {
+        let value =
+            serde_json::json!({ "invoices": invoices, "at": at, "timing": { "median_ms": median_ms } });
+        std::fs::write(dir.join(name), value.to_string()).unwrap();
+    }
+
+    #[test]
+    fn the_chart_keeps_the_latest_pass_of_each_size_and_shape() {
+        let dir = std::env::temp_dir().join(format!("relance-bench-pass-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        result(
+            &dir,
+            "pass-overdue-1000000-20261205T2247.json",
+            1_000_000,
+            6.0,
+            "2026-12-05T22:47:00Z",
+        );
+        result(
+            &dir,
+            "pass-overdue-1000000-20261206T1353.json",
+            1_000_000,
+            12.0,
+            "2026-12-06T13:53:00Z",
+        );
+        result(
+            &dir,
+            "pass-future-1000000-20261205T2251.json",
+            1_000_000,
+            5.7,
+            "2026-12-05T22:51:00Z",
+        );
+        result(
+            &dir,
+            "pass-overdue-100000-20261205T2247.json",
+            100_000,
+            8.6,
+            "2026-12-05T22:47:00Z",
+        );
+        std::fs::write(dir.join("pipeline-8000-20261206T1622.json"), "{}").unwrap();
+        let latest = latest_passes(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let kept: Vec<(&str, i64, f64)> = latest
+            .iter()
+            .map(|l| (l.shape.as_str(), l.invoices, l.median_ms))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("overdue", 100_000, 8.6),
+                ("future", 1_000_000, 5.7),
+                ("overdue", 1_000_000, 12.0)
+            ]
+        );
+
+        let timing = PassTiming {
+            jobs: vec![("emit_due".into(), 3.0)],
+            median_ms: 12.0,
+            max_ms: 13.0,
+            passes: 5,
+        };
+        let svg = chart(&latest, &timing, 1_000_000, "mostly overdue", chrono::Utc::now());
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        for label in ["100k", "1M", "emit_due", "12.0", "50 ms"] {
+            assert!(svg.contains(label), "{label} missing from the chart");
+        }
+    }
 }

@@ -59,6 +59,8 @@ struct Measured {
 struct Report {
     bench: &'static str,
     at: String,
+    /// The command line that produced the report.
+    command: String,
     clients: usize,
     seconds: u64,
     batch: usize,
@@ -112,6 +114,7 @@ pub async fn run(db: PgPool, url: String, opts: Options, out: &Path) -> anyhow::
     let report = Report {
         bench: "writes",
         at: Utc::now().to_rfc3339(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
         clients: opts.clients,
         seconds: opts.seconds,
         batch: opts.batch,
