@@ -218,6 +218,35 @@ async fn the_relay_is_woken_by_a_commit_well_before_its_poll_interval() {
     env.stop().await;
 }
 
+/// A commit whose notification never reaches the relay (its listening connection lost at
+/// that moment) is found by the relay's poll, `RELANCE_OUTBOX_INTERVAL_MS` later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_notification_is_missed_is_published_at_the_next_poll() {
+    let env = TestEnv::try_start(1, &[("RELANCE_OUTBOX_INTERVAL_MS", "500")])
+        .await
+        .unwrap();
+    // No commit notifies the relay any more (this test's database only).
+    sqlx::query("ALTER TABLE outbox DISABLE TRIGGER outbox_notify")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    for n in 0..2 {
+        let number = format!("POLL-{n}");
+        env.publish(
+            names::INVOICE_ISSUED,
+            &invoice_issued(&number, "100.00", date(2026, 3, 1), date(2026, 7, 31)),
+        )
+        .await;
+        env.events_until(&format!("{number} registered"), |events| {
+            events
+                .iter()
+                .any(|e| e.event_type == names::INVOICE_REGISTERED && e.invoice_number == number)
+        })
+        .await;
+    }
+    env.stop().await;
+}
+
 /// One relay drains the outbox at a time: while the draining lock is held elsewhere, a relay
 /// publishes nothing (it leaves the work to the holder, which was woken by the same commit);
 /// once the holder is done, the waiting message goes out.
