@@ -514,5 +514,33 @@ async fn retention(db: PgPool, ledger: Ledger, batch: i64) -> anyhow::Result<()>
         p99.as_secs_f64() * 1000.0,
         max.as_secs_f64() * 1000.0
     );
+    let out = pipeline::default_out();
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let at = Utc::now();
+    let path = out.join(format!(
+        "retention-{}-{}.json",
+        ledger.invoices,
+        at.format("%Y%m%dT%H%M")
+    ));
+    let report = serde_json::json!({
+        "bench": "retention",
+        "at": at,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "invoices": ledger.invoices,
+        "batch": batch,
+        "past_window": due,
+        "removed": { "outbox": purged.outbox, "inbox": purged.inbox },
+        "purge_seconds": purge_time.as_secs_f64(),
+        "purge_rows_per_s": rate(removed, purge_time),
+        "ceiling_rows": raw,
+        "ceiling_seconds": ceiling_time.as_secs_f64(),
+        "ceiling_rows_per_s": rate(raw, ceiling_time),
+        "relay_claims_during_purge": claims.len(),
+        "relay_claim_p99_ms": p99.as_secs_f64() * 1000.0,
+        "relay_claim_max_ms": max.as_secs_f64() * 1000.0,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
     Ok(())
 }
