@@ -240,6 +240,9 @@ pub struct DeliveryRun {
     pub peak_memory_mib: Vec<(String, f64)>,
     pub smtp_sessions: u64,
     pub smtp_accepted: u64,
+    /// Messages tried again because every connection of their service's database pool was
+    /// in use (`relance_messages_retried_total{reason_class="pool_busy"}`, all processes).
+    pub pool_busy_retries: u64,
     pub payment_to_cancel_at_load: Option<Latency>,
     /// Where the database spent its time, per statement (when the server loads
     /// `pg_stat_statements`).
@@ -325,7 +328,7 @@ impl Environment {
         db: &BenchDb,
         namespace: &str,
         sink: &Sink,
-    ) -> anyhow::Result<(Vec<Service>, i64)> {
+    ) -> anyhow::Result<(Vec<Service>, Vec<u16>, i64)> {
         let mut services = Vec::new();
         let mut ports = Vec::new();
         for (label, names) in layout {
@@ -357,7 +360,7 @@ impl Environment {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Ok((services, probes))
+        Ok((services, ports, probes))
     }
 }
 
@@ -479,7 +482,7 @@ async fn delivery_run(
     );
     let started_at = Utc::now();
     let started = Instant::now();
-    let (services, probes) = env.start(layout, &db, &namespace, &sink).await?;
+    let (services, health_ports, probes) = env.start(layout, &db, &namespace, &sink).await?;
     let inbound = Inbound::open(&opts.amqp_url, &namespace).await?;
 
     // Payments at load: one after the other while the backlog drains.
@@ -569,6 +572,18 @@ async fn delivery_run(
         .unwrap_or_else(|| started.elapsed().as_secs_f64())
         .max(1e-3);
     let usage: Vec<Usage> = services.iter().map(|s| s.usage(ticks)).collect();
+    // Messages that found every connection of their service's pool in use (each process's
+    // own count, read from its /metrics before it stops).
+    let mut pool_busy = 0.0;
+    for port in &health_ports {
+        pool_busy += procs::metric_sum(
+            *port,
+            "relance_messages_retried_total",
+            "reason_class=\"pool_busy\"",
+        )
+        .await
+        .context("reading a service's /metrics")?;
+    }
     for service in services {
         service.stop(Duration::from_secs(15)).await?;
     }
@@ -625,6 +640,7 @@ async fn delivery_run(
             .collect(),
         smtp_sessions: sink.sessions(),
         smtp_accepted: sink.accepted(),
+        pool_busy_retries: pool_busy as u64,
         payment_to_cancel_at_load: Some(Latency::of(at_load)),
         ledger: loaded.clone(),
         profile,
@@ -671,7 +687,7 @@ async fn idle_run(
     (db, namespace, sink, loaded): (BenchDb, String, Sink, Loaded),
 ) -> anyhow::Result<Idle> {
     let layout: Layout = vec![("all-idle".to_string(), vec!["all"])];
-    let (services, _) = env.start(&layout, &db, &namespace, &sink).await?;
+    let (services, _, _) = env.start(&layout, &db, &namespace, &sink).await?;
     let inbound = Inbound::open(&opts.amqp_url, &namespace).await?;
     let polls = AtomicU64::new(0);
     let mut ms = Vec::new();

@@ -170,9 +170,50 @@ pub async fn ready(port: u16) -> (bool, bool) {
     }
 }
 
+/// The sum of the samples of metric `name` whose labels contain `label` (e.g.
+/// `reason_class="pool_busy"`), read from the process's `GET /metrics` on `port`; 0 when the
+/// metric has no such sample yet.
+pub async fn metric_sum(port: u16, name: &str, label: &str) -> anyhow::Result<f64> {
+    let exposition = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("GET /metrics on port {port}"))?
+        .text()
+        .await
+        .with_context(|| format!("reading /metrics on port {port}"))?;
+    Ok(sum_of(&exposition, name, label))
+}
+
+fn sum_of(exposition: &str, name: &str, label: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') && rest.contains(label))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_is_summed_over_the_samples_with_the_label() {
+        let exposition = "# TYPE relance_messages_retried_total counter\n\
+            relance_messages_retried_total{queue=\"renderer\",reason_class=\"pool_busy\"} 3\n\
+            relance_messages_retried_total{queue=\"sender\",reason_class=\"pool_busy\"} 2\n\
+            relance_messages_retried_total{queue=\"sender\",reason_class=\"transient\"} 7\n\
+            relance_messages_retried_total_extra{reason_class=\"pool_busy\"} 100\n";
+        let busy = sum_of(
+            exposition,
+            "relance_messages_retried_total",
+            "reason_class=\"pool_busy\"",
+        );
+        assert!((busy - 5.0).abs() < f64::EPSILON, "{busy}");
+        assert!(sum_of("", "relance_messages_retried_total", "x").abs() < f64::EPSILON);
+    }
 
     #[test]
     fn reads_cpu_and_peak_memory_of_a_process() {

@@ -50,6 +50,19 @@ fn row(figure: String, relance: String, ceiling: String, ratio: Option<f64>) -> 
 }
 
 impl Report {
+    /// The value the services ran with for setting `name`: the caller's, else relance's
+    /// default.
+    fn setting(&self, name: &str) -> String {
+        let given = self
+            .settings
+            .iter()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='));
+        given
+            .or_else(|| relance_config::variables::variable(name)?.default.value())
+            .unwrap_or("unset")
+            .to_string()
+    }
+
     pub fn rows(&self) -> Vec<Row> {
         let c = &self.ceilings;
         let per_reminder_ceiling = c.broker_msgs_per_s / self.hops_per_reminder;
@@ -145,6 +158,16 @@ impl Report {
                 .iter()
                 .map(|(p, mib)| format!("{p} {mib:.0}"))
                 .collect();
+            rows.push(row(
+                format!("messages that found the database pool busy, {}", r.layout),
+                format!("{} of {} reminders", r.pool_busy_retries, r.sent),
+                format!(
+                    "RELANCE_DB_POOL_SIZE {} per process, RELANCE_PREFETCH {}",
+                    self.setting("RELANCE_DB_POOL_SIZE"),
+                    self.setting("RELANCE_PREFETCH")
+                ),
+                None,
+            ));
             rows.push(row(
                 format!("peak memory MiB, {}", r.layout),
                 memory.join(", "),

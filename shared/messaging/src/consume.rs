@@ -406,6 +406,7 @@ async fn settle(
                 outage_waits: 0,
                 ..message.clone()
             });
+            metric::record_retried(queue, ReasonClass::PoolBusy);
             tracing::warn!(queue = %message.queue, message_id = ?message.message_id, tier = next.tier, error = relance_telemetry::redact(&format!("{error:#}")), "no database connection free; the message is tried again soon");
             let counts = (message.retries, message.outage_waits);
             schedule_retry(publisher, message, delivery, counts, None, &next).await?;

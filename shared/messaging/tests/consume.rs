@@ -379,3 +379,63 @@ async fn a_message_whose_handler_panics_is_dead_lettered_with_the_panic_and_the_
     assert_eq!(broker.calls("boom").len(), 1, "dead-lettered, not retried");
     broker.stop().await;
 }
+
+/// A handler that found every connection of its pool in use (the database answering) is
+/// tried again soon without spending a retry, and counted as `pool_busy`, not as an outage:
+/// four such attempts go through where a retry cap of two would have dead-lettered them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_found_the_pool_busy_is_tried_again_soon_without_spending_its_retries() {
+    relance_telemetry::metrics::install();
+    let policy = RetryPolicy {
+        base: Duration::from_secs(1),
+        max_delay: Duration::from_secs(300),
+        budget: Duration::from_secs(3600),
+        max_retries: Some(2),
+    };
+    let busy = Arc::new(Mutex::new(4));
+    let broker = Broker::start(policy, 4, move |_message: Incoming| {
+        let busy = busy.clone();
+        async move {
+            let mut left = busy.lock().unwrap();
+            if *left == 0 {
+                return Ok(());
+            }
+            *left -= 1;
+            let timed_out = anyhow::Error::new(sqlx::Error::PoolTimedOut)
+                .context("recording the payment")
+                .context(relance_storage::PoolBusy { size: 8 });
+            Err(HandlerError::Transient(timed_out))
+        }
+    })
+    .await;
+    broker.publish("pool-busy", &[]).await;
+    let calls = broker.wait_calls("pool-busy", 5, DEADLINE).await;
+    assert_eq!(
+        calls.iter().map(|c| c.retries).collect::<Vec<_>>(),
+        [0, 0, 0, 0, 0],
+        "no retry spent on a busy pool"
+    );
+    // Each time after the shortest wait (the 1 s base), not longer each time as in an
+    // outage (1 + 2 + 4 + 8 s).
+    let waited = calls[4].at - calls[0].at;
+    assert!(
+        waited < Duration::from_secs(12),
+        "four busy attempts took {waited:?}"
+    );
+    let start = Instant::now();
+    while broker.waiting_for_retry().await + broker.message_count(&broker.queue).await > 0 {
+        assert!(start.elapsed() < DEADLINE, "still queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(broker.message_count(&broker.names.dead_letter_queue()).await, 0);
+    let exposition = relance_telemetry::metrics::render();
+    let pool_busy: Vec<&str> = exposition
+        .lines()
+        .filter(|l| {
+            l.starts_with("relance_messages_retried_total") && l.contains("reason_class=\"pool_busy\"")
+        })
+        .collect();
+    assert_eq!(pool_busy.len(), 1, "{exposition}");
+    assert!(pool_busy[0].ends_with(" 4"), "{}", pool_busy[0]);
+    broker.stop().await;
+}

@@ -592,6 +592,9 @@ pub enum ReasonClass {
     Transient,
     /// The database was unreachable: the message waits the outage out.
     DatabaseUnavailable,
+    /// Every connection of the service's pool was in use (`RELANCE_DB_POOL_SIZE` smaller
+    /// than the work in flight): the message is tried again soon, its retries not spent.
+    PoolBusy,
     /// The message can never succeed (malformed, invalid).
     Permanent,
     /// Transient failures until the retry budget (or the retry cap) was spent.
@@ -605,6 +608,7 @@ impl ReasonClass {
         match self {
             Self::Transient => "transient",
             Self::DatabaseUnavailable => "database_unavailable",
+            Self::PoolBusy => "pool_busy",
             Self::Permanent => "permanent",
             Self::RetriesExhausted => "retries_exhausted",
             Self::Panic => "panic",
