@@ -232,6 +232,7 @@ async fn an_event_whose_notification_is_missed_is_published_at_the_next_poll() {
         .unwrap();
     for n in 0..2 {
         let number = format!("POLL-{n}");
+        let started = std::time::Instant::now();
         env.publish(
             names::INVOICE_ISSUED,
             &invoice_issued(&number, "100.00", date(2026, 3, 1), date(2026, 7, 31)),
@@ -243,6 +244,11 @@ async fn an_event_whose_notification_is_missed_is_published_at_the_next_poll() {
                 .any(|e| e.event_type == names::INVOICE_REGISTERED && e.invoice_number == number)
         })
         .await;
+        let latency = started.elapsed();
+        assert!(
+            latency < std::time::Duration::from_secs(5),
+            "{number} registered after {latency:?} (poll interval 500 ms)"
+        );
     }
     env.stop().await;
 }

@@ -52,7 +52,7 @@ pub struct Ceilings {
 /// own while a consumer acks each one; messages per second, first publish to last ack. The
 /// queue is deleted afterwards.
 pub async fn broker(amqp_url: &str, messages: u64) -> anyhow::Result<f64> {
-    let connection = relance_messaging::connect(amqp_url, "bench-ceiling").await?;
+    let connection = crate::procs::connect_broker(amqp_url, "bench-ceiling").await?;
     let queue = format!("relance-bench.ceiling.{}", uuid::Uuid::new_v4().simple());
     let publishing = connection.create_channel().await.context("opening a channel")?;
     publishing

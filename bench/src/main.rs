@@ -63,6 +63,9 @@ enum Bench {
         /// Rows deleted per statement (`RELANCE_RETENTION_BATCH`).
         #[arg(long, env = "RELANCE_RETENTION_BATCH", default_value_t = 10_000)]
         batch: i64,
+        /// Folder of the JSON result (default: bench/results).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// The whole pipeline, the scheduler pass, payment-to-cancel and intake, each beside the
     /// machine's ceilings measured in the same run (see bench/README.md).
@@ -252,13 +255,15 @@ async fn main() -> anyhow::Result<()> {
             outbox_per_invoice,
             inbox_per_invoice,
             batch,
+            out,
         } => {
             let ledger = Ledger {
                 invoices,
                 outbox_per_invoice,
                 inbox_per_invoice,
             };
-            with_bench_database(&cli.database_url, |db| retention(db, ledger, batch)).await
+            let out = out.unwrap_or_else(pipeline::default_out);
+            with_bench_database(&cli.database_url, |db| retention(db, ledger, batch, out)).await
         }
         Bench::Pipeline(args) => pipeline::run(args.options(cli.database_url)).await,
         Bench::Pass {
@@ -419,7 +424,7 @@ async fn relay_claim(db: &PgPool) -> anyhow::Result<std::time::Duration> {
     Ok(started.elapsed())
 }
 
-async fn retention(db: PgPool, ledger: Ledger, batch: i64) -> anyhow::Result<()> {
+async fn retention(db: PgPool, ledger: Ledger, batch: i64, out: std::path::PathBuf) -> anyhow::Result<()> {
     let cutoff = Utc::now() - Duration::days(60);
     println!(
         "relance-bench retention: a ledger of {} invoices: {} outbox rows, {} inbox records; batch {batch}",
@@ -514,7 +519,6 @@ async fn retention(db: PgPool, ledger: Ledger, batch: i64) -> anyhow::Result<()>
         p99.as_secs_f64() * 1000.0,
         max.as_secs_f64() * 1000.0
     );
-    let out = pipeline::default_out();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let at = Utc::now();
     let path = out.join(format!(
@@ -525,7 +529,7 @@ async fn retention(db: PgPool, ledger: Ledger, batch: i64) -> anyhow::Result<()>
     let report = serde_json::json!({
         "bench": "retention",
         "at": at,
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "command": crate::procs::command_line(),
         "invoices": ledger.invoices,
         "batch": batch,
         "past_window": due,

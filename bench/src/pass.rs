@@ -144,7 +144,7 @@ pub async fn run(
     ));
     let report = serde_json::json!({
         "at": at,
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "command": crate::procs::command_line(),
         "invoices": invoices,
         "shape": shape.describe(),
         "database_size": size,
@@ -158,7 +158,7 @@ pub async fn run(
     println!("wrote {}", path.display());
     let svg_path = path.with_extension("svg");
     let latest = latest_passes(&out)?;
-    std::fs::write(&svg_path, chart(&latest, &timing, invoices, shape_name, at))
+    std::fs::write(&svg_path, chart(&latest, &timing, &out, invoices, shape_name, at))
         .with_context(|| format!("writing {}", svg_path.display()))?;
     println!("wrote {}", svg_path.display());
     Ok(())
@@ -170,7 +170,7 @@ struct LatestPass {
     shape: String,
     invoices: i64,
     median_ms: f64,
-    at: String,
+    at: chrono::DateTime<chrono::Utc>,
 }
 
 fn latest_passes(out: &std::path::Path) -> anyhow::Result<Vec<LatestPass>> {
@@ -184,24 +184,26 @@ fn latest_passes(out: &std::path::Path) -> anyhow::Result<Vec<LatestPass>> {
         let Some(rest) = name.strip_prefix("pass-").and_then(|n| n.strip_suffix(".json")) else {
             continue;
         };
-        let Some(shape) = rest.split('-').next() else {
+        let shape = rest.split('-').next().unwrap_or_default();
+        // A file that is not a pass result (or not one this version reads) is left out of the
+        // chart: it must not fail the run, whose own result is written already.
+        let value = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+        let found = value.as_ref().and_then(|value| {
+            Some(LatestPass {
+                shape: shape.to_string(),
+                invoices: value["invoices"].as_i64()?,
+                median_ms: value["timing"]["median_ms"].as_f64()?,
+                at: value["at"].as_str()?.parse().ok()?,
+            })
+        });
+        let Some(found) = found else {
+            eprintln!(
+                "  {}: not a pass result the chart reads; left out",
+                path.display()
+            );
             continue;
-        };
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let (Some(invoices), Some(median_ms), Some(at)) = (
-            value["invoices"].as_i64(),
-            value["timing"]["median_ms"].as_f64(),
-            value["at"].as_str(),
-        ) else {
-            continue;
-        };
-        let found = LatestPass {
-            shape: shape.to_string(),
-            invoices,
-            median_ms,
-            at: at.to_string(),
         };
         match latest
             .iter_mut()
@@ -224,6 +226,7 @@ const TARGET_MS: f64 = 50.0;
 fn chart(
     latest: &[LatestPass],
     timing: &PassTiming,
+    out: &std::path::Path,
     invoices: i64,
     shape: &str,
     at: chrono::DateTime<chrono::Utc>,
@@ -252,7 +255,8 @@ fn chart(
     );
     let _ = writeln!(
         s,
-        r#"<text x="8" y="36">left: latest pass of each ledger size under bench/results (blue: all in the future, orange: mostly overdue); right: this run, {invoices} invoices {shape}, job by job</text>"#
+        r#"<text x="8" y="36">left: latest pass of each ledger size under {} (blue: all in the future, orange: mostly overdue); right: this run, {invoices} invoices {shape}, job by job</text>"#,
+        crate::report::escape(&out.display().to_string())
     );
     let _ = writeln!(
         s,
@@ -361,6 +365,7 @@ mod tests {
             "2026-12-05T22:47:00Z",
         );
         std::fs::write(dir.join("pipeline-8000-20261206T1622.json"), "{}").unwrap();
+        std::fs::write(dir.join("pass-overdue-5-20261207T0000.json"), "cut short").unwrap();
         let latest = latest_passes(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let kept: Vec<(&str, i64, f64)> = latest
@@ -382,7 +387,14 @@ mod tests {
             max_ms: 13.0,
             passes: 5,
         };
-        let svg = chart(&latest, &timing, 1_000_000, "mostly overdue", chrono::Utc::now());
+        let svg = chart(
+            &latest,
+            &timing,
+            &dir,
+            1_000_000,
+            "mostly overdue",
+            chrono::Utc::now(),
+        );
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         for label in ["100k", "1M", "emit_due", "12.0", "50 ms"] {
             assert!(svg.contains(label), "{label} missing from the chart");

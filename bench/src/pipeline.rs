@@ -138,7 +138,7 @@ struct Inbound {
 
 impl Inbound {
     async fn open(amqp_url: &str, namespace: &str) -> anyhow::Result<Self> {
-        let connection = relance_messaging::connect(amqp_url, "bench").await?;
+        let connection = crate::procs::connect_broker(amqp_url, "bench").await?;
         let channel = connection.create_channel().await.context("opening a channel")?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -379,7 +379,7 @@ fn open_policy() -> String {
 
 /// Deletes the namespace's exchanges and queues.
 async fn delete_namespace(amqp_url: &str, namespace: &str) -> anyhow::Result<()> {
-    let connection = relance_messaging::connect(amqp_url, "bench-cleanup").await?;
+    let connection = crate::procs::connect_broker(amqp_url, "bench-cleanup").await?;
     let channel = connection.create_channel().await.context("opening a channel")?;
     relance_messaging::delete_topology(&channel, &relance_contracts::names::Names::new(namespace)).await?;
     let _ = connection.close(200, "done".into()).await;
@@ -944,7 +944,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     let report = Report {
         at: Utc::now(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: crate::procs::command_line(),
         settings: passed_settings(),
         smoke: opts.smoke,
         autovacuum,

@@ -170,11 +170,44 @@ pub async fn ready(port: u16) -> (bool, bool) {
     }
 }
 
+/// The command line that runs this benchmark, as the results record it.
+pub fn command_line() -> String {
+    std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A connection to the broker, tried up to three times: a broker busy with the quorum queues
+/// the services declare at once as they start has been seen not to answer within
+/// `relance_messaging::connect`'s 10 s on this 2-core machine, and one such moment must not
+/// end a benchmark run of many minutes (the services themselves reconnect on their own).
+pub async fn connect_broker(amqp_url: &str, name: &str) -> anyhow::Result<lapin::Connection> {
+    let mut attempt = 1;
+    loop {
+        match relance_messaging::connect(amqp_url, name).await {
+            Ok(connection) => return Ok(connection),
+            Err(e) if attempt < 3 => {
+                eprintln!("  broker connection, attempt {attempt} of 3: {e:#}; trying again");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.context(format!("connecting to the broker ({attempt} attempts)"))),
+        }
+    }
+}
+
 /// The sum of the samples of metric `name` whose labels contain `label` (e.g.
 /// `reason_class="pool_busy"`), read from the process's `GET /metrics` on `port`; 0 when the
 /// metric has no such sample yet.
 pub async fn metric_sum(port: u16, name: &str, label: &str) -> anyhow::Result<f64> {
-    let exposition = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("an HTTP client")?;
+    let exposition = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .with_context(|| format!("GET /metrics on port {port}"))?

@@ -160,9 +160,9 @@ impl Report {
                 .collect();
             rows.push(row(
                 format!("messages that found the database pool busy, {}", r.layout),
-                format!("{} of {} reminders", r.pool_busy_retries, r.sent),
+                format!("{} retries ({} reminders sent)", r.pool_busy_retries, r.sent),
                 format!(
-                    "RELANCE_DB_POOL_SIZE {} per process, RELANCE_PREFETCH {}",
+                    "RELANCE_DB_POOL_SIZE {} per service, RELANCE_PREFETCH {}",
                     self.setting("RELANCE_DB_POOL_SIZE"),
                     self.setting("RELANCE_PREFETCH")
                 ),
@@ -311,7 +311,7 @@ pub fn print(report: &Report, rows: &[Row]) {
     }
 }
 
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

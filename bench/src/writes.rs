@@ -114,7 +114,7 @@ pub async fn run(db: PgPool, url: String, opts: Options, out: &Path) -> anyhow::
     let report = Report {
         bench: "writes",
         at: Utc::now().to_rfc3339(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: crate::procs::command_line(),
         clients: opts.clients,
         seconds: opts.seconds,
         batch: opts.batch,

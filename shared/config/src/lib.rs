@@ -219,8 +219,10 @@ pub struct Settings {
     pub commit_batch: usize,
     /// Group commits run at once per service (`RELANCE_COMMIT_LANES`).
     pub commit_lanes: usize,
-    /// How long a handler waits for a database connection before giving up (the message
-    /// then waits the outage out, without spending its retries).
+    /// How long a handler (or the outbox relay) waits for a database connection before giving
+    /// up. Every connection of the pool in use: the message is tried again soon (the relay
+    /// after its interval); the database unreachable: the message waits the outage out
+    /// (the relay backs off up to 5 s). Neither spends a message's retries.
     pub db_acquire_timeout: Duration,
     pub outbox_interval: Duration,
     /// How long the relay lets commits gather after a notification (`RELANCE_OUTBOX_COALESCE_MS`).

@@ -119,7 +119,7 @@ pub const VARIABLES: &[Variable] = &[
     setting("RELANCE_DB_POOL_SIZE", Value("8"), "database connections per service: the group commit's lanes (RELANCE_COMMIT_LANES), the handlers' reads, the outbox relay and the scheduler's jobs share them; handlers hold none across a delivery, so it need not match RELANCE_PREFETCH"),
     setting("RELANCE_COMMIT_BATCH", Value("32"), "the renderer's and sender's handlers commit their database work together (group commit): at most this many handlers' work in one transaction; 1: each its own"),
     setting("RELANCE_COMMIT_LANES", Value("2"), "group-commit transactions the renderer and sender each run at once (one database connection each while it runs)"),
-    setting("RELANCE_DB_ACQUIRE_TIMEOUT_MS", Value("10000"), "how long a handler waits for a database connection"),
+    setting("RELANCE_DB_ACQUIRE_TIMEOUT_MS", Value("10000"), "how long a handler (or the outbox relay) waits for a database connection; then a busy pool is tried again soon, an unreachable database waited out"),
     setting("RELANCE_HEALTH_ADDR", Unset, "where `relance run` serves /health/live, /health/ready and /metrics, e.g. 0.0.0.0:8080"),
     setting("RELANCE_CONSOLE_ADDR", Value("127.0.0.1:8080"), "where `relance run console` serves the collections console; `run all` includes the console only when this is set"),
     secret("RELANCE_CONSOLE_TOKEN", Unset, "bearer token (or basic-auth password) the console requires; required when it listens on a non-loopback address"),

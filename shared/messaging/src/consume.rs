@@ -39,7 +39,9 @@ pub enum HandlerError {
     Permanent(String),
     /// It may succeed later (database busy, invoice not yet known): retry with backoff.
     /// When the cause is the database being unreachable, the message waits the outage out
-    /// without spending its retries (see [`relance_storage::is_unavailable`]).
+    /// without spending its retries (see [`relance_storage::is_unavailable`]); when every
+    /// connection of the pool was in use, it is tried again after the shortest wait, its
+    /// retries not spent either ([`relance_storage::is_pool_busy`]).
     #[error("transient: {}", relance_telemetry::redact(&format!("{:#}", .0)))]
     Transient(#[from] anyhow::Error),
 }

@@ -31,12 +31,6 @@ use lapin::{Connection, ConnectionProperties};
 /// How long one node of `AMQP_URL` may take to accept a connection before the next is tried.
 const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How long the last node listed (the only one, for most) may take: with no other node to
-/// try, a broker slow to answer is waited for longer. A single broker on a busy machine has
-/// been seen to take more than 10 s while the services it serves declared their quorum
-/// queues at once.
-const LAST_NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// The nodes `AMQP_URL` names: one URL, or several separated by commas (the nodes of a
 /// cluster), in the order they are tried.
 pub fn broker_nodes(amqp_url: &str) -> Vec<&str> {
@@ -58,19 +52,16 @@ pub async fn connect(amqp_url: &str, service: &str) -> anyhow::Result<Connection
         anyhow::bail!("connecting to RabbitMQ: AMQP_URL names no node");
     }
     let mut failures = Vec::new();
-    let last = nodes.len() - 1;
-    for (n, url) in nodes.into_iter().enumerate() {
+    for url in nodes {
         let properties =
             ConnectionProperties::default().with_connection_name(format!("relance-{service}").into());
-        let timeout = if n == last {
-            LAST_NODE_CONNECT_TIMEOUT
-        } else {
-            NODE_CONNECT_TIMEOUT
-        };
-        match tokio::time::timeout(timeout, Connection::connect(url, properties)).await {
+        match tokio::time::timeout(NODE_CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
             Ok(Ok(connection)) => return Ok(connection),
             Ok(Err(e)) => failures.push(format!("{}: {e}", node_address(url))),
-            Err(_) => failures.push(format!("{}: no answer within {timeout:?}", node_address(url))),
+            Err(_) => failures.push(format!(
+                "{}: no answer within {NODE_CONNECT_TIMEOUT:?}",
+                node_address(url)
+            )),
         }
     }
     Err(anyhow::anyhow!(failures.join("; "))).context("connecting to RabbitMQ (AMQP_URL)")

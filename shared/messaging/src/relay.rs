@@ -198,9 +198,11 @@ pub struct RelayTiming {
 /// reconnects.
 fn after_failure(
     error: anyhow::Error,
+    db: &PgPool,
     outage_waits: &mut u32,
     timing: RelayTiming,
 ) -> anyhow::Result<Duration> {
+    let error = relance_storage::mark_pool_busy(error, db);
     if relance_storage::is_pool_busy(&error) {
         tracing::warn!(
             error = format!("{error:#}"),
@@ -323,11 +325,7 @@ pub async fn run_outbox_relay_watched(
                 }
                 continue;
             }
-            Err(e) => match after_failure(relance_storage::mark_pool_busy(e, &db), &mut outage_waits, timing)
-            {
-                Ok(pause) => pause,
-                Err(e) => return Err(e),
-            },
+            Err(e) => after_failure(e, &db, &mut outage_waits, timing)?,
         };
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -349,26 +347,46 @@ mod tests {
         coalesce: Duration::from_millis(2),
     };
 
-    #[test]
-    fn a_busy_pool_is_tried_again_after_the_interval_and_not_waited_out_as_an_outage() {
-        let busy = anyhow::Error::new(sqlx::Error::PoolTimedOut)
-            .context("claiming outbox rows")
-            .context(relance_storage::PoolBusy { size: 8 });
+    /// A pool that never connects (nothing listens on port 1): its timeouts are outages.
+    fn unreachable() -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_millis(200))
+            .connect_lazy("postgres://postgres@127.0.0.1:1/postgres")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_busy_pool_is_tried_again_after_the_interval_and_not_waited_out_as_an_outage() {
+        let server = std::env::var("RELANCE_TEST_DATABASE_SERVER")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let db = relance_storage::connect_with_timeout(
+            &format!("{server}/postgres"),
+            1,
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+        let held = db.acquire().await.unwrap();
+        let timed_out = anyhow::Error::new(db.acquire().await.unwrap_err()).context("claiming outbox rows");
         let mut outage_waits = 3;
         assert_eq!(
-            after_failure(busy, &mut outage_waits, TIMING).unwrap(),
+            after_failure(timed_out, &db, &mut outage_waits, TIMING).unwrap(),
             TIMING.interval
         );
         assert_eq!(outage_waits, 3, "a busy pool is not counted as an outage");
+        drop(held);
+        db.close().await;
     }
 
-    #[test]
-    fn an_unreachable_database_is_waited_out_longer_each_time_up_to_five_seconds() {
+    #[tokio::test]
+    async fn an_unreachable_database_is_waited_out_longer_each_time_up_to_five_seconds() {
+        let db = unreachable();
         let mut outage_waits = 0;
         let mut pauses = Vec::new();
         for _ in 0..6 {
-            let down = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("claiming outbox rows");
-            pauses.push(after_failure(down, &mut outage_waits, TIMING).unwrap());
+            let down = anyhow::Error::new(db.acquire().await.unwrap_err()).context("claiming outbox rows");
+            pauses.push(after_failure(down, &db, &mut outage_waits, TIMING).unwrap());
         }
         assert_eq!(outage_waits, 6);
         assert_eq!(
@@ -377,10 +395,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn any_other_failure_ends_the_session() {
+    #[tokio::test]
+    async fn any_other_failure_ends_the_session() {
         let mut outage_waits = 0;
         let broker = anyhow::anyhow!("publisher confirm refused");
-        assert!(after_failure(broker, &mut outage_waits, TIMING).is_err());
+        assert!(after_failure(broker, &unreachable(), &mut outage_waits, TIMING).is_err());
     }
 }
