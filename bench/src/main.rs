@@ -530,6 +530,7 @@ async fn retention(db: PgPool, ledger: Ledger, batch: i64, out: std::path::PathB
         "bench": "retention",
         "at": at,
         "command": crate::procs::command_line(),
+        "revision": crate::procs::revision(),
         "invoices": ledger.invoices,
         "batch": batch,
         "past_window": due,

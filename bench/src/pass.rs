@@ -145,6 +145,7 @@ pub async fn run(
     let report = serde_json::json!({
         "at": at,
         "command": crate::procs::command_line(),
+        "revision": crate::procs::revision(),
         "invoices": invoices,
         "shape": shape.describe(),
         "database_size": size,
@@ -241,7 +242,7 @@ fn chart(
     let y = |ms: f64| top + plot_h - ms / highest * plot_h;
     let sizes_w = 60.0 + latest.len() as f64 * (bar_w + 10.0);
     let jobs_x = sizes_w + 60.0;
-    let width = jobs_x + timing.jobs.len() as f64 * (bar_w + 44.0) + 40.0;
+    let width = (jobs_x + timing.jobs.len() as f64 * (bar_w + 44.0) + 40.0).max(1000.0);
     let mut s = String::new();
     let _ = writeln!(
         s,

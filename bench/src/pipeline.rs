@@ -945,6 +945,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let report = Report {
         at: Utc::now(),
         command: crate::procs::command_line(),
+        revision: crate::procs::revision(),
         settings: passed_settings(),
         smoke: opts.smoke,
         autovacuum,

@@ -178,6 +178,28 @@ pub fn command_line() -> String {
         .join(" ")
 }
 
+/// The checkout the benchmark ran in: its commit, with `+changes` when files it tracks were
+/// modified; `None` outside a git checkout. (What it says of the binaries measured holds when
+/// they were built from this checkout, as `cargo run --release` does.)
+pub fn revision() -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=7", "HEAD"])?;
+    let changed = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if changed {
+        format!("{commit}+changes")
+    } else {
+        commit
+    })
+}
+
 /// A connection to the broker, tried up to three times: a broker busy with the quorum queues
 /// the services declare at once as they start has been seen not to answer within
 /// `relance_messaging::connect`'s 10 s on this 2-core machine, and one such moment must not

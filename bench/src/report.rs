@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct Report {
     pub at: DateTime<Utc>,
     pub command: String,
+    /// The checkout it ran in ([`crate::procs::revision`]).
+    pub revision: Option<String>,
     /// The caller's `RELANCE_*` settings the services were given (the rest are defaults):
     /// how a run comparing a setting's before and after tells which is which.
     pub settings: Vec<String>,
@@ -290,8 +292,9 @@ impl Report {
 pub fn print(report: &Report, rows: &[Row]) {
     println!();
     println!(
-        "relance-bench pipeline, {} ({} cores, autovacuum {}{})",
+        "relance-bench pipeline, {}, checkout {} ({} cores, autovacuum {}{})",
         report.at.format("%Y-%m-%d %H:%M UTC"),
+        report.revision.as_deref().unwrap_or("unknown"),
         report.cores,
         report.autovacuum,
         if report.smoke {

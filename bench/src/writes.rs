@@ -61,6 +61,8 @@ struct Report {
     at: String,
     /// The command line that produced the report.
     command: String,
+    /// The checkout it ran in.
+    revision: Option<String>,
     clients: usize,
     seconds: u64,
     batch: usize,
@@ -115,6 +117,7 @@ pub async fn run(db: PgPool, url: String, opts: Options, out: &Path) -> anyhow::
         bench: "writes",
         at: Utc::now().to_rfc3339(),
         command: crate::procs::command_line(),
+        revision: crate::procs::revision(),
         clients: opts.clients,
         seconds: opts.seconds,
         batch: opts.batch,
