@@ -222,3 +222,25 @@ async fn a_claim_cut_short_by_its_limit_leaves_the_rest_to_the_next_claim() {
     db.close().await;
     relance_storage::drop_database(&url).await.unwrap();
 }
+
+/// The steps' table is vacuumed after a count of dead steps that grows slowly with it, not
+/// after a fifth of it as PostgreSQL's default would: each pass's claim walks the dead
+/// entries of the due steps' index until a vacuum removes them (docs/scaling.md, 10M invoices).
+#[tokio::test]
+async fn the_steps_table_is_vacuumed_after_a_count_of_dead_steps_not_a_share_of_the_ledger() {
+    let (url, db) = database_with_a_customer().await;
+    let options: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(reloptions) FROM pg_class WHERE oid = 'reminder_steps'::regclass ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    for wanted in [
+        "autovacuum_vacuum_scale_factor=0.002",
+        "autovacuum_vacuum_threshold=50000",
+    ] {
+        assert!(options.iter().any(|o| o == wanted), "{wanted} not in {options:?}");
+    }
+    db.close().await;
+    relance_storage::drop_database(&url).await.unwrap();
+}
