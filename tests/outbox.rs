@@ -189,17 +189,7 @@ async fn the_events_of_one_invoice_are_numbered_in_the_order_they_happened_which
 /// from the events (the relay must have published it).
 async fn registration_latency(env: &TestEnv, number: &str) -> std::time::Duration {
     let started = std::time::Instant::now();
-    env.publish(
-        names::INVOICE_ISSUED,
-        &invoice_issued(number, "100.00", date(2026, 3, 1), date(2026, 7, 31)),
-    )
-    .await;
-    env.events_until(&format!("{number} registered"), |events| {
-        events
-            .iter()
-            .any(|e| e.event_type == names::INVOICE_REGISTERED && e.invoice_number == number)
-    })
-    .await;
+    registered(env, number).await;
     started.elapsed()
 }
 
